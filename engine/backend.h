@@ -1,0 +1,130 @@
+/* backend.h — the narrow interface every compute back-end (CPU, Vulkan) implements.
+ *
+ * Model code is written once against this table of plain functions. Ops are eager from the caller's point of
+ * view but a back-end may queue them: the Vulkan back-end records dispatches into one command buffer and only
+ * submits at ob_sync()/ob_download(). The CPU back-end runs each op at once on its thread pool.
+ *
+ * Memory: an ob_buf is a device allocation (host memory for the CPU). Tensors are addressed as (buffer, byte
+ * offset). Activations are always fp32, row-major [rows, cols]. Weights (ob_mat) may be f32, f16, bf16 or q8_0
+ * and are [rows=out, cols=in] like a PyTorch Linear weight: y = x · Wᵀ.
+ *
+ * Q8_0 layout (ours, shared by CPU and Vulkan): for a matrix of R rows and C columns (C % 32 == 0) the buffer holds
+ * R*C int8 quants row-major, followed (at byte offset `scale_off`) by R*(C/32) fp16 scales, one per block of 32. */
+#ifndef OMNI_BACKEND_H
+#define OMNI_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { OB_F32 = 0, OB_F16 = 1, OB_BF16 = 2, OB_Q8_0 = 3, OB_I32 = 4 } ob_dtype;
+const char *ob_dtype_name(ob_dtype t);
+/* bytes for n elements (n % 32 == 0 for q8_0: quants + scales) */
+size_t ob_dtype_bytes(ob_dtype t, int64_t n);
+
+typedef struct ob_backend ob_backend;
+typedef struct ob_buf ob_buf;
+
+typedef struct {
+    ob_buf *buf;
+    size_t off; /* byte offset */
+} ob_ptr;
+
+static inline ob_ptr ob_at(ob_ptr p, size_t bytes) {
+    p.off += bytes;
+    return p;
+}
+
+/* A weight matrix [rows, cols] (a vector is rows = 1). */
+typedef struct {
+    ob_ptr data;
+    ob_dtype dtype;
+    int64_t rows, cols;
+    size_t scale_off; /* q8_0 only: byte offset of the fp16 scales from data.off */
+} ob_mat;
+
+/* Rotary embedding description. Positions are passed as fp32, 3 rows of n (t, h, w); for plain 1-D RoPE the three
+ * rows are equal. Rotation is rotate-half (NeoX) over the first rot_dim dims of each head. */
+typedef struct {
+    float theta;
+    int32_t head_dim;
+    int32_t rot_dim;       /* usually head_dim */
+    int32_t section[3];    /* mrope sections (t, h, w) in frequency pairs; all 0 = plain 1-D (row 0 only) */
+    int32_t interleaved;   /* 1 = Qwen3 interleaved recomposition (slot i%3: 0->t, 1->h, 2->w while i < 3*sec) */
+} ob_rope;
+
+/* Attention over the KV cache. Cache layout per layer: [n_kv_heads][n_ctx][head_dim] fp32 (or f16 if the back-end
+ * chooses; the layout is private to the back-end, allocated with kv_alloc). */
+typedef struct {
+    int32_t n_heads, n_kv_heads, head_dim;
+    float scale;
+    int32_t causal;
+    int32_t window; /* > 0: sliding window (query i sees keys i-window+1..i); 0 = none */
+} ob_attn;
+
+typedef struct {
+    const char *name;
+    void (*destroy)(ob_backend *b);
+    const char *(*device_name)(ob_backend *b);
+
+    /* memory */
+    ob_buf *(*alloc)(ob_backend *b, size_t bytes);
+    void (*buf_free)(ob_backend *b, ob_buf *buf);
+    /* Wraps read-only host memory that stays valid for the buffer's lifetime (mmapped weights). A device back-end
+     * copies it (the host memory may be unmapped after the call returns for those); NULL if unsupported. */
+    ob_buf *(*wrap_host)(ob_backend *b, const void *data, size_t bytes, int *copied);
+    int (*upload)(ob_backend *b, ob_buf *dst, size_t off, const void *src, size_t n);
+    int (*download)(ob_backend *b, ob_buf *src, size_t off, void *dst, size_t n); /* waits for queued work */
+    int (*sync)(ob_backend *b);
+    /* Host pointer of a buffer, where the back-end has one (CPU); NULL otherwise. */
+    void *(*host_ptr)(ob_backend *b, ob_buf *buf);
+
+    /* ops — shapes in elements; all activations fp32 */
+    /* out[i,:] = table[ids[i],:] (ids int32 on the device) */
+    void (*get_rows)(ob_backend *b, const ob_mat *table, ob_ptr ids, int n, ob_ptr out);
+    /* y[n, W.rows] = x[n, W.cols] · Wᵀ  (+ y if accumulate) */
+    void (*matmul)(ob_backend *b, const ob_mat *w, ob_ptr x, ob_ptr y, int n, int accumulate);
+    /* y = x / sqrt(mean(x²) + eps) * w, per row of `dim`; rows may be heads (q/k norm). In-place allowed. */
+    void (*rms_norm)(ob_backend *b, ob_ptr x, const ob_mat *w, ob_ptr y, int rows, int dim, float eps);
+    /* rotate heads in place: x[n][n_heads][head_dim], pos3 = fp32 [3][n] */
+    void (*rope)(ob_backend *b, ob_ptr x, ob_ptr pos3, int n, int n_heads, const ob_rope *r);
+    /* write k, v ([n][n_kv_heads*head_dim]) at cache positions pos0..pos0+n-1 */
+    void (*kv_store)(ob_backend *b, ob_ptr kcache, ob_ptr vcache, int n_ctx, ob_ptr k, ob_ptr v, int pos0, int n,
+                     const ob_attn *a);
+    /* out[n][n_heads*head_dim] = softmax(q·Kᵀ·scale + mask)·V over cache rows 0..pos0+n-1 (query i at pos0+i) */
+    void (*attention)(ob_backend *b, ob_ptr q, ob_ptr kcache, ob_ptr vcache, int n_ctx, ob_ptr out, int pos0, int n,
+                      const ob_attn *a);
+    /* MoE router: probs = softmax(logits[n][n_exp]) in fp32, top-k (ties -> lower index), optional renormalise.
+     * Writes ids int32 [n][k] and weights fp32 [n][k]. */
+    void (*moe_route)(ob_backend *b, ob_ptr logits, int n, int n_exp, int k, int norm_topk, ob_ptr ids,
+                      ob_ptr weights);
+    /* y[n][dim] += Σ_k w[i][k] · down_e(silu(gate_e(x_i)) ⊙ up_e(x_i)) with e = ids[i][k].
+     * gate/up/down are arrays of n_exp matrices; only selected experts are touched. */
+    void (*moe_experts)(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr weights, const ob_mat *gate,
+                        const ob_mat *up, const ob_mat *down, int n_exp, ob_ptr y);
+    /* out[i] = silu(g[i]) * u[i] for n*dim elements (may alias g) */
+    void (*swiglu)(ob_backend *b, ob_ptr g, ob_ptr u, ob_ptr out, int64_t count);
+    /* y[i] += x[i] */
+    void (*add)(ob_backend *b, ob_ptr x, ob_ptr y, int64_t count);
+    /* y[i] = x[i] (byte copy between buffers) */
+    void (*copy)(ob_backend *b, ob_ptr src, ob_ptr dst, size_t bytes);
+} ob_ops;
+
+struct ob_backend {
+    const ob_ops *ops;
+    int failed;     /* sticky: an op hit a device error; checked at sync/download */
+    char err[256];
+};
+
+/* constructors */
+ob_backend *ob_cpu_new(int n_threads);
+/* Vulkan: device index (-1 = first suitable); NULL if no device (err gets why). */
+ob_backend *ob_vulkan_new(int device, char *err, size_t err_cap);
+
+/* helpers */
+ob_mat ob_mat_make(ob_ptr data, ob_dtype t, int64_t rows, int64_t cols);
+/* Quantizes fp32 rows into our q8_0 layout in host memory (dst holds rows*cols bytes + rows*cols/32 fp16). */
+void ob_quantize_q8_0(const float *src, int64_t rows, int64_t cols, void *dst);
+/* Expands one row of a host weight of any dtype to fp32 */
+void ob_row_to_f32(const void *base, ob_dtype t, int64_t rows, int64_t cols, int64_t row, float *out);
+
+#endif

@@ -1,0 +1,179 @@
+/* omni.h — the public API of libomni, the inference engine.
+ *
+ * A model (read-only weights, shared) is separate from a session (KV cache, positions, conversation state).
+ * Everything returns int: 0 on success, a negative OMNI_E_* code on failure; the human-readable reason (naming the
+ * file, tensor or field) is kept per model/session and read with omni_model_error()/omni_session_error().
+ * The library never prints; callers choose where messages go (omni_log_set_sink). */
+#ifndef OMNI_H
+#define OMNI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- errors ---------------------------------------------------------------------------------------------------- */
+enum {
+    OMNI_OK = 0,
+    OMNI_E_IO = -1,          /* file missing, unreadable, truncated */
+    OMNI_E_FORMAT = -2,      /* malformed file content (safetensors header, JSON, tokenizer) */
+    OMNI_E_CONFIG = -3,      /* missing or invalid config field */
+    OMNI_E_UNSUPPORTED = -4, /* valid but not supported (architecture, dtype, feature) */
+    OMNI_E_TENSOR = -5,      /* missing tensor or wrong shape/dtype */
+    OMNI_E_NOMEM = -6,       /* allocation failed */
+    OMNI_E_CONTEXT = -7,     /* context window full */
+    OMNI_E_ARG = -8,         /* bad argument from the caller */
+    OMNI_E_CANCELLED = -9,   /* abort callback asked to stop */
+    OMNI_E_BACKEND = -10,    /* device/back-end failure */
+};
+const char *omni_strerror(int code);
+
+/* ---- logging --------------------------------------------------------------------------------------------------- */
+enum { OMNI_LOG_DEBUG = 0, OMNI_LOG_INFO = 1, OMNI_LOG_WARN = 2, OMNI_LOG_ERROR = 3 };
+typedef void (*omni_log_fn)(int level, const char *msg, void *user_data);
+/* Replace the log sink (NULL = discard, the default). The library never writes to stdout/stderr itself. */
+void omni_log_set_sink(omni_log_fn fn, void *user_data);
+void omni_log_set_level(int level);
+
+/* ---- model ----------------------------------------------------------------------------------------------------- */
+typedef struct omni_model omni_model;
+typedef struct omni_session omni_session;
+
+typedef enum {
+    OMNI_ARCH_QWEN3 = 1,     /* Qwen3ForCausalLM */
+    OMNI_ARCH_QWEN3_MOE = 2, /* Qwen3MoeForCausalLM */
+    OMNI_ARCH_QWEN3_OMNI = 3 /* Qwen3OmniMoeForConditionalGeneration (thinker text path in this stage) */
+} omni_arch;
+
+typedef enum { OMNI_BACKEND_AUTO = 0, OMNI_BACKEND_CPU = 1, OMNI_BACKEND_VULKAN = 2 } omni_backend_kind;
+typedef enum { OMNI_WEIGHTS_AS_STORED = 0, OMNI_WEIGHTS_Q8_0 = 1 } omni_weight_mode;
+
+/* progress: done/total in arbitrary units (bytes for loading); return nonzero to cancel. */
+typedef int (*omni_progress_fn)(const char *stage, int64_t done, int64_t total, void *user_data);
+
+typedef struct {
+    omni_backend_kind backend;
+    int32_t device;           /* Vulkan device index, -1 = first suitable */
+    int32_t n_threads;        /* CPU threads, 0 = all online cores */
+    omni_weight_mode weights; /* quantize at load time */
+    int32_t n_ctx;            /* default session context length, 0 = min(max_position_embeddings, 4096) */
+    int32_t synthetic;        /* 1 = no weight files: random weights built from config.json (benchmarks) */
+    uint64_t synthetic_seed;
+    omni_progress_fn progress;
+    void *progress_user_data;
+} omni_model_params;
+omni_model_params omni_model_default_params(void);
+
+/* Opens a Hugging Face checkpoint folder (config.json, safetensors, tokenizer files). With params.synthetic the
+ * folder (or the config path given) needs only config.json. On failure *out is NULL; if err_msg is non-NULL it gets
+ * a one-line reason (naming file/tensor/field) copied into it (err_cap bytes). */
+int omni_model_load(const char *path, const omni_model_params *params, omni_model **out, char *err_msg,
+                    size_t err_cap);
+void omni_model_free(omni_model *m);
+const char *omni_model_error(const omni_model *m);
+
+typedef struct {
+    omni_arch arch;
+    const char *arch_name;       /* the architectures[0] string */
+    int32_t vocab_size, hidden, n_layers, n_heads, n_kv_heads, head_dim;
+    int32_t n_experts, n_experts_used; /* 0 for dense */
+    int32_t max_ctx;
+    int32_t eos_ids[4], n_eos;   /* ids that end generation */
+    int32_t has_audio, has_vision, has_talker, has_code2wav; /* parts present in the checkpoint */
+    int64_t params_thinker, params_audio, params_vision, params_talker, params_code2wav; /* parameter counts */
+    int64_t active_params;       /* thinker parameters used per token */
+    const char *backend_name;
+    const char *device_name;
+} omni_model_info;
+void omni_model_get_info(const omni_model *m, omni_model_info *info);
+
+/* ---- tokenizer and chat template (owned by the model) ------------------------------------------------------------ */
+/* Encodes UTF-8 text like Hugging Face tokenizers' encode(text, add_special_tokens=False); added/special tokens that
+ * appear in the text are matched whole. Returns the number of ids (may exceed cap: then call again with more room),
+ * or a negative error. */
+int omni_tokenize(const omni_model *m, const char *text, size_t len, int32_t *ids, int cap);
+/* Streaming-safe decoding: appends the bytes of `id` to the decoder state and returns in out only complete UTF-8
+ * characters (never half a character); returns bytes written or a negative error. */
+typedef struct omni_detok omni_detok;
+omni_detok *omni_detok_new(const omni_model *m);
+int omni_detok_push(omni_detok *d, int32_t id, char *out, size_t cap);
+int omni_detok_flush(omni_detok *d, char *out, size_t cap); /* whatever is pending (invalid bytes as U+FFFD) */
+void omni_detok_free(omni_detok *d);
+int32_t omni_token_id(const omni_model *m, const char *token_text); /* exact vocab/added-token lookup, -1 if none */
+
+/* Chat messages for the ChatML template. A content item is text, or an audio/image/video placeholder. */
+typedef enum { OMNI_ITEM_TEXT = 0, OMNI_ITEM_AUDIO = 1, OMNI_ITEM_IMAGE = 2, OMNI_ITEM_VIDEO = 3 } omni_item_kind;
+typedef struct {
+    omni_item_kind kind;
+    const char *text; /* for OMNI_ITEM_TEXT */
+} omni_item;
+typedef struct {
+    const char *role; /* "system", "user", "assistant" */
+    const omni_item *items;
+    int32_t n_items;
+} omni_message;
+/* Renders messages as the checkpoint's chat template does (ChatML). Returns a malloc'd string or NULL. */
+char *omni_chat_render(const omni_model *m, const omni_message *msgs, int n_msgs, int add_generation_prompt);
+
+/* ---- sampling -------------------------------------------------------------------------------------------------- */
+typedef struct {
+    float temperature;        /* <= 0: greedy */
+    int32_t top_k;            /* 0 = off */
+    float top_p;              /* 1 = off */
+    float min_p;              /* 0 = off */
+    float repetition_penalty; /* 1 = off; HF semantics: divide positive, multiply negative logits of seen ids */
+    uint64_t seed;
+} omni_sampling_params;
+omni_sampling_params omni_sampling_default_params(void); /* greedy */
+
+/* ---- session --------------------------------------------------------------------------------------------------- */
+typedef int (*omni_abort_fn)(void *user_data); /* nonzero = stop; checked between layers */
+
+typedef struct {
+    int32_t n_ctx;           /* 0 = model default */
+    omni_abort_fn abort;
+    void *abort_user_data;
+    int32_t capture_layer;   /* >= 0: keep the hidden state entering layer `capture_layer` for every position
+                                (0 = embeddings, k = output of layer k-1, n_layers = final-normed); -1 off */
+} omni_session_params;
+omni_session_params omni_session_default_params(void);
+
+int omni_session_new(omni_model *m, const omni_session_params *p, omni_session **out);
+void omni_session_free(omni_session *s);
+const char *omni_session_error(const omni_session *s);
+int omni_session_reset(omni_session *s);
+int32_t omni_session_pos(const omni_session *s);   /* tokens in the KV cache */
+int32_t omni_session_n_ctx(const omni_session *s);
+
+/* Appends tokens (prefill, incremental). If logits is non-NULL it receives [n, vocab] logits for every appended
+ * position (all_logits=1) or [vocab] for the last one (all_logits=0). Returns OMNI_E_CONTEXT (and appends nothing)
+ * when pos + n would exceed n_ctx. */
+int omni_session_append(omni_session *s, const int32_t *ids, int n, float *logits, int all_logits);
+/* Appends embeddings ([n, hidden] fp32) at the next positions with explicit 3-row multimodal positions
+ * (pos3 = [3][n] as float; NULL = consecutive). ids (may be NULL) are recorded for repetition penalty/talker. */
+int omni_session_append_embeds(omni_session *s, const float *embeds, const int32_t *ids, const float *pos3, int n,
+                               float *logits, int all_logits);
+/* Hidden states captured at capture_layer: pointer to [pos, hidden] fp32 or NULL. */
+const float *omni_session_captured(const omni_session *s, int32_t *n_rows);
+
+typedef int (*omni_token_fn)(int32_t id, const char *piece, void *user_data); /* nonzero = stop */
+
+/* Greedy/sampled generation continuing from the session's last logits. Stops at EOS, max_tokens, the callback's
+ * request, cancellation, or a full context (then returns OMNI_E_CONTEXT after emitting what fit). out_ids may be NULL.
+ * *n_out gets the number of generated ids (the EOS id included when it ended the reply). */
+int omni_generate(omni_session *s, const omni_sampling_params *sp, int max_tokens, omni_token_fn cb,
+                  void *user_data, int32_t *out_ids, int *n_out);
+
+/* Sampler (also usable on its own). */
+typedef struct omni_sampler omni_sampler;
+omni_sampler *omni_sampler_new(const omni_sampling_params *p, int32_t vocab);
+void omni_sampler_free(omni_sampler *s);
+void omni_sampler_accept(omni_sampler *s, int32_t id); /* record a token for the repetition penalty */
+int32_t omni_sampler_sample(omni_sampler *s, float *logits); /* logits are modified */
+
+#ifdef __cplusplus
+}
+#endif
+#endif
