@@ -75,8 +75,18 @@ $(BUILD)/empty.o:
 	@mkdir -p $(BUILD)
 	echo 'int omni_empty_lib_;' | $(CC) -x c -c - -o $@
 
+# Test fixtures are committed as tests/fixtures/<name>.tar.xz (tiny checkpoints + reference outputs, mostly zeros,
+# so they compress well) and unpacked into $(BUILD)/fixtures/<name>/ before the tests run.
+FIXTURE_TARS := $(wildcard tests/fixtures/*.tar.xz)
+FIXTURE_STAMPS := $(patsubst tests/fixtures/%.tar.xz,$(BUILD)/fixtures/%/.unpacked,$(FIXTURE_TARS))
+$(BUILD)/fixtures/%/.unpacked: tests/fixtures/%.tar.xz
+	@rm -rf $(BUILD)/fixtures/$* && mkdir -p $(BUILD)/fixtures/$*
+	@tar -xJf $< -C $(BUILD)/fixtures/$*
+	@touch $@
+$(BUILD)/tests/%.o: CFLAGS += -DFIXTURES_DIR='"$(BUILD)/fixtures"'
+
 # Every test; the last line printed is `N passed, N failed`. The binary is built first so `omni` itself is tested.
-test: $(BUILD)/omni $(BUILD)/omni_tests $(TEST_EXTRA_DEPS)
+test: $(BUILD)/omni $(BUILD)/omni_tests $(FIXTURE_STAMPS) $(TEST_EXTRA_DEPS)
 	@OMNI_BIN=$(BUILD)/omni $(BUILD)/omni_tests $(T)
 
 test-asan:

@@ -48,8 +48,12 @@ extern int th_failures;
         return;                                                                                                 \
     } while (0)
 
-/* Paths of committed test data, relative to the repository root (tests run from there). */
-#define FIXTURES "tests/fixtures"
+/* Paths of test data, relative to the repository root (tests run from there). FIXTURES_DIR is where the Makefile
+ * unpacked tests/fixtures/<name>.tar.xz (one folder per tiny checkpoint). */
+#ifndef FIXTURES_DIR
+#define FIXTURES_DIR "build/fixtures"
+#endif
+#define FIXTURES FIXTURES_DIR
 #define TESTDATA "tests/data"
 
 #endif
