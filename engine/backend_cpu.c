@@ -1,0 +1,665 @@
+/* backend_cpu.c — the reference back-end: every op of backend.h in fp32 on the host, threaded over a pool and
+ * vectorised (AVX2/FMA/F16C, chosen at run time; a portable scalar path otherwise). Weights stay in the mmapped
+ * checkpoint (wrap_host never copies). Numerics mirror transformers' fp32 path: fp32 accumulation everywhere,
+ * softmax with max subtraction, RoPE angles computed in fp32 as pos * inv_freq. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "threadpool.h"
+#include "util.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define OB_X86 1
+#endif
+
+struct ob_buf {
+    void *p;
+    size_t size;
+    int owned;
+};
+
+typedef struct {
+    ob_backend base;
+    tp_pool *tp;
+    int simd;          /* 1 = AVX2+FMA+F16C available */
+    float **scratch;   /* per-thread scratch (attention scores) */
+    size_t *scratch_n;
+    int n_threads;
+    float *moe_buf;    /* MoE gather/intermediate scratch */
+    size_t moe_n;
+} cpu_backend;
+
+#define CB(b) ((cpu_backend *)(b))
+#define PTR(v) ((void *)((char *)(v).buf->p + (v).off))
+
+/* ---- memory ------------------------------------------------------------------------------------------------------ */
+
+static ob_buf *cpu_alloc(ob_backend *b, size_t bytes) {
+    (void)b;
+    ob_buf *buf = calloc(1, sizeof *buf);
+    if (!buf) return NULL;
+    /* 64-byte alignment for vector loads; at least one byte so zero-size buffers are valid */
+    size_t n = (bytes + 63) & ~(size_t)63;
+    if (posix_memalign(&buf->p, 64, n ? n : 64) != 0) {
+        free(buf);
+        return NULL;
+    }
+    memset(buf->p, 0, n ? n : 64);
+    buf->size = bytes;
+    buf->owned = 1;
+    return buf;
+}
+
+static void cpu_buf_free(ob_backend *b, ob_buf *buf) {
+    (void)b;
+    if (!buf) return;
+    if (buf->owned) free(buf->p);
+    free(buf);
+}
+
+static ob_buf *cpu_wrap_host(ob_backend *b, const void *data, size_t bytes, int *copied) {
+    (void)b;
+    ob_buf *buf = calloc(1, sizeof *buf);
+    if (!buf) return NULL;
+    buf->p = (void *)data;
+    buf->size = bytes;
+    if (copied) *copied = 0;
+    return buf;
+}
+
+static int cpu_upload(ob_backend *b, ob_buf *dst, size_t off, const void *src, size_t n) {
+    (void)b;
+    if (off + n > dst->size) return OMNI_E_ARG;
+    memcpy((char *)dst->p + off, src, n);
+    return 0;
+}
+
+static int cpu_download(ob_backend *b, ob_buf *src, size_t off, void *dst, size_t n) {
+    (void)b;
+    if (off + n > src->size) return OMNI_E_ARG;
+    memcpy(dst, (char *)src->p + off, n);
+    return 0;
+}
+
+static int cpu_sync(ob_backend *b) { return b->failed ? OMNI_E_BACKEND : 0; }
+static void *cpu_host_ptr(ob_backend *b, ob_buf *buf) {
+    (void)b;
+    return buf->p;
+}
+static const char *cpu_device_name(ob_backend *b) { return CB(b)->simd ? "CPU (AVX2)" : "CPU"; }
+
+/* ---- dot products: one weight row against nx (1..4) activation rows ---------------------------------------------- */
+
+typedef struct {
+    const void *base;  /* weight data */
+    const uint16_t *scales; /* q8_0 */
+    ob_dtype t;
+    int64_t cols;
+} wrow_src;
+
+static void dot_scalar(const wrow_src *w, int64_t row, const float *const *x, int nx, float *out) {
+    int64_t K = w->cols;
+    double acc[4] = { 0, 0, 0, 0 };
+    switch (w->t) {
+    case OB_F32: {
+        const float *r = (const float *)w->base + row * K;
+        for (int64_t i = 0; i < K; i++)
+            for (int j = 0; j < nx; j++) acc[j] += (double)r[i] * x[j][i];
+        break;
+    }
+    case OB_BF16: {
+        const uint16_t *r = (const uint16_t *)w->base + row * K;
+        for (int64_t i = 0; i < K; i++) {
+            float v = omni_bf16_to_f32(r[i]);
+            for (int j = 0; j < nx; j++) acc[j] += (double)v * x[j][i];
+        }
+        break;
+    }
+    case OB_F16: {
+        const uint16_t *r = (const uint16_t *)w->base + row * K;
+        for (int64_t i = 0; i < K; i++) {
+            float v = omni_f16_to_f32(r[i]);
+            for (int j = 0; j < nx; j++) acc[j] += (double)v * x[j][i];
+        }
+        break;
+    }
+    case OB_Q8_0: {
+        const int8_t *r = (const int8_t *)w->base + row * K;
+        const uint16_t *sc = w->scales + row * (K / 32);
+        for (int64_t b = 0; b < K / 32; b++) {
+            float d = omni_f16_to_f32(sc[b]);
+            for (int j = 0; j < nx; j++) {
+                float s = 0;
+                for (int i = 0; i < 32; i++) s += (float)r[b * 32 + i] * x[j][b * 32 + i];
+                acc[j] += (double)s * d;
+            }
+        }
+        break;
+    }
+    case OB_I32: break;
+    }
+    for (int j = 0; j < nx; j++) out[j] = (float)acc[j];
+}
+
+#ifdef OB_X86
+__attribute__((target("avx2,fma"))) static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static inline __m256 load8(const wrow_src *w, const void *r, int64_t i) {
+    switch (w->t) {
+    case OB_BF16: {
+        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)r + i)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    }
+    case OB_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)r + i)));
+    default: return _mm256_loadu_ps((const float *)r + i);
+    }
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void dot_avx2(const wrow_src *w, int64_t row, const float *const *x,
+                                                               int nx, float *out) {
+    int64_t K = w->cols;
+    if (w->t == OB_Q8_0) {
+        const int8_t *r = (const int8_t *)w->base + row * K;
+        const uint16_t *sc = w->scales + row * (K / 32);
+        __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+        for (int64_t b = 0; b < K / 32; b++) {
+            __m256 d = _mm256_set1_ps(omni_f16_to_f32(sc[b]));
+            __m256 wv[4];
+            for (int k = 0; k < 4; k++)
+                wv[k] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(r + b * 32 + k * 8))));
+            for (int j = 0; j < nx; j++) {
+                const float *xj = x[j] + b * 32;
+                __m256 s = _mm256_mul_ps(wv[0], _mm256_loadu_ps(xj));
+                s = _mm256_fmadd_ps(wv[1], _mm256_loadu_ps(xj + 8), s);
+                s = _mm256_fmadd_ps(wv[2], _mm256_loadu_ps(xj + 16), s);
+                s = _mm256_fmadd_ps(wv[3], _mm256_loadu_ps(xj + 24), s);
+                acc[j] = _mm256_fmadd_ps(s, d, acc[j]);
+            }
+        }
+        for (int j = 0; j < nx; j++) out[j] = hsum8(acc[j]);
+        return;
+    }
+    const void *r = w->t == OB_F32 ? (const void *)((const float *)w->base + row * K)
+                                   : (const void *)((const uint16_t *)w->base + row * K);
+    int64_t K8 = K & ~(int64_t)7;
+    if (nx == 4) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t i = 0; i < K8; i += 8) {
+            __m256 v = load8(w, r, i);
+            a0 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x[0] + i), a0);
+            a1 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x[1] + i), a1);
+            a2 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x[2] + i), a2);
+            a3 = _mm256_fmadd_ps(v, _mm256_loadu_ps(x[3] + i), a3);
+        }
+        out[0] = hsum8(a0), out[1] = hsum8(a1), out[2] = hsum8(a2), out[3] = hsum8(a3);
+    } else {
+        for (int j = 0; j < nx; j++) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+            int64_t i = 0;
+            for (; i + 16 <= K8; i += 16) {
+                a0 = _mm256_fmadd_ps(load8(w, r, i), _mm256_loadu_ps(x[j] + i), a0);
+                a1 = _mm256_fmadd_ps(load8(w, r, i + 8), _mm256_loadu_ps(x[j] + i + 8), a1);
+            }
+            for (; i < K8; i += 8) a0 = _mm256_fmadd_ps(load8(w, r, i), _mm256_loadu_ps(x[j] + i), a0);
+            out[j] = hsum8(_mm256_add_ps(a0, a1));
+        }
+    }
+    if (K8 < K) { /* tail */
+        float tmp[8];
+        for (int64_t i = K8; i < K; i++) {
+            float v;
+            if (w->t == OB_F32) v = ((const float *)r)[i];
+            else if (w->t == OB_BF16) v = omni_bf16_to_f32(((const uint16_t *)r)[i]);
+            else v = omni_f16_to_f32(((const uint16_t *)r)[i]);
+            tmp[i - K8] = v;
+        }
+        for (int j = 0; j < nx; j++)
+            for (int64_t i = K8; i < K; i++) out[j] += tmp[i - K8] * x[j][i];
+    }
+}
+
+__attribute__((target("avx2,fma"))) static float dotf_avx2(const float *a, const float *b, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float s = hsum8(_mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+__attribute__((target("avx2,fma"))) static void axpy_avx2(float *y, const float *x, float a, int64_t n) {
+    __m256 av = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+#endif
+
+static int g_simd;
+
+static inline void dot_rows(const wrow_src *w, int64_t row, const float *const *x, int nx, float *out) {
+#ifdef OB_X86
+    if (g_simd && (w->t != OB_Q8_0 || w->cols % 32 == 0)) {
+        dot_avx2(w, row, x, nx, out);
+        return;
+    }
+#endif
+    dot_scalar(w, row, x, nx, out);
+}
+
+static inline float dotf(const float *a, const float *b, int64_t n) {
+#ifdef OB_X86
+    if (g_simd) return dotf_avx2(a, b, n);
+#endif
+    float s = 0;
+    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static inline void axpy(float *y, const float *x, float a, int64_t n) {
+#ifdef OB_X86
+    if (g_simd) {
+        axpy_avx2(y, x, a, n);
+        return;
+    }
+#endif
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+/* ---- matmul ------------------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    wrow_src w;
+    int64_t rows;
+    const float *x;
+    float *y;
+    int n, acc;
+} mm_ctx;
+
+static wrow_src wsrc(const ob_mat *m) {
+    wrow_src s = { PTR(m->data), NULL, m->dtype, m->cols };
+    if (m->dtype == OB_Q8_0) s.scales = (const uint16_t *)((const char *)PTR(m->data) + m->scale_off);
+    return s;
+}
+
+static void mm_task(void *vctx, int64_t b, int64_t e, int thread) {
+    (void)thread;
+    mm_ctx *c = vctx;
+    int64_t K = c->w.cols, R = c->rows;
+    for (int64_t r = b; r < e; r++) {
+        for (int t = 0; t < c->n; t += 4) {
+            int nx = c->n - t < 4 ? c->n - t : 4;
+            const float *xs[4];
+            float out[4];
+            for (int j = 0; j < nx; j++) xs[j] = c->x + (int64_t)(t + j) * K;
+            dot_rows(&c->w, r, xs, nx, out);
+            for (int j = 0; j < nx; j++) {
+                float *dst = c->y + (int64_t)(t + j) * R + r;
+                *dst = c->acc ? *dst + out[j] : out[j];
+            }
+        }
+    }
+}
+
+static void matmul_host(cpu_backend *cb, const ob_mat *w, const float *x, float *y, int n, int acc) {
+    mm_ctx c = { wsrc(w), w->rows, x, y, n, acc };
+    int64_t grain = w->cols * (n < 4 ? n : 4) < 4096 ? 64 : 4;
+    tp_parallel_for(cb->tp, w->rows, grain, mm_task, &c);
+}
+
+static void cpu_matmul(ob_backend *b, const ob_mat *w, ob_ptr x, ob_ptr y, int n, int accumulate) {
+    matmul_host(CB(b), w, PTR(x), PTR(y), n, accumulate);
+}
+
+/* ---- small ops --------------------------------------------------------------------------------------------------- */
+
+static void cpu_get_rows(ob_backend *b, const ob_mat *table, ob_ptr ids, int n, ob_ptr out) {
+    (void)b;
+    const int32_t *id = PTR(ids);
+    float *o = PTR(out);
+    for (int i = 0; i < n; i++) {
+        int32_t r = id[i];
+        if (r < 0 || r >= table->rows) { /* the model layer validates ids; never read out of bounds */
+            memset(o + (int64_t)i * table->cols, 0, (size_t)table->cols * 4);
+            continue;
+        }
+        if (table->dtype == OB_Q8_0) {
+            ob_row_to_f32(PTR(table->data), OB_Q8_0, table->rows, table->cols, r, o + (int64_t)i * table->cols);
+        } else ob_row_to_f32(PTR(table->data), table->dtype, table->rows, table->cols, r, o + (int64_t)i * table->cols);
+    }
+}
+
+typedef struct {
+    const float *x;
+    float *y;
+    const float *w; /* expanded weight */
+    int dim;
+    float eps;
+} rms_ctx;
+
+static void rms_task(void *vctx, int64_t b, int64_t e, int thread) {
+    (void)thread;
+    rms_ctx *c = vctx;
+    for (int64_t r = b; r < e; r++) {
+        const float *x = c->x + r * c->dim;
+        float *y = c->y + r * c->dim;
+        /* Qwen3RMSNorm: variance = mean(x²) in fp32; x * rsqrt(var + eps) * w */
+        double ss = 0;
+        for (int i = 0; i < c->dim; i++) ss += (double)x[i] * x[i];
+        float inv = 1.0f / sqrtf((float)(ss / c->dim) + c->eps);
+        for (int i = 0; i < c->dim; i++) y[i] = (x[i] * inv) * c->w[i];
+    }
+}
+
+static void cpu_rms_norm(ob_backend *b, ob_ptr x, const ob_mat *w, ob_ptr y, int rows, int dim, float eps) {
+    float wbuf[4096];
+    float *wf = dim <= 4096 ? wbuf : malloc((size_t)dim * 4);
+    if (!wf) {
+        b->failed = 1;
+        return;
+    }
+    ob_row_to_f32(PTR(w->data), w->dtype, 1, dim, 0, wf);
+    rms_ctx c = { PTR(x), PTR(y), wf, dim, eps };
+    tp_parallel_for(CB(b)->tp, rows, 64, rms_task, &c);
+    if (wf != wbuf) free(wf);
+}
+
+/* Frequency slot -> position row for multimodal RoPE. Interleaved (Qwen3-Omni, `apply_interleaved_mrope`):
+ * slot i uses h if i%3==1 and i < 3*sec[1], w if i%3==2 and i < 3*sec[2], else t. Contiguous (Qwen2-VL style):
+ * the first sec[0] slots t, the next sec[1] h, the next sec[2] w. Plain RoPE: always row 0. */
+static int rope_row(const ob_rope *r, int i) {
+    if (!r->section[0] && !r->section[1] && !r->section[2]) return 0;
+    if (r->interleaved) {
+        if (i % 3 == 1 && i < 3 * r->section[1]) return 1;
+        if (i % 3 == 2 && i < 3 * r->section[2]) return 2;
+        return 0;
+    }
+    if (i < r->section[0]) return 0;
+    if (i < r->section[0] + r->section[1]) return 1;
+    if (i < r->section[0] + r->section[1] + r->section[2]) return 2;
+    return 0;
+}
+
+typedef struct {
+    float *x;
+    const float *pos;
+    int n, n_heads;
+    const ob_rope *r;
+    const float *inv_freq;
+} rope_ctx;
+
+static void rope_task(void *vctx, int64_t b, int64_t e, int thread) {
+    (void)thread;
+    rope_ctx *c = vctx;
+    int hd = c->r->head_dim, half = c->r->rot_dim / 2;
+    float cs[512], sn[512];
+    for (int64_t t = b; t < e; t++) {
+        for (int i = 0; i < half; i++) {
+            /* fp32 angle as in the reference (inv_freq @ position_ids in float32), then cos/sin in fp32 */
+            float ang = c->pos[(int64_t)rope_row(c->r, i) * c->n + t] * c->inv_freq[i];
+            cs[i] = cosf(ang);
+            sn[i] = sinf(ang);
+        }
+        for (int h = 0; h < c->n_heads; h++) {
+            float *v = c->x + (t * c->n_heads + h) * hd;
+            for (int i = 0; i < half; i++) { /* rotate_half: [a, b] -> [a cos - b sin, b cos + a sin] */
+                float a = v[i], bb = v[i + half];
+                v[i] = a * cs[i] - bb * sn[i];
+                v[i + half] = bb * cs[i] + a * sn[i];
+            }
+        }
+    }
+}
+
+static void cpu_rope(ob_backend *b, ob_ptr x, ob_ptr pos3, int n, int n_heads, const ob_rope *r) {
+    int half = r->rot_dim / 2;
+    if (half > 512 || r->rot_dim > r->head_dim) {
+        b->failed = 1;
+        snprintf(b->err, sizeof b->err, "rope: rot_dim %d unsupported", r->rot_dim);
+        return;
+    }
+    float inv[512];
+    /* inv_freq = 1 / theta^(2i/d) computed in fp32 like compute_default_rope_parameters */
+    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(r->theta, (float)(2 * i) / (float)r->rot_dim);
+    rope_ctx c = { PTR(x), PTR(pos3), n, n_heads, r, inv };
+    tp_parallel_for(CB(b)->tp, n, 1, rope_task, &c);
+}
+
+static void cpu_kv_store(ob_backend *b, ob_ptr kcache, ob_ptr vcache, int n_ctx, ob_ptr k, ob_ptr v, int pos0, int n,
+                         const ob_attn *a) {
+    (void)b;
+    float *kc = PTR(kcache), *vc = PTR(vcache);
+    const float *kk = PTR(k), *vv = PTR(v);
+    int D = a->head_dim, H = a->n_kv_heads;
+    for (int i = 0; i < n; i++)
+        for (int h = 0; h < H; h++) {
+            size_t dst = ((size_t)h * n_ctx + pos0 + i) * D, src = ((size_t)i * H + h) * D;
+            memcpy(kc + dst, kk + src, (size_t)D * 4);
+            memcpy(vc + dst, vv + src, (size_t)D * 4);
+        }
+}
+
+typedef struct {
+    cpu_backend *cb;
+    const float *q, *kc, *vc;
+    float *out;
+    int n_ctx, pos0, n;
+    const ob_attn *a;
+} attn_ctx;
+
+static void attn_task(void *vctx, int64_t b, int64_t e, int thread) {
+    attn_ctx *c = vctx;
+    const ob_attn *a = c->a;
+    int D = a->head_dim, Hq = a->n_heads, group = a->n_heads / a->n_kv_heads;
+    int total = c->pos0 + c->n;
+    float *s = c->cb->scratch[thread];
+    for (int64_t it = b; it < e; it++) {
+        int i = (int)(it / Hq), h = (int)(it % Hq), kvh = h / group;
+        int qpos = c->pos0 + i;
+        int kmax = a->causal ? qpos : total - 1;
+        int kmin = a->window > 0 ? qpos - a->window + 1 : 0;
+        if (kmin < 0) kmin = 0;
+        const float *q = c->q + ((int64_t)i * Hq + h) * D;
+        const float *K = c->kc + (size_t)kvh * c->n_ctx * D, *V = c->vc + (size_t)kvh * c->n_ctx * D;
+        float mx = -INFINITY;
+        for (int j = kmin; j <= kmax; j++) {
+            s[j] = dotf(q, K + (size_t)j * D, D) * a->scale;
+            if (s[j] > mx) mx = s[j];
+        }
+        double sum = 0;
+        for (int j = kmin; j <= kmax; j++) {
+            s[j] = expf(s[j] - mx);
+            sum += s[j];
+        }
+        float inv = (float)(1.0 / sum);
+        float *o = c->out + ((int64_t)i * Hq + h) * D;
+        memset(o, 0, (size_t)D * 4);
+        for (int j = kmin; j <= kmax; j++) axpy(o, V + (size_t)j * D, s[j] * inv, D);
+    }
+}
+
+static void cpu_attention(ob_backend *b, ob_ptr q, ob_ptr kcache, ob_ptr vcache, int n_ctx, ob_ptr out, int pos0, int n,
+                          const ob_attn *a) {
+    cpu_backend *cb = CB(b);
+    for (int t = 0; t < cb->n_threads; t++) {
+        if (cb->scratch_n[t] < (size_t)n_ctx) {
+            float *p = realloc(cb->scratch[t], (size_t)n_ctx * 4);
+            if (!p) {
+                b->failed = 1;
+                return;
+            }
+            cb->scratch[t] = p;
+            cb->scratch_n[t] = (size_t)n_ctx;
+        }
+    }
+    attn_ctx c = { cb, PTR(q), PTR(kcache), PTR(vcache), PTR(out), n_ctx, pos0, n, a };
+    tp_parallel_for(cb->tp, (int64_t)n * a->n_heads, 1, attn_task, &c);
+}
+
+/* Qwen3MoeSparseMoeBlock routing: softmax in fp32, top-k (torch.topk: larger first, ties -> lower index),
+ * renormalised when norm_topk_prob. */
+static void cpu_moe_route(ob_backend *b, ob_ptr logits, int n, int n_exp, int k, int norm_topk, ob_ptr ids,
+                          ob_ptr weights) {
+    (void)b;
+    const float *lg = PTR(logits);
+    int32_t *id = PTR(ids);
+    float *w = PTR(weights);
+    float *p = malloc((size_t)n_exp * sizeof *p);
+    if (!p) {
+        b->failed = 1;
+        return;
+    }
+    for (int t = 0; t < n; t++) {
+        const float *l = lg + (int64_t)t * n_exp;
+        float mx = -INFINITY;
+        for (int e = 0; e < n_exp; e++) mx = fmaxf(mx, l[e]);
+        double sum = 0;
+        for (int e = 0; e < n_exp; e++) sum += (p[e] = expf(l[e] - mx));
+        for (int e = 0; e < n_exp; e++) p[e] = (float)(p[e] / sum);
+        double tot = 0;
+        for (int j = 0; j < k; j++) {
+            int best = -1;
+            for (int e = 0; e < n_exp; e++)
+                if (p[e] >= 0 && (best < 0 || p[e] > p[best])) best = e;
+            id[t * k + j] = best;
+            w[t * k + j] = p[best];
+            tot += p[best];
+            p[best] = -1.0f; /* taken */
+        }
+        if (norm_topk)
+            for (int j = 0; j < k; j++) w[t * k + j] = (float)(w[t * k + j] / tot);
+    }
+    free(p);
+}
+
+static void cpu_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr weights, const ob_mat *gate,
+                            const ob_mat *up, const ob_mat *down, int n_exp, ob_ptr y) {
+    cpu_backend *cb = CB(b);
+    const float *X = PTR(x);
+    const int32_t *id = PTR(ids);
+    const float *w = PTR(weights);
+    float *Y = PTR(y);
+    int64_t dim = gate[0].cols, inter = gate[0].rows;
+    size_t need = (size_t)n * (size_t)(dim + 2 * inter + dim) + (size_t)n * 2;
+    if (cb->moe_n < need) {
+        float *p = realloc(cb->moe_buf, need * sizeof(float));
+        if (!p) {
+            b->failed = 1;
+            return;
+        }
+        cb->moe_buf = p;
+        cb->moe_n = need;
+    }
+    float *xg = cb->moe_buf, *g = xg + (size_t)n * dim, *u = g + (size_t)n * inter, *d = u + (size_t)n * inter;
+    int32_t *rows = (int32_t *)(d + (size_t)n * dim);
+    float *rw = (float *)(rows + n);
+    /* experts in ascending id order, like the reference loop (index_add_ per expert) */
+    for (int e = 0; e < n_exp; e++) {
+        int m = 0;
+        for (int t = 0; t < n; t++)
+            for (int j = 0; j < k; j++)
+                if (id[t * k + j] == e) {
+                    rows[m] = t;
+                    rw[m] = w[t * k + j];
+                    memcpy(xg + (size_t)m * dim, X + (size_t)t * dim, (size_t)dim * 4);
+                    m++;
+                }
+        if (!m) continue;
+        matmul_host(cb, &gate[e], xg, g, m, 0);
+        matmul_host(cb, &up[e], xg, u, m, 0);
+        for (int64_t i = 0; i < (int64_t)m * inter; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        matmul_host(cb, &down[e], g, d, m, 0);
+        for (int r = 0; r < m; r++) axpy(Y + (size_t)rows[r] * dim, d + (size_t)r * dim, rw[r], dim);
+    }
+}
+
+static void cpu_swiglu(ob_backend *b, ob_ptr g, ob_ptr u, ob_ptr out, int64_t count) {
+    (void)b;
+    const float *G = PTR(g), *U = PTR(u);
+    float *O = PTR(out);
+    for (int64_t i = 0; i < count; i++) O[i] = G[i] / (1.0f + expf(-G[i])) * U[i]; /* silu(g) * u */
+}
+
+static void cpu_add(ob_backend *b, ob_ptr x, ob_ptr y, int64_t count) {
+    (void)b;
+    const float *X = PTR(x);
+    float *Y = PTR(y);
+    for (int64_t i = 0; i < count; i++) Y[i] += X[i];
+}
+
+static void cpu_copy(ob_backend *b, ob_ptr src, ob_ptr dst, size_t bytes) {
+    (void)b;
+    memmove(PTR(dst), PTR(src), bytes);
+}
+
+static void cpu_destroy(ob_backend *b) {
+    cpu_backend *cb = CB(b);
+    tp_free(cb->tp);
+    for (int t = 0; t < cb->n_threads; t++) free(cb->scratch[t]);
+    free(cb->scratch);
+    free(cb->scratch_n);
+    free(cb->moe_buf);
+    free(cb);
+}
+
+static const ob_ops cpu_ops = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .device_name = cpu_device_name,
+    .alloc = cpu_alloc,
+    .buf_free = cpu_buf_free,
+    .wrap_host = cpu_wrap_host,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .sync = cpu_sync,
+    .host_ptr = cpu_host_ptr,
+    .get_rows = cpu_get_rows,
+    .matmul = cpu_matmul,
+    .rms_norm = cpu_rms_norm,
+    .rope = cpu_rope,
+    .kv_store = cpu_kv_store,
+    .attention = cpu_attention,
+    .moe_route = cpu_moe_route,
+    .moe_experts = cpu_moe_experts,
+    .swiglu = cpu_swiglu,
+    .add = cpu_add,
+    .copy = cpu_copy,
+};
+
+ob_backend *ob_cpu_new(int n_threads) {
+    cpu_backend *cb = calloc(1, sizeof *cb);
+    if (!cb) return NULL;
+    cb->base.ops = &cpu_ops;
+    cb->tp = tp_new(n_threads);
+    if (!cb->tp) {
+        free(cb);
+        return NULL;
+    }
+    cb->n_threads = tp_threads(cb->tp);
+    cb->scratch = calloc((size_t)cb->n_threads, sizeof *cb->scratch);
+    cb->scratch_n = calloc((size_t)cb->n_threads, sizeof *cb->scratch_n);
+    if (!cb->scratch || !cb->scratch_n) {
+        cpu_destroy(&cb->base);
+        return NULL;
+    }
+#ifdef OB_X86
+    __builtin_cpu_init();
+    cb->simd = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
+               !getenv("OMNI_CPU_NO_SIMD");
+#endif
+    g_simd = cb->simd;
+    return &cb->base;
+}

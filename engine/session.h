@@ -1,0 +1,27 @@
+/* session.h — internal state of a session: KV cache and scratch buffers on the back-end, positions, history. */
+#ifndef OMNI_SESSION_H
+#define OMNI_SESSION_H
+
+#include "model.h"
+
+struct omni_session {
+    omni_model *m;
+    omni_session_params p;
+    int32_t n_ctx;          /* KV cache capacity in tokens */
+    int32_t pos;            /* tokens in the cache */
+    float next_rope;        /* RoPE position of the next text token (max position so far + 1) */
+    int32_t ubatch;         /* most tokens per forward chunk */
+    int32_t logit_rows;     /* rows of the logits scratch */
+    ob_buf **kv;            /* per layer: K then V, each [n_kv_heads][n_ctx][head_dim] fp32 */
+    ob_buf *act;            /* activation scratch */
+    /* byte offsets into act */
+    size_t o_x, o_xn, o_q, o_k, o_v, o_att, o_g, o_u, o_rl, o_ids, o_wts, o_pos, o_tok, o_logits;
+    int32_t *hist;          /* every id appended (or -1 for embeddings), for the repetition penalty */
+    int32_t n_hist, cap_hist;
+    float *last_logits;     /* [vocab] of the last appended position */
+    int have_logits;
+    float *captured;        /* [n_ctx][hidden] hidden states at p.capture_layer, or NULL */
+    omni_err err;
+};
+
+#endif

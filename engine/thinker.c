@@ -1,0 +1,112 @@
+/* thinker.c — the decoder forward pass shared by Qwen3, Qwen3-MoE and the Qwen3-Omni thinker, written against
+ * backend.h. Reads top to bottom like Qwen3MoeDecoderLayer.forward / Qwen3OmniMoeThinkerTextDecoderLayer.forward:
+ *   h = x + o_proj(attn(rope(q_norm(q)), rope(k_norm(k)), v))    with x normed by input_layernorm
+ *   out = h + mlp(post_attention_layernorm(h))                     mlp = MoE (softmax top-k experts) or SwiGLU
+ * then the final norm and lm_head. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "session.h"
+
+#define AT(s, o) ((ob_ptr){ (s)->act, (o) })
+
+static int aborted(omni_session *s) { return s->p.abort && s->p.abort(s->p.abort_user_data); }
+
+static int capture(omni_session *s, ob_ptr src, int pos0, int n) {
+    if (!s->captured) return 0;
+    ob_backend *be = s->m->be;
+    size_t H = (size_t)s->m->hp.text.hidden;
+    return be->ops->download(be, src.buf, src.off, s->captured + (size_t)pos0 * H, (size_t)n * H * 4);
+}
+
+/* One chunk of n <= ubatch tokens at cache positions pos0..pos0+n-1. */
+static int forward_chunk(omni_session *s, const int32_t *ids, const float *embeds, const float *pos3, int n,
+                         float *logits, int logit_rows) {
+    omni_model *m = s->m;
+    ob_backend *be = m->be;
+    const ob_ops *op = be->ops;
+    const omni_text_hparams *h = &m->hp.text;
+    const int H = h->hidden, D = h->head_dim, Hq = h->n_heads, Hkv = h->n_kv_heads;
+    const int pos0 = s->pos;
+    int rc;
+    ob_ptr x = AT(s, s->o_x), xn = AT(s, s->o_xn), q = AT(s, s->o_q), k = AT(s, s->o_k), v = AT(s, s->o_v),
+           att = AT(s, s->o_att), g = AT(s, s->o_g), u = AT(s, s->o_u), rl = AT(s, s->o_rl), eid = AT(s, s->o_ids),
+           ew = AT(s, s->o_wts), pos = AT(s, s->o_pos), tok = AT(s, s->o_tok);
+
+    if ((rc = op->upload(be, s->act, s->o_pos, pos3, (size_t)3 * n * 4))) return rc;
+    if (ids && !embeds) {
+        if ((rc = op->upload(be, s->act, s->o_tok, ids, (size_t)n * 4))) return rc;
+        op->get_rows(be, &m->w.embed, tok, n, x);
+    } else if ((rc = op->upload(be, s->act, s->o_x, embeds, (size_t)n * H * 4))) return rc;
+    if (s->p.capture_layer == 0 && (rc = capture(s, x, pos0, n))) return rc;
+
+    ob_rope rope = { h->rope_theta, D, D, { h->mrope_section[0], h->mrope_section[1], h->mrope_section[2] },
+                     h->mrope_interleaved };
+    ob_attn at = { Hq, Hkv, D, 1.0f / sqrtf((float)D), 1, 0 };
+    for (int l = 0; l < h->n_layers; l++) {
+        if (aborted(s)) return omni_fail(&s->err, OMNI_E_CANCELLED, "cancelled");
+        const omni_layer *L = &m->w.layers[l];
+        ob_ptr kc = { s->kv[2 * l], 0 }, vc = { s->kv[2 * l + 1], 0 };
+        /* attention block */
+        op->rms_norm(be, x, &L->attn_norm, xn, n, H, h->rms_eps);
+        op->matmul(be, &L->wq, xn, q, n, 0);
+        op->matmul(be, &L->wk, xn, k, n, 0);
+        op->matmul(be, &L->wv, xn, v, n, 0);
+        op->rms_norm(be, q, &L->q_norm, q, n * Hq, D, h->rms_eps); /* per-head q/k norm before RoPE */
+        op->rms_norm(be, k, &L->k_norm, k, n * Hkv, D, h->rms_eps);
+        op->rope(be, q, pos, n, Hq, &rope);
+        op->rope(be, k, pos, n, Hkv, &rope);
+        op->kv_store(be, kc, vc, s->n_ctx, k, v, pos0, n, &at);
+        op->attention(be, q, kc, vc, s->n_ctx, att, pos0, n, &at);
+        op->matmul(be, &L->wo, att, x, n, 1); /* residual add fused */
+        /* feed-forward block */
+        op->rms_norm(be, x, &L->ffn_norm, xn, n, H, h->rms_eps);
+        if (L->is_moe) {
+            op->matmul(be, &L->router, xn, rl, n, 0);
+            op->moe_route(be, rl, n, h->n_experts, h->n_experts_used, h->norm_topk, eid, ew);
+            op->moe_experts(be, xn, n, h->n_experts_used, eid, ew, L->exp_gate, L->exp_up, L->exp_down, h->n_experts,
+                            x);
+        } else {
+            op->matmul(be, &L->w_gate, xn, g, n, 0);
+            op->matmul(be, &L->w_up, xn, u, n, 0);
+            op->swiglu(be, g, u, g, (int64_t)n * h->intermediate);
+            op->matmul(be, &L->w_down, g, x, n, 1);
+        }
+        if (s->p.capture_layer == l + 1 && l + 1 < h->n_layers && (rc = capture(s, x, pos0, n))) return rc;
+    }
+    op->rms_norm(be, x, &m->w.norm, xn, n, H, h->rms_eps);
+    if (s->p.capture_layer == h->n_layers && (rc = capture(s, xn, pos0, n))) return rc;
+    /* logits: all rows (in slices of the logits scratch) or just the last */
+    ob_ptr lg = AT(s, s->o_logits);
+    size_t V = (size_t)h->vocab_size;
+    int first = logit_rows == 1 ? 0 : n - 1;
+    for (int r = first; r < n && logit_rows >= 0; r += s->logit_rows) {
+        int nr = n - r < s->logit_rows ? n - r : s->logit_rows;
+        op->matmul(be, &m->w.lm_head, ob_at(xn, (size_t)r * H * 4), lg, nr, 0);
+        float *dst = logit_rows == 1 ? logits + (size_t)r * V : logits;
+        if ((rc = op->download(be, lg.buf, lg.off, dst, (size_t)nr * V * 4))) return rc;
+    }
+    if ((rc = op->sync(be))) return omni_fail(&s->err, rc, "back-end: %s", be->err);
+    return 0;
+}
+
+int omni_thinker_forward(omni_session *s, const int32_t *ids, const float *embeds, const float *pos3, int n,
+                         float *logits, int logit_rows) {
+    const size_t H = (size_t)s->m->hp.text.hidden, V = (size_t)s->m->hp.text.vocab_size;
+    float *p3 = malloc((size_t)3 * s->ubatch * sizeof *p3);
+    if (!p3) return omni_fail(&s->err, OMNI_E_NOMEM, "out of memory");
+    int rc = 0;
+    for (int c = 0; c < n; c += s->ubatch) {
+        int nc = n - c < s->ubatch ? n - c : s->ubatch;
+        for (int r = 0; r < 3; r++) memcpy(p3 + (size_t)r * nc, pos3 + (size_t)r * n + c, (size_t)nc * 4);
+        int last = c + nc == n;
+        int lr = logit_rows == 1 ? 1 : (logit_rows == 0 && last ? 0 : -1);
+        float *dst = logit_rows == 1 ? logits + (size_t)c * V : logits;
+        rc = forward_chunk(s, ids ? ids + c : NULL, embeds ? embeds + (size_t)c * H : NULL, p3, nc, dst, lr);
+        if (rc) break;
+        s->pos += nc;
+    }
+    free(p3);
+    return rc;
+}
