@@ -9,14 +9,9 @@ static void usage(FILE *f) {
     fprintf(f,
             "omni — a private, offline voice-and-vision assistant (Qwen3-Omni)\n\n"
             "usage: omni <command> [options]\n\n"
-            "commands:\n"
-            "  info       describe a checkpoint: architecture, parts, parameters, memory\n"
-            "  generate   answer one prompt, streaming the reply\n"
-            "  chat       line-mode text chat\n"
-            "  tokenize   text -> token ids (or --decode ids -> text)\n"
-            "  eval       run a checkpoint on reference inputs and write its outputs (validation)\n"
-            "  bench      prefill/decode speed, also with synthetic weights from a config.json\n\n"
-            "Run `omni <command> --help` for the options of each command.\n");
+            "commands:\n");
+    for (const cli_command *c = cli_commands; c->name; c++) fprintf(f, "  %-10s %s\n", c->name, c->summary);
+    fprintf(f, "\nRun `omni <command> --help` for the options of each command.\n");
 }
 
 int main(int argc, char **argv) {

@@ -54,6 +54,7 @@ struct omni_model {
     struct chat_style *chat;
     char *chat_template;        /* template text from chat_template.json / tokenizer_config.json, or NULL */
     int64_t params_part[5];     /* thinker text, audio, vision, talker, code2wav */
+    int64_t bytes_bf16, bytes_q8; /* checkpoint weight bytes as BF16 / as Q8_0 */
     omni_err err;
 };
 

@@ -60,6 +60,7 @@ typedef struct {
     omni_weight_mode weights; /* quantize at load time */
     int32_t n_ctx;            /* default session context length, 0 = min(max_position_embeddings, 4096) */
     int32_t synthetic;        /* 1 = no weight files: random weights built from config.json (benchmarks) */
+    int32_t vocab_only;       /* 1 = config, tokenizer and chat template only (no weights, no sessions) */
     uint64_t synthetic_seed;
     omni_progress_fn progress;
     void *progress_user_data;
@@ -84,6 +85,9 @@ typedef struct {
     int32_t has_audio, has_vision, has_talker, has_code2wav; /* parts present in the checkpoint */
     int64_t params_thinker, params_audio, params_vision, params_talker, params_code2wav; /* parameter counts */
     int64_t active_params;       /* thinker parameters used per token */
+    int64_t bytes_bf16, bytes_q8_0; /* whole checkpoint's weight bytes stored as BF16 / as Q8_0 (vectors stay BF16) */
+    int64_t weight_bytes;        /* bytes of weights this model holds on its back-end now */
+    int64_t kv_bytes_per_token;  /* KV cache bytes per context token */
     const char *backend_name;
     const char *device_name;
 } omni_model_info;
@@ -127,6 +131,8 @@ typedef struct {
     uint64_t seed;
 } omni_sampling_params;
 omni_sampling_params omni_sampling_default_params(void); /* greedy */
+/* The checkpoint's generation_config.json sampling values (greedy if it has none or do_sample is false). */
+omni_sampling_params omni_model_sampling_defaults(const omni_model *m);
 
 /* ---- session --------------------------------------------------------------------------------------------------- */
 typedef int (*omni_abort_fn)(void *user_data); /* nonzero = stop; checked between layers */
@@ -144,6 +150,10 @@ int omni_session_new(omni_model *m, const omni_session_params *p, omni_session *
 void omni_session_free(omni_session *s);
 const char *omni_session_error(const omni_session *s);
 int omni_session_reset(omni_session *s);
+/* Drops everything after the first n positions (n <= pos): later appends overwrite the KV cache from there. */
+int omni_session_truncate(omni_session *s, int32_t n);
+/* Ids appended so far (-1 where embeddings were appended without ids); valid until the next append. */
+const int32_t *omni_session_history(const omni_session *s, int32_t *n);
 int32_t omni_session_pos(const omni_session *s);   /* tokens in the KV cache */
 int32_t omni_session_n_ctx(const omni_session *s);
 
@@ -158,7 +168,9 @@ int omni_session_append_embeds(omni_session *s, const float *embeds, const int32
 /* Hidden states captured at capture_layer: pointer to [pos, hidden] fp32 or NULL. */
 const float *omni_session_captured(const omni_session *s, int32_t *n_rows);
 
-typedef int (*omni_token_fn)(int32_t id, const char *piece, void *user_data); /* nonzero = stop */
+/* Called for every generated id with its text (complete UTF-8 characters only; the EOS token gives ""), and once
+ * with id -1 for bytes still pending at the end. Return nonzero to stop. */
+typedef int (*omni_token_fn)(int32_t id, const char *piece, void *user_data);
 
 /* Greedy/sampled generation continuing from the session's last logits. Stops at EOS, max_tokens, the callback's
  * request, cancellation, or a full context (then returns OMNI_E_CONTEXT after emitting what fit). out_ids may be NULL.

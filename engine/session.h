@@ -17,6 +17,7 @@ struct omni_session {
     /* byte offsets into act */
     size_t o_x, o_xn, o_q, o_k, o_v, o_att, o_g, o_u, o_rl, o_ids, o_wts, o_pos, o_tok, o_logits;
     int32_t *hist;          /* every id appended (or -1 for embeddings), for the repetition penalty */
+    float *hist_rope;       /* largest RoPE position of each appended position (for truncation) */
     int32_t n_hist, cap_hist;
     float *last_logits;     /* [vocab] of the last appended position */
     int have_logits;
