@@ -388,6 +388,7 @@ out:
 }
 
 int st_parse(const uint8_t *bytes, size_t size, const char *path, st_set **out, omni_err *e) {
+    if (!out) return omni_fail(e, OMNI_E_ARG, "st_parse: no output pointer");
     *out = NULL;
     if (!path) path = "(memory)";
     if (!bytes && size) return omni_fail(e, OMNI_E_ARG, "%s: no bytes", path);
@@ -441,6 +442,7 @@ static int st_add_file(st_set *s, const char *path, int keep_meta, omni_err *e) 
 }
 
 int st_open_file(const char *path, st_set **out, omni_err *e) {
+    if (!path || !out) return omni_fail(e, OMNI_E_ARG, "st_open_file: no path or output pointer");
     *out = NULL;
     st_set *s = st_set_new();
     if (!s) return omni_fail(e, OMNI_E_NOMEM, "%s: out of memory", path);
@@ -549,6 +551,7 @@ out:
 }
 
 int st_open_dir(const char *dir, st_set **out, omni_err *e) {
+    if (!dir || !out) return omni_fail(e, OMNI_E_ARG, "st_open_dir: no folder or output pointer");
     *out = NULL;
     char path[4096];
     omni_path_join(path, sizeof path, dir, ST_INDEX_NAME);

@@ -488,6 +488,11 @@ TEST(st_open_errors) {
     CHECK_EQ_INT(st_open_file("tests", &s, &e), OMNI_E_IO); /* a folder */
     CHECK(strstr(e.msg, "not a regular file"));
     CHECK(st_find(NULL, "a") == NULL && st_count(NULL) == 0 && st_metadata(NULL, "format") == NULL);
+    CHECK_EQ_INT(st_open_file(NULL, &s, &e), OMNI_E_ARG);
+    CHECK_EQ_INT(st_open_dir(NULL, &s, &e), OMNI_E_ARG);
+    CHECK_EQ_INT(st_parse(NULL, 0, "x", NULL, &e), OMNI_E_ARG);
+    CHECK_EQ_INT(st_parse(NULL, 0, NULL, &s, &e), OMNI_E_IO); /* no bytes: too short, named "(memory)" */
+    CHECK(s == NULL && strstr(e.msg, "(memory)"));
 }
 
 /* ---- mutated headers through the fuzz entry point ---------------------------------------------------------------- */
@@ -620,4 +625,39 @@ TEST(st_fuzz_mutations) {
     free(buf);
     free(seed1);
     rm_dir(dir);
+}
+
+/* ---- files written by the reference library ---------------------------------------------------------------------- */
+
+TEST(st_fixture_files) { /* every .safetensors of the unpacked fixtures (made by safetensors' save_file) must load */
+    DIR *top = opendir(FIXTURES);
+    if (!top) SKIP("no fixtures unpacked");
+    int files = 0;
+    struct dirent *de, *fe;
+    char sub[1024], path[1024];
+    while ((de = readdir(top))) {
+        if (de->d_name[0] == '.') continue;
+        DIR *d = opendir(omni_path_join(sub, sizeof sub, FIXTURES, de->d_name));
+        if (!d) continue;
+        while ((fe = readdir(d))) {
+            size_t l = strlen(fe->d_name);
+            if (l < 12 || strcmp(fe->d_name + l - 12, ".safetensors")) continue;
+            st_set *s = NULL;
+            omni_err e = { { 0 } };
+            int rc = st_open_file(omni_path_join(path, sizeof path, sub, fe->d_name), &s, &e);
+            if (rc) th_fail(__FILE__, __LINE__, "%s", e.msg);
+            else CHECK(st_count(s) > 0);
+            st_close(s);
+            files++;
+        }
+        closedir(d);
+        st_set *s = NULL;
+        omni_err e = { { 0 } };
+        if (omni_file_exists(omni_path_join(path, sizeof path, sub, "model.safetensors")) &&
+            st_open_dir(sub, &s, &e) != 0)
+            th_fail(__FILE__, __LINE__, "%s", e.msg);
+        st_close(s);
+    }
+    closedir(top);
+    if (!files) SKIP("no .safetensors in the fixtures");
 }
