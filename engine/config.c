@@ -264,11 +264,11 @@ int omni_hparams_parse(omni_hparams *hp, const char *text, const char *path, con
         snprintf(hp->prefix, sizeof hp->prefix, "thinker.model.");
         snprintf(hp->lm_head, sizeof hp->lm_head, "thinker.lm_head.weight");
     } else {
-        omni_hparams_free(hp);
+        omni_hparams_free(hp); /* arch pointed into the JSON: use the copy */
         return omni_fail(e, OMNI_E_UNSUPPORTED,
                          "%s: architecture '%s' is not supported (Qwen3ForCausalLM, Qwen3MoeForCausalLM, "
                          "Qwen3OmniMoeForConditionalGeneration)",
-                         path, arch);
+                         path, hp->arch_name);
     }
     if (hp->arch != OMNI_ARCH_QWEN3_OMNI) {
         snprintf(hp->prefix, sizeof hp->prefix, "model.");
