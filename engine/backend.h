@@ -105,6 +105,8 @@ typedef struct {
     void (*swiglu)(ob_backend *b, ob_ptr g, ob_ptr u, ob_ptr out, int64_t count);
     /* y[i] += x[i] */
     void (*add)(ob_backend *b, ob_ptr x, ob_ptr y, int64_t count);
+    /* x[r][c] += bias[c] for rows × dim (Linear biases; bias is a [1, dim] vector of any float dtype) */
+    void (*add_bias)(ob_backend *b, ob_ptr x, const ob_mat *bias, int rows, int dim);
     /* y[i] = x[i] (byte copy between buffers) */
     void (*copy)(ob_backend *b, ob_ptr src, ob_ptr dst, size_t bytes);
 } ob_ops;

@@ -600,6 +600,20 @@ static void cpu_add(ob_backend *b, ob_ptr x, ob_ptr y, int64_t count) {
     for (int64_t i = 0; i < count; i++) Y[i] += X[i];
 }
 
+static void cpu_add_bias(ob_backend *b, ob_ptr x, const ob_mat *bias, int rows, int dim) {
+    float wbuf[4096];
+    float *bf = dim <= 4096 ? wbuf : malloc((size_t)dim * 4);
+    if (!bf) {
+        b->failed = 1;
+        return;
+    }
+    ob_row_to_f32(PTR(bias->data), bias->dtype, 1, dim, 0, bf);
+    float *X = PTR(x);
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < dim; c++) X[(size_t)r * dim + c] += bf[c];
+    if (bf != wbuf) free(bf);
+}
+
 static void cpu_copy(ob_backend *b, ob_ptr src, ob_ptr dst, size_t bytes) {
     (void)b;
     memmove(PTR(dst), PTR(src), bytes);
@@ -636,6 +650,7 @@ static const ob_ops cpu_ops = {
     .moe_experts = cpu_moe_experts,
     .swiglu = cpu_swiglu,
     .add = cpu_add,
+    .add_bias = cpu_add_bias,
     .copy = cpu_copy,
 };
 

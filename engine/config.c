@@ -127,10 +127,9 @@ static int parse_text(omni_text_hparams *t, const cJSON *tc, const cJSON *parent
     if ((rc = cfg_int(tc, "tie_word_embeddings", &t->tie_embeddings, 0, path, e)) == 1 && parent)
         rc = cfg_int(parent, "tie_word_embeddings", &t->tie_embeddings, 0, path, e);
     if (rc < 0) return rc;
+    t->attention_bias = 0;
+    if ((rc = cfg_int(tc, "attention_bias", &t->attention_bias, 0, path, e)) < 0) return rc;
     int32_t flag = 0;
-    if ((rc = cfg_int(tc, "attention_bias", &flag, 0, path, e)) < 0) return rc;
-    if (flag) return omni_fail(e, OMNI_E_UNSUPPORTED, "%s: attention_bias true is not supported", path);
-    flag = 0;
     if ((rc = cfg_int(tc, "use_sliding_window", &flag, 0, path, e)) < 0) return rc;
     if (flag) return omni_fail(e, OMNI_E_UNSUPPORTED, "%s: use_sliding_window true is not supported", path);
     const cJSON *act = get(tc, "hidden_act");

@@ -29,6 +29,7 @@ typedef struct {
     float rms_eps;
     int32_t max_pos;          /* max_position_embeddings */
     int32_t tie_embeddings;   /* tie_word_embeddings */
+    int32_t attention_bias;   /* q/k/v/o projections have biases */
     /* RoPE */
     float rope_theta;
     int32_t mrope_section[3]; /* zeros for plain 1-D RoPE */

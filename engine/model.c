@@ -285,6 +285,12 @@ static int bind_text(omni_model *m) {
         B(wk, "self_attn.k_proj.weight", KD, H, 1);
         B(wv, "self_attn.v_proj.weight", KD, H, 1);
         B(wo, "self_attn.o_proj.weight", H, QD, 1);
+        if (h->attention_bias) {
+            B(bq, "self_attn.q_proj.bias", QD, 0, 0);
+            B(bk, "self_attn.k_proj.bias", KD, 0, 0);
+            B(bv, "self_attn.v_proj.bias", KD, 0, 0);
+            B(bo, "self_attn.o_proj.bias", H, 0, 0);
+        }
         B(q_norm, "self_attn.q_norm.weight", h->head_dim, 0, 0);
         B(k_norm, "self_attn.k_norm.weight", h->head_dim, 0, 0);
         L->is_moe = h->layer_is_moe[l];
@@ -329,7 +335,7 @@ static void count_params(omni_model *m) {
     int64_t H = h->hidden, QD = (int64_t)h->n_heads * h->head_dim, KD = (int64_t)h->n_kv_heads * h->head_dim;
     int64_t n = h->vocab_size * H * (h->tie_embeddings ? 1 : 2) + H;
     for (int l = 0; l < h->n_layers; l++) {
-        n += 2 * H * QD + 2 * H * KD + 2 * h->head_dim + 2 * H;
+        n += 2 * H * QD + 2 * H * KD + 2 * h->head_dim + 2 * H + (h->attention_bias ? QD + 2 * KD + H : 0);
         n += h->layer_is_moe[l] ? (int64_t)h->n_experts * H + (int64_t)h->n_experts * 3 * H * h->moe_intermediate
                                 : 3 * H * h->intermediate;
     }

@@ -20,6 +20,7 @@ typedef struct {
     ob_mat wo;          /* o_proj [hidden, n_heads*head_dim] */
     ob_mat q_norm;      /* [head_dim] */
     ob_mat k_norm;      /* [head_dim] */
+    ob_mat bq, bk, bv, bo; /* projection biases when attention_bias (else data.buf == NULL) */
     ob_mat ffn_norm;    /* post_attention_layernorm [hidden] */
     int is_moe;
     /* dense SwiGLU */

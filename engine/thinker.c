@@ -53,6 +53,11 @@ static int forward_chunk(omni_session *s, const int32_t *ids, const float *embed
         op->matmul(be, &L->wq, xn, q, n, 0);
         op->matmul(be, &L->wk, xn, k, n, 0);
         op->matmul(be, &L->wv, xn, v, n, 0);
+        if (L->bq.data.buf) { /* attention_bias */
+            op->add_bias(be, q, &L->bq, n, Hq * D);
+            op->add_bias(be, k, &L->bk, n, Hkv * D);
+            op->add_bias(be, v, &L->bv, n, Hkv * D);
+        }
         op->rms_norm(be, q, &L->q_norm, q, n * Hq, D, h->rms_eps); /* per-head q/k norm before RoPE */
         op->rms_norm(be, k, &L->k_norm, k, n * Hkv, D, h->rms_eps);
         op->rope(be, q, pos, n, Hq, &rope);
@@ -60,6 +65,7 @@ static int forward_chunk(omni_session *s, const int32_t *ids, const float *embed
         op->kv_store(be, kc, vc, s->n_ctx, k, v, pos0, n, &at);
         op->attention(be, q, kc, vc, s->n_ctx, att, pos0, n, &at);
         op->matmul(be, &L->wo, att, x, n, 1); /* residual add fused */
+        if (L->bo.data.buf) op->add_bias(be, x, &L->bo, n, H);
         /* feed-forward block */
         op->rms_norm(be, x, &L->ffn_norm, xn, n, H, h->rms_eps);
         if (L->is_moe) {

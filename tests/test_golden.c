@@ -1,0 +1,203 @@
+/* test_golden.c — golden tests against transformers 5.17: the tiny checkpoints of tests/fixtures (made by
+ * tests/gen_fixtures.py) run on our CPU back-end must reproduce the reference's fp32 logits for every prompt
+ * position and its greedy continuation token for token.
+ *
+ * Tolerance: max |ours − ref| ≤ 1e-4 × max |ref| per fixture (fp32 against fp32; the remaining difference is
+ * summation order). Greedy ids must be identical. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "omni.h"
+#include "safetensors.h"
+
+#define GOLDEN_REL_TOL 1e-4
+
+static omni_model *load_fixture(const char *dir, omni_backend_kind be) {
+    omni_model_params p = omni_model_default_params();
+    p.backend = be;
+    omni_model *m = NULL;
+    char err[600];
+    if (omni_model_load(dir, &p, &m, err, sizeof err)) {
+        th_fail(__FILE__, __LINE__, "load %s: %s", dir, err);
+        return NULL;
+    }
+    return m;
+}
+
+/* ids of a [1,T] or [T] int64/int32 tensor */
+static int32_t *read_ids(const st_tensor *t, int *n) {
+    *n = (int)t->shape[t->n_dims - 1];
+    int32_t *ids = malloc(sizeof *ids * (size_t)*n);
+    for (int i = 0; i < *n; i++) {
+        if (t->dtype == ST_I64) {
+            int64_t v;
+            memcpy(&v, (const char *)t->data + 8 * (size_t)i, 8);
+            ids[i] = (int32_t)v;
+        } else memcpy(&ids[i], (const char *)t->data + 4 * (size_t)i, 4);
+    }
+    return ids;
+}
+
+/* Runs the prompt `ids_name` of the fixture and checks `logits_name` and (if present) `gen_name`. */
+static void check_prompt(omni_model *m, st_set *in, st_set *ref, const char *ids_name, const char *logits_name,
+                         const char *gen_name, const char *label) {
+    const st_tensor *ti = st_find(in, ids_name), *tl = st_find(ref, logits_name);
+    if (!ti || !tl) {
+        th_fail(__FILE__, __LINE__, "%s: fixture lacks %s or %s", label, ids_name, logits_name);
+        return;
+    }
+    int T;
+    int32_t *ids = read_ids(ti, &T);
+    omni_model_info info;
+    omni_model_get_info(m, &info);
+    int V = info.vocab_size;
+    if (tl->n_dims != 2 || tl->shape[0] != T || tl->shape[1] != V || tl->dtype != ST_F32) {
+        th_fail(__FILE__, __LINE__, "%s: reference logits shape mismatch", label);
+        free(ids);
+        return;
+    }
+    omni_session_params sp = omni_session_default_params();
+    sp.n_ctx = T + 64;
+    omni_session *s;
+    if (omni_session_new(m, &sp, &s)) {
+        th_fail(__FILE__, __LINE__, "%s: session: %s", label, omni_model_error(m));
+        free(ids);
+        return;
+    }
+    float *lg = malloc(sizeof(float) * (size_t)T * V);
+    int rc = omni_session_append(s, ids, T, lg, 1);
+    if (rc) th_fail(__FILE__, __LINE__, "%s: append: %s", label, omni_session_error(s));
+    else {
+        const float *r = tl->data;
+        double md = 0, mx = 0;
+        for (size_t i = 0; i < (size_t)T * V; i++) {
+            md = fmax(md, fabs((double)lg[i] - r[i]));
+            mx = fmax(mx, fabs((double)r[i]));
+        }
+        printf("    %s: max |diff| %.3g, max |ref| %.3g, relative %.3g (tolerance %g)\n", label, md, mx, md / mx,
+               GOLDEN_REL_TOL);
+        if (md > GOLDEN_REL_TOL * mx) th_fail(__FILE__, __LINE__, "%s: logits differ: %g > %g", label, md, GOLDEN_REL_TOL * mx);
+        const st_tensor *tg = gen_name ? st_find(ref, gen_name) : NULL;
+        if (tg) {
+            int N;
+            int32_t *want = read_ids(tg, &N);
+            float *last = malloc(sizeof(float) * V);
+            memcpy(last, lg + (size_t)(T - 1) * V, sizeof(float) * V);
+            for (int g = 0; g < N; g++) {
+                int32_t best = 0;
+                for (int v = 1; v < V; v++)
+                    if (last[v] > last[best]) best = v;
+                if (best != want[g]) {
+                    th_fail(__FILE__, __LINE__, "%s: generated[%d] = %d, reference %d", label, g, best, want[g]);
+                    break;
+                }
+                if (g + 1 < N && omni_session_append(s, &best, 1, last, 0)) {
+                    th_fail(__FILE__, __LINE__, "%s: decode: %s", label, omni_session_error(s));
+                    break;
+                }
+            }
+            free(last);
+            free(want);
+        }
+    }
+    free(lg);
+    free(ids);
+    omni_session_free(s);
+}
+
+static void golden(const char *name, omni_backend_kind be) {
+    char dir[512], p1[600], p2[600];
+    snprintf(dir, sizeof dir, "%s/%s", FIXTURES, name);
+    snprintf(p1, sizeof p1, "%s/inputs.safetensors", dir);
+    snprintf(p2, sizeof p2, "%s/reference.safetensors", dir);
+    if (access(p1, R_OK)) {
+        th_fail(__FILE__, __LINE__, "fixture %s not unpacked (make test unpacks tests/fixtures/*.tar.xz)", name);
+        return;
+    }
+    omni_model *m = load_fixture(dir, be);
+    if (!m) return;
+    st_set *in = NULL, *ref = NULL;
+    omni_err e;
+    if (st_open_file(p1, &in, &e) || st_open_file(p2, &ref, &e)) th_fail(__FILE__, __LINE__, "%s", e.msg);
+    else check_prompt(m, in, ref, "input_ids", "logits", "generated", name);
+    st_close(in);
+    st_close(ref);
+    omni_model_free(m);
+}
+
+TEST(golden_qwen3_dense) { golden("qwen3-dense", OMNI_BACKEND_CPU); }
+TEST(golden_qwen3_dense_tied) { golden("qwen3-dense-tied", OMNI_BACKEND_CPU); }
+TEST(golden_qwen3_moe) { golden("qwen3-moe", OMNI_BACKEND_CPU); }
+TEST(golden_qwen3_omni_thinker_text) { golden("qwen3-omni", OMNI_BACKEND_CPU); }
+
+/* The published Qwen3-Omni config is in the older rope_scaling style; the fixture's config.json mirrors it and
+ * config.rope_parameters.json holds the newer style: both must give the same numbers. */
+TEST(golden_qwen3_omni_newer_config_style) {
+    char tmpl[] = "/tmp/omni-golden-XXXXXX";
+    char *tmp = mkdtemp(tmpl);
+    REQUIRE(tmp);
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd,
+             "cd %s/qwen3-omni && for f in *; do ln -s \"$PWD/$f\" %s/; done && rm %s/config.json && "
+             "cp config.rope_parameters.json %s/config.json",
+             FIXTURES, tmp, tmp, tmp);
+    REQUIRE(system(cmd) == 0);
+    char p1[600], p2[600];
+    snprintf(p1, sizeof p1, "%s/inputs.safetensors", tmp);
+    snprintf(p2, sizeof p2, "%s/reference.safetensors", tmp);
+    omni_model *m = load_fixture(tmp, OMNI_BACKEND_CPU);
+    st_set *in = NULL, *ref = NULL;
+    omni_err e;
+    if (m && !st_open_file(p1, &in, &e) && !st_open_file(p2, &ref, &e))
+        check_prompt(m, in, ref, "input_ids", "logits", "generated", "qwen3-omni (rope_parameters)");
+    st_close(in);
+    st_close(ref);
+    omni_model_free(m);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    CHECK(system(cmd) == 0);
+}
+
+/* `omni eval` end to end through the binary: its output file must hold the same logits and greedy ids. */
+TEST(golden_eval_command) {
+    const char *bin = getenv("OMNI_BIN");
+    if (!bin) SKIP("OMNI_BIN not set (make test sets it)");
+    char out[] = "/tmp/omni-eval-XXXXXX";
+    int fd = mkstemp(out);
+    REQUIRE(fd >= 0);
+    close(fd);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "%s eval -m %s/qwen3-moe -i %s/qwen3-moe/inputs.safetensors -o %s --generate 8 --backend cpu",
+             bin, FIXTURES, FIXTURES, out);
+    REQUIRE(system(cmd) == 0);
+    st_set *got = NULL, *ref = NULL;
+    omni_err e;
+    char p2[600];
+    snprintf(p2, sizeof p2, "%s/qwen3-moe/reference.safetensors", FIXTURES);
+    REQUIRE(st_open_file(out, &got, &e) == 0);
+    REQUIRE(st_open_file(p2, &ref, &e) == 0);
+    const st_tensor *a = st_find(got, "logits"), *b = st_find(ref, "logits"), *ga = st_find(got, "generated"),
+                    *gb = st_find(ref, "generated");
+    REQUIRE(a && b && ga && gb);
+    CHECK(a->nbytes == b->nbytes);
+    double md = 0, mx = 0;
+    for (size_t i = 0; i < a->nbytes / 4; i++) {
+        md = fmax(md, fabs(((const float *)a->data)[i] - ((const float *)b->data)[i]));
+        mx = fmax(mx, fabs(((const float *)b->data)[i]));
+    }
+    CHECK(md <= GOLDEN_REL_TOL * mx);
+    CHECK(ga->nbytes == gb->nbytes && memcmp(ga->data, gb->data, ga->nbytes) == 0);
+    st_close(got);
+    st_close(ref);
+    unlink(out);
+    /* bad input: a missing inputs file is one clear line and exit code 1 */
+    snprintf(cmd, sizeof cmd, "%s eval -m %s/qwen3-moe -i /nonexistent.safetensors -o %s 2>&1", bin, FIXTURES, out);
+    FILE *f = popen(cmd, "r");
+    char line[512] = "";
+    CHECK(fgets(line, sizeof line, f) != NULL);
+    CHECK(strstr(line, "/nonexistent.safetensors") != NULL);
+    CHECK(WEXITSTATUS(pclose(f)) == 1);
+}
