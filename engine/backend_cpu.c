@@ -12,6 +12,7 @@
 #include "util.h"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define OB_X86 1
 #endif
@@ -672,8 +673,10 @@ ob_backend *ob_cpu_new(int n_threads) {
     }
 #ifdef OB_X86
     __builtin_cpu_init();
-    cb->simd = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c") &&
-               !getenv("OMNI_CPU_NO_SIMD");
+    /* F16C is read from CPUID leaf 1 (ECX bit 29): not every compiler's __builtin_cpu_supports knows "f16c" */
+    unsigned a, bx, c, d;
+    int f16c = __get_cpuid(1, &a, &bx, &c, &d) && (c & (1u << 29));
+    cb->simd = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c && !getenv("OMNI_CPU_NO_SIMD");
 #endif
     g_simd = cb->simd;
     return &cb->base;
