@@ -85,6 +85,15 @@ $(BUILD)/fixtures/%/.unpacked: tests/fixtures/%.tar.xz
 	@touch $@
 $(BUILD)/tests/%.o: CFLAGS += -DFIXTURES_DIR='"$(BUILD)/fixtures"'
 
+# Tokenizer test data: tests/data/tokenizer/<name>.json.xz (Qwen3 and Qwen3-Omni tokenizer.json) unpacked into
+# $(BUILD)/testdata/<name>.json; tests find that folder through TESTDATA_BUILD.
+TOK_TESTDATA := $(BUILD)/testdata/qwen3-tokenizer.json $(BUILD)/testdata/qwen3-omni-tokenizer.json
+$(BUILD)/testdata/%.json: tests/data/tokenizer/%.json.xz
+	@mkdir -p $(dir $@)
+	@xz -dc $< > $@.tmp && mv $@.tmp $@
+TEST_EXTRA_DEPS += $(TOK_TESTDATA)
+$(BUILD)/tests/%.o: CFLAGS += -DTESTDATA_BUILD='"$(BUILD)/testdata"'
+
 # Every test; the last line printed is `N passed, N failed`. The binary is built first so `omni` itself is tested.
 test: $(BUILD)/omni $(BUILD)/omni_tests $(FIXTURE_STAMPS) $(TEST_EXTRA_DEPS)
 	@OMNI_BIN=$(BUILD)/omni $(BUILD)/omni_tests $(T)
