@@ -50,6 +50,8 @@ typedef struct {
     int32_t rot_dim;       /* usually head_dim */
     int32_t section[3];    /* mrope sections (t, h, w) in frequency pairs; all 0 = plain 1-D (row 0 only) */
     int32_t interleaved;   /* 1 = Qwen3 interleaved recomposition (slot i%3: 0->t, 1->h, 2->w while i < 3*sec) */
+    int32_t section_freqs; /* 1 = each contiguous section restarts its frequencies: slot j of section s uses
+                              theta^(-j/section[s]) (the ViT's 2-D rotary: sections {hd/4, hd/4, 0}, rows = y, x) */
 } ob_rope;
 
 /* Attention over the KV cache. Cache layout per layer: [n_kv_heads][n_ctx][head_dim] fp32 (or f16 if the back-end
@@ -107,6 +109,26 @@ typedef struct {
     void (*add)(ob_backend *b, ob_ptr x, ob_ptr y, int64_t count);
     /* x[r][c] += bias[c] for rows × dim (Linear biases; bias is a [1, dim] vector of any float dtype) */
     void (*add_bias)(ob_backend *b, ob_ptr x, const ob_mat *bias, int rows, int dim);
+
+    /* ---- encoder ops (audio and vision towers) ---- */
+    /* y = (x - mean) / sqrt(var + eps) * w + b per row of dim (torch.nn.LayerNorm, biased variance); bias may have
+     * data.buf == NULL. In-place allowed. */
+    void (*layer_norm)(ob_backend *b, ob_ptr x, const ob_mat *w, const ob_mat *bias, ob_ptr y, int rows, int dim,
+                       float eps);
+    /* y = gelu(x): exact erf form (tanh_approx = 0, nn.GELU / F.gelu) or the tanh approximation (1,
+     * gelu_pytorch_tanh). In-place allowed. */
+    void (*gelu)(ob_backend *b, ob_ptr x, ob_ptr y, int64_t count, int tanh_approx);
+    /* 4-D strided gather: dst (contiguous, shape d[0]×d[1]×d[2]×d[3]) [i0][i1][i2][i3] =
+     * src[i0*s[0] + i1*s[1] + i2*s[2] + i3*s[3]] (strides in elements, fp32). Permutes and reshapes. */
+    void (*permute)(ob_backend *b, ob_ptr src, ob_ptr dst, const int64_t d[4], const int64_t s[4]);
+    /* im2col for a 2-D convolution over fp32 input with element strides (sb, sc, sy, sx) of shape [B][C][H][W]:
+     * out[(bi*Ho + oy)*Wo + ox][(c*k + ky)*k + kx] = x[bi, c, oy*stride - pad + ky, ox*stride - pad + kx] (0 outside),
+     * Ho = (H + 2 pad - k)/stride + 1, same for Wo. A matmul with the [C_out, C*k*k] weight then gives
+     * channels-last output [B][Ho][Wo][C_out]. */
+    void (*im2col)(ob_backend *b, ob_ptr x, int B, int C, int H, int W, const int64_t strides[4], int k, int stride,
+                   int pad, ob_ptr out);
+    /* x[idx[i]][:] += src[i][:] for i < n (rows of dim; idx int32 on the device): DeepStack additions */
+    void (*add_rows)(ob_backend *b, ob_ptr x, ob_ptr idx, ob_ptr src, int n, int dim);
     /* y[i] = x[i] (byte copy between buffers) */
     void (*copy)(ob_backend *b, ob_ptr src, ob_ptr dst, size_t bytes);
 } ob_ops;

@@ -433,8 +433,16 @@ static void cpu_rope(ob_backend *b, ob_ptr x, ob_ptr pos3, int n, int n_heads, c
         return;
     }
     float inv[512];
-    /* inv_freq = 1 / theta^(2i/d) computed in fp32 like compute_default_rope_parameters */
-    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(r->theta, (float)(2 * i) / (float)r->rot_dim);
+    /* inv_freq = 1 / theta^(2i/d) computed in fp32 like compute_default_rope_parameters; with section_freqs each
+     * section restarts (VisionRotaryEmbedding: 1 / theta^(2j/dim) with dim = 2 * section) */
+    for (int i = 0; i < half; i++) {
+        if (r->section_freqs) {
+            int j = i, s = 0;
+            while (s < 2 && j >= r->section[s] && r->section[s] > 0) j -= r->section[s++];
+            int sec = r->section[s] > 0 ? r->section[s] : half;
+            inv[i] = 1.0f / powf(r->theta, (float)(2 * j) / (float)(2 * sec));
+        } else inv[i] = 1.0f / powf(r->theta, (float)(2 * i) / (float)r->rot_dim);
+    }
     rope_ctx c = { PTR(x), PTR(pos3), n, n_heads, r, inv };
     tp_parallel_for(CB(b)->tp, n, 1, rope_task, &c);
 }
@@ -615,6 +623,119 @@ static void cpu_add_bias(ob_backend *b, ob_ptr x, const ob_mat *bias, int rows, 
     if (bf != wbuf) free(bf);
 }
 
+typedef struct {
+    const float *x, *w, *bias;
+    float *y;
+    int dim;
+    float eps;
+} ln_ctx;
+
+static void ln_task(void *vctx, int64_t b, int64_t e, int thread) {
+    (void)thread;
+    ln_ctx *c = vctx;
+    for (int64_t r = b; r < e; r++) {
+        const float *x = c->x + r * c->dim;
+        float *y = c->y + r * c->dim;
+        double s = 0, q = 0;
+        for (int i = 0; i < c->dim; i++) s += x[i];
+        double mean = s / c->dim;
+        for (int i = 0; i < c->dim; i++) q += (x[i] - mean) * (x[i] - mean);
+        float inv = (float)(1.0 / sqrt(q / c->dim + c->eps)), m = (float)mean;
+        for (int i = 0; i < c->dim; i++) y[i] = (x[i] - m) * inv * c->w[i] + (c->bias ? c->bias[i] : 0.0f);
+    }
+}
+
+static void cpu_layer_norm(ob_backend *b, ob_ptr x, const ob_mat *w, const ob_mat *bias, ob_ptr y, int rows, int dim,
+                           float eps) {
+    float *wf = malloc((size_t)dim * 8);
+    if (!wf) {
+        b->failed = 1;
+        return;
+    }
+    float *bf = wf + dim;
+    ob_row_to_f32(PTR(w->data), w->dtype, 1, dim, 0, wf);
+    int has_b = bias && bias->data.buf;
+    if (has_b) ob_row_to_f32(PTR(bias->data), bias->dtype, 1, dim, 0, bf);
+    ln_ctx c = { PTR(x), wf, has_b ? bf : NULL, PTR(y), dim, eps };
+    tp_parallel_for(CB(b)->tp, rows, 16, ln_task, &c);
+    free(wf);
+}
+
+typedef struct {
+    const float *x;
+    float *y;
+    int tanh_approx;
+} gelu_ctx;
+
+static void gelu_task(void *vctx, int64_t b, int64_t e, int thread) {
+    (void)thread;
+    gelu_ctx *c = vctx;
+    for (int64_t i = b; i < e; i++) {
+        float v = c->x[i];
+        if (c->tanh_approx) /* GELUTanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+            c->y[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+        else c->y[i] = 0.5f * v * (1.0f + erff(v * 0.7071067811865476f)); /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+    }
+}
+
+static void cpu_gelu(ob_backend *b, ob_ptr x, ob_ptr y, int64_t count, int tanh_approx) {
+    gelu_ctx c = { PTR(x), PTR(y), tanh_approx };
+    tp_parallel_for(CB(b)->tp, count, 4096, gelu_task, &c);
+}
+
+static void cpu_permute(ob_backend *b, ob_ptr src, ob_ptr dst, const int64_t d[4], const int64_t st[4]) {
+    (void)b;
+    const float *S = PTR(src);
+    float *D = PTR(dst);
+    size_t o = 0;
+    for (int64_t i0 = 0; i0 < d[0]; i0++)
+        for (int64_t i1 = 0; i1 < d[1]; i1++)
+            for (int64_t i2 = 0; i2 < d[2]; i2++)
+                for (int64_t i3 = 0; i3 < d[3]; i3++) D[o++] = S[i0 * st[0] + i1 * st[1] + i2 * st[2] + i3 * st[3]];
+}
+
+typedef struct {
+    const float *x;
+    float *out;
+    int C, H, W, k, stride, pad, Ho, Wo;
+    const int64_t *st;
+} im2col_ctx;
+
+static void im2col_task(void *vctx, int64_t b, int64_t e, int thread) {
+    (void)thread;
+    im2col_ctx *c = vctx;
+    int64_t cols = (int64_t)c->C * c->k * c->k;
+    for (int64_t r = b; r < e; r++) {
+        int64_t bi = r / ((int64_t)c->Ho * c->Wo), rem = r % ((int64_t)c->Ho * c->Wo);
+        int oy = (int)(rem / c->Wo), ox = (int)(rem % c->Wo);
+        float *o = c->out + r * cols;
+        for (int ch = 0; ch < c->C; ch++)
+            for (int ky = 0; ky < c->k; ky++)
+                for (int kx = 0; kx < c->k; kx++) {
+                    int iy = oy * c->stride - c->pad + ky, ix = ox * c->stride - c->pad + kx;
+                    *o++ = (iy < 0 || iy >= c->H || ix < 0 || ix >= c->W)
+                               ? 0.0f
+                               : c->x[bi * c->st[0] + ch * c->st[1] + iy * c->st[2] + ix * c->st[3]];
+                }
+    }
+}
+
+static void cpu_im2col(ob_backend *b, ob_ptr x, int B, int C, int H, int W, const int64_t strides[4], int k, int stride,
+                       int pad, ob_ptr out) {
+    int Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
+    im2col_ctx c = { PTR(x), PTR(out), C, H, W, k, stride, pad, Ho, Wo, strides };
+    tp_parallel_for(CB(b)->tp, (int64_t)B * Ho * Wo, 16, im2col_task, &c);
+}
+
+static void cpu_add_rows(ob_backend *b, ob_ptr x, ob_ptr idx, ob_ptr src, int n, int dim) {
+    (void)b;
+    float *X = PTR(x);
+    const int32_t *I = PTR(idx);
+    const float *S = PTR(src);
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < dim; c++) X[(size_t)I[i] * dim + c] += S[(size_t)i * dim + c];
+}
+
 static void cpu_copy(ob_backend *b, ob_ptr src, ob_ptr dst, size_t bytes) {
     (void)b;
     memmove(PTR(dst), PTR(src), bytes);
@@ -652,6 +773,11 @@ static const ob_ops cpu_ops = {
     .swiglu = cpu_swiglu,
     .add = cpu_add,
     .add_bias = cpu_add_bias,
+    .layer_norm = cpu_layer_norm,
+    .gelu = cpu_gelu,
+    .permute = cpu_permute,
+    .im2col = cpu_im2col,
+    .add_rows = cpu_add_rows,
     .copy = cpu_copy,
 };
 

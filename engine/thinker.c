@@ -42,7 +42,7 @@ static int forward_chunk(omni_session *s, const int32_t *ids, const float *embed
     if (s->p.capture_layer == 0 && (rc = capture(s, x, pos0, n))) return rc;
 
     ob_rope rope = { h->rope_theta, D, D, { h->mrope_section[0], h->mrope_section[1], h->mrope_section[2] },
-                     h->mrope_interleaved };
+                     h->mrope_interleaved, 0 };
     ob_attn at = { Hq, Hkv, D, 1.0f / sqrtf((float)D), 1, 0 };
     for (int l = 0; l < h->n_layers; l++) {
         if (aborted(s)) return omni_fail(&s->err, OMNI_E_CANCELLED, "cancelled");

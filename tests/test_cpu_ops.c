@@ -142,7 +142,7 @@ TEST(cpu_rope_plain_and_mrope) {
             for (int i = 0; i < n * heads * D; i++) ref[i] = x[i];
             for (int t = 0; t < n; t++) rope_ref(ref, pos3, n, t, heads, D, 1e6f, secs[c], inter);
             ob_ptr xp = buf_from(x, sizeof x), pp = buf_from(pos3, sizeof pos3);
-            ob_rope r = { 1e6f, D, D, { secs[c][0], secs[c][1], secs[c][2] }, inter };
+            ob_rope r = { 1e6f, D, D, { secs[c][0], secs[c][1], secs[c][2] }, inter, 0 };
             B->ops->rope(B, xp, pp, n, heads, &r);
             double e = rel_err(host(xp), ref, sizeof x / 4);
             if (e > 1e-5) th_fail(__FILE__, __LINE__, "rope case %d interleaved %d: rel err %g", c, inter, e);
@@ -279,4 +279,100 @@ TEST(cpu_get_rows_swiglu_add_copy) {
     for (int i = 0; i < 7; i++) CHECK(((float *)host(up))[i] == 2 * u[i]);
     B->ops->copy(B, up, gp, sizeof u);
     CHECK(memcmp(host(gp), host(up), sizeof u) == 0);
+}
+
+TEST(cpu_encoder_ops) {
+    setup();
+    /* layer_norm with and without bias */
+    int rows = 3, dim = 37;
+    float x[3 * 37], w[37], bb[37];
+    rnd(x, sizeof x / 4, 61, 3), rnd(w, 37, 62, 1), rnd(bb, 37, 63, 1);
+    ob_ptr xp = buf_from(x, sizeof x), yp = buf_from(NULL, sizeof x);
+    ob_mat wm = ob_mat_make(buf_from(w, sizeof w), OB_F32, 1, dim), bm = ob_mat_make(buf_from(bb, sizeof bb), OB_F32, 1, dim);
+    ob_mat none = { { NULL, 0 }, OB_F32, 1, dim, 0 };
+    for (int hb = 0; hb < 2; hb++) {
+        B->ops->layer_norm(B, xp, &wm, hb ? &bm : &none, yp, rows, dim, 1e-5f);
+        double ref[3 * 37];
+        for (int r = 0; r < rows; r++) {
+            double mu = 0, var = 0;
+            for (int i = 0; i < dim; i++) mu += x[r * dim + i] / (double)dim;
+            for (int i = 0; i < dim; i++) var += (x[r * dim + i] - mu) * (x[r * dim + i] - mu) / dim;
+            for (int i = 0; i < dim; i++) ref[r * dim + i] = (x[r * dim + i] - mu) / sqrt(var + 1e-5) * w[i] + (hb ? bb[i] : 0);
+        }
+        CHECK(rel_err(host(yp), ref, sizeof x / 4) < 2e-6);
+    }
+    /* gelu, both forms */
+    float g[9] = { -5, -2, -0.5f, -1e-3f, 0, 0.3f, 1, 2.5f, 8 };
+    for (int t = 0; t < 2; t++) {
+        ob_ptr gp = buf_from(g, sizeof g);
+        B->ops->gelu(B, gp, gp, 9, t);
+        for (int i = 0; i < 9; i++) {
+            double v = g[i], r = t ? 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v))) : 0.5 * v * (1 + erf(v / sqrt(2)));
+            CHECK_NEAR(((float *)host(gp))[i], r, 1e-6 * (1 + fabs(r)));
+        }
+    }
+    /* permute: [2][3][4] -> [4][2][3] */
+    float src[24];
+    for (int i = 0; i < 24; i++) src[i] = (float)i;
+    ob_ptr sp = buf_from(src, sizeof src), dp = buf_from(NULL, sizeof src);
+    int64_t d[4] = { 1, 4, 2, 3 }, st[4] = { 0, 1, 12, 4 };
+    B->ops->permute(B, sp, dp, d, st);
+    for (int a = 0; a < 4; a++)
+        for (int b2 = 0; b2 < 2; b2++)
+            for (int c = 0; c < 3; c++) CHECK(((float *)host(dp))[(a * 2 + b2) * 3 + c] == src[b2 * 12 + c * 4 + a]);
+    /* im2col (k 3, stride 2, pad 1) then matmul = a direct convolution */
+    int Bn = 2, C = 3, H = 5, W = 6, K = 3, Co = 4, Ho = 3, Wo = 3;
+    float in[2 * 3 * 5 * 6], wt[4 * 27];
+    rnd(in, sizeof in / 4, 71, 1), rnd(wt, sizeof wt / 4, 72, 1);
+    ob_ptr ip = buf_from(in, sizeof in), cp = buf_from(NULL, sizeof(float) * Bn * Ho * Wo * C * K * K),
+           op = buf_from(NULL, sizeof(float) * Bn * Ho * Wo * Co);
+    int64_t s4[4] = { C * H * W, H * W, W, 1 };
+    B->ops->im2col(B, ip, Bn, C, H, W, s4, K, 2, 1, cp);
+    ob_mat wmat = ob_mat_make(buf_from(wt, sizeof wt), OB_F32, Co, C * K * K);
+    B->ops->matmul(B, &wmat, cp, op, Bn * Ho * Wo, 0);
+    for (int bi = 0; bi < Bn; bi++)
+        for (int oy = 0; oy < Ho; oy++)
+            for (int ox = 0; ox < Wo; ox++)
+                for (int co = 0; co < Co; co++) {
+                    double r = 0;
+                    for (int c = 0; c < C; c++)
+                        for (int ky = 0; ky < K; ky++)
+                            for (int kx = 0; kx < K; kx++) {
+                                int iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx;
+                                if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                                    r += (double)wt[co * 27 + (c * 3 + ky) * 3 + kx] * in[((bi * C + c) * H + iy) * W + ix];
+                            }
+                    CHECK_NEAR(((float *)host(op))[((bi * Ho + oy) * Wo + ox) * Co + co], r, 1e-5);
+                }
+    /* add_rows */
+    float base[4 * 2] = { 0 }, add[2 * 2] = { 1, 2, 3, 4 };
+    int32_t idx[2] = { 3, 1 };
+    ob_ptr bp = buf_from(base, sizeof base), ap = buf_from(add, sizeof add), xp2 = buf_from(idx, sizeof idx);
+    B->ops->add_rows(B, bp, xp2, ap, 2, 2);
+    float want[8] = { 0, 0, 3, 4, 0, 0, 1, 2 };
+    CHECK(memcmp(host(bp), want, sizeof want) == 0);
+}
+
+TEST(cpu_rope_vision_2d) {
+    /* Qwen3-Omni ViT rotary: head_dim D, inv[j] = theta^(-2j/(D/2)), angle = y*inv[j] for slots j < D/4, x*inv[j - D/4]
+     * after; rotate-half over all D dims */
+    setup();
+    int n = 3, heads = 2, D = 24;
+    float x[3 * 2 * 24], pos3[9] = { 0, 1, 5, 2, 0, 7, 0, 0, 0 };
+    rnd(x, sizeof x / 4, 81, 1);
+    double ref[3 * 2 * 24];
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < heads; h++) {
+            const float *v = x + (t * heads + h) * D;
+            for (int i = 0; i < D / 2; i++) {
+                int q = D / 4, j = i < q ? i : i - q;
+                double inv = 1.0 / pow(10000.0, 2.0 * j / (D / 2)), a = (i < q ? pos3[t] : pos3[n + t]) * inv;
+                ref[(t * heads + h) * D + i] = v[i] * cos(a) - v[i + D / 2] * sin(a);
+                ref[(t * heads + h) * D + i + D / 2] = v[i + D / 2] * cos(a) + v[i] * sin(a);
+            }
+        }
+    ob_ptr xp = buf_from(x, sizeof x), pp = buf_from(pos3, sizeof pos3);
+    ob_rope r = { 10000.0f, D, D, { D / 4, D / 4, 0 }, 0, 1 };
+    B->ops->rope(B, xp, pp, n, heads, &r);
+    CHECK(rel_err(host(xp), ref, sizeof x / 4) < 1e-5);
 }
