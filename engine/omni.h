@@ -121,6 +121,25 @@ typedef struct {
 /* Renders messages as the checkpoint's chat template does (ChatML). Returns a malloc'd string or NULL. */
 char *omni_chat_render(const omni_model *m, const omni_message *msgs, int n_msgs, int add_generation_prompt);
 
+/* ---- audio and image encoders (Qwen3-Omni) ------------------------------------------------------------------- */
+/* Audio tokens the encoder makes from n_frames log-mel frames (_get_feat_extract_output_lengths, n_window 50). */
+int omni_audio_n_tokens(int n_frames);
+/* Encodes n_audios log-mel inputs (features[a] is [n_mels][frames[a]] row-major, as the processor's input_features
+ * without padding) in one call, exactly as the reference does for the audios of one prompt (tail chunks are padded to
+ * the longest chunk of the call). *embeds gets a malloc'd [Σ tokens][hidden] (audios in order), n_tokens[a] each
+ * audio's count. OMNI_E_UNSUPPORTED if the model has no audio encoder. */
+int omni_encode_audio(omni_model *m, const float *const *features, const int32_t *frames, int n_audios, float **embeds,
+                      int32_t *n_tokens);
+
+typedef struct {
+    int32_t t, h, w; /* image_grid_thw: temporal groups and patch rows/columns (before the 2x2 merge) */
+} omni_grid;
+/* Encodes one image or video: pixel_values [t*h*w][C*T*P*P] as the processor makes them. *embeds gets a malloc'd
+ * [t*h*w/merge²][hidden]; *deepstack a malloc'd [n_levels][tokens][hidden] (the DeepStack features, level j added
+ * after thinker layer j). */
+int omni_encode_image(omni_model *m, const float *pixel_values, omni_grid grid, float **embeds, float **deepstack,
+                      int32_t *n_tokens, int32_t *n_levels);
+
 /* ---- sampling -------------------------------------------------------------------------------------------------- */
 typedef struct {
     float temperature;        /* <= 0: greedy */
