@@ -140,6 +140,28 @@ typedef struct {
 int omni_encode_image(omni_model *m, const float *pixel_values, omni_grid grid, float **embeds, float **deepstack,
                       int32_t *n_tokens, int32_t *n_levels);
 
+/* Multimodal prompt inputs: features for the placeholder runs of input_ids, in order of appearance (the processor's
+ * expansion: one <|audio_pad|> per audio token, one <|image_pad|>/<|video_pad|> per merged patch). */
+typedef struct {
+    int32_t n_audios;
+    const int32_t *audio_tokens;   /* [n_audios] tokens per audio */
+    const float *audio_embeds;     /* [Σ audio tokens][hidden] */
+    int32_t n_images;              /* images and videos together, in order of appearance */
+    const omni_grid *grids;        /* [n_images] */
+    const float *second_per_grid;  /* [n_images] seconds per temporal group for videos (NULL = 2.0, images ignore) */
+    const float *image_embeds;     /* [Σ visual tokens][hidden] */
+    const float *deepstack;        /* [n_levels][Σ visual tokens][hidden] or NULL */
+    int32_t n_levels;
+} omni_mm;
+/* The 3-row (t, h, w) multimodal RoPE positions of ids as the reference's get_rope_index computes them, starting at
+ * `start` (0 for a fresh prompt); pos3 is [3][n]. Checks placeholder counts against mm. */
+int omni_rope_index(const omni_model *m, const int32_t *ids, int n, const omni_mm *mm, float start, float *pos3,
+                    char *err, size_t err_cap);
+/* Appends a multimodal prompt: text embeddings with the audio/image features scattered into their placeholders,
+ * positions from omni_rope_index, DeepStack features added after the first thinker layers at visual positions. */
+int omni_session_append_mm(omni_session *s, const int32_t *ids, int n, const omni_mm *mm, float *logits,
+                           int all_logits);
+
 /* ---- sampling -------------------------------------------------------------------------------------------------- */
 typedef struct {
     float temperature;        /* <= 0: greedy */

@@ -142,7 +142,7 @@ static int hist_push(omni_session *s, const int32_t *ids, const float *p3, int n
 }
 
 /* Shared by token and embedding appends. pos3 NULL = consecutive text positions from next_rope. */
-static int append(omni_session *s, const int32_t *ids, const float *embeds, const float *pos3, int n, float *logits,
+int omni_session_append_internal(omni_session *s, const int32_t *ids, const float *embeds, const float *pos3, int n, float *logits,
                   int all_logits) {
     if (n <= 0) return omni_fail(&s->err, OMNI_E_ARG, "nothing to append");
     if (s->pos + n > s->n_ctx)
@@ -183,19 +183,19 @@ static int append(omni_session *s, const int32_t *ids, const float *embeds, cons
     if (all) memcpy(s->last_logits, all + (size_t)(n - 1) * V, V * 4);
     else if (logits) memcpy(logits, s->last_logits, V * 4);
     s->have_logits = 1;
-    s->next_rope = floorf(mx) + 1;
+    s->next_rope = mx + 1; /* text resumes after the largest position (fractional for some videos) */
     return 0;
 }
 
 int omni_session_append(omni_session *s, const int32_t *ids, int n, float *logits, int all_logits) {
     if (!ids) return omni_fail(&s->err, OMNI_E_ARG, "no token ids");
-    return append(s, ids, NULL, NULL, n, logits, all_logits);
+    return omni_session_append_internal(s, ids, NULL, NULL, n, logits, all_logits);
 }
 
 int omni_session_append_embeds(omni_session *s, const float *embeds, const int32_t *ids, const float *pos3, int n,
                                float *logits, int all_logits) {
     if (!embeds) return omni_fail(&s->err, OMNI_E_ARG, "no embeddings");
-    return append(s, ids, embeds, pos3, n, logits, all_logits);
+    return omni_session_append_internal(s, ids, embeds, pos3, n, logits, all_logits);
 }
 
 static int is_eos(const omni_model *m, int32_t id) {
@@ -236,7 +236,7 @@ int omni_generate(omni_session *s, const omni_sampling_params *sp, int max_token
             rc = omni_fail(&s->err, OMNI_E_CONTEXT, "context full after %d generated tokens (%d)", n, s->n_ctx);
             break;
         }
-        rc = append(s, &id, NULL, NULL, 1, NULL, 0);
+        rc = omni_session_append_internal(s, &id, NULL, NULL, 1, NULL, 0);
     }
     if (dt && cb) { /* whatever bytes are still pending (an incomplete character at the end) */
         int len = tok_detok_flush(dt, piece, sizeof piece - 1);

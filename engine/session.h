@@ -22,7 +22,16 @@ struct omni_session {
     float *last_logits;     /* [vocab] of the last appended position */
     int have_logits;
     float *captured;        /* [n_ctx][hidden] hidden states at p.capture_layer, or NULL */
+    /* DeepStack features of the append in progress (set by prompt.c): added after layer j < ds_levels to the rows at
+     * ds_pos (ascending positions within the appended tokens) */
+    const float *ds;        /* [ds_levels][ds_n][hidden] */
+    const int32_t *ds_pos;
+    int32_t ds_levels, ds_n;
     omni_err err;
 };
+
+/* the append shared by tokens, embeddings and multimodal prompts (session.c) */
+int omni_session_append_internal(omni_session *s, const int32_t *ids, const float *embeds, const float *pos3, int n,
+                                 float *logits, int all_logits);
 
 #endif

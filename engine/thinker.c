@@ -21,7 +21,36 @@ static int capture(omni_session *s, ob_ptr src, int pos0, int n) {
 }
 
 /* One chunk of n <= ubatch tokens at cache positions pos0..pos0+n-1. */
-static int forward_chunk(omni_session *s, const int32_t *ids, const float *embeds, const float *pos3, int n,
+/* DeepStack rows of this chunk ([c0, c0+n) of the append): uploads their local indices and features once per chunk
+ * into a scratch buffer laid out [idx (int32, padded)][level 0 rows][level 1 rows]... */
+static int deepstack_upload(omni_session *s, int c0, int n, ob_buf **buf, int *first, int *count, size_t *rows_off) {
+    *buf = NULL;
+    *count = 0;
+    if (!s->ds || s->ds_levels <= 0) return 0;
+    int a = 0;
+    while (a < s->ds_n && s->ds_pos[a] < c0) a++;
+    int b = a;
+    while (b < s->ds_n && s->ds_pos[b] < c0 + n) b++;
+    if (b == a) return 0;
+    ob_backend *be = s->m->be;
+    size_t H = (size_t)s->m->hp.text.hidden, cnt = (size_t)(b - a);
+    *rows_off = (cnt * 4 + 255) & ~(size_t)255;
+    *buf = be->ops->alloc(be, *rows_off + (size_t)s->ds_levels * cnt * H * 4);
+    if (!*buf) return omni_fail(&s->err, OMNI_E_NOMEM, "out of memory for DeepStack features");
+    int32_t *idx = malloc(cnt * 4);
+    if (!idx) return omni_fail(&s->err, OMNI_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < cnt; i++) idx[i] = s->ds_pos[a + (int)i] - c0;
+    int rc = be->ops->upload(be, *buf, 0, idx, cnt * 4);
+    free(idx);
+    for (int l = 0; !rc && l < s->ds_levels; l++)
+        rc = be->ops->upload(be, *buf, *rows_off + (size_t)l * cnt * H * 4, s->ds + ((size_t)l * s->ds_n + a) * H,
+                             cnt * H * 4);
+    *first = a;
+    *count = (int)cnt;
+    return rc;
+}
+
+static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const float *embeds, const float *pos3, int n,
                          float *logits, int logit_rows) {
     omni_model *m = s->m;
     ob_backend *be = m->be;
@@ -40,12 +69,23 @@ static int forward_chunk(omni_session *s, const int32_t *ids, const float *embed
         op->get_rows(be, &m->w.embed, tok, n, x);
     } else if ((rc = op->upload(be, s->act, s->o_x, embeds, (size_t)n * H * 4))) return rc;
     if (s->p.capture_layer == 0 && (rc = capture(s, x, pos0, n))) return rc;
+    ob_buf *dsb = NULL;
+    int ds_first = 0, ds_count = 0;
+    size_t ds_rows = 0;
+    if ((rc = deepstack_upload(s, c0, n, &dsb, &ds_first, &ds_count, &ds_rows))) {
+        if (dsb) be->ops->buf_free(be, dsb);
+        return rc;
+    }
+    (void)ds_first;
 
     ob_rope rope = { h->rope_theta, D, D, { h->mrope_section[0], h->mrope_section[1], h->mrope_section[2] },
                      h->mrope_interleaved, 0 };
     ob_attn at = { Hq, Hkv, D, 1.0f / sqrtf((float)D), 1, 0 };
     for (int l = 0; l < h->n_layers; l++) {
-        if (aborted(s)) return omni_fail(&s->err, OMNI_E_CANCELLED, "cancelled");
+        if (aborted(s)) {
+            if (dsb) op->buf_free(be, dsb);
+            return omni_fail(&s->err, OMNI_E_CANCELLED, "cancelled");
+        }
         const omni_layer *L = &m->w.layers[l];
         ob_ptr kc = { s->kv[2 * l], 0 }, vc = { s->kv[2 * l + 1], 0 };
         /* attention block */
@@ -79,8 +119,18 @@ static int forward_chunk(omni_session *s, const int32_t *ids, const float *embed
             op->swiglu(be, g, u, g, (int64_t)n * h->intermediate);
             op->matmul(be, &L->w_down, g, x, n, 1);
         }
-        if (s->p.capture_layer == l + 1 && l + 1 < h->n_layers && (rc = capture(s, x, pos0, n))) return rc;
+        /* the captured hidden state is the layer output before the DeepStack add (output_capturing.py) */
+        if (s->p.capture_layer == l + 1 && l + 1 < h->n_layers && (rc = capture(s, x, pos0, n))) break;
+        if (dsb && l < s->ds_levels) /* _deepstack_process: visual rows += deepstack[l] after layer l */
+            op->add_rows(be, x, (ob_ptr){ dsb, 0 }, (ob_ptr){ dsb, ds_rows + (size_t)l * ds_count * H * 4 }, ds_count, H);
     }
+    if (dsb) {
+        /* the buffer is referenced by queued work on a device back-end: sync before freeing it */
+        int src = op->sync(be);
+        op->buf_free(be, dsb);
+        if (!rc && src) rc = src;
+    }
+    if (rc) return rc;
     op->rms_norm(be, x, &m->w.norm, xn, n, H, h->rms_eps);
     if (s->p.capture_layer == h->n_layers && (rc = capture(s, xn, pos0, n))) return rc;
     /* logits: all rows (in slices of the logits scratch) or just the last */
@@ -109,7 +159,7 @@ int omni_thinker_forward(omni_session *s, const int32_t *ids, const float *embed
         int last = c + nc == n;
         int lr = logit_rows == 1 ? 1 : (logit_rows == 0 && last ? 0 : -1);
         float *dst = logit_rows == 1 ? logits + (size_t)c * V : logits;
-        rc = forward_chunk(s, ids ? ids + c : NULL, embeds ? embeds + (size_t)c * H : NULL, p3, nc, dst, lr);
+        rc = forward_chunk(s, c, ids ? ids + c : NULL, embeds ? embeds + (size_t)c * H : NULL, p3, nc, dst, lr);
         if (rc) break;
         s->pos += nc;
     }
