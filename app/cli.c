@@ -13,6 +13,7 @@ const cli_command cli_commands[] = {
     { "generate", cmd_generate, "answer one prompt, streaming the reply" },
     { "chat", cmd_chat, "line-mode text chat" },
     { "tokenize", cmd_tokenize, "text -> token ids (or --decode ids -> text)" },
+    { "preprocess", cmd_preprocess, "audio/image file -> the model inputs the reference processor makes" },
     { "eval", cmd_eval, "run a checkpoint on reference inputs and write its outputs (validation)" },
     { "bench", cmd_bench, "prefill/decode speed, also with synthetic weights from a config.json" },
     { NULL, NULL, NULL },
@@ -35,6 +36,7 @@ void cli_opts_init(cli_opts *o) {
     o->mp = omni_model_default_params();
     o->sp = omni_sampling_default_params();
     o->max_tokens = 512;
+    o->think = -1;
 }
 
 static int parse_int(const char *s, long lo, long hi, long *out) {
@@ -139,6 +141,11 @@ int cli_parse_common(cli_opts *o, int argc, char **argv, int *i) {
     } else if (!strcmp(a, "--greedy")) {
         o->sp = omni_sampling_default_params();
         o->sampling_given = 1;
+    } else if (!strcmp(a, "--think")) {
+        NEED();
+        if (!strcmp(v, "on")) o->think = 1;
+        else if (!strcmp(v, "off")) o->think = 0;
+        else BAD("on or off");
     } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
         o->verbose = 1;
     } else return 0;
@@ -166,7 +173,8 @@ void cli_help_common(FILE *f, int with_sampling) {
                    "      --top-p P          keep the smallest set with probability mass P (1 = off)\n"
                    "      --min-p P          drop tokens below P x the top probability (0 = off)\n"
                    "      --repeat-penalty R penalise tokens already seen (1 = off)\n"
-                   "      --seed S           random seed for sampling\n");
+                   "      --seed S           random seed for sampling\n"
+                   "      --think on|off     Qwen3 thinking mode for the reply (default: the template's)\n");
 }
 
 typedef struct {
@@ -216,6 +224,7 @@ omni_model *cli_open_model(cli_opts *o) {
         fprintf(stderr, "omni: %s\n", err);
         return NULL;
     }
+    if (o->think >= 0) omni_chat_set_thinking(m, o->think);
     return m;
 }
 

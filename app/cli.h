@@ -26,6 +26,7 @@ typedef struct {
     int sampling_given;         /* some sampling flag was set on the command line */
     int max_tokens;             /* -n */
     int verbose;
+    int think;                  /* --think on|off: -1 = the template's default */
 } cli_opts;
 
 void cli_opts_init(cli_opts *o);
@@ -46,6 +47,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_preprocess(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "media.h"
 
 static volatile sig_atomic_t g_interrupted;
 static void on_sigint(int sig) {
@@ -91,9 +92,12 @@ static int prefill_conversation(omni_model *m, omni_session *s, turn *turns, int
 }
 
 static void usage_generate(FILE *f) {
-    fprintf(f, "usage: omni generate -m DIR -p TEXT [options]\n\n"
-               "Renders TEXT as a user turn with the checkpoint's chat template and streams the reply to stdout.\n\n"
+    fprintf(f, "usage: omni generate -m DIR [-p TEXT] [--audio FILE.wav]... [--image FILE]... [options]\n\n"
+               "Renders one user turn (audio, images, then TEXT) with the checkpoint's chat template and streams\n"
+               "the reply to stdout. Audio and images need a Qwen3-Omni checkpoint.\n\n"
                "  -p, --prompt TEXT      the user's message (use - to read it from stdin)\n"
+               "      --audio FILE       a WAV file (any rate/channels; resampled to 16 kHz); repeatable\n"
+               "      --image FILE       a PNG/JPEG/WebP/BMP/GIF/TIFF image; repeatable\n"
                "  -s, --system TEXT      a system message\n"
                "      --stats            print prompt/prefill/decode timing to stderr at the end\n\n");
     cli_help_common(f, 1);
@@ -130,8 +134,24 @@ int cmd_generate(int argc, char **argv) {
     cli_opts o;
     cli_opts_init(&o);
     const char *prompt = NULL, *system = NULL;
+    const char *audios[16], *images[16];
+    int n_audio = 0, n_image = 0;
     int stats = 0;
     for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--audio") || !strcmp(argv[i], "--image")) {
+            int is_audio = argv[i][2] == 'a';
+            if (i + 1 >= argc) {
+                fprintf(stderr, "omni generate: %s needs a file\n", argv[i]);
+                return CLI_USAGE;
+            }
+            if ((is_audio ? n_audio : n_image) == 16) {
+                fprintf(stderr, "omni generate: at most 16 files per %s\n", argv[i]);
+                return CLI_USAGE;
+            }
+            if (is_audio) audios[n_audio++] = argv[++i];
+            else images[n_image++] = argv[++i];
+            continue;
+        }
         if (cli_is_help(argv[i])) {
             usage_generate(stdout);
             return CLI_OK;
@@ -149,13 +169,13 @@ int cmd_generate(int argc, char **argv) {
             }
         }
     }
-    if (!prompt) {
-        fprintf(stderr, "omni generate: no prompt (use -p TEXT)\n");
+    if (!prompt && !n_audio && !n_image) {
+        fprintf(stderr, "omni generate: no prompt (use -p TEXT, --audio FILE or --image FILE)\n");
         usage_generate(stderr);
         return CLI_USAGE;
     }
     char *owned = NULL;
-    if (!strcmp(prompt, "-")) {
+    if (prompt && !strcmp(prompt, "-")) {
         if (!(owned = read_stdin())) return cli_err("generate", "cannot read the prompt from stdin");
         prompt = owned;
     }
@@ -176,13 +196,38 @@ int cmd_generate(int argc, char **argv) {
         free(owned);
         return CLI_ERR;
     }
-    turn turns[2];
-    int nt = 0;
-    if (system) turns[nt++] = (turn){ "system", (char *)system };
-    turns[nt++] = (turn){ "user", (char *)prompt };
     int n_prompt = 0;
     double t0 = now_s();
-    rc = prefill_conversation(m, s, turns, nt, &n_prompt);
+    if (n_audio || n_image) {
+        /* one user turn: the audios, the images, then the text, as separate content items */
+        omni_item items[34];
+        int ni = 0;
+        for (int k = 0; k < n_audio; k++) items[ni++] = (omni_item){ OMNI_ITEM_AUDIO, NULL };
+        for (int k = 0; k < n_image; k++) items[ni++] = (omni_item){ OMNI_ITEM_IMAGE, NULL };
+        if (prompt) items[ni++] = (omni_item){ OMNI_ITEM_TEXT, prompt };
+        omni_item sys_item = { OMNI_ITEM_TEXT, system };
+        omni_message msgs[2];
+        int nm = 0;
+        if (system) msgs[nm++] = (omni_message){ "system", &sys_item, 1 };
+        msgs[nm++] = (omni_message){ "user", items, ni };
+        media_prompt mp;
+        char err[600];
+        const char *dir = o.mp.synthetic ? NULL : o.model;
+        rc = media_prompt_build(m, dir, msgs, nm, audios, n_audio, images, n_image, &mp, err, sizeof err);
+        if (rc) fprintf(stderr, "omni: %s\n", err);
+        else {
+            n_prompt = mp.n;
+            rc = omni_session_append_mm(s, mp.ids, mp.n, &mp.mm, NULL, 0);
+            if (rc) fprintf(stderr, "omni: %s\n", omni_session_error(s));
+            media_prompt_free(&mp);
+        }
+    } else {
+        turn turns[2];
+        int nt = 0;
+        if (system) turns[nt++] = (turn){ "system", (char *)system };
+        turns[nt++] = (turn){ "user", (char *)prompt };
+        rc = prefill_conversation(m, s, turns, nt, &n_prompt);
+    }
     double t1 = now_s();
     int n_gen = 0;
     stream_state st = { stdout, NULL, 0, 0 };

@@ -88,6 +88,7 @@ typedef struct {
     int64_t bytes_bf16, bytes_q8_0; /* whole checkpoint's weight bytes stored as BF16 / as Q8_0 (vectors stay BF16) */
     int64_t weight_bytes;        /* bytes of weights this model holds on its back-end now */
     int64_t kv_bytes_per_token;  /* KV cache bytes per context token */
+    int32_t audio_token_id, image_token_id, video_token_id; /* placeholder ids (-1 if the model has none) */
     const char *backend_name;
     const char *device_name;
 } omni_model_info;
@@ -120,6 +121,9 @@ typedef struct {
 } omni_message;
 /* Renders messages as the checkpoint's chat template does (ChatML). Returns a malloc'd string or NULL. */
 char *omni_chat_render(const omni_model *m, const omni_message *msgs, int n_msgs, int add_generation_prompt);
+/* Qwen3 "enable_thinking" for the generation prompt: 0 = off (an empty <think></think> block), 1 = on, -1 = the
+ * template's default. */
+void omni_chat_set_thinking(omni_model *m, int enable);
 
 /* ---- audio and image encoders (Qwen3-Omni) ------------------------------------------------------------------- */
 /* Audio tokens the encoder makes from n_frames log-mel frames (_get_feat_extract_output_lengths, n_window 50). */
@@ -139,6 +143,11 @@ typedef struct {
  * after thinker layer j). */
 int omni_encode_image(omni_model *m, const float *pixel_values, omni_grid grid, float **embeds, float **deepstack,
                       int32_t *n_tokens, int32_t *n_levels);
+/* The same with the number of rows pixel_values holds (the preprocessor's count), checked against t*h*w. deepstack
+ * and n_levels may both be NULL (no DeepStack features computed). OMNI_E_ARG for a bad grid (a size <= 0, h or w not a
+ * multiple of the merge size, too many patches per frame) with the reason in omni_model_error(m). */
+int omni_encode_image_n(omni_model *m, const float *pixel_values, int64_t n_rows, omni_grid grid, float **embeds,
+                        float **deepstack, int32_t *n_tokens, int32_t *n_levels);
 
 /* Multimodal prompt inputs: features for the placeholder runs of input_ids, in order of appearance (the processor's
  * expansion: one <|audio_pad|> per audio token, one <|image_pad|>/<|video_pad|> per merged patch). */

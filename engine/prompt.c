@@ -32,6 +32,7 @@ int omni_rope_index(const omni_model *m, const int32_t *ids, int n, const omni_m
     float *T = pos3, *Hh = pos3 + n, *W = pos3 + 2 * n;
     for (int i = 0; i < n;) {
         int32_t id = ids[i];
+        if (id < 0 || id >= hp->text.vocab_size) ERR("token id %d at position %d is outside the vocabulary", id, i);
         if (id == hp->audio_start_id && hp->audio_start_id >= 0 && i + 1 < n && ids[i + 1] == hp->audio_token_id) {
             /* <|audio_start|> then L audio tokens at consecutive positions (all rows equal) */
             T[i] = Hh[i] = W[i] = cur;

@@ -45,40 +45,8 @@ void omni_detok_free(omni_detok *d) {
     free(d);
 }
 
-/* ChatML as Qwen3-Omni's template renders it: `<|im_start|>{role}\n{content}<|im_end|>\n` per message, content items
- * in order (audio/image/video as their placeholder triplets), then `<|im_start|>assistant\n` as generation prompt. */
 char *omni_chat_render(const omni_model *m, const omni_message *msgs, int n_msgs, int add_generation_prompt) {
-    (void)m;
-    size_t cap = 256, len = 0;
-    for (int i = 0; i < n_msgs; i++) {
-        cap += strlen(msgs[i].role) + 32;
-        for (int j = 0; j < msgs[i].n_items; j++) cap += (msgs[i].items[j].text ? strlen(msgs[i].items[j].text) : 0) + 64;
-    }
-    char *out = malloc(cap);
-    if (!out) return NULL;
-#define PUT(str)                                                                                                      \
-    do {                                                                                                              \
-        size_t l_ = strlen(str);                                                                                      \
-        memcpy(out + len, str, l_);                                                                                   \
-        len += l_;                                                                                                    \
-    } while (0)
-    for (int i = 0; i < n_msgs; i++) {
-        PUT("<|im_start|>");
-        PUT(msgs[i].role);
-        PUT("\n");
-        for (int j = 0; j < msgs[i].n_items; j++) {
-            const omni_item *it = &msgs[i].items[j];
-            switch (it->kind) {
-            case OMNI_ITEM_TEXT: PUT(it->text ? it->text : ""); break;
-            case OMNI_ITEM_AUDIO: PUT("<|audio_start|><|audio_pad|><|audio_end|>"); break;
-            case OMNI_ITEM_IMAGE: PUT("<|vision_start|><|image_pad|><|vision_end|>"); break;
-            case OMNI_ITEM_VIDEO: PUT("<|vision_start|><|video_pad|><|vision_end|>"); break;
-            }
-        }
-        PUT("<|im_end|>\n");
-    }
-    if (add_generation_prompt) PUT("<|im_start|>assistant\n");
-#undef PUT
-    out[len] = 0;
-    return out;
+    return chat_render(&m->chat, msgs, n_msgs, add_generation_prompt, (omni_err *)&m->err);
 }
+
+void omni_chat_set_thinking(omni_model *m, int enable) { m->chat.enable_thinking = enable < 0 ? -1 : enable != 0; }

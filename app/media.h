@@ -1,0 +1,35 @@
+/* media.h — turning files into model inputs for the commands: WAV → 16 kHz → log-mel features, image files →
+ * pixel_values/grid, and a multimodal user turn (placeholders expanded, features encoded) for a session. */
+#ifndef OMNI_APP_MEDIA_H
+#define OMNI_APP_MEDIA_H
+
+#include <stdint.h>
+
+#include "omni.h"
+
+/* log-mel features [128][*frames] of a WAV file (any format/rate the reader takes, resampled to 16 kHz) */
+int media_audio_features(const char *path, float **mel, int *frames, char *err, size_t err_cap);
+/* pixel_values [t*h*w][dim] and the grid of an image file, preprocessed with the checkpoint's
+ * preprocessor_config.json (model_dir may be NULL: Qwen3-Omni defaults) */
+int media_image_patches(const char *model_dir, const char *path, float **pixels, omni_grid *grid, char *err,
+                        size_t err_cap);
+
+/* A prompt with media: the chat-rendered ids with each placeholder expanded to its token count, and the features. */
+typedef struct {
+    int32_t *ids;
+    int n;
+    omni_mm mm;
+    /* owned storage behind mm */
+    int32_t *audio_tokens;
+    float *audio_embeds, *image_embeds, *deepstack;
+    omni_grid *grids;
+} media_prompt;
+
+/* Encodes the audios and images, renders `messages` with the chat template (items of kind AUDIO/IMAGE in the order
+ * the files are given), tokenizes and expands placeholders. */
+int media_prompt_build(omni_model *m, const char *model_dir, const omni_message *msgs, int n_msgs,
+                       const char *const *audio_files, int n_audio, const char *const *image_files, int n_image,
+                       media_prompt *out, char *err, size_t err_cap);
+void media_prompt_free(media_prompt *p);
+
+#endif
