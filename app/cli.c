@@ -12,6 +12,7 @@ const cli_command cli_commands[] = {
     { "info", cmd_info, "describe a checkpoint: architecture, parts, parameters, memory" },
     { "generate", cmd_generate, "answer one prompt, streaming the reply" },
     { "chat", cmd_chat, "line-mode text chat" },
+    { "listen", cmd_listen, "answer one spoken question from the microphone (line mode)" },
     { "tokenize", cmd_tokenize, "text -> token ids (or --decode ids -> text)" },
     { "preprocess", cmd_preprocess, "audio/image file -> the model inputs the reference processor makes" },
     { "eval", cmd_eval, "run a checkpoint on reference inputs and write its outputs (validation)" },

@@ -134,7 +134,8 @@ int cmd_generate(int argc, char **argv) {
     cli_opts o;
     cli_opts_init(&o);
     const char *prompt = NULL, *system = NULL;
-    const char *audios[16], *images[16];
+    media_audio audios[16];
+    const char *images[16];
     int n_audio = 0, n_image = 0;
     int stats = 0;
     for (int i = 1; i < argc; i++) {
@@ -148,7 +149,7 @@ int cmd_generate(int argc, char **argv) {
                 fprintf(stderr, "omni generate: at most 16 files per %s\n", argv[i]);
                 return CLI_USAGE;
             }
-            if (is_audio) audios[n_audio++] = argv[++i];
+            if (is_audio) audios[n_audio++] = (media_audio){ argv[++i], NULL, 0 };
             else images[n_image++] = argv[++i];
             continue;
         }

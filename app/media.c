@@ -116,7 +116,7 @@ void media_prompt_free(media_prompt *p) {
 }
 
 int media_prompt_build(omni_model *m, const char *model_dir, const omni_message *msgs, int n_msgs,
-                       const char *const *audio_files, int n_audio, const char *const *image_files, int n_image,
+                       const media_audio *audios, int n_audio, const char *const *image_files, int n_image,
                        media_prompt *out, char *err, size_t err_cap) {
     memset(out, 0, sizeof *out);
     omni_model_info info;
@@ -130,8 +130,10 @@ int media_prompt_build(omni_model *m, const char *model_dir, const omni_message 
         out->audio_tokens = calloc((size_t)n_audio, sizeof *out->audio_tokens);
         if (!mels || !frames || !out->audio_tokens) rc = OMNI_E_NOMEM, snprintf(err, err_cap, "out of memory");
         for (int a = 0; a < n_audio && !rc; a++) {
-            int fr;
-            rc = media_audio_features(audio_files[a], &mels[a], &fr, err, err_cap);
+            int fr = 0;
+            if (audios[a].path) rc = media_audio_features(audios[a].path, &mels[a], &fr, err, err_cap);
+            else if ((rc = audio_mel_compute(audios[a].pcm16k, audios[a].n, &mels[a], &fr)) || fr < 1)
+                rc = rc ? rc : OMNI_E_ARG, snprintf(err, err_cap, "audio %d: too short for one feature frame", a);
             frames[a] = fr;
         }
         if (!rc && (rc = omni_encode_audio(m, (const float *const *)mels, frames, n_audio, &out->audio_embeds,

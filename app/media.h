@@ -9,6 +9,13 @@
 
 /* log-mel features [128][*frames] of a WAV file (any format/rate the reader takes, resampled to 16 kHz) */
 int media_audio_features(const char *path, float **mel, int *frames, char *err, size_t err_cap);
+
+/* An audio input: a WAV file, or 16 kHz mono samples already in memory (path NULL). */
+typedef struct {
+    const char *path;
+    const float *pcm16k;
+    int64_t n;
+} media_audio;
 /* pixel_values [t*h*w][dim] and the grid of an image file, preprocessed with the checkpoint's
  * preprocessor_config.json (model_dir may be NULL: Qwen3-Omni defaults) */
 int media_image_patches(const char *model_dir, const char *path, float **pixels, omni_grid *grid, char *err,
@@ -28,7 +35,7 @@ typedef struct {
 /* Encodes the audios and images, renders `messages` with the chat template (items of kind AUDIO/IMAGE in the order
  * the files are given), tokenizes and expands placeholders. */
 int media_prompt_build(omni_model *m, const char *model_dir, const omni_message *msgs, int n_msgs,
-                       const char *const *audio_files, int n_audio, const char *const *image_files, int n_image,
+                       const media_audio *audios, int n_audio, const char *const *image_files, int n_image,
                        media_prompt *out, char *err, size_t err_cap);
 void media_prompt_free(media_prompt *p);
 
