@@ -17,6 +17,7 @@ image straight from Image.open (no load_image, so no EXIF transpose), like a cal
 
 Usage: PYTHONUNBUFFERED=1 python3 tests/gen_vision_ref.py OUTDIR [--make-images]
 """
+import atexit
 import inspect
 import lzma
 import math
@@ -189,6 +190,19 @@ def to_u8_exact(frames):
 
 sample_lines = []
 case_lines = []
+
+
+def write_all():
+    """Writes the text outputs; registered with atexit so an exception late in the run loses nothing."""
+    with open(os.path.join(ref_dir, "cases.txt"), "w") as f:
+        f.write("\n".join(case_lines) + "\n")
+    with open(os.path.join(ref_dir, "samples.txt"), "w") as f:
+        f.write("\n".join(sample_lines) + "\n")
+    with open(os.path.join(out_dir, "info.txt"), "w") as f:
+        f.write("\n".join(info_lines) + "\n")
+
+
+atexit.register(write_all)
 rng_samples = np.random.default_rng(99)
 
 
@@ -252,6 +266,9 @@ IMAGES = [
     ("lossless_webp", "lossless.webp", (40, 56), "WEBP-LL"),
     ("rgba_webp", "rgba.webp", (36, 44), "WEBPA-LL"),
     ("lossy_webp", "lossy.webp", (64, 80), "WEBP-LOSSY"),
+    ("gray_trns", "gray_trns.png", (27, 35), "L+trns"),
+    ("rgb_trns", "rgb_trns.png", (26, 38), "RGB+trns"),
+    ("gif_screen", "gif_screen.gif", (30, 44), "GIF-screen"),
 ]
 
 
@@ -310,6 +327,21 @@ def make_image(fn, hw, how, seed):
         Image.fromarray(np.dstack([rgb, a]), "RGBA").save(path, lossless=True, exact=True)
     elif how == "WEBP-LOSSY":
         Image.fromarray(rgb, "RGB").save(path, quality=80)
+    elif how == "L+trns":  # greyscale PNG with a tRNS chunk (SDL2_image 2.6 mis-decodes these)
+        g = rgb[..., 1].copy()
+        g[: h // 2, : w // 2] = 77
+        Image.fromarray(g, "L").save(path, transparency=77)
+    elif how == "RGB+trns":  # truecolour PNG with a tRNS colour key
+        c = rgb.copy()
+        c[h // 3:, w // 2:] = [10, 20, 30]
+        Image.fromarray(c, "RGB").save(path, transparency=(10, 20, 30))
+    elif how == "GIF-screen":  # first frame smaller than the logical screen: Pillow draws it on a bigger canvas
+        p = Image.fromarray(rgb, "RGB").quantize(colors=16, dither=Image.Dither.NONE)
+        p.save(path, transparency=5)
+        b = bytearray(open(path, "rb").read())
+        b[6:8] = (w + 9).to_bytes(2, "little")
+        b[8:10] = (h + 7).to_bytes(2, "little")
+        open(path, "wb").write(bytes(b))
     else:
         raise ValueError(how)
 
@@ -336,8 +368,9 @@ for name, fn, hw, how in IMAGES:
             info(f"case {name}: processor error: {msg}")
             continue
         small = dec.size <= 40000 or how not in ("RGB",)
-        record_case(name, "file", extra, out["pixel_values"], out["image_grid_thw"][0], rs_store=True, dec=dec,
-                    dec_store=small)
+        g = out["image_grid_thw"][0]
+        record_case(name, "file", extra, out["pixel_values"], g, rs_store=int(g[1]) * int(g[2]) * 768 <= 100000,
+                    dec=dec, dec_store=small)
         # informational comparisons
         try:
             li = np.asarray(iu.load_image(path))
@@ -365,7 +398,7 @@ for name, h, w, seed in [("proc_big", 3600, 4000, 1), ("proc_1024", 1024, 1024, 
         dt = time.time() - t0
         extra = [f"h={h}", f"w={w}", f"seed={seed}", f"dec_crc={crc(img.tobytes()):08x}"]
         record_case(name, "proc", extra, out["pixel_values"], out["image_grid_thw"][0],
-                    rs_store=(h * w <= 1 << 20 and name != "proc_1024"))
+                    rs_store=(name == "proc_small"))
         info(f"  {name}: processor took {dt * 1000:.1f} ms on the reference CPU")
     except Exception:  # noqa: BLE001
         info(f"case {name}: FAILED\n" + traceback.format_exc())
@@ -388,18 +421,32 @@ float_diff_total = 0
 float_diff_max = 0
 for i, (ih, iw, oh, ow) in enumerate(probe_cases):
     img = proc_image(ih, iw, 100 + i)
-    t = torch.from_numpy(img).permute(2, 0, 1).contiguous()
-    o = tvF.resize(t, [oh, ow], interpolation=InterpolationMode.BICUBIC, antialias=True)
-    o_cl = tvF.resize(torch.from_numpy(img).permute(2, 0, 1), [oh, ow], interpolation=InterpolationMode.BICUBIC,
-                      antialias=True)
-    of = tvF.resize(t.float(), [oh, ow], interpolation=InterpolationMode.BICUBIC, antialias=True)
-    of8 = of.clamp(0, 255).round().to(torch.uint8)
-    fd = (of8.int() - o.int()).abs()
-    float_diff_total += int((fd > 0).sum())
-    float_diff_max = max(float_diff_max, int(fd.max()))
+    o = None
+    for layout in ("channels_last", "contiguous"):  # PIL input arrives channels-last, numpy input contiguous
+        try:
+            t = torch.from_numpy(img).permute(2, 0, 1)
+            if layout == "contiguous":
+                t = t.contiguous()
+            r = tvF.resize(t, [oh, ow], interpolation=InterpolationMode.BICUBIC, antialias=True)
+            if o is None:
+                o, used = r, layout
+            elif not torch.equal(o, r):
+                info(f"  probe {i}: channels_last and contiguous results differ")
+        except Exception as ex:  # noqa: BLE001  (torch asserts on some tiny shapes)
+            info(f"  probe {i} {ih}x{iw}->{oh}x{ow} {layout}: torch error {str(ex).splitlines()[0][:120]}")
+    if o is None:
+        continue
+    try:
+        of = tvF.resize(torch.from_numpy(img).permute(2, 0, 1).contiguous().float(), [oh, ow],
+                        interpolation=InterpolationMode.BICUBIC, antialias=True)
+        fd = (of.clamp(0, 255).round().to(torch.uint8).int() - o.int()).abs()
+        float_diff_total += int((fd > 0).sum())
+        float_diff_max = max(float_diff_max, int(fd.max()))
+    except Exception:  # noqa: BLE001
+        pass
     ob = o.permute(1, 2, 0).contiguous().numpy().tobytes()
     probe_lines.append(f"probe {i} ih={ih} iw={iw} oh={oh} ow={ow} seed={100 + i} off={len(probe_bin)} "
-                       f"crc={crc(ob):08x} same_cl={int(torch.equal(o, o_cl))}")
+                       f"crc={crc(ob):08x} layout={used}")
     probe_bin += ob
 with open(os.path.join(ref_dir, "resize_probe.txt"), "w") as f:
     f.write("\n".join(probe_lines) + "\n")
@@ -416,13 +463,17 @@ pairs = [(a, b) for a in sizes for b in sizes]
 srng = np.random.default_rng(5)
 pairs += [tuple(int(v) for v in srng.integers(1, 9000, size=2)) for _ in range(600)]
 sr_lines = []
-for (mn, mx) in [(3136, 12845056), (131072, 786432), (3136, 3136 * 4)]:
-    for (h, w) in pairs:
-        try:
-            rh, rw = smart_resize(h, w, factor=32, min_pixels=mn, max_pixels=mx)
-            sr_lines.append(f"{h} {w} {mn} {mx} {rh} {rw}")
-        except ValueError:
-            sr_lines.append(f"{h} {w} {mn} {mx} E E")
+try:
+    sr_lines = []
+    for (mn, mx) in [(3136, 12845056), (131072, 786432), (3136, 3136 * 4)]:
+        for (h, w) in pairs:
+            try:
+                rh, rw = smart_resize(h, w, factor=32, min_pixels=mn, max_pixels=mx)
+                sr_lines.append(f"{h} {w} {mn} {mx} {rh} {rw}")
+            except ValueError:
+                sr_lines.append(f"{h} {w} {mn} {mx} E E")
+except Exception:  # noqa: BLE001
+    info("smart_resize: FAILED\n" + traceback.format_exc())
 with open(os.path.join(ref_dir, "smart_resize.txt"), "w") as f:
     f.write("\n".join(sr_lines) + "\n")
 info(f"smart_resize: {len(sr_lines)} lines")
@@ -442,6 +493,18 @@ try:
         pvv, grid = vo["pixel_values_videos"], vo["video_grid_thw"][0]
         record_case(vname, "video", [f"frames={n}", f"h={h}", f"w={w}", f"seed={seed0}"], pvv, grid,
                     rs_store=False)
+        if vname == "video4":
+            try:  # the optional per-frame cap, with a small token budget so that it bites
+                vp_cap = Qwen2VLVideoProcessor(patch_size=16, temporal_patch_size=2, merge_size=2,
+                                               image_mean=[0.5] * 3, image_std=[0.5] * 3)
+                vp_cap.max_video_tokens = 300  # read from self in Qwen2VLVideoProcessor.resize
+                vo3 = vp_cap(videos=[frames], size={"shortest_edge": 128 * 32 * 32, "longest_edge": 768 * 32 * 32},
+                             cap_pixels_per_frame=True, return_tensors="np")
+                record_case("video4_cap", "video", [f"frames={n}", f"h={h}", f"w={w}", f"seed={seed0}",
+                                                    "cap=1", "max_video_tokens=300"],
+                            vo3["pixel_values_videos"], vo3["video_grid_thw"][0], rs_store=False)
+            except Exception as e:  # noqa: BLE001
+                info(f"  video4_cap failed: {e}")
         try:
             vo2 = vp(videos=[frames], min_pixels=128 * 32 * 32, max_pixels=768 * 32 * 32, return_tensors="np")
             info(f"  {vname}: with min/max_pixels kwargs grid {vo2['video_grid_thw'][0].tolist()}")
@@ -450,10 +513,4 @@ try:
 except Exception:  # noqa: BLE001
     info("video: FAILED\n" + traceback.format_exc())
 
-with open(os.path.join(ref_dir, "cases.txt"), "w") as f:
-    f.write("\n".join(case_lines) + "\n")
-with open(os.path.join(ref_dir, "samples.txt"), "w") as f:
-    f.write("\n".join(sample_lines) + "\n")
-with open(os.path.join(out_dir, "info.txt"), "w") as f:
-    f.write("\n".join(info_lines) + "\n")
 print("done")

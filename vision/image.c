@@ -22,7 +22,8 @@
 #include "image.h"
 
 vision_image *vision_image_new(int32_t w, int32_t h) {
-    if (w <= 0 || h <= 0 || (uint64_t)w * (uint64_t)h > (SIZE_MAX - sizeof(vision_image) - 16) / 3) return NULL;
+    /* 2^34 pixels is far beyond any sensible limit; refusing it keeps the byte count from overflowing */
+    if (w <= 0 || h <= 0 || (uint64_t)w * (uint64_t)h > ((uint64_t)1 << 34)) return NULL;
     vision_image *img = malloc(sizeof *img + (size_t)w * (size_t)h * 3);
     if (!img) return NULL;
     img->w = w;
@@ -135,6 +136,26 @@ static int gif_canvas(SDL_Surface *s, const vision_header *hd, vision_image *img
     return VISION_OK;
 }
 
+/* The PNG without its ancillary chunks; vision_probe has walked the chunk structure already. */
+static uint8_t *png_critical_only(const uint8_t *d, size_t n, size_t *out_len) {
+    uint8_t *o = malloc(n);
+    if (!o) return NULL;
+    memcpy(o, d, 8);
+    size_t p = 8, q = 8;
+    while (n - p >= 12) {
+        size_t total = 12 + ((size_t)d[p] << 24 | (size_t)d[p + 1] << 16 | (size_t)d[p + 2] << 8 | d[p + 3]);
+        if (total > n - p) break;
+        if (!(d[p + 4] & 0x20)) { /* upper-case first letter: critical */
+            memcpy(o + q, d + p, total);
+            q += total;
+        }
+        if (!memcmp(d + p + 4, "IEND", 4)) break;
+        p += total;
+    }
+    *out_len = q;
+    return o;
+}
+
 static int decode(const uint8_t *data, size_t len, const vision_limits *lim, vision_image **out, vision_err *e) {
     vision_header hd;
     int rc = vision_probe(data, len, lim, &hd, e);
@@ -142,19 +163,17 @@ static int decode(const uint8_t *data, size_t len, const vision_limits *lim, vis
     if (len > INT_MAX) return vision_fail(e, VISION_E_SIZE, "file larger than 2 GiB");
     pthread_once(&quiet_once, quiet_libtiff_once);
 
-    /* SDL2_image 2.6 turns a greyscale PNG with a tRNS chunk into garbage (it asks libpng for RGB but allocates a
-     * 16-bit surface); convert("RGB") ignores transparency anyway, so the chunk is dropped from a copy. */
+    /* PNGs are decoded from a copy holding only the critical chunks (IHDR, PLTE, IDAT, IEND). None of the others
+     * changes the RGB values (SDL2_image applies no gamma or colour profile, and convert("RGB") ignores
+     * transparency), but they make libpng print warnings (iCCP, sRGB...), and SDL2_image 2.6 turns a greyscale
+     * PNG with a tRNS chunk into garbage (it asks libpng for RGB but allocates a 16-bit surface). */
     uint8_t *copy = NULL;
     const uint8_t *src = data;
     size_t slen = len;
-    if (hd.png_trns_len) {
-        copy = malloc(len);
+    if (hd.format == VISION_FMT_PNG) {
+        copy = png_critical_only(data, len, &slen);
         if (!copy) return vision_fail(e, VISION_E_NOMEM, "out of memory copying %zu bytes", len);
-        memcpy(copy, data, hd.png_trns_off);
-        memcpy(copy + hd.png_trns_off, data + hd.png_trns_off + hd.png_trns_len,
-               len - hd.png_trns_off - hd.png_trns_len);
         src = copy;
-        slen = len - hd.png_trns_len;
     }
     SDL_ClearError();
     SDL_RWops *rw = SDL_RWFromConstMem(src, (int)slen);

@@ -43,8 +43,6 @@ typedef struct {
     int components;        /* JPEG colour components (1 or 3 accepted) */
     int png_color_type;    /* PNG IHDR colour type and bit depth */
     int png_bit_depth;
-    size_t png_trns_off;   /* byte range of a tRNS chunk in a greyscale PNG (SDL2_image 2.6 mis-decodes those; the */
-    size_t png_trns_len;   /* decoder drops the chunk, as convert("RGB") ignores it anyway); 0 = none */
     int64_t gif_x, gif_y;  /* GIF: first frame rectangle inside the canvas */
     int64_t gif_w, gif_h;
     int gif_fill;          /* GIF: palette index Pillow fills the canvas with (the transparency index, else 0) */

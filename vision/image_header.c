@@ -45,7 +45,26 @@ static int check_size(int64_t w, int64_t h, const vision_limits *lim, const char
     return VISION_OK;
 }
 
-/* ---- PNG: signature, IHDR first, every chunk complete, IEND present ---- */
+/* CRC-32 as PNG chunks use it (ISO 3309, the same as zlib's crc32). */
+static uint32_t png_crc(const uint8_t *p, size_t n) {
+    static uint32_t table[256];
+    static int ready;
+    if (!ready) { /* benign race: every thread computes the same table */
+        for (uint32_t i = 0; i < 256; i++) {
+            uint32_t c = i;
+            for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            table[i] = c;
+        }
+        ready = 1;
+    }
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+/* ---- PNG: signature, IHDR first, every chunk complete with a correct CRC, IEND present ----
+ * Checking CRCs here refuses damaged files quietly: libpng would report them by printing to stderr (SDL2_image
+ * gives it no error callback). */
 static int probe_png(const uint8_t *d, size_t n, vision_header *h, vision_err *e) {
     size_t p = 8;
     int have_ihdr = 0, have_idat = 0, have_plte = 0;
@@ -63,6 +82,9 @@ static int probe_png(const uint8_t *d, size_t n, vision_header *h, vision_err *e
             return vision_fail(e, VISION_E_FORMAT, "PNG truncated inside chunk '%.4s' at byte %zu", (const char *)type,
                                p);
         const uint8_t *body = d + p + 8;
+        if (png_crc(type, 4 + (size_t)clen) != be32(body + clen))
+            return vision_fail(e, VISION_E_FORMAT, "PNG corrupt: bad CRC in chunk '%.4s' at byte %zu",
+                               (const char *)type, p);
         if (!have_ihdr) {
             if (memcmp(type, "IHDR", 4) != 0 || clen != 13)
                 return vision_fail(e, VISION_E_FORMAT, "PNG corrupt: first chunk is not IHDR");
@@ -92,13 +114,10 @@ static int probe_png(const uint8_t *d, size_t n, vision_header *h, vision_err *e
             have_idat = 1;
         } else if (!memcmp(type, "PLTE", 4)) {
             have_plte = 1;
-        } else if (!memcmp(type, "tRNS", 4)) {
-            if (h->png_color_type == 0) {
-                h->png_trns_off = p;
-                h->png_trns_len = 12 + (size_t)clen;
-            }
         } else if (!memcmp(type, "IEND", 4)) {
             break;
+        } else if (!(type[0] & 0x20)) { /* critical chunk libpng would reject (printing as it does) */
+            return vision_fail(e, VISION_E_FORMAT, "PNG corrupt: unknown critical chunk '%.4s'", (const char *)type);
         }
         p += 12 + (size_t)clen;
     }
@@ -230,7 +249,7 @@ static int probe_gif(const uint8_t *d, size_t n, vision_header *h, vision_err *e
 }
 
 /* ---- BMP: file + DIB header, pixel array inside the file for uncompressed layouts ---- */
-static int probe_bmp(const uint8_t *d, size_t n, vision_header *h, vision_err *e) {
+static int probe_bmp(const uint8_t *d, size_t n, const vision_limits *lim, vision_header *h, vision_err *e) {
     if (n < 26) return vision_fail(e, VISION_E_FORMAT, "BMP truncated in the header");
     uint32_t off = le32(d + 10), dib = le32(d + 14);
     int64_t w, hh;
@@ -255,7 +274,8 @@ static int probe_bmp(const uint8_t *d, size_t n, vision_header *h, vision_err *e
     if (comp > 6) return vision_fail(e, VISION_E_FORMAT, "BMP corrupt: compression %u", comp);
     h->width = w;
     h->height = hh;
-    if (w <= 0 || hh <= 0) return VISION_OK; /* check_size reports it */
+    int rc = check_size(w, hh, lim, "BMP", e); /* before the bounds check, which multiplies by them */
+    if (rc) return rc;
     if (off >= n) return vision_fail(e, VISION_E_FORMAT, "BMP truncated before the pixel data");
     if (comp == 0 || comp == 3 || comp == 6) {
         uint64_t row = ((uint64_t)w * bpp + 31) / 32 * 4;
@@ -405,7 +425,7 @@ int vision_probe(const uint8_t *data, size_t len, const vision_limits *lim, visi
         rc = probe_gif(d, len, hdr, e);
     } else if (len >= 2 && d[0] == 'B' && d[1] == 'M') {
         hdr->format = VISION_FMT_BMP;
-        rc = probe_bmp(d, len, hdr, e);
+        rc = probe_bmp(d, len, lim, hdr, e);
     } else if (len >= 12 && !memcmp(d, "RIFF", 4) && !memcmp(d + 8, "WEBP", 4)) {
         hdr->format = VISION_FMT_WEBP;
         rc = probe_webp(d, len, hdr, e);
