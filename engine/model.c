@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "audio_encoder.h"
+#include "vision_encoder.h"
 #include "tokenizer.h"
 
 omni_model_params omni_model_default_params(void) {
@@ -209,6 +211,79 @@ static int bind(omni_model *m, ob_mat *out, const char *name, int64_t rows, int6
     return mat_from_host(m, out, t->data, dt, rows, cols, quant_ok && !is_vec, name);
 }
 
+int omni_model_bind(omni_model *m, ob_mat *out, const char *name, int64_t rows, int64_t cols, int quant_ok) {
+    return bind(m, out, name, rows, cols, quant_ok);
+}
+
+int omni_model_mat_from_host(omni_model *m, ob_mat *out, const void *data, ob_dtype t, int64_t rows, int64_t cols,
+                             int quant_ok, const char *name) {
+    return mat_from_host(m, out, data, t, rows, cols, quant_ok, name);
+}
+
+/* A [rows, cols] view of rows [r0, r0 + r) of matrix f (the row-concatenation trick for fused projections). */
+static ob_mat mat_rows_view(const ob_mat *f, int64_t r0, int64_t r) {
+    ob_mat v = *f;
+    v.rows = r;
+    if (f->dtype == OB_Q8_0) {
+        v.data.off += (size_t)(r0 * f->cols);
+        v.scale_off = (size_t)(f->rows * f->cols - r0 * f->cols + r0 * (f->cols / 32) * 2);
+    } else v.data.off += ob_dtype_bytes(f->dtype, r0 * f->cols);
+    return v;
+}
+
+/* Binds k matrices with the same column count as one row-concatenated matrix `fused` and makes `outs` views of it.
+ * On a device back-end this lets single-token decode run q|k|v (or gate|up) as one matrix-vector product at no
+ * memory cost; the separate views serve the multi-token path. */
+static int bind_fused(omni_model *m, ob_mat *fused, ob_mat **outs, const char **names, const int64_t *rows, int k,
+                      int64_t cols, int quant_ok) {
+    int64_t total = 0;
+    for (int i = 0; i < k; i++) total += rows[i];
+    int rc;
+    if (!m->st) {
+        if ((rc = synth_mat(m, fused, total, cols, 0, names[0]))) return rc;
+    } else {
+        const st_tensor *t[4];
+        ob_dtype dt = OB_F32;
+        for (int i = 0; i < k; i++) {
+            t[i] = st_find(m->st, names[i]);
+            int ok;
+            ob_dtype d = t[i] ? dtype_from_st(t[i]->dtype, &ok) : OB_F32;
+            if (!t[i] || !ok || t[i]->n_dims != 2 || t[i]->shape[0] != rows[i] || t[i]->shape[1] != cols ||
+                (i && d != dt)) {
+                ob_mat tmp; /* let bind() produce the precise error */
+                if ((rc = bind(m, &tmp, names[i], rows[i], cols, quant_ok))) return rc;
+                return omni_fail(&m->err, OMNI_E_TENSOR, "%s: tensor '%s' has a different dtype than '%s'", t[i]->file,
+                                 names[i], names[0]);
+            }
+            dt = d;
+        }
+        size_t es = ob_dtype_bytes(dt, 1), off = 0;
+        uint8_t *cat = malloc((size_t)total * (size_t)cols * es);
+        if (!cat) return omni_fail(&m->err, OMNI_E_NOMEM, "out of memory fusing '%s'", names[0]);
+        for (int i = 0; i < k; i++) {
+            memcpy(cat + off, t[i]->data, t[i]->nbytes);
+            off += t[i]->nbytes;
+        }
+        if (quant_ok && m->params.weights == OMNI_WEIGHTS_Q8_0 && cols % 32 == 0)
+            rc = mat_from_host(m, fused, cat, dt, total, cols, quant_ok, names[0]); /* quantizes into its own buffer */
+        else { /* a buffer of our own: wrap_host may keep the pointer (CPU) and cat is freed below */
+            size_t bytes = (size_t)total * (size_t)cols * es;
+            rc = 0;
+            ob_buf *b = m->be->ops->alloc(m->be, bytes);
+            if (!b || keep_buf(m, b)) rc = omni_fail(&m->err, OMNI_E_NOMEM, "%s: cannot allocate %zu bytes", names[0], bytes);
+            else if (m->be->ops->upload(m->be, b, 0, cat, bytes)) rc = omni_fail(&m->err, OMNI_E_BACKEND, "%s: upload failed", names[0]);
+            else {
+                *fused = ob_mat_make((ob_ptr){ b, 0 }, dt, total, cols);
+                m->weight_bytes += (int64_t)bytes;
+            }
+        }
+        free(cat);
+        if (rc) return rc;
+    }
+    for (int i = 0, r0 = 0; i < k; r0 += (int)rows[i], i++) *outs[i] = mat_rows_view(fused, r0, rows[i]);
+    return 0;
+}
+
 /* Experts of one MoE layer: per-expert tensors (what save_pretrained writes), or the fused 3-D tensors
  * `mlp.experts.gate_up_proj` [E, 2I, H] (gate rows first) + `mlp.experts.down_proj` [E, H, I] of transformers v5. */
 static int bind_experts(omni_model *m, omni_layer *L, int l) {
@@ -271,6 +346,10 @@ static int bind_text(omni_model *m) {
     if ((rc = bind(m, &m->w.embed, name, h->vocab_size, H, 1))) return rc;
     m->w.layers = calloc((size_t)h->n_layers, sizeof *m->w.layers);
     if (!m->w.layers) return omni_fail(&m->err, OMNI_E_NOMEM, "out of memory");
+    /* device back-ends copy the weights anyway: lay q|k|v and gate|up out contiguously (see bind_fused); the CPU
+     * back-end keeps the mmapped tensors in place. OMNI_NO_FUSE=1 turns it off (to bisect), OMNI_FUSE=1 forces it
+     * (tests exercise the fused path on the CPU back-end). */
+    int fuse = (strcmp(m->be->ops->name, "cpu") != 0 || getenv("OMNI_FUSE")) && !getenv("OMNI_NO_FUSE");
     for (int l = 0; l < h->n_layers; l++) {
         omni_layer *L = &m->w.layers[l];
         if ((rc = progress(m, l, h->n_layers + 1))) return rc;
@@ -281,9 +360,20 @@ static int bind_text(omni_model *m) {
     } while (0)
         B(attn_norm, "input_layernorm.weight", H, 0, 0);
         B(ffn_norm, "post_attention_layernorm.weight", H, 0, 0);
-        B(wq, "self_attn.q_proj.weight", QD, H, 1);
-        B(wk, "self_attn.k_proj.weight", KD, H, 1);
-        B(wv, "self_attn.v_proj.weight", KD, H, 1);
+        if (fuse) {
+            char nq[256], nk[256], nv[256];
+            snprintf(nq, sizeof nq, "%slayers.%d.self_attn.q_proj.weight", pre, l);
+            snprintf(nk, sizeof nk, "%slayers.%d.self_attn.k_proj.weight", pre, l);
+            snprintf(nv, sizeof nv, "%slayers.%d.self_attn.v_proj.weight", pre, l);
+            const char *names[3] = { nq, nk, nv };
+            ob_mat *outs[3] = { &L->wq, &L->wk, &L->wv };
+            int64_t rows[3] = { QD, KD, KD };
+            if ((rc = bind_fused(m, &L->wqkv, outs, names, rows, 3, H, 1))) return rc;
+        } else {
+            B(wq, "self_attn.q_proj.weight", QD, H, 1);
+            B(wk, "self_attn.k_proj.weight", KD, H, 1);
+            B(wv, "self_attn.v_proj.weight", KD, H, 1);
+        }
         B(wo, "self_attn.o_proj.weight", H, QD, 1);
         if (h->attention_bias) {
             B(bq, "self_attn.q_proj.bias", QD, 0, 0);
@@ -298,8 +388,18 @@ static int bind_text(omni_model *m) {
             B(router, "mlp.gate.weight", h->n_experts, H, 0); /* router stays as stored: routing is sensitive */
             if ((rc = bind_experts(m, L, l))) return rc;
         } else {
-            B(w_gate, "mlp.gate_proj.weight", h->intermediate, H, 1);
-            B(w_up, "mlp.up_proj.weight", h->intermediate, H, 1);
+            if (fuse) {
+                char ng[256], nu[256];
+                snprintf(ng, sizeof ng, "%slayers.%d.mlp.gate_proj.weight", pre, l);
+                snprintf(nu, sizeof nu, "%slayers.%d.mlp.up_proj.weight", pre, l);
+                const char *names[2] = { ng, nu };
+                ob_mat *outs[2] = { &L->w_gate, &L->w_up };
+                int64_t rows[2] = { h->intermediate, h->intermediate };
+                if ((rc = bind_fused(m, &L->w_gate_up, outs, names, rows, 2, H, 1))) return rc;
+            } else {
+                B(w_gate, "mlp.gate_proj.weight", h->intermediate, H, 1);
+                B(w_up, "mlp.up_proj.weight", h->intermediate, H, 1);
+            }
             B(w_down, "mlp.down_proj.weight", H, h->intermediate, 1);
         }
 #undef B
@@ -380,6 +480,8 @@ static int load_tokenizer(omni_model *m, const char *dir) {
         if (cJSON_IsString(ct)) m->chat_template = strdup(ct->valuestring);
         cJSON_Delete(j);
     }
+    m->chat = chat_style_detect(m->chat_template);
+    if (!m->chat_template && m->hp.arch != OMNI_ARCH_QWEN3_OMNI) m->chat.kind = CHAT_QWEN3;
     return 0;
 }
 
@@ -427,6 +529,7 @@ int omni_model_load(const char *path, const omni_model_params *params, omni_mode
         return OMNI_E_NOMEM;
     }
     m->params = params ? *params : omni_model_default_params();
+    m->chat = chat_style_default();
     char dir[1024], cfg[1200], gen[1200];
     struct stat st;
     int rc = 0;
@@ -463,6 +566,8 @@ int omni_model_load(const char *path, const omni_model_params *params, omni_mode
             goto fail;
         }
         if ((rc = bind_text(m))) goto fail;
+        if (m->hp.has_audio_cfg && (rc = aenc_load(m))) goto fail; /* audio tower, when the checkpoint has one */
+        if (m->hp.has_vision_cfg && (rc = venc_load(m))) goto fail; /* vision tower, likewise */
         if ((rc = m->be->ops->sync(m->be))) {
             omni_fail(&m->err, rc, "back-end: %s", m->be->err);
             goto fail;
@@ -488,6 +593,8 @@ void omni_model_free(omni_model *m) {
         }
         free(m->w.layers);
     }
+    aenc_free(m->audio);
+    venc_free(m->vision);
     if (m->be) {
         for (int i = 0; i < m->n_bufs; i++) m->be->ops->buf_free(m->be, m->bufs[i]);
         m->be->ops->destroy(m->be);
@@ -526,6 +633,9 @@ void omni_model_get_info(const omni_model *m, omni_model_info *info) {
     info->has_talker = m->params_part[3] > 0 || (!m->st && m->hp.has_talker_cfg && m->hp.enable_audio_output);
     info->has_code2wav = m->params_part[4] > 0;
     info->active_params = active_params(m);
+    info->audio_token_id = m->hp.audio_token_id;
+    info->image_token_id = m->hp.image_token_id;
+    info->video_token_id = m->hp.video_token_id;
     info->bytes_bf16 = m->bytes_bf16;
     info->bytes_q8_0 = m->bytes_q8;
     info->weight_bytes = m->weight_bytes;

@@ -8,8 +8,9 @@
 #include "safetensors.h"
 #include "util.h"
 
+#include "chat.h"
+
 struct tok_tokenizer;
-struct chat_style;
 
 /* One decoder layer of the text model. Shapes are [rows=out, cols=in]. */
 typedef struct {
@@ -21,6 +22,8 @@ typedef struct {
     ob_mat q_norm;      /* [head_dim] */
     ob_mat k_norm;      /* [head_dim] */
     ob_mat bq, bk, bv, bo; /* projection biases when attention_bias (else data.buf == NULL) */
+    ob_mat wqkv;        /* [QD + 2 KD, hidden]: wq, wk, wv as views of it (device back-ends), else data.buf NULL */
+    ob_mat w_gate_up;   /* [2 intermediate, hidden]: w_gate, w_up as views of it (device back-ends, dense layers) */
     ob_mat ffn_norm;    /* post_attention_layernorm [hidden] */
     int is_moe;
     /* dense SwiGLU */
@@ -52,12 +55,20 @@ struct omni_model {
     int n_bufs, cap_bufs;
     int64_t weight_bytes;       /* bytes of weights held by the back-end */
     struct tok_tokenizer *tok;  /* NULL when the folder has no tokenizer.json */
-    struct chat_style *chat;
+    chat_style chat;            /* which chat template the checkpoint's text matches */
     char *chat_template;        /* template text from chat_template.json / tokenizer_config.json, or NULL */
     int64_t params_part[5];     /* thinker text, audio, vision, talker, code2wav */
     int64_t bytes_bf16, bytes_q8; /* checkpoint weight bytes as BF16 / as Q8_0 */
+    struct aenc_model *audio;   /* AuT audio encoder (audio_encoder.c); NULL when the checkpoint has none */
+    struct venc_model *vision;  /* vision tower (vision_encoder.c); NULL when the checkpoint has none */
     omni_err err;
 };
+
+/* Weight binding for the encoders (model.c): tensor `name` checked against the shape config.json implies ([rows] if
+ * cols == 0, else [rows, cols]) or synthetic random weights, and a matrix made from host data (mmapped tensor). */
+int omni_model_bind(omni_model *m, ob_mat *out, const char *name, int64_t rows, int64_t cols, int quant_ok);
+int omni_model_mat_from_host(omni_model *m, ob_mat *out, const void *data, ob_dtype t, int64_t rows, int64_t cols,
+                             int quant_ok, const char *name);
 
 /* Thinker forward over n tokens at cache positions pos0.. (defined in thinker.c). Inputs are either ids (int32 on
  * the host) or embeddings [n, hidden] fp32; pos3 is [3][n] fp32. Writes logits for the rows selected by

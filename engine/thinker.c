@@ -90,9 +90,16 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
         ob_ptr kc = { s->kv[2 * l], 0 }, vc = { s->kv[2 * l + 1], 0 };
         /* attention block */
         op->rms_norm(be, x, &L->attn_norm, xn, n, H, h->rms_eps);
-        op->matmul(be, &L->wq, xn, q, n, 0);
-        op->matmul(be, &L->wk, xn, k, n, 0);
-        op->matmul(be, &L->wv, xn, v, n, 0);
+        if (n == 1 && L->wqkv.data.buf) { /* one token: q|k|v from a single matrix-vector product */
+            k = ob_at(q, (size_t)Hq * D * 4);
+            v = ob_at(k, (size_t)Hkv * D * 4);
+            op->matmul(be, &L->wqkv, xn, q, 1, 0);
+        } else {
+            k = AT(s, s->o_k), v = AT(s, s->o_v);
+            op->matmul(be, &L->wq, xn, q, n, 0);
+            op->matmul(be, &L->wk, xn, k, n, 0);
+            op->matmul(be, &L->wv, xn, v, n, 0);
+        }
         if (L->bq.data.buf) { /* attention_bias */
             op->add_bias(be, q, &L->bq, n, Hq * D);
             op->add_bias(be, k, &L->bk, n, Hkv * D);
@@ -114,9 +121,15 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
             op->moe_experts(be, xn, n, h->n_experts_used, eid, ew, L->exp_gate, L->exp_up, L->exp_down, h->n_experts,
                             x);
         } else {
-            op->matmul(be, &L->w_gate, xn, g, n, 0);
-            op->matmul(be, &L->w_up, xn, u, n, 0);
-            op->swiglu(be, g, u, g, (int64_t)n * h->intermediate);
+            ob_ptr uu = u;
+            if (n == 1 && L->w_gate_up.data.buf) { /* gate|up in one product: up follows gate */
+                uu = ob_at(g, (size_t)h->intermediate * 4);
+                op->matmul(be, &L->w_gate_up, xn, g, 1, 0);
+            } else {
+                op->matmul(be, &L->w_gate, xn, g, n, 0);
+                op->matmul(be, &L->w_up, xn, u, n, 0);
+            }
+            op->swiglu(be, g, uu, g, (int64_t)n * h->intermediate);
             op->matmul(be, &L->w_down, g, x, n, 1);
         }
         /* the captured hidden state is the layer output before the DeepStack add (output_capturing.py) */
