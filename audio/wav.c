@@ -15,6 +15,7 @@
 #define WAV_TAG_EXTENSIBLE 0xFFFE
 #define WAV_MIN_RATE 1000
 #define WAV_MAX_RATE 768000
+#define WAV_MAX_FLOAT 1e4 /* float samples are limited to ±1e4 (80 dB over full scale): later sums stay finite */
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static uint32_t rd32(const uint8_t *p) {
@@ -82,7 +83,8 @@ static double sample_at(const uint8_t *p, int bytes, int is_float) {
             union { uint64_t u; double d; } c = { (uint64_t)rd32(p) | ((uint64_t)rd32(p + 4) << 32) };
             v = c.d;
         }
-        return isfinite(v) ? v : 0.0;
+        if (!isfinite(v)) return 0.0;
+        return v > WAV_MAX_FLOAT ? WAV_MAX_FLOAT : v < -WAV_MAX_FLOAT ? -WAV_MAX_FLOAT : v;
     }
     switch (bytes) {
     case 1: return ((int)p[0] - 128) / 128.0; /* 8-bit WAV is unsigned */

@@ -9,7 +9,8 @@
  *   - a data chunk whose size runs past the end of the input (truncated download, 0xFFFFFFFF from a streaming
  *     writer) is read up to the end of the input; a trailing partial frame is dropped;
  *   - an unknown chunk that runs past the end of the input ends the chunk scan (the data already found is used);
- *   - non-finite float samples (NaN, ±Inf) are replaced by 0 so they cannot poison later arithmetic.
+ *   - non-finite float samples (NaN, ±Inf) are replaced by 0, and float samples are limited to ±1e4 (80 dB above
+ *     full scale), so a damaged file cannot poison later arithmetic with NaN or overflow.
  * Errors: no RIFF/WAVE magic, missing or short fmt chunk, missing data chunk, data holding no whole frame, zero
  * channels, a rate outside 1000..768000 Hz, zero or unsupported bits, a block align that differs from
  * channels × bytes per sample, compressed formats (ADPCM, A-law, MP3, ...) and RF64. */
