@@ -15,8 +15,10 @@ const cli_command cli_commands[] = {
     { "listen", cmd_listen, "answer one spoken question from the microphone (line mode)" },
     { "tokenize", cmd_tokenize, "text -> token ids (or --decode ids -> text)" },
     { "preprocess", cmd_preprocess, "audio/image file -> the model inputs the reference processor makes" },
+    { "quantize", cmd_quantize, "write a Q8_0 copy of a checkpoint (valid safetensors)" },
     { "eval", cmd_eval, "run a checkpoint on reference inputs and write its outputs (validation)" },
     { "bench", cmd_bench, "prefill/decode speed, also with synthetic weights from a config.json" },
+    { "devices", cmd_devices, "list the Vulkan devices and the features omni uses" },
     { NULL, NULL, NULL },
 };
 

@@ -185,12 +185,46 @@ static int synth_mat(omni_model *m, ob_mat *out, int64_t rows, int64_t cols, int
 }
 
 /* Binds tensor `name` with the shape config.json implies ([rows] if cols == 0, else [rows, cols]). */
+/* A Q8_0 checkpoint (omni quantize) stores a matrix as `NAME` int8 [rows, cols] plus `NAME_scale` fp16
+ * [rows, cols/32]. Checks both and copies quants + scales into our one-buffer layout (quants, then scales) at
+ * dst (host memory of ob_dtype_bytes(OB_Q8_0, rows*cols) bytes). */
+static int q8_tensors(omni_model *m, const st_tensor *t, const char *name, int64_t rows, int64_t cols,
+                      const st_tensor **scale) {
+    char sn[300];
+    snprintf(sn, sizeof sn, "%s_scale", name);
+    const st_tensor *s = st_find(m->st, sn);
+    if (t->n_dims != 2 || t->shape[0] != rows || t->shape[1] != cols || cols % 32)
+        return omni_fail(&m->err, OMNI_E_TENSOR, "%s: int8 tensor '%s' must be [%lld,%lld] (a multiple of 32 columns)",
+                         t->file, name, (long long)rows, (long long)cols);
+    if (!s || s->dtype != ST_F16 || s->n_dims != 2 || s->shape[0] != rows || s->shape[1] != cols / 32)
+        return omni_fail(&m->err, OMNI_E_TENSOR, "%s: Q8_0 tensor '%s' needs '%s' F16 [%lld,%lld]", t->file, name, sn,
+                         (long long)rows, (long long)(cols / 32));
+    *scale = s;
+    return 0;
+}
+
+static int bind_q8(omni_model *m, ob_mat *out, const st_tensor *t, const char *name, int64_t rows, int64_t cols) {
+    const st_tensor *s;
+    int rc = q8_tensors(m, t, name, rows, cols, &s);
+    if (rc) return rc;
+    size_t bytes = ob_dtype_bytes(OB_Q8_0, rows * cols);
+    ob_buf *b = m->be->ops->alloc(m->be, bytes);
+    if (!b || keep_buf(m, b)) return omni_fail(&m->err, OMNI_E_NOMEM, "%s: cannot allocate %zu bytes", name, bytes);
+    if (m->be->ops->upload(m->be, b, 0, t->data, t->nbytes) ||
+        m->be->ops->upload(m->be, b, t->nbytes, s->data, s->nbytes))
+        return omni_fail(&m->err, OMNI_E_BACKEND, "%s: upload failed", name);
+    *out = ob_mat_make((ob_ptr){ b, 0 }, OB_Q8_0, rows, cols);
+    m->weight_bytes += (int64_t)bytes;
+    return 0;
+}
+
 static int bind(omni_model *m, ob_mat *out, const char *name, int64_t rows, int64_t cols, int quant_ok) {
     int is_vec = cols == 0;
     if (is_vec) cols = rows, rows = 1;
     if (!m->st) return synth_mat(m, out, rows, cols, is_vec, name);
     const st_tensor *t = st_find(m->st, name);
     if (!t) return omni_fail(&m->err, OMNI_E_TENSOR, "%s: tensor '%s' is missing from the checkpoint", m->path, name);
+    if (t->dtype == ST_I8 && !is_vec) return bind_q8(m, out, t, name, rows, cols);
     int ok;
     ob_dtype dt = dtype_from_st(t->dtype, &ok);
     if (!ok)
@@ -244,6 +278,34 @@ static int bind_fused(omni_model *m, ob_mat *fused, ob_mat **outs, const char **
     } else {
         const st_tensor *t[4];
         ob_dtype dt = OB_F32;
+        const st_tensor *t0 = st_find(m->st, names[0]);
+        if (t0 && t0->dtype == ST_I8) { /* a Q8_0 checkpoint: concatenate quants, then scales */
+            const st_tensor *sc[4];
+            for (int i = 0; i < k; i++) {
+                t[i] = st_find(m->st, names[i]);
+                if (!t[i] || t[i]->dtype != ST_I8) {
+                    ob_mat tmp;
+                    if ((rc = bind(m, &tmp, names[i], rows[i], cols, quant_ok))) return rc;
+                    return omni_fail(&m->err, OMNI_E_TENSOR, "%s: tensor '%s' is not int8 like '%s'", m->path, names[i],
+                                     names[0]);
+                }
+                if ((rc = q8_tensors(m, t[i], names[i], rows[i], cols, &sc[i]))) return rc;
+            }
+            size_t bytes = ob_dtype_bytes(OB_Q8_0, total * cols), qo = 0, so = (size_t)(total * cols);
+            ob_buf *b = m->be->ops->alloc(m->be, bytes);
+            if (!b || keep_buf(m, b)) return omni_fail(&m->err, OMNI_E_NOMEM, "%s: cannot allocate", names[0]);
+            for (int i = 0; i < k; i++) {
+                if (m->be->ops->upload(m->be, b, qo, t[i]->data, t[i]->nbytes) ||
+                    m->be->ops->upload(m->be, b, so, sc[i]->data, sc[i]->nbytes))
+                    return omni_fail(&m->err, OMNI_E_BACKEND, "%s: upload failed", names[i]);
+                qo += t[i]->nbytes;
+                so += sc[i]->nbytes;
+            }
+            *fused = ob_mat_make((ob_ptr){ b, 0 }, OB_Q8_0, total, cols);
+            m->weight_bytes += (int64_t)bytes;
+            for (int i = 0, r0 = 0; i < k; r0 += (int)rows[i], i++) *outs[i] = mat_rows_view(fused, r0, rows[i]);
+            return 0;
+        }
         for (int i = 0; i < k; i++) {
             t[i] = st_find(m->st, names[i]);
             int ok;
@@ -420,6 +482,13 @@ static void count_params(omni_model *m) {
             const st_tensor *t = st_get(m->st, i);
             int64_t n = 1;
             for (int d = 0; d < t->n_dims; d++) n *= t->shape[d];
+            size_t nl = strlen(t->name);
+            if (nl > 6 && !strcmp(t->name + nl - 6, "_scale") && t->dtype == ST_F16) { /* Q8_0 scales: not params */
+                char base[300];
+                snprintf(base, sizeof base, "%.*s", (int)(nl - 6), t->name);
+                const st_tensor *b = st_find(m->st, base);
+                if (b && b->dtype == ST_I8) continue;
+            }
             m->bytes_bf16 += n * 2;
             m->bytes_q8 += (t->n_dims >= 2 && t->shape[t->n_dims - 1] % 32 == 0) ? n + n / 16 : n * 2;
             int part = 0;
