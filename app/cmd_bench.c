@@ -19,7 +19,8 @@ static void usage(FILE *f) {
                "  -p, --prompt N         prefill length (0 = skip), default 512\n"
                "  -n, --gen N            decode length (0 = skip), default 128\n"
                "  -d, --depth D          context already in the cache before decoding, default 0\n"
-               "  -r, --reps R           repetitions, default 3\n\n");
+               "  -r, --reps R           repetitions, default 3\n"
+               "      --profile          split decode time per token by op class (adds synchronisation)\n\n");
     cli_help_common(f, 0);
 }
 
@@ -41,10 +42,16 @@ int cmd_bench(int argc, char **argv) {
     cli_opts o;
     cli_opts_init(&o);
     long P = 512, N = 128, Dp = 0, R = 3;
+    int profile = 0;
     for (int i = 1; i < argc; i++) {
         if (cli_is_help(argv[i])) {
             usage(stdout);
             return CLI_OK;
+        }
+        if (!strcmp(argv[i], "--profile")) {
+            profile = 1;
+            o.mp.profile = 1;
+            continue;
         }
         long *dst = NULL;
         if (!strcmp(argv[i], "-p") || !strcmp(argv[i], "--prompt")) dst = &P;
@@ -96,6 +103,10 @@ int cmd_bench(int argc, char **argv) {
         int32_t wn = P ? (P < 16 ? (int32_t)P : 16) : 1;
         rc = omni_session_append(s, ids, wn, NULL, 0);
     }
+    double prof_ms[OMNI_PROFILE_MAX] = { 0 }, junk[OMNI_PROFILE_MAX] = { 0 };
+    const char *const *prof_names = NULL;
+    int n_prof = 0;
+    if (profile) omni_model_profile(m, junk, NULL); /* drop the warm-up's share */
     for (long r = 0; r < R && !rc; r++) {
         if (P) {
             omni_session_reset(s);
@@ -106,9 +117,11 @@ int cmd_bench(int argc, char **argv) {
         if (N && !rc) {
             omni_session_reset(s);
             if (Dp) rc = omni_session_append(s, ids, (int)Dp, NULL, 0);
+            if (profile) omni_model_profile(m, junk, NULL);
             double t0 = now_s();
             for (long i = 0; i < N && !rc; i++) rc = omni_session_append(s, &ids[Dp + i], 1, NULL, 0);
             tg[r] = N / (now_s() - t0);
+            if (profile) n_prof = omni_model_profile(m, prof_ms, &prof_names);
         }
     }
     if (rc) fprintf(stderr, "omni bench: %s\n", omni_session_error(s));
@@ -136,6 +149,15 @@ int cmd_bench(int argc, char **argv) {
             /* bytes of weights read per decoded token vs wall time: the memory-bound figure of merit */
             double bytes_tok = (double)in.active_params * (double)in.weight_bytes / (double)(in.params_thinker ? in.params_thinker : 1);
             printf("decode reads ~%.2f GB of weights per token: %.1f GB/s effective\n", bytes_tok / 1e9, bytes_tok * mean / 1e9);
+            if (profile && n_prof) {
+                double tot = 0;
+                for (int c = 0; c < n_prof; c++) tot += prof_ms[c];
+                printf("decode time per token by op class (profiled run, %s):\n", in.backend_name);
+                for (int c = 0; c < n_prof; c++)
+                    if (prof_ms[c] > 0)
+                        printf("  %-12s %8.3f ms  %5.1f%%\n", prof_names[c], prof_ms[c] / (double)(N * R),
+                               100 * prof_ms[c] / tot);
+            } else if (profile) printf("(the %s back-end cannot profile)\n", in.backend_name);
         }
     }
     free(pp);

@@ -63,6 +63,13 @@ typedef struct {
     int32_t window; /* > 0: sliding window (query i sees keys i-window+1..i); 0 = none */
 } ob_attn;
 
+/* Op classes for the optional profiler (time per decoded token split by kind of work). */
+enum {
+    OB_PROF_EMBED = 0, OB_PROF_NORM, OB_PROF_PROJ, OB_PROF_ROPE_KV, OB_PROF_ATTN, OB_PROF_ROUTER, OB_PROF_EXPERTS,
+    OB_PROF_FFN, OB_PROF_LM_HEAD, OB_PROF_OTHER, OB_PROF_N
+};
+extern const char *const ob_prof_names[OB_PROF_N];
+
 typedef struct {
     const char *name;
     void (*destroy)(ob_backend *b);
@@ -131,6 +138,12 @@ typedef struct {
     void (*add_rows)(ob_backend *b, ob_ptr x, ob_ptr idx, ob_ptr src, int n, int dim);
     /* y[i] = x[i] (byte copy between buffers) */
     void (*copy)(ob_backend *b, ob_ptr src, ob_ptr dst, size_t bytes);
+
+    /* ---- optional profiling (NULL when unsupported) ---- */
+    /* Everything queued from here until the next mark is charged to class cls (OB_PROF_*); cls < 0 stops charging. */
+    void (*prof_mark)(ob_backend *b, int cls);
+    /* Adds the milliseconds charged per class since the last read into ms[OB_PROF_N] (call after a sync). */
+    void (*prof_read)(ob_backend *b, double *ms);
 } ob_ops;
 
 struct ob_backend {

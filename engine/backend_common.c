@@ -4,6 +4,9 @@
 #include "backend.h"
 #include "util.h"
 
+const char *const ob_prof_names[OB_PROF_N] = { "embed", "norms", "projections", "rope+kv", "attention",
+                                                "router", "experts", "dense ffn", "lm_head", "other" };
+
 const char *ob_dtype_name(ob_dtype t) {
     switch (t) {
     case OB_F32: return "f32";

@@ -33,6 +33,8 @@ typedef struct {
     float **panel;     /* per-thread GEMM weight panels */
     size_t *panel_n;
     float *moe_buf;    /* MoE gather/intermediate scratch */
+    int prof_cls;      /* class being charged, -1 none */
+    double prof_t0, prof_ms[OB_PROF_N];
     size_t moe_n;
 } cpu_backend;
 
@@ -801,6 +803,20 @@ static void cpu_copy(ob_backend *b, ob_ptr src, ob_ptr dst, size_t bytes) {
     memmove(PTR(dst), PTR(src), bytes);
 }
 
+/* Ops run synchronously here, so the wall time between marks is the class's time. */
+static void cpu_prof_mark(ob_backend *b, int cls) {
+    cpu_backend *cb = CB(b);
+    double t = omni_time_ms();
+    if (cb->prof_cls >= 0 && cb->prof_cls < OB_PROF_N) cb->prof_ms[cb->prof_cls] += t - cb->prof_t0;
+    cb->prof_cls = cls;
+    cb->prof_t0 = t;
+}
+
+static void cpu_prof_read(ob_backend *b, double *ms) {
+    cpu_backend *cb = CB(b);
+    for (int i = 0; i < OB_PROF_N; i++) ms[i] += cb->prof_ms[i], cb->prof_ms[i] = 0;
+}
+
 static void cpu_destroy(ob_backend *b) {
     cpu_backend *cb = CB(b);
     tp_free(cb->tp);
@@ -842,6 +858,8 @@ static const ob_ops cpu_ops = {
     .im2col = cpu_im2col,
     .add_rows = cpu_add_rows,
     .copy = cpu_copy,
+    .prof_mark = cpu_prof_mark,
+    .prof_read = cpu_prof_read,
 };
 
 ob_backend *ob_cpu_new(int n_threads) {
@@ -854,6 +872,7 @@ ob_backend *ob_cpu_new(int n_threads) {
         return NULL;
     }
     cb->n_threads = tp_threads(cb->tp);
+    cb->prof_cls = -1;
     cb->scratch = calloc((size_t)cb->n_threads, sizeof *cb->scratch);
     cb->scratch_n = calloc((size_t)cb->n_threads, sizeof *cb->scratch_n);
     cb->panel = calloc((size_t)cb->n_threads, sizeof *cb->panel);

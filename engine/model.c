@@ -676,6 +676,14 @@ void omni_model_free(omni_model *m) {
     free(m);
 }
 
+int omni_model_profile(omni_model *m, double *ms, const char *const **names) {
+    if (!m->be || !m->be->ops->prof_read || !m->params.profile) return 0;
+    m->be->ops->sync(m->be);
+    m->be->ops->prof_read(m->be, ms);
+    if (names) *names = ob_prof_names;
+    return OB_PROF_N;
+}
+
 void omni_model_get_info(const omni_model *m, omni_model_info *info) {
     memset(info, 0, sizeof *info);
     const omni_text_hparams *h = &m->hp.text;

@@ -61,6 +61,7 @@ typedef struct {
     int32_t n_ctx;            /* default session context length, 0 = min(max_position_embeddings, 4096) */
     int32_t synthetic;        /* 1 = no weight files: random weights built from config.json (benchmarks) */
     int32_t vocab_only;       /* 1 = config, tokenizer and chat template only (no weights, no sessions) */
+    int32_t profile;          /* 1 = charge back-end time to op classes (omni_model_profile); slows device back-ends */
     uint64_t synthetic_seed;
     omni_progress_fn progress;
     void *progress_user_data;
@@ -93,6 +94,11 @@ typedef struct {
     const char *device_name;
 } omni_model_info;
 void omni_model_get_info(const omni_model *m, omni_model_info *info);
+/* With params.profile: adds the milliseconds spent per op class since the last call into ms[] (room for
+ * OMNI_PROFILE_MAX entries; class names in *names if non-NULL); returns the number of classes, 0 if the back-end
+ * cannot profile. */
+#define OMNI_PROFILE_MAX 16
+int omni_model_profile(omni_model *m, double *ms, const char *const **names);
 
 /* ---- tokenizer and chat template (owned by the model) ------------------------------------------------------------ */
 /* Encodes UTF-8 text like Hugging Face tokenizers' encode(text, add_special_tokens=False); added/special tokens that

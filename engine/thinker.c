@@ -11,6 +11,12 @@
 
 #define AT(s, o) ((ob_ptr){ (s)->act, (o) })
 
+/* profiler marks: no-ops unless the model was opened with profiling and the back-end supports it */
+#define PROF(cls)                                                                                                     \
+    do {                                                                                                              \
+        if (prof) op->prof_mark(be, cls);                                                                             \
+    } while (0)
+
 static int aborted(omni_session *s) { return s->p.abort && s->p.abort(s->p.abort_user_data); }
 
 static int capture(omni_session *s, ob_ptr src, int pos0, int n) {
@@ -63,6 +69,8 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
            att = AT(s, s->o_att), g = AT(s, s->o_g), u = AT(s, s->o_u), rl = AT(s, s->o_rl), eid = AT(s, s->o_ids),
            ew = AT(s, s->o_wts), pos = AT(s, s->o_pos), tok = AT(s, s->o_tok);
 
+    const int prof = m->params.profile && op->prof_mark;
+    PROF(OB_PROF_EMBED);
     if ((rc = op->upload(be, s->act, s->o_pos, pos3, (size_t)3 * n * 4))) return rc;
     if (ids && !embeds) {
         if ((rc = op->upload(be, s->act, s->o_tok, ids, (size_t)n * 4))) return rc;
@@ -89,7 +97,9 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
         const omni_layer *L = &m->w.layers[l];
         ob_ptr kc = { s->kv[2 * l], 0 }, vc = { s->kv[2 * l + 1], 0 };
         /* attention block */
+        PROF(OB_PROF_NORM);
         op->rms_norm(be, x, &L->attn_norm, xn, n, H, h->rms_eps);
+        PROF(OB_PROF_PROJ);
         if (n == 1 && L->wqkv.data.buf) { /* one token: q|k|v from a single matrix-vector product */
             k = ob_at(q, (size_t)Hq * D * 4);
             v = ob_at(k, (size_t)Hkv * D * 4);
@@ -105,22 +115,30 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
             op->add_bias(be, k, &L->bk, n, Hkv * D);
             op->add_bias(be, v, &L->bv, n, Hkv * D);
         }
+        PROF(OB_PROF_NORM);
         op->rms_norm(be, q, &L->q_norm, q, n * Hq, D, h->rms_eps); /* per-head q/k norm before RoPE */
         op->rms_norm(be, k, &L->k_norm, k, n * Hkv, D, h->rms_eps);
+        PROF(OB_PROF_ROPE_KV);
         op->rope(be, q, pos, n, Hq, &rope);
         op->rope(be, k, pos, n, Hkv, &rope);
         op->kv_store(be, kc, vc, s->n_ctx, k, v, pos0, n, &at);
+        PROF(OB_PROF_ATTN);
         op->attention(be, q, kc, vc, s->n_ctx, att, pos0, n, &at);
+        PROF(OB_PROF_PROJ);
         op->matmul(be, &L->wo, att, x, n, 1); /* residual add fused */
         if (L->bo.data.buf) op->add_bias(be, x, &L->bo, n, H);
         /* feed-forward block */
+        PROF(OB_PROF_NORM);
         op->rms_norm(be, x, &L->ffn_norm, xn, n, H, h->rms_eps);
         if (L->is_moe) {
+            PROF(OB_PROF_ROUTER);
             op->matmul(be, &L->router, xn, rl, n, 0);
             op->moe_route(be, rl, n, h->n_experts, h->n_experts_used, h->norm_topk, eid, ew);
+            PROF(OB_PROF_EXPERTS);
             op->moe_experts(be, xn, n, h->n_experts_used, eid, ew, L->exp_gate, L->exp_up, L->exp_down, h->n_experts,
                             x);
         } else {
+            PROF(OB_PROF_FFN);
             ob_ptr uu = u;
             if (n == 1 && L->w_gate_up.data.buf) { /* gate|up in one product: up follows gate */
                 uu = ob_at(g, (size_t)h->intermediate * 4);
@@ -134,6 +152,7 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
         }
         /* the captured hidden state is the layer output before the DeepStack add (output_capturing.py) */
         if (s->p.capture_layer == l + 1 && l + 1 < h->n_layers && (rc = capture(s, x, pos0, n))) break;
+        PROF(OB_PROF_OTHER);
         if (dsb && l < s->ds_levels) /* _deepstack_process: visual rows += deepstack[l] after layer l */
             op->add_rows(be, x, (ob_ptr){ dsb, 0 }, (ob_ptr){ dsb, ds_rows + (size_t)l * ds_count * H * 4 }, ds_count, H);
     }
@@ -144,7 +163,9 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
         if (!rc && src) rc = src;
     }
     if (rc) return rc;
+    PROF(OB_PROF_NORM);
     op->rms_norm(be, x, &m->w.norm, xn, n, H, h->rms_eps);
+    PROF(OB_PROF_LM_HEAD);
     if (s->p.capture_layer == h->n_layers && (rc = capture(s, xn, pos0, n))) return rc;
     /* logits: all rows (in slices of the logits scratch) or just the last */
     ob_ptr lg = AT(s, s->o_logits);
@@ -156,6 +177,7 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
         float *dst = logit_rows == 1 ? logits + (size_t)r * V : logits;
         if ((rc = op->download(be, lg.buf, lg.off, dst, (size_t)nr * V * 4))) return rc;
     }
+    PROF(-1);
     if ((rc = op->sync(be))) return omni_fail(&s->err, rc, "back-end: %s", be->err);
     return 0;
 }
