@@ -1,0 +1,63 @@
+/* ob_vulkan.h — what the Vulkan back-end offers beyond the ob_ops table: device listing (for `omni devices`),
+ * validation counters for tests, and a matrix-vector micro-benchmark. Needs no Vulkan headers, so the app and the
+ * tests include it whether or not the build has Vulkan; without Vulkan (engine/vulkan_stub.c) the listing finds
+ * nothing and ob_vulkan_new returns NULL. */
+#ifndef OMNI_OB_VULKAN_H
+#define OMNI_OB_VULKAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+
+#define OB_VK_MAX_HEAPS 8
+
+typedef struct {
+    char name[256];
+    char type[16];          /* "discrete", "integrated", "virtual", "cpu", "other" */
+    char driver[160];       /* driver name and info */
+    uint32_t api_version;   /* VK_MAKE_API_VERSION encoded */
+    uint32_t vendor_id, device_id;
+    int32_t n_heaps;
+    uint64_t heap_bytes[OB_VK_MAX_HEAPS];
+    int32_t heap_device_local[OB_VK_MAX_HEAPS];
+    uint32_t subgroup_size;
+    int32_t subgroup_arith, subgroup_shuffle, subgroup_size_control;
+    /* optional features as probed (before any OMNI_VK_NO_* switch) */
+    int32_t fp16, int8, storage16, storage8, int64, fp64, bf16, int_dot, int_dot_accel;
+    int32_t coopmat_nv, coopmat_khr, coopmat2_nv, bda;
+    uint64_t max_alloc, max_storage_range;
+    uint32_t max_shared, max_push, max_wg_invocations;
+    int32_t usable;         /* meets omni's minimum (Vulkan 1.2, buffer device address, int64 in shaders) */
+    char why_unusable[128];
+} ob_vk_device_info;
+
+/* Enumerates Vulkan devices into out (up to cap). Returns the number of devices (may exceed cap; 0 when there is no
+ * Vulkan loader or device) or a negative OMNI_E_* code with a reason in err. */
+int ob_vulkan_list_devices(ob_vk_device_info *out, int cap, char *err, size_t err_cap);
+
+/* The index ob_vulkan_new(-1) would pick: first discrete, else integrated, else any usable device; -1 if none. */
+int ob_vulkan_default_device(void);
+
+/* Validation-layer messages of error severity seen by this back-end so far (0 when validation is off). */
+int ob_vulkan_validation_errors(ob_backend *b);
+/* 1 if the validation layer is active on this back-end. */
+int ob_vulkan_validation_active(ob_backend *b);
+
+/* Matrix-vector benchmark: y = x · Wᵀ with W [rows, cols] of dtype; with n_sel > 0 it runs the MoE decode pair
+ * (gate+up then down) over n_sel experts picked at random per call from 128 of shape [rows, cols] / [cols, rows].
+ * Dense calls cycle over enough copies of W (and MoE calls over enough experts) that the weights come from device
+ * memory, not from cache. After a warm-up it times `iters` independent calls (distinct outputs, so the device may
+ * overlap them) and `iters` chained calls (one output, so each waits for the previous, as in a decode step). */
+typedef struct {
+    double ms_per_call;         /* independent calls */
+    double ms_per_call_chained; /* calls separated by barriers */
+    double gbytes_per_s;        /* weight bytes per call / ms_per_call */
+    double gbytes_per_s_chained;
+    double weight_bytes;        /* per call */
+    int timed_on_device;        /* 1 = timestamp queries, 0 = host clock around a sync */
+} ob_vk_bench_result;
+int ob_vulkan_bench_matvec(ob_backend *b, ob_dtype dtype, int rows, int cols, int n_sel, int iters,
+                           ob_vk_bench_result *out);
+
+#endif

@@ -1,0 +1,170 @@
+/* vk_bench.c — the matrix-vector micro-benchmark behind `omni devices --bench-matvec`: the memory-bound kernels of
+ * a decode step (a dense projection, the MoE expert pair) at real shapes, timed with GPU timestamps, reported as
+ * weight bytes read per second against the device's memory bandwidth. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "vk_internal.h"
+
+#define BENCH_EXPERTS 128
+#define BENCH_BYTES_MIN ((size_t)256 << 20) /* cycle over at least this much weight memory (L2 is 50 MB on H100) */
+
+static size_t mat_bytes(ob_dtype t, int rows, int cols) { return ob_dtype_bytes(t, (int64_t)rows * cols); }
+
+/* random weights in dtype, host side */
+static void *make_weights(ob_dtype t, int rows, int cols, uint64_t seed) {
+    size_t n = (size_t)rows * (size_t)cols;
+    float *f = malloc(n * sizeof *f);
+    void *w = malloc(mat_bytes(t, rows, cols));
+    if (!f || !w) {
+        free(f);
+        free(w);
+        return NULL;
+    }
+    omni_rng r = { seed };
+    for (size_t i = 0; i < n; i++) f[i] = (omni_rng_uniform(&r) - 0.5f) * 0.1f;
+    switch (t) {
+    case OB_F32: memcpy(w, f, n * 4); break;
+    case OB_F16:
+        for (size_t i = 0; i < n; i++) ((uint16_t *)w)[i] = omni_f32_to_f16(f[i]);
+        break;
+    case OB_BF16:
+        for (size_t i = 0; i < n; i++) ((uint16_t *)w)[i] = omni_f32_to_bf16(f[i]);
+        break;
+    default: ob_quantize_q8_0(f, rows, cols, w); break;
+    }
+    free(f);
+    return w;
+}
+
+typedef struct {
+    vk_ctx *c;
+    VkQueryPool qp;
+} timer;
+
+static void stamp(timer *t, uint32_t q) {
+    VkCommandBuffer cb = vk_cmd(t->c);
+    if (q == 0) vkCmdResetQueryPool(cb, t->qp, 0, 2);
+    vkCmdWriteTimestamp(cb, q == 0 ? VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT : VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, t->qp, q);
+}
+
+/* ms between the two stamps (device clock), or -1 */
+static double elapsed(timer *t) {
+    uint64_t ts[2];
+    if (vkGetQueryPoolResults(t->c->dev, t->qp, 0, 2, sizeof ts, ts, sizeof ts[0],
+                              VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) != VK_SUCCESS)
+        return -1;
+    return (double)(ts[1] - ts[0]) * t->c->caps.timestamp_period * 1e-6;
+}
+
+int ob_vulkan_bench_matvec(ob_backend *b, ob_dtype dtype, int rows, int cols, int n_sel, int iters,
+                           ob_vk_bench_result *out) {
+    vk_ctx *c = vk_of(b);
+    const ob_ops *op = b->ops;
+    memset(out, 0, sizeof *out);
+    if (rows <= 0 || cols <= 0 || iters <= 0 || n_sel < 0 || n_sel > BENCH_EXPERTS ||
+        (dtype == OB_Q8_0 && (cols % 32 || rows % 32)))
+        return OMNI_E_ARG;
+    size_t mb = mat_bytes(dtype, rows, cols);
+    int n_mats = n_sel ? 3 * BENCH_EXPERTS : (int)((BENCH_BYTES_MIN + mb - 1) / mb);
+    if (n_mats < 2) n_mats = 2;
+    ob_buf **w = calloc((size_t)n_mats, sizeof *w);
+    ob_mat *m = calloc((size_t)n_mats, sizeof *m);
+    void *host = make_weights(dtype, rows, cols, 1);
+    void *host_t = n_sel ? make_weights(dtype, cols, rows, 2) : NULL; /* down projections [cols, rows] */
+    int rc = OMNI_E_NOMEM;
+    int xdim = rows > cols ? rows : cols, nout = iters + 1;
+    ob_buf *x = NULL, *y = NULL, *ids = NULL, *wts = NULL;
+    timer t = { c, VK_NULL_HANDLE };
+    if (!w || !m || !host || (n_sel && !host_t)) goto done;
+    for (int i = 0; i < n_mats; i++) {
+        int down = n_sel && i >= 2 * BENCH_EXPERTS;
+        int r = down ? cols : rows, k = down ? rows : cols;
+        if (!(w[i] = op->alloc(b, mb)) || op->upload(b, w[i], 0, down ? host_t : host, mb) != 0) goto done;
+        m[i] = ob_mat_make((ob_ptr){ w[i], 0 }, dtype, r, k);
+    }
+    x = op->alloc(b, (size_t)xdim * 4);
+    y = op->alloc(b, (size_t)nout * (size_t)xdim * 4);
+    ids = op->alloc(b, (size_t)nout * (size_t)(n_sel ? n_sel : 1) * 4);
+    wts = op->alloc(b, (size_t)nout * (size_t)(n_sel ? n_sel : 1) * 4);
+    if (!x || !y || !ids || !wts) goto done;
+    {
+        float *hx = calloc((size_t)xdim, 4);
+        int32_t *hid = calloc((size_t)nout * (size_t)(n_sel ? n_sel : 1), 4);
+        float *hw = calloc((size_t)nout * (size_t)(n_sel ? n_sel : 1), 4);
+        if (!hx || !hid || !hw) {
+            free(hx);
+            free(hid);
+            free(hw);
+            goto done;
+        }
+        omni_rng r = { 7 };
+        for (int i = 0; i < xdim; i++) hx[i] = omni_rng_uniform(&r) - 0.5f;
+        for (int i = 0; i < nout; i++) /* n_sel distinct experts per call */
+            for (int j = 0; j < n_sel; j++) {
+                int e, dup;
+                do {
+                    e = (int)(omni_rng_next(&r) % BENCH_EXPERTS);
+                    dup = 0;
+                    for (int q = 0; q < j; q++) dup |= hid[i * n_sel + q] == e;
+                } while (dup);
+                hid[i * n_sel + j] = e;
+                hw[i * n_sel + j] = 1.0f / (float)n_sel;
+            }
+        op->upload(b, x, 0, hx, (size_t)xdim * 4);
+        op->upload(b, ids, 0, hid, (size_t)nout * (size_t)(n_sel ? n_sel : 1) * 4);
+        op->upload(b, wts, 0, hw, (size_t)nout * (size_t)(n_sel ? n_sel : 1) * 4);
+        free(hx);
+        free(hid);
+        free(hw);
+    }
+    if (c->caps.timestamp_period > 0) {
+        VkQueryPoolCreateInfo qi = { .sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+                                     .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = 2 };
+        if (vkCreateQueryPool(c->dev, &qi, NULL, &t.qp) != VK_SUCCESS) t.qp = VK_NULL_HANDLE;
+    }
+    out->timed_on_device = t.qp != VK_NULL_HANDLE;
+    out->weight_bytes = (double)mb * (n_sel ? 3.0 * n_sel : 1.0);
+    for (int pass = 0; pass < 3; pass++) { /* 0 warm-up, 1 independent, 2 chained */
+        int n_calls = pass == 0 ? 3 : iters;
+        if (op->sync(b) != 0) break;
+        double t0 = omni_time_ms();
+        if (pass && t.qp) stamp(&t, 0);
+        for (int i = 0; i < n_calls; i++) {
+            int slot = pass == 2 ? nout - 1 : i; /* chained: every call writes the same output */
+            ob_ptr yo = { y, (size_t)slot * (size_t)xdim * 4 };
+            if (!n_sel) {
+                op->matmul(b, &m[i % n_mats], (ob_ptr){ x, 0 }, yo, 1, 0);
+            } else {
+                ob_ptr id = { ids, (size_t)i * (size_t)n_sel * 4 }, wt = { wts, (size_t)i * (size_t)n_sel * 4 };
+                op->moe_experts(b, (ob_ptr){ x, 0 }, 1, n_sel, id, wt, &m[0], &m[BENCH_EXPERTS],
+                                &m[2 * BENCH_EXPERTS], BENCH_EXPERTS, yo);
+            }
+        }
+        if (pass && t.qp) stamp(&t, 1);
+        if (op->sync(b) != 0) break;
+        double ms = (omni_time_ms() - t0) / n_calls;
+        if (pass && t.qp) {
+            double d = elapsed(&t);
+            if (d > 0) ms = d / n_calls;
+        }
+        if (pass == 1) out->ms_per_call = ms;
+        if (pass == 2) out->ms_per_call_chained = ms;
+    }
+    if (out->ms_per_call > 0) out->gbytes_per_s = out->weight_bytes / (out->ms_per_call * 1e6);
+    if (out->ms_per_call_chained > 0) out->gbytes_per_s_chained = out->weight_bytes / (out->ms_per_call_chained * 1e6);
+    rc = b->failed ? OMNI_E_BACKEND : OMNI_OK;
+done:
+    if (t.qp) vkDestroyQueryPool(c->dev, t.qp, NULL);
+    if (w)
+        for (int i = 0; i < n_mats; i++) op->buf_free(b, w[i]);
+    op->buf_free(b, x);
+    op->buf_free(b, y);
+    op->buf_free(b, ids);
+    op->buf_free(b, wts);
+    free(w);
+    free(m);
+    free(host);
+    free(host_t);
+    return rc;
+}

@@ -1,0 +1,275 @@
+/* vk_exec.c — how work reaches the device: command buffers, barriers, submission, pipelines.
+ *
+ * Ops are recorded into one command buffer at a time (a ring of VK_NCB, each with a fence). Every recorded command
+ * states the device-address ranges it reads and writes; a global memory barrier is emitted only when a command
+ * touches memory that a command since the last barrier wrote (read-after-write, write-after-write) or read
+ * (write-after-read). Independent dispatches (q, k and v projections) therefore run without barriers between them.
+ * The tracked ranges persist across submissions, since a pipeline barrier also orders work of earlier
+ * submissions on the same queue. A command buffer is submitted at sync/download, when an upload staging half is
+ * full, or after OMNI_VK_MAX_OPS commands (so the device starts while the host still records), and the host waits
+ * on fences only at sync/download or to reuse a command buffer or staging half.
+ *
+ * Pipelines come from the SPIR-V embedded at build time (vk_shaders.c), one pipeline layout for all (push
+ * constants only; memory is reached through buffer device addresses), created on first use and cached by shader
+ * and specialization constants (workgroup size, tile sizes, weight type, subgroup-derived sizes). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "vk_internal.h"
+
+#define PUSH_BYTES 128
+
+int vk_exec_init(vk_ctx *c) {
+    VkCommandPoolCreateInfo pci = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+        .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+        .queueFamilyIndex = c->qfam,
+    };
+    VkResult r = vkCreateCommandPool(c->dev, &pci, NULL, &c->pool);
+    if (r != VK_SUCCESS) {
+        vk_fail(c, "vkCreateCommandPool: %s", vk_result_str(r));
+        return OMNI_E_BACKEND;
+    }
+    VkCommandBufferAllocateInfo ai = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+        .commandPool = c->pool,
+        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+        .commandBufferCount = VK_NCB,
+    };
+    r = vkAllocateCommandBuffers(c->dev, &ai, c->cb);
+    if (r != VK_SUCCESS) {
+        vk_fail(c, "vkAllocateCommandBuffers: %s", vk_result_str(r));
+        return OMNI_E_BACKEND;
+    }
+    for (int i = 0; i < VK_NCB; i++) {
+        VkFenceCreateInfo fci = { .sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO };
+        r = vkCreateFence(c->dev, &fci, NULL, &c->fence[i]);
+        if (r != VK_SUCCESS) {
+            vk_fail(c, "vkCreateFence: %s", vk_result_str(r));
+            return OMNI_E_BACKEND;
+        }
+    }
+    /* every kernel takes at most 128 bytes of push constants and nothing else */
+    VkPushConstantRange pr = { .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT, .offset = 0, .size = PUSH_BYTES };
+    VkPipelineLayoutCreateInfo lci = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+        .pushConstantRangeCount = 1,
+        .pPushConstantRanges = &pr,
+    };
+    r = vkCreatePipelineLayout(c->dev, &lci, NULL, &c->layout);
+    if (r != VK_SUCCESS) {
+        vk_fail(c, "vkCreatePipelineLayout: %s", vk_result_str(r));
+        return OMNI_E_BACKEND;
+    }
+    return OMNI_OK;
+}
+
+void vk_exec_free(vk_ctx *c) {
+    if (!c->dev) return;
+    vkDeviceWaitIdle(c->dev);
+    for (int i = 0; i < c->n_pipes; i++) vkDestroyPipeline(c->dev, c->pipes[i].pipe, NULL);
+    free(c->pipes);
+    c->pipes = NULL;
+    c->n_pipes = 0;
+    for (int s = 0; s < SH_COUNT; s++)
+        for (int v = 0; v < 2; v++)
+            if (c->modules[s][v]) vkDestroyShaderModule(c->dev, c->modules[s][v], NULL);
+    if (c->layout) vkDestroyPipelineLayout(c->dev, c->layout, NULL);
+    for (int i = 0; i < VK_NCB; i++)
+        if (c->fence[i]) vkDestroyFence(c->dev, c->fence[i], NULL);
+    if (c->pool) vkDestroyCommandPool(c->dev, c->pool, NULL);
+}
+
+/* ---- recording --------------------------------------------------------------------------------------------------- */
+
+/* waits for the fence of ring slot i if it carries unfinished work */
+static int wait_slot(vk_ctx *c, int i) {
+    if (c->cb_serial[i] == 0 || c->cb_serial[i] <= c->serial_done) return 0;
+    VkResult r = vkWaitForFences(c->dev, 1, &c->fence[i], VK_TRUE, UINT64_MAX);
+    if (r != VK_SUCCESS) {
+        vk_fail(c, "vkWaitForFences: %s", vk_result_str(r));
+        return -1;
+    }
+    /* fence signals cover all earlier submissions on the queue, so everything up to this serial is done */
+    if (c->cb_serial[i] > c->serial_done) c->serial_done = c->cb_serial[i];
+    return 0;
+}
+
+VkCommandBuffer vk_cmd(vk_ctx *c) {
+    if (c->recording) return c->cb[c->cb_cur];
+    int i = c->cb_cur;
+    wait_slot(c, i);
+    vkResetFences(c->dev, 1, &c->fence[i]);
+    vkResetCommandBuffer(c->cb[i], 0);
+    VkCommandBufferBeginInfo bi = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+        .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
+    };
+    VkResult r = vkBeginCommandBuffer(c->cb[i], &bi);
+    if (r != VK_SUCCESS) vk_fail(c, "vkBeginCommandBuffer: %s", vk_result_str(r));
+    c->recording = 1;
+    c->n_ops = 0;
+    return c->cb[i];
+}
+
+static int overlaps(const vk_range *a, int n, vk_range r) {
+    for (int i = 0; i < n; i++)
+        if (a[i].lo < r.hi && r.lo < a[i].hi) return 1;
+    return 0;
+}
+
+void vk_hazard(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
+    int need = c->n_rd + n_reads > VK_MAX_RANGES || c->n_wr + n_writes > VK_MAX_RANGES;
+    for (int i = 0; i < n_reads && !need; i++) need = overlaps(c->wr, c->n_wr, reads[i]);
+    for (int i = 0; i < n_writes && !need; i++)
+        need = overlaps(c->wr, c->n_wr, writes[i]) || overlaps(c->rd, c->n_rd, writes[i]);
+    VkCommandBuffer cb = vk_cmd(c);
+    if (need) {
+        VkMemoryBarrier mb = {
+            .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+            .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+            .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
+                             VK_ACCESS_TRANSFER_WRITE_BIT,
+        };
+        VkPipelineStageFlags st = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+        vkCmdPipelineBarrier(cb, st, st, 0, 1, &mb, 0, NULL, 0, NULL);
+        c->n_rd = c->n_wr = 0;
+        c->n_barriers++;
+    }
+    for (int i = 0; i < n_reads; i++) c->rd[c->n_rd++] = reads[i];
+    for (int i = 0; i < n_writes; i++) c->wr[c->n_wr++] = writes[i];
+}
+
+int vk_submit(vk_ctx *c) {
+    if (!c->recording) return c->base.failed ? -1 : 0;
+    int i = c->cb_cur;
+    c->recording = 0;
+    VkResult r = vkEndCommandBuffer(c->cb[i]);
+    if (r == VK_SUCCESS) {
+        VkSubmitInfo si = { .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &c->cb[i] };
+        r = vkQueueSubmit(c->queue, 1, &si, c->fence[i]);
+    }
+    if (r != VK_SUCCESS) {
+        vk_fail(c, "vkQueueSubmit: %s", vk_result_str(r));
+        return -1;
+    }
+    c->cb_serial[i] = ++c->serial_submitted;
+    c->cb_cur = (i + 1) % VK_NCB;
+    c->n_ops = 0;
+    return 0;
+}
+
+int vk_wait_serial(vk_ctx *c, uint64_t serial) {
+    if (serial == 0 || serial <= c->serial_done) return 0;
+    for (int i = 0; i < VK_NCB; i++)
+        if (c->cb_serial[i] == serial) return wait_slot(c, i);
+    return 0; /* older than the ring: long done */
+}
+
+int vk_sync(ob_backend *b) {
+    vk_ctx *c = vk_of(b);
+    if (vk_submit(c) != 0) return OMNI_E_BACKEND;
+    if (vk_wait_serial(c, c->serial_submitted) != 0) return OMNI_E_BACKEND;
+    c->n_rd = c->n_wr = 0; /* all done and visible (fence signal makes device writes available) */
+    vk_release_deferred(c);
+    return b->failed ? OMNI_E_BACKEND : OMNI_OK;
+}
+
+/* ---- pipelines --------------------------------------------------------------------------------------------------- */
+
+VkPipeline vk_pipeline(vk_ctx *c, vk_shader_id sh, const uint32_t *spec, int n_spec) {
+    int nosg = !vk_use_subgroups(c) && vk_shader_table[sh].words_nosg;
+    for (int i = 0; i < c->n_pipes; i++) {
+        vk_pipe *p = &c->pipes[i];
+        if (p->shader == (int)sh * 2 + nosg && p->n_spec == n_spec && !memcmp(p->spec, spec, sizeof *spec * (size_t)n_spec))
+            return p->pipe;
+    }
+    if (c->base.failed) return VK_NULL_HANDLE;
+    const vk_shader_src *src = &vk_shader_table[sh];
+    if (!c->modules[sh][nosg]) {
+        VkShaderModuleCreateInfo mci = {
+            .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+            .codeSize = nosg ? src->n_bytes_nosg : src->n_bytes,
+            .pCode = nosg ? src->words_nosg : src->words,
+        };
+        VkResult r = vkCreateShaderModule(c->dev, &mci, NULL, &c->modules[sh][nosg]);
+        if (r != VK_SUCCESS) {
+            vk_fail(c, "shader %s: vkCreateShaderModule: %s", src->name, vk_result_str(r));
+            return VK_NULL_HANDLE;
+        }
+    }
+    VkSpecializationMapEntry map[VK_MAX_SPEC];
+    for (int i = 0; i < n_spec; i++) map[i] = (VkSpecializationMapEntry){ (uint32_t)i, (uint32_t)(4 * i), 4 };
+    VkSpecializationInfo si = {
+        .mapEntryCount = (uint32_t)n_spec,
+        .pMapEntries = map,
+        .dataSize = sizeof *spec * (size_t)n_spec,
+        .pData = spec,
+    };
+    VkComputePipelineCreateInfo ci = {
+        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .stage = {
+            .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+            .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+            .module = c->modules[sh][nosg],
+            .pName = "main",
+            .pSpecializationInfo = &si,
+        },
+        .layout = c->layout,
+    };
+    VkPipeline pipe;
+    VkResult r = vkCreateComputePipelines(c->dev, VK_NULL_HANDLE, 1, &ci, NULL, &pipe);
+    if (r != VK_SUCCESS) {
+        vk_fail(c, "shader %s: vkCreateComputePipelines: %s", src->name, vk_result_str(r));
+        return VK_NULL_HANDLE;
+    }
+    if (c->n_pipes == c->cap_pipes) {
+        int cap = c->cap_pipes ? c->cap_pipes * 2 : 32;
+        vk_pipe *np = realloc(c->pipes, sizeof *np * (size_t)cap);
+        if (!np) {
+            vkDestroyPipeline(c->dev, pipe, NULL);
+            vk_fail(c, "out of memory for pipelines");
+            return VK_NULL_HANDLE;
+        }
+        c->pipes = np;
+        c->cap_pipes = cap;
+    }
+    vk_pipe *p = &c->pipes[c->n_pipes++];
+    p->shader = (int)sh * 2 + nosg;
+    p->n_spec = n_spec;
+    memcpy(p->spec, spec, sizeof *spec * (size_t)n_spec);
+    p->pipe = pipe;
+    return pipe;
+}
+
+void vk_dispatch(vk_ctx *c, VkPipeline p, const void *push, size_t push_size, uint32_t gx, uint32_t gy,
+                 uint32_t gz, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
+    if (c->base.failed || !p) return;
+    if (!gx || !gy || !gz) return;
+    if (push_size > PUSH_BYTES || gx > c->caps.max_wg_count[0] || gy > c->caps.max_wg_count[1] ||
+        gz > c->caps.max_wg_count[2]) {
+        vk_fail(c, "dispatch %ux%ux%u (push %zu bytes) exceeds device limits", gx, gy, gz, push_size);
+        return;
+    }
+    vk_hazard(c, reads, n_reads, writes, n_writes);
+    VkCommandBuffer cb = vk_cmd(c);
+    uint8_t pc[PUSH_BYTES] = { 0 };
+    memcpy(pc, push, push_size);
+    vkCmdBindPipeline(cb, VK_PIPELINE_BIND_POINT_COMPUTE, p);
+    vkCmdPushConstants(cb, c->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, PUSH_BYTES, pc);
+    vkCmdDispatch(cb, gx, gy, gz);
+    c->n_dispatches++;
+    if (++c->n_ops >= c->env.max_ops) vk_submit(c);
+}
+
+void vk_grid(vk_ctx *c, uint64_t count, uint32_t per_group, uint32_t *gx, uint32_t *gy) {
+    uint64_t groups = (count + per_group - 1) / per_group;
+    uint64_t maxx = c->caps.max_wg_count[0] < 65535 ? c->caps.max_wg_count[0] : 65535;
+    if (groups <= maxx) {
+        *gx = (uint32_t)groups;
+        *gy = 1;
+    } else {
+        *gx = (uint32_t)maxx;
+        *gy = (uint32_t)((groups + maxx - 1) / maxx);
+    }
+}

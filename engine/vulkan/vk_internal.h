@@ -1,0 +1,277 @@
+/* vk_internal.h — the Vulkan back-end's private state, shared by its files:
+ *   vk_device.c   instance, validation, device probing/selection/creation, environment switches, listing
+ *   vk_memory.c   device-local blocks and sub-allocation, staging upload/download
+ *   vk_exec.c     command recording, hazard-tracked barriers, submission, pipelines from embedded SPIR-V
+ *   vk_ops.c      the dense ops of ob_ops (one short function each) and the back-end table
+ *   vk_attn.c     kv_store and attention;   vk_moe.c  routing and expert matmuls;   vk_bench.c  micro-benchmark
+ * Only these files include vulkan.h. */
+#ifndef OMNI_VK_INTERNAL_H
+#define OMNI_VK_INTERNAL_H
+
+#include <vulkan/vulkan.h>
+
+#include "backend.h"
+#include "ob_vulkan.h"
+#include "util.h"
+#include "vk_push.h"
+
+/* ---- capabilities ------------------------------------------------------------------------------------------------ */
+typedef struct {
+    uint32_t api;
+    uint32_t subgroup_size;
+    int sg_arith, sg_shuffle, sg_size_control;
+    int fp16, int8, storage16, storage8, int64, fp64, bf16, int_dot, int_dot_accel;
+    int coopmat_nv, coopmat_khr, coopmat2_nv, bda;
+    VkDeviceSize max_alloc, max_storage_range;
+    uint32_t max_shared, max_push, max_wg_invocations, max_wg_count[3];
+    float timestamp_period; /* ns per tick; 0 = no timestamps on the compute queue */
+} vk_caps;
+
+/* Environment switches (read once per back-end). Each OMNI_VK_NO_* turns an optional feature off, so a driver
+ * problem can be bisected without rebuilding:
+ *   OMNI_VK_VALIDATION=1   enable VK_LAYER_KHRONOS_validation (messages go to omni_log; errors are counted);
+ *                          =2 also validates every pipeline's shader (slow on lavapipe)
+ *   OMNI_VK_NO_FP16        no shaderFloat16             OMNI_VK_NO_INT8        no shaderInt8
+ *   OMNI_VK_NO_16BIT       no 16-bit storage            OMNI_VK_NO_8BIT        no 8-bit storage
+ *   OMNI_VK_NO_BF16        no VK_KHR_shader_bfloat16    OMNI_VK_NO_INT_DOT     no integer dot product
+ *   OMNI_VK_NO_COOPMAT     no cooperative matrix (NV, KHR, NV2)
+ *   OMNI_VK_NO_SUBGROUP    no subgroup arithmetic: reductions go through shared memory (the *_nosg kernels)
+ *   OMNI_VK_NO_FP64        no shaderFloat64
+ *   OMNI_VK_MAX_OPS=N      dispatches recorded before a command buffer is submitted (default 128)
+ *   OMNI_VK_ATTN=split|flash  force one attention kernel (default: split-K for n <= 4 queries, flash otherwise)
+ *   OMNI_VK_MM=vec|tiled   force the matrix-vector or the tiled matmul kernel (default: vec for n <= 8)
+ *   OMNI_VK_MOE=vec|grouped  force the MoE decode or grouped path (default: vec for n*k <= 32)
+ *   OMNI_VK_MV_WG / OMNI_VK_MV_RSG   matrix-vector workgroup size and rows per subgroup (tuning) */
+typedef struct {
+    int validation, no_fp16, no_int8, no_16bit, no_8bit, no_bf16, no_int_dot, no_coopmat, no_subgroup, no_fp64;
+    int max_ops;
+    int attn;  /* 0 auto, 1 split, 2 flash */
+    int mm;    /* 0 auto, 1 vec, 2 tiled */
+    int moe;   /* 0 auto, 1 vec, 2 grouped */
+    int mv_wg, mv_rsg;
+} vk_env;
+void vk_env_read(vk_env *e);
+
+/* ---- memory ------------------------------------------------------------------------------------------------------ */
+typedef struct {
+    VkDeviceSize off, size;
+} vk_span;
+
+typedef struct vk_block {
+    VkDeviceMemory mem;
+    VkBuffer buf;
+    VkDeviceAddress addr;
+    VkDeviceSize size;
+    int dedicated;
+    vk_span *free; /* free ranges sorted by offset */
+    int n_free, cap_free;
+    struct vk_block *next;
+} vk_block;
+
+struct ob_buf {
+    vk_block *blk;
+    VkDeviceSize off, size; /* sub-range of the block */
+};
+
+/* ---- shaders and pipelines --------------------------------------------------------------------------------------- */
+typedef enum {
+    SH_MATVEC,
+    SH_MATMUL,
+    SH_GET_ROWS,
+    SH_RMS_NORM,
+    SH_ROPE,
+    SH_KV_STORE,
+    SH_ATTN_SPLIT,
+    SH_ATTN_COMBINE,
+    SH_ATTN_FLASH,
+    SH_MOE_ROUTE,
+    SH_MOE_PLAN,
+    SH_MOE_COMBINE,
+    SH_EW,
+    SH_GATHER,
+    SH_COUNT
+} vk_shader_id;
+
+typedef struct {
+    const char *name;
+    const uint32_t *words, *words_nosg; /* nosg: the variant without subgroup operations (NULL if not needed) */
+    size_t n_bytes, n_bytes_nosg;
+} vk_shader_src;
+extern const vk_shader_src vk_shader_table[SH_COUNT];
+
+#define VK_MAX_SPEC 10
+typedef struct {
+    int shader;
+    uint32_t spec[VK_MAX_SPEC];
+    int n_spec;
+    VkPipeline pipe;
+} vk_pipe;
+
+/* ---- the back-end ------------------------------------------------------------------------------------------------ */
+#define VK_NCB 8     /* command buffers in flight */
+#define VK_MAX_RANGES 64
+
+typedef struct {
+    VkDeviceAddress lo, hi; /* [lo, hi) */
+} vk_range;
+
+/* an expert table on the device (16 bytes per expert: data address, q8 scale address), cached by its content so
+ * that ob_mat arrays built afresh for every call still find it */
+typedef struct {
+    uint64_t hash;
+    int n_exp;
+    uint64_t *host; /* the 2 * n_exp addresses */
+    ob_buf *buf;
+    vk_range span;  /* from the lowest to the highest byte of all experts' weights (for hazard tracking) */
+} vk_table;
+
+typedef struct {
+    float theta;
+    int rot_dim, section_freqs, section[3];
+    ob_buf *buf;
+} vk_freqs;
+
+typedef struct vk_ctx {
+    ob_backend base; /* first: the ob_backend handed out is this struct */
+    vk_env env;
+    VkInstance inst;
+    VkDebugUtilsMessengerEXT messenger;
+    int validation_active, validation_errors;
+    VkPhysicalDevice phys;
+    VkDevice dev;
+    VkQueue queue;
+    uint32_t qfam;
+    vk_caps caps;
+    char name[256];
+    VkPhysicalDeviceMemoryProperties memprops;
+
+    /* memory */
+    vk_block *blocks;
+    VkDeviceSize block_size, next_block;
+    uint32_t mt_device, mt_upload, mt_download;
+    VkBuffer up_buf, dn_buf;
+    VkDeviceMemory up_mem, dn_mem;
+    uint8_t *up_map, *dn_map;
+    VkDeviceSize up_half, up_pos, dn_size;
+    int up_cur, dn_coherent;
+    uint64_t up_serial[2];
+    ob_buf **deferred; /* buffers whose memory is released after the next full wait */
+    int n_deferred, cap_deferred;
+
+    /* execution */
+    VkCommandPool pool;
+    VkCommandBuffer cb[VK_NCB];
+    VkFence fence[VK_NCB];
+    uint64_t cb_serial[VK_NCB];
+    int cb_cur, recording, n_ops;
+    uint64_t serial_submitted, serial_done;
+    vk_range rd[VK_MAX_RANGES], wr[VK_MAX_RANGES];
+    int n_rd, n_wr;
+    uint64_t n_barriers, n_dispatches; /* statistics */
+
+    /* pipelines */
+    VkPipelineLayout layout;
+    VkShaderModule modules[SH_COUNT][2];
+    vk_pipe *pipes;
+    int n_pipes, cap_pipes;
+
+    /* scratch and caches */
+    ob_buf *scratch[5]; /* 0 attention partials, 1 MoE plan, 2 MoE gate/up, 3 MoE down, 4 overlapping copies */
+    vk_table *tables;
+    int n_tables, cap_tables;
+    vk_freqs freqs[16];
+    int n_freqs;
+} vk_ctx;
+
+static inline vk_ctx *vk_of(ob_backend *b) { return (vk_ctx *)b; }
+/* marks the back-end failed (sticky) with a one-line reason; later ops are skipped */
+void vk_fail(vk_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *vk_result_str(VkResult r);
+
+/* vk_device.c */
+int vk_device_open(vk_ctx *c, int index, char *err, size_t cap);
+void vk_device_close(vk_ctx *c);
+
+/* vk_memory.c */
+int vk_memory_init(vk_ctx *c);
+void vk_memory_free(vk_ctx *c);
+ob_buf *vk_alloc(ob_backend *b, size_t bytes);
+void vk_buf_free(ob_backend *b, ob_buf *buf);
+ob_buf *vk_wrap_host(ob_backend *b, const void *data, size_t bytes, int *copied);
+int vk_upload(ob_backend *b, ob_buf *dst, size_t off, const void *src, size_t n);
+int vk_download(ob_backend *b, ob_buf *src, size_t off, void *dst, size_t n);
+void vk_release_deferred(vk_ctx *c);
+/* device address of (buf, off) */
+static inline VkDeviceAddress vk_addr(ob_ptr p) { return p.buf->blk->addr + p.buf->off + p.off; }
+/* a scratch buffer of at least bytes (slot 0..4); contents do not survive growth */
+ob_buf *vk_scratch(vk_ctx *c, int slot, size_t bytes);
+
+/* vk_exec.c */
+int vk_exec_init(vk_ctx *c);
+void vk_exec_free(vk_ctx *c);
+VkCommandBuffer vk_cmd(vk_ctx *c); /* the command buffer being recorded (begun on demand) */
+/* declare the device-address ranges the next command reads and writes; emits a barrier on a hazard */
+void vk_hazard(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
+int vk_submit(vk_ctx *c);            /* submits what is recorded (no wait) */
+int vk_wait_serial(vk_ctx *c, uint64_t serial);
+int vk_sync(ob_backend *b);          /* submits and waits for everything */
+/* pipeline for shader with specialization constants (cached; created on first use) */
+VkPipeline vk_pipeline(vk_ctx *c, vk_shader_id sh, const uint32_t *spec, int n_spec);
+/* records a dispatch: push constants, groups, and the ranges it reads/writes */
+void vk_dispatch(vk_ctx *c, VkPipeline p, const void *push, size_t push_size, uint32_t gx, uint32_t gy,
+                 uint32_t gz, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
+static inline vk_range vk_rng(VkDeviceAddress a, uint64_t bytes) { return (vk_range){ a, a + bytes }; }
+/* the range of a whole buffer, for accesses whose extent is not worth computing */
+static inline vk_range vk_rng_buf(ob_ptr p) {
+    VkDeviceAddress a = p.buf->blk->addr + p.buf->off;
+    return (vk_range){ a, a + p.buf->size };
+}
+/* 1 when this back-end's kernels use subgroup operations */
+static inline int vk_use_subgroups(vk_ctx *c) { return c->caps.sg_arith && c->caps.sg_shuffle && !c->env.no_subgroup; }
+
+/* vk_ops.c / vk_attn.c / vk_moe.c */
+void vk_op_get_rows(ob_backend *b, const ob_mat *table, ob_ptr ids, int n, ob_ptr out);
+void vk_op_matmul(ob_backend *b, const ob_mat *w, ob_ptr x, ob_ptr y, int n, int accumulate);
+void vk_op_rms_norm(ob_backend *b, ob_ptr x, const ob_mat *w, ob_ptr y, int rows, int dim, float eps);
+void vk_op_rope(ob_backend *b, ob_ptr x, ob_ptr pos3, int n, int n_heads, const ob_rope *r);
+void vk_op_swiglu(ob_backend *b, ob_ptr g, ob_ptr u, ob_ptr out, int64_t count);
+void vk_op_add(ob_backend *b, ob_ptr x, ob_ptr y, int64_t count);
+void vk_op_copy(ob_backend *b, ob_ptr src, ob_ptr dst, size_t bytes);
+void vk_op_kv_store(ob_backend *b, ob_ptr kcache, ob_ptr vcache, int n_ctx, ob_ptr k, ob_ptr v, int pos0, int n,
+                    const ob_attn *a);
+void vk_op_attention(ob_backend *b, ob_ptr q, ob_ptr kcache, ob_ptr vcache, int n_ctx, ob_ptr out, int pos0, int n,
+                     const ob_attn *a);
+void vk_op_moe_route(ob_backend *b, ob_ptr logits, int n, int n_exp, int k, int norm_topk, ob_ptr ids,
+                     ob_ptr weights);
+void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr weights, const ob_mat *gate,
+                       const ob_mat *up, const ob_mat *down, int n_exp, ob_ptr y);
+void vk_op_add_bias(ob_backend *b, ob_ptr x, const ob_mat *bias, int rows, int dim);
+void vk_op_layer_norm(ob_backend *b, ob_ptr x, const ob_mat *w, const ob_mat *bias, ob_ptr y, int rows, int dim,
+                      float eps);
+void vk_op_gelu(ob_backend *b, ob_ptr x, ob_ptr y, int64_t count, int tanh_approx);
+void vk_op_permute(ob_backend *b, ob_ptr src, ob_ptr dst, const int64_t d[4], const int64_t s[4]);
+void vk_op_im2col(ob_backend *b, ob_ptr x, int B, int C, int H, int W, const int64_t strides[4], int k, int stride,
+                  int pad, ob_ptr out);
+void vk_op_add_rows(ob_backend *b, ob_ptr x, ob_ptr idx, ob_ptr src, int n, int dim);
+/* shared helpers of the op files */
+vk_range vk_mat_range(const ob_mat *w);
+/* 1 if p holds bytes at a 4-byte aligned offset; otherwise fails the back-end naming op */
+int vk_ptr_ok(vk_ctx *c, ob_ptr p, size_t bytes, const char *op);
+/* ew.comp over count elements (op: 0 add, 1 swiglu, 3 gelu erf, 4 gelu tanh) */
+void vk_elementwise(vk_ctx *c, int op, ob_ptr a, ob_ptr bb, ob_ptr out, int64_t count, const char *name);
+uint32_t vk_norm_wg(int dim);
+int vk_mat_check(vk_ctx *c, const ob_mat *w, const char *op);
+/* 1 when a weight matrix (and x with x_stride) allow the 16-byte vector loads of the fast kernels */
+int vk_mat_vec_ok(const ob_mat *w);
+/* matrix-vector dispatch shared by matmul and the MoE decode path (vk_ops.c) */
+void vk_matvec_dispatch(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y,
+                        const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
+/* tiled matmul dispatch shared by matmul and the grouped MoE path (vk_ops.c) */
+void vk_matmul_dispatch(vk_ctx *c, int grouped, ob_dtype wt, int vec, ob_pc_matmul *pc, uint32_t groups_y,
+                        const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
+/* x rows per tile of the tiled matmul (the MoE plan cuts expert groups into tiles of this size) */
+uint32_t vk_matmul_tile_n(vk_ctx *c);
+/* workgroups for count items of `per_group`, spread over x and y so that x stays within the device limit */
+void vk_grid(vk_ctx *c, uint64_t count, uint32_t per_group, uint32_t *gx, uint32_t *gy);
+
+#endif

@@ -1,0 +1,212 @@
+/* vk_moe.c — mixture-of-experts routing and expert matmuls for the Vulkan back-end.
+ *
+ * The gate/up/down ob_mat arrays become device tables of (data address, q8 scale address) per expert, cached by
+ * content, so a kernel finds expert e's matrix from the routed id without the host ever seeing the ids. Only the
+ * selected experts' weights are read. Two paths (OMNI_VK_MOE forces either):
+ *   - decode (n·k <= 32 entries): matvec.comp in gate+up mode writes h[entry] = silu(gate_e·x)⊙(up_e·x), one
+ *     workgroup row per (token, slot); then in down mode y[token] += Σ_slot w·down_e·h[entry];
+ *   - grouped (prefill): moe_plan.comp sorts the entries by expert and cuts each expert's run into tiles;
+ *     matmul.comp in grouped mode computes gate and up for every tile (x rows gathered by token), ew.comp applies
+ *     silu(g)·u, matmul.comp the down projection in sorted order, and moe_combine.comp adds Σ_slot w·d to y.
+ * Mirrors the CPU back-end's moe_route / moe_experts and HF Qwen3-Omni's sparse MoE block (fp32). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "vk_internal.h"
+
+#define DECODE_MAX_ENTRIES 32
+
+void vk_op_moe_route(ob_backend *b, ob_ptr logits, int n, int n_exp, int k, int norm_topk, ob_ptr ids,
+                     ob_ptr weights) {
+    vk_ctx *c = vk_of(b);
+    if (n <= 0 || c->base.failed) return;
+    if (n_exp <= 0 || n_exp > 1024 || k <= 0 || k > 32 || k > n_exp) {
+        vk_fail(c, "moe_route: %d experts, top-%d not supported (at most 1024 experts, k <= 32)", n_exp, k);
+        return;
+    }
+    size_t lb = (size_t)n * (size_t)n_exp * 4, kb = (size_t)n * (size_t)k * 4;
+    if (!logits.buf || !ids.buf || !weights.buf || logits.off + lb > logits.buf->size ||
+        ids.off + kb > ids.buf->size || weights.off + kb > weights.buf->size) {
+        vk_fail(c, "moe_route: tensors outside their buffers");
+        return;
+    }
+    ob_pc_route pc = { .logits = vk_addr(logits), .ids = vk_addr(ids), .wts = vk_addr(weights), .n = (uint32_t)n,
+                       .n_exp = (uint32_t)n_exp, .k = (uint32_t)k, .norm = (uint32_t)(norm_topk != 0) };
+    uint32_t spec[1] = { n_exp > 64 ? 128u : 64u }, gx, gy;
+    vk_grid(c, (uint64_t)n, 1, &gx, &gy);
+    vk_range rd = vk_rng(pc.logits, lb), wr[2] = { vk_rng(pc.ids, kb), vk_rng(pc.wts, kb) };
+    vk_dispatch(c, vk_pipeline(c, SH_MOE_ROUTE, spec, 1), &pc, sizeof pc, gx, gy, 1, &rd, 1, wr, 2);
+}
+
+/* The device table of an expert array (cached by content); NULL after vk_fail. */
+static vk_table *expert_table(vk_ctx *c, const ob_mat *m, int n_exp) {
+    size_t bytes = sizeof(uint64_t) * 2 * (size_t)n_exp;
+    uint64_t *addr = malloc(bytes);
+    if (!addr) {
+        vk_fail(c, "moe: out of memory");
+        return NULL;
+    }
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over the addresses */
+    VkDeviceAddress lo = UINT64_MAX, hi = 0;
+    for (int e = 0; e < n_exp; e++) {
+        VkDeviceAddress a = vk_addr(m[e].data);
+        size_t esz = m[e].dtype == OB_F32 ? 4 : m[e].dtype == OB_Q8_0 ? 1 : 2;
+        size_t len = (size_t)m[e].rows * (size_t)m[e].cols * esz;
+        if (m[e].dtype == OB_Q8_0 && m[e].scale_off + (size_t)m[e].rows * (size_t)(m[e].cols / 32) * 2 > len)
+            len = m[e].scale_off + (size_t)m[e].rows * (size_t)(m[e].cols / 32) * 2;
+        addr[2 * e] = a;
+        addr[2 * e + 1] = a + m[e].scale_off;
+        if (a < lo) lo = a;
+        if (a + len > hi) hi = a + len;
+        for (int i = 0; i < 2; i++) {
+            h ^= addr[2 * e + i];
+            h *= 1099511628211ull;
+        }
+    }
+    for (int i = 0; i < c->n_tables; i++) {
+        vk_table *t = &c->tables[i];
+        if (t->hash == h && t->n_exp == n_exp && !memcmp(t->host, addr, bytes)) {
+            free(addr);
+            return t;
+        }
+    }
+    if (c->n_tables == c->cap_tables) {
+        int cap = c->cap_tables ? c->cap_tables * 2 : 64;
+        vk_table *nt = realloc(c->tables, sizeof *nt * (size_t)cap);
+        if (!nt) {
+            free(addr);
+            vk_fail(c, "moe: out of memory");
+            return NULL;
+        }
+        c->tables = nt;
+        c->cap_tables = cap;
+    }
+    ob_buf *buf = vk_alloc(&c->base, bytes);
+    if (!buf) {
+        free(addr);
+        return NULL;
+    }
+    vk_upload(&c->base, buf, 0, addr, bytes);
+    vk_table *t = &c->tables[c->n_tables++];
+    *t = (vk_table){ h, n_exp, addr, buf, { lo, hi } };
+    return t;
+}
+
+/* all experts of an array share dtype and shape (the kernels specialise on the dtype) */
+static int experts_check(vk_ctx *c, const ob_mat *m, int n_exp, int64_t rows, int64_t cols, const char *what,
+                         int *vec) {
+    for (int e = 0; e < n_exp; e++) {
+        if (vk_mat_check(c, &m[e], what) != 0) return -1;
+        if (m[e].dtype != m[0].dtype || m[e].rows != rows || m[e].cols != cols) {
+            vk_fail(c, "moe_experts: %s expert %d is %s [%lld, %lld], expected %s [%lld, %lld]", what, e,
+                    ob_dtype_name(m[e].dtype), (long long)m[e].rows, (long long)m[e].cols, ob_dtype_name(m[0].dtype),
+                    (long long)rows, (long long)cols);
+            return -1;
+        }
+        if (!vk_mat_vec_ok(&m[e])) *vec = 0;
+    }
+    return 0;
+}
+
+static VkDeviceAddress buf_addr(ob_buf *b) { return b->blk->addr + b->off; }
+
+void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr weights, const ob_mat *gate,
+                       const ob_mat *up, const ob_mat *down, int n_exp, ob_ptr y) {
+    vk_ctx *c = vk_of(b);
+    if (n <= 0 || c->base.failed) return;
+    if (n_exp <= 0 || n_exp > 1024 || k <= 0 || !gate || !up || !down) {
+        vk_fail(c, "moe_experts: %d experts, k = %d", n_exp, k);
+        return;
+    }
+    int64_t inter = gate[0].rows, dim = gate[0].cols;
+    int vec = 1;
+    if (experts_check(c, gate, n_exp, inter, dim, "gate", &vec) || experts_check(c, up, n_exp, inter, dim, "up", &vec) ||
+        experts_check(c, down, n_exp, dim, inter, "down", &vec))
+        return;
+    if (gate[0].dtype != up[0].dtype) {
+        vk_fail(c, "moe_experts: gate (%s) and up (%s) differ in dtype", ob_dtype_name(gate[0].dtype),
+                ob_dtype_name(up[0].dtype));
+        return;
+    }
+    size_t xb = (size_t)n * (size_t)dim * 4, kb = (size_t)n * (size_t)k * 4;
+    if (!x.buf || !y.buf || !ids.buf || !weights.buf || x.off + xb > x.buf->size || y.off + xb > y.buf->size ||
+        ids.off + kb > ids.buf->size || weights.off + kb > weights.buf->size || (x.off | y.off) % 4) {
+        vk_fail(c, "moe_experts: tensors outside their buffers");
+        return;
+    }
+    vk_table *tg = expert_table(c, gate, n_exp), *tu = tg ? expert_table(c, up, n_exp) : NULL;
+    vk_table *td = tu ? expert_table(c, down, n_exp) : NULL;
+    if (!td) return;
+    uint32_t ne = (uint32_t)n * (uint32_t)k;
+    VkDeviceAddress xa = vk_addr(x), ya = vk_addr(y), ia = vk_addr(ids), wa = vk_addr(weights);
+    vk_range r_x = vk_rng(xa, xb), r_y = vk_rng(ya, xb), r_ids = vk_rng(ia, kb), r_w = vk_rng(wa, kb);
+    vk_range r_tab[3] = { vk_rng(buf_addr(tg->buf), 16u * (size_t)n_exp), vk_rng(buf_addr(tu->buf), 16u * (size_t)n_exp),
+                          vk_rng(buf_addr(td->buf), 16u * (size_t)n_exp) };
+
+    int decode = c->env.moe == 1 || (c->env.moe == 0 && ne <= DECODE_MAX_ENTRIES);
+    if (decode) {
+        size_t hb = (size_t)ne * (size_t)inter * 4;
+        ob_buf *h = vk_scratch(c, 2, hb);
+        if (!h) return;
+        VkDeviceAddress ha = buf_addr(h);
+        vk_range r_h = vk_rng(ha, hb);
+        ob_pc_matvec pc = { .w = buf_addr(tg->buf), .w2 = buf_addr(tu->buf), .x = xa, .y = ha, .ids = ia, .wts = wa,
+                            .rows = (uint32_t)inter, .cols = (uint32_t)dim, .n = ne, .k = (uint32_t)k,
+                            .x_stride = (uint32_t)dim, .y_stride = (uint32_t)inter };
+        vk_range rd1[6] = { r_x, r_ids, r_tab[0], r_tab[1], tg->span, tu->span };
+        vk_matvec_dispatch(c, 1, gate[0].dtype, vec && xa % 16 == 0 && dim % 4 == 0, &pc, ne, rd1, 6, &r_h, 1);
+        ob_pc_matvec pd = { .w = buf_addr(td->buf), .x = ha, .y = ya, .ids = ia, .wts = wa, .rows = (uint32_t)dim,
+                            .cols = (uint32_t)inter, .n = (uint32_t)n, .k = (uint32_t)k, .accumulate = 1,
+                            .x_stride = (uint32_t)inter, .y_stride = (uint32_t)dim };
+        vk_range rd2[6] = { r_h, r_ids, r_w, r_tab[2], td->span, r_y };
+        vk_matvec_dispatch(c, 2, down[0].dtype, vec && inter % 4 == 0, &pd, (uint32_t)n, rd2, 6, &r_y, 1);
+        return;
+    }
+
+    /* grouped: plan, gate and up per tile, silu·up, down in sorted order, weighted sum into y */
+    uint32_t tile = vk_matmul_tile_n(c);
+    uint32_t max_tiles = (ne + tile - 1) / tile + (uint32_t)n_exp;
+    size_t plan_b = ((size_t)2 * ne + 1 + 3 * (size_t)max_tiles) * 4;
+    size_t gu_b = (size_t)2 * ne * (size_t)inter * 4, d_b = (size_t)ne * (size_t)dim * 4;
+    ob_buf *plan = vk_scratch(c, 1, plan_b), *gu = plan ? vk_scratch(c, 2, gu_b) : NULL;
+    ob_buf *dd = gu ? vk_scratch(c, 3, d_b) : NULL;
+    if (!dd) return;
+    VkDeviceAddress pa = buf_addr(plan), ga = buf_addr(gu), ua = ga + (size_t)ne * (size_t)inter * 4, da = buf_addr(dd);
+    vk_range r_plan = vk_rng(pa, plan_b), r_g = vk_rng(ga, gu_b / 2), r_u = vk_rng(ua, gu_b / 2), r_d = vk_rng(da, d_b);
+
+    ob_pc_plan pp = { .ids = ia, .plan = pa, .n = (uint32_t)n, .k = (uint32_t)k, .n_exp = (uint32_t)n_exp,
+                      .tile = tile, .max_tiles = max_tiles };
+    uint32_t spec_plan[1] = { 256 };
+    vk_dispatch(c, vk_pipeline(c, SH_MOE_PLAN, spec_plan, 1), &pp, sizeof pp, 1, 1, 1, &r_ids, 1, &r_plan, 1);
+
+    int vec_in = vec && dim % 32 == 0, vec_down = vec && inter % 32 == 0;
+    ob_pc_matmul pm = { .w = buf_addr(tg->buf), .x = xa, .y = ga, .tiles = pa + (size_t)ne * 8, .tok = pa,
+                        .rows = (uint32_t)inter, .cols = (uint32_t)dim, .n = ne, .x_stride = (uint32_t)dim,
+                        .y_stride = (uint32_t)inter, .gather = 1 };
+    vk_range rd_g[4] = { r_x, r_plan, r_tab[0], tg->span };
+    vk_matmul_dispatch(c, 1, gate[0].dtype, vec_in, &pm, max_tiles, rd_g, 4, &r_g, 1);
+    pm.w = buf_addr(tu->buf);
+    pm.y = ua;
+    vk_range rd_u[4] = { r_x, r_plan, r_tab[1], tu->span };
+    vk_matmul_dispatch(c, 1, up[0].dtype, vec_in, &pm, max_tiles, rd_u, 4, &r_u, 1);
+
+    ob_pc_ew pe = { .a = ga, .b = ua, .dst = ga, .count = ne * (uint32_t)inter };
+    uint32_t gx, gy, spec_ew[3] = { 256, 1, 1 };
+    vk_grid(c, (uint64_t)pe.count, 1024, &gx, &gy);
+    pe.groups_x = gx;
+    vk_range rd_e[2] = { r_g, r_u };
+    vk_dispatch(c, vk_pipeline(c, SH_EW, spec_ew, 3), &pe, sizeof pe, gx, gy, 1, rd_e, 2, &r_g, 1);
+
+    ob_pc_matmul pdn = { .w = buf_addr(td->buf), .x = ga, .y = da, .tiles = pa + (size_t)ne * 8, .tok = pa,
+                         .rows = (uint32_t)dim, .cols = (uint32_t)inter, .n = ne, .x_stride = (uint32_t)inter,
+                         .y_stride = (uint32_t)dim, .gather = 0 };
+    vk_range rd_d[4] = { r_g, r_plan, r_tab[2], td->span };
+    vk_matmul_dispatch(c, 1, down[0].dtype, vec_down, &pdn, max_tiles, rd_d, 4, &r_d, 1);
+
+    ob_pc_combine pcb = { .d = da, .pos = pa + (size_t)ne * 4, .wts = wa, .y = ya, .n = (uint32_t)n, .k = (uint32_t)k,
+                          .dim = (uint32_t)dim };
+    uint32_t spec_cb[1] = { 256 };
+    vk_grid(c, (uint64_t)n * (uint64_t)dim, 256, &gx, &gy);
+    vk_range rd_c[4] = { r_d, r_plan, r_w, r_y };
+    vk_dispatch(c, vk_pipeline(c, SH_MOE_COMBINE, spec_cb, 1), &pcb, sizeof pcb, gx, gy, 1, rd_c, 4, &r_y, 1);
+}

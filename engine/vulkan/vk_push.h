@@ -1,0 +1,149 @@
+/* vk_push.h — push-constant blocks of the Vulkan kernels, written once and read by both C and GLSL.
+ *
+ * C includes this file as is (each PUSH(...) becomes a typedef struct). A shader defines PC_<NAME> for the one block
+ * it uses before `#include "vk_push.h"`; the GLSL compiler (which predefines VULKAN) then sees only that block, as
+ * its `layout(push_constant)` uniform named `pc`. Fields are ordered 64-bit first, then 32-bit, so the std430
+ * push-constant layout and the C layout agree; vk_ops.c checks every size with _Static_assert against the portable
+ * 128-byte push-constant minimum.
+ *
+ * Addresses are buffer device addresses (VkDeviceAddress): the kernels read and write through GL_EXT_buffer_reference,
+ * so no descriptor sets exist. Shapes are in elements, strides in elements. */
+#ifndef OMNI_VK_PUSH_H
+#define OMNI_VK_PUSH_H
+
+#ifdef VULKAN
+#define PUSH(name) layout(push_constant, std430) uniform name
+#define PUSH_END(name) pc
+#else
+#include <stdint.h>
+#define PUSH(name) typedef struct name
+#define PUSH_END(name) name
+#endif
+
+/* Weight types as the kernels see them (same numbers as ob_dtype). */
+#define VK_WT_F32 0
+#define VK_WT_F16 1
+#define VK_WT_BF16 2
+#define VK_WT_Q8_0 3
+
+/* matvec.comp: y[n][rows] (+)= x[n][cols] · Wᵀ for small n, and the two MoE decode kernels.
+ * MODE 0 dense: w/s = weight and q8 scale addresses. MODE 1 (MoE gate+up): w = gate expert table, w2 = up table
+ * (16 bytes per expert: data address, scale address), one workgroup row per (token, slot) entry, y = h[n*k][rows]
+ * = silu(gate)·up. MODE 2 (MoE down): w = down table, x = h[n*k][cols], y[n][rows] += Σ_slot weight·down·h. */
+#if !defined(VULKAN) || defined(PC_MATVEC)
+PUSH(ob_pc_matvec) {
+    uint64_t w, s, w2, x, y, ids, wts;
+    uint32_t rows, cols, n, k;
+    uint32_t accumulate, x_stride, y_stride, pad;
+} PUSH_END(ob_pc_matvec);
+#endif
+
+/* matmul.comp: tiled y[n][rows] (+)= x[n][cols] · Wᵀ. MODE 1 (grouped MoE): each workgroup row picks a tile of
+ * the plan (expert, first sorted entry, count); x rows are gathered through tok[] when gather != 0, w is the table. */
+#if !defined(VULKAN) || defined(PC_MATMUL)
+PUSH(ob_pc_matmul) {
+    uint64_t w, s, x, y, tiles, tok;
+    uint32_t rows, cols, n, accumulate;
+    uint32_t x_stride, y_stride, gather, pad;
+} PUSH_END(ob_pc_matmul);
+#endif
+
+/* get_rows.comp: out[i][c] = table[ids[i]][c] */
+#if !defined(VULKAN) || defined(PC_ROWS)
+PUSH(ob_pc_rows) {
+    uint64_t w, s, ids, dst;
+    uint32_t rows, cols, n, pad;
+} PUSH_END(ob_pc_rows);
+#endif
+
+/* rms_norm.comp: MODE 0: y[r] = x[r] / sqrt(mean(x[r]²) + eps) * w; MODE 1 (layer norm): y[r] = (x[r] - mean) /
+ * sqrt(var + eps) * w + b (b, bs = bias data and scales; has_bias = 0 for none) */
+#if !defined(VULKAN) || defined(PC_NORM)
+PUSH(ob_pc_norm) {
+    uint64_t x, w, s, y, b, bs;
+    uint32_t rows, dim;
+    float eps;
+    uint32_t has_bias;
+} PUSH_END(ob_pc_norm);
+#endif
+
+/* rope.comp: rotate x[n][n_heads][head_dim] in place; pos = fp32 [3][n]; freqs = fp32 [rot_dim/2] */
+#if !defined(VULKAN) || defined(PC_ROPE)
+PUSH(ob_pc_rope) {
+    uint64_t x, pos, freqs;
+    uint32_t n, n_heads, head_dim, rot_dim;
+    uint32_t sec0, sec1, sec2, interleaved;
+} PUSH_END(ob_pc_rope);
+#endif
+
+/* kv_store.comp: cache[h][pos0 + i][d] = k[i][h*head_dim + d] (and v) */
+#if !defined(VULKAN) || defined(PC_KV)
+PUSH(ob_pc_kv) {
+    uint64_t kc, vc, k, v;
+    uint32_t n_ctx, pos0, n, n_kv, head_dim, pad;
+} PUSH_END(ob_pc_kv);
+#endif
+
+/* attn_split.comp / attn_combine.comp / attn_flash.comp. part = fp32 scratch [n_heads][n][n_split][head_dim + 2]
+ * (partial output, running max, running sum) for the split-K decode kernel. */
+#if !defined(VULKAN) || defined(PC_ATTN)
+PUSH(ob_pc_attn) {
+    uint64_t q, kc, vc, dst, part;
+    uint32_t n_ctx, pos0, n, n_heads;
+    uint32_t n_kv, head_dim, causal, window;
+    float scale;
+    uint32_t chunk, n_split, pad;
+} PUSH_END(ob_pc_attn);
+#endif
+
+/* moe_route.comp: softmax, top-k (ties -> lower index), optional renormalisation */
+#if !defined(VULKAN) || defined(PC_ROUTE)
+PUSH(ob_pc_route) {
+    uint64_t logits, ids, wts;
+    uint32_t n, n_exp, k, norm;
+} PUSH_END(ob_pc_route);
+#endif
+
+/* moe_plan.comp: groups the n*k (token, slot) entries by expert. plan = int32 scratch laid out as
+ * [tok: n*k][pos: n*k][n_tiles: 1][tiles: 3 * max_tiles] (see vk_moe.c). */
+#if !defined(VULKAN) || defined(PC_PLAN)
+PUSH(ob_pc_plan) {
+    uint64_t ids, plan;
+    uint32_t n, k, n_exp, tile;
+    uint32_t max_tiles, pad;
+} PUSH_END(ob_pc_plan);
+#endif
+
+/* moe_combine.comp: y[i][c] += Σ_slot wts[i][slot] · d[pos[i*k + slot]][c] */
+#if !defined(VULKAN) || defined(PC_COMBINE)
+PUSH(ob_pc_combine) {
+    uint64_t d, pos, wts, y;
+    uint32_t n, k, dim, pad;
+} PUSH_END(ob_pc_combine);
+#endif
+
+/* ew.comp: OP 0 add: b[i] += a[i]; 1 swiglu: dst[i] = silu(a[i]) * b[i]; 2 add_bias: b[i] += bias[i % dim] (a is
+ * the bias, any weight type, dst its q8 scale address); 3 gelu (erf): dst[i] = gelu(a[i]); 4 gelu (tanh). count elements, groups_x = the
+ * x size of the 2-D grid. */
+#if !defined(VULKAN) || defined(PC_EW)
+PUSH(ob_pc_ew) {
+    uint64_t a, b, dst;
+    uint32_t count, groups_x, dim, pad;
+} PUSH_END(ob_pc_ew);
+#endif
+
+/* gather.comp: MODE 0 permute: dst[i0][i1][i2][i3] (shape d) = src[Σ i·s]; MODE 1 im2col over [B][C][H][W] with
+ * element strides s = (b, c, y, x): dst[(b·Ho + oy)·Wo + ox][(c·k + ky)·k + kx]; MODE 2 add_rows: dst[idx[i]][:] +=
+ * src[i][:] for i < d[0] rows of d[1]. */
+#if !defined(VULKAN) || defined(PC_GATHER)
+PUSH(ob_pc_gather) {
+    uint64_t src, dst, idx;
+    uint32_t d[4];
+    uint32_t s[4];
+    uint32_t C, H, W, k;
+    uint32_t stride, pad, Ho, Wo;
+    uint32_t count, groups_x;
+} PUSH_END(ob_pc_gather);
+#endif
+
+#endif

@@ -1,0 +1,42 @@
+/* vk_shaders.c — the SPIR-V of every kernel, embedded at build time (shaders/shaders.mk turns each
+ * shaders/<name>.comp into $(BUILD)/shaders/<name>.h), in the order of vk_shader_id. */
+#include "vk_internal.h"
+
+#include "attn_combine.h"
+#include "attn_flash.h"
+#include "attn_split.h"
+#include "attn_split_nosg.h"
+#include "ew.h"
+#include "gather.h"
+#include "get_rows.h"
+#include "kv_store.h"
+#include "matmul.h"
+#include "matvec.h"
+#include "matvec_nosg.h"
+#include "moe_combine.h"
+#include "moe_plan.h"
+#include "moe_route.h"
+#include "moe_route_nosg.h"
+#include "rms_norm.h"
+#include "rms_norm_nosg.h"
+#include "rope.h"
+
+#define SPV(name) #name, omni_spv_##name, NULL, sizeof omni_spv_##name, 0
+#define SPV2(name) #name, omni_spv_##name, omni_spv_##name##_nosg, sizeof omni_spv_##name, sizeof omni_spv_##name##_nosg
+
+const vk_shader_src vk_shader_table[SH_COUNT] = {
+    [SH_MATVEC] = { SPV2(matvec) },
+    [SH_MATMUL] = { SPV(matmul) },
+    [SH_GET_ROWS] = { SPV(get_rows) },
+    [SH_RMS_NORM] = { SPV2(rms_norm) },
+    [SH_ROPE] = { SPV(rope) },
+    [SH_KV_STORE] = { SPV(kv_store) },
+    [SH_ATTN_SPLIT] = { SPV2(attn_split) },
+    [SH_ATTN_COMBINE] = { SPV(attn_combine) },
+    [SH_ATTN_FLASH] = { SPV(attn_flash) },
+    [SH_MOE_ROUTE] = { SPV2(moe_route) },
+    [SH_MOE_PLAN] = { SPV(moe_plan) },
+    [SH_MOE_COMBINE] = { SPV(moe_combine) },
+    [SH_EW] = { SPV(ew) },
+    [SH_GATHER] = { SPV(gather) },
+};

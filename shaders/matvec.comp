@@ -1,0 +1,157 @@
+#version 460
+// matvec.comp — y = x · Wᵀ for a few x rows (decode), memory-bound: each subgroup owns RSG weight rows at a time
+// and streams them with 16-byte loads (VEC=1; VEC=0 reads element by element for unaligned or odd shapes),
+// accumulating in fp32 and reducing with one subgroup add per output. A workgroup covers ROWS_WG rows; grid y
+// picks the x columns (dense), the (token, slot) entry (MoE gate+up) or the token (MoE down).
+// Mirrors the CPU back-end's matmul (y[i][r] = Σ_c x[i][c]·W[r][c]) and its MoE expert loop.
+#define PC_MATVEC
+#include "common.glsl"
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WG = 128;
+layout(constant_id = 1) const uint WTYPE = 0;
+layout(constant_id = 2) const uint RSG = 1;     // weight rows per subgroup pass (1 or 2)
+layout(constant_id = 3) const uint NV = 1;      // x columns per workgroup (dense; 1..8)
+layout(constant_id = 4) const uint MODE = 0;    // 0 dense, 1 MoE gate+up, 2 MoE down
+layout(constant_id = 5) const uint VEC = 1;
+layout(constant_id = 6) const uint ROWS_WG = 4; // rows per workgroup
+
+#include "reduce.glsl"
+
+const uint RMAX = 4;
+const uint NVMAX = 8;
+const uint NR = MODE == 1 ? 2 * RSG : RSG;  // rows in flight: gate+up computes a gate and an up row each
+
+float part[RMAX][NVMAX];
+uint64_t wr[RMAX], sr[RMAX], xr[NVMAX];
+
+// part[r][c] += (lane's share of) W_row(wr[r]) · x(xr[c]) for r < NR, c < nv
+void accumulate(uint cols, uint nv) {
+    uint lane = SG_LANE, step = SG_SIZE;
+    if (VEC == 1) {
+        uint epv = elems_per_vec(WTYPE);
+        uint nvec = cols / epv;
+        for (uint v = lane; v < nvec; v += step) {
+            [[unroll]] for (uint r = 0; r < NR; r++) {
+                vec4 w0, w1, w2, w3;
+                dq_vec(WTYPE, BufUV4(wr[r]).v[v], w0, w1, w2, w3);
+                float d = WTYPE == VK_WT_Q8_0 ? f16_bits(ld_u16(sr[r] + uint64_t(v / 2) * 2u)) : 1.0f;
+                [[unroll]] for (uint c = 0; c < NV; c++) {
+                    if (c >= nv) break;
+                    BufV4 xv = BufV4(xr[c]);
+                    uint xi = v * (epv / 4);
+                    float s = dot(w0, xv.v[xi]);
+                    if (epv >= 8) s += dot(w1, xv.v[xi + 1]);
+                    if (epv == 16) s += dot(w2, xv.v[xi + 2]) + dot(w3, xv.v[xi + 3]);
+                    part[r][c] += s * d;
+                }
+            }
+        }
+    } else {
+        for (uint col = lane; col < cols; col += step) {
+            [[unroll]] for (uint r = 0; r < NR; r++) {
+                float w = ld_elem(WTYPE, wr[r], sr[r], col);
+                [[unroll]] for (uint c = 0; c < NV; c++) {
+                    if (c >= nv) break;
+                    part[r][c] += w * BufF32(xr[c]).v[col];
+                }
+            }
+        }
+    }
+}
+
+void zero_part() {
+    [[unroll]] for (uint r = 0; r < RMAX; r++)
+        [[unroll]] for (uint c = 0; c < NVMAX; c++) part[r][c] = 0.0f;
+}
+
+// data and scale address of expert e's matrix from a table of (data, scale) address pairs
+void expert(uint64_t table, int e, out uint64_t w, out uint64_t s) {
+    BufU64 t = BufU64(table + uint64_t(e) * 16u);
+    w = t.v[0];
+    s = t.v[1];
+}
+
+void main() {
+    uint rows = pc.rows, cols = pc.cols;
+    uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
+    uint row0 = gl_WorkGroupID.x * ROWS_WG;
+    for (uint rbase = SG_ID * RSG; rbase < ROWS_WG; rbase += N_SG * RSG) {
+        zero_part();
+        uint nv = 1;
+        if (MODE == 0) {
+            uint col0 = gl_WorkGroupID.y * NV;
+            nv = min(NV, pc.n - col0);
+            [[unroll]] for (uint r = 0; r < NR; r++) {
+                uint row = min(row0 + rbase + r, rows - 1);  // a tail row re-reads the last row, unwritten
+                wr[r] = pc.w + uint64_t(row) * rb;
+                sr[r] = pc.s + uint64_t(row) * sb;
+            }
+            [[unroll]] for (uint c = 0; c < NV; c++)
+                xr[c] = pc.x + uint64_t(min(col0 + c, pc.n - 1)) * pc.x_stride * 4u;
+            accumulate(cols, nv);
+        } else if (MODE == 1) {
+            uint entry = gl_WorkGroupID.y, tok = entry / pc.k;
+            int e = BufI32(pc.ids).v[entry];
+            uint64_t gw, gs, uw, us;
+            expert(pc.w, e, gw, gs);
+            expert(pc.w2, e, uw, us);
+            [[unroll]] for (uint r = 0; r < RSG; r++) {
+                uint row = min(row0 + rbase + r, rows - 1);
+                wr[r] = gw + uint64_t(row) * rb;
+                sr[r] = gs + uint64_t(row) * sb;
+                wr[r + RSG] = uw + uint64_t(row) * rb;
+                sr[r + RSG] = us + uint64_t(row) * sb;
+            }
+            xr[0] = pc.x + uint64_t(tok) * pc.x_stride * 4u;
+            accumulate(cols, 1);
+        } else {
+            // down: Σ over the token's k slots of weight · down_e · h_entry, accumulated before the reduction
+            uint tok = gl_WorkGroupID.y;
+            float total[RMAX];
+            [[unroll]] for (uint r = 0; r < RMAX; r++) total[r] = 0.0f;
+            for (uint j = 0; j < pc.k; j++) {
+                uint entry = tok * pc.k + j;
+                int e = BufI32(pc.ids).v[entry];
+                float wt = BufF32(pc.wts).v[entry];
+                uint64_t dw, ds;
+                expert(pc.w, e, dw, ds);
+                [[unroll]] for (uint r = 0; r < RSG; r++) {
+                    uint row = min(row0 + rbase + r, rows - 1);
+                    wr[r] = dw + uint64_t(row) * rb;
+                    sr[r] = ds + uint64_t(row) * sb;
+                    part[r][0] = 0.0f;
+                }
+                xr[0] = pc.x + uint64_t(entry) * pc.x_stride * 4u;
+                accumulate(cols, 1);
+                [[unroll]] for (uint r = 0; r < RSG; r++) total[r] += wt * part[r][0];
+            }
+            [[unroll]] for (uint r = 0; r < RSG; r++) part[r][0] = total[r];
+        }
+
+        // reduce and write
+        uint lane = SG_LANE;
+        if (MODE == 1) {
+            [[unroll]] for (uint r = 0; r < RSG; r++) {
+                float g = sg_sum(part[r][0]);
+                float u = sg_sum(part[r + RSG][0]);
+                uint row = row0 + rbase + r;
+                if (lane == 0 && row < rows)
+                    BufF32(pc.y).v[gl_WorkGroupID.y * pc.y_stride + row] = silu(g) * u;
+            }
+        } else {
+            uint col0 = MODE == 0 ? gl_WorkGroupID.y * NV : gl_WorkGroupID.y;
+            [[unroll]] for (uint r = 0; r < RSG; r++) {
+                [[unroll]] for (uint c = 0; c < NV; c++) {
+                    if (c >= nv) break;
+                    float s = sg_sum(part[r][c]);
+                    uint row = row0 + rbase + r;
+                    if (lane == 0 && row < rows) {
+                        BufF32 y = BufF32(pc.y + (uint64_t(col0 + c) * pc.y_stride + row) * 4u);
+                        y.v[0] = pc.accumulate != 0 ? y.v[0] + s : s;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+# shaders.mk — GLSL compute shaders -> SPIR-V -> C headers of uint32_t words, included by the Makefile.
+# Every shaders/*.comp becomes $(BUILD)/shaders/<name>.spv and <name>.h (`static const uint32_t omni_spv_<name>[]`,
+# embedded by engine/vulkan/vk_shaders.c; nothing is read from disk at run time). Shaders that reduce through
+# reduce.glsl are built a second time with -DNO_SUBGROUP as <name>_nosg (devices without subgroup arithmetic,
+# OMNI_VK_NO_SUBGROUP). `make test` validates every blob with spirv-val first.
+ifeq ($(HAVE_VULKAN),1)
+
+SHADER_DIR   := $(BUILD)/shaders
+GLSLC        ?= glslc
+SPIRV_VAL    ?= spirv-val
+GLSLC_FLAGS  := -fshader-stage=compute --target-env=vulkan1.2 -O -Ishaders -Iengine/vulkan
+SHADER_NAMES := $(basename $(notdir $(wildcard shaders/*.comp)))
+SHADER_NOSG  := matvec rms_norm attn_split moe_route
+SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _nosg,$(SHADER_NOSG)))
+SHADER_H     := $(SHADER_SPV:.spv=.h)
+
+$(SHADER_DIR)/%.spv: shaders/%.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) -MD -MF $@.d $< -o $@
+
+$(SHADER_DIR)/%_nosg.spv: shaders/%.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) -DNO_SUBGROUP -MD -MF $@.d $< -o $@
+
+# od prints 32-bit words in host order, which is the order glslc wrote them in
+$(SHADER_DIR)/%.h: $(SHADER_DIR)/%.spv
+	@{ echo "/* generated from $(notdir $<) by shaders/shaders.mk */"; \
+	   echo "static const uint32_t omni_spv_$*[] = {"; \
+	   od -An -v -tx4 $< | sed -e 's/ *\([0-9a-f]\{8\}\)/0x\1,/g'; \
+	   echo "};"; } > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/engine/vulkan/vk_shaders.o: $(SHADER_H)
+
+$(SHADER_DIR)/.validated: $(SHADER_SPV)
+	@for f in $(SHADER_SPV); do $(SPIRV_VAL) --target-env vulkan1.2 $$f || { echo "spirv-val: $$f"; exit 1; }; done
+	@touch $@
+
+shaders: $(SHADER_H) $(SHADER_DIR)/.validated
+TEST_EXTRA_DEPS += $(SHADER_DIR)/.validated
+
+endif

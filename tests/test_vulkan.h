@@ -1,0 +1,138 @@
+/* test_vulkan.h — helpers of the Vulkan tests: open the Vulkan back-end beside the CPU reference (under the
+ * validation layer when it is installed), mirror tensors on both, compare results, count validation errors. */
+#ifndef TEST_VULKAN_H
+#define TEST_VULKAN_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "harness.h"
+#include "util.h"
+#include "vulkan/ob_vulkan.h"
+
+typedef struct {
+    ob_backend *vk, *cpu;
+} tv_env;
+
+typedef struct {
+    ob_buf *v, *c;
+    size_t bytes;
+} tv_buf;
+
+static inline void tv_log(int level, const char *msg, void *ud) {
+    (void)ud;
+    if (level >= OMNI_LOG_WARN) fprintf(stderr, "    [%s] %s\n", level >= OMNI_LOG_ERROR ? "error" : "warn", msg);
+}
+
+/* Opens both back-ends; returns 0 (and a reason in why) when there is no Vulkan device. Environment settings
+ * (OMNI_VK_*) apply to the Vulkan one: set them before. Validation is on unless OMNI_VK_VALIDATION says 0. */
+static inline int tv_open(tv_env *e, char *why, size_t cap) {
+    omni_log_set_sink(tv_log, NULL);
+    setenv("OMNI_VK_VALIDATION", "1", 0);
+    e->vk = ob_vulkan_new(-1, why, cap);
+    if (!e->vk) return 0;
+    e->cpu = ob_cpu_new(2);
+    return e->cpu != NULL;
+}
+
+/* Closes both; checks that the device saw no error and the validation layer reported nothing */
+static inline void tv_close(tv_env *e) {
+    if (e->vk) {
+        CHECK_EQ_INT(e->vk->ops->sync(e->vk), 0);
+        if (e->vk->failed) fprintf(stderr, "    vulkan back-end failed: %s\n", e->vk->err);
+        CHECK(!e->vk->failed);
+        CHECK_EQ_INT(ob_vulkan_validation_errors(e->vk), 0);
+        e->vk->ops->destroy(e->vk);
+    }
+    if (e->cpu) e->cpu->ops->destroy(e->cpu);
+    e->vk = e->cpu = NULL;
+}
+
+#define TV_OPEN(e)                                                                                              \
+    tv_env e = { 0 };                                                                                           \
+    do {                                                                                                        \
+        char tv_why_[256] = "";                                                                                 \
+        if (!tv_open(&e, tv_why_, sizeof tv_why_)) {                                                            \
+            char tv_msg_[300];                                                                                  \
+            snprintf(tv_msg_, sizeof tv_msg_, "no Vulkan device (%s)", tv_why_);                                \
+            tv_close(&e);                                                                                       \
+            SKIP(tv_msg_);                                                                                      \
+        }                                                                                                       \
+    } while (0)
+
+/* a buffer on both back-ends holding the same bytes (zeros when data is NULL), starting at byte `pad` */
+static inline tv_buf tv_new(tv_env *e, const void *data, size_t bytes, size_t pad) {
+    tv_buf t = { e->vk->ops->alloc(e->vk, bytes + pad), e->cpu->ops->alloc(e->cpu, bytes + pad), bytes };
+    uint8_t *tmp = calloc(1, bytes + pad);
+    if (tmp && data) memcpy(tmp + pad, data, bytes);
+    if (tmp && t.v && t.c) {
+        e->vk->ops->upload(e->vk, t.v, 0, tmp, bytes + pad);
+        e->cpu->ops->upload(e->cpu, t.c, 0, tmp, bytes + pad);
+    }
+    free(tmp);
+    return t;
+}
+
+static inline void tv_free(tv_env *e, tv_buf *t) {
+    if (t->v) e->vk->ops->buf_free(e->vk, t->v);
+    if (t->c) e->cpu->ops->buf_free(e->cpu, t->c);
+    t->v = t->c = NULL;
+}
+
+static inline ob_ptr tv_pv(tv_buf t, size_t off) { return (ob_ptr){ t.v, off }; }
+static inline ob_ptr tv_pc(tv_buf t, size_t off) { return (ob_ptr){ t.c, off }; }
+
+/* max |vk - cpu| / max |cpu| over n floats at byte offset off (0 when both are all zero); -1 on download error */
+static inline double tv_rel_err(tv_env *e, tv_buf t, size_t off, size_t n) {
+    float *a = malloc(n * 4), *b = malloc(n * 4);
+    double err = -1;
+    if (a && b && e->vk->ops->download(e->vk, t.v, off, a, n * 4) == 0 &&
+        e->cpu->ops->download(e->cpu, t.c, off, b, n * 4) == 0) {
+        double md = 0, mr = 0;
+        int nan = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (a[i] != a[i]) nan = 1;
+            double d = fabs((double)a[i] - b[i]);
+            if (d > md) md = d;
+            if (fabs(b[i]) > mr) mr = fabs(b[i]);
+        }
+        err = nan ? 1e30 : mr > 0 ? md / mr : md;
+    }
+    free(a);
+    free(b);
+    return err;
+}
+
+static inline void tv_rand(omni_rng *r, float *x, size_t n, float scale) {
+    for (size_t i = 0; i < n; i++) x[i] = (omni_rng_uniform(r) * 2.0f - 1.0f) * scale;
+}
+
+/* host bytes of a rows×cols weight in dtype t made from random fp32 values */
+static inline void *tv_weights(omni_rng *r, ob_dtype t, int rows, int cols, size_t *bytes) {
+    size_t n = (size_t)rows * (size_t)cols;
+    *bytes = 0;
+    float *f = malloc(n * 4);
+    void *w = malloc(ob_dtype_bytes(t, (int64_t)n) + 4);
+    if (!f || !w) {
+        free(f);
+        free(w);
+        return NULL;
+    }
+    tv_rand(r, f, n, 1.0f);
+    switch (t) {
+    case OB_F32: memcpy(w, f, n * 4); break;
+    case OB_F16:
+        for (size_t i = 0; i < n; i++) ((uint16_t *)w)[i] = omni_f32_to_f16(f[i]);
+        break;
+    case OB_BF16:
+        for (size_t i = 0; i < n; i++) ((uint16_t *)w)[i] = omni_f32_to_bf16(f[i]);
+        break;
+    default: ob_quantize_q8_0(f, rows, cols, w); break;
+    }
+    free(f);
+    *bytes = ob_dtype_bytes(t, (int64_t)n);
+    return w;
+}
+
+#endif

@@ -1,0 +1,429 @@
+/* test_vulkan_ops.c — op parity: every op of backend.h on the Vulkan back-end against the CPU back-end, on random
+ * inputs over many small shapes (odd sizes, one row, long rows, rows not a multiple of a workgroup, unaligned
+ * weights that take the element-wise kernel paths), under the validation layer when it is installed. Each test
+ * skips when there is no Vulkan device.
+ *
+ * Error measure: max |vk - cpu| / max |cpu| over the output. Tolerances: 1e-5 for fp32-accumulated dot products
+ * and normalisations (different summation order only), 3e-6 for rope/element-wise ops (own exp/sin/cos, ~1 ulp
+ * each), exact for data movement and routing ids. */
+#include "test_vulkan.h"
+
+/* ---- matmul ------------------------------------------------------------------------------------------------------ */
+
+/* y = x·Wᵀ (+ y) with W at byte offset pad in its buffer; returns the relative error */
+static double matmul_case(tv_env *e, omni_rng *r, ob_dtype t, int rows, int cols, int n, int acc, size_t pad) {
+    size_t wb;
+    void *w = tv_weights(r, t, rows, cols, &wb);
+    float *x = malloc(sizeof *x * (size_t)n * cols), *y = malloc(sizeof *y * (size_t)n * rows);
+    tv_rand(r, x, (size_t)n * cols, 1.0f);
+    tv_rand(r, y, (size_t)n * rows, 1.0f);
+    tv_buf W = tv_new(e, w, wb, pad), X = tv_new(e, x, sizeof *x * (size_t)n * cols, 0),
+           Y = tv_new(e, y, sizeof *y * (size_t)n * rows, 0);
+    ob_mat mv = ob_mat_make(tv_pv(W, pad), t, rows, cols), mc = ob_mat_make(tv_pc(W, pad), t, rows, cols);
+    e->vk->ops->matmul(e->vk, &mv, tv_pv(X, 0), tv_pv(Y, 0), n, acc);
+    e->cpu->ops->matmul(e->cpu, &mc, tv_pc(X, 0), tv_pc(Y, 0), n, acc);
+    double err = tv_rel_err(e, Y, 0, (size_t)n * rows);
+    tv_free(e, &W);
+    tv_free(e, &X);
+    tv_free(e, &Y);
+    free(w);
+    free(x);
+    free(y);
+    return err;
+}
+
+typedef struct {
+    int rows, cols, n;
+} mm_shape;
+
+static void matmul_sweep(tv_env *e, const mm_shape *s, int ns, double tol) {
+    omni_rng r = { 42 };
+    const ob_dtype types[] = { OB_F32, OB_F16, OB_BF16, OB_Q8_0 };
+    for (int i = 0; i < ns; i++)
+        for (int ti = 0; ti < 4; ti++) {
+            ob_dtype t = types[ti];
+            if (t == OB_Q8_0 && s[i].cols % 32) continue;
+            for (int v = 0; v < 2; v++) { /* v = 1: weight 2 (f32: 4) bytes off alignment, accumulate */
+                size_t pad = v ? (t == OB_F32 ? 4 : 2) : 0;
+                double err = matmul_case(e, &r, t, s[i].rows, s[i].cols, s[i].n, v, pad);
+                if (!(err >= 0 && err <= tol))
+                    th_fail(__FILE__, __LINE__, "matmul %s [%d x %d] n=%d pad=%zu: rel err %g > %g", ob_dtype_name(t),
+                            s[i].rows, s[i].cols, s[i].n, pad, err, tol);
+            }
+        }
+}
+
+static const mm_shape vec_shapes[] = { { 1, 32, 1 }, { 7, 64, 1 }, { 33, 96, 3 }, { 130, 256, 1 }, { 65, 160, 8 },
+                                       { 70, 2048, 2 }, { 5, 40, 4 },  { 16, 8, 1 } };
+static const mm_shape tiled_shapes[] = { { 64, 64, 17 }, { 65, 96, 9 },  { 130, 160, 33 }, { 7, 32, 70 },
+                                         { 96, 512, 40 }, { 5, 40, 12 }, { 1, 8, 9 } };
+
+TEST(vk_matmul_matvec) {
+    TV_OPEN(e);
+    matmul_sweep(&e, vec_shapes, (int)(sizeof vec_shapes / sizeof *vec_shapes), 1e-5);
+    tv_close(&e);
+}
+
+TEST(vk_matmul_tiled) {
+    setenv("OMNI_VK_MM", "tiled", 1);
+    TV_OPEN(e);
+    matmul_sweep(&e, tiled_shapes, (int)(sizeof tiled_shapes / sizeof *tiled_shapes), 1e-5);
+    tv_close(&e);
+}
+
+TEST(vk_matmul_tiled_128) {
+    setenv("OMNI_VK_MM", "tiled", 1);
+    setenv("OMNI_VK_MM_TILE", "128", 1);
+    TV_OPEN(e);
+    mm_shape s[] = { { 130, 160, 33 }, { 129, 64, 130 } };
+    matmul_sweep(&e, s, 2, 1e-5);
+    tv_close(&e);
+}
+
+/* the matrix-vector kernel on every n up to 8 and past it, and its shared-memory (no subgroup) variant */
+TEST(vk_matmul_matvec_no_subgroup) {
+    setenv("OMNI_VK_NO_SUBGROUP", "1", 1);
+    setenv("OMNI_VK_MM", "vec", 1);
+    TV_OPEN(e);
+    mm_shape s[] = { { 33, 96, 1 }, { 9, 64, 5 }, { 17, 40, 11 } };
+    matmul_sweep(&e, s, 3, 1e-5);
+    tv_close(&e);
+}
+
+/* ---- small ops ---------------------------------------------------------------------------------------------------- */
+
+TEST(vk_get_rows_and_norms) {
+    TV_OPEN(e);
+    omni_rng r = { 7 };
+    const ob_dtype types[] = { OB_F32, OB_F16, OB_BF16, OB_Q8_0 };
+    for (int ti = 0; ti < 4; ti++) { /* get_rows: a table of 50 rows, 9 lookups (repeats, first and last row) */
+        int rows = 50, cols = 64, n = 9;
+        int32_t ids[9] = { 0, 49, 3, 3, 17, 48, 1, 0, 25 };
+        size_t wb;
+        void *w = tv_weights(&r, types[ti], rows, cols, &wb);
+        tv_buf T = tv_new(&e, w, wb, 0), I = tv_new(&e, ids, sizeof ids, 0), O = tv_new(&e, NULL, (size_t)n * cols * 4, 0);
+        ob_mat mv = ob_mat_make(tv_pv(T, 0), types[ti], rows, cols), mc = ob_mat_make(tv_pc(T, 0), types[ti], rows, cols);
+        e.vk->ops->get_rows(e.vk, &mv, tv_pv(I, 0), n, tv_pv(O, 0));
+        e.cpu->ops->get_rows(e.cpu, &mc, tv_pc(I, 0), n, tv_pc(O, 0));
+        CHECK_NEAR(tv_rel_err(&e, O, 0, (size_t)n * cols), 0, 0); /* exact: the same conversion */
+        tv_free(&e, &T), tv_free(&e, &I), tv_free(&e, &O);
+        free(w);
+    }
+    /* rms_norm over rows of several widths, weights in three types, in place and out of place */
+    const int dims[] = { 7, 64, 128, 300, 2048 }, nrows[] = { 1, 5, 33, 2, 3 };
+    for (int di = 0; di < 5; di++)
+        for (int ti = 0; ti < 3; ti++) {
+            int dim = dims[di], rows = nrows[di];
+            float *x = malloc(sizeof *x * (size_t)rows * dim);
+            tv_rand(&r, x, (size_t)rows * dim, 3.0f);
+            size_t wb;
+            void *w = tv_weights(&r, types[ti], 1, dim, &wb);
+            tv_buf X = tv_new(&e, x, sizeof *x * (size_t)rows * dim, 0), W = tv_new(&e, w, wb, 0),
+                   Y = tv_new(&e, NULL, sizeof *x * (size_t)rows * dim, 0);
+            ob_mat mv = ob_mat_make(tv_pv(W, 0), types[ti], 1, dim), mc = ob_mat_make(tv_pc(W, 0), types[ti], 1, dim);
+            int inplace = di % 2;
+            e.vk->ops->rms_norm(e.vk, tv_pv(X, 0), &mv, inplace ? tv_pv(X, 0) : tv_pv(Y, 0), rows, dim, 1e-6f);
+            e.cpu->ops->rms_norm(e.cpu, tv_pc(X, 0), &mc, inplace ? tv_pc(X, 0) : tv_pc(Y, 0), rows, dim, 1e-6f);
+            double err = tv_rel_err(&e, inplace ? X : Y, 0, (size_t)rows * dim);
+            if (!(err >= 0 && err <= 1e-5)) th_fail(__FILE__, __LINE__, "rms_norm dim %d: %g", dim, err);
+            /* layer norm with and without bias */
+            size_t bb;
+            void *bias = tv_weights(&r, types[ti], 1, dim, &bb);
+            tv_buf B = tv_new(&e, bias, bb, 0);
+            ob_mat bv = ob_mat_make(tv_pv(B, 0), types[ti], 1, dim), bc = ob_mat_make(tv_pc(B, 0), types[ti], 1, dim);
+            ob_mat none = { 0 };
+            e.vk->ops->layer_norm(e.vk, tv_pv(X, 0), &mv, inplace ? &none : &bv, tv_pv(Y, 0), rows, dim, 1e-5f);
+            e.cpu->ops->layer_norm(e.cpu, tv_pc(X, 0), &mc, inplace ? &none : &bc, tv_pc(Y, 0), rows, dim, 1e-5f);
+            err = tv_rel_err(&e, Y, 0, (size_t)rows * dim);
+            if (!(err >= 0 && err <= 1e-5)) th_fail(__FILE__, __LINE__, "layer_norm dim %d: %g", dim, err);
+            /* bias add */
+            e.vk->ops->add_bias(e.vk, tv_pv(Y, 0), &bv, rows, dim);
+            e.cpu->ops->add_bias(e.cpu, tv_pc(Y, 0), &bc, rows, dim);
+            err = tv_rel_err(&e, Y, 0, (size_t)rows * dim);
+            if (!(err >= 0 && err <= 1e-5)) th_fail(__FILE__, __LINE__, "add_bias dim %d: %g", dim, err);
+            tv_free(&e, &X), tv_free(&e, &W), tv_free(&e, &Y), tv_free(&e, &B);
+            free(x), free(w), free(bias);
+        }
+    tv_close(&e);
+}
+
+TEST(vk_elementwise_and_copy) {
+    TV_OPEN(e);
+    omni_rng r = { 9 };
+    const int64_t counts[] = { 1, 3, 4, 1000, 4099, 70000 };
+    for (int ci = 0; ci < 6; ci++) {
+        int64_t n = counts[ci];
+        size_t off = ci % 2 ? 4 : 0; /* odd cases start 4 bytes in: the one-element-per-thread path */
+        float *a = malloc(sizeof *a * (size_t)n), *b = malloc(sizeof *b * (size_t)n);
+        tv_rand(&r, a, (size_t)n, 12.0f);
+        tv_rand(&r, b, (size_t)n, 2.0f);
+        tv_buf A = tv_new(&e, a, sizeof *a * (size_t)n, off), B = tv_new(&e, b, sizeof *b * (size_t)n, off),
+               O = tv_new(&e, NULL, sizeof *a * (size_t)n, off);
+        e.vk->ops->swiglu(e.vk, tv_pv(A, off), tv_pv(B, off), tv_pv(O, off), n);
+        e.cpu->ops->swiglu(e.cpu, tv_pc(A, off), tv_pc(B, off), tv_pc(O, off), n);
+        double err = tv_rel_err(&e, O, off, (size_t)n);
+        if (!(err >= 0 && err <= 3e-6)) th_fail(__FILE__, __LINE__, "swiglu n=%lld: %g", (long long)n, err);
+        e.vk->ops->add(e.vk, tv_pv(A, off), tv_pv(B, off), n);
+        e.cpu->ops->add(e.cpu, tv_pc(A, off), tv_pc(B, off), n);
+        CHECK_NEAR(tv_rel_err(&e, B, off, (size_t)n), 0, 0);
+        for (int approx = 0; approx < 2; approx++) {
+            e.vk->ops->gelu(e.vk, tv_pv(A, off), tv_pv(O, off), n, approx);
+            e.cpu->ops->gelu(e.cpu, tv_pc(A, off), tv_pc(O, off), n, approx);
+            err = tv_rel_err(&e, O, off, (size_t)n);
+            if (!(err >= 0 && err <= 3e-6)) th_fail(__FILE__, __LINE__, "gelu(%d) n=%lld: %g", approx, (long long)n, err);
+        }
+        /* byte copies: between buffers, and overlapping within one (memmove semantics) */
+        e.vk->ops->copy(e.vk, tv_pv(A, off), tv_pv(O, off), (size_t)n * 4);
+        e.cpu->ops->copy(e.cpu, tv_pc(A, off), tv_pc(O, off), (size_t)n * 4);
+        CHECK_NEAR(tv_rel_err(&e, O, off, (size_t)n), 0, 0);
+        if (n > 8) {
+            size_t m = (size_t)(n - 3) * 4;
+            e.vk->ops->copy(e.vk, tv_pv(O, off), tv_pv(O, off + 12), m);
+            e.cpu->ops->copy(e.cpu, tv_pc(O, off), tv_pc(O, off + 12), m);
+            CHECK_NEAR(tv_rel_err(&e, O, off, (size_t)n), 0, 0);
+        }
+        tv_free(&e, &A), tv_free(&e, &B), tv_free(&e, &O);
+        free(a), free(b);
+    }
+    tv_close(&e);
+}
+
+TEST(vk_permute_im2col_add_rows) {
+    TV_OPEN(e);
+    omni_rng r = { 11 };
+    float src[2 * 3 * 5 * 7];
+    tv_rand(&r, src, 210, 1.0f);
+    tv_buf S = tv_new(&e, src, sizeof src, 0), D = tv_new(&e, NULL, 4096 * 4, 0);
+    /* permute [2][3][5][7] -> [7][2][5][3] (strides of the source) */
+    int64_t d[4] = { 7, 2, 5, 3 }, s[4] = { 1, 105, 7, 35 };
+    e.vk->ops->permute(e.vk, tv_pv(S, 0), tv_pv(D, 0), d, s);
+    e.cpu->ops->permute(e.cpu, tv_pc(S, 0), tv_pc(D, 0), d, s);
+    CHECK_NEAR(tv_rel_err(&e, D, 0, 210), 0, 0);
+    /* im2col of [B=2][C=3][H=5][W=7], kernel 3, stride 2, pad 1: 2*3*4 rows of 27 */
+    int64_t st[4] = { 105, 35, 7, 1 };
+    e.vk->ops->im2col(e.vk, tv_pv(S, 0), 2, 3, 5, 7, st, 3, 2, 1, tv_pv(D, 0));
+    e.cpu->ops->im2col(e.cpu, tv_pc(S, 0), 2, 3, 5, 7, st, 3, 2, 1, tv_pc(D, 0));
+    CHECK_NEAR(tv_rel_err(&e, D, 0, 2 * 3 * 4 * 27), 0, 0);
+    /* add_rows with a repeated index: rows 4, 0, 4 of an [8][13] matrix */
+    int32_t idx[3] = { 4, 0, 4 };
+    tv_buf I = tv_new(&e, idx, sizeof idx, 0);
+    e.vk->ops->add_rows(e.vk, tv_pv(D, 0), tv_pv(I, 0), tv_pv(S, 0), 3, 13);
+    e.cpu->ops->add_rows(e.cpu, tv_pc(D, 0), tv_pc(I, 0), tv_pc(S, 0), 3, 13);
+    CHECK_NEAR(tv_rel_err(&e, D, 0, 8 * 13), 0, 0);
+    tv_free(&e, &S), tv_free(&e, &D), tv_free(&e, &I);
+    tv_close(&e);
+}
+
+/* ---- rope --------------------------------------------------------------------------------------------------------- */
+
+TEST(vk_rope_variants) {
+    TV_OPEN(e);
+    omni_rng r = { 13 };
+    struct {
+        ob_rope rope;
+        int n, heads;
+        float pos_scale;
+    } cases[] = {
+        { { 1e6f, 128, 128, { 0, 0, 0 }, 0, 0 }, 5, 3, 4000.0f },      /* plain, large positions */
+        { { 1e6f, 128, 128, { 24, 20, 20 }, 1, 0 }, 7, 2, 300.0f },    /* Qwen3-Omni interleaved MRoPE */
+        { { 10000.f, 64, 64, { 8, 12, 12 }, 0, 0 }, 4, 5, 50.0f },     /* contiguous sections */
+        { { 10000.f, 80, 40, { 0, 0, 0 }, 0, 0 }, 3, 2, 1000.0f },     /* partial rotation */
+        { { 10000.f, 72, 72, { 18, 18, 0 }, 0, 1 }, 6, 2, 40.0f },     /* ViT 2-D rotary (section_freqs) */
+    };
+    for (unsigned ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        int n = cases[ci].n, H = cases[ci].heads, hd = cases[ci].rope.head_dim;
+        size_t xn = (size_t)n * H * hd;
+        float *x = malloc(xn * 4), *pos = malloc((size_t)3 * n * 4);
+        tv_rand(&r, x, xn, 1.0f);
+        for (int i = 0; i < 3 * n; i++) /* fractional positions, different per row */
+            pos[i] = floorf(omni_rng_uniform(&r) * cases[ci].pos_scale) + (i % 3 == 2 ? 0.5f : 0.0f);
+        tv_buf X = tv_new(&e, x, xn * 4, 0), P = tv_new(&e, pos, (size_t)3 * n * 4, 0);
+        e.vk->ops->rope(e.vk, tv_pv(X, 0), tv_pv(P, 0), n, H, &cases[ci].rope);
+        e.cpu->ops->rope(e.cpu, tv_pc(X, 0), tv_pc(P, 0), n, H, &cases[ci].rope);
+        double err = tv_rel_err(&e, X, 0, xn);
+        if (!(err >= 0 && err <= 3e-6)) th_fail(__FILE__, __LINE__, "rope case %u: rel err %g", ci, err);
+        tv_free(&e, &X), tv_free(&e, &P);
+        free(x), free(pos);
+    }
+    tv_close(&e);
+}
+
+/* ---- attention ---------------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    int heads, kv, hd, n_ctx, pos0, n, causal, window;
+} attn_case;
+
+static void attention_sweep(tv_env *e) {
+    const attn_case cases[] = {
+        { 4, 2, 64, 160, 100, 1, 1, 0 },  /* decode, GQA */
+        { 4, 2, 64, 160, 0, 37, 1, 0 },   /* prefill */
+        { 8, 1, 32, 300, 50, 20, 1, 0 },  /* chunked prefill after a cached prefix, MQA */
+        { 2, 2, 128, 64, 0, 64, 1, 0 },   /* full context, head_dim 128 */
+        { 3, 3, 40, 90, 10, 23, 1, 16 },  /* sliding window, odd head_dim */
+        { 2, 1, 64, 48, 0, 48, 0, 0 },    /* bidirectional (encoder) */
+        { 4, 4, 256, 140, 130, 3, 1, 0 }, /* head_dim 256, decode of 3 */
+        { 2, 2, 16, 300, 258, 2, 1, 5 },  /* window smaller than the split chunk */
+    };
+    omni_rng r = { 17 };
+    for (unsigned ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        attn_case c = cases[ci];
+        ob_attn a = { c.heads, c.kv, c.hd, 1.0f / sqrtf((float)c.hd), c.causal, c.window };
+        size_t cache_n = (size_t)c.kv * c.n_ctx * c.hd, kv_n = (size_t)c.n * c.kv * c.hd, q_n = (size_t)c.n * c.heads * c.hd;
+        float *cache = malloc(cache_n * 4), *k = malloc(kv_n * 4), *v = malloc(kv_n * 4), *q = malloc(q_n * 4);
+        tv_rand(&r, cache, cache_n, 1.0f); /* earlier positions: random; the rest is overwritten by kv_store */
+        tv_rand(&r, k, kv_n, 1.0f);
+        tv_rand(&r, v, kv_n, 1.0f);
+        tv_rand(&r, q, q_n, 2.0f);
+        tv_buf KC = tv_new(e, cache, cache_n * 4, 0), VC = tv_new(e, cache, cache_n * 4, 0), K = tv_new(e, k, kv_n * 4, 0),
+               V = tv_new(e, v, kv_n * 4, 0), Q = tv_new(e, q, q_n * 4, 0), O = tv_new(e, NULL, q_n * 4, 0);
+        e->vk->ops->kv_store(e->vk, tv_pv(KC, 0), tv_pv(VC, 0), c.n_ctx, tv_pv(K, 0), tv_pv(V, 0), c.pos0, c.n, &a);
+        e->cpu->ops->kv_store(e->cpu, tv_pc(KC, 0), tv_pc(VC, 0), c.n_ctx, tv_pc(K, 0), tv_pc(V, 0), c.pos0, c.n, &a);
+        e->vk->ops->attention(e->vk, tv_pv(Q, 0), tv_pv(KC, 0), tv_pv(VC, 0), c.n_ctx, tv_pv(O, 0), c.pos0, c.n, &a);
+        e->cpu->ops->attention(e->cpu, tv_pc(Q, 0), tv_pc(KC, 0), tv_pc(VC, 0), c.n_ctx, tv_pc(O, 0), c.pos0, c.n, &a);
+        CHECK_NEAR(tv_rel_err(e, KC, 0, cache_n), 0, 0);
+        CHECK_NEAR(tv_rel_err(e, VC, 0, cache_n), 0, 0);
+        double err = tv_rel_err(e, O, 0, q_n);
+        if (!(err >= 0 && err <= 1e-5)) th_fail(__FILE__, __LINE__, "attention case %u: rel err %g", ci, err);
+        tv_free(e, &KC), tv_free(e, &VC), tv_free(e, &K), tv_free(e, &V), tv_free(e, &Q), tv_free(e, &O);
+        free(cache), free(k), free(v), free(q);
+    }
+}
+
+TEST(vk_attention_default) {
+    TV_OPEN(e);
+    attention_sweep(&e);
+    tv_close(&e);
+}
+
+TEST(vk_attention_split) {
+    setenv("OMNI_VK_ATTN", "split", 1);
+    TV_OPEN(e);
+    attention_sweep(&e);
+    tv_close(&e);
+}
+
+TEST(vk_attention_flash) {
+    setenv("OMNI_VK_ATTN", "flash", 1);
+    TV_OPEN(e);
+    attention_sweep(&e);
+    tv_close(&e);
+}
+
+/* ---- MoE ---------------------------------------------------------------------------------------------------------- */
+
+TEST(vk_moe_route) {
+    TV_OPEN(e);
+    omni_rng r = { 19 };
+    const int cfg[][4] = { { 1, 128, 8, 1 }, { 5, 64, 2, 0 }, { 33, 60, 6, 1 }, { 3, 8, 1, 1 }, { 2, 200, 8, 0 } };
+    for (unsigned ci = 0; ci < sizeof cfg / sizeof *cfg; ci++) {
+        int n = cfg[ci][0], ne = cfg[ci][1], k = cfg[ci][2], norm = cfg[ci][3];
+        float *lg = malloc(sizeof *lg * (size_t)n * ne);
+        tv_rand(&r, lg, (size_t)n * ne, 4.0f);
+        for (int i = 0; i < n; i++) /* ties: the lower index must win */
+            lg[(size_t)i * ne + ne - 1] = lg[(size_t)i * ne + 1] = lg[(size_t)i * ne + 2] = 5.0f;
+        tv_buf L = tv_new(&e, lg, sizeof *lg * (size_t)n * ne, 0), I = tv_new(&e, NULL, (size_t)n * k * 4, 0),
+               W = tv_new(&e, NULL, (size_t)n * k * 4, 0);
+        e.vk->ops->moe_route(e.vk, tv_pv(L, 0), n, ne, k, norm, tv_pv(I, 0), tv_pv(W, 0));
+        e.cpu->ops->moe_route(e.cpu, tv_pc(L, 0), n, ne, k, norm, tv_pc(I, 0), tv_pc(W, 0));
+        CHECK_NEAR(tv_rel_err(&e, I, 0, (size_t)n * k), 0, 0); /* int32 bit patterns compare equal */
+        double err = tv_rel_err(&e, W, 0, (size_t)n * k);
+        if (!(err >= 0 && err <= 2e-6)) th_fail(__FILE__, __LINE__, "moe_route case %u: weights rel err %g", ci, err);
+        tv_free(&e, &L), tv_free(&e, &I), tv_free(&e, &W);
+        free(lg);
+    }
+    tv_close(&e);
+}
+
+static void moe_case(tv_env *e, omni_rng *r, ob_dtype t, int n, int k, int n_exp, int dim, int inter) {
+    size_t xb = sizeof(float) * (size_t)n * dim;
+    float *x = malloc(xb), *y = malloc(xb), *wts = malloc(sizeof *wts * (size_t)n * k);
+    int32_t *ids = malloc(sizeof *ids * (size_t)n * k);
+    tv_rand(r, x, (size_t)n * dim, 1.0f);
+    tv_rand(r, y, (size_t)n * dim, 1.0f);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < k; j++) { /* distinct experts per token, skewed towards low ids so groups differ in size */
+            int ex, dup;
+            do {
+                float u = omni_rng_uniform(r);
+                ex = (int)(u * u * (float)n_exp);
+                dup = 0;
+                for (int q = 0; q < j; q++) dup |= ids[i * k + q] == ex;
+            } while (dup);
+            ids[i * k + j] = ex;
+            wts[i * k + j] = omni_rng_uniform(r);
+        }
+    /* all experts in one buffer, gate/up/down interleaved per expert */
+    size_t gb, db;
+    void *g = tv_weights(r, t, inter, dim, &gb), *u = tv_weights(r, t, inter, dim, &gb), *d = tv_weights(r, t, dim, inter, &db);
+    size_t per = gb * 2 + db, per_al = (per + 255) / 256 * 256;
+    uint8_t *all = calloc((size_t)n_exp, per_al);
+    for (int ex = 0; ex < n_exp; ex++) { /* same values per expert but scaled, so a wrong expert shows */
+        memcpy(all + ex * per_al, g, gb);
+        memcpy(all + ex * per_al + gb, u, gb);
+        memcpy(all + ex * per_al + 2 * gb, d, db);
+        if (t == OB_F32) {
+            float *f = (float *)(all + ex * per_al);
+            for (size_t i = 0; i < per / 4; i++) f[i] *= 1.0f + 0.1f * ex;
+        } else if (t != OB_Q8_0) {
+            uint16_t *h = (uint16_t *)(all + ex * per_al);
+            for (size_t i = 0; i < per / 2; i++) h[i] ^= (uint16_t)(ex & 3); /* perturb the low mantissa bits */
+        } else {
+            int8_t *qv = (int8_t *)(all + ex * per_al);
+            qv[ex % 32] = (int8_t)(qv[ex % 32] / 2);
+        }
+    }
+    tv_buf A = tv_new(e, all, (size_t)n_exp * per_al, 0), X = tv_new(e, x, xb, 0), Y = tv_new(e, y, xb, 0),
+           I = tv_new(e, ids, sizeof *ids * (size_t)n * k, 0), Wt = tv_new(e, wts, sizeof *wts * (size_t)n * k, 0);
+    ob_mat *m = malloc(sizeof *m * 6 * (size_t)n_exp);
+    for (int side = 0; side < 2; side++)
+        for (int ex = 0; ex < n_exp; ex++) {
+            ob_buf *bf = side ? A.c : A.v;
+            size_t o = (size_t)ex * per_al;
+            m[side * 3 * n_exp + ex] = ob_mat_make((ob_ptr){ bf, o }, t, inter, dim);
+            m[side * 3 * n_exp + n_exp + ex] = ob_mat_make((ob_ptr){ bf, o + gb }, t, inter, dim);
+            m[side * 3 * n_exp + 2 * n_exp + ex] = ob_mat_make((ob_ptr){ bf, o + 2 * gb }, t, dim, inter);
+        }
+    e->vk->ops->moe_experts(e->vk, tv_pv(X, 0), n, k, tv_pv(I, 0), tv_pv(Wt, 0), m, m + n_exp, m + 2 * n_exp, n_exp,
+                            tv_pv(Y, 0));
+    ob_mat *mc = m + 3 * n_exp;
+    e->cpu->ops->moe_experts(e->cpu, tv_pc(X, 0), n, k, tv_pc(I, 0), tv_pc(Wt, 0), mc, mc + n_exp, mc + 2 * n_exp,
+                             n_exp, tv_pc(Y, 0));
+    double err = tv_rel_err(e, Y, 0, (size_t)n * dim);
+    if (!(err >= 0 && err <= 1e-5))
+        th_fail(__FILE__, __LINE__, "moe_experts %s n=%d k=%d experts=%d [%d, %d]: rel err %g", ob_dtype_name(t), n, k,
+                n_exp, dim, inter, err);
+    tv_free(e, &A), tv_free(e, &X), tv_free(e, &Y), tv_free(e, &I), tv_free(e, &Wt);
+    free(x), free(y), free(wts), free(ids), free(g), free(u), free(d), free(all), free(m);
+}
+
+static void moe_sweep(tv_env *e) {
+    omni_rng r = { 23 };
+    const ob_dtype types[] = { OB_BF16, OB_Q8_0, OB_F32, OB_F16 };
+    for (int ti = 0; ti < 4; ti++) {
+        moe_case(e, &r, types[ti], 1, 4, 8, 64, 32);
+        moe_case(e, &r, types[ti], 3, 2, 6, 96, 64);
+        moe_case(e, &r, types[ti], 19, 3, 8, 64, 32);
+    }
+    moe_case(e, &r, OB_BF16, 70, 4, 16, 128, 96); /* several tiles per expert */
+}
+
+TEST(vk_moe_experts_default) {
+    TV_OPEN(e);
+    moe_sweep(&e);
+    tv_close(&e);
+}
+
+TEST(vk_moe_experts_grouped) {
+    setenv("OMNI_VK_MOE", "grouped", 1);
+    TV_OPEN(e);
+    moe_sweep(&e);
+    tv_close(&e);
+}
+
+TEST(vk_moe_experts_decode_path) {
+    setenv("OMNI_VK_MOE", "vec", 1);
+    TV_OPEN(e);
+    moe_sweep(&e);
+    tv_close(&e);
+}
