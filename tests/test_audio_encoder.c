@@ -9,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "audio_encoder.h"
 #include "harness.h"
 #include "omni.h"
 #include "safetensors.h"
@@ -336,4 +338,42 @@ TEST(audio_encoder_small_conv_batches) {
         omni_model_free(m);
     }
     remove_dir(dir);
+}
+
+/* Scratch memory does not grow with the audio's length: segments of whole windows and batches of chunks are bounded,
+ * so ten minutes and an hour need the same back-end scratch: below the conv budget (32 MiB) plus the layer rows. */
+TEST(audio_encoder_scratch_is_bounded) {
+    REQUIRE(setup());
+    int32_t ten_min[1] = { 60000 }, hour[1] = { 360000 }, three[3] = { 70, 200, 560 };
+    size_t a = aenc_scratch_bytes(g_m, ten_min, 1), b = aenc_scratch_bytes(g_m, hour, 1);
+    printf("  fixture scratch: 10 min %zu bytes, 1 h %zu bytes\n", a, b);
+    CHECK(a > 0);
+    CHECK_EQ_INT(a, b);
+    CHECK(b < (40u << 20));
+    CHECK(aenc_scratch_bytes(g_m, three, 3) > 0);
+    CHECK_EQ_INT(aenc_scratch_bytes(g_m, three, 0), 0);
+}
+
+/* `omni bench-audio` on the fixture's config (synthetic weights of that tiny shape): it runs and reports. */
+TEST(audio_encoder_cli_bench) {
+    const char *bin = getenv("OMNI_BIN");
+    if (!bin || access(bin, X_OK)) SKIP("OMNI_BIN not set (run through make test)");
+    char cmd[1200], out[4096] = "";
+    snprintf(cmd, sizeof cmd, "%s bench-audio --config %s/qwen3-omni/config.json -s 3 -r 1 --backend cpu 2>&1", bin,
+             FIXTURES);
+    FILE *p = popen(cmd, "r");
+    REQUIRE(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    CHECK_EQ_INT(pclose(p), 0);
+    CHECK(strstr(out, "[synthetic]") != NULL);
+    CHECK(strstr(out, "300 frames -> 39 tokens") != NULL);
+    CHECK(strstr(out, "run 1:") != NULL);
+    snprintf(cmd, sizeof cmd, "%s bench-audio -s 0 2>&1", bin);
+    p = popen(cmd, "r");
+    REQUIRE(p);
+    n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    CHECK_EQ_INT(WEXITSTATUS(pclose(p)), 2); /* usage error */
+    CHECK(strstr(out, "-s") != NULL);
 }
