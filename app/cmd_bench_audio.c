@@ -33,7 +33,8 @@ static double now_s(void) { return clock_s(CLOCK_MONOTONIC); }
 
 static void set_num(cJSON *obj, const char *key, double v) {
     if (!obj) return;
-    if (cJSON_GetObjectItemCaseSensitive(obj, key)) cJSON_ReplaceItemInObjectCaseSensitive(obj, key, cJSON_CreateNumber(v));
+    if (cJSON_GetObjectItemCaseSensitive(obj, key))
+        cJSON_ReplaceItemInObjectCaseSensitive(obj, key, cJSON_CreateNumber(v));
     else cJSON_AddNumberToObject(obj, key, v);
 }
 

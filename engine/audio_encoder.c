@@ -43,7 +43,7 @@ int omni_audio_n_tokens(int n_frames) {
     return conv3_len(n_frames % 100) + AENC_TOKENS_PER_CHUNK * (n_frames / 100);
 }
 
-/* ---- loading ------------------------------------------------------------------------------------------------------ */
+/* ---- loading ----------------------------------------------------------------------------------------------------- */
 
 static int bind_vec(omni_model *m, ob_mat *out, const char *pre, const char *name, int64_t n) {
     char full[256];
@@ -75,9 +75,8 @@ static int bind_conv(omni_model *m, ob_mat *out, const char *pre, const char *na
                          t->file, full, st_dtype_name(t->dtype));
     }
     if (t->n_dims != 4 || t->shape[0] != cout || t->shape[1] != cin || t->shape[2] != 3 || t->shape[3] != 3)
-        return omni_fail(&m->err, OMNI_E_TENSOR,
-                         "%s: tensor '%s' must have shape [%lld,%lld,3,3] from config.json (a 4-D conv kernel)", t->file,
-                         full, (long long)cout, (long long)cin);
+        return omni_fail(&m->err, OMNI_E_TENSOR, "%s: tensor '%s' must have shape [%lld,%lld,3,3] from config.json",
+                         t->file, full, (long long)cout, (long long)cin);
     return omni_model_mat_from_host(m, out, t->data, dt, cout, cin * 9, 1, full);
 }
 
@@ -205,7 +204,7 @@ void aenc_free(aenc_model *a) {
     free(a);
 }
 
-/* ---- the plan of one call: chunks, windows, segments, scratch layout ---------------------------------------------- */
+/* ---- the plan of one call: chunks, windows, segments, scratch layout --------------------------------------------- */
 
 typedef struct {
     int audio, frame0, len; /* source audio, first frame, frames (before padding) */
@@ -365,7 +364,7 @@ size_t aenc_scratch_bytes(const omni_model *m, const int32_t *frames, int n_audi
     return t;
 }
 
-/* ---- forward ------------------------------------------------------------------------------------------------------ */
+/* ---- forward ----------------------------------------------------------------------------------------------------- */
 
 /* SinusoidsPositionEmbedding rows 0..n-1: inv[i] = exp(-i · ln(10000)/(d/2 - 1)), row p = [sin(p·inv), cos(p·inv)]
  * (sines in the first half). The reference builds it in fp32: the scaled increment and p·inv are fp32 products. */
