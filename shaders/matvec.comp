@@ -25,27 +25,43 @@ const uint NR = MODE == 1 ? 2 * RSG : RSG;  // rows in flight: gate+up computes 
 float part[RMAX][NVMAX];
 uint64_t wr[RMAX], sr[RMAX], xr[NVMAX];
 
-// part[r][c] += (lane's share of) W_row(wr[r]) · x(xr[c]) for r < NR, c < nv
+// one 16-byte weight vector v of row r against the x columns
+void accumulate_vec(uint r, uint v, uvec4 wq, uint epv, uint nv) {
+    vec4 w0, w1, w2, w3;
+    dq_vec(WTYPE, wq, w0, w1, w2, w3);
+    float d = WTYPE == VK_WT_Q8_0 ? f16_bits(ld_u16(sr[r] + uint64_t(v / 2) * 2u)) : 1.0f;
+    [[unroll]] for (uint c = 0; c < NV; c++) {
+        if (c >= nv) break;
+        BufV4 xv = BufV4(xr[c]);
+        uint xi = v * (epv / 4);
+        float s = dot(w0, xv.v[xi]);
+        if (epv >= 8) s += dot(w1, xv.v[xi + 1]);
+        if (epv == 16) s += dot(w2, xv.v[xi + 2]) + dot(w3, xv.v[xi + 3]);
+        part[r][c] += s * d;
+    }
+}
+
+// part[r][c] += (lane's share of) W_row(wr[r]) · x(xr[c]) for r < NR, c < nv. The vector loop takes two strides
+// per iteration, issuing all rows' loads before using them, to keep more memory requests in flight.
 void accumulate(uint cols, uint nv) {
     uint lane = SG_LANE, step = SG_SIZE;
     if (VEC == 1) {
         uint epv = elems_per_vec(WTYPE);
         uint nvec = cols / epv;
-        for (uint v = lane; v < nvec; v += step) {
+        uint v = lane;
+        for (; v + step < nvec; v += 2 * step) {
+            uvec4 wa[RMAX], wb[RMAX];
             [[unroll]] for (uint r = 0; r < NR; r++) {
-                vec4 w0, w1, w2, w3;
-                dq_vec(WTYPE, BufUV4(wr[r]).v[v], w0, w1, w2, w3);
-                float d = WTYPE == VK_WT_Q8_0 ? f16_bits(ld_u16(sr[r] + uint64_t(v / 2) * 2u)) : 1.0f;
-                [[unroll]] for (uint c = 0; c < NV; c++) {
-                    if (c >= nv) break;
-                    BufV4 xv = BufV4(xr[c]);
-                    uint xi = v * (epv / 4);
-                    float s = dot(w0, xv.v[xi]);
-                    if (epv >= 8) s += dot(w1, xv.v[xi + 1]);
-                    if (epv == 16) s += dot(w2, xv.v[xi + 2]) + dot(w3, xv.v[xi + 3]);
-                    part[r][c] += s * d;
-                }
+                wa[r] = BufUV4(wr[r]).v[v];
+                wb[r] = BufUV4(wr[r]).v[v + step];
             }
+            [[unroll]] for (uint r = 0; r < NR; r++) {
+                accumulate_vec(r, v, wa[r], epv, nv);
+                accumulate_vec(r, v + step, wb[r], epv, nv);
+            }
+        }
+        if (v < nvec) {
+            [[unroll]] for (uint r = 0; r < NR; r++) accumulate_vec(r, v, BufUV4(wr[r]).v[v], epv, nv);
         }
     } else {
         for (uint col = lane; col < cols; col += step) {

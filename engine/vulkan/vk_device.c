@@ -361,6 +361,7 @@ static void probe(VkPhysicalDevice pd, vk_caps *cap, ob_vk_device_info *info, ex
     info->coopmat_khr = cap->coopmat_khr;
     info->coopmat2_nv = cap->coopmat2_nv;
     info->bda = cap->bda;
+    info->timestamps = cap->timestamp_period > 0;
     info->max_alloc = cap->max_alloc;
     info->max_storage_range = cap->max_storage_range;
     info->max_shared = cap->max_shared;

@@ -3,7 +3,8 @@
  *   vk_memory.c   device-local blocks and sub-allocation, staging upload/download
  *   vk_exec.c     command recording, hazard-tracked barriers, submission, pipelines from embedded SPIR-V
  *   vk_ops.c      the dense ops of ob_ops (one short function each) and the back-end table
- *   vk_attn.c     kv_store and attention;   vk_moe.c  routing and expert matmuls;   vk_bench.c  micro-benchmark
+ *   vk_attn.c     kv_store and attention;   vk_moe.c  routing and expert matmuls;   vk_encoder.c  encoder ops
+ *   vk_bench.c    matrix-vector micro-benchmark;   vk_prof.c  per-op-class GPU timing;   vk_shaders.c  SPIR-V table
  * Only these files include vulkan.h. */
 #ifndef OMNI_VK_INTERNAL_H
 #define OMNI_VK_INTERNAL_H
@@ -181,6 +182,12 @@ typedef struct vk_ctx {
     int n_tables, cap_tables;
     vk_freqs freqs[16];
     int n_freqs;
+
+    /* profiler (vk_prof.c) */
+    VkQueryPool prof_pool;
+    int *prof_cls; /* class charged from query i to query i + 1 */
+    uint32_t prof_n;
+    double prof_ms[OB_PROF_N];
 } vk_ctx;
 
 static inline vk_ctx *vk_of(ob_backend *b) { return (vk_ctx *)b; }
@@ -228,6 +235,11 @@ static inline vk_range vk_rng_buf(ob_ptr p) {
 }
 /* 1 when this back-end's kernels use subgroup operations */
 static inline int vk_use_subgroups(vk_ctx *c) { return c->caps.sg_arith && c->caps.sg_shuffle && !c->env.no_subgroup; }
+
+/* vk_prof.c */
+void vk_prof_mark(ob_backend *b, int cls);
+void vk_prof_read(ob_backend *b, double *ms);
+void vk_prof_free(vk_ctx *c);
 
 /* vk_ops.c / vk_attn.c / vk_moe.c */
 void vk_op_get_rows(ob_backend *b, const ob_mat *table, ob_ptr ids, int n, ob_ptr out);

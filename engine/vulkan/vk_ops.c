@@ -107,7 +107,8 @@ void vk_matvec_dispatch(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec 
     uint32_t sgs = sg ? c->caps.subgroup_size : 1;
     uint32_t wg = c->env.mv_wg > 0 ? (uint32_t)c->env.mv_wg : sg ? (sgs >= 32 ? 128 : 64) : 128;
     if (sg && wg < sgs) wg = sgs;
-    uint32_t nv = mode == 0 ? (pc->n < 8 ? pc->n : 8) : 1;
+    /* x columns per workgroup: 1, 2, 4 or 8 (fewer pipeline variants; the kernel skips columns past n) */
+    uint32_t nv = mode != 0 || pc->n <= 1 ? 1 : pc->n <= 2 ? 2 : pc->n <= 4 ? 4 : 8;
     uint32_t rsg = c->env.mv_rsg > 0 ? (uint32_t)c->env.mv_rsg : (mode == 1 || nv > 2) ? 1 : 2;
     if (rsg > 2) rsg = 2;
     uint32_t rows_wg = sg ? (wg / sgs) * rsg : rsg;
@@ -329,6 +330,7 @@ static void vk_destroy(ob_backend *b) {
         }
         free(c->tables);
         for (int i = 0; i < c->n_freqs; i++) vk_buf_free(b, c->freqs[i].buf);
+        vk_prof_free(c);
         vk_memory_free(c);
         vk_exec_free(c);
     }
@@ -364,6 +366,8 @@ static const ob_ops vk_ops_table = {
     .im2col = vk_op_im2col,
     .add_rows = vk_op_add_rows,
     .copy = vk_op_copy,
+    .prof_mark = vk_prof_mark,
+    .prof_read = vk_prof_read,
 };
 
 ob_backend *ob_vulkan_new(int device, char *err, size_t err_cap) {
