@@ -8,6 +8,9 @@
 #include "harness.h"
 #include "image.h"
 
+#define VISION_FUZZ_NO_ENTRY
+#include "fuzz/fuzz_image.c"
+
 #define VREF TESTDATA "/vision"
 
 /* ---- small helpers (duplicated in test_vision_preprocess.c: each test file stands alone) ---- */
@@ -180,6 +183,7 @@ TEST(vision_truncated_files_are_refused) {
             size_t n = cuts[k];
             uint8_t *copy = malloc(n ? n : 1); /* exact-size copy so ASan sees any over-read */
             memcpy(copy, d, n);
+            CHECK(vision_fuzz_one(copy, n) == 0);
             vision_image *img = NULL;
             vision_err e = { { 0 } };
             int rc = vision_image_decode(copy, n, all_images[i], NULL, &img, &e);
@@ -221,6 +225,8 @@ TEST(vision_corrupt_files_do_not_crash) {
                 size_t at = (v & 1) ? (size_t)(s % (len < 64 ? len : 64)) : (size_t)(s % len);
                 copy[at] ^= (uint8_t)(1 + (s >> 32) % 255);
             }
+            if (vision_fuzz_one(copy, len)) /* the fuzz target's invariants, preprocessing included */
+                th_fail(__FILE__, __LINE__, "%s variant %d breaks an invariant of fuzz_image.c", all_images[i], v);
             vision_image *img = NULL;
             vision_err e = { { 0 } };
             int rc = vision_image_decode(copy, len, all_images[i], &lim, &img, &e);
@@ -367,4 +373,60 @@ TEST(vision_free_null_is_fine) {
     vision_image_free(img);
     CHECK(vision_image_new(0, 5) == NULL);
     CHECK(vision_image_new(1 << 20, 1 << 20) == NULL); /* 2^40 pixels: refused, nothing allocated */
+}
+
+/* ---- GIF (decoded by vision/gif.c, not SDL2_image) ---- */
+
+TEST(vision_gif_variants_match_pillow) {
+    /* Interlaced GIFs are in the reference set above; these cover non-interlaced frames, a 2-bit code size and an
+     * LZW table that fills (clear codes mid-stream). Their CRCs come from Pillow 9.4 on the build machine. */
+    FILE *f = fopen(VREF "/regress/pillow94_crc.txt", "r");
+    REQUIRE(f != NULL);
+    char line[256], file[128];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned w, h, crc;
+        if (line[0] == '#' || sscanf(line, "%127s %u %u %x", file, &w, &h, &crc) != 4) continue;
+        char path[300];
+        snprintf(path, sizeof path, VREF "/regress/%s", file);
+        vision_image *img = NULL;
+        vision_err e = { { 0 } };
+        if (vision_image_load(path, NULL, &img, &e)) {
+            th_fail(__FILE__, __LINE__, "%s", e.msg);
+            continue;
+        }
+        CHECK(img->w == (int)w && img->h == (int)h);
+        CHECK(crc32_bytes(img->rgb, (size_t)img->w * (size_t)img->h * 3) == crc);
+        vision_image_free(img);
+        n++;
+    }
+    fclose(f);
+    CHECK_EQ_INT(n, 3);
+}
+
+TEST(vision_gif_damaged_lzw_data) {
+    /* found by fuzz_image: SDL2_image 2.6's GIF reader freed a wild pointer on this file */
+    size_t len;
+    uint8_t *d = read_file(VREF "/regress/sdl_gif_bad_free.gif", &len);
+    REQUIRE(d != NULL);
+    CHECK(vision_fuzz_one(d, len) == 0);
+    free(d);
+    /* every single-byte change inside the LZW data of a valid GIF: an error or a complete frame */
+    d = read_file(VREF "/regress/gif_tiny.gif", &len);
+    REQUIRE(d != NULL);
+    vision_header hd;
+    REQUIRE(vision_probe(d, len, NULL, &hd, NULL) == 0);
+    int refused = 0;
+    for (size_t at = hd.gif_data_off; at < len; at++)
+        for (int bit = 0; bit < 8; bit++) {
+            d[at] ^= (uint8_t)(1 << bit);
+            CHECK(vision_fuzz_one(d, len) == 0);
+            vision_image *img = NULL;
+            vision_err e = { { 0 } };
+            if (vision_image_decode(d, len, "g", NULL, &img, &e)) refused++;
+            vision_image_free(img);
+            d[at] ^= (uint8_t)(1 << bit);
+        }
+    CHECK(refused > 0);
+    free(d);
 }

@@ -1,13 +1,21 @@
 /* image.c — decoding image bytes to packed RGB through SDL2_image, after vision_probe has checked the header.
  *
  * The format-specific IMG_Load*_RW entry points are called (never the guessing IMG_Load_RW, which would also try
- * TGA, SVG, XCF...), on a read-only memory stream; SDL_Init is not needed for any of them. The decoded surface is
+ * TGA, SVG, XCF...), on a read-only memory stream; SDL_Init is not needed for any of them. GIFs are the exception:
+ * gif.c decodes them (SDL2_image's GIF reader is not safe on damaged files). The decoded surface is
  * turned into RGB the way PIL's `image.convert("RGB")` does it, which is what transformers 5.17's
  * `convert_to_rgb` calls: alpha and colour keys are ignored, palette entries give their colours.
  *
+ * Like the processor fed a PIL image (and unlike transformers' `load_image`), EXIF orientation is not applied;
+ * neither are colour profiles or gamma, which Pillow also leaves alone.
+ *
  * Known differences from Pillow, both rare: a 16-bit greyscale PNG gives its high byte here, while Pillow clips the
  * 16-bit value at 255 ("I;16" -> "RGB"); TIFFs are decoded through libtiff's RGBA reader (same for 8-bit RGB/grey,
- * may differ for exotic photometric interpretations). */
+ * may differ for exotic photometric interpretations).
+ *
+ * Third-party output: libtiff's handlers are switched off and PNGs reach libpng checked and stripped of ancillary
+ * chunks, but libpng can still print a warning to stderr for odd-but-valid IDAT streams ("Extra compressed data");
+ * an application that owns the terminal should point stderr elsewhere while it runs. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
@@ -89,8 +97,8 @@ static int surface_to_rgb(SDL_Surface *s, vision_image *img, vision_err *e) {
                     dst[0] = pal->colors[i].r;
                     dst[1] = pal->colors[i].g;
                     dst[2] = pal->colors[i].b;
-                } else {
-                    dst[0] = dst[1] = dst[2] = 0; /* Pillow's palettes are zero-padded to 256 entries */
+                } else { /* Pillow's palettes start as a grey ramp (Palette.c ImagingPaletteNew) */
+                    dst[0] = dst[1] = dst[2] = (uint8_t)i;
                 }
             }
         }
@@ -105,35 +113,6 @@ static int surface_to_rgb(SDL_Surface *s, vision_image *img, vision_err *e) {
     }
     SDL_UnlockSurface(s);
     return rc;
-}
-
-/* GIF frame 0 drawn the way Pillow does it: a canvas of the header's size filled with palette entry `fill` (the
- * transparency index, else 0), the frame copied at its offset. Only called when the frame does not cover the
- * canvas exactly. */
-static int gif_canvas(SDL_Surface *s, const vision_header *hd, vision_image *img, vision_err *e) {
-    vision_image *frame = vision_image_new(s->w, s->h);
-    if (!frame) return vision_fail(e, VISION_E_NOMEM, "out of memory for a %dx%d GIF frame", s->w, s->h);
-    int rc = surface_to_rgb(s, frame, e);
-    if (rc) {
-        vision_image_free(frame);
-        return rc;
-    }
-    uint8_t fill[3] = { 0, 0, 0 };
-    const SDL_Palette *pal = s->format->palette;
-    if (pal && hd->gif_fill < pal->ncolors) {
-        fill[0] = pal->colors[hd->gif_fill].r;
-        fill[1] = pal->colors[hd->gif_fill].g;
-        fill[2] = pal->colors[hd->gif_fill].b;
-    }
-    for (size_t i = 0; i < (size_t)img->w * (size_t)img->h; i++) memcpy(img->rgb + 3 * i, fill, 3);
-    for (int y = 0; y < frame->h && hd->gif_y + y < img->h; y++) {
-        int64_t cols = frame->w;
-        if (hd->gif_x + cols > img->w) cols = img->w - hd->gif_x;
-        memcpy(img->rgb + 3 * ((size_t)(hd->gif_y + y) * (size_t)img->w + (size_t)hd->gif_x),
-               frame->rgb + 3 * (size_t)y * (size_t)frame->w, 3 * (size_t)cols);
-    }
-    vision_image_free(frame);
-    return VISION_OK;
 }
 
 /* The PNG without its ancillary chunks; vision_probe has walked the chunk structure already. */
@@ -161,6 +140,19 @@ static int decode(const uint8_t *data, size_t len, const vision_limits *lim, vis
     int rc = vision_probe(data, len, lim, &hd, e);
     if (rc) return rc;
     if (len > INT_MAX) return vision_fail(e, VISION_E_SIZE, "file larger than 2 GiB");
+    if (hd.format == VISION_FMT_GIF) { /* our own decoder (gif.c): SDL2_image's is not safe on damaged files */
+        vision_image *img = vision_image_new((int32_t)hd.width, (int32_t)hd.height);
+        if (!img)
+            return vision_fail(e, VISION_E_NOMEM, "out of memory for a %lldx%lld image", (long long)hd.width,
+                               (long long)hd.height);
+        rc = vision_gif_first_frame(data, len, &hd, img, e);
+        if (rc) {
+            vision_image_free(img);
+            return rc;
+        }
+        *out = img;
+        return VISION_OK;
+    }
     pthread_once(&quiet_once, quiet_libtiff_once);
 
     /* PNGs are decoded from a copy holding only the critical chunks (IHDR, PLTE, IDAT, IEND). None of the others
@@ -182,7 +174,6 @@ static int decode(const uint8_t *data, size_t len, const vision_limits *lim, vis
         switch (hd.format) {
         case VISION_FMT_PNG: s = IMG_LoadPNG_RW(rw); break;
         case VISION_FMT_JPEG: s = IMG_LoadJPG_RW(rw); break;
-        case VISION_FMT_GIF: s = IMG_LoadGIF_RW(rw); break;
         case VISION_FMT_BMP: s = IMG_LoadBMP_RW(rw); break;
         case VISION_FMT_WEBP: s = IMG_LoadWEBP_RW(rw); break;
         case VISION_FMT_TIFF: s = IMG_LoadTIF_RW(rw); break;
@@ -196,11 +187,9 @@ static int decode(const uint8_t *data, size_t len, const vision_limits *lim, vis
         const char *why = SDL_GetError();
         return vision_fail(e, VISION_E_FORMAT, "%s decoder failed: %s", fname, why && *why ? why : "corrupt data");
     }
-    int is_gif = hd.format == VISION_FMT_GIF;
-    int64_t want_w = is_gif ? hd.gif_w : hd.width, want_h = is_gif ? hd.gif_h : hd.height;
-    if (s->w != want_w || s->h != want_h) {
+    if (s->w != hd.width || s->h != hd.height) {
         rc = vision_fail(e, VISION_E_FORMAT, "%s decoder returned %dx%d but the header says %lldx%lld", fname, s->w,
-                         s->h, (long long)want_w, (long long)want_h);
+                         s->h, (long long)hd.width, (long long)hd.height);
         SDL_FreeSurface(s);
         return rc;
     }
@@ -210,10 +199,7 @@ static int decode(const uint8_t *data, size_t len, const vision_limits *lim, vis
         return vision_fail(e, VISION_E_NOMEM, "out of memory for a %lldx%lld image", (long long)hd.width,
                            (long long)hd.height);
     }
-    if (is_gif && (hd.gif_x || hd.gif_y || hd.gif_w != hd.width || hd.gif_h != hd.height))
-        rc = gif_canvas(s, &hd, img, e);
-    else
-        rc = surface_to_rgb(s, img, e);
+    rc = surface_to_rgb(s, img, e);
     SDL_FreeSurface(s);
     if (rc) {
         vision_image_free(img);

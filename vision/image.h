@@ -46,6 +46,10 @@ typedef struct {
     int64_t gif_x, gif_y;  /* GIF: first frame rectangle inside the canvas */
     int64_t gif_w, gif_h;
     int gif_fill;          /* GIF: palette index Pillow fills the canvas with (the transparency index, else 0) */
+    int gif_interlaced;    /* GIF: first frame stored in 4 interlaced passes */
+    size_t gif_palette_off;   /* GIF: byte offset of the frame's colour table (local, else global); 0 = none */
+    int gif_palette_n;        /* GIF: its number of entries */
+    size_t gif_data_off;      /* GIF: byte offset of the LZW minimum code size, sub-blocks follow */
 } vision_header;
 
 void vision_default_limits(vision_limits *lim);
@@ -61,6 +65,11 @@ int vision_image_decode(const uint8_t *data, size_t len, const char *name, const
                         vision_image **out, vision_err *e);
 /* Reads and decodes a file; errors name the path. */
 int vision_image_load(const char *path, const vision_limits *lim, vision_image **out, vision_err *e);
+
+/* Decodes the first GIF frame onto img (hd->width x hd->height) the way Pillow does (gif.c); used by
+ * vision_image_decode. */
+int vision_gif_first_frame(const uint8_t *data, size_t len, const vision_header *hd, vision_image *img,
+                           vision_err *e);
 
 vision_image *vision_image_new(int32_t w, int32_t h); /* pixels uninitialised; NULL on overflow or no memory */
 void vision_image_free(vision_image *img);           /* NULL is fine */

@@ -5,6 +5,7 @@
  * structure is walked to its end: PNG chunks to IEND, JPEG segments and entropy-coded data to EOI, the GIF blocks
  * of the first frame, BMP pixel array bounds, the WebP RIFF size, TIFF strip/tile byte ranges. A file that fails
  * gets one line naming what is wrong and where. Nothing here allocates. */
+#include <pthread.h>
 #include <string.h>
 
 #include "image.h"
@@ -46,19 +47,19 @@ static int check_size(int64_t w, int64_t h, const vision_limits *lim, const char
 }
 
 /* CRC-32 as PNG chunks use it (ISO 3309, the same as zlib's crc32). */
-static uint32_t png_crc(const uint8_t *p, size_t n) {
-    static uint32_t table[256];
-    static int ready;
-    if (!ready) { /* benign race: every thread computes the same table */
-        for (uint32_t i = 0; i < 256; i++) {
-            uint32_t c = i;
-            for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            table[i] = c;
-        }
-        ready = 1;
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+static void crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
     }
+}
+static uint32_t png_crc(const uint8_t *p, size_t n) {
+    pthread_once(&crc_once, crc_init);
     uint32_t c = 0xFFFFFFFFu;
-    for (size_t i = 0; i < n; i++) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    for (size_t i = 0; i < n; i++) c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
     return c ^ 0xFFFFFFFFu;
 }
 
@@ -203,6 +204,8 @@ static int probe_gif(const uint8_t *d, size_t n, vision_header *h, vision_err *e
     if (d[10] & 0x80) {
         size_t gct = (size_t)3 << ((d[10] & 7) + 1);
         if (gct > n - p) return vision_fail(e, VISION_E_FORMAT, "GIF truncated in the colour table");
+        h->gif_palette_off = p;
+        h->gif_palette_n = 2 << (d[10] & 7);
         p += gct;
     }
     int transparent = -1;
@@ -223,12 +226,16 @@ static int probe_gif(const uint8_t *d, size_t n, vision_header *h, vision_err *e
             h->gif_h = le16(d + p + 6);
             uint8_t fl = d[p + 8];
             p += 9;
+            h->gif_interlaced = (fl & 0x40) != 0;
             if (fl & 0x80) {
                 size_t lct = (size_t)3 << ((fl & 7) + 1);
                 if (lct > n - p) return vision_fail(e, VISION_E_FORMAT, "GIF truncated in the colour table");
+                h->gif_palette_off = p;
+                h->gif_palette_n = 2 << (fl & 7);
                 p += lct;
             }
             if (p >= n) return vision_fail(e, VISION_E_FORMAT, "GIF truncated before the image data");
+            h->gif_data_off = p;
             uint8_t lzw = d[p++];
             if (lzw < 1 || lzw > 11) return vision_fail(e, VISION_E_FORMAT, "GIF corrupt: LZW code size %d", lzw);
             int rc = skip_sub_blocks(d, n, &p, e);
