@@ -311,13 +311,13 @@ static void pos_embed_host(const venc_hparams *h, const float *table, int gh, in
 
 /* ---- forward ------------------------------------------------------------------------------------------------- */
 
-enum { S_PIX, S_X, S_XN, S_Q, S_K, S_V, S_ATT, S_TMP, S_BIG, S_KC, S_VC, S_POS, S_POS3, S_OUT, S_COUNT };
+enum { S_PIX, S_X, S_XN, S_Q, S_K, S_V, S_ATT, S_BIG, S_KC, S_VC, S_POS, S_POS3, S_OUT, S_COUNT };
 
 /* Scratch sizes in bytes for a chunk of nf frames of hw patches. */
 static void scratch_sizes(const venc_hparams *h, int64_t nf, int64_t hw, size_t sz[S_COUNT]) {
     size_t n = (size_t)(nf * hw), H = (size_t)h->hidden, u = (size_t)h->merge * h->merge;
     sz[S_PIX] = n * (size_t)h->patch_dim * 4;
-    sz[S_X] = sz[S_XN] = sz[S_Q] = sz[S_K] = sz[S_V] = sz[S_ATT] = sz[S_TMP] = n * H * 4;
+    sz[S_X] = sz[S_XN] = sz[S_Q] = sz[S_K] = sz[S_V] = sz[S_ATT] = n * H * 4;
     sz[S_BIG] = n * (size_t)h->ffn * 4;
     sz[S_KC] = sz[S_VC] = n * H * 4; /* per frame [heads][hw][head_dim] fp32 */
     sz[S_POS] = (size_t)hw * H * 4;
@@ -363,7 +363,8 @@ static void chunk_forward(ob_backend *be, const venc_model *v, ob_ptr s[S_COUNT]
     const int H = h->hidden, D = h->head_dim, NH = h->n_heads, n = nf * hw, u = h->merge * h->merge;
     const size_t frame = (size_t)hw * H * 4; /* bytes of one frame's rows of hidden */
     const size_t out_slot = (size_t)(n / u) * h->out_hidden * 4;
-    ob_ptr x = s[S_X], xn = s[S_XN], q = s[S_Q], k = s[S_K], vv = s[S_V], att = s[S_ATT], tmp = s[S_TMP],
+    /* tmp (a sublayer's output before the residual add) shares q's buffer: q is consumed by then */
+    ob_ptr x = s[S_X], xn = s[S_XN], q = s[S_Q], k = s[S_K], vv = s[S_V], att = s[S_ATT], tmp = s[S_Q],
            big = s[S_BIG];
 
     /* Qwen3OmniMoeVisionPatchEmbed (Conv3d with kernel = stride) + the resampled position table per frame */
