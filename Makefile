@@ -19,15 +19,26 @@ PKG_ENGINE += vulkan
 CFLAGS     += -DOMNI_HAVE_VULKAN=1
 endif
 
+# HEADLESS=1: the engine commands only (no audio/vision/ui libraries), for GPU servers and benchmark boxes that
+# lack the desktop libraries; media commands then say they are unavailable.
+ifeq ($(HEADLESS),1)
+PKG_AUDIO  :=
+PKG_VISION :=
+PKG_UI     :=
+CFLAGS     += -DOMNI_HEADLESS=1
+endif
+
 pc_cflags = $(shell pkg-config --cflags $(1) 2>/dev/null)
 pc_libs   = $(shell pkg-config --libs $(1) 2>/dev/null)
 
 ENGINE_SRC := $(wildcard engine/*.c) $(if $(HAVE_VULKAN),$(wildcard engine/vulkan/*.c))
-AUDIO_SRC  := $(wildcard audio/*.c)
-VISION_SRC := $(wildcard vision/*.c)
-UI_SRC     := $(wildcard ui/*.c)
+AUDIO_SRC  := $(if $(filter 1,$(HEADLESS)),,$(wildcard audio/*.c))
+VISION_SRC := $(if $(filter 1,$(HEADLESS)),,$(wildcard vision/*.c))
+UI_SRC     := $(if $(filter 1,$(HEADLESS)),,$(wildcard ui/*.c))
 APP_SRC    := $(wildcard app/*.c)
-TEST_SRC   := $(wildcard tests/*.c)
+TEST_SRC   := $(if $(filter 1,$(HEADLESS)),$(filter-out tests/test_audio_capture.c tests/test_audio_mel.c \
+  tests/test_audio_resample.c tests/test_audio_ring.c tests/test_audio_vad.c tests/test_audio_wav.c \
+  tests/test_vision_image.c tests/test_vision_preprocess.c,$(wildcard tests/*.c)),$(wildcard tests/*.c))
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 

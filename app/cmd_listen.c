@@ -6,9 +6,15 @@
 #include <string.h>
 #include <time.h>
 
-#include "capture.h"
 #include "cli.h"
 #include "media.h"
+#ifdef OMNI_HEADLESS
+int cmd_listen(int argc, char **argv) {
+    (void)argc, (void)argv;
+    return cli_err("listen", "this omni was built headless (make HEADLESS=1): no microphone support");
+}
+#else
+#include "capture.h"
 #include "vad.h"
 
 static volatile sig_atomic_t g_stop;
@@ -181,3 +187,4 @@ int cmd_listen(int argc, char **argv) {
     omni_model_free(m);
     return rc;
 }
+#endif

@@ -7,10 +7,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef OMNI_HEADLESS
+/* Built without the audio and vision libraries (make HEADLESS=1): files cannot be read. */
+static const char *headless_msg = "this omni was built headless (make HEADLESS=1): no audio or image files";
+int media_audio_features(const char *path, float **mel, int *frames, char *err, size_t err_cap) {
+    (void)path, (void)frames;
+    *mel = NULL;
+    snprintf(err, err_cap, "%s", headless_msg);
+    return OMNI_E_UNSUPPORTED;
+}
+int media_image_patches(const char *model_dir, const char *path, float **pixels, omni_grid *grid, char *err,
+                        size_t err_cap) {
+    (void)model_dir, (void)path, (void)grid;
+    *pixels = NULL;
+    snprintf(err, err_cap, "%s", headless_msg);
+    return OMNI_E_UNSUPPORTED;
+}
+static int audio_mel_compute(const float *pcm, int64_t n, float **out, int *frames) {
+    (void)pcm, (void)n, (void)frames;
+    *out = NULL;
+    return OMNI_E_UNSUPPORTED;
+}
+#else
+#include "image.h"
 #include "mel.h"
 #include "preprocess.h"
 #include "resample.h"
-#include "image.h"
 #include "wav.h"
 
 int media_audio_features(const char *path, float **mel, int *frames, char *err, size_t err_cap) {
@@ -103,6 +125,8 @@ int media_image_patches(const char *model_dir, const char *path, float **pixels,
     grid->w = pt.grid_w;
     return 0;
 }
+
+#endif
 
 void media_prompt_free(media_prompt *p) {
     if (!p) return;
