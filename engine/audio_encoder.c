@@ -28,7 +28,9 @@
 #include <string.h>
 
 #define AENC_LN_EPS 1e-5f           /* nn.LayerNorm default: self_attn_layer_norm, final_layer_norm, ln_post */
-#define AENC_SEG_ROWS 512           /* tokens per pass through the layers (whole windows) */
+#ifndef AENC_SEG_ROWS
+#define AENC_SEG_ROWS 512 /* tokens per pass through the layers (whole windows) */
+#endif
 #define AENC_CONV_BYTES (32u << 20) /* budget of one batch of chunks through the convs (~20 MiB a chunk, real shape) */
 #define AENC_TOKENS_PER_CHUNK 13    /* _get_feat_extract_output_lengths hard-codes 13 tokens per 100-frame chunk */
 
