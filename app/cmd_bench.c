@@ -1,6 +1,8 @@
-/* cmd_bench.c — `omni bench`: prefill (ppN) and decode (tgN, optionally at a context depth) speed in the manner of
+/* cmd_bench.c — `omni bench`: prefill (ppN) and decode (tgN, at one or more context depths) speed in the manner of
  * llama-bench, on a real checkpoint or on synthetic random weights built from any config.json (so the real
- * Qwen3-Omni-30B-A3B shape can be measured without its 66 GB of weights). */
+ * Qwen3-Omni-30B-A3B shape can be measured without its 66 GB of weights). With --profile, one extra decode pass
+ * after the timed ones splits the time per token by op class (the timed numbers are not disturbed). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +12,7 @@
 #include "cli.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: omni bench (-m DIR | --config CONFIG.json) [-p 512] [-n 128] [-d 0] [-r 3] [options]\n\n"
+    fprintf(f, "usage: omni bench (-m DIR | --config CONFIG.json) [-p 512] [-n 128] [-d 0[,4096...]] [-r 3] [options]\n\n"
                "Measures prompt processing (ppP: P tokens in one prefill) and text generation (tgN: N tokens one\n"
                "at a time, each with full logits) in tokens/s, as mean ± standard deviation over R repetitions.\n"
                "With --config, weights are random (synthetic) and nothing but the config is read.\n\n"
@@ -18,9 +20,9 @@ static void usage(FILE *f) {
                "      --config FILE      a config.json: synthetic weights of that shape (e.g. assets/*.config.json)\n"
                "  -p, --prompt N         prefill length (0 = skip), default 512\n"
                "  -n, --gen N            decode length (0 = skip), default 128\n"
-               "  -d, --depth D          context already in the cache before decoding, default 0\n"
+               "  -d, --depth D[,D...]   context already in the cache before decoding, default 0\n"
                "  -r, --reps R           repetitions, default 3\n"
-               "      --profile          split decode time per token by op class (adds synchronisation)\n\n");
+               "      --profile          after the timed runs, one decode pass split by op class\n\n");
     cli_help_common(f, 0);
 }
 
@@ -35,14 +37,29 @@ static void stats(const double *v, int n, double *mean, double *sd) {
     for (int i = 0; i < n; i++) s += v[i];
     *mean = s / n;
     for (int i = 0; i < n; i++) q += (v[i] - *mean) * (v[i] - *mean);
-    *sd = n > 1 ? __builtin_sqrt(q / (n - 1)) : 0;
+    *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
+}
+
+static int parse_count(const char *s, long *out) {
+    char *end;
+    *out = strtol(s, &end, 10);
+    return *end || end == s || *out < 0 || *out > (1L << 22);
+}
+
+/* decode N tokens one at a time on top of D tokens of context; returns tokens/s or < 0 on error */
+static double decode_run(omni_session *s, const int32_t *ids, long D, long N, int *rc) {
+    omni_session_reset(s);
+    if (D && (*rc = omni_session_append(s, ids, (int)D, NULL, 0))) return -1;
+    double t0 = now_s();
+    for (long i = 0; i < N && !*rc; i++) *rc = omni_session_append(s, &ids[D + i], 1, NULL, 0);
+    return *rc ? -1 : N / (now_s() - t0);
 }
 
 int cmd_bench(int argc, char **argv) {
     cli_opts o;
     cli_opts_init(&o);
-    long P = 512, N = 128, Dp = 0, R = 3;
-    int profile = 0;
+    long P = 512, N = 128, R = 3, depths[16] = { 0 };
+    int n_depth = 1, profile = 0;
     for (int i = 1; i < argc; i++) {
         if (cli_is_help(argv[i])) {
             usage(stdout);
@@ -50,17 +67,32 @@ int cmd_bench(int argc, char **argv) {
         }
         if (!strcmp(argv[i], "--profile")) {
             profile = 1;
-            o.mp.profile = 1;
+            continue;
+        }
+        if (!strcmp(argv[i], "-d") || !strcmp(argv[i], "--depth")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "omni bench: %s needs a depth list (e.g. 0,4096)\n", argv[i]);
+                return CLI_USAGE;
+            }
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", argv[++i]);
+            n_depth = 0;
+            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+                if (n_depth == 16 || parse_count(tok, &depths[n_depth])) {
+                    fprintf(stderr, "omni bench: -d wants up to 16 comma-separated token counts\n");
+                    return CLI_USAGE;
+                }
+                n_depth++;
+            }
+            if (!n_depth) return CLI_USAGE;
             continue;
         }
         long *dst = NULL;
         if (!strcmp(argv[i], "-p") || !strcmp(argv[i], "--prompt")) dst = &P;
         else if (!strcmp(argv[i], "-n") || !strcmp(argv[i], "--gen")) dst = &N;
-        else if (!strcmp(argv[i], "-d") || !strcmp(argv[i], "--depth")) dst = &Dp;
         else if (!strcmp(argv[i], "-r") || !strcmp(argv[i], "--reps")) dst = &R;
         if (dst) {
-            char *end;
-            if (i + 1 >= argc || (*dst = strtol(argv[++i], &end, 10), *end) || *dst < 0 || *dst > (1 << 22)) {
+            if (i + 1 >= argc || parse_count(argv[++i], dst)) {
                 fprintf(stderr, "omni bench: %s needs a non-negative count\n", argv[i - 1]);
                 return CLI_USAGE;
             }
@@ -75,7 +107,9 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     if (R < 1) R = 1;
-    long need = (P > Dp + N ? P : Dp + N) + 1;
+    long need = P + 1;
+    for (int d = 0; d < n_depth; d++)
+        if (depths[d] + N + 1 > need) need = depths[d] + N + 1;
     if (!o.mp.n_ctx) o.mp.n_ctx = (int32_t)need;
     double tl0 = now_s();
     omni_model *m = cli_open_model(&o);
@@ -91,22 +125,18 @@ int cmd_bench(int argc, char **argv) {
     }
     int32_t *ids = malloc(sizeof *ids * (size_t)need);
     uint64_t x = 88172645463325252ull;
-    for (long i = 0; i < need; i++) {
+    for (long i = 0; ids && i < need; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         ids[i] = (int32_t)(x % (uint64_t)in.vocab_size);
     }
-    double *pp = calloc((size_t)R, sizeof *pp), *tg = calloc((size_t)R, sizeof *tg);
-    int rc = 0;
-    /* one untimed warm-up pass (first-touch page faults, pipeline creation) */
-    if (P || N) {
+    double *pp = calloc((size_t)R, sizeof *pp), *tg = calloc((size_t)R * n_depth, sizeof *tg);
+    int rc = ids && pp && tg ? 0 : OMNI_E_NOMEM;
+    /* one untimed warm-up (pipeline creation, first-touch faults) of both paths */
+    if (!rc) {
         omni_session_reset(s);
-        int32_t wn = P ? (P < 16 ? (int32_t)P : 16) : 1;
-        rc = omni_session_append(s, ids, wn, NULL, 0);
+        rc = omni_session_append(s, ids, P >= 2 ? (P < 64 ? (int)P : 64) : 2, NULL, 0);
+        if (!rc) rc = omni_session_append(s, ids, 1, NULL, 0);
     }
-    double prof_ms[OMNI_PROFILE_MAX] = { 0 }, junk[OMNI_PROFILE_MAX] = { 0 };
-    const char *const *prof_names = NULL;
-    int n_prof = 0;
-    if (profile) omni_model_profile(m, junk, NULL); /* drop the warm-up's share */
     for (long r = 0; r < R && !rc; r++) {
         if (P) {
             omni_session_reset(s);
@@ -114,15 +144,20 @@ int cmd_bench(int argc, char **argv) {
             rc = omni_session_append(s, ids, (int)P, NULL, 0);
             pp[r] = P / (now_s() - t0);
         }
-        if (N && !rc) {
-            omni_session_reset(s);
-            if (Dp) rc = omni_session_append(s, ids, (int)Dp, NULL, 0);
-            if (profile) omni_model_profile(m, junk, NULL);
-            double t0 = now_s();
-            for (long i = 0; i < N && !rc; i++) rc = omni_session_append(s, &ids[Dp + i], 1, NULL, 0);
-            tg[r] = N / (now_s() - t0);
-            if (profile) n_prof = omni_model_profile(m, prof_ms, &prof_names);
-        }
+        for (int d = 0; d < n_depth && N && !rc; d++) tg[d * R + r] = decode_run(s, ids, depths[d], N, &rc);
+    }
+    /* profiled pass: decode at the first depth with op-class marks */
+    double prof_ms[OMNI_PROFILE_MAX] = { 0 }, junk[OMNI_PROFILE_MAX] = { 0 };
+    const char *const *prof_names = NULL;
+    int n_prof = 0;
+    if (profile && N && !rc) {
+        omni_model_set_profile(m, 1);
+        omni_session_reset(s);
+        if (depths[0]) rc = omni_session_append(s, ids, (int)depths[0], NULL, 0);
+        omni_model_profile(m, junk, NULL);
+        for (long i = 0; i < N && !rc; i++) rc = omni_session_append(s, &ids[depths[0] + i], 1, NULL, 0);
+        n_prof = omni_model_profile(m, prof_ms, &prof_names);
+        omni_model_set_profile(m, 0);
     }
     if (rc) fprintf(stderr, "omni bench: %s\n", omni_session_error(s));
     else {
@@ -133,32 +168,31 @@ int cmd_bench(int argc, char **argv) {
                in.weight_bytes / 1073741824.0, o.mp.weights == OMNI_WEIGHTS_Q8_0 ? "q8_0" : "as stored", t_load);
         printf("backend: %s (%s), KV cache %.1f MiB for %ld tokens, peak RSS %.2f GiB\n", in.backend_name,
                in.device_name, (double)in.kv_bytes_per_token * need / 1048576.0, need, ru.ru_maxrss / 1048576.0);
-        printf("| %-12s | %14s |\n", "test", "t/s");
-        printf("|--------------|----------------|\n");
+        printf("| %-14s | %16s |\n", "test", "t/s");
+        printf("|----------------|------------------|\n");
         double mean, sd;
         char name[64];
         if (P) {
             stats(pp, (int)R, &mean, &sd);
             snprintf(name, sizeof name, "pp%ld", P);
-            printf("| %-12s | %8.2f ± %3.1f |\n", name, mean, sd);
+            printf("| %-14s | %9.2f ± %4.1f |\n", name, mean, sd);
         }
-        if (N) {
-            stats(tg, (int)R, &mean, &sd);
-            snprintf(name, sizeof name, Dp ? "tg%ld @ d%ld" : "tg%ld", N, Dp);
-            printf("| %-12s | %8.2f ± %3.1f |\n", name, mean, sd);
-            /* bytes of weights read per decoded token vs wall time: the memory-bound figure of merit */
-            double bytes_tok = (double)in.active_params * (double)in.weight_bytes / (double)(in.params_thinker ? in.params_thinker : 1);
-            printf("decode reads ~%.2f GB of weights per token: %.1f GB/s effective\n", bytes_tok / 1e9, bytes_tok * mean / 1e9);
-            if (profile && n_prof) {
-                double tot = 0;
-                for (int c = 0; c < n_prof; c++) tot += prof_ms[c];
-                printf("decode time per token by op class (profiled run, %s):\n", in.backend_name);
-                for (int c = 0; c < n_prof; c++)
-                    if (prof_ms[c] > 0)
-                        printf("  %-12s %8.3f ms  %5.1f%%\n", prof_names[c], prof_ms[c] / (double)(N * R),
-                               100 * prof_ms[c] / tot);
-            } else if (profile) printf("(the %s back-end cannot profile)\n", in.backend_name);
+        /* weights read per decoded token: the active parameters at the stored bytes per parameter */
+        double bytes_tok = (double)in.active_params * (double)in.weight_bytes / (double)(in.params_thinker ? in.params_thinker : 1);
+        for (int d = 0; d < n_depth && N; d++) {
+            stats(tg + d * R, (int)R, &mean, &sd);
+            snprintf(name, sizeof name, depths[d] ? "tg%ld @ d%ld" : "tg%ld", N, depths[d]);
+            printf("| %-14s | %9.2f ± %4.1f |   %.1f GB/s of weights\n", name, mean, sd, bytes_tok * mean / 1e9);
         }
+        if (N) printf("decode reads ~%.2f GB of weights per token\n", bytes_tok / 1e9);
+        if (profile && n_prof) {
+            double tot = 0;
+            for (int c = 0; c < n_prof; c++) tot += prof_ms[c];
+            printf("decode time per token by op class (one profiled pass of %ld tokens at depth %ld):\n", N, depths[0]);
+            for (int c = 0; c < n_prof; c++)
+                if (prof_ms[c] > 0)
+                    printf("  %-12s %8.3f ms  %5.1f%%\n", prof_names[c], prof_ms[c] / (double)N, 100 * prof_ms[c] / tot);
+        } else if (profile) printf("(the %s back-end cannot profile)\n", in.backend_name);
     }
     free(pp);
     free(tg);

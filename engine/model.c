@@ -676,6 +676,8 @@ void omni_model_free(omni_model *m) {
     free(m);
 }
 
+void omni_model_set_profile(omni_model *m, int on) { m->params.profile = on != 0; }
+
 int omni_model_profile(omni_model *m, double *ms, const char *const **names) {
     if (!m->be || !m->be->ops->prof_read || !m->params.profile) return 0;
     m->be->ops->sync(m->be);

@@ -98,6 +98,8 @@ void omni_model_get_info(const omni_model *m, omni_model_info *info);
  * OMNI_PROFILE_MAX entries; class names in *names if non-NULL); returns the number of classes, 0 if the back-end
  * cannot profile. */
 #define OMNI_PROFILE_MAX 16
+/* Turns profiling marks on or off for later forward passes (same as params.profile at load). */
+void omni_model_set_profile(omni_model *m, int on);
 int omni_model_profile(omni_model *m, double *ms, const char *const **names);
 
 /* ---- tokenizer and chat template (owned by the model) ------------------------------------------------------------ */
