@@ -1,0 +1,28 @@
+#!/bin/sh
+# On the GPU machine (H100): the Vulkan tests and the benchmarks of docs/benchmarks.md, with a headless build made
+# here first:   make BUILD=build-gpu HEADLESS=1 build-gpu/omni build-gpu/omni_tests
+# then, there:  sh tests/gpu_run.sh [steps...]    (steps: tests bench bench-q8 audio vision; default all)
+# Logs go to $OUT (or /tmp/omni-gpu). Needs the .gpu bundle of ../shared/tools/gpu-prep.sh.
+set -u
+B=${B:-build-gpu}
+O=${OUT:-/tmp/omni-gpu}
+mkdir -p "$O"
+. .gpu/env.sh > "$O/vulkaninfo.txt" 2>&1
+CFG=assets/qwen3-omni-30b-a3b.config.json
+steps=${*:-tests bench bench-q8 audio vision}
+for f in tests/fixtures/*.tar.xz; do
+    n=$(basename "$f" .tar.xz)
+    [ -f "$B/fixtures/$n/.unpacked" ] || { mkdir -p "$B/fixtures/$n" && tar -xJf "$f" -C "$B/fixtures/$n" && touch "$B/fixtures/$n/.unpacked"; }
+done
+"$B/omni" devices > "$O/devices.txt" 2>&1
+for s in $steps; do
+    case $s in
+    tests) OMNI_BIN=$B/omni timeout 300 "$B/omni_tests" vk_ golden_vulkan golden_mm_vulkan golden_eval > "$O/tests.txt" 2>&1 ;;
+    bench) timeout 300 "$B/omni" bench --config $CFG --backend vulkan -p 512 -n 128 -d 0,4096 -r 3 --profile > "$O/bench_bf16.txt" 2>&1 ;;
+    bench-q8) timeout 300 "$B/omni" bench --config $CFG --backend vulkan --quant q8_0 -p 512 -n 128 -d 0,4096 -r 3 --profile > "$O/bench_q8.txt" 2>&1 ;;
+    audio) timeout 120 "$B/omni" bench-audio --config $CFG --backend vulkan -s 30 -r 5 > "$O/bench_audio.txt" 2>&1 ;;
+    vision) OMNI_BENCH_VISION=64 OMNI_BENCH_BACKEND=vulkan timeout 120 "$B/omni_tests" vision_bench_real_shape > "$O/bench_vision.txt" 2>&1 ;;
+    esac
+    echo "step $s: exit $?" >> "$O/steps.txt"
+done
+cat "$O/steps.txt"
