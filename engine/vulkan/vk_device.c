@@ -6,6 +6,9 @@
  * constants) and shaderInt64 (for those pointers). Everything else is optional and probed: 16/8-bit storage,
  * fp16/int8 arithmetic, fp64, bf16 (VK_KHR_shader_bfloat16), integer dot product, subgroup size control and
  * arithmetic/shuffle, cooperative matrix (NV, KHR, NV2). */
+#include <dlfcn.h>
+#include <link.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,8 +151,74 @@ static int has_instance_ext(const char *layer, const char *name) {
     return found;
 }
 
-/* Creates the instance; with c != NULL and validation requested, also the layer and a messenger into omni_log. */
+/* ---- keeping drivers loaded ------------------------------------------------------------------------------------- */
+/* The loader dlopens the drivers (ICDs) at vkCreateInstance and dlcloses them at vkDestroyInstance, so every
+ * instance pays the driver's start-up again (`omni devices` makes three), and memory a driver allocated once for
+ * itself becomes unreachable when it is unmapped — which LeakSanitizer reports as leaks at exit. Pinning the shared
+ * objects that the first instance brought in (one extra dlopen reference each) keeps them for the process. */
+typedef struct {
+    char **names;
+    int n, cap;
+} so_list;
+
+static int collect_so(struct dl_phdr_info *info, size_t size, void *ud) {
+    (void)size;
+    so_list *l = ud;
+    if (!info->dlpi_name || !info->dlpi_name[0]) return 0;
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 64;
+        char **nn = realloc(l->names, sizeof *nn * (size_t)cap);
+        if (!nn) return 1;
+        l->names = nn;
+        l->cap = cap;
+    }
+    l->names[l->n] = strdup(info->dlpi_name);
+    if (l->names[l->n]) l->n++;
+    return 0;
+}
+
+static void so_free(so_list *l) {
+    for (int i = 0; i < l->n; i++) free(l->names[i]);
+    free(l->names);
+    memset(l, 0, sizeof *l);
+}
+
+static int g_pinned;
+static pthread_mutex_t g_pin_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* pins every shared object loaded now that was not in `before` */
+static void pin_new_objects(so_list *before) {
+    so_list now = { 0 };
+    dl_iterate_phdr(collect_so, &now);
+    for (int i = 0; i < now.n; i++) {
+        int known = 0;
+        for (int j = 0; j < before->n && !known; j++) known = !strcmp(now.names[i], before->names[j]);
+        if (!known) (void)dlopen(now.names[i], RTLD_NOW | RTLD_NOLOAD); /* reference kept on purpose */
+    }
+    so_free(&now);
+}
+
+static VkResult make_instance_raw(vk_ctx *c, int validation, VkInstance *out);
+
+/* Creates the instance (see make_instance_raw), pinning the drivers the first time. */
 static VkResult make_instance(vk_ctx *c, int validation, VkInstance *out) {
+    so_list before = { 0 };
+    pthread_mutex_lock(&g_pin_lock);
+    if (!g_pinned) dl_iterate_phdr(collect_so, &before);
+    VkResult r = make_instance_raw(c, validation, out);
+    if (r == VK_SUCCESS && !g_pinned) {
+        uint32_t n = 0; /* the loader opens the drivers lazily: enumerate to be sure they are in */
+        vkEnumeratePhysicalDevices(*out, &n, NULL);
+        pin_new_objects(&before);
+        g_pinned = 1;
+    }
+    pthread_mutex_unlock(&g_pin_lock);
+    so_free(&before);
+    return r;
+}
+
+/* Creates the instance; with c != NULL and validation requested, also the layer and a messenger into omni_log. */
+static VkResult make_instance_raw(vk_ctx *c, int validation, VkInstance *out) {
     const char *layers[1], *exts[2];
     uint32_t n_layers = 0, n_exts = 0;
     int want_msgr = 0, features = 0;
