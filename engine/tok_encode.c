@@ -407,7 +407,7 @@ int tok_encode(const tok_tokenizer *t, const char *text, size_t len, int32_t *id
         free(c.out.v);
         return OMNI_E_NOMEM;
     }
-    if (cap > 0) memcpy(ids, c.out.v, (c.out.n < (size_t)cap ? c.out.n : (size_t)cap) * sizeof *ids);
+    if (cap > 0 && c.out.n) memcpy(ids, c.out.v, (c.out.n < (size_t)cap ? c.out.n : (size_t)cap) * sizeof *ids);
     free(c.out.v);
     return (int)c.out.n;
 }

@@ -131,6 +131,7 @@ static void pairmap_put(tok_pairmap *m, int32_t a, int32_t b, uint32_t rank, int
 typedef struct {
     tok_tokenizer *t;
     omni_err *e;
+    int32_t ids_cap; /* allocated length of the per-id arrays */
 } loader;
 
 static int fail_nomem(loader *L) { return omni_fail(L->e, OMNI_E_NOMEM, "%s: out of memory", L->t->name); }
@@ -152,27 +153,31 @@ static int arena_add(char **a, size_t *len, size_t *cap, const char *s, size_t n
     return 0;
 }
 
-/* Grows the per-id arrays so that id fits. */
+/* Grows the per-id arrays so that id fits (geometrically: ids arrive one by one). */
 static int ensure_id(loader *L, int32_t id) {
     tok_tokenizer *t = L->t;
     if (id < t->n_ids) return 0;
-    int32_t old = t->n_ids, n = id + 1;
-    uint32_t *a = realloc(t->str_off, (size_t)n * sizeof *a), *b, *c, *d;
-    if (a) t->str_off = a;
-    b = a ? realloc(t->str_len, (size_t)n * sizeof *b) : NULL;
-    if (b) t->str_len = b;
-    c = b ? realloc(t->byte_off, (size_t)n * sizeof *c) : NULL;
-    if (c) t->byte_off = c;
-    d = c ? realloc(t->byte_len, (size_t)n * sizeof *d) : NULL;
-    if (d) t->byte_len = d;
-    uint8_t *f = d ? realloc(t->flags, (size_t)n) : NULL;
-    if (!f) return fail_nomem(L);
-    t->flags = f;
-    for (int32_t i = old; i < n; i++) {
+    if (id >= L->ids_cap) {
+        int32_t cap = L->ids_cap ? L->ids_cap : 1024;
+        while (cap <= id) cap *= 2;
+        uint32_t *a = realloc(t->str_off, (size_t)cap * sizeof *a), *b, *c, *d;
+        if (a) t->str_off = a;
+        b = a ? realloc(t->str_len, (size_t)cap * sizeof *b) : NULL;
+        if (b) t->str_len = b;
+        c = b ? realloc(t->byte_off, (size_t)cap * sizeof *c) : NULL;
+        if (c) t->byte_off = c;
+        d = c ? realloc(t->byte_len, (size_t)cap * sizeof *d) : NULL;
+        if (d) t->byte_len = d;
+        uint8_t *f = d ? realloc(t->flags, (size_t)cap) : NULL;
+        if (!f) return fail_nomem(L);
+        t->flags = f;
+        L->ids_cap = cap;
+    }
+    for (int32_t i = t->n_ids; i <= id; i++) {
         t->str_off[i] = t->str_len[i] = t->byte_off[i] = t->byte_len[i] = 0;
         t->flags[i] = 0;
     }
-    t->n_ids = n;
+    t->n_ids = id + 1;
     return 0;
 }
 
@@ -483,7 +488,7 @@ int tok_load_mem(const char *json, size_t len, const char *name, tok_tokenizer *
     tok_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return omni_fail(e, OMNI_E_NOMEM, "%s: out of memory", name ? name : "tokenizer.json");
     snprintf(t->name, sizeof t->name, "%s", name ? name : "tokenizer.json");
-    loader L = { t, e };
+    loader L = { t, e, 0 };
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     int rc;
@@ -621,7 +626,7 @@ static int drain(tok_detok *d, char *out, size_t cap, int final) {
         o += 3;
         i += adv;
     }
-    memmove(d->buf, d->buf + i, d->n - i);
+    if (i) memmove(d->buf, d->buf + i, d->n - i);
     d->n -= i;
     if (o < cap) out[o] = 0;
     return (int)o;

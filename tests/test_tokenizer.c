@@ -15,6 +15,9 @@
 #include "unicode.h"
 #include "util.h"
 
+#define TOK_FUZZ_NO_ENTRY
+#include "fuzz/fuzz_tokenizer.c"
+
 #define TOKDATA TESTDATA "/tokenizer/"
 #ifndef TESTDATA_BUILD
 #define TESTDATA_BUILD "build/testdata"
@@ -523,4 +526,63 @@ TEST(tok_bad_tokenizer_json) {
     tok_free(NULL);
     CHECK(tok_load_mem(NULL, 0, "x", &t, &e) == OMNI_E_ARG && t == NULL);
     CHECK(tok_load("/nonexistent/tokenizer.json", &t, &e) == OMNI_E_IO && t == NULL && strstr(e.msg, "/nonexistent"));
+}
+
+static const char JSON_CHARS[] = "{}[]\\\",: 0123456789abtrufalsenul";
+
+/* The fuzz target's invariants on inputs made here: corpus lines, random bytes and damaged tokenizer.json files. */
+TEST(tok_fuzz_invariants) {
+    omni_rng r = { 12345 };
+    cJSON *corpus = load_json(TOKDATA "corpus.json");
+    REQUIRE(corpus);
+    uint8_t buf[4200];
+    int bad = 0, runs = 0;
+    for (const cJSON *jl = corpus->child; jl; jl = jl->next) { /* text mode: each line, and a damaged copy */
+        size_t n = strlen(jl->valuestring);
+        if (n > 4000) n = 4000;
+        buf[0] = 1;
+        memcpy(buf + 1, jl->valuestring, n);
+        bad += tok_fuzz_one(buf, n + 1) != 0;
+        for (int k = 0; k < 3 && n; k++) buf[1 + omni_rng_next(&r) % n] = (uint8_t)omni_rng_next(&r);
+        bad += tok_fuzz_one(buf, n + 1) != 0;
+        runs += 2;
+    }
+    for (int i = 0; i < 300; i++) { /* random bytes, biased towards UTF-8 lead/continuation bytes and ASCII */
+        size_t n = 1 + omni_rng_next(&r) % 200;
+        buf[0] = 1;
+        for (size_t k = 1; k <= n; k++) {
+            uint64_t x = omni_rng_next(&r);
+            buf[k] = (uint8_t)(x % 4 == 0 ? 0x80 + (x >> 8) % 0x40 : x % 4 == 1 ? 0xC2 + (x >> 8) % 0x33 : (x >> 8) % 0x80);
+        }
+        bad += tok_fuzz_one(buf, n + 1) != 0;
+        runs++;
+    }
+    char *fixed = tok_fuzz_fixed_json();
+    REQUIRE(fixed);
+    size_t fl = strlen(fixed);
+    REQUIRE(fl + 1 < sizeof buf);
+    for (int i = 0; i < 400; i++) { /* json mode: the fixed tokenizer, damaged in 1..4 places or truncated */
+        buf[0] = 0;
+        memcpy(buf + 1, fixed, fl);
+        size_t n = fl;
+        int kind = (int)(omni_rng_next(&r) % 3);
+        if (kind == 0) n = omni_rng_next(&r) % fl;
+        for (int k = 0; kind == 1 && k < 1 + (int)(omni_rng_next(&r) % 4); k++)
+            buf[1 + omni_rng_next(&r) % n] = (uint8_t)JSON_CHARS[omni_rng_next(&r) % (sizeof JSON_CHARS - 1)];
+        if (kind == 2) { /* cut a piece out */
+            size_t a = omni_rng_next(&r) % n, b = a + omni_rng_next(&r) % 40;
+            if (b > n) b = n;
+            memmove(buf + 1 + a, buf + 1 + b, n - b);
+            n -= b - a;
+        }
+        bad += tok_fuzz_one(buf, n + 1) != 0;
+        runs++;
+    }
+    buf[0] = 0; /* and intact */
+    memcpy(buf + 1, fixed, fl);
+    CHECK(tok_fuzz_one(buf, fl + 1) == 0);
+    free(fixed);
+    CHECK_EQ_INT(bad, 0);
+    CHECK(runs > 1400);
+    cJSON_Delete(corpus);
 }
