@@ -128,7 +128,7 @@ fuzz:
 # Installs every Debian package needed to build and test (non-interactive).
 DEBS := build-essential pkg-config clang libncurses-dev portaudio19-dev libasound2-dev libsamplerate0-dev \
   libvulkan-dev glslc glslang-tools spirv-tools mesa-vulkan-drivers vulkan-tools vulkan-validationlayers \
-  libsdl2-image-dev libcjson-dev espeak-ng sox tmux xxd xz-utils pulseaudio pulseaudio-utils libasound2-plugins
+  libsdl2-image-dev libcjson-dev espeak-ng sox tmux xxd xz-utils unicode-data pulseaudio pulseaudio-utils libasound2-plugins
 deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEBS)
