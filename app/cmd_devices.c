@@ -10,13 +10,14 @@
 #include "vulkan/ob_vulkan.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: omni devices [--device N]\n\n"
-               "Lists the Vulkan devices omni can use and the features its GPU kernels use. The device marked\n"
-               "'default' is the one `--backend auto` picks (a discrete GPU first, then an integrated one).\n\n"
-               "  --device N   show only device N\n\n"
-               "Environment switches for bisecting driver problems: OMNI_VK_NO_FP16, OMNI_VK_NO_INT8, OMNI_VK_NO_16BIT,\n"
-               "OMNI_VK_NO_8BIT, OMNI_VK_NO_BF16, OMNI_VK_NO_INT_DOT, OMNI_VK_NO_COOPMAT, OMNI_VK_NO_SUBGROUP,\n"
-               "OMNI_VK_NO_FP64 (=1 turns the feature off); OMNI_VK_VALIDATION=1 enables the validation layer.\n");
+    fprintf(f,
+            "usage: omni devices [--device N]\n\n"
+            "Lists the Vulkan devices omni can use and the features its GPU kernels use. The device marked\n"
+            "'default' is the one `--backend auto` picks (a discrete GPU first, then an integrated one).\n\n"
+            "  --device N   show only device N\n\n"
+            "Environment switches for bisecting driver problems: OMNI_VK_NO_FP16, OMNI_VK_NO_INT8, OMNI_VK_NO_16BIT,\n"
+            "OMNI_VK_NO_8BIT, OMNI_VK_NO_BF16, OMNI_VK_NO_INT_DOT, OMNI_VK_NO_COOPMAT, OMNI_VK_NO_SUBGROUP,\n"
+            "OMNI_VK_NO_FP64 (=1 turns the feature off); OMNI_VK_VALIDATION=1 enables the validation layer.\n");
 }
 
 static const char *yn(int v) { return v ? "yes" : "no"; }
@@ -30,15 +31,15 @@ static void size_str(char *out, size_t cap, uint64_t bytes) {
 static void print_device(int i, const ob_vk_device_info *d, int is_default) {
     char a[32], b[32];
     printf("[%d] %s (%s)%s\n", i, d->name, d->type, is_default ? "  default" : "");
-    printf("    driver:    %s, Vulkan %u.%u.%u\n", d->driver, (d->api_version >> 22) & 0x7f, (d->api_version >> 12) & 0x3ff,
-           d->api_version & 0xfff);
+    printf("    driver:    %s, Vulkan %u.%u.%u\n", d->driver, (d->api_version >> 22) & 0x7f,
+           (d->api_version >> 12) & 0x3ff, d->api_version & 0xfff);
     printf("    memory:   ");
     for (int h = 0; h < d->n_heaps; h++) {
         size_str(a, sizeof a, d->heap_bytes[h]);
         printf(" %s%s%s", h ? ", " : "", a, d->heap_device_local[h] ? " device-local" : " host");
     }
-    printf("\n    subgroup:  %u (arithmetic %s, shuffle %s, size control %s)\n", d->subgroup_size, yn(d->subgroup_arith),
-           yn(d->subgroup_shuffle), yn(d->subgroup_size_control));
+    printf("\n    subgroup:  %u (arithmetic %s, shuffle %s, size control %s)\n", d->subgroup_size,
+           yn(d->subgroup_arith), yn(d->subgroup_shuffle), yn(d->subgroup_size_control));
     printf("    types:     fp16 %s, int8 %s, bf16 %s, fp64 %s, int64 %s, 16-bit storage %s, 8-bit storage %s\n",
            yn(d->fp16), yn(d->int8), yn(d->bf16), yn(d->fp64), yn(d->int64), yn(d->storage16), yn(d->storage8));
     printf("    matrix:    integer dot %s%s, cooperative matrix NV %s, KHR %s, NV2 %s\n", yn(d->int_dot),

@@ -29,7 +29,8 @@ void main() {
     // queries of this block, and the key range any of them sees
     for (uint e = t; e < BQ * hd; e += WG) {
         uint qi = e / hd, d = e % hd;
-        qs[qi * DMAX + d] = qi < nq ? BufF32(pc.q + (uint64_t(q0 + qi) * pc.n_heads * hd + h * hd + d) * 4u).v[0] : 0.0f;
+        qs[qi * DMAX + d] =
+            qi < nq ? BufF32(pc.q + (uint64_t(q0 + qi) * pc.n_heads * hd + h * hd + d) * 4u).v[0] : 0.0f;
     }
     if (t < BQ) {
         ms[t] = NEG_INF;
@@ -104,7 +105,8 @@ void main() {
         [[unroll]] for (uint qi = 0; qi < BQ; qi++) {
             if (qi >= nq) break;
             float l = ls[qi];
-            BufF32(pc.dst + (uint64_t(q0 + qi) * pc.n_heads * hd + h * hd + d) * 4u).v[0] = l > 0.0f ? o[qi][u] / l : 0.0f;
+            BufF32(pc.dst + (uint64_t(q0 + qi) * pc.n_heads * hd + h * hd + d) * 4u).v[0] =
+                l > 0.0f ? o[qi][u] / l : 0.0f;
         }
     }
 }

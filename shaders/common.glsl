@@ -62,10 +62,14 @@ void dq_vec(uint wt, uvec4 u, out vec4 w0, out vec4 w1, out vec4 w2, out vec4 w3
         w2 = w3 = vec4(0);
     } else {
         ivec4 a = ivec4(u);
-        w0 = vec4(bitfieldExtract(a.x, 0, 8), bitfieldExtract(a.x, 8, 8), bitfieldExtract(a.x, 16, 8), bitfieldExtract(a.x, 24, 8));
-        w1 = vec4(bitfieldExtract(a.y, 0, 8), bitfieldExtract(a.y, 8, 8), bitfieldExtract(a.y, 16, 8), bitfieldExtract(a.y, 24, 8));
-        w2 = vec4(bitfieldExtract(a.z, 0, 8), bitfieldExtract(a.z, 8, 8), bitfieldExtract(a.z, 16, 8), bitfieldExtract(a.z, 24, 8));
-        w3 = vec4(bitfieldExtract(a.w, 0, 8), bitfieldExtract(a.w, 8, 8), bitfieldExtract(a.w, 16, 8), bitfieldExtract(a.w, 24, 8));
+        w0 = vec4(bitfieldExtract(a.x, 0, 8), bitfieldExtract(a.x, 8, 8), bitfieldExtract(a.x, 16, 8),
+                  bitfieldExtract(a.x, 24, 8));
+        w1 = vec4(bitfieldExtract(a.y, 0, 8), bitfieldExtract(a.y, 8, 8), bitfieldExtract(a.y, 16, 8),
+                  bitfieldExtract(a.y, 24, 8));
+        w2 = vec4(bitfieldExtract(a.z, 0, 8), bitfieldExtract(a.z, 8, 8), bitfieldExtract(a.z, 16, 8),
+                  bitfieldExtract(a.z, 24, 8));
+        w3 = vec4(bitfieldExtract(a.w, 0, 8), bitfieldExtract(a.w, 8, 8), bitfieldExtract(a.w, 16, 8),
+                  bitfieldExtract(a.w, 24, 8));
     }
 }
 
@@ -94,7 +98,8 @@ float exp_acc(float x) {
 
 // sin and cos of an fp32 angle, accurate to about 1 ulp for |x| < 1e5. Cody–Waite reduction by pi/2 with three
 // 8-bit pieces of pi/2 (each k·P_i is exact for k < 2^16, the first two differences are exact, the third
-// rounds once at the size of the result) plus a full-precision tail, then the Cephes single-precision minimax polynomials on [-pi/4, pi/4].
+// rounds once at the size of the result) plus a full-precision tail, then the Cephes single-precision minimax
+// polynomials on [-pi/4, pi/4].
 void sincos_acc(float x, out float s, out float c) {
     float k = floor(x * 0.636619772367581343f + 0.5f);
     precise float r = x - k * 1.5703125f;            // 201/2^7: pi/2 to 8 bits
@@ -103,7 +108,8 @@ void sincos_acc(float x, out float s, out float c) {
     r = r - k * 9.920935796805404e-10f;                // the rest of pi/2, rounded
     float z = r * r;
     float sp = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) * z * r + r;
-    float cp = ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z - 0.5f * z + 1.0f;
+    float cp =
+        ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z - 0.5f * z + 1.0f;
     int q = int(k) & 3;
     if (q == 0) { s = sp; c = cp; }
     else if (q == 1) { s = cp; c = -sp; }

@@ -31,7 +31,8 @@ void main() {
         int iy = int(oy * pc.stride) - int(pc.pad) + int(ky), ix = int(ox * pc.stride) - int(pc.pad) + int(kx);
         float v = 0.0f;
         if (iy >= 0 && iy < int(pc.H) && ix >= 0 && ix < int(pc.W)) {
-            uint64_t so = uint64_t(b) * pc.s[0] + uint64_t(ch) * pc.s[1] + uint64_t(iy) * pc.s[2] + uint64_t(ix) * pc.s[3];
+            uint64_t so =
+                uint64_t(b) * pc.s[0] + uint64_t(ch) * pc.s[1] + uint64_t(iy) * pc.s[2] + uint64_t(ix) * pc.s[3];
             v = BufF32(pc.src + so * 4u).v[0];
         }
         BufF32(pc.dst + uint64_t(t) * 4u).v[0] = v;

@@ -90,7 +90,7 @@ TEST(vk_matmul_matvec_no_subgroup) {
     tv_close(&e);
 }
 
-/* ---- small ops ---------------------------------------------------------------------------------------------------- */
+/* ---- small ops --------------------------------------------------------------------------------------------------- */
 
 TEST(vk_get_rows_and_norms) {
     TV_OPEN(e);
@@ -101,8 +101,10 @@ TEST(vk_get_rows_and_norms) {
         int32_t ids[9] = { 0, 49, 3, 3, 17, 48, 1, 0, 25 };
         size_t wb;
         void *w = tv_weights(&r, types[ti], rows, cols, &wb);
-        tv_buf T = tv_new(&e, w, wb, 0), I = tv_new(&e, ids, sizeof ids, 0), O = tv_new(&e, NULL, (size_t)n * cols * 4, 0);
-        ob_mat mv = ob_mat_make(tv_pv(T, 0), types[ti], rows, cols), mc = ob_mat_make(tv_pc(T, 0), types[ti], rows, cols);
+        tv_buf T = tv_new(&e, w, wb, 0), I = tv_new(&e, ids, sizeof ids, 0),
+               O = tv_new(&e, NULL, (size_t)n * cols * 4, 0);
+        ob_mat mv = ob_mat_make(tv_pv(T, 0), types[ti], rows, cols),
+               mc = ob_mat_make(tv_pc(T, 0), types[ti], rows, cols);
         e.vk->ops->get_rows(e.vk, &mv, tv_pv(I, 0), n, tv_pv(O, 0));
         e.cpu->ops->get_rows(e.cpu, &mc, tv_pc(I, 0), n, tv_pc(O, 0));
         CHECK_NEAR(tv_rel_err(&e, O, 0, (size_t)n * cols), 0, 0); /* exact: the same conversion */
@@ -170,7 +172,8 @@ TEST(vk_elementwise_and_copy) {
             e.vk->ops->gelu(e.vk, tv_pv(A, off), tv_pv(O, off), n, approx);
             e.cpu->ops->gelu(e.cpu, tv_pc(A, off), tv_pc(O, off), n, approx);
             err = tv_rel_err(&e, O, off, (size_t)n);
-            if (!(err >= 0 && err <= 3e-6)) th_fail(__FILE__, __LINE__, "gelu(%d) n=%lld: %g", approx, (long long)n, err);
+            if (!(err >= 0 && err <= 3e-6))
+                th_fail(__FILE__, __LINE__, "gelu(%d) n=%lld: %g", approx, (long long)n, err);
         }
         /* byte copies: between buffers, and overlapping within one (memmove semantics) */
         e.vk->ops->copy(e.vk, tv_pv(A, off), tv_pv(O, off), (size_t)n * 4);
@@ -214,7 +217,7 @@ TEST(vk_permute_im2col_add_rows) {
     tv_close(&e);
 }
 
-/* ---- rope --------------------------------------------------------------------------------------------------------- */
+/* ---- rope -------------------------------------------------------------------------------------------------------- */
 
 TEST(vk_rope_variants) {
     TV_OPEN(e);
@@ -248,7 +251,7 @@ TEST(vk_rope_variants) {
     tv_close(&e);
 }
 
-/* ---- attention ---------------------------------------------------------------------------------------------------- */
+/* ---- attention --------------------------------------------------------------------------------------------------- */
 
 typedef struct {
     int heads, kv, hd, n_ctx, pos0, n, causal, window;
@@ -269,14 +272,16 @@ static void attention_sweep(tv_env *e) {
     for (unsigned ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         attn_case c = cases[ci];
         ob_attn a = { c.heads, c.kv, c.hd, 1.0f / sqrtf((float)c.hd), c.causal, c.window };
-        size_t cache_n = (size_t)c.kv * c.n_ctx * c.hd, kv_n = (size_t)c.n * c.kv * c.hd, q_n = (size_t)c.n * c.heads * c.hd;
+        size_t cache_n = (size_t)c.kv * c.n_ctx * c.hd, kv_n = (size_t)c.n * c.kv * c.hd,
+               q_n = (size_t)c.n * c.heads * c.hd;
         float *cache = malloc(cache_n * 4), *k = malloc(kv_n * 4), *v = malloc(kv_n * 4), *q = malloc(q_n * 4);
         tv_rand(&r, cache, cache_n, 1.0f); /* earlier positions: random; the rest is overwritten by kv_store */
         tv_rand(&r, k, kv_n, 1.0f);
         tv_rand(&r, v, kv_n, 1.0f);
         tv_rand(&r, q, q_n, 2.0f);
-        tv_buf KC = tv_new(e, cache, cache_n * 4, 0), VC = tv_new(e, cache, cache_n * 4, 0), K = tv_new(e, k, kv_n * 4, 0),
-               V = tv_new(e, v, kv_n * 4, 0), Q = tv_new(e, q, q_n * 4, 0), O = tv_new(e, NULL, q_n * 4, 0);
+        tv_buf KC = tv_new(e, cache, cache_n * 4, 0), VC = tv_new(e, cache, cache_n * 4, 0),
+               K = tv_new(e, k, kv_n * 4, 0), V = tv_new(e, v, kv_n * 4, 0), Q = tv_new(e, q, q_n * 4, 0),
+               O = tv_new(e, NULL, q_n * 4, 0);
         e->vk->ops->kv_store(e->vk, tv_pv(KC, 0), tv_pv(VC, 0), c.n_ctx, tv_pv(K, 0), tv_pv(V, 0), c.pos0, c.n, &a);
         e->cpu->ops->kv_store(e->cpu, tv_pc(KC, 0), tv_pc(VC, 0), c.n_ctx, tv_pc(K, 0), tv_pc(V, 0), c.pos0, c.n, &a);
         e->vk->ops->attention(e->vk, tv_pv(Q, 0), tv_pv(KC, 0), tv_pv(VC, 0), c.n_ctx, tv_pv(O, 0), c.pos0, c.n, &a);
@@ -310,7 +315,7 @@ TEST(vk_attention_flash) {
     tv_close(&e);
 }
 
-/* ---- MoE ---------------------------------------------------------------------------------------------------------- */
+/* ---- MoE --------------------------------------------------------------------------------------------------------- */
 
 TEST(vk_moe_route) {
     TV_OPEN(e);
@@ -355,7 +360,8 @@ static void moe_case(tv_env *e, omni_rng *r, ob_dtype t, int n, int k, int n_exp
         }
     /* all experts in one buffer, gate/up/down interleaved per expert */
     size_t gb, db;
-    void *g = tv_weights(r, t, inter, dim, &gb), *u = tv_weights(r, t, inter, dim, &gb), *d = tv_weights(r, t, dim, inter, &db);
+    void *g = tv_weights(r, t, inter, dim, &gb), *u = tv_weights(r, t, inter, dim, &gb),
+         *d = tv_weights(r, t, dim, inter, &db);
     size_t per = gb * 2 + db, per_al = (per + 255) / 256 * 256;
     uint8_t *all = calloc((size_t)n_exp, per_al);
     for (int ex = 0; ex < n_exp; ex++) { /* same values per expert but scaled, so a wrong expert shows */

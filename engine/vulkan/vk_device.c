@@ -108,7 +108,7 @@ static void set_err(char *err, size_t cap, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* ---- instance ------------------------------------------------------------------------------------------------------ */
+/* ---- instance ---------------------------------------------------------------------------------------------------- */
 
 static VKAPI_ATTR VkBool32 VKAPI_CALL on_message(VkDebugUtilsMessageSeverityFlagBitsEXT sev,
                                                  VkDebugUtilsMessageTypeFlagsEXT types,
@@ -240,7 +240,8 @@ static VkResult make_instance_raw(vk_ctx *c, int validation, VkInstance *out) {
     }
     VkDebugUtilsMessengerCreateInfoEXT mci = {
         .sType = VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT,
-        .messageSeverity = VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT | VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT,
+        .messageSeverity =
+            VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT | VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT,
         .messageType = VK_DEBUG_UTILS_MESSAGE_TYPE_GENERAL_BIT_EXT | VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT |
                        VK_DEBUG_UTILS_MESSAGE_TYPE_PERFORMANCE_BIT_EXT,
         .pfnUserCallback = on_message,
@@ -279,7 +280,7 @@ static VkResult make_instance_raw(vk_ctx *c, int validation, VkInstance *out) {
     return VK_SUCCESS;
 }
 
-/* ---- probing ------------------------------------------------------------------------------------------------------- */
+/* ---- probing ----------------------------------------------------------------------------------------------------- */
 
 typedef struct {
     VkExtensionProperties *ext;
@@ -392,7 +393,8 @@ static void probe(VkPhysicalDevice pd, vk_caps *cap, ob_vk_device_info *info, ex
     for (int i = 0; i < 3; i++) cap->max_wg_count[i] = base.limits.maxComputeWorkGroupCount[i];
     cap->timestamp_period = base.limits.timestampComputeAndGraphics ? base.limits.timestampPeriod : 0.0f;
     if (v12) {
-        VkPhysicalDeviceMaintenance3Properties m3 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES };
+        VkPhysicalDeviceMaintenance3Properties m3 = {.sType =
+                                                         VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
         VkPhysicalDeviceProperties2 pp = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &m3 };
         vkGetPhysicalDeviceProperties2(pd, &pp);
         cap->max_alloc = m3.maxMemoryAllocationSize;
@@ -631,6 +633,7 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
         *tail = &fcnv;
         tail = &fcnv.pNext;
     }
+    if (c->caps.coopmat_nv) c->caps.coopmat_khr = 0; /* one flavour at a time: the NV one is what glslc compiles */
     if (c->caps.coopmat_khr) {
         exts[n_exts++] = "VK_KHR_cooperative_matrix";
         *tail = &fckhr;

@@ -146,7 +146,8 @@ int vk_submit(vk_ctx *c) {
     c->recording = 0;
     VkResult r = vkEndCommandBuffer(c->cb[i]);
     if (r == VK_SUCCESS) {
-        VkSubmitInfo si = { .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &c->cb[i] };
+        VkSubmitInfo si = {
+            .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &c->cb[i]};
         r = vkQueueSubmit(c->queue, 1, &si, c->fence[i]);
     }
     if (r != VK_SUCCESS) {
@@ -181,7 +182,8 @@ VkPipeline vk_pipeline(vk_ctx *c, vk_shader_id sh, const uint32_t *spec, int n_s
     int nosg = !vk_use_subgroups(c) && vk_shader_table[sh].words_nosg;
     for (int i = 0; i < c->n_pipes; i++) {
         vk_pipe *p = &c->pipes[i];
-        if (p->shader == (int)sh * 2 + nosg && p->n_spec == n_spec && !memcmp(p->spec, spec, sizeof *spec * (size_t)n_spec))
+        if (p->shader == (int)sh * 2 + nosg && p->n_spec == n_spec &&
+            !memcmp(p->spec, spec, sizeof *spec * (size_t)n_spec))
             return p->pipe;
     }
     if (c->base.failed) return VK_NULL_HANDLE;

@@ -2,9 +2,10 @@
  *   vk_device.c   instance, validation, device probing/selection/creation, environment switches, listing
  *   vk_memory.c   device-local blocks and sub-allocation, staging upload/download
  *   vk_exec.c     command recording, hazard-tracked barriers, submission, pipelines from embedded SPIR-V
- *   vk_ops.c      the dense ops of ob_ops (one short function each) and the back-end table
- *   vk_attn.c     kv_store and attention;   vk_moe.c  routing and expert matmuls;   vk_encoder.c  encoder ops
- *   vk_bench.c    matrix-vector micro-benchmark;   vk_prof.c  per-op-class GPU timing;   vk_shaders.c  SPIR-V table
+ *   vk_ops.c      the ops of ob_ops (one short function each: dense, attention, encoder) and the back-end table
+ *   vk_moe.c      MoE routing and expert matmuls
+ *   vk_timing.c   per-op-class GPU profiler and the matrix-vector micro-benchmark
+ *   vk_shaders.c  the table of embedded SPIR-V
  * Only these files include vulkan.h. */
 #ifndef OMNI_VK_INTERNAL_H
 #define OMNI_VK_INTERNAL_H
@@ -183,7 +184,7 @@ typedef struct vk_ctx {
     vk_freqs freqs[16];
     int n_freqs;
 
-    /* profiler (vk_prof.c) */
+    /* profiler (vk_timing.c) */
     VkQueryPool prof_pool;
     int *prof_cls; /* class charged from query i to query i + 1 */
     uint32_t prof_n;
@@ -236,12 +237,12 @@ static inline vk_range vk_rng_buf(ob_ptr p) {
 /* 1 when this back-end's kernels use subgroup operations */
 static inline int vk_use_subgroups(vk_ctx *c) { return c->caps.sg_arith && c->caps.sg_shuffle && !c->env.no_subgroup; }
 
-/* vk_prof.c */
+/* vk_timing.c */
 void vk_prof_mark(ob_backend *b, int cls);
 void vk_prof_read(ob_backend *b, double *ms);
 void vk_prof_free(vk_ctx *c);
 
-/* vk_ops.c / vk_attn.c / vk_moe.c */
+/* vk_ops.c / vk_moe.c */
 void vk_op_get_rows(ob_backend *b, const ob_mat *table, ob_ptr ids, int n, ob_ptr out);
 void vk_op_matmul(ob_backend *b, const ob_mat *w, ob_ptr x, ob_ptr y, int n, int accumulate);
 void vk_op_rms_norm(ob_backend *b, ob_ptr x, const ob_mat *w, ob_ptr y, int rows, int dim, float eps);

@@ -279,7 +279,8 @@ int vk_memory_init(vk_ctx *c) {
         vk_fail(c, "download staging buffer: %s", vk_result_str(r));
         return OMNI_E_BACKEND;
     }
-    c->dn_coherent = (c->memprops.memoryTypes[c->mt_download].propertyFlags & VK_MEMORY_PROPERTY_HOST_COHERENT_BIT) != 0;
+    c->dn_coherent =
+        (c->memprops.memoryTypes[c->mt_download].propertyFlags & VK_MEMORY_PROPERTY_HOST_COHERENT_BIT) != 0;
     return OMNI_OK;
 }
 

@@ -120,8 +120,8 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
     }
     int64_t inter = gate[0].rows, dim = gate[0].cols;
     int vec = 1;
-    if (experts_check(c, gate, n_exp, inter, dim, "gate", &vec) || experts_check(c, up, n_exp, inter, dim, "up", &vec) ||
-        experts_check(c, down, n_exp, dim, inter, "down", &vec))
+    if (experts_check(c, gate, n_exp, inter, dim, "gate", &vec) ||
+        experts_check(c, up, n_exp, inter, dim, "up", &vec) || experts_check(c, down, n_exp, dim, inter, "down", &vec))
         return;
     if (gate[0].dtype != up[0].dtype) {
         vk_fail(c, "moe_experts: gate (%s) and up (%s) differ in dtype", ob_dtype_name(gate[0].dtype),
@@ -140,8 +140,8 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
     uint32_t ne = (uint32_t)n * (uint32_t)k;
     VkDeviceAddress xa = vk_addr(x), ya = vk_addr(y), ia = vk_addr(ids), wa = vk_addr(weights);
     vk_range r_x = vk_rng(xa, xb), r_y = vk_rng(ya, xb), r_ids = vk_rng(ia, kb), r_w = vk_rng(wa, kb);
-    vk_range r_tab[3] = { vk_rng(buf_addr(tg->buf), 16u * (size_t)n_exp), vk_rng(buf_addr(tu->buf), 16u * (size_t)n_exp),
-                          vk_rng(buf_addr(td->buf), 16u * (size_t)n_exp) };
+    vk_range r_tab[3] = {vk_rng(buf_addr(tg->buf), 16u * (size_t)n_exp), vk_rng(buf_addr(tu->buf), 16u * (size_t)n_exp),
+                         vk_rng(buf_addr(td->buf), 16u * (size_t)n_exp)};
 
     int decode = c->env.moe == 1 || (c->env.moe == 0 && ne <= DECODE_MAX_ENTRIES);
     if (decode) {

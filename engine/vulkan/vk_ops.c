@@ -1,6 +1,6 @@
-/* vk_ops.c — the Vulkan back-end's table (ob_vulkan_new) and its dense ops: each fills a push-constant block,
- * picks a pipeline (kernel + specialization constants), states what memory it reads and writes, and records one
- * dispatch. Attention is in vk_attn.c, MoE in vk_moe.c.
+/* vk_ops.c — the Vulkan back-end's table (ob_vulkan_new) and its ops: each fills a push-constant block, picks a
+ * pipeline (kernel + specialization constants), states what memory it reads and writes, and records dispatches.
+ * Sections: helpers, matrix multiplication, small ops, attention, encoder ops, the back-end. MoE is in vk_moe.c.
  *
  * Kernel choices: matmul with n <= 8 x rows runs the matrix-vector kernel (weights streamed once for all rows),
  * larger n the tiled kernel; both take the 16-byte vector path when the weight (and x) are 16-byte aligned with
@@ -307,6 +307,245 @@ void vk_op_copy(ob_backend *b, ob_ptr src, ob_ptr dst, size_t bytes) {
     VkBufferCopy reg = { .srcOffset = src.buf->off + src.off, .dstOffset = dst.buf->off + dst.off, .size = bytes };
     vkCmdCopyBuffer(vk_cmd(c), src.buf->blk->buf, dst.buf->blk->buf, 1, &reg);
     if (++c->n_ops >= c->env.max_ops) vk_submit(c);
+}
+
+/* ---- attention --------------------------------------------------------------------------------------------------- */
+
+/* KV-cache writes and attention for the Vulkan back-end.
+ *
+ * The cache layout is the one backend.h describes: per layer [n_kv_heads][n_ctx][head_dim] fp32. Attention picks
+ * one of two kernels (OMNI_VK_ATTN forces either):
+ *   - split-K (attn_split.comp + attn_combine.comp) for n <= 4 queries (decode): the visible keys are cut into
+ *     chunks of 128, one workgroup per (chunk, head, query), so a single query still fills the device; a second
+ *     pass merges the chunks' partial softmax sums;
+ *   - flash (attn_flash.comp) for longer runs of queries (prefill): BQ queries per workgroup walk the keys in
+ *     blocks with an online softmax, skipping blocks that the causal/window mask hides entirely.
+ * Both handle causal and sliding-window masks and GQA (kv head = head / (n_heads / n_kv_heads)). */
+
+#define SPLIT_CHUNK 128
+
+static int attn_check(vk_ctx *c, const ob_attn *a, int n_ctx, int pos0, int n, const char *op) {
+    if (c->base.failed) return -1;
+    if (a->n_heads <= 0 || a->n_kv_heads <= 0 || a->n_heads % a->n_kv_heads || a->head_dim <= 0 ||
+        a->head_dim > 256) {
+        vk_fail(c, "%s: heads %d / kv heads %d / head_dim %d not supported (head_dim <= 256, heads a multiple of "
+                   "kv heads)", op, a->n_heads, a->n_kv_heads, a->head_dim);
+        return -1;
+    }
+    if (pos0 < 0 || n <= 0 || pos0 + n > n_ctx) {
+        vk_fail(c, "%s: positions %d..%d outside a context of %d", op, pos0, pos0 + n - 1, n_ctx);
+        return -1;
+    }
+    return 0;
+}
+
+static int in_buf(vk_ctx *c, ob_ptr p, size_t bytes, const char *what) {
+    if (!p.buf || p.off > p.buf->size || bytes > p.buf->size - p.off || p.off % 4) {
+        vk_fail(c, "%s: %zu bytes at offset %zu outside its buffer (or misaligned)", what, bytes, p.off);
+        return 0;
+    }
+    return 1;
+}
+
+void vk_op_kv_store(ob_backend *b, ob_ptr kcache, ob_ptr vcache, int n_ctx, ob_ptr k, ob_ptr v, int pos0, int n,
+                    const ob_attn *a) {
+    vk_ctx *c = vk_of(b);
+    if (attn_check(c, a, n_ctx, pos0, n, "kv_store") != 0) return;
+    size_t cache_b = (size_t)a->n_kv_heads * (size_t)n_ctx * (size_t)a->head_dim * 4;
+    size_t kv_b = (size_t)n * (size_t)a->n_kv_heads * (size_t)a->head_dim * 4;
+    if (!in_buf(c, kcache, cache_b, "kv_store k cache") || !in_buf(c, vcache, cache_b, "kv_store v cache") ||
+        !in_buf(c, k, kv_b, "kv_store k") || !in_buf(c, v, kv_b, "kv_store v"))
+        return;
+    ob_pc_kv pc = { .kc = vk_addr(kcache), .vc = vk_addr(vcache), .k = vk_addr(k), .v = vk_addr(v),
+                    .n_ctx = (uint32_t)n_ctx, .pos0 = (uint32_t)pos0, .n = (uint32_t)n,
+                    .n_kv = (uint32_t)a->n_kv_heads, .head_dim = (uint32_t)a->head_dim };
+    uint32_t spec[1] = { 256 }, gx, gy;
+    vk_grid(c, (uint64_t)kv_b / 4, 256, &gx, &gy);
+    vk_range rd[2] = { vk_rng(pc.k, kv_b), vk_rng(pc.v, kv_b) };
+    /* only rows pos0..pos0+n-1 of each head are written, but the heads' rows are strided: state the whole cache */
+    vk_range wr[2] = { vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b) };
+    vk_dispatch(c, vk_pipeline(c, SH_KV_STORE, spec, 1), &pc, sizeof pc, gx, gy, 1, rd, 2, wr, 2);
+}
+
+void vk_op_attention(ob_backend *b, ob_ptr q, ob_ptr kcache, ob_ptr vcache, int n_ctx, ob_ptr out, int pos0, int n,
+                     const ob_attn *a) {
+    vk_ctx *c = vk_of(b);
+    if (attn_check(c, a, n_ctx, pos0, n, "attention") != 0) return;
+    size_t cache_b = (size_t)a->n_kv_heads * (size_t)n_ctx * (size_t)a->head_dim * 4;
+    size_t q_b = (size_t)n * (size_t)a->n_heads * (size_t)a->head_dim * 4;
+    if (!in_buf(c, kcache, cache_b, "attention k cache") || !in_buf(c, vcache, cache_b, "attention v cache") ||
+        !in_buf(c, q, q_b, "attention q") || !in_buf(c, out, q_b, "attention out"))
+        return;
+    ob_pc_attn pc = {
+        .q = vk_addr(q), .kc = vk_addr(kcache), .vc = vk_addr(vcache), .dst = vk_addr(out),
+        .n_ctx = (uint32_t)n_ctx, .pos0 = (uint32_t)pos0, .n = (uint32_t)n, .n_heads = (uint32_t)a->n_heads,
+        .n_kv = (uint32_t)a->n_kv_heads, .head_dim = (uint32_t)a->head_dim, .causal = (uint32_t)(a->causal != 0),
+        .window = (uint32_t)(a->window > 0 ? a->window : 0), .scale = a->scale,
+    };
+    uint32_t dmax = a->head_dim <= 64 ? 64 : a->head_dim <= 128 ? 128 : 256;
+    vk_range rd[3] = { vk_rng(pc.q, q_b), vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b) };
+    vk_range wr_out = vk_rng(pc.dst, q_b);
+    int split = c->env.attn == 1 || (c->env.attn == 0 && n <= 4);
+    if (split) {
+        uint32_t n_keys = (uint32_t)(pos0 + n);
+        pc.chunk = SPLIT_CHUNK;
+        pc.n_split = (n_keys + SPLIT_CHUNK - 1) / SPLIT_CHUNK;
+        size_t part_b = (size_t)a->n_heads * (size_t)n * pc.n_split * (size_t)(a->head_dim + 2) * 4;
+        ob_buf *part = vk_scratch(c, 0, part_b);
+        if (!part) return;
+        pc.part = part->blk->addr + part->off;
+        vk_range wr_part = vk_rng(pc.part, part_b);
+        uint32_t spec[2] = { SPLIT_CHUNK, dmax };
+        vk_dispatch(c, vk_pipeline(c, SH_ATTN_SPLIT, spec, 2), &pc, sizeof pc, pc.n_split, (uint32_t)a->n_heads,
+                    (uint32_t)n, rd, 3, &wr_part, 1);
+        uint32_t spec2[1] = { dmax < 128 ? dmax : 128 };
+        vk_dispatch(c, vk_pipeline(c, SH_ATTN_COMBINE, spec2, 1), &pc, sizeof pc, (uint32_t)a->n_heads, (uint32_t)n,
+                    1, &wr_part, 1, &wr_out, 1);
+    } else {
+        /* BQ = BKV = 16 (8 for head_dim > 128), halved until qs/ks/vs/ss fit the device's shared memory */
+        uint32_t bq = dmax > 128 ? 8 : 16, wg = dmax < 128 ? dmax : 128;
+        while (bq > 1 && (bq * dmax * 3 + bq * bq + 3 * bq) * 4 > c->caps.max_shared) bq /= 2;
+        uint32_t spec[4] = { wg, dmax, bq, bq };
+        vk_dispatch(c, vk_pipeline(c, SH_ATTN_FLASH, spec, 4), &pc, sizeof pc, ((uint32_t)n + bq - 1) / bq,
+                    (uint32_t)a->n_heads, 1, rd, 3, &wr_out, 1);
+    }
+}
+
+/* ---- encoder ops ------------------------------------------------------------------------------------------------- */
+
+/* the ops the audio and vision encoders add to the decoder's set: Linear biases, LayerNorm, GELU,
+ * 4-D permutes, im2col for convolutions, and row additions (DeepStack). Each fills a push-constant block and
+ * records one dispatch of rms_norm.comp (layer-norm mode), ew.comp or gather.comp.
+ * Mirrors the CPU back-end's add_bias, layer_norm, gelu, permute, im2col and add_rows. */
+
+static int vec_ok(vk_ctx *c, const ob_mat *v, int dim, const char *op) {
+    if (vk_mat_check(c, v, op) != 0) return 0;
+    if (v->rows * v->cols < dim) {
+        vk_fail(c, "%s: vector of %lld elements for rows of %d", op, (long long)(v->rows * v->cols), dim);
+        return 0;
+    }
+    return 1;
+}
+
+static void dispatch_gather(vk_ctx *c, int mode, ob_pc_gather *pc, uint64_t threads, const vk_range *rd, int n_rd,
+                            const vk_range *wr) {
+    if (threads > 0xffffffffull) {
+        vk_fail(c, "gather: %llu elements (at most 2^32 - 1)", (unsigned long long)threads);
+        return;
+    }
+    uint32_t gx, gy, spec[2] = { 256, (uint32_t)mode };
+    vk_grid(c, threads, 256, &gx, &gy);
+    pc->count = (uint32_t)threads;
+    pc->groups_x = gx;
+    vk_dispatch(c, vk_pipeline(c, SH_GATHER, spec, 2), pc, sizeof *pc, gx, gy, 1, rd, n_rd, wr, 1);
+}
+
+void vk_op_add_bias(ob_backend *b, ob_ptr x, const ob_mat *bias, int rows, int dim) {
+    vk_ctx *c = vk_of(b);
+    if (rows <= 0 || dim <= 0 || !vec_ok(c, bias, dim, "add_bias")) return;
+    size_t bytes = (size_t)rows * (size_t)dim * 4;
+    if (!vk_ptr_ok(c, x, bytes, "add_bias x")) return;
+    if ((uint64_t)rows * (uint64_t)dim > 0xffffffffull) {
+        vk_fail(c, "add_bias: too many elements");
+        return;
+    }
+    VkDeviceAddress ba = vk_addr(bias->data);
+    ob_pc_ew pc = { .a = ba, .b = vk_addr(x), .dst = ba + bias->scale_off, .count = (uint32_t)(rows * dim),
+                    .dim = (uint32_t)dim };
+    uint32_t gx, gy, spec[4] = { 256, 2, 0, (uint32_t)bias->dtype };
+    vk_grid(c, pc.count, 256, &gx, &gy);
+    pc.groups_x = gx;
+    vk_range rd[2] = { vk_mat_range(bias), vk_rng(pc.b, bytes) }, wr = vk_rng(pc.b, bytes);
+    vk_dispatch(c, vk_pipeline(c, SH_EW, spec, 4), &pc, sizeof pc, gx, gy, 1, rd, 2, &wr, 1);
+}
+
+void vk_op_layer_norm(ob_backend *b, ob_ptr x, const ob_mat *w, const ob_mat *bias, ob_ptr y, int rows, int dim,
+                      float eps) {
+    vk_ctx *c = vk_of(b);
+    if (rows <= 0 || dim <= 0 || !vec_ok(c, w, dim, "layer_norm weight")) return;
+    int has_b = bias && bias->data.buf;
+    if (has_b && !vec_ok(c, bias, dim, "layer_norm bias")) return;
+    size_t bytes = (size_t)rows * (size_t)dim * 4;
+    if (!vk_ptr_ok(c, x, bytes, "layer_norm x") || !vk_ptr_ok(c, y, bytes, "layer_norm y")) return;
+    VkDeviceAddress wa = vk_addr(w->data), ba = has_b ? vk_addr(bias->data) : wa;
+    ob_pc_norm pc = { .x = vk_addr(x), .w = wa, .s = wa + w->scale_off, .y = vk_addr(y), .b = ba,
+                      .bs = ba + (has_b ? bias->scale_off : 0), .rows = (uint32_t)rows, .dim = (uint32_t)dim,
+                      .eps = eps, .has_bias = (uint32_t)has_b };
+    uint32_t gx, gy, spec[4] = { vk_norm_wg(dim), (uint32_t)w->dtype, 1, has_b ? (uint32_t)bias->dtype : 0 };
+    vk_grid(c, (uint64_t)rows, 1, &gx, &gy);
+    vk_range rd[3] = { vk_rng(pc.x, bytes), vk_mat_range(w), has_b ? vk_mat_range(bias) : vk_mat_range(w) };
+    vk_range wr = vk_rng(pc.y, bytes);
+    vk_dispatch(c, vk_pipeline(c, SH_RMS_NORM, spec, 4), &pc, sizeof pc, gx, gy, 1, rd, 3, &wr, 1);
+}
+
+void vk_op_gelu(ob_backend *b, ob_ptr x, ob_ptr y, int64_t count, int tanh_approx) {
+    vk_elementwise(vk_of(b), tanh_approx ? 4 : 3, x, x, y, count, "gelu");
+}
+
+void vk_op_permute(ob_backend *b, ob_ptr src, ob_ptr dst, const int64_t d[4], const int64_t s[4]) {
+    vk_ctx *c = vk_of(b);
+    if (c->base.failed) return;
+    uint64_t count = 1, reach = 0;
+    ob_pc_gather pc = { .src = vk_addr(src), .dst = vk_addr(dst) };
+    for (int i = 0; i < 4; i++) {
+        if (d[i] <= 0) return;
+        if (d[i] > 0xffffffffll || s[i] < 0 || s[i] > 0xffffffffll) {
+            vk_fail(c, "permute: dimension %d (%lld, stride %lld) out of range", i, (long long)d[i], (long long)s[i]);
+            return;
+        }
+        count *= (uint64_t)d[i];
+        reach += (uint64_t)(d[i] - 1) * (uint64_t)s[i];
+        pc.d[i] = (uint32_t)d[i];
+        pc.s[i] = (uint32_t)s[i];
+    }
+    if (!vk_ptr_ok(c, src, (size_t)(reach + 1) * 4, "permute src") ||
+        !vk_ptr_ok(c, dst, (size_t)count * 4, "permute dst"))
+        return;
+    vk_range rd = vk_rng(pc.src, (reach + 1) * 4), wr = vk_rng(pc.dst, count * 4);
+    dispatch_gather(c, 0, &pc, count, &rd, 1, &wr);
+}
+
+void vk_op_im2col(ob_backend *b, ob_ptr x, int B, int C, int H, int W, const int64_t strides[4], int k, int stride,
+                  int pad, ob_ptr out) {
+    vk_ctx *c = vk_of(b);
+    if (c->base.failed || B <= 0 || C <= 0 || H <= 0 || W <= 0) return;
+    if (k <= 0 || stride <= 0 || pad < 0 || H + 2 * pad < k || W + 2 * pad < k) {
+        vk_fail(c, "im2col: kernel %d, stride %d, pad %d on %dx%d", k, stride, pad, H, W);
+        return;
+    }
+    int Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
+    uint64_t reach = (uint64_t)(B - 1) * (uint64_t)strides[0] + (uint64_t)(C - 1) * (uint64_t)strides[1] +
+                     (uint64_t)(H - 1) * (uint64_t)strides[2] + (uint64_t)(W - 1) * (uint64_t)strides[3];
+    uint64_t count = (uint64_t)B * (uint64_t)Ho * (uint64_t)Wo * (uint64_t)C * (uint64_t)k * (uint64_t)k;
+    for (int i = 0; i < 4; i++)
+        if (strides[i] < 0 || strides[i] > 0xffffffffll) {
+            vk_fail(c, "im2col: stride %d out of range", i);
+            return;
+        }
+    if (!vk_ptr_ok(c, x, (size_t)(reach + 1) * 4, "im2col x") || !vk_ptr_ok(c, out, (size_t)count * 4, "im2col out"))
+        return;
+    ob_pc_gather pc = { .src = vk_addr(x), .dst = vk_addr(out), .C = (uint32_t)C, .H = (uint32_t)H, .W = (uint32_t)W,
+                        .k = (uint32_t)k, .stride = (uint32_t)stride, .pad = (uint32_t)pad, .Ho = (uint32_t)Ho,
+                        .Wo = (uint32_t)Wo };
+    for (int i = 0; i < 4; i++) pc.s[i] = (uint32_t)strides[i];
+    vk_range rd = vk_rng(pc.src, (reach + 1) * 4), wr = vk_rng(pc.dst, count * 4);
+    dispatch_gather(c, 1, &pc, count, &rd, 1, &wr);
+}
+
+void vk_op_add_rows(ob_backend *b, ob_ptr x, ob_ptr idx, ob_ptr src, int n, int dim) {
+    vk_ctx *c = vk_of(b);
+    if (c->base.failed || n <= 0 || dim <= 0) return;
+    size_t sb = (size_t)n * (size_t)dim * 4;
+    if (!vk_ptr_ok(c, idx, (size_t)n * 4, "add_rows idx") || !vk_ptr_ok(c, src, sb, "add_rows src") ||
+        !vk_ptr_ok(c, x, (size_t)dim * 4, "add_rows x"))
+        return;
+    ob_pc_gather pc = { .src = vk_addr(src), .dst = vk_addr(x), .idx = vk_addr(idx) };
+    pc.d[0] = (uint32_t)n;
+    pc.d[1] = (uint32_t)dim;
+    /* the target rows are only known on the device: state the rest of x's buffer as written */
+    vk_range rd[3] = { vk_rng(pc.src, sb), vk_rng(pc.idx, (size_t)n * 4), vk_rng_buf(x) };
+    vk_range wr = vk_rng_buf(x);
+    dispatch_gather(c, 2, &pc, (uint64_t)dim, rd, 3, &wr);
 }
 
 /* ---- the back-end ------------------------------------------------------------------------------------------------ */

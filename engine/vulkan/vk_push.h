@@ -123,8 +123,8 @@ PUSH(ob_pc_combine) {
 #endif
 
 /* ew.comp: OP 0 add: b[i] += a[i]; 1 swiglu: dst[i] = silu(a[i]) * b[i]; 2 add_bias: b[i] += bias[i % dim] (a is
- * the bias, any weight type, dst its q8 scale address); 3 gelu (erf): dst[i] = gelu(a[i]); 4 gelu (tanh). count elements, groups_x = the
- * x size of the 2-D grid. */
+ * the bias, any weight type, dst its q8 scale address); 3 gelu (erf): dst[i] = gelu(a[i]); 4 gelu (tanh). count
+ * elements, groups_x = the x size of the 2-D grid. */
 #if !defined(VULKAN) || defined(PC_EW)
 PUSH(ob_pc_ew) {
     uint64_t a, b, dst;

@@ -1,0 +1,274 @@
+/* vulkan_bench.c — a stand-alone benchmark of the Vulkan back-end for machines where only libvulkan and libcjson
+ * are installed (the omni binary also needs PortAudio, SDL2 and ncurses): the decode matrix-vector kernels (the
+ * same table as `omni devices --bench-matvec`), the prefill kernels (tiled matmul, grouped MoE, attention), and a
+ * whole synthetic model through the public API. Not part of the test suite (only tests/ itself is).
+ *
+ *   make BUILD=build-vk build-vk/libomni.a
+ *   cc -O2 -std=c11 -D_GNU_SOURCE -Iengine tests/bench/vulkan_bench.c build-vk/libomni.a -lvulkan -lcjson -lm \
+ *      -lpthread -o build-vk/vulkan_bench
+ *   build-vk/vulkan_bench [devices] [matvec] [prefill] [model CONFIG.json [N_PROMPT N_GEN]] [--peak GB/s] [--only NAME]
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "omni.h"
+#include "util.h"
+#include "vulkan/ob_vulkan.h"
+
+static double g_peak;
+static const char *g_only; /* run only matrix-vector cases whose name contains this */
+
+static void matvec(ob_backend *b) {
+    struct {
+        const char *what;
+        ob_dtype t;
+        int rows, cols, sel;
+    } cases[] = {
+        { "q-proj [4096 x 2048] bf16", OB_BF16, 4096, 2048, 0 },
+        { "o-proj [2048 x 4096] bf16", OB_BF16, 2048, 4096, 0 },
+        { "k/v-proj [512 x 2048] bf16", OB_BF16, 512, 2048, 0 },
+        { "lm_head [152064 x 2048] bf16", OB_BF16, 152064, 2048, 0 },
+        { "experts 8 of 128 [768 x 2048] bf16", OB_BF16, 768, 2048, 8 },
+        { "q-proj [4096 x 2048] q8_0", OB_Q8_0, 4096, 2048, 0 },
+        { "experts 8 of 128 [768 x 2048] q8_0", OB_Q8_0, 768, 2048, 8 },
+        { "o-proj [2048 x 4096] f16", OB_F16, 2048, 4096, 0 },
+        { "o-proj [2048 x 4096] f32", OB_F32, 2048, 4096, 0 },
+    };
+    printf("%-36s %8s %9s %8s %9s %8s\n", "matrix-vector", "MB/call", "us", "GB/s", "us chain", "GB/s ch");
+    for (unsigned i = 0; i < sizeof cases / sizeof *cases; i++) {
+        if (g_only && !strstr(cases[i].what, g_only)) continue;
+        ob_vk_bench_result r;
+        if (ob_vulkan_bench_matvec(b, cases[i].t, cases[i].rows, cases[i].cols, cases[i].sel, 50, &r) != 0) {
+            printf("%-36s failed: %s\n", cases[i].what, b->err);
+            b->failed = 0;
+            continue;
+        }
+        printf("%-36s %8.2f %9.2f %8.0f %9.2f %8.0f", cases[i].what, r.weight_bytes / 1e6, r.ms_per_call * 1e3,
+               r.gbytes_per_s, r.ms_per_call_chained * 1e3, r.gbytes_per_s_chained);
+        if (g_peak > 0)
+            printf("  %3.0f%% %3.0f%%", 100 * r.gbytes_per_s / g_peak, 100 * r.gbytes_per_s_chained / g_peak);
+        printf("\n");
+        fflush(stdout);
+    }
+}
+
+static ob_buf *rand_buf(ob_backend *b, size_t n_floats, float scale, uint64_t seed) {
+    float *h = malloc(n_floats * 4);
+    ob_buf *d = b->ops->alloc(b, n_floats * 4);
+    omni_rng r = { seed };
+    for (size_t i = 0; h && i < n_floats; i++) h[i] = (omni_rng_uniform(&r) * 2 - 1) * scale;
+    if (h && d) b->ops->upload(b, d, 0, h, n_floats * 4);
+    free(h);
+    return d;
+}
+
+static ob_buf *rand_weight(ob_backend *b, ob_dtype t, int rows, int cols, uint64_t seed) {
+    size_t n = (size_t)rows * cols;
+    float *f = malloc(n * 4);
+    void *w = malloc(ob_dtype_bytes(t, (int64_t)n));
+    omni_rng r = { seed };
+    for (size_t i = 0; f && i < n; i++) f[i] = (omni_rng_uniform(&r) * 2 - 1) * 0.05f;
+    if (!f || !w) return NULL;
+    if (t == OB_BF16)
+        for (size_t i = 0; i < n; i++) ((uint16_t *)w)[i] = omni_f32_to_bf16(f[i]);
+    else if (t == OB_Q8_0) ob_quantize_q8_0(f, rows, cols, w);
+    else memcpy(w, f, n * 4);
+    ob_buf *d = b->ops->alloc(b, ob_dtype_bytes(t, (int64_t)n));
+    if (d) b->ops->upload(b, d, 0, w, ob_dtype_bytes(t, (int64_t)n));
+    free(f);
+    free(w);
+    return d;
+}
+
+/* host clock around `reps` calls and a sync, after one warm-up call */
+#define TIME_MS(reps, call)                                                                                         \
+    ({                                                                                                              \
+        call;                                                                                                       \
+        b->ops->sync(b);                                                                                            \
+        double t0_ = omni_time_ms();                                                                                \
+        for (int r_ = 0; r_ < (reps); r_++) call;                                                                   \
+        b->ops->sync(b);                                                                                            \
+        (omni_time_ms() - t0_) / (reps);                                                                            \
+    })
+
+static void prefill(ob_backend *b) {
+    const int ns[] = { 16, 128, 512 };
+    const ob_dtype ts[] = { OB_BF16, OB_Q8_0 };
+    printf("%-36s %8s %9s %9s\n", "tiled matmul [4096 x 2048]", "n", "ms", "TFLOP/s");
+    for (int ti = 0; ti < 2; ti++) {
+        ob_buf *w = rand_weight(b, ts[ti], 4096, 2048, 1);
+        ob_mat m = ob_mat_make((ob_ptr){ w, 0 }, ts[ti], 4096, 2048);
+        for (int ni = 0; ni < 3; ni++) {
+            int n = ns[ni];
+            ob_buf *x = rand_buf(b, (size_t)n * 2048, 1, 2), *y = b->ops->alloc(b, (size_t)n * 4096 * 4);
+            double ms = TIME_MS(10, b->ops->matmul(b, &m, (ob_ptr){ x, 0 }, (ob_ptr){ y, 0 }, n, 0));
+            printf("%-36s %8d %9.3f %9.2f\n", ob_dtype_name(ts[ti]), n, ms, 2.0 * n * 4096 * 2048 / (ms * 1e9));
+            b->ops->buf_free(b, x);
+            b->ops->buf_free(b, y);
+        }
+        b->ops->buf_free(b, w);
+    }
+    /* MoE: 128 experts [768 x 2048] bf16, top-8 of n tokens */
+    printf("%-36s %8s %9s %9s\n", "moe_experts 128 x [768 x 2048] bf16", "n", "ms", "TFLOP/s");
+    int E = 128, inter = 768, dim = 2048, k = 8;
+    size_t eb = ob_dtype_bytes(OB_BF16, (int64_t)inter * dim);
+    ob_buf *gw = rand_weight(b, OB_BF16, E * inter, dim, 3), *uw = rand_weight(b, OB_BF16, E * inter, dim, 4);
+    ob_buf *dw = rand_weight(b, OB_BF16, E * dim, inter, 5);
+    ob_mat *gm = malloc(sizeof *gm * 3 * (size_t)E);
+    for (int e = 0; e < E; e++) {
+        gm[e] = ob_mat_make((ob_ptr){ gw, (size_t)e * eb }, OB_BF16, inter, dim);
+        gm[E + e] = ob_mat_make((ob_ptr){ uw, (size_t)e * eb }, OB_BF16, inter, dim);
+        gm[2 * E + e] = ob_mat_make((ob_ptr){ dw, (size_t)e * eb }, OB_BF16, dim, inter);
+    }
+    for (int ni = 0; ni < 3; ni++) {
+        int n = ns[ni];
+        ob_buf *x = rand_buf(b, (size_t)n * dim, 1, 6), *y = b->ops->alloc(b, (size_t)n * dim * 4);
+        ob_buf *lg = rand_buf(b, (size_t)n * E, 3, 7), *ids = b->ops->alloc(b, (size_t)n * k * 4),
+               *wt = b->ops->alloc(b, (size_t)n * k * 4);
+        b->ops->moe_route(b, (ob_ptr){ lg, 0 }, n, E, k, 1, (ob_ptr){ ids, 0 }, (ob_ptr){ wt, 0 });
+        double ms = TIME_MS(10, b->ops->moe_experts(b, (ob_ptr){x, 0}, n, k, (ob_ptr){ids, 0}, (ob_ptr){wt, 0}, gm,
+                                                    gm + E, gm + 2 * E, E, (ob_ptr){y, 0}));
+        printf("%-36s %8d %9.3f %9.2f\n", "", n, ms, 2.0 * 3 * n * k * inter * dim / (ms * 1e9));
+        b->ops->buf_free(b, x), b->ops->buf_free(b, y), b->ops->buf_free(b, lg), b->ops->buf_free(b, ids),
+            b->ops->buf_free(b, wt);
+    }
+    free(gm);
+    b->ops->buf_free(b, gw), b->ops->buf_free(b, uw), b->ops->buf_free(b, dw);
+    /* attention: 32 heads / 4 kv heads of 128, causal */
+    printf("%-36s %8s %9s %9s\n", "attention 32/4 heads x 128", "n@pos0", "ms", "TFLOP/s");
+    int n_ctx = 4096;
+    ob_attn a = { 32, 4, 128, 1.0f / sqrtf(128.0f), 1, 0 };
+    ob_buf *kc = rand_buf(b, (size_t)4 * n_ctx * 128, 1, 8), *vc = rand_buf(b, (size_t)4 * n_ctx * 128, 1, 9);
+    ob_buf *q = rand_buf(b, (size_t)1024 * 32 * 128, 1, 10), *o = b->ops->alloc(b, (size_t)1024 * 32 * 128 * 4);
+    const int cfg[][2] = { { 1, 511 }, { 1, 4095 }, { 512, 0 }, { 1024, 3072 } };
+    for (int i = 0; i < 4; i++) {
+        int n = cfg[i][0], pos0 = cfg[i][1];
+        double ms = TIME_MS(10, b->ops->attention(b, (ob_ptr){ q, 0 }, (ob_ptr){ kc, 0 }, (ob_ptr){ vc, 0 }, n_ctx,
+                                                  (ob_ptr){ o, 0 }, pos0, n, &a));
+        double keys = (double)n * pos0 + (double)n * (n + 1) / 2; /* visible (query, key) pairs */
+        printf("%-36s %4d@%-4d %9.3f %9.2f\n", "", n, pos0, ms, 4.0 * keys * 32 * 128 / (ms * 1e9));
+    }
+    b->ops->buf_free(b, kc), b->ops->buf_free(b, vc), b->ops->buf_free(b, q), b->ops->buf_free(b, o);
+    fflush(stdout);
+}
+
+/* a synthetic model from a config.json on the Vulkan back-end: prefill and decode speed, decode profile */
+static int model(const char *config, int n_prompt, int n_gen) {
+    omni_model_params p = omni_model_default_params();
+    p.backend = OMNI_BACKEND_VULKAN;
+    p.synthetic = 1;
+    p.n_ctx = n_prompt + n_gen + 16;
+    omni_model *m;
+    char err[512];
+    double t0 = omni_time_ms();
+    if (omni_model_load(config, &p, &m, err, sizeof err) != 0) {
+        printf("model: %s\n", err);
+        return 1;
+    }
+    omni_model_info info;
+    omni_model_get_info(m, &info);
+    printf("model %s: %d layers, %.2f GB of weights on %s, loaded in %.1f s\n", config, info.n_layers,
+           info.weight_bytes / 1e9, info.device_name, (omni_time_ms() - t0) / 1e3);
+    omni_session *s;
+    omni_session_params sp = omni_session_default_params();
+    if (omni_session_new(m, &sp, &s) != 0) {
+        printf("session: %s\n", omni_model_error(m));
+        omni_model_free(m);
+        return 1;
+    }
+    int32_t *ids = malloc(sizeof *ids * (size_t)n_prompt);
+    float *logits = malloc(sizeof *logits * (size_t)info.vocab_size);
+    omni_rng r = { 11 };
+    for (int i = 0; i < n_prompt; i++) ids[i] = (int32_t)(omni_rng_next(&r) % (uint64_t)info.vocab_size);
+    for (int rep = 0; rep < 2; rep++) { /* the first pass warms up pipelines */
+        omni_session_reset(s);
+        t0 = omni_time_ms();
+        int rc = omni_session_append(s, ids, n_prompt, logits, 0);
+        double pp = omni_time_ms() - t0;
+        if (rc) {
+            printf("prefill: %s\n", omni_session_error(s));
+            break;
+        }
+        t0 = omni_time_ms();
+        for (int i = 0; i < n_gen && rc == 0; i++) {
+            int32_t id = (int32_t)(omni_rng_next(&r) % (uint64_t)info.vocab_size);
+            rc = omni_session_append(s, &id, 1, logits, 0);
+        }
+        double tg = omni_time_ms() - t0;
+        if (rc) printf("decode: %s\n", omni_session_error(s));
+        printf("%s pp%d %.1f tok/s (%.1f ms)   tg%d %.2f tok/s (%.2f ms/token)\n", rep ? "timed:  " : "warm-up:",
+               n_prompt, n_prompt / (pp / 1e3), pp, n_gen, n_gen / (tg / 1e3), tg / n_gen);
+    }
+    /* where a decode step's time goes */
+    omni_model_set_profile(m, 1);
+    double ms[OMNI_PROFILE_MAX] = { 0 }, junk[OMNI_PROFILE_MAX] = { 0 };
+    const char *const *names = NULL;
+    omni_model_profile(m, junk, NULL);
+    int steps = 16;
+    for (int i = 0; i < steps; i++) {
+        int32_t id = (int32_t)(omni_rng_next(&r) % (uint64_t)info.vocab_size);
+        omni_session_append(s, &id, 1, logits, 0);
+    }
+    int nc = omni_model_profile(m, ms, &names);
+    printf("decode profile (ms per token, %d tokens):", steps);
+    for (int i = 0; i < nc; i++) printf(" %s %.3f", names[i], ms[i] / steps);
+    printf("\n");
+    free(ids);
+    free(logits);
+    omni_session_free(s);
+    omni_model_free(m);
+    return 0;
+}
+
+static void devices(void) {
+    ob_vk_device_info d[8];
+    int n = ob_vulkan_list_devices(d, 8, NULL, 0);
+    for (int i = 0; i < n && i < 8; i++)
+        printf("[%d] %s (%s) %s | api %u.%u | subgroup %u arith %d shuffle %d sizectl %d | fp16 %d int8 %d bf16 %d "
+               "fp64 %d | intdot %d accel %d | coopmat nv %d khr %d nv2 %d | ts %d | alloc %.1f GiB storage %.1f GiB "
+               "shared %u KiB push %u | usable %d %s\n",
+               i, d[i].name, d[i].type, d[i].driver, (d[i].api_version >> 22) & 0x7f, (d[i].api_version >> 12) & 0x3ff,
+               d[i].subgroup_size, d[i].subgroup_arith, d[i].subgroup_shuffle, d[i].subgroup_size_control, d[i].fp16,
+               d[i].int8, d[i].bf16, d[i].fp64, d[i].int_dot, d[i].int_dot_accel, d[i].coopmat_nv, d[i].coopmat_khr,
+               d[i].coopmat2_nv, d[i].timestamps, d[i].max_alloc / 1073741824.0, d[i].max_storage_range / 1073741824.0,
+               d[i].max_shared / 1024, d[i].max_push, d[i].usable, d[i].why_unusable);
+    printf("default device: %d\n", ob_vulkan_default_device());
+}
+
+int main(int argc, char **argv) {
+    int do_mv = 0, do_pf = 0;
+    const char *config = NULL;
+    int n_prompt = 512, n_gen = 64;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "devices")) devices();
+        else if (!strcmp(argv[i], "matvec")) do_mv = 1;
+        else if (!strcmp(argv[i], "prefill")) do_pf = 1;
+        else if (!strcmp(argv[i], "model") && i + 1 < argc) {
+            config = argv[++i];
+            if (i + 2 < argc && atoi(argv[i + 1]) > 0) {
+                n_prompt = atoi(argv[++i]);
+                n_gen = atoi(argv[++i]);
+            }
+        }
+        else if (!strcmp(argv[i], "--peak") && i + 1 < argc) g_peak = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) g_only = argv[++i];
+    }
+    if (do_mv || do_pf) {
+        char err[256];
+        ob_backend *b = ob_vulkan_new(-1, err, sizeof err);
+        if (!b) {
+            printf("no Vulkan device: %s\n", err);
+            return 1;
+        }
+        printf("device: %s\n", b->ops->device_name(b));
+        if (do_mv) matvec(b);
+        if (do_pf) prefill(b);
+        if (b->failed) printf("back-end error: %s\n", b->err);
+        b->ops->destroy(b);
+    }
+    if (config) return model(config, n_prompt, n_gen);
+    return 0;
+}
