@@ -355,12 +355,20 @@ static void merger_forward(ob_backend *be, const venc_hparams *h, const venc_mer
     op->add_bias(be, out, &g->fc2_b, nt, h->out_hidden);
 }
 
+/* profiler marks: no-ops unless the model was opened with profiling and the back-end supports it */
+#define PROF(cls)                                                                                                     \
+    do {                                                                                                              \
+        if (prof) op->prof_mark(be, cls);                                                                             \
+    } while (0)
+
 /* One chunk: nf frames of hw patches whose pixel rows are already in s[S_PIX]. Leaves the final merger output in
  * slot n_levels of S_OUT and DeepStack level j (in block order) in slot j when want_ds. */
-static void chunk_forward(ob_backend *be, const venc_model *v, ob_ptr s[S_COUNT], int nf, int hw, int want_ds) {
+static void chunk_forward(ob_backend *be, const venc_model *v, ob_ptr s[S_COUNT], int nf, int hw, int want_ds,
+                          int profile) {
     const ob_ops *op = be->ops;
     const venc_hparams *h = &v->hp;
     const int H = h->hidden, D = h->head_dim, NH = h->n_heads, n = nf * hw, u = h->merge * h->merge;
+    const int prof = profile && op->prof_mark;
     const size_t frame = (size_t)hw * H * 4; /* bytes of one frame's rows of hidden */
     const size_t out_slot = (size_t)(n / u) * h->out_hidden * 4;
     /* tmp (a sublayer's output before the residual add) shares q's buffer: q is consumed by then */
@@ -368,6 +376,7 @@ static void chunk_forward(ob_backend *be, const venc_model *v, ob_ptr s[S_COUNT]
            big = s[S_BIG];
 
     /* Qwen3OmniMoeVisionPatchEmbed (Conv3d with kernel = stride) + the resampled position table per frame */
+    PROF(OB_PROF_EMBED);
     op->matmul(be, &v->patch_w, s[S_PIX], x, n, 0);
     op->add_bias(be, x, &v->patch_b, n, H);
     for (int f = 0; f < nf; f++) op->add(be, s[S_POS], ob_at(x, f * frame), (int64_t)hw * H);
@@ -380,7 +389,9 @@ static void chunk_forward(ob_backend *be, const venc_model *v, ob_ptr s[S_COUNT]
     for (int l = 0; l < h->depth; l++) {
         const venc_block *B = &v->blocks[l];
         /* Qwen3OmniMoeVisionBlock: x = x + attn(norm1(x)) */
+        PROF(OB_PROF_NORM);
         op->layer_norm(be, x, &B->ln1_w, &B->ln1_b, xn, n, H, h->eps);
+        PROF(OB_PROF_PROJ);
         op->matmul(be, &B->wq, xn, q, n, 0);
         op->add_bias(be, q, &B->bq, n, H);
         op->matmul(be, &B->wk, xn, k, n, 0);
@@ -390,16 +401,21 @@ static void chunk_forward(ob_backend *be, const venc_model *v, ob_ptr s[S_COUNT]
         for (int f = 0; f < nf; f++) { /* cu_seqlens: one attention segment per frame */
             ob_ptr qf = ob_at(q, f * frame), kf = ob_at(k, f * frame), vf = ob_at(vv, f * frame);
             ob_ptr kc = ob_at(s[S_KC], f * frame), vc = ob_at(s[S_VC], f * frame);
+            PROF(OB_PROF_ROPE_KV);
             op->rope(be, qf, s[S_POS3], hw, NH, &rope);
             op->rope(be, kf, s[S_POS3], hw, NH, &rope);
             op->kv_store(be, kc, vc, hw, kf, vf, 0, hw, &at);
+            PROF(OB_PROF_ATTN);
             op->attention(be, qf, kc, vc, hw, ob_at(att, f * frame), 0, hw, &at);
         }
+        PROF(OB_PROF_PROJ);
         op->matmul(be, &B->wo, att, tmp, n, 0);
         op->add_bias(be, tmp, &B->bo, n, H);
         op->add(be, tmp, x, (int64_t)n * H);
         /* x = x + fc2(gelu_tanh(fc1(norm2(x)))) */
+        PROF(OB_PROF_NORM);
         op->layer_norm(be, x, &B->ln2_w, &B->ln2_b, xn, n, H, h->eps);
+        PROF(OB_PROF_FFN);
         op->matmul(be, &B->fc1, xn, big, n, 0);
         op->add_bias(be, big, &B->fc1_b, n, h->ffn);
         op->gelu(be, big, big, (int64_t)n * h->ffn, 1);
@@ -408,12 +424,15 @@ static void chunk_forward(ob_backend *be, const venc_model *v, ob_ptr s[S_COUNT]
         op->add(be, tmp, x, (int64_t)n * H);
         /* deepstack_feature_lists grows in block order; each block uses merger_list[indexes.index(block)] */
         if (v->block_merger[l] >= 0) {
+            PROF(OB_PROF_OTHER); /* the mergers */
             if (want_ds)
                 merger_forward(be, h, &v->ds[v->block_merger[l]], x, xn, att, ob_at(s[S_OUT], level * out_slot), n);
             level++;
         }
     }
+    PROF(OB_PROF_OTHER);
     merger_forward(be, h, &v->merger, x, xn, att, ob_at(s[S_OUT], (size_t)h->n_levels * out_slot), n);
+    PROF(-1);
 }
 
 static int check_grid(omni_model *m, const venc_hparams *h, int64_t n_rows, omni_grid g) {
@@ -514,7 +533,7 @@ int omni_encode_image_n(omni_model *m, const float *pixel_values, int64_t n_rows
         if ((rc = op->upload(be, bufs[S_PIX], 0, pixel_values + (size_t)f0 * hw * h->patch_dim,
                              (size_t)n * h->patch_dim * 4)))
             goto backend_fail;
-        chunk_forward(be, v, s, nf, hw, want_ds);
+        chunk_forward(be, v, s, nf, hw, want_ds, m->params.profile);
         size_t nt = (size_t)nf * tpf, slot = (size_t)(n / u) * O * 4, tok0 = (size_t)f0 * tpf;
         if ((rc = op->download(be, bufs[S_OUT], (size_t)h->n_levels * slot, emb + tok0 * O, nt * O * 4)))
             goto backend_fail;

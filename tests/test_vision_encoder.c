@@ -26,8 +26,11 @@
 static st_set *g_in, *g_ref;
 static omni_model *g_m;
 
+static int g_profile; /* the bench opens its model with profiling */
+
 static omni_model *load(const char *path, omni_weight_mode wm, int synthetic, char *err, size_t cap, int *rc) {
     omni_model_params p = omni_model_default_params();
+    p.profile = g_profile;
     p.backend = OMNI_BACKEND_CPU;
     p.weights = wm;
     p.synthetic = synthetic;
@@ -471,6 +474,7 @@ TEST(vision_bench_real_shape) {
     if (side < 2 || side % 2) side = 64;
     char path[700], err[600];
     REQUIRE(write_config(e_real, path, sizeof path));
+    g_profile = 1;
     double t0 = omni_time_ms();
     int rc;
     omni_model *m = load(path, OMNI_WEIGHTS_AS_STORED, 1, err, sizeof err, &rc);
@@ -495,6 +499,11 @@ TEST(vision_bench_real_shape) {
            "MiB\n",
            info.device_name, side, side, side * side, nt, nl, t1 - t0, t3 - t2, c3 - c2,
            (double)venc_scratch_bytes(m, g) / (1 << 20));
+    double ms[32] = { 0 };
+    const char *const *names = NULL;
+    int nc = omni_model_profile(m, ms, &names);
+    for (int i = 0; i < nc && i < 32; i++)
+        if (ms[i] > 0) printf("      %-10s %9.0f ms\n", names[i], ms[i]);
     free(px);
     free(emb);
     free(ds);
