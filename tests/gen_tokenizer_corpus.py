@@ -8,6 +8,9 @@
                          (fixed seed) mixing the character classes the pre-tokenizer regex distinguishes;
   flags-tokenizer.json.xz a small tokenizer.json (Qwen3's first 3000 merges, legacy "a b" merges, byte-level
                          alphabet) whose added tokens use single_word, lstrip, rstrip and normalized;
+  corpus_unicode.json    random texts over all of Unicode (code points assigned by Unicode 9.0, so that every table
+                         involved agrees on them: HF's NFC crate is older than the UCD used here), with NUL and controls;
+                         stored as hex strings of UTF-8 so any code point survives every JSON reader;
   nfc_sample.txt.xz      part of Unicode's NormalizationTest.txt (parts 0, 2, 3 and every 8th line of part 1), from
                          /usr/share/unicode (apt-get install unicode-data).
 
@@ -187,7 +190,7 @@ def flags_tokenizer():
         if tid < 256:  # Qwen's first 256 ids are the byte-level alphabet
             vocab[tok] = tid
     merges = []
-    for a, b in q["model"]["merges"][:3000]:
+    for a, b in q["model"]["merges"][:3000] + [["Å", "¿"], ["Å¿", "t"]]:  # the last two: 'ſt merges (the long s)
         merges.append(a + " " + b)
         vocab.setdefault(a + b, len(vocab))
     assert len(vocab) >= 256 + 2900
@@ -224,6 +227,51 @@ def nfc_sample(ucd="/usr/share/unicode/NormalizationTest.txt.bz2"):
         f.writelines(out)
 
 
+def unicode_corpus(ucd="/usr/share/unicode", n_lines=500, seed=97):
+    age = {}
+    for raw in open(os.path.join(ucd, "DerivedAge.txt"), encoding="utf-8"):
+        f = raw.split("#")[0].split(";")
+        if len(f) == 2:
+            a, _, b = f[0].strip().partition("..")
+            v = tuple(int(x) for x in f[1].strip().split("."))
+            for c in range(int(a, 16), int(b or a, 16) + 1):
+                age[c] = v
+    gc = {}
+    first = None
+    for raw in open(os.path.join(ucd, "UnicodeData.txt"), encoding="utf-8"):
+        p = raw.split(";")
+        c = int(p[0], 16)
+        if p[1].endswith("First>"):
+            first = c
+            continue
+        for k in range(first if p[1].endswith("Last>") else c, c + 1):
+            gc[k] = p[2]
+        first = None
+    ok = [c for c, v in age.items() if v <= (9, 0) and gc.get(c, "Cn") not in ("Cs", "Co", "Cn")]
+    marks = [c for c in ok if gc[c].startswith("M")]
+    spaces = [c for c in ok if gc[c] in ("Zs", "Zl", "Zp")] + [9, 10, 13, 0x85, 0x0B, 0x0C]
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n_lines):
+        parts = []
+        for _ in range(rng.randint(1, 30)):
+            r = rng.random()
+            if r < 0.45:
+                parts.append(chr(rng.choice(ok)))
+            elif r < 0.6:
+                parts.append(chr(rng.choice(marks)))
+            elif r < 0.75:
+                parts.append(chr(rng.choice(spaces)))
+            elif r < 0.85:
+                parts.append(rng.choice(["'s", "'LL", "'ve", "'ſt", "the", "ing", " x", "12", "\x00", "\r\n", "<|im_end|>"]))
+            else:
+                parts.append(chr(rng.randint(0x20, 0x7E)))
+        out.append("".join(parts).encode("utf-8").hex())
+    with open(os.path.join(DATA, "corpus_unicode.json"), "w", encoding="utf-8") as f:
+        json.dump(out, f, indent=0)
+        f.write("\n")
+
+
 def main():
     lines = HAND + RANDOM
     with open(OUT, "w", encoding="utf-8") as f:
@@ -232,6 +280,7 @@ def main():
     print(f"{len(lines)} lines -> {OUT}")
     flags_tokenizer()
     nfc_sample()
+    unicode_corpus()
 
 
 if __name__ == "__main__":

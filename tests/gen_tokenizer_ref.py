@@ -3,10 +3,11 @@
 tokenizers and transformers on the reference machine (no network needed; everything comes from tests/data).
 
 Writes into $OUT (or --out):
-  tokenizer_ref.json  for each tokenizer (qwen3, omni = Qwen3-Omni, qwen35re = Qwen3's vocabulary with the Qwen3.5
+  tokenizer_ref.json.xz  for each tokenizer (qwen3, omni = Qwen3-Omni, qwen35re = Qwen3's vocabulary with the Qwen3.5
                       pre-tokenizer regex, flags = flags-tokenizer.json, flags_im = the same with ignore_merges):
-                      encode(line, add_special_tokens=False).ids and decode(ids) for every
-                      corpus line, and FNV-1a-64 hashes, per block of 1024 ids, of decode([id]) for each id, of
+                      encode(line, add_special_tokens=False).ids and decode(ids) for every corpus.json line and
+                      (as ids_u, decoded_u in hex) every corpus_unicode.json line, and
+                      FNV-1a-64 hashes, per block of 1024 ids, of decode([id]) for each id, of
                       id_to_token(id) for each id, and of decode(list(range(block))).
   chat_ref.json       apply_chat_template renders of tests/data/tokenizer/chat_cases.json with the Qwen3-Omni and
                       Qwen3 templates.
@@ -40,7 +41,7 @@ def load_json_xz(name):
         return f.read()
 
 
-def tokenizer_refs(corpus):
+def tokenizer_refs(corpus, ucorpus):
     import tokenizers
     from tokenizers import Tokenizer
 
@@ -63,6 +64,10 @@ def tokenizer_refs(corpus):
         r["ids"] = [e.ids for e in enc]
         r["decoded"] = [tok.decode(e.ids, skip_special_tokens=False) for e in enc]
         r["encode_s"] = round(time.time() - t1, 3)
+        uenc = tok.encode_batch(ucorpus, add_special_tokens=False)
+        r["ids_u"] = [e.ids for e in uenc]
+        r["decoded_u"] = [tok.decode(e.ids, skip_special_tokens=False).encode("utf-8", "surrogatepass").hex()
+                          for e in uenc]
         big = "\n".join(corpus * 60)
         t2 = time.time()
         nbig = len(tok.encode(big, add_special_tokens=False).ids)
@@ -162,9 +167,11 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     if not a.chat_only:
         corpus = json.load(open(os.path.join(DATA, "corpus.json"), encoding="utf-8"))
+        ucorpus = [bytes.fromhex(h).decode("utf-8") for h in
+                   json.load(open(os.path.join(DATA, "corpus_unicode.json"), encoding="utf-8"))]
         try:
-            ref = tokenizer_refs(corpus)
-            with open(os.path.join(a.out, "tokenizer_ref.json"), "w", encoding="utf-8") as f:
+            ref = tokenizer_refs(corpus, ucorpus)
+            with lzma.open(os.path.join(a.out, "tokenizer_ref.json.xz"), "wt", encoding="utf-8", preset=9) as f:
                 json.dump(ref, f, ensure_ascii=False, separators=(",", ":"))
         except Exception as ex:  # keep going: the chat part is independent
             import traceback
