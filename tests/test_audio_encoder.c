@@ -377,3 +377,40 @@ TEST(audio_encoder_cli_bench) {
     CHECK_EQ_INT(WEXITSTATUS(pclose(p)), 2); /* usage error */
     CHECK(strstr(out, "-s") != NULL);
 }
+
+/* The same model code on the Vulkan back-end (lavapipe here, a GPU where present). The tolerance is the golden tests'
+ * Vulkan bound (2e-3 × max |ref|): device matmuls may round through 16-bit formats. */
+#define AENC_VK_REL_TOL 2e-3
+TEST(audio_encoder_vulkan_matches_reference) {
+    REQUIRE(setup());
+    char p[600], err[600] = "";
+    snprintf(p, sizeof p, "%s/qwen3-omni", FIXTURES);
+    omni_model_params mp = omni_model_default_params();
+    mp.backend = OMNI_BACKEND_VULKAN;
+    omni_model *m = NULL;
+    if (omni_model_load(p, &mp, &m, err, sizeof err)) {
+        if (strstr(err, "Vulkan")) SKIP("no Vulkan device or back-end");
+        th_fail(__FILE__, __LINE__, "%s", err);
+        return;
+    }
+    const int sizes[] = { 70, 560 };
+    for (int i = 0; i < 2; i++) {
+        int64_t rows;
+        float *f = features(sizes[i]), *ref = reference(sizes[i], &rows), *out = NULL;
+        const float *fp[1] = { f };
+        int32_t fr[1] = { sizes[i] }, nt[1] = { 0 };
+        int rc = omni_encode_audio(m, fp, fr, 1, &out, nt);
+        CHECK_EQ_INT(rc, 0);
+        if (rc) fprintf(stderr, "  %s\n", omni_model_error(m));
+        CHECK_EQ_INT(nt[0], rows);
+        if (!rc && nt[0] == rows) {
+            double r = rel_err(out, ref, (size_t)rows * 32);
+            printf("  vulkan, audio %d frames: max|diff|/max|ref| = %.3g (tol %g)\n", sizes[i], r, AENC_VK_REL_TOL);
+            CHECK(r <= AENC_VK_REL_TOL);
+        }
+        free(out);
+        free(f);
+        free(ref);
+    }
+    omni_model_free(m);
+}
