@@ -98,6 +98,8 @@ static void usage_generate(FILE *f) {
                "  -p, --prompt TEXT      the user's message (use - to read it from stdin)\n"
                "      --audio FILE       a WAV file (any rate/channels; resampled to 16 kHz); repeatable\n"
                "      --image FILE       a PNG/JPEG/WebP/BMP/GIF/TIFF image; repeatable\n"
+               "      --video DIR        a video as a folder of frames (sorted by name); repeatable\n"
+               "      --fps F            frames per second of the --video folders (default 1.0)\n"
                "  -s, --system TEXT      a system message\n"
                "      --stats            print prompt/prefill/decode timing to stderr at the end\n\n");
     cli_help_common(f, 1);
@@ -135,11 +137,22 @@ int cmd_generate(int argc, char **argv) {
     cli_opts_init(&o);
     const char *prompt = NULL, *system = NULL;
     media_audio audios[16];
-    const char *images[16];
+    media_visual images[16];
     int n_audio = 0, n_image = 0;
+    double fps = 0;
     int stats = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--audio") || !strcmp(argv[i], "--image")) {
+        if (!strcmp(argv[i], "--fps") && i + 1 < argc) {
+            fps = atof(argv[++i]);
+            if (!(fps > 0 && fps <= 240)) {
+                fprintf(stderr, "omni generate: --fps must be in (0, 240]\n");
+                return CLI_USAGE;
+            }
+            for (int k = 0; k < n_image; k++)
+                if (images[k].is_video && images[k].fps == 0) images[k].fps = fps;
+            continue;
+        }
+        if (!strcmp(argv[i], "--audio") || !strcmp(argv[i], "--image") || !strcmp(argv[i], "--video")) {
             int is_audio = argv[i][2] == 'a';
             if (i + 1 >= argc) {
                 fprintf(stderr, "omni generate: %s needs a file\n", argv[i]);
@@ -150,7 +163,10 @@ int cmd_generate(int argc, char **argv) {
                 return CLI_USAGE;
             }
             if (is_audio) audios[n_audio++] = (media_audio){ argv[++i], NULL, 0 };
-            else images[n_image++] = argv[++i];
+            else {
+                int vid = argv[i][2] == 'v';
+                images[n_image++] = (media_visual){ argv[++i], vid, vid ? fps : 0 };
+            }
             continue;
         }
         if (cli_is_help(argv[i])) {
@@ -204,7 +220,7 @@ int cmd_generate(int argc, char **argv) {
         omni_item items[34];
         int ni = 0;
         for (int k = 0; k < n_audio; k++) items[ni++] = (omni_item){ OMNI_ITEM_AUDIO, NULL };
-        for (int k = 0; k < n_image; k++) items[ni++] = (omni_item){ OMNI_ITEM_IMAGE, NULL };
+        for (int k = 0; k < n_image; k++) items[ni++] = (omni_item){ images[k].is_video ? OMNI_ITEM_VIDEO : OMNI_ITEM_IMAGE, NULL };
         if (prompt) items[ni++] = (omni_item){ OMNI_ITEM_TEXT, prompt };
         omni_item sys_item = { OMNI_ITEM_TEXT, system };
         omni_message msgs[2];

@@ -23,6 +23,13 @@ int media_image_patches(const char *model_dir, const char *path, float **pixels,
     snprintf(err, err_cap, "%s", headless_msg);
     return OMNI_E_UNSUPPORTED;
 }
+int media_video_patches(const char *model_dir, const char *dir, double fps, float **pixels, omni_grid *grid,
+                        float *second_per_grid, char *err, size_t err_cap) {
+    (void)model_dir, (void)dir, (void)fps, (void)grid, (void)second_per_grid;
+    *pixels = NULL;
+    snprintf(err, err_cap, "%s", headless_msg);
+    return OMNI_E_UNSUPPORTED;
+}
 static int audio_mel_compute(const float *pcm, int64_t n, float **out, int *frames) {
     (void)pcm, (void)n, (void)frames;
     *out = NULL;
@@ -75,37 +82,38 @@ int media_audio_features(const char *path, float **mel, int *frames, char *err, 
     return rc;
 }
 
+/* the checkpoint's preprocessor_config.json, else the Qwen3-Omni defaults */
+static int load_params(const char *model_dir, vision_params *vp, char *err, size_t err_cap) {
+    vision_default_params(vp);
+    if (!model_dir) return 0;
+    char p[1200];
+    snprintf(p, sizeof p, "%s/preprocessor_config.json", model_dir);
+    FILE *f = fopen(p, "rb");
+    if (!f) return 0;
+    char *text = NULL;
+    size_t len = 0;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long sz = ftell(f);
+        rewind(f);
+        text = sz >= 0 ? malloc((size_t)sz + 1) : NULL;
+        if (text) len = fread(text, 1, (size_t)sz, f);
+    }
+    fclose(f);
+    if (!text) return 0;
+    text[len] = 0;
+    vision_err e = { { 0 } };
+    int rc = vision_params_from_json(text, vp, &e);
+    free(text);
+    if (rc) snprintf(err, err_cap, "%s: %s", p, e.msg);
+    return rc;
+}
+
 int media_image_patches(const char *model_dir, const char *path, float **pixels, omni_grid *grid, char *err,
                         size_t err_cap) {
     vision_params vp;
-    vision_default_params(&vp);
     vision_err e = { { 0 } };
-    int rc;
-    if (model_dir) {
-        char p[1200];
-        snprintf(p, sizeof p, "%s/preprocessor_config.json", model_dir);
-        FILE *f = fopen(p, "rb");
-        if (f) {
-            char *text = NULL;
-            size_t len = 0;
-            if (fseek(f, 0, SEEK_END) == 0) {
-                long sz = ftell(f);
-                rewind(f);
-                text = sz >= 0 ? malloc((size_t)sz + 1) : NULL;
-                if (text) len = fread(text, 1, (size_t)sz, f);
-            }
-            fclose(f);
-            if (text) {
-                text[len] = 0;
-                rc = vision_params_from_json(text, &vp, &e);
-                free(text);
-                if (rc) {
-                    snprintf(err, err_cap, "%s: %s", p, e.msg);
-                    return rc;
-                }
-            }
-        }
-    }
+    int rc = load_params(model_dir, &vp, err, err_cap);
+    if (rc) return rc;
     vision_image *img = NULL;
     if ((rc = vision_image_load(path, NULL, &img, &e))) {
         snprintf(err, err_cap, "%s", e.msg);
@@ -126,6 +134,33 @@ int media_image_patches(const char *model_dir, const char *path, float **pixels,
     return 0;
 }
 
+int media_video_patches(const char *model_dir, const char *dir, double fps, float **pixels, omni_grid *grid,
+                        float *second_per_grid, char *err, size_t err_cap) {
+    vision_params vp;
+    vision_err e = { { 0 } };
+    int rc = load_params(model_dir, &vp, err, err_cap);
+    if (rc) return rc;
+    vision_image **frames = NULL;
+    int n = 0;
+    if ((rc = vision_frames_load_dir(dir, NULL, &frames, &n, &e))) {
+        snprintf(err, err_cap, "%s", e.msg);
+        return rc;
+    }
+    vision_patches pt;
+    memset(&pt, 0, sizeof pt);
+    rc = vision_preprocess_frames((const vision_image *const *)frames, n, fps > 0 ? fps : vp.video_fps, &vp, &pt, &e);
+    vision_frames_free(frames, n);
+    if (rc) {
+        snprintf(err, err_cap, "%s: %s", dir, e.msg);
+        return rc;
+    }
+    *pixels = pt.pixel_values;
+    grid->t = pt.grid_t;
+    grid->h = pt.grid_h;
+    grid->w = pt.grid_w;
+    *second_per_grid = (float)pt.second_per_grid;
+    return 0;
+}
 #endif
 
 void media_prompt_free(media_prompt *p) {
@@ -136,11 +171,12 @@ void media_prompt_free(media_prompt *p) {
     free(p->image_embeds);
     free(p->deepstack);
     free(p->grids);
+    free(p->second_per_grid);
     memset(p, 0, sizeof *p);
 }
 
 int media_prompt_build(omni_model *m, const char *model_dir, const omni_message *msgs, int n_msgs,
-                       const media_audio *audios, int n_audio, const char *const *image_files, int n_image,
+                       const media_audio *audios, int n_audio, const media_visual *visuals, int n_image,
                        media_prompt *out, char *err, size_t err_cap) {
     memset(out, 0, sizeof *out);
     omni_model_info info;
@@ -177,10 +213,15 @@ int media_prompt_build(omni_model *m, const char *model_dir, const omni_message 
     int32_t *ntok = n_image ? calloc((size_t)n_image, sizeof *ntok) : NULL;
     if (n_image && !rc) {
         out->grids = calloc((size_t)n_image, sizeof *out->grids);
-        if (!embs || !dss || !ntok || !out->grids) rc = OMNI_E_NOMEM, snprintf(err, err_cap, "out of memory");
+        out->second_per_grid = calloc((size_t)n_image, sizeof *out->second_per_grid);
+        if (!embs || !dss || !ntok || !out->grids || !out->second_per_grid)
+            rc = OMNI_E_NOMEM, snprintf(err, err_cap, "out of memory");
         for (int i = 0; i < n_image && !rc; i++) {
             float *px = NULL;
-            rc = media_image_patches(model_dir, image_files[i], &px, &out->grids[i], err, err_cap);
+            if (visuals[i].is_video)
+                rc = media_video_patches(model_dir, visuals[i].path, visuals[i].fps, &px, &out->grids[i],
+                                         &out->second_per_grid[i], err, err_cap);
+            else rc = media_image_patches(model_dir, visuals[i].path, &px, &out->grids[i], err, err_cap);
             int32_t lv = 0;
             if (!rc && (rc = omni_encode_image(m, px, out->grids[i], &embs[i], &dss[i], &ntok[i], &lv)))
                 snprintf(err, err_cap, "vision encoder: %s", omni_model_error(m));
@@ -206,6 +247,7 @@ int media_prompt_build(omni_model *m, const char *model_dir, const omni_message 
         }
         out->mm.n_images = n_image;
         out->mm.grids = out->grids;
+        out->mm.second_per_grid = out->second_per_grid;
         out->mm.image_embeds = out->image_embeds;
         out->mm.deepstack = out->deepstack;
         out->mm.n_levels = levels;
@@ -244,7 +286,10 @@ int media_prompt_build(omni_model *m, const char *model_dir, const omni_message 
     for (int i = 0; out->ids && i < n; i++) {
         int reps = 1;
         if (raw[i] == info.audio_token_id && a < n_audio) reps = out->audio_tokens[a++];
-        else if (raw[i] == info.image_token_id && im < n_image) reps = ntok[im++];
+        else if ((raw[i] == info.image_token_id || raw[i] == info.video_token_id) && im < n_image) {
+            if ((raw[i] == info.video_token_id) != (visuals[im].is_video != 0)) break; /* order mismatch */
+            reps = ntok[im++];
+        }
         for (int r = 0; r < reps && k < total; r++) out->ids[k++] = raw[i];
     }
     free(raw);

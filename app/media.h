@@ -21,6 +21,18 @@ typedef struct {
 int media_image_patches(const char *model_dir, const char *path, float **pixels, omni_grid *grid, char *err,
                         size_t err_cap);
 
+/* pixel_values and grid of a video given as a folder of frames (sorted by name) sampled at fps frames per second;
+ * *second_per_grid = temporal_patch_size / fps */
+int media_video_patches(const char *model_dir, const char *dir, double fps, float **pixels, omni_grid *grid,
+                        float *second_per_grid, char *err, size_t err_cap);
+
+/* An image file or a video (folder of frames) for a prompt. */
+typedef struct {
+    const char *path;
+    int is_video;
+    double fps; /* videos: frames per second of the folder's frames (0 = the processor's default, 1.0) */
+} media_visual;
+
 /* A prompt with media: the chat-rendered ids with each placeholder expanded to its token count, and the features. */
 typedef struct {
     int32_t *ids;
@@ -30,12 +42,13 @@ typedef struct {
     int32_t *audio_tokens;
     float *audio_embeds, *image_embeds, *deepstack;
     omni_grid *grids;
+    float *second_per_grid;
 } media_prompt;
 
-/* Encodes the audios and images, renders `messages` with the chat template (items of kind AUDIO/IMAGE in the order
- * the files are given), tokenizes and expands placeholders. */
+/* Encodes the audios, images and videos, renders `messages` with the chat template (AUDIO items in the order of
+ * `audios`, IMAGE/VIDEO items in the order of `visuals`), tokenizes and expands placeholders. */
 int media_prompt_build(omni_model *m, const char *model_dir, const omni_message *msgs, int n_msgs,
-                       const media_audio *audios, int n_audio, const char *const *image_files, int n_image,
+                       const media_audio *audios, int n_audio, const media_visual *visuals, int n_visual,
                        media_prompt *out, char *err, size_t err_cap);
 void media_prompt_free(media_prompt *p);
 

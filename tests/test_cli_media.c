@@ -83,6 +83,22 @@ TEST(cli_generate_text_audio_image) {
     CHECK(strstr(out, "generated 3 tokens") != NULL);
 }
 
+TEST(cli_generate_video_frames) {
+    SETUP();
+    static char out[16384];
+    char a[1400], d[] = "/tmp/omni-frames-XXXXXX";
+    REQUIRE(mkdtemp(d));
+    snprintf(a, sizeof a, "for i in 1 2 3; do cp tests/data/vision/img/photo.jpg %s/f$i.jpg; done", d);
+    REQUIRE(system(a) == 0);
+    /* 3 frames (odd: the last is repeated) at 2 fps, with an image before it */
+    snprintf(a, sizeof a, "generate -m %s --image tests/data/vision/img/rgba.png --video %s --fps 2 -p 'What happens?' -n 3 --stats",
+             g_dir, d);
+    CHECK_EQ_INT(run(a, out, sizeof out), 0);
+    CHECK(strstr(out, "generated 3 tokens") != NULL);
+    snprintf(a, sizeof a, "rm -rf %s", d);
+    CHECK(system(a) == 0);
+}
+
 TEST(cli_media_bad_files) {
     SETUP();
     static char out[16384];
