@@ -6,19 +6,22 @@
 // is that expert's matrix from the address table, x rows are gathered through tok[] (gather = 1) or taken in
 // sorted order, and outputs are written in sorted order.
 // Mirrors the CPU back-end's matmul: y[i][r] = Σ_c x[i][c]·W[r][c].
+// The tile shape is fixed at compile time (MM_T = TM = TN; shaders.mk builds 4 as matmul, 8 as matmul_big): with
+// specialization-constant array sizes and a fully unrolled k loop, NVIDIA's compiler took minutes per pipeline.
 #define PC_MATMUL
 #include "common.glsl"
 
-layout(local_size_x_id = 0) in;
-layout(constant_id = 0) const uint WG = 256;
+#ifndef MM_T
+#define MM_T 4
+#endif
+const uint WG = 256;
+const uint TM = MM_T, TN = MM_T;
+const uint BM = 16 * TM, BN = 16 * TN;  // a 16 x 16 grid of threads, TM x TN outputs each
+const uint BK = 32;
+layout(local_size_x = 256) in;
 layout(constant_id = 1) const uint WTYPE = 0;
-layout(constant_id = 2) const uint BM = 64;
-layout(constant_id = 3) const uint BN = 64;
-layout(constant_id = 4) const uint TM = 4;
-layout(constant_id = 5) const uint TN = 4;
 layout(constant_id = 6) const uint MODE = 0;
 layout(constant_id = 7) const uint VEC = 1;
-const uint BK = 32;
 
 shared float ws[BK * BM];  // [k][m]
 shared float xs[BK * BN];  // [k][n]
@@ -96,7 +99,7 @@ void main() {
             xs[kk * BN + t] = v;
         }
         barrier();
-        [[unroll]] for (uint kk = 0; kk < BK; kk++) {
+        for (uint kk = 0; kk < BK; kk++) {
             float a[TM], b[TN];
             [[unroll]] for (uint i = 0; i < TM; i++) a[i] = ws[kk * BM + tm * TM + i];
             [[unroll]] for (uint j = 0; j < TN; j++) b[j] = xs[kk * BN + tn * TN + j];

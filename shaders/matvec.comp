@@ -1,8 +1,9 @@
 #version 460
 // matvec.comp — y = x · Wᵀ for a few x rows (decode), memory-bound: each subgroup owns RSG weight rows at a time
-// and streams them with 16-byte loads (VEC=1; VEC=0 reads element by element for unaligned or odd shapes),
-// accumulating in fp32 and reducing with one subgroup add per output. A workgroup covers ROWS_WG rows; grid y
-// picks the x columns (dense), the (token, slot) entry (MoE gate+up) or the token (MoE down).
+// and streams them with 16-byte loads (VEC=1; VEC=0 reads element by element for unaligned or odd shapes), U loads
+// per row in flight per lane, accumulating in fp32 and reducing with one subgroup add per output. A workgroup
+// covers ROWS_WG rows; grid y picks the x columns (dense), the (token, slot) entry (MoE gate+up) or the token
+// (MoE down, where the workgroup's subgroups split the token's k experts and add their sums in a fixed order).
 // Mirrors the CPU back-end's matmul (y[i][r] = Σ_c x[i][c]·W[r][c]) and its MoE expert loop.
 #define PC_MATVEC
 #include "common.glsl"
@@ -15,20 +16,25 @@ layout(constant_id = 3) const uint NV = 1;      // x columns per workgroup (dens
 layout(constant_id = 4) const uint MODE = 0;    // 0 dense, 1 MoE gate+up, 2 MoE down
 layout(constant_id = 5) const uint VEC = 1;
 layout(constant_id = 6) const uint ROWS_WG = 4; // rows per workgroup
+layout(constant_id = 7) const uint U = 2;       // 16-byte loads per row in flight per lane (1, 2 or 4)
+layout(constant_id = 8) const uint CVT = 1;     // 1: f16/q8 dequantized with bit operations (dq_vec_bits)
 
 #include "reduce.glsl"
 
 const uint RMAX = 4;
 const uint NVMAX = 8;
+const uint UMAX = 4;
 const uint NR = MODE == 1 ? 2 * RSG : RSG;  // rows in flight: gate+up computes a gate and an up row each
 
 float part[RMAX][NVMAX];
+shared float down_part[64 * RMAX];  // MODE 2: per-subgroup sums
 uint64_t wr[RMAX], sr[RMAX], xr[NVMAX];
 
 // one 16-byte weight vector v of row r against the x columns
 void accumulate_vec(uint r, uint v, uvec4 wq, uint epv, uint nv) {
     vec4 w0, w1, w2, w3;
-    dq_vec(WTYPE, wq, w0, w1, w2, w3);
+    if (CVT == 1) dq_vec_bits(WTYPE, wq, w0, w1, w2, w3);
+    else dq_vec(WTYPE, wq, w0, w1, w2, w3);
     float d = WTYPE == VK_WT_Q8_0 ? f16_bits(ld_u16(sr[r] + uint64_t(v / 2) * 2u)) : 1.0f;
     [[unroll]] for (uint c = 0; c < NV; c++) {
         if (c >= nv) break;
@@ -41,26 +47,22 @@ void accumulate_vec(uint r, uint v, uvec4 wq, uint epv, uint nv) {
     }
 }
 
-// part[r][c] += (lane's share of) W_row(wr[r]) · x(xr[c]) for r < NR, c < nv. The vector loop takes two strides
-// per iteration, issuing all rows' loads before using them, to keep more memory requests in flight.
+// part[r][c] += (lane's share of) W_row(wr[r]) · x(xr[c]) for r < NR, c < nv. The vector loop takes U strides per
+// iteration, issuing all rows' loads before using them, to keep more memory requests in flight.
 void accumulate(uint cols, uint nv) {
     uint lane = SG_LANE, step = SG_SIZE;
     if (VEC == 1) {
         uint epv = elems_per_vec(WTYPE);
         uint nvec = cols / epv;
         uint v = lane;
-        for (; v + step < nvec; v += 2 * step) {
-            uvec4 wa[RMAX], wb[RMAX];
-            [[unroll]] for (uint r = 0; r < NR; r++) {
-                wa[r] = BufUV4(wr[r]).v[v];
-                wb[r] = BufUV4(wr[r]).v[v + step];
-            }
-            [[unroll]] for (uint r = 0; r < NR; r++) {
-                accumulate_vec(r, v, wa[r], epv, nv);
-                accumulate_vec(r, v + step, wb[r], epv, nv);
-            }
+        for (; v + (U - 1) * step < nvec; v += U * step) {
+            uvec4 wq[RMAX][UMAX];
+            [[unroll]] for (uint u = 0; u < U; u++)
+                [[unroll]] for (uint r = 0; r < NR; r++) wq[r][u] = BufUV4(wr[r]).v[v + u * step];
+            [[unroll]] for (uint u = 0; u < U; u++)
+                [[unroll]] for (uint r = 0; r < NR; r++) accumulate_vec(r, v + u * step, wq[r][u], epv, nv);
         }
-        if (v < nvec) {
+        for (; v < nvec; v += step) {
             [[unroll]] for (uint r = 0; r < NR; r++) accumulate_vec(r, v, BufUV4(wr[r]).v[v], epv, nv);
         }
     } else {
@@ -88,10 +90,52 @@ void expert(uint64_t table, int e, out uint64_t w, out uint64_t s) {
     s = t.v[1];
 }
 
+// MODE 2 (MoE down): y[token][row] += Σ_slot weight · down_e[row] · h[entry] for the workgroup's RSG rows; the
+// subgroups split the token's k slots, then their sums are added in subgroup order (deterministic)
+void down_rows(uint rows, uint cols, uint64_t rb, uint64_t sb, uint row0) {
+    uint tok = gl_WorkGroupID.y;
+    float total[RMAX];
+    [[unroll]] for (uint r = 0; r < RMAX; r++) total[r] = 0.0f;
+    for (uint j = SG_ID; j < pc.k; j += N_SG) {
+        uint entry = tok * pc.k + j;
+        int e = BufI32(pc.ids).v[entry];
+        float wt = BufF32(pc.wts).v[entry];
+        uint64_t dw, ds;
+        expert(pc.w, e, dw, ds);
+        [[unroll]] for (uint r = 0; r < RSG; r++) {
+            uint row = min(row0 + r, rows - 1);
+            wr[r] = dw + uint64_t(row) * rb;
+            sr[r] = ds + uint64_t(row) * sb;
+            part[r][0] = 0.0f;
+        }
+        xr[0] = pc.x + uint64_t(entry) * pc.x_stride * 4u;
+        accumulate(cols, 1);
+        [[unroll]] for (uint r = 0; r < RSG; r++) total[r] += wt * part[r][0];
+    }
+    [[unroll]] for (uint r = 0; r < RSG; r++) {
+        float s = sg_sum(total[r]);
+        if (SG_LANE == 0) down_part[SG_ID * RSG + r] = s;
+    }
+    barrier();
+    if (gl_LocalInvocationID.x < RSG) {
+        uint r = gl_LocalInvocationID.x, row = row0 + r;
+        float s = 0.0f;
+        for (uint g = 0; g < N_SG; g++) s += down_part[g * RSG + r];
+        if (row < rows) {
+            BufF32 y = BufF32(pc.y + (uint64_t(tok) * pc.y_stride + row) * 4u);
+            y.v[0] = y.v[0] + s;
+        }
+    }
+}
+
 void main() {
     uint rows = pc.rows, cols = pc.cols;
     uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
     uint row0 = gl_WorkGroupID.x * ROWS_WG;
+    if (MODE == 2) {
+        down_rows(rows, cols, rb, sb, row0);
+        return;
+    }
     for (uint rbase = SG_ID * RSG; rbase < ROWS_WG; rbase += N_SG * RSG) {
         zero_part();
         uint nv = 1;
@@ -121,28 +165,6 @@ void main() {
             }
             xr[0] = pc.x + uint64_t(tok) * pc.x_stride * 4u;
             accumulate(cols, 1);
-        } else {
-            // down: Σ over the token's k slots of weight · down_e · h_entry, accumulated before the reduction
-            uint tok = gl_WorkGroupID.y;
-            float total[RMAX];
-            [[unroll]] for (uint r = 0; r < RMAX; r++) total[r] = 0.0f;
-            for (uint j = 0; j < pc.k; j++) {
-                uint entry = tok * pc.k + j;
-                int e = BufI32(pc.ids).v[entry];
-                float wt = BufF32(pc.wts).v[entry];
-                uint64_t dw, ds;
-                expert(pc.w, e, dw, ds);
-                [[unroll]] for (uint r = 0; r < RSG; r++) {
-                    uint row = min(row0 + rbase + r, rows - 1);
-                    wr[r] = dw + uint64_t(row) * rb;
-                    sr[r] = ds + uint64_t(row) * sb;
-                    part[r][0] = 0.0f;
-                }
-                xr[0] = pc.x + uint64_t(entry) * pc.x_stride * 4u;
-                accumulate(cols, 1);
-                [[unroll]] for (uint r = 0; r < RSG; r++) total[r] += wt * part[r][0];
-            }
-            [[unroll]] for (uint r = 0; r < RSG; r++) part[r][0] = total[r];
         }
 
         // reduce and write
@@ -155,8 +177,8 @@ void main() {
                 if (lane == 0 && row < rows)
                     BufF32(pc.y).v[gl_WorkGroupID.y * pc.y_stride + row] = silu(g) * u;
             }
-        } else {
-            uint col0 = MODE == 0 ? gl_WorkGroupID.y * NV : gl_WorkGroupID.y;
+        } else if (MODE == 0) {
+            uint col0 = gl_WorkGroupID.y * NV;
             [[unroll]] for (uint r = 0; r < RSG; r++) {
                 [[unroll]] for (uint c = 0; c < NV; c++) {
                     if (c >= nv) break;

@@ -2,7 +2,7 @@
 # Every shaders/*.comp becomes $(BUILD)/shaders/<name>.spv and <name>.h (`static const uint32_t omni_spv_<name>[]`,
 # embedded by engine/vulkan/vk_shaders.c; nothing is read from disk at run time). Shaders that reduce through
 # reduce.glsl are built a second time with -DNO_SUBGROUP as <name>_nosg (devices without subgroup arithmetic,
-# OMNI_VK_NO_SUBGROUP). `make test` validates every blob with spirv-val first.
+# OMNI_VK_NO_SUBGROUP); matmul also as matmul_big (larger tiles). `make test` validates every blob with spirv-val.
 ifeq ($(HAVE_VULKAN),1)
 
 SHADER_DIR   := $(BUILD)/shaders
@@ -11,7 +11,7 @@ SPIRV_VAL    ?= spirv-val
 GLSLC_FLAGS  := -fshader-stage=compute --target-env=vulkan1.2 -O -Ishaders -Iengine/vulkan
 SHADER_NAMES := $(basename $(notdir $(wildcard shaders/*.comp)))
 SHADER_NOSG  := matvec rms_norm attn_split moe_route
-SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _nosg,$(SHADER_NOSG)))
+SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _nosg,$(SHADER_NOSG)) matmul_big)
 SHADER_H     := $(SHADER_SPV:.spv=.h)
 
 $(SHADER_DIR)/%.spv: shaders/%.comp
@@ -21,6 +21,11 @@ $(SHADER_DIR)/%.spv: shaders/%.comp
 $(SHADER_DIR)/%_nosg.spv: shaders/%.comp
 	@mkdir -p $(SHADER_DIR)
 	$(GLSLC) $(GLSLC_FLAGS) -DNO_SUBGROUP -MD -MF $@.d $< -o $@
+
+# the tiled matmul with 128 x 128 tiles (8 x 8 outputs per thread)
+$(SHADER_DIR)/matmul_big.spv: shaders/matmul.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) -DMM_T=8 -MD -MF $@.d $< -o $@
 
 # od prints 32-bit words in host order, which is the order glslc wrote them in
 $(SHADER_DIR)/%.h: $(SHADER_DIR)/%.spv

@@ -66,7 +66,7 @@ int vk_exec_init(vk_ctx *c) {
 
 void vk_exec_free(vk_ctx *c) {
     if (!c->dev) return;
-    vkDeviceWaitIdle(c->dev);
+    if (!c->base.failed) vkDeviceWaitIdle(c->dev); /* after a device error it could wait forever */
     for (int i = 0; i < c->n_pipes; i++) vkDestroyPipeline(c->dev, c->pipes[i].pipe, NULL);
     free(c->pipes);
     c->pipes = NULL;
@@ -85,9 +85,11 @@ void vk_exec_free(vk_ctx *c) {
 /* waits for the fence of ring slot i if it carries unfinished work */
 static int wait_slot(vk_ctx *c, int i) {
     if (c->cb_serial[i] == 0 || c->cb_serial[i] <= c->serial_done) return 0;
-    VkResult r = vkWaitForFences(c->dev, 1, &c->fence[i], VK_TRUE, UINT64_MAX);
+    VkResult r = vkWaitForFences(c->dev, 1, &c->fence[i], VK_TRUE, (uint64_t)c->env.fence_timeout_s * 1000000000ull);
     if (r != VK_SUCCESS) {
-        vk_fail(c, "vkWaitForFences: %s", vk_result_str(r));
+        vk_fail(c, "vkWaitForFences: %s%s (last kernel: %s)", vk_result_str(r),
+                r == VK_TIMEOUT ? ", the device did not finish in OMNI_VK_FENCE_TIMEOUT_S" : "",
+                c->last_kernel ? c->last_kernel : "none");
         return -1;
     }
     /* fence signals cover all earlier submissions on the queue, so everything up to this serial is done */
@@ -220,7 +222,11 @@ VkPipeline vk_pipeline(vk_ctx *c, vk_shader_id sh, const uint32_t *spec, int n_s
         .layout = c->layout,
     };
     VkPipeline pipe;
+    if (c->env.sync_each) omni_log(OMNI_LOG_WARN, "vulkan: creating pipeline %s", src->name);
+    double t0 = omni_time_ms();
     VkResult r = vkCreateComputePipelines(c->dev, VK_NULL_HANDLE, 1, &ci, NULL, &pipe);
+    double dt = omni_time_ms() - t0;
+    if (dt > 2000 || c->env.sync_each) omni_log(OMNI_LOG_WARN, "vulkan: pipeline %s took %.0f ms", src->name, dt);
     if (r != VK_SUCCESS) {
         vk_fail(c, "shader %s: vkCreateComputePipelines: %s", src->name, vk_result_str(r));
         return VK_NULL_HANDLE;
@@ -261,7 +267,12 @@ void vk_dispatch(vk_ctx *c, VkPipeline p, const void *push, size_t push_size, ui
     vkCmdPushConstants(cb, c->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, PUSH_BYTES, pc);
     vkCmdDispatch(cb, gx, gy, gz);
     c->n_dispatches++;
-    if (++c->n_ops >= c->env.max_ops) vk_submit(c);
+    if (c->env.sync_each) {
+        for (int i = 0; i < c->n_pipes; i++)
+            if (c->pipes[i].pipe == p) c->last_kernel = vk_shader_table[c->pipes[i].shader / 2].name;
+        vk_sync(&c->base);
+    } else if (++c->n_ops >= c->env.max_ops)
+        vk_submit(c);
 }
 
 void vk_grid(vk_ctx *c, uint64_t count, uint32_t per_group, uint32_t *gx, uint32_t *gy) {

@@ -43,14 +43,18 @@ typedef struct {
  *   OMNI_VK_ATTN=split|flash  force one attention kernel (default: split-K for n <= 4 queries, flash otherwise)
  *   OMNI_VK_MM=vec|tiled   force the matrix-vector or the tiled matmul kernel (default: vec for n <= 8)
  *   OMNI_VK_MOE=vec|grouped  force the MoE decode or grouped path (default: vec for n*k <= 32)
- *   OMNI_VK_MV_WG / OMNI_VK_MV_RSG   matrix-vector workgroup size and rows per subgroup (tuning) */
+ *   OMNI_VK_MV_WG / _RSG / _U / _CVT   matrix-vector tuning: workgroup size, rows per subgroup, loads in
+ *                          flight per row, dequantization by conversion instructions (0) or bit operations (1)
+ *   OMNI_VK_FENCE_TIMEOUT_S=N  give up on a submission after N seconds (default 120): a hung kernel becomes an error
+ *   OMNI_VK_SYNC=1         wait for every dispatch (debugging: an error then names the kernel that caused it) */
 typedef struct {
     int validation, no_fp16, no_int8, no_16bit, no_8bit, no_bf16, no_int_dot, no_coopmat, no_subgroup, no_fp64;
     int max_ops;
     int attn;  /* 0 auto, 1 split, 2 flash */
     int mm;    /* 0 auto, 1 vec, 2 tiled */
     int moe;   /* 0 auto, 1 vec, 2 grouped */
-    int mv_wg, mv_rsg;
+    int mv_wg, mv_rsg, mv_unroll, mv_cvt;
+    int fence_timeout_s, sync_each;
 } vk_env;
 void vk_env_read(vk_env *e);
 
@@ -79,6 +83,7 @@ struct ob_buf {
 typedef enum {
     SH_MATVEC,
     SH_MATMUL,
+    SH_MATMUL_BIG,
     SH_GET_ROWS,
     SH_RMS_NORM,
     SH_ROPE,
@@ -103,7 +108,7 @@ extern const vk_shader_src vk_shader_table[SH_COUNT];
 
 #define VK_MAX_SPEC 10
 typedef struct {
-    int shader;
+    int shader; /* 2 * vk_shader_id + (1 for the no-subgroup variant) */
     uint32_t spec[VK_MAX_SPEC];
     int n_spec;
     VkPipeline pipe;
@@ -170,6 +175,7 @@ typedef struct vk_ctx {
     vk_range rd[VK_MAX_RANGES], wr[VK_MAX_RANGES];
     int n_rd, n_wr;
     uint64_t n_barriers, n_dispatches; /* statistics */
+    const char *last_kernel;           /* name of the last dispatched shader, for error messages */
 
     /* pipelines */
     VkPipelineLayout layout;

@@ -11,6 +11,7 @@
 #include "get_rows.h"
 #include "kv_store.h"
 #include "matmul.h"
+#include "matmul_big.h"
 #include "matvec.h"
 #include "matvec_nosg.h"
 #include "moe_combine.h"
@@ -27,6 +28,7 @@
 const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_MATVEC] = { SPV2(matvec) },
     [SH_MATMUL] = { SPV(matmul) },
+    [SH_MATMUL_BIG] = { SPV(matmul_big) },
     [SH_GET_ROWS] = { SPV(get_rows) },
     [SH_RMS_NORM] = { SPV2(rms_norm) },
     [SH_ROPE] = { SPV(rope) },
