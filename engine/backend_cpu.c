@@ -301,6 +301,17 @@ static wrow_src wsrc(const ob_mat *m) {
     return s;
 }
 
+/* One weight row expanded to fp32. Q8_0 scales are read through w->scales (the matrix's scale_off), so row views of
+ * a larger quantized matrix (fused projections) work. */
+static void wrow_to_f32(const wrow_src *w, int64_t row, float *out) {
+    int64_t K = w->cols;
+    if (w->t == OB_Q8_0) {
+        const int8_t *q = (const int8_t *)w->base + row * K;
+        const uint16_t *sc = w->scales + row * (K / 32);
+        for (int64_t i = 0; i < K; i++) out[i] = (float)q[i] * omni_f16_to_f32(sc[i / 32]);
+    } else ob_row_to_f32(w->base, w->t, 0, K, row, out);
+}
+
 static inline void store_out(const mm_ctx *c, int64_t t, int64_t r, float v) {
     float *dst = c->y + t * c->rows + r;
     *dst = c->acc ? *dst + v : v;
@@ -335,10 +346,7 @@ static void mm_task(void *vctx, int64_t b, int64_t e, int thread) {
     if (g_simd && c->n >= 6 && K % 8 == 0 && c->panel && c->panel[thread]) {
         float *pw = c->panel[thread];
         for (; r + 4 <= e; r += 4) {
-            for (int i = 0; i < 4; i++) {
-                if (c->w.t == OB_Q8_0) ob_row_to_f32(c->w.base, OB_Q8_0, c->rows, K, r + i, pw + i * K);
-                else ob_row_to_f32(c->w.base, c->w.t, c->rows, K, r + i, pw + i * K);
-            }
+            for (int i = 0; i < 4; i++) wrow_to_f32(&c->w, r + i, pw + i * K);
             int t = 0;
             for (; t + 3 <= c->n; t += 3) {
                 const float *xs[3] = { c->x + (int64_t)t * K, c->x + (int64_t)(t + 1) * K, c->x + (int64_t)(t + 2) * K };
@@ -399,9 +407,8 @@ static void cpu_get_rows(ob_backend *b, const ob_mat *table, ob_ptr ids, int n, 
             memset(o + (int64_t)i * table->cols, 0, (size_t)table->cols * 4);
             continue;
         }
-        if (table->dtype == OB_Q8_0) {
-            ob_row_to_f32(PTR(table->data), OB_Q8_0, table->rows, table->cols, r, o + (int64_t)i * table->cols);
-        } else ob_row_to_f32(PTR(table->data), table->dtype, table->rows, table->cols, r, o + (int64_t)i * table->cols);
+        wrow_src w = wsrc(table);
+        wrow_to_f32(&w, r, o + (int64_t)i * table->cols);
     }
 }
 

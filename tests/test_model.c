@@ -426,6 +426,13 @@ TEST(model_fused_projections_decode) {
                 for (int v = 0; v < V; v++) md = fmax(md, fabs(la[v] - lb[v]));
             }
             if (md > 1e-5) th_fail(__FILE__, __LINE__, "fused decode differs by %g (q8 %d moe %d)", md, q8, moe);
+            /* prefill (>= 6 tokens: the CPU GEMM path) reads q, k, v and gate, up as row views of the fused matrices */
+            float *fa = run_logits(a, prompt, 10), *fb = run_logits(b, prompt, 10);
+            REQUIRE(fa && fb);
+            md = 0;
+            for (int i = 0; i < 10 * V; i++) md = fmax(md, fabs(fa[i] - fb[i]));
+            if (md > 1e-5) th_fail(__FILE__, __LINE__, "fused-view prefill differs by %g (q8 %d moe %d)", md, q8, moe);
+            free(fa), free(fb);
             omni_session_free(sa), omni_session_free(sb);
             omni_model_free(a), omni_model_free(b);
             rm_dir(d);
