@@ -23,8 +23,42 @@ layout(constant_id = 1) const uint WTYPE = 0;
 layout(constant_id = 6) const uint MODE = 0;
 layout(constant_id = 7) const uint VEC = 1;
 
-shared float ws[BK * BM];  // [k][m]
-shared float xs[BK * BN];  // [k][n]
+// Tiles in shared memory as vec4s: ws4[k][m/4], xs4[k][n/4], so a thread reads its 4 or 8 rows (tokens) of one k
+// as whole vectors. Accumulators are mat4s updated with outerProduct: registers, no arrays (NVIDIA kept an
+// acc[TM][TN] array in local memory, at 0.1 TFLOP/s).
+shared vec4 ws4[BK * BM / 4];
+shared vec4 xs4[BK * BN / 4];
+#define WS(k, m) ws4[(k) * (BM / 4) + ((m) >> 2)][(m) & 3]
+#define XS(k, n) xs4[(k) * (BN / 4) + ((n) >> 2)][(n) & 3]
+
+// 4 consecutive k values of weight row m
+void put_w4(uint k, uint m, vec4 w) {
+    WS(k, m) = w.x;
+    WS(k + 1, m) = w.y;
+    WS(k + 2, m) = w.z;
+    WS(k + 3, m) = w.w;
+}
+
+uint g_rows, g_cnt, g_j0;
+
+// y[j0 + t][row + i] (+)= v[i] for the rows and tokens that exist
+void store1(uint t, uint row, float v) {
+    if (t >= g_cnt || row >= g_rows) return;
+    BufF32 y = BufF32(pc.y + (uint64_t(g_j0 + t) * pc.y_stride + row) * 4u);
+    y.v[0] = pc.accumulate != 0 ? y.v[0] + v : v;
+}
+void store4(uint t, uint row, vec4 v) {
+    store1(t, row, v.x);
+    store1(t, row + 1, v.y);
+    store1(t, row + 2, v.z);
+    store1(t, row + 3, v.w);
+}
+// the four token columns of an accumulator: rows row..row+3, tokens t..t+3
+#define STORE_MAT(acc, t, row)                                                                                  \
+    store4((t), (row), acc[0]);                                                                                 \
+    store4((t) + 1, (row), acc[1]);                                                                             \
+    store4((t) + 2, (row), acc[2]);                                                                             \
+    store4((t) + 3, (row), acc[3]);
 
 void main() {
     uint tid = gl_LocalInvocationID.x;
@@ -50,9 +84,13 @@ void main() {
     uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
     uint esz = WTYPE == VK_WT_F32 ? 4u : WTYPE == VK_WT_Q8_0 ? 1u : 2u;
 
-    float acc[TM][TN];
-    [[unroll]] for (uint i = 0; i < TM; i++)
-        [[unroll]] for (uint j = 0; j < TN; j++) acc[i][j] = 0.0f;
+    g_rows = rows;
+    g_cnt = cnt;
+    g_j0 = j0;
+    mat4 acc00 = mat4(0.0f);
+#if MM_T == 8
+    mat4 acc01 = mat4(0.0f), acc10 = mat4(0.0f), acc11 = mat4(0.0f);
+#endif
 
     for (uint k0 = 0; k0 < cols; k0 += BK) {
         barrier();
@@ -64,18 +102,18 @@ void main() {
                 vec4 w0 = vec4(0), w1 = vec4(0), w2 = vec4(0), w3 = vec4(0);
                 if (row < rows) {
                     uint64_t ra = wbase + uint64_t(row) * rb;
-                    dq_vec(WTYPE, BufUV4(ra + uint64_t(k0 + p * epv) * esz).v[0], w0, w1, w2, w3);
+                    dq_vec_bits(WTYPE, BufUV4(ra + uint64_t(k0 + p * epv) * esz).v[0], w0, w1, w2, w3);
                     if (WTYPE == VK_WT_Q8_0) {
                         float d = f16_bits(ld_u16(sbase + uint64_t(row) * sb + uint64_t(k0 / 32u) * 2u));
                         w0 *= d; w1 *= d; w2 *= d; w3 *= d;
                     }
                 }
                 uint kb = p * epv;
-                [[unroll]] for (uint e = 0; e < 4; e++) ws[(kb + e) * BM + r] = w0[e];
-                if (epv >= 8) [[unroll]] for (uint e = 0; e < 4; e++) ws[(kb + 4 + e) * BM + r] = w1[e];
+                put_w4(kb, r, w0);
+                if (epv >= 8) put_w4(kb + 4, r, w1);
                 if (epv == 16) {
-                    [[unroll]] for (uint e = 0; e < 4; e++) ws[(kb + 8 + e) * BM + r] = w2[e];
-                    [[unroll]] for (uint e = 0; e < 4; e++) ws[(kb + 12 + e) * BM + r] = w3[e];
+                    put_w4(kb + 8, r, w2);
+                    put_w4(kb + 12, r, w3);
                 }
             }
         } else {
@@ -84,7 +122,7 @@ void main() {
                 float v = 0.0f;
                 if (row < rows && col < cols)
                     v = ld_elem(WTYPE, wbase + uint64_t(row) * rb, sbase + uint64_t(row) * sb, col);
-                ws[kk * BM + r] = v;
+                WS(kk, r) = v;
             }
         }
         // activations: BN rows × BK columns
@@ -96,26 +134,26 @@ void main() {
                 uint xrow = (MODE == 1 && pc.gather != 0) ? uint(BufI32(pc.tok).v[j]) : j;
                 v = BufF32(pc.x + (uint64_t(xrow) * pc.x_stride + col) * 4u).v[0];
             }
-            xs[kk * BN + t] = v;
+            XS(kk, t) = v;
         }
         barrier();
         for (uint kk = 0; kk < BK; kk++) {
-            float a[TM], b[TN];
-            [[unroll]] for (uint i = 0; i < TM; i++) a[i] = ws[kk * BM + tm * TM + i];
-            [[unroll]] for (uint j = 0; j < TN; j++) b[j] = xs[kk * BN + tn * TN + j];
-            [[unroll]] for (uint i = 0; i < TM; i++)
-                [[unroll]] for (uint j = 0; j < TN; j++) acc[i][j] += a[i] * b[j];
+            uint ab = kk * (BM / 4) + tm * (TM / 4), bb = kk * (BN / 4) + tn * (TN / 4);
+            vec4 a0 = ws4[ab], b0 = xs4[bb];
+            acc00 += outerProduct(a0, b0);  // column j: rows a0 times token b0[j]
+#if MM_T == 8
+            vec4 a1 = ws4[ab + 1], b1 = xs4[bb + 1];
+            acc01 += outerProduct(a0, b1);
+            acc10 += outerProduct(a1, b0);
+            acc11 += outerProduct(a1, b1);
+#endif
         }
     }
-    [[unroll]] for (uint j = 0; j < TN; j++) {
-        uint t = tn * TN + j;
-        if (t >= cnt) continue;
-        uint64_t yrow = uint64_t(j0 + t) * pc.y_stride;
-        [[unroll]] for (uint i = 0; i < TM; i++) {
-            uint row = m0 + tm * TM + i;
-            if (row >= rows) continue;
-            BufF32 y = BufF32(pc.y + (yrow + row) * 4u);
-            y.v[0] = pc.accumulate != 0 ? y.v[0] + acc[i][j] : acc[i][j];
-        }
-    }
+    uint t0 = tn * TN, r0 = m0 + tm * TM;
+    STORE_MAT(acc00, t0, r0)
+#if MM_T == 8
+    STORE_MAT(acc01, t0 + 4, r0)
+    STORE_MAT(acc10, t0, r0 + 4)
+    STORE_MAT(acc11, t0 + 4, r0 + 4)
+#endif
 }

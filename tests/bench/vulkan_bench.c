@@ -239,6 +239,7 @@ static void devices(void) {
 }
 
 int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach a pipe at once, also when a timeout kills us */
     int do_mv = 0, do_pf = 0;
     const char *config = NULL;
     int n_prompt = 512, n_gen = 64;
