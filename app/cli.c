@@ -18,6 +18,7 @@ const cli_command cli_commands[] = {
     { "quantize", cmd_quantize, "write a Q8_0 copy of a checkpoint (valid safetensors)" },
     { "eval", cmd_eval, "run a checkpoint on reference inputs and write its outputs (validation)" },
     { "bench", cmd_bench, "prefill/decode speed, also with synthetic weights from a config.json" },
+    { "bench-vision", cmd_bench_vision, "preprocessing + vision encoder speed for one image, also synthetic" },
     { "bench-audio", cmd_bench_audio, "audio encoder speed on S seconds of audio, also with synthetic weights" },
     { "devices", cmd_devices, "list the Vulkan devices and the features omni uses" },
     { NULL, NULL, NULL },

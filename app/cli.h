@@ -50,6 +50,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
 int cmd_listen(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_bench_vision(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_audio(int argc, char **argv); /* cmd_bench_audio.c */
 int cmd_devices(int argc, char **argv);

@@ -2,7 +2,6 @@
  * frames per second), on a real checkpoint or on synthetic random weights at the shape of a config.json's
  * audio_config. For synthetic runs the thinker is shrunk to one small layer first (and the vision tower, talker and
  * code2wav are dropped from the config), so only the audio encoder costs memory and load time. */
-#include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 #include <unistd.h>
 
 #include "audio_encoder.h" /* aenc_scratch_bytes */
+#include "bench_config.h"
 #include "cli.h"
 
 #define BENCH_AUDIO_DEFAULT_CONFIG "assets/qwen3-omni-30b-a3b.config.json"
@@ -30,67 +30,6 @@ static double clock_s(clockid_t id) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 static double now_s(void) { return clock_s(CLOCK_MONOTONIC); }
-
-static void set_num(cJSON *obj, const char *key, double v) {
-    if (!obj) return;
-    if (cJSON_GetObjectItemCaseSensitive(obj, key))
-        cJSON_ReplaceItemInObjectCaseSensitive(obj, key, cJSON_CreateNumber(v));
-    else cJSON_AddNumberToObject(obj, key, v);
-}
-
-/* Writes <tmpdir>/config.json: the given config with the thinker text model shrunk and every part but the audio
- * tower removed. Returns 0 and fills dir/path, or prints why and returns -1. */
-static int shrunk_config(const char *src, char *dir, size_t dcap, char *path, size_t pcap) {
-    FILE *f = fopen(src, "rb");
-    if (!f) return cli_err("bench-audio", "%s: cannot open", src), -1;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = n > 0 ? malloc((size_t)n + 1) : NULL;
-    size_t got = text ? fread(text, 1, (size_t)n, f) : 0;
-    fclose(f);
-    if (!text || got != (size_t)n) {
-        free(text);
-        return cli_err("bench-audio", "%s: cannot read", src), -1;
-    }
-    text[n] = 0;
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    cJSON *th = root ? cJSON_GetObjectItemCaseSensitive(root, "thinker_config") : NULL;
-    cJSON *tc = th ? cJSON_GetObjectItemCaseSensitive(th, "text_config") : NULL;
-    if (!tc || !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(th, "audio_config"))) {
-        cJSON_Delete(root);
-        return cli_err("bench-audio", "%s: not a Qwen3-Omni config with thinker_config.audio_config", src), -1;
-    }
-    set_num(tc, "num_hidden_layers", 1);
-    set_num(tc, "vocab_size", 1024);
-    if (cJSON_GetObjectItemCaseSensitive(tc, "num_experts")) {
-        set_num(tc, "num_experts", 2);
-        set_num(tc, "num_experts_per_tok", 1);
-    }
-    cJSON_DeleteItemFromObjectCaseSensitive(th, "vision_config");
-    cJSON_DeleteItemFromObjectCaseSensitive(root, "talker_config");
-    cJSON_DeleteItemFromObjectCaseSensitive(root, "code2wav_config");
-    cJSON_ReplaceItemInObjectCaseSensitive(root, "enable_audio_output", cJSON_CreateFalse());
-    snprintf(dir, dcap, "/tmp/omni-bench-audio-XXXXXX");
-    char *out = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!out || !mkdtemp(dir)) {
-        free(out);
-        return cli_err("bench-audio", "cannot create a temporary folder"), -1;
-    }
-    snprintf(path, pcap, "%s/config.json", dir);
-    f = fopen(path, "wb");
-    int ok = f && fputs(out, f) >= 0;
-    if (f && fclose(f)) ok = 0;
-    free(out);
-    if (!ok) {
-        unlink(path);
-        rmdir(dir);
-        return cli_err("bench-audio", "%s: cannot write", path), -1;
-    }
-    return 0;
-}
 
 int cmd_bench_audio(int argc, char **argv) {
     cli_opts o;
@@ -125,7 +64,8 @@ int cmd_bench_audio(int argc, char **argv) {
     }
     char dir[64] = "", cfg[128] = "";
     if (!o.model || o.mp.synthetic) {
-        if (shrunk_config(o.model ? o.model : BENCH_AUDIO_DEFAULT_CONFIG, dir, sizeof dir, cfg, sizeof cfg))
+        if (bench_shrunk_config(o.model ? o.model : BENCH_AUDIO_DEFAULT_CONFIG, "audio_config", dir, sizeof dir, cfg,
+                                sizeof cfg))
             return CLI_ERR;
         o.model = cfg;
         o.mp.synthetic = 1;
