@@ -21,7 +21,7 @@ for s in $steps; do
     bench) timeout 300 "$B/omni" bench --config $CFG --backend vulkan -p 512 -n 128 -d 0,4096 -r 3 --profile > "$O/bench_bf16.txt" 2>&1 ;;
     bench-q8) timeout 300 "$B/omni" bench --config $CFG --backend vulkan --quant q8_0 -p 512 -n 128 -d 0,4096 -r 3 --profile > "$O/bench_q8.txt" 2>&1 ;;
     audio) timeout 120 "$B/omni" bench-audio --config $CFG --backend vulkan -s 30 -r 5 > "$O/bench_audio.txt" 2>&1 ;;
-    vision) OMNI_BENCH_VISION=64 OMNI_BENCH_BACKEND=vulkan timeout 120 "$B/omni_tests" vision_bench_real_shape > "$O/bench_vision.txt" 2>&1 ;;
+    vision) timeout 120 "$B/omni" bench-vision --backend vulkan --size 1024 -r 5 > "$O/bench_vision.txt" 2>&1 ;;
     esac
     echo "step $s: exit $?" >> "$O/steps.txt"
 done
