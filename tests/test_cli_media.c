@@ -112,6 +112,10 @@ TEST(cli_media_bad_files) {
     snprintf(a, sizeof a, "generate -m %s --image tests/data/audio/sine440_1s.wav -n 2", g_dir); /* not an image */
     CHECK_EQ_INT(run(a, out, sizeof out), 1);
     CHECK(strstr(out, "sine440_1s.wav") != NULL);
+    /* audio longer than the context allows: one clear line, exit 1 */
+    snprintf(a, sizeof a, "generate -m %s --audio tests/data/audio/speech16k.wav -c 32 -n 2", g_dir);
+    CHECK_EQ_INT(run(a, out, sizeof out), 1);
+    CHECK(strstr(out, "context full") != NULL);
     /* a text-only checkpoint has no audio encoder */
     snprintf(a, sizeof a, "generate -m %s/qwen3-moe --audio tests/data/audio/sine440_1s.wav -n 2", FIXTURES);
     CHECK(run(a, out, sizeof out) == 1);

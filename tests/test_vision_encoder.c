@@ -28,10 +28,12 @@ static omni_model *g_m;
 
 static int g_profile; /* the bench opens its model with profiling */
 
+static omni_backend_kind g_backend = OMNI_BACKEND_CPU;
+
 static omni_model *load(const char *path, omni_weight_mode wm, int synthetic, char *err, size_t cap, int *rc) {
     omni_model_params p = omni_model_default_params();
     p.profile = g_profile;
-    p.backend = OMNI_BACKEND_CPU;
+    p.backend = g_backend;
     p.weights = wm;
     p.synthetic = synthetic;
     omni_model *m = NULL;
@@ -130,6 +132,22 @@ static void golden_image(int idx) {
 
 TEST(vision_golden_image_1) { golden_image(1); } /* grid 1×4×6 */
 TEST(vision_golden_image_2) { golden_image(2); } /* grid 1×6×4 */
+
+/* the same encoder through the Vulkan back-end (lavapipe in CI): LayerNorm, tanh-GELU, 2-D rotary, per-frame
+ * attention and the mergers as device kernels */
+TEST(vision_golden_vulkan) {
+    g_backend = OMNI_BACKEND_VULKAN;
+    char p[600], err[600];
+    snprintf(p, sizeof p, "%s/qwen3-omni", FIXTURES);
+    int rc;
+    omni_model *m = load(p, OMNI_WEIGHTS_AS_STORED, 0, err, sizeof err, &rc);
+    if (!m && (strstr(err, "no Vulkan") || strstr(err, "without Vulkan"))) SKIP("no Vulkan device");
+    REQUIRE(m);
+    omni_model_free(m);
+    REQUIRE(setup());
+    golden_image(1);
+    golden_image(2);
+}
 
 /* Our features through the thinker: the one-image prompt's logits against the reference (which used the reference's
  * own features; test_golden_mm checks the thinker with those). */
