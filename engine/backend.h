@@ -139,6 +139,14 @@ typedef struct {
     /* y[i] = x[i] (byte copy between buffers) */
     void (*copy)(ob_backend *b, ob_ptr src, ob_ptr dst, size_t bytes);
 
+    /* ---- optional fused ops (NULL when a back-end has none: callers then run the unfused sequence) ---- */
+    /* The attention block's per-head work between the q|k|v projection and attention in one call, exactly
+     *   rms_norm(q, q_norm) per head; rms_norm(k, k_norm) per head; rope(q); rope(k); kv_store(k, v)
+     * with q [n][a->n_heads*head_dim] and k, v [n][a->n_kv_heads*head_dim] (q and k updated in place). */
+    void (*qk_norm_rope_kv)(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm, const ob_mat *k_norm,
+                            float eps, ob_ptr pos3, const ob_rope *r, ob_ptr kcache, ob_ptr vcache, int n_ctx,
+                            int pos0, int n, const ob_attn *a);
+
     /* ---- optional profiling (NULL when unsupported) ---- */
     /* Everything queued from here until the next mark is charged to class cls (OB_PROF_*); cls < 0 stops charging. */
     void (*prof_mark)(ob_backend *b, int cls);

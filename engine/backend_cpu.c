@@ -664,6 +664,20 @@ static void cpu_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, o
     }
 }
 
+/* The fused attention-block op of backend.h: on the CPU simply the unfused sequence (the reference the device
+ * back-ends' fused kernels are tested against). Mirrors Qwen3OmniMoeThinkerTextAttention.forward: q_norm / k_norm
+ * per head, apply_rotary_pos_emb, then the cache update. */
+static void cpu_qk_norm_rope_kv(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm,
+                                const ob_mat *k_norm, float eps, ob_ptr pos3, const ob_rope *r, ob_ptr kcache,
+                                ob_ptr vcache, int n_ctx, int pos0, int n, const ob_attn *a) {
+    int D = a->head_dim;
+    cpu_rms_norm(b, q, q_norm, q, n * a->n_heads, D, eps);
+    cpu_rms_norm(b, k, k_norm, k, n * a->n_kv_heads, D, eps);
+    cpu_rope(b, q, pos3, n, a->n_heads, r);
+    cpu_rope(b, k, pos3, n, a->n_kv_heads, r);
+    cpu_kv_store(b, kcache, vcache, n_ctx, k, v, pos0, n, a);
+}
+
 static void cpu_swiglu(ob_backend *b, ob_ptr g, ob_ptr u, ob_ptr out, int64_t count) {
     (void)b;
     const float *G = PTR(g), *U = PTR(u);
@@ -865,6 +879,7 @@ static const ob_ops cpu_ops = {
     .im2col = cpu_im2col,
     .add_rows = cpu_add_rows,
     .copy = cpu_copy,
+    .qk_norm_rope_kv = cpu_qk_norm_rope_kv,
     .prof_mark = cpu_prof_mark,
     .prof_read = cpu_prof_read,
 };

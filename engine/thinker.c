@@ -115,13 +115,19 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
             op->add_bias(be, k, &L->bk, n, Hkv * D);
             op->add_bias(be, v, &L->bv, n, Hkv * D);
         }
-        PROF(OB_PROF_NORM);
-        op->rms_norm(be, q, &L->q_norm, q, n * Hq, D, h->rms_eps); /* per-head q/k norm before RoPE */
-        op->rms_norm(be, k, &L->k_norm, k, n * Hkv, D, h->rms_eps);
-        PROF(OB_PROF_ROPE_KV);
-        op->rope(be, q, pos, n, Hq, &rope);
-        op->rope(be, k, pos, n, Hkv, &rope);
-        op->kv_store(be, kc, vc, s->n_ctx, k, v, pos0, n, &at);
+        if (op->qk_norm_rope_kv) { /* the five ops below in one (a back-end's fused kernel) */
+            PROF(OB_PROF_ROPE_KV);
+            op->qk_norm_rope_kv(be, q, k, v, &L->q_norm, &L->k_norm, h->rms_eps, pos, &rope, kc, vc, s->n_ctx, pos0,
+                                n, &at);
+        } else {
+            PROF(OB_PROF_NORM);
+            op->rms_norm(be, q, &L->q_norm, q, n * Hq, D, h->rms_eps); /* per-head q/k norm before RoPE */
+            op->rms_norm(be, k, &L->k_norm, k, n * Hkv, D, h->rms_eps);
+            PROF(OB_PROF_ROPE_KV);
+            op->rope(be, q, pos, n, Hq, &rope);
+            op->rope(be, k, pos, n, Hkv, &rope);
+            op->kv_store(be, kc, vc, s->n_ctx, k, v, pos0, n, &at);
+        }
         PROF(OB_PROF_ATTN);
         op->attention(be, q, kc, vc, s->n_ctx, att, pos0, n, &at);
         PROF(OB_PROF_PROJ);

@@ -376,3 +376,41 @@ TEST(cpu_rope_vision_2d) {
     B->ops->rope(B, xp, pp, n, heads, &r);
     CHECK(rel_err(host(xp), ref, sizeof x / 4) < 1e-5);
 }
+
+/* The fused attention-block op (backend.h, optional section) equals its definition, the unfused sequence
+ * rms_norm(q) ×heads, rms_norm(k) ×heads, rope(q), rope(k), kv_store, bit for bit (same code, same order). */
+TEST(cpu_qk_norm_rope_kv_matches_sequence) {
+    setup();
+    REQUIRE(B->ops->qk_norm_rope_kv != NULL);
+    enum { HQ = 4, HKV = 2, D = 64, N = 3, CTX = 12, POS0 = 5 };
+    ob_rope rope = { 1e6f, D, D, { 12, 10, 10 }, 1, 0 };
+    ob_attn a = { HQ, HKV, D, 0.125f, 1, 0 };
+    static float q[N * HQ * D], k[N * HKV * D], v[N * HKV * D], cache[HKV * CTX * D], pos[3 * N], wq[D], wk[D];
+    rnd(q, N * HQ * D, 31, 3.0f);
+    rnd(k, N * HKV * D, 32, 3.0f);
+    rnd(v, N * HKV * D, 33, 1.0f);
+    rnd(cache, HKV * CTX * D, 34, 1.0f);
+    rnd(wq, D, 35, 1.0f);
+    rnd(wk, D, 36, 1.0f);
+    for (int i = 0; i < 3 * N; i++) pos[i] = (float)(POS0 + i % N + 7 * (i / N));
+    ob_mat mq = ob_mat_make(buf_from(wq, sizeof wq), OB_F32, 1, D);
+    ob_mat mk = ob_mat_make(buf_from(wk, sizeof wk), OB_F32, 1, D);
+    ob_ptr P = buf_from(pos, sizeof pos);
+    ob_ptr q1 = buf_from(q, sizeof q), k1 = buf_from(k, sizeof k), v1 = buf_from(v, sizeof v),
+           kc1 = buf_from(cache, sizeof cache), vc1 = buf_from(cache, sizeof cache);
+    ob_ptr q2 = buf_from(q, sizeof q), k2 = buf_from(k, sizeof k), v2 = buf_from(v, sizeof v),
+           kc2 = buf_from(cache, sizeof cache), vc2 = buf_from(cache, sizeof cache);
+    B->ops->qk_norm_rope_kv(B, q1, k1, v1, &mq, &mk, 1e-6f, P, &rope, kc1, vc1, CTX, POS0, N, &a);
+    B->ops->rms_norm(B, q2, &mq, q2, N * HQ, D, 1e-6f);
+    B->ops->rms_norm(B, k2, &mk, k2, N * HKV, D, 1e-6f);
+    B->ops->rope(B, q2, P, N, HQ, &rope);
+    B->ops->rope(B, k2, P, N, HKV, &rope);
+    B->ops->kv_store(B, kc2, vc2, CTX, k2, v2, POS0, N, &a);
+    CHECK(!memcmp(host(q1), host(q2), sizeof q));
+    CHECK(!memcmp(host(k1), host(k2), sizeof k));
+    CHECK(!memcmp(host(kc1), host(kc2), sizeof cache));
+    CHECK(!memcmp(host(vc1), host(vc2), sizeof cache));
+    /* the op did change q and the cache rows POS0..POS0+N-1 (not a no-op) */
+    CHECK(memcmp(host(q1), q, sizeof q) != 0);
+    CHECK(memcmp(host(kc1), cache, sizeof cache) != 0);
+}

@@ -251,6 +251,61 @@ TEST(vk_rope_variants) {
     tv_close(&e);
 }
 
+/* ---- fused decode ops ------------------------------------------------------------------------------------------ */
+
+/* qk_norm_rope_kv on the Vulkan back-end (fused kernel, or its fallback for q8 norms) against the CPU back-end's
+ * (the unfused sequence rms_norm ×2, rope ×2, kv_store): q, k and both caches. Tolerance 1e-5 (a normalisation and
+ * a rotation; the cache rows the op does not write stay exactly as they were). */
+TEST(vk_qk_norm_rope_kv) {
+    TV_OPEN(e);
+    omni_rng r = { 23 };
+    struct {
+        int hq, hkv, hd, rot, n, n_ctx, pos0;
+        int sec[3], inter;
+        ob_dtype wt;
+    } cases[] = {
+        { 4, 2, 128, 128, 1, 64, 10, { 24, 20, 20 }, 1, OB_BF16 }, /* Qwen3-Omni decode: interleaved MRoPE */
+        { 8, 1, 64, 64, 5, 40, 3, { 0, 0, 0 }, 0, OB_F32 },        /* prefill chunk, MQA, plain RoPE */
+        { 3, 3, 80, 40, 2, 9, 7, { 0, 0, 0 }, 0, OB_F16 },         /* partial rotation, odd head_dim */
+        { 2, 1, 256, 256, 1, 300, 299, { 48, 40, 40 }, 1, OB_BF16 }, /* head_dim 256, last cache row */
+        { 2, 2, 64, 64, 3, 16, 0, { 8, 12, 12 }, 0, OB_Q8_0 },     /* q8 norms: the unfused fallback */
+    };
+    for (unsigned ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        int Hq = cases[ci].hq, Hkv = cases[ci].hkv, D = cases[ci].hd, n = cases[ci].n, n_ctx = cases[ci].n_ctx;
+        ob_rope rope = { 1e6f, D, cases[ci].rot, { cases[ci].sec[0], cases[ci].sec[1], cases[ci].sec[2] },
+                         cases[ci].inter, 0 };
+        ob_attn a = { Hq, Hkv, D, 1.0f / sqrtf((float)D), 1, 0 };
+        size_t qn = (size_t)n * Hq * D, kn = (size_t)n * Hkv * D, cn = (size_t)Hkv * n_ctx * D;
+        float *q = malloc(qn * 4), *k = malloc(kn * 4), *v = malloc(kn * 4), *cache = malloc(cn * 4),
+              *pos = malloc((size_t)3 * n * 4);
+        tv_rand(&r, q, qn, 3.0f);
+        tv_rand(&r, k, kn, 3.0f);
+        tv_rand(&r, v, kn, 1.0f);
+        tv_rand(&r, cache, cn, 1.0f);
+        for (int i = 0; i < 3 * n; i++) pos[i] = floorf(omni_rng_uniform(&r) * 2000.0f);
+        size_t wqb, wkb;
+        void *wq = tv_weights(&r, cases[ci].wt, 1, D, &wqb), *wk = tv_weights(&r, cases[ci].wt, 1, D, &wkb);
+        tv_buf Q = tv_new(&e, q, qn * 4, 0), K = tv_new(&e, k, kn * 4, 0), V = tv_new(&e, v, kn * 4, 0),
+               KC = tv_new(&e, cache, cn * 4, 0), VC = tv_new(&e, cache, cn * 4, 0),
+               P = tv_new(&e, pos, (size_t)3 * n * 4, 0), WQ = tv_new(&e, wq, wqb, 0), WK = tv_new(&e, wk, wkb, 0);
+        ob_mat qv = ob_mat_make(tv_pv(WQ, 0), cases[ci].wt, 1, D), qc = ob_mat_make(tv_pc(WQ, 0), cases[ci].wt, 1, D),
+               kv = ob_mat_make(tv_pv(WK, 0), cases[ci].wt, 1, D), kc = ob_mat_make(tv_pc(WK, 0), cases[ci].wt, 1, D);
+        e.vk->ops->qk_norm_rope_kv(e.vk, tv_pv(Q, 0), tv_pv(K, 0), tv_pv(V, 0), &qv, &kv, 1e-6f, tv_pv(P, 0), &rope,
+                                   tv_pv(KC, 0), tv_pv(VC, 0), n_ctx, cases[ci].pos0, n, &a);
+        e.cpu->ops->qk_norm_rope_kv(e.cpu, tv_pc(Q, 0), tv_pc(K, 0), tv_pc(V, 0), &qc, &kc, 1e-6f, tv_pc(P, 0),
+                                    &rope, tv_pc(KC, 0), tv_pc(VC, 0), n_ctx, cases[ci].pos0, n, &a);
+        double eq = tv_rel_err(&e, Q, 0, qn), ek = tv_rel_err(&e, K, 0, kn), ekc = tv_rel_err(&e, KC, 0, cn),
+               evc = tv_rel_err(&e, VC, 0, cn);
+        if (!(eq >= 0 && eq <= 1e-5 && ek >= 0 && ek <= 1e-5 && ekc >= 0 && ekc <= 1e-5 && evc == 0))
+            th_fail(__FILE__, __LINE__, "qk_norm_rope_kv case %u: q %g k %g k cache %g v cache %g", ci, eq, ek, ekc,
+                    evc);
+        tv_free(&e, &Q), tv_free(&e, &K), tv_free(&e, &V), tv_free(&e, &KC), tv_free(&e, &VC), tv_free(&e, &P);
+        tv_free(&e, &WQ), tv_free(&e, &WK);
+        free(q), free(k), free(v), free(cache), free(pos), free(wq), free(wk);
+    }
+    tv_close(&e);
+}
+
 /* ---- attention --------------------------------------------------------------------------------------------------- */
 
 typedef struct {

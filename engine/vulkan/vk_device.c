@@ -73,6 +73,7 @@ void vk_env_read(vk_env *e) {
     e->fence_timeout_s = env_int("OMNI_VK_FENCE_TIMEOUT_S", 120);
     if (e->fence_timeout_s <= 0) e->fence_timeout_s = 120;
     e->sync_each = env_flag("OMNI_VK_SYNC");
+    e->fuse = env_int("OMNI_VK_FUSE", 1);
 }
 
 const char *vk_result_str(VkResult r) {

@@ -55,6 +55,7 @@ typedef struct {
     int moe;   /* 0 auto, 1 vec, 2 grouped */
     int mv_wg, mv_rsg, mv_unroll, mv_cvt;
     int fence_timeout_s, sync_each;
+    int fuse;  /* fused decode ops (vk_decode.c): 1 on (default), 0 off (OMNI_VK_FUSE=0, for comparisons) */
 } vk_env;
 void vk_env_read(vk_env *e);
 
@@ -96,6 +97,7 @@ typedef enum {
     SH_MOE_COMBINE,
     SH_EW,
     SH_GATHER,
+    SH_QK_ROPE_KV,
     SH_COUNT
 } vk_shader_id;
 
@@ -272,6 +274,12 @@ void vk_op_permute(ob_backend *b, ob_ptr src, ob_ptr dst, const int64_t d[4], co
 void vk_op_im2col(ob_backend *b, ob_ptr x, int B, int C, int H, int W, const int64_t strides[4], int k, int stride,
                   int pad, ob_ptr out);
 void vk_op_add_rows(ob_backend *b, ob_ptr x, ob_ptr idx, ob_ptr src, int n, int dim);
+/* vk_decode.c: fused decode ops (backend.h, optional section) */
+void vk_op_qk_norm_rope_kv(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm, const ob_mat *k_norm,
+                           float eps, ob_ptr pos3, const ob_rope *r, ob_ptr kcache, ob_ptr vcache, int n_ctx, int pos0,
+                           int n, const ob_attn *a);
+/* the inverse-frequency table of a rope on the device (cached per configuration); NULL after vk_fail */
+ob_buf *vk_rope_freqs(vk_ctx *c, const ob_rope *r);
 /* shared helpers of the op files */
 vk_range vk_mat_range(const ob_mat *w);
 /* 1 if p holds bytes at a 4-byte aligned offset; otherwise fails the back-end naming op */

@@ -25,6 +25,7 @@ _Static_assert(sizeof(ob_pc_plan) == 40, "ob_pc_plan layout");
 _Static_assert(sizeof(ob_pc_combine) == 48, "ob_pc_combine layout");
 _Static_assert(sizeof(ob_pc_ew) == 40, "ob_pc_ew layout");
 _Static_assert(sizeof(ob_pc_gather) == 96, "ob_pc_gather layout");
+_Static_assert(sizeof(ob_pc_qkrope) == 120, "ob_pc_qkrope layout");
 
 /* ---- shared helpers -------------------------------------------------------------------------------------------- */
 
@@ -216,7 +217,7 @@ void vk_op_rms_norm(ob_backend *b, ob_ptr x, const ob_mat *w, ob_ptr y, int rows
 /* inverse frequencies of a rope as HF computes them in fp32: 1 / theta^(2j / rot_dim), or with section_freqs
  * 1 / theta^(2j / (2·section)) restarting in every section (the ViT's 2-D rotary); cached per configuration.
  * Mirrors the CPU back-end's cpu_rope. */
-static ob_buf *rope_freqs(vk_ctx *c, const ob_rope *r) {
+ob_buf *vk_rope_freqs(vk_ctx *c, const ob_rope *r) {
     int rot_dim = r->rot_dim;
     for (int i = 0; i < c->n_freqs; i++)
         if (c->freqs[i].theta == r->theta && c->freqs[i].rot_dim == rot_dim &&
@@ -262,7 +263,7 @@ void vk_op_rope(ob_backend *b, ob_ptr x, ob_ptr pos3, int n, int n_heads, const 
     }
     size_t xb = (size_t)n * (size_t)n_heads * (size_t)r->head_dim * 4;
     if (!vk_ptr_ok(c, x, xb, "rope x") || !vk_ptr_ok(c, pos3, (size_t)3 * (size_t)n * 4, "rope pos")) return;
-    ob_buf *fb = rope_freqs(c, r);
+    ob_buf *fb = vk_rope_freqs(c, r);
     if (!fb) return;
     ob_pc_rope pc = {
         .x = vk_addr(x), .pos = vk_addr(pos3), .freqs = fb->blk->addr + fb->off,
@@ -618,6 +619,7 @@ static const ob_ops vk_ops_table = {
     .im2col = vk_op_im2col,
     .add_rows = vk_op_add_rows,
     .copy = vk_op_copy,
+    .qk_norm_rope_kv = vk_op_qk_norm_rope_kv,
     .prof_mark = vk_prof_mark,
     .prof_read = vk_prof_read,
 };

@@ -96,6 +96,19 @@ PUSH(ob_pc_attn) {
 } PUSH_END(ob_pc_attn);
 #endif
 
+/* qk_rope_kv.comp: per head of q [n][n_heads][head_dim] and k [n][n_kv][head_dim]: RMSNorm with w_q / w_k (f32, f16
+ * or bf16 vectors of head_dim), RoPE as rope.comp (pos fp32 [3][n], freqs fp32 [rot_dim/2]), both in place; k heads
+ * then go to the k cache and v to the v cache at pos0 + i (caches [n_kv][n_ctx][head_dim]) */
+#if !defined(VULKAN) || defined(PC_QKROPE)
+PUSH(ob_pc_qkrope) {
+    uint64_t q, k, v, w_q, w_k, pos, freqs, kc, vc;
+    uint32_t n, n_heads, n_kv, head_dim;
+    uint32_t rot_dim, sec0, sec1, sec2;
+    uint32_t interleaved, n_ctx, pos0;
+    float eps;
+} PUSH_END(ob_pc_qkrope);
+#endif
+
 /* moe_route.comp: softmax, top-k (ties -> lower index), optional renormalisation */
 #if !defined(VULKAN) || defined(PC_ROUTE)
 PUSH(ob_pc_route) {

@@ -18,6 +18,8 @@
 #include "moe_plan.h"
 #include "moe_route.h"
 #include "moe_route_nosg.h"
+#include "qk_rope_kv.h"
+#include "qk_rope_kv_nosg.h"
 #include "rms_norm.h"
 #include "rms_norm_nosg.h"
 #include "rope.h"
@@ -41,4 +43,5 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_MOE_COMBINE] = { SPV(moe_combine) },
     [SH_EW] = { SPV(ew) },
     [SH_GATHER] = { SPV(gather) },
+    [SH_QK_ROPE_KV] = { SPV2(qk_rope_kv) },
 };

@@ -1,0 +1,81 @@
+/* vk_decode.c — fused ops of the decode path (backend.h, "optional fused ops") for the Vulkan back-end.
+ *
+ * A decode step is memory-bound and short (a few ms for 48 layers), so every dependent dispatch costs its launch
+ * and a pipeline barrier (~3 µs on the H100) on top of the work. The ops here do in one dispatch what the unfused
+ * sequence does in several, with the same fp32 arithmetic, and fall back to that sequence for shapes or weight
+ * types their kernels do not take. OMNI_VK_FUSE=0 turns them off (the unfused sequence), for comparisons.
+ *
+ *   qk_norm_rope_kv: q_norm and k_norm per head, RoPE of q and k, and the k/v cache update — five dispatches
+ *   (rms_norm.comp ×2, rope.comp ×2, kv_store.comp) become one of qk_rope_kv.comp, one workgroup per (head,
+ *   token).
+ *
+ * Mirrors the CPU back-end's fused ops, which run the unfused sequence. */
+#include <stdio.h>
+
+#include "vk_internal.h"
+
+/* the unfused sequence of qk_norm_rope_kv (the CPU back-end's definition of the op) */
+static void qk_unfused(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm, const ob_mat *k_norm,
+                       float eps, ob_ptr pos3, const ob_rope *r, ob_ptr kcache, ob_ptr vcache, int n_ctx, int pos0,
+                       int n, const ob_attn *a) {
+    int D = a->head_dim;
+    vk_op_rms_norm(b, q, q_norm, q, n * a->n_heads, D, eps);
+    vk_op_rms_norm(b, k, k_norm, k, n * a->n_kv_heads, D, eps);
+    vk_op_rope(b, q, pos3, n, a->n_heads, r);
+    vk_op_rope(b, k, pos3, n, a->n_kv_heads, r);
+    vk_op_kv_store(b, kcache, vcache, n_ctx, k, v, pos0, n, a);
+}
+
+/* a per-head norm weight the fused kernel reads element by element: f32, f16 or bf16, at least dim elements */
+static int norm_weight_ok(const ob_mat *w, int dim) {
+    return w && w->data.buf && (w->dtype == OB_F32 || w->dtype == OB_F16 || w->dtype == OB_BF16) &&
+           w->rows * w->cols >= dim;
+}
+
+void vk_op_qk_norm_rope_kv(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm, const ob_mat *k_norm,
+                           float eps, ob_ptr pos3, const ob_rope *r, ob_ptr kcache, ob_ptr vcache, int n_ctx, int pos0,
+                           int n, const ob_attn *a) {
+    vk_ctx *c = vk_of(b);
+    if (n <= 0 || c->base.failed) return;
+    int D = a->head_dim, Hq = a->n_heads, Hkv = a->n_kv_heads;
+    int fusable = c->env.fuse && D > 0 && D <= 256 && r->head_dim == D && r->rot_dim > 0 && r->rot_dim <= D &&
+                  r->rot_dim % 2 == 0 && Hq > 0 && Hkv > 0 && Hq % Hkv == 0 && (uint32_t)n <= c->caps.max_wg_count[1] &&
+                  (uint32_t)(Hq + Hkv) <= c->caps.max_wg_count[0] && norm_weight_ok(q_norm, D) &&
+                  norm_weight_ok(k_norm, D);
+    if (!fusable) {
+        qk_unfused(b, q, k, v, q_norm, k_norm, eps, pos3, r, kcache, vcache, n_ctx, pos0, n, a);
+        return;
+    }
+    if (vk_mat_check(c, q_norm, "qk_norm_rope_kv q_norm") != 0 || vk_mat_check(c, k_norm, "qk_norm_rope_kv k_norm"))
+        return;
+    if (pos0 < 0 || pos0 + n > n_ctx) {
+        vk_fail(c, "qk_norm_rope_kv: positions %d..%d outside a context of %d", pos0, pos0 + n - 1, n_ctx);
+        return;
+    }
+    size_t qb = (size_t)n * (size_t)Hq * (size_t)D * 4, kb = (size_t)n * (size_t)Hkv * (size_t)D * 4;
+    size_t cache_b = (size_t)Hkv * (size_t)n_ctx * (size_t)D * 4, pb = (size_t)3 * (size_t)n * 4;
+    if (!vk_ptr_ok(c, q, qb, "qk_norm_rope_kv q") || !vk_ptr_ok(c, k, kb, "qk_norm_rope_kv k") ||
+        !vk_ptr_ok(c, v, kb, "qk_norm_rope_kv v") || !vk_ptr_ok(c, pos3, pb, "qk_norm_rope_kv pos") ||
+        !vk_ptr_ok(c, kcache, cache_b, "qk_norm_rope_kv k cache") ||
+        !vk_ptr_ok(c, vcache, cache_b, "qk_norm_rope_kv v cache"))
+        return;
+    ob_buf *fb = vk_rope_freqs(c, r);
+    if (!fb) return;
+    ob_pc_qkrope pc = {
+        .q = vk_addr(q), .k = vk_addr(k), .v = vk_addr(v), .w_q = vk_addr(q_norm->data), .w_k = vk_addr(k_norm->data),
+        .pos = vk_addr(pos3), .freqs = fb->blk->addr + fb->off, .kc = vk_addr(kcache), .vc = vk_addr(vcache),
+        .n = (uint32_t)n, .n_heads = (uint32_t)Hq, .n_kv = (uint32_t)Hkv, .head_dim = (uint32_t)D,
+        .rot_dim = (uint32_t)r->rot_dim, .sec0 = (uint32_t)r->section[0], .sec1 = (uint32_t)r->section[1],
+        .sec2 = (uint32_t)r->section[2], .interleaved = (uint32_t)(r->interleaved != 0), .n_ctx = (uint32_t)n_ctx,
+        .pos0 = (uint32_t)pos0, .eps = eps,
+    };
+    /* 64 threads: head_dim 128 gives each thread two elements and one rotation pair */
+    uint32_t spec[3] = { 64, (uint32_t)q_norm->dtype, (uint32_t)k_norm->dtype };
+    vk_range rd[7] = { vk_rng(pc.q, qb),        vk_rng(pc.k, kb),      vk_rng(pc.v, kb),
+                       vk_mat_range(q_norm),    vk_mat_range(k_norm),  vk_rng(pc.pos, pb),
+                       vk_rng(pc.freqs, (size_t)r->rot_dim * 2) };
+    /* only rows pos0..pos0+n-1 of each cache head are written, but they are strided: state the whole caches */
+    vk_range wr[4] = { vk_rng(pc.q, qb), vk_rng(pc.k, kb), vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b) };
+    vk_dispatch(c, vk_pipeline(c, SH_QK_ROPE_KV, spec, 3), &pc, sizeof pc, (uint32_t)(Hq + Hkv), (uint32_t)n, 1, rd,
+                7, wr, 4);
+}

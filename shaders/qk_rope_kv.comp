@@ -1,0 +1,74 @@
+#version 460
+// qk_rope_kv.comp — the attention block's per-head work of one decode step in one dispatch: for every head of q
+// and k, RMSNorm over head_dim (q_norm / k_norm), then RoPE; k heads are also written to the k cache, and the
+// matching v head to the v cache. One workgroup per (head, token): x = workgroup id (q heads, then k heads),
+// y = token. Replaces rms_norm.comp (twice), rope.comp (twice) and kv_store.comp with the same fp32 arithmetic:
+// y = (x * scale) * w with scale = 1/sqrt(mean(x²) + eps), angle = pos·inv_freq, sin/cos from sincos_acc.
+// Mirrors the CPU back-end's qk_norm_rope_kv (= its rms_norm, rope and kv_store in sequence) and HF
+// Qwen3OmniMoeThinkerTextAttention.forward (q_norm/k_norm, apply_rotary_pos_emb with interleaved MRoPE,
+// past_key_values.update).
+#define PC_QKROPE
+#include "common.glsl"
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WG = 64;
+layout(constant_id = 1) const uint QTYPE = 0;  // weight type of w_q (f32, f16, bf16)
+layout(constant_id = 2) const uint KTYPE = 0;  // weight type of w_k
+
+#include "reduce.glsl"
+
+shared float xs[256];  // the normalised head (head_dim <= 256)
+
+void main() {
+    uint hh = gl_WorkGroupID.x, i = gl_WorkGroupID.y, t = gl_LocalInvocationID.x, hd = pc.head_dim;
+    bool is_k = hh >= pc.n_heads;  // uniform per workgroup
+    uint h = is_k ? hh - pc.n_heads : hh;
+    uint64_t xa = is_k ? pc.k + (uint64_t(i) * pc.n_kv + h) * hd * 4u : pc.q + (uint64_t(i) * pc.n_heads + h) * hd * 4u;
+    BufF32 x = BufF32(xa);
+    float ss = 0.0f;
+    for (uint d = t; d < hd; d += WG) {
+        float v = x.v[d];
+        xs[d] = v;
+        ss += v * v;
+    }
+    ss = wg_sum(ss);  // its barriers also make xs visible to the workgroup
+    float scale = 1.0f / sqrt(ss / float(hd) + pc.eps);
+    for (uint d = t; d < hd; d += WG)
+        xs[d] = (xs[d] * scale) * (is_k ? ld_elem(KTYPE, pc.w_k, pc.w_k, d) : ld_elem(QTYPE, pc.w_q, pc.w_q, d));
+    barrier();
+
+    // RoPE pair j = (j, j + rot_dim/2), the position row chosen as in rope.comp; dims past rot_dim pass through
+    uint half_rot = pc.rot_dim / 2u;
+    uint64_t ca = (uint64_t(h) * pc.n_ctx + pc.pos0 + i) * hd * 4u;
+    for (uint j = t; j < half_rot; j += WG) {
+        uint sel = 0;
+        if (pc.sec0 + pc.sec1 + pc.sec2 != 0u) {
+            if (pc.interleaved != 0u) {
+                if (j % 3u == 1u && j < 3u * pc.sec1) sel = 1u;
+                else if (j % 3u == 2u && j < 3u * pc.sec2) sel = 2u;
+            } else {
+                sel = j < pc.sec0 ? 0u : j < pc.sec0 + pc.sec1 ? 1u : j < pc.sec0 + pc.sec1 + pc.sec2 ? 2u : 0u;
+            }
+        }
+        float pos = BufF32(pc.pos).v[sel * pc.n + i];
+        precise float ang = pos * BufF32(pc.freqs).v[j];
+        float s, c;
+        sincos_acc(ang, s, c);
+        float a = xs[j], b = xs[j + half_rot];
+        float ra = a * c - b * s, rb = b * c + a * s;
+        x.v[j] = ra;
+        x.v[j + half_rot] = rb;
+        if (is_k) {
+            BufF32(pc.kc + ca).v[j] = ra;
+            BufF32(pc.kc + ca).v[j + half_rot] = rb;
+        }
+    }
+    for (uint d = pc.rot_dim + t; d < hd; d += WG) {
+        x.v[d] = xs[d];
+        if (is_k) BufF32(pc.kc + ca).v[d] = xs[d];
+    }
+    if (is_k) {
+        BufF32 v = BufF32(pc.v + (uint64_t(i) * pc.n_kv + h) * hd * 4u);
+        for (uint d = t; d < hd; d += WG) BufF32(pc.vc + ca).v[d] = v.v[d];
+    }
+}
