@@ -146,6 +146,10 @@ typedef struct {
     void (*qk_norm_rope_kv)(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm, const ob_mat *k_norm,
                             float eps, ob_ptr pos3, const ob_rope *r, ob_ptr kcache, ob_ptr vcache, int n_ctx,
                             int pos0, int n, const ob_attn *a);
+    /* One row: xn = rms_norm(x, norm, eps) over W.cols, then y[1][W.rows] = xn · Wᵀ — exactly rms_norm(x -> xn)
+     * followed by matmul(w, xn, y, 1, 0) (a decoder layer's input_layernorm + q|k|v, or post_attention_layernorm
+     * + router). xn must not overlap x or y. */
+    void (*norm_matvec)(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr y, ob_ptr xn);
 
     /* ---- optional profiling (NULL when unsupported) ---- */
     /* Everything queued from here until the next mark is charged to class cls (OB_PROF_*); cls < 0 stops charging. */

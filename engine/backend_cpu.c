@@ -678,6 +678,13 @@ static void cpu_qk_norm_rope_kv(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, con
     cpu_kv_store(b, kcache, vcache, n_ctx, k, v, pos0, n, a);
 }
 
+/* The fused norm + matrix-vector op of backend.h: on the CPU the unfused pair (Qwen3RMSNorm, then the Linear). */
+static void cpu_norm_matvec(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr y,
+                            ob_ptr xn) {
+    cpu_rms_norm(b, x, norm, xn, 1, (int)w->cols, eps);
+    cpu_matmul(b, w, xn, y, 1, 0);
+}
+
 static void cpu_swiglu(ob_backend *b, ob_ptr g, ob_ptr u, ob_ptr out, int64_t count) {
     (void)b;
     const float *G = PTR(g), *U = PTR(u);
@@ -880,6 +887,7 @@ static const ob_ops cpu_ops = {
     .add_rows = cpu_add_rows,
     .copy = cpu_copy,
     .qk_norm_rope_kv = cpu_qk_norm_rope_kv,
+    .norm_matvec = cpu_norm_matvec,
     .prof_mark = cpu_prof_mark,
     .prof_read = cpu_prof_read,
 };

@@ -97,14 +97,22 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
         const omni_layer *L = &m->w.layers[l];
         ob_ptr kc = { s->kv[2 * l], 0 }, vc = { s->kv[2 * l + 1], 0 };
         /* attention block */
-        PROF(OB_PROF_NORM);
-        op->rms_norm(be, x, &L->attn_norm, xn, n, H, h->rms_eps);
-        PROF(OB_PROF_PROJ);
         if (n == 1 && L->wqkv.data.buf) { /* one token: q|k|v from a single matrix-vector product */
             k = ob_at(q, (size_t)Hq * D * 4);
             v = ob_at(k, (size_t)Hkv * D * 4);
-            op->matmul(be, &L->wqkv, xn, q, 1, 0);
+            if (op->norm_matvec) { /* input_layernorm fused into the product */
+                PROF(OB_PROF_PROJ);
+                op->norm_matvec(be, x, &L->attn_norm, h->rms_eps, &L->wqkv, q, xn);
+            } else {
+                PROF(OB_PROF_NORM);
+                op->rms_norm(be, x, &L->attn_norm, xn, n, H, h->rms_eps);
+                PROF(OB_PROF_PROJ);
+                op->matmul(be, &L->wqkv, xn, q, 1, 0);
+            }
         } else {
+            PROF(OB_PROF_NORM);
+            op->rms_norm(be, x, &L->attn_norm, xn, n, H, h->rms_eps);
+            PROF(OB_PROF_PROJ);
             k = AT(s, s->o_k), v = AT(s, s->o_v);
             op->matmul(be, &L->wq, xn, q, n, 0);
             op->matmul(be, &L->wk, xn, k, n, 0);
@@ -134,11 +142,17 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
         op->matmul(be, &L->wo, att, x, n, 1); /* residual add fused */
         if (L->bo.data.buf) op->add_bias(be, x, &L->bo, n, H);
         /* feed-forward block */
-        PROF(OB_PROF_NORM);
-        op->rms_norm(be, x, &L->ffn_norm, xn, n, H, h->rms_eps);
+        int fuse_norm = n == 1 && op->norm_matvec && (L->is_moe || L->w_gate_up.data.buf);
+        if (!fuse_norm) {
+            PROF(OB_PROF_NORM);
+            op->rms_norm(be, x, &L->ffn_norm, xn, n, H, h->rms_eps);
+        }
         if (L->is_moe) {
             PROF(OB_PROF_ROUTER);
-            op->matmul(be, &L->router, xn, rl, n, 0);
+            if (fuse_norm) /* post_attention_layernorm fused into the router; xn is written for the experts */
+                op->norm_matvec(be, x, &L->ffn_norm, h->rms_eps, &L->router, rl, xn);
+            else
+                op->matmul(be, &L->router, xn, rl, n, 0);
             op->moe_route(be, rl, n, h->n_experts, h->n_experts_used, h->norm_topk, eid, ew);
             PROF(OB_PROF_EXPERTS);
             op->moe_experts(be, xn, n, h->n_experts_used, eid, ew, L->exp_gate, L->exp_up, L->exp_down, h->n_experts,
@@ -148,7 +162,10 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
             ob_ptr uu = u;
             if (n == 1 && L->w_gate_up.data.buf) { /* gate|up in one product: up follows gate */
                 uu = ob_at(g, (size_t)h->intermediate * 4);
-                op->matmul(be, &L->w_gate_up, xn, g, 1, 0);
+                if (fuse_norm)
+                    op->norm_matvec(be, x, &L->ffn_norm, h->rms_eps, &L->w_gate_up, g, xn);
+                else
+                    op->matmul(be, &L->w_gate_up, xn, g, 1, 0);
             } else {
                 op->matmul(be, &L->w_gate, xn, g, n, 0);
                 op->matmul(be, &L->w_up, xn, u, n, 0);

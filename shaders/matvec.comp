@@ -4,7 +4,11 @@
 // per row in flight per lane, accumulating in fp32 and reducing with one subgroup add per output. A workgroup
 // covers ROWS_WG rows; grid y picks the x columns (dense), the (token, slot) entry (MoE gate+up) or the token
 // (MoE down, where the workgroup's subgroups split the token's k experts and add their sums in a fixed order).
-// Mirrors the CPU back-end's matmul (y[i][r] = Σ_c x[i][c]·W[r][c]) and its MoE expert loop.
+// NORM (dense, one x row): the workgroup first computes x's RMSNorm itself (x is short and shared by all rows, so
+// recomputing it per workgroup costs less than a separate dispatch and barrier) and keeps the normalised row in
+// shared memory, where the dot products read it; workgroup 0 also writes it out for later users (pc.ids).
+// Mirrors the CPU back-end's matmul (y[i][r] = Σ_c x[i][c]·W[r][c]), its MoE expert loop and its norm_matvec
+// (rms_norm: (x · 1/sqrt(mean(x²) + eps)) · w, then the matmul).
 #define PC_MATVEC
 #include "common.glsl"
 
@@ -18,6 +22,8 @@ layout(constant_id = 5) const uint VEC = 1;
 layout(constant_id = 6) const uint ROWS_WG = 4; // rows per workgroup
 layout(constant_id = 7) const uint U = 2;       // 16-byte loads per row in flight per lane (1, 2 or 4)
 layout(constant_id = 8) const uint CVT = 1;     // 1: f16/q8 dequantized with bit operations (dq_vec_bits)
+layout(constant_id = 9) const uint NORM = 0;    // 0: none; 1 + dtype of the RMSNorm weight (MODE 0, NV 1)
+layout(constant_id = 10) const uint XS = 1;     // NORM: cols / 4 (the shared copy of the normalised x)
 
 #include "reduce.glsl"
 
@@ -28,6 +34,7 @@ const uint NR = MODE == 1 ? 2 * RSG : RSG;  // rows in flight: gate+up computes 
 
 float part[RMAX][NVMAX];
 shared float down_part[64 * RMAX];  // MODE 2: per-subgroup sums
+shared vec4 xsh[XS];                // NORM: the normalised x row
 uint64_t wr[RMAX], sr[RMAX], xr[NVMAX];
 
 // one 16-byte weight vector v of row r against the x columns
@@ -36,6 +43,14 @@ void accumulate_vec(uint r, uint v, uvec4 wq, uint epv, uint nv) {
     if (CVT == 1) dq_vec_bits(WTYPE, wq, w0, w1, w2, w3);
     else dq_vec(WTYPE, wq, w0, w1, w2, w3);
     float d = WTYPE == VK_WT_Q8_0 ? f16_bits(ld_u16(sr[r] + uint64_t(v / 2) * 2u)) : 1.0f;
+    if (NORM != 0) {
+        uint xi = v * (epv / 4);
+        float s = dot(w0, xsh[xi]);
+        if (epv >= 8) s += dot(w1, xsh[xi + 1]);
+        if (epv == 16) s += dot(w2, xsh[xi + 2]) + dot(w3, xsh[xi + 3]);
+        part[r][0] += s * d;
+        return;
+    }
     [[unroll]] for (uint c = 0; c < NV; c++) {
         if (c >= nv) break;
         BufV4 xv = BufV4(xr[c]);
@@ -69,6 +84,10 @@ void accumulate(uint cols, uint nv) {
         for (uint col = lane; col < cols; col += step) {
             [[unroll]] for (uint r = 0; r < NR; r++) {
                 float w = ld_elem(WTYPE, wr[r], sr[r], col);
+                if (NORM != 0) {
+                    part[r][0] += w * xsh[col / 4u][col % 4u];
+                    continue;
+                }
                 [[unroll]] for (uint c = 0; c < NV; c++) {
                     if (c >= nv) break;
                     part[r][c] += w * BufF32(xr[c]).v[col];
@@ -135,6 +154,24 @@ void main() {
     if (MODE == 2) {
         down_rows(rows, cols, rb, sb, row0);
         return;
+    }
+    if (NORM != 0) {  // rms_norm.comp's arithmetic: scale = 1/sqrt(mean(x²) + eps), (x · scale) · w
+        uint t = gl_LocalInvocationID.x;
+        BufF32 x = BufF32(pc.x);
+        float ss = 0.0f;
+        for (uint i = t; i < cols; i += WG) {
+            float v = x.v[i];
+            ss += v * v;
+        }
+        ss = wg_sum(ss);
+        float scale = 1.0f / sqrt(ss / float(cols) + pc.eps);
+        bool wout = gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u && pc.ids != 0ul;
+        for (uint i = t; i < cols; i += WG) {
+            float v = (x.v[i] * scale) * ld_elem(NORM - 1u, pc.w2, pc.w2, i);
+            xsh[i / 4u][i % 4u] = v;
+            if (wout) BufF32(pc.ids).v[i] = v;
+        }
+        barrier();
     }
     for (uint rbase = SG_ID * RSG; rbase < ROWS_WG; rbase += N_SG * RSG) {
         zero_part();

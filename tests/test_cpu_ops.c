@@ -414,3 +414,24 @@ TEST(cpu_qk_norm_rope_kv_matches_sequence) {
     CHECK(memcmp(host(q1), q, sizeof q) != 0);
     CHECK(memcmp(host(kc1), cache, sizeof cache) != 0);
 }
+
+/* norm_matvec equals its definition, rms_norm(x -> xn) then matmul(w, xn), bit for bit */
+TEST(cpu_norm_matvec_matches_sequence) {
+    setup();
+    REQUIRE(B->ops->norm_matvec != NULL);
+    enum { ROWS = 19, COLS = 72 };
+    static float x[COLS], w[ROWS * COLS], nw[COLS];
+    rnd(x, COLS, 41, 3.0f);
+    rnd(w, ROWS * COLS, 42, 1.0f);
+    rnd(nw, COLS, 43, 1.0f);
+    ob_mat wm = ob_mat_make(buf_from(w, sizeof w), OB_F32, ROWS, COLS);
+    ob_mat nm = ob_mat_make(buf_from(nw, sizeof nw), OB_F32, 1, COLS);
+    ob_ptr xp = buf_from(x, sizeof x), y1 = buf_from(NULL, ROWS * 4), xn1 = buf_from(NULL, sizeof x),
+           y2 = buf_from(NULL, ROWS * 4), xn2 = buf_from(NULL, sizeof x);
+    B->ops->norm_matvec(B, xp, &nm, 1e-6f, &wm, y1, xn1);
+    B->ops->rms_norm(B, xp, &nm, xn2, 1, COLS, 1e-6f);
+    B->ops->matmul(B, &wm, xn2, y2, 1, 0);
+    CHECK(!memcmp(host(y1), host(y2), ROWS * 4));
+    CHECK(!memcmp(host(xn1), host(xn2), sizeof x));
+    CHECK(memcmp(host(xn1), x, sizeof x) != 0); /* x was normalised (not copied) */
+}

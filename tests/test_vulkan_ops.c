@@ -306,6 +306,44 @@ TEST(vk_qk_norm_rope_kv) {
     tv_close(&e);
 }
 
+/* norm_matvec (RMSNorm fused into the matrix-vector kernel, or the unfused pair where the kernel does not apply)
+ * against the CPU back-end's rms_norm + matmul: y and the normalised row xn. Tolerance 1e-5 (fp32 sums). */
+TEST(vk_norm_matvec) {
+    TV_OPEN(e);
+    omni_rng r = { 29 };
+    struct {
+        int rows, cols;
+        ob_dtype wt, nt;
+    } cases[] = {
+        { 37, 64, OB_BF16, OB_BF16 },   /* vector path */
+        { 130, 2048, OB_BF16, OB_BF16 }, /* the thinker's hidden size */
+        { 33, 96, OB_Q8_0, OB_F32 },    /* q8 weights */
+        { 7, 100, OB_F16, OB_F16 },     /* rows of 200 bytes: the element-wise path */
+        { 9, 4128, OB_F32, OB_BF16 },   /* wider than the shared-memory copy: the unfused pair */
+        { 3, 30, OB_F32, OB_F32 },      /* cols not a multiple of 4: the unfused pair */
+    };
+    for (unsigned ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        int rows = cases[ci].rows, cols = cases[ci].cols;
+        float *x = malloc((size_t)cols * 4);
+        tv_rand(&r, x, (size_t)cols, 3.0f);
+        size_t wb, nb;
+        void *w = tv_weights(&r, cases[ci].wt, rows, cols, &wb), *nw = tv_weights(&r, cases[ci].nt, 1, cols, &nb);
+        tv_buf X = tv_new(&e, x, (size_t)cols * 4, 0), W = tv_new(&e, w, wb, 0), N = tv_new(&e, nw, nb, 0),
+               Y = tv_new(&e, NULL, (size_t)rows * 4, 0), XN = tv_new(&e, NULL, (size_t)cols * 4, 0);
+        ob_dtype wt = cases[ci].wt, nt = cases[ci].nt;
+        ob_mat wv = ob_mat_make(tv_pv(W, 0), wt, rows, cols), wc = ob_mat_make(tv_pc(W, 0), wt, rows, cols);
+        ob_mat nv = ob_mat_make(tv_pv(N, 0), nt, 1, cols), nc = ob_mat_make(tv_pc(N, 0), nt, 1, cols);
+        e.vk->ops->norm_matvec(e.vk, tv_pv(X, 0), &nv, 1e-6f, &wv, tv_pv(Y, 0), tv_pv(XN, 0));
+        e.cpu->ops->norm_matvec(e.cpu, tv_pc(X, 0), &nc, 1e-6f, &wc, tv_pc(Y, 0), tv_pc(XN, 0));
+        double ey = tv_rel_err(&e, Y, 0, (size_t)rows), en = tv_rel_err(&e, XN, 0, (size_t)cols);
+        if (!(ey >= 0 && ey <= 1e-5 && en >= 0 && en <= 1e-5))
+            th_fail(__FILE__, __LINE__, "norm_matvec case %u: y %g xn %g", ci, ey, en);
+        tv_free(&e, &X), tv_free(&e, &W), tv_free(&e, &N), tv_free(&e, &Y), tv_free(&e, &XN);
+        free(x), free(w), free(nw);
+    }
+    tv_close(&e);
+}
+
 /* ---- attention --------------------------------------------------------------------------------------------------- */
 
 typedef struct {

@@ -8,6 +8,9 @@
  *   qk_norm_rope_kv: q_norm and k_norm per head, RoPE of q and k, and the k/v cache update — five dispatches
  *   (rms_norm.comp ×2, rope.comp ×2, kv_store.comp) become one of qk_rope_kv.comp, one workgroup per (head,
  *   token).
+ *   norm_matvec: RMSNorm of one row fused in front of a matrix-vector product (matvec.comp with NORM): every
+ *   workgroup normalises x itself into shared memory (2048 floats from L2: cheaper than a dispatch and a
+ *   barrier), workgroup 0 writes the normalised row out for later users (the MoE experts after the router).
  *
  * Mirrors the CPU back-end's fused ops, which run the unfused sequence. */
 #include <stdio.h>
@@ -78,4 +81,39 @@ void vk_op_qk_norm_rope_kv(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob
     vk_range wr[4] = { vk_rng(pc.q, qb), vk_rng(pc.k, kb), vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b) };
     vk_dispatch(c, vk_pipeline(c, SH_QK_ROPE_KV, spec, 3), &pc, sizeof pc, (uint32_t)(Hq + Hkv), (uint32_t)n, 1, rd,
                 7, wr, 4);
+}
+
+/* ---- norm_matvec ------------------------------------------------------------------------------------------------ */
+
+/* the largest row the fused kernel stages in shared memory (16 KiB of fp32) */
+#define NORM_MATVEC_MAX_COLS 4096
+
+void vk_op_norm_matvec(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr y,
+                       ob_ptr xn) {
+    vk_ctx *c = vk_of(b);
+    if (c->base.failed) return;
+    if (vk_mat_check(c, w, "norm_matvec") != 0) return;
+    int cols = (int)w->cols;
+    int fusable = c->env.fuse && cols <= NORM_MATVEC_MAX_COLS && cols % 4 == 0 && norm_weight_ok(norm, cols) &&
+                  c->env.mm != 2;
+    if (!fusable) { /* the unfused pair (also where OMNI_VK_MM forces the tiled kernel) */
+        vk_op_rms_norm(b, x, norm, xn, 1, cols, eps);
+        vk_op_matmul(b, w, xn, y, 1, 0);
+        return;
+    }
+    if (vk_mat_check(c, norm, "norm_matvec norm") != 0) return;
+    size_t xb = (size_t)cols * 4, yb = (size_t)w->rows * 4;
+    if (!vk_ptr_ok(c, x, xb, "norm_matvec x") || !vk_ptr_ok(c, y, yb, "norm_matvec y") ||
+        !vk_ptr_ok(c, xn, xb, "norm_matvec xn"))
+        return;
+    VkDeviceAddress wa = vk_addr(w->data);
+    ob_pc_matvec pc = {
+        .w = wa, .s = wa + w->scale_off, .w2 = vk_addr(norm->data), .x = vk_addr(x), .y = vk_addr(y),
+        .ids = vk_addr(xn), .rows = (uint32_t)w->rows, .cols = (uint32_t)cols, .n = 1, .k = 1, .accumulate = 0,
+        .x_stride = (uint32_t)cols, .y_stride = (uint32_t)w->rows, .eps = eps,
+    };
+    vk_range rd[3] = { vk_mat_range(w), vk_rng(pc.x, xb), vk_mat_range(norm) };
+    vk_range wr[2] = { vk_rng(pc.y, yb), vk_rng(pc.ids, xb) };
+    /* x is read from shared memory, so only the weight's alignment picks the vector path */
+    vk_matvec_dispatch_norm(c, 0, w->dtype, vk_mat_vec_ok(w), &pc, 1, rd, 3, wr, 2, 1 + (int)norm->dtype);
 }

@@ -108,7 +108,7 @@ typedef struct {
 } vk_shader_src;
 extern const vk_shader_src vk_shader_table[SH_COUNT];
 
-#define VK_MAX_SPEC 10
+#define VK_MAX_SPEC 12
 typedef struct {
     int shader; /* 2 * vk_shader_id + (1 for the no-subgroup variant) */
     uint32_t spec[VK_MAX_SPEC];
@@ -280,6 +280,7 @@ void vk_op_qk_norm_rope_kv(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob
                            int n, const ob_attn *a);
 /* the inverse-frequency table of a rope on the device (cached per configuration); NULL after vk_fail */
 ob_buf *vk_rope_freqs(vk_ctx *c, const ob_rope *r);
+void vk_op_norm_matvec(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr y, ob_ptr xn);
 /* shared helpers of the op files */
 vk_range vk_mat_range(const ob_mat *w);
 /* 1 if p holds bytes at a 4-byte aligned offset; otherwise fails the back-end naming op */
@@ -293,6 +294,9 @@ int vk_mat_vec_ok(const ob_mat *w);
 /* matrix-vector dispatch shared by matmul and the MoE decode path (vk_ops.c) */
 void vk_matvec_dispatch(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y,
                         const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
+/* the same with the RMSNorm of x fused in front (norm = 1 + the norm weight's dtype; mode 0, one x row) */
+void vk_matvec_dispatch_norm(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y,
+                             const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int norm);
 /* tiled matmul dispatch shared by matmul and the grouped MoE path (vk_ops.c) */
 void vk_matmul_dispatch(vk_ctx *c, int grouped, ob_dtype wt, int vec, ob_pc_matmul *pc, uint32_t groups_y,
                         const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);

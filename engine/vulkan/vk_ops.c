@@ -104,6 +104,11 @@ int vk_ptr_ok(vk_ctx *c, ob_ptr p, size_t bytes, const char *op) {
 
 void vk_matvec_dispatch(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y,
                         const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
+    vk_matvec_dispatch_norm(c, mode, wt, vec, pc, groups_y, reads, n_reads, writes, n_writes, 0);
+}
+
+void vk_matvec_dispatch_norm(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y,
+                             const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int norm) {
     int sg = vk_use_subgroups(c);
     uint32_t sgs = sg ? c->caps.subgroup_size : 1;
     /* x columns per workgroup: 1, 2, 4 or 8 (fewer pipeline variants; the kernel skips columns past n) */
@@ -128,8 +133,10 @@ void vk_matvec_dispatch(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec 
     }
     uint32_t unroll = c->env.mv_unroll > 0 ? (uint32_t)c->env.mv_unroll : 2;
     uint32_t cvt = c->env.mv_cvt >= 0 ? (uint32_t)c->env.mv_cvt : 1;
-    uint32_t spec[9] = { wg, (uint32_t)wt, rsg, nv, (uint32_t)mode, (uint32_t)vec, rows_wg, unroll, cvt };
-    VkPipeline p = vk_pipeline(c, SH_MATVEC, spec, 9);
+    /* norm: 1 + the RMSNorm weight's dtype (fused norm, x staged in shared memory as cols/4 vec4), 0 = none */
+    uint32_t spec[11] = { wg, (uint32_t)wt, rsg, nv, (uint32_t)mode, (uint32_t)vec, rows_wg, unroll, cvt,
+                          (uint32_t)norm, norm ? (pc->cols + 3) / 4 : 1 };
+    VkPipeline p = vk_pipeline(c, SH_MATVEC, spec, 11);
     uint32_t gx = (pc->rows + rows_wg - 1) / rows_wg;
     if (mode == 0) groups_y = (pc->n + nv - 1) / nv;
     vk_dispatch(c, p, pc, sizeof *pc, gx, groups_y, 1, reads, n_reads, writes, n_writes);
@@ -620,6 +627,7 @@ static const ob_ops vk_ops_table = {
     .add_rows = vk_op_add_rows,
     .copy = vk_op_copy,
     .qk_norm_rope_kv = vk_op_qk_norm_rope_kv,
+    .norm_matvec = vk_op_norm_matvec,
     .prof_mark = vk_prof_mark,
     .prof_read = vk_prof_read,
 };

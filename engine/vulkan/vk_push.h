@@ -29,12 +29,15 @@
 /* matvec.comp: y[n][rows] (+)= x[n][cols] · Wᵀ for small n, and the two MoE decode kernels.
  * MODE 0 dense: w/s = weight and q8 scale addresses. MODE 1 (MoE gate+up): w = gate expert table, w2 = up table
  * (16 bytes per expert: data address, scale address), one workgroup row per (token, slot) entry, y = h[n*k][rows]
- * = silu(gate)·up. MODE 2 (MoE down): w = down table, x = h[n*k][cols], y[n][rows] += Σ_slot weight·down·h. */
+ * = silu(gate)·up. MODE 2 (MoE down): w = down table, x = h[n*k][cols], y[n][rows] += Σ_slot weight·down·h.
+ * MODE 0 with the NORM constant (one x row): x is first RMS-normalised with weight w2 and eps; workgroup 0 writes
+ * the normalised row to ids (reused as an fp32 address; 0 = nowhere). */
 #if !defined(VULKAN) || defined(PC_MATVEC)
 PUSH(ob_pc_matvec) {
     uint64_t w, s, w2, x, y, ids, wts;
     uint32_t rows, cols, n, k;
-    uint32_t accumulate, x_stride, y_stride, pad;
+    uint32_t accumulate, x_stride, y_stride;
+    float eps;
 } PUSH_END(ob_pc_matvec);
 #endif
 
