@@ -1,7 +1,7 @@
 /* cmd_bench.c — `omni bench`: prefill (ppN) and decode (tgN, at one or more context depths) speed in the manner of
  * llama-bench, on a real checkpoint or on synthetic random weights built from any config.json (so the real
  * Qwen3-Omni-30B-A3B shape can be measured without its 66 GB of weights). With --profile, one extra decode pass
- * after the timed ones splits the time per token by op class (the timed numbers are not disturbed). */
+ * and one extra prefill pass after the timed ones split the time by op class (the timed numbers are not disturbed). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +22,7 @@ static void usage(FILE *f) {
                "  -n, --gen N            decode length (0 = skip), default 128\n"
                "  -d, --depth D[,D...]   context already in the cache before decoding, default 0\n"
                "  -r, --reps R           repetitions, default 3\n"
-               "      --profile          after the timed runs, one decode pass split by op class\n\n");
+               "      --profile          after the timed runs, one decode and one prefill pass split by op class\n\n");
     cli_help_common(f, 0);
 }
 
@@ -159,6 +159,17 @@ int cmd_bench(int argc, char **argv) {
         n_prof = omni_model_profile(m, prof_ms, &prof_names);
         omni_model_set_profile(m, 0);
     }
+    /* profiled pass: one prefill of P tokens with op-class marks */
+    double pf_ms[OMNI_PROFILE_MAX] = { 0 };
+    int n_pf = 0;
+    if (profile && P && !rc) {
+        omni_model_set_profile(m, 1);
+        omni_session_reset(s);
+        omni_model_profile(m, junk, NULL);
+        rc = omni_session_append(s, ids, (int)P, NULL, 0);
+        n_pf = omni_model_profile(m, pf_ms, &prof_names);
+        omni_model_set_profile(m, 0);
+    }
     if (rc) fprintf(stderr, "omni bench: %s\n", omni_session_error(s));
     else {
         struct rusage ru;
@@ -192,7 +203,14 @@ int cmd_bench(int argc, char **argv) {
             for (int c = 0; c < n_prof; c++)
                 if (prof_ms[c] > 0)
                     printf("  %-12s %8.3f ms  %5.1f%%\n", prof_names[c], prof_ms[c] / (double)N, 100 * prof_ms[c] / tot);
-        } else if (profile) printf("(the %s back-end cannot profile)\n", in.backend_name);
+        } else if (profile && N) printf("(the %s back-end cannot profile)\n", in.backend_name);
+        if (profile && n_pf) {
+            double tot = 0;
+            for (int c = 0; c < n_pf; c++) tot += pf_ms[c];
+            printf("prefill time by op class (one profiled pass of %ld tokens, %.1f ms):\n", P, tot);
+            for (int c = 0; c < n_pf; c++)
+                if (pf_ms[c] > 0) printf("  %-12s %8.3f ms  %5.1f%%\n", prof_names[c], pf_ms[c], 100 * pf_ms[c] / tot);
+        }
     }
     free(pp);
     free(tg);

@@ -14,9 +14,13 @@ layout(constant_id = 1) const uint DMAX = 128;
 layout(constant_id = 2) const uint BQ = 16;
 layout(constant_id = 3) const uint BKV = 16;
 const uint DPT = (DMAX + WG - 1) / WG;  // head dims per thread
+// Queries and keys as vec4 rows of DMAX/4 + 1 vectors (zero beyond head_dim): the score loop reads 16 bytes at a
+// time, and the extra vector per row puts the rows that a quarter-warp reads at once in different banks (with a
+// stride of DMAX floats, the 16 keys of one query all hit the same bank: a 16-way conflict).
+const uint D4 = DMAX / 4u + 1u;
 
-shared float qs[BQ * DMAX];
-shared float ks[BKV * DMAX];
+shared vec4 qs4[BQ * D4];
+shared vec4 ks4[BKV * D4];
 shared float vs[BKV * DMAX];
 shared float ss[BQ * BKV];
 shared float ms[BQ], ls[BQ], as_[BQ];
@@ -27,10 +31,10 @@ void main() {
     uint hd = pc.head_dim, n_keys = pc.pos0 + pc.n, g = h / (pc.n_heads / pc.n_kv);
     uint q0 = qb * BQ, nq = min(BQ, pc.n - q0);
     // queries of this block, and the key range any of them sees
-    for (uint e = t; e < BQ * hd; e += WG) {
-        uint qi = e / hd, d = e % hd;
-        qs[qi * DMAX + d] =
-            qi < nq ? BufF32(pc.q + (uint64_t(q0 + qi) * pc.n_heads * hd + h * hd + d) * 4u).v[0] : 0.0f;
+    for (uint e = t; e < BQ * DMAX; e += WG) {
+        uint qi = e / DMAX, d = e % DMAX;
+        qs4[qi * D4 + d / 4u][d % 4u] =
+            qi < nq && d < hd ? BufF32(pc.q + (uint64_t(q0 + qi) * pc.n_heads * hd + h * hd + d) * 4u).v[0] : 0.0f;
     }
     if (t < BQ) {
         ms[t] = NEG_INF;
@@ -47,11 +51,12 @@ void main() {
     for (int kb = (lo_all / int(BKV)) * int(BKV); kb <= hi_all; kb += int(BKV)) {
         barrier();
         uint nk = min(BKV, n_keys - uint(kb));
-        for (uint e = t; e < BKV * hd; e += WG) {
-            uint kj = e / hd, d = e % hd;
+        for (uint e = t; e < BKV * DMAX; e += WG) {
+            uint kj = e / DMAX, d = e % DMAX;
+            bool inside = kj < nk && d < hd;
             uint64_t a = (uint64_t(g) * pc.n_ctx + uint(kb) + kj) * hd + d;
-            ks[kj * DMAX + d] = kj < nk ? BufF32(pc.kc + a * 4u).v[0] : 0.0f;
-            vs[kj * DMAX + d] = kj < nk ? BufF32(pc.vc + a * 4u).v[0] : 0.0f;
+            ks4[kj * D4 + d / 4u][d % 4u] = inside ? BufF32(pc.kc + a * 4u).v[0] : 0.0f;
+            vs[kj * DMAX + d] = inside ? BufF32(pc.vc + a * 4u).v[0] : 0.0f;
         }
         barrier();
         for (uint e = t; e < BQ * BKV; e += WG) {
@@ -62,7 +67,7 @@ void main() {
             float sc = NEG_INF;
             if (qi < nq && kj < nk && j >= lo && j <= hi) {
                 float acc = 0.0f;
-                for (uint d = 0; d < hd; d++) acc += qs[qi * DMAX + d] * ks[kj * DMAX + d];
+                for (uint d4 = 0; d4 < (hd + 3u) / 4u; d4++) acc += dot(qs4[qi * D4 + d4], ks4[kj * D4 + d4]);
                 sc = acc * pc.scale;
             }
             ss[qi * BKV + kj] = sc;

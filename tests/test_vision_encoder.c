@@ -22,6 +22,8 @@
 #include "vision_encoder.h"
 
 #define VIS_REL_TOL 1e-4
+/* on the Vulkan back-end: the golden tests' Vulkan bound (tensor-core matmuls round operands to fp16) */
+#define VIS_VK_REL_TOL 2e-3
 
 static st_set *g_in, *g_ref;
 static omni_model *g_m;
@@ -113,12 +115,13 @@ static void golden_image(int idx) {
     snprintf(name, sizeof name, "image_embeds_%d", idx);
     const float *ref = f32(g_ref, name, &rr, &rc2);
     REQUIRE(ref && rr == nt && rc2 == 32);
-    check_close(name, emb, ref, (size_t)nt * 32, VIS_REL_TOL);
+    check_close(name, emb, ref, (size_t)nt * 32, g_backend == OMNI_BACKEND_VULKAN ? VIS_VK_REL_TOL : VIS_REL_TOL);
     for (int j = 0; j < 3 && nl == 3; j++) {
         snprintf(name, sizeof name, "deepstack_%d_%d", idx, j);
         ref = f32(g_ref, name, &rr, &rc2);
         REQUIRE(ref && rr == nt && rc2 == 32);
-        check_close(name, ds + (size_t)j * nt * 32, ref, (size_t)nt * 32, VIS_REL_TOL);
+        check_close(name, ds + (size_t)j * nt * 32, ref, (size_t)nt * 32,
+                    g_backend == OMNI_BACKEND_VULKAN ? VIS_VK_REL_TOL : VIS_REL_TOL);
     }
     /* the entry point without a row count gives the same numbers */
     float *emb2 = NULL;

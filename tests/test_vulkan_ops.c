@@ -65,6 +65,7 @@ TEST(vk_matmul_matvec) {
 }
 
 TEST(vk_matmul_tiled) {
+    setenv("OMNI_VK_NO_COOPMAT", "1", 1); /* fp32 kernels; the tensor-core path: test_vulkan_coopmat.c */
     setenv("OMNI_VK_MM", "tiled", 1);
     TV_OPEN(e);
     matmul_sweep(&e, tiled_shapes, (int)(sizeof tiled_shapes / sizeof *tiled_shapes), 1e-5);
@@ -72,6 +73,7 @@ TEST(vk_matmul_tiled) {
 }
 
 TEST(vk_matmul_tiled_128) {
+    setenv("OMNI_VK_NO_COOPMAT", "1", 1); /* fp32 kernels; the tensor-core path: test_vulkan_coopmat.c */
     setenv("OMNI_VK_MM", "tiled", 1);
     setenv("OMNI_VK_MM_TILE", "128", 1);
     TV_OPEN(e);
@@ -508,12 +510,14 @@ static void moe_sweep(tv_env *e) {
 }
 
 TEST(vk_moe_experts_default) {
+    setenv("OMNI_VK_NO_COOPMAT", "1", 1); /* fp32 kernels; the tensor-core path: test_vulkan_coopmat.c */
     TV_OPEN(e);
     moe_sweep(&e);
     tv_close(&e);
 }
 
 TEST(vk_moe_experts_grouped) {
+    setenv("OMNI_VK_NO_COOPMAT", "1", 1); /* fp32 kernels; the tensor-core path: test_vulkan_coopmat.c */
     setenv("OMNI_VK_MOE", "grouped", 1);
     TV_OPEN(e);
     moe_sweep(&e);

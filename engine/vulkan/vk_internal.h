@@ -85,6 +85,7 @@ typedef enum {
     SH_MATVEC,
     SH_MATMUL,
     SH_MATMUL_BIG,
+    SH_MATMUL_CM,
     SH_GET_ROWS,
     SH_RMS_NORM,
     SH_ROPE,
@@ -302,6 +303,14 @@ void vk_matmul_dispatch(vk_ctx *c, int grouped, ob_dtype wt, int vec, ob_pc_matm
                         const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
 /* x rows per tile of the tiled matmul (the MoE plan cuts expert groups into tiles of this size) */
 uint32_t vk_matmul_tile_n(vk_ctx *c);
+/* vk_coopmat.c: the tensor-core matmul (matmul_cm.comp), BM x BN = 128 x 64 tiles; vk_cm_ok says whether it
+ * serves weights of dtype wt (vec: 16-byte aligned rows), vk_cm_operands_ok whether pc's x and cols allow it */
+#define VK_CM_TILE_M 128u
+#define VK_CM_TILE_N 64u
+int vk_cm_ok(vk_ctx *c, ob_dtype wt, int vec);
+int vk_cm_operands_ok(const ob_pc_matmul *pc);
+void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc, uint32_t groups_y,
+                           const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
 /* workgroups for count items of `per_group`, spread over x and y so that x stays within the device limit */
 void vk_grid(vk_ctx *c, uint64_t count, uint32_t per_group, uint32_t *gx, uint32_t *gy);
 

@@ -7,7 +7,9 @@
  *     workgroup row per (token, slot); then in down mode y[token] += Σ_slot w·down_e·h[entry];
  *   - grouped (prefill): moe_plan.comp sorts the entries by expert and cuts each expert's run into tiles;
  *     matmul.comp in grouped mode computes gate and up for every tile (x rows gathered by token), ew.comp applies
- *     silu(g)·u, matmul.comp the down projection in sorted order, and moe_combine.comp adds Σ_slot w·d to y.
+ *     silu(g)·u, matmul.comp the down projection in sorted order, and moe_combine.comp adds Σ_slot w·d to y. On
+ *     devices with NV cooperative matrix (f16/bf16 experts) the three expert matmuls run matmul_cm.comp instead,
+ *     one tensor-core GEMM per 64-entry tile of an expert (vk_coopmat.c).
  * Mirrors the CPU back-end's moe_route / moe_experts and HF Qwen3-Omni's sparse MoE block (fp32). */
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +112,15 @@ static int experts_check(vk_ctx *c, const ob_mat *m, int n_exp, int64_t rows, in
 
 static VkDeviceAddress buf_addr(ob_buf *b) { return b->blk->addr + b->off; }
 
+/* one grouped expert matmul (4 read ranges, 1 written) on the kernel the plan was cut for */
+static void mm_grouped(vk_ctx *c, int cm, ob_dtype wt, int vec, ob_pc_matmul *pc, uint32_t tiles, const vk_range *rd,
+                       const vk_range *wr) {
+    if (cm)
+        vk_matmul_cm_dispatch(c, 1, wt, pc, tiles, rd, 4, wr, 1);
+    else
+        vk_matmul_dispatch(c, 1, wt, vec, pc, tiles, rd, 4, wr, 1);
+}
+
 void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr weights, const ob_mat *gate,
                        const ob_mat *up, const ob_mat *down, int n_exp, ob_ptr y) {
     vk_ctx *c = vk_of(b);
@@ -163,8 +174,13 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
         return;
     }
 
-    /* grouped: plan, gate and up per tile, silu·up, down in sorted order, weighted sum into y */
-    uint32_t tile = vk_matmul_tile_n(c);
+    /* grouped: plan, gate and up per tile, silu·up, down in sorted order, weighted sum into y. With tensor cores
+     * (matmul_cm.comp) every tile of an expert is one 128 x 64 cooperative-matrix GEMM; the plan's tiles are then
+     * its 64 x rows, otherwise the fp32 kernel's tile. */
+    int vec_in = vec && dim % 32 == 0, vec_down = vec && inter % 32 == 0;
+    int cm = vk_cm_ok(c, gate[0].dtype, vec && xa % 16 == 0 && dim % 8 == 0) &&
+             vk_cm_ok(c, down[0].dtype, vec && inter % 8 == 0);
+    uint32_t tile = cm ? VK_CM_TILE_N : vk_matmul_tile_n(c);
     uint32_t max_tiles = (ne + tile - 1) / tile + (uint32_t)n_exp;
     size_t plan_b = ((size_t)2 * ne + 1 + 3 * (size_t)max_tiles) * 4;
     size_t gu_b = (size_t)2 * ne * (size_t)inter * 4, d_b = (size_t)ne * (size_t)dim * 4;
@@ -179,16 +195,15 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
     uint32_t spec_plan[1] = { 256 };
     vk_dispatch(c, vk_pipeline(c, SH_MOE_PLAN, spec_plan, 1), &pp, sizeof pp, 1, 1, 1, &r_ids, 1, &r_plan, 1);
 
-    int vec_in = vec && dim % 32 == 0, vec_down = vec && inter % 32 == 0;
     ob_pc_matmul pm = { .w = buf_addr(tg->buf), .x = xa, .y = ga, .tiles = pa + (size_t)ne * 8, .tok = pa,
                         .rows = (uint32_t)inter, .cols = (uint32_t)dim, .n = ne, .x_stride = (uint32_t)dim,
                         .y_stride = (uint32_t)inter, .gather = 1 };
     vk_range rd_g[4] = { r_x, r_plan, r_tab[0], tg->span };
-    vk_matmul_dispatch(c, 1, gate[0].dtype, vec_in, &pm, max_tiles, rd_g, 4, &r_g, 1);
+    mm_grouped(c, cm, gate[0].dtype, vec_in, &pm, max_tiles, rd_g, &r_g);
     pm.w = buf_addr(tu->buf);
     pm.y = ua;
     vk_range rd_u[4] = { r_x, r_plan, r_tab[1], tu->span };
-    vk_matmul_dispatch(c, 1, up[0].dtype, vec_in, &pm, max_tiles, rd_u, 4, &r_u, 1);
+    mm_grouped(c, cm, up[0].dtype, vec_in, &pm, max_tiles, rd_u, &r_u);
 
     ob_pc_ew pe = { .a = ga, .b = ua, .dst = ga, .count = ne * (uint32_t)inter };
     uint32_t gx, gy, spec_ew[3] = { 256, 1, 1 };
@@ -201,7 +216,7 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
                          .rows = (uint32_t)dim, .cols = (uint32_t)inter, .n = ne, .x_stride = (uint32_t)inter,
                          .y_stride = (uint32_t)dim, .gather = 0 };
     vk_range rd_d[4] = { r_g, r_plan, r_tab[2], td->span };
-    vk_matmul_dispatch(c, 1, down[0].dtype, vec_down, &pdn, max_tiles, rd_d, 4, &r_d, 1);
+    mm_grouped(c, cm, down[0].dtype, vec_down, &pdn, max_tiles, rd_d, &r_d);
 
     ob_pc_combine pcb = { .d = da, .pos = pa + (size_t)ne * 4, .wts = wa, .y = ya, .n = (uint32_t)n, .k = (uint32_t)k,
                           .dim = (uint32_t)dim };

@@ -144,6 +144,12 @@ void vk_matvec_dispatch_norm(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_ma
 
 void vk_matmul_dispatch(vk_ctx *c, int grouped, ob_dtype wt, int vec, ob_pc_matmul *pc, uint32_t groups_y,
                         const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
+    /* tensor cores where the device has them (dense matmul; the grouped MoE decides in vk_moe.c, where the plan's
+     * tile size depends on the kernel) */
+    if (!grouped && vk_cm_ok(c, wt, vec) && vk_cm_operands_ok(pc)) {
+        vk_matmul_cm_dispatch(c, 0, wt, pc, groups_y, reads, n_reads, writes, n_writes);
+        return;
+    }
     /* 128x128 tiles (8x8 per thread) where shared memory allows; 64x64 (4x4) otherwise */
     uint32_t bm = vk_matmul_tile_n(c);
     uint32_t spec[8] = { 0, (uint32_t)wt, 0, 0, 0, 0, (uint32_t)grouped, (uint32_t)vec }; /* ids 1, 6, 7 used */
@@ -425,7 +431,7 @@ void vk_op_attention(ob_backend *b, ob_ptr q, ob_ptr kcache, ob_ptr vcache, int 
     } else {
         /* BQ = BKV = 16 (8 for head_dim > 128), halved until qs/ks/vs/ss fit the device's shared memory */
         uint32_t bq = dmax > 128 ? 8 : 16, wg = dmax < 128 ? dmax : 128;
-        while (bq > 1 && (bq * dmax * 3 + bq * bq + 3 * bq) * 4 > c->caps.max_shared) bq /= 2;
+        while (bq > 1 && (bq * (dmax + 4) * 2 + bq * dmax + bq * bq + 3 * bq) * 4 > c->caps.max_shared) bq /= 2;
         uint32_t spec[4] = { wg, dmax, bq, bq };
         vk_dispatch(c, vk_pipeline(c, SH_ATTN_FLASH, spec, 4), &pc, sizeof pc, ((uint32_t)n + bq - 1) / bq,
                     (uint32_t)a->n_heads, 1, rd, 3, &wr_out, 1);
