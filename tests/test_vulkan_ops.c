@@ -318,7 +318,8 @@ TEST(vk_norm_matvec) {
         ob_dtype wt, nt;
     } cases[] = {
         { 37, 64, OB_BF16, OB_BF16 },   /* vector path */
-        { 130, 2048, OB_BF16, OB_BF16 }, /* the thinker's hidden size */
+        { 130, 2048, OB_BF16, OB_BF16 }, /* the thinker's hidden size (a router) */
+        { 1100, 64, OB_BF16, OB_F32 },  /* many rows: the unfused pair */
         { 33, 96, OB_Q8_0, OB_F32 },    /* q8 weights */
         { 7, 100, OB_F16, OB_F16 },     /* rows of 200 bytes: the element-wise path */
         { 9, 4128, OB_F32, OB_BF16 },   /* wider than the shared-memory copy: the unfused pair */

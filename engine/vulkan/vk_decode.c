@@ -11,6 +11,7 @@
  *   norm_matvec: RMSNorm of one row fused in front of a matrix-vector product (matvec.comp with NORM): every
  *   workgroup normalises x itself into shared memory (2048 floats from L2: cheaper than a dispatch and a
  *   barrier), workgroup 0 writes the normalised row out for later users (the MoE experts after the router).
+ *   Used for small matrices only (the router); see NORM_MATVEC_MAX_ROWS for the measurement.
  *
  * Mirrors the CPU back-end's fused ops, which run the unfused sequence. */
 #include <stdio.h>
@@ -87,6 +88,12 @@ void vk_op_qk_norm_rope_kv(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob
 
 /* the largest row the fused kernel stages in shared memory (16 KiB of fp32) */
 #define NORM_MATVEC_MAX_COLS 4096
+/* Fused only for matrices of few rows (few workgroups): every workgroup pays the norm's latency (two passes over x
+ * and a workgroup reduction) before its weight loads start. Measured on an H200 (tg128, synthetic Qwen3-Omni
+ * thinker, bf16): input_layernorm + q|k|v [5120 x 2048] fused cost 0.15 ms/token more than the separate rms_norm
+ * and matvec (projections 1.41 vs 1.26 ms, 183.5 vs 188.0 tok/s); post_attention_layernorm + router [128 x 2048]
+ * was slightly ahead (router class 0.95 vs 0.98 ms with the norm). */
+#define NORM_MATVEC_MAX_ROWS 1024
 
 void vk_op_norm_matvec(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr y,
                        ob_ptr xn) {
@@ -95,7 +102,7 @@ void vk_op_norm_matvec(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, c
     if (vk_mat_check(c, w, "norm_matvec") != 0) return;
     int cols = (int)w->cols;
     int fusable = c->env.fuse && cols <= NORM_MATVEC_MAX_COLS && cols % 4 == 0 && norm_weight_ok(norm, cols) &&
-                  c->env.mm != 2;
+                  c->env.mm != 2 && w->rows <= NORM_MATVEC_MAX_ROWS;
     if (!fusable) { /* the unfused pair (also where OMNI_VK_MM forces the tiled kernel) */
         vk_op_rms_norm(b, x, norm, xn, 1, cols, eps);
         vk_op_matmul(b, w, xn, y, 1, 0);
