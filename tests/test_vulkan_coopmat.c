@@ -1,16 +1,21 @@
-/* test_vulkan_coopmat.c — the prefill matmul on tensor cores (shaders/matmul_cm.comp, NV cooperative matrix):
+/* test_vulkan_coopmat.c — prefill on tensor cores (NV cooperative matrix): shaders/matmul_cm.comp for the
  * dense matmul and grouped MoE with f16/bf16 weights against the CPU back-end, over shapes with partial tiles
  * (rows not a multiple of 128, x rows not a multiple of 64, cols not a multiple of 64), with and without
- * accumulation; and the same cases with OMNI_VK_NO_COOPMAT=1, which must select the fp32 tiled kernel.
+ * accumulation; shaders/attn_flash_cm.comp (head_dim 128: GQA, MQA, causal, sliding window, bidirectional, chunks
+ * after a cached prefix); and the same cases with OMNI_VK_NO_COOPMAT=1, which must select the fp32 kernels.
  *
  * On a device without NV cooperative matrix (lavapipe) both runs take the fp32 kernel; each test prints which
  * path the device offers. Tolerances (error = max |vk - cpu| / max |cpu|): 2e-3 with cooperative matrix (operands
  * rounded to fp16: x to 11 significant bits, bf16 weights are exact in fp16 at these magnitudes; fp32 sums),
- * 1e-5 for the fp32 kernel (summation order only). */
+ * 5e-3 for attention (q, k, v and p in fp16), 1e-5 for the fp32 kernels (summation order only). */
+#include <math.h>
+
 #include "test_vulkan.h"
 
 #define CM_TOL 2e-3
 #define F32_TOL 1e-5
+/* attention: q, k, v and the softmax weights p rounded to fp16 (fp32 sums) */
+#define CM_ATTN_TOL 5e-3
 
 /* 1 when the default device offers NV cooperative matrix and the environment leaves it on */
 static int cm_offered(void) {
@@ -140,4 +145,57 @@ TEST(vk_coopmat_moe_grouped_off) {
     setenv("OMNI_VK_NO_COOPMAT", "1", 1);
     CHECK(!cm_offered());
     moe_sweep(F32_TOL);
+}
+
+/* ---- prefill attention (attn_flash_cm.comp, head_dim 128) -------------------------------------------------------- */
+
+typedef struct {
+    int heads, kv, n_ctx, pos0, n, causal, window;
+} cm_attn_case;
+
+static void attn_sweep(double tol) {
+    TV_OPEN(e);
+    const cm_attn_case cases[] = {
+        { 8, 2, 300, 0, 200, 1, 0 },    /* prefill from position 0, GQA, n not a multiple of 64 */
+        { 4, 4, 300, 100, 150, 1, 64 }, /* after a cached prefix, sliding window */
+        { 4, 1, 128, 0, 70, 0, 0 },     /* bidirectional, MQA */
+        { 2, 2, 400, 331, 65, 1, 0 },   /* a short chunk late in the context */
+    };
+    const int hd = 128;
+    omni_rng r = { 23 };
+    for (unsigned ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        cm_attn_case c = cases[ci];
+        ob_attn a = { c.heads, c.kv, hd, 1.0f / sqrtf((float)hd), c.causal, c.window };
+        size_t cache_n = (size_t)c.kv * c.n_ctx * hd, kv_n = (size_t)c.n * c.kv * hd, q_n = (size_t)c.n * c.heads * hd;
+        float *cache = malloc(cache_n * 4), *k = malloc(kv_n * 4), *v = malloc(kv_n * 4), *q = malloc(q_n * 4);
+        tv_rand(&r, cache, cache_n, 1.0f);
+        tv_rand(&r, k, kv_n, 1.0f);
+        tv_rand(&r, v, kv_n, 1.0f);
+        tv_rand(&r, q, q_n, 2.0f);
+        tv_buf KC = tv_new(&e, cache, cache_n * 4, 0), VC = tv_new(&e, cache, cache_n * 4, 0),
+               K = tv_new(&e, k, kv_n * 4, 0), V = tv_new(&e, v, kv_n * 4, 0), Q = tv_new(&e, q, q_n * 4, 0),
+               O = tv_new(&e, NULL, q_n * 4, 0);
+        e.vk->ops->kv_store(e.vk, tv_pv(KC, 0), tv_pv(VC, 0), c.n_ctx, tv_pv(K, 0), tv_pv(V, 0), c.pos0, c.n, &a);
+        e.cpu->ops->kv_store(e.cpu, tv_pc(KC, 0), tv_pc(VC, 0), c.n_ctx, tv_pc(K, 0), tv_pc(V, 0), c.pos0, c.n, &a);
+        e.vk->ops->attention(e.vk, tv_pv(Q, 0), tv_pv(KC, 0), tv_pv(VC, 0), c.n_ctx, tv_pv(O, 0), c.pos0, c.n, &a);
+        e.cpu->ops->attention(e.cpu, tv_pc(Q, 0), tv_pc(KC, 0), tv_pc(VC, 0), c.n_ctx, tv_pc(O, 0), c.pos0, c.n, &a);
+        double err = tv_rel_err(&e, O, 0, q_n);
+        printf("    attention case %u: rel err %.3g\n", ci, err);
+        if (!(err >= 0 && err <= tol)) th_fail(__FILE__, __LINE__, "attention case %u: rel err %g > %g", ci, err, tol);
+        tv_free(&e, &KC), tv_free(&e, &VC), tv_free(&e, &K), tv_free(&e, &V), tv_free(&e, &Q), tv_free(&e, &O);
+        free(cache), free(k), free(v), free(q);
+    }
+    tv_close(&e);
+}
+
+TEST(vk_coopmat_attention) {
+    setenv("OMNI_VK_ATTN_CM", "1", 1); /* opt-in for now (vk_coopmat.c) */
+    attn_sweep(cm_offered() ? CM_ATTN_TOL : F32_TOL);
+}
+
+TEST(vk_coopmat_attention_off) {
+    setenv("OMNI_VK_ATTN_CM", "1", 1);
+    setenv("OMNI_VK_NO_COOPMAT", "1", 1);
+    CHECK(!cm_offered());
+    attn_sweep(F32_TOL);
 }

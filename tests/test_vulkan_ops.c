@@ -392,6 +392,7 @@ static void attention_sweep(tv_env *e) {
 }
 
 TEST(vk_attention_default) {
+    setenv("OMNI_VK_NO_COOPMAT", "1", 1); /* fp32 kernels; the tensor-core path: test_vulkan_coopmat.c */
     TV_OPEN(e);
     attention_sweep(&e);
     tv_close(&e);
@@ -406,6 +407,7 @@ TEST(vk_attention_split) {
 
 TEST(vk_attention_flash) {
     setenv("OMNI_VK_ATTN", "flash", 1);
+    setenv("OMNI_VK_NO_COOPMAT", "1", 1); /* fp32 kernels; the tensor-core path: test_vulkan_coopmat.c */
     TV_OPEN(e);
     attention_sweep(&e);
     tv_close(&e);

@@ -27,3 +27,20 @@ void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc
     if (!grouped) groups_y = (pc->n + VK_CM_TILE_N - 1) / VK_CM_TILE_N;
     vk_dispatch(c, p, pc, sizeof *pc, gx, groups_y, 1, reads, n_reads, writes, n_writes);
 }
+
+/* attn_flash_cm.comp: head_dim 128 only (its fragments are laid out for it), 16-byte vector loads of q, k, v, out.
+ * Opt-in (OMNI_VK_ATTN_CM=1) until it has been run on a GPU: it was written after the last device run of its
+ * session, and it passes the shader compiler and validator only; test_vulkan_coopmat.c checks it where it can run. */
+int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc) {
+    const char *on = getenv("OMNI_VK_ATTN_CM");
+    if (!on || atoi(on) != 1) return 0;
+    if (!c->caps.coopmat_nv || !c->caps.fp16 || c->caps.subgroup_size != 32) return 0;
+    return pc->head_dim == 128 && (pc->q | pc->kc | pc->vc | pc->dst) % 16 == 0;
+}
+
+void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n_reads, const vk_range *write) {
+    uint32_t spec[1] = { 0 }; /* no specialization constants; the cache key needs one entry */
+    VkPipeline p = vk_pipeline(c, SH_ATTN_FLASH_CM, spec, 1);
+    vk_dispatch(c, p, pc, sizeof *pc, (pc->n + VK_CM_ATTN_BQ - 1) / VK_CM_ATTN_BQ, pc->n_heads, 1, reads, n_reads,
+                write, 1);
+}

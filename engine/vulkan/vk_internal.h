@@ -36,7 +36,8 @@ typedef struct {
  *   OMNI_VK_NO_FP16        no shaderFloat16             OMNI_VK_NO_INT8        no shaderInt8
  *   OMNI_VK_NO_16BIT       no 16-bit storage            OMNI_VK_NO_8BIT        no 8-bit storage
  *   OMNI_VK_NO_BF16        no VK_KHR_shader_bfloat16    OMNI_VK_NO_INT_DOT     no integer dot product
- *   OMNI_VK_NO_COOPMAT     no cooperative matrix (NV, KHR, NV2)
+ *   OMNI_VK_NO_COOPMAT     no cooperative matrix (NV, KHR, NV2): prefill matmuls run the fp32 tiled kernel
+ *   OMNI_VK_ATTN_CM=1      prefill attention on tensor cores (attn_flash_cm.comp; opt-in, see vk_coopmat.c)
  *   OMNI_VK_NO_SUBGROUP    no subgroup arithmetic: reductions go through shared memory (the *_nosg kernels)
  *   OMNI_VK_NO_FP64        no shaderFloat64
  *   OMNI_VK_MAX_OPS=N      dispatches recorded before a command buffer is submitted (default 128)
@@ -93,6 +94,7 @@ typedef enum {
     SH_ATTN_SPLIT,
     SH_ATTN_COMBINE,
     SH_ATTN_FLASH,
+    SH_ATTN_FLASH_CM,
     SH_MOE_ROUTE,
     SH_MOE_PLAN,
     SH_MOE_COMBINE,
@@ -311,6 +313,10 @@ int vk_cm_ok(vk_ctx *c, ob_dtype wt, int vec);
 int vk_cm_operands_ok(const ob_pc_matmul *pc);
 void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc, uint32_t groups_y,
                            const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
+/* vk_coopmat.c: prefill attention on tensor cores (attn_flash_cm.comp, 64 queries per workgroup) */
+#define VK_CM_ATTN_BQ 64u
+int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc);
+void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n_reads, const vk_range *write);
 /* workgroups for count items of `per_group`, spread over x and y so that x stays within the device limit */
 void vk_grid(vk_ctx *c, uint64_t count, uint32_t per_group, uint32_t *gx, uint32_t *gy);
 

@@ -346,7 +346,9 @@ void vk_op_copy(ob_backend *b, ob_ptr src, ob_ptr dst, size_t bytes) {
  *     chunks of 128, one workgroup per (chunk, head, query), so a single query still fills the device; a second
  *     pass merges the chunks' partial softmax sums;
  *   - flash (attn_flash.comp) for longer runs of queries (prefill): BQ queries per workgroup walk the keys in
- *     blocks with an online softmax, skipping blocks that the causal/window mask hides entirely.
+ *     blocks with an online softmax, skipping blocks that the causal/window mask hides entirely; on devices with
+ *     NV cooperative matrix and head_dim 128, attn_flash_cm.comp (tensor cores, fp16 operands; vk_coopmat.c;
+ *     opt-in with OMNI_VK_ATTN_CM=1 until measured on a GPU).
  * Both handle causal and sliding-window masks and GQA (kv head = head / (n_heads / n_kv_heads)). */
 
 #define SPLIT_CHUNK 128
@@ -428,6 +430,8 @@ void vk_op_attention(ob_backend *b, ob_ptr q, ob_ptr kcache, ob_ptr vcache, int 
         uint32_t spec2[1] = { dmax < 128 ? dmax : 128 };
         vk_dispatch(c, vk_pipeline(c, SH_ATTN_COMBINE, spec2, 1), &pc, sizeof pc, (uint32_t)a->n_heads, (uint32_t)n,
                     1, &wr_part, 1, &wr_out, 1);
+    } else if (vk_attn_cm_ok(c, &pc)) {
+        vk_attn_cm_dispatch(c, &pc, rd, 3, &wr_out); /* tensor cores (vk_coopmat.c) */
     } else {
         /* BQ = BKV = 16 (8 for head_dim > 128), halved until qs/ks/vs/ss fit the device's shared memory */
         uint32_t bq = dmax > 128 ? 8 : 16, wg = dmax < 128 ? dmax : 128;

@@ -4,6 +4,7 @@
 
 #include "attn_combine.h"
 #include "attn_flash.h"
+#include "attn_flash_cm.h"
 #include "attn_split.h"
 #include "attn_split_nosg.h"
 #include "ew.h"
@@ -40,6 +41,7 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_ATTN_SPLIT] = { SPV2(attn_split) },
     [SH_ATTN_COMBINE] = { SPV(attn_combine) },
     [SH_ATTN_FLASH] = { SPV(attn_flash) },
+    [SH_ATTN_FLASH_CM] = { SPV(attn_flash_cm) },
     [SH_MOE_ROUTE] = { SPV2(moe_route) },
     [SH_MOE_PLAN] = { SPV(moe_plan) },
     [SH_MOE_COMBINE] = { SPV(moe_combine) },
