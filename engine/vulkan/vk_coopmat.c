@@ -5,13 +5,20 @@
  * arithmetic and 32-wide subgroups (the kernel lays out 8 subgroups of 32 over its 128 x 64 tile), and to operands
  * that allow its 16-byte loads. Its products are of fp16-rounded operands (fp32 sums), so results differ from the
  * fp32 kernels by about 1e-3 relative; OMNI_VK_NO_COOPMAT=1 selects the fp32 tiled kernel (matmul.comp) instead.
- * The 16 x 16 x 16 fp16 -> fp32 shape it uses is the one every NV cooperative-matrix device lists. */
+ * The 16 x 16 x 16 fp16 -> fp32 shape it uses is the one every NV cooperative-matrix device lists.
+ * Also here: when the tensor-core prefill attention (shaders/attn_flash_cm.comp) applies, and its dispatch. */
 #include <stdlib.h>
 
 #include "vk_internal.h"
 
+/* shared memory the kernels declare: matmul_cm 128x72 + 64x72 halves + 8x256 floats; attn_flash_cm 64x136 +
+ * 2x32x136 halves, 4x16x32 floats, 4x16x40 halves, 64 floats */
+#define CM_MATMUL_SHARED 35840u
+#define CM_ATTN_SHARED 48384u
+
 int vk_cm_ok(vk_ctx *c, ob_dtype wt, int vec) {
     if (!c->caps.coopmat_nv || !c->caps.fp16 || c->caps.subgroup_size != 32) return 0;
+    if (c->caps.max_shared < CM_MATMUL_SHARED) return 0;
     return vec && (wt == OB_F16 || wt == OB_BF16);
 }
 
@@ -35,6 +42,7 @@ int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc) {
     const char *on = getenv("OMNI_VK_ATTN_CM");
     if (!on || atoi(on) != 1) return 0;
     if (!c->caps.coopmat_nv || !c->caps.fp16 || c->caps.subgroup_size != 32) return 0;
+    if (c->caps.max_shared < CM_ATTN_SHARED) return 0;
     return pc->head_dim == 128 && (pc->q | pc->kc | pc->vc | pc->dst) % 16 == 0;
 }
 

@@ -4,6 +4,7 @@
  *   vk_exec.c     command recording, hazard-tracked barriers, submission, pipelines from embedded SPIR-V
  *   vk_ops.c      the ops of ob_ops (one short function each: dense, attention, encoder) and the back-end table
  *   vk_moe.c      MoE routing and expert matmuls
+ *   vk_coopmat.c  tensor-core (NV cooperative matrix) prefill matmul and attention: applicability, dispatch
  *   vk_timing.c   per-op-class GPU profiler and the matrix-vector micro-benchmark
  *   vk_shaders.c  the table of embedded SPIR-V
  * Only these files include vulkan.h. */
