@@ -18,8 +18,9 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: omni quantize -m DIR -o OUTDIR [--type q8_0]\n\n"
-               "Writes a Q8_0 checkpoint: every linear weight matrix (2-D, a multiple of 32 columns; not the MoE\n"
-               "routers, position tables or codec tables) becomes int8 NAME + fp16 NAME_scale [rows, cols/32];\n"
+               "Writes a Q8_0 checkpoint: every linear weight matrix (2-D, a multiple of 32 columns, and the ViT patch\n"
+               "embedding flattened to 2-D; not the MoE routers, position tables or codec tables) becomes int8 NAME\n"
+               "+ fp16 NAME_scale [rows, cols/32];\n"
                "other tensors and files are copied. Load it like any checkpoint: omni generate -m OUTDIR ...\n\n"
                "  -m, --model DIR        the BF16/F16/F32 checkpoint folder\n"
                "  -o, --output OUTDIR    the new folder (created; must not hold a checkpoint already)\n"
@@ -27,7 +28,19 @@ static void usage(FILE *f) {
 }
 
 /* Linear layers only: routers, gates and lookup tables stay as they are (routing and positions are sensitive). */
+/* The ViT's patch embedding is a Conv3d whose kernel equals its stride: a Linear over the flattened patch, which the
+ * loader binds as [hidden, C·T·P·P] — so it is quantized (and stored) as that 2-D matrix. */
+static int flattened_linear(const st_tensor *t) {
+    size_t n = strlen(t->name);
+    return t->n_dims > 2 && n >= 23 && !strcmp(t->name + n - 23, "patch_embed.proj.weight");
+}
+
 static int quantizable(const st_tensor *t) {
+    if (flattened_linear(t)) {
+        int64_t c = 1;
+        for (int d = 1; d < t->n_dims; d++) c *= t->shape[d];
+        return c % 32 == 0 && (t->dtype == ST_BF16 || t->dtype == ST_F16 || t->dtype == ST_F32);
+    }
     if (t->n_dims != 2 || t->shape[1] % 32 || t->shape[0] < 2) return 0;
     if (t->dtype != ST_BF16 && t->dtype != ST_F16 && t->dtype != ST_F32) return 0;
     size_t n = strlen(t->name);
@@ -66,7 +79,9 @@ static int quantize_file(const char *in_path, const char *out_path, int64_t *n_q
             rc = st_writer_add_ref(w, t->name, t->dtype, t->n_dims, t->shape, t->data, t->nbytes);
             continue;
         }
-        int64_t R = t->shape[0], C = t->shape[1];
+        int64_t R = t->shape[0], C = 1;
+        for (int d = 1; d < t->n_dims; d++) C *= t->shape[d];
+        int64_t shape2[2] = { R, C };
         float *row = malloc(sizeof(float) * (size_t)C);
         uint8_t *q = malloc(ob_dtype_bytes(OB_Q8_0, R * C)), *one = malloc(ob_dtype_bytes(OB_Q8_0, C));
         if (!row || !q || !one) rc = OMNI_E_NOMEM;
@@ -80,7 +95,7 @@ static int quantize_file(const char *in_path, const char *out_path, int64_t *n_q
         char sn[400];
         snprintf(sn, sizeof sn, "%s_scale", t->name);
         int64_t ss[2] = { R, C / 32 };
-        if (!rc) rc = st_writer_add(w, t->name, ST_I8, 2, t->shape, q, (size_t)(R * C));
+        if (!rc) rc = st_writer_add(w, t->name, ST_I8, 2, shape2, q, (size_t)(R * C));
         if (!rc) rc = st_writer_add(w, sn, ST_F16, 2, ss, q + R * C, (size_t)(R * (C / 32) * 2));
         free(row), free(q), free(one);
         ++*n_quant;

@@ -65,17 +65,10 @@ static int bind_conv(omni_model *m, ob_mat *out, const char *pre, const char *na
     char full[256];
     snprintf(full, sizeof full, "%s%s", pre, name);
     if (!m->st) return omni_model_bind(m, out, full, cout, cin * 9, 1); /* synthetic */
-    const st_tensor *t = st_find(m->st, full);
-    if (!t) return omni_fail(&m->err, OMNI_E_TENSOR, "%s: tensor '%s' is missing from the checkpoint", m->path, full);
+    const st_tensor *t;
     ob_dtype dt;
-    switch (t->dtype) {
-    case ST_F32: dt = OB_F32; break;
-    case ST_F16: dt = OB_F16; break;
-    case ST_BF16: dt = OB_BF16; break;
-    default:
-        return omni_fail(&m->err, OMNI_E_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected BF16, F16 or F32)",
-                         t->file, full, st_dtype_name(t->dtype));
-    }
+    int rc = omni_model_float_tensor(m, full, &t, &dt);
+    if (rc) return rc;
     if (t->n_dims != 4 || t->shape[0] != cout || t->shape[1] != cin || t->shape[2] != 3 || t->shape[3] != 3)
         return omni_fail(&m->err, OMNI_E_TENSOR, "%s: tensor '%s' must have shape [%lld,%lld,3,3] from config.json",
                          t->file, full, (long long)cout, (long long)cin);

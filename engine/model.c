@@ -185,6 +185,18 @@ static int synth_mat(omni_model *m, ob_mat *out, int64_t rows, int64_t cols, int
 }
 
 /* Binds tensor `name` with the shape config.json implies ([rows] if cols == 0, else [rows, cols]). */
+int omni_model_float_tensor(omni_model *m, const char *name, const st_tensor **out, ob_dtype *dt) {
+    const st_tensor *t = m->st ? st_find(m->st, name) : NULL;
+    if (!t) return omni_fail(&m->err, OMNI_E_TENSOR, "%s: tensor '%s' is missing from the checkpoint", m->path, name);
+    int ok;
+    *dt = dtype_from_st(t->dtype, &ok);
+    if (!ok)
+        return omni_fail(&m->err, OMNI_E_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected BF16, F16 or F32)",
+                         t->file, name, st_dtype_name(t->dtype));
+    *out = t;
+    return 0;
+}
+
 /* A Q8_0 checkpoint (omni quantize) stores a matrix as `NAME` int8 [rows, cols] plus `NAME_scale` fp16
  * [rows, cols/32]. Checks both and copies quants + scales into our one-buffer layout (quants, then scales) at
  * dst (host memory of ob_dtype_bytes(OB_Q8_0, rows*cols) bytes). */
@@ -225,11 +237,9 @@ static int bind(omni_model *m, ob_mat *out, const char *name, int64_t rows, int6
     const st_tensor *t = st_find(m->st, name);
     if (!t) return omni_fail(&m->err, OMNI_E_TENSOR, "%s: tensor '%s' is missing from the checkpoint", m->path, name);
     if (t->dtype == ST_I8 && !is_vec) return bind_q8(m, out, t, name, rows, cols);
-    int ok;
-    ob_dtype dt = dtype_from_st(t->dtype, &ok);
-    if (!ok)
-        return omni_fail(&m->err, OMNI_E_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected BF16, F16 or F32)",
-                         t->file, name, st_dtype_name(t->dtype));
+    ob_dtype dt;
+    int rc = omni_model_float_tensor(m, name, &t, &dt);
+    if (rc) return rc;
     int good = is_vec ? (t->n_dims == 1 && t->shape[0] == cols)
                       : (t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols);
     if (!good) {
@@ -255,7 +265,7 @@ int omni_model_mat_from_host(omni_model *m, ob_mat *out, const void *data, ob_dt
 }
 
 /* A [rows, cols] view of rows [r0, r0 + r) of matrix f (the row-concatenation trick for fused projections). */
-static ob_mat mat_rows_view(const ob_mat *f, int64_t r0, int64_t r) {
+ob_mat omni_mat_rows_view(const ob_mat *f, int64_t r0, int64_t r) {
     ob_mat v = *f;
     v.rows = r;
     if (f->dtype == OB_Q8_0) {
@@ -303,7 +313,7 @@ static int bind_fused(omni_model *m, ob_mat *fused, ob_mat **outs, const char **
             }
             *fused = ob_mat_make((ob_ptr){ b, 0 }, OB_Q8_0, total, cols);
             m->weight_bytes += (int64_t)bytes;
-            for (int i = 0, r0 = 0; i < k; r0 += (int)rows[i], i++) *outs[i] = mat_rows_view(fused, r0, rows[i]);
+            for (int i = 0, r0 = 0; i < k; r0 += (int)rows[i], i++) *outs[i] = omni_mat_rows_view(fused, r0, rows[i]);
             return 0;
         }
         for (int i = 0; i < k; i++) {
@@ -342,7 +352,7 @@ static int bind_fused(omni_model *m, ob_mat *fused, ob_mat **outs, const char **
         free(cat);
         if (rc) return rc;
     }
-    for (int i = 0, r0 = 0; i < k; r0 += (int)rows[i], i++) *outs[i] = mat_rows_view(fused, r0, rows[i]);
+    for (int i = 0, r0 = 0; i < k; r0 += (int)rows[i], i++) *outs[i] = omni_mat_rows_view(fused, r0, rows[i]);
     return 0;
 }
 

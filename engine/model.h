@@ -69,6 +69,10 @@ struct omni_model {
 int omni_model_bind(omni_model *m, ob_mat *out, const char *name, int64_t rows, int64_t cols, int quant_ok);
 int omni_model_mat_from_host(omni_model *m, ob_mat *out, const void *data, ob_dtype t, int64_t rows, int64_t cols,
                              int quant_ok, const char *name);
+/* The checkpoint's tensor `name` with a float dtype (BF16/F16/F32) as *dt, or a one-line error naming it. */
+int omni_model_float_tensor(omni_model *m, const char *name, const st_tensor **t, ob_dtype *dt);
+/* Rows [r0, r0 + r) of matrix f as a matrix of its own (Q8_0 views keep their scales through scale_off). */
+ob_mat omni_mat_rows_view(const ob_mat *f, int64_t r0, int64_t r);
 
 /* Thinker forward over n tokens at cache positions pos0.. (defined in thinker.c). Inputs are either ids (int32 on
  * the host) or embeddings [n, hidden] fp32; pos3 is [3][n] fp32. Writes logits for the rows selected by

@@ -114,16 +114,14 @@ static int bind_split(omni_model *m, ob_mat *out, int parts, const char *name, c
         return 0;
     }
     const st_tensor *t = st_find(m->st, name);
-    if (!t) return omni_fail(&m->err, OMNI_E_TENSOR, "%s: tensor '%s' is missing from the checkpoint", m->path, name);
-    ob_dtype dt;
-    switch (t->dtype) {
-    case ST_F32: dt = OB_F32; break;
-    case ST_F16: dt = OB_F16; break;
-    case ST_BF16: dt = OB_BF16; break;
-    default:
-        return omni_fail(&m->err, OMNI_E_UNSUPPORTED, "%s: tensor '%s' has dtype %s (expected BF16, F16 or F32)",
-                         t->file, name, st_dtype_name(t->dtype));
+    if (t && t->dtype == ST_I8) { /* a Q8_0 checkpoint: bind the whole matrix, the parts are row views of it */
+        ob_mat whole;
+        if ((rc = omni_model_bind(m, &whole, name, rows, cols, 1))) return rc;
+        for (int p = 0; p < parts; p++) out[p] = omni_mat_rows_view(&whole, p * (rows / parts), rows / parts);
+        return 0;
     }
+    ob_dtype dt;
+    if ((rc = omni_model_float_tensor(m, name, &t, &dt))) return rc;
     int ok = t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols;
     if (t->n_dims == nd && !ok) {
         ok = 1;
