@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli_run.h"
 #include "harness.h"
 #include "safetensors.h"
 
@@ -30,16 +31,6 @@ static int model_dir(void) {
     return system(cmd) == 0;
 }
 
-static int run(const char *args, char *out, size_t cap) {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1 </dev/null", getenv("OMNI_BIN"), args);
-    FILE *f = popen(cmd, "r");
-    if (!f) return -1;
-    size_t n = fread(out, 1, cap - 1, f);
-    out[n] = 0;
-    int st = pclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 #define SETUP()                                                                                                       \
     do {                                                                                                              \
@@ -52,13 +43,13 @@ TEST(cli_tokenize_roundtrip_real_tokenizer) {
     static char out[4096];
     char a[512];
     snprintf(a, sizeof a, "tokenize -m %s 'Hello, world<|im_end|> 你好'", g_dir);
-    CHECK_EQ_INT(run(a, out, sizeof out), 0);
+    CHECK_EQ_INT(cli_run(a, out, sizeof out), 0);
     CHECK(strcmp(out, "9707 11 1879 151645 220 108386\n") == 0);
     snprintf(a, sizeof a, "tokenize -m %s --decode 9707 11 1879 151645 220 108386", g_dir);
-    CHECK_EQ_INT(run(a, out, sizeof out), 0);
+    CHECK_EQ_INT(cli_run(a, out, sizeof out), 0);
     CHECK(strcmp(out, "Hello, world<|im_end|> 你好\n") == 0);
     snprintf(a, sizeof a, "tokenize -m %s --decode 99999999", g_dir);
-    CHECK_EQ_INT(run(a, out, sizeof out), 1);
+    CHECK_EQ_INT(cli_run(a, out, sizeof out), 1);
 }
 
 TEST(cli_generate_text_audio_image) {
@@ -66,20 +57,20 @@ TEST(cli_generate_text_audio_image) {
     static char out[16384];
     char a[1024];
     snprintf(a, sizeof a, "generate -m %s -p 'Hi there' -n 6 --stats", g_dir);
-    CHECK_EQ_INT(run(a, out, sizeof out), 0);
+    CHECK_EQ_INT(cli_run(a, out, sizeof out), 0);
     CHECK(strstr(out, "generated 6 tokens") != NULL);
     snprintf(a, sizeof a, "generate -m %s --audio tests/data/audio/speech16k.wav -p 'Transcribe this.' -n 4 --stats", g_dir);
-    CHECK_EQ_INT(run(a, out, sizeof out), 0);
+    CHECK_EQ_INT(cli_run(a, out, sizeof out), 0);
     CHECK(strstr(out, "generated 4 tokens") != NULL);
     snprintf(a, sizeof a, "generate -m %s --image tests/data/vision/img/photo.jpg -p 'Describe this image.' -n 4 --stats", g_dir);
-    CHECK_EQ_INT(run(a, out, sizeof out), 0);
+    CHECK_EQ_INT(cli_run(a, out, sizeof out), 0);
     CHECK(strstr(out, "generated 4 tokens") != NULL);
     /* audio alone (a spoken question), audio + two images */
     snprintf(a, sizeof a,
              "generate -m %s --audio tests/data/audio/sine440_1s.wav --image tests/data/vision/img/rgba.png "
              "--image tests/data/vision/img/odd_rgb.png -n 3 --stats",
              g_dir);
-    CHECK_EQ_INT(run(a, out, sizeof out), 0);
+    CHECK_EQ_INT(cli_run(a, out, sizeof out), 0);
     CHECK(strstr(out, "generated 3 tokens") != NULL);
 }
 
@@ -93,7 +84,7 @@ TEST(cli_generate_video_frames) {
     /* 3 frames (odd: the last is repeated) at 2 fps, with an image before it */
     snprintf(a, sizeof a, "generate -m %s --image tests/data/vision/img/rgba.png --video %s --fps 2 -p 'What happens?' -n 3 --stats",
              g_dir, d);
-    CHECK_EQ_INT(run(a, out, sizeof out), 0);
+    CHECK_EQ_INT(cli_run(a, out, sizeof out), 0);
     CHECK(strstr(out, "generated 3 tokens") != NULL);
     snprintf(a, sizeof a, "rm -rf %s", d);
     CHECK(system(a) == 0);
@@ -104,21 +95,21 @@ TEST(cli_media_bad_files) {
     static char out[16384];
     char a[1024];
     snprintf(a, sizeof a, "generate -m %s --audio /nonexistent.wav -n 2", g_dir);
-    CHECK_EQ_INT(run(a, out, sizeof out), 1);
+    CHECK_EQ_INT(cli_run(a, out, sizeof out), 1);
     CHECK(strstr(out, "/nonexistent.wav") != NULL);
     snprintf(a, sizeof a, "generate -m %s --audio tests/data/vision/img/rgba.png -n 2", g_dir); /* not a WAV */
-    CHECK_EQ_INT(run(a, out, sizeof out), 1);
+    CHECK_EQ_INT(cli_run(a, out, sizeof out), 1);
     CHECK(strstr(out, "rgba.png") != NULL);
     snprintf(a, sizeof a, "generate -m %s --image tests/data/audio/sine440_1s.wav -n 2", g_dir); /* not an image */
-    CHECK_EQ_INT(run(a, out, sizeof out), 1);
+    CHECK_EQ_INT(cli_run(a, out, sizeof out), 1);
     CHECK(strstr(out, "sine440_1s.wav") != NULL);
     /* audio longer than the context allows: one clear line, exit 1 */
     snprintf(a, sizeof a, "generate -m %s --audio tests/data/audio/speech16k.wav -c 32 -n 2", g_dir);
-    CHECK_EQ_INT(run(a, out, sizeof out), 1);
+    CHECK_EQ_INT(cli_run(a, out, sizeof out), 1);
     CHECK(strstr(out, "context full") != NULL);
     /* a text-only checkpoint has no audio encoder */
     snprintf(a, sizeof a, "generate -m %s/qwen3-moe --audio tests/data/audio/sine440_1s.wav -n 2", FIXTURES);
-    CHECK(run(a, out, sizeof out) == 1);
+    CHECK(cli_run(a, out, sizeof out) == 1);
 }
 
 TEST(cli_preprocess_writes_processor_tensors) {
@@ -129,7 +120,7 @@ TEST(cli_preprocess_writes_processor_tensors) {
     REQUIRE(fd >= 0);
     close(fd);
     snprintf(a, sizeof a, "preprocess -m %s --image tests/data/vision/img/odd_rgb.png -o %s", g_dir, o);
-    CHECK_EQ_INT(run(a, out, sizeof out), 0);
+    CHECK_EQ_INT(cli_run(a, out, sizeof out), 0);
     st_set *s = NULL;
     omni_err e;
     REQUIRE(st_open_file(o, &s, &e) == 0);
@@ -139,7 +130,7 @@ TEST(cli_preprocess_writes_processor_tensors) {
     CHECK(thw[0] == 1 && thw[1] * thw[2] == pv->shape[0]);
     st_close(s);
     snprintf(a, sizeof a, "preprocess --audio tests/data/audio/sine440_1s.wav -o %s", o);
-    CHECK_EQ_INT(run(a, out, sizeof out), 0);
+    CHECK_EQ_INT(cli_run(a, out, sizeof out), 0);
     REQUIRE(st_open_file(o, &s, &e) == 0);
     const st_tensor *f = st_find(s, "input_features"), *msk = st_find(s, "feature_attention_mask");
     REQUIRE(f && msk);
@@ -148,7 +139,7 @@ TEST(cli_preprocess_writes_processor_tensors) {
     st_close(s);
     unlink(o);
     snprintf(a, sizeof a, "preprocess --audio x.wav --image y.png -o %s", o);
-    CHECK_EQ_INT(run(a, out, sizeof out), 2);
+    CHECK_EQ_INT(cli_run(a, out, sizeof out), 2);
 }
 
 /* `omni eval` with audio and image inputs named as the processor names them: the logits of the mixed prompt and the
@@ -181,7 +172,7 @@ TEST(cli_eval_multimodal_inputs) {
     static char out[4096];
     char a[1200];
     snprintf(a, sizeof a, "eval -m %s -i %s -o %s --backend cpu", g_dir, ip, op);
-    CHECK_EQ_INT(run(a, out, sizeof out), 0);
+    CHECK_EQ_INT(cli_run(a, out, sizeof out), 0);
     st_set *got = NULL;
     REQUIRE(st_open_file(op, &got, &e) == 0);
     const struct { const char *got, *ref; } cmp[] = { { "logits", "mixed_logits" }, { "audio_embeds", "audio_embeds_200" },
