@@ -435,3 +435,44 @@ TEST(cpu_norm_matvec_matches_sequence) {
     CHECK(!memcmp(host(xn1), host(xn2), sizeof x));
     CHECK(memcmp(host(xn1), x, sizeof x) != 0); /* x was normalised (not copied) */
 }
+
+/* many queries take the blocked GEMM path (S = qKᵀ, masked softmax, PV): same results as a plain loop */
+TEST(cpu_attention_many_queries) {
+    setup();
+    int Hq = 4, Hkv = 2, D = 24, n_ctx = 160, pos0 = 7, n = 90;
+    size_t kvb = (size_t)Hkv * n_ctx * D * 4;
+    float *k = malloc(sizeof(float) * (pos0 + n) * Hkv * D), *v = malloc(sizeof(float) * (pos0 + n) * Hkv * D),
+          *q = malloc(sizeof(float) * n * Hq * D);
+    rnd(k, (size_t)(pos0 + n) * Hkv * D, 91, 1), rnd(v, (size_t)(pos0 + n) * Hkv * D, 92, 1), rnd(q, (size_t)n * Hq * D, 93, 1);
+    double *ref = malloc(sizeof(double) * n * Hq * D), *sc = malloc(sizeof(double) * (pos0 + n));
+    for (int causal = 0; causal <= 1; causal++)
+        for (int window = 0; window <= 17; window += 17) {
+            ob_attn a = { Hq, Hkv, D, 1.0f / sqrtf((float)D), causal, window };
+            ob_ptr kc = buf_from(NULL, kvb), vc = buf_from(NULL, kvb), kp = buf_from(k, sizeof(float) * (pos0 + n) * Hkv * D),
+                   vp = buf_from(v, sizeof(float) * (pos0 + n) * Hkv * D), qp = buf_from(q, sizeof(float) * n * Hq * D),
+                   op = buf_from(NULL, sizeof(float) * n * Hq * D);
+            B->ops->kv_store(B, kc, vc, n_ctx, kp, vp, 0, pos0 + n, &a);
+            B->ops->attention(B, qp, kc, vc, n_ctx, op, pos0, n, &a);
+            for (int i = 0; i < n; i++)
+                for (int h = 0; h < Hq; h++) {
+                    int kvh = h / (Hq / Hkv), qpos = pos0 + i, hi = causal ? qpos : pos0 + n - 1;
+                    int lo = window ? (qpos - window + 1 > 0 ? qpos - window + 1 : 0) : 0;
+                    double mx = -1e30, sum = 0;
+                    for (int j = lo; j <= hi; j++) {
+                        double d = 0;
+                        for (int c = 0; c < D; c++) d += (double)q[((size_t)i * Hq + h) * D + c] * k[((size_t)j * Hkv + kvh) * D + c];
+                        sc[j] = d / sqrt(D);
+                        mx = fmax(mx, sc[j]);
+                    }
+                    for (int j = lo; j <= hi; j++) sum += (sc[j] = exp(sc[j] - mx));
+                    for (int c = 0; c < D; c++) {
+                        double o = 0;
+                        for (int j = lo; j <= hi; j++) o += sc[j] / sum * v[((size_t)j * Hkv + kvh) * D + c];
+                        ref[((size_t)i * Hq + h) * D + c] = o;
+                    }
+                }
+            double e = rel_err(host(op), ref, (size_t)n * Hq * D);
+            if (e > 2e-6) th_fail(__FILE__, __LINE__, "attention (gemm path) causal %d window %d: rel err %g", causal, window, e);
+        }
+    free(k), free(v), free(q), free(ref), free(sc);
+}
