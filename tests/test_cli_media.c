@@ -90,6 +90,25 @@ TEST(cli_generate_video_frames) {
     CHECK(system(a) == 0);
 }
 
+/* line-mode chat: two turns (the second reuses the cache), a reset, quit */
+TEST(cli_chat_line_mode) {
+    SETUP();
+    static char out[16384];
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd,
+             "printf 'Hello there\\nAnd again\\n/reset\\nAfter reset\\n/quit\\n' | %s chat -m %s -n 4 2>&1",
+             getenv("OMNI_BIN"), g_dir);
+    FILE *f = popen(cmd, "r");
+    REQUIRE(f);
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = 0;
+    CHECK(WEXITSTATUS(pclose(f)) == 0);
+    int prompts = 0;
+    for (const char *p = out; (p = strstr(p, "> ")); p += 2) prompts++;
+    CHECK(prompts >= 4);
+    CHECK(strstr(out, "(conversation cleared)") != NULL);
+}
+
 TEST(cli_media_bad_files) {
     SETUP();
     static char out[16384];
