@@ -569,9 +569,146 @@ static void attn_task(void *vctx, int64_t b, int64_t e, int thread) {
     }
 }
 
+#ifdef OB_X86
+/* expf on 8 lanes: Cephes-style range reduction x = k ln2 + r, degree-5 polynomial for e^r, scale by 2^k
+ * (about 1 ulp; inputs are <= 0 here, underflow flushes to 0) */
+__attribute__((target("avx2,fma"))) static inline __m256 exp8(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* Many queries (prefill, encoders): 4 queries of one head at a time against K transposed ([D][keys]), so 8 scores
+ * accumulate per register without horizontal sums; vectorised softmax; P·V with V rows shared by the 4 queries.
+ * Same math as attn_task (fp32, max-subtracted softmax); summation order differs. */
+typedef struct {
+    cpu_backend *cb;
+    const float *q, *kt, *v; /* kt: [n_kv_heads][total/8][D][8] (8-key tiles, contiguous per tile); v: the cache */
+    const float *k;          /* the cache's K, for the keys past the last whole tile */
+    float *out;
+    int n_ctx, pos0, n, total;
+    const ob_attn *a;
+} attn4_ctx;
+
+__attribute__((target("avx2,fma"))) static void attn4_task(void *vctx, int64_t b, int64_t e, int thread) {
+    attn4_ctx *c = vctx;
+    const ob_attn *a = c->a;
+    const int D = a->head_dim, Hq = a->n_heads, group = a->n_heads / a->n_kv_heads, T = c->total;
+    const int nqb = (c->n + 3) / 4, T8 = T & ~7;
+    float *s = c->cb->scratch[thread]; /* 4 rows of T */
+    for (int64_t it = b; it < e; it++) {
+        int h = (int)(it / nqb), q0 = (int)(it % nqb) * 4, nq = c->n - q0 < 4 ? c->n - q0 : 4, kvh = h / group;
+        const float *KT = c->kt + (size_t)kvh * D * T8, *V = c->v + (size_t)kvh * c->n_ctx * D,
+                    *K = c->k + (size_t)kvh * c->n_ctx * D;
+        const float *qr[4];
+        for (int i = 0; i < 4; i++) qr[i] = c->q + ((size_t)(q0 + (i < nq ? i : 0)) * Hq + h) * D;
+        /* scores */
+        for (int j = 0; j < T8; j += 8) {
+            __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+            const float *tile = KT + (size_t)(j / 8) * D * 8;
+            for (int d = 0; d < D; d++) {
+                __m256 kv = _mm256_loadu_ps(tile + (size_t)d * 8);
+                for (int i = 0; i < 4; i++) acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(qr[i][d]), kv, acc[i]);
+            }
+            for (int i = 0; i < 4; i++) _mm256_storeu_ps(s + (size_t)i * T + j, _mm256_mul_ps(acc[i], _mm256_set1_ps(a->scale)));
+        }
+        for (int j = T8; j < T; j++)
+            for (int i = 0; i < 4; i++) {
+                float d0 = 0;
+                for (int d = 0; d < D; d++) d0 += qr[i][d] * K[(size_t)j * D + d];
+                s[(size_t)i * T + j] = d0 * a->scale;
+            }
+        /* masked softmax per query: keys outside [lo, hi] get probability 0 */
+        int lo[4] = { 0, 0, 0, 0 }, hi[4] = { 0, 0, 0, 0 };
+        for (int i = 0; i < nq; i++) {
+            float *row = s + (size_t)i * T;
+            int qpos = c->pos0 + q0 + i;
+            hi[i] = a->causal ? qpos : T - 1;
+            lo[i] = a->window > 0 ? qpos - a->window + 1 : 0;
+            if (lo[i] < 0) lo[i] = 0;
+            float mx = -INFINITY;
+            for (int j = lo[i]; j <= hi[i]; j++) mx = fmaxf(mx, row[j]);
+            for (int j = 0; j < lo[i]; j++) row[j] = 0;
+            for (int j = hi[i] + 1; j < T; j++) row[j] = 0;
+            __m256 vsum = _mm256_setzero_ps(), vmx = _mm256_set1_ps(mx);
+            int j = lo[i];
+            for (; j + 8 <= hi[i] + 1; j += 8) {
+                __m256 ex = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + j), vmx));
+                _mm256_storeu_ps(row + j, ex);
+                vsum = _mm256_add_ps(vsum, ex);
+            }
+            double sum = hsum8(vsum);
+            for (; j <= hi[i]; j++) sum += (row[j] = expf(row[j] - mx));
+            float inv = (float)(1.0 / sum);
+            for (j = lo[i]; j <= hi[i]; j++) row[j] *= inv;
+        }
+        /* O = P·V, 8 output dims × 4 queries per pass over the keys */
+        int jlo = lo[0], jhi = hi[0];
+        for (int i = 1; i < nq; i++) jlo = lo[i] < jlo ? lo[i] : jlo, jhi = hi[i] > jhi ? hi[i] : jhi;
+        for (int d0 = 0; d0 < D; d0 += 24) { /* 3 × 8 dims × 4 queries = 12 accumulators per pass over V */
+            int nc = (D - d0) / 8 < 3 ? (D - d0) / 8 : 3;
+            __m256 acc[3][4];
+            for (int cc = 0; cc < 3; cc++)
+                for (int i = 0; i < 4; i++) acc[cc][i] = _mm256_setzero_ps();
+            for (int j = jlo; j <= jhi; j++) {
+                __m256 p[4];
+                for (int i = 0; i < 4; i++) p[i] = _mm256_set1_ps(s[(size_t)i * T + j]);
+                for (int cc = 0; cc < nc; cc++) {
+                    __m256 vv = _mm256_loadu_ps(V + (size_t)j * D + d0 + cc * 8);
+                    for (int i = 0; i < 4; i++) acc[cc][i] = _mm256_fmadd_ps(p[i], vv, acc[cc][i]);
+                }
+            }
+            for (int cc = 0; cc < nc; cc++)
+                for (int i = 0; i < nq; i++)
+                    _mm256_storeu_ps(c->out + ((size_t)(q0 + i) * Hq + h) * D + d0 + cc * 8, acc[cc][i]);
+        }
+    }
+}
+#endif
+
 static void cpu_attention(ob_backend *b, ob_ptr q, ob_ptr kcache, ob_ptr vcache, int n_ctx, ob_ptr out, int pos0, int n,
                           const ob_attn *a) {
     cpu_backend *cb = CB(b);
+#ifdef OB_X86
+    if (g_simd && n >= 16 && a->head_dim % 8 == 0 && !getenv("OMNI_CPU_ATTN_SIMPLE")) {
+        int T = pos0 + n, D = a->head_dim;
+        size_t need = (size_t)4 * T;
+        int T8 = T & ~7;
+        float *kt = malloc(sizeof(float) * ((size_t)a->n_kv_heads * D * T8 + 8));
+        int ok = kt != NULL;
+        for (int t = 0; ok && t < cb->n_threads; t++)
+            if (cb->scratch_n[t] < need) {
+                float *p = realloc(cb->scratch[t], need * 4);
+                if (!p) ok = 0;
+                else cb->scratch[t] = p, cb->scratch_n[t] = need;
+            }
+        if (!ok) {
+            free(kt);
+            b->failed = 1;
+            return;
+        }
+        const float *K = PTR(kcache);
+        for (int kh = 0; kh < a->n_kv_heads; kh++) /* K in 8-key tiles, transposed within the tile: [T/8][D][8] */
+            for (int j = 0; j < T8; j++)
+                for (int d = 0; d < D; d++)
+                    kt[(size_t)kh * D * T8 + ((size_t)(j / 8) * D + d) * 8 + (j % 8)] = K[((size_t)kh * n_ctx + j) * D + d];
+        attn4_ctx c4 = { cb, PTR(q), kt, PTR(vcache), K, PTR(out), n_ctx, pos0, n, T, a };
+        tp_parallel_for(cb->tp, (int64_t)a->n_heads * ((n + 3) / 4), 1, attn4_task, &c4);
+        free(kt);
+        return;
+    }
+#endif
     for (int t = 0; t < cb->n_threads; t++) {
         if (cb->scratch_n[t] < (size_t)n_ctx) {
             float *p = realloc(cb->scratch[t], (size_t)n_ctx * 4);
