@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "vision_ref.h"
 #include "image.h"
 
 #define VISION_FUZZ_NO_ENTRY
@@ -13,20 +14,8 @@
 
 #define VREF TESTDATA "/vision"
 
-/* ---- small helpers (duplicated in test_vision_preprocess.c: each test file stands alone) ---- */
+/* ---- small helpers (CRC and case-list fields: vision_ref.h) ---- */
 
-static uint32_t crc32_bytes(const uint8_t *p, size_t n) {
-    static uint32_t table[256];
-    if (!table[1])
-        for (uint32_t i = 0; i < 256; i++) {
-            uint32_t c = i;
-            for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            table[i] = c;
-        }
-    uint32_t c = 0xFFFFFFFFu;
-    for (size_t i = 0; i < n; i++) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
-}
 
 static uint8_t *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -60,24 +49,7 @@ static uint8_t *read_xz(const char *path, size_t want) {
     return b;
 }
 
-/* Value of `key=` in a cases.txt line (up to the next space), or NULL. */
-static const char *kv(const char *line, const char *key, char *buf, size_t cap) {
-    char pat[64];
-    snprintf(pat, sizeof pat, " %s=", key);
-    const char *p = strstr(line, pat);
-    if (!p) return NULL;
-    p += strlen(pat);
-    size_t n = strcspn(p, " \n");
-    if (n >= cap) n = cap - 1;
-    memcpy(buf, p, n);
-    buf[n] = 0;
-    return buf;
-}
 
-static long kv_long(const char *line, const char *key) {
-    char b[64];
-    return kv(line, key, b, sizeof b) ? strtol(b, NULL, 10) : -1;
-}
 
 /* ---- decoding against the reference ---- */
 

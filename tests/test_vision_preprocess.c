@@ -12,26 +12,15 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "vision_ref.h"
 #include "image.h"
 #include "preprocess.h"
 #include "resize.h"
 
 #define VREF TESTDATA "/vision"
 
-/* ---- small helpers (duplicated in test_vision_image.c: each test file stands alone) ---- */
+/* ---- small helpers (CRC and case-list fields: vision_ref.h) ---- */
 
-static uint32_t crc32_update(uint32_t c, const uint8_t *p, size_t n) {
-    static uint32_t table[256];
-    if (!table[1])
-        for (uint32_t i = 0; i < 256; i++) {
-            uint32_t v = i;
-            for (int k = 0; k < 8; k++) v = v & 1 ? 0xEDB88320u ^ (v >> 1) : v >> 1;
-            table[i] = v;
-        }
-    c ^= 0xFFFFFFFFu;
-    for (size_t i = 0; i < n; i++) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
-}
 
 /* Whole output of `xz -dc path` (NUL-terminated), or NULL. */
 static char *read_xz_all(const char *path, size_t *len) {
@@ -65,28 +54,8 @@ static char *read_xz_all(const char *path, size_t *len) {
     return b;
 }
 
-static const char *kv(const char *line, const char *key, char *buf, size_t cap) {
-    char pat[64];
-    snprintf(pat, sizeof pat, " %s=", key);
-    const char *p = strstr(line, pat);
-    if (!p) return NULL;
-    p += strlen(pat);
-    size_t n = strcspn(p, " \n");
-    if (n >= cap) n = cap - 1;
-    memcpy(buf, p, n);
-    buf[n] = 0;
-    return buf;
-}
 
-static long kv_long(const char *line, const char *key) {
-    char b[64];
-    return kv(line, key, b, sizeof b) ? strtol(b, NULL, 10) : -1;
-}
 
-static double kv_double(const char *line, const char *key) {
-    char b[64];
-    return kv(line, key, b, sizeof b) ? strtod(b, NULL) : NAN;
-}
 
 static uint32_t kv_hex(const char *line, const char *key) {
     char b[64];
