@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -70,3 +71,23 @@ int bench_shrunk_config(const char *src, const char *keep, char *dir, size_t dca
     return 0;
 }
 
+
+omni_model *bench_open_encoder_model(cli_opts *o, const char *default_cfg, const char *keep, double *t_load) {
+    char dir[64] = "", cfg[128] = "";
+    if (!o->model || o->mp.synthetic) {
+        if (bench_shrunk_config(o->model ? o->model : default_cfg, keep, dir, sizeof dir, cfg, sizeof cfg)) return NULL;
+        o->model = cfg;
+        o->mp.synthetic = 1;
+    }
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    omni_model *m = cli_open_model(o);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    *t_load = (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9;
+    if (dir[0]) {
+        unlink(cfg);
+        rmdir(dir);
+        o->model = NULL; /* pointed at cfg, which goes out of scope */
+    }
+    return m;
+}

@@ -62,22 +62,9 @@ int cmd_bench_audio(int argc, char **argv) {
             return CLI_USAGE;
         }
     }
-    char dir[64] = "", cfg[128] = "";
-    if (!o.model || o.mp.synthetic) {
-        if (bench_shrunk_config(o.model ? o.model : BENCH_AUDIO_DEFAULT_CONFIG, "audio_config", dir, sizeof dir, cfg,
-                                sizeof cfg))
-            return CLI_ERR;
-        o.model = cfg;
-        o.mp.synthetic = 1;
-    }
-    double t0 = now_s();
-    omni_model *m = cli_open_model(&o);
-    if (dir[0]) {
-        unlink(cfg);
-        rmdir(dir);
-    }
+    double t_load;
+    omni_model *m = bench_open_encoder_model(&o, BENCH_AUDIO_DEFAULT_CONFIG, "audio_config", &t_load);
     if (!m) return CLI_ERR;
-    double t_load = now_s() - t0;
     int32_t frames = (int32_t)(seconds * 100 + 0.5);
     if (frames < 1) frames = 1;
     float *feat = malloc(sizeof(float) * 128 * (size_t)frames);

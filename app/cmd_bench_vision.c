@@ -63,22 +63,9 @@ int cmd_bench_vision(int argc, char **argv) {
             return CLI_USAGE;
         }
     }
-    char dir[64] = "", cfg[128] = "";
-    if (!o.model || o.mp.synthetic) {
-        if (bench_shrunk_config(o.model ? o.model : BENCH_VISION_DEFAULT_CONFIG, "vision_config", dir, sizeof dir, cfg,
-                                sizeof cfg))
-            return CLI_ERR;
-        o.model = cfg;
-        o.mp.synthetic = 1;
-    }
-    double t0 = now_s();
-    omni_model *m = cli_open_model(&o);
-    if (dir[0]) {
-        unlink(cfg);
-        rmdir(dir);
-    }
+    double t_load;
+    omni_model *m = bench_open_encoder_model(&o, BENCH_VISION_DEFAULT_CONFIG, "vision_config", &t_load);
     if (!m) return CLI_ERR;
-    double t_load = now_s() - t0;
     /* pixel_values of a size×size image: through the real preprocessor when available, else random patches of the
      * same grid (the factor-32 grid of smart_resize for a square multiple of 32) */
     omni_grid g = { 1, (int32_t)((size + 16) / 32 * 2), (int32_t)((size + 16) / 32 * 2) };
