@@ -173,6 +173,9 @@ ob_backend *ob_vulkan_new(int device, char *err, size_t err_cap);
 ob_mat ob_mat_make(ob_ptr data, ob_dtype t, int64_t rows, int64_t cols);
 /* Quantizes fp32 rows into our q8_0 layout in host memory (dst holds rows*cols bytes + rows*cols/32 fp16). */
 void ob_quantize_q8_0(const float *src, int64_t rows, int64_t cols, void *dst);
+/* Stores fp32 values [rows, cols] in dtype t (f32 copy, f16/bf16 rounding, q8_0 quantization) at dst, which holds
+ * ob_dtype_bytes(t, rows * cols) bytes. */
+void ob_weights_from_f32(const float *src, ob_dtype t, int64_t rows, int64_t cols, void *dst);
 /* Expands one row of a host weight of any dtype to fp32 */
 void ob_row_to_f32(const void *base, ob_dtype t, int64_t rows, int64_t cols, int64_t row, float *out);
 

@@ -52,6 +52,21 @@ void ob_quantize_q8_0(const float *src, int64_t rows, int64_t cols, void *dst) {
     }
 }
 
+void ob_weights_from_f32(const float *src, ob_dtype t, int64_t rows, int64_t cols, void *dst) {
+    size_t n = (size_t)(rows * cols);
+    switch (t) {
+    case OB_F32:
+    case OB_I32: memcpy(dst, src, n * 4); break;
+    case OB_F16:
+        for (size_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = omni_f32_to_f16(src[i]);
+        break;
+    case OB_BF16:
+        for (size_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = omni_f32_to_bf16(src[i]);
+        break;
+    case OB_Q8_0: ob_quantize_q8_0(src, rows, cols, dst); break;
+    }
+}
+
 void ob_row_to_f32(const void *base, ob_dtype t, int64_t rows, int64_t cols, int64_t row, float *out) {
     switch (t) {
     case OB_F32: memcpy(out, (const float *)base + row * cols, (size_t)cols * 4); break;

@@ -47,13 +47,7 @@ TEST(cpu_matmul_all_dtypes) {
             rnd(x, (size_t)n * K, 100 + si, 1.0f);
             size_t wb = ob_dtype_bytes(t, (int64_t)R * K);
             void *wq = malloc(wb);
-            /* the reference uses the weight values as the dtype stores them */
-            for (int64_t i = 0; i < (int64_t)R * K; i++) {
-                if (t == OB_F32) ((float *)wq)[i] = w[i];
-                else if (t == OB_F16) ((uint16_t *)wq)[i] = omni_f32_to_f16(w[i]);
-                else if (t == OB_BF16) ((uint16_t *)wq)[i] = omni_f32_to_bf16(w[i]);
-            }
-            if (t == OB_Q8_0) ob_quantize_q8_0(w, R, K, wq);
+            ob_weights_from_f32(w, t, R, K, wq); /* the reference uses the values as the dtype stores them */
             float *wd = malloc(sizeof(float) * R * K);
             for (int r = 0; r < R; r++) ob_row_to_f32(wq, t, R, K, r, wd + (size_t)r * K);
             double *ref = malloc(sizeof(double) * n * R);

@@ -120,16 +120,7 @@ static inline void *tv_weights(omni_rng *r, ob_dtype t, int rows, int cols, size
         return NULL;
     }
     tv_rand(r, f, n, 1.0f);
-    switch (t) {
-    case OB_F32: memcpy(w, f, n * 4); break;
-    case OB_F16:
-        for (size_t i = 0; i < n; i++) ((uint16_t *)w)[i] = omni_f32_to_f16(f[i]);
-        break;
-    case OB_BF16:
-        for (size_t i = 0; i < n; i++) ((uint16_t *)w)[i] = omni_f32_to_bf16(f[i]);
-        break;
-    default: ob_quantize_q8_0(f, rows, cols, w); break;
-    }
+    ob_weights_from_f32(f, t, rows, cols, w);
     free(f);
     *bytes = ob_dtype_bytes(t, (int64_t)n);
     return w;

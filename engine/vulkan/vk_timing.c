@@ -95,16 +95,7 @@ static void *make_weights(ob_dtype t, int rows, int cols, uint64_t seed) {
     }
     omni_rng r = { seed };
     for (size_t i = 0; i < n; i++) f[i] = (omni_rng_uniform(&r) - 0.5f) * 0.1f;
-    switch (t) {
-    case OB_F32: memcpy(w, f, n * 4); break;
-    case OB_F16:
-        for (size_t i = 0; i < n; i++) ((uint16_t *)w)[i] = omni_f32_to_f16(f[i]);
-        break;
-    case OB_BF16:
-        for (size_t i = 0; i < n; i++) ((uint16_t *)w)[i] = omni_f32_to_bf16(f[i]);
-        break;
-    default: ob_quantize_q8_0(f, rows, cols, w); break;
-    }
+    ob_weights_from_f32(f, t, rows, cols, w);
     free(f);
     return w;
 }
