@@ -151,6 +151,11 @@ typedef struct {
      * + router). xn must not overlap x or y. */
     void (*norm_matvec)(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr y, ob_ptr xn);
 
+    /* One row, a MoE layer's routing: xn = rms_norm(x, norm, eps); logits[1][W.rows] = xn · Wᵀ; then
+     * moe_route(logits, 1, W.rows, k, norm_topk, ids, weights) — exactly norm_matvec followed by moe_route. */
+    void (*norm_route)(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr logits,
+                       ob_ptr xn, int k, int norm_topk, ob_ptr ids, ob_ptr weights);
+
     /* ---- optional profiling (NULL when unsupported) ---- */
     /* Everything queued from here until the next mark is charged to class cls (OB_PROF_*); cls < 0 stops charging. */
     void (*prof_mark)(ob_backend *b, int cls);

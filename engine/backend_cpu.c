@@ -822,6 +822,13 @@ static void cpu_norm_matvec(ob_backend *b, ob_ptr x, const ob_mat *norm, float e
     cpu_matmul(b, w, xn, y, 1, 0);
 }
 
+/* The fused MoE routing op of backend.h: on the CPU the unfused sequence (norm, router Linear, TopKRouter). */
+static void cpu_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr logits,
+                           ob_ptr xn, int k, int norm_topk, ob_ptr ids, ob_ptr weights) {
+    cpu_norm_matvec(b, x, norm, eps, w, logits, xn);
+    cpu_moe_route(b, logits, 1, (int)w->rows, k, norm_topk, ids, weights);
+}
+
 static void cpu_swiglu(ob_backend *b, ob_ptr g, ob_ptr u, ob_ptr out, int64_t count) {
     (void)b;
     const float *G = PTR(g), *U = PTR(u);
@@ -1025,6 +1032,7 @@ static const ob_ops cpu_ops = {
     .copy = cpu_copy,
     .qk_norm_rope_kv = cpu_qk_norm_rope_kv,
     .norm_matvec = cpu_norm_matvec,
+    .norm_route = cpu_norm_route,
     .prof_mark = cpu_prof_mark,
     .prof_read = cpu_prof_read,
 };

@@ -149,11 +149,16 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
         }
         if (L->is_moe) {
             PROF(OB_PROF_ROUTER);
-            if (fuse_norm) /* post_attention_layernorm fused into the router; xn is written for the experts */
-                op->norm_matvec(be, x, &L->ffn_norm, h->rms_eps, &L->router, rl, xn);
-            else
-                op->matmul(be, &L->router, xn, rl, n, 0);
-            op->moe_route(be, rl, n, h->n_experts, h->n_experts_used, h->norm_topk, eid, ew);
+            if (fuse_norm && op->norm_route) /* norm, router and top-k in one call; xn is written for the experts */
+                op->norm_route(be, x, &L->ffn_norm, h->rms_eps, &L->router, rl, xn, h->n_experts_used, h->norm_topk,
+                               eid, ew);
+            else {
+                if (fuse_norm) /* post_attention_layernorm fused into the router */
+                    op->norm_matvec(be, x, &L->ffn_norm, h->rms_eps, &L->router, rl, xn);
+                else
+                    op->matmul(be, &L->router, xn, rl, n, 0);
+                op->moe_route(be, rl, n, h->n_experts, h->n_experts_used, h->norm_topk, eid, ew);
+            }
             PROF(OB_PROF_EXPERTS);
             op->moe_experts(be, xn, n, h->n_experts_used, eid, ew, L->exp_gate, L->exp_up, L->exp_down, h->n_experts,
                             x);

@@ -347,6 +347,61 @@ TEST(vk_norm_matvec) {
     tv_close(&e);
 }
 
+/* norm_route (post-attention norm + router + top-k in one dispatch, the last workgroup selecting; or the unfused
+ * sequence where the kernel does not apply) against the CPU's unfused sequence: expert ids exactly, logits, xn and
+ * weights within 1e-5 relative. Every case runs twice with different rows, so the kernel's counter is shown to be
+ * left at zero for the next call. Logits are spread (x scaled up) so the top-k has no near-ties to flip. */
+TEST(vk_norm_route) {
+    TV_OPEN(e);
+    omni_rng r = { 31 };
+    struct {
+        int rows, cols, k, renorm;
+        ob_dtype wt, nt;
+    } cases[] = {
+        { 128, 2048, 8, 1, OB_BF16, OB_BF16 }, /* the Qwen3-Omni thinker's router */
+        { 8, 64, 2, 1, OB_BF16, OB_F32 },      /* fewer experts than one workgroup's rows */
+        { 60, 96, 4, 0, OB_Q8_0, OB_F32 },     /* q8 weights, no renormalisation */
+        { 1000, 128, 32, 1, OB_F16, OB_F16 },  /* many experts, the largest k */
+        { 37, 100, 3, 1, OB_F32, OB_BF16 },    /* rows of 400 bytes: f32 vectors */
+        { 12, 30, 2, 1, OB_F32, OB_F32 },      /* cols not a multiple of 4: the unfused sequence */
+        { 16, 4160, 4, 1, OB_BF16, OB_BF16 },  /* a row wider than the shared copy: the unfused sequence */
+    };
+    for (unsigned ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        int rows = cases[ci].rows, cols = cases[ci].cols, k = cases[ci].k;
+        size_t wb, nb;
+        ob_dtype wt = cases[ci].wt, nt = cases[ci].nt;
+        void *w = tv_weights(&r, wt, rows, cols, &wb), *nw = tv_weights(&r, nt, 1, cols, &nb);
+        tv_buf W = tv_new(&e, w, wb, 0), N = tv_new(&e, nw, nb, 0);
+        ob_mat wv = ob_mat_make(tv_pv(W, 0), wt, rows, cols), wc = ob_mat_make(tv_pc(W, 0), wt, rows, cols);
+        ob_mat nv = ob_mat_make(tv_pv(N, 0), nt, 1, cols), nc = ob_mat_make(tv_pc(N, 0), nt, 1, cols);
+        for (int rep = 0; rep < 2; rep++) {
+            float *x = malloc((size_t)cols * 4);
+            tv_rand(&r, x, (size_t)cols, 40.0f);
+            tv_buf X = tv_new(&e, x, (size_t)cols * 4, 0), L = tv_new(&e, NULL, (size_t)rows * 4, 0),
+                   XN = tv_new(&e, NULL, (size_t)cols * 4, 0), I = tv_new(&e, NULL, (size_t)k * 4, 0),
+                   Wt = tv_new(&e, NULL, (size_t)k * 4, 0);
+            e.vk->ops->norm_route(e.vk, tv_pv(X, 0), &nv, 1e-6f, &wv, tv_pv(L, 0), tv_pv(XN, 0), k, cases[ci].renorm,
+                                  tv_pv(I, 0), tv_pv(Wt, 0));
+            e.cpu->ops->norm_route(e.cpu, tv_pc(X, 0), &nc, 1e-6f, &wc, tv_pc(L, 0), tv_pc(XN, 0), k,
+                                   cases[ci].renorm, tv_pc(I, 0), tv_pc(Wt, 0));
+            int32_t iv[32], ic[32];
+            int dl = e.vk->ops->download(e.vk, I.v, 0, iv, (size_t)k * 4) | e.cpu->ops->download(e.cpu, I.c, 0, ic,
+                                                                                                  (size_t)k * 4);
+            double el = tv_rel_err(&e, L, 0, (size_t)rows), en = tv_rel_err(&e, XN, 0, (size_t)cols),
+                   ew = tv_rel_err(&e, Wt, 0, (size_t)k);
+            if (dl || memcmp(iv, ic, (size_t)k * 4) || !(el >= 0 && el <= 1e-5 && en >= 0 && en <= 1e-5 && ew >= 0 &&
+                                                         ew <= 1e-5))
+                th_fail(__FILE__, __LINE__, "norm_route case %u rep %d: ids %s, logits %g xn %g weights %g", ci, rep,
+                        memcmp(iv, ic, (size_t)k * 4) ? "differ" : "equal", el, en, ew);
+            tv_free(&e, &X), tv_free(&e, &L), tv_free(&e, &XN), tv_free(&e, &I), tv_free(&e, &Wt);
+            free(x);
+        }
+        tv_free(&e, &W), tv_free(&e, &N);
+        free(w), free(nw);
+    }
+    tv_close(&e);
+}
+
 /* ---- attention --------------------------------------------------------------------------------------------------- */
 
 typedef struct {

@@ -124,3 +124,49 @@ void vk_op_norm_matvec(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, c
     /* x is read from shared memory, so only the weight's alignment picks the vector path */
     vk_matvec_dispatch_norm(c, 0, w->dtype, vk_mat_vec_ok(w), &pc, 1, rd, 3, wr, 2, 1 + (int)norm->dtype);
 }
+
+/* ---- norm_route ------------------------------------------------------------------------------------------------- */
+
+/* router.comp: one dispatch for norm + router + top-k where the shapes allow (rows <= 1024 experts, k <= 32, a row
+ * that fits the shared copy); otherwise norm_matvec and moe_route. */
+void vk_op_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr logits,
+                      ob_ptr xn, int k, int norm_topk, ob_ptr ids, ob_ptr weights) {
+    vk_ctx *c = vk_of(b);
+    if (c->base.failed) return;
+    if (vk_mat_check(c, w, "norm_route") != 0) return;
+    int cols = (int)w->cols, rows = (int)w->rows;
+    int fusable = c->env.fuse && cols <= NORM_MATVEC_MAX_COLS && cols % 4 == 0 && norm_weight_ok(norm, cols) &&
+                  rows >= 1 && rows <= 1024 && k >= 1 && k <= 32 && k <= rows;
+    if (!fusable) {
+        vk_op_norm_matvec(b, x, norm, eps, w, logits, xn);
+        vk_op_moe_route(b, logits, 1, rows, k, norm_topk, ids, weights);
+        return;
+    }
+    if (vk_mat_check(c, norm, "norm_route norm") != 0) return;
+    size_t xb = (size_t)cols * 4, lb = (size_t)rows * 4, kb = (size_t)k * 4;
+    if (!vk_ptr_ok(c, x, xb, "norm_route x") || !vk_ptr_ok(c, xn, xb, "norm_route xn") ||
+        !vk_ptr_ok(c, logits, lb, "norm_route logits") || !vk_ptr_ok(c, ids, kb, "norm_route ids") ||
+        !vk_ptr_ok(c, weights, kb, "norm_route weights"))
+        return;
+    VkDeviceAddress cnt = vk_counter(c, 0);
+    if (!cnt) return;
+    VkDeviceAddress wa = vk_addr(w->data);
+    ob_pc_router pc = {
+        .x = vk_addr(x), .nw = vk_addr(norm->data), .w = wa, .s = wa + w->scale_off, .xn = vk_addr(xn),
+        .logits = vk_addr(logits), .ids = vk_addr(ids), .wts = vk_addr(weights), .counter = cnt,
+        .rows = (uint32_t)rows, .cols = (uint32_t)cols, .k = (uint32_t)k, .renorm = (uint32_t)(norm_topk != 0),
+        .eps = eps,
+    };
+    int sg = vk_use_subgroups(c);
+    uint32_t sgs = sg ? c->caps.subgroup_size : 1, wg = 128;
+    if (sg && wg < sgs) wg = sgs;
+    uint32_t rows_wg = sg ? wg / sgs : 1; /* one router row per subgroup */
+    uint32_t epv = w->dtype == OB_F32 ? 4 : w->dtype == OB_Q8_0 ? 16 : 8;
+    uint32_t vec = vk_mat_vec_ok(w) && cols % (int)epv == 0;
+    uint32_t spec[5] = { wg, (uint32_t)w->dtype, (uint32_t)norm->dtype, (uint32_t)(cols + 3) / 4, vec };
+    vk_range rd[3] = { vk_mat_range(w), vk_rng(pc.x, xb), vk_mat_range(norm) };
+    vk_range wr[5] = { vk_rng(pc.xn, xb), vk_rng(pc.logits, lb), vk_rng(pc.ids, kb), vk_rng(pc.wts, kb),
+                       vk_rng(cnt, 4) };
+    vk_dispatch(c, vk_pipeline(c, SH_ROUTER, spec, 5), &pc, sizeof pc, ((uint32_t)rows + rows_wg - 1) / rows_wg, 1, 1,
+                rd, 3, wr, 5);
+}

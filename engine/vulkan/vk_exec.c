@@ -121,23 +121,36 @@ static int overlaps(const vk_range *a, int n, vk_range r) {
 }
 
 void vk_hazard(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
+    vk_hazard_for(c, reads, n_reads, writes, n_writes, 0);
+}
+
+/* The barrier names only the stages involved: compute → compute unless a copy was recorded since the last barrier
+ * (source side) or the next command is one (xfer, destination side). A barrier that includes the transfer stage
+ * makes the driver wait for more than the compute work in flight; between the ~500 dependent dispatches of a
+ * decode step only compute is involved. */
+void vk_hazard_for(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int xfer) {
     int need = c->n_rd + n_reads > VK_MAX_RANGES || c->n_wr + n_writes > VK_MAX_RANGES;
     for (int i = 0; i < n_reads && !need; i++) need = overlaps(c->wr, c->n_wr, reads[i]);
     for (int i = 0; i < n_writes && !need; i++)
         need = overlaps(c->wr, c->n_wr, writes[i]) || overlaps(c->rd, c->n_rd, writes[i]);
     VkCommandBuffer cb = vk_cmd(c);
     if (need) {
+        int wide = c->env.wide_barriers;
+        int src_x = wide || c->seg_xfer, dst_x = wide || xfer;
         VkMemoryBarrier mb = {
             .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-            .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
-            .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
-                             VK_ACCESS_TRANSFER_WRITE_BIT,
+            .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | (src_x ? VK_ACCESS_TRANSFER_WRITE_BIT : 0),
+            .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                             (dst_x ? VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT : 0),
         };
-        VkPipelineStageFlags st = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
-        vkCmdPipelineBarrier(cb, st, st, 0, 1, &mb, 0, NULL, 0, NULL);
+        VkPipelineStageFlags src = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | (src_x ? VK_PIPELINE_STAGE_TRANSFER_BIT : 0);
+        VkPipelineStageFlags dst = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | (dst_x ? VK_PIPELINE_STAGE_TRANSFER_BIT : 0);
+        vkCmdPipelineBarrier(cb, src, dst, 0, 1, &mb, 0, NULL, 0, NULL);
         c->n_rd = c->n_wr = 0;
+        c->seg_xfer = 0;
         c->n_barriers++;
     }
+    if (xfer) c->seg_xfer = 1;
     for (int i = 0; i < n_reads; i++) c->rd[c->n_rd++] = reads[i];
     for (int i = 0; i < n_writes; i++) c->wr[c->n_wr++] = writes[i];
 }

@@ -48,7 +48,8 @@ typedef struct {
  *   OMNI_VK_MV_WG / _RSG / _U / _CVT   matrix-vector tuning: workgroup size, rows per subgroup, loads in
  *                          flight per row, dequantization by conversion instructions (0) or bit operations (1)
  *   OMNI_VK_FENCE_TIMEOUT_S=N  give up on a submission after N seconds (default 120): a hung kernel becomes an error
- *   OMNI_VK_SYNC=1         wait for every dispatch (debugging: an error then names the kernel that caused it) */
+ *   OMNI_VK_SYNC=1         wait for every dispatch (debugging: an error then names the kernel that caused it)
+ *   OMNI_VK_WIDE_BARRIERS=1  every barrier covers compute and transfer stages (the old behaviour, for comparisons) */
 typedef struct {
     int validation, no_fp16, no_int8, no_16bit, no_8bit, no_bf16, no_int_dot, no_coopmat, no_subgroup, no_fp64;
     int max_ops;
@@ -58,6 +59,7 @@ typedef struct {
     int mv_wg, mv_rsg, mv_unroll, mv_cvt;
     int fence_timeout_s, sync_each;
     int fuse;  /* fused decode ops (vk_decode.c): 1 on (default), 0 off (OMNI_VK_FUSE=0, for comparisons) */
+    int wide_barriers;
 } vk_env;
 void vk_env_read(vk_env *e);
 
@@ -102,6 +104,7 @@ typedef enum {
     SH_EW,
     SH_GATHER,
     SH_QK_ROPE_KV,
+    SH_ROUTER,
     SH_COUNT
 } vk_shader_id;
 
@@ -181,6 +184,7 @@ typedef struct vk_ctx {
     vk_range rd[VK_MAX_RANGES], wr[VK_MAX_RANGES];
     int n_rd, n_wr;
     uint64_t n_barriers, n_dispatches; /* statistics */
+    int seg_xfer;                      /* a copy was recorded since the last barrier */
     const char *last_kernel;           /* name of the last dispatched shader, for error messages */
 
     /* pipelines */
@@ -191,6 +195,7 @@ typedef struct vk_ctx {
 
     /* scratch and caches */
     ob_buf *scratch[5]; /* 0 attention partials, 1 MoE plan, 2 MoE gate/up, 3 MoE down, 4 overlapping copies */
+    ob_buf *counters;   /* zeroed uints for kernels that find their last workgroup (vk_counter) */
     vk_table *tables;
     int n_tables, cap_tables;
     vk_freqs freqs[16];
@@ -225,6 +230,10 @@ void vk_release_deferred(vk_ctx *c);
 static inline VkDeviceAddress vk_addr(ob_ptr p) { return p.buf->blk->addr + p.buf->off + p.off; }
 /* a scratch buffer of at least bytes (slot 0..4); contents do not survive growth */
 ob_buf *vk_scratch(vk_ctx *c, int slot, size_t bytes);
+/* device address of zeroed counter `slot` (< VK_N_COUNTERS); a kernel that uses one leaves it zero again. 0 after
+ * vk_fail. */
+#define VK_N_COUNTERS 64
+VkDeviceAddress vk_counter(vk_ctx *c, int slot);
 
 /* vk_exec.c */
 int vk_exec_init(vk_ctx *c);
@@ -232,6 +241,8 @@ void vk_exec_free(vk_ctx *c);
 VkCommandBuffer vk_cmd(vk_ctx *c); /* the command buffer being recorded (begun on demand) */
 /* declare the device-address ranges the next command reads and writes; emits a barrier on a hazard */
 void vk_hazard(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
+/* the same before a transfer command (xfer = 1): the barrier then also covers the transfer stage */
+void vk_hazard_for(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int xfer);
 int vk_submit(vk_ctx *c);            /* submits what is recorded (no wait) */
 int vk_wait_serial(vk_ctx *c, uint64_t serial);
 int vk_sync(ob_backend *b);          /* submits and waits for everything */
@@ -285,6 +296,8 @@ void vk_op_qk_norm_rope_kv(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob
 /* the inverse-frequency table of a rope on the device (cached per configuration); NULL after vk_fail */
 ob_buf *vk_rope_freqs(vk_ctx *c, const ob_rope *r);
 void vk_op_norm_matvec(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr y, ob_ptr xn);
+void vk_op_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr logits,
+                      ob_ptr xn, int k, int norm_topk, ob_ptr ids, ob_ptr weights);
 /* shared helpers of the op files */
 vk_range vk_mat_range(const ob_mat *w);
 /* 1 if p holds bytes at a 4-byte aligned offset; otherwise fails the back-end naming op */

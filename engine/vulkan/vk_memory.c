@@ -292,6 +292,8 @@ void vk_memory_free(vk_ctx *c) {
         if (c->scratch[i]) vk_buf_free(&c->base, c->scratch[i]);
         c->scratch[i] = NULL;
     }
+    if (c->counters) vk_buf_free(&c->base, c->counters);
+    c->counters = NULL;
     vk_release_deferred(c);
     while (c->blocks) block_destroy(c, c->blocks);
     if (c->up_buf) vkDestroyBuffer(c->dev, c->up_buf, NULL);
@@ -327,7 +329,7 @@ int vk_upload(ob_backend *be, ob_buf *dst, size_t off, const void *src, size_t n
         memcpy(c->up_map + soff, s, chunk);
         VkDeviceAddress a = dst->blk->addr + dst->off + off;
         vk_range w = vk_rng(a, chunk);
-        vk_hazard(c, NULL, 0, &w, 1);
+        vk_hazard_for(c, NULL, 0, &w, 1, 1);
         VkBufferCopy reg = { .srcOffset = soff, .dstOffset = dst->off + off, .size = chunk };
         vkCmdCopyBuffer(vk_cmd(c), c->up_buf, dst->blk->buf, 1, &reg);
         c->up_serial[c->up_cur] = c->serial_submitted + 1; /* the command buffer being recorded */
@@ -349,7 +351,7 @@ int vk_download(ob_backend *be, ob_buf *src, size_t off, void *dst, size_t n) {
     while (n > 0) {
         size_t chunk = n < c->dn_size ? n : (size_t)c->dn_size;
         vk_range rd = vk_rng(src->blk->addr + src->off + off, chunk);
-        vk_hazard(c, &rd, 1, NULL, 0);
+        vk_hazard_for(c, &rd, 1, NULL, 0, 1);
         VkCommandBuffer cb = vk_cmd(c);
         VkBufferCopy reg = { .srcOffset = src->off + off, .dstOffset = 0, .size = chunk };
         vkCmdCopyBuffer(cb, src->blk->buf, c->dn_buf, 1, &reg);
@@ -396,4 +398,13 @@ ob_buf *vk_scratch(vk_ctx *c, int slot, size_t bytes) {
     if (want > c->caps.max_storage_range) want = bytes;
     c->scratch[slot] = vk_alloc(&c->base, want);
     return c->scratch[slot];
+}
+
+VkDeviceAddress vk_counter(vk_ctx *c, int slot) {
+    if (!c->counters) {
+        uint32_t zero[VK_N_COUNTERS] = { 0 };
+        c->counters = vk_alloc(&c->base, sizeof zero);
+        if (!c->counters || vk_upload(&c->base, c->counters, 0, zero, sizeof zero) != OMNI_OK) return 0;
+    }
+    return c->counters->blk->addr + c->counters->off + (VkDeviceAddress)slot * 4u;
 }

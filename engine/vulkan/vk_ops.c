@@ -16,6 +16,7 @@
 _Static_assert(sizeof(ob_pc_matvec) == 88, "ob_pc_matvec layout");
 _Static_assert(sizeof(ob_pc_matmul) == 80, "ob_pc_matmul layout");
 _Static_assert(sizeof(ob_pc_rows) == 48, "ob_pc_rows layout");
+_Static_assert(sizeof(ob_pc_router) == 96, "ob_pc_router layout");
 _Static_assert(sizeof(ob_pc_norm) == 64, "ob_pc_norm layout");
 _Static_assert(sizeof(ob_pc_rope) == 56, "ob_pc_rope layout");
 _Static_assert(sizeof(ob_pc_kv) == 56, "ob_pc_kv layout");
@@ -330,7 +331,7 @@ void vk_op_copy(ob_backend *b, ob_ptr src, ob_ptr dst, size_t bytes) {
         vk_op_copy(b, (ob_ptr){ tmp, 0 }, dst, bytes);
         return;
     }
-    vk_hazard(c, &rd, 1, &wr, 1);
+    vk_hazard_for(c, &rd, 1, &wr, 1, 1);
     VkBufferCopy reg = { .srcOffset = src.buf->off + src.off, .dstOffset = dst.buf->off + dst.off, .size = bytes };
     vkCmdCopyBuffer(vk_cmd(c), src.buf->blk->buf, dst.buf->blk->buf, 1, &reg);
     if (++c->n_ops >= c->env.max_ops) vk_submit(c);
@@ -638,6 +639,7 @@ static const ob_ops vk_ops_table = {
     .copy = vk_op_copy,
     .qk_norm_rope_kv = vk_op_qk_norm_rope_kv,
     .norm_matvec = vk_op_norm_matvec,
+    .norm_route = vk_op_norm_route,
     .prof_mark = vk_prof_mark,
     .prof_read = vk_prof_read,
 };

@@ -120,6 +120,16 @@ PUSH(ob_pc_route) {
 } PUSH_END(ob_pc_route);
 #endif
 
+/* router.comp (decode): xn = rms_norm(x, nw), logits = xn · Wᵀ (w/s = weight and q8 scales), then the top-k of
+ * moe_route into ids/wts; counter = a zeroed uint the kernel uses to find its last workgroup. */
+#if !defined(VULKAN) || defined(PC_ROUTER)
+PUSH(ob_pc_router) {
+    uint64_t x, nw, w, s, xn, logits, ids, wts, counter;
+    uint32_t rows, cols, k, renorm;
+    float eps;
+} PUSH_END(ob_pc_router);
+#endif
+
 /* moe_plan.comp: groups the n*k (token, slot) entries by expert. plan = int32 scratch laid out as
  * [tok: n*k][pos: n*k][n_tiles: 1][tiles: 3 * max_tiles] (see vk_moe.c). */
 #if !defined(VULKAN) || defined(PC_PLAN)

@@ -6,7 +6,8 @@
  *   make BUILD=build-vk build-vk/libomni.a
  *   cc -O2 -std=c11 -D_GNU_SOURCE -Iengine tests/bench/vulkan_bench.c build-vk/libomni.a -lvulkan -lcjson -lm \
  *      -lpthread -o build-vk/vulkan_bench
- *   build-vk/vulkan_bench [devices] [matvec] [prefill] [model CONFIG.json [N_PROMPT N_GEN]] [--peak GB/s] [--only NAME]
+ *   build-vk/vulkan_bench [devices] [latency] [matvec] [prefill] [model CONFIG.json [N_PROMPT N_GEN]] [--peak GB/s]
+ *                         [--only NAME]
  */
 #include <math.h>
 #include <stdio.h>
@@ -93,6 +94,29 @@ static ob_buf *rand_weight(ob_backend *b, ob_dtype t, int rows, int cols, uint64
         b->ops->sync(b);                                                                                            \
         (omni_time_ms() - t0_) / (reps);                                                                            \
     })
+
+
+/* Cost of a dispatch: N element-wise adds that each depend on the previous one (a barrier between every two) or
+ * that are independent (no barriers), with 1 element (one workgroup) or 1 Mi elements (4096 workgroups). The
+ * dependent case is the per-dispatch floor of a decode step, which chains ~500 of them per token. */
+static void latency(ob_backend *b) {
+    const int N = 2000;
+    const int64_t counts[2] = { 1, 1 << 20 };
+    ob_buf *x = rand_buf(b, (size_t)1 << 20, 1, 7), *y = rand_buf(b, (size_t)N * 64 + (1 << 20), 1, 8);
+    printf("%-36s %9s %9s\n", "dispatch cost (add)", "elements", "us each");
+    for (int ci = 0; ci < 2; ci++) {
+        int64_t n = counts[ci];
+        double ms = TIME_MS(1, for (int i = 0; i < N; i++) b->ops->add(b, (ob_ptr){ x, 0 }, (ob_ptr){ y, 0 }, n));
+        printf("%-36s %9lld %9.2f\n", "dependent (barrier each)", (long long)n, ms * 1e3 / N);
+        if (n == 1) {
+            ms = TIME_MS(1, for (int i = 0; i < N; i++)
+                                b->ops->add(b, (ob_ptr){ x, 0 }, (ob_ptr){ y, (size_t)i * 256 }, n));
+            printf("%-36s %9lld %9.2f\n", "independent (no barriers)", (long long)n, ms * 1e3 / N);
+        }
+    }
+    b->ops->buf_free(b, x);
+    b->ops->buf_free(b, y);
+}
 
 static void prefill(ob_backend *b) {
     const int ns[] = { 16, 128, 512 };
@@ -240,13 +264,14 @@ static void devices(void) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach a pipe at once, also when a timeout kills us */
-    int do_mv = 0, do_pf = 0;
+    int do_mv = 0, do_pf = 0, do_lat = 0;
     const char *config = NULL;
     int n_prompt = 512, n_gen = 64;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "devices")) devices();
         else if (!strcmp(argv[i], "matvec")) do_mv = 1;
         else if (!strcmp(argv[i], "prefill")) do_pf = 1;
+        else if (!strcmp(argv[i], "latency")) do_lat = 1;
         else if (!strcmp(argv[i], "model") && i + 1 < argc) {
             config = argv[++i];
             if (i + 2 < argc && atoi(argv[i + 1]) > 0) {
@@ -257,7 +282,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--peak") && i + 1 < argc) g_peak = atof(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) g_only = argv[++i];
     }
-    if (do_mv || do_pf) {
+    if (do_mv || do_pf || do_lat) {
         char err[256];
         ob_backend *b = ob_vulkan_new(-1, err, sizeof err);
         if (!b) {
@@ -265,6 +290,7 @@ int main(int argc, char **argv) {
             return 1;
         }
         printf("device: %s\n", b->ops->device_name(b));
+        if (do_lat) latency(b);
         if (do_mv) matvec(b);
         if (do_pf) prefill(b);
         if (b->failed) printf("back-end error: %s\n", b->err);
