@@ -101,8 +101,10 @@ void vk_op_norm_matvec(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, c
     if (c->base.failed) return;
     if (vk_mat_check(c, w, "norm_matvec") != 0) return;
     int cols = (int)w->cols;
+    /* mv.comp (subgroups) hides the norm behind its weight loads, so any number of rows is worth fusing there */
+    int mv = vk_use_subgroups(c) && !c->env.mv_old;
     int fusable = c->env.fuse && cols <= NORM_MATVEC_MAX_COLS && cols % 4 == 0 && norm_weight_ok(norm, cols) &&
-                  c->env.mm != 2 && w->rows <= NORM_MATVEC_MAX_ROWS;
+                  c->env.mm != 2 && (w->rows <= NORM_MATVEC_MAX_ROWS || mv);
     if (!fusable) { /* the unfused pair (also where OMNI_VK_MM forces the tiled kernel) */
         vk_op_rms_norm(b, x, norm, xn, 1, cols, eps);
         vk_op_matmul(b, w, xn, y, 1, 0);

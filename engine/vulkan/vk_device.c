@@ -75,6 +75,7 @@ void vk_env_read(vk_env *e) {
     e->sync_each = env_flag("OMNI_VK_SYNC");
     e->fuse = env_int("OMNI_VK_FUSE", 1);
     e->wide_barriers = env_flag("OMNI_VK_WIDE_BARRIERS");
+    e->mv_old = env_flag("OMNI_VK_MV_OLD");
 }
 
 const char *vk_result_str(VkResult r) {

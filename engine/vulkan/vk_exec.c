@@ -172,7 +172,16 @@ int vk_submit(vk_ctx *c) {
     c->cb_serial[i] = ++c->serial_submitted;
     c->cb_cur = (i + 1) % VK_NCB;
     c->n_ops = 0;
+    c->n_batches++;
     return 0;
+}
+
+/* Commands per submission: after a sync the device is idle, so the first batch is short (8 commands) to start it
+ * early while the host records the rest; batches then double up to OMNI_VK_MAX_OPS. A decode step records ~300
+ * dispatches at ~1 µs of host time each: one batch of 128 would leave the GPU idle for its whole recording. */
+int vk_batch_ops(vk_ctx *c) {
+    int n = 8 << (c->n_batches < 8 ? c->n_batches : 8);
+    return n < c->env.max_ops ? n : c->env.max_ops;
 }
 
 int vk_wait_serial(vk_ctx *c, uint64_t serial) {
@@ -187,6 +196,7 @@ int vk_sync(ob_backend *b) {
     if (vk_submit(c) != 0) return OMNI_E_BACKEND;
     if (vk_wait_serial(c, c->serial_submitted) != 0) return OMNI_E_BACKEND;
     c->n_rd = c->n_wr = 0; /* all done and visible (fence signal makes device writes available) */
+    c->n_batches = 0;
     vk_release_deferred(c);
     return b->failed ? OMNI_E_BACKEND : OMNI_OK;
 }
@@ -284,7 +294,7 @@ void vk_dispatch(vk_ctx *c, VkPipeline p, const void *push, size_t push_size, ui
         for (int i = 0; i < c->n_pipes; i++)
             if (c->pipes[i].pipe == p) c->last_kernel = vk_shader_table[c->pipes[i].shader / 2].name;
         vk_sync(&c->base);
-    } else if (++c->n_ops >= c->env.max_ops)
+    } else if (++c->n_ops >= vk_batch_ops(c))
         vk_submit(c);
 }
 

@@ -60,6 +60,7 @@ typedef struct {
     int fence_timeout_s, sync_each;
     int fuse;  /* fused decode ops (vk_decode.c): 1 on (default), 0 off (OMNI_VK_FUSE=0, for comparisons) */
     int wide_barriers;
+    int mv_old; /* OMNI_VK_MV_OLD=1: decode matrix-vector products on matvec.comp only (not mv.comp) */
 } vk_env;
 void vk_env_read(vk_env *e);
 
@@ -105,6 +106,7 @@ typedef enum {
     SH_GATHER,
     SH_QK_ROPE_KV,
     SH_ROUTER,
+    SH_MV,
     SH_COUNT
 } vk_shader_id;
 
@@ -185,6 +187,7 @@ typedef struct vk_ctx {
     int n_rd, n_wr;
     uint64_t n_barriers, n_dispatches; /* statistics */
     int seg_xfer;                      /* a copy was recorded since the last barrier */
+    int n_batches;                     /* submissions since the last sync (vk_batch_ops) */
     const char *last_kernel;           /* name of the last dispatched shader, for error messages */
 
     /* pipelines */
@@ -244,6 +247,8 @@ void vk_hazard(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *wr
 /* the same before a transfer command (xfer = 1): the barrier then also covers the transfer stage */
 void vk_hazard_for(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int xfer);
 int vk_submit(vk_ctx *c);            /* submits what is recorded (no wait) */
+/* commands to record before the next submission */
+int vk_batch_ops(vk_ctx *c);
 int vk_wait_serial(vk_ctx *c, uint64_t serial);
 int vk_sync(ob_backend *b);          /* submits and waits for everything */
 /* pipeline for shader with specialization constants (cached; created on first use) */

@@ -339,7 +339,7 @@ int vk_upload(ob_backend *be, ob_buf *dst, size_t off, const void *src, size_t n
         off += chunk;
         n -= chunk;
     }
-    if (c->n_ops >= c->env.max_ops && vk_submit(c) != 0) return OMNI_E_BACKEND;
+    if (c->n_ops >= vk_batch_ops(c) && vk_submit(c) != 0) return OMNI_E_BACKEND;
     return be->failed ? OMNI_E_BACKEND : OMNI_OK;
 }
 

@@ -108,8 +108,44 @@ void vk_matvec_dispatch(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec 
     vk_matvec_dispatch_norm(c, mode, wt, vec, pc, groups_y, reads, n_reads, writes, n_writes, 0);
 }
 
+/* mv.comp, the decode kernel for aligned shapes on devices with subgroups: every lane issues all loads of its
+ * share of its rows first (NPL 16-byte vectors per row, at most MV_MAX_VECS per lane in registers), then x is staged
+ * (and normalised) in shared memory. Returns 0 where it does not apply (the caller then runs matvec.comp). */
+#define MV_MAX_VECS 16
+static int mv_fast(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y,
+                   const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int norm) {
+    if (c->env.mv_old || !vec || !vk_use_subgroups(c) || (mode == 0 && pc->n != 1)) return 0;
+    uint32_t sgs = c->caps.subgroup_size, epv = wt == OB_F32 ? 4 : wt == OB_Q8_0 ? 16 : 8;
+    if (sgs < 8 || sgs > 128 || pc->cols % epv || pc->cols % 4 || pc->x % 16 || (pc->x_stride * 4u) % 16 ||
+        (norm && pc->ids % 16))
+        return 0;
+    uint32_t nvec = pc->cols / epv, npl = (nvec + sgs - 1) / sgs;
+    uint32_t rsg = c->env.mv_rsg > 0 ? (uint32_t)c->env.mv_rsg : 1;
+    if (rsg > 4) rsg = 4;
+    while (rsg > 1 && npl * rsg * (mode == 1 ? 2 : 1) > MV_MAX_VECS) rsg--;
+    if (npl * rsg * (mode == 1 ? 2 : 1) > MV_MAX_VECS) return 0;
+    uint32_t wg, gx, xs = pc->cols / 4;
+    if (mode == 2) {
+        if (pc->k < 1 || pc->k > 32) return 0;
+        wg = pc->k * sgs; /* one subgroup per slot */
+        while (wg > 256 && wg / 2 >= sgs) wg /= 2;
+        xs = pc->k * (pc->cols / 4);
+        gx = (pc->rows + rsg - 1) / rsg;
+    } else {
+        wg = c->env.mv_wg > 0 ? (uint32_t)c->env.mv_wg : 256;
+        if (wg < sgs) wg = sgs;
+        gx = (pc->rows + (wg / sgs) * rsg - 1) / ((wg / sgs) * rsg);
+    }
+    if ((size_t)xs * 16 + 1024 > c->caps.max_shared || wg / sgs > 32) return 0;
+    uint32_t spec[8] = { wg, (uint32_t)wt, (uint32_t)mode, npl, rsg, xs, (uint32_t)norm, sgs };
+    vk_dispatch(c, vk_pipeline(c, SH_MV, spec, 8), pc, sizeof *pc, gx, mode == 0 ? 1 : groups_y, 1, reads, n_reads,
+                writes, n_writes);
+    return 1;
+}
+
 void vk_matvec_dispatch_norm(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y,
                              const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int norm) {
+    if (mv_fast(c, mode, wt, vec, pc, groups_y, reads, n_reads, writes, n_writes, norm)) return;
     int sg = vk_use_subgroups(c);
     uint32_t sgs = sg ? c->caps.subgroup_size : 1;
     /* x columns per workgroup: 1, 2, 4 or 8 (fewer pipeline variants; the kernel skips columns past n) */
@@ -334,7 +370,7 @@ void vk_op_copy(ob_backend *b, ob_ptr src, ob_ptr dst, size_t bytes) {
     vk_hazard_for(c, &rd, 1, &wr, 1, 1);
     VkBufferCopy reg = { .srcOffset = src.buf->off + src.off, .dstOffset = dst.buf->off + dst.off, .size = bytes };
     vkCmdCopyBuffer(vk_cmd(c), src.buf->blk->buf, dst.buf->blk->buf, 1, &reg);
-    if (++c->n_ops >= c->env.max_ops) vk_submit(c);
+    if (++c->n_ops >= vk_batch_ops(c)) vk_submit(c);
 }
 
 /* ---- attention --------------------------------------------------------------------------------------------------- */

@@ -17,6 +17,7 @@
 #include "matvec.h"
 #include "matvec_nosg.h"
 #include "moe_combine.h"
+#include "mv.h"
 #include "moe_plan.h"
 #include "moe_route.h"
 #include "moe_route_nosg.h"
@@ -51,4 +52,5 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_GATHER] = { SPV(gather) },
     [SH_QK_ROPE_KV] = { SPV2(qk_rope_kv) },
     [SH_ROUTER] = { SPV2(router) },
+    [SH_MV] = { SPV(mv) },
 };
