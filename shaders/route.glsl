@@ -1,6 +1,6 @@
-// route.glsl — the MoE router's selection, shared by moe_route.comp (one workgroup per token, logits in memory)
-// and router.comp (the fused decode router: the last workgroup selects). The including shader declares WG and
-// includes reduce.glsl first, and fills prob[0..ne) with the token's logits.
+// route.glsl — the MoE router's selection of moe_route.comp (one workgroup per token, logits in memory; the fused
+// decode router, router.comp, ranks instead). The including shader declares WG and includes reduce.glsl first, and
+// fills prob[0..ne) with the token's logits.
 // route_select: probs = softmax(logits) in fp32, the k largest (ties -> lower expert index), optionally
 // renormalised to sum 1, written to ids/wts (k entries each). Mirrors HF Qwen3-Omni's TopKRouter (softmax,
 // torch.topk, renormalise) and the CPU back-end's moe_route. Call in uniform control flow of the workgroup.

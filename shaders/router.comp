@@ -1,80 +1,98 @@
 #version 460
-// router.comp — the decode MoE router in one dispatch: post_attention_layernorm of the token's row, the router
-// logits (one row per subgroup, x read from shared memory), and — in the last workgroup to finish — the softmax
-// and top-k of route.glsl. Every workgroup normalises x itself (8 KB from L2: cheaper than a dispatch and a
-// barrier); workgroup 0 writes the normalised row for the experts. The last workgroup is found with an atomic
-// counter (zero between dispatches: that workgroup resets it) after each workgroup's logits are made visible
-// (coherent stores, memoryBarrierBuffer, then the atomic: the classic threadfence reduction).
-// Mirrors rms_norm.comp (x · 1/sqrt(mean(x²) + eps)) · w, matvec.comp's dot products and moe_route.comp, i.e. the
-// CPU back-end's rms_norm, matmul and moe_route (HF Qwen3-Omni's sparse MoE block: norm, gate Linear, TopKRouter).
+// router.comp — the decode MoE router in one dispatch with as few dependent memory round trips as possible
+// (each costs ~0.5 µs, and the router sits on the critical path of every layer):
+//  - one router row per subgroup; every lane issues all loads of its share at once: NPL 16-byte weight vectors
+//    and the matching x and RMSNorm-weight elements. No shared-memory staging, no workgroup barrier before the
+//    dot products: the subgroup covers all columns of its row, so it also has Σx² for the norm's scale itself, and
+//    logit = scale · Σ_c (x_c·w_c)·W_rc (the norm is linear in x);
+//  - subgroup 0 of workgroup 0 writes the normalised row xn = (x·scale)·w for the experts (rms_norm's arithmetic);
+//  - the last workgroup to finish (an atomic counter, zero between dispatches: that workgroup resets it; logits
+//    stored coherent and fenced before the atomic — the classic threadfence reduction) takes softmax(logits) in fp32
+//    and selects the top k by rank: expert e's rank is the number of experts with a larger probability or an equal
+//    one at a lower index (torch.topk's order with ties to the lower index, as the CPU back-end), so the selection
+//    is one pass over shared memory instead of k rounds of workgroup argmax; optionally renormalised to sum 1.
+// Mirrors rms_norm.comp + matvec.comp + moe_route.comp, i.e. the CPU back-end's rms_norm, matmul and moe_route (HF
+// Qwen3-Omni's sparse MoE block: post_attention_layernorm, the gate Linear, TopKRouter) up to fp32 rounding order.
 #define PC_ROUTER
 #include "common.glsl"
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
 layout(constant_id = 1) const uint WTYPE = 2;  // router weight type
 layout(constant_id = 2) const uint NTYPE = 2;  // norm weight type
-layout(constant_id = 3) const uint XS = 512;   // cols / 4: the shared copy of the normalised row
-layout(constant_id = 4) const uint VEC = 1;    // 16-byte weight loads (aligned rows, cols % elems_per_vec == 0)
+layout(constant_id = 3) const uint NPL = 8;    // 16-byte weight vectors per lane (ceil(cols / EPV / SG))
+layout(constant_id = 4) const uint SG = 32;    // the subgroup size the host planned NPL for
+layout(constant_id = 5) const uint NE = 128;   // experts (rows), at most MAX_NE
 
-#include "reduce.glsl"
-#include "route.glsl"
+const uint EPV = WTYPE == VK_WT_F32 ? 4u : WTYPE == VK_WT_Q8_0 ? 16u : 8u;
+const uint MAX_NE = 256;
+const uint MAX_K = 32;
 
 layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer CohF32 { float v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer CohU32 { uint v[]; };
 
-shared vec4 xsh[XS];
+shared float prob[MAX_NE];
+shared float red[32];
+shared float top_p[MAX_K];
+shared uint top_e[MAX_K];
 shared uint last_wg;
 
-// the lane's share of the dot product of one 16-byte weight vector v with the shared row
-float vec_dot(uvec4 wq, uint v, uint64_t srow) {
-    uint epv = elems_per_vec(WTYPE);
-    vec4 w0, w1, w2, w3;
-    dq_vec_bits(WTYPE, wq, w0, w1, w2, w3);
-    uint xi = v * (epv / 4u);
-    float s = dot(w0, xsh[xi]);
-    if (epv >= 8u) s += dot(w1, xsh[xi + 1u]);
-    if (epv == 16u) s += dot(w2, xsh[xi + 2u]) + dot(w3, xsh[xi + 3u]);
-    return WTYPE == VK_WT_Q8_0 ? s * f16_bits(ld_u16(srow + uint64_t(v / 2u) * 2u)) : s;
+float wg_reduce(float v, bool is_max) {
+    v = is_max ? subgroupMax(v) : subgroupAdd(v);
+    barrier();
+    if (subgroupElect()) red[gl_SubgroupID] = v;
+    barrier();
+    float r = red[0];
+    for (uint i = 1; i < gl_NumSubgroups; i++) r = is_max ? max(r, red[i]) : r + red[i];
+    return r;
 }
 
 void main() {
-    uint t = gl_LocalInvocationID.x, cols = pc.cols;
-    BufF32 x = BufF32(pc.x);
-    float ss = 0.0f;
-    for (uint i = t; i < cols; i += WG) {
-        float v = x.v[i];
-        ss += v * v;
-    }
-    ss = wg_sum(ss);
-    float scale = 1.0f / sqrt(ss / float(cols) + pc.eps);
-    bool wout = gl_WorkGroupID.x == 0u;
-    for (uint i = t; i < cols; i += WG) {
-        float v = (x.v[i] * scale) * ld_elem(NTYPE, pc.nw, pc.nw, i);
-        xsh[i / 4u][i % 4u] = v;
-        if (wout) BufF32(pc.xn).v[i] = v;
-    }
-    barrier();
+    uint lane = gl_SubgroupInvocationID, t = gl_LocalInvocationID.x, cols = pc.cols, nvec = cols / EPV;
+    uint row = min(gl_WorkGroupID.x * gl_NumSubgroups + gl_SubgroupID, NE - 1u);  // a tail subgroup redoes the last
+    uint64_t wrow = pc.w + uint64_t(row) * row_bytes(WTYPE, cols), srow = pc.s + uint64_t(row) * (cols / 32u) * 2u;
 
-    uint row = gl_WorkGroupID.x * N_SG + SG_ID;
-    if (row < pc.rows) {  // uniform per subgroup (per workgroup without subgroups)
-        uint64_t wrow = pc.w + uint64_t(row) * row_bytes(WTYPE, cols), srow = pc.s + uint64_t(row) * (cols / 32u) * 2u;
-        float acc = 0.0f;
-        if (VEC == 1u) {
-            uint nvec = cols / elems_per_vec(WTYPE), step = SG_SIZE, v = SG_LANE;
-            BufUV4 w = BufUV4(wrow);
-            for (; v + 3u * step < nvec; v += 4u * step) {  // four loads in flight per lane
-                uvec4 a = w.v[v], b = w.v[v + step], c = w.v[v + 2u * step], d = w.v[v + 3u * step];
-                acc += vec_dot(a, v, srow) + vec_dot(b, v + step, srow) + vec_dot(c, v + 2u * step, srow) +
-                       vec_dot(d, v + 3u * step, srow);
-            }
-            for (; v < nvec; v += step) acc += vec_dot(w.v[v], v, srow);
-        } else {
-            for (uint c = SG_LANE; c < cols; c += SG_SIZE) acc += ld_elem(WTYPE, wrow, srow, c) * xsh[c / 4u][c % 4u];
+    // every load of the lane at once
+    uvec4 wq[NPL];
+    vec4 xa[NPL][EPV / 4u], na[NPL][EPV / 4u];
+    float qs[NPL];
+    [[unroll]] for (uint i = 0; i < NPL; i++) {
+        uint v = lane + i * SG;
+        bool ok = v < nvec;
+        wq[i] = ok ? BufUV4(wrow).v[v] : uvec4(0);
+        qs[i] = WTYPE == VK_WT_Q8_0 && ok ? f16_bits(ld_u16(srow + uint64_t(v / 2u) * 2u)) : 1.0f;
+        [[unroll]] for (uint j = 0; j < EPV / 4u; j++) {
+            uint c = v * EPV + 4u * j;
+            xa[i][j] = ok ? BufV4(pc.x).v[c / 4u] : vec4(0);
+            na[i][j] = ok ? vec4(ld_elem(NTYPE, pc.nw, pc.nw, c), ld_elem(NTYPE, pc.nw, pc.nw, c + 1u),
+                                 ld_elem(NTYPE, pc.nw, pc.nw, c + 2u), ld_elem(NTYPE, pc.nw, pc.nw, c + 3u))
+                         : vec4(0);
         }
-        acc = sg_sum(acc);
-        if (SG_LANE == 0u) CohF32(pc.logits).v[row] = acc;
     }
+    float ss = 0.0f, acc = 0.0f;
+    [[unroll]] for (uint i = 0; i < NPL; i++) {
+        vec4 w[4];
+        dq_vec_bits(WTYPE, wq[i], w[0], w[1], w[2], w[3]);
+        float s = 0.0f;
+        [[unroll]] for (uint j = 0; j < EPV / 4u; j++) {
+            ss += dot(xa[i][j], xa[i][j]);
+            s += dot(w[j], xa[i][j] * na[i][j]);
+        }
+        acc += s * qs[i];
+    }
+    float scale = 1.0f / sqrt(subgroupAdd(ss) / float(cols) + pc.eps);
+    acc = subgroupAdd(acc) * scale;
+    if (gl_WorkGroupID.x == 0u && gl_SubgroupID == 0u) {
+        [[unroll]] for (uint i = 0; i < NPL; i++) {
+            uint v = lane + i * SG;
+            if (v < nvec)
+                [[unroll]] for (uint j = 0; j < EPV / 4u; j++)
+                    BufV4(pc.xn).v[v * (EPV / 4u) + j] = (xa[i][j] * scale) * na[i][j];
+        }
+    }
+    if (lane == 0u) CohF32(pc.logits).v[row] = acc;
 
     // the last workgroup to arrive selects the experts
     memoryBarrierBuffer();
@@ -83,7 +101,42 @@ void main() {
     barrier();
     if (last_wg == 0u) return;  // uniform per workgroup
     memoryBarrierBuffer();
-    for (uint e = t; e < pc.rows; e += WG) prob[e] = CohF32(pc.logits).v[e];
-    route_select(pc.rows, pc.k, pc.renorm != 0u, pc.ids, pc.wts);
-    if (t == 0u) CohU32(pc.counter).v[0] = 0u;
+    float m = uintBitsToFloat(0xff800000u);
+    for (uint e = t; e < NE; e += WG) {
+        float l = CohF32(pc.logits).v[e];
+        prob[e] = l;
+        m = max(m, l);
+    }
+    m = wg_reduce(m, true);
+    float part = 0.0f;
+    for (uint e = t; e < NE; e += WG) {
+        float v = exp_acc(prob[e] - m);
+        prob[e] = v;
+        part += v;
+    }
+    float sum = wg_reduce(part, false);  // its barriers also publish prob[]
+    for (uint e = t; e < NE; e += WG) prob[e] = prob[e] / sum;
+    barrier();
+    for (uint e = t; e < NE; e += WG) {
+        float p = prob[e];
+        uint rank = 0u;
+        for (uint o = 0; o < NE; o++) {
+            float q = prob[o];
+            rank += q > p || (q == p && o < e) ? 1u : 0u;
+        }
+        if (rank < pc.k) {
+            top_p[rank] = p;
+            top_e[rank] = e;
+        }
+    }
+    barrier();
+    if (t == 0u) {
+        float s = 0.0f;
+        for (uint j = 0; j < pc.k; j++) s += top_p[j];
+        for (uint j = 0; j < pc.k; j++) {
+            BufI32(pc.ids).v[j] = int(top_e[j]);
+            BufF32(pc.wts).v[j] = pc.renorm != 0u ? top_p[j] / s : top_p[j];
+        }
+        CohU32(pc.counter).v[0] = 0u;
+    }
 }

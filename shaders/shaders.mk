@@ -10,7 +10,7 @@ GLSLC        ?= glslc
 SPIRV_VAL    ?= spirv-val
 GLSLC_FLAGS  := -fshader-stage=compute --target-env=vulkan1.2 -O -Ishaders -Iengine/vulkan
 SHADER_NAMES := $(basename $(notdir $(wildcard shaders/*.comp)))
-SHADER_NOSG  := matvec rms_norm attn_split moe_route qk_rope_kv router
+SHADER_NOSG  := matvec rms_norm attn_split moe_route qk_rope_kv
 SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _nosg,$(SHADER_NOSG)) matmul_big)
 SHADER_H     := $(SHADER_SPV:.spv=.h)
 

@@ -361,8 +361,10 @@ TEST(vk_norm_route) {
         { 128, 2048, 8, 1, OB_BF16, OB_BF16 }, /* the Qwen3-Omni thinker's router */
         { 8, 64, 2, 1, OB_BF16, OB_F32 },      /* fewer experts than one workgroup's rows */
         { 60, 96, 4, 0, OB_Q8_0, OB_F32 },     /* q8 weights, no renormalisation */
-        { 1000, 128, 32, 1, OB_F16, OB_F16 },  /* many experts, the largest k */
+        { 256, 128, 32, 1, OB_F16, OB_F16 },   /* the most experts and the largest k of the kernel */
+        { 1000, 128, 4, 1, OB_BF16, OB_F16 },  /* more experts than the kernel takes: the unfused sequence */
         { 37, 100, 3, 1, OB_F32, OB_BF16 },    /* rows of 400 bytes: f32 vectors */
+        { 128, 512, 8, 1, OB_F32, OB_BF16 },   /* 32 f32 vectors per row */
         { 12, 30, 2, 1, OB_F32, OB_F32 },      /* cols not a multiple of 4: the unfused sequence */
         { 16, 4160, 4, 1, OB_BF16, OB_BF16 },  /* a row wider than the shared copy: the unfused sequence */
     };

@@ -129,16 +129,19 @@ void vk_op_norm_matvec(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, c
 
 /* ---- norm_route ------------------------------------------------------------------------------------------------- */
 
-/* router.comp: one dispatch for norm + router + top-k where the shapes allow (rows <= 1024 experts, k <= 32, a row
- * that fits the shared copy); otherwise norm_matvec and moe_route. */
+/* router.comp: one dispatch for norm + router + top-k on devices with subgroups, for aligned rows of at most
+ * 16 vectors per lane and up to 256 experts (k <= 32); otherwise norm_matvec and moe_route. */
 void vk_op_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr logits,
                       ob_ptr xn, int k, int norm_topk, ob_ptr ids, ob_ptr weights) {
     vk_ctx *c = vk_of(b);
     if (c->base.failed) return;
     if (vk_mat_check(c, w, "norm_route") != 0) return;
     int cols = (int)w->cols, rows = (int)w->rows;
-    int fusable = c->env.fuse && cols <= NORM_MATVEC_MAX_COLS && cols % 4 == 0 && norm_weight_ok(norm, cols) &&
-                  rows >= 1 && rows <= 1024 && k >= 1 && k <= 32 && k <= rows;
+    uint32_t sgs = c->caps.subgroup_size, epv = w->dtype == OB_F32 ? 4 : w->dtype == OB_Q8_0 ? 16 : 8;
+    uint32_t npl = sgs ? ((uint32_t)cols / epv + sgs - 1) / sgs : 0;
+    int fusable = c->env.fuse && vk_use_subgroups(c) && sgs >= 8 && sgs <= 128 && cols > 0 && cols % (int)epv == 0 &&
+                  npl <= 16 && vk_mat_vec_ok(w) && vk_addr(x) % 16 == 0 && vk_addr(xn) % 16 == 0 &&
+                  norm_weight_ok(norm, cols) && rows >= 1 && rows <= 256 && k >= 1 && k <= 32 && k <= rows;
     if (!fusable) {
         vk_op_norm_matvec(b, x, norm, eps, w, logits, xn);
         vk_op_moe_route(b, logits, 1, rows, k, norm_topk, ids, weights);
@@ -159,16 +162,10 @@ void vk_op_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, co
         .rows = (uint32_t)rows, .cols = (uint32_t)cols, .k = (uint32_t)k, .renorm = (uint32_t)(norm_topk != 0),
         .eps = eps,
     };
-    int sg = vk_use_subgroups(c);
-    uint32_t sgs = sg ? c->caps.subgroup_size : 1, wg = 128;
-    if (sg && wg < sgs) wg = sgs;
-    uint32_t rows_wg = sg ? wg / sgs : 1; /* one router row per subgroup */
-    uint32_t epv = w->dtype == OB_F32 ? 4 : w->dtype == OB_Q8_0 ? 16 : 8;
-    uint32_t vec = vk_mat_vec_ok(w) && cols % (int)epv == 0;
-    uint32_t spec[5] = { wg, (uint32_t)w->dtype, (uint32_t)norm->dtype, (uint32_t)(cols + 3) / 4, vec };
+    uint32_t wg = 4 * sgs; /* four router rows per workgroup */
+    uint32_t spec[6] = { wg, (uint32_t)w->dtype, (uint32_t)norm->dtype, npl, sgs, (uint32_t)rows };
     vk_range rd[3] = { vk_mat_range(w), vk_rng(pc.x, xb), vk_mat_range(norm) };
     vk_range wr[5] = { vk_rng(pc.xn, xb), vk_rng(pc.logits, lb), vk_rng(pc.ids, kb), vk_rng(pc.wts, kb),
                        vk_rng(cnt, 4) };
-    vk_dispatch(c, vk_pipeline(c, SH_ROUTER, spec, 5), &pc, sizeof pc, ((uint32_t)rows + rows_wg - 1) / rows_wg, 1, 1,
-                rd, 3, wr, 5);
+    vk_dispatch(c, vk_pipeline(c, SH_ROUTER, spec, 6), &pc, sizeof pc, ((uint32_t)rows + 3) / 4, 1, 1, rd, 3, wr, 5);
 }

@@ -27,7 +27,6 @@
 #include "rms_norm_nosg.h"
 #include "rope.h"
 #include "router.h"
-#include "router_nosg.h"
 
 #define SPV(name) #name, omni_spv_##name, NULL, sizeof omni_spv_##name, 0
 #define SPV2(name) #name, omni_spv_##name, omni_spv_##name##_nosg, sizeof omni_spv_##name, sizeof omni_spv_##name##_nosg
@@ -51,6 +50,6 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_EW] = { SPV(ew) },
     [SH_GATHER] = { SPV(gather) },
     [SH_QK_ROPE_KV] = { SPV2(qk_rope_kv) },
-    [SH_ROUTER] = { SPV2(router) },
+    [SH_ROUTER] = { SPV(router) },
     [SH_MV] = { SPV(mv) },
 };
