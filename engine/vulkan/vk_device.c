@@ -74,6 +74,8 @@ void vk_env_read(vk_env *e) {
     if (e->fence_timeout_s <= 0) e->fence_timeout_s = 120;
     e->sync_each = env_flag("OMNI_VK_SYNC");
     e->fuse = env_int("OMNI_VK_FUSE", 1);
+    e->attn_fuse = env_int("OMNI_VK_ATTN_FUSE", 1);
+    e->attn_chunk = env_int("OMNI_VK_ATTN_CHUNK", 0);
 }
 
 const char *vk_result_str(VkResult r) {

@@ -3,6 +3,7 @@
 #include "vk_internal.h"
 
 #include "attn_combine.h"
+#include "attn_decode.h"
 #include "attn_flash.h"
 #include "attn_flash_cm.h"
 #include "attn_split.h"
@@ -48,4 +49,5 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_EW] = { SPV(ew) },
     [SH_GATHER] = { SPV(gather) },
     [SH_QK_ROPE_KV] = { SPV2(qk_rope_kv) },
+    [SH_ATTN_DECODE] = { SPV(attn_decode) },
 };
