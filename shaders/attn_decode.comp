@@ -44,9 +44,12 @@ const uint KG = WG / D4;           // key groups in the value pass (D4 threads p
 const uint HR = ROT / 2u;
 const uint NMAX = WG;              // the most chunks per kv head (merge weights are kept in ps[G][NMAX])
 const uint OV = (G * D4 + WG - 1u) / WG;  // output vec4s per thread in the merge
+const uint KPT = (D4 + S - 1u) / S;        // K vec4s per thread in the score pass
+const uint MB = 8u;                        // chunks per batch of merge loads
 
 shared vec4 xs[NH * D4];  // the normalised, rotated heads; after the scores the chunk's output [G][D]
 shared vec4 vn[D4];       // the new v row (chunk of pos0)
+shared float wn[2u * D];  // the q_norm and k_norm weights
 shared float ps[G * WG];  // norm partials; score partials [G][WG]; merge weights [G][NMAX]
 shared float sc[G * C];   // scores, then e^(s - m)
 shared float sn[HR], cs[HR];
@@ -56,7 +59,7 @@ shared uint last;
 
 float xget(uint e) { return xs[e >> 2][e & 3u]; }
 void xset(uint e, float v) { xs[e >> 2][e & 3u] = v; }
-float wnorm(uint h, uint d) { return h < G ? ld_elem(QTYPE, pc.w_q, pc.w_q, d) : ld_elem(KTYPE, pc.w_k, pc.w_k, d); }
+float wnorm(uint h, uint d) { return wn[(h < G ? 0u : D) + d]; }
 
 void main() {
     const float NEG_INF = uintBitsToFloat(0xff800000u);
@@ -65,11 +68,22 @@ void main() {
     int lo = pc.window > 0u ? max(0, int(p) - int(pc.window) + 1) : 0;
     bool has_new = p >= j0 && p < j0 + C;  // uniform: this chunk holds the new key
 
+    // this thread's part of its key's K row, loaded first so that its latency overlaps the head preparation (a row
+    // past the context end is clamped; the new key's row is not read from memory, masked keys are ignored)
+    uint kk = t / S, sp = t % S, jk = j0 + kk;
+    vec4 kr[KPT];
+    {
+        uint64_t ka = pc.kc + (uint64_t(g) * pc.n_ctx + min(jk, pc.n_ctx - 1u)) * D * 4u;
+        [[unroll]] for (uint i = 0u; i < KPT; i++) kr[i] = sp + i * S < D4 ? BufV4(ka).v[sp + i * S] : vec4(0.0f);
+    }
+
     // ---- 1. heads: raw values, sin/cos of the rotation angles ----
     for (uint e = t; e < NH * D; e += WG)
         xset(e, e < G * D ? BufF32(pc.q).v[g * G * D + e] : BufF32(pc.k).v[g * D + e - G * D]);
     if (has_new)
         for (uint d = t; d < D; d += WG) vn[d >> 2][d & 3u] = BufF32(pc.v).v[g * D + d];
+    for (uint d = t; d < 2u * D; d += WG)
+        wn[d] = d < D ? ld_elem(QTYPE, pc.w_q, pc.w_q, d) : ld_elem(KTYPE, pc.w_k, pc.w_k, d - D);
     for (uint j = t; j < HR; j += WG) {  // frequency slot -> position row as in qk_rope_kv.comp / rope.comp
         uint sel = 0u;
         if (SEC0 + SEC1 + SEC2 != 0u) {
@@ -131,23 +145,16 @@ void main() {
         }
     }
 
-    // ---- 3. scores: key j0 + t/S, dims (t % S) + S·i as 16-byte loads ----
+    // ---- 3. scores: key j0 + t/S, dims (t % S) + S·i (the 16-byte loads above) ----
     {
-        uint kk = t / S, sp = t % S, j = j0 + kk;
         float acc[G];
         [[unroll]] for (uint h = 0u; h < G; h++) acc[h] = 0.0f;
-        if (int(j) >= lo && j <= p) {
-            if (j == p) {  // the new key, from shared memory
-                for (uint d4 = sp; d4 < D4; d4 += S) {
-                    vec4 kv = xs[G * D4 + d4];
-                    [[unroll]] for (uint h = 0u; h < G; h++) acc[h] += dot(kv, xs[h * D4 + d4]);
-                }
-            } else {
-                uint64_t ka = pc.kc + (uint64_t(g) * pc.n_ctx + j) * D * 4u;
-                [[unroll]] for (uint d4 = sp; d4 < D4; d4 += S) {
-                    vec4 kv = BufV4(ka).v[d4];
-                    [[unroll]] for (uint h = 0u; h < G; h++) acc[h] += dot(kv, xs[h * D4 + d4]);
-                }
+        bool is_new = jk == p;
+        [[unroll]] for (uint i = 0u; i < KPT; i++) {
+            uint d4 = sp + i * S;
+            if (d4 < D4) {
+                vec4 kv = is_new ? xs[G * D4 + d4] : kr[i];  // the new key from shared memory
+                [[unroll]] for (uint h = 0u; h < G; h++) acc[h] += dot(kv, xs[h * D4 + d4]);
             }
         }
         [[unroll]] for (uint h = 0u; h < G; h++) ps[h * WG + t] = acc[h];
@@ -200,11 +207,14 @@ void main() {
             // rows outside [lo, p] have weight 0; their address is clamped to a row already in the cache (finite
             // values), and the new row comes from shared memory, so the loads need no branch
             uint last_old = p > 0u ? p - 1u : 0u;
-            for (uint k2 = kg; k2 < C; k2 += KG) {
-                uint jr = uint(clamp(int(j0 + k2), lo, int(p)));
-                vec4 vg = BufV4(pc.vc + (uint64_t(g) * pc.n_ctx + min(jr, last_old)) * D * 4u).v[lane];
-                vec4 vv = jr == p ? vn[lane] : vg;
-                [[unroll]] for (uint h = 0u; h < G; h++) o[h] += sc[h * C + k2] * vv;
+            [[unroll]] for (uint i = 0u; i < (C + KG - 1u) / KG; i++) {
+                uint k2 = kg + i * KG;
+                if (k2 < C) {
+                    uint jr = uint(clamp(int(j0 + k2), lo, int(p)));
+                    vec4 vg = BufV4(pc.vc + (uint64_t(g) * pc.n_ctx + min(jr, last_old)) * D * 4u).v[lane];
+                    vec4 vv = jr == p ? vn[lane] : vg;
+                    [[unroll]] for (uint h = 0u; h < G; h++) o[h] += sc[h * C + k2] * vv;
+                }
             }
         }
         // the key groups' sums into xs (the heads are no longer needed), in group order
@@ -280,12 +290,18 @@ void main() {
     barrier();
     vec4 acc[OV];
     [[unroll]] for (uint r = 0u; r < OV; r++) acc[r] = vec4(0.0f);
-    for (uint c = 0u; c < N; c++) {
-        uint64_t pb = pc.part + (uint64_t(g) * N + c) * G * D * 4u;
-        [[unroll]] for (uint r = 0u; r < OV; r++) {
-            uint u = t + r * WG;
-            if (u < G * D4) acc[r] += ps[(u / D4) * NMAX + c] * PartV4(pb).v[u];
+    // MB chunks per batch, all loads first: the merge is latency-bound (one workgroup reads n_chunks·G·D floats)
+    for (uint c0 = 0u; c0 < N; c0 += MB) {
+        vec4 x[MB * OV];
+        [[unroll]] for (uint i = 0u; i < MB; i++) {
+            uint64_t pb = pc.part + (uint64_t(g) * N + min(c0 + i, N - 1u)) * G * D * 4u;
+            [[unroll]] for (uint r = 0u; r < OV; r++) x[i * OV + r] = PartV4(pb).v[min(t + r * WG, G * D4 - 1u)];
         }
+        [[unroll]] for (uint i = 0u; i < MB; i++)
+            [[unroll]] for (uint r = 0u; r < OV; r++) {
+                uint u = t + r * WG;
+                if (c0 + i < N && u < G * D4) acc[r] += ps[(u / D4) * NMAX + c0 + i] * x[i * OV + r];
+            }
     }
     [[unroll]] for (uint r = 0u; r < OV; r++) {
         uint u = t + r * WG;

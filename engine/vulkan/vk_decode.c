@@ -141,7 +141,7 @@ void vk_op_norm_matvec(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, c
 
 /* bytes of shared memory attn_decode.comp declares for these shapes (mirrors its shared arrays) */
 static size_t decode_shared_bytes(uint32_t G, uint32_t D, uint32_t C, uint32_t rot) {
-    return (size_t)(G + 1) * D * 4 + (size_t)D * 4 + (size_t)G * DECODE_WG * 4 + (size_t)G * C * 4 + (size_t)rot * 4 +
+    return (size_t)(G + 1) * D * 4 + (size_t)D * 4 + (size_t)D * 8 + (size_t)G * DECODE_WG * 4 + (size_t)G * C * 4 + (size_t)rot * 4 +
            (size_t)DECODE_WG * 4 + (size_t)(3 * G + 1) * 4 + 4;
 }
 
