@@ -419,7 +419,7 @@ static void decode_attn_sweep(const char *chunk, unsigned case_mask) {
 
 TEST(vk_qk_norm_rope_kv_attention) { decode_attn_sweep(NULL, ~0u); }
 /* the other chunk sizes (each a pipeline that lavapipe compiles slowly: a few cases only) */
-TEST(vk_qk_norm_rope_kv_attention_chunk64) { decode_attn_sweep("64", 1u << 2 | 1u << 4); }
+TEST(vk_qk_norm_rope_kv_attention_chunk32) { decode_attn_sweep("32", 1u << 2 | 1u << 4); }
 TEST(vk_qk_norm_rope_kv_attention_chunk128) { decode_attn_sweep("128", 1u << 3); }
 
 /* ---- attention --------------------------------------------------------------------------------------------------- */
