@@ -146,6 +146,14 @@ typedef struct {
     void (*qk_norm_rope_kv)(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm, const ob_mat *k_norm,
                             float eps, ob_ptr pos3, const ob_rope *r, ob_ptr kcache, ob_ptr vcache, int n_ctx,
                             int pos0, int n, const ob_attn *a);
+    /* The attention core of a decode step: exactly qk_norm_rope_kv(q, k, v, ...) followed by
+     *   attention(q, kcache, vcache, n_ctx, out, pos0, n, a)
+     * (q_norm / k_norm per head, RoPE of q and k, the k/v cache update, then softmax attention into out
+     * [n][a->n_heads*head_dim]). q and k are scratch: afterwards they may hold the normalised, rotated heads (CPU)
+     * or what they held before (a fused kernel need not write them back). out must not overlap q, k or v. */
+    void (*qk_norm_rope_kv_attention)(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm,
+                                      const ob_mat *k_norm, float eps, ob_ptr pos3, const ob_rope *r, ob_ptr kcache,
+                                      ob_ptr vcache, int n_ctx, int pos0, int n, const ob_attn *a, ob_ptr out);
     /* One row: xn = rms_norm(x, norm, eps) over W.cols, then y[1][W.rows] = xn · Wᵀ — exactly rms_norm(x -> xn)
      * followed by matmul(w, xn, y, 1, 0) (a decoder layer's input_layernorm + q|k|v, or post_attention_layernorm
      * + router). xn must not overlap x or y. */

@@ -815,6 +815,15 @@ static void cpu_qk_norm_rope_kv(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, con
     cpu_kv_store(b, kcache, vcache, n_ctx, k, v, pos0, n, a);
 }
 
+/* The fused decode attention of backend.h: on the CPU its definition, qk_norm_rope_kv then attention. */
+static void cpu_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm,
+                                          const ob_mat *k_norm, float eps, ob_ptr pos3, const ob_rope *r,
+                                          ob_ptr kcache, ob_ptr vcache, int n_ctx, int pos0, int n, const ob_attn *a,
+                                          ob_ptr out) {
+    cpu_qk_norm_rope_kv(b, q, k, v, q_norm, k_norm, eps, pos3, r, kcache, vcache, n_ctx, pos0, n, a);
+    cpu_attention(b, q, kcache, vcache, n_ctx, out, pos0, n, a);
+}
+
 /* The fused norm + matrix-vector op of backend.h: on the CPU the unfused pair (Qwen3RMSNorm, then the Linear). */
 static void cpu_norm_matvec(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr y,
                             ob_ptr xn) {
@@ -1031,6 +1040,7 @@ static const ob_ops cpu_ops = {
     .add_rows = cpu_add_rows,
     .copy = cpu_copy,
     .qk_norm_rope_kv = cpu_qk_norm_rope_kv,
+    .qk_norm_rope_kv_attention = cpu_qk_norm_rope_kv_attention,
     .norm_matvec = cpu_norm_matvec,
     .norm_route = cpu_norm_route,
     .prof_mark = cpu_prof_mark,

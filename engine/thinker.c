@@ -123,7 +123,12 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
             op->add_bias(be, k, &L->bk, n, Hkv * D);
             op->add_bias(be, v, &L->bv, n, Hkv * D);
         }
-        if (op->qk_norm_rope_kv) { /* the five ops below in one (a back-end's fused kernel) */
+        const int fused_attn = n == 1 && op->qk_norm_rope_kv_attention != NULL;
+        if (fused_attn) { /* decode: q/k norm, RoPE, cache update and attention in one op */
+            PROF(OB_PROF_ATTN);
+            op->qk_norm_rope_kv_attention(be, q, k, v, &L->q_norm, &L->k_norm, h->rms_eps, pos, &rope, kc, vc, s->n_ctx,
+                                          pos0, n, &at, att);
+        } else if (op->qk_norm_rope_kv) { /* the five ops below in one (a back-end's fused kernel) */
             PROF(OB_PROF_ROPE_KV);
             op->qk_norm_rope_kv(be, q, k, v, &L->q_norm, &L->k_norm, h->rms_eps, pos, &rope, kc, vc, s->n_ctx, pos0,
                                 n, &at);
@@ -136,8 +141,10 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
             op->rope(be, k, pos, n, Hkv, &rope);
             op->kv_store(be, kc, vc, s->n_ctx, k, v, pos0, n, &at);
         }
-        PROF(OB_PROF_ATTN);
-        op->attention(be, q, kc, vc, s->n_ctx, att, pos0, n, &at);
+        if (!fused_attn) {
+            PROF(OB_PROF_ATTN);
+            op->attention(be, q, kc, vc, s->n_ctx, att, pos0, n, &at);
+        }
         PROF(OB_PROF_PROJ);
         op->matmul(be, &L->wo, att, x, n, 1); /* residual add fused */
         if (L->bo.data.buf) op->add_bias(be, x, &L->bo, n, H);

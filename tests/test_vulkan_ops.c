@@ -404,6 +404,81 @@ TEST(vk_norm_route) {
     tv_close(&e);
 }
 
+/* qk_norm_rope_kv_attention (attn_decode.comp: one dispatch; or its fallback, qk_norm_rope_kv + attention) against
+ * the CPU back-end's (its definition: rms_norm ×2, rope ×2, kv_store, attention): the attention output and both
+ * caches, over head_dim 64/80/128/256, GQA ratios 1, 2, 8, depths 0, 1, 37, 300 and past many chunks, sliding
+ * windows, and `steps` consecutive tokens (the per-kv-head merge counters must be back at zero for each). Cache rows
+ * not yet written hold random values. Tolerance 1e-5 relative (fp32 dot products and sums in another order, own
+ * exp/sin/cos); the v cache is a copy and must match exactly. */
+typedef struct {
+    int hq, hkv, hd, rot, n_ctx, pos0, steps, window, n;
+    ob_dtype wt;
+} decode_case;
+
+static void decode_attn_sweep(const char *chunk, unsigned case_mask) {
+    if (chunk) setenv("OMNI_VK_ATTN_CHUNK", chunk, 1);
+    else unsetenv("OMNI_VK_ATTN_CHUNK");
+    TV_OPEN(e);
+    omni_rng r = { 31 };
+    const decode_case cases[] = {
+        { 16, 2, 128, 128, 64, 0, 2, 0, 1, OB_BF16 },     /* depth 0 and 1, GQA 8 (the thinker's ratio) */
+        { 4, 2, 64, 64, 80, 37, 2, 0, 1, OB_F32 },        /* GQA 2 */
+        { 3, 3, 128, 128, 320, 300, 3, 0, 1, OB_F16 },    /* GQA 1, several chunks */
+        { 8, 1, 64, 64, 1100, 1030, 2, 0, 1, OB_BF16 },   /* MQA, many chunks */
+        { 16, 2, 128, 128, 700, 650, 2, 100, 1, OB_BF16 }, /* sliding window over chunk boundaries */
+        { 4, 4, 80, 40, 90, 40, 1, 3, 1, OB_F32 },        /* odd head_dim, partial rotation, tiny window */
+        { 4, 2, 256, 256, 200, 150, 1, 0, 1, OB_BF16 },   /* head_dim 256 */
+        { 4, 2, 64, 64, 60, 20, 1, 0, 1, OB_Q8_0 },       /* q8 norms: the unfused fallback */
+        { 4, 2, 64, 64, 60, 20, 1, 0, 3, OB_F32 },        /* three tokens: the unfused fallback */
+    };
+    for (unsigned ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        if (!(case_mask >> ci & 1)) continue;
+        decode_case dc = cases[ci];
+        int Hq = dc.hq, Hkv = dc.hkv, D = dc.hd, n = dc.n, n_ctx = dc.n_ctx;
+        ob_rope rope = { 1e6f, D, dc.rot, { 0, 0, 0 }, 0, 0 };
+        if (D == 128) rope.section[0] = 24, rope.section[1] = 20, rope.section[2] = 20, rope.interleaved = 1;
+        ob_attn a = { Hq, Hkv, D, 1.0f / sqrtf((float)D), 1, dc.window };
+        size_t qn = (size_t)n * Hq * D, kn = (size_t)n * Hkv * D, cn = (size_t)Hkv * n_ctx * D;
+        float *q = malloc(qn * 4), *k = malloc(kn * 4), *v = malloc(kn * 4), *cache = malloc(cn * 4),
+              *pos = malloc((size_t)3 * n * 4);
+        tv_rand(&r, cache, cn, 1.0f);
+        size_t wqb, wkb;
+        void *wq = tv_weights(&r, dc.wt, 1, D, &wqb), *wk = tv_weights(&r, dc.wt, 1, D, &wkb);
+        tv_buf KC = tv_new(&e, cache, cn * 4, 0), VC = tv_new(&e, cache, cn * 4, 0), WQ = tv_new(&e, wq, wqb, 0),
+               WK = tv_new(&e, wk, wkb, 0), O = tv_new(&e, NULL, qn * 4, 0);
+        ob_mat qv = ob_mat_make(tv_pv(WQ, 0), dc.wt, 1, D), qc = ob_mat_make(tv_pc(WQ, 0), dc.wt, 1, D),
+               kv = ob_mat_make(tv_pv(WK, 0), dc.wt, 1, D), kc = ob_mat_make(tv_pc(WK, 0), dc.wt, 1, D);
+        for (int st = 0; st < dc.steps; st++) {
+            int pos0 = dc.pos0 + st * n;
+            tv_rand(&r, q, qn, 3.0f);
+            tv_rand(&r, k, kn, 3.0f);
+            tv_rand(&r, v, kn, 1.0f);
+            for (int i = 0; i < 3 * n; i++) pos[i] = (float)(pos0 + i % n) + (float)(i / n) * 0.25f * (float)(i % 2);
+            tv_buf Q = tv_new(&e, q, qn * 4, 0), K = tv_new(&e, k, kn * 4, 0), V = tv_new(&e, v, kn * 4, 0),
+                   P = tv_new(&e, pos, (size_t)3 * n * 4, 0);
+            e.vk->ops->qk_norm_rope_kv_attention(e.vk, tv_pv(Q, 0), tv_pv(K, 0), tv_pv(V, 0), &qv, &kv, 1e-6f,
+                                                 tv_pv(P, 0), &rope, tv_pv(KC, 0), tv_pv(VC, 0), n_ctx, pos0, n, &a,
+                                                 tv_pv(O, 0));
+            e.cpu->ops->qk_norm_rope_kv_attention(e.cpu, tv_pc(Q, 0), tv_pc(K, 0), tv_pc(V, 0), &qc, &kc, 1e-6f,
+                                                  tv_pc(P, 0), &rope, tv_pc(KC, 0), tv_pc(VC, 0), n_ctx, pos0, n, &a,
+                                                  tv_pc(O, 0));
+            double eo = tv_rel_err(&e, O, 0, qn), ekc = tv_rel_err(&e, KC, 0, cn), evc = tv_rel_err(&e, VC, 0, cn);
+            if (!(eo >= 0 && eo <= 1e-5 && ekc >= 0 && ekc <= 1e-5 && evc == 0))
+                th_fail(__FILE__, __LINE__, "qk_norm_rope_kv_attention (chunk %s) case %u step %d: out %g k cache %g "
+                        "v cache %g", chunk ? chunk : "auto", ci, st, eo, ekc, evc);
+            tv_free(&e, &Q), tv_free(&e, &K), tv_free(&e, &V), tv_free(&e, &P);
+        }
+        tv_free(&e, &KC), tv_free(&e, &VC), tv_free(&e, &WQ), tv_free(&e, &WK), tv_free(&e, &O);
+        free(q), free(k), free(v), free(cache), free(pos), free(wq), free(wk);
+    }
+    tv_close(&e);
+}
+
+TEST(vk_qk_norm_rope_kv_attention) { decode_attn_sweep(NULL, ~0u); }
+/* the other chunk sizes (each a pipeline that lavapipe compiles slowly: a few cases only) */
+TEST(vk_qk_norm_rope_kv_attention_chunk32) { decode_attn_sweep("32", 1u << 2 | 1u << 4); }
+TEST(vk_qk_norm_rope_kv_attention_chunk128) { decode_attn_sweep("128", 1u << 3); }
+
 /* ---- attention --------------------------------------------------------------------------------------------------- */
 
 typedef struct {

@@ -12,9 +12,14 @@
  *   workgroup normalises x itself into shared memory (2048 floats from L2: cheaper than a dispatch and a
  *   barrier), workgroup 0 writes the normalised row out for later users (the MoE experts after the router).
  *   Used for small matrices only (the router); see NORM_MATVEC_MAX_ROWS for the measurement.
+ *   qk_norm_rope_kv_attention: for one decode token, qk_norm_rope_kv and attention (qk_rope_kv.comp, attn_split.comp,
+ *   attn_combine.comp: three dependent dispatches) in one of attn_decode.comp: split-K over the context with one
+ *   workgroup per (key chunk, kv head) serving all q heads of that kv head, the last workgroup of a kv head merging
+ *   the chunks (see the shader). OMNI_VK_ATTN_FUSE=0 turns only this one off.
  *
  * Mirrors the CPU back-end's fused ops, which run the unfused sequence. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "vk_internal.h"
 
@@ -168,4 +173,112 @@ void vk_op_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, co
     vk_range wr[5] = { vk_rng(pc.xn, xb), vk_rng(pc.logits, lb), vk_rng(pc.ids, kb), vk_rng(pc.wts, kb),
                        vk_rng(cnt, 4) };
     vk_dispatch(c, vk_pipeline(c, SH_ROUTER, spec, 6), &pc, sizeof pc, ((uint32_t)rows + 3) / 4, 1, 1, rd, 3, wr, 5);
+}
+
+/* ---- qk_norm_rope_kv_attention ----------------------------------------------------------------------------------- */
+
+/* attn_decode.comp: workgroup size, and the most chunks per kv head (its merge keeps one weight per chunk and head
+ * in shared memory). Chunks are 64 keys, 128 past 8192 keys (past 16384 the unfused pair runs). Measured on the
+ * H100 (synthetic Qwen3-Omni thinker, 4 kv heads, tg128 at depth 4096, attention per token): 64 keys 164.5 t/s
+ * (1.40 ms), 128 keys 141.8 t/s (2.15 ms: half the workgroups, each twice as long), unfused 129.9 t/s (2.94 ms).
+ * Smaller chunks mean more partials for the one merging workgroup (its reads are latency-bound), hence no 32. */
+#define DECODE_WG 128
+#define DECODE_MAX_CHUNKS 128
+#define DECODE_CHUNK 64
+
+/* bytes of shared memory attn_decode.comp declares for these shapes (mirrors its shared arrays) */
+static size_t decode_shared_bytes(uint32_t G, uint32_t D, uint32_t C, uint32_t rot) {
+    return (size_t)(G + 1) * D * 4 + (size_t)D * 4 + (size_t)D * 8 + (size_t)G * DECODE_WG * 4 + (size_t)G * C * 4 + (size_t)rot * 4 +
+           (size_t)DECODE_WG * 4 + (size_t)(3 * G + 1) * 4 + 4;
+}
+
+static void attn_unfused(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm, const ob_mat *k_norm,
+                         float eps, ob_ptr pos3, const ob_rope *r, ob_ptr kcache, ob_ptr vcache, int n_ctx, int pos0,
+                         int n, const ob_attn *a, ob_ptr out) {
+    vk_op_qk_norm_rope_kv(b, q, k, v, q_norm, k_norm, eps, pos3, r, kcache, vcache, n_ctx, pos0, n, a);
+    vk_op_attention(b, q, kcache, vcache, n_ctx, out, pos0, n, a);
+}
+
+/* the per-kv-head counters of attn_decode.comp, zero-filled on allocation (the kernel leaves them at zero) */
+static ob_buf *decode_counters(vk_ctx *c, int n_kv) {
+    if (c->attn_cnt && c->attn_cnt_n >= n_kv) return c->attn_cnt;
+    if (c->attn_cnt) vk_buf_free(&c->base, c->attn_cnt);
+    int want = n_kv < 64 ? 64 : n_kv;
+    c->attn_cnt = vk_alloc(&c->base, (size_t)want * 4);
+    c->attn_cnt_n = 0;
+    uint32_t *zero = calloc((size_t)want, 4);
+    if (!c->attn_cnt || !zero || vk_upload(&c->base, c->attn_cnt, 0, zero, (size_t)want * 4) != 0) {
+        free(zero);
+        vk_fail(c, "qk_norm_rope_kv_attention: out of memory for counters");
+        return NULL;
+    }
+    free(zero);
+    c->attn_cnt_n = want;
+    return c->attn_cnt;
+}
+
+void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm,
+                                     const ob_mat *k_norm, float eps, ob_ptr pos3, const ob_rope *r, ob_ptr kcache,
+                                     ob_ptr vcache, int n_ctx, int pos0, int n, const ob_attn *a, ob_ptr out) {
+    vk_ctx *c = vk_of(b);
+    if (n <= 0 || c->base.failed) return;
+    int D = a->head_dim, Hq = a->n_heads, Hkv = a->n_kv_heads;
+    int fusable = c->env.fuse && c->env.attn_fuse && c->env.attn == 0 && n == 1 && D > 0 && D <= 256 && D % 4 == 0 &&
+                  r->head_dim == D && r->rot_dim > 0 && r->rot_dim <= D && r->rot_dim % 2 == 0 && Hkv > 0 &&
+                  Hq % Hkv == 0 && Hq / Hkv + 1 <= DECODE_WG && (uint32_t)Hkv <= c->caps.max_wg_count[1] &&
+                  norm_weight_ok(q_norm, D) && norm_weight_ok(k_norm, D) && pos0 >= 0 && pos0 < n_ctx &&
+                  kcache.buf && vcache.buf && out.buf && vk_addr(kcache) % 16 == 0 && vk_addr(vcache) % 16 == 0 &&
+                  vk_addr(out) % 16 == 0;
+    uint32_t G = fusable ? (uint32_t)(Hq / Hkv) : 1, C = DECODE_CHUNK, c_lo = 0, n_chunks = 0;
+    if (fusable) {
+        int lo = a->window > 0 && pos0 - a->window + 1 > 0 ? pos0 - a->window + 1 : 0;
+        if (c->env.attn_chunk == 32 || c->env.attn_chunk == 64 || c->env.attn_chunk == 128)
+            C = (uint32_t)c->env.attn_chunk;
+        else if ((uint32_t)pos0 / C - (uint32_t)lo / C + 1 > DECODE_MAX_CHUNKS)
+            C = 2 * DECODE_CHUNK;
+        c_lo = (uint32_t)lo / C;
+        n_chunks = (uint32_t)pos0 / C - c_lo + 1;
+        fusable = n_chunks <= DECODE_MAX_CHUNKS &&
+                  decode_shared_bytes(G, (uint32_t)D, C, (uint32_t)r->rot_dim) <= c->caps.max_shared;
+    }
+    if (!fusable) {
+        attn_unfused(b, q, k, v, q_norm, k_norm, eps, pos3, r, kcache, vcache, n_ctx, pos0, n, a, out);
+        return;
+    }
+    if (vk_mat_check(c, q_norm, "qk_norm_rope_kv_attention q_norm") != 0 ||
+        vk_mat_check(c, k_norm, "qk_norm_rope_kv_attention k_norm") != 0)
+        return;
+    size_t qb = (size_t)Hq * (size_t)D * 4, kb = (size_t)Hkv * (size_t)D * 4;
+    size_t cache_b = (size_t)Hkv * (size_t)n_ctx * (size_t)D * 4;
+    if (!vk_ptr_ok(c, q, qb, "qk_norm_rope_kv_attention q") || !vk_ptr_ok(c, k, kb, "qk_norm_rope_kv_attention k") ||
+        !vk_ptr_ok(c, v, kb, "qk_norm_rope_kv_attention v") ||
+        !vk_ptr_ok(c, pos3, 12, "qk_norm_rope_kv_attention pos") ||
+        !vk_ptr_ok(c, kcache, cache_b, "qk_norm_rope_kv_attention k cache") ||
+        !vk_ptr_ok(c, vcache, cache_b, "qk_norm_rope_kv_attention v cache") ||
+        !vk_ptr_ok(c, out, qb, "qk_norm_rope_kv_attention out"))
+        return;
+    ob_buf *fb = vk_rope_freqs(c, r), *cnt = decode_counters(c, Hkv);
+    if (!fb || !cnt) return;
+    /* partials: outputs [n_kv][n_chunks][G·D], then (max, sum) pairs [n_kv][n_chunks][G] */
+    size_t part_b = (size_t)Hkv * n_chunks * G * ((size_t)D + 2) * 4;
+    ob_buf *part = vk_scratch(c, 0, part_b);
+    if (!part) return;
+    ob_pc_attnd pc = {
+        .q = vk_addr(q), .k = vk_addr(k), .v = vk_addr(v), .w_q = vk_addr(q_norm->data), .w_k = vk_addr(k_norm->data),
+        .pos = vk_addr(pos3), .freqs = fb->blk->addr + fb->off, .kc = vk_addr(kcache), .vc = vk_addr(vcache),
+        .dst = vk_addr(out), .part = part->blk->addr + part->off, .cnt = cnt->blk->addr + cnt->off,
+        .n_ctx = (uint32_t)n_ctx, .pos0 = (uint32_t)pos0, .n_kv = (uint32_t)Hkv,
+        .window = (uint32_t)(a->window > 0 ? a->window : 0), .chunk0 = c_lo, .n_chunks = n_chunks, .eps = eps,
+        .scale = a->scale,
+    };
+    uint32_t spec[11] = { DECODE_WG, G, (uint32_t)D, C, (uint32_t)q_norm->dtype, (uint32_t)k_norm->dtype,
+                          (uint32_t)r->rot_dim, (uint32_t)r->section[0], (uint32_t)r->section[1],
+                          (uint32_t)r->section[2], (uint32_t)(r->interleaved != 0) };
+    vk_range rd[11] = { vk_rng(pc.q, qb),       vk_rng(pc.k, kb),        vk_rng(pc.v, kb),
+                        vk_mat_range(q_norm),   vk_mat_range(k_norm),    vk_rng(pc.pos, 12),
+                        vk_rng(pc.freqs, (size_t)r->rot_dim * 2), vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b),
+                        vk_rng(pc.part, part_b), vk_rng(pc.cnt, (size_t)Hkv * 4) };
+    vk_range wr[5] = { vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b), vk_rng(pc.dst, qb), vk_rng(pc.part, part_b),
+                       vk_rng(pc.cnt, (size_t)Hkv * 4) };
+    vk_dispatch(c, vk_pipeline(c, SH_ATTN_DECODE, spec, 11), &pc, sizeof pc, n_chunks, (uint32_t)Hkv, 1, rd, 11, wr, 5);
 }

@@ -47,6 +47,8 @@ typedef struct {
  *   OMNI_VK_MOE=vec|grouped  force the MoE decode or grouped path (default: vec for n*k <= 32)
  *   OMNI_VK_MV_WG / _RSG / _U / _CVT   matrix-vector tuning: workgroup size, rows per subgroup, loads in
  *                          flight per row, dequantization by conversion instructions (0) or bit operations (1)
+ *   OMNI_VK_ATTN_FUSE=0    decode attention as qk_norm_rope_kv + split-K attention instead of attn_decode.comp
+ *   OMNI_VK_ATTN_CHUNK=N   keys per workgroup of attn_decode.comp (32, 64 or 128; default 64, 128 past 8192 keys)
  *   OMNI_VK_FENCE_TIMEOUT_S=N  give up on a submission after N seconds (default 120): a hung kernel becomes an error
  *   OMNI_VK_SYNC=1         wait for every dispatch (debugging: an error then names the kernel that caused it)
  *   OMNI_VK_WIDE_BARRIERS=1  every barrier covers compute and transfer stages (the old behaviour, for comparisons) */
@@ -61,6 +63,7 @@ typedef struct {
     int fuse;  /* fused decode ops (vk_decode.c): 1 on (default), 0 off (OMNI_VK_FUSE=0, for comparisons) */
     int wide_barriers;
     int mv_old; /* OMNI_VK_MV_OLD=1: decode matrix-vector products on matvec.comp only (not mv.comp) */
+    int attn_fuse, attn_chunk; /* the fused decode attention (vk_decode.c): on/off, keys per chunk (0 auto) */
 } vk_env;
 void vk_env_read(vk_env *e);
 
@@ -107,6 +110,7 @@ typedef enum {
     SH_QK_ROPE_KV,
     SH_ROUTER,
     SH_MV,
+    SH_ATTN_DECODE,
     SH_COUNT
 } vk_shader_id;
 
@@ -199,6 +203,8 @@ typedef struct vk_ctx {
     /* scratch and caches */
     ob_buf *scratch[5]; /* 0 attention partials, 1 MoE plan, 2 MoE gate/up, 3 MoE down, 4 overlapping copies */
     ob_buf *counters;   /* zeroed uints for kernels that find their last workgroup (vk_counter) */
+    ob_buf *attn_cnt;   /* attn_decode.comp's per-kv-head counters (zero between dispatches) */
+    int attn_cnt_n;
     vk_table *tables;
     int n_tables, cap_tables;
     vk_freqs freqs[16];
@@ -298,6 +304,9 @@ void vk_op_add_rows(ob_backend *b, ob_ptr x, ob_ptr idx, ob_ptr src, int n, int 
 void vk_op_qk_norm_rope_kv(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm, const ob_mat *k_norm,
                            float eps, ob_ptr pos3, const ob_rope *r, ob_ptr kcache, ob_ptr vcache, int n_ctx, int pos0,
                            int n, const ob_attn *a);
+void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm,
+                                     const ob_mat *k_norm, float eps, ob_ptr pos3, const ob_rope *r, ob_ptr kcache,
+                                     ob_ptr vcache, int n_ctx, int pos0, int n, const ob_attn *a, ob_ptr out);
 /* the inverse-frequency table of a rope on the device (cached per configuration); NULL after vk_fail */
 ob_buf *vk_rope_freqs(vk_ctx *c, const ob_rope *r);
 void vk_op_norm_matvec(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr y, ob_ptr xn);

@@ -27,6 +27,7 @@ _Static_assert(sizeof(ob_pc_combine) == 48, "ob_pc_combine layout");
 _Static_assert(sizeof(ob_pc_ew) == 40, "ob_pc_ew layout");
 _Static_assert(sizeof(ob_pc_gather) == 96, "ob_pc_gather layout");
 _Static_assert(sizeof(ob_pc_qkrope) == 120, "ob_pc_qkrope layout");
+_Static_assert(sizeof(ob_pc_attnd) == 128, "ob_pc_attnd layout");
 
 /* ---- shared helpers -------------------------------------------------------------------------------------------- */
 
@@ -669,6 +670,7 @@ static const ob_ops vk_ops_table = {
     .add_rows = vk_op_add_rows,
     .copy = vk_op_copy,
     .qk_norm_rope_kv = vk_op_qk_norm_rope_kv,
+    .qk_norm_rope_kv_attention = vk_op_qk_norm_rope_kv_attention,
     .norm_matvec = vk_op_norm_matvec,
     .norm_route = vk_op_norm_route,
     .prof_mark = vk_prof_mark,

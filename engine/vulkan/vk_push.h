@@ -112,6 +112,23 @@ PUSH(ob_pc_qkrope) {
 } PUSH_END(ob_pc_qkrope);
 #endif
 
+/* attn_decode.comp: the fused attention core of one decode step (vk_decode.c). Per kv head g (workgroup y) and key
+ * chunk (workgroup x, chunk index chunk0 + x): q heads [g·G, (g+1)·G) of q [n_heads][head_dim] and k head g of k
+ * [n_kv][head_dim] RMS-normalised with w_q / w_k and rotated (pos fp32 [3][1], freqs fp32 [rot_dim/2]); the chunk
+ * that holds position pos0 stores k and v ([n_kv][head_dim]) into the caches ([n_kv][n_ctx][head_dim]); softmax
+ * attention of the query at pos0 into dst [n_heads][head_dim]. With several chunks, partials go to part
+ * ([n_kv][n_chunks][G·head_dim] outputs, then [n_kv][n_chunks][G] (max, sum) pairs) and the last workgroup of a kv
+ * head (counted in cnt[g], reset to 0 by that workgroup) merges them. Head shapes and the rope layout are
+ * specialization constants. */
+#if !defined(VULKAN) || defined(PC_ATTND)
+PUSH(ob_pc_attnd) {
+    uint64_t q, k, v, w_q, w_k, pos, freqs, kc, vc, dst, part, cnt;
+    uint32_t n_ctx, pos0, n_kv, window;
+    uint32_t chunk0, n_chunks;
+    float eps, scale;
+} PUSH_END(ob_pc_attnd);
+#endif
+
 /* moe_route.comp: softmax, top-k (ties -> lower index), optional renormalisation */
 #if !defined(VULKAN) || defined(PC_ROUTE)
 PUSH(ob_pc_route) {

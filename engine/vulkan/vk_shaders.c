@@ -3,6 +3,7 @@
 #include "vk_internal.h"
 
 #include "attn_combine.h"
+#include "attn_decode.h"
 #include "attn_flash.h"
 #include "attn_flash_cm.h"
 #include "attn_split.h"
@@ -52,4 +53,5 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_QK_ROPE_KV] = { SPV2(qk_rope_kv) },
     [SH_ROUTER] = { SPV(router) },
     [SH_MV] = { SPV(mv) },
+    [SH_ATTN_DECODE] = { SPV(attn_decode) },
 };

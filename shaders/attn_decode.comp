@@ -1,0 +1,314 @@
+#version 460
+// attn_decode.comp — the attention core of one decode step (one query at position pos0) in one dispatch:
+//   q_norm / k_norm per head -> RoPE(q, k) -> k/v cache store -> softmax(q·Kᵀ·scale + mask)·V.
+// Workgroup (x, y) = (key chunk chunk0 + x, kv head g). It serves all G = n_heads / n_kv q heads of its kv head, so
+// each K and V row is read once per token (GQA), and handles keys [c·C, (c+1)·C):
+//   1. loads q heads g·G .. g·G+G-1 and k head g from the q|k|v projection, normalises and rotates them in shared
+//      memory (every workgroup does this for itself: 9 heads of 128 floats from L2 cost less than a dispatch);
+//   2. the chunk that holds pos0 stores the rotated k and v into the caches and uses them from shared memory;
+//   3. scores: S = WG/C threads per key, 16-byte loads of K rows, partial dot products for all G heads;
+//   4. softmax within the chunk (max m, sum l per head) and P·V: D/4 threads per V row, 16-byte loads;
+//   5. one chunk: the normalised output goes straight to dst. Several: the chunk writes (o, m, l) to part, and the
+//      last workgroup of kv head g to finish (an atomic counter per kv head, which it resets) merges them as
+//      attn_combine.comp does: with M = max m_c, out = Σ e^(m_c - M)·o_c / Σ e^(m_c - M)·l_c.
+// Arithmetic mirrors qk_rope_kv.comp (y = (x·scale)·w with scale = 1/sqrt(mean(x²) + eps), angle = pos·inv_freq,
+// sincos_acc) and attn_split.comp + attn_combine.comp (fp32 scores, exp_acc), i.e. the CPU back-end's rms_norm,
+// rope, kv_store and attention in sequence (HF Qwen3OmniMoeThinkerTextAttention.forward with past_key_values).
+// No subgroup operations: reductions go through shared memory in a fixed order, so results do not depend on timing
+// or on which workgroup merges.
+#define PC_ATTND
+#include "common.glsl"
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WG = 128;
+layout(constant_id = 1) const uint G = 8;        // q heads per kv head (G + 1 <= WG)
+layout(constant_id = 2) const uint D = 128;      // head_dim, a multiple of 4, <= 256
+layout(constant_id = 3) const uint C = 64;       // keys per chunk: a power of two dividing WG
+layout(constant_id = 4) const uint QTYPE = 0;    // weight type of w_q (f32, f16, bf16)
+layout(constant_id = 5) const uint KTYPE = 0;    // weight type of w_k
+layout(constant_id = 6) const uint ROT = 128;    // rotated dims (even, <= D)
+layout(constant_id = 7) const uint SEC0 = 0;     // mrope sections (all 0: plain RoPE), interleaved layout
+layout(constant_id = 8) const uint SEC1 = 0;
+layout(constant_id = 9) const uint SEC2 = 0;
+layout(constant_id = 10) const uint INTER = 0;
+
+// the partials and the counters are exchanged between workgroups of one dispatch: coherent (not cached per SM)
+layout(buffer_reference, std430, buffer_reference_align = 16) coherent buffer PartV4 { vec4 v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer PartF { float v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer Cnt { uint v[]; };
+
+const uint D4 = D / 4u;
+const uint NH = G + 1u;            // the q heads, then the k head
+const uint S = WG / C;             // threads per key in the score pass
+const uint KG = WG / D4;           // key groups in the value pass (D4 threads per V row)
+const uint HR = ROT / 2u;
+const uint NMAX = WG;              // the most chunks per kv head (merge weights are kept in ps[G][NMAX])
+const uint OV = (G * D4 + WG - 1u) / WG;  // output vec4s per thread in the merge
+const uint KPT = (D4 + S - 1u) / S;        // K vec4s per thread in the score pass
+const uint MB = 8u;                        // chunks per batch of merge loads
+
+shared vec4 xs[NH * D4];  // the normalised, rotated heads; after the scores the chunk's output [G][D]
+shared vec4 vn[D4];       // the new v row (chunk of pos0)
+shared float wn[2u * D];  // the q_norm and k_norm weights
+shared float ps[G * WG];  // norm partials; score partials [G][WG]; merge weights [G][NMAX]
+shared float sc[G * C];   // scores, then e^(s - m)
+shared float sn[HR], cs[HR];
+shared float red[WG];
+shared float mh[G], lh[G], scl[NH];
+shared uint last;
+
+float xget(uint e) { return xs[e >> 2][e & 3u]; }
+void xset(uint e, float v) { xs[e >> 2][e & 3u] = v; }
+float wnorm(uint h, uint d) { return wn[(h < G ? 0u : D) + d]; }
+
+void main() {
+    const float NEG_INF = uintBitsToFloat(0xff800000u);
+    uint t = gl_LocalInvocationID.x, g = gl_WorkGroupID.y, ci = gl_WorkGroupID.x, N = pc.n_chunks;
+    uint p = pc.pos0, j0 = (pc.chunk0 + ci) * C;
+    int lo = pc.window > 0u ? max(0, int(p) - int(pc.window) + 1) : 0;
+    bool has_new = p >= j0 && p < j0 + C;  // uniform: this chunk holds the new key
+
+    // this thread's part of its key's K row, loaded first so that its latency overlaps the head preparation (a row
+    // past the context end is clamped; the new key's row is not read from memory, masked keys are ignored)
+    uint kk = t / S, sp = t % S, jk = j0 + kk;
+    vec4 kr[KPT];
+    {
+        uint64_t ka = pc.kc + (uint64_t(g) * pc.n_ctx + min(jk, pc.n_ctx - 1u)) * D * 4u;
+        [[unroll]] for (uint i = 0u; i < KPT; i++) kr[i] = sp + i * S < D4 ? BufV4(ka).v[sp + i * S] : vec4(0.0f);
+    }
+
+    // ---- 1. heads: raw values, sin/cos of the rotation angles ----
+    for (uint e = t; e < NH * D; e += WG)
+        xset(e, e < G * D ? BufF32(pc.q).v[g * G * D + e] : BufF32(pc.k).v[g * D + e - G * D]);
+    if (has_new)
+        for (uint d = t; d < D; d += WG) vn[d >> 2][d & 3u] = BufF32(pc.v).v[g * D + d];
+    for (uint d = t; d < 2u * D; d += WG)
+        wn[d] = d < D ? ld_elem(QTYPE, pc.w_q, pc.w_q, d) : ld_elem(KTYPE, pc.w_k, pc.w_k, d - D);
+    for (uint j = t; j < HR; j += WG) {  // frequency slot -> position row as in qk_rope_kv.comp / rope.comp
+        uint sel = 0u;
+        if (SEC0 + SEC1 + SEC2 != 0u) {
+            if (INTER != 0u) {
+                if (j % 3u == 1u && j < 3u * SEC1) sel = 1u;
+                else if (j % 3u == 2u && j < 3u * SEC2) sel = 2u;
+            } else {
+                sel = j < SEC0 ? 0u : j < SEC0 + SEC1 ? 1u : j < SEC0 + SEC1 + SEC2 ? 2u : 0u;
+            }
+        }
+        precise float ang = BufF32(pc.pos).v[sel] * BufF32(pc.freqs).v[j];  // pos3 is [3][1]
+        float s, c;
+        sincos_acc(ang, s, c);
+        sn[j] = s;
+        cs[j] = c;
+    }
+    barrier();
+    // sum of squares per head: P threads per head, then one thread per head adds the P partials (fixed order)
+    uint P = 1u;
+    while (P * 2u * NH <= WG) P *= 2u;
+    for (uint u = t; u < NH * P; u += WG) {
+        uint h = u / P;
+        float ss = 0.0f;
+        for (uint d = u % P; d < D; d += P) {
+            float x = xget(h * D + d);
+            ss += x * x;
+        }
+        ps[u] = ss;
+    }
+    barrier();
+    for (uint h = t; h < NH; h += WG) {
+        float ss = 0.0f;
+        for (uint i = 0u; i < P; i++) ss += ps[h * P + i];
+        scl[h] = 1.0f / sqrt(ss / float(D) + pc.eps);
+    }
+    barrier();
+    // normalise and rotate in place: rotation pair (j, j + ROT/2); dims past ROT are only normalised
+    for (uint u = t; u < NH * HR; u += WG) {
+        uint h = u / HR, j = u % HR, ea = h * D + j, eb = ea + HR;
+        float a = (xget(ea) * scl[h]) * wnorm(h, j), b = (xget(eb) * scl[h]) * wnorm(h, j + HR);
+        xset(ea, a * cs[j] - b * sn[j]);
+        xset(eb, b * cs[j] + a * sn[j]);
+    }
+    if (ROT < D) {
+        const uint R = D > ROT ? D - ROT : 1u;
+        for (uint u = t; u < NH * R; u += WG) {
+            uint h = u / R, e = h * D + ROT + u % R;
+            xset(e, (xget(e) * scl[h]) * wnorm(h, ROT + u % R));
+        }
+    }
+    barrier();
+
+    // ---- 2. the new key and value into the caches ----
+    if (has_new) {
+        uint64_t row = (uint64_t(g) * pc.n_ctx + p) * D * 4u;
+        for (uint d4 = t; d4 < D4; d4 += WG) {
+            BufV4(pc.kc + row).v[d4] = xs[G * D4 + d4];
+            BufV4(pc.vc + row).v[d4] = vn[d4];
+        }
+    }
+
+    // ---- 3. scores: key j0 + t/S, dims (t % S) + S·i (the 16-byte loads above) ----
+    {
+        float acc[G];
+        [[unroll]] for (uint h = 0u; h < G; h++) acc[h] = 0.0f;
+        bool is_new = jk == p;
+        [[unroll]] for (uint i = 0u; i < KPT; i++) {
+            uint d4 = sp + i * S;
+            if (d4 < D4) {
+                vec4 kv = is_new ? xs[G * D4 + d4] : kr[i];  // the new key from shared memory
+                [[unroll]] for (uint h = 0u; h < G; h++) acc[h] += dot(kv, xs[h * D4 + d4]);
+            }
+        }
+        [[unroll]] for (uint h = 0u; h < G; h++) ps[h * WG + t] = acc[h];
+    }
+    barrier();
+    for (uint u = t; u < G * C; u += WG) {
+        uint h = u / C, k2 = u % C, j = j0 + k2;
+        float s = NEG_INF;
+        if (int(j) >= lo && j <= p) {
+            float a = 0.0f;
+            for (uint i = 0u; i < S; i++) a += ps[h * WG + k2 * S + i];
+            s = a * pc.scale;
+        }
+        sc[u] = s;
+    }
+    barrier();
+
+    // ---- 4. softmax within the chunk (P2 threads per head), then P·V ----
+    uint P2 = 1u;
+    while (P2 * 2u * G <= WG) P2 *= 2u;
+    if (t < G * P2) {
+        uint h = t / P2;
+        float m = NEG_INF;
+        for (uint k2 = t % P2; k2 < C; k2 += P2) m = max(m, sc[h * C + k2]);
+        red[t] = m;
+    }
+    barrier();
+    if (t < G) {
+        float m = NEG_INF;
+        for (uint i = 0u; i < P2; i++) m = max(m, red[t * P2 + i]);
+        mh[t] = m;
+    }
+    barrier();
+    for (uint u = t; u < G * C; u += WG) {
+        float s = sc[u], m = mh[u / C];
+        sc[u] = s == NEG_INF ? 0.0f : exp_acc(s - m);  // masked keys weigh exactly 0
+    }
+    barrier();
+    if (t < G * P2) {
+        uint h = t / P2;
+        float l = 0.0f;
+        for (uint k2 = t % P2; k2 < C; k2 += P2) l += sc[h * C + k2];
+        red[t] = l;
+    }
+    {
+        uint kg = t / D4, lane = t % D4;
+        vec4 o[G];
+        [[unroll]] for (uint h = 0u; h < G; h++) o[h] = vec4(0.0f);
+        if (kg < KG) {
+            // rows outside [lo, p] have weight 0; their address is clamped to a row already in the cache (finite
+            // values), and the new row comes from shared memory, so the loads need no branch
+            uint last_old = p > 0u ? p - 1u : 0u;
+            [[unroll]] for (uint i = 0u; i < (C + KG - 1u) / KG; i++) {
+                uint k2 = kg + i * KG;
+                if (k2 < C) {
+                    uint jr = uint(clamp(int(j0 + k2), lo, int(p)));
+                    vec4 vg = BufV4(pc.vc + (uint64_t(g) * pc.n_ctx + min(jr, last_old)) * D * 4u).v[lane];
+                    vec4 vv = jr == p ? vn[lane] : vg;
+                    [[unroll]] for (uint h = 0u; h < G; h++) o[h] += sc[h * C + k2] * vv;
+                }
+            }
+        }
+        // the key groups' sums into xs (the heads are no longer needed), in group order
+        for (uint r = 0u; r < KG; r++) {
+            barrier();
+            if (kg == r)
+                [[unroll]] for (uint h = 0u; h < G; h++) xs[h * D4 + lane] = r == 0u ? o[h] : xs[h * D4 + lane] + o[h];
+        }
+    }
+    barrier();
+    if (t < G) {
+        float l = 0.0f;
+        for (uint i = 0u; i < P2; i++) l += red[t * P2 + i];
+        lh[t] = l;
+    }
+    barrier();
+
+    // ---- 5. output: directly, or through the partials and the last workgroup's merge ----
+    uint64_t dst = pc.dst + uint64_t(g) * G * D * 4u;
+    if (N == 1u) {
+        for (uint u = t; u < G * D4; u += WG) {
+            float l = lh[u / D4];
+            BufV4(dst).v[u] = l > 0.0f ? xs[u] / l : vec4(0.0f);
+        }
+        return;
+    }
+    uint64_t ml = pc.part + uint64_t(pc.n_kv) * N * G * D * 4u;  // (m, l) pairs after all outputs
+    {
+        uint64_t ob = pc.part + (uint64_t(g) * N + ci) * G * D * 4u;
+        for (uint u = t; u < G * D4; u += WG) PartV4(ob).v[u] = xs[u];
+        if (t < G) {
+            PartF(ml).v[((g * N + ci) * G + t) * 2u] = mh[t];
+            PartF(ml).v[((g * N + ci) * G + t) * 2u + 1u] = lh[t];
+        }
+    }
+    memoryBarrierBuffer();  // the partials are visible before the count says so
+    barrier();
+    if (t == 0u) last = atomicAdd(Cnt(pc.cnt).v[g], 1u) == N - 1u ? 1u : 0u;
+    barrier();
+    if (last == 0u) return;
+    memoryBarrierBuffer();
+    // M and L per head over the chunks; the weights e^(m_c - M) go to ps[h][c]
+    if (t < G * P2) {
+        uint h = t / P2;
+        float m = NEG_INF;
+        for (uint c = t % P2; c < N; c += P2) m = max(m, PartF(ml).v[((g * N + c) * G + h) * 2u]);
+        red[t] = m;
+    }
+    barrier();
+    if (t < G) {
+        float m = NEG_INF;
+        for (uint i = 0u; i < P2; i++) m = max(m, red[t * P2 + i]);
+        mh[t] = m;
+    }
+    barrier();
+    if (t < G * P2) {
+        uint h = t / P2;
+        float M = mh[h], l = 0.0f;
+        for (uint c = t % P2; c < N; c += P2) {
+            float m = PartF(ml).v[((g * N + c) * G + h) * 2u];
+            float w = m == NEG_INF ? 0.0f : exp_acc(m - M);
+            ps[h * NMAX + c] = w;
+            l += w * PartF(ml).v[((g * N + c) * G + h) * 2u + 1u];
+        }
+        red[t] = l;
+    }
+    barrier();
+    if (t < G) {
+        float l = 0.0f;
+        for (uint i = 0u; i < P2; i++) l += red[t * P2 + i];
+        lh[t] = l;
+    }
+    barrier();
+    vec4 acc[OV];
+    [[unroll]] for (uint r = 0u; r < OV; r++) acc[r] = vec4(0.0f);
+    // MB chunks per batch, all loads first: the merge is latency-bound (one workgroup reads n_chunks·G·D floats)
+    for (uint c0 = 0u; c0 < N; c0 += MB) {
+        vec4 x[MB * OV];
+        [[unroll]] for (uint i = 0u; i < MB; i++) {
+            uint64_t pb = pc.part + (uint64_t(g) * N + min(c0 + i, N - 1u)) * G * D * 4u;
+            [[unroll]] for (uint r = 0u; r < OV; r++) x[i * OV + r] = PartV4(pb).v[min(t + r * WG, G * D4 - 1u)];
+        }
+        [[unroll]] for (uint i = 0u; i < MB; i++)
+            [[unroll]] for (uint r = 0u; r < OV; r++) {
+                uint u = t + r * WG;
+                if (c0 + i < N && u < G * D4) acc[r] += ps[(u / D4) * NMAX + c0 + i] * x[i * OV + r];
+            }
+    }
+    [[unroll]] for (uint r = 0u; r < OV; r++) {
+        uint u = t + r * WG;
+        if (u < G * D4) {
+            float l = lh[u / D4];
+            BufV4(dst).v[u] = l > 0.0f ? acc[r] / l : vec4(0.0f);
+        }
+    }
+    if (t == 0u) Cnt(pc.cnt).v[g] = 0u;  // ready for the next dispatch (ordered after this one by a barrier)
+}
