@@ -70,6 +70,7 @@ void vk_env_read(vk_env *e) {
     e->mv_unroll = env_int("OMNI_VK_MV_U", 0);
     if (e->mv_unroll != 0 && e->mv_unroll != 1 && e->mv_unroll != 2 && e->mv_unroll != 4) e->mv_unroll = 0;
     e->mv_cvt = env_int("OMNI_VK_MV_CVT", -1);
+    e->mv_rsg_down = env_int("OMNI_VK_MV_RSG_DOWN", 0);
     e->fence_timeout_s = env_int("OMNI_VK_FENCE_TIMEOUT_S", 120);
     if (e->fence_timeout_s <= 0) e->fence_timeout_s = 120;
     e->sync_each = env_flag("OMNI_VK_SYNC");

@@ -47,6 +47,7 @@ typedef struct {
  *   OMNI_VK_MOE=vec|grouped  force the MoE decode or grouped path (default: vec for n*k <= 32)
  *   OMNI_VK_MV_WG / _RSG / _U / _CVT   matrix-vector tuning: workgroup size, rows per subgroup, loads in
  *                          flight per row, dequantization by conversion instructions (0) or bit operations (1)
+ *   OMNI_VK_MV_RSG_DOWN=N  output rows per workgroup of the MoE down projection (1..4; default 1)
  *   OMNI_VK_ATTN_FUSE=0    decode attention as qk_norm_rope_kv + split-K attention instead of attn_decode.comp
  *   OMNI_VK_ATTN_CHUNK=N   keys per workgroup of attn_decode.comp (32, 64 or 128; default 64, 128 past 8192 keys)
  *   OMNI_VK_FENCE_TIMEOUT_S=N  give up on a submission after N seconds (default 120): a hung kernel becomes an error
@@ -58,7 +59,7 @@ typedef struct {
     int attn;  /* 0 auto, 1 split, 2 flash */
     int mm;    /* 0 auto, 1 vec, 2 tiled */
     int moe;   /* 0 auto, 1 vec, 2 grouped */
-    int mv_wg, mv_rsg, mv_unroll, mv_cvt;
+    int mv_wg, mv_rsg, mv_unroll, mv_cvt, mv_rsg_down;
     int fence_timeout_s, sync_each;
     int fuse;  /* fused decode ops (vk_decode.c): 1 on (default), 0 off (OMNI_VK_FUSE=0, for comparisons) */
     int wide_barriers;

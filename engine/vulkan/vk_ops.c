@@ -153,6 +153,7 @@ void vk_matvec_dispatch_norm(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_ma
      * and a workgroup one output row (the MoE pair reads 8 random [768 x 2048] bf16 experts at ~62%). */
     uint32_t rsg = c->env.mv_rsg > 0 ? (uint32_t)c->env.mv_rsg : 1;
     if (rsg > 2) rsg = 2;
+    if (mode == 2 && c->env.mv_rsg_down > 0) rsg = c->env.mv_rsg_down < 4 ? (uint32_t)c->env.mv_rsg_down : 4;
     uint32_t wg, rows_wg;
     if (mode == 2) {
         uint32_t k = pc->k < 8 ? pc->k : 8;
