@@ -88,6 +88,8 @@ typedef enum {
     SH_MATMUL,
     SH_MATMUL_BIG,
     SH_MATMUL_CM,
+    SH_MATMUL_CM1,
+    SH_MM_KSUM,
     SH_GET_ROWS,
     SH_RMS_NORM,
     SH_ROPE,
@@ -190,7 +192,8 @@ typedef struct vk_ctx {
     int n_pipes, cap_pipes;
 
     /* scratch and caches */
-    ob_buf *scratch[5]; /* 0 attention partials, 1 MoE plan, 2 MoE gate/up, 3 MoE down, 4 overlapping copies */
+    ob_buf *scratch[6]; /* 0 attention partials, 1 MoE plan, 2 MoE gate/up, 3 MoE down, 4 overlapping copies,
+                        * 5 split-K partial sums of the tensor-core matmul */
     vk_table *tables;
     int n_tables, cap_tables;
     vk_freqs freqs[16];
