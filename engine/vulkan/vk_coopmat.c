@@ -11,9 +11,9 @@
 
 #include "vk_internal.h"
 
-/* shared memory the kernels declare: matmul_cm 128x72 + 64x72 halves + 8x256 floats; attn_flash_cm 64x136 +
- * 2x32x136 halves, 4x16x32 floats, 4x16x40 halves, 64 floats */
-#define CM_MATMUL_SHARED 35840u
+/* shared memory the kernels declare: matmul_cm 2 x 128x72 halves + 8x256 floats (matmul_cm1: 128x72 + 64x72 halves
+ * + 8x256 floats); attn_flash_cm 64x136 + 2x32x136 halves, 4x16x32 floats, 4x16x40 halves, 64 floats */
+#define CM_MATMUL_SHARED 45056u
 #define CM_ATTN_SHARED 48384u
 
 /* OMNI_VK_CM_OLD=1: the first tensor-core GEMM (matmul_cm1.comp: halves stored one by one, every fragment through
@@ -23,6 +23,25 @@ static int env_int(const char *name, int dflt) {
     return v && *v ? atoi(v) : dflt;
 }
 static int cm_old(void) { return env_int("OMNI_VK_CM_OLD", 0) != 0; }
+
+/* Tile shape of matmul_cm.comp: x rows per tile (64 or 128) and BK slices in flight (1 or 2), for the dense
+ * matmul and the grouped MoE separately (OMNI_VK_CM_BN / _DEPTH, OMNI_VK_CM_MOE_BN / _DEPTH override). */
+#define CM_BN_DENSE 64
+#define CM_DEPTH_DENSE 1
+#define CM_BN_MOE 64
+#define CM_DEPTH_MOE 1
+static void cm_shape(int grouped, uint32_t *bn, uint32_t *depth) {
+    int b = env_int(grouped ? "OMNI_VK_CM_MOE_BN" : "OMNI_VK_CM_BN", grouped ? CM_BN_MOE : CM_BN_DENSE);
+    int d = env_int(grouped ? "OMNI_VK_CM_MOE_DEPTH" : "OMNI_VK_CM_DEPTH", grouped ? CM_DEPTH_MOE : CM_DEPTH_DENSE);
+    *bn = b == 128 && !cm_old() ? 128u : 64u;
+    *depth = d == 2 ? 2u : 1u;
+}
+
+uint32_t vk_cm_tile_n(int grouped) {
+    uint32_t bn, depth;
+    cm_shape(grouped, &bn, &depth);
+    return bn;
+}
 
 int vk_cm_ok(vk_ctx *c, ob_dtype wt, int vec) {
     if (!c->caps.coopmat_nv || !c->caps.fp16 || c->caps.subgroup_size != 32) return 0;
@@ -44,11 +63,14 @@ int vk_cm_operands_ok(const ob_pc_matmul *pc) { return pc->x % 16 == 0 && pc->x_
 
 void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc, uint32_t groups_y,
                            const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
-    uint32_t spec[7] = { 0, (uint32_t)wt, 0, 0, 0, 0, (uint32_t)grouped }; /* ids 1 and 6 used, as matmul.comp */
+    uint32_t bn, depth;
+    cm_shape(grouped, &bn, &depth);
+    /* ids 1 and 6 as matmul.comp; 2 = x rows per tile, 3 = slices in flight */
+    uint32_t spec[7] = { 0, (uint32_t)wt, bn, depth, 0, 0, (uint32_t)grouped };
     int old = cm_old();
     VkPipeline p = vk_pipeline(c, old ? SH_MATMUL_CM1 : SH_MATMUL_CM, spec, 7);
     uint32_t gx = (pc->rows + VK_CM_TILE_M - 1) / VK_CM_TILE_M;
-    if (!grouped) groups_y = (pc->n + VK_CM_TILE_N - 1) / VK_CM_TILE_N;
+    if (!grouped) groups_y = (pc->n + bn - 1) / bn;
     uint32_t slices = (pc->cols + 63) / 64, split = 1;
     if (!grouped && !old && env_int("OMNI_VK_CM_SPLIT", 1) && gx * groups_y < CM_SPLIT_BELOW) {
         split = (2 * CM_SPLIT_BELOW + gx * groups_y - 1) / (gx * groups_y);

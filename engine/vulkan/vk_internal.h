@@ -309,10 +309,11 @@ void vk_matmul_dispatch(vk_ctx *c, int grouped, ob_dtype wt, int vec, ob_pc_matm
                         const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
 /* x rows per tile of the tiled matmul (the MoE plan cuts expert groups into tiles of this size) */
 uint32_t vk_matmul_tile_n(vk_ctx *c);
-/* vk_coopmat.c: the tensor-core matmul (matmul_cm.comp), BM x BN = 128 x 64 tiles; vk_cm_ok says whether it
- * serves weights of dtype wt (vec: 16-byte aligned rows), vk_cm_operands_ok whether pc's x and cols allow it */
+/* vk_coopmat.c: the tensor-core matmul (matmul_cm.comp), BM x BN = 128 x (64 or 128) tiles; vk_cm_ok says whether
+ * it serves weights of dtype wt (vec: 16-byte aligned rows), vk_cm_operands_ok whether pc's x and cols allow it,
+ * vk_cm_tile_n the x rows per tile (the grouped MoE plan is cut into tiles of that many entries) */
 #define VK_CM_TILE_M 128u
-#define VK_CM_TILE_N 64u
+uint32_t vk_cm_tile_n(int grouped);
 int vk_cm_ok(vk_ctx *c, ob_dtype wt, int vec);
 int vk_cm_operands_ok(const ob_pc_matmul *pc);
 void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc, uint32_t groups_y,
