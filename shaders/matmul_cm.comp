@@ -27,22 +27,17 @@
 layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer BufUV2 { uvec2 v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufF32A { float v[]; };
 
-const uint BM = 128, BK = 64, BNMAX = 128;
+const uint BM = 128, BN = 64, BK = 64;
 // shared row stride in 16-byte words (8 halves): 9 words = 144 bytes, so the 8 rows of a fragment load (and 8
 // threads' 16-byte stores) fall in distinct banks
 const uint STR = BK / 8u + 1u;
 layout(local_size_x = 256) in;
 layout(constant_id = 1) const uint WTYPE = 0;
-// BN: x rows per tile, 64 or 128 (each subgroup then covers BN/2 x rows: NI = BN/32 fragments);
-// DEPTH: BK slices in flight in registers ahead of the one being multiplied, 1 or 2
-layout(constant_id = 2) const uint BN = 64;
-layout(constant_id = 3) const uint DEPTH = 1;
 layout(constant_id = 6) const uint MODE = 0;
-const uint NI = BN / 32u;
 
-shared uvec4 ws[BM * STR];     // ws[r][k]: read as the column-major K × N operand
-shared uvec4 xs[BNMAX * STR];  // xs[t][k]: the row-major M × K operand
-shared float cs[8 * 256];      // one 16 × 16 fp32 fragment per subgroup on its way out (ragged edges)
+shared uvec4 ws[BM * STR];  // ws[r][k]: read as the column-major K × N operand
+shared uvec4 xs[BN * STR];  // xs[t][k]: the row-major M × K operand
+shared float cs[8 * 256];   // one 16 × 16 fp32 fragment per subgroup on its way out (ragged edges)
 
 #define FRAG_A fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define FRAG_C fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
@@ -60,7 +55,7 @@ void store1(uint t, uint row, float v) {
 uint bf2h(uint u) { return packHalf2x16(vec2(uintBitsToFloat(u << 16), uintBitsToFloat(u & 0xffff0000u))); }
 uint f2h(vec2 v) { return packHalf2x16(clamp(v, vec2(-65504.0f), vec2(65504.0f))); }
 
-// 8 weights as staged in shared memory: f16 as is, bf16 converted; Q8_0: 8 quants (u.xy) times the scale in u.z
+// 8 weights as staged in shared memory: f16 as is, bf16 converted; Q8_0: 8 quants (q.xy) times the scale d
 uvec4 w_half(uvec4 u) {
     if (WTYPE == VK_WT_F16) return u;
     if (WTYPE == VK_WT_BF16) return uvec4(bf2h(u.x), bf2h(u.y), bf2h(u.z), bf2h(u.w));
@@ -76,7 +71,7 @@ uvec4 w_half(uvec4 u) {
 void main() {
     uint tid = gl_LocalInvocationID.x;
     uint sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
-    uint wm = sg % 4u, wn = sg / 4u;  // this subgroup's 32 weight rows and BN/2 x rows of the tile
+    uint wm = sg % 4u, wn = sg / 4u;  // this subgroup's 32 weight rows and 32 x rows of the tile
     uint rows = pc.rows, cols = pc.cols;
     uint m0 = gl_WorkGroupID.x * BM;
     uint64_t wbase = pc.w, sbase = pc.s, ybase = pc.y;
@@ -108,129 +103,106 @@ void main() {
     g_j0 = j0;
     g_y = ybase;
 
-    // This thread stages weight rows r_i = tid/8 + 32·i (i < 4) and x rows t_i = tid/8 + 32·i (i < NI), 8 columns
+    // This thread stages weight rows r_i = tid/8 + 32·i (i < 4) and x rows t_i = tid/8 + 32·i (i < 2), 8 columns
     // each at seg·8 of the slice: 8 threads read 128 contiguous bytes of one weight row (Q8_0: 64 bytes).
     uint seg = (tid & 7u) * 8u, r8 = tid >> 3;
     uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
     uint64_t wa0 = wbase + uint64_t(m0 + r8) * rb, wstep = 32u * rb;
     uint64_t sa0 = sbase + uint64_t(m0 + r8) * sb, sstep = 32u * sb;
-    bool wv[4];
-    [[unroll]] for (uint i = 0; i < 4u; i++) wv[i] = m0 + r8 + 32u * i < rows;
-    uint64_t xa[4];
-    bool xv[4];
-    [[unroll]] for (uint i = 0; i < 4u; i++) {
-        uint t = r8 + 32u * i;
-        xv[i] = i < NI && t < cnt;
-        xa[i] = 0;
-        if (xv[i]) {
-            uint xrow = (MODE == 1 && pc.gather != 0) ? uint(BufI32(pc.tok).v[j0 + t]) : j0 + t;
-            xa[i] = pc.x + uint64_t(xrow) * pc.x_stride * 4u;
-        }
+    bool wv0 = m0 + r8 < rows, wv1 = m0 + r8 + 32u < rows, wv2 = m0 + r8 + 64u < rows, wv3 = m0 + r8 + 96u < rows;
+    uint64_t xa0 = 0, xa1 = 0;
+    bool xv0 = r8 < cnt, xv1 = r8 + 32u < cnt;
+    if (xv0) {
+        uint xrow = (MODE == 1 && pc.gather != 0) ? uint(BufI32(pc.tok).v[j0 + r8]) : j0 + r8;
+        xa0 = pc.x + uint64_t(xrow) * pc.x_stride * 4u;
+    }
+    if (xv1) {
+        uint xrow = (MODE == 1 && pc.gather != 0) ? uint(BufI32(pc.tok).v[j0 + r8 + 32u]) : j0 + r8 + 32u;
+        xa1 = pc.x + uint64_t(xrow) * pc.x_stride * 4u;
     }
 
-    // register sets A and B of slices in flight (B only with DEPTH 2)
-    uvec4 wA[4], wB[4];
-    vec4 xA[8], xB[8];
+    uvec4 w0, w1, w2, w3;
+    vec4 x0a, x0b, x1a, x1b;
 // one weight load: 16 bytes of f16/bf16, or 8 Q8_0 quants plus their block's scale bits in .z
 #define LDW(ok, i, o, col)                                                                                      \
     ((ok) ? (WTYPE == VK_WT_Q8_0                                                                                \
                  ? uvec4(BufUV2(wa0 + (i) * wstep + (o)).v[0], ld_u16(sa0 + (i) * sstep + uint64_t((col) / 32u) * 2u), 0u) \
                  : BufUV4(wa0 + (i) * wstep + (o)).v[0])                                                        \
           : uvec4(0))
-#define LOAD_SLICE(W, X, k0)                                                                                    \
+#define LOAD_SLICE(k0)                                                                                          \
     {                                                                                                           \
         uint col = (k0) + seg;                                                                                  \
         bool kin = col < kend;                                                                                  \
         uint64_t o = WTYPE == VK_WT_Q8_0 ? uint64_t(col) : uint64_t(col) * 2u;                                  \
-        [[unroll]] for (uint i = 0; i < 4u; i++) W[i] = LDW(kin && wv[i], uint64_t(i), o, col);                \
+        w0 = LDW(kin && wv0, 0u, o, col);                                                                       \
+        w1 = LDW(kin && wv1, 1u, o, col);                                                                       \
+        w2 = LDW(kin && wv2, 2u, o, col);                                                                       \
+        w3 = LDW(kin && wv3, 3u, o, col);                                                                       \
         uint64_t ox = uint64_t(col) * 4u;                                                                       \
-        [[unroll]] for (uint i = 0; i < NI; i++) {                                                              \
-            X[2u * i] = (kin && xv[i]) ? BufV4(xa[i] + ox).v[0] : vec4(0);                                      \
-            X[2u * i + 1u] = (kin && xv[i]) ? BufV4(xa[i] + ox + 16u).v[0] : vec4(0);                           \
-        }                                                                                                       \
-    }
-#define STORE_SLICE(W, X)                                                                                       \
-    {                                                                                                           \
-        uint sw = seg / 8u;                                                                                     \
-        [[unroll]] for (uint i = 0; i < 4u; i++) ws[(r8 + 32u * i) * STR + sw] = w_half(W[i]);                 \
-        [[unroll]] for (uint i = 0; i < NI; i++)                                                                \
-            xs[(r8 + 32u * i) * STR + sw] = uvec4(f2h(X[2u * i].xy), f2h(X[2u * i].zw), f2h(X[2u * i + 1u].xy), \
-                                                  f2h(X[2u * i + 1u].zw));                                      \
+        x0a = (kin && xv0) ? BufV4(xa0 + ox).v[0] : vec4(0);                                                    \
+        x0b = (kin && xv0) ? BufV4(xa0 + ox + 16u).v[0] : vec4(0);                                              \
+        x1a = (kin && xv1) ? BufV4(xa1 + ox).v[0] : vec4(0);                                                    \
+        x1b = (kin && xv1) ? BufV4(xa1 + ox + 16u).v[0] : vec4(0);                                              \
     }
 
-    // fragment (i, j): x rows tr + 16·i, weight rows rr + 16·j. Whole fragments go straight to y (which needs
-    // 16-byte aligned rows there); when accumulating they start from y's values.
+    // fragment (i, j): x rows wn·32 + 16·i, weight rows m0 + wm·32 + 16·j. Whole fragments go straight to y (which
+    // needs 16-byte aligned rows there); when accumulating they start from y's values.
     bool direct_ok = (ybase & 15u) == 0u && (pc.y_stride & 3u) == 0u;
-    uint tr = wn * (BN / 2u), rr = m0 + wm * 32u;
-    bool full[8];
-    FRAG_C acc[8];
-    [[unroll]] for (uint i = 0; i < NI; i++)
-        [[unroll]] for (uint j = 0; j < 2u; j++) {
-            full[2u * i + j] = direct_ok && tr + 16u * (i + 1u) <= cnt && rr + 16u * (j + 1u) <= rows;
-            acc[2u * i + j] = FRAG_C(0.0f);
-            if (pc.accumulate != 0 && full[2u * i + j])
-                coopMatLoadNV(acc[2u * i + j],
-                              BufF32A(ybase + (uint64_t(j0 + tr + 16u * i) * pc.y_stride + rr + 16u * j) * 4u).v,
-                              0u, pc.y_stride, false);
-        }
-
-#define MMA_SLICE()                                                                                             \
-    [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) { /* 16 columns = 2 shared words per step */          \
-        FRAG_A b0, b1;                                                                                          \
-        coopMatLoadNV(b0, ws, (wm * 32u) * STR + kk, STR, true);                                                \
-        coopMatLoadNV(b1, ws, (wm * 32u + 16u) * STR + kk, STR, true);                                          \
-        [[unroll]] for (uint i = 0; i < NI; i++) {                                                              \
-            FRAG_A a;                                                                                           \
-            coopMatLoadNV(a, xs, (tr + 16u * i) * STR + kk, STR, false);                                        \
-            acc[2u * i] = coopMatMulAddNV(a, b0, acc[2u * i]);                                                  \
-            acc[2u * i + 1u] = coopMatMulAddNV(a, b1, acc[2u * i + 1u]);                                        \
-        }                                                                                                       \
+    uint tr = wn * 32u, rr = m0 + wm * 32u;
+    bool full00 = direct_ok && tr + 16u <= cnt && rr + 16u <= rows;
+    bool full01 = direct_ok && tr + 16u <= cnt && rr + 32u <= rows;
+    bool full10 = direct_ok && tr + 32u <= cnt && rr + 16u <= rows;
+    bool full11 = direct_ok && tr + 32u <= cnt && rr + 32u <= rows;
+#define YA(i, j) (ybase + (uint64_t(j0 + tr + 16u * (i)) * pc.y_stride + rr + 16u * (j)) * 4u)
+    FRAG_C c00 = FRAG_C(0.0f), c01 = FRAG_C(0.0f), c10 = FRAG_C(0.0f), c11 = FRAG_C(0.0f);
+    if (pc.accumulate != 0) {
+        if (full00) coopMatLoadNV(c00, BufF32A(YA(0u, 0u)).v, 0u, pc.y_stride, false);
+        if (full01) coopMatLoadNV(c01, BufF32A(YA(0u, 1u)).v, 0u, pc.y_stride, false);
+        if (full10) coopMatLoadNV(c10, BufF32A(YA(1u, 0u)).v, 0u, pc.y_stride, false);
+        if (full11) coopMatLoadNV(c11, BufF32A(YA(1u, 1u)).v, 0u, pc.y_stride, false);
     }
 
-    if (DEPTH == 1u) {
-        LOAD_SLICE(wA, xA, kbeg)
-        for (uint k0 = kbeg; k0 < kend; k0 += BK) {
-            barrier();
-            STORE_SLICE(wA, xA)
-            barrier();
-            if (k0 + BK < kend) LOAD_SLICE(wA, xA, k0 + BK)
-            MMA_SLICE()
-        }
-    } else {
-        // two slices in flight: while slice k is multiplied, k + 1 and k + 2 are on their way (sets alternate)
-        LOAD_SLICE(wA, xA, kbeg)
-        if (kbeg + BK < kend) LOAD_SLICE(wB, xB, kbeg + BK)
-        for (uint k0 = kbeg; k0 < kend; k0 += 2u * BK) {
-            barrier();
-            STORE_SLICE(wA, xA)
-            barrier();
-            if (k0 + 2u * BK < kend) LOAD_SLICE(wA, xA, k0 + 2u * BK)
-            MMA_SLICE()
-            if (k0 + BK >= kend) break;
-            barrier();
-            STORE_SLICE(wB, xB)
-            barrier();
-            if (k0 + 3u * BK < kend) LOAD_SLICE(wB, xB, k0 + 3u * BK)
-            MMA_SLICE()
+    LOAD_SLICE(kbeg)
+    uint sw = seg / 8u;
+    for (uint k0 = kbeg; k0 < kend; k0 += BK) {
+        barrier();
+        ws[r8 * STR + sw] = w_half(w0);
+        ws[(r8 + 32u) * STR + sw] = w_half(w1);
+        ws[(r8 + 64u) * STR + sw] = w_half(w2);
+        ws[(r8 + 96u) * STR + sw] = w_half(w3);
+        xs[r8 * STR + sw] = uvec4(f2h(x0a.xy), f2h(x0a.zw), f2h(x0b.xy), f2h(x0b.zw));
+        xs[(r8 + 32u) * STR + sw] = uvec4(f2h(x1a.xy), f2h(x1a.zw), f2h(x1b.xy), f2h(x1b.zw));
+        barrier();
+        if (k0 + BK < kend) LOAD_SLICE(k0 + BK)
+        [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) {  // 16 columns = 2 shared words per step
+            FRAG_A a0, a1, b0, b1;
+            coopMatLoadNV(a0, xs, tr * STR + kk, STR, false);
+            coopMatLoadNV(a1, xs, (tr + 16u) * STR + kk, STR, false);
+            coopMatLoadNV(b0, ws, (wm * 32u) * STR + kk, STR, true);
+            coopMatLoadNV(b1, ws, (wm * 32u + 16u) * STR + kk, STR, true);
+            c00 = coopMatMulAddNV(a0, b0, c00);
+            c01 = coopMatMulAddNV(a0, b1, c01);
+            c10 = coopMatMulAddNV(a1, b0, c10);
+            c11 = coopMatMulAddNV(a1, b1, c11);
         }
     }
 
     // ragged fragments through this subgroup's slice of cs, element by element
     uint cb = sg * 256u;
-    [[unroll]] for (uint i = 0; i < NI; i++)
-        [[unroll]] for (uint j = 0; j < 2u; j++) {
-            if (full[2u * i + j]) {
-                coopMatStoreNV(acc[2u * i + j],
-                               BufF32A(ybase + (uint64_t(j0 + tr + 16u * i) * pc.y_stride + rr + 16u * j) * 4u).v,
-                               0u, pc.y_stride, false);
-            } else {
-                coopMatStoreNV(acc[2u * i + j], cs, cb, 16u, false);
-                subgroupMemoryBarrierShared();
-                subgroupBarrier();
-                for (uint q = lane; q < 256u; q += 32u)
-                    store1(tr + 16u * i + q / 16u, rr + 16u * j + q % 16u, cs[cb + q]);
-                subgroupMemoryBarrierShared();
-                subgroupBarrier();
-            }
-        }
+#define STORE_FRAG(frag, full, i, j)                                                                            \
+    if (full) {                                                                                                 \
+        coopMatStoreNV(frag, BufF32A(YA(i, j)).v, 0u, pc.y_stride, false);                                      \
+    } else {                                                                                                    \
+        coopMatStoreNV(frag, cs, cb, 16u, false);                                                               \
+        subgroupMemoryBarrierShared();                                                                          \
+        subgroupBarrier();                                                                                      \
+        for (uint q = lane; q < 256u; q += 32u)                                                                 \
+            store1(tr + 16u * (i) + q / 16u, rr + 16u * (j) + q % 16u, cs[cb + q]);                             \
+        subgroupMemoryBarrierShared();                                                                          \
+        subgroupBarrier();                                                                                      \
+    }
+    STORE_FRAG(c00, full00, 0u, 0u)
+    STORE_FRAG(c01, full01, 0u, 1u)
+    STORE_FRAG(c10, full10, 1u, 0u)
+    STORE_FRAG(c11, full11, 1u, 1u)
 }

@@ -1,53 +1,35 @@
 /* vk_coopmat.c — the tensor-core matmul (shaders/matmul_cm.comp, GL_NV_cooperative_matrix) for prefill: when it
  * applies, and its dispatch for the dense matmul (vk_ops.c) and the grouped MoE (vk_moe.c).
  *
- * It applies to f16/bf16 weights on a device whose NV cooperative matrix survived OMNI_VK_NO_COOPMAT, with fp16
+ * It applies to f16, bf16 and Q8_0 weights (Q8_0 dequantized into shared memory as fp16: quant times block scale,
+ * rounded once) on a device whose NV cooperative matrix survived OMNI_VK_NO_COOPMAT, with fp16
  * arithmetic and 32-wide subgroups (the kernel lays out 8 subgroups of 32 over its 128 x 64 tile), and to operands
  * that allow its 16-byte loads. Its products are of fp16-rounded operands (fp32 sums), so results differ from the
  * fp32 kernels by about 1e-3 relative; OMNI_VK_NO_COOPMAT=1 selects the fp32 tiled kernel (matmul.comp) instead.
  * The 16 x 16 x 16 fp16 -> fp32 shape it uses is the one every NV cooperative-matrix device lists.
- * Also here: when the tensor-core prefill attention (shaders/attn_flash_cm.comp) applies, and its dispatch. */
+ * Small dense products (too few 128 x 64 tiles to fill the device) are split over K (mm_ksum.comp adds the parts).
+ * Also here: when the tensor-core prefill attention (shaders/attn_flash_cm.comp) applies, and its dispatch.
+ * Measured on an H100 (docs/benchmarks.md, "prefill after tensor-core work"). */
 #include <stdlib.h>
 
 #include "vk_internal.h"
 
-/* shared memory the kernels declare: matmul_cm 2 x 128x72 halves + 8x256 floats (matmul_cm1: 128x72 + 64x72 halves
- * + 8x256 floats); attn_flash_cm 64x136 + 2x32x136 halves, 4x16x32 floats, 4x16x40 halves, 64 floats */
-#define CM_MATMUL_SHARED 45056u
+/* shared memory the kernels declare: matmul_cm 128x72 + 64x72 halves + 8x256 floats; attn_flash_cm 64x136 +
+ * 2x32x136 halves, 4x16x32 floats, 4x16x40 halves, 64 floats */
+#define CM_MATMUL_SHARED 35840u
 #define CM_ATTN_SHARED 48384u
 
-/* OMNI_VK_CM_OLD=1: the first tensor-core GEMM (matmul_cm1.comp: halves stored one by one, every fragment through
- * shared memory, f16/bf16 only), kept for comparisons; OMNI_VK_CM_SPLIT=0: no split-K for small matrices */
+/* OMNI_VK_CM_SPLIT=0: no split-K for small matrices (comparisons) */
 static int env_int(const char *name, int dflt) {
     const char *v = getenv(name);
     return v && *v ? atoi(v) : dflt;
-}
-static int cm_old(void) { return env_int("OMNI_VK_CM_OLD", 0) != 0; }
-
-/* Tile shape of matmul_cm.comp: x rows per tile (64 or 128) and BK slices in flight (1 or 2), for the dense
- * matmul and the grouped MoE separately (OMNI_VK_CM_BN / _DEPTH, OMNI_VK_CM_MOE_BN / _DEPTH override). */
-#define CM_BN_DENSE 64
-#define CM_DEPTH_DENSE 1
-#define CM_BN_MOE 64
-#define CM_DEPTH_MOE 1
-static void cm_shape(int grouped, uint32_t *bn, uint32_t *depth) {
-    int b = env_int(grouped ? "OMNI_VK_CM_MOE_BN" : "OMNI_VK_CM_BN", grouped ? CM_BN_MOE : CM_BN_DENSE);
-    int d = env_int(grouped ? "OMNI_VK_CM_MOE_DEPTH" : "OMNI_VK_CM_DEPTH", grouped ? CM_DEPTH_MOE : CM_DEPTH_DENSE);
-    *bn = b == 128 && !cm_old() ? 128u : 64u;
-    *depth = d == 2 ? 2u : 1u;
-}
-
-uint32_t vk_cm_tile_n(int grouped) {
-    uint32_t bn, depth;
-    cm_shape(grouped, &bn, &depth);
-    return bn;
 }
 
 int vk_cm_ok(vk_ctx *c, ob_dtype wt, int vec) {
     if (!c->caps.coopmat_nv || !c->caps.fp16 || c->caps.subgroup_size != 32) return 0;
     if (c->caps.max_shared < CM_MATMUL_SHARED) return 0;
     /* Q8_0: 8-byte quant loads (vec: 16-byte aligned rows of a multiple of 16 bytes covers it), 2-byte scales */
-    return vec && (wt == OB_F16 || wt == OB_BF16 || (wt == OB_Q8_0 && !cm_old()));
+    return vec && (wt == OB_F16 || wt == OB_BF16 || wt == OB_Q8_0);
 }
 
 /* 16-byte operand loads: x 16-byte aligned with x_stride % 4 == 0, cols % 8 == 0 (rows of whole uvec4s of
@@ -63,16 +45,12 @@ int vk_cm_operands_ok(const ob_pc_matmul *pc) { return pc->x % 16 == 0 && pc->x_
 
 void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc, uint32_t groups_y,
                            const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
-    uint32_t bn, depth;
-    cm_shape(grouped, &bn, &depth);
-    /* ids 1 and 6 as matmul.comp; 2 = x rows per tile, 3 = slices in flight */
-    uint32_t spec[7] = { 0, (uint32_t)wt, bn, depth, 0, 0, (uint32_t)grouped };
-    int old = cm_old();
-    VkPipeline p = vk_pipeline(c, old ? SH_MATMUL_CM1 : SH_MATMUL_CM, spec, 7);
+    uint32_t spec[7] = { 0, (uint32_t)wt, 0, 0, 0, 0, (uint32_t)grouped }; /* ids 1 and 6 used, as matmul.comp */
+    VkPipeline p = vk_pipeline(c, SH_MATMUL_CM, spec, 7);
     uint32_t gx = (pc->rows + VK_CM_TILE_M - 1) / VK_CM_TILE_M;
-    if (!grouped) groups_y = (pc->n + bn - 1) / bn;
+    if (!grouped) groups_y = (pc->n + VK_CM_TILE_N - 1) / VK_CM_TILE_N;
     uint32_t slices = (pc->cols + 63) / 64, split = 1;
-    if (!grouped && !old && env_int("OMNI_VK_CM_SPLIT", 1) && gx * groups_y < CM_SPLIT_BELOW) {
+    if (!grouped && env_int("OMNI_VK_CM_SPLIT", 1) && gx * groups_y < CM_SPLIT_BELOW) {
         split = (2 * CM_SPLIT_BELOW + gx * groups_y - 1) / (gx * groups_y);
         if (split > CM_SPLIT_MAX) split = CM_SPLIT_MAX;
         if (split > slices / 2) split = slices / 2;

@@ -175,12 +175,12 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
     }
 
     /* grouped: plan, gate and up per tile, silu·up, down in sorted order, weighted sum into y. With tensor cores
-     * (matmul_cm.comp) every tile of an expert is one 128 x BN cooperative-matrix GEMM; the plan's tiles are then
-     * its BN x rows, otherwise the fp32 kernel's tile. */
+     * (matmul_cm.comp) every tile of an expert is one 128 x 64 cooperative-matrix GEMM; the plan's tiles are then
+     * its 64 x rows, otherwise the fp32 kernel's tile. */
     int vec_in = vec && dim % 32 == 0, vec_down = vec && inter % 32 == 0;
     int cm = vk_cm_ok(c, gate[0].dtype, vec && xa % 16 == 0 && dim % 8 == 0) &&
              vk_cm_ok(c, down[0].dtype, vec && inter % 8 == 0);
-    uint32_t tile = cm ? vk_cm_tile_n(1) : vk_matmul_tile_n(c);
+    uint32_t tile = cm ? VK_CM_TILE_N : vk_matmul_tile_n(c);
     uint32_t max_tiles = (ne + tile - 1) / tile + (uint32_t)n_exp;
     size_t plan_b = ((size_t)2 * ne + 1 + 3 * (size_t)max_tiles) * 4;
     size_t gu_b = (size_t)2 * ne * (size_t)inter * 4, d_b = (size_t)ne * (size_t)dim * 4;

@@ -14,7 +14,6 @@
 #include "matmul.h"
 #include "matmul_big.h"
 #include "matmul_cm.h"
-#include "matmul_cm1.h"
 #include "mm_ksum.h"
 #include "matvec.h"
 #include "matvec_nosg.h"
@@ -36,7 +35,6 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_MATMUL] = { SPV(matmul) },
     [SH_MATMUL_BIG] = { SPV(matmul_big) },
     [SH_MATMUL_CM] = { SPV(matmul_cm) },
-    [SH_MATMUL_CM1] = { SPV(matmul_cm1) },
     [SH_MM_KSUM] = { SPV(mm_ksum) },
     [SH_GET_ROWS] = { SPV(get_rows) },
     [SH_RMS_NORM] = { SPV2(rms_norm) },
