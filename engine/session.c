@@ -36,7 +36,13 @@ int omni_session_new(omni_model *m, const omni_session_params *p, omni_session *
     int n_ctx = s->p.n_ctx > 0 ? s->p.n_ctx : (m->params.n_ctx > 0 ? m->params.n_ctx : 4096);
     if (n_ctx > h->max_pos) n_ctx = h->max_pos;
     s->n_ctx = n_ctx;
-    s->ubatch = 256;
+    /* 512 tokens per forward chunk: a MoE layer's experts are read once per chunk, and at 512 tokens (4096
+     * routed entries over 128 experts) every expert is already hit by ~32 of them, so a 512-token prompt reads the
+     * expert weights once instead of twice (at 256 the prefill is bound by reading them). OMNI_UBATCH=N overrides
+     * (comparisons; N >= 16). */
+    s->ubatch = 512;
+    const char *ub = getenv("OMNI_UBATCH");
+    if (ub && atoi(ub) >= 16) s->ubatch = atoi(ub);
     s->logit_rows = 16;
     if (s->p.capture_layer > h->n_layers) {
         omni_fail(&m->err, OMNI_E_ARG, "capture_layer %d exceeds the %d layers", s->p.capture_layer, h->n_layers);

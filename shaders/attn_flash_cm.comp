@@ -79,21 +79,31 @@ void main() {
     FRAG32 of[8];
     [[unroll]] for (uint i = 0; i < 8u; i++) of[i] = FRAG32(0.0f);
 
+    // K (and in pass 2 V) blocks go through registers: the next block's loads are issued before the current one
+    // is multiplied, so their latency overlaps the tensor-core and softmax work
+    vec4 kr[8], vr[8];
+#define LOAD_KV(kb_, withv)                                                                                    \
+    {                                                                                                          \
+        uint nk_ = min(BKV, n_keys - uint(kb_));                                                               \
+        [[unroll]] for (uint i = 0; i < 8u; i++) {                                                             \
+            uint e = t + 128u * i, kj = e / (D / 4u), d = (e % (D / 4u)) * 4u;                                 \
+            uint64_t a = ((uint64_t(g) * pc.n_ctx + uint(kb_) + kj) * D + d) * 4u;                             \
+            kr[i] = kj < nk_ ? BufV4(pc.kc + a).v[0] : vec4(0);                                                \
+            if (withv) vr[i] = kj < nk_ ? BufV4(pc.vc + a).v[0] : vec4(0);                                     \
+        }                                                                                                      \
+    }
     for (uint pass = 0; pass < 2u; pass++) {
+        if (kb0 <= hi_all) LOAD_KV(kb0, pass == 1u)
         for (int kb = kb0; kb <= hi_all; kb += int(BKV)) {
             barrier();
             uint nk = min(BKV, n_keys - uint(kb));
-            for (uint e = t; e < BKV * D / 4u; e += 128u) {
-                uint kj = e / (D / 4u), d = (e % (D / 4u)) * 4u;
-                uint64_t a = ((uint64_t(g) * pc.n_ctx + uint(kb) + kj) * D + d) * 4u;
-                vec4 kv = kj < nk ? BufV4(pc.kc + a).v[0] : vec4(0);
-                PUT4(ksh, kj * STR + d, kv)
-                if (pass == 1u) {
-                    vec4 vv = kj < nk ? BufV4(pc.vc + a).v[0] : vec4(0);
-                    PUT4(vsh, kj * STR + d, vv)
-                }
+            [[unroll]] for (uint i = 0; i < 8u; i++) {
+                uint e = t + 128u * i, kj = e / (D / 4u), d = (e % (D / 4u)) * 4u;
+                PUT4(ksh, kj * STR + d, kr[i])
+                if (pass == 1u) PUT4(vsh, kj * STR + d, vr[i])
             }
             barrier();
+            if (kb + int(BKV) <= hi_all) LOAD_KV(kb + int(BKV), pass == 1u)
             // S = Q·Kᵀ for keys kb .. kb + 31: B(d, key) = ksh[key][d], column-major
             FRAG32 s0 = FRAG32(0.0f), s1 = FRAG32(0.0f);
             [[unroll]] for (uint i = 0; i < 8u; i++) {

@@ -1,16 +1,22 @@
 #version 460
 // matmul_cm.comp — y[n][rows] (+)= x[n][cols] · Wᵀ on tensor cores (GL_NV_cooperative_matrix): the prefill form
-// of matmul.comp for f16/bf16 weights on devices with NV cooperative matrix and 32-wide subgroups (NVIDIA).
+// of matmul.comp for f16, bf16 and Q8_0 weights on devices with NV cooperative matrix and 32-wide subgroups.
 // A workgroup of 8 subgroups computes a BM = 128 (weight rows) × BN = 64 (x rows) tile; each BK = 64 columns of
-// both operands are staged in shared memory as fp16 (bf16 weights and fp32 activations are converted on the way
-// in; activations are clamped to the fp16 range), and each subgroup accumulates a 32 × 32 block as 2 × 2 fp32
-// 16 × 16 fragments (coopMatMulAddNV: fp16 products, fp32 sums). The next BK slice is read from global memory into
-// registers while the tensor cores work on the current one.
+// both operands are staged in shared memory as fp16, eight halves per 16-byte shared word (one store per 8
+// elements; bf16 weights and fp32 activations are converted on the way in, activations clamped to the fp16 range;
+// Q8_0 quants are multiplied by their block scale in fp32 and then rounded to fp16). Each subgroup accumulates a
+// 32 × 32 block as 2 × 2 fp32 16 × 16 fragments (coopMatMulAddNV: fp16 products, fp32 sums). The next BK slice is
+// read from global memory into registers while the tensor cores work on the current one.
+// Fragments that lie wholly inside y are stored straight to global memory (and, when accumulating, start from y's
+// values); the ragged edges go element by element through shared memory.
+// Split-K (pc.pad = number of splits > 1, grid z = split): workgroup z sums only its share of the columns and
+// writes a partial plane y + z·n·y_stride (no accumulation); mm_ksum.comp adds the planes into the destination.
+// It gives small matrices (the MoE router, 128 rows) enough workgroups to fill the device.
 // MODE 1 is the grouped MoE form, exactly as in matmul.comp: grid y walks the plan's tiles (expert, first sorted
 // entry, count) with the plan cut into tiles of BN entries; x rows are gathered through tok[] when gather != 0.
 // Mirrors the CPU back-end's matmul y[i][r] = Σ_c x[i][c]·W[r][c] up to fp16 rounding of both operands.
-// Host requirements (vk_coopmat.c): weights 16-byte aligned with rows a multiple of 16 bytes, cols % 8 == 0, x
-// 16-byte aligned with x_stride % 4 == 0, subgroup size 32.
+// Host requirements (vk_coopmat.c): weights 16-byte aligned with rows a multiple of 16 bytes (Q8_0: 8 bytes, scales
+// 2-byte aligned), cols % 8 == 0, x 16-byte aligned with x_stride % 4 == 0, subgroup size 32.
 #extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
@@ -18,48 +24,48 @@
 #define PC_MATMUL
 #include "common.glsl"
 
+layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer BufUV2 { uvec2 v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufF32A { float v[]; };
+
 const uint BM = 128, BN = 64, BK = 64;
-const uint STR = BK + 8;  // shared row stride in halves: 144 bytes, so 8 rows' 16-byte pieces hit distinct banks
+// shared row stride in 16-byte words (8 halves): 9 words = 144 bytes, so the 8 rows of a fragment load (and 8
+// threads' 16-byte stores) fall in distinct banks
+const uint STR = BK / 8u + 1u;
 layout(local_size_x = 256) in;
 layout(constant_id = 1) const uint WTYPE = 0;
 layout(constant_id = 6) const uint MODE = 0;
 
-shared float16_t ws[BM * STR];  // ws[r][k]: read as the column-major K × N operand
-shared float16_t xs[BN * STR];  // xs[t][k]: the row-major M × K operand
-shared float cs[8 * 256];       // one 16 × 16 fp32 fragment per subgroup on its way out
+shared uvec4 ws[BM * STR];  // ws[r][k]: read as the column-major K × N operand
+shared uvec4 xs[BN * STR];  // xs[t][k]: the row-major M × K operand
+shared float cs[8 * 256];   // one 16 × 16 fp32 fragment per subgroup on its way out (ragged edges)
 
 #define FRAG_A fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define FRAG_C fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
 
 uint g_rows, g_cnt, g_j0;
+uint64_t g_y;
 
 void store1(uint t, uint row, float v) {
     if (t >= g_cnt || row >= g_rows) return;
-    BufF32 y = BufF32(pc.y + (uint64_t(g_j0 + t) * pc.y_stride + row) * 4u);
+    BufF32 y = BufF32(g_y + (uint64_t(g_j0 + t) * pc.y_stride + row) * 4u);
     y.v[0] = pc.accumulate != 0 ? y.v[0] + v : v;
 }
 
-// 8 weights (one uvec4 of f16 or bf16) to 8 halves at ws[r][k..k+7]
-void put_w(uint r, uint k, uvec4 u) {
-    uint b = r * STR + k;
-    if (WTYPE == VK_WT_F16) {
-        f16vec2 p0 = unpackFloat2x16(u.x), p1 = unpackFloat2x16(u.y), p2 = unpackFloat2x16(u.z),
-                p3 = unpackFloat2x16(u.w);
-        ws[b] = p0.x; ws[b + 1] = p0.y; ws[b + 2] = p1.x; ws[b + 3] = p1.y;
-        ws[b + 4] = p2.x; ws[b + 5] = p2.y; ws[b + 6] = p3.x; ws[b + 7] = p3.y;
-    } else {
-        // bf16 -> fp32 exactly (shift into the high half), then rounded to fp16
-        vec4 lo = uintBitsToFloat(u << 16), hi = uintBitsToFloat(u & 0xffff0000u);
-        f16vec4 l = f16vec4(lo), h = f16vec4(hi);
-        ws[b] = l.x; ws[b + 1] = h.x; ws[b + 2] = l.y; ws[b + 3] = h.y;
-        ws[b + 4] = l.z; ws[b + 5] = h.z; ws[b + 6] = l.w; ws[b + 7] = h.w;
-    }
-}
-void put_x(uint t, uint k, vec4 a, vec4 b) {
-    uint o = t * STR + k;
-    f16vec4 p = f16vec4(clamp(a, -65504.0f, 65504.0f)), q = f16vec4(clamp(b, -65504.0f, 65504.0f));
-    xs[o] = p.x; xs[o + 1] = p.y; xs[o + 2] = p.z; xs[o + 3] = p.w;
-    xs[o + 4] = q.x; xs[o + 5] = q.y; xs[o + 6] = q.z; xs[o + 7] = q.w;
+// two bf16 (one 32-bit word) -> two halves in one word: exact widening to fp32, then one rounding to fp16
+uint bf2h(uint u) { return packHalf2x16(vec2(uintBitsToFloat(u << 16), uintBitsToFloat(u & 0xffff0000u))); }
+uint f2h(vec2 v) { return packHalf2x16(clamp(v, vec2(-65504.0f), vec2(65504.0f))); }
+
+// 8 weights as staged in shared memory: f16 as is, bf16 converted; Q8_0: 8 quants (q.xy) times the scale d
+uvec4 w_half(uvec4 u) {
+    if (WTYPE == VK_WT_F16) return u;
+    if (WTYPE == VK_WT_BF16) return uvec4(bf2h(u.x), bf2h(u.y), bf2h(u.z), bf2h(u.w));
+    float d = unpackHalf2x16(u.z).x;
+    ivec2 q = ivec2(u.xy);
+    vec4 a = vec4(bitfieldExtract(q.x, 0, 8), bitfieldExtract(q.x, 8, 8), bitfieldExtract(q.x, 16, 8),
+                  bitfieldExtract(q.x, 24, 8)) * d;
+    vec4 b = vec4(bitfieldExtract(q.y, 0, 8), bitfieldExtract(q.y, 8, 8), bitfieldExtract(q.y, 16, 8),
+                  bitfieldExtract(q.y, 24, 8)) * d;
+    return uvec4(packHalf2x16(a.xy), packHalf2x16(a.zw), packHalf2x16(b.xy), packHalf2x16(b.zw));
 }
 
 void main() {
@@ -68,7 +74,7 @@ void main() {
     uint wm = sg % 4u, wn = sg / 4u;  // this subgroup's 32 weight rows and 32 x rows of the tile
     uint rows = pc.rows, cols = pc.cols;
     uint m0 = gl_WorkGroupID.x * BM;
-    uint64_t wbase = pc.w;
+    uint64_t wbase = pc.w, sbase = pc.s, ybase = pc.y;
     uint j0, cnt;
     if (MODE == 0) {
         j0 = gl_WorkGroupID.y * BN;
@@ -80,17 +86,29 @@ void main() {
         int e = plan.v[1 + 3 * tile];
         j0 = uint(plan.v[2 + 3 * tile]);
         cnt = uint(plan.v[3 + 3 * tile]);
-        wbase = BufU64(pc.w + uint64_t(e) * 16u).v[0];
+        BufU64 tab = BufU64(pc.w + uint64_t(e) * 16u);
+        wbase = tab.v[0];
+        sbase = tab.v[1];
+    }
+    // this workgroup's columns [kbeg, kend): all of them, or one split's share (whole BK slices)
+    uint kbeg = 0u, kend = cols;
+    if (MODE == 0 && pc.pad > 1u) {
+        uint slices = (cols + BK - 1u) / BK, per = (slices + pc.pad - 1u) / pc.pad;
+        kbeg = min(cols, gl_WorkGroupID.z * per * BK);
+        kend = min(cols, kbeg + per * BK);
+        ybase += uint64_t(gl_WorkGroupID.z) * pc.n * pc.y_stride * 4u;
     }
     g_rows = rows;
     g_cnt = cnt;
     g_j0 = j0;
+    g_y = ybase;
 
     // This thread stages weight rows r_i = tid/8 + 32·i (i < 4) and x rows t_i = tid/8 + 32·i (i < 2), 8 columns
-    // each at seg·8 of the slice: 8 threads read 128 contiguous bytes of one weight row.
+    // each at seg·8 of the slice: 8 threads read 128 contiguous bytes of one weight row (Q8_0: 64 bytes).
     uint seg = (tid & 7u) * 8u, r8 = tid >> 3;
-    uint64_t rb = uint64_t(cols) * 2u;
+    uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
     uint64_t wa0 = wbase + uint64_t(m0 + r8) * rb, wstep = 32u * rb;
+    uint64_t sa0 = sbase + uint64_t(m0 + r8) * sb, sstep = 32u * sb;
     bool wv0 = m0 + r8 < rows, wv1 = m0 + r8 + 32u < rows, wv2 = m0 + r8 + 64u < rows, wv3 = m0 + r8 + 96u < rows;
     uint64_t xa0 = 0, xa1 = 0;
     bool xv0 = r8 < cnt, xv1 = r8 + 32u < cnt;
@@ -105,15 +123,21 @@ void main() {
 
     uvec4 w0, w1, w2, w3;
     vec4 x0a, x0b, x1a, x1b;
+// one weight load: 16 bytes of f16/bf16, or 8 Q8_0 quants plus their block's scale bits in .z
+#define LDW(ok, i, o, col)                                                                                      \
+    ((ok) ? (WTYPE == VK_WT_Q8_0                                                                                \
+                 ? uvec4(BufUV2(wa0 + (i) * wstep + (o)).v[0], ld_u16(sa0 + (i) * sstep + uint64_t((col) / 32u) * 2u), 0u) \
+                 : BufUV4(wa0 + (i) * wstep + (o)).v[0])                                                        \
+          : uvec4(0))
 #define LOAD_SLICE(k0)                                                                                          \
     {                                                                                                           \
         uint col = (k0) + seg;                                                                                  \
-        bool kin = col < cols;                                                                                  \
-        uint64_t o = uint64_t(col) * 2u;                                                                        \
-        w0 = (kin && wv0) ? BufUV4(wa0 + o).v[0] : uvec4(0);                                                    \
-        w1 = (kin && wv1) ? BufUV4(wa0 + wstep + o).v[0] : uvec4(0);                                            \
-        w2 = (kin && wv2) ? BufUV4(wa0 + 2u * wstep + o).v[0] : uvec4(0);                                       \
-        w3 = (kin && wv3) ? BufUV4(wa0 + 3u * wstep + o).v[0] : uvec4(0);                                       \
+        bool kin = col < kend;                                                                                  \
+        uint64_t o = WTYPE == VK_WT_Q8_0 ? uint64_t(col) : uint64_t(col) * 2u;                                  \
+        w0 = LDW(kin && wv0, 0u, o, col);                                                                       \
+        w1 = LDW(kin && wv1, 1u, o, col);                                                                       \
+        w2 = LDW(kin && wv2, 2u, o, col);                                                                       \
+        w3 = LDW(kin && wv3, 3u, o, col);                                                                       \
         uint64_t ox = uint64_t(col) * 4u;                                                                       \
         x0a = (kin && xv0) ? BufV4(xa0 + ox).v[0] : vec4(0);                                                    \
         x0b = (kin && xv0) ? BufV4(xa0 + ox + 16u).v[0] : vec4(0);                                              \
@@ -121,22 +145,39 @@ void main() {
         x1b = (kin && xv1) ? BufV4(xa1 + ox + 16u).v[0] : vec4(0);                                              \
     }
 
+    // fragment (i, j): x rows wn·32 + 16·i, weight rows m0 + wm·32 + 16·j. Whole fragments go straight to y (which
+    // needs 16-byte aligned rows there); when accumulating they start from y's values.
+    bool direct_ok = (ybase & 15u) == 0u && (pc.y_stride & 3u) == 0u;
+    uint tr = wn * 32u, rr = m0 + wm * 32u;
+    bool full00 = direct_ok && tr + 16u <= cnt && rr + 16u <= rows;
+    bool full01 = direct_ok && tr + 16u <= cnt && rr + 32u <= rows;
+    bool full10 = direct_ok && tr + 32u <= cnt && rr + 16u <= rows;
+    bool full11 = direct_ok && tr + 32u <= cnt && rr + 32u <= rows;
+#define YA(i, j) (ybase + (uint64_t(j0 + tr + 16u * (i)) * pc.y_stride + rr + 16u * (j)) * 4u)
     FRAG_C c00 = FRAG_C(0.0f), c01 = FRAG_C(0.0f), c10 = FRAG_C(0.0f), c11 = FRAG_C(0.0f);
-    LOAD_SLICE(0u)
-    for (uint k0 = 0; k0 < cols; k0 += BK) {
+    if (pc.accumulate != 0) {
+        if (full00) coopMatLoadNV(c00, BufF32A(YA(0u, 0u)).v, 0u, pc.y_stride, false);
+        if (full01) coopMatLoadNV(c01, BufF32A(YA(0u, 1u)).v, 0u, pc.y_stride, false);
+        if (full10) coopMatLoadNV(c10, BufF32A(YA(1u, 0u)).v, 0u, pc.y_stride, false);
+        if (full11) coopMatLoadNV(c11, BufF32A(YA(1u, 1u)).v, 0u, pc.y_stride, false);
+    }
+
+    LOAD_SLICE(kbeg)
+    uint sw = seg / 8u;
+    for (uint k0 = kbeg; k0 < kend; k0 += BK) {
         barrier();
-        put_w(r8, seg, w0);
-        put_w(r8 + 32u, seg, w1);
-        put_w(r8 + 64u, seg, w2);
-        put_w(r8 + 96u, seg, w3);
-        put_x(r8, seg, x0a, x0b);
-        put_x(r8 + 32u, seg, x1a, x1b);
+        ws[r8 * STR + sw] = w_half(w0);
+        ws[(r8 + 32u) * STR + sw] = w_half(w1);
+        ws[(r8 + 64u) * STR + sw] = w_half(w2);
+        ws[(r8 + 96u) * STR + sw] = w_half(w3);
+        xs[r8 * STR + sw] = uvec4(f2h(x0a.xy), f2h(x0a.zw), f2h(x0b.xy), f2h(x0b.zw));
+        xs[(r8 + 32u) * STR + sw] = uvec4(f2h(x1a.xy), f2h(x1a.zw), f2h(x1b.xy), f2h(x1b.zw));
         barrier();
-        if (k0 + BK < cols) LOAD_SLICE(k0 + BK)
-        [[unroll]] for (uint kk = 0; kk < BK; kk += 16u) {
+        if (k0 + BK < kend) LOAD_SLICE(k0 + BK)
+        [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) {  // 16 columns = 2 shared words per step
             FRAG_A a0, a1, b0, b1;
-            coopMatLoadNV(a0, xs, (wn * 32u) * STR + kk, STR, false);
-            coopMatLoadNV(a1, xs, (wn * 32u + 16u) * STR + kk, STR, false);
+            coopMatLoadNV(a0, xs, tr * STR + kk, STR, false);
+            coopMatLoadNV(a1, xs, (tr + 16u) * STR + kk, STR, false);
             coopMatLoadNV(b0, ws, (wm * 32u) * STR + kk, STR, true);
             coopMatLoadNV(b1, ws, (wm * 32u + 16u) * STR + kk, STR, true);
             c00 = coopMatMulAddNV(a0, b0, c00);
@@ -146,19 +187,22 @@ void main() {
         }
     }
 
-    // fragment (i, j): x rows wn·32 + 16·i, weight rows m0 + wm·32 + 16·j; written through this subgroup's slice
-    // of cs so that partial tiles and accumulation are handled per element
+    // ragged fragments through this subgroup's slice of cs, element by element
     uint cb = sg * 256u;
-#define STORE_FRAG(frag, i, j)                                                                                  \
-    coopMatStoreNV(frag, cs, cb, 16u, false);                                                                   \
-    subgroupMemoryBarrierShared();                                                                              \
-    subgroupBarrier();                                                                                          \
-    for (uint q = lane; q < 256u; q += 32u)                                                                     \
-        store1(wn * 32u + 16u * (i) + q / 16u, m0 + wm * 32u + 16u * (j) + q % 16u, cs[cb + q]);                \
-    subgroupMemoryBarrierShared();                                                                              \
-    subgroupBarrier();
-    STORE_FRAG(c00, 0u, 0u)
-    STORE_FRAG(c01, 0u, 1u)
-    STORE_FRAG(c10, 1u, 0u)
-    STORE_FRAG(c11, 1u, 1u)
+#define STORE_FRAG(frag, full, i, j)                                                                            \
+    if (full) {                                                                                                 \
+        coopMatStoreNV(frag, BufF32A(YA(i, j)).v, 0u, pc.y_stride, false);                                      \
+    } else {                                                                                                    \
+        coopMatStoreNV(frag, cs, cb, 16u, false);                                                               \
+        subgroupMemoryBarrierShared();                                                                          \
+        subgroupBarrier();                                                                                      \
+        for (uint q = lane; q < 256u; q += 32u)                                                                 \
+            store1(tr + 16u * (i) + q / 16u, rr + 16u * (j) + q % 16u, cs[cb + q]);                             \
+        subgroupMemoryBarrierShared();                                                                          \
+        subgroupBarrier();                                                                                      \
+    }
+    STORE_FRAG(c00, full00, 0u, 0u)
+    STORE_FRAG(c01, full01, 0u, 1u)
+    STORE_FRAG(c10, full10, 1u, 0u)
+    STORE_FRAG(c11, full11, 1u, 1u)
 }

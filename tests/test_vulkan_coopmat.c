@@ -4,6 +4,7 @@
  * accumulation; shaders/attn_flash_cm.comp (head_dim 128: GQA, MQA, causal, sliding window, bidirectional, chunks
  * after a cached prefix); and the same cases with OMNI_VK_NO_COOPMAT=1, which must select the fp32 kernels.
  *
+ * Q8_0 weights take the same tensor-core kernel (quants times block scale, rounded to fp16 in shared memory).
  * On a device without NV cooperative matrix (lavapipe) both runs take the fp32 kernel; each test prints which
  * path the device offers. Tolerances (error = max |vk - cpu| / max |cpu|): 2e-3 with cooperative matrix (operands
  * rounded to fp16: x to 11 significant bits, bf16 weights are exact in fp16 at these magnitudes; fp32 sums),
@@ -45,15 +46,20 @@ static double mm_case(tv_env *e, omni_rng *r, ob_dtype t, int rows, int cols, in
     return err;
 }
 
+/* Shapes: whole tiles (every fragment stored straight to y), ragged rows/x rows/cols, and small matrices with
+ * long rows that the tensor-core kernel splits over K ({128, 2048, 100}: 2 tiles -> 16 splits; {130, 520, 129}:
+ * 4 splits with a ragged last one; {256, 2048, 100}). Q8_0 needs cols % 32 == 0: it skips the other shapes. */
 static void mm_sweep(double tol) {
     TV_OPEN(e);
     omni_rng r = { 7 };
     const int shapes[][3] = { { 128, 64, 64 }, { 200, 72, 70 }, { 130, 520, 129 }, { 256, 2048, 100 },
-                              { 64, 8, 9 },    { 384, 136, 17 } };
-    const ob_dtype types[] = { OB_F16, OB_BF16 };
+                              { 64, 8, 9 },    { 384, 136, 17 }, { 128, 2048, 100 }, { 256, 128, 192 },
+                              { 96, 544, 40 } };
+    const ob_dtype types[] = { OB_F16, OB_BF16, OB_Q8_0 };
     for (unsigned i = 0; i < sizeof shapes / sizeof *shapes; i++)
-        for (int ti = 0; ti < 2; ti++)
+        for (int ti = 0; ti < 3; ti++)
             for (int acc = 0; acc < 2; acc++) {
+                if (types[ti] == OB_Q8_0 && shapes[i][1] % 32) continue;
                 double err = mm_case(&e, &r, types[ti], shapes[i][0], shapes[i][1], shapes[i][2], acc);
                 if (!(err >= 0 && err <= tol))
                     th_fail(__FILE__, __LINE__, "matmul %s [%d x %d] n=%d acc=%d: rel err %g > %g",
@@ -132,6 +138,7 @@ static void moe_sweep(double tol) {
     moe_case(&e, &r, OB_BF16, 70, 4, 16, 128, 96, tol);  /* several 64-entry tiles for the popular experts */
     moe_case(&e, &r, OB_F16, 40, 2, 6, 200, 136, tol);   /* rows and cols off the 128 / 64 tile grid */
     moe_case(&e, &r, OB_BF16, 150, 8, 32, 256, 64, tol);  /* many experts, a few empty */
+    moe_case(&e, &r, OB_Q8_0, 90, 4, 8, 256, 96, tol);    /* Q8_0 experts (dequantized into shared memory) */
     tv_close(&e);
 }
 
@@ -189,7 +196,7 @@ static void attn_sweep(double tol) {
 }
 
 TEST(vk_coopmat_attention) {
-    setenv("OMNI_VK_ATTN_CM", "1", 1); /* opt-in for now (vk_coopmat.c) */
+    setenv("OMNI_VK_ATTN_CM", "1", 1); /* the default; set in case the environment turned it off */
     attn_sweep(cm_offered() ? CM_ATTN_TOL : F32_TOL);
 }
 

@@ -1,12 +1,15 @@
 /* vk_coopmat.c — the tensor-core matmul (shaders/matmul_cm.comp, GL_NV_cooperative_matrix) for prefill: when it
  * applies, and its dispatch for the dense matmul (vk_ops.c) and the grouped MoE (vk_moe.c).
  *
- * It applies to f16/bf16 weights on a device whose NV cooperative matrix survived OMNI_VK_NO_COOPMAT, with fp16
+ * It applies to f16, bf16 and Q8_0 weights (Q8_0 dequantized into shared memory as fp16: quant times block scale,
+ * rounded once) on a device whose NV cooperative matrix survived OMNI_VK_NO_COOPMAT, with fp16
  * arithmetic and 32-wide subgroups (the kernel lays out 8 subgroups of 32 over its 128 x 64 tile), and to operands
  * that allow its 16-byte loads. Its products are of fp16-rounded operands (fp32 sums), so results differ from the
  * fp32 kernels by about 1e-3 relative; OMNI_VK_NO_COOPMAT=1 selects the fp32 tiled kernel (matmul.comp) instead.
  * The 16 x 16 x 16 fp16 -> fp32 shape it uses is the one every NV cooperative-matrix device lists.
- * Also here: when the tensor-core prefill attention (shaders/attn_flash_cm.comp) applies, and its dispatch. */
+ * Small dense products (too few 128 x 64 tiles to fill the device) are split over K (mm_ksum.comp adds the parts).
+ * Also here: when the tensor-core prefill attention (shaders/attn_flash_cm.comp) applies, and its dispatch.
+ * Measured on an H100 (docs/benchmarks.md, "prefill after tensor-core work"). */
 #include <stdlib.h>
 
 #include "vk_internal.h"
@@ -16,15 +19,29 @@
 #define CM_MATMUL_SHARED 35840u
 #define CM_ATTN_SHARED 48384u
 
+/* OMNI_VK_CM_SPLIT=0: no split-K for small matrices (comparisons) */
+static int env_int(const char *name, int dflt) {
+    const char *v = getenv(name);
+    return v && *v ? atoi(v) : dflt;
+}
+
 int vk_cm_ok(vk_ctx *c, ob_dtype wt, int vec) {
     if (!c->caps.coopmat_nv || !c->caps.fp16 || c->caps.subgroup_size != 32) return 0;
     if (c->caps.max_shared < CM_MATMUL_SHARED) return 0;
-    return vec && (wt == OB_F16 || wt == OB_BF16);
+    /* Q8_0: 8-byte quant loads (vec: 16-byte aligned rows of a multiple of 16 bytes covers it), 2-byte scales */
+    return vec && (wt == OB_F16 || wt == OB_BF16 || wt == OB_Q8_0);
 }
 
 /* 16-byte operand loads: x 16-byte aligned with x_stride % 4 == 0, cols % 8 == 0 (rows of whole uvec4s of
  * weights; the weight's own alignment is the caller's `vec`) */
 int vk_cm_operands_ok(const ob_pc_matmul *pc) { return pc->x % 16 == 0 && pc->x_stride % 4 == 0 && pc->cols % 8 == 0; }
+
+/* Split-K for the dense form when the tile grid alone would leave most of the device idle (fewer than
+ * CM_SPLIT_BELOW workgroups, e.g. the MoE router's 128 rows): up to 16 splits of at least two 64-column slices
+ * each, partial planes in scratch slot 5, summed (and accumulated) into y by mm_ksum.comp. Not used when other
+ * independent matmuls could run alongside: only the lone small product pays for the extra dispatch. */
+#define CM_SPLIT_BELOW 32u
+#define CM_SPLIT_MAX 16u
 
 void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc, uint32_t groups_y,
                            const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
@@ -32,15 +49,41 @@ void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc
     VkPipeline p = vk_pipeline(c, SH_MATMUL_CM, spec, 7);
     uint32_t gx = (pc->rows + VK_CM_TILE_M - 1) / VK_CM_TILE_M;
     if (!grouped) groups_y = (pc->n + VK_CM_TILE_N - 1) / VK_CM_TILE_N;
-    vk_dispatch(c, p, pc, sizeof *pc, gx, groups_y, 1, reads, n_reads, writes, n_writes);
+    uint32_t slices = (pc->cols + 63) / 64, split = 1;
+    if (!grouped && env_int("OMNI_VK_CM_SPLIT", 1) && gx * groups_y < CM_SPLIT_BELOW) {
+        split = (2 * CM_SPLIT_BELOW + gx * groups_y - 1) / (gx * groups_y);
+        if (split > CM_SPLIT_MAX) split = CM_SPLIT_MAX;
+        if (split > slices / 2) split = slices / 2;
+    }
+    if (split <= 1) {
+        pc->pad = 0;
+        vk_dispatch(c, p, pc, sizeof *pc, gx, groups_y, 1, reads, n_reads, writes, n_writes);
+        return;
+    }
+    size_t plane = (size_t)pc->n * pc->rows * 4, part_b = plane * split;
+    ob_buf *part = vk_scratch(c, 5, part_b);
+    if (!part) return;
+    ob_pc_matmul pp = *pc;
+    pp.y = part->blk->addr + part->off;
+    pp.y_stride = pc->rows;
+    pp.accumulate = 0;
+    pp.pad = split;
+    vk_range r_part = vk_rng(pp.y, part_b);
+    vk_dispatch(c, p, &pp, sizeof pp, gx, groups_y, split, reads, n_reads, &r_part, 1);
+    ob_pc_matmul ps = *pc;
+    ps.x = pp.y;
+    ps.pad = split;
+    uint32_t sx, sy, spec_s[1] = { 256 };
+    vk_grid(c, (uint64_t)pc->n * pc->rows, 256, &sx, &sy);
+    vk_range rd_s[2] = { r_part, writes[0] };
+    vk_dispatch(c, vk_pipeline(c, SH_MM_KSUM, spec_s, 1), &ps, sizeof ps, sx, sy, 1, rd_s, pc->accumulate ? 2 : 1,
+                writes, n_writes);
 }
 
 /* attn_flash_cm.comp: head_dim 128 only (its fragments are laid out for it), 16-byte vector loads of q, k, v, out.
- * Opt-in (OMNI_VK_ATTN_CM=1) until it has been run on a GPU: it was written after the last device run of its
- * session, and it passes the shader compiler and validator only; test_vulkan_coopmat.c checks it where it can run. */
+ * On by default where NV cooperative matrix is (OMNI_VK_ATTN_CM=0: the fp32 flash kernel, attn_flash.comp). */
 int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc) {
-    const char *on = getenv("OMNI_VK_ATTN_CM");
-    if (!on || atoi(on) != 1) return 0;
+    if (!env_int("OMNI_VK_ATTN_CM", 1)) return 0;
     if (!c->caps.coopmat_nv || !c->caps.fp16 || c->caps.subgroup_size != 32) return 0;
     if (c->caps.max_shared < CM_ATTN_SHARED) return 0;
     return pc->head_dim == 128 && (pc->q | pc->kc | pc->vc | pc->dst) % 16 == 0;

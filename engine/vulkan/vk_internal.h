@@ -38,7 +38,9 @@ typedef struct {
  *   OMNI_VK_NO_16BIT       no 16-bit storage            OMNI_VK_NO_8BIT        no 8-bit storage
  *   OMNI_VK_NO_BF16        no VK_KHR_shader_bfloat16    OMNI_VK_NO_INT_DOT     no integer dot product
  *   OMNI_VK_NO_COOPMAT     no cooperative matrix (NV, KHR, NV2): prefill matmuls run the fp32 tiled kernel
- *   OMNI_VK_ATTN_CM=1      prefill attention on tensor cores (attn_flash_cm.comp; opt-in, see vk_coopmat.c)
+ *   OMNI_VK_ATTN_CM=0      prefill attention on the fp32 flash kernel instead of tensor cores (attn_flash_cm.comp,
+ *                          the default where NV cooperative matrix is; see vk_coopmat.c)
+ *   OMNI_VK_CM_SPLIT=0     no split-K in the tensor-core matmul for small matrices (the MoE router; vk_coopmat.c)
  *   OMNI_VK_NO_SUBGROUP    no subgroup arithmetic: reductions go through shared memory (the *_nosg kernels)
  *   OMNI_VK_NO_FP64        no shaderFloat64
  *   OMNI_VK_MAX_OPS=N      dispatches recorded before a command buffer is submitted (default 128)
@@ -95,6 +97,7 @@ typedef enum {
     SH_MATMUL,
     SH_MATMUL_BIG,
     SH_MATMUL_CM,
+    SH_MM_KSUM,
     SH_GET_ROWS,
     SH_RMS_NORM,
     SH_ROPE,
@@ -202,7 +205,8 @@ typedef struct vk_ctx {
     int n_pipes, cap_pipes;
 
     /* scratch and caches */
-    ob_buf *scratch[5]; /* 0 attention partials, 1 MoE plan, 2 MoE gate/up, 3 MoE down, 4 overlapping copies */
+    ob_buf *scratch[6]; /* 0 attention partials, 1 MoE plan, 2 MoE gate/up, 3 MoE down, 4 overlapping copies,
+                        * 5 split-K partial sums of the tensor-core matmul */
     ob_buf *counters;   /* zeroed uints for kernels that find their last workgroup (vk_counter) */
     ob_buf *attn_cnt;   /* attn_decode.comp's per-kv-head counters (zero between dispatches) */
     int attn_cnt_n;
@@ -335,7 +339,8 @@ void vk_matmul_dispatch(vk_ctx *c, int grouped, ob_dtype wt, int vec, ob_pc_matm
 /* x rows per tile of the tiled matmul (the MoE plan cuts expert groups into tiles of this size) */
 uint32_t vk_matmul_tile_n(vk_ctx *c);
 /* vk_coopmat.c: the tensor-core matmul (matmul_cm.comp), BM x BN = 128 x 64 tiles; vk_cm_ok says whether it
- * serves weights of dtype wt (vec: 16-byte aligned rows), vk_cm_operands_ok whether pc's x and cols allow it */
+ * serves weights of dtype wt (f16, bf16, Q8_0; vec: 16-byte aligned rows), vk_cm_operands_ok whether pc's x and
+ * cols allow it */
 #define VK_CM_TILE_M 128u
 #define VK_CM_TILE_N 64u
 int vk_cm_ok(vk_ctx *c, ob_dtype wt, int vec);

@@ -288,7 +288,7 @@ void vk_memory_free(vk_ctx *c) {
     vk_release_deferred(c);
     free(c->deferred);
     c->deferred = NULL;
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < (int)(sizeof c->scratch / sizeof *c->scratch); i++) {
         if (c->scratch[i]) vk_buf_free(&c->base, c->scratch[i]);
         c->scratch[i] = NULL;
     }

@@ -15,6 +15,7 @@
 #include "matmul.h"
 #include "matmul_big.h"
 #include "matmul_cm.h"
+#include "mm_ksum.h"
 #include "matvec.h"
 #include "matvec_nosg.h"
 #include "moe_combine.h"
@@ -37,6 +38,7 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_MATMUL] = { SPV(matmul) },
     [SH_MATMUL_BIG] = { SPV(matmul_big) },
     [SH_MATMUL_CM] = { SPV(matmul_cm) },
+    [SH_MM_KSUM] = { SPV(mm_ksum) },
     [SH_GET_ROWS] = { SPV(get_rows) },
     [SH_RMS_NORM] = { SPV2(rms_norm) },
     [SH_ROPE] = { SPV(rope) },

@@ -1,7 +1,7 @@
 #!/bin/sh
 # On the GPU machine: the tensor-core prefill checks and numbers (tests/test_vulkan_coopmat.c, the fp32 matmul/MoE
-# tests, the Vulkan golden tests, pp512 with and without cooperative matrix; LONG=2048 adds a long prompt, ATTN_CM=1
-# runs the benchmarks with the opt-in tensor-core attention, OMNI_VK_ATTN_CM=1). Build here first:
+# tests, the Vulkan golden tests, pp512 with and without cooperative matrix; LONG=2048 adds a long prompt, ATTN_CM=0
+# runs the benchmarks with the fp32 attention instead of the default tensor-core one, OMNI_VK_ATTN_CM=0). Build here first:
 #   make BUILD=build-pregpu HEADLESS=1 build-pregpu/omni build-pregpu/omni_tests
 # Logs go to $OUT (or /tmp/omni-gpu). Needs the .gpu bundle of ../shared/tools/gpu-prep.sh.
 set -u
@@ -10,7 +10,7 @@ O=${OUT:-/tmp/omni-gpu}
 mkdir -p "$O"
 . .gpu/env.sh > "$O/vulkaninfo.txt" 2>&1
 CFG=assets/qwen3-omni-30b-a3b.config.json
-[ -n "${ATTN_CM:-}" ] && export OMNI_VK_ATTN_CM=1
+[ -n "${ATTN_CM:-}" ] && export OMNI_VK_ATTN_CM=$ATTN_CM
 for f in tests/fixtures/*.tar.xz; do
     n=$(basename "$f" .tar.xz)
     [ -f "$B/fixtures/$n/.unpacked" ] || { mkdir -p "$B/fixtures/$n" && tar -xJf "$f" -C "$B/fixtures/$n" && touch "$B/fixtures/$n/.unpacked"; }

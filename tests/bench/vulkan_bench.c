@@ -135,6 +135,21 @@ static void prefill(ob_backend *b) {
         }
         b->ops->buf_free(b, w);
     }
+    /* the thinker's other prefill products at 512 tokens (bf16): k/v, o (accumulating), the MoE router */
+    const struct {
+        const char *what;
+        int rows, cols, acc;
+    } pm[] = { { "k/v-proj [512 x 2048] bf16", 512, 2048, 0 }, { "o-proj [2048 x 4096] bf16 acc", 2048, 4096, 1 },
+               { "router [128 x 2048] bf16", 128, 2048, 0 } };
+    for (unsigned i = 0; i < sizeof pm / sizeof *pm; i++) {
+        int n = 512;
+        ob_buf *w = rand_weight(b, OB_BF16, pm[i].rows, pm[i].cols, 1);
+        ob_mat m = ob_mat_make((ob_ptr){ w, 0 }, OB_BF16, pm[i].rows, pm[i].cols);
+        ob_buf *x = rand_buf(b, (size_t)n * pm[i].cols, 1, 2), *y = b->ops->alloc(b, (size_t)n * pm[i].rows * 4);
+        double ms = TIME_MS(10, b->ops->matmul(b, &m, (ob_ptr){ x, 0 }, (ob_ptr){ y, 0 }, n, pm[i].acc));
+        printf("%-36s %8d %9.3f %9.2f\n", pm[i].what, n, ms, 2.0 * n * pm[i].rows * pm[i].cols / (ms * 1e9));
+        b->ops->buf_free(b, x), b->ops->buf_free(b, y), b->ops->buf_free(b, w);
+    }
     /* MoE: 128 experts [768 x 2048] bf16, top-8 of n tokens */
     printf("%-36s %8s %9s %9s\n", "moe_experts 128 x [768 x 2048] bf16", "n", "ms", "TFLOP/s");
     int E = 128, inter = 768, dim = 2048, k = 8;
@@ -179,12 +194,88 @@ static void prefill(ob_backend *b) {
     fflush(stdout);
 }
 
-/* a synthetic model from a config.json on the Vulkan back-end: prefill and decode speed, decode profile */
+/* sets (or with set == 0 unsets) the NAME=VALUE pairs of a comma-separated list */
+static void env_list(const char *list, int set) {
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        char *eq = strchr(tok, '=');
+        if (!eq) continue;
+        *eq = 0;
+        if (set) setenv(tok, eq + 1, 1);
+        else unsetenv(tok);
+    }
+}
+
+/* one configuration: a fresh session, a warm-up prefill (OMNI_BENCH_WARM=N: only N tokens, as `omni bench` warms up
+ * with 64), OMNI_BENCH_PASSES timed prefills (each printed), n_gen decode steps, then one profiled prefill */
+static void model_variant(omni_model *m, const omni_model_info *info, const int32_t *ids, int n_prompt, int n_gen) {
+    omni_session *s;
+    omni_session_params sp = omni_session_default_params();
+    if (omni_session_new(m, &sp, &s) != 0) {
+        printf("session: %s\n", omni_model_error(m));
+        return;
+    }
+    float *logits = malloc(sizeof *logits * (size_t)info->vocab_size);
+    omni_rng r = { 11 };
+    const char *reps_env = getenv("OMNI_BENCH_PASSES");
+    int reps = reps_env && atoi(reps_env) > 0 ? atoi(reps_env) : 1;
+    const char *warm = getenv("OMNI_BENCH_WARM");
+    double sum = 0, best = 1e30;
+    for (int rep = 0; rep < 1 + reps; rep++) {
+        omni_session_reset(s);
+        int np = rep == 0 && warm && atoi(warm) > 0 && atoi(warm) < n_prompt ? atoi(warm) : n_prompt;
+        double t0 = omni_time_ms();
+        int rc = omni_session_append(s, ids, np, logits, 0);
+        double pp = omni_time_ms() - t0;
+        if (rc) {
+            printf("prefill: %s\n", omni_session_error(s));
+            break;
+        }
+        t0 = omni_time_ms();
+        for (int i = 0; i < n_gen && rc == 0; i++) {
+            int32_t id = (int32_t)(omni_rng_next(&r) % (uint64_t)info->vocab_size);
+            rc = omni_session_append(s, &id, 1, logits, 0);
+        }
+        double tg = omni_time_ms() - t0;
+        if (rc) printf("decode: %s\n", omni_session_error(s));
+        if (rep) sum += pp, best = pp < best ? pp : best;
+        printf("  %s pp%d %.1f tok/s (%.1f ms)", rep ? "timed:  " : "warm-up:", np, np / (pp / 1e3), pp);
+        if (n_gen) printf("   tg%d %.2f tok/s (%.2f ms/token)", n_gen, n_gen / (tg / 1e3), tg / n_gen);
+        printf("\n");
+    }
+    printf("  pp%d mean %.1f tok/s, best %.1f tok/s\n", n_prompt, n_prompt / (sum / reps / 1e3),
+           n_prompt / (best / 1e3));
+    /* where a prefill's time goes (GPU timestamps per op class) */
+    omni_model_set_profile(m, 1);
+    double ms[OMNI_PROFILE_MAX] = { 0 }, junk[OMNI_PROFILE_MAX] = { 0 };
+    const char *const *names = NULL;
+    omni_model_profile(m, junk, NULL);
+    omni_session_reset(s);
+    omni_session_append(s, ids, n_prompt, logits, 0);
+    int nc = omni_model_profile(m, ms, &names);
+    omni_model_set_profile(m, 0);
+    double tot = 0;
+    for (int i = 0; i < nc; i++) tot += ms[i];
+    printf("  prefill profile (ms, total %.2f):", tot);
+    for (int i = 0; i < nc; i++)
+        if (ms[i] > 0) printf(" %s %.2f", names[i], ms[i]);
+    printf("\n");
+    free(logits);
+    omni_session_free(s);
+}
+
+/* a synthetic model from a config.json on the Vulkan back-end: prefill (and decode) speed and the prefill profile,
+ * once per configuration of OMNI_BENCH_VARIANTS ("A=1,B=2;C=0;..." — each ;-separated item a set of environment
+ * switches read per op or per session, e.g. OMNI_VK_ATTN_CM, OMNI_UBATCH; empty item = defaults) on one load;
+ * OMNI_BENCH_Q8=1 quantizes the weights at load */
 static int model(const char *config, int n_prompt, int n_gen) {
     omni_model_params p = omni_model_default_params();
     p.backend = OMNI_BACKEND_VULKAN;
     p.synthetic = 1;
     p.n_ctx = n_prompt + n_gen + 16;
+    const char *q8 = getenv("OMNI_BENCH_Q8");
+    if (q8 && atoi(q8)) p.weights = OMNI_WEIGHTS_Q8_0;
     omni_model *m;
     char err[512];
     double t0 = omni_time_ms();
@@ -196,53 +287,22 @@ static int model(const char *config, int n_prompt, int n_gen) {
     omni_model_get_info(m, &info);
     printf("model %s: %d layers, %.2f GB of weights on %s, loaded in %.1f s\n", config, info.n_layers,
            info.weight_bytes / 1e9, info.device_name, (omni_time_ms() - t0) / 1e3);
-    omni_session *s;
-    omni_session_params sp = omni_session_default_params();
-    if (omni_session_new(m, &sp, &s) != 0) {
-        printf("session: %s\n", omni_model_error(m));
-        omni_model_free(m);
-        return 1;
-    }
     int32_t *ids = malloc(sizeof *ids * (size_t)n_prompt);
-    float *logits = malloc(sizeof *logits * (size_t)info.vocab_size);
     omni_rng r = { 11 };
     for (int i = 0; i < n_prompt; i++) ids[i] = (int32_t)(omni_rng_next(&r) % (uint64_t)info.vocab_size);
-    for (int rep = 0; rep < 2; rep++) { /* the first pass warms up pipelines */
-        omni_session_reset(s);
-        t0 = omni_time_ms();
-        int rc = omni_session_append(s, ids, n_prompt, logits, 0);
-        double pp = omni_time_ms() - t0;
-        if (rc) {
-            printf("prefill: %s\n", omni_session_error(s));
-            break;
-        }
-        t0 = omni_time_ms();
-        for (int i = 0; i < n_gen && rc == 0; i++) {
-            int32_t id = (int32_t)(omni_rng_next(&r) % (uint64_t)info.vocab_size);
-            rc = omni_session_append(s, &id, 1, logits, 0);
-        }
-        double tg = omni_time_ms() - t0;
-        if (rc) printf("decode: %s\n", omni_session_error(s));
-        printf("%s pp%d %.1f tok/s (%.1f ms)   tg%d %.2f tok/s (%.2f ms/token)\n", rep ? "timed:  " : "warm-up:",
-               n_prompt, n_prompt / (pp / 1e3), pp, n_gen, n_gen / (tg / 1e3), tg / n_gen);
+    const char *vars = getenv("OMNI_BENCH_VARIANTS");
+    char list[2048];
+    snprintf(list, sizeof list, "%s", vars ? vars : "");
+    char *save = NULL, *item = strtok_r(list, ";", &save);
+    if (!item) item = list;
+    for (; item; item = strtok_r(NULL, ";", &save)) {
+        printf("variant [%s]\n", item);
+        env_list(item, 1);
+        model_variant(m, &info, ids, n_prompt, n_gen);
+        env_list(item, 0);
+        fflush(stdout);
     }
-    /* where a decode step's time goes */
-    omni_model_set_profile(m, 1);
-    double ms[OMNI_PROFILE_MAX] = { 0 }, junk[OMNI_PROFILE_MAX] = { 0 };
-    const char *const *names = NULL;
-    omni_model_profile(m, junk, NULL);
-    int steps = 16;
-    for (int i = 0; i < steps; i++) {
-        int32_t id = (int32_t)(omni_rng_next(&r) % (uint64_t)info.vocab_size);
-        omni_session_append(s, &id, 1, logits, 0);
-    }
-    int nc = omni_model_profile(m, ms, &names);
-    printf("decode profile (ms per token, %d tokens):", steps);
-    for (int i = 0; i < nc; i++) printf(" %s %.3f", names[i], ms[i] / steps);
-    printf("\n");
     free(ids);
-    free(logits);
-    omni_session_free(s);
     omni_model_free(m);
     return 0;
 }
