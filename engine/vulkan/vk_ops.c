@@ -153,7 +153,10 @@ void vk_matvec_dispatch_norm(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_ma
      * and a workgroup one output row (the MoE pair reads 8 random [768 x 2048] bf16 experts at ~62%). */
     uint32_t rsg = c->env.mv_rsg > 0 ? (uint32_t)c->env.mv_rsg : 1;
     if (rsg > 2) rsg = 2;
-    if (mode == 2 && c->env.mv_rsg_down > 0) rsg = c->env.mv_rsg_down < 4 ? (uint32_t)c->env.mv_rsg_down : 4;
+    /* the MoE down projection: two output rows per workgroup (each of the token's k experts a subgroup). Measured on
+     * the H100, the expert pair (8 of 128 [768 x 2048]): bf16 2.28 TB/s vs 2.08 with one row, 2.24 with four; q8_0
+     * 1.47 vs 1.40 TB/s */
+    if (mode == 2) rsg = c->env.mv_rsg_down > 0 ? (c->env.mv_rsg_down < 4 ? (uint32_t)c->env.mv_rsg_down : 4) : 2;
     uint32_t wg, rows_wg;
     if (mode == 2) {
         uint32_t k = pc->k < 8 ? pc->k : 8;
