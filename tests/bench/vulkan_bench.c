@@ -6,7 +6,7 @@
  *   make BUILD=build-vk build-vk/libomni.a
  *   cc -O2 -std=c11 -D_GNU_SOURCE -Iengine tests/bench/vulkan_bench.c build-vk/libomni.a -lvulkan -lcjson -lm \
  *      -lpthread -o build-vk/vulkan_bench
- *   build-vk/vulkan_bench [devices] [latency] [matvec] [prefill] [model CONFIG.json [N_PROMPT N_GEN]] [--peak GB/s]
+ *   build-vk/vulkan_bench [devices] [latency] [decode] [matvec] [prefill] [model CONFIG.json [N_PROMPT N_GEN]] [--peak GB/s]
  *                         [--only NAME]
  */
 #include <math.h>
@@ -116,6 +116,81 @@ static void latency(ob_backend *b) {
     }
     b->ops->buf_free(b, x);
     b->ops->buf_free(b, y);
+}
+
+/* The decode step's kernels one at a time, each call chained to the previous one (a barrier between every two, as
+ * in a decode step), at the Qwen3-Omni thinker's shapes (bf16): µs per call against the bare dependent-dispatch cost
+ * of `latency`. This separates a kernel's own critical path from the launch cost. */
+static void decode_ops(ob_backend *b) {
+    const int N = 200, H = 2048, QKV = 5120, E = 128, I = 768, K = 8;
+    ob_buf *x = rand_buf(b, H, 1, 11), *xn = rand_buf(b, H, 1, 12), *y = rand_buf(b, 152064, 1, 13);
+    ob_buf *nw = rand_weight(b, OB_BF16, 1, H, 14), *wqkv = rand_weight(b, OB_BF16, QKV, H, 15);
+    ob_buf *wo = rand_weight(b, OB_BF16, H, 4096, 16), *wr = rand_weight(b, OB_BF16, E, H, 17);
+    ob_buf *att = rand_buf(b, 4096, 1, 18), *ids = b->ops->alloc(b, 64 * 4), *wts = rand_buf(b, 64, 1, 19);
+    ob_mat mn = ob_mat_make((ob_ptr){ nw, 0 }, OB_BF16, 1, H), mqkv = ob_mat_make((ob_ptr){ wqkv, 0 }, OB_BF16, QKV, H);
+    ob_mat mo = ob_mat_make((ob_ptr){ wo, 0 }, OB_BF16, H, 4096), mr = ob_mat_make((ob_ptr){ wr, 0 }, OB_BF16, E, H);
+    printf("%-44s %9s\n", "decode kernel, chained (Qwen3-Omni shapes)", "us each");
+    double ms = TIME_MS(1, for (int i = 0; i < N; i++) b->ops->add(b, (ob_ptr){ x, 0 }, (ob_ptr){ y, 0 }, 1));
+    printf("%-44s %9.2f\n", "add of one element (launch + barrier)", ms * 1e3 / N);
+    ms = TIME_MS(1, for (int i = 0; i < N; i++) b->ops->norm_matvec(b, (ob_ptr){ x, 0 }, &mn, 1e-6f, &mqkv,
+                                                                    (ob_ptr){ y, 0 }, (ob_ptr){ xn, 0 }));
+    printf("%-44s %9.2f\n", "input norm + q|k|v [5120 x 2048]", ms * 1e3 / N);
+    ms = TIME_MS(1, for (int i = 0; i < N; i++) b->ops->matmul(b, &mo, (ob_ptr){ att, 0 }, (ob_ptr){ y, 0 }, 1, 1));
+    printf("%-44s %9.2f\n", "o_proj [2048 x 4096] + residual", ms * 1e3 / N);
+    if (b->ops->norm_route) {
+        ms = TIME_MS(1, for (int i = 0; i < N; i++) b->ops->norm_route(b, (ob_ptr){ x, 0 }, &mn, 1e-6f, &mr,
+                                                                       (ob_ptr){ y, 0 }, (ob_ptr){ xn, 0 }, K, 1,
+                                                                       (ob_ptr){ ids, 0 }, (ob_ptr){ wts, 0 }));
+        printf("%-44s %9.2f\n", "norm + router [128 x 2048] + top-8", ms * 1e3 / N);
+    }
+    /* experts: 8 of 32 [768 x 2048] gate/up/down (32, not 128, so that each array stays under 128 MiB, the smallest
+     * maxStorageBufferRange; the kernels only see the 8 selected), ids spread over the table */
+    int32_t hid[8];
+    const int NX = 32;
+    for (int j = 0; j < K; j++) hid[j] = j * 4 + 1;
+    b->ops->upload(b, ids, 0, hid, sizeof hid);
+    ob_buf *gw = rand_weight(b, OB_BF16, NX * I, H, 20), *uw = rand_weight(b, OB_BF16, NX * I, H, 21);
+    ob_buf *dw = rand_weight(b, OB_BF16, NX * H, I, 22);
+    ob_mat *em = malloc(sizeof *em * 3 * (size_t)NX);
+    size_t eb = (size_t)I * H * 2;
+    for (int e = 0; em && e < NX; e++) {
+        em[e] = ob_mat_make((ob_ptr){ gw, (size_t)e * eb }, OB_BF16, I, H);
+        em[NX + e] = ob_mat_make((ob_ptr){ uw, (size_t)e * eb }, OB_BF16, I, H);
+        em[2 * NX + e] = ob_mat_make((ob_ptr){ dw, (size_t)e * eb }, OB_BF16, H, I);
+    }
+    if (em && gw && uw && dw) {
+        ms = TIME_MS(1, for (int i = 0; i < N; i++) b->ops->moe_experts(b, (ob_ptr){ xn, 0 }, 1, K, (ob_ptr){ ids, 0 },
+                                                                         (ob_ptr){ wts, 0 }, em, em + NX, em + 2 * NX,
+                                                                         NX, (ob_ptr){ x, 0 }));
+        printf("%-44s %9.2f\n", "experts 8 [768 x 2048] (gate+up, down)", ms * 1e3 / N);
+    }
+    /* attention: 32 q / 4 kv heads x 128, fp32 cache, at depths 0, 64 and 4096 */
+    if (b->ops->qk_norm_rope_kv_attention) {
+        const int D = 128, HQ = 32, HKV = 4, CTX = 4160, depths[3] = { 0, 64, 4096 };
+        ob_buf *q = rand_buf(b, (size_t)HQ * D, 1, 23), *k = rand_buf(b, (size_t)HKV * D, 1, 24);
+        ob_buf *v = rand_buf(b, (size_t)HKV * D, 1, 25), *kc = rand_buf(b, (size_t)HKV * CTX * D, 1, 26);
+        ob_buf *vc = rand_buf(b, (size_t)HKV * CTX * D, 1, 27), *qn = rand_weight(b, OB_BF16, 1, D, 28);
+        ob_buf *pos = b->ops->alloc(b, 16);
+        ob_mat mqn = ob_mat_make((ob_ptr){ qn, 0 }, OB_BF16, 1, D);
+        ob_rope rp = { 1e6f, D, D, { 24, 20, 20 }, 1, 0 };
+        ob_attn at = { HQ, HKV, D, 1.0f / sqrtf((float)D), 1, 0 };
+        for (int di = 0; di < 3 && q && k && v && kc && vc && qn && pos; di++) {
+            float p3[3] = { (float)depths[di], (float)depths[di], (float)depths[di] };
+            b->ops->upload(b, pos, 0, p3, sizeof p3);
+            ms = TIME_MS(1, for (int i = 0; i < N; i++) b->ops->qk_norm_rope_kv_attention(
+                                b, (ob_ptr){ q, 0 }, (ob_ptr){ k, 0 }, (ob_ptr){ v, 0 }, &mqn, &mqn, 1e-6f,
+                                (ob_ptr){ pos, 0 }, &rp, (ob_ptr){ kc, 0 }, (ob_ptr){ vc, 0 }, CTX, depths[di], 1, &at,
+                                (ob_ptr){ att, 0 }));
+            printf("q/k norm + rope + kv + attention, depth %-5d      %9.2f\n", depths[di], ms * 1e3 / N);
+        }
+        ob_buf *ab[] = { q, k, v, kc, vc, qn, pos };
+        for (unsigned i = 0; i < sizeof ab / sizeof *ab; i++)
+            if (ab[i]) b->ops->buf_free(b, ab[i]);
+    }
+    free(em);
+    ob_buf *bufs[] = { x, xn, y, nw, wqkv, wo, wr, att, ids, wts, gw, uw, dw };
+    for (unsigned i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        if (bufs[i]) b->ops->buf_free(b, bufs[i]);
 }
 
 static void prefill(ob_backend *b) {
@@ -324,7 +399,7 @@ static void devices(void) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach a pipe at once, also when a timeout kills us */
-    int do_mv = 0, do_pf = 0, do_lat = 0;
+    int do_mv = 0, do_pf = 0, do_lat = 0, do_dec = 0;
     const char *config = NULL;
     int n_prompt = 512, n_gen = 64;
     for (int i = 1; i < argc; i++) {
@@ -332,6 +407,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "matvec")) do_mv = 1;
         else if (!strcmp(argv[i], "prefill")) do_pf = 1;
         else if (!strcmp(argv[i], "latency")) do_lat = 1;
+        else if (!strcmp(argv[i], "decode")) do_dec = 1;
         else if (!strcmp(argv[i], "model") && i + 1 < argc) {
             config = argv[++i];
             if (i + 2 < argc && atoi(argv[i + 1]) > 0) {
@@ -342,7 +418,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--peak") && i + 1 < argc) g_peak = atof(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) g_only = argv[++i];
     }
-    if (do_mv || do_pf || do_lat) {
+    if (do_mv || do_pf || do_lat || do_dec) {
         char err[256];
         ob_backend *b = ob_vulkan_new(-1, err, sizeof err);
         if (!b) {
@@ -351,6 +427,7 @@ int main(int argc, char **argv) {
         }
         printf("device: %s\n", b->ops->device_name(b));
         if (do_lat) latency(b);
+        if (do_dec) decode_ops(b);
         if (do_mv) matvec(b);
         if (do_pf) prefill(b);
         if (b->failed) printf("back-end error: %s\n", b->err);
