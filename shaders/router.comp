@@ -33,7 +33,8 @@ const uint MAX_K = 32;
 layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer CohF32 { float v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer CohU32 { uint v[]; };
 
-shared float prob[MAX_NE];
+shared vec4 probv[MAX_NE / 4];
+#define prob_at(e) probv[(e) / 4u][(e) % 4u]
 shared float red[32];
 shared float top_p[MAX_K];
 shared uint top_e[MAX_K];
@@ -104,24 +105,30 @@ void main() {
     float m = uintBitsToFloat(0xff800000u);
     for (uint e = t; e < NE; e += WG) {
         float l = CohF32(pc.logits).v[e];
-        prob[e] = l;
+        prob_at(e) = l;
         m = max(m, l);
     }
     m = wg_reduce(m, true);
     float part = 0.0f;
     for (uint e = t; e < NE; e += WG) {
-        float v = exp_acc(prob[e] - m);
-        prob[e] = v;
+        float v = exp_acc(prob_at(e) - m);
+        prob_at(e) = v;
         part += v;
     }
-    float sum = wg_reduce(part, false);  // its barriers also publish prob[]
-    for (uint e = t; e < NE; e += WG) prob[e] = prob[e] / sum;
+    float sum = wg_reduce(part, false);  // its barriers also publish probv[]
+    for (uint e = t; e < NE; e += WG) prob_at(e) = prob_at(e) / sum;
     barrier();
     for (uint e = t; e < NE; e += WG) {
-        float p = prob[e];
+        float p = prob_at(e);
         uint rank = 0u;
-        for (uint o = 0; o < NE; o++) {
-            float q = prob[o];
+        for (uint o = 0; o < NE / 4u; o++) {  // four at a time (16-byte shared loads, a quarter of the iterations)
+            vec4 q = probv[o];
+            uvec4 oi = uvec4(4u * o) + uvec4(0u, 1u, 2u, 3u);
+            bvec4 before = bvec4(uvec4(greaterThan(q, vec4(p))) | (uvec4(equal(q, vec4(p))) & uvec4(lessThan(oi, uvec4(e)))));
+            rank += uint(before.x) + uint(before.y) + uint(before.z) + uint(before.w);
+        }
+        for (uint o = NE & ~3u; o < NE; o++) {
+            float q = prob_at(o);
             rank += q > p || (q == p && o < e) ? 1u : 0u;
         }
         if (rank < pc.k) {

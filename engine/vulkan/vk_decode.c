@@ -167,12 +167,15 @@ void vk_op_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, co
         .rows = (uint32_t)rows, .cols = (uint32_t)cols, .k = (uint32_t)k, .renorm = (uint32_t)(norm_topk != 0),
         .eps = eps,
     };
-    uint32_t wg = 4 * sgs; /* four router rows per workgroup */
+    /* rows (subgroups) per workgroup: 4 by default, OMNI_VK_ROUTER_ROWS=1..16 for tuning */
+    uint32_t rpw = c->env.router_rows >= 1 && c->env.router_rows <= 16 ? (uint32_t)c->env.router_rows : 4;
+    uint32_t wg = rpw * sgs;
     uint32_t spec[6] = { wg, (uint32_t)w->dtype, (uint32_t)norm->dtype, npl, sgs, (uint32_t)rows };
     vk_range rd[3] = { vk_mat_range(w), vk_rng(pc.x, xb), vk_mat_range(norm) };
     vk_range wr[5] = { vk_rng(pc.xn, xb), vk_rng(pc.logits, lb), vk_rng(pc.ids, kb), vk_rng(pc.wts, kb),
                        vk_rng(cnt, 4) };
-    vk_dispatch(c, vk_pipeline(c, SH_ROUTER, spec, 6), &pc, sizeof pc, ((uint32_t)rows + 3) / 4, 1, 1, rd, 3, wr, 5);
+    vk_dispatch(c, vk_pipeline(c, SH_ROUTER, spec, 6), &pc, sizeof pc, ((uint32_t)rows + rpw - 1) / rpw, 1, 1, rd, 3,
+                wr, 5);
 }
 
 /* ---- qk_norm_rope_kv_attention ----------------------------------------------------------------------------------- */
