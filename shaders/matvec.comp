@@ -62,11 +62,53 @@ void accumulate_vec(uint r, uint v, uvec4 wq, uint epv, uint nv) {
     }
 }
 
+// one 16-byte weight vector of row r against x values already in registers (one x column, no NORM)
+void accumulate_vec_x(uint r, uint v, uvec4 wq, uint epv, vec4 x0, vec4 x1, vec4 x2, vec4 x3) {
+    vec4 w0, w1, w2, w3;
+    if (CVT == 1) dq_vec_bits(WTYPE, wq, w0, w1, w2, w3);
+    else dq_vec(WTYPE, wq, w0, w1, w2, w3);
+    float d = WTYPE == VK_WT_Q8_0 ? f16_bits(ld_u16(sr[r] + uint64_t(v / 2) * 2u)) : 1.0f;
+    float s = dot(w0, x0);
+    if (epv >= 8) s += dot(w1, x1);
+    if (epv == 16) s += dot(w2, x2) + dot(w3, x3);
+    part[r][0] += s * d;
+}
+
 // part[r][c] += (lane's share of) W_row(wr[r]) · x(xr[c]) for r < NR, c < nv. The vector loop takes U strides per
-// iteration, issuing all rows' loads before using them, to keep more memory requests in flight.
+// iteration, issuing all rows' loads before using them, to keep more memory requests in flight. With one x column
+// (decode, the MoE pair) the x values of a weight vector are loaded once for all NR rows: gate and up, or the down
+// projection's rows, share them (q8_0 needs 64 bytes of x per 16 bytes of weights, so x loads, not weight loads,
+// bound the kernel otherwise).
 void accumulate(uint cols, uint nv) {
     uint lane = SG_LANE, step = SG_SIZE;
-    if (VEC == 1) {
+    if (VEC == 1 && NV == 1 && NORM == 0) {
+        uint epv = elems_per_vec(WTYPE);
+        uint nvec = cols / epv, xpv = epv / 4;
+        BufV4 xb = BufV4(xr[0]);
+        uint v = lane;
+        for (; v + (U - 1) * step < nvec; v += U * step) {
+            uvec4 wq[RMAX][UMAX];
+            vec4 xq[UMAX][4];
+            [[unroll]] for (uint u = 0; u < U; u++)
+                [[unroll]] for (uint r = 0; r < NR; r++) wq[r][u] = BufUV4(wr[r]).v[v + u * step];
+            [[unroll]] for (uint u = 0; u < U; u++) {
+                uint xi = (v + u * step) * xpv;
+                xq[u][0] = xb.v[xi];
+                xq[u][1] = xpv >= 2 ? xb.v[xi + 1] : vec4(0);
+                xq[u][2] = xpv == 4 ? xb.v[xi + 2] : vec4(0);
+                xq[u][3] = xpv == 4 ? xb.v[xi + 3] : vec4(0);
+            }
+            [[unroll]] for (uint u = 0; u < U; u++)
+                [[unroll]] for (uint r = 0; r < NR; r++)
+                    accumulate_vec_x(r, v + u * step, wq[r][u], epv, xq[u][0], xq[u][1], xq[u][2], xq[u][3]);
+        }
+        for (; v < nvec; v += step) {
+            uint xi = v * xpv;
+            vec4 x0 = xb.v[xi], x1 = xpv >= 2 ? xb.v[xi + 1] : vec4(0);
+            vec4 x2 = xpv == 4 ? xb.v[xi + 2] : vec4(0), x3 = xpv == 4 ? xb.v[xi + 3] : vec4(0);
+            [[unroll]] for (uint r = 0; r < NR; r++) accumulate_vec_x(r, v, BufUV4(wr[r]).v[v], epv, x0, x1, x2, x3);
+        }
+    } else if (VEC == 1) {
         uint epv = elems_per_vec(WTYPE);
         uint nvec = cols / epv;
         uint v = lane;

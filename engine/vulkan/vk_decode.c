@@ -184,10 +184,15 @@ void vk_op_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, co
  * in shared memory). Chunks are 64 keys, 128 past 8192 keys (past 16384 the unfused pair runs). Measured on the
  * H100 (synthetic Qwen3-Omni thinker, 4 kv heads, tg128 at depth 4096, attention per token): 64 keys 164.5 t/s
  * (1.40 ms), 128 keys 141.8 t/s (2.15 ms: half the workgroups, each twice as long), unfused 129.9 t/s (2.94 ms).
- * Smaller chunks mean more partials for the one merging workgroup (its reads are latency-bound), hence no 32. */
+ * Smaller chunks mean more partials for the one merging workgroup (its reads are latency-bound): 32 keys only for
+ * short contexts. */
 #define DECODE_WG 128
 #define DECODE_MAX_CHUNKS 128
 #define DECODE_CHUNK 64
+/* Up to 16 chunks of 32 keys (512 keys) the chunks are 32 keys. Measured on the H100 (vulkan_bench decode, the op
+ * alone, chained, 32/4 heads x 128): depth 0 8.0 µs with 32-key chunks vs 10.5 (64) and 15.2 (128); depth 64 11.1
+ * vs 13.0 and 15.1; at depth 4096 64 keys 24.6 µs, 128 keys 23.5 (past 128 chunks 32 keys fall back: 50.7). */
+#define DECODE_SHORT_CHUNKS 16
 
 /* bytes of shared memory attn_decode.comp declares for these shapes (mirrors its shared arrays) */
 static size_t decode_shared_bytes(uint32_t G, uint32_t D, uint32_t C, uint32_t rot) {
@@ -239,6 +244,8 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
             C = (uint32_t)c->env.attn_chunk;
         else if ((uint32_t)pos0 / C - (uint32_t)lo / C + 1 > DECODE_MAX_CHUNKS)
             C = 2 * DECODE_CHUNK;
+        else if ((uint32_t)pos0 / 32u - (uint32_t)lo / 32u + 1 <= DECODE_SHORT_CHUNKS)
+            C = 32; /* short contexts: a shorter critical path per workgroup and few partials to merge */
         c_lo = (uint32_t)lo / C;
         n_chunks = (uint32_t)pos0 / C - c_lo + 1;
         fusable = n_chunks <= DECODE_MAX_CHUNKS &&
