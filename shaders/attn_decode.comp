@@ -31,7 +31,6 @@ layout(constant_id = 7) const uint SEC0 = 0;     // mrope sections (all 0: plain
 layout(constant_id = 8) const uint SEC1 = 0;
 layout(constant_id = 9) const uint SEC2 = 0;
 layout(constant_id = 10) const uint INTER = 0;
-layout(constant_id = 11) const uint VPRE = 1;    // 1: this thread's V rows are loaded at the start with the K rows
 
 // the partials and the counters are exchanged between workgroups of one dispatch: coherent (not cached per SM)
 layout(buffer_reference, std430, buffer_reference_align = 16) coherent buffer PartV4 { vec4 v[]; };
@@ -47,7 +46,6 @@ const uint NMAX = WG;              // the most chunks per kv head (merge weights
 const uint OV = (G * D4 + WG - 1u) / WG;  // output vec4s per thread in the merge
 const uint KPT = (D4 + S - 1u) / S;        // K vec4s per thread in the score pass
 const uint MB = 8u;                        // chunks per batch of merge loads
-const uint VPT = (C + KG - 1u) / KG;       // V rows per thread in the value pass
 
 shared vec4 xs[NH * D4];  // the normalised, rotated heads; after the scores the chunk's output [G][D]
 shared vec4 vn[D4];       // the new v row (chunk of pos0)
@@ -78,18 +76,6 @@ void main() {
         uint64_t ka = pc.kc + (uint64_t(g) * pc.n_ctx + min(jk, pc.n_ctx - 1u)) * D * 4u;
         [[unroll]] for (uint i = 0u; i < KPT; i++) kr[i] = sp + i * S < D4 ? BufV4(ka).v[sp + i * S] : vec4(0.0f);
     }
-    // with VPRE, the V rows of the value pass too: from memory both passes then cost one round trip, not two (at
-    // depth the kernel is latency-bound: the K/V of a chunk are only 64 rows). Rows outside [lo, p] have weight 0;
-    // their address is clamped to a row already in the cache (finite values); the new row (p) comes from shared
-    // memory later, so no row read here is written by this dispatch.
-    uint vkg = t / D4, vlane = t % D4, last_old = p > 0u ? p - 1u : 0u;
-    vec4 vr[VPRE != 0u ? VPT : 1u];
-    if (VPRE != 0u)
-        [[unroll]] for (uint i = 0u; i < VPT; i++) {
-            uint k2 = vkg + i * KG, jr = uint(clamp(int(j0 + k2), lo, int(p)));
-            vr[i] = vkg < KG && k2 < C ? BufV4(pc.vc + (uint64_t(g) * pc.n_ctx + min(jr, last_old)) * D * 4u).v[vlane]
-                                        : vec4(0.0f);
-        }
 
     // ---- 1. heads: raw values, sin/cos of the rotation angles ----
     for (uint e = t; e < NH * D; e += WG)
@@ -214,18 +200,18 @@ void main() {
         red[t] = l;
     }
     {
-        uint kg = vkg, lane = vlane;
+        uint kg = t / D4, lane = t % D4;
         vec4 o[G];
         [[unroll]] for (uint h = 0u; h < G; h++) o[h] = vec4(0.0f);
         if (kg < KG) {
             // rows outside [lo, p] have weight 0; their address is clamped to a row already in the cache (finite
             // values), and the new row comes from shared memory, so the loads need no branch
-            [[unroll]] for (uint i = 0u; i < VPT; i++) {
+            uint last_old = p > 0u ? p - 1u : 0u;
+            [[unroll]] for (uint i = 0u; i < (C + KG - 1u) / KG; i++) {
                 uint k2 = kg + i * KG;
                 if (k2 < C) {
                     uint jr = uint(clamp(int(j0 + k2), lo, int(p)));
-                    vec4 vg = VPRE != 0u ? vr[i]
-                                         : BufV4(pc.vc + (uint64_t(g) * pc.n_ctx + min(jr, last_old)) * D * 4u).v[lane];
+                    vec4 vg = BufV4(pc.vc + (uint64_t(g) * pc.n_ctx + min(jr, last_old)) * D * 4u).v[lane];
                     vec4 vv = jr == p ? vn[lane] : vg;
                     [[unroll]] for (uint h = 0u; h < G; h++) o[h] += sc[h * C + k2] * vv;
                 }

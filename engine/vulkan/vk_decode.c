@@ -281,15 +281,14 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
         .window = (uint32_t)(a->window > 0 ? a->window : 0), .chunk0 = c_lo, .n_chunks = n_chunks, .eps = eps,
         .scale = a->scale,
     };
-    uint32_t spec[12] = { DECODE_WG, G, (uint32_t)D, C, (uint32_t)q_norm->dtype, (uint32_t)k_norm->dtype,
+    uint32_t spec[11] = { DECODE_WG, G, (uint32_t)D, C, (uint32_t)q_norm->dtype, (uint32_t)k_norm->dtype,
                           (uint32_t)r->rot_dim, (uint32_t)r->section[0], (uint32_t)r->section[1],
-                          (uint32_t)r->section[2], (uint32_t)(r->interleaved != 0),
-                          (uint32_t)(c->env.attn_vpre != 0) /* V rows loaded with the K rows (OMNI_VK_ATTN_VPRE=0: not) */ };
+                          (uint32_t)r->section[2], (uint32_t)(r->interleaved != 0) };
     vk_range rd[11] = { vk_rng(pc.q, qb),       vk_rng(pc.k, kb),        vk_rng(pc.v, kb),
                         vk_mat_range(q_norm),   vk_mat_range(k_norm),    vk_rng(pc.pos, 12),
                         vk_rng(pc.freqs, (size_t)r->rot_dim * 2), vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b),
                         vk_rng(pc.part, part_b), vk_rng(pc.cnt, (size_t)Hkv * 4) };
     vk_range wr[5] = { vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b), vk_rng(pc.dst, qb), vk_rng(pc.part, part_b),
                        vk_rng(pc.cnt, (size_t)Hkv * 4) };
-    vk_dispatch(c, vk_pipeline(c, SH_ATTN_DECODE, spec, 12), &pc, sizeof pc, n_chunks, (uint32_t)Hkv, 1, rd, 11, wr, 5);
+    vk_dispatch(c, vk_pipeline(c, SH_ATTN_DECODE, spec, 11), &pc, sizeof pc, n_chunks, (uint32_t)Hkv, 1, rd, 11, wr, 5);
 }

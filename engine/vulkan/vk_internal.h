@@ -67,8 +67,7 @@ typedef struct {
     int wide_barriers;
     int router_rows; /* OMNI_VK_ROUTER_ROWS: router rows (subgroups) per workgroup of router.comp (0 = 4) */
     int mv_old; /* OMNI_VK_MV_OLD=1: decode matrix-vector products on matvec.comp only (not mv.comp) */
-    int attn_fuse, attn_chunk, attn_vpre; /* fused decode attention (vk_decode.c): on/off, keys per chunk (0 auto),
-                                           * V rows prefetched with the K rows (OMNI_VK_ATTN_VPRE, default 1) */
+    int attn_fuse, attn_chunk; /* the fused decode attention (vk_decode.c): on/off, keys per chunk (0 auto) */
 } vk_env;
 void vk_env_read(vk_env *e);
 
