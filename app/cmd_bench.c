@@ -140,9 +140,8 @@ int cmd_bench(int argc, char **argv) {
         if (!rc) rc = omni_session_append(s, ids, 1, NULL, 0);
         /* and a decode step at every depth: a GPU kernel may specialise on the context length (chunk sizes) */
         for (int d = 0; d < n_depth && N && !rc; d++) {
-            if (!depths[d]) continue;
             omni_session_reset(s);
-            rc = omni_session_append(s, ids, (int)depths[d], NULL, 0);
+            if (depths[d]) rc = omni_session_append(s, ids, (int)depths[d], NULL, 0);
             if (!rc) rc = omni_session_append(s, ids + depths[d], 1, NULL, 0);
         }
     }
