@@ -11,7 +11,8 @@ SPIRV_VAL    ?= spirv-val
 GLSLC_FLAGS  := -fshader-stage=compute --target-env=vulkan1.2 -O -Ishaders -Iengine/vulkan
 SHADER_NAMES := $(basename $(notdir $(wildcard shaders/*.comp)))
 SHADER_NOSG  := matvec rms_norm attn_split moe_route qk_rope_kv
-SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _nosg,$(SHADER_NOSG)) matmul_big)
+SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _nosg,$(SHADER_NOSG)) matmul_big \
+                attn_flash_cm_d64 attn_flash_cm_d80)
 SHADER_H     := $(SHADER_SPV:.spv=.h)
 
 $(SHADER_DIR)/%.spv: shaders/%.comp
@@ -26,6 +27,11 @@ $(SHADER_DIR)/%_nosg.spv: shaders/%.comp
 $(SHADER_DIR)/matmul_big.spv: shaders/matmul.comp
 	@mkdir -p $(SHADER_DIR)
 	$(GLSLC) $(GLSLC_FLAGS) -DMM_T=8 -MD -MF $@.d $< -o $@
+
+# tensor-core prefill attention for smaller heads, padded to 64 or 80 dims (the audio and vision encoders)
+$(SHADER_DIR)/attn_flash_cm_d%.spv: shaders/attn_flash_cm.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) -DHD_PAD=$* -MD -MF $@.d $< -o $@
 
 # od prints 32-bit words in host order, which is the order glslc wrote them in
 $(SHADER_DIR)/%.h: $(SHADER_DIR)/%.spv

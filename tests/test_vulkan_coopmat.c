@@ -154,13 +154,13 @@ TEST(vk_coopmat_moe_grouped_off) {
     moe_sweep(F32_TOL);
 }
 
-/* ---- prefill attention (attn_flash_cm.comp, head_dim 128) -------------------------------------------------------- */
+/* ---- prefill attention (attn_flash_cm.comp: head_dim 128, and 64 / 72 on the padded builds) ----------------------- */
 
 typedef struct {
     int heads, kv, n_ctx, pos0, n, causal, window;
 } cm_attn_case;
 
-static void attn_sweep(double tol) {
+static void attn_sweep_hd(double tol, int hd) {
     TV_OPEN(e);
     const cm_attn_case cases[] = {
         { 8, 2, 300, 0, 200, 1, 0 },    /* prefill from position 0, GQA, n not a multiple of 64 */
@@ -168,7 +168,6 @@ static void attn_sweep(double tol) {
         { 4, 1, 128, 0, 70, 0, 0 },     /* bidirectional, MQA */
         { 2, 2, 400, 331, 65, 1, 0 },   /* a short chunk late in the context */
     };
-    const int hd = 128;
     omni_rng r = { 23 };
     for (unsigned ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         cm_attn_case c = cases[ci];
@@ -187,12 +186,19 @@ static void attn_sweep(double tol) {
         e.vk->ops->attention(e.vk, tv_pv(Q, 0), tv_pv(KC, 0), tv_pv(VC, 0), c.n_ctx, tv_pv(O, 0), c.pos0, c.n, &a);
         e.cpu->ops->attention(e.cpu, tv_pc(Q, 0), tv_pc(KC, 0), tv_pc(VC, 0), c.n_ctx, tv_pc(O, 0), c.pos0, c.n, &a);
         double err = tv_rel_err(&e, O, 0, q_n);
-        printf("    attention case %u: rel err %.3g\n", ci, err);
-        if (!(err >= 0 && err <= tol)) th_fail(__FILE__, __LINE__, "attention case %u: rel err %g > %g", ci, err, tol);
+        printf("    attention head_dim %d case %u: rel err %.3g\n", hd, ci, err);
+        if (!(err >= 0 && err <= tol))
+            th_fail(__FILE__, __LINE__, "attention head_dim %d case %u: rel err %g > %g", hd, ci, err, tol);
         tv_free(&e, &KC), tv_free(&e, &VC), tv_free(&e, &K), tv_free(&e, &V), tv_free(&e, &Q), tv_free(&e, &O);
         free(cache), free(k), free(v), free(q);
     }
     tv_close(&e);
+}
+
+/* the thinker's head dim, and the vision (72, padded to 80) and audio (64) encoders' */
+static void attn_sweep(double tol) {
+    static const int hds[] = { 128, 72, 64 };
+    for (unsigned i = 0; i < sizeof hds / sizeof *hds; i++) attn_sweep_hd(tol, hds[i]);
 }
 
 TEST(vk_coopmat_attention) {

@@ -80,18 +80,24 @@ void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc
                 writes, n_writes);
 }
 
-/* attn_flash_cm.comp: head_dim 128 only (its fragments are laid out for it), 16-byte vector loads of q, k, v, out.
- * On by default where NV cooperative matrix is (OMNI_VK_ATTN_CM=0: the fp32 flash kernel, attn_flash.comp). */
+/* attn_flash_cm.comp: head dims 64..128 that are multiples of 4, on the build padded to 64, 80 or 128 dims (the
+ * audio encoder's 64, the vision encoder's 72, the thinker's 128; smaller heads would waste most of a padded tile and
+ * stay on the fp32 kernel); 16-byte vector loads of q, k, v, out. On by default where NV cooperative matrix is
+ * (OMNI_VK_ATTN_CM=0: the fp32 flash kernel, attn_flash.comp). */
 int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc) {
     if (!env_int("OMNI_VK_ATTN_CM", 1)) return 0;
     if (!c->caps.coopmat_nv || !c->caps.fp16 || c->caps.subgroup_size != 32) return 0;
     if (c->caps.max_shared < CM_ATTN_SHARED) return 0;
-    return pc->head_dim == 128 && (pc->q | pc->kc | pc->vc | pc->dst) % 16 == 0;
+    return pc->head_dim >= 64 && pc->head_dim <= 128 && pc->head_dim % 4 == 0 &&
+           (pc->q | pc->kc | pc->vc | pc->dst) % 16 == 0;
 }
 
 void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n_reads, const vk_range *write) {
     uint32_t spec[1] = { 0 }; /* no specialization constants; the cache key needs one entry */
-    VkPipeline p = vk_pipeline(c, SH_ATTN_FLASH_CM, spec, 1);
+    vk_shader_id sh = pc->head_dim <= 64   ? SH_ATTN_FLASH_CM64
+                      : pc->head_dim <= 80 ? SH_ATTN_FLASH_CM80
+                                           : SH_ATTN_FLASH_CM;
+    VkPipeline p = vk_pipeline(c, sh, spec, 1);
     vk_dispatch(c, p, pc, sizeof *pc, (pc->n + VK_CM_ATTN_BQ - 1) / VK_CM_ATTN_BQ, pc->n_heads, 1, reads, n_reads,
                 write, 1);
 }

@@ -6,6 +6,8 @@
 #include "attn_decode.h"
 #include "attn_flash.h"
 #include "attn_flash_cm.h"
+#include "attn_flash_cm_d64.h"
+#include "attn_flash_cm_d80.h"
 #include "attn_split.h"
 #include "attn_split_nosg.h"
 #include "ew.h"
@@ -47,6 +49,8 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_ATTN_COMBINE] = { SPV(attn_combine) },
     [SH_ATTN_FLASH] = { SPV(attn_flash) },
     [SH_ATTN_FLASH_CM] = { SPV(attn_flash_cm) },
+    [SH_ATTN_FLASH_CM64] = { SPV(attn_flash_cm_d64) },
+    [SH_ATTN_FLASH_CM80] = { SPV(attn_flash_cm_d80) },
     [SH_MOE_ROUTE] = { SPV2(moe_route) },
     [SH_MOE_PLAN] = { SPV(moe_plan) },
     [SH_MOE_COMBINE] = { SPV(moe_combine) },
