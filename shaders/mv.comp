@@ -80,7 +80,8 @@ void main() {
         bool wout = gl_WorkGroupID.x == 0u && pc.ids != 0ul;
         for (uint i = t; i < nx; i += WG) {
             vec4 nw = vec4(ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i), ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i + 1u),
-                           ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i + 2u), ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i + 3u));
+                           ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i + 2u),
+                           ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i + 3u));
             vec4 o = (xv.v[i] * scale) * nw;
             xsh[xpos(i, nvec)] = o;
             if (wout) BufV4(pc.ids).v[i] = o;

@@ -124,7 +124,8 @@ void main() {
         for (uint o = 0; o < NE / 4u; o++) {  // four at a time (16-byte shared loads, a quarter of the iterations)
             vec4 q = probv[o];
             uvec4 oi = uvec4(4u * o) + uvec4(0u, 1u, 2u, 3u);
-            bvec4 before = bvec4(uvec4(greaterThan(q, vec4(p))) | (uvec4(equal(q, vec4(p))) & uvec4(lessThan(oi, uvec4(e)))));
+            uvec4 tie = uvec4(equal(q, vec4(p))) & uvec4(lessThan(oi, uvec4(e)));
+            bvec4 before = bvec4(uvec4(greaterThan(q, vec4(p))) | tie);
             rank += uint(before.x) + uint(before.y) + uint(before.z) + uint(before.w);
         }
         for (uint o = NE & ~3u; o < NE; o++) {

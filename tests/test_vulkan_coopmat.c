@@ -154,7 +154,7 @@ TEST(vk_coopmat_moe_grouped_off) {
     moe_sweep(F32_TOL);
 }
 
-/* ---- prefill attention (attn_flash_cm.comp: head_dim 128, and 64 / 72 on the padded builds) ----------------------- */
+/* ---- prefill attention (attn_flash_cm.comp: head_dim 128, and 64 / 72 on the padded builds) --------------------- */
 
 typedef struct {
     int heads, kv, n_ctx, pos0, n, causal, window;
@@ -203,6 +203,7 @@ static void attn_sweep(double tol) {
 
 TEST(vk_coopmat_attention) {
     setenv("OMNI_VK_ATTN_CM", "1", 1); /* the default; set in case the environment turned it off */
+    setenv("OMNI_VK_ATTN_CM_SMALL", "1", 1); /* the padded builds for head dims 64 and 72 (opt-in for now) */
     attn_sweep(cm_offered() ? CM_ATTN_TOL : F32_TOL);
 }
 

@@ -40,6 +40,7 @@ typedef struct {
  *   OMNI_VK_NO_COOPMAT     no cooperative matrix (NV, KHR, NV2): prefill matmuls run the fp32 tiled kernel
  *   OMNI_VK_ATTN_CM=0      prefill attention on the fp32 flash kernel instead of tensor cores (attn_flash_cm.comp,
  *                          the default where NV cooperative matrix is; see vk_coopmat.c)
+ *   OMNI_VK_ATTN_CM_SMALL=1  also head dims 64..124 on tensor cores (the encoders; opt-in until run on a GPU)
  *   OMNI_VK_CM_SPLIT=0     no split-K in the tensor-core matmul for small matrices (the MoE router; vk_coopmat.c)
  *   OMNI_VK_NO_SUBGROUP    no subgroup arithmetic: reductions go through shared memory (the *_nosg kernels)
  *   OMNI_VK_NO_FP64        no shaderFloat64
@@ -54,7 +55,9 @@ typedef struct {
  *   OMNI_VK_ATTN_CHUNK=N   keys per workgroup of attn_decode.comp (32, 64 or 128; default 64, 128 past 8192 keys)
  *   OMNI_VK_FENCE_TIMEOUT_S=N  give up on a submission after N seconds (default 120): a hung kernel becomes an error
  *   OMNI_VK_SYNC=1         wait for every dispatch (debugging: an error then names the kernel that caused it)
- *   OMNI_VK_WIDE_BARRIERS=1  every barrier covers compute and transfer stages (the old behaviour, for comparisons) */
+ *   OMNI_VK_WIDE_BARRIERS=1  every barrier covers compute and transfer stages (the old behaviour, for comparisons)
+ *   OMNI_VK_MV_OLD=1       decode matrix-vector products on matvec.comp only (mv.comp off, for comparisons)
+ *   OMNI_VK_ROUTER_ROWS=N  router rows per workgroup of the fused decode router (router.comp; default 4) */
 typedef struct {
     int validation, no_fp16, no_int8, no_16bit, no_8bit, no_bf16, no_int_dot, no_coopmat, no_subgroup, no_fp64;
     int max_ops;
