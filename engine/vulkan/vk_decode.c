@@ -158,7 +158,7 @@ void vk_op_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, co
         !vk_ptr_ok(c, logits, lb, "norm_route logits") || !vk_ptr_ok(c, ids, kb, "norm_route ids") ||
         !vk_ptr_ok(c, weights, kb, "norm_route weights"))
         return;
-    VkDeviceAddress cnt = vk_counter(c, 0);
+    VkDeviceAddress cnt = vk_counters(c, VK_CNT_ROUTER, 1);
     if (!cnt) return;
     VkDeviceAddress wa = vk_addr(w->data);
     ob_pc_router pc = {
@@ -207,24 +207,6 @@ static void attn_unfused(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_m
     vk_op_attention(b, q, kcache, vcache, n_ctx, out, pos0, n, a);
 }
 
-/* the per-kv-head counters of attn_decode.comp, zero-filled on allocation (the kernel leaves them at zero) */
-static ob_buf *decode_counters(vk_ctx *c, int n_kv) {
-    if (c->attn_cnt && c->attn_cnt_n >= n_kv) return c->attn_cnt;
-    if (c->attn_cnt) vk_buf_free(&c->base, c->attn_cnt);
-    int want = n_kv < 64 ? 64 : n_kv;
-    c->attn_cnt = vk_alloc(&c->base, (size_t)want * 4);
-    c->attn_cnt_n = 0;
-    uint32_t *zero = calloc((size_t)want, 4);
-    if (!c->attn_cnt || !zero || vk_upload(&c->base, c->attn_cnt, 0, zero, (size_t)want * 4) != 0) {
-        free(zero);
-        vk_fail(c, "qk_norm_rope_kv_attention: out of memory for counters");
-        return NULL;
-    }
-    free(zero);
-    c->attn_cnt_n = want;
-    return c->attn_cnt;
-}
-
 void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm,
                                      const ob_mat *k_norm, float eps, ob_ptr pos3, const ob_rope *r, ob_ptr kcache,
                                      ob_ptr vcache, int n_ctx, int pos0, int n, const ob_attn *a, ob_ptr out) {
@@ -267,8 +249,9 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
         !vk_ptr_ok(c, vcache, cache_b, "qk_norm_rope_kv_attention v cache") ||
         !vk_ptr_ok(c, out, qb, "qk_norm_rope_kv_attention out"))
         return;
-    ob_buf *fb = vk_rope_freqs(c, r), *cnt = decode_counters(c, Hkv);
-    if (!fb || !cnt) return;
+    ob_buf *fb = vk_rope_freqs(c, r);
+    VkDeviceAddress cnt = fb ? vk_counters(c, VK_CNT_ATTN, Hkv) : 0; /* one per kv head */
+    if (!cnt) return;
     /* partials: outputs [n_kv][n_chunks][G·D], then (max, sum) pairs [n_kv][n_chunks][G] */
     size_t part_b = (size_t)Hkv * n_chunks * G * ((size_t)D + 2) * 4;
     ob_buf *part = vk_scratch(c, 0, part_b);
@@ -276,7 +259,7 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
     ob_pc_attnd pc = {
         .q = vk_addr(q), .k = vk_addr(k), .v = vk_addr(v), .w_q = vk_addr(q_norm->data), .w_k = vk_addr(k_norm->data),
         .pos = vk_addr(pos3), .freqs = fb->blk->addr + fb->off, .kc = vk_addr(kcache), .vc = vk_addr(vcache),
-        .dst = vk_addr(out), .part = part->blk->addr + part->off, .cnt = cnt->blk->addr + cnt->off,
+        .dst = vk_addr(out), .part = part->blk->addr + part->off, .cnt = cnt,
         .n_ctx = (uint32_t)n_ctx, .pos0 = (uint32_t)pos0, .n_kv = (uint32_t)Hkv,
         .window = (uint32_t)(a->window > 0 ? a->window : 0), .chunk0 = c_lo, .n_chunks = n_chunks, .eps = eps,
         .scale = a->scale,

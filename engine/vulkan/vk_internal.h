@@ -213,9 +213,8 @@ typedef struct vk_ctx {
     /* scratch and caches */
     ob_buf *scratch[6]; /* 0 attention partials, 1 MoE plan, 2 MoE gate/up, 3 MoE down, 4 overlapping copies,
                         * 5 split-K partial sums of the tensor-core matmul */
-    ob_buf *counters;   /* zeroed uints for kernels that find their last workgroup (vk_counter) */
-    ob_buf *attn_cnt;   /* attn_decode.comp's per-kv-head counters (zero between dispatches) */
-    int attn_cnt_n;
+    ob_buf *counters;   /* zeroed uints for kernels that find their last workgroup (vk_counters) */
+    int n_counters;
     vk_table *tables;
     int n_tables, cap_tables;
     vk_freqs freqs[16];
@@ -250,10 +249,12 @@ void vk_release_deferred(vk_ctx *c);
 static inline VkDeviceAddress vk_addr(ob_ptr p) { return p.buf->blk->addr + p.buf->off + p.off; }
 /* a scratch buffer of at least bytes (slot 0..4); contents do not survive growth */
 ob_buf *vk_scratch(vk_ctx *c, int slot, size_t bytes);
-/* device address of zeroed counter `slot` (< VK_N_COUNTERS); a kernel that uses one leaves it zero again. 0 after
- * vk_fail. */
-#define VK_N_COUNTERS 64
-VkDeviceAddress vk_counter(vk_ctx *c, int slot);
+/* device address of n zeroed uint counters from index first on, for kernels that find their last workgroup with an
+ * atomic counter and leave it at zero again; 0 after vk_fail. Indices: VK_CNT_ROUTER (router.comp), VK_CNT_ATTN + kv
+ * head (attn_decode.comp). */
+#define VK_CNT_ROUTER 0
+#define VK_CNT_ATTN 8
+VkDeviceAddress vk_counters(vk_ctx *c, int first, int n);
 
 /* vk_exec.c */
 int vk_exec_init(vk_ctx *c);

@@ -294,8 +294,6 @@ void vk_memory_free(vk_ctx *c) {
     }
     if (c->counters) vk_buf_free(&c->base, c->counters);
     c->counters = NULL;
-    if (c->attn_cnt) vk_buf_free(&c->base, c->attn_cnt);
-    c->attn_cnt = NULL;
     vk_release_deferred(c);
     while (c->blocks) block_destroy(c, c->blocks);
     if (c->up_buf) vkDestroyBuffer(c->dev, c->up_buf, NULL);
@@ -402,11 +400,24 @@ ob_buf *vk_scratch(vk_ctx *c, int slot, size_t bytes) {
     return c->scratch[slot];
 }
 
-VkDeviceAddress vk_counter(vk_ctx *c, int slot) {
-    if (!c->counters) {
-        uint32_t zero[VK_N_COUNTERS] = { 0 };
-        c->counters = vk_alloc(&c->base, sizeof zero);
-        if (!c->counters || vk_upload(&c->base, c->counters, 0, zero, sizeof zero) != OMNI_OK) return 0;
+VkDeviceAddress vk_counters(vk_ctx *c, int first, int n) {
+    if (first < 0 || n < 1) return 0;
+    int need = first + n;
+    if (!c->counters || c->n_counters < need) {
+        /* kernels leave their counters at zero, so a fresh zeroed buffer is equivalent to the old one */
+        int want = need < 64 ? 64 : need;
+        uint32_t *zero = calloc((size_t)want, 4);
+        ob_buf *nb = zero ? vk_alloc(&c->base, (size_t)want * 4) : NULL;
+        if (!nb || vk_upload(&c->base, nb, 0, zero, (size_t)want * 4) != OMNI_OK) {
+            free(zero);
+            if (nb) vk_buf_free(&c->base, nb);
+            vk_fail(c, "out of memory for %d kernel counters", want);
+            return 0;
+        }
+        free(zero);
+        if (c->counters) vk_buf_free(&c->base, c->counters);
+        c->counters = nb;
+        c->n_counters = want;
     }
-    return c->counters->blk->addr + c->counters->off + (VkDeviceAddress)slot * 4u;
+    return c->counters->blk->addr + c->counters->off + (VkDeviceAddress)first * 4u;
 }
