@@ -169,28 +169,63 @@ __attribute__((target("avx2,fma,f16c"))) static inline __m256 load8(const wrow_s
     }
 }
 
+/* q8_0: 8 quants at r as fp32 */
+__attribute__((target("avx2,fma"))) static inline __m256 q8_load8(const int8_t *r) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)r)));
+}
+
+/* q8_0: Σ of 32 dequantized weights (w0..w3, without the block scale) times x, in the order w0·x0 + w1·x1 + ...
+ * (named vectors, not an array: GCC kept an array on the stack) */
+__attribute__((target("avx2,fma"))) static inline __m256 q8_sum(__m256 w0, __m256 w1, __m256 w2, __m256 w3,
+                                                                 const float *xj) {
+    __m256 s = _mm256_mul_ps(w0, _mm256_loadu_ps(xj));
+    s = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xj + 8), s);
+    s = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xj + 16), s);
+    return _mm256_fmadd_ps(w3, _mm256_loadu_ps(xj + 24), s);
+}
+
+/* acc + d · Σ_32 w·x for one q8_0 block (r: 32 quants, x: 32 activations) */
+__attribute__((target("avx2,fma"))) static inline __m256 q8_block(const int8_t *r, const float *x, float d, __m256 acc) {
+    __m256 s = q8_sum(q8_load8(r), q8_load8(r + 8), q8_load8(r + 16), q8_load8(r + 24), x);
+    return _mm256_fmadd_ps(s, _mm256_set1_ps(d), acc);
+}
+
 __attribute__((target("avx2,fma,f16c"))) static void dot_avx2(const wrow_src *w, int64_t row, const float *const *x,
                                                                int nx, float *out) {
     int64_t K = w->cols;
     if (w->t == OB_Q8_0) {
+        /* Accumulators are named variables (an array indexed by the row loop was kept on the stack: a store and a
+         * reload per block), scales convert with F16C, and a single x row (decode) alternates two accumulators so
+         * consecutive blocks do not wait on each other's FMA. Per block: s = Σ_32 w·x in fp32, acc += s·d. */
         const int8_t *r = (const int8_t *)w->base + row * K;
         const uint16_t *sc = w->scales + row * (K / 32);
-        __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
-        for (int64_t b = 0; b < K / 32; b++) {
-            __m256 d = _mm256_set1_ps(omni_f16_to_f32(sc[b]));
-            __m256 wv[4];
-            for (int k = 0; k < 4; k++)
-                wv[k] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(r + b * 32 + k * 8))));
-            for (int j = 0; j < nx; j++) {
-                const float *xj = x[j] + b * 32;
-                __m256 s = _mm256_mul_ps(wv[0], _mm256_loadu_ps(xj));
-                s = _mm256_fmadd_ps(wv[1], _mm256_loadu_ps(xj + 8), s);
-                s = _mm256_fmadd_ps(wv[2], _mm256_loadu_ps(xj + 16), s);
-                s = _mm256_fmadd_ps(wv[3], _mm256_loadu_ps(xj + 24), s);
-                acc[j] = _mm256_fmadd_ps(s, d, acc[j]);
+        int64_t nb = K / 32;
+        if (nx == 1) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+            const float *x0 = x[0];
+            int64_t b = 0;
+            for (; b + 2 <= nb; b += 2) {
+                a0 = q8_block(r + b * 32, x0 + b * 32, _cvtsh_ss(sc[b]), a0);
+                a1 = q8_block(r + b * 32 + 32, x0 + b * 32 + 32, _cvtsh_ss(sc[b + 1]), a1);
             }
+            if (b < nb) a0 = q8_block(r + b * 32, x0 + b * 32, _cvtsh_ss(sc[b]), a0);
+            out[0] = hsum8(_mm256_add_ps(a0, a1));
+            return;
         }
-        for (int j = 0; j < nx; j++) out[j] = hsum8(acc[j]);
+        __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+        for (int64_t b = 0; b < nb; b++) {
+            __m256 d = _mm256_set1_ps(_cvtsh_ss(sc[b]));
+            const int8_t *rb = r + b * 32;
+            __m256 w0 = q8_load8(rb), w1 = q8_load8(rb + 8), w2 = q8_load8(rb + 16), w3 = q8_load8(rb + 24);
+            c0 = _mm256_fmadd_ps(q8_sum(w0, w1, w2, w3, x[0] + b * 32), d, c0);
+            if (nx > 1) c1 = _mm256_fmadd_ps(q8_sum(w0, w1, w2, w3, x[1] + b * 32), d, c1);
+            if (nx > 2) c2 = _mm256_fmadd_ps(q8_sum(w0, w1, w2, w3, x[2] + b * 32), d, c2);
+            if (nx > 3) c3 = _mm256_fmadd_ps(q8_sum(w0, w1, w2, w3, x[3] + b * 32), d, c3);
+        }
+        out[0] = hsum8(c0);
+        if (nx > 1) out[1] = hsum8(c1);
+        if (nx > 2) out[2] = hsum8(c2);
+        if (nx > 3) out[3] = hsum8(c3);
         return;
     }
     const void *r = w->t == OB_F32 ? (const void *)((const float *)w->base + row * K)
