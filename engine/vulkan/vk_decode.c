@@ -8,10 +8,13 @@
  *   qk_norm_rope_kv: q_norm and k_norm per head, RoPE of q and k, and the k/v cache update — five dispatches
  *   (rms_norm.comp ×2, rope.comp ×2, kv_store.comp) become one of qk_rope_kv.comp, one workgroup per (head,
  *   token).
- *   norm_matvec: RMSNorm of one row fused in front of a matrix-vector product (matvec.comp with NORM): every
- *   workgroup normalises x itself into shared memory (2048 floats from L2: cheaper than a dispatch and a
- *   barrier), workgroup 0 writes the normalised row out for later users (the MoE experts after the router).
- *   Used for small matrices only (the router); see NORM_MATVEC_MAX_ROWS for the measurement.
+ *   norm_matvec: RMSNorm of one row fused in front of a matrix-vector product: every workgroup normalises x itself
+ *   into shared memory (2048 floats from L2: cheaper than a dispatch and a barrier), workgroup 0 writes the
+ *   normalised row out for later users. On devices with subgroups mv.comp does it after issuing all its weight
+ *   loads, which hides the norm (the input norm + q|k|v of every layer); matvec.comp with NORM only for few rows
+ *   (see NORM_MATVEC_MAX_ROWS for the measurement).
+ *   norm_route: post_attention_layernorm + router + softmax/top-k in one dispatch of router.comp (the last
+ *   workgroup to finish selects the experts); otherwise norm_matvec and moe_route.
  *   qk_norm_rope_kv_attention: for one decode token, qk_norm_rope_kv and attention (qk_rope_kv.comp, attn_split.comp,
  *   attn_combine.comp: three dependent dispatches) in one of attn_decode.comp: split-K over the context with one
  *   workgroup per (key chunk, kv head) serving all q heads of that kv head, the last workgroup of a kv head merging
@@ -93,8 +96,8 @@ void vk_op_qk_norm_rope_kv(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob
 
 /* the largest row the fused kernel stages in shared memory (16 KiB of fp32) */
 #define NORM_MATVEC_MAX_COLS 4096
-/* Fused only for matrices of few rows (few workgroups): every workgroup pays the norm's latency (two passes over x
- * and a workgroup reduction) before its weight loads start. Measured on an H200 (tg128, synthetic Qwen3-Omni
+/* matvec.comp fuses the norm only for matrices of few rows (few workgroups): every workgroup pays the norm's latency
+ * (two passes over x and a workgroup reduction) before its weight loads start (mv.comp issues them first). Measured on an H200 (tg128, synthetic Qwen3-Omni
  * thinker, bf16): input_layernorm + q|k|v [5120 x 2048] fused cost 0.15 ms/token more than the separate rms_norm
  * and matvec (projections 1.41 vs 1.26 ms, 183.5 vs 188.0 tok/s); post_attention_layernorm + router [128 x 2048]
  * was slightly ahead (router class 0.95 vs 0.98 ms with the norm). */
