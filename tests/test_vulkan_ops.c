@@ -570,7 +570,9 @@ TEST(vk_moe_route) {
     tv_close(&e);
 }
 
-static void moe_case(tv_env *e, omni_rng *r, ob_dtype t, int n, int k, int n_exp, int dim, int inter) {
+/* returns the relative error; fails the test above tol */
+static double moe_case_tol(tv_env *e, omni_rng *r, ob_dtype t, int n, int k, int n_exp, int dim, int inter,
+                           double tol) {
     size_t xb = sizeof(float) * (size_t)n * dim;
     float *x = malloc(xb), *y = malloc(xb), *wts = malloc(sizeof *wts * (size_t)n * k);
     int32_t *ids = malloc(sizeof *ids * (size_t)n * k);
@@ -626,11 +628,16 @@ static void moe_case(tv_env *e, omni_rng *r, ob_dtype t, int n, int k, int n_exp
     e->cpu->ops->moe_experts(e->cpu, tv_pc(X, 0), n, k, tv_pc(I, 0), tv_pc(Wt, 0), mc, mc + n_exp, mc + 2 * n_exp,
                              n_exp, tv_pc(Y, 0));
     double err = tv_rel_err(e, Y, 0, (size_t)n * dim);
-    if (!(err >= 0 && err <= 1e-5))
+    if (!(err >= 0 && err <= tol))
         th_fail(__FILE__, __LINE__, "moe_experts %s n=%d k=%d experts=%d [%d, %d]: rel err %g", ob_dtype_name(t), n, k,
                 n_exp, dim, inter, err);
     tv_free(e, &A), tv_free(e, &X), tv_free(e, &Y), tv_free(e, &I), tv_free(e, &Wt);
     free(x), free(y), free(wts), free(ids), free(g), free(u), free(d), free(all), free(m);
+    return err;
+}
+
+static void moe_case(tv_env *e, omni_rng *r, ob_dtype t, int n, int k, int n_exp, int dim, int inter) {
+    moe_case_tol(e, r, t, n, k, n_exp, dim, inter, 1e-5);
 }
 
 static void moe_sweep(tv_env *e) {
@@ -664,4 +671,33 @@ TEST(vk_moe_experts_decode_path) {
     TV_OPEN(e);
     moe_sweep(&e);
     tv_close(&e);
+}
+
+/* Q8_0 decode products against int8 activations (mvq8.comp, opt-in OMNI_VK_Q8_INT8=1) against the CPU's fp32
+ * activations: the activations are rounded to 8 bits per block of 32 (error up to max|x|/254 per element), so the
+ * outputs agree to about 1% of their largest value on these random rows; the tolerance is 3e-2. The error must also
+ * be above zero: otherwise the fp32 kernels ran and the test would prove nothing (skipped without integer dot). */
+TEST(vk_q8_int8_activations) {
+    ob_vk_device_info info[8];
+    int nd = ob_vulkan_list_devices(info, 8, NULL, 0), di = ob_vulkan_default_device();
+    if (nd <= 0 || di < 0 || di >= 8 || !info[di].int_dot) SKIP("no Vulkan device with integer dot products");
+    setenv("OMNI_VK_Q8_INT8", "1", 1);
+    TV_OPEN(e);
+    omni_rng r = { 77 };
+    const mm_shape shapes[] = { { 300, 2048, 1 }, { 37, 64, 1 }, { 130, 256, 1 } };
+    for (unsigned i = 0; i < sizeof shapes / sizeof *shapes; i++)
+        for (int acc = 0; acc < 2; acc++) {
+            double err = matmul_case(&e, &r, OB_Q8_0, shapes[i].rows, shapes[i].cols, 1, acc, 0);
+            printf("    q8_0 x int8 [%d x %d] accumulate %d: rel err %.3g\n", shapes[i].rows, shapes[i].cols, acc, err);
+            if (!(err > 0 && err <= 3e-2))
+                th_fail(__FILE__, __LINE__, "q8_0 x int8 [%d x %d]: rel err %g (want 0 < err <= 3e-2)", shapes[i].rows,
+                        shapes[i].cols, err);
+        }
+    /* the MoE decode path: gate+up and down, one token and three */
+    double e1 = moe_case_tol(&e, &r, OB_Q8_0, 1, 8, 16, 256, 96, 3e-2);
+    double e3 = moe_case_tol(&e, &r, OB_Q8_0, 3, 2, 6, 96, 64, 3e-2);
+    printf("    moe q8_0 x int8: rel err %.3g (1 token, top-8), %.3g (3 tokens, top-2)\n", e1, e3);
+    CHECK(e1 > 0 && e3 > 0);
+    tv_close(&e);
+    unsetenv("OMNI_VK_Q8_INT8");
 }

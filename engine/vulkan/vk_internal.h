@@ -57,7 +57,8 @@ typedef struct {
  *   OMNI_VK_SYNC=1         wait for every dispatch (debugging: an error then names the kernel that caused it)
  *   OMNI_VK_WIDE_BARRIERS=1  every barrier covers compute and transfer stages (the old behaviour, for comparisons)
  *   OMNI_VK_MV_OLD=1       decode matrix-vector products on matvec.comp only (mv.comp off, for comparisons)
- *   OMNI_VK_ROUTER_ROWS=N  router rows per workgroup of the fused decode router (router.comp; default 4) */
+ *   OMNI_VK_ROUTER_ROWS=N  router rows per workgroup of the fused decode router (router.comp; default 4)
+ *   OMNI_VK_Q8_INT8=1      Q8_0 decode products against int8 activations (mvq8.comp; opt-in, not yet run on a GPU) */
 typedef struct {
     int validation, no_fp16, no_int8, no_16bit, no_8bit, no_bf16, no_int_dot, no_coopmat, no_subgroup, no_fp64;
     int max_ops;
@@ -69,6 +70,7 @@ typedef struct {
     int fuse;  /* fused decode ops (vk_decode.c): 1 on (default), 0 off (OMNI_VK_FUSE=0, for comparisons) */
     int wide_barriers;
     int router_rows; /* OMNI_VK_ROUTER_ROWS: router rows (subgroups) per workgroup of router.comp (0 = 4) */
+    int q8_int8; /* OMNI_VK_Q8_INT8=1: Q8_0 decode products with int8 activations (mvq8.comp; opt-in) */
     int mv_old; /* OMNI_VK_MV_OLD=1: decode matrix-vector products on matvec.comp only (not mv.comp) */
     int attn_fuse, attn_chunk; /* the fused decode attention (vk_decode.c): on/off, keys per chunk (0 auto) */
 } vk_env;
@@ -120,6 +122,7 @@ typedef enum {
     SH_QK_ROPE_KV,
     SH_ROUTER,
     SH_MV,
+    SH_MVQ8,
     SH_ATTN_DECODE,
     SH_COUNT
 } vk_shader_id;

@@ -139,8 +139,40 @@ static int mv_fast(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, 
     return 1;
 }
 
+/* mvq8.comp: Q8_0 weights against int8 activations quantized per block of 32 in shared memory, packed 4x8-bit integer
+ * dot products; dense single rows and both MoE modes. Opt-in (OMNI_VK_Q8_INT8=1): written after the session's last
+ * device run, so neither its speed nor its GPU results have been measured; it changes the numerics (activation
+ * rounding, ~0.4% of a block's largest value), which the Q8_0 path may accept as llama.cpp's does. Returns 0 where
+ * it does not apply. */
+static int mv_q8(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y, const vk_range *reads,
+                 int n_reads, const vk_range *writes, int n_writes, int norm) {
+    if (!c->env.q8_int8 || wt != OB_Q8_0 || norm || !vec || !vk_use_subgroups(c) || !c->caps.int_dot ||
+        !c->caps.sg_shuffle || (mode == 0 && pc->n != 1))
+        return 0;
+    uint32_t sgs = c->caps.subgroup_size;
+    if (sgs < 8 || sgs > 128 || pc->cols % 32 || pc->x % 16 || pc->x_stride % 4) return 0;
+    uint32_t rsg = 1, wg, gx, xrows = mode == 2 ? pc->k : 1;
+    if (mode == 2) {
+        if (pc->k < 1 || pc->k > 32) return 0;
+        wg = pc->k * sgs; /* one subgroup per slot */
+        while (wg > 256 && wg / 2 >= sgs) wg /= 2;
+        rsg = 2;
+        gx = (pc->rows + rsg - 1) / rsg;
+    } else {
+        wg = sgs >= 128 ? sgs : 128;
+        gx = (pc->rows + (wg / sgs) * rsg - 1) / ((wg / sgs) * rsg);
+    }
+    uint32_t xq = xrows * pc->cols / 16, xb = xrows * pc->cols / 32;
+    if ((size_t)xq * 16 + (size_t)xb * 4 + 1024 > c->caps.max_shared || wg / sgs > 32) return 0;
+    uint32_t spec[5] = { wg, (uint32_t)mode, rsg, xq, xb };
+    vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec, 5), pc, sizeof *pc, gx, mode == 0 ? 1 : groups_y, 1, reads, n_reads,
+                writes, n_writes);
+    return 1;
+}
+
 void vk_matvec_dispatch_norm(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y,
                              const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int norm) {
+    if (mv_q8(c, mode, wt, vec, pc, groups_y, reads, n_reads, writes, n_writes, norm)) return;
     if (mv_fast(c, mode, wt, vec, pc, reads, n_reads, writes, n_writes, norm)) return;
     int sg = vk_use_subgroups(c);
     uint32_t sgs = sg ? c->caps.subgroup_size : 1;

@@ -22,6 +22,7 @@
 #include "matvec_nosg.h"
 #include "moe_combine.h"
 #include "mv.h"
+#include "mvq8.h"
 #include "moe_plan.h"
 #include "moe_route.h"
 #include "moe_route_nosg.h"
@@ -59,5 +60,6 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_QK_ROPE_KV] = { SPV2(qk_rope_kv) },
     [SH_ROUTER] = { SPV(router) },
     [SH_MV] = { SPV(mv) },
+    [SH_MVQ8] = { SPV(mvq8) },
     [SH_ATTN_DECODE] = { SPV(attn_decode) },
 };
