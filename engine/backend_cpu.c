@@ -689,14 +689,22 @@ __attribute__((target("avx2,fma"))) static void attn4_task(void *vctx, int64_t b
         const float *qr[4];
         for (int i = 0; i < 4; i++) qr[i] = c->q + ((size_t)(q0 + (i < nq ? i : 0)) * Hq + h) * D;
         /* scores */
+        /* (accumulators in named registers: as arrays GCC kept them on the stack, a store and reload per FMA) */
+        const __m256 vscale = _mm256_set1_ps(a->scale);
         for (int j = 0; j < T8; j += 8) {
-            __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+            __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
             const float *tile = KT + (size_t)(j / 8) * D * 8;
             for (int d = 0; d < D; d++) {
                 __m256 kv = _mm256_loadu_ps(tile + (size_t)d * 8);
-                for (int i = 0; i < 4; i++) acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(qr[i][d]), kv, acc[i]);
+                c0 = _mm256_fmadd_ps(_mm256_set1_ps(qr[0][d]), kv, c0);
+                c1 = _mm256_fmadd_ps(_mm256_set1_ps(qr[1][d]), kv, c1);
+                c2 = _mm256_fmadd_ps(_mm256_set1_ps(qr[2][d]), kv, c2);
+                c3 = _mm256_fmadd_ps(_mm256_set1_ps(qr[3][d]), kv, c3);
             }
-            for (int i = 0; i < 4; i++) _mm256_storeu_ps(s + (size_t)i * T + j, _mm256_mul_ps(acc[i], _mm256_set1_ps(a->scale)));
+            _mm256_storeu_ps(s + j, _mm256_mul_ps(c0, vscale));
+            _mm256_storeu_ps(s + (size_t)T + j, _mm256_mul_ps(c1, vscale));
+            _mm256_storeu_ps(s + (size_t)2 * T + j, _mm256_mul_ps(c2, vscale));
+            _mm256_storeu_ps(s + (size_t)3 * T + j, _mm256_mul_ps(c3, vscale));
         }
         for (int j = T8; j < T; j++)
             for (int i = 0; i < 4; i++) {
@@ -712,8 +720,14 @@ __attribute__((target("avx2,fma"))) static void attn4_task(void *vctx, int64_t b
             hi[i] = a->causal ? qpos : T - 1;
             lo[i] = a->window > 0 ? qpos - a->window + 1 : 0;
             if (lo[i] < 0) lo[i] = 0;
-            float mx = -INFINITY;
-            for (int j = lo[i]; j <= hi[i]; j++) mx = fmaxf(mx, row[j]);
+            __m256 vm = _mm256_set1_ps(-INFINITY);
+            int jm = lo[i];
+            for (; jm + 8 <= hi[i] + 1; jm += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(row + jm));
+            __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vm), _mm256_extractf128_ps(vm, 1));
+            m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+            float mx = _mm_cvtss_f32(m4);
+            for (; jm <= hi[i]; jm++) mx = row[jm] > mx ? row[jm] : mx;
             for (int j = 0; j < lo[i]; j++) row[j] = 0;
             for (int j = hi[i] + 1; j < T; j++) row[j] = 0;
             __m256 vsum = _mm256_setzero_ps(), vmx = _mm256_set1_ps(mx);
@@ -731,22 +745,17 @@ __attribute__((target("avx2,fma"))) static void attn4_task(void *vctx, int64_t b
         /* O = P·V, 8 output dims × 4 queries per pass over the keys */
         int jlo = lo[0], jhi = hi[0];
         for (int i = 1; i < nq; i++) jlo = lo[i] < jlo ? lo[i] : jlo, jhi = hi[i] > jhi ? hi[i] : jhi;
-        for (int d0 = 0; d0 < D; d0 += 24) { /* 3 × 8 dims × 4 queries = 12 accumulators per pass over V */
-            int nc = (D - d0) / 8 < 3 ? (D - d0) / 8 : 3;
-            __m256 acc[3][4];
-            for (int cc = 0; cc < 3; cc++)
-                for (int i = 0; i < 4; i++) acc[cc][i] = _mm256_setzero_ps();
+        for (int d0 = 0; d0 < D; d0 += 8) { /* 8 output dims × 4 queries per pass over V, named accumulators */
+            __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
             for (int j = jlo; j <= jhi; j++) {
-                __m256 p[4];
-                for (int i = 0; i < 4; i++) p[i] = _mm256_set1_ps(s[(size_t)i * T + j]);
-                for (int cc = 0; cc < nc; cc++) {
-                    __m256 vv = _mm256_loadu_ps(V + (size_t)j * D + d0 + cc * 8);
-                    for (int i = 0; i < 4; i++) acc[cc][i] = _mm256_fmadd_ps(p[i], vv, acc[cc][i]);
-                }
+                __m256 vv = _mm256_loadu_ps(V + (size_t)j * D + d0);
+                o0 = _mm256_fmadd_ps(_mm256_set1_ps(s[j]), vv, o0);
+                o1 = _mm256_fmadd_ps(_mm256_set1_ps(s[(size_t)T + j]), vv, o1);
+                o2 = _mm256_fmadd_ps(_mm256_set1_ps(s[(size_t)2 * T + j]), vv, o2);
+                o3 = _mm256_fmadd_ps(_mm256_set1_ps(s[(size_t)3 * T + j]), vv, o3);
             }
-            for (int cc = 0; cc < nc; cc++)
-                for (int i = 0; i < nq; i++)
-                    _mm256_storeu_ps(c->out + ((size_t)(q0 + i) * Hq + h) * D + d0 + cc * 8, acc[cc][i]);
+            __m256 o[4] = { o0, o1, o2, o3 };
+            for (int i = 0; i < nq; i++) _mm256_storeu_ps(c->out + ((size_t)(q0 + i) * Hq + h) * D + d0, o[i]);
         }
     }
 }
