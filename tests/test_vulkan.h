@@ -126,4 +126,20 @@ static inline void *tv_weights(omni_rng *r, ob_dtype t, int rows, int cols, size
     return w;
 }
 
+/* The MoE expert arrays over one buffer on both back-ends that holds, per expert (per_al bytes apart), gate, up (gb
+ * bytes each, [inter, dim]) and down ([dim, inter]): [vk gate][vk up][vk down][cpu gate][cpu up][cpu down], n_exp
+ * matrices each (malloc'd; NULL when out of memory). */
+static inline ob_mat *tv_expert_mats(tv_buf A, size_t per_al, size_t gb, ob_dtype t, int n_exp, int dim, int inter) {
+    ob_mat *m = malloc(sizeof *m * 6 * (size_t)n_exp);
+    for (int side = 0; m && side < 2; side++)
+        for (int ex = 0; ex < n_exp; ex++) {
+            ob_buf *bf = side ? A.c : A.v;
+            size_t o = (size_t)ex * per_al;
+            m[side * 3 * n_exp + ex] = ob_mat_make((ob_ptr){ bf, o }, t, inter, dim);
+            m[side * 3 * n_exp + n_exp + ex] = ob_mat_make((ob_ptr){ bf, o + gb }, t, inter, dim);
+            m[side * 3 * n_exp + 2 * n_exp + ex] = ob_mat_make((ob_ptr){ bf, o + 2 * gb }, t, dim, inter);
+        }
+    return m;
+}
+
 #endif

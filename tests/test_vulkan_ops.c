@@ -613,15 +613,7 @@ static double moe_case_tol(tv_env *e, omni_rng *r, ob_dtype t, int n, int k, int
     }
     tv_buf A = tv_new(e, all, (size_t)n_exp * per_al, 0), X = tv_new(e, x, xb, 0), Y = tv_new(e, y, xb, 0),
            I = tv_new(e, ids, sizeof *ids * (size_t)n * k, 0), Wt = tv_new(e, wts, sizeof *wts * (size_t)n * k, 0);
-    ob_mat *m = malloc(sizeof *m * 6 * (size_t)n_exp);
-    for (int side = 0; side < 2; side++)
-        for (int ex = 0; ex < n_exp; ex++) {
-            ob_buf *bf = side ? A.c : A.v;
-            size_t o = (size_t)ex * per_al;
-            m[side * 3 * n_exp + ex] = ob_mat_make((ob_ptr){ bf, o }, t, inter, dim);
-            m[side * 3 * n_exp + n_exp + ex] = ob_mat_make((ob_ptr){ bf, o + gb }, t, inter, dim);
-            m[side * 3 * n_exp + 2 * n_exp + ex] = ob_mat_make((ob_ptr){ bf, o + 2 * gb }, t, dim, inter);
-        }
+    ob_mat *m = tv_expert_mats(A, per_al, gb, t, n_exp, dim, inter);
     e->vk->ops->moe_experts(e->vk, tv_pv(X, 0), n, k, tv_pv(I, 0), tv_pv(Wt, 0), m, m + n_exp, m + 2 * n_exp, n_exp,
                             tv_pv(Y, 0));
     ob_mat *mc = m + 3 * n_exp;
