@@ -9,7 +9,13 @@
 // shared memory, where the dot products read it; workgroup 0 also writes it out for later users (pc.ids).
 // Mirrors the CPU back-end's matmul (y[i][r] = Σ_c x[i][c]·W[r][c]), its MoE expert loop and its norm_matvec
 // (rms_norm: (x · 1/sqrt(mean(x²) + eps)) · w, then the matmul).
+// Built a second time with -DCHAIN (matvec_chain, MODE 3): the MoE pair in one dispatch (chain.glsl), gate+up
+// workgroups first, then the down projection's, which wait for all gate+up workgroups instead of a pipeline barrier.
+#ifdef CHAIN
+#define PC_MVCHAIN
+#else
 #define PC_MATVEC
+#endif
 #include "common.glsl"
 
 layout(local_size_x_id = 0) in;
@@ -17,7 +23,7 @@ layout(constant_id = 0) const uint WG = 128;
 layout(constant_id = 1) const uint WTYPE = 0;
 layout(constant_id = 2) const uint RSG = 1;     // weight rows per subgroup pass (1 or 2)
 layout(constant_id = 3) const uint NV = 1;      // x columns per workgroup (dense; 1..8)
-layout(constant_id = 4) const uint MODE = 0;    // 0 dense, 1 MoE gate+up, 2 MoE down
+layout(constant_id = 4) const uint MODE = 0;    // 0 dense, 1 MoE gate+up, 2 MoE down, 3 the pair (CHAIN)
 layout(constant_id = 5) const uint VEC = 1;
 layout(constant_id = 6) const uint ROWS_WG = 4; // rows per workgroup
 layout(constant_id = 7) const uint U = 2;       // 16-byte loads per row in flight per lane (1, 2 or 4)
@@ -30,12 +36,28 @@ layout(constant_id = 10) const uint XS = 1;     // NORM: cols / 4 (the shared co
 const uint RMAX = 4;
 const uint NVMAX = 8;
 const uint UMAX = 4;
-const uint NR = MODE == 1 ? 2 * RSG : RSG;  // rows in flight: gate+up computes a gate and an up row each
+// MODE 3 runs gate+up with one row per subgroup (ROWS_WG = subgroups) and down with RSG = 2 rows per workgroup, so
+// both stages keep NR = 2 rows in flight
+const uint RSG_G = MODE == 3 ? 1u : RSG;                                 // gate+up rows per subgroup pass
+const uint NR = MODE == 1 ? 2 * RSG : MODE == 3 ? 2u : RSG;  // rows in flight: gate+up computes a gate and an up row each
 
 float part[RMAX][NVMAX];
 shared float down_part[64 * RMAX];  // MODE 2: per-subgroup sums
 shared vec4 xsh[XS];                // NORM: the normalised x row
 uint64_t wr[RMAX], sr[RMAX], xr[NVMAX];
+// the running stage's operands (the push constants, or in MODE 3 those of gate+up or of down) and workgroup
+uint64_t g_w, g_s, g_w2, g_x, g_y;
+uint g_rows, g_cols, g_xs, g_ys, g_wgx, g_wgy;
+
+#ifdef CHAIN
+#include "chain.glsl"
+// the gate+up output h is read by other workgroups of the dispatch: coherent loads
+layout(buffer_reference, std430, buffer_reference_align = 16) coherent buffer XV4 { vec4 v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer XF32 { float v[]; };
+#else
+#define XV4 BufV4
+#define XF32 BufF32
+#endif
 
 // one 16-byte weight vector v of row r against the x columns
 void accumulate_vec(uint r, uint v, uvec4 wq, uint epv, uint nv) {
@@ -53,7 +75,7 @@ void accumulate_vec(uint r, uint v, uvec4 wq, uint epv, uint nv) {
     }
     [[unroll]] for (uint c = 0; c < NV; c++) {
         if (c >= nv) break;
-        BufV4 xv = BufV4(xr[c]);
+        XV4 xv = XV4(xr[c]);
         uint xi = v * (epv / 4);
         float s = dot(w0, xv.v[xi]);
         if (epv >= 8) s += dot(w1, xv.v[xi + 1]);
@@ -84,7 +106,7 @@ void accumulate(uint cols, uint nv) {
     if (VEC == 1 && NV == 1 && NORM == 0) {
         uint epv = elems_per_vec(WTYPE);
         uint nvec = cols / epv, xpv = epv / 4;
-        BufV4 xb = BufV4(xr[0]);
+        XV4 xb = XV4(xr[0]);
         uint v = lane;
         for (; v + (U - 1) * step < nvec; v += U * step) {
             uvec4 wq[RMAX][UMAX];
@@ -132,7 +154,7 @@ void accumulate(uint cols, uint nv) {
                 }
                 [[unroll]] for (uint c = 0; c < NV; c++) {
                     if (c >= nv) break;
-                    part[r][c] += w * BufF32(xr[c]).v[col];
+                    part[r][c] += w * XF32(xr[c]).v[col];
                 }
             }
         }
@@ -154,7 +176,7 @@ void expert(uint64_t table, int e, out uint64_t w, out uint64_t s) {
 // MODE 2 (MoE down): y[token][row] += Σ_slot weight · down_e[row] · h[entry] for the workgroup's RSG rows; the
 // subgroups split the token's k slots, then their sums are added in subgroup order (deterministic)
 void down_rows(uint rows, uint cols, uint64_t rb, uint64_t sb, uint row0) {
-    uint tok = gl_WorkGroupID.y;
+    uint tok = g_wgy;
     float total[RMAX];
     [[unroll]] for (uint r = 0; r < RMAX; r++) total[r] = 0.0f;
     for (uint j = SG_ID; j < pc.k; j += N_SG) {
@@ -162,14 +184,14 @@ void down_rows(uint rows, uint cols, uint64_t rb, uint64_t sb, uint row0) {
         int e = BufI32(pc.ids).v[entry];
         float wt = BufF32(pc.wts).v[entry];
         uint64_t dw, ds;
-        expert(pc.w, e, dw, ds);
+        expert(g_w, e, dw, ds);
         [[unroll]] for (uint r = 0; r < RSG; r++) {
             uint row = min(row0 + r, rows - 1);
             wr[r] = dw + uint64_t(row) * rb;
             sr[r] = ds + uint64_t(row) * sb;
             part[r][0] = 0.0f;
         }
-        xr[0] = pc.x + uint64_t(entry) * pc.x_stride * 4u;
+        xr[0] = g_x + uint64_t(entry) * g_xs * 4u;
         accumulate(cols, 1);
         [[unroll]] for (uint r = 0; r < RSG; r++) total[r] += wt * part[r][0];
     }
@@ -183,23 +205,20 @@ void down_rows(uint rows, uint cols, uint64_t rb, uint64_t sb, uint row0) {
         float s = 0.0f;
         for (uint g = 0; g < N_SG; g++) s += down_part[g * RSG + r];
         if (row < rows) {
-            BufF32 y = BufF32(pc.y + (uint64_t(tok) * pc.y_stride + row) * 4u);
+            BufF32 y = BufF32(g_y + (uint64_t(tok) * g_ys + row) * 4u);
             y.v[0] = y.v[0] + s;
         }
     }
 }
 
-void main() {
-    uint rows = pc.rows, cols = pc.cols;
+// one workgroup's rows of a dense product (MODE 0) or of the MoE gate+up (MODE 1, and the first stage of MODE 3)
+void rows_main(uint rows_wg, uint rsg) {
+    uint rows = g_rows, cols = g_cols;
     uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
-    uint row0 = gl_WorkGroupID.x * ROWS_WG;
-    if (MODE == 2) {
-        down_rows(rows, cols, rb, sb, row0);
-        return;
-    }
+    uint row0 = g_wgx * rows_wg;
     if (NORM != 0) {  // rms_norm.comp's arithmetic: scale = 1/sqrt(mean(x²) + eps), (x · scale) · w
         uint t = gl_LocalInvocationID.x;
-        BufF32 x = BufF32(pc.x);
+        BufF32 x = BufF32(g_x);
         float ss = 0.0f;
         for (uint i = t; i < cols; i += WG) {
             float v = x.v[i];
@@ -207,68 +226,97 @@ void main() {
         }
         ss = wg_sum(ss);
         float scale = 1.0f / sqrt(ss / float(cols) + pc.eps);
-        bool wout = gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u && pc.ids != 0ul;
+        bool wout = g_wgx == 0u && g_wgy == 0u && pc.ids != 0ul;
         for (uint i = t; i < cols; i += WG) {
-            float v = (x.v[i] * scale) * ld_elem(NORM - 1u, pc.w2, pc.w2, i);
+            float v = (x.v[i] * scale) * ld_elem(NORM - 1u, g_w2, g_w2, i);
             xsh[i / 4u][i % 4u] = v;
             if (wout) BufF32(pc.ids).v[i] = v;
         }
         barrier();
     }
-    for (uint rbase = SG_ID * RSG; rbase < ROWS_WG; rbase += N_SG * RSG) {
+    for (uint rbase = SG_ID * rsg; rbase < rows_wg; rbase += N_SG * rsg) {
         zero_part();
         uint nv = 1;
         if (MODE == 0) {
-            uint col0 = gl_WorkGroupID.y * NV;
+            uint col0 = g_wgy * NV;
             nv = min(NV, pc.n - col0);
             [[unroll]] for (uint r = 0; r < NR; r++) {
                 uint row = min(row0 + rbase + r, rows - 1);  // a tail row re-reads the last row, unwritten
-                wr[r] = pc.w + uint64_t(row) * rb;
-                sr[r] = pc.s + uint64_t(row) * sb;
+                wr[r] = g_w + uint64_t(row) * rb;
+                sr[r] = g_s + uint64_t(row) * sb;
             }
             [[unroll]] for (uint c = 0; c < NV; c++)
-                xr[c] = pc.x + uint64_t(min(col0 + c, pc.n - 1)) * pc.x_stride * 4u;
+                xr[c] = g_x + uint64_t(min(col0 + c, pc.n - 1)) * g_xs * 4u;
             accumulate(cols, nv);
-        } else if (MODE == 1) {
-            uint entry = gl_WorkGroupID.y, tok = entry / pc.k;
+        } else {
+            uint entry = g_wgy, tok = entry / pc.k;
             int e = BufI32(pc.ids).v[entry];
             uint64_t gw, gs, uw, us;
-            expert(pc.w, e, gw, gs);
-            expert(pc.w2, e, uw, us);
-            [[unroll]] for (uint r = 0; r < RSG; r++) {
+            expert(g_w, e, gw, gs);
+            expert(g_w2, e, uw, us);
+            [[unroll]] for (uint r = 0; r < RSG_G; r++) {
                 uint row = min(row0 + rbase + r, rows - 1);
                 wr[r] = gw + uint64_t(row) * rb;
                 sr[r] = gs + uint64_t(row) * sb;
-                wr[r + RSG] = uw + uint64_t(row) * rb;
-                sr[r + RSG] = us + uint64_t(row) * sb;
+                wr[r + RSG_G] = uw + uint64_t(row) * rb;
+                sr[r + RSG_G] = us + uint64_t(row) * sb;
             }
-            xr[0] = pc.x + uint64_t(tok) * pc.x_stride * 4u;
+            xr[0] = g_x + uint64_t(tok) * g_xs * 4u;
             accumulate(cols, 1);
         }
 
         // reduce and write
         uint lane = SG_LANE;
-        if (MODE == 1) {
-            [[unroll]] for (uint r = 0; r < RSG; r++) {
+        if (MODE != 0) {
+            [[unroll]] for (uint r = 0; r < RSG_G; r++) {
                 float g = sg_sum(part[r][0]);
-                float u = sg_sum(part[r + RSG][0]);
+                float u = sg_sum(part[r + RSG_G][0]);
                 uint row = row0 + rbase + r;
-                if (lane == 0 && row < rows)
-                    BufF32(pc.y).v[gl_WorkGroupID.y * pc.y_stride + row] = silu(g) * u;
+                if (lane == 0 && row < rows) BufF32(g_y).v[g_wgy * g_ys + row] = silu(g) * u;
             }
-        } else if (MODE == 0) {
-            uint col0 = gl_WorkGroupID.y * NV;
+        } else {
+            uint col0 = g_wgy * NV;
             [[unroll]] for (uint r = 0; r < RSG; r++) {
                 [[unroll]] for (uint c = 0; c < NV; c++) {
                     if (c >= nv) break;
                     float s = sg_sum(part[r][c]);
                     uint row = row0 + rbase + r;
                     if (lane == 0 && row < rows) {
-                        BufF32 y = BufF32(pc.y + (uint64_t(col0 + c) * pc.y_stride + row) * 4u);
+                        BufF32 y = BufF32(g_y + (uint64_t(col0 + c) * g_ys + row) * 4u);
                         y.v[0] = pc.accumulate != 0 ? y.v[0] + s : s;
                     }
                 }
             }
         }
     }
+}
+
+void main() {
+    g_w = pc.w, g_s = pc.s, g_w2 = pc.w2, g_x = pc.x, g_y = pc.y;
+    g_rows = pc.rows, g_cols = pc.cols, g_xs = pc.x_stride, g_ys = pc.y_stride;
+    g_wgx = gl_WorkGroupID.x, g_wgy = gl_WorkGroupID.y;
+#ifdef CHAIN
+    // MODE 3: tickets [0, n_gu) run gate+up into h (rows = inter, cols = dim), the rest the down projection
+    // (rows = dim, cols = inter) once every gate+up workgroup has finished
+    uint gx_g = (pc.rows + ROWS_WG - 1u) / ROWS_WG, n_gu = gx_g * pc.n * pc.k;
+    uint gx_d = (pc.cols + RSG - 1u) / RSG, total = n_gu + gx_d * pc.n;
+    uint t = chain_ticket(pc.cnt);
+    if (t < n_gu) {
+        g_y = pc.h, g_ys = pc.rows;
+        g_wgx = t % gx_g, g_wgy = t / gx_g;
+        rows_main(ROWS_WG, RSG_G);
+    } else {
+        chain_wait(pc.cnt, n_gu);
+        g_w = pc.w3, g_x = pc.h, g_xs = pc.rows, g_ys = pc.cols;
+        g_wgx = (t - n_gu) % gx_d, g_wgy = (t - n_gu) / gx_d;
+        down_rows(pc.cols, pc.rows, row_bytes(WTYPE, pc.rows), uint64_t(pc.rows / 32u) * 2u, g_wgx * RSG);
+    }
+    chain_done(pc.cnt, total);
+#else
+    if (MODE == 2) {
+        down_rows(g_rows, g_cols, row_bytes(WTYPE, g_cols), uint64_t(g_cols / 32u) * 2u, g_wgx * ROWS_WG);
+        return;
+    }
+    rows_main(ROWS_WG, RSG);
+#endif
 }

@@ -12,7 +12,7 @@ GLSLC_FLAGS  := -fshader-stage=compute --target-env=vulkan1.2 -O -Ishaders -Ieng
 SHADER_NAMES := $(basename $(notdir $(wildcard shaders/*.comp)))
 SHADER_NOSG  := matvec rms_norm attn_split moe_route qk_rope_kv
 SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _nosg,$(SHADER_NOSG)) matmul_big \
-                attn_flash_cm_d64 attn_flash_cm_d80)
+                attn_flash_cm_d64 attn_flash_cm_d80 matvec_chain)
 SHADER_H     := $(SHADER_SPV:.spv=.h)
 
 $(SHADER_DIR)/%.spv: shaders/%.comp
@@ -27,6 +27,11 @@ $(SHADER_DIR)/%_nosg.spv: shaders/%.comp
 $(SHADER_DIR)/matmul_big.spv: shaders/matmul.comp
 	@mkdir -p $(SHADER_DIR)
 	$(GLSLC) $(GLSLC_FLAGS) -DMM_T=8 -MD -MF $@.d $< -o $@
+
+# the MoE decode pair in one dispatch (matvec.comp's MODE 3, shaders/chain.glsl)
+$(SHADER_DIR)/matvec_chain.spv: shaders/matvec.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) -DCHAIN -MD -MF $@.d $< -o $@
 
 # tensor-core prefill attention for smaller heads, padded to 64 or 80 dims (the audio and vision encoders)
 $(SHADER_DIR)/attn_flash_cm_d%.spv: shaders/attn_flash_cm.comp

@@ -658,8 +658,18 @@ TEST(vk_moe_experts_grouped) {
     tv_close(&e);
 }
 
+/* the decode path: with subgroups the gate+up / down pair runs chained in one dispatch (matvec_chain, chain.glsl) */
 TEST(vk_moe_experts_decode_path) {
     setenv("OMNI_VK_MOE", "vec", 1);
+    TV_OPEN(e);
+    moe_sweep(&e);
+    tv_close(&e);
+}
+
+/* the same as two dispatches (OMNI_VK_CHAIN=0) */
+TEST(vk_moe_experts_decode_unchained) {
+    setenv("OMNI_VK_MOE", "vec", 1);
+    setenv("OMNI_VK_CHAIN", "0", 1);
     TV_OPEN(e);
     moe_sweep(&e);
     tv_close(&e);

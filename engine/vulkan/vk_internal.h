@@ -58,7 +58,8 @@ typedef struct {
  *   OMNI_VK_WIDE_BARRIERS=1  every barrier covers compute and transfer stages (the old behaviour, for comparisons)
  *   OMNI_VK_MV_OLD=1       decode matrix-vector products on matvec.comp only (mv.comp off, for comparisons)
  *   OMNI_VK_ROUTER_ROWS=N  router rows per workgroup of the fused decode router (router.comp; default 4)
- *   OMNI_VK_Q8_INT8=1      Q8_0 decode products against int8 activations (mvq8.comp; opt-in, not yet run on a GPU) */
+ *   OMNI_VK_Q8_INT8=1      Q8_0 decode products against int8 activations (mvq8.comp; opt-in, not yet run on a GPU)
+ *   OMNI_VK_CHAIN=0        dependent decode stages as separate dispatches instead of chained in one (chain.glsl) */
 typedef struct {
     int validation, no_fp16, no_int8, no_16bit, no_8bit, no_bf16, no_int_dot, no_coopmat, no_subgroup, no_fp64;
     int max_ops;
@@ -73,6 +74,7 @@ typedef struct {
     int q8_int8; /* OMNI_VK_Q8_INT8=1: Q8_0 decode products with int8 activations (mvq8.comp; opt-in) */
     int mv_old; /* OMNI_VK_MV_OLD=1: decode matrix-vector products on matvec.comp only (not mv.comp) */
     int attn_fuse, attn_chunk; /* the fused decode attention (vk_decode.c): on/off, keys per chunk (0 auto) */
+    int chain; /* OMNI_VK_CHAIN: dependent decode stages chained in one dispatch (shaders/chain.glsl; default 1) */
 } vk_env;
 void vk_env_read(vk_env *e);
 
@@ -124,6 +126,7 @@ typedef enum {
     SH_MV,
     SH_MVQ8,
     SH_ATTN_DECODE,
+    SH_MATVEC_CHAIN,
     SH_COUNT
 } vk_shader_id;
 
@@ -254,8 +257,9 @@ static inline VkDeviceAddress vk_addr(ob_ptr p) { return p.buf->blk->addr + p.bu
 ob_buf *vk_scratch(vk_ctx *c, int slot, size_t bytes);
 /* device address of n zeroed uint counters from index first on, for kernels that find their last workgroup with an
  * atomic counter and leave it at zero again; 0 after vk_fail. Indices: VK_CNT_ROUTER (router.comp), VK_CNT_ATTN + kv
- * head (attn_decode.comp). */
+ * head (attn_decode.comp), VK_CNT_CHAIN (two: tickets and finished workgroups of a chained dispatch, chain.glsl). */
 #define VK_CNT_ROUTER 0
+#define VK_CNT_CHAIN 2
 #define VK_CNT_ATTN 8
 VkDeviceAddress vk_counters(vk_ctx *c, int first, int n);
 

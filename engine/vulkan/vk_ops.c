@@ -14,6 +14,7 @@
 
 /* sizes as the GLSL std430 push-constant layout has them (64-bit fields first), all within the portable 128 bytes */
 _Static_assert(sizeof(ob_pc_matvec) == 88, "ob_pc_matvec layout");
+_Static_assert(sizeof(ob_pc_mvchain) == 112, "ob_pc_mvchain layout");
 _Static_assert(sizeof(ob_pc_matmul) == 80, "ob_pc_matmul layout");
 _Static_assert(sizeof(ob_pc_rows) == 48, "ob_pc_rows layout");
 _Static_assert(sizeof(ob_pc_router) == 96, "ob_pc_router layout");

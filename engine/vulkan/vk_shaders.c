@@ -20,6 +20,7 @@
 #include "mm_ksum.h"
 #include "matvec.h"
 #include "matvec_nosg.h"
+#include "matvec_chain.h"
 #include "moe_combine.h"
 #include "mv.h"
 #include "mvq8.h"
@@ -62,4 +63,5 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_MV] = { SPV(mv) },
     [SH_MVQ8] = { SPV(mvq8) },
     [SH_ATTN_DECODE] = { SPV(attn_decode) },
+    [SH_MATVEC_CHAIN] = { SPV(matvec_chain) },
 };
