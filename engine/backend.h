@@ -164,6 +164,12 @@ typedef struct {
     void (*norm_route)(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr logits,
                        ob_ptr xn, int k, int norm_topk, ob_ptr ids, ob_ptr weights);
 
+    /* One row, the attention output projection with its residual, then the MoE routing: x += a · Woᵀ (matmul with
+     * accumulate), then norm_route(x, ...) — exactly that pair of calls. */
+    void (*matmul_norm_route)(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob_mat *norm, float eps,
+                              const ob_mat *w, ob_ptr logits, ob_ptr xn, int k, int norm_topk, ob_ptr ids,
+                              ob_ptr weights);
+
     /* ---- optional profiling (NULL when unsupported) ---- */
     /* Everything queued from here until the next mark is charged to class cls (OB_PROF_*); cls < 0 stops charging. */
     void (*prof_mark)(ob_backend *b, int cls);

@@ -922,6 +922,14 @@ static void cpu_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float ep
     cpu_moe_route(b, logits, 1, (int)w->rows, k, norm_topk, ids, weights);
 }
 
+/* The fused o_proj + routing op of backend.h: on the CPU the unfused pair. */
+static void cpu_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob_mat *norm, float eps,
+                                  const ob_mat *w, ob_ptr logits, ob_ptr xn, int k, int norm_topk, ob_ptr ids,
+                                  ob_ptr weights) {
+    cpu_matmul(b, wo, a, x, 1, 1);
+    cpu_norm_route(b, x, norm, eps, w, logits, xn, k, norm_topk, ids, weights);
+}
+
 static void cpu_swiglu(ob_backend *b, ob_ptr g, ob_ptr u, ob_ptr out, int64_t count) {
     (void)b;
     const float *G = PTR(g), *U = PTR(u);
@@ -1127,6 +1135,7 @@ static const ob_ops cpu_ops = {
     .qk_norm_rope_kv_attention = cpu_qk_norm_rope_kv_attention,
     .norm_matvec = cpu_norm_matvec,
     .norm_route = cpu_norm_route,
+    .matmul_norm_route = cpu_matmul_norm_route,
     .prof_mark = cpu_prof_mark,
     .prof_read = cpu_prof_read,
 };

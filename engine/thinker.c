@@ -145,18 +145,26 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
             PROF(OB_PROF_ATTN);
             op->attention(be, q, kc, vc, s->n_ctx, att, pos0, n, &at);
         }
-        PROF(OB_PROF_PROJ);
-        op->matmul(be, &L->wo, att, x, n, 1); /* residual add fused */
-        if (L->bo.data.buf) op->add_bias(be, x, &L->bo, n, H);
+        /* one decode row of a MoE layer without o_proj bias: o_proj, residual, norm, router and top-k in one call
+         * (charged to the router class) */
+        const int fuse_oroute = n == 1 && L->is_moe && !L->bo.data.buf && op->matmul_norm_route != NULL;
+        if (!fuse_oroute) {
+            PROF(OB_PROF_PROJ);
+            op->matmul(be, &L->wo, att, x, n, 1); /* residual add fused */
+            if (L->bo.data.buf) op->add_bias(be, x, &L->bo, n, H);
+        }
         /* feed-forward block */
         int fuse_norm = n == 1 && op->norm_matvec && (L->is_moe || L->w_gate_up.data.buf);
-        if (!fuse_norm) {
+        if (!fuse_norm && !fuse_oroute) {
             PROF(OB_PROF_NORM);
             op->rms_norm(be, x, &L->ffn_norm, xn, n, H, h->rms_eps);
         }
         if (L->is_moe) {
             PROF(OB_PROF_ROUTER);
-            if (fuse_norm && op->norm_route) /* norm, router and top-k in one call; xn is written for the experts */
+            if (fuse_oroute)
+                op->matmul_norm_route(be, &L->wo, att, x, &L->ffn_norm, h->rms_eps, &L->router, rl, xn,
+                                      h->n_experts_used, h->norm_topk, eid, ew);
+            else if (fuse_norm && op->norm_route) /* norm, router and top-k in one call; xn is written for the experts */
                 op->norm_route(be, x, &L->ffn_norm, h->rms_eps, &L->router, rl, xn, h->n_experts_used, h->norm_topk,
                                eid, ew);
             else {

@@ -272,7 +272,7 @@ void rows_main(uint rows_wg, uint rsg) {
                 float g = sg_sum(part[r][0]);
                 float u = sg_sum(part[r + RSG_G][0]);
                 uint row = row0 + rbase + r;
-                if (lane == 0 && row < rows) BufF32(g_y).v[g_wgy * g_ys + row] = silu(g) * u;
+                if (lane == 0 && row < rows) XF32(g_y).v[g_wgy * g_ys + row] = silu(g) * u;  // read by MODE 3's down
             }
         } else {
             uint col0 = g_wgy * NV;

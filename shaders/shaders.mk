@@ -12,7 +12,7 @@ GLSLC_FLAGS  := -fshader-stage=compute --target-env=vulkan1.2 -O -Ishaders -Ieng
 SHADER_NAMES := $(basename $(notdir $(wildcard shaders/*.comp)))
 SHADER_NOSG  := matvec rms_norm attn_split moe_route qk_rope_kv
 SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _nosg,$(SHADER_NOSG)) matmul_big \
-                attn_flash_cm_d64 attn_flash_cm_d80 matvec_chain)
+                attn_flash_cm_d64 attn_flash_cm_d80 matvec_chain router_chain)
 SHADER_H     := $(SHADER_SPV:.spv=.h)
 
 $(SHADER_DIR)/%.spv: shaders/%.comp
@@ -30,6 +30,11 @@ $(SHADER_DIR)/matmul_big.spv: shaders/matmul.comp
 
 # the MoE decode pair in one dispatch (matvec.comp's MODE 3, shaders/chain.glsl)
 $(SHADER_DIR)/matvec_chain.spv: shaders/matvec.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) -DCHAIN -MD -MF $@.d $< -o $@
+
+# o_proj + residual chained in front of the decode router (router.comp)
+$(SHADER_DIR)/router_chain.spv: shaders/router.comp
 	@mkdir -p $(SHADER_DIR)
 	$(GLSLC) $(GLSLC_FLAGS) -DCHAIN -MD -MF $@.d $< -o $@
 

@@ -404,6 +404,70 @@ TEST(vk_norm_route) {
     tv_close(&e);
 }
 
+/* matmul_norm_route (o_proj + residual chained in front of the router in one dispatch, router_chain; or matmul then
+ * norm_route) against the CPU's unfused pair: the residual x, logits, xn and weights within 1e-5 relative, expert ids
+ * exactly; each case twice (the chain and router counters must be back at zero), with OMNI_VK_CHAIN on and off.
+ * Which cases chain depends on the subgroup size: with lavapipe's 8 lanes the thinker's rows are too wide for the
+ * router kernel (the pair runs), with 32 (NVIDIA) all but the last chain. */
+TEST(vk_matmul_norm_route) {
+    struct {
+        int rows, cols, o_cols, k;
+        ob_dtype wt, ot;
+    } cases[] = {
+        { 128, 2048, 4096, 8, OB_BF16, OB_BF16 }, /* the Qwen3-Omni thinker: router [128 x 2048], o_proj [2048 x 4096] */
+        { 60, 96, 64, 4, OB_Q8_0, OB_Q8_0 },      /* q8 weights */
+        { 8, 64, 100, 2, OB_BF16, OB_F32 },       /* f32 o_proj, fewer experts than one workgroup's rows */
+        { 16, 128, 1048, 2, OB_F16, OB_F16 },     /* odd vectors per lane (131 over 8 lanes) */
+        { 16, 128, 8192, 2, OB_BF16, OB_BF16 },   /* an o_proj row too wide for the chained kernel: the pair */
+    };
+    for (int chain = 1; chain >= 0; chain--) {
+        setenv("OMNI_VK_CHAIN", chain ? "1" : "0", 1);
+        TV_OPEN(e);
+        omni_rng r = { 57 };
+        for (unsigned ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+            int rows = cases[ci].rows, cols = cases[ci].cols, oc = cases[ci].o_cols, k = cases[ci].k;
+            size_t wb, nb, ob;
+            void *w = tv_weights(&r, cases[ci].wt, rows, cols, &wb), *nw = tv_weights(&r, OB_BF16, 1, cols, &nb);
+            void *wo = tv_weights(&r, cases[ci].ot, cols, oc, &ob);
+            tv_buf W = tv_new(&e, w, wb, 0), N = tv_new(&e, nw, nb, 0), O = tv_new(&e, wo, ob, 0);
+            ob_mat wv = ob_mat_make(tv_pv(W, 0), cases[ci].wt, rows, cols),
+                   wc = ob_mat_make(tv_pc(W, 0), cases[ci].wt, rows, cols);
+            ob_mat nv = ob_mat_make(tv_pv(N, 0), OB_BF16, 1, cols), nc = ob_mat_make(tv_pc(N, 0), OB_BF16, 1, cols);
+            ob_mat ov = ob_mat_make(tv_pv(O, 0), cases[ci].ot, cols, oc),
+                   ocm = ob_mat_make(tv_pc(O, 0), cases[ci].ot, cols, oc);
+            for (int rep = 0; rep < 2; rep++) {
+                float *x = malloc((size_t)cols * 4), *a = malloc((size_t)oc * 4);
+                tv_rand(&r, x, (size_t)cols, 40.0f);
+                tv_rand(&r, a, (size_t)oc, 1.0f);
+                tv_buf X = tv_new(&e, x, (size_t)cols * 4, 0), A = tv_new(&e, a, (size_t)oc * 4, 0),
+                       L = tv_new(&e, NULL, (size_t)rows * 4, 0), XN = tv_new(&e, NULL, (size_t)cols * 4, 0),
+                       I = tv_new(&e, NULL, (size_t)k * 4, 0), Wt = tv_new(&e, NULL, (size_t)k * 4, 0);
+                e.vk->ops->matmul_norm_route(e.vk, &ov, tv_pv(A, 0), tv_pv(X, 0), &nv, 1e-6f, &wv, tv_pv(L, 0),
+                                             tv_pv(XN, 0), k, 1, tv_pv(I, 0), tv_pv(Wt, 0));
+                e.cpu->ops->matmul_norm_route(e.cpu, &ocm, tv_pc(A, 0), tv_pc(X, 0), &nc, 1e-6f, &wc, tv_pc(L, 0),
+                                              tv_pc(XN, 0), k, 1, tv_pc(I, 0), tv_pc(Wt, 0));
+                int32_t iv[32], ic[32];
+                int dl = e.vk->ops->download(e.vk, I.v, 0, iv, (size_t)k * 4) |
+                         e.cpu->ops->download(e.cpu, I.c, 0, ic, (size_t)k * 4);
+                double ex = tv_rel_err(&e, X, 0, (size_t)cols), el = tv_rel_err(&e, L, 0, (size_t)rows),
+                       en = tv_rel_err(&e, XN, 0, (size_t)cols), ew = tv_rel_err(&e, Wt, 0, (size_t)k);
+                if (dl || memcmp(iv, ic, (size_t)k * 4) || !(ex >= 0 && ex <= 1e-5 && el >= 0 && el <= 1e-5 &&
+                                                             en >= 0 && en <= 1e-5 && ew >= 0 && ew <= 1e-5))
+                    th_fail(__FILE__, __LINE__, "matmul_norm_route chain %d case %u rep %d: ids %s, x %g logits %g "
+                            "xn %g weights %g", chain, ci, rep, memcmp(iv, ic, (size_t)k * 4) ? "differ" : "equal", ex,
+                            el, en, ew);
+                tv_free(&e, &X), tv_free(&e, &A), tv_free(&e, &L), tv_free(&e, &XN), tv_free(&e, &I),
+                    tv_free(&e, &Wt);
+                free(x), free(a);
+            }
+            tv_free(&e, &W), tv_free(&e, &N), tv_free(&e, &O);
+            free(w), free(nw), free(wo);
+        }
+        tv_close(&e);
+    }
+    unsetenv("OMNI_VK_CHAIN");
+}
+
 /* qk_norm_rope_kv_attention (attn_decode.comp: one dispatch; or its fallback, qk_norm_rope_kv + attention) against
  * the CPU back-end's (its definition: rms_norm ×2, rope ×2, kv_store, attention): the attention output and both
  * caches, over head_dim 64/80/128/256, GQA ratios 1, 2, 8, depths 0, 1, 37, 300 and past many chunks, sliding

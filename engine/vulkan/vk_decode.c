@@ -15,6 +15,8 @@
  *   (see NORM_MATVEC_MAX_ROWS for the measurement).
  *   norm_route: post_attention_layernorm + router + softmax/top-k in one dispatch of router.comp (the last
  *   workgroup to finish selects the experts); otherwise norm_matvec and moe_route.
+ *   matmul_norm_route: o_proj + residual chained in front of norm_route in the same dispatch (router_chain,
+ *   shaders/chain.glsl: the router's workgroups wait inside the dispatch); OMNI_VK_CHAIN=0: matmul, then norm_route.
  *   qk_norm_rope_kv_attention: for one decode token, qk_norm_rope_kv and attention (qk_rope_kv.comp, attn_split.comp,
  *   attn_combine.comp: three dependent dispatches) in one of attn_decode.comp: split-K over the context with one
  *   workgroup per (key chunk, kv head) serving all q heads of that kv head, the last workgroup of a kv head merging
@@ -138,47 +140,112 @@ void vk_op_norm_matvec(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, c
 /* ---- norm_route ------------------------------------------------------------------------------------------------- */
 
 /* router.comp: one dispatch for norm + router + top-k on devices with subgroups, for aligned rows of at most
- * 16 vectors per lane and up to 256 experts (k <= 32); otherwise norm_matvec and moe_route. */
-void vk_op_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr logits,
-                      ob_ptr xn, int k, int norm_topk, ob_ptr ids, ob_ptr weights) {
-    vk_ctx *c = vk_of(b);
-    if (c->base.failed) return;
-    if (vk_mat_check(c, w, "norm_route") != 0) return;
+ * 16 vectors per lane and up to 256 experts (k <= 32); otherwise norm_matvec and moe_route. Returns the vectors
+ * per lane (the NPL constant), 0 where the kernel does not apply. */
+static uint32_t route_npl(vk_ctx *c, ob_ptr x, const ob_mat *norm, const ob_mat *w, ob_ptr xn, int k) {
     int cols = (int)w->cols, rows = (int)w->rows;
     uint32_t sgs = c->caps.subgroup_size, epv = w->dtype == OB_F32 ? 4 : w->dtype == OB_Q8_0 ? 16 : 8;
     uint32_t npl = sgs ? ((uint32_t)cols / epv + sgs - 1) / sgs : 0;
     int fusable = c->env.fuse && vk_use_subgroups(c) && sgs >= 8 && sgs <= 128 && cols > 0 && cols % (int)epv == 0 &&
                   npl <= 16 && vk_mat_vec_ok(w) && vk_addr(x) % 16 == 0 && vk_addr(xn) % 16 == 0 &&
                   norm_weight_ok(norm, cols) && rows >= 1 && rows <= 256 && k >= 1 && k <= 32 && k <= rows;
-    if (!fusable) {
-        vk_op_norm_matvec(b, x, norm, eps, w, logits, xn);
-        vk_op_moe_route(b, logits, 1, rows, k, norm_topk, ids, weights);
-        return;
-    }
-    if (vk_mat_check(c, norm, "norm_route norm") != 0) return;
+    return fusable ? npl : 0;
+}
+
+/* the router's push constants and ranges (shared by norm_route and matmul_norm_route); 0 after a failure */
+static int route_setup(vk_ctx *c, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr logits, ob_ptr xn,
+                       int k, int norm_topk, ob_ptr ids, ob_ptr weights, ob_pc_router *pc, vk_range *rd,
+                       vk_range *wr) {
+    if (vk_mat_check(c, norm, "norm_route norm") != 0) return 0;
+    int cols = (int)w->cols, rows = (int)w->rows;
     size_t xb = (size_t)cols * 4, lb = (size_t)rows * 4, kb = (size_t)k * 4;
     if (!vk_ptr_ok(c, x, xb, "norm_route x") || !vk_ptr_ok(c, xn, xb, "norm_route xn") ||
         !vk_ptr_ok(c, logits, lb, "norm_route logits") || !vk_ptr_ok(c, ids, kb, "norm_route ids") ||
         !vk_ptr_ok(c, weights, kb, "norm_route weights"))
-        return;
+        return 0;
     VkDeviceAddress cnt = vk_counters(c, VK_CNT_ROUTER, 1);
-    if (!cnt) return;
+    if (!cnt) return 0;
     VkDeviceAddress wa = vk_addr(w->data);
-    ob_pc_router pc = {
+    *pc = (ob_pc_router){
         .x = vk_addr(x), .nw = vk_addr(norm->data), .w = wa, .s = wa + w->scale_off, .xn = vk_addr(xn),
         .logits = vk_addr(logits), .ids = vk_addr(ids), .wts = vk_addr(weights), .counter = cnt,
         .rows = (uint32_t)rows, .cols = (uint32_t)cols, .k = (uint32_t)k, .renorm = (uint32_t)(norm_topk != 0),
         .eps = eps,
     };
-    /* rows (subgroups) per workgroup: 4 by default, OMNI_VK_ROUTER_ROWS=1..16 for tuning */
-    uint32_t rpw = c->env.router_rows >= 1 && c->env.router_rows <= 16 ? (uint32_t)c->env.router_rows : 4;
-    uint32_t wg = rpw * sgs;
-    uint32_t spec[6] = { wg, (uint32_t)w->dtype, (uint32_t)norm->dtype, npl, sgs, (uint32_t)rows };
-    vk_range rd[3] = { vk_mat_range(w), vk_rng(pc.x, xb), vk_mat_range(norm) };
-    vk_range wr[5] = { vk_rng(pc.xn, xb), vk_rng(pc.logits, lb), vk_rng(pc.ids, kb), vk_rng(pc.wts, kb),
-                       vk_rng(cnt, 4) };
-    vk_dispatch(c, vk_pipeline(c, SH_ROUTER, spec, 6), &pc, sizeof pc, ((uint32_t)rows + rpw - 1) / rpw, 1, 1, rd, 3,
-                wr, 5);
+    rd[0] = vk_mat_range(w), rd[1] = vk_rng(pc->x, xb), rd[2] = vk_mat_range(norm);
+    wr[0] = vk_rng(pc->xn, xb), wr[1] = vk_rng(pc->logits, lb), wr[2] = vk_rng(pc->ids, kb);
+    wr[3] = vk_rng(pc->wts, kb), wr[4] = vk_rng(cnt, 4);
+    return 1;
+}
+
+/* router rows (subgroups) per workgroup: 4 by default, OMNI_VK_ROUTER_ROWS=1..16 for tuning */
+static uint32_t route_rows(vk_ctx *c) {
+    return c->env.router_rows >= 1 && c->env.router_rows <= 16 ? (uint32_t)c->env.router_rows : 4;
+}
+
+void vk_op_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr logits,
+                      ob_ptr xn, int k, int norm_topk, ob_ptr ids, ob_ptr weights) {
+    vk_ctx *c = vk_of(b);
+    if (c->base.failed) return;
+    if (vk_mat_check(c, w, "norm_route") != 0) return;
+    uint32_t npl = route_npl(c, x, norm, w, xn, k);
+    if (!npl) {
+        vk_op_norm_matvec(b, x, norm, eps, w, logits, xn);
+        vk_op_moe_route(b, logits, 1, (int)w->rows, k, norm_topk, ids, weights);
+        return;
+    }
+    ob_pc_router pc;
+    vk_range rd[3], wr[5];
+    if (!route_setup(c, x, norm, eps, w, logits, xn, k, norm_topk, ids, weights, &pc, rd, wr)) return;
+    uint32_t rpw = route_rows(c), sgs = c->caps.subgroup_size;
+    uint32_t spec[6] = { rpw * sgs, (uint32_t)w->dtype, (uint32_t)norm->dtype, npl, sgs, pc.rows };
+    vk_dispatch(c, vk_pipeline(c, SH_ROUTER, spec, 6), &pc, sizeof pc, (pc.rows + rpw - 1) / rpw, 1, 1, rd, 3, wr,
+                5);
+}
+
+/* ---- matmul_norm_route ------------------------------------------------------------------------------------------ */
+
+/* o_proj + residual chained in front of the router in one dispatch (router_chain: router.comp with -DCHAIN,
+ * shaders/chain.glsl): its workgroups compute x += a · Woᵀ one row per subgroup while the router's workgroups load
+ * their weights, then wait for them instead of a pipeline barrier. Where it does not apply (OMNI_VK_CHAIN=0, the
+ * router kernel does not, an o_proj row of more than 32 vectors per lane): matmul, then norm_route. */
+void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob_mat *norm, float eps,
+                             const ob_mat *w, ob_ptr logits, ob_ptr xn, int k, int norm_topk, ob_ptr ids,
+                             ob_ptr weights) {
+    vk_ctx *c = vk_of(b);
+    if (c->base.failed) return;
+    if (vk_mat_check(c, w, "matmul_norm_route router") != 0 || vk_mat_check(c, wo, "matmul_norm_route o_proj") != 0)
+        return;
+    uint32_t npl = route_npl(c, x, norm, w, xn, k), sgs = c->caps.subgroup_size;
+    uint32_t epv_o = wo->dtype == OB_F32 ? 4 : wo->dtype == OB_Q8_0 ? 16 : 8;
+    uint32_t npl_o = sgs ? ((uint32_t)wo->cols / epv_o + sgs - 1) / sgs : 0;
+    int ok = npl && c->env.chain && wo->rows == w->cols && wo->cols > 0 && wo->cols % (int64_t)epv_o == 0 &&
+             npl_o <= 32 && vk_mat_vec_ok(wo) && a.buf && vk_addr(a) % 16 == 0 && wo->scale_off <= UINT32_MAX;
+    if (!ok) {
+        vk_op_matmul(b, wo, a, x, 1, 1);
+        vk_op_norm_route(b, x, norm, eps, w, logits, xn, k, norm_topk, ids, weights);
+        return;
+    }
+    size_t ab = (size_t)wo->cols * 4;
+    if (!vk_ptr_ok(c, a, ab, "matmul_norm_route a")) return;
+    ob_pc_router r;
+    vk_range rd[5], wr[7];
+    if (!route_setup(c, x, norm, eps, w, logits, xn, k, norm_topk, ids, weights, &r, rd, wr)) return;
+    VkDeviceAddress cnt = vk_counters(c, VK_CNT_CHAIN, 2);
+    if (!cnt) return;
+    ob_pc_routerchain pc = {
+        .x = r.x, .nw = r.nw, .w = r.w, .s = r.s, .xn = r.xn, .logits = r.logits, .ids = r.ids, .wts = r.wts,
+        .counter = r.counter, .wo = vk_addr(wo->data), .ao = vk_addr(a), .cnt = cnt, .rows = r.rows, .cols = r.cols,
+        .k = r.k, .renorm = r.renorm, .eps = r.eps, .o_cols = (uint32_t)wo->cols, .o_soff = (uint32_t)wo->scale_off,
+    };
+    rd[3] = vk_mat_range(wo), rd[4] = vk_rng(pc.ao, ab);
+    wr[5] = vk_rng(cnt, 8);
+    wr[6] = vk_rng(pc.x, (size_t)r.cols * 4); /* the residual stream, written by the o_proj workgroups */
+    uint32_t rpw = route_rows(c);
+    uint32_t n_o = (r.cols + rpw - 1) / rpw, n_r = (r.rows + rpw - 1) / rpw;
+    uint32_t spec[8] = { rpw * sgs, (uint32_t)w->dtype, (uint32_t)norm->dtype, npl, sgs, r.rows, (uint32_t)wo->dtype,
+                         npl_o };
+    vk_dispatch(c, vk_pipeline(c, SH_ROUTER_CHAIN, spec, 8), &pc, sizeof pc, n_o + n_r, 1, 1, rd, 5, wr, 7);
 }
 
 /* ---- qk_norm_rope_kv_attention ----------------------------------------------------------------------------------- */

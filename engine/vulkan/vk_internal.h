@@ -127,6 +127,7 @@ typedef enum {
     SH_MVQ8,
     SH_ATTN_DECODE,
     SH_MATVEC_CHAIN,
+    SH_ROUTER_CHAIN,
     SH_COUNT
 } vk_shader_id;
 
@@ -331,6 +332,9 @@ ob_buf *vk_rope_freqs(vk_ctx *c, const ob_rope *r);
 void vk_op_norm_matvec(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr y, ob_ptr xn);
 void vk_op_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, const ob_mat *w, ob_ptr logits,
                       ob_ptr xn, int k, int norm_topk, ob_ptr ids, ob_ptr weights);
+void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob_mat *norm, float eps,
+                             const ob_mat *w, ob_ptr logits, ob_ptr xn, int k, int norm_topk, ob_ptr ids,
+                             ob_ptr weights);
 /* shared helpers of the op files */
 vk_range vk_mat_range(const ob_mat *w);
 /* 1 if p holds bytes at a 4-byte aligned offset; otherwise fails the back-end naming op */

@@ -15,6 +15,7 @@
 /* sizes as the GLSL std430 push-constant layout has them (64-bit fields first), all within the portable 128 bytes */
 _Static_assert(sizeof(ob_pc_matvec) == 88, "ob_pc_matvec layout");
 _Static_assert(sizeof(ob_pc_mvchain) == 112, "ob_pc_mvchain layout");
+_Static_assert(sizeof(ob_pc_routerchain) == 128, "ob_pc_routerchain layout");
 _Static_assert(sizeof(ob_pc_matmul) == 80, "ob_pc_matmul layout");
 _Static_assert(sizeof(ob_pc_rows) == 48, "ob_pc_rows layout");
 _Static_assert(sizeof(ob_pc_router) == 96, "ob_pc_router layout");
@@ -710,6 +711,7 @@ static const ob_ops vk_ops_table = {
     .qk_norm_rope_kv_attention = vk_op_qk_norm_rope_kv_attention,
     .norm_matvec = vk_op_norm_matvec,
     .norm_route = vk_op_norm_route,
+    .matmul_norm_route = vk_op_matmul_norm_route,
     .prof_mark = vk_prof_mark,
     .prof_read = vk_prof_read,
 };

@@ -160,6 +160,18 @@ PUSH(ob_pc_router) {
 } PUSH_END(ob_pc_router);
 #endif
 
+/* router.comp built with -DCHAIN (router_chain): o_proj + residual (x[cols] += ao[o_cols] · Woᵀ, wo = weight
+ * address, its q8 scales at wo + o_soff) chained in front of the router in one dispatch (shaders/chain.glsl); the
+ * router's fields as ob_pc_router; cnt = two zeroed chain counters. 128 bytes: the portable push-constant limit. */
+#if !defined(VULKAN) || defined(PC_ROUTERCHAIN)
+PUSH(ob_pc_routerchain) {
+    uint64_t x, nw, w, s, xn, logits, ids, wts, counter, wo, ao, cnt;
+    uint32_t rows, cols, k, renorm;
+    float eps;
+    uint32_t o_cols, o_soff, pad;
+} PUSH_END(ob_pc_routerchain);
+#endif
+
 /* moe_plan.comp: groups the n*k (token, slot) entries by expert. plan = int32 scratch laid out as
  * [tok: n*k][pos: n*k][n_tiles: 1][tiles: 3 * max_tiles] (see vk_moe.c). */
 #if !defined(VULKAN) || defined(PC_PLAN)

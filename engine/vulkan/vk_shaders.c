@@ -33,6 +33,7 @@
 #include "rms_norm_nosg.h"
 #include "rope.h"
 #include "router.h"
+#include "router_chain.h"
 
 #define SPV(name) #name, omni_spv_##name, NULL, sizeof omni_spv_##name, 0
 #define SPV2(name) #name, omni_spv_##name, omni_spv_##name##_nosg, sizeof omni_spv_##name, sizeof omni_spv_##name##_nosg
@@ -64,4 +65,5 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_MVQ8] = { SPV(mvq8) },
     [SH_ATTN_DECODE] = { SPV(attn_decode) },
     [SH_MATVEC_CHAIN] = { SPV(matvec_chain) },
+    [SH_ROUTER_CHAIN] = { SPV(router_chain) },
 };
