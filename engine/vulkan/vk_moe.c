@@ -180,7 +180,7 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
     int vec_in = vec && dim % 32 == 0, vec_down = vec && inter % 32 == 0;
     int cm = vk_cm_ok(c, gate[0].dtype, vec && xa % 16 == 0 && dim % 8 == 0) &&
              vk_cm_ok(c, down[0].dtype, vec && inter % 8 == 0);
-    uint32_t tile = cm ? VK_CM_TILE_N : vk_matmul_tile_n(c);
+    uint32_t tile = cm ? vk_cm_tile_n(c, 1) : vk_matmul_tile_n(c);
     uint32_t max_tiles = (ne + tile - 1) / tile + (uint32_t)n_exp;
     size_t plan_b = ((size_t)2 * ne + 1 + 3 * (size_t)max_tiles) * 4;
     size_t gu_b = (size_t)2 * ne * (size_t)inter * 4, d_b = (size_t)ne * (size_t)dim * 4;
