@@ -14,6 +14,10 @@
 // It gives small matrices (the MoE router, 128 rows) enough workgroups to fill the device.
 // MODE 1 is the grouped MoE form, exactly as in matmul.comp: grid y walks the plan's tiles (expert, first sorted
 // entry, count) with the plan cut into tiles of BN entries; x rows are gathered through tok[] when gather != 0.
+// MODE 2 is MODE 1 for the gate and up projections at once (pc.w: the gate table, pc.s: the up table): the tile's
+// first BM/2 weight rows are gate rows, the others the same up rows, each subgroup holds both halves of its output
+// rows and writes y = silu(gate·x)·(up·x) (the CPU back-end's swiglu, as ew.comp), so x is staged once for both and
+// the separate gate, up and swiglu passes over y are not needed.
 // Mirrors the CPU back-end's matmul y[i][r] = Σ_c x[i][c]·W[r][c] up to fp16 rounding of both operands.
 // Host requirements (vk_coopmat.c): weights 16-byte aligned with rows a multiple of 16 bytes (Q8_0: 8 bytes, scales
 // 2-byte aligned), cols % 8 == 0, x 16-byte aligned with x_stride % 4 == 0, subgroup size 32.
@@ -92,8 +96,8 @@ void main() {
     uint sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
     uint wm = sg % WM, wn = sg / WM;  // this subgroup's SR weight rows and ST x rows of the tile
     uint rows = pc.rows, cols = pc.cols;
-    uint m0 = gl_WorkGroupID.x * BM;
-    uint64_t wbase = pc.w, sbase = pc.s, ybase = pc.y;
+    uint m0 = gl_WorkGroupID.x * BM, mh = gl_WorkGroupID.x * (BM / 2u);
+    uint64_t wbase = pc.w, sbase = pc.s, ybase = pc.y, wbase_u = 0, sbase_u = 0;
     uint j0, cnt;
     if (MODE == 0) {
         j0 = gl_WorkGroupID.y * BN;
@@ -108,6 +112,11 @@ void main() {
         BufU64 tab = BufU64(pc.w + uint64_t(e) * 16u);
         wbase = tab.v[0];
         sbase = tab.v[1];
+        if (MODE == 2) {
+            BufU64 tab_u = BufU64(pc.s + uint64_t(e) * 16u);
+            wbase_u = tab_u.v[0];
+            sbase_u = tab_u.v[1];
+        }
     }
     // this workgroup's columns [kbeg, kend): all of them, or one split's share (whole BK slices)
     uint kbeg = 0u, kend = cols;
@@ -126,14 +135,16 @@ void main() {
     // the slice: 8 threads read 128 contiguous bytes of one weight row (Q8_0: 64 bytes).
     uint seg = (tid & 7u) * 8u, r8 = tid >> 3;
     uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
-    uint64_t wa0 = wbase + uint64_t(m0 + r8) * rb, wstep = 32u * rb;
-    uint64_t sa0 = sbase + uint64_t(m0 + r8) * sb, sstep = 32u * sb;
+    uint mw = MODE == 2 ? mh : m0;  // first weight row of the tile (MODE 2: of each half)
+    uint64_t wa0 = wbase + uint64_t(mw + r8) * rb, wstep = 32u * rb;
+    uint64_t sa0 = sbase + uint64_t(mw + r8) * sb, sstep = 32u * sb;
+    uint64_t wa0u = wbase_u + uint64_t(mw + r8) * rb, sa0u = sbase_u + uint64_t(mw + r8) * sb;
     uint64_t xa[NX];
     [[unroll]] for (uint i = 0; i < NX; i++) {
         uint t = r8 + 32u * i;
         xa[i] = 0;
         if (t < cnt) {
-            uint xrow = (MODE == 1 && pc.gather != 0) ? uint(BufI32(pc.tok).v[j0 + t]) : j0 + t;
+            uint xrow = (MODE != 0 && pc.gather != 0) ? uint(BufI32(pc.tok).v[j0 + t]) : j0 + t;
             xa[i] = pc.x + uint64_t(xrow) * pc.x_stride * 4u;
         }
     }
@@ -141,17 +152,21 @@ void main() {
     uvec4 wr[NW];
     vec4 xr[NX][2];
 // one weight load: 16 bytes of f16/bf16, or 8 Q8_0 quants plus their block's scale bits in .z
+// staged row i: MODE 2 puts up rows in the second half (HALF(i): its index within the half)
+#define UPROW(i) (MODE == 2 && (i) >= NW / 2u)
+#define HALF(i) (MODE == 2 ? (i) % (NW / 2u) : (i))
 #define LDW(ok, i, o, col)                                                                                      \
     ((ok) ? (WTYPE == VK_WT_Q8_0                                                                                \
-                 ? uvec4(BufUV2(wa0 + (i) * wstep + (o)).v[0], ld_u16(sa0 + (i) * sstep + uint64_t((col) / 32u) * 2u), 0u) \
-                 : BufUV4(wa0 + (i) * wstep + (o)).v[0])                                                        \
+                 ? uvec4(BufUV2((UPROW(i) ? wa0u : wa0) + HALF(i) * wstep + (o)).v[0],                          \
+                         ld_u16((UPROW(i) ? sa0u : sa0) + HALF(i) * sstep + uint64_t((col) / 32u) * 2u), 0u)    \
+                 : BufUV4((UPROW(i) ? wa0u : wa0) + HALF(i) * wstep + (o)).v[0])                                \
           : uvec4(0))
 #define LOAD_SLICE(k0)                                                                                          \
     {                                                                                                           \
         uint col = (k0) + seg;                                                                                  \
         bool kin = col < kend;                                                                                  \
         uint64_t o = WTYPE == VK_WT_Q8_0 ? uint64_t(col) : uint64_t(col) * 2u;                                  \
-        [[unroll]] for (uint i = 0; i < NW; i++) wr[i] = LDW(kin && m0 + r8 + 32u * i < rows, i, o, col);       \
+        [[unroll]] for (uint i = 0; i < NW; i++) wr[i] = LDW(kin && mw + r8 + 32u * HALF(i) < rows, i, o, col);       \
         uint64_t ox = uint64_t(col) * 4u;                                                                       \
         [[unroll]] for (uint i = 0; i < NX; i++) {                                                              \
             bool xin = kin && r8 + 32u * i < cnt;                                                               \
@@ -163,7 +178,8 @@ void main() {
     // fragment (i, j): x rows wn·ST + 16·i, weight rows m0 + wm·SR + 16·j. Whole fragments go straight to y (which
     // needs 16-byte aligned rows there); when accumulating they start from y's values.
     bool direct_ok = (ybase & 15u) == 0u && (pc.y_stride & 3u) == 0u;
-    uint tr = wn * ST, rr = m0 + wm * SR;
+    // MODE 2: the subgroup's output rows are rr .. rr + SR/2 (gate fragments j < FJ/2, up fragments j >= FJ/2)
+    uint tr = wn * ST, rr = MODE == 2 ? mh + wm * (SR / 2u) : m0 + wm * SR;
 #define YA(i, j) (ybase + (uint64_t(j0 + tr + 16u * (i)) * pc.y_stride + rr + 16u * (j)) * 4u)
 #define FULL(i, j) (direct_ok && tr + 16u * (i) + 16u <= cnt && rr + 16u * (j) + 16u <= rows)
     FRAG_C acc[FI][FJ];
@@ -173,7 +189,7 @@ void main() {
     }
     // fragments this subgroup multiplies: x-row blocks below cnt, weight-row blocks below rows (subgroup-uniform)
     uint ni = SKIP != 0 ? min(FI, (cnt > tr ? cnt - tr + 15u : 0u) / 16u) : FI;
-    uint nj = SKIP != 0 ? min(FJ, (rows > rr ? rows - rr + 15u : 0u) / 16u) : FJ;
+    uint nj = SKIP != 0 && MODE != 2 ? min(FJ, (rows > rr ? rows - rr + 15u : 0u) / 16u) : FJ;
 
     LOAD_SLICE(kbeg)
     uint sw = seg / 8u;
@@ -191,7 +207,12 @@ void main() {
                 [[unroll]] for (uint i = 0; i < FI; i++)
                     if (i < ni) coopMatLoadNV(a[i], xs, (tr + 16u * i) * STR + kk, STR, false);
                 [[unroll]] for (uint j = 0; j < FJ; j++)
-                    if (j < nj) coopMatLoadNV(b[j], ws, (wm * SR + 16u * j) * STR + kk, STR, true);
+                    if (j < nj) {
+                        uint wrow = MODE == 2 ? (j < FJ / 2u ? wm * (SR / 2u) + 16u * j
+                                                             : BM / 2u + wm * (SR / 2u) + 16u * (j - FJ / 2u))
+                                              : wm * SR + 16u * j;
+                        coopMatLoadNV(b[j], ws, wrow * STR + kk, STR, true);
+                    }
                 [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ; j++)
                     if (i < ni && j < nj) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]);
             }
@@ -202,8 +223,14 @@ void main() {
     // element by element
     barrier();
     uint cb = sg * 64u;
+    if (MODE == 2) {  // y = silu(gate)·up element by element (both fragments share one layout)
+        [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ / 2u; j++)
+            for (int q = 0; q < acc[i][j].length(); q++)
+                acc[i][j][q] = silu(acc[i][j][q]) * acc[i][j + FJ / 2u][q];
+    }
     [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ; j++) {
-        if (FULL(i, j)) {
+        if (MODE == 2 && j >= FJ / 2u) {  // the up halves: already folded into the gate fragments
+        } else if (FULL(i, j)) {
             coopMatStoreNV(acc[i][j], BufF32A(YA(i, j)).v, 0u, pc.y_stride, false);
         } else if (tr + 16u * i < cnt && rr + 16u * j < rows) {
             coopMatStoreNV(acc[i][j], ws, cb, 4u, false);

@@ -73,12 +73,13 @@ uint32_t vk_cm_tile_n(vk_ctx *c, int grouped) { return cm_pick(c, grouped)->bn; 
 
 void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc, uint32_t groups_y,
                            const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
-    const cm_shape *sh = cm_pick(c, grouped);
+    const cm_shape *sh = cm_pick(c, grouped != 0);
     /* ids 1 (weight type) and 6 (mode) as matmul.comp; 2: skip the fragments past a tile's x rows (OMNI_VK_CM_SKIP=0
      * multiplies them all, for comparison) */
     uint32_t spec[7] = { 0, (uint32_t)wt, (uint32_t)(env_int("OMNI_VK_CM_SKIP", 1) != 0), 0, 0, 0, (uint32_t)grouped };
     VkPipeline p = vk_pipeline(c, sh->sh, spec, 7);
-    uint32_t gx = (pc->rows + sh->bm - 1) / sh->bm;
+    /* grouped 2: gate and up in one tile, BM/2 output rows each */
+    uint32_t bm_out = grouped == 2 ? sh->bm / 2 : sh->bm, gx = (pc->rows + bm_out - 1) / bm_out;
     if (!grouped) groups_y = (pc->n + sh->bn - 1) / sh->bn;
     uint32_t slices = (pc->cols + 63) / 64, split = 1;
     if (!grouped && env_int("OMNI_VK_CM_SPLIT", 1) && gx * groups_y < CM_SPLIT_BELOW) {

@@ -358,6 +358,7 @@ uint32_t vk_matmul_tile_n(vk_ctx *c);
  * it */
 int vk_cm_ok(vk_ctx *c, ob_dtype wt, int vec);
 uint32_t vk_cm_tile_n(vk_ctx *c, int grouped);
+/* grouped: 0 dense, 1 grouped MoE, 2 grouped gate+up with swiglu (pc->w gate table, pc->s up table) */
 int vk_cm_operands_ok(const ob_pc_matmul *pc);
 void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc, uint32_t groups_y,
                            const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);

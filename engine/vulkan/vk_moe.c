@@ -198,19 +198,28 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
     ob_pc_matmul pm = { .w = buf_addr(tg->buf), .x = xa, .y = ga, .tiles = pa + (size_t)ne * 8, .tok = pa,
                         .rows = (uint32_t)inter, .cols = (uint32_t)dim, .n = ne, .x_stride = (uint32_t)dim,
                         .y_stride = (uint32_t)inter, .gather = 1 };
-    vk_range rd_g[4] = { r_x, r_plan, r_tab[0], tg->span };
-    mm_grouped(c, cm, gate[0].dtype, vec_in, &pm, max_tiles, rd_g, &r_g);
-    pm.w = buf_addr(tu->buf);
-    pm.y = ua;
-    vk_range rd_u[4] = { r_x, r_plan, r_tab[1], tu->span };
-    mm_grouped(c, cm, up[0].dtype, vec_in, &pm, max_tiles, rd_u, &r_u);
+    uint32_t gx, gy;
+    /* OMNI_VK_MOE_FUSE=1 (tensor cores): gate, up and swiglu in one GEMM (matmul_cm.comp MODE 2) */
+    const char *fuse_env = getenv("OMNI_VK_MOE_FUSE");
+    if (cm && fuse_env && atoi(fuse_env) == 1) {
+        pm.s = buf_addr(tu->buf);
+        vk_range rd_f[6] = { r_x, r_plan, r_tab[0], r_tab[1], tg->span, tu->span };
+        vk_matmul_cm_dispatch(c, 2, gate[0].dtype, &pm, max_tiles, rd_f, 6, &r_g, 1);
+    } else {
+        vk_range rd_g[4] = { r_x, r_plan, r_tab[0], tg->span };
+        mm_grouped(c, cm, gate[0].dtype, vec_in, &pm, max_tiles, rd_g, &r_g);
+        pm.w = buf_addr(tu->buf);
+        pm.y = ua;
+        vk_range rd_u[4] = { r_x, r_plan, r_tab[1], tu->span };
+        mm_grouped(c, cm, up[0].dtype, vec_in, &pm, max_tiles, rd_u, &r_u);
 
-    ob_pc_ew pe = { .a = ga, .b = ua, .dst = ga, .count = ne * (uint32_t)inter };
-    uint32_t gx, gy, spec_ew[3] = { 256, 1, 1 };
-    vk_grid(c, (uint64_t)pe.count, 1024, &gx, &gy);
-    pe.groups_x = gx;
-    vk_range rd_e[2] = { r_g, r_u };
-    vk_dispatch(c, vk_pipeline(c, SH_EW, spec_ew, 3), &pe, sizeof pe, gx, gy, 1, rd_e, 2, &r_g, 1);
+        ob_pc_ew pe = { .a = ga, .b = ua, .dst = ga, .count = ne * (uint32_t)inter };
+        uint32_t spec_ew[3] = { 256, 1, 1 };
+        vk_grid(c, (uint64_t)pe.count, 1024, &gx, &gy);
+        pe.groups_x = gx;
+        vk_range rd_e[2] = { r_g, r_u };
+        vk_dispatch(c, vk_pipeline(c, SH_EW, spec_ew, 3), &pe, sizeof pe, gx, gy, 1, rd_e, 2, &r_g, 1);
+    }
 
     ob_pc_matmul pdn = { .w = buf_addr(td->buf), .x = ga, .y = da, .tiles = pa + (size_t)ne * 8, .tok = pa,
                          .rows = (uint32_t)dim, .cols = (uint32_t)inter, .n = ne, .x_stride = (uint32_t)inter,
