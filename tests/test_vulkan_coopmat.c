@@ -146,8 +146,8 @@ TEST(vk_coopmat_moe_grouped_off) {
     moe_sweep(F32_TOL);
 }
 
-/* Every GEMM tile shape (OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE) and the fused gate+up+swiglu form of the grouped MoE
- * (OMNI_VK_MOE_FUSE=1) against the CPU, same shapes and tolerance as above; where the device has no cooperative
+/* Every GEMM tile shape (OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE), each with the grouped MoE's fused gate+up+swiglu form
+ * (the default) and its three-pass form (OMNI_VK_MOE_FUSE=0), against the CPU, same shapes and tolerance as above; where the device has no cooperative
  * matrix (lavapipe) every shape is the same fp32 kernel, so the test only runs with it. */
 TEST(vk_coopmat_tile_shapes) {
     if (!cm_offered()) return;
