@@ -54,9 +54,9 @@ const uint NW = BM / 32u, NX = BN / 32u;  // weight and x rows staged per thread
 const uint STR = BK / 8u + 1u;
 layout(local_size_x = 256) in;
 layout(constant_id = 1) const uint WTYPE = 0;
-// SKIP (default 1): a subgroup issues no loads or MMAs for fragments whose x rows all lie past the tile's count
-// (grouped experts hold ~half-full tiles at 512 tokens); 0 = the unconditional loop (comparisons)
-layout(constant_id = 2) const uint SKIP = 1;
+// SKIP = 1: a subgroup issues no loads or MMAs for fragments whose x rows all lie past the tile's count (grouped
+// experts hold ~half-full tiles at 512 tokens); off by default: the guards measured slower than the MMAs they save
+layout(constant_id = 2) const uint SKIP = 0;
 layout(constant_id = 6) const uint MODE = 0;
 
 shared uvec4 ws[BM * STR];  // ws[r][k]: read as the column-major K × N operand

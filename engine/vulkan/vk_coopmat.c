@@ -49,8 +49,8 @@ static const cm_shape cm_shapes[] = { { 128, 64, SH_MATMUL_CM },       { 128, 32
                                       { 256, 32, SH_MATMUL_CM_256X32 }, { 256, 64, SH_MATMUL_CM_256X64 },
                                       { 128, 128, SH_MATMUL_CM_128X128 } };
 /* Measured on the H100 (docs/benchmarks.md, pp512 of the thinker): dense 128x64 projections 11.8 ms per pass
- * (256x64 and 128x128 16.2-16.3 ms); grouped 256x64 with the fused gate+up experts 27.8 ms (128x64 unfused 31.1,
- * 256x32 34.6, 256x64 unfused 29.6) */
+ * (256x64 and 128x128 16.2-16.3 ms); grouped 256x64 with the fused gate+up experts 24.9 ms (128x64 unfused 30.8,
+ * 256x32 34.6, 128x32 28.1 and 256x64 unfused 29.6 with fragment skipping on) */
 #define CM_DEFAULT_DENSE "128x64"
 #define CM_DEFAULT_MOE "256x64"
 
@@ -78,9 +78,10 @@ void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc
                            const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
     const cm_shape *sh = cm_pick(c, grouped != 0);
     /* ids 1 (weight type) and 6 (mode) as matmul.comp; 2: skip the fragments past a tile's x rows, grouped forms only
-     * (their tiles are ~half full at 512 tokens; on the dense form's full tiles the guards measured 10-20% slower,
-     * vulkan_bench prefill, H100). OMNI_VK_CM_SKIP=0 multiplies them all, for comparison. */
-    uint32_t skip = grouped && env_int("OMNI_VK_CM_SKIP", 1) != 0;
+     * and opt-in (OMNI_VK_CM_SKIP=1): the grouped tiles are ~half full at 512 tokens, but the guards cost more than
+     * the MMAs they save (H100, pp512: experts 28.3 ms with, 24.9 ms without; dense tiles 10-20% slower with them,
+     * vulkan_bench prefill) */
+    uint32_t skip = grouped && env_int("OMNI_VK_CM_SKIP", 0) != 0;
     uint32_t spec[7] = { 0, (uint32_t)wt, skip, 0, 0, 0, (uint32_t)grouped };
     VkPipeline p = vk_pipeline(c, sh->sh, spec, 7);
     /* grouped 2: gate and up in one tile, BM/2 output rows each */
