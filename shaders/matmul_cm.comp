@@ -1,11 +1,12 @@
 #version 460
 // matmul_cm.comp — y[n][rows] (+)= x[n][cols] · Wᵀ on tensor cores (GL_NV_cooperative_matrix): the prefill form
 // of matmul.comp for f16, bf16 and Q8_0 weights on devices with NV cooperative matrix and 32-wide subgroups.
-// A workgroup of 8 subgroups computes a BM = 128 (weight rows) × BN = 64 (x rows) tile; each BK = 64 columns of
-// both operands are staged in shared memory as fp16, eight halves per 16-byte shared word (one store per 8
-// elements; bf16 weights and fp32 activations are converted on the way in, activations clamped to the fp16 range;
-// Q8_0 quants are multiplied by their block scale in fp32 and then rounded to fp16). Each subgroup accumulates a
-// 32 × 32 block as 2 × 2 fp32 16 × 16 fragments (coopMatMulAddNV: fp16 products, fp32 sums). The next BK slice is
+// A workgroup of 8 subgroups computes a BM (weight rows) × BN (x rows) tile (128 × 64 unless built otherwise, see
+// CM_BM below); each BK = 64 columns of both operands are staged in shared memory as fp16, eight halves per 16-byte
+// shared word (one store per 8 elements; bf16 weights and fp32 activations are converted on the way in, activations
+// clamped to the fp16 range; Q8_0 quants are multiplied by their block scale in fp32 and then rounded to fp16).
+// Each subgroup accumulates its block as fp32 16 × 16 fragments (coopMatMulAddNV: fp16 products, fp32 sums; 2 × 2
+// of them at 128 × 64). The next BK slice is
 // read from global memory into registers while the tensor cores work on the current one.
 // Fragments that lie wholly inside y are stored straight to global memory (and, when accumulating, start from y's
 // values); the ragged edges go element by element through shared memory.
@@ -14,6 +15,10 @@
 // It gives small matrices (the MoE router, 128 rows) enough workgroups to fill the device.
 // MODE 1 is the grouped MoE form, exactly as in matmul.comp: grid y walks the plan's tiles (expert, first sorted
 // entry, count) with the plan cut into tiles of BN entries; x rows are gathered through tok[] when gather != 0.
+// MODE 2 is MODE 1 for the gate and up projections at once (pc.w: the gate table, pc.s: the up table): the tile's
+// first BM/2 weight rows are gate rows, the others the same up rows, each subgroup holds both halves of its output
+// rows and writes y = silu(gate·x)·(up·x) (the CPU back-end's swiglu, as ew.comp), so x is staged once for both and
+// the separate gate, up and swiglu passes over y are not needed.
 // Mirrors the CPU back-end's matmul y[i][r] = Σ_c x[i][c]·W[r][c] up to fp16 rounding of both operands.
 // Host requirements (vk_coopmat.c): weights 16-byte aligned with rows a multiple of 16 bytes (Q8_0: 8 bytes, scales
 // 2-byte aligned), cols % 8 == 0, x 16-byte aligned with x_stride % 4 == 0, subgroup size 32.
@@ -27,17 +32,36 @@
 layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer BufUV2 { uvec2 v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufF32A { float v[]; };
 
-const uint BM = 128, BN = 64, BK = 64;
+// Tile shape (compile-time, one SPIR-V per shape, see shaders.mk): BM weight rows x BN x rows per workgroup of 8
+// subgroups laid out WM (along weight rows) x 8/WM (along x rows); each subgroup accumulates an SR x ST block as
+// FI x FJ fp32 16 x 16 fragments. Compile-time rather than specialization constants: the staging registers and
+// fragment arrays must be sized and their loops unrolled before the driver allocates registers (a spec-constant
+// version measured 2.5x slower, docs/benchmarks.md).
+#ifndef CM_BM
+#define CM_BM 128
+#endif
+#ifndef CM_BN
+#define CM_BN 64
+#endif
+#ifndef CM_WM
+#define CM_WM 4
+#endif
+const uint BM = CM_BM, BN = CM_BN, BK = 64;
+const uint WM = CM_WM, WN = 8u / WM, SR = BM / WM, ST = BN / WN, FJ = SR / 16u, FI = ST / 16u;
+const uint NW = BM / 32u, NX = BN / 32u;  // weight and x rows staged per thread (32 rows per pass of 256 threads)
 // shared row stride in 16-byte words (8 halves): 9 words = 144 bytes, so the 8 rows of a fragment load (and 8
 // threads' 16-byte stores) fall in distinct banks
 const uint STR = BK / 8u + 1u;
 layout(local_size_x = 256) in;
 layout(constant_id = 1) const uint WTYPE = 0;
+// SKIP = 1: a subgroup issues no loads or MMAs for fragments whose x rows all lie past the tile's count (grouped
+// experts hold ~half-full tiles at 512 tokens); off by default: the guards measured slower than the MMAs they save
+layout(constant_id = 2) const uint SKIP = 0;
 layout(constant_id = 6) const uint MODE = 0;
 
 shared uvec4 ws[BM * STR];  // ws[r][k]: read as the column-major K × N operand
 shared uvec4 xs[BN * STR];  // xs[t][k]: the row-major M × K operand
-shared float cs[8 * 256];   // one 16 × 16 fp32 fragment per subgroup on its way out (ragged edges)
+// ragged edges: one 16 × 16 fp32 fragment per subgroup on its way out, in ws (64 words per subgroup) after the loop
 
 #define FRAG_A fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define FRAG_C fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
@@ -71,10 +95,10 @@ uvec4 w_half(uvec4 u) {
 void main() {
     uint tid = gl_LocalInvocationID.x;
     uint sg = gl_SubgroupID, lane = gl_SubgroupInvocationID;
-    uint wm = sg % 4u, wn = sg / 4u;  // this subgroup's 32 weight rows and 32 x rows of the tile
+    uint wm = sg % WM, wn = sg / WM;  // this subgroup's SR weight rows and ST x rows of the tile
     uint rows = pc.rows, cols = pc.cols;
-    uint m0 = gl_WorkGroupID.x * BM;
-    uint64_t wbase = pc.w, sbase = pc.s, ybase = pc.y;
+    uint m0 = gl_WorkGroupID.x * BM, mh = gl_WorkGroupID.x * (BM / 2u);
+    uint64_t wbase = pc.w, sbase = pc.s, ybase = pc.y, wbase_u = 0, sbase_u = 0;
     uint j0, cnt;
     if (MODE == 0) {
         j0 = gl_WorkGroupID.y * BN;
@@ -89,6 +113,11 @@ void main() {
         BufU64 tab = BufU64(pc.w + uint64_t(e) * 16u);
         wbase = tab.v[0];
         sbase = tab.v[1];
+        if (MODE == 2) {
+            BufU64 tab_u = BufU64(pc.s + uint64_t(e) * 16u);
+            wbase_u = tab_u.v[0];
+            sbase_u = tab_u.v[1];
+        }
     }
     // this workgroup's columns [kbeg, kend): all of them, or one split's share (whole BK slices)
     uint kbeg = 0u, kend = cols;
@@ -103,106 +132,115 @@ void main() {
     g_j0 = j0;
     g_y = ybase;
 
-    // This thread stages weight rows r_i = tid/8 + 32·i (i < 4) and x rows t_i = tid/8 + 32·i (i < 2), 8 columns
-    // each at seg·8 of the slice: 8 threads read 128 contiguous bytes of one weight row (Q8_0: 64 bytes).
+    // This thread stages weight rows r8 + 32·i (i < NW) and x rows r8 + 32·i (i < NX), 8 columns each at seg·8 of
+    // the slice: 8 threads read 128 contiguous bytes of one weight row (Q8_0: 64 bytes).
     uint seg = (tid & 7u) * 8u, r8 = tid >> 3;
     uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
-    uint64_t wa0 = wbase + uint64_t(m0 + r8) * rb, wstep = 32u * rb;
-    uint64_t sa0 = sbase + uint64_t(m0 + r8) * sb, sstep = 32u * sb;
-    bool wv0 = m0 + r8 < rows, wv1 = m0 + r8 + 32u < rows, wv2 = m0 + r8 + 64u < rows, wv3 = m0 + r8 + 96u < rows;
-    uint64_t xa0 = 0, xa1 = 0;
-    bool xv0 = r8 < cnt, xv1 = r8 + 32u < cnt;
-    if (xv0) {
-        uint xrow = (MODE == 1 && pc.gather != 0) ? uint(BufI32(pc.tok).v[j0 + r8]) : j0 + r8;
-        xa0 = pc.x + uint64_t(xrow) * pc.x_stride * 4u;
-    }
-    if (xv1) {
-        uint xrow = (MODE == 1 && pc.gather != 0) ? uint(BufI32(pc.tok).v[j0 + r8 + 32u]) : j0 + r8 + 32u;
-        xa1 = pc.x + uint64_t(xrow) * pc.x_stride * 4u;
+    uint mw = MODE == 2 ? mh : m0;  // first weight row of the tile (MODE 2: of each half)
+    uint64_t wa0 = wbase + uint64_t(mw + r8) * rb, wstep = 32u * rb;
+    uint64_t sa0 = sbase + uint64_t(mw + r8) * sb, sstep = 32u * sb;
+    uint64_t wa0u = wbase_u + uint64_t(mw + r8) * rb, sa0u = sbase_u + uint64_t(mw + r8) * sb;
+    uint64_t xa[NX];
+    [[unroll]] for (uint i = 0; i < NX; i++) {
+        uint t = r8 + 32u * i;
+        xa[i] = 0;
+        if (t < cnt) {
+            uint xrow = (MODE != 0 && pc.gather != 0) ? uint(BufI32(pc.tok).v[j0 + t]) : j0 + t;
+            xa[i] = pc.x + uint64_t(xrow) * pc.x_stride * 4u;
+        }
     }
 
-    uvec4 w0, w1, w2, w3;
-    vec4 x0a, x0b, x1a, x1b;
+    uvec4 wr[NW];
+    vec4 xr[NX][2];
 // one weight load: 16 bytes of f16/bf16, or 8 Q8_0 quants plus their block's scale bits in .z
+// staged row i: MODE 2 puts up rows in the second half (HALF(i): its index within the half)
+#define UPROW(i) (MODE == 2 && (i) >= NW / 2u)
+#define HALF(i) (MODE == 2 ? (i) % (NW / 2u) : (i))
 #define LDW(ok, i, o, col)                                                                                      \
     ((ok) ? (WTYPE == VK_WT_Q8_0                                                                                \
-                 ? uvec4(BufUV2(wa0 + (i) * wstep + (o)).v[0], ld_u16(sa0 + (i) * sstep + uint64_t((col) / 32u) * 2u), 0u) \
-                 : BufUV4(wa0 + (i) * wstep + (o)).v[0])                                                        \
+                 ? uvec4(BufUV2((UPROW(i) ? wa0u : wa0) + HALF(i) * wstep + (o)).v[0],                          \
+                         ld_u16((UPROW(i) ? sa0u : sa0) + HALF(i) * sstep + uint64_t((col) / 32u) * 2u), 0u)    \
+                 : BufUV4((UPROW(i) ? wa0u : wa0) + HALF(i) * wstep + (o)).v[0])                                \
           : uvec4(0))
 #define LOAD_SLICE(k0)                                                                                          \
     {                                                                                                           \
         uint col = (k0) + seg;                                                                                  \
         bool kin = col < kend;                                                                                  \
         uint64_t o = WTYPE == VK_WT_Q8_0 ? uint64_t(col) : uint64_t(col) * 2u;                                  \
-        w0 = LDW(kin && wv0, 0u, o, col);                                                                       \
-        w1 = LDW(kin && wv1, 1u, o, col);                                                                       \
-        w2 = LDW(kin && wv2, 2u, o, col);                                                                       \
-        w3 = LDW(kin && wv3, 3u, o, col);                                                                       \
+        [[unroll]] for (uint i = 0; i < NW; i++) wr[i] = LDW(kin && mw + r8 + 32u * HALF(i) < rows, i, o, col);       \
         uint64_t ox = uint64_t(col) * 4u;                                                                       \
-        x0a = (kin && xv0) ? BufV4(xa0 + ox).v[0] : vec4(0);                                                    \
-        x0b = (kin && xv0) ? BufV4(xa0 + ox + 16u).v[0] : vec4(0);                                              \
-        x1a = (kin && xv1) ? BufV4(xa1 + ox).v[0] : vec4(0);                                                    \
-        x1b = (kin && xv1) ? BufV4(xa1 + ox + 16u).v[0] : vec4(0);                                              \
+        [[unroll]] for (uint i = 0; i < NX; i++) {                                                              \
+            bool xin = kin && r8 + 32u * i < cnt;                                                               \
+            xr[i][0] = xin ? BufV4(xa[i] + ox).v[0] : vec4(0);                                                  \
+            xr[i][1] = xin ? BufV4(xa[i] + ox + 16u).v[0] : vec4(0);                                            \
+        }                                                                                                       \
     }
 
-    // fragment (i, j): x rows wn·32 + 16·i, weight rows m0 + wm·32 + 16·j. Whole fragments go straight to y (which
+    // fragment (i, j): x rows wn·ST + 16·i, weight rows m0 + wm·SR + 16·j. Whole fragments go straight to y (which
     // needs 16-byte aligned rows there); when accumulating they start from y's values.
     bool direct_ok = (ybase & 15u) == 0u && (pc.y_stride & 3u) == 0u;
-    uint tr = wn * 32u, rr = m0 + wm * 32u;
-    bool full00 = direct_ok && tr + 16u <= cnt && rr + 16u <= rows;
-    bool full01 = direct_ok && tr + 16u <= cnt && rr + 32u <= rows;
-    bool full10 = direct_ok && tr + 32u <= cnt && rr + 16u <= rows;
-    bool full11 = direct_ok && tr + 32u <= cnt && rr + 32u <= rows;
+    // MODE 2: the subgroup's output rows are rr .. rr + SR/2 (gate fragments j < FJ/2, up fragments j >= FJ/2)
+    uint tr = wn * ST, rr = MODE == 2 ? mh + wm * (SR / 2u) : m0 + wm * SR;
 #define YA(i, j) (ybase + (uint64_t(j0 + tr + 16u * (i)) * pc.y_stride + rr + 16u * (j)) * 4u)
-    FRAG_C c00 = FRAG_C(0.0f), c01 = FRAG_C(0.0f), c10 = FRAG_C(0.0f), c11 = FRAG_C(0.0f);
-    if (pc.accumulate != 0) {
-        if (full00) coopMatLoadNV(c00, BufF32A(YA(0u, 0u)).v, 0u, pc.y_stride, false);
-        if (full01) coopMatLoadNV(c01, BufF32A(YA(0u, 1u)).v, 0u, pc.y_stride, false);
-        if (full10) coopMatLoadNV(c10, BufF32A(YA(1u, 0u)).v, 0u, pc.y_stride, false);
-        if (full11) coopMatLoadNV(c11, BufF32A(YA(1u, 1u)).v, 0u, pc.y_stride, false);
+#define FULL(i, j) (direct_ok && tr + 16u * (i) + 16u <= cnt && rr + 16u * (j) + 16u <= rows)
+    FRAG_C acc[FI][FJ];
+    [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ; j++) {
+        acc[i][j] = FRAG_C(0.0f);
+        if (pc.accumulate != 0 && FULL(i, j)) coopMatLoadNV(acc[i][j], BufF32A(YA(i, j)).v, 0u, pc.y_stride, false);
     }
+    // fragments this subgroup multiplies: x-row blocks below cnt, weight-row blocks below rows (subgroup-uniform)
+    uint ni = SKIP != 0 ? min(FI, (cnt > tr ? cnt - tr + 15u : 0u) / 16u) : FI;
+    uint nj = SKIP != 0 && MODE != 2 ? min(FJ, (rows > rr ? rows - rr + 15u : 0u) / 16u) : FJ;
 
     LOAD_SLICE(kbeg)
     uint sw = seg / 8u;
     for (uint k0 = kbeg; k0 < kend; k0 += BK) {
         barrier();
-        ws[r8 * STR + sw] = w_half(w0);
-        ws[(r8 + 32u) * STR + sw] = w_half(w1);
-        ws[(r8 + 64u) * STR + sw] = w_half(w2);
-        ws[(r8 + 96u) * STR + sw] = w_half(w3);
-        xs[r8 * STR + sw] = uvec4(f2h(x0a.xy), f2h(x0a.zw), f2h(x0b.xy), f2h(x0b.zw));
-        xs[(r8 + 32u) * STR + sw] = uvec4(f2h(x1a.xy), f2h(x1a.zw), f2h(x1b.xy), f2h(x1b.zw));
+        [[unroll]] for (uint i = 0; i < NW; i++) ws[(r8 + 32u * i) * STR + sw] = w_half(wr[i]);
+        [[unroll]] for (uint i = 0; i < NX; i++)
+            xs[(r8 + 32u * i) * STR + sw] =
+                uvec4(f2h(xr[i][0].xy), f2h(xr[i][0].zw), f2h(xr[i][1].xy), f2h(xr[i][1].zw));
         barrier();
         if (k0 + BK < kend) LOAD_SLICE(k0 + BK)
-        [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) {  // 16 columns = 2 shared words per step
-            FRAG_A a0, a1, b0, b1;
-            coopMatLoadNV(a0, xs, tr * STR + kk, STR, false);
-            coopMatLoadNV(a1, xs, (tr + 16u) * STR + kk, STR, false);
-            coopMatLoadNV(b0, ws, (wm * 32u) * STR + kk, STR, true);
-            coopMatLoadNV(b1, ws, (wm * 32u + 16u) * STR + kk, STR, true);
-            c00 = coopMatMulAddNV(a0, b0, c00);
-            c01 = coopMatMulAddNV(a0, b1, c01);
-            c10 = coopMatMulAddNV(a1, b0, c10);
-            c11 = coopMatMulAddNV(a1, b1, c11);
+        if (ni > 0u && nj > 0u) {
+            [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) {  // 16 columns = 2 shared words per step
+                FRAG_A a[FI], b[FJ];
+                [[unroll]] for (uint i = 0; i < FI; i++)
+                    if (i < ni) coopMatLoadNV(a[i], xs, (tr + 16u * i) * STR + kk, STR, false);
+                [[unroll]] for (uint j = 0; j < FJ; j++)
+                    if (j < nj) {
+                        uint wrow = MODE == 2 ? (j < FJ / 2u ? wm * (SR / 2u) + 16u * j
+                                                             : BM / 2u + wm * (SR / 2u) + 16u * (j - FJ / 2u))
+                                              : wm * SR + 16u * j;
+                        coopMatLoadNV(b[j], ws, wrow * STR + kk, STR, true);
+                    }
+                [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ; j++)
+                    if (i < ni && j < nj) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]);
+            }
         }
     }
 
-    // ragged fragments through this subgroup's slice of cs, element by element
-    uint cb = sg * 256u;
-#define STORE_FRAG(frag, full, i, j)                                                                            \
-    if (full) {                                                                                                 \
-        coopMatStoreNV(frag, BufF32A(YA(i, j)).v, 0u, pc.y_stride, false);                                      \
-    } else {                                                                                                    \
-        coopMatStoreNV(frag, cs, cb, 16u, false);                                                               \
-        subgroupMemoryBarrierShared();                                                                          \
-        subgroupBarrier();                                                                                      \
-        for (uint q = lane; q < 256u; q += 32u)                                                                 \
-            store1(tr + 16u * (i) + q / 16u, rr + 16u * (j) + q % 16u, cs[cb + q]);                             \
-        subgroupMemoryBarrierShared();                                                                          \
-        subgroupBarrier();                                                                                      \
+    // ragged fragments through this subgroup's 64 words of ws (free once every subgroup is past its last MMA),
+    // element by element
+    barrier();
+    uint cb = sg * 64u;
+    if (MODE == 2) {  // y = silu(gate)·up element by element (both fragments share one layout)
+        [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ / 2u; j++)
+            for (int q = 0; q < acc[i][j].length(); q++)
+                acc[i][j][q] = silu(acc[i][j][q]) * acc[i][j + FJ / 2u][q];
     }
-    STORE_FRAG(c00, full00, 0u, 0u)
-    STORE_FRAG(c01, full01, 0u, 1u)
-    STORE_FRAG(c10, full10, 1u, 0u)
-    STORE_FRAG(c11, full11, 1u, 1u)
+    [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ; j++) {
+        if (MODE == 2 && j >= FJ / 2u) {  // the up halves: already folded into the gate fragments
+        } else if (FULL(i, j)) {
+            coopMatStoreNV(acc[i][j], BufF32A(YA(i, j)).v, 0u, pc.y_stride, false);
+        } else if (tr + 16u * i < cnt && rr + 16u * j < rows) {
+            coopMatStoreNV(acc[i][j], ws, cb, 4u, false);
+            subgroupMemoryBarrierShared();
+            subgroupBarrier();
+            for (uint q = lane; q < 256u; q += 32u)
+                store1(tr + 16u * i + q / 16u, rr + 16u * j + q % 16u, uintBitsToFloat(ws[cb + q / 4u][q % 4u]));
+            subgroupMemoryBarrierShared();
+            subgroupBarrier();
+        }
+    }
 }

@@ -10,9 +10,12 @@ GLSLC        ?= glslc
 SPIRV_VAL    ?= spirv-val
 GLSLC_FLAGS  := -fshader-stage=compute --target-env=vulkan1.2 -O -Ishaders -Iengine/vulkan
 SHADER_NAMES := $(basename $(notdir $(wildcard shaders/*.comp)))
+# tensor-core GEMM tile shapes besides matmul_cm's 128 x 64 (weight rows x x rows; vk_coopmat.c picks one)
+MATMUL_CM_TILES := 128x32 256x32 256x64 128x128
 SHADER_NOSG  := matvec rms_norm attn_split moe_route qk_rope_kv
 SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _nosg,$(SHADER_NOSG)) matmul_big \
-                attn_flash_cm_d64 attn_flash_cm_d80 matvec_chain router_chain)
+                attn_flash_cm_d64 attn_flash_cm_d80 matvec_chain router_chain \
+                $(addprefix matmul_cm_,$(MATMUL_CM_TILES)))
 SHADER_H     := $(SHADER_SPV:.spv=.h)
 
 $(SHADER_DIR)/%.spv: shaders/%.comp
@@ -37,6 +40,12 @@ $(SHADER_DIR)/matvec_chain.spv: shaders/matvec.comp
 $(SHADER_DIR)/router_chain.spv: shaders/router.comp
 	@mkdir -p $(SHADER_DIR)
 	$(GLSLC) $(GLSLC_FLAGS) -DCHAIN -MD -MF $@.d $< -o $@
+
+# matmul_cm_<BM>x<BN>: 8 subgroups, 8 along the weight rows when the x tile is 32 rows, else 4 x 2
+$(SHADER_DIR)/matmul_cm_%.spv: shaders/matmul_cm.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) -DCM_BM=$(word 1,$(subst x, ,$*)) -DCM_BN=$(word 2,$(subst x, ,$*)) \
+	    -DCM_WM=$(if $(filter 256x32,$*),8,4) -MD -MF $@.d $< -o $@
 
 # tensor-core prefill attention for smaller heads, padded to 64 or 80 dims (the audio and vision encoders)
 $(SHADER_DIR)/attn_flash_cm_d%.spv: shaders/attn_flash_cm.comp

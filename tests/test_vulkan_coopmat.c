@@ -146,6 +146,32 @@ TEST(vk_coopmat_moe_grouped_off) {
     moe_sweep(F32_TOL);
 }
 
+/* Every GEMM tile shape (OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE), each with the grouped MoE's fused gate+up+swiglu form
+ * (the default) and its three-pass form (OMNI_VK_MOE_FUSE=0), against the CPU, same shapes and tolerance as above; where the device has no cooperative
+ * matrix (lavapipe) every shape is the same fp32 kernel, so the test only runs with it. */
+TEST(vk_coopmat_tile_shapes) {
+    if (!cm_offered()) return;
+    static const char *const shapes[] = { "128x64", "128x32", "256x32", "256x64", "128x128" };
+    setenv("OMNI_VK_MM", "tiled", 1);
+    setenv("OMNI_VK_MOE", "grouped", 1);
+    for (unsigned i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        printf("    tile shape %s\n", shapes[i]);
+        setenv("OMNI_VK_CM_DENSE", shapes[i], 1);
+        setenv("OMNI_VK_CM_MOE", shapes[i], 1);
+        mm_sweep(CM_TOL);
+        for (int fuse = 0; fuse < 2; fuse++) {
+            setenv("OMNI_VK_MOE_FUSE", fuse ? "1" : "0", 1);
+            moe_sweep(CM_TOL);
+        }
+        setenv("OMNI_VK_CM_SKIP", "1", 1); /* the opt-in fragment skipping */
+        moe_sweep(CM_TOL);
+        unsetenv("OMNI_VK_CM_SKIP");
+    }
+    unsetenv("OMNI_VK_CM_DENSE");
+    unsetenv("OMNI_VK_CM_MOE");
+    unsetenv("OMNI_VK_MOE_FUSE");
+}
+
 /* ---- prefill attention (attn_flash_cm.comp: head_dim 128, and 64 / 72 on the padded builds) --------------------- */
 
 typedef struct {

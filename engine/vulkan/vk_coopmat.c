@@ -10,13 +10,15 @@
  * Small dense products (too few 128 x 64 tiles to fill the device) are split over K (mm_ksum.comp adds the parts).
  * Also here: when the tensor-core prefill attention (shaders/attn_flash_cm.comp) applies, and its dispatch.
  * Measured on an H100 (docs/benchmarks.md, "prefill after tensor-core work"). */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "vk_internal.h"
 
-/* shared memory the kernels declare: matmul_cm 128x72 + 64x72 halves + 8x256 floats; attn_flash_cm 64x136 +
- * 2x32x136 halves, 4x16x32 floats, 4x16x40 halves, 64 floats */
-#define CM_MATMUL_SHARED 35840u
+/* shared memory the kernels declare: matmul_cm (BM + BN) x 72 halves (the smallest shape, 128 x 32, is the
+ * requirement; larger ones are used where they fit); attn_flash_cm 64x136 + 2x32x136 halves, 4x16x32 floats,
+ * 4x16x40 halves, 64 floats */
+#define CM_MATMUL_SHARED(bm, bn) (((bm) + (bn)) * 144u)
 #define CM_ATTN_SHARED 48384u
 
 /* OMNI_VK_CM_SPLIT=0: no split-K for small matrices (comparisons) */
@@ -27,7 +29,7 @@ static int env_int(const char *name, int dflt) {
 
 int vk_cm_ok(vk_ctx *c, ob_dtype wt, int vec) {
     if (!c->caps.coopmat_nv || !c->caps.fp16 || c->caps.subgroup_size != 32) return 0;
-    if (c->caps.max_shared < CM_MATMUL_SHARED) return 0;
+    if (c->caps.max_shared < CM_MATMUL_SHARED(128u, 32u)) return 0;
     /* Q8_0: 8-byte quant loads (vec: 16-byte aligned rows of a multiple of 16 bytes covers it), 2-byte scales */
     return vec && (wt == OB_F16 || wt == OB_BF16 || wt == OB_Q8_0);
 }
@@ -35,6 +37,35 @@ int vk_cm_ok(vk_ctx *c, ob_dtype wt, int vec) {
 /* 16-byte operand loads: x 16-byte aligned with x_stride % 4 == 0, cols % 8 == 0 (rows of whole uvec4s of
  * weights; the weight's own alignment is the caller's `vec`) */
 int vk_cm_operands_ok(const ob_pc_matmul *pc) { return pc->x % 16 == 0 && pc->x_stride % 4 == 0 && pc->cols % 8 == 0; }
+
+/* Tile shapes (weight rows BM x x rows BN; matmul_cm.comp built once per shape, shaders.mk). The dense form and
+ * the grouped MoE pick separately: OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE = "128x64" (the original), "128x32",
+ * "256x32", "256x64" or "128x128"; a shape whose shared memory the device lacks falls back to 128x64. */
+typedef struct {
+    uint32_t bm, bn;
+    vk_shader_id sh;
+} cm_shape;
+static const cm_shape cm_shapes[] = { { 128, 64, SH_MATMUL_CM },       { 128, 32, SH_MATMUL_CM_128X32 },
+                                      { 256, 32, SH_MATMUL_CM_256X32 }, { 256, 64, SH_MATMUL_CM_256X64 },
+                                      { 128, 128, SH_MATMUL_CM_128X128 } };
+/* Measured on the H100 (docs/benchmarks.md, pp512 of the thinker): dense 128x64 projections 11.8 ms per pass
+ * (256x64 and 128x128 16.2-16.3 ms); grouped 256x64 with the fused gate+up experts 24.9 ms (128x64 unfused 30.8,
+ * 256x32 34.6, 128x32 28.1 and 256x64 unfused 29.6 with fragment skipping on) */
+#define CM_DEFAULT_DENSE "128x64"
+#define CM_DEFAULT_MOE "256x64"
+
+static const cm_shape *cm_pick(vk_ctx *c, int grouped) {
+    const char *v = getenv(grouped ? "OMNI_VK_CM_MOE" : "OMNI_VK_CM_DENSE");
+    if (!v || !*v) v = grouped ? CM_DEFAULT_MOE : CM_DEFAULT_DENSE;
+    unsigned bm = 0, bn = 0;
+    if (sscanf(v, "%ux%u", &bm, &bn) == 2)
+        for (unsigned i = 0; i < sizeof cm_shapes / sizeof *cm_shapes; i++)
+            if (cm_shapes[i].bm == bm && cm_shapes[i].bn == bn && c->caps.max_shared >= CM_MATMUL_SHARED(bm, bn))
+                return &cm_shapes[i];
+    return &cm_shapes[0];
+}
+
+uint32_t vk_cm_tile_n(vk_ctx *c, int grouped) { return cm_pick(c, grouped)->bn; }
 
 /* Split-K for the dense form when the tile grid alone would leave most of the device idle (fewer than
  * CM_SPLIT_BELOW workgroups, e.g. the MoE router's 128 rows): up to 16 splits of at least two 64-column slices
@@ -45,10 +76,17 @@ int vk_cm_operands_ok(const ob_pc_matmul *pc) { return pc->x % 16 == 0 && pc->x_
 
 void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc, uint32_t groups_y,
                            const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
-    uint32_t spec[7] = { 0, (uint32_t)wt, 0, 0, 0, 0, (uint32_t)grouped }; /* ids 1 and 6 used, as matmul.comp */
-    VkPipeline p = vk_pipeline(c, SH_MATMUL_CM, spec, 7);
-    uint32_t gx = (pc->rows + VK_CM_TILE_M - 1) / VK_CM_TILE_M;
-    if (!grouped) groups_y = (pc->n + VK_CM_TILE_N - 1) / VK_CM_TILE_N;
+    const cm_shape *sh = cm_pick(c, grouped != 0);
+    /* ids 1 (weight type) and 6 (mode) as matmul.comp; 2: skip the fragments past a tile's x rows, grouped forms only
+     * and opt-in (OMNI_VK_CM_SKIP=1): the grouped tiles are ~half full at 512 tokens, but the guards cost more than
+     * the MMAs they save (H100, pp512: experts 28.3 ms with, 24.9 ms without; dense tiles 10-20% slower with them,
+     * vulkan_bench prefill) */
+    uint32_t skip = grouped && env_int("OMNI_VK_CM_SKIP", 0) != 0;
+    uint32_t spec[7] = { 0, (uint32_t)wt, skip, 0, 0, 0, (uint32_t)grouped };
+    VkPipeline p = vk_pipeline(c, sh->sh, spec, 7);
+    /* grouped 2: gate and up in one tile, BM/2 output rows each */
+    uint32_t bm_out = grouped == 2 ? sh->bm / 2 : sh->bm, gx = (pc->rows + bm_out - 1) / bm_out;
+    if (!grouped) groups_y = (pc->n + sh->bn - 1) / sh->bn;
     uint32_t slices = (pc->cols + 63) / 64, split = 1;
     if (!grouped && env_int("OMNI_VK_CM_SPLIT", 1) && gx * groups_y < CM_SPLIT_BELOW) {
         split = (2 * CM_SPLIT_BELOW + gx * groups_y - 1) / (gx * groups_y);

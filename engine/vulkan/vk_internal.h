@@ -106,6 +106,10 @@ typedef enum {
     SH_MATMUL_BIG,
     SH_MATMUL_CM,
     SH_MM_KSUM,
+    SH_MATMUL_CM_128X32,
+    SH_MATMUL_CM_256X32,
+    SH_MATMUL_CM_256X64,
+    SH_MATMUL_CM_128X128,
     SH_GET_ROWS,
     SH_RMS_NORM,
     SH_ROPE,
@@ -356,12 +360,13 @@ void vk_matmul_dispatch(vk_ctx *c, int grouped, ob_dtype wt, int vec, ob_pc_matm
                         const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
 /* x rows per tile of the tiled matmul (the MoE plan cuts expert groups into tiles of this size) */
 uint32_t vk_matmul_tile_n(vk_ctx *c);
-/* vk_coopmat.c: the tensor-core matmul (matmul_cm.comp), BM x BN = 128 x 64 tiles; vk_cm_ok says whether it
- * serves weights of dtype wt (f16, bf16, Q8_0; vec: 16-byte aligned rows), vk_cm_operands_ok whether pc's x and
- * cols allow it */
-#define VK_CM_TILE_M 128u
-#define VK_CM_TILE_N 64u
+/* vk_coopmat.c: the tensor-core matmul (matmul_cm.comp) in BM x BN tiles (weight rows x x rows; vk_cm_tile_n gives
+ * BN for the dense or grouped form, which the MoE plan cuts expert groups into); vk_cm_ok says whether it serves
+ * weights of dtype wt (f16, bf16, Q8_0; vec: 16-byte aligned rows), vk_cm_operands_ok whether pc's x and cols allow
+ * it */
 int vk_cm_ok(vk_ctx *c, ob_dtype wt, int vec);
+uint32_t vk_cm_tile_n(vk_ctx *c, int grouped);
+/* grouped: 0 dense, 1 grouped MoE, 2 grouped gate+up with swiglu (pc->w gate table, pc->s up table) */
 int vk_cm_operands_ok(const ob_pc_matmul *pc);
 void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc, uint32_t groups_y,
                            const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);

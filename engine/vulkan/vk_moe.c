@@ -8,8 +8,8 @@
  *   - grouped (prefill): moe_plan.comp sorts the entries by expert and cuts each expert's run into tiles;
  *     matmul.comp in grouped mode computes gate and up for every tile (x rows gathered by token), ew.comp applies
  *     silu(g)·u, matmul.comp the down projection in sorted order, and moe_combine.comp adds Σ_slot w·d to y. On
- *     devices with NV cooperative matrix (f16/bf16 experts) the three expert matmuls run matmul_cm.comp instead,
- *     one tensor-core GEMM per 64-entry tile of an expert (vk_coopmat.c).
+ *     devices with NV cooperative matrix (f16/bf16/Q8_0 experts) matmul_cm.comp runs instead: gate, up and swiglu
+ *     as one tensor-core GEMM per plan tile (64 entries of an expert by default, vk_coopmat.c), then the down one.
  * Mirrors the CPU back-end's moe_route / moe_experts and HF Qwen3-Omni's sparse MoE block (fp32). */
 #include <stdlib.h>
 #include <string.h>
@@ -211,12 +211,12 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
     }
 
     /* grouped: plan, gate and up per tile, silu·up, down in sorted order, weighted sum into y. With tensor cores
-     * (matmul_cm.comp) every tile of an expert is one 128 x 64 cooperative-matrix GEMM; the plan's tiles are then
-     * its 64 x rows, otherwise the fp32 kernel's tile. */
+     * (matmul_cm.comp) every tile of an expert is one cooperative-matrix GEMM; the plan's tiles are then its
+     * BN x rows (vk_cm_tile_n), otherwise the fp32 kernel's tile. */
     int vec_in = vec && dim % 32 == 0, vec_down = vec && inter % 32 == 0;
     int cm = vk_cm_ok(c, gate[0].dtype, vec && xa % 16 == 0 && dim % 8 == 0) &&
              vk_cm_ok(c, down[0].dtype, vec && inter % 8 == 0);
-    uint32_t tile = cm ? VK_CM_TILE_N : vk_matmul_tile_n(c);
+    uint32_t tile = cm ? vk_cm_tile_n(c, 1) : vk_matmul_tile_n(c);
     uint32_t max_tiles = (ne + tile - 1) / tile + (uint32_t)n_exp;
     size_t plan_b = ((size_t)2 * ne + 1 + 3 * (size_t)max_tiles) * 4;
     size_t gu_b = (size_t)2 * ne * (size_t)inter * 4, d_b = (size_t)ne * (size_t)dim * 4;
@@ -234,19 +234,30 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
     ob_pc_matmul pm = { .w = buf_addr(tg->buf), .x = xa, .y = ga, .tiles = pa + (size_t)ne * 8, .tok = pa,
                         .rows = (uint32_t)inter, .cols = (uint32_t)dim, .n = ne, .x_stride = (uint32_t)dim,
                         .y_stride = (uint32_t)inter, .gather = 1 };
-    vk_range rd_g[4] = { r_x, r_plan, r_tab[0], tg->span };
-    mm_grouped(c, cm, gate[0].dtype, vec_in, &pm, max_tiles, rd_g, &r_g);
-    pm.w = buf_addr(tu->buf);
-    pm.y = ua;
-    vk_range rd_u[4] = { r_x, r_plan, r_tab[1], tu->span };
-    mm_grouped(c, cm, up[0].dtype, vec_in, &pm, max_tiles, rd_u, &r_u);
+    uint32_t gx, gy;
+    /* tensor cores: gate, up and swiglu in one GEMM (matmul_cm.comp MODE 2: x staged once, no separate swiglu
+     * pass; H100 pp512 experts 30.8 ms for three 128x64 passes -> 24.9 ms fused in 256x64 tiles). OMNI_VK_MOE_FUSE=0:
+     * three passes. */
+    const char *fuse_env = getenv("OMNI_VK_MOE_FUSE");
+    if (cm && !(fuse_env && *fuse_env && atoi(fuse_env) == 0)) {
+        pm.s = buf_addr(tu->buf);
+        vk_range rd_f[6] = { r_x, r_plan, r_tab[0], r_tab[1], tg->span, tu->span };
+        vk_matmul_cm_dispatch(c, 2, gate[0].dtype, &pm, max_tiles, rd_f, 6, &r_g, 1);
+    } else {
+        vk_range rd_g[4] = { r_x, r_plan, r_tab[0], tg->span };
+        mm_grouped(c, cm, gate[0].dtype, vec_in, &pm, max_tiles, rd_g, &r_g);
+        pm.w = buf_addr(tu->buf);
+        pm.y = ua;
+        vk_range rd_u[4] = { r_x, r_plan, r_tab[1], tu->span };
+        mm_grouped(c, cm, up[0].dtype, vec_in, &pm, max_tiles, rd_u, &r_u);
 
-    ob_pc_ew pe = { .a = ga, .b = ua, .dst = ga, .count = ne * (uint32_t)inter };
-    uint32_t gx, gy, spec_ew[3] = { 256, 1, 1 };
-    vk_grid(c, (uint64_t)pe.count, 1024, &gx, &gy);
-    pe.groups_x = gx;
-    vk_range rd_e[2] = { r_g, r_u };
-    vk_dispatch(c, vk_pipeline(c, SH_EW, spec_ew, 3), &pe, sizeof pe, gx, gy, 1, rd_e, 2, &r_g, 1);
+        ob_pc_ew pe = { .a = ga, .b = ua, .dst = ga, .count = ne * (uint32_t)inter };
+        uint32_t spec_ew[3] = { 256, 1, 1 };
+        vk_grid(c, (uint64_t)pe.count, 1024, &gx, &gy);
+        pe.groups_x = gx;
+        vk_range rd_e[2] = { r_g, r_u };
+        vk_dispatch(c, vk_pipeline(c, SH_EW, spec_ew, 3), &pe, sizeof pe, gx, gy, 1, rd_e, 2, &r_g, 1);
+    }
 
     ob_pc_matmul pdn = { .w = buf_addr(td->buf), .x = ga, .y = da, .tiles = pa + (size_t)ne * 8, .tok = pa,
                          .rows = (uint32_t)dim, .cols = (uint32_t)inter, .n = ne, .x_stride = (uint32_t)inter,

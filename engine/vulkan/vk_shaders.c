@@ -17,6 +17,10 @@
 #include "matmul.h"
 #include "matmul_big.h"
 #include "matmul_cm.h"
+#include "matmul_cm_128x128.h"
+#include "matmul_cm_128x32.h"
+#include "matmul_cm_256x32.h"
+#include "matmul_cm_256x64.h"
 #include "mm_ksum.h"
 #include "matvec.h"
 #include "matvec_nosg.h"
@@ -44,6 +48,10 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_MATMUL_BIG] = { SPV(matmul_big) },
     [SH_MATMUL_CM] = { SPV(matmul_cm) },
     [SH_MM_KSUM] = { SPV(mm_ksum) },
+    [SH_MATMUL_CM_128X32] = { SPV(matmul_cm_128x32) },
+    [SH_MATMUL_CM_256X32] = { SPV(matmul_cm_256x32) },
+    [SH_MATMUL_CM_256X64] = { SPV(matmul_cm_256x64) },
+    [SH_MATMUL_CM_128X128] = { SPV(matmul_cm_128x128) },
     [SH_GET_ROWS] = { SPV(get_rows) },
     [SH_RMS_NORM] = { SPV2(rms_norm) },
     [SH_ROPE] = { SPV(rope) },

@@ -210,12 +210,12 @@ static void prefill(ob_backend *b) {
         }
         b->ops->buf_free(b, w);
     }
-    /* the thinker's other prefill products at 512 tokens (bf16): k/v, o (accumulating), the MoE router */
+    /* the thinker's other prefill products at 512 tokens (bf16): q|k|v, k/v, o (accumulating), the MoE router */
     const struct {
         const char *what;
         int rows, cols, acc;
-    } pm[] = { { "k/v-proj [512 x 2048] bf16", 512, 2048, 0 }, { "o-proj [2048 x 4096] bf16 acc", 2048, 4096, 1 },
-               { "router [128 x 2048] bf16", 128, 2048, 0 } };
+    } pm[] = { { "q|k|v-proj [5120 x 2048] bf16", 5120, 2048, 0 }, { "k/v-proj [512 x 2048] bf16", 512, 2048, 0 },
+               { "o-proj [2048 x 4096] bf16 acc", 2048, 4096, 1 }, { "router [128 x 2048] bf16", 128, 2048, 0 } };
     for (unsigned i = 0; i < sizeof pm / sizeof *pm; i++) {
         int n = 512;
         ob_buf *w = rand_weight(b, OB_BF16, pm[i].rows, pm[i].cols, 1);
