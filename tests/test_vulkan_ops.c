@@ -722,7 +722,6 @@ TEST(vk_moe_experts_grouped) {
     tv_close(&e);
 }
 
-/* the decode path: with subgroups the gate+up / down pair runs chained in one dispatch (matvec_chain, chain.glsl) */
 TEST(vk_moe_experts_decode_path) {
     setenv("OMNI_VK_MOE", "vec", 1);
     TV_OPEN(e);
@@ -730,13 +729,14 @@ TEST(vk_moe_experts_decode_path) {
     tv_close(&e);
 }
 
-/* the same as two dispatches (OMNI_VK_CHAIN=0) */
-TEST(vk_moe_experts_decode_unchained) {
+/* the same with the gate+up / down pair chained in one dispatch (OMNI_VK_CHAIN=2: matvec_chain, chain.glsl) */
+TEST(vk_moe_experts_decode_chained) {
     setenv("OMNI_VK_MOE", "vec", 1);
-    setenv("OMNI_VK_CHAIN", "0", 1);
+    setenv("OMNI_VK_CHAIN", "2", 1);
     TV_OPEN(e);
     moe_sweep(&e);
     tv_close(&e);
+    unsetenv("OMNI_VK_CHAIN");
 }
 
 /* Q8_0 decode products against int8 activations (mvq8.comp, opt-in OMNI_VK_Q8_INT8=1) against the CPU's fp32

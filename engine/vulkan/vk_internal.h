@@ -59,7 +59,8 @@ typedef struct {
  *   OMNI_VK_MV_OLD=1       decode matrix-vector products on matvec.comp only (mv.comp off, for comparisons)
  *   OMNI_VK_ROUTER_ROWS=N  router rows per workgroup of the fused decode router (router.comp; default 4)
  *   OMNI_VK_Q8_INT8=1      Q8_0 decode products against int8 activations (mvq8.comp; opt-in, not yet run on a GPU)
- *   OMNI_VK_CHAIN=0        dependent decode stages as separate dispatches instead of chained in one (chain.glsl) */
+ *   OMNI_VK_CHAIN=0        dependent decode stages as separate dispatches instead of chained in one (chain.glsl: o_proj
+ *                          in front of the router); =2 also the MoE gate+up / down pair (opt-in: measured slower) */
 typedef struct {
     int validation, no_fp16, no_int8, no_16bit, no_8bit, no_bf16, no_int_dot, no_coopmat, no_subgroup, no_fp64;
     int max_ops;
@@ -74,7 +75,7 @@ typedef struct {
     int q8_int8; /* OMNI_VK_Q8_INT8=1: Q8_0 decode products with int8 activations (mvq8.comp; opt-in) */
     int mv_old; /* OMNI_VK_MV_OLD=1: decode matrix-vector products on matvec.comp only (not mv.comp) */
     int attn_fuse, attn_chunk; /* the fused decode attention (vk_decode.c): on/off, keys per chunk (0 auto) */
-    int chain; /* OMNI_VK_CHAIN: dependent decode stages chained in one dispatch (shaders/chain.glsl; default 1) */
+    int chain; /* OMNI_VK_CHAIN: 1 (default) o_proj chained in front of the router, 2 also the MoE pair, 0 none */
 } vk_env;
 void vk_env_read(vk_env *e);
 

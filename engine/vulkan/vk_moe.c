@@ -125,13 +125,16 @@ static void mm_grouped(vk_ctx *c, int cm, ob_dtype wt, int vec, ob_pc_matmul *pc
  * workgroups wait for the gate+up workgroups inside the dispatch instead of behind a pipeline barrier. Same kernels'
  * arithmetic as the two dispatches below (gate+up one row per subgroup, down two rows per workgroup, one subgroup per
  * slot). Not where the int8-activation kernels (mvq8.comp) take the pair, nor without subgroups or aligned rows.
- * Returns 1 when dispatched. */
+ * Opt-in (OMNI_VK_CHAIN=2): measured slower on the H100 (8 of 128 [768 x 2048] experts chained: bf16 58 µs vs 34 µs
+ * as two dispatches, q8_0 119 vs 27; tg128 175 vs 201 t/s): the 1024 waiting down-projection workgroups fill the
+ * SMs as soon as the last gate+up workgroup has started and poll while the gate+up workgroups still stream their
+ * weights, and nothing but the ~3 µs barrier is there to gain. Returns 1 when dispatched. */
 static int chain_pair(vk_ctx *c, ob_dtype wt, int vec, vk_table *tg, vk_table *tu, vk_table *td, VkDeviceAddress xa,
                       VkDeviceAddress ha, VkDeviceAddress ya, VkDeviceAddress ia, VkDeviceAddress wa, uint32_t inter,
                       uint32_t dim, uint32_t n, uint32_t k) {
     uint32_t sgs = c->caps.subgroup_size;
     int int8 = c->env.q8_int8 && wt == OB_Q8_0 && c->caps.int_dot && c->caps.sg_shuffle;
-    if (!c->env.chain || !c->env.fuse || c->env.mv_old || !vec || int8 || !vk_use_subgroups(c) || sgs < 8 ||
+    if (c->env.chain < 2 || !c->env.fuse || c->env.mv_old || !vec || int8 || !vk_use_subgroups(c) || sgs < 8 ||
         sgs > 128 || k < 1 || k > 8 || (c->env.mv_rsg_down > 0 && c->env.mv_rsg_down != 2))
         return 0;
     uint32_t wg = k * sgs < 32 ? 32 : k * sgs, rows_wg = wg / sgs;
