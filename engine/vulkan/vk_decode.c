@@ -250,14 +250,13 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
 
 /* ---- qk_norm_rope_kv_attention ----------------------------------------------------------------------------------- */
 
-/* attn_decode.comp: workgroup size, and the most chunks per kv head (its merge keeps one weight per chunk and head
- * in shared memory). Chunks are 64 keys, 128 past 8192 keys (past 16384 the unfused pair runs). Measured on the
+/* attn_decode.comp: workgroup size, which is also the most chunks per kv head (its merge keeps one weight per chunk
+ * and head in shared memory). Chunks are 64 keys, 128 past 8192 keys (past 16384 the unfused pair runs). Measured on the
  * H100 (synthetic Qwen3-Omni thinker, 4 kv heads, tg128 at depth 4096, attention per token): 64 keys 164.5 t/s
  * (1.40 ms), 128 keys 141.8 t/s (2.15 ms: half the workgroups, each twice as long), unfused 129.9 t/s (2.94 ms).
  * Smaller chunks mean more partials for the one merging workgroup (its reads are latency-bound): 32 keys only for
  * short contexts. */
 #define DECODE_WG 128
-#define DECODE_MAX_CHUNKS 128
 #define DECODE_CHUNK 64
 /* Up to 16 chunks of 32 keys (512 keys) the chunks are 32 keys. Measured on the H100 (vulkan_bench decode, the op
  * alone, chained, 32/4 heads x 128): depth 0 8.0 µs with 32-key chunks vs 10.5 (64) and 15.2 (128); depth 64 11.1
@@ -265,9 +264,9 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
 #define DECODE_SHORT_CHUNKS 16
 
 /* bytes of shared memory attn_decode.comp declares for these shapes (mirrors its shared arrays) */
-static size_t decode_shared_bytes(uint32_t G, uint32_t D, uint32_t C, uint32_t rot) {
-    return (size_t)(G + 1) * D * 4 + (size_t)D * 4 + (size_t)D * 8 + (size_t)G * DECODE_WG * 4 + (size_t)G * C * 4 + (size_t)rot * 4 +
-           (size_t)DECODE_WG * 4 + (size_t)(3 * G + 1) * 4 + 4;
+static size_t decode_shared_bytes(uint32_t G, uint32_t D, uint32_t C, uint32_t rot, uint32_t wg) {
+    return (size_t)(G + 1) * D * 4 + (size_t)D * 4 + (size_t)D * 8 + (size_t)G * wg * 4 + (size_t)G * C * 4 +
+           (size_t)rot * 4 + (size_t)wg * 4 + (size_t)(3 * G + 1) * 4 + 4;
 }
 
 static void attn_unfused(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm, const ob_mat *k_norm,
@@ -290,18 +289,20 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
                   kcache.buf && vcache.buf && out.buf && vk_addr(kcache) % 16 == 0 && vk_addr(vcache) % 16 == 0 &&
                   vk_addr(out) % 16 == 0;
     uint32_t G = fusable ? (uint32_t)(Hq / Hkv) : 1, C = DECODE_CHUNK, c_lo = 0, n_chunks = 0;
+    /* OMNI_VK_ATTN_WG=256: twice the threads per workgroup (for tuning; chunks of up to 256 keys, as many chunks) */
+    uint32_t wg = c->env.attn_wg == 256 ? 256u : DECODE_WG;
     if (fusable) {
         int lo = a->window > 0 && pos0 - a->window + 1 > 0 ? pos0 - a->window + 1 : 0;
         if (c->env.attn_chunk == 32 || c->env.attn_chunk == 64 || c->env.attn_chunk == 128)
             C = (uint32_t)c->env.attn_chunk;
-        else if ((uint32_t)pos0 / C - (uint32_t)lo / C + 1 > DECODE_MAX_CHUNKS)
+        else if ((uint32_t)pos0 / C - (uint32_t)lo / C + 1 > wg)
             C = 2 * DECODE_CHUNK;
         else if ((uint32_t)pos0 / 32u - (uint32_t)lo / 32u + 1 <= DECODE_SHORT_CHUNKS)
             C = 32; /* short contexts: a shorter critical path per workgroup and few partials to merge */
         c_lo = (uint32_t)lo / C;
         n_chunks = (uint32_t)pos0 / C - c_lo + 1;
-        fusable = n_chunks <= DECODE_MAX_CHUNKS &&
-                  decode_shared_bytes(G, (uint32_t)D, C, (uint32_t)r->rot_dim) <= c->caps.max_shared;
+        fusable = n_chunks <= wg && C <= wg && decode_shared_bytes(G, (uint32_t)D, C, (uint32_t)r->rot_dim, wg) <=
+                  c->caps.max_shared;
     }
     if (!fusable) {
         attn_unfused(b, q, k, v, q_norm, k_norm, eps, pos3, r, kcache, vcache, n_ctx, pos0, n, a, out);
@@ -334,7 +335,7 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
         .window = (uint32_t)(a->window > 0 ? a->window : 0), .chunk0 = c_lo, .n_chunks = n_chunks, .eps = eps,
         .scale = a->scale,
     };
-    uint32_t spec[11] = { DECODE_WG, G, (uint32_t)D, C, (uint32_t)q_norm->dtype, (uint32_t)k_norm->dtype,
+    uint32_t spec[11] = { wg, G, (uint32_t)D, C, (uint32_t)q_norm->dtype, (uint32_t)k_norm->dtype,
                           (uint32_t)r->rot_dim, (uint32_t)r->section[0], (uint32_t)r->section[1],
                           (uint32_t)r->section[2], (uint32_t)(r->interleaved != 0) };
     vk_range rd[11] = { vk_rng(pc.q, qb),       vk_rng(pc.k, kb),        vk_rng(pc.v, kb),

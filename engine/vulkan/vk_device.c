@@ -81,6 +81,7 @@ void vk_env_read(vk_env *e) {
     e->router_rows = env_int("OMNI_VK_ROUTER_ROWS", 0);
     e->attn_fuse = env_int("OMNI_VK_ATTN_FUSE", 1);
     e->attn_chunk = env_int("OMNI_VK_ATTN_CHUNK", 0);
+    e->attn_wg = env_int("OMNI_VK_ATTN_WG", 0);
     e->chain = env_int("OMNI_VK_CHAIN", 1);
 }
 

@@ -53,6 +53,7 @@ typedef struct {
  *   OMNI_VK_MV_RSG_DOWN=N  output rows per workgroup of the MoE down projection (1..4; default 2)
  *   OMNI_VK_ATTN_FUSE=0    decode attention as qk_norm_rope_kv + split-K attention instead of attn_decode.comp
  *   OMNI_VK_ATTN_CHUNK=N   keys per workgroup of attn_decode.comp (32, 64 or 128; default 64, 128 past 8192 keys)
+ *   OMNI_VK_ATTN_WG=256    attn_decode.comp workgroups of 256 threads instead of 128 (tuning)
  *   OMNI_VK_FENCE_TIMEOUT_S=N  give up on a submission after N seconds (default 120): a hung kernel becomes an error
  *   OMNI_VK_SYNC=1         wait for every dispatch (debugging: an error then names the kernel that caused it)
  *   OMNI_VK_WIDE_BARRIERS=1  every barrier covers compute and transfer stages (the old behaviour, for comparisons)
@@ -75,6 +76,7 @@ typedef struct {
     int q8_int8; /* OMNI_VK_Q8_INT8=1: Q8_0 decode products with int8 activations (mvq8.comp; opt-in) */
     int mv_old; /* OMNI_VK_MV_OLD=1: decode matrix-vector products on matvec.comp only (not mv.comp) */
     int attn_fuse, attn_chunk; /* the fused decode attention (vk_decode.c): on/off, keys per chunk (0 auto) */
+    int attn_wg;               /* OMNI_VK_ATTN_WG: its workgroup size (128 default, 256) */
     int chain; /* OMNI_VK_CHAIN: 1 (default) o_proj chained in front of the router, 2 also the MoE pair, 0 none */
 } vk_env;
 void vk_env_read(vk_env *e);
