@@ -14,7 +14,9 @@
 // blocks hidden from its own rows; blocks visible to every row of a subgroup skip the per-element mask. Workgroups
 // are issued in reverse query order so the longest (latest queries under a causal mask) start first.
 // K and V blocks go through registers: the next block's loads are issued before the current one is multiplied,
-// so their latency overlaps the tensor-core and softmax work. Tiles are 16-byte words of 8 halves.
+// so their latency overlaps the tensor-core and softmax work (PREFETCH = 0: loaded when staged, 64 registers
+// fewer). Tiles are 16-byte words of 8 halves. Fragments are never indexed at run time: the NVIDIA driver keeps an
+// array of them that is (like the O array of the first version of this kernel) in local memory.
 // Masks (causal, sliding window) and GQA as in attn_split.comp; q, k, v, out are fp32 in memory.
 // Head dims: built once per padded size HD_PAD (shaders.mk: 128, and 64 / 80 as attn_flash_cm_d64 / _d80 for the
 // audio (64) and vision (72) encoders; fixed sizes, as specialization-constant array sizes make the NVIDIA compiler
@@ -36,8 +38,12 @@
 #ifndef HD_PAD
 #define HD_PAD 128
 #endif
+#if HD_PAD != 64 && HD_PAD != 80 && HD_PAD != 128
+#error "HD_PAD: 64, 80 or 128 (the output is written per fragment pair)"
+#endif
 layout(constant_id = 0) const uint HPW = 1;  // heads per workgroup (of one kv group)
 layout(constant_id = 1) const uint TAU = 8;  // lazy-maximum slack in base-2 units (p <= 2^TAU)
+layout(constant_id = 2) const uint PREFETCH = 1; // 0: each block's K/V loaded when it is staged (fewer registers)
 const uint D = HD_PAD, BKV = 32;
 const uint NF = D / 16u;            // 16-wide fragments across the head
 const uint DW = D / 8u;             // 16-byte words (8 halves) per tile row
@@ -132,9 +138,10 @@ void main() {
             vr[2u * i + 1u] = in2_ ? BufV4(pc.vc + a + 16u).v[0] : vec4(0);                                    \
         }                                                                                                      \
     }
-    if (kb0 <= hi_all) LOAD_KV(kb0)
+    if (PREFETCH != 0u && kb0 <= hi_all) LOAD_KV(kb0)
     for (int kb = kb0; kb <= hi_all; kb += int(BKV)) {
         barrier(); // every subgroup is done with the previous block (and with Q)
+        if (PREFETCH == 0u) LOAD_KV(kb)
         [[unroll]] for (uint i = 0; i < KVW; i++) {
             uint e = t + 128u * i, kj = e / DW, w = e % DW;
             if (e < BKV * DW) {
@@ -143,7 +150,7 @@ void main() {
             }
         }
         barrier();
-        if (kb + int(BKV) <= hi_all) LOAD_KV(kb + int(BKV))
+        if (PREFETCH != 0u && kb + int(BKV) <= hi_all) LOAD_KV(kb + int(BKV))
         if (snq == 0u || kb > s_hi || kb + int(BKV) - 1 < s_lo) continue; // hidden from every row of this subgroup
 
         // S = Q·Kᵀ for keys kb .. kb + 31: B(d, key) = K[key][d], column-major
@@ -184,7 +191,7 @@ void main() {
             [[unroll]] for (uint i = 0; i < NF; i++) {
                 coopMatStoreNV(of[i], ssh, sb, 16u, false);
                 sg_sync();
-                for (uint e = lane; e < 256u; e += 32u) ssh[sb + e] *= lsh[sg * 16u + e / 16u];
+                [[unroll]] for (uint k = 0; k < 8u; k++) ssh[sb + lane + 32u * k] *= lsh[sg * 16u + lane / 16u + 2u * k];
                 sg_sync();
                 coopMatLoadNV(of[i], ssh, sb, 16u, false);
                 sg_sync();
@@ -218,21 +225,32 @@ void main() {
     if (hf == 0u) lsh[sg * 16u + r] = l;
     sg_sync();
     if (snq == 0u) return;
-    [[unroll]] for (uint i = 0; i < NF; i += 2u) {
-        coopMatStoreNV(of[i], ssh, sb, 32u, false);
-        if (i + 1u < NF) coopMatStoreNV(of[i + 1u], ssh, sb + 16u, 32u, false);
-        sg_sync();
-        uint nc4 = i + 1u < NF ? 8u : 4u; // vec4s per row
-        for (uint e = lane; e < 16u * nc4; e += 32u) {
-            uint rr = e / nc4, c4 = e % nc4, dd = i * 16u + c4 * 4u;
-            float lr = lsh[sg * 16u + rr];
-            if (rr < snq && dd < DR) {
-                uint o = sb + rr * 32u + c4 * 4u;
-                vec4 v = vec4(ssh[o], ssh[o + 1u], ssh[o + 2u], ssh[o + 3u]);
-                BufV4(pc.dst + (uint64_t(sq0 + rr) * row_stride + h * DR + dd) * 4u).v[0] =
-                    lr > 0.0f ? v / lr : vec4(0);
-            }
-        }
-        sg_sync();
+    // written out per pair: a loop over the fragments is not unrolled by the SPIR-V optimizer, and one indexed at
+    // run time keeps the whole O array in local memory (the NVIDIA driver cannot keep it in registers)
+#define OUT_PAIR(fa, fb, I, TWO)                                                                               \
+    {                                                                                                          \
+        coopMatStoreNV(fa, ssh, sb, 32u, false);                                                               \
+        if (TWO) coopMatStoreNV(fb, ssh, sb + 16u, 32u, false);                                                \
+        sg_sync();                                                                                             \
+        const uint nc4 = TWO ? 8u : 4u; /* vec4s per row */                                                    \
+        [[unroll]] for (uint k = 0; k < nc4 / 2u; k++) {                                                       \
+            uint e = lane + 32u * k, rr = e / nc4, c4 = e % nc4, dd = (I) * 16u + c4 * 4u;                     \
+            float lr = lsh[sg * 16u + rr];                                                                     \
+            if (rr < snq && dd < DR) {                                                                         \
+                uint o = sb + rr * 32u + c4 * 4u;                                                              \
+                vec4 v = vec4(ssh[o], ssh[o + 1u], ssh[o + 2u], ssh[o + 3u]);                                  \
+                BufV4(pc.dst + (uint64_t(sq0 + rr) * row_stride + h * DR + dd) * 4u).v[0] =                    \
+                    lr > 0.0f ? v / lr : vec4(0);                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+        sg_sync();                                                                                             \
     }
+    OUT_PAIR(of[0], of[1], 0u, true)
+    OUT_PAIR(of[2], of[3], 2u, true)
+#if HD_PAD == 80
+    OUT_PAIR(of[4], of[4], 4u, false)
+#elif HD_PAD == 128
+    OUT_PAIR(of[4], of[5], 4u, true)
+    OUT_PAIR(of[6], of[7], 6u, true)
+#endif
 }
