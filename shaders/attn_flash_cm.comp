@@ -13,10 +13,12 @@
 // Blocks the causal / window mask hides from every row of the workgroup are not visited; a subgroup skips the
 // blocks hidden from its own rows; blocks visible to every row of a subgroup skip the per-element mask. Workgroups
 // are issued in reverse query order so the longest (latest queries under a causal mask) start first.
-// K and V blocks go through registers: the next block's loads are issued before the current one is multiplied,
-// so their latency overlaps the tensor-core and softmax work (PREFETCH = 0: loaded when staged, 64 registers
-// fewer). Tiles are 16-byte words of 8 halves. Fragments are never indexed at run time: the NVIDIA driver keeps an
-// array of them that is (like the O array of the first version of this kernel) in local memory.
+// K and V blocks are loaded (fp32) when they are staged; PREFETCH = 1 issues the next block's loads before the
+// current one is multiplied instead, which costs 64 registers a thread and measured slower on the H100 (pp512
+// 0.074 vs 0.071 ms, vision 2.27 vs 1.72 ms: other workgroups on the SM hide the latency better). Tiles are
+// 16-byte words of 8 halves. Fragment arrays are indexed with constants only (unrolled loops, the output written
+// per pair): an array indexed at run time anywhere stays in local memory on the NVIDIA driver (as O did in the
+// first version of this kernel: pp512 0.087 -> 0.074 ms once it was in registers).
 // Masks (causal, sliding window) and GQA as in attn_split.comp; q, k, v, out are fp32 in memory.
 // Head dims: built once per padded size HD_PAD (shaders.mk: 128, and 64 / 80 as attn_flash_cm_d64 / _d80 for the
 // audio (64) and vision (72) encoders; fixed sizes, as specialization-constant array sizes make the NVIDIA compiler
@@ -43,7 +45,7 @@
 #endif
 layout(constant_id = 0) const uint HPW = 1;  // heads per workgroup (of one kv group)
 layout(constant_id = 1) const uint TAU = 8;  // lazy-maximum slack in base-2 units (p <= 2^TAU)
-layout(constant_id = 2) const uint PREFETCH = 1; // 0: each block's K/V loaded when it is staged (fewer registers)
+layout(constant_id = 2) const uint PREFETCH = 0; // 1: the next block's K/V loaded one block ahead
 const uint D = HD_PAD, BKV = 32;
 const uint NF = D / 16u;            // 16-wide fragments across the head
 const uint DW = D / 8u;             // 16-byte words (8 halves) per tile row
