@@ -2,7 +2,8 @@
 # On the GPU machine (H100): the Vulkan tests and the benchmarks of docs/benchmarks.md, with a headless build made
 # here first:   make BUILD=build-gpu HEADLESS=1 build-gpu/omni build-gpu/omni_tests
 # then, there:  sh tests/gpu_run.sh [steps...]    (steps: tests bench bench-q8 audio vision; default all; also
-#                bench-q8-int8 and vision-cm: the opt-in int8-activation Q8_0 decode and small-head tensor-core attention)
+#                bench-q8-int8: the opt-in int8-activation Q8_0 decode; vision-cm: the encoders with the small-head
+#                tensor-core attention turned off, OMNI_VK_ATTN_CM_SMALL=0, to compare with the default)
 # Logs go to $OUT (or /tmp/omni-gpu). Needs the .gpu bundle of ../shared/tools/gpu-prep.sh.
 set -u
 B=${B:-build-gpu}
@@ -28,10 +29,10 @@ for s in $steps; do
         OMNI_VK_Q8_INT8=1 timeout 200 "$B/omni" bench --config $CFG --backend vulkan --quant q8_0 -p 0 -n 128 -d 0,4096 -r 3 \
             --profile > "$O/bench_q8_int8.txt" 2>&1 ;;
     vision-cm)
-        OMNI_VK_ATTN_CM_SMALL=1 OMNI_BIN=$B/omni timeout 60 "$B/omni_tests" vk_coopmat_attention vision_golden_vulkan \
-            audio_encoder_vulkan > "$O/tests_cm_small.txt" 2>&1
-        OMNI_VK_ATTN_CM_SMALL=1 timeout 120 "$B/omni" bench-vision --backend vulkan --size 1024 -r 3 > "$O/bench_vision_cm.txt" 2>&1
-        OMNI_VK_ATTN_CM_SMALL=1 timeout 60 "$B/omni" bench-audio --config $CFG --backend vulkan -s 30 -r 5 > "$O/bench_audio_cm.txt" 2>&1 ;;
+        OMNI_VK_ATTN_CM_SMALL=0 OMNI_BIN=$B/omni timeout 60 "$B/omni_tests" vision_golden_vulkan audio_encoder_vulkan \
+            > "$O/tests_cm_small_off.txt" 2>&1
+        OMNI_VK_ATTN_CM_SMALL=0 timeout 120 "$B/omni" bench-vision --backend vulkan --size 1024 -r 3 > "$O/bench_vision_cm_off.txt" 2>&1
+        OMNI_VK_ATTN_CM_SMALL=0 timeout 60 "$B/omni" bench-audio --config $CFG --backend vulkan -s 30 -r 5 > "$O/bench_audio_cm_off.txt" 2>&1 ;;
     esac
     echo "step $s: exit $?" >> "$O/steps.txt"
 done

@@ -1,8 +1,9 @@
 /* test_vulkan_coopmat.c — prefill on tensor cores (NV cooperative matrix): shaders/matmul_cm.comp for the
  * dense matmul and grouped MoE with f16/bf16 weights against the CPU back-end, over shapes with partial tiles
  * (rows not a multiple of 128, x rows not a multiple of 64, cols not a multiple of 64), with and without
- * accumulation; shaders/attn_flash_cm.comp (head_dim 128: GQA, MQA, causal, sliding window, bidirectional, chunks
- * after a cached prefix); and the same cases with OMNI_VK_NO_COOPMAT=1, which must select the fp32 kernels.
+ * accumulation; shaders/attn_flash_cm.comp (head dims 128, 72, 64: GQA, MQA, causal, sliding window, bidirectional,
+ * chunks after a cached prefix; also the exact online softmax, 1, 2 or 4 heads per workgroup, K/V prefetch); and the
+ * same cases with OMNI_VK_NO_COOPMAT=1, which must select the fp32 kernels.
  *
  * Q8_0 weights take the same tensor-core kernel (quants times block scale, rounded to fp16 in shared memory).
  * On a device without NV cooperative matrix (lavapipe) both runs take the fp32 kernel; each test prints which
@@ -185,6 +186,8 @@ static void attn_sweep_hd(double tol, int hd) {
         { 4, 4, 300, 100, 150, 1, 64 }, /* after a cached prefix, sliding window */
         { 4, 1, 128, 0, 70, 0, 0 },     /* bidirectional, MQA */
         { 2, 2, 400, 331, 65, 1, 0 },   /* a short chunk late in the context */
+        { 4, 2, 200, 30, 100, 1, 0 },   /* GQA groups of 2 (two heads per workgroup) after a prefix */
+        { 8, 1, 64, 10, 5, 1, 0 },      /* 5 queries: one workgroup of 16 queries x 4 heads, 11 of them empty */
     };
     omni_rng r = { 23 };
     for (unsigned ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
@@ -219,10 +222,31 @@ static void attn_sweep(double tol) {
     for (unsigned i = 0; i < sizeof hds / sizeof *hds; i++) attn_sweep_hd(tol, hds[i]);
 }
 
+/* one kernel variant (an OMNI_VK_ATTN_CM_* switch) over some head dims; each new variant costs the NVIDIA driver
+ * seconds of pipeline compilation per head dim, so the variants that do not depend on it take 128 only */
+static void attn_variant(const char *name, const char *val, int all_dims) {
+    setenv(name, val, 1);
+    printf("    %s=%s\n", name, val);
+    if (all_dims) attn_sweep(CM_ATTN_TOL);
+    else attn_sweep_hd(CM_ATTN_TOL, 128);
+    unsetenv(name);
+}
+
 TEST(vk_coopmat_attention) {
     setenv("OMNI_VK_ATTN_CM", "1", 1); /* the default; set in case the environment turned it off */
-    setenv("OMNI_VK_ATTN_CM_SMALL", "1", 1); /* the padded builds for head dims 64 and 72 (opt-in for now) */
-    attn_sweep(cm_offered() ? CM_ATTN_TOL : F32_TOL);
+    unsetenv("OMNI_VK_ATTN_CM_SMALL"); /* the padded builds for head dims 64 and 72: on by default */
+    unsetenv("OMNI_VK_ATTN_CM_HPW");
+    unsetenv("OMNI_VK_ATTN_CM_TAU");
+    unsetenv("OMNI_VK_ATTN_CM_PREFETCH");
+    int cm = cm_offered();
+    attn_sweep(cm ? CM_ATTN_TOL : F32_TOL);
+    if (!cm) return; /* lavapipe: the fp32 kernel, the variants below would repeat it */
+    /* the exact online softmax (O rescaled at every raise of a row maximum: the rescaling path, which the default
+     * lazy maximum rarely takes on these scores), one and two heads per workgroup, K/V loaded a block ahead */
+    attn_variant("OMNI_VK_ATTN_CM_TAU", "0", 1);
+    attn_variant("OMNI_VK_ATTN_CM_HPW", "1", 0);
+    attn_variant("OMNI_VK_ATTN_CM_HPW", "2", 0);
+    attn_variant("OMNI_VK_ATTN_CM_PREFETCH", "1", 0);
 }
 
 TEST(vk_coopmat_attention_off) {

@@ -16,10 +16,10 @@
 #include "vk_internal.h"
 
 /* shared memory the kernels declare: matmul_cm (BM + BN) x 72 halves (the smallest shape, 128 x 32, is the
- * requirement; larger ones are used where they fit); attn_flash_cm 64x136 + 2x32x136 halves, 4x16x32 floats,
+ * requirement; larger ones are used where they fit); attn_flash_cm (head dim 128) 64x136 halves, 4x512 floats,
  * 4x16x40 halves, 64 floats */
 #define CM_MATMUL_SHARED(bm, bn) (((bm) + (bn)) * 144u)
-#define CM_ATTN_SHARED 48384u
+#define CM_ATTN_SHARED 30976u
 
 /* OMNI_VK_CM_SPLIT=0: no split-K for small matrices (comparisons) */
 static int env_int(const char *name, int dflt) {
@@ -118,27 +118,37 @@ void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc
                 writes, n_writes);
 }
 
-/* attn_flash_cm.comp: head_dim 128 (the thinker), 16-byte vector loads of q, k, v, out. On by default where NV
- * cooperative matrix is (OMNI_VK_ATTN_CM=0: the fp32 flash kernel, attn_flash.comp). The builds padded to 64 and 80
- * dims take head dims 64..124 (multiples of 4: the audio encoder's 64, the vision encoder's 72; smaller heads would
- * waste most of a padded tile) — opt-in with OMNI_VK_ATTN_CM_SMALL=1 until they have run on a GPU: they were written
- * after the session's last device run (the test vk_coopmat_attention covers 128, 72 and 64 where the device has
- * cooperative matrix). */
+/* attn_flash_cm.comp: head_dim 128 (the thinker), and the builds padded to 64 and 80 dims for head dims 64..124
+ * (multiples of 4: the audio encoder's 64, the vision encoder's 72; smaller heads would waste most of a padded
+ * tile); 16-byte vector loads of q, k, v, out. On by default where NV cooperative matrix is (OMNI_VK_ATTN_CM=0: the
+ * fp32 flash kernel, attn_flash.comp; OMNI_VK_ATTN_CM_SMALL=0: the padded builds off, head dim 128 only). The padded
+ * builds were measured on an H100 (vision encoder 1024^2: 1.20 -> 0.34 s, audio unchanged; docs/benchmarks.md). */
 int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc) {
     if (!env_int("OMNI_VK_ATTN_CM", 1)) return 0;
     if (!c->caps.coopmat_nv || !c->caps.fp16 || c->caps.subgroup_size != 32) return 0;
     if (c->caps.max_shared < CM_ATTN_SHARED) return 0;
     int small =
-        env_int("OMNI_VK_ATTN_CM_SMALL", 0) && pc->head_dim >= 64 && pc->head_dim < 128 && pc->head_dim % 4 == 0;
+        env_int("OMNI_VK_ATTN_CM_SMALL", 1) && pc->head_dim >= 64 && pc->head_dim < 128 && pc->head_dim % 4 == 0;
     return (pc->head_dim == 128 || small) && (pc->q | pc->kc | pc->vc | pc->dst) % 16 == 0;
 }
 
+/* A workgroup takes 64 (query, head) rows: 64 / HPW queries of HPW heads that share a kv head, so each K/V block
+ * it stages (fp32 -> fp16) serves HPW heads. HPW is the largest of {4, 2, 1} that divides the group size
+ * (n_heads / n_kv; 8 for the thinker, 1 for the encoders) unless OMNI_VK_ATTN_CM_HPW=1|2|4 asks for less (or a
+ * divisor). OMNI_VK_ATTN_CM_TAU=N (0..16, default 8): the kernel's lazy-maximum slack in base-2 units (0: exact
+ * online softmax, a rescale of O at every raise of a row maximum; the tests run both). OMNI_VK_ATTN_CM_PREFETCH=1:
+ * the next K/V block is loaded one block ahead through registers (measured slower on the H100; comparisons). */
 void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n_reads, const vk_range *write) {
-    uint32_t spec[1] = { 0 }; /* no specialization constants; the cache key needs one entry */
+    uint32_t grp = pc->n_heads / pc->n_kv, hpw = (uint32_t)env_int("OMNI_VK_ATTN_CM_HPW", 4);
+    if (hpw != 1 && hpw != 2 && hpw != 4) hpw = 4;
+    while (hpw > 1 && grp % hpw) hpw /= 2;
+    int tau = env_int("OMNI_VK_ATTN_CM_TAU", 8);
+    uint32_t spec[3] = { hpw, (uint32_t)(tau < 0 ? 0 : tau > 16 ? 16 : tau),
+                         (uint32_t)(env_int("OMNI_VK_ATTN_CM_PREFETCH", 0) != 0) };
     vk_shader_id sh = pc->head_dim <= 64   ? SH_ATTN_FLASH_CM64
                       : pc->head_dim <= 80 ? SH_ATTN_FLASH_CM80
                                            : SH_ATTN_FLASH_CM;
-    VkPipeline p = vk_pipeline(c, sh, spec, 1);
-    vk_dispatch(c, p, pc, sizeof *pc, (pc->n + VK_CM_ATTN_BQ - 1) / VK_CM_ATTN_BQ, pc->n_heads, 1, reads, n_reads,
-                write, 1);
+    VkPipeline p = vk_pipeline(c, sh, spec, 3);
+    uint32_t qpw = VK_CM_ATTN_BQ / hpw;
+    vk_dispatch(c, p, pc, sizeof *pc, (pc->n + qpw - 1) / qpw, pc->n_heads / hpw, 1, reads, n_reads, write, 1);
 }

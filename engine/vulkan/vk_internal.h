@@ -40,7 +40,10 @@ typedef struct {
  *   OMNI_VK_NO_COOPMAT     no cooperative matrix (NV, KHR, NV2): prefill matmuls run the fp32 tiled kernel
  *   OMNI_VK_ATTN_CM=0      prefill attention on the fp32 flash kernel instead of tensor cores (attn_flash_cm.comp,
  *                          the default where NV cooperative matrix is; see vk_coopmat.c)
- *   OMNI_VK_ATTN_CM_SMALL=1  also head dims 64..124 on tensor cores (the encoders; opt-in until run on a GPU)
+ *   OMNI_VK_ATTN_CM_SMALL=0  head dims 64..124 (the encoders) off tensor cores: the fp32 flash kernel (comparisons)
+ *   OMNI_VK_ATTN_CM_HPW=N  heads per workgroup of attn_flash_cm.comp (1, 2 or 4; default 4 where the GQA group allows)
+ *   OMNI_VK_ATTN_CM_TAU=N  its lazy softmax-maximum slack in base-2 units (default 8; 0 = exact online softmax)
+ *   OMNI_VK_ATTN_CM_PREFETCH=1  its K/V blocks loaded one block ahead, not when staged (comparisons)
  *   OMNI_VK_CM_SPLIT=0     no split-K in the tensor-core matmul for small matrices (the MoE router; vk_coopmat.c)
  *   OMNI_VK_NO_SUBGROUP    no subgroup arithmetic: reductions go through shared memory (the *_nosg kernels)
  *   OMNI_VK_NO_FP64        no shaderFloat64
@@ -373,7 +376,7 @@ uint32_t vk_cm_tile_n(vk_ctx *c, int grouped);
 int vk_cm_operands_ok(const ob_pc_matmul *pc);
 void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc, uint32_t groups_y,
                            const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
-/* vk_coopmat.c: prefill attention on tensor cores (attn_flash_cm.comp, 64 queries per workgroup) */
+/* vk_coopmat.c: prefill attention on tensor cores (attn_flash_cm.comp, 64 (query, head) rows per workgroup) */
 #define VK_CM_ATTN_BQ 64u
 int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc);
 void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n_reads, const vk_range *write);

@@ -419,7 +419,8 @@ void vk_op_copy(ob_backend *b, ob_ptr src, ob_ptr dst, size_t bytes) {
  *   - flash (attn_flash.comp) for longer runs of queries (prefill): BQ queries per workgroup walk the keys in
  *     blocks with an online softmax, skipping blocks that the causal/window mask hides entirely; on devices with
  *     NV cooperative matrix and head_dim 128, attn_flash_cm.comp (tensor cores, fp16 operands; vk_coopmat.c;
- *     the default there, OMNI_VK_ATTN_CM=0 turns it off; 3x faster than attn_flash.comp at pp512 on an H100).
+ *     the default there, OMNI_VK_ATTN_CM=0 turns it off; head dims 64..124 on padded builds, OMNI_VK_ATTN_CM_SMALL=0
+ *     turns those off; a pp512 pass on an H100: 35.7 ms of attention with attn_flash.comp, ~3.3 ms with it).
  * Both handle causal and sliding-window masks and GQA (kv head = head / (n_heads / n_kv_heads)). */
 
 #define SPLIT_CHUNK 128

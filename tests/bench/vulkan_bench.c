@@ -6,8 +6,8 @@
  *   make BUILD=build-vk build-vk/libomni.a
  *   cc -O2 -std=c11 -D_GNU_SOURCE -Iengine tests/bench/vulkan_bench.c build-vk/libomni.a -lvulkan -lcjson -lm \
  *      -lpthread -o build-vk/vulkan_bench
- *   build-vk/vulkan_bench [devices] [latency] [decode] [matvec] [prefill] [model CONFIG.json [N_PROMPT N_GEN]] [--peak GB/s]
- *                         [--only NAME]
+ *   build-vk/vulkan_bench [devices] [latency] [decode] [matvec] [prefill] [attention]
+ *                         [model CONFIG.json [N_PROMPT N_GEN]] [--peak GB/s] [--only NAME]
  */
 #include <math.h>
 #include <stdio.h>
@@ -193,6 +193,37 @@ static void decode_ops(ob_backend *b) {
         if (bufs[i]) b->ops->buf_free(b, bufs[i]);
 }
 
+/* prefill attention: the thinker's 32 q / 4 kv heads of 128 (causal; a pp512 pass from position 0, and a chunk
+ * after a cached prefix; the 1-query rows are the decode kernel) and the vision encoder's 16 heads of 72 over 4096
+ * tokens (bidirectional). FLOP/s count the visible (query, key) pairs: 4 x head_dim flops each (Q.K and P.V). */
+static void attention_rows(ob_backend *b) {
+    printf("%-36s %8s %9s %9s\n", "attention 32/4 heads x 128", "n@pos0", "ms", "TFLOP/s");
+    int n_ctx = 4096;
+    ob_attn a = { 32, 4, 128, 1.0f / sqrtf(128.0f), 1, 0 };
+    ob_buf *kc = rand_buf(b, (size_t)4 * n_ctx * 128, 1, 8), *vc = rand_buf(b, (size_t)4 * n_ctx * 128, 1, 9);
+    ob_buf *q = rand_buf(b, (size_t)1024 * 32 * 128, 1, 10), *o = b->ops->alloc(b, (size_t)1024 * 32 * 128 * 4);
+    const int cfg[][2] = { { 1, 511 }, { 1, 4095 }, { 512, 0 }, { 1024, 3072 } };
+    for (int i = 0; i < 4; i++) {
+        int n = cfg[i][0], pos0 = cfg[i][1];
+        double ms = TIME_MS(10, b->ops->attention(b, (ob_ptr){ q, 0 }, (ob_ptr){ kc, 0 }, (ob_ptr){ vc, 0 }, n_ctx,
+                                                  (ob_ptr){ o, 0 }, pos0, n, &a));
+        double keys = (double)n * pos0 + (double)n * (n + 1) / 2; /* visible (query, key) pairs */
+        printf("%-36s %4d@%-4d %9.3f %9.2f\n", "", n, pos0, ms, 4.0 * keys * 32 * 128 / (ms * 1e9));
+    }
+    b->ops->buf_free(b, kc), b->ops->buf_free(b, vc), b->ops->buf_free(b, q), b->ops->buf_free(b, o);
+    /* the vision encoder's attention: q/k/v rows of 16 x 72 for 4096 patches, the cache holding exactly them */
+    int nv = 4096, hv = 16, dv = 72;
+    ob_attn av = { hv, hv, dv, 1.0f / sqrtf((float)dv), 0, 0 };
+    kc = rand_buf(b, (size_t)hv * nv * dv, 1, 11), vc = rand_buf(b, (size_t)hv * nv * dv, 1, 12);
+    q = rand_buf(b, (size_t)nv * hv * dv, 1, 13), o = b->ops->alloc(b, (size_t)nv * hv * dv * 4);
+    double ms = TIME_MS(5, b->ops->attention(b, (ob_ptr){ q, 0 }, (ob_ptr){ kc, 0 }, (ob_ptr){ vc, 0 }, nv,
+                                             (ob_ptr){ o, 0 }, 0, nv, &av));
+    printf("%-36s %4d@%-4d %9.3f %9.2f\n", "attention 16 heads x 72, bidirectional", nv, 0, ms,
+           4.0 * nv * nv * hv * dv / (ms * 1e9));
+    b->ops->buf_free(b, kc), b->ops->buf_free(b, vc), b->ops->buf_free(b, q), b->ops->buf_free(b, o);
+    fflush(stdout);
+}
+
 static void prefill(ob_backend *b) {
     const int ns[] = { 16, 128, 512 };
     const ob_dtype ts[] = { OB_BF16, OB_Q8_0 };
@@ -251,21 +282,7 @@ static void prefill(ob_backend *b) {
     }
     free(gm);
     b->ops->buf_free(b, gw), b->ops->buf_free(b, uw), b->ops->buf_free(b, dw);
-    /* attention: 32 heads / 4 kv heads of 128, causal */
-    printf("%-36s %8s %9s %9s\n", "attention 32/4 heads x 128", "n@pos0", "ms", "TFLOP/s");
-    int n_ctx = 4096;
-    ob_attn a = { 32, 4, 128, 1.0f / sqrtf(128.0f), 1, 0 };
-    ob_buf *kc = rand_buf(b, (size_t)4 * n_ctx * 128, 1, 8), *vc = rand_buf(b, (size_t)4 * n_ctx * 128, 1, 9);
-    ob_buf *q = rand_buf(b, (size_t)1024 * 32 * 128, 1, 10), *o = b->ops->alloc(b, (size_t)1024 * 32 * 128 * 4);
-    const int cfg[][2] = { { 1, 511 }, { 1, 4095 }, { 512, 0 }, { 1024, 3072 } };
-    for (int i = 0; i < 4; i++) {
-        int n = cfg[i][0], pos0 = cfg[i][1];
-        double ms = TIME_MS(10, b->ops->attention(b, (ob_ptr){ q, 0 }, (ob_ptr){ kc, 0 }, (ob_ptr){ vc, 0 }, n_ctx,
-                                                  (ob_ptr){ o, 0 }, pos0, n, &a));
-        double keys = (double)n * pos0 + (double)n * (n + 1) / 2; /* visible (query, key) pairs */
-        printf("%-36s %4d@%-4d %9.3f %9.2f\n", "", n, pos0, ms, 4.0 * keys * 32 * 128 / (ms * 1e9));
-    }
-    b->ops->buf_free(b, kc), b->ops->buf_free(b, vc), b->ops->buf_free(b, q), b->ops->buf_free(b, o);
+    attention_rows(b);
     fflush(stdout);
 }
 
@@ -399,13 +416,14 @@ static void devices(void) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach a pipe at once, also when a timeout kills us */
-    int do_mv = 0, do_pf = 0, do_lat = 0, do_dec = 0;
+    int do_mv = 0, do_pf = 0, do_lat = 0, do_dec = 0, do_at = 0;
     const char *config = NULL;
     int n_prompt = 512, n_gen = 64;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "devices")) devices();
         else if (!strcmp(argv[i], "matvec")) do_mv = 1;
         else if (!strcmp(argv[i], "prefill")) do_pf = 1;
+        else if (!strcmp(argv[i], "attention")) do_at = 1;
         else if (!strcmp(argv[i], "latency")) do_lat = 1;
         else if (!strcmp(argv[i], "decode")) do_dec = 1;
         else if (!strcmp(argv[i], "model") && i + 1 < argc) {
@@ -418,7 +436,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--peak") && i + 1 < argc) g_peak = atof(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) g_only = argv[++i];
     }
-    if (do_mv || do_pf || do_lat || do_dec) {
+    if (do_mv || do_pf || do_lat || do_dec || do_at) {
         char err[256];
         ob_backend *b = ob_vulkan_new(-1, err, sizeof err);
         if (!b) {
@@ -430,6 +448,7 @@ int main(int argc, char **argv) {
         if (do_dec) decode_ops(b);
         if (do_mv) matvec(b);
         if (do_pf) prefill(b);
+        if (do_at && !do_pf) attention_rows(b);
         if (b->failed) printf("back-end error: %s\n", b->err);
         b->ops->destroy(b);
     }
