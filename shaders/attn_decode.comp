@@ -45,7 +45,7 @@ const uint HR = ROT / 2u;
 const uint NMAX = WG;              // the most chunks per kv head (merge weights are kept in ps[G][NMAX])
 const uint OV = (G * D4 + WG - 1u) / WG;  // output vec4s per thread in the merge
 const uint KPT = (D4 + S - 1u) / S;        // K vec4s per thread in the score pass
-const uint MB = 8u;                        // chunks per batch of merge loads
+const uint MB = 16u / OV > 0u ? 16u / OV : 1u;  // chunks per batch of merge loads (16 vec4 in flight per thread)
 
 shared vec4 xs[NH * D4];  // the normalised, rotated heads; after the scores the chunk's output [G][D]
 shared vec4 vn[D4];       // the new v row (chunk of pos0)
@@ -256,11 +256,23 @@ void main() {
     barrier();
     if (last == 0u) return;
     memoryBarrierBuffer();
-    // M and L per head over the chunks; the weights e^(m_c - M) go to ps[h][c]
+    // M and L per head over the chunks; the weights e^(m_c - M) go to ps[h][c]. Each of the P2 threads of a head
+    // loads its chunks' (m, l) pairs once, MLB at a time with all loads in flight (the merge is one workgroup's chain
+    // of dependent L2 round trips), and keeps them for the weights.
+    const uint MLB = 8u;
+    float mm[MLB], ll[MLB];
+    bool one_batch = N <= MLB * P2;  // uniform: all pairs fit in the registers (N <= 128 with 8 q heads per kv head)
     if (t < G * P2) {
         uint h = t / P2;
         float m = NEG_INF;
-        for (uint c = t % P2; c < N; c += P2) m = max(m, PartF(ml).v[((g * N + c) * G + h) * 2u]);
+        for (uint c0 = t % P2; c0 < N; c0 += MLB * P2) {
+            [[unroll]] for (uint i = 0u; i < MLB; i++) {
+                uint c = min(c0 + i * P2, N - 1u);
+                mm[i] = PartF(ml).v[((g * N + c) * G + h) * 2u];
+                ll[i] = PartF(ml).v[((g * N + c) * G + h) * 2u + 1u];
+            }
+            [[unroll]] for (uint i = 0u; i < MLB; i++) m = max(m, mm[i]);  // a clamped repeat changes no maximum
+        }
         red[t] = m;
     }
     barrier();
@@ -273,11 +285,22 @@ void main() {
     if (t < G * P2) {
         uint h = t / P2;
         float M = mh[h], l = 0.0f;
-        for (uint c = t % P2; c < N; c += P2) {
-            float m = PartF(ml).v[((g * N + c) * G + h) * 2u];
-            float w = m == NEG_INF ? 0.0f : exp_acc(m - M);
-            ps[h * NMAX + c] = w;
-            l += w * PartF(ml).v[((g * N + c) * G + h) * 2u + 1u];
+        for (uint c0 = t % P2; c0 < N; c0 += MLB * P2) {
+            if (!one_batch) {
+                [[unroll]] for (uint i = 0u; i < MLB; i++) {
+                    uint c = min(c0 + i * P2, N - 1u);
+                    mm[i] = PartF(ml).v[((g * N + c) * G + h) * 2u];
+                    ll[i] = PartF(ml).v[((g * N + c) * G + h) * 2u + 1u];
+                }
+            }
+            [[unroll]] for (uint i = 0u; i < MLB; i++) {
+                uint c = c0 + i * P2;
+                if (c < N) {
+                    float w = mm[i] == NEG_INF ? 0.0f : exp_acc(mm[i] - M);
+                    ps[h * NMAX + c] = w;
+                    l += w * ll[i];
+                }
+            }
         }
         red[t] = l;
     }
