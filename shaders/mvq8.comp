@@ -1,15 +1,31 @@
 #version 460
-// mvq8.comp — decode matrix-vector products of Q8_0 weights against int8 activations (opt-in: OMNI_VK_Q8_INT8=1,
-// see vk_ops.c): y = x · Wᵀ for one x row (MODE 0), the MoE gate+up pair h = silu(gate_e·x)⊙(up_e·x) per (token,
-// slot) entry (MODE 1) and the MoE down projection y[token] += Σ_slot w·down_e·h (MODE 2), the modes of matvec.comp.
+// mvq8.comp — decode matrix-vector products of Q8_0 weights against int8 activations, the Q8_0 decode kernel on
+// devices with the integer dot product (OMNI_VK_Q8_INT8=0 turns it off; vk_ops.c picks it):
+//   MODE 0: y (+)= x · Wᵀ for one x row, optionally with x RMS-normalised first (NORM, as mv.comp);
+//   MODE 1: the MoE gate+up pair of one (token, slot) entry, h = silu(gate_e·x)⊙(up_e·x), written already quantized
+//           (int8 per block of 16 rows, one fp32 scale per block) for MODE 2;
+//   MODE 2: the MoE down projection y[token] += Σ_slot w·down_e·h from MODE 1's quantized h.
 // With fp32 activations a Q8_0 kernel reads 4 bytes of x per weight byte and converts every quant to fp32, so it is
-// bound by those instructions, not by memory. Here every workgroup first quantizes its x row(s) into shared memory as
-// llama.cpp's q8 activations do: per block of 32, d = max|x| / 127 and q = round(x / d) in [-127, 127]; then a
-// 16-byte weight vector meets its 16 x quants in four packed 4×8-bit integer dot products (OpSDotKHR through
-// GL_EXT_spirv_intrinsics: Debian 12's glslc has no GL_EXT_integer_dot_product), and each half block adds
-// float(Σ q_w·q_x) · d_w · d_x. The result differs from the fp32-activation kernels by the activations' rounding
-// (about 0.4% of a block's largest value per element; the tests state the tolerance).
-// Requires subgroups with shuffle (the block maximum over 8 lanes), cols % 32 == 0, 16-byte aligned rows and x.
+// bound by those instructions, not by memory. Here activations are int8 as llama.cpp's q8 activations: per block of
+// 16 values (one 16-byte weight vector), d = max|x| / 127 and q = round(x / d) in [-127, 127]; a weight vector meets
+// its 16 x quants in four packed 4×8-bit integer dot products (OpSDotKHR through GL_EXT_spirv_intrinsics: Debian 12's
+// glslc has no GL_EXT_integer_dot_product) and adds float(Σ q_w·q_x) · d_w · d_x. The result differs from the
+// fp32-activation kernels by the activations' rounding (up to a block's largest value / 254 per element; the tests
+// state the tolerance).
+//
+// Built like mv.comp for memory-level parallelism (decode is a chain of short memory-bound kernels):
+//  1. every lane first issues the loads of its whole share of its rows (NPL 16-byte vectors per row and their
+//     scales, all in flight at once; spec constants keep the arrays in registers);
+//  2. only then are the activations quantized into shared memory (MODE 0/1; with NORM normalised first), so that
+//     work hides behind the weight loads;
+//  3. the integer dot products, one subgroup add per row.
+// MODE 2 has no shared memory and no barrier: its activations (MODE 1's int8 h, 16 bytes per weight vector) come
+// straight from L2 after the weight loads. A subgroup serves RSG output rows for all K slots of a token: lane L works
+// on slot L / LPS and on every LPS-th vector of that slot's row, so each lane looks up one expert and the subgroup's
+// loads cover whole 64-byte runs of K rows at once. Per lane at most CH vectors per row are in flight (the rest in
+// further rounds).
+// Mirrors matvec.comp / mv.comp (and through them the CPU back-end's matmul, norm_matvec and MoE expert loop) up to
+// the activation rounding. Requires subgroups with shuffle, cols % 32 == 0, 16-byte aligned rows and x.
 #define PC_MATVEC
 #include "common.glsl"
 #extension GL_EXT_spirv_intrinsics : require
@@ -21,133 +37,217 @@ spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [
 int sdot4x8(int a, int b, spirv_literal int fmt);
 
 layout(local_size_x_id = 0) in;
-layout(constant_id = 0) const uint WG = 128;
-layout(constant_id = 1) const uint MODE = 0;  // 0 dense, 1 MoE gate+up, 2 MoE down
-layout(constant_id = 2) const uint RSG = 1;   // rows per subgroup (MODE 2: per workgroup)
-layout(constant_id = 3) const uint XQ = 128;  // shared x quants in uvec4 (16 quants each): cols/16 per x row
-layout(constant_id = 4) const uint XB = 64;   // shared x block scales: cols/32 per x row
+layout(constant_id = 0) const uint WG = 256;
+layout(constant_id = 1) const uint MODE = 0;  // 0 dense, 1 MoE gate+up (quantized h out), 2 MoE down (quantized h in)
+layout(constant_id = 2) const uint RSG = 1;   // output rows per subgroup
+layout(constant_id = 3) const uint NPL = 4;   // MODE 0/1: vectors per lane per row (ceil(cols/16/SG)); MODE 2: CH
+layout(constant_id = 4) const uint XQ = 128;  // MODE 0/1: cols / 16 (shared x quants in uvec4, one scale each)
+layout(constant_id = 5) const uint NORM = 0;  // MODE 0: 1 + dtype of an RMSNorm weight applied to x first (0: none)
+layout(constant_id = 6) const uint SG = 32;   // the subgroup size the host planned for
+layout(constant_id = 7) const uint K = 8;     // MODE 2: slots per token (K <= SG)
+layout(constant_id = 8) const uint HB = 16;   // MODE 1: rows per workgroup (a multiple of the 16-row h blocks)
 
-const uint NR = MODE == 1u ? 2u * RSG : RSG;
-const uint RMAX = 8u;
+const uint NR = MODE == 1u ? 2u * RSG : RSG;       // rows in flight: gate+up loads a gate and an up row each
+const uint LPS = MODE == 2u ? SG / K : 1u;         // MODE 2: lanes per slot
+const uint XQS = MODE == 2u ? 1u : XQ;
 
-shared uvec4 xq[XQ];
-shared float xd[XB];
-shared float down_part[32 * 4];
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufUV4W { uvec4 v[]; };
 
-void expert(uint64_t table, int e, out uint64_t w, out uint64_t s) {
-    BufU64 t = BufU64(table + uint64_t(e) * 16u);
-    w = t.v[0];
-    s = t.v[1];
-}
+shared uvec4 xq[XQS];
+shared float xd[XQS];
+shared float red[32];
+shared float hsh[MODE == 1u ? HB : 1u];
 
-// quantizes n_rows x rows of cols floats (row j at xa + j·stride floats) into xq/xd (row j at j·cols/16, j·cols/32);
-// 8 consecutive invocations share a block of 32 (4 values each)
-void quantize_x(uint64_t xa, uint stride, uint n_rows, uint cols) {
-    uint n4 = cols / 4u;
-    for (uint i = gl_LocalInvocationID.x; i < n_rows * n4; i += WG) {
-        uint j = i / n4, c4 = i % n4;
-        vec4 v = BufV4(xa + (uint64_t(j) * stride + c4 * 4u) * 4u).v[0];
-        vec4 a = abs(v);
-        float m = max(max(a.x, a.y), max(a.z, a.w));
-        m = max(m, subgroupShuffleXor(m, 1u));
-        m = max(m, subgroupShuffleXor(m, 2u));
-        m = max(m, subgroupShuffleXor(m, 4u));
-        float d = m / 127.0f, id = m > 0.0f ? 127.0f / m : 0.0f;
-        ivec4 q = clamp(ivec4(round(v * id)), ivec4(-127), ivec4(127));
-        uint packed = (uint(q.x) & 0xffu) | ((uint(q.y) & 0xffu) << 8) | ((uint(q.z) & 0xffu) << 16) |
-                      ((uint(q.w) & 0xffu) << 24);
-        uint o = j * (cols / 4u) + c4;  // packed int index: uvec4 o/4, component o%4
-        xq[o / 4u][o % 4u] = packed;
-        if ((c4 & 7u) == 0u) xd[j * (cols / 32u) + c4 / 8u] = d;
-    }
-    barrier();
-}
-
-// one 16-byte weight vector (16 quants) against the 16 x quants of the same columns: Σ q_w·q_x
+// one 16-byte weight vector (16 quants) against 16 activation quants: Σ q_w·q_x
 int qdot16(uvec4 w, uvec4 x) {
     return sdot4x8(int(w.x), int(x.x), 0) + sdot4x8(int(w.y), int(x.y), 0) + sdot4x8(int(w.z), int(x.z), 0) +
            sdot4x8(int(w.w), int(x.w), 0);
 }
 
-// the lane's share of row a (weights wa, scales sa) — and with TWO of row b (the MoE up row next to its gate row,
-// loaded in the same iterations) — against x row xr of the shared copy
-void rows_dot(uint64_t wa, uint64_t sa, uint64_t wb, uint64_t sb, const bool TWO, uint xr, uint cols, out float ra,
-              out float rb) {
-    uint nvec = cols / 16u, q0 = xr * (cols / 16u), b0 = xr * (cols / 32u);
-    ra = 0.0f;
-    rb = 0.0f;
-    for (uint v = gl_SubgroupInvocationID; v < nvec; v += gl_SubgroupSize) {
-        uvec4 w1 = BufUV4(wa).v[v], w2 = TWO ? BufUV4(wb).v[v] : uvec4(0);
-        float d1 = f16_bits(ld_u16(sa + uint64_t(v / 2u) * 2u));
-        float d2 = TWO ? f16_bits(ld_u16(sb + uint64_t(v / 2u) * 2u)) : 0.0f;
-        uvec4 x = xq[q0 + v];
-        float dx = xd[b0 + v / 2u];
-        ra += float(qdot16(w1, x)) * (d1 * dx);
-        if (TWO) rb += float(qdot16(w2, x)) * (d2 * dx);
-    }
+// four values rounded to int8 (clamped to [-127, 127]) in one word, the first in the low byte
+uint pack_q8(ivec4 q) {
+    q = clamp(q, ivec4(-127), ivec4(127));
+    return (uint(q.x) & 0xffu) | ((uint(q.y) & 0xffu) << 8) | ((uint(q.z) & 0xffu) << 16) | ((uint(q.w) & 0xffu) << 24);
 }
 
-void main() {
-    uint cols = pc.cols, rows = pc.rows, lane = gl_SubgroupInvocationID, sg = gl_SubgroupID;
-    uint64_t rb = uint64_t(cols), sb = uint64_t(cols / 32u) * 2u;
-    if (MODE == 2u) {
-        uint tok = gl_WorkGroupID.y, row0 = gl_WorkGroupID.x * RSG;
-        quantize_x(pc.x + uint64_t(tok * pc.k) * pc.x_stride * 4u, pc.x_stride, pc.k, cols);
-        float total[RMAX];
-        [[unroll]] for (uint r = 0; r < RSG; r++) total[r] = 0.0f;
-        for (uint j = sg; j < pc.k; j += gl_NumSubgroups) {
-            uint entry = tok * pc.k + j;
-            uint64_t dw, ds;
-            expert(pc.w, BufI32(pc.ids).v[entry], dw, ds);
-            float wt = BufF32(pc.wts).v[entry];
-            [[unroll]] for (uint r = 0; r < RSG; r++) {
-                uint row = min(row0 + r, rows - 1u);
-                float a, unused;
-                rows_dot(dw + uint64_t(row) * rb, ds + uint64_t(row) * sb, 0ul, 0ul, false, j, cols, a, unused);
-                total[r] += wt * a;
-            }
+// 16 values as int8 quants with one scale: d = max|v| / 127, q = round(v / d) (all zero for a zero block)
+uvec4 quant16(vec4 a, vec4 b, vec4 c, vec4 d, out float scale) {
+    vec4 m4 = max(max(abs(a), abs(b)), max(abs(c), abs(d)));
+    float m = max(max(m4.x, m4.y), max(m4.z, m4.w));
+    scale = m / 127.0f;
+    float id = m > 0.0f ? 127.0f / m : 0.0f;
+    ivec4 qa = ivec4(round(a * id)), qb = ivec4(round(b * id)), qc = ivec4(round(c * id)), qd = ivec4(round(d * id));
+    return uvec4(pack_q8(qa), pack_q8(qb), pack_q8(qc), pack_q8(qd));
+}
+
+// the x row (cols floats at xa), RMS-normalised with NORM, as int8 per block of 16 into xq/xd. Four consecutive
+// invocations share a block (one vec4 each; cols % 16 == 0 keeps a block's four together in one subgroup and either
+// all active or all not). Workgroup 0 writes the normalised row to xn when NORM and xn != 0.
+void stage_x(uint64_t xa, uint cols, uint64_t xn) {
+    uint t = gl_LocalInvocationID.x, nx = cols / 4u;
+    BufV4 xv = BufV4(xa);
+    float scale = 1.0f;
+    if (NORM != 0u) {  // rms_norm.comp's arithmetic: scale = 1/sqrt(mean(x²) + eps), then (x · scale) · w
+        float ss = 0.0f;
+        for (uint i = t; i < nx; i += WG) {
+            vec4 a = xv.v[i];
+            ss += dot(a, a);
         }
-        [[unroll]] for (uint r = 0; r < RSG; r++) {
-            float s = subgroupAdd(total[r]);
-            if (lane == 0u) down_part[sg * RSG + r] = s;
-        }
+        ss = subgroupAdd(ss);
+        if (gl_SubgroupInvocationID == 0u) red[gl_SubgroupID] = ss;
         barrier();
-        uint t = gl_LocalInvocationID.x;
-        if (t < RSG && row0 + t < rows) {
-            float s = 0.0f;
-            for (uint g = 0; g < gl_NumSubgroups; g++) s += down_part[g * RSG + t];
-            BufF32 y = BufF32(pc.y + (uint64_t(tok) * pc.y_stride + row0 + t) * 4u);
-            y.v[0] = y.v[0] + s;
-        }
-        return;
+        float tot = 0.0f;
+        for (uint g = 0; g < gl_NumSubgroups; g++) tot += red[g];
+        scale = 1.0f / sqrt(tot / float(cols) + pc.eps);
     }
-    uint entry = gl_WorkGroupID.y;
-    quantize_x(pc.x + uint64_t(MODE == 1u ? entry / pc.k : 0u) * pc.x_stride * 4u, pc.x_stride, 1u, cols);
+    bool wout = NORM != 0u && gl_WorkGroupID.x == 0u && xn != 0ul;
+    for (uint i = t; i < nx; i += WG) {
+        vec4 v = xv.v[i];
+        if (NORM != 0u) {
+            vec4 nw = vec4(ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i), ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i + 1u),
+                           ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i + 2u),
+                           ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i + 3u));
+            v = (v * scale) * nw;
+            if (wout) BufV4(xn).v[i] = v;
+        }
+        vec4 a = abs(v);
+        float m = max(max(a.x, a.y), max(a.z, a.w));
+        m = max(m, subgroupShuffleXor(m, 1u));
+        m = max(m, subgroupShuffleXor(m, 2u));
+        float id = m > 0.0f ? 127.0f / m : 0.0f;
+        uint q = pack_q8(ivec4(round(v * id)));
+        xq[i / 4u][i % 4u] = q;
+        if ((i & 3u) == 0u) xd[i / 4u] = m / 127.0f;
+    }
+    barrier();
+}
+
+// address pair (data, scales) of expert e's matrix from a table of 16-byte entries
+void expert(uint64_t table, int e, out uint64_t w, out uint64_t s) {
+    uvec4 t = BufUV4(table + uint64_t(e) * 16u).v[0];
+    w = packUint2x32(t.xy);
+    s = packUint2x32(t.zw);
+}
+
+void dense_or_gate_up() {
+    uint lane = gl_SubgroupInvocationID, sg = gl_SubgroupID;
+    uint cols = pc.cols, rows = pc.rows, nvec = cols / 16u;
+    uint64_t rb = uint64_t(cols), sb = uint64_t(cols / 32u) * 2u;
+    uint row0 = (gl_WorkGroupID.x * gl_NumSubgroups + sg) * RSG, entry = gl_WorkGroupID.y;
     uint64_t w0 = pc.w, s0 = pc.s, w1 = 0ul, s1 = 0ul;
     if (MODE == 1u) {
         int e = BufI32(pc.ids).v[entry];
         expert(pc.w, e, w0, s0);
         expert(pc.w2, e, w1, s1);
     }
-    uint row0 = (gl_WorkGroupID.x * gl_NumSubgroups + sg) * RSG;
-    float acc[NR];
-    [[unroll]] for (uint r = 0; r < RSG; r++) {
-        uint row = min(row0 + r, rows - 1u);  // a tail row re-reads the last row, unwritten
-        float a, b;
-        rows_dot(w0 + uint64_t(row) * rb, s0 + uint64_t(row) * sb, w1 + uint64_t(row) * rb, s1 + uint64_t(row) * sb,
-                 MODE == 1u, 0u, cols, a, b);
-        acc[r] = subgroupAdd(a);
-        if (MODE == 1u) acc[RSG + r] = subgroupAdd(b);
+
+    // 1. the weight loads and their scales, all in flight
+    uvec4 wq[NR][NPL];
+    float qs[NR][NPL];
+    [[unroll]] for (uint r = 0; r < NR; r++) {
+        uint row = min(row0 + r % RSG, rows - 1u);  // a tail row re-reads the last row, unwritten
+        uint64_t wrow = (r < RSG ? w0 : w1) + uint64_t(row) * rb, srow = (r < RSG ? s0 : s1) + uint64_t(row) * sb;
+        [[unroll]] for (uint i = 0; i < NPL; i++) {
+            uint v = lane + i * SG;
+            wq[r][i] = v < nvec ? BufUV4(wrow).v[v] : uvec4(0);
+            qs[r][i] = v < nvec ? f16_bits(ld_u16(srow + uint64_t(v / 2u) * 2u)) : 0.0f;
+        }
     }
-    if (lane != 0u) return;
-    [[unroll]] for (uint r = 0; r < RSG; r++) {
-        uint row = row0 + r;
-        if (row >= rows) break;
-        if (MODE == 1u) {
-            BufF32(pc.y).v[entry * pc.y_stride + row] = silu(acc[r]) * acc[RSG + r];
-        } else {
+
+    // 2. the activations as int8 in shared memory (MODE 1: the entry's token row)
+    stage_x(pc.x + (MODE == 1u ? uint64_t(entry / pc.k) * pc.x_stride * 4u : 0ul), cols, MODE == 0u ? pc.ids : 0ul);
+
+    // 3. dot products
+    float acc[NR];
+    [[unroll]] for (uint r = 0; r < NR; r++) {
+        float a = 0.0f;
+        [[unroll]] for (uint i = 0; i < NPL; i++) {
+            uint v = lane + i * SG;
+            if (v < nvec) a += float(qdot16(wq[r][i], xq[v])) * (qs[r][i] * xd[v]);
+        }
+        acc[r] = subgroupAdd(a);
+    }
+    if (MODE == 0u) {
+        if (lane != 0u) return;
+        [[unroll]] for (uint r = 0; r < RSG; r++) {
+            uint row = row0 + r;
+            if (row >= rows) break;
             BufF32 y = BufF32(pc.y + uint64_t(row) * 4u);
             y.v[0] = pc.accumulate != 0u ? y.v[0] + acc[r] : acc[r];
         }
+        return;
     }
+
+    // MODE 1: h = silu(g)·u for the workgroup's HB rows, then quantized per block of 16 rows: quants at
+    // y + entry·rows bytes, scales at s + (entry·rows/16 + block)·4
+    if (lane == 0u)
+        [[unroll]] for (uint r = 0; r < RSG; r++) hsh[sg * RSG + r] = silu(acc[r]) * acc[RSG + r];
+    barrier();
+    uint t = gl_LocalInvocationID.x, blk0 = gl_WorkGroupID.x * (HB / 16u);
+    if (t < HB / 16u && (blk0 + t) * 16u < rows) {
+        uint b = t * 16u;
+        vec4 h0 = vec4(hsh[b], hsh[b + 1u], hsh[b + 2u], hsh[b + 3u]);
+        vec4 h1 = vec4(hsh[b + 4u], hsh[b + 5u], hsh[b + 6u], hsh[b + 7u]);
+        vec4 h2 = vec4(hsh[b + 8u], hsh[b + 9u], hsh[b + 10u], hsh[b + 11u]);
+        vec4 h3 = vec4(hsh[b + 12u], hsh[b + 13u], hsh[b + 14u], hsh[b + 15u]);
+        float d;
+        uvec4 q = quant16(h0, h1, h2, h3, d);
+        uint blk = entry * (rows / 16u) + blk0 + t;
+        BufUV4W(pc.y).v[blk] = q;
+        BufF32(pc.s).v[blk] = d;
+    }
+}
+
+// MODE 2: y[tok][row] += Σ_slot wt·(down_e[row] · h[entry]) for the subgroup's RSG rows
+void down() {
+    uint lane = gl_SubgroupInvocationID, sg = gl_SubgroupID;
+    uint cols = pc.cols, rows = pc.rows, nvec = cols / 16u, tok = gl_WorkGroupID.y;
+    uint64_t rb = uint64_t(cols), sb = uint64_t(cols / 32u) * 2u;
+    uint row0 = (gl_WorkGroupID.x * gl_NumSubgroups + sg) * RSG;
+    uint slot = min(lane / LPS, K - 1u), sub = lane % LPS, entry = tok * K + slot;
+    bool on = lane < K * LPS;
+    uint64_t dw, ds;
+    expert(pc.w, BufI32(pc.ids).v[entry], dw, ds);
+    float wt = on ? BufF32(pc.wts).v[entry] : 0.0f;
+    uint64_t xrow = pc.x + uint64_t(entry) * rb;  // the entry's int8 h
+    uint64_t xs = pc.s + uint64_t(entry) * nvec * 4u;
+    uint nper = (nvec + LPS - 1u) / LPS;          // vectors per lane per row
+    float acc[RSG];
+    [[unroll]] for (uint r = 0; r < RSG; r++) acc[r] = 0.0f;
+    for (uint c0 = 0; c0 < nper; c0 += NPL) {
+        uvec4 wq[RSG][NPL];
+        float qs[RSG][NPL];
+        [[unroll]] for (uint r = 0; r < RSG; r++) {
+            uint row = min(row0 + r, rows - 1u);
+            uint64_t wrow = dw + uint64_t(row) * rb, srow = ds + uint64_t(row) * sb;
+            [[unroll]] for (uint i = 0; i < NPL; i++) {
+                uint v = sub + (c0 + i) * LPS;
+                bool ok = on && v < nvec;
+                wq[r][i] = ok ? BufUV4(wrow).v[v] : uvec4(0);
+                qs[r][i] = ok ? f16_bits(ld_u16(srow + uint64_t(v / 2u) * 2u)) : 0.0f;
+            }
+        }
+        [[unroll]] for (uint i = 0; i < NPL; i++) {
+            uint v = sub + (c0 + i) * LPS;
+            bool ok = on && v < nvec;
+            uvec4 x = ok ? BufUV4(xrow).v[v] : uvec4(0);
+            float dx = ok ? BufF32(xs).v[v] * wt : 0.0f;
+            [[unroll]] for (uint r = 0; r < RSG; r++) acc[r] += float(qdot16(wq[r][i], x)) * (qs[r][i] * dx);
+        }
+    }
+    [[unroll]] for (uint r = 0; r < RSG; r++) {
+        float s = subgroupAdd(acc[r]);
+        uint row = row0 + r;
+        if (lane == 0u && row < rows) {
+            BufF32 y = BufF32(pc.y + (uint64_t(tok) * pc.y_stride + row) * 4u);
+            y.v[0] = y.v[0] + s;
+        }
+    }
+}
+
+void main() {
+    if (MODE == 2u)
+        down();
+    else
+        dense_or_gate_up();
 }
