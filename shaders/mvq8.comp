@@ -14,16 +14,16 @@
 // state the tolerance).
 //
 // Built like mv.comp for memory-level parallelism (decode is a chain of short memory-bound kernels):
-//  1. every lane first issues the loads of its whole share of its rows (NPL 16-byte vectors per row and their
-//     scales, all in flight at once; spec constants keep the arrays in registers);
+//  0. the x row is loaded first (it does not depend on the routed expert ids, whose lookup delays the weights);
+//  1. every lane then issues the loads of its whole share of its rows (NPL 16-byte vectors per row and their
+//     scales, all in flight at once; spec constants keep the arrays in registers and the loops unrolled);
 //  2. only then are the activations quantized into shared memory (MODE 0/1; with NORM normalised first), so that
 //     work hides behind the weight loads;
 //  3. the integer dot products, one subgroup add per row.
 // MODE 2 has no shared memory and no barrier: its activations (MODE 1's int8 h, 16 bytes per weight vector) come
-// straight from L2 after the weight loads. A subgroup serves RSG output rows for all K slots of a token: lane L works
-// on slot L / LPS and on every LPS-th vector of that slot's row, so each lane looks up one expert and the subgroup's
-// loads cover whole 64-byte runs of K rows at once. Per lane at most CH vectors per row are in flight (the rest in
-// further rounds).
+// straight from L2, loaded before the expert lookup. A subgroup serves RSG output rows for all K slots of a token:
+// lane L works on slot L / LPS and on every LPS-th vector of that slot's row (NPL of them), so each lane looks up one
+// expert and the subgroup's loads cover whole 64-byte runs of K rows at once.
 // Mirrors matvec.comp / mv.comp (and through them the CPU back-end's matmul, norm_matvec and MoE expert loop) up to
 // the activation rounding. Requires subgroups with shuffle, cols % 32 == 0, 16-byte aligned rows and x.
 #define PC_MATVEC
@@ -40,7 +40,7 @@ layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 256;
 layout(constant_id = 1) const uint MODE = 0;  // 0 dense, 1 MoE gate+up (quantized h out), 2 MoE down (quantized h in)
 layout(constant_id = 2) const uint RSG = 1;   // output rows per subgroup
-layout(constant_id = 3) const uint NPL = 4;   // MODE 0/1: vectors per lane per row (ceil(cols/16/SG)); MODE 2: CH
+layout(constant_id = 3) const uint NPL = 4;   // vectors per lane per row: ceil(cols/16/SG); MODE 2 ceil(cols/16/LPS)
 layout(constant_id = 4) const uint XQ = 128;  // MODE 0/1: cols / 16 (shared x quants in uvec4, one scale each)
 layout(constant_id = 5) const uint NORM = 0;  // MODE 0: 1 + dtype of an RMSNorm weight applied to x first (0: none)
 layout(constant_id = 6) const uint SG = 32;   // the subgroup size the host planned for
@@ -50,8 +50,6 @@ layout(constant_id = 8) const uint HB = 16;   // MODE 1: rows per workgroup (a m
 const uint NR = MODE == 1u ? 2u * RSG : RSG;       // rows in flight: gate+up loads a gate and an up row each
 const uint LPS = MODE == 2u ? SG / K : 1u;         // MODE 2: lanes per slot
 const uint XQS = MODE == 2u ? 1u : XQ;
-
-layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufUV4W { uvec4 v[]; };
 
 shared uvec4 xq[XQS];
 shared float xd[XQS];
@@ -80,19 +78,26 @@ uvec4 quant16(vec4 a, vec4 b, vec4 c, vec4 d, out float scale) {
     return uvec4(pack_q8(qa), pack_q8(qb), pack_q8(qc), pack_q8(qd));
 }
 
-// the x row (cols floats at xa), RMS-normalised with NORM, as int8 per block of 16 into xq/xd. Four consecutive
-// invocations share a block (one vec4 each; cols % 16 == 0 keeps a block's four together in one subgroup and either
-// all active or all not). Workgroup 0 writes the normalised row to xn when NORM and xn != 0.
-void stage_x(uint64_t xa, uint cols, uint64_t xn) {
-    uint t = gl_LocalInvocationID.x, nx = cols / 4u;
-    BufV4 xv = BufV4(xa);
+const uint NXT = MODE == 2u ? 1u : (4u * XQ + WG - 1u) / WG;  // MODE 0/1: x vec4s per invocation
+
+// step 0: this invocation's vec4s of the x row (cols floats at xa), loaded before anything else
+void load_x(uint64_t xa, out vec4 xr[NXT]) {
+    uint t = gl_LocalInvocationID.x, nx = XQ * 4u;
+    [[unroll]] for (uint j = 0; j < NXT; j++) {
+        uint i = t + j * WG;
+        xr[j] = i < nx ? BufV4(xa).v[i] : vec4(0);
+    }
+}
+
+// step 2: the loaded x row, RMS-normalised with NORM, as int8 per block of 16 into xq/xd. Four consecutive
+// invocations share a block (one vec4 each; WG % 4 == 0 keeps them in one subgroup). Workgroup 0 writes the
+// normalised row to xn when NORM and xn != 0.
+void stage_x(vec4 xr[NXT], uint cols, uint64_t xn) {
+    uint t = gl_LocalInvocationID.x, nx = XQ * 4u;
     float scale = 1.0f;
     if (NORM != 0u) {  // rms_norm.comp's arithmetic: scale = 1/sqrt(mean(x²) + eps), then (x · scale) · w
         float ss = 0.0f;
-        for (uint i = t; i < nx; i += WG) {
-            vec4 a = xv.v[i];
-            ss += dot(a, a);
-        }
+        [[unroll]] for (uint j = 0; j < NXT; j++) ss += dot(xr[j], xr[j]);
         ss = subgroupAdd(ss);
         if (gl_SubgroupInvocationID == 0u) red[gl_SubgroupID] = ss;
         barrier();
@@ -101,9 +106,11 @@ void stage_x(uint64_t xa, uint cols, uint64_t xn) {
         scale = 1.0f / sqrt(tot / float(cols) + pc.eps);
     }
     bool wout = NORM != 0u && gl_WorkGroupID.x == 0u && xn != 0ul;
-    for (uint i = t; i < nx; i += WG) {
-        vec4 v = xv.v[i];
-        if (NORM != 0u) {
+    [[unroll]] for (uint j = 0; j < NXT; j++) {
+        uint i = t + j * WG;
+        bool ok = i < nx;
+        vec4 v = xr[j];
+        if (NORM != 0u && ok) {
             vec4 nw = vec4(ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i), ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i + 1u),
                            ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i + 2u),
                            ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i + 3u));
@@ -115,9 +122,10 @@ void stage_x(uint64_t xa, uint cols, uint64_t xn) {
         m = max(m, subgroupShuffleXor(m, 1u));
         m = max(m, subgroupShuffleXor(m, 2u));
         float id = m > 0.0f ? 127.0f / m : 0.0f;
-        uint q = pack_q8(ivec4(round(v * id)));
-        xq[i / 4u][i % 4u] = q;
-        if ((i & 3u) == 0u) xd[i / 4u] = m / 127.0f;
+        if (ok) {
+            xq[i / 4u][i % 4u] = pack_q8(ivec4(round(v * id)));
+            if ((i & 3u) == 0u) xd[i / 4u] = m / 127.0f;
+        }
     }
     barrier();
 }
@@ -134,6 +142,11 @@ void dense_or_gate_up() {
     uint cols = pc.cols, rows = pc.rows, nvec = cols / 16u;
     uint64_t rb = uint64_t(cols), sb = uint64_t(cols / 32u) * 2u;
     uint row0 = (gl_WorkGroupID.x * gl_NumSubgroups + sg) * RSG, entry = gl_WorkGroupID.y;
+
+    // 0. x (MODE 1: the entry's token row): it does not depend on the routing, so it is loaded first
+    vec4 xr[NXT];
+    load_x(pc.x + (MODE == 1u ? uint64_t(entry / pc.k) * pc.x_stride * 4u : 0ul), xr);
+
     uint64_t w0 = pc.w, s0 = pc.s, w1 = 0ul, s1 = 0ul;
     if (MODE == 1u) {
         int e = BufI32(pc.ids).v[entry];
@@ -154,8 +167,8 @@ void dense_or_gate_up() {
         }
     }
 
-    // 2. the activations as int8 in shared memory (MODE 1: the entry's token row)
-    stage_x(pc.x + (MODE == 1u ? uint64_t(entry / pc.k) * pc.x_stride * 4u : 0ul), cols, MODE == 0u ? pc.ids : 0ul);
+    // 2. the activations as int8 in shared memory
+    stage_x(xr, cols, MODE == 0u ? pc.ids : 0ul);
 
     // 3. dot products
     float acc[NR];
@@ -183,22 +196,24 @@ void dense_or_gate_up() {
     if (lane == 0u)
         [[unroll]] for (uint r = 0; r < RSG; r++) hsh[sg * RSG + r] = silu(acc[r]) * acc[RSG + r];
     barrier();
-    uint t = gl_LocalInvocationID.x, blk0 = gl_WorkGroupID.x * (HB / 16u);
-    if (t < HB / 16u && (blk0 + t) * 16u < rows) {
-        uint b = t * 16u;
-        vec4 h0 = vec4(hsh[b], hsh[b + 1u], hsh[b + 2u], hsh[b + 3u]);
-        vec4 h1 = vec4(hsh[b + 4u], hsh[b + 5u], hsh[b + 6u], hsh[b + 7u]);
-        vec4 h2 = vec4(hsh[b + 8u], hsh[b + 9u], hsh[b + 10u], hsh[b + 11u]);
-        vec4 h3 = vec4(hsh[b + 12u], hsh[b + 13u], hsh[b + 14u], hsh[b + 15u]);
-        float d;
-        uvec4 q = quant16(h0, h1, h2, h3, d);
-        uint blk = entry * (rows / 16u) + blk0 + t;
-        BufUV4W(pc.y).v[blk] = q;
-        BufF32(pc.s).v[blk] = d;
+    // four invocations per block of 16 rows, four values each (the first HB/4 invocations, in subgroup 0)
+    uint t = gl_LocalInvocationID.x, row = gl_WorkGroupID.x * HB + 4u * t;
+    if (t < HB / 4u) {
+        vec4 h = vec4(hsh[4u * t], hsh[4u * t + 1u], hsh[4u * t + 2u], hsh[4u * t + 3u]);
+        vec4 a = abs(h);
+        float m = max(max(a.x, a.y), max(a.z, a.w));
+        m = max(m, subgroupShuffleXor(m, 1u));
+        m = max(m, subgroupShuffleXor(m, 2u));
+        float id = m > 0.0f ? 127.0f / m : 0.0f;
+        if (row < rows) {
+            uint o = entry * rows + row;  // rows % 16 == 0: a block is all in range or all out
+            BufU32(pc.y).v[o / 4u] = pack_q8(ivec4(round(h * id)));
+            if ((t & 3u) == 0u) BufF32(pc.s).v[o / 16u] = m / 127.0f;
+        }
     }
 }
 
-// MODE 2: y[tok][row] += Σ_slot wt·(down_e[row] · h[entry]) for the subgroup's RSG rows
+// MODE 2: y[tok][row] += Σ_slot wt·(down_e[row] · h[entry]) for the subgroup's RSG rows (NPL: vectors per lane)
 void down() {
     uint lane = gl_SubgroupInvocationID, sg = gl_SubgroupID;
     uint cols = pc.cols, rows = pc.rows, nvec = cols / 16u, tok = gl_WorkGroupID.y;
@@ -206,37 +221,36 @@ void down() {
     uint row0 = (gl_WorkGroupID.x * gl_NumSubgroups + sg) * RSG;
     uint slot = min(lane / LPS, K - 1u), sub = lane % LPS, entry = tok * K + slot;
     bool on = lane < K * LPS;
+
+    // the entry's int8 h (L2) first: it does not depend on the routing
+    uint64_t xrow = pc.x + uint64_t(entry) * rb, xs = pc.s + uint64_t(entry) * nvec * 4u;
+    uvec4 xv[NPL];
+    float dx[NPL];
+    [[unroll]] for (uint i = 0; i < NPL; i++) {
+        uint v = sub + i * LPS;
+        bool ok = on && v < nvec;
+        xv[i] = ok ? BufUV4(xrow).v[v] : uvec4(0);
+        dx[i] = ok ? BufF32(xs).v[v] : 0.0f;
+    }
     uint64_t dw, ds;
     expert(pc.w, BufI32(pc.ids).v[entry], dw, ds);
     float wt = on ? BufF32(pc.wts).v[entry] : 0.0f;
-    uint64_t xrow = pc.x + uint64_t(entry) * rb;  // the entry's int8 h
-    uint64_t xs = pc.s + uint64_t(entry) * nvec * 4u;
-    uint nper = (nvec + LPS - 1u) / LPS;          // vectors per lane per row
-    float acc[RSG];
-    [[unroll]] for (uint r = 0; r < RSG; r++) acc[r] = 0.0f;
-    for (uint c0 = 0; c0 < nper; c0 += NPL) {
-        uvec4 wq[RSG][NPL];
-        float qs[RSG][NPL];
-        [[unroll]] for (uint r = 0; r < RSG; r++) {
-            uint row = min(row0 + r, rows - 1u);
-            uint64_t wrow = dw + uint64_t(row) * rb, srow = ds + uint64_t(row) * sb;
-            [[unroll]] for (uint i = 0; i < NPL; i++) {
-                uint v = sub + (c0 + i) * LPS;
-                bool ok = on && v < nvec;
-                wq[r][i] = ok ? BufUV4(wrow).v[v] : uvec4(0);
-                qs[r][i] = ok ? f16_bits(ld_u16(srow + uint64_t(v / 2u) * 2u)) : 0.0f;
-            }
-        }
+    uvec4 wq[RSG][NPL];
+    float qs[RSG][NPL];
+    [[unroll]] for (uint r = 0; r < RSG; r++) {
+        uint row = min(row0 + r, rows - 1u);
+        uint64_t wrow = dw + uint64_t(row) * rb, srow = ds + uint64_t(row) * sb;
         [[unroll]] for (uint i = 0; i < NPL; i++) {
-            uint v = sub + (c0 + i) * LPS;
+            uint v = sub + i * LPS;
             bool ok = on && v < nvec;
-            uvec4 x = ok ? BufUV4(xrow).v[v] : uvec4(0);
-            float dx = ok ? BufF32(xs).v[v] * wt : 0.0f;
-            [[unroll]] for (uint r = 0; r < RSG; r++) acc[r] += float(qdot16(wq[r][i], x)) * (qs[r][i] * dx);
+            wq[r][i] = ok ? BufUV4(wrow).v[v] : uvec4(0);
+            qs[r][i] = ok ? f16_bits(ld_u16(srow + uint64_t(v / 2u) * 2u)) : 0.0f;
         }
     }
     [[unroll]] for (uint r = 0; r < RSG; r++) {
-        float s = subgroupAdd(acc[r]);
+        float acc = 0.0f;
+        [[unroll]] for (uint i = 0; i < NPL; i++) acc += float(qdot16(wq[r][i], xv[i])) * (qs[r][i] * dx[i]);
+        float s = subgroupAdd(acc * wt);
         uint row = row0 + r;
         if (lane == 0u && row < rows) {
             BufF32 y = BufF32(pc.y + (uint64_t(tok) * pc.y_stride + row) * 4u);

@@ -704,7 +704,8 @@ TEST(vk_q8_int8_activations) {
     setenv("OMNI_VK_Q8_INT8", "1", 1);
     TV_OPEN(e);
     omni_rng r = { 77 };
-    const mm_shape shapes[] = { { 300, 2048, 1 }, { 37, 64, 1 }, { 130, 256, 1 }, { 1, 32, 1 }, { 70, 4096, 1 } };
+    const mm_shape shapes[] = { { 300, 2048, 1 }, { 37, 64, 1 }, { 130, 256, 1 }, { 1, 32, 1 }, { 70, 4096, 1 },
+                                { 32800, 64, 1 } }; /* many rows: 4 per subgroup */
     for (unsigned i = 0; i < sizeof shapes / sizeof *shapes; i++)
         for (int acc = 0; acc < 2; acc++) {
             double err = matmul_case(&e, &r, OB_Q8_0, shapes[i].rows, shapes[i].cols, 1, acc, 0);

@@ -80,10 +80,10 @@ void vk_env_read(vk_env *e) {
     e->q8_int8 = env_int("OMNI_VK_Q8_INT8", 1) != 0;
     e->q8_rsg = env_int("OMNI_VK_Q8_RSG", 0);
     e->q8_wg = env_int("OMNI_VK_Q8_WG", 0);
+    e->q8_rsg_gu = env_int("OMNI_VK_Q8_RSG_GU", 0);
     e->q8_hb = env_int("OMNI_VK_Q8_HB", 0);
     e->q8_rsg_down = env_int("OMNI_VK_Q8_RSG_DOWN", 0);
     e->q8_wg_down = env_int("OMNI_VK_Q8_WG_DOWN", 0);
-    e->q8_ch = env_int("OMNI_VK_Q8_CH", 0);
     e->router_rows = env_int("OMNI_VK_ROUTER_ROWS", 0);
     e->attn_fuse = env_int("OMNI_VK_ATTN_FUSE", 1);
     e->attn_chunk = env_int("OMNI_VK_ATTN_CHUNK", 0);

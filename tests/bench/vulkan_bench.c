@@ -39,7 +39,8 @@ static void matvec_row(ob_backend *b, const char *what, const char *tag, ob_dtyp
 }
 
 /* Q8_0 rows run twice: with the back-end's default (int8 activations, mvq8.comp, where the device has integer dot
- * products) and on a second back-end opened with OMNI_VK_Q8_INT8=0 (fp32 activations: mv.comp / matvec.comp) */
+ * products) and on a second back-end opened with OMNI_VK_Q8_INT8=0 (fp32 activations: mv.comp / matvec.comp;
+ * OMNI_BENCH_Q8_FP32=0 skips those) */
 static void matvec(ob_backend *b) {
     struct {
         const char *what;
@@ -64,6 +65,8 @@ static void matvec(ob_backend *b) {
         if (!g_only || strstr(cases[i].what, g_only))
             matvec_row(b, cases[i].what, cases[i].t == OB_Q8_0 ? " (default)" : "", cases[i].t, cases[i].rows,
                        cases[i].cols, cases[i].sel);
+    const char *fp32 = getenv("OMNI_BENCH_Q8_FP32"); /* 0: skip the fp32-activation rows */
+    if (fp32 && !atoi(fp32)) return;
     const char *old = getenv("OMNI_VK_Q8_INT8");
     char keep[32];
     snprintf(keep, sizeof keep, "%s", old ? old : "");
