@@ -46,6 +46,7 @@ layout(constant_id = 5) const uint NORM = 0;  // MODE 0: 1 + dtype of an RMSNorm
 layout(constant_id = 6) const uint SG = 32;   // the subgroup size the host planned for
 layout(constant_id = 7) const uint K = 8;     // MODE 2: slots per token (K <= SG)
 layout(constant_id = 8) const uint HB = 16;   // MODE 1: rows per workgroup (a multiple of the 16-row h blocks)
+layout(constant_id = 9) const uint SEQ = 1;   // groups of RSG rows per subgroup, one after another (loads pipelined)
 
 const uint NR = MODE == 1u ? 2u * RSG : RSG;       // rows in flight: gate+up loads a gate and an up row each
 const uint LPS = MODE == 2u ? SG / K : 1u;         // MODE 2: lanes per slot
@@ -137,11 +138,41 @@ void expert(uint64_t table, int e, out uint64_t w, out uint64_t s) {
     s = packUint2x32(t.zw);
 }
 
+// the lane's NPL vectors (and scales) of the NR rows of row group g: MODE 0/1 rows row0 + g·RSG + r (MODE 1: gate rows
+// from w0/s0, then the up rows from w1/s1)
+void load_rows(uint64_t w0, uint64_t s0, uint64_t w1, uint64_t s1, uint row0, out uvec4 wq[NR][NPL],
+               out float qs[NR][NPL]) {
+    uint lane = gl_SubgroupInvocationID, nvec = pc.cols / 16u;
+    uint64_t rb = uint64_t(pc.cols), sb = uint64_t(pc.cols / 32u) * 2u;
+    [[unroll]] for (uint r = 0; r < NR; r++) {
+        uint row = min(row0 + r % RSG, pc.rows - 1u);  // a tail row re-reads the last row, unwritten
+        uint64_t wrow = (r < RSG ? w0 : w1) + uint64_t(row) * rb, srow = (r < RSG ? s0 : s1) + uint64_t(row) * sb;
+        [[unroll]] for (uint i = 0; i < NPL; i++) {
+            uint v = lane + i * SG;
+            wq[r][i] = v < nvec ? BufUV4(wrow).v[v] : uvec4(0);
+            qs[r][i] = v < nvec ? f16_bits(ld_u16(srow + uint64_t(v / 2u) * 2u)) : 0.0f;
+        }
+    }
+}
+
+// the NR row sums (after the subgroup add) of loaded rows against the staged x
+void dot_rows(uvec4 wq[NR][NPL], float qs[NR][NPL], out float acc[NR]) {
+    uint lane = gl_SubgroupInvocationID, nvec = pc.cols / 16u;
+    [[unroll]] for (uint r = 0; r < NR; r++) {
+        float a = 0.0f;
+        [[unroll]] for (uint i = 0; i < NPL; i++) {
+            uint v = lane + i * SG;
+            if (v < nvec) a += float(qdot16(wq[r][i], xq[v])) * (qs[r][i] * xd[v]);
+        }
+        acc[r] = subgroupAdd(a);
+    }
+}
+
 void dense_or_gate_up() {
     uint lane = gl_SubgroupInvocationID, sg = gl_SubgroupID;
-    uint cols = pc.cols, rows = pc.rows, nvec = cols / 16u;
-    uint64_t rb = uint64_t(cols), sb = uint64_t(cols / 32u) * 2u;
-    uint row0 = (gl_WorkGroupID.x * gl_NumSubgroups + sg) * RSG, entry = gl_WorkGroupID.y;
+    uint cols = pc.cols, rows = pc.rows;
+    // the subgroup's SEQ groups of RSG rows: one group's loads are in flight while the previous one is summed
+    uint row0 = (gl_WorkGroupID.x * gl_NumSubgroups + sg) * RSG * SEQ, entry = gl_WorkGroupID.y;
 
     // 0. x (MODE 1: the entry's token row): it does not depend on the routing, so it is loaded first
     vec4 xr[NXT];
@@ -154,49 +185,39 @@ void dense_or_gate_up() {
         expert(pc.w2, e, w1, s1);
     }
 
-    // 1. the weight loads and their scales, all in flight
-    uvec4 wq[NR][NPL];
-    float qs[NR][NPL];
-    [[unroll]] for (uint r = 0; r < NR; r++) {
-        uint row = min(row0 + r % RSG, rows - 1u);  // a tail row re-reads the last row, unwritten
-        uint64_t wrow = (r < RSG ? w0 : w1) + uint64_t(row) * rb, srow = (r < RSG ? s0 : s1) + uint64_t(row) * sb;
-        [[unroll]] for (uint i = 0; i < NPL; i++) {
-            uint v = lane + i * SG;
-            wq[r][i] = v < nvec ? BufUV4(wrow).v[v] : uvec4(0);
-            qs[r][i] = v < nvec ? f16_bits(ld_u16(srow + uint64_t(v / 2u) * 2u)) : 0.0f;
-        }
-    }
+    // 1. the first row group's weight loads and scales, all in flight
+    uvec4 wa[NR][NPL], wb[NR][NPL];
+    float qa[NR][NPL], qb[NR][NPL];
+    load_rows(w0, s0, w1, s1, row0, wa, qa);
 
     // 2. the activations as int8 in shared memory
     stage_x(xr, cols, MODE == 0u ? pc.ids : 0ul);
 
-    // 3. dot products
-    float acc[NR];
-    [[unroll]] for (uint r = 0; r < NR; r++) {
-        float a = 0.0f;
-        [[unroll]] for (uint i = 0; i < NPL; i++) {
-            uint v = lane + i * SG;
-            if (v < nvec) a += float(qdot16(wq[r][i], xq[v])) * (qs[r][i] * xd[v]);
+    // 3. dot products, group by group, the next group's loads issued first
+    [[unroll]] for (uint g = 0; g < SEQ; g++) {
+        if (g + 1u < SEQ) {
+            if ((g & 1u) == 0u) load_rows(w0, s0, w1, s1, row0 + (g + 1u) * RSG, wb, qb);
+            else load_rows(w0, s0, w1, s1, row0 + (g + 1u) * RSG, wa, qa);
         }
-        acc[r] = subgroupAdd(a);
-    }
-    if (MODE == 0u) {
-        if (lane != 0u) return;
+        float acc[NR];
+        if ((g & 1u) == 0u) dot_rows(wa, qa, acc);
+        else dot_rows(wb, qb, acc);
+        if (lane != 0u) continue;
         [[unroll]] for (uint r = 0; r < RSG; r++) {
-            uint row = row0 + r;
-            if (row >= rows) break;
-            BufF32 y = BufF32(pc.y + uint64_t(row) * 4u);
-            y.v[0] = pc.accumulate != 0u ? y.v[0] + acc[r] : acc[r];
+            uint row = row0 + g * RSG + r;
+            if (MODE == 1u) {
+                hsh[sg * RSG * SEQ + g * RSG + r] = silu(acc[r]) * acc[RSG + r];
+            } else if (row < rows) {
+                BufF32 y = BufF32(pc.y + uint64_t(row) * 4u);
+                y.v[0] = pc.accumulate != 0u ? y.v[0] + acc[r] : acc[r];
+            }
         }
-        return;
     }
+    if (MODE == 0u) return;
 
-    // MODE 1: h = silu(g)·u for the workgroup's HB rows, then quantized per block of 16 rows: quants at
-    // y + entry·rows bytes, scales at s + (entry·rows/16 + block)·4
-    if (lane == 0u)
-        [[unroll]] for (uint r = 0; r < RSG; r++) hsh[sg * RSG + r] = silu(acc[r]) * acc[RSG + r];
+    // MODE 1: h = silu(g)·u for the workgroup's HB rows, quantized per block of 16 rows: quants at y + entry·rows
+    // bytes, scales at s + (entry·rows/16 + block)·4. Four invocations per block (the first HB/4, in subgroup 0).
     barrier();
-    // four invocations per block of 16 rows, four values each (the first HB/4 invocations, in subgroup 0)
     uint t = gl_LocalInvocationID.x, row = gl_WorkGroupID.x * HB + 4u * t;
     if (t < HB / 4u) {
         vec4 h = vec4(hsh[4u * t], hsh[4u * t + 1u], hsh[4u * t + 2u], hsh[4u * t + 3u]);
@@ -213,17 +234,34 @@ void dense_or_gate_up() {
     }
 }
 
-// MODE 2: y[tok][row] += Σ_slot wt·(down_e[row] · h[entry]) for the subgroup's RSG rows (NPL: vectors per lane)
+// MODE 2: the lane's NPL vectors (and scales) of rows row0 .. row0 + RSG - 1 of its slot's expert (dw, ds)
+void load_down(uint64_t dw, uint64_t ds, uint row0, bool on, uint sub, out uvec4 wq[RSG][NPL],
+               out float qs[RSG][NPL]) {
+    uint nvec = pc.cols / 16u;
+    uint64_t rb = uint64_t(pc.cols), sb = uint64_t(pc.cols / 32u) * 2u;
+    [[unroll]] for (uint r = 0; r < RSG; r++) {
+        uint row = min(row0 + r, pc.rows - 1u);
+        uint64_t wrow = dw + uint64_t(row) * rb, srow = ds + uint64_t(row) * sb;
+        [[unroll]] for (uint i = 0; i < NPL; i++) {
+            uint v = sub + i * LPS;
+            bool ok = on && v < nvec;
+            wq[r][i] = ok ? BufUV4(wrow).v[v] : uvec4(0);
+            qs[r][i] = ok ? f16_bits(ld_u16(srow + uint64_t(v / 2u) * 2u)) : 0.0f;
+        }
+    }
+}
+
+// MODE 2: y[tok][row] += Σ_slot wt·(down_e[row] · h[entry]) for the subgroup's SEQ groups of RSG rows (the next
+// group's loads issued before the previous group is summed; x and the expert lookup shared by all groups)
 void down() {
     uint lane = gl_SubgroupInvocationID, sg = gl_SubgroupID;
     uint cols = pc.cols, rows = pc.rows, nvec = cols / 16u, tok = gl_WorkGroupID.y;
-    uint64_t rb = uint64_t(cols), sb = uint64_t(cols / 32u) * 2u;
-    uint row0 = (gl_WorkGroupID.x * gl_NumSubgroups + sg) * RSG;
+    uint row0 = (gl_WorkGroupID.x * gl_NumSubgroups + sg) * RSG * SEQ;
     uint slot = min(lane / LPS, K - 1u), sub = lane % LPS, entry = tok * K + slot;
     bool on = lane < K * LPS;
 
     // the entry's int8 h (L2) first: it does not depend on the routing
-    uint64_t xrow = pc.x + uint64_t(entry) * rb, xs = pc.s + uint64_t(entry) * nvec * 4u;
+    uint64_t xrow = pc.x + uint64_t(entry) * cols, xs = pc.s + uint64_t(entry) * nvec * 4u;
     uvec4 xv[NPL];
     float dx[NPL];
     [[unroll]] for (uint i = 0; i < NPL; i++) {
@@ -235,26 +273,27 @@ void down() {
     uint64_t dw, ds;
     expert(pc.w, BufI32(pc.ids).v[entry], dw, ds);
     float wt = on ? BufF32(pc.wts).v[entry] : 0.0f;
-    uvec4 wq[RSG][NPL];
-    float qs[RSG][NPL];
-    [[unroll]] for (uint r = 0; r < RSG; r++) {
-        uint row = min(row0 + r, rows - 1u);
-        uint64_t wrow = dw + uint64_t(row) * rb, srow = ds + uint64_t(row) * sb;
-        [[unroll]] for (uint i = 0; i < NPL; i++) {
-            uint v = sub + i * LPS;
-            bool ok = on && v < nvec;
-            wq[r][i] = ok ? BufUV4(wrow).v[v] : uvec4(0);
-            qs[r][i] = ok ? f16_bits(ld_u16(srow + uint64_t(v / 2u) * 2u)) : 0.0f;
+    uvec4 wa[RSG][NPL], wb[RSG][NPL];
+    float qa[RSG][NPL], qb[RSG][NPL];
+    load_down(dw, ds, row0, on, sub, wa, qa);
+    [[unroll]] for (uint g = 0; g < SEQ; g++) {
+        if (g + 1u < SEQ) {
+            if ((g & 1u) == 0u) load_down(dw, ds, row0 + (g + 1u) * RSG, on, sub, wb, qb);
+            else load_down(dw, ds, row0 + (g + 1u) * RSG, on, sub, wa, qa);
         }
-    }
-    [[unroll]] for (uint r = 0; r < RSG; r++) {
-        float acc = 0.0f;
-        [[unroll]] for (uint i = 0; i < NPL; i++) acc += float(qdot16(wq[r][i], xv[i])) * (qs[r][i] * dx[i]);
-        float s = subgroupAdd(acc * wt);
-        uint row = row0 + r;
-        if (lane == 0u && row < rows) {
-            BufF32 y = BufF32(pc.y + (uint64_t(tok) * pc.y_stride + row) * 4u);
-            y.v[0] = y.v[0] + s;
+        [[unroll]] for (uint r = 0; r < RSG; r++) {
+            float acc = 0.0f;
+            [[unroll]] for (uint i = 0; i < NPL; i++) {
+                uvec4 w = (g & 1u) == 0u ? wa[r][i] : wb[r][i];
+                float d = (g & 1u) == 0u ? qa[r][i] : qb[r][i];
+                acc += float(qdot16(w, xv[i])) * (d * dx[i]);
+            }
+            float s = subgroupAdd(acc * wt);
+            uint row = row0 + g * RSG + r;
+            if (lane == 0u && row < rows) {
+                BufF32 y = BufF32(pc.y + (uint64_t(tok) * pc.y_stride + row) * 4u);
+                y.v[0] = y.v[0] + s;
+            }
         }
     }
 }

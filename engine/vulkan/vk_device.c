@@ -80,6 +80,8 @@ void vk_env_read(vk_env *e) {
     e->q8_int8 = env_int("OMNI_VK_Q8_INT8", 1) != 0;
     e->q8_rsg = env_int("OMNI_VK_Q8_RSG", 0);
     e->q8_wg = env_int("OMNI_VK_Q8_WG", 0);
+    e->q8_seq = env_int("OMNI_VK_Q8_SEQ", 0);
+    e->q8_seq_down = env_int("OMNI_VK_Q8_SEQ_DOWN", 0);
     e->q8_rsg_gu = env_int("OMNI_VK_Q8_RSG_GU", 0);
     e->q8_hb = env_int("OMNI_VK_Q8_HB", 0);
     e->q8_rsg_down = env_int("OMNI_VK_Q8_RSG_DOWN", 0);

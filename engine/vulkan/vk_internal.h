@@ -60,10 +60,11 @@ typedef struct {
  *   OMNI_VK_ROUTER_ROWS=N  router rows per workgroup of the fused decode router (router.comp; default 4)
  *   OMNI_VK_Q8_INT8=0      Q8_0 decode products against fp32 activations (mv.comp / matvec.comp) instead of int8 ones
  *                          (mvq8.comp, the default where the device has the integer dot product)
- *   OMNI_VK_Q8_RSG=N, OMNI_VK_Q8_WG=N, OMNI_VK_Q8_RSG_GU=N, OMNI_VK_Q8_HB=N, OMNI_VK_Q8_RSG_DOWN=N,
- *   OMNI_VK_Q8_WG_DOWN=N   mvq8.comp tuning: dense rows per subgroup and workgroup size, gate+up rows per subgroup
- *                          and per workgroup (16 or 32), down rows per subgroup and workgroup size (0 = defaults,
- *                          see vk_ops.c) */
+ *   OMNI_VK_Q8_RSG=N, OMNI_VK_Q8_WG=N, OMNI_VK_Q8_SEQ=N, OMNI_VK_Q8_RSG_GU=N, OMNI_VK_Q8_HB=N,
+ *   OMNI_VK_Q8_RSG_DOWN=N, OMNI_VK_Q8_WG_DOWN=N, OMNI_VK_Q8_SEQ_DOWN=N   mvq8.comp tuning: rows loaded together per
+ *                          subgroup (dense, gate+up, down), workgroup sizes (dense, down; gate+up: rows per workgroup,
+ *                          16 or 32), groups of rows per subgroup one after another (dense and gate+up, down)
+ *                          (0 = defaults, see vk_ops.c) */
 typedef struct {
     int validation, no_fp16, no_int8, no_16bit, no_8bit, no_bf16, no_int_dot, no_coopmat, no_subgroup, no_fp64;
     int max_ops;
@@ -76,7 +77,7 @@ typedef struct {
     int wide_barriers;
     int router_rows; /* OMNI_VK_ROUTER_ROWS: router rows (subgroups) per workgroup of router.comp (0 = 4) */
     int q8_int8; /* Q8_0 decode products with int8 activations (mvq8.comp): 1 (default), OMNI_VK_Q8_INT8=0 off */
-    int q8_rsg, q8_wg, q8_rsg_gu, q8_hb, q8_rsg_down, q8_wg_down; /* OMNI_VK_Q8_*: mvq8.comp tuning (0 = default) */
+    int q8_rsg, q8_wg, q8_seq, q8_rsg_gu, q8_hb, q8_rsg_down, q8_wg_down, q8_seq_down; /* OMNI_VK_Q8_*: mvq8.comp tuning (0 = default) */
     int mv_old; /* OMNI_VK_MV_OLD=1: decode matrix-vector products on matvec.comp only (not mv.comp) */
     int attn_fuse, attn_chunk; /* the fused decode attention (vk_decode.c): on/off, keys per chunk (0 auto) */
 } vk_env;

@@ -171,9 +171,10 @@ static int mv_q8(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, co
     wg = wg / sgs * sgs;
     if (wg / sgs > 32 || wg > c->caps.max_wg_invocations) return 0;
     if ((size_t)nvec * 20 + 1024 > c->caps.max_shared) return 0;
-    uint32_t rows_wg = (wg / sgs) * rsg, gx = (pc->rows + rows_wg - 1) / rows_wg;
-    uint32_t spec[9] = { wg, 0, rsg, npl, nvec, (uint32_t)norm, sgs, 1, 16 };
-    vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec, 9), pc, sizeof *pc, gx, 1, 1, reads, n_reads, writes, n_writes);
+    uint32_t seq = c->env.q8_seq > 0 && c->env.q8_seq <= 8 ? (uint32_t)c->env.q8_seq : 1;
+    uint32_t rows_wg = (wg / sgs) * rsg * seq, gx = (pc->rows + rows_wg - 1) / rows_wg;
+    uint32_t spec[10] = { wg, 0, rsg, npl, nvec, (uint32_t)norm, sgs, 1, 16, seq };
+    vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec, 10), pc, sizeof *pc, gx, 1, 1, reads, n_reads, writes, n_writes);
     return 1;
 }
 
@@ -200,27 +201,30 @@ int vk_moe_q8_pair(vk_ctx *c, ob_dtype gt, ob_dtype dt, int vec_gu, int vec_dn, 
     rsg = rsg >= 4 ? 4 : rsg >= 2 ? 2 : 1; /* a divisor of hb */
     while (rsg > 1 && 2 * npl * rsg > Q8_MAX_VECS) rsg /= 2;
     if (2 * npl * rsg > 2 * Q8_MAX_VECS) return 0;
-    uint32_t wg = hb / rsg * sgs;
+    uint32_t seq = c->env.q8_seq == 2 || c->env.q8_seq == 4 ? (uint32_t)c->env.q8_seq : 1; /* divisors of hb / rsg */
+    if (seq > hb / rsg) seq = hb / rsg;
+    uint32_t wg = hb / (rsg * seq) * sgs;
     if (hb / rsg > 32 || wg > c->caps.max_wg_invocations || (size_t)nvec * 20 + 1024 > c->caps.max_shared) return 0;
     /* down: lanes per slot sgs / k, all of a lane's vectors in flight */
     uint32_t lps = sgs / k, nvd = inter / 16, nper = (nvd + lps - 1) / lps;
     uint32_t rsg_d = c->env.q8_rsg_down > 0 ? (uint32_t)c->env.q8_rsg_down : 1;
     if (rsg_d > 4) rsg_d = 4;
-    while (rsg_d > 1 && nper * rsg_d > Q8_MAX_VECS) rsg_d--;
-    if (nper * rsg_d > Q8_MAX_VECS) return 0;
+    while (rsg_d > 1 && nper * rsg_d > 2 * Q8_MAX_VECS) rsg_d--;
+    if (nper * rsg_d > Q8_MAX_VECS && (rsg_d == 1 || !c->env.q8_rsg_down)) return 0;
     uint32_t wg_d = c->env.q8_wg_down > 0 ? (uint32_t)c->env.q8_wg_down : 128;
     if (wg_d < sgs) wg_d = sgs;
     wg_d = wg_d / sgs * sgs;
     if (wg_d > c->caps.max_wg_invocations) return 0;
 
     gu->s = gu->y + (VkDeviceAddress)ne * inter; /* h scales after the quants */
-    uint32_t spec1[9] = { wg, 1, rsg, npl, nvec, 0, sgs, k, hb };
-    vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec1, 9), gu, sizeof *gu, (inter + hb - 1) / hb, ne, 1, rd_gu, n_rd_gu,
+    uint32_t spec1[10] = { wg, 1, rsg, npl, nvec, 0, sgs, k, hb, seq };
+    vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec1, 10), gu, sizeof *gu, (inter + hb - 1) / hb, ne, 1, rd_gu, n_rd_gu,
                 wr_h, 1);
     dn->s = gu->s;
-    uint32_t rows_wg = (wg_d / sgs) * rsg_d;
-    uint32_t spec2[9] = { wg_d, 2, rsg_d, nper, 1, 0, sgs, k, 16 };
-    vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec2, 9), dn, sizeof *dn, (dim + rows_wg - 1) / rows_wg, dn->n, 1, rd_dn,
+    uint32_t seq_d = c->env.q8_seq_down > 0 && c->env.q8_seq_down <= 8 ? (uint32_t)c->env.q8_seq_down : 1;
+    uint32_t rows_wg = (wg_d / sgs) * rsg_d * seq_d;
+    uint32_t spec2[10] = { wg_d, 2, rsg_d, nper, 1, 0, sgs, k, 16, seq_d };
+    vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec2, 10), dn, sizeof *dn, (dim + rows_wg - 1) / rows_wg, dn->n, 1, rd_dn,
                 n_rd_dn, wr_y, 1);
     return 1;
 }
