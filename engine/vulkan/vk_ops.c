@@ -118,7 +118,8 @@ static int mv_fast(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, 
     /* dense single rows only: for the MoE pair matvec.comp measured faster (H100, 8 of 128 [768 x 2048] experts:
      * bf16 2.0 vs 1.3 TB/s, q8_0 1.4 vs 0.64 TB/s — staging each slot's h row costs the down projection more shared
      * memory and L2 traffic than its weights); the q8_0 and fused-norm dense rows gain (q8_0 [4096 x 2048]: 2.07 vs
-     * 1.85 TB/s; the input norm fused into q|k|v: projections 1.28 vs 1.42 ms per token) */
+     * 1.85 TB/s; the input norm fused into q|k|v: projections 1.28 vs 1.42 ms per token). Q8_0 reaches it only
+     * where int8 activations do not apply (mv_q8 is tried first): no integer dot product or OMNI_VK_Q8_INT8=0 */
     if (c->env.mv_old || !vec || !vk_use_subgroups(c) || mode != 0 || pc->n != 1 || (wt != OB_Q8_0 && !norm))
         return 0;
     uint32_t sgs = c->caps.subgroup_size, epv = wt == OB_F32 ? 4 : wt == OB_Q8_0 ? 16 : 8;
@@ -159,10 +160,13 @@ static int mv_q8(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, co
     uint32_t sgs = c->caps.subgroup_size;
     if (pc->cols % 32 || pc->x % 16 || (norm && pc->ids % 16)) return 0;
     uint32_t nvec = pc->cols / 16, npl = (nvec + sgs - 1) / sgs;
-    /* rows per subgroup: 1 by default (H100, q-proj [4096 x 2048]: 2.31 TB/s vs 2.23 with 2, 2.15 with 4: more
-     * workgroups in flight); 4 for matrices of many rows (lm_head), where every workgroup's x staging is then shared
-     * by more weight bytes and there are workgroups enough */
-    uint32_t rsg = c->env.q8_rsg > 0 ? (uint32_t)c->env.q8_rsg : pc->rows >= 32768 ? 4 : 1;
+    /* rows per subgroup: 1 by default, 2 for matrices of many rows (lm_head: every workgroup's x staging is then
+     * shared by more weight bytes, and there are workgroups enough). Measured on the H100 (vulkan_bench matvec, µs
+     * per call): q-proj [4096 x 2048] 3.73 (2.39 TB/s) vs 3.82 with 2 rows; o-proj [2048 x 4096] 4.01 vs 5.32;
+     * lm_head [152064 x 2048] 246 with 2 rows vs 268 (1) and 314 (4). Workgroups of 256 (512 the same, 128 slower);
+     * SEQ (row groups one after another, loads pipelined) 2 and 4 were slower everywhere (q-proj 3.98 / 4.04,
+     * o-proj 5.02, lm_head 529). */
+    uint32_t rsg = c->env.q8_rsg > 0 ? (uint32_t)c->env.q8_rsg : pc->rows >= 32768 ? 2 : 1;
     if (rsg > 4) rsg = 4;
     while (rsg > 1 && npl * rsg > Q8_MAX_VECS) rsg--;
     if (npl * rsg > 2 * Q8_MAX_VECS) return 0;
@@ -221,7 +225,12 @@ int vk_moe_q8_pair(vk_ctx *c, ob_dtype gt, ob_dtype dt, int vec_gu, int vec_dn, 
     vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec1, 10), gu, sizeof *gu, (inter + hb - 1) / hb, ne, 1, rd_gu, n_rd_gu,
                 wr_h, 1);
     dn->s = gu->s;
-    uint32_t seq_d = c->env.q8_seq_down > 0 && c->env.q8_seq_down <= 8 ? (uint32_t)c->env.q8_seq_down : 1;
+    /* two groups of rows per subgroup in the down projection (the second group's loads in flight while the first is
+     * summed; x and the expert lookup shared). Measured on the H100, the expert pair (8 of 128 [768 x 2048] q8_0,
+     * vulkan_bench matvec): 24.7 µs (1.62 TB/s) vs 26.7 with one group, 28.2 with four; down rows loaded together
+     * (RSG 2) 25.8, workgroups of 64/256 threads 27.0/26.2. Gate+up: one row (gate and up) per subgroup, 16 rows per
+     * workgroup (512 threads) measured best: 2 rows 32.6 µs, 32 rows per workgroup or SEQ 2/4 28.4-29.5. */
+    uint32_t seq_d = c->env.q8_seq_down > 0 && c->env.q8_seq_down <= 8 ? (uint32_t)c->env.q8_seq_down : 2;
     uint32_t rows_wg = (wg_d / sgs) * rsg_d * seq_d;
     uint32_t spec2[10] = { wg_d, 2, rsg_d, nper, 1, 0, sgs, k, 16, seq_d };
     vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec2, 10), dn, sizeof *dn, (dim + rows_wg - 1) / rows_wg, dn->n, 1, rd_dn,
