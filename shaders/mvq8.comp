@@ -69,16 +69,6 @@ uint pack_q8(ivec4 q) {
     return (uint(q.x) & 0xffu) | ((uint(q.y) & 0xffu) << 8) | ((uint(q.z) & 0xffu) << 16) | ((uint(q.w) & 0xffu) << 24);
 }
 
-// 16 values as int8 quants with one scale: d = max|v| / 127, q = round(v / d) (all zero for a zero block)
-uvec4 quant16(vec4 a, vec4 b, vec4 c, vec4 d, out float scale) {
-    vec4 m4 = max(max(abs(a), abs(b)), max(abs(c), abs(d)));
-    float m = max(max(m4.x, m4.y), max(m4.z, m4.w));
-    scale = m / 127.0f;
-    float id = m > 0.0f ? 127.0f / m : 0.0f;
-    ivec4 qa = ivec4(round(a * id)), qb = ivec4(round(b * id)), qc = ivec4(round(c * id)), qd = ivec4(round(d * id));
-    return uvec4(pack_q8(qa), pack_q8(qb), pack_q8(qc), pack_q8(qd));
-}
-
 const uint NXT = MODE == 2u ? 1u : (4u * XQ + WG - 1u) / WG;  // MODE 0/1: x vec4s per invocation
 
 // step 0: this invocation's vec4s of the x row (cols floats at xa), loaded before anything else
