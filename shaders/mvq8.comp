@@ -1,15 +1,31 @@
 #version 460
-// mvq8.comp — decode matrix-vector products of Q8_0 weights against int8 activations (opt-in: OMNI_VK_Q8_INT8=1,
-// see vk_ops.c): y = x · Wᵀ for one x row (MODE 0), the MoE gate+up pair h = silu(gate_e·x)⊙(up_e·x) per (token,
-// slot) entry (MODE 1) and the MoE down projection y[token] += Σ_slot w·down_e·h (MODE 2), the modes of matvec.comp.
+// mvq8.comp — decode matrix-vector products of Q8_0 weights against int8 activations, the Q8_0 decode kernel on
+// devices with the integer dot product (OMNI_VK_Q8_INT8=0 turns it off; vk_ops.c picks it):
+//   MODE 0: y (+)= x · Wᵀ for one x row, optionally with x RMS-normalised first (NORM, as mv.comp);
+//   MODE 1: the MoE gate+up pair of one (token, slot) entry, h = silu(gate_e·x)⊙(up_e·x), written already quantized
+//           (int8 per block of 16 rows, one fp32 scale per block) for MODE 2;
+//   MODE 2: the MoE down projection y[token] += Σ_slot w·down_e·h from MODE 1's quantized h.
 // With fp32 activations a Q8_0 kernel reads 4 bytes of x per weight byte and converts every quant to fp32, so it is
-// bound by those instructions, not by memory. Here every workgroup first quantizes its x row(s) into shared memory as
-// llama.cpp's q8 activations do: per block of 32, d = max|x| / 127 and q = round(x / d) in [-127, 127]; then a
-// 16-byte weight vector meets its 16 x quants in four packed 4×8-bit integer dot products (OpSDotKHR through
-// GL_EXT_spirv_intrinsics: Debian 12's glslc has no GL_EXT_integer_dot_product), and each half block adds
-// float(Σ q_w·q_x) · d_w · d_x. The result differs from the fp32-activation kernels by the activations' rounding
-// (about 0.4% of a block's largest value per element; the tests state the tolerance).
-// Requires subgroups with shuffle (the block maximum over 8 lanes), cols % 32 == 0, 16-byte aligned rows and x.
+// bound by those instructions, not by memory. Here activations are int8 as llama.cpp's q8 activations: per block of
+// 16 values (one 16-byte weight vector), d = max|x| / 127 and q = round(x / d) in [-127, 127]; a weight vector meets
+// its 16 x quants in four packed 4×8-bit integer dot products (OpSDotKHR through GL_EXT_spirv_intrinsics: Debian 12's
+// glslc has no GL_EXT_integer_dot_product) and adds float(Σ q_w·q_x) · d_w · d_x. The result differs from the
+// fp32-activation kernels by the activations' rounding (up to a block's largest value / 254 per element; the tests
+// state the tolerance).
+//
+// Built like mv.comp for memory-level parallelism (decode is a chain of short memory-bound kernels):
+//  0. the x row is loaded first (it does not depend on the routed expert ids, whose lookup delays the weights);
+//  1. every lane then issues the loads of its whole share of its rows (NPL 16-byte vectors per row and their
+//     scales, all in flight at once; spec constants keep the arrays in registers and the loops unrolled);
+//  2. only then are the activations quantized into shared memory (MODE 0/1; with NORM normalised first), so that
+//     work hides behind the weight loads;
+//  3. the integer dot products, one subgroup add per row.
+// MODE 2 has no shared memory and no barrier: its activations (MODE 1's int8 h, 16 bytes per weight vector) come
+// straight from L2, loaded before the expert lookup. A subgroup serves RSG output rows for all K slots of a token:
+// lane L works on slot L / LPS and on every LPS-th vector of that slot's row (NPL of them), so each lane looks up one
+// expert and the subgroup's loads cover whole 64-byte runs of K rows at once.
+// Mirrors matvec.comp / mv.comp (and through them the CPU back-end's matmul, norm_matvec and MoE expert loop) up to
+// the activation rounding. Requires subgroups with shuffle, cols % 32 == 0, 16-byte aligned rows and x.
 #define PC_MATVEC
 #include "common.glsl"
 #extension GL_EXT_spirv_intrinsics : require
@@ -21,133 +37,260 @@ spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [
 int sdot4x8(int a, int b, spirv_literal int fmt);
 
 layout(local_size_x_id = 0) in;
-layout(constant_id = 0) const uint WG = 128;
-layout(constant_id = 1) const uint MODE = 0;  // 0 dense, 1 MoE gate+up, 2 MoE down
-layout(constant_id = 2) const uint RSG = 1;   // rows per subgroup (MODE 2: per workgroup)
-layout(constant_id = 3) const uint XQ = 128;  // shared x quants in uvec4 (16 quants each): cols/16 per x row
-layout(constant_id = 4) const uint XB = 64;   // shared x block scales: cols/32 per x row
+layout(constant_id = 0) const uint WG = 256;
+layout(constant_id = 1) const uint MODE = 0;  // 0 dense, 1 MoE gate+up (quantized h out), 2 MoE down (quantized h in)
+layout(constant_id = 2) const uint RSG = 1;   // output rows per subgroup
+layout(constant_id = 3) const uint NPL = 4;   // vectors per lane per row: ceil(cols/16/SG); MODE 2 ceil(cols/16/LPS)
+layout(constant_id = 4) const uint XQ = 128;  // MODE 0/1: cols / 16 (shared x quants in uvec4, one scale each)
+layout(constant_id = 5) const uint NORM = 0;  // MODE 0: 1 + dtype of an RMSNorm weight applied to x first (0: none)
+layout(constant_id = 6) const uint SG = 32;   // the subgroup size the host planned for
+layout(constant_id = 7) const uint K = 8;     // MODE 2: slots per token (K <= SG)
+layout(constant_id = 8) const uint HB = 16;   // MODE 1: rows per workgroup (a multiple of the 16-row h blocks)
+layout(constant_id = 9) const uint SEQ = 1;   // groups of RSG rows per subgroup, one after another (loads pipelined)
 
-const uint NR = MODE == 1u ? 2u * RSG : RSG;
-const uint RMAX = 8u;
+const uint NR = MODE == 1u ? 2u * RSG : RSG;       // rows in flight: gate+up loads a gate and an up row each
+const uint LPS = MODE == 2u ? SG / K : 1u;         // MODE 2: lanes per slot
+const uint XQS = MODE == 2u ? 1u : XQ;
 
-shared uvec4 xq[XQ];
-shared float xd[XB];
-shared float down_part[32 * 4];
+shared uvec4 xq[XQS];
+shared float xd[XQS];
+shared float red[32];
+shared float hsh[MODE == 1u ? HB : 1u];
 
-void expert(uint64_t table, int e, out uint64_t w, out uint64_t s) {
-    BufU64 t = BufU64(table + uint64_t(e) * 16u);
-    w = t.v[0];
-    s = t.v[1];
-}
-
-// quantizes n_rows x rows of cols floats (row j at xa + j·stride floats) into xq/xd (row j at j·cols/16, j·cols/32);
-// 8 consecutive invocations share a block of 32 (4 values each)
-void quantize_x(uint64_t xa, uint stride, uint n_rows, uint cols) {
-    uint n4 = cols / 4u;
-    for (uint i = gl_LocalInvocationID.x; i < n_rows * n4; i += WG) {
-        uint j = i / n4, c4 = i % n4;
-        vec4 v = BufV4(xa + (uint64_t(j) * stride + c4 * 4u) * 4u).v[0];
-        vec4 a = abs(v);
-        float m = max(max(a.x, a.y), max(a.z, a.w));
-        m = max(m, subgroupShuffleXor(m, 1u));
-        m = max(m, subgroupShuffleXor(m, 2u));
-        m = max(m, subgroupShuffleXor(m, 4u));
-        float d = m / 127.0f, id = m > 0.0f ? 127.0f / m : 0.0f;
-        ivec4 q = clamp(ivec4(round(v * id)), ivec4(-127), ivec4(127));
-        uint packed = (uint(q.x) & 0xffu) | ((uint(q.y) & 0xffu) << 8) | ((uint(q.z) & 0xffu) << 16) |
-                      ((uint(q.w) & 0xffu) << 24);
-        uint o = j * (cols / 4u) + c4;  // packed int index: uvec4 o/4, component o%4
-        xq[o / 4u][o % 4u] = packed;
-        if ((c4 & 7u) == 0u) xd[j * (cols / 32u) + c4 / 8u] = d;
-    }
-    barrier();
-}
-
-// one 16-byte weight vector (16 quants) against the 16 x quants of the same columns: Σ q_w·q_x
+// one 16-byte weight vector (16 quants) against 16 activation quants: Σ q_w·q_x
 int qdot16(uvec4 w, uvec4 x) {
     return sdot4x8(int(w.x), int(x.x), 0) + sdot4x8(int(w.y), int(x.y), 0) + sdot4x8(int(w.z), int(x.z), 0) +
            sdot4x8(int(w.w), int(x.w), 0);
 }
 
-// the lane's share of row a (weights wa, scales sa) — and with TWO of row b (the MoE up row next to its gate row,
-// loaded in the same iterations) — against x row xr of the shared copy
-void rows_dot(uint64_t wa, uint64_t sa, uint64_t wb, uint64_t sb, const bool TWO, uint xr, uint cols, out float ra,
-              out float rb) {
-    uint nvec = cols / 16u, q0 = xr * (cols / 16u), b0 = xr * (cols / 32u);
-    ra = 0.0f;
-    rb = 0.0f;
-    for (uint v = gl_SubgroupInvocationID; v < nvec; v += gl_SubgroupSize) {
-        uvec4 w1 = BufUV4(wa).v[v], w2 = TWO ? BufUV4(wb).v[v] : uvec4(0);
-        float d1 = f16_bits(ld_u16(sa + uint64_t(v / 2u) * 2u));
-        float d2 = TWO ? f16_bits(ld_u16(sb + uint64_t(v / 2u) * 2u)) : 0.0f;
-        uvec4 x = xq[q0 + v];
-        float dx = xd[b0 + v / 2u];
-        ra += float(qdot16(w1, x)) * (d1 * dx);
-        if (TWO) rb += float(qdot16(w2, x)) * (d2 * dx);
+// four values rounded to int8 (clamped to [-127, 127]) in one word, the first in the low byte
+uint pack_q8(ivec4 q) {
+    q = clamp(q, ivec4(-127), ivec4(127));
+    return (uint(q.x) & 0xffu) | ((uint(q.y) & 0xffu) << 8) | ((uint(q.z) & 0xffu) << 16) | ((uint(q.w) & 0xffu) << 24);
+}
+
+const uint NXT = MODE == 2u ? 1u : (4u * XQ + WG - 1u) / WG;  // MODE 0/1: x vec4s per invocation
+
+// step 0: this invocation's vec4s of the x row (cols floats at xa), loaded before anything else
+void load_x(uint64_t xa, out vec4 xr[NXT]) {
+    uint t = gl_LocalInvocationID.x, nx = XQ * 4u;
+    [[unroll]] for (uint j = 0; j < NXT; j++) {
+        uint i = t + j * WG;
+        xr[j] = i < nx ? BufV4(xa).v[i] : vec4(0);
     }
 }
 
-void main() {
-    uint cols = pc.cols, rows = pc.rows, lane = gl_SubgroupInvocationID, sg = gl_SubgroupID;
-    uint64_t rb = uint64_t(cols), sb = uint64_t(cols / 32u) * 2u;
-    if (MODE == 2u) {
-        uint tok = gl_WorkGroupID.y, row0 = gl_WorkGroupID.x * RSG;
-        quantize_x(pc.x + uint64_t(tok * pc.k) * pc.x_stride * 4u, pc.x_stride, pc.k, cols);
-        float total[RMAX];
-        [[unroll]] for (uint r = 0; r < RSG; r++) total[r] = 0.0f;
-        for (uint j = sg; j < pc.k; j += gl_NumSubgroups) {
-            uint entry = tok * pc.k + j;
-            uint64_t dw, ds;
-            expert(pc.w, BufI32(pc.ids).v[entry], dw, ds);
-            float wt = BufF32(pc.wts).v[entry];
-            [[unroll]] for (uint r = 0; r < RSG; r++) {
-                uint row = min(row0 + r, rows - 1u);
-                float a, unused;
-                rows_dot(dw + uint64_t(row) * rb, ds + uint64_t(row) * sb, 0ul, 0ul, false, j, cols, a, unused);
-                total[r] += wt * a;
-            }
-        }
-        [[unroll]] for (uint r = 0; r < RSG; r++) {
-            float s = subgroupAdd(total[r]);
-            if (lane == 0u) down_part[sg * RSG + r] = s;
-        }
+// step 2: the loaded x row, RMS-normalised with NORM, as int8 per block of 16 into xq/xd. Four consecutive
+// invocations share a block (one vec4 each; WG % 4 == 0 keeps them in one subgroup). Workgroup 0 writes the
+// normalised row to xn when NORM and xn != 0.
+void stage_x(vec4 xr[NXT], uint cols, uint64_t xn) {
+    uint t = gl_LocalInvocationID.x, nx = XQ * 4u;
+    float scale = 1.0f;
+    if (NORM != 0u) {  // rms_norm.comp's arithmetic: scale = 1/sqrt(mean(x²) + eps), then (x · scale) · w
+        float ss = 0.0f;
+        [[unroll]] for (uint j = 0; j < NXT; j++) ss += dot(xr[j], xr[j]);
+        ss = subgroupAdd(ss);
+        if (gl_SubgroupInvocationID == 0u) red[gl_SubgroupID] = ss;
         barrier();
-        uint t = gl_LocalInvocationID.x;
-        if (t < RSG && row0 + t < rows) {
-            float s = 0.0f;
-            for (uint g = 0; g < gl_NumSubgroups; g++) s += down_part[g * RSG + t];
-            BufF32 y = BufF32(pc.y + (uint64_t(tok) * pc.y_stride + row0 + t) * 4u);
-            y.v[0] = y.v[0] + s;
-        }
-        return;
+        float tot = 0.0f;
+        for (uint g = 0; g < gl_NumSubgroups; g++) tot += red[g];
+        scale = 1.0f / sqrt(tot / float(cols) + pc.eps);
     }
-    uint entry = gl_WorkGroupID.y;
-    quantize_x(pc.x + uint64_t(MODE == 1u ? entry / pc.k : 0u) * pc.x_stride * 4u, pc.x_stride, 1u, cols);
+    bool wout = NORM != 0u && gl_WorkGroupID.x == 0u && xn != 0ul;
+    [[unroll]] for (uint j = 0; j < NXT; j++) {
+        uint i = t + j * WG;
+        bool ok = i < nx;
+        vec4 v = xr[j];
+        if (NORM != 0u && ok) {
+            vec4 nw = vec4(ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i), ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i + 1u),
+                           ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i + 2u),
+                           ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i + 3u));
+            v = (v * scale) * nw;
+            if (wout) BufV4(xn).v[i] = v;
+        }
+        vec4 a = abs(v);
+        float m = max(max(a.x, a.y), max(a.z, a.w));
+        m = max(m, subgroupShuffleXor(m, 1u));
+        m = max(m, subgroupShuffleXor(m, 2u));
+        float id = m > 0.0f ? 127.0f / m : 0.0f;
+        if (ok) {
+            xq[i / 4u][i % 4u] = pack_q8(ivec4(round(v * id)));
+            if ((i & 3u) == 0u) xd[i / 4u] = m / 127.0f;
+        }
+    }
+    barrier();
+}
+
+// address pair (data, scales) of expert e's matrix from a table of 16-byte entries
+void expert(uint64_t table, int e, out uint64_t w, out uint64_t s) {
+    uvec4 t = BufUV4(table + uint64_t(e) * 16u).v[0];
+    w = packUint2x32(t.xy);
+    s = packUint2x32(t.zw);
+}
+
+// the lane's NPL vectors (and scales) of the NR rows of row group g: MODE 0/1 rows row0 + g·RSG + r (MODE 1: gate rows
+// from w0/s0, then the up rows from w1/s1)
+void load_rows(uint64_t w0, uint64_t s0, uint64_t w1, uint64_t s1, uint row0, out uvec4 wq[NR][NPL],
+               out float qs[NR][NPL]) {
+    uint lane = gl_SubgroupInvocationID, nvec = pc.cols / 16u;
+    uint64_t rb = uint64_t(pc.cols), sb = uint64_t(pc.cols / 32u) * 2u;
+    [[unroll]] for (uint r = 0; r < NR; r++) {
+        uint row = min(row0 + r % RSG, pc.rows - 1u);  // a tail row re-reads the last row, unwritten
+        uint64_t wrow = (r < RSG ? w0 : w1) + uint64_t(row) * rb, srow = (r < RSG ? s0 : s1) + uint64_t(row) * sb;
+        [[unroll]] for (uint i = 0; i < NPL; i++) {
+            uint v = lane + i * SG;
+            wq[r][i] = v < nvec ? BufUV4(wrow).v[v] : uvec4(0);
+            qs[r][i] = v < nvec ? f16_bits(ld_u16(srow + uint64_t(v / 2u) * 2u)) : 0.0f;
+        }
+    }
+}
+
+// the NR row sums (after the subgroup add) of loaded rows against the staged x
+void dot_rows(uvec4 wq[NR][NPL], float qs[NR][NPL], out float acc[NR]) {
+    uint lane = gl_SubgroupInvocationID, nvec = pc.cols / 16u;
+    [[unroll]] for (uint r = 0; r < NR; r++) {
+        float a = 0.0f;
+        [[unroll]] for (uint i = 0; i < NPL; i++) {
+            uint v = lane + i * SG;
+            if (v < nvec) a += float(qdot16(wq[r][i], xq[v])) * (qs[r][i] * xd[v]);
+        }
+        acc[r] = subgroupAdd(a);
+    }
+}
+
+void dense_or_gate_up() {
+    uint lane = gl_SubgroupInvocationID, sg = gl_SubgroupID;
+    uint cols = pc.cols, rows = pc.rows;
+    // the subgroup's SEQ groups of RSG rows: one group's loads are in flight while the previous one is summed
+    uint row0 = (gl_WorkGroupID.x * gl_NumSubgroups + sg) * RSG * SEQ, entry = gl_WorkGroupID.y;
+
+    // 0. x (MODE 1: the entry's token row): it does not depend on the routing, so it is loaded first
+    vec4 xr[NXT];
+    load_x(pc.x + (MODE == 1u ? uint64_t(entry / pc.k) * pc.x_stride * 4u : 0ul), xr);
+
     uint64_t w0 = pc.w, s0 = pc.s, w1 = 0ul, s1 = 0ul;
     if (MODE == 1u) {
         int e = BufI32(pc.ids).v[entry];
         expert(pc.w, e, w0, s0);
         expert(pc.w2, e, w1, s1);
     }
-    uint row0 = (gl_WorkGroupID.x * gl_NumSubgroups + sg) * RSG;
-    float acc[NR];
-    [[unroll]] for (uint r = 0; r < RSG; r++) {
-        uint row = min(row0 + r, rows - 1u);  // a tail row re-reads the last row, unwritten
-        float a, b;
-        rows_dot(w0 + uint64_t(row) * rb, s0 + uint64_t(row) * sb, w1 + uint64_t(row) * rb, s1 + uint64_t(row) * sb,
-                 MODE == 1u, 0u, cols, a, b);
-        acc[r] = subgroupAdd(a);
-        if (MODE == 1u) acc[RSG + r] = subgroupAdd(b);
-    }
-    if (lane != 0u) return;
-    [[unroll]] for (uint r = 0; r < RSG; r++) {
-        uint row = row0 + r;
-        if (row >= rows) break;
-        if (MODE == 1u) {
-            BufF32(pc.y).v[entry * pc.y_stride + row] = silu(acc[r]) * acc[RSG + r];
-        } else {
-            BufF32 y = BufF32(pc.y + uint64_t(row) * 4u);
-            y.v[0] = pc.accumulate != 0u ? y.v[0] + acc[r] : acc[r];
+
+    // 1. the first row group's weight loads and scales, all in flight
+    uvec4 wa[NR][NPL], wb[NR][NPL];
+    float qa[NR][NPL], qb[NR][NPL];
+    load_rows(w0, s0, w1, s1, row0, wa, qa);
+
+    // 2. the activations as int8 in shared memory
+    stage_x(xr, cols, MODE == 0u ? pc.ids : 0ul);
+
+    // 3. dot products, group by group, the next group's loads issued first
+    [[unroll]] for (uint g = 0; g < SEQ; g++) {
+        if (g + 1u < SEQ) {
+            if ((g & 1u) == 0u) load_rows(w0, s0, w1, s1, row0 + (g + 1u) * RSG, wb, qb);
+            else load_rows(w0, s0, w1, s1, row0 + (g + 1u) * RSG, wa, qa);
+        }
+        float acc[NR];
+        if ((g & 1u) == 0u) dot_rows(wa, qa, acc);
+        else dot_rows(wb, qb, acc);
+        if (lane != 0u) continue;
+        [[unroll]] for (uint r = 0; r < RSG; r++) {
+            uint row = row0 + g * RSG + r;
+            if (MODE == 1u) {
+                hsh[sg * RSG * SEQ + g * RSG + r] = silu(acc[r]) * acc[RSG + r];
+            } else if (row < rows) {
+                BufF32 y = BufF32(pc.y + uint64_t(row) * 4u);
+                y.v[0] = pc.accumulate != 0u ? y.v[0] + acc[r] : acc[r];
+            }
         }
     }
+    if (MODE == 0u) return;
+
+    // MODE 1: h = silu(g)·u for the workgroup's HB rows, quantized per block of 16 rows: quants at y + entry·rows
+    // bytes, scales at s + (entry·rows/16 + block)·4. Four invocations per block (the first HB/4, in subgroup 0).
+    barrier();
+    uint t = gl_LocalInvocationID.x, row = gl_WorkGroupID.x * HB + 4u * t;
+    if (t < HB / 4u) {
+        vec4 h = vec4(hsh[4u * t], hsh[4u * t + 1u], hsh[4u * t + 2u], hsh[4u * t + 3u]);
+        vec4 a = abs(h);
+        float m = max(max(a.x, a.y), max(a.z, a.w));
+        m = max(m, subgroupShuffleXor(m, 1u));
+        m = max(m, subgroupShuffleXor(m, 2u));
+        float id = m > 0.0f ? 127.0f / m : 0.0f;
+        if (row < rows) {
+            uint o = entry * rows + row;  // rows % 16 == 0: a block is all in range or all out
+            BufU32(pc.y).v[o / 4u] = pack_q8(ivec4(round(h * id)));
+            if ((t & 3u) == 0u) BufF32(pc.s).v[o / 16u] = m / 127.0f;
+        }
+    }
+}
+
+// MODE 2: the lane's NPL vectors (and scales) of rows row0 .. row0 + RSG - 1 of its slot's expert (dw, ds)
+void load_down(uint64_t dw, uint64_t ds, uint row0, bool on, uint sub, out uvec4 wq[RSG][NPL],
+               out float qs[RSG][NPL]) {
+    uint nvec = pc.cols / 16u;
+    uint64_t rb = uint64_t(pc.cols), sb = uint64_t(pc.cols / 32u) * 2u;
+    [[unroll]] for (uint r = 0; r < RSG; r++) {
+        uint row = min(row0 + r, pc.rows - 1u);
+        uint64_t wrow = dw + uint64_t(row) * rb, srow = ds + uint64_t(row) * sb;
+        [[unroll]] for (uint i = 0; i < NPL; i++) {
+            uint v = sub + i * LPS;
+            bool ok = on && v < nvec;
+            wq[r][i] = ok ? BufUV4(wrow).v[v] : uvec4(0);
+            qs[r][i] = ok ? f16_bits(ld_u16(srow + uint64_t(v / 2u) * 2u)) : 0.0f;
+        }
+    }
+}
+
+// MODE 2: y[tok][row] += Σ_slot wt·(down_e[row] · h[entry]) for the subgroup's SEQ groups of RSG rows (the next
+// group's loads issued before the previous group is summed; x and the expert lookup shared by all groups)
+void down() {
+    uint lane = gl_SubgroupInvocationID, sg = gl_SubgroupID;
+    uint cols = pc.cols, rows = pc.rows, nvec = cols / 16u, tok = gl_WorkGroupID.y;
+    uint row0 = (gl_WorkGroupID.x * gl_NumSubgroups + sg) * RSG * SEQ;
+    uint slot = min(lane / LPS, K - 1u), sub = lane % LPS, entry = tok * K + slot;
+    bool on = lane < K * LPS;
+
+    // the entry's int8 h (L2) first: it does not depend on the routing
+    uint64_t xrow = pc.x + uint64_t(entry) * cols, xs = pc.s + uint64_t(entry) * nvec * 4u;
+    uvec4 xv[NPL];
+    float dx[NPL];
+    [[unroll]] for (uint i = 0; i < NPL; i++) {
+        uint v = sub + i * LPS;
+        bool ok = on && v < nvec;
+        xv[i] = ok ? BufUV4(xrow).v[v] : uvec4(0);
+        dx[i] = ok ? BufF32(xs).v[v] : 0.0f;
+    }
+    uint64_t dw, ds;
+    expert(pc.w, BufI32(pc.ids).v[entry], dw, ds);
+    float wt = on ? BufF32(pc.wts).v[entry] : 0.0f;
+    uvec4 wa[RSG][NPL], wb[RSG][NPL];
+    float qa[RSG][NPL], qb[RSG][NPL];
+    load_down(dw, ds, row0, on, sub, wa, qa);
+    [[unroll]] for (uint g = 0; g < SEQ; g++) {
+        if (g + 1u < SEQ) {
+            if ((g & 1u) == 0u) load_down(dw, ds, row0 + (g + 1u) * RSG, on, sub, wb, qb);
+            else load_down(dw, ds, row0 + (g + 1u) * RSG, on, sub, wa, qa);
+        }
+        [[unroll]] for (uint r = 0; r < RSG; r++) {
+            float acc = 0.0f;
+            [[unroll]] for (uint i = 0; i < NPL; i++) {
+                uvec4 w = (g & 1u) == 0u ? wa[r][i] : wb[r][i];
+                float d = (g & 1u) == 0u ? qa[r][i] : qb[r][i];
+                acc += float(qdot16(w, xv[i])) * (d * dx[i]);
+            }
+            float s = subgroupAdd(acc * wt);
+            uint row = row0 + g * RSG + r;
+            if (lane == 0u && row < rows) {
+                BufF32 y = BufF32(pc.y + (uint64_t(tok) * pc.y_stride + row) * 4u);
+                y.v[0] = y.v[0] + s;
+            }
+        }
+    }
+}
+
+void main() {
+    if (MODE == 2u)
+        down();
+    else
+        dense_or_gate_up();
 }

@@ -2,8 +2,9 @@
 # On the GPU machine (H100): the Vulkan tests and the benchmarks of docs/benchmarks.md, with a headless build made
 # here first:   make BUILD=build-gpu HEADLESS=1 build-gpu/omni build-gpu/omni_tests
 # then, there:  sh tests/gpu_run.sh [steps...]    (steps: tests bench bench-q8 audio vision; default all; also
-#                bench-q8-int8: the opt-in int8-activation Q8_0 decode; vision-cm: the encoders with the small-head
-#                tensor-core attention turned off, OMNI_VK_ATTN_CM_SMALL=0, to compare with the default)
+#                bench-q8-fp32: Q8_0 decode with fp32 activations (OMNI_VK_Q8_INT8=0) to compare with the int8
+#                default; vision-cm: the encoders with the small-head tensor-core attention turned off,
+#                OMNI_VK_ATTN_CM_SMALL=0, to compare with the default)
 # Logs go to $OUT (or /tmp/omni-gpu). Needs the .gpu bundle of ../shared/tools/gpu-prep.sh.
 set -u
 B=${B:-build-gpu}
@@ -24,10 +25,9 @@ for s in $steps; do
     bench-q8) timeout 300 "$B/omni" bench --config $CFG --backend vulkan --quant q8_0 -p 512 -n 128 -d 0,4096 -r 3 --profile > "$O/bench_q8.txt" 2>&1 ;;
     audio) timeout 120 "$B/omni" bench-audio --config $CFG --backend vulkan -s 30 -r 5 > "$O/bench_audio.txt" 2>&1 ;;
     vision) timeout 120 "$B/omni" bench-vision --backend vulkan --size 1024 -r 5 > "$O/bench_vision.txt" 2>&1 ;;
-    bench-q8-int8)
-        OMNI_VK_Q8_INT8=1 OMNI_BIN=$B/omni timeout 60 "$B/omni_tests" vk_q8_int8 vk_moe vk_matmul > "$O/tests_q8_int8.txt" 2>&1
-        OMNI_VK_Q8_INT8=1 timeout 200 "$B/omni" bench --config $CFG --backend vulkan --quant q8_0 -p 0 -n 128 -d 0,4096 -r 3 \
-            --profile > "$O/bench_q8_int8.txt" 2>&1 ;;
+    bench-q8-fp32)
+        OMNI_VK_Q8_INT8=0 timeout 200 "$B/omni" bench --config $CFG --backend vulkan --quant q8_0 -p 0 -n 128 -d 0,4096 -r 3 \
+            --profile > "$O/bench_q8_fp32.txt" 2>&1 ;;
     vision-cm)
         OMNI_VK_ATTN_CM_SMALL=0 OMNI_BIN=$B/omni timeout 60 "$B/omni_tests" vision_golden_vulkan audio_encoder_vulkan \
             > "$O/tests_cm_small_off.txt" 2>&1

@@ -58,7 +58,10 @@ static const mm_shape vec_shapes[] = { { 1, 32, 1 }, { 7, 64, 1 }, { 33, 96, 3 }
 static const mm_shape tiled_shapes[] = { { 64, 64, 17 }, { 65, 96, 9 },  { 130, 160, 33 }, { 7, 32, 70 },
                                          { 96, 512, 40 }, { 5, 40, 12 }, { 1, 8, 9 } };
 
+/* Q8_0 with fp32 activations here (exact up to summation order); the int8-activation default for Q8_0 decode
+ * products (mvq8.comp) has its own tolerance: vk_q8_int8_activations */
 TEST(vk_matmul_matvec) {
+    setenv("OMNI_VK_Q8_INT8", "0", 1);
     TV_OPEN(e);
     matmul_sweep(&e, vec_shapes, (int)(sizeof vec_shapes / sizeof *vec_shapes), 1e-5);
     tv_close(&e);
@@ -311,6 +314,7 @@ TEST(vk_qk_norm_rope_kv) {
 /* norm_matvec (RMSNorm fused into the matrix-vector kernel, or the unfused pair where the kernel does not apply)
  * against the CPU back-end's rms_norm + matmul: y and the normalised row xn. Tolerance 1e-5 (fp32 sums). */
 TEST(vk_norm_matvec) {
+    setenv("OMNI_VK_Q8_INT8", "0", 1); /* q8 weights with fp32 activations; int8: vk_q8_int8_activations */
     TV_OPEN(e);
     omni_rng r = { 29 };
     struct {
@@ -420,6 +424,7 @@ TEST(vk_matmul_norm_route) {
         { 16, 128, 1048, 2, OB_F16, OB_F16 },     /* odd vectors per lane (131 over 8 lanes) */
         { 16, 128, 8192, 2, OB_BF16, OB_BF16 },   /* an o_proj row too wide for the chained kernel: the pair */
     };
+    setenv("OMNI_VK_Q8_INT8", "0", 1); /* fp32 activations for the q8_0 case (exact tolerance) */
     for (int chain = 1; chain >= 0; chain--) {
         setenv("OMNI_VK_CHAIN", chain ? "1" : "0", 1);
         TV_OPEN(e);
@@ -709,6 +714,7 @@ static void moe_sweep(tv_env *e) {
 
 TEST(vk_moe_experts_default) {
     setenv("OMNI_VK_NO_COOPMAT", "1", 1); /* fp32 kernels; the tensor-core path: test_vulkan_coopmat.c */
+    setenv("OMNI_VK_Q8_INT8", "0", 1);    /* q8 with fp32 activations; int8: vk_q8_int8_activations */
     TV_OPEN(e);
     moe_sweep(&e);
     tv_close(&e);
@@ -724,6 +730,7 @@ TEST(vk_moe_experts_grouped) {
 
 TEST(vk_moe_experts_decode_path) {
     setenv("OMNI_VK_MOE", "vec", 1);
+    setenv("OMNI_VK_Q8_INT8", "0", 1); /* q8 with fp32 activations; int8: vk_q8_int8_activations */
     TV_OPEN(e);
     moe_sweep(&e);
     tv_close(&e);
@@ -732,6 +739,7 @@ TEST(vk_moe_experts_decode_path) {
 /* the same with the gate+up / down pair chained in one dispatch (OMNI_VK_CHAIN=2: matvec_chain, chain.glsl) */
 TEST(vk_moe_experts_decode_chained) {
     setenv("OMNI_VK_MOE", "vec", 1);
+    setenv("OMNI_VK_Q8_INT8", "0", 1); /* fp32 activations: the chained pair's kernels (exact tolerance) */
     setenv("OMNI_VK_CHAIN", "2", 1);
     TV_OPEN(e);
     moe_sweep(&e);
@@ -739,10 +747,32 @@ TEST(vk_moe_experts_decode_chained) {
     unsetenv("OMNI_VK_CHAIN");
 }
 
-/* Q8_0 decode products against int8 activations (mvq8.comp, opt-in OMNI_VK_Q8_INT8=1) against the CPU's fp32
- * activations: the activations are rounded to 8 bits per block of 32 (error up to max|x|/254 per element), so the
- * outputs agree to about 1% of their largest value on these random rows; the tolerance is 3e-2. The error must also
- * be above zero: otherwise the fp32 kernels ran and the test would prove nothing (skipped without integer dot). */
+/* norm_matvec with one weight type against the CPU: returns the error of y, fails when xn (fp32 in both) differs */
+static double norm_matvec_q8_case(tv_env *e, omni_rng *r, int rows, int cols) {
+    float *x = malloc((size_t)cols * 4);
+    tv_rand(r, x, (size_t)cols, 3.0f);
+    size_t wb, nb;
+    void *w = tv_weights(r, OB_Q8_0, rows, cols, &wb), *nw = tv_weights(r, OB_BF16, 1, cols, &nb);
+    tv_buf X = tv_new(e, x, (size_t)cols * 4, 0), W = tv_new(e, w, wb, 0), N = tv_new(e, nw, nb, 0),
+           Y = tv_new(e, NULL, (size_t)rows * 4, 0), XN = tv_new(e, NULL, (size_t)cols * 4, 0);
+    ob_mat wv = ob_mat_make(tv_pv(W, 0), OB_Q8_0, rows, cols), wc = ob_mat_make(tv_pc(W, 0), OB_Q8_0, rows, cols);
+    ob_mat nv = ob_mat_make(tv_pv(N, 0), OB_BF16, 1, cols), nc = ob_mat_make(tv_pc(N, 0), OB_BF16, 1, cols);
+    e->vk->ops->norm_matvec(e->vk, tv_pv(X, 0), &nv, 1e-6f, &wv, tv_pv(Y, 0), tv_pv(XN, 0));
+    e->cpu->ops->norm_matvec(e->cpu, tv_pc(X, 0), &nc, 1e-6f, &wc, tv_pc(Y, 0), tv_pc(XN, 0));
+    double ey = tv_rel_err(e, Y, 0, (size_t)rows), en = tv_rel_err(e, XN, 0, (size_t)cols);
+    if (!(en >= 0 && en <= 1e-5)) th_fail(__FILE__, __LINE__, "norm_matvec q8_0 x int8: xn rel err %g", en);
+    tv_free(e, &X), tv_free(e, &W), tv_free(e, &N), tv_free(e, &Y), tv_free(e, &XN);
+    free(x), free(w), free(nw);
+    return ey;
+}
+
+/* Q8_0 decode products against int8 activations (mvq8.comp, the default on devices with integer dot products)
+ * against the CPU's fp32 activations: the activations are rounded to 8 bits per block of 16 (error up to max|x|/254
+ * per element; the MoE pair rounds x and h), so the outputs agree to about 0.3-1% of their largest value on these
+ * random rows; the tolerance is 3e-2. The error must also be above zero: otherwise the fp32 kernels ran and the test
+ * would prove nothing (skipped without integer dot). Shapes: dense rows (tail workgroups, long rows), the fused
+ * RMSNorm, the MoE pair with 1 token of top-8 (the model's k), 3 tokens of top-2 and k = 3 (lanes per slot not a
+ * power of two). */
 TEST(vk_q8_int8_activations) {
     ob_vk_device_info info[8];
     int nd = ob_vulkan_list_devices(info, 8, NULL, 0), di = ob_vulkan_default_device();
@@ -750,7 +780,8 @@ TEST(vk_q8_int8_activations) {
     setenv("OMNI_VK_Q8_INT8", "1", 1);
     TV_OPEN(e);
     omni_rng r = { 77 };
-    const mm_shape shapes[] = { { 300, 2048, 1 }, { 37, 64, 1 }, { 130, 256, 1 } };
+    const mm_shape shapes[] = { { 300, 2048, 1 }, { 37, 64, 1 }, { 130, 256, 1 }, { 1, 32, 1 }, { 70, 4096, 1 },
+                                { 32800, 64, 1 } }; /* many rows: 4 per subgroup */
     for (unsigned i = 0; i < sizeof shapes / sizeof *shapes; i++)
         for (int acc = 0; acc < 2; acc++) {
             double err = matmul_case(&e, &r, OB_Q8_0, shapes[i].rows, shapes[i].cols, 1, acc, 0);
@@ -759,11 +790,20 @@ TEST(vk_q8_int8_activations) {
                 th_fail(__FILE__, __LINE__, "q8_0 x int8 [%d x %d]: rel err %g (want 0 < err <= 3e-2)", shapes[i].rows,
                         shapes[i].cols, err);
         }
-    /* the MoE decode path: gate+up and down, one token and three */
+    for (int ci = 0; ci < 2; ci++) {
+        int rows = ci ? 33 : 260, cols = ci ? 96 : 2048;
+        double err = norm_matvec_q8_case(&e, &r, rows, cols);
+        printf("    norm + q8_0 x int8 [%d x %d]: rel err %.3g\n", rows, cols, err);
+        if (!(err > 0 && err <= 3e-2))
+            th_fail(__FILE__, __LINE__, "norm + q8_0 x int8 [%d x %d]: rel err %g", rows, cols, err);
+    }
+    /* the MoE decode pair: gate+up (h quantized by the kernel), then down */
     double e1 = moe_case_tol(&e, &r, OB_Q8_0, 1, 8, 16, 256, 96, 3e-2);
     double e3 = moe_case_tol(&e, &r, OB_Q8_0, 3, 2, 6, 96, 64, 3e-2);
-    printf("    moe q8_0 x int8: rel err %.3g (1 token, top-8), %.3g (3 tokens, top-2)\n", e1, e3);
-    CHECK(e1 > 0 && e3 > 0);
+    double ek3 = moe_case_tol(&e, &r, OB_Q8_0, 2, 3, 8, 64, 160, 3e-2);
+    printf("    moe q8_0 x int8: rel err %.3g (1 token, top-8), %.3g (3 tokens, top-2), %.3g (2 tokens, top-3)\n", e1,
+           e3, ek3);
+    CHECK(e1 > 0 && e3 > 0 && ek3 > 0);
     tv_close(&e);
     unsetenv("OMNI_VK_Q8_INT8");
 }

@@ -77,7 +77,15 @@ void vk_env_read(vk_env *e) {
     e->fuse = env_int("OMNI_VK_FUSE", 1);
     e->wide_barriers = env_flag("OMNI_VK_WIDE_BARRIERS");
     e->mv_old = env_flag("OMNI_VK_MV_OLD");
-    e->q8_int8 = env_flag("OMNI_VK_Q8_INT8");
+    e->q8_int8 = env_int("OMNI_VK_Q8_INT8", 1) != 0;
+    e->q8_rsg = env_int("OMNI_VK_Q8_RSG", 0);
+    e->q8_wg = env_int("OMNI_VK_Q8_WG", 0);
+    e->q8_seq = env_int("OMNI_VK_Q8_SEQ", 0);
+    e->q8_seq_down = env_int("OMNI_VK_Q8_SEQ_DOWN", 0);
+    e->q8_rsg_gu = env_int("OMNI_VK_Q8_RSG_GU", 0);
+    e->q8_hb = env_int("OMNI_VK_Q8_HB", 0);
+    e->q8_rsg_down = env_int("OMNI_VK_Q8_RSG_DOWN", 0);
+    e->q8_wg_down = env_int("OMNI_VK_Q8_WG_DOWN", 0);
     e->router_rows = env_int("OMNI_VK_ROUTER_ROWS", 0);
     e->attn_fuse = env_int("OMNI_VK_ATTN_FUSE", 1);
     e->attn_chunk = env_int("OMNI_VK_ATTN_CHUNK", 0);

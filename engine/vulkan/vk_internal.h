@@ -62,7 +62,14 @@ typedef struct {
  *   OMNI_VK_WIDE_BARRIERS=1  every barrier covers compute and transfer stages (the old behaviour, for comparisons)
  *   OMNI_VK_MV_OLD=1       decode matrix-vector products on matvec.comp only (mv.comp off, for comparisons)
  *   OMNI_VK_ROUTER_ROWS=N  router rows per workgroup of the fused decode router (router.comp; default 4)
- *   OMNI_VK_Q8_INT8=1      Q8_0 decode products against int8 activations (mvq8.comp; opt-in, not yet run on a GPU)
+ *   OMNI_VK_Q8_INT8=0      Q8_0 decode products against fp32 activations (mv.comp / matvec.comp) instead of int8 ones
+ *                          (mvq8.comp, the default where the device has the integer dot product)
+ *   OMNI_VK_Q8_RSG=N, OMNI_VK_Q8_WG=N, OMNI_VK_Q8_SEQ=N, OMNI_VK_Q8_RSG_GU=N, OMNI_VK_Q8_HB=N,
+ *   OMNI_VK_Q8_RSG_DOWN=N, OMNI_VK_Q8_WG_DOWN=N, OMNI_VK_Q8_SEQ_DOWN=N   mvq8.comp tuning: rows loaded together per
+ *                          subgroup (dense, gate+up, down), workgroup sizes (dense, down; gate+up: rows per workgroup,
+ *                          16 or 32), groups of rows per subgroup one after another (dense and gate+up, down)
+ *                          (0 = defaults, see vk_ops.c)
+
  *   OMNI_VK_CHAIN=0        dependent decode stages as separate dispatches instead of chained in one (chain.glsl: o_proj
  *                          in front of the router); =2 also the MoE gate+up / down pair (opt-in: measured slower) */
 typedef struct {
@@ -76,7 +83,8 @@ typedef struct {
     int fuse;  /* fused decode ops (vk_decode.c): 1 on (default), 0 off (OMNI_VK_FUSE=0, for comparisons) */
     int wide_barriers;
     int router_rows; /* OMNI_VK_ROUTER_ROWS: router rows (subgroups) per workgroup of router.comp (0 = 4) */
-    int q8_int8; /* OMNI_VK_Q8_INT8=1: Q8_0 decode products with int8 activations (mvq8.comp; opt-in) */
+    int q8_int8; /* Q8_0 decode products with int8 activations (mvq8.comp): 1 (default), OMNI_VK_Q8_INT8=0 off */
+    int q8_rsg, q8_wg, q8_seq, q8_rsg_gu, q8_hb, q8_rsg_down, q8_wg_down, q8_seq_down; /* OMNI_VK_Q8_*: mvq8.comp tuning (0 = default) */
     int mv_old; /* OMNI_VK_MV_OLD=1: decode matrix-vector products on matvec.comp only (not mv.comp) */
     int attn_fuse, attn_chunk; /* the fused decode attention (vk_decode.c): on/off, keys per chunk (0 auto) */
     int attn_wg;               /* OMNI_VK_ATTN_WG: its workgroup size (128 default, 256) */
@@ -361,6 +369,13 @@ void vk_matvec_dispatch(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec 
 /* the same with the RMSNorm of x fused in front (norm = 1 + the norm weight's dtype; mode 0, one x row) */
 void vk_matvec_dispatch_norm(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y,
                              const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int norm);
+/* the MoE decode pair (gate+up, down) on int8 activations where the device has the integer dot product (vk_ops.c);
+ * returns 0 where it does not apply */
+/* whether Q8_0 decode products run against int8 activations (mvq8.comp) on this device and settings */
+int vk_q8_int8_on(vk_ctx *c);
+int vk_moe_q8_pair(vk_ctx *c, ob_dtype gt, ob_dtype dt, int vec_gu, int vec_dn, ob_pc_matvec *gu,
+                   const vk_range *rd_gu, int n_rd_gu, ob_pc_matvec *dn, const vk_range *rd_dn, int n_rd_dn,
+                   const vk_range *wr_h, const vk_range *wr_y);
 /* tiled matmul dispatch shared by matmul and the grouped MoE path (vk_ops.c) */
 void vk_matmul_dispatch(vk_ctx *c, int grouped, ob_dtype wt, int vec, ob_pc_matmul *pc, uint32_t groups_y,
                         const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);

@@ -133,7 +133,7 @@ static int chain_pair(vk_ctx *c, ob_dtype wt, int vec, vk_table *tg, vk_table *t
                       VkDeviceAddress ha, VkDeviceAddress ya, VkDeviceAddress ia, VkDeviceAddress wa, uint32_t inter,
                       uint32_t dim, uint32_t n, uint32_t k) {
     uint32_t sgs = c->caps.subgroup_size;
-    int int8 = c->env.q8_int8 && wt == OB_Q8_0 && c->caps.int_dot && c->caps.sg_shuffle;
+    int int8 = wt == OB_Q8_0 && vk_q8_int8_on(c);
     if (c->env.chain < 2 || !c->env.fuse || c->env.mv_old || !vec || int8 || !vk_use_subgroups(c) || sgs < 8 ||
         sgs > 128 || k < 1 || k > 8 || (c->env.mv_rsg_down > 0 && c->env.mv_rsg_down != 2))
         return 0;
@@ -204,12 +204,15 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
                             .rows = (uint32_t)inter, .cols = (uint32_t)dim, .n = ne, .k = (uint32_t)k,
                             .x_stride = (uint32_t)dim, .y_stride = (uint32_t)inter };
         vk_range rd1[6] = { r_x, r_ids, r_tab[0], r_tab[1], tg->span, tu->span };
-        vk_matvec_dispatch(c, 1, gate[0].dtype, vec && xa % 16 == 0 && dim % 4 == 0, &pc, ne, rd1, 6, &r_h, 1);
         ob_pc_matvec pd = { .w = buf_addr(td->buf), .x = ha, .y = ya, .ids = ia, .wts = wa, .rows = (uint32_t)dim,
                             .cols = (uint32_t)inter, .n = (uint32_t)n, .k = (uint32_t)k, .accumulate = 1,
                             .x_stride = (uint32_t)inter, .y_stride = (uint32_t)dim };
         vk_range rd2[6] = { r_h, r_ids, r_w, r_tab[2], td->span, r_y };
-        vk_matvec_dispatch(c, 2, down[0].dtype, vec && inter % 4 == 0, &pd, (uint32_t)n, rd2, 6, &r_y, 1);
+        int vec1 = vec && xa % 16 == 0 && dim % 4 == 0, vec2 = vec && inter % 4 == 0;
+        /* Q8_0 on int8 activations (vk_ops.c; h then holds int8 quants and scales) */
+        if (vk_moe_q8_pair(c, gate[0].dtype, down[0].dtype, vec1, vec2, &pc, rd1, 6, &pd, rd2, 6, &r_h, &r_y)) return;
+        vk_matvec_dispatch(c, 1, gate[0].dtype, vec1, &pc, ne, rd1, 6, &r_h, 1);
+        vk_matvec_dispatch(c, 2, down[0].dtype, vec2, &pd, (uint32_t)n, rd2, 6, &r_y, 1);
         return;
     }
 

@@ -120,7 +120,8 @@ static int mv_fast(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, 
     /* dense single rows only: for the MoE pair matvec.comp measured faster (H100, 8 of 128 [768 x 2048] experts:
      * bf16 2.0 vs 1.3 TB/s, q8_0 1.4 vs 0.64 TB/s — staging each slot's h row costs the down projection more shared
      * memory and L2 traffic than its weights); the q8_0 and fused-norm dense rows gain (q8_0 [4096 x 2048]: 2.07 vs
-     * 1.85 TB/s; the input norm fused into q|k|v: projections 1.28 vs 1.42 ms per token) */
+     * 1.85 TB/s; the input norm fused into q|k|v: projections 1.28 vs 1.42 ms per token). Q8_0 reaches it only
+     * where int8 activations do not apply (mv_q8 is tried first): no integer dot product or OMNI_VK_Q8_INT8=0 */
     if (c->env.mv_old || !vec || !vk_use_subgroups(c) || mode != 0 || pc->n != 1 || (wt != OB_Q8_0 && !norm))
         return 0;
     uint32_t sgs = c->caps.subgroup_size, epv = wt == OB_F32 ? 4 : wt == OB_Q8_0 ? 16 : 8;
@@ -141,40 +142,109 @@ static int mv_fast(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, 
     return 1;
 }
 
-/* mvq8.comp: Q8_0 weights against int8 activations quantized per block of 32 in shared memory, packed 4x8-bit integer
- * dot products; dense single rows and both MoE modes. Opt-in (OMNI_VK_Q8_INT8=1): written after the session's last
- * device run, so neither its speed nor its GPU results have been measured; it changes the numerics (activation
- * rounding, ~0.4% of a block's largest value), which the Q8_0 path may accept as llama.cpp's does. Returns 0 where
- * it does not apply. */
-static int mv_q8(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y, const vk_range *reads,
-                 int n_reads, const vk_range *writes, int n_writes, int norm) {
-    if (!c->env.q8_int8 || wt != OB_Q8_0 || norm || !vec || !vk_use_subgroups(c) || !c->caps.int_dot ||
-        !c->caps.sg_shuffle || (mode == 0 && pc->n != 1))
-        return 0;
+/* mvq8.comp, the Q8_0 decode kernel on devices with the integer dot product (OMNI_VK_Q8_INT8=0 turns it off): Q8_0
+ * weights against activations quantized to int8 per block of 16 (as llama.cpp's q8 activations), packed 4x8-bit dot
+ * products, all weight loads of a lane in flight before the activations are staged (mv.comp's design). It changes
+ * the numerics by the activations' rounding (up to a block's largest value / 254 per element; 0.3-1% of the output's
+ * largest value on the tests' random rows); with fp32 activations the Q8_0 kernels are bound by the conversions and
+ * x reads (4 bytes per weight byte), not by memory. The MoE pair: vk_moe_q8_pair. */
+#define Q8_MAX_VECS 16 /* 16-byte weight vectors per lane in flight (registers) */
+
+static int q8_ok(vk_ctx *c) {
     uint32_t sgs = c->caps.subgroup_size;
-    if (sgs < 8 || sgs > 128 || pc->cols % 32 || pc->x % 16 || pc->x_stride % 4) return 0;
-    uint32_t rsg = 1, wg, gx, xrows = mode == 2 ? pc->k : 1;
-    if (mode == 2) {
-        if (pc->k < 1 || pc->k > 32) return 0;
-        wg = pc->k * sgs; /* one subgroup per slot */
-        while (wg > 256 && wg / 2 >= sgs) wg /= 2;
-        rsg = 2;
-        gx = (pc->rows + rsg - 1) / rsg;
-    } else {
-        wg = sgs >= 128 ? sgs : 128;
-        gx = (pc->rows + (wg / sgs) * rsg - 1) / ((wg / sgs) * rsg);
-    }
-    uint32_t xq = xrows * pc->cols / 16, xb = xrows * pc->cols / 32;
-    if ((size_t)xq * 16 + (size_t)xb * 4 + 1024 > c->caps.max_shared || wg / sgs > 32) return 0;
-    uint32_t spec[5] = { wg, (uint32_t)mode, rsg, xq, xb };
-    vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec, 5), pc, sizeof *pc, gx, mode == 0 ? 1 : groups_y, 1, reads, n_reads,
-                writes, n_writes);
+    return c->env.q8_int8 && c->caps.int_dot && vk_use_subgroups(c) && sgs >= 8 && sgs <= 128;
+}
+
+int vk_q8_int8_on(vk_ctx *c) { return q8_ok(c); }
+
+/* dense rows (MODE 0), also with the RMSNorm fused (norm: 1 + its weight's dtype); 0 where it does not apply */
+static int mv_q8(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, const vk_range *reads, int n_reads,
+                 const vk_range *writes, int n_writes, int norm) {
+    if (mode != 0 || wt != OB_Q8_0 || !vec || pc->n != 1 || !q8_ok(c)) return 0;
+    uint32_t sgs = c->caps.subgroup_size;
+    if (pc->cols % 32 || pc->x % 16 || (norm && pc->ids % 16)) return 0;
+    uint32_t nvec = pc->cols / 16, npl = (nvec + sgs - 1) / sgs;
+    /* rows per subgroup: 1 by default, 2 for matrices of many rows (lm_head: every workgroup's x staging is then
+     * shared by more weight bytes, and there are workgroups enough). Measured on the H100 (vulkan_bench matvec, µs
+     * per call): q-proj [4096 x 2048] 3.73 (2.39 TB/s) vs 3.82 with 2 rows; o-proj [2048 x 4096] 4.01 vs 5.32;
+     * lm_head [152064 x 2048] 246 with 2 rows vs 268 (1) and 314 (4). Workgroups of 256 (512 the same, 128 slower);
+     * SEQ (row groups one after another, loads pipelined) 2 and 4 were slower everywhere (q-proj 3.98 / 4.04,
+     * o-proj 5.02, lm_head 529). */
+    uint32_t rsg = c->env.q8_rsg > 0 ? (uint32_t)c->env.q8_rsg : pc->rows >= 32768 ? 2 : 1;
+    if (rsg > 4) rsg = 4;
+    while (rsg > 1 && npl * rsg > Q8_MAX_VECS) rsg--;
+    if (npl * rsg > 2 * Q8_MAX_VECS) return 0;
+    uint32_t wg = c->env.q8_wg > 0 ? (uint32_t)c->env.q8_wg : 256;
+    if (wg < sgs) wg = sgs;
+    wg = wg / sgs * sgs;
+    if (wg / sgs > 32 || wg > c->caps.max_wg_invocations) return 0;
+    if ((size_t)nvec * 20 + 1024 > c->caps.max_shared) return 0;
+    uint32_t seq = c->env.q8_seq > 0 && c->env.q8_seq <= 8 ? (uint32_t)c->env.q8_seq : 1;
+    uint32_t rows_wg = (wg / sgs) * rsg * seq, gx = (pc->rows + rows_wg - 1) / rows_wg;
+    uint32_t spec[10] = { wg, 0, rsg, npl, nvec, (uint32_t)norm, sgs, 1, 16, seq };
+    vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec, 10), pc, sizeof *pc, gx, 1, 1, reads, n_reads, writes, n_writes);
+    return 1;
+}
+
+/* The MoE decode pair (vk_moe.c's decode branch) on int8 activations, two dispatches of mvq8.comp:
+ *   gate+up (MODE 1): one workgroup per (16 rows, entry); it quantizes the token's x itself after issuing its weight
+ *     loads, and writes h = silu(g)·u already as int8 per block of 16 rows (quants at h, fp32 scales after all
+ *     entries' quants: 1.25 bytes per element, within the fp32 h buffer the caller sized);
+ *   down (MODE 2): each subgroup serves RSG rows for all k slots of a token (one expert per lane, no shared memory or
+ *     barrier), reading the int8 h straight from L2: 16 bytes of activations per 16 weight bytes instead of 64.
+ * The pair decides for both dispatches, since the h format must match. Returns 0 where it does not apply (both
+ * then run matvec.comp). gu/dn: the two push-constant blocks as vk_moe.c fills them for matvec.comp. */
+int vk_moe_q8_pair(vk_ctx *c, ob_dtype gt, ob_dtype dt, int vec_gu, int vec_dn, ob_pc_matvec *gu,
+                   const vk_range *rd_gu, int n_rd_gu, ob_pc_matvec *dn, const vk_range *rd_dn, int n_rd_dn,
+                   const vk_range *wr_h, const vk_range *wr_y) {
+    if (gt != OB_Q8_0 || dt != OB_Q8_0 || !vec_gu || !vec_dn || !q8_ok(c)) return 0;
+    uint32_t sgs = c->caps.subgroup_size, inter = gu->rows, dim = gu->cols, k = gu->k, ne = gu->n;
+    if (dim % 32 || inter % 32 || gu->x % 16 || dn->x % 16 || k < 1 || k > sgs || dn->cols != inter ||
+        dn->rows != dim || dn->k != k)
+        return 0;
+    /* gate+up: HB rows per workgroup (16 or 32; the h blocks are 16 rows), RSG rows per subgroup */
+    uint32_t nvec = dim / 16, npl = (nvec + sgs - 1) / sgs;
+    uint32_t hb = c->env.q8_hb == 32 ? 32 : 16;
+    uint32_t rsg = c->env.q8_rsg_gu > 0 ? (uint32_t)c->env.q8_rsg_gu : 1;
+    rsg = rsg >= 4 ? 4 : rsg >= 2 ? 2 : 1; /* a divisor of hb */
+    while (rsg > 1 && 2 * npl * rsg > Q8_MAX_VECS) rsg /= 2;
+    if (2 * npl * rsg > 2 * Q8_MAX_VECS) return 0;
+    uint32_t seq = c->env.q8_seq == 2 || c->env.q8_seq == 4 ? (uint32_t)c->env.q8_seq : 1; /* divisors of hb / rsg */
+    if (seq > hb / rsg) seq = hb / rsg;
+    uint32_t wg = hb / (rsg * seq) * sgs;
+    if (hb / rsg > 32 || wg > c->caps.max_wg_invocations || (size_t)nvec * 20 + 1024 > c->caps.max_shared) return 0;
+    /* down: lanes per slot sgs / k, all of a lane's vectors in flight */
+    uint32_t lps = sgs / k, nvd = inter / 16, nper = (nvd + lps - 1) / lps;
+    uint32_t rsg_d = c->env.q8_rsg_down > 0 ? (uint32_t)c->env.q8_rsg_down : 1;
+    if (rsg_d > 4) rsg_d = 4;
+    while (rsg_d > 1 && nper * rsg_d > 2 * Q8_MAX_VECS) rsg_d--;
+    if (nper * rsg_d > Q8_MAX_VECS && (rsg_d == 1 || !c->env.q8_rsg_down)) return 0;
+    uint32_t wg_d = c->env.q8_wg_down > 0 ? (uint32_t)c->env.q8_wg_down : 128;
+    if (wg_d < sgs) wg_d = sgs;
+    wg_d = wg_d / sgs * sgs;
+    if (wg_d > c->caps.max_wg_invocations) return 0;
+
+    gu->s = gu->y + (VkDeviceAddress)ne * inter; /* h scales after the quants */
+    uint32_t spec1[10] = { wg, 1, rsg, npl, nvec, 0, sgs, k, hb, seq };
+    vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec1, 10), gu, sizeof *gu, (inter + hb - 1) / hb, ne, 1, rd_gu, n_rd_gu,
+                wr_h, 1);
+    dn->s = gu->s;
+    /* two groups of rows per subgroup in the down projection (the second group's loads in flight while the first is
+     * summed; x and the expert lookup shared). Measured on the H100, the expert pair (8 of 128 [768 x 2048] q8_0,
+     * vulkan_bench matvec): 24.7 µs (1.62 TB/s) vs 26.7 with one group, 28.2 with four; down rows loaded together
+     * (RSG 2) 25.8, workgroups of 64/256 threads 27.0/26.2. Gate+up: one row (gate and up) per subgroup, 16 rows per
+     * workgroup (512 threads) measured best: 2 rows 32.6 µs, 32 rows per workgroup or SEQ 2/4 28.4-29.5. */
+    uint32_t seq_d = c->env.q8_seq_down > 0 && c->env.q8_seq_down <= 8 ? (uint32_t)c->env.q8_seq_down : 2;
+    uint32_t rows_wg = (wg_d / sgs) * rsg_d * seq_d;
+    uint32_t spec2[10] = { wg_d, 2, rsg_d, nper, 1, 0, sgs, k, 16, seq_d };
+    vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec2, 10), dn, sizeof *dn, (dim + rows_wg - 1) / rows_wg, dn->n, 1, rd_dn,
+                n_rd_dn, wr_y, 1);
     return 1;
 }
 
 void vk_matvec_dispatch_norm(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y,
                              const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int norm) {
-    if (mv_q8(c, mode, wt, vec, pc, groups_y, reads, n_reads, writes, n_writes, norm)) return;
+    if (mv_q8(c, mode, wt, vec, pc, reads, n_reads, writes, n_writes, norm)) return;
     if (mv_fast(c, mode, wt, vec, pc, reads, n_reads, writes, n_writes, norm)) return;
     int sg = vk_use_subgroups(c);
     uint32_t sgs = sg ? c->caps.subgroup_size : 1;

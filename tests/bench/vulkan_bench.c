@@ -22,6 +22,25 @@
 static double g_peak;
 static const char *g_only; /* run only matrix-vector cases whose name contains this */
 
+static void matvec_row(ob_backend *b, const char *what, const char *tag, ob_dtype t, int rows, int cols, int sel) {
+    char name[96];
+    snprintf(name, sizeof name, "%s%s", what, tag);
+    ob_vk_bench_result r;
+    if (ob_vulkan_bench_matvec(b, t, rows, cols, sel, 50, &r) != 0) {
+        printf("%-44s failed: %s\n", name, b->err);
+        b->failed = 0;
+        return;
+    }
+    printf("%-44s %8.2f %9.2f %8.0f %9.2f %8.0f", name, r.weight_bytes / 1e6, r.ms_per_call * 1e3, r.gbytes_per_s,
+           r.ms_per_call_chained * 1e3, r.gbytes_per_s_chained);
+    if (g_peak > 0) printf("  %3.0f%% %3.0f%%", 100 * r.gbytes_per_s / g_peak, 100 * r.gbytes_per_s_chained / g_peak);
+    printf("\n");
+    fflush(stdout);
+}
+
+/* Q8_0 rows run twice: with the back-end's default (int8 activations, mvq8.comp, where the device has integer dot
+ * products) and on a second back-end opened with OMNI_VK_Q8_INT8=0 (fp32 activations: mv.comp / matvec.comp;
+ * OMNI_BENCH_Q8_FP32=0 skips those) */
 static void matvec(ob_backend *b) {
     struct {
         const char *what;
@@ -34,26 +53,33 @@ static void matvec(ob_backend *b) {
         { "lm_head [152064 x 2048] bf16", OB_BF16, 152064, 2048, 0 },
         { "experts 8 of 128 [768 x 2048] bf16", OB_BF16, 768, 2048, 8 },
         { "q-proj [4096 x 2048] q8_0", OB_Q8_0, 4096, 2048, 0 },
+        { "o-proj [2048 x 4096] q8_0", OB_Q8_0, 2048, 4096, 0 },
+        { "lm_head [152064 x 2048] q8_0", OB_Q8_0, 152064, 2048, 0 },
         { "experts 8 of 128 [768 x 2048] q8_0", OB_Q8_0, 768, 2048, 8 },
         { "o-proj [2048 x 4096] f16", OB_F16, 2048, 4096, 0 },
         { "o-proj [2048 x 4096] f32", OB_F32, 2048, 4096, 0 },
     };
-    printf("%-36s %8s %9s %8s %9s %8s\n", "matrix-vector", "MB/call", "us", "GB/s", "us chain", "GB/s ch");
-    for (unsigned i = 0; i < sizeof cases / sizeof *cases; i++) {
-        if (g_only && !strstr(cases[i].what, g_only)) continue;
-        ob_vk_bench_result r;
-        if (ob_vulkan_bench_matvec(b, cases[i].t, cases[i].rows, cases[i].cols, cases[i].sel, 50, &r) != 0) {
-            printf("%-36s failed: %s\n", cases[i].what, b->err);
-            b->failed = 0;
-            continue;
-        }
-        printf("%-36s %8.2f %9.2f %8.0f %9.2f %8.0f", cases[i].what, r.weight_bytes / 1e6, r.ms_per_call * 1e3,
-               r.gbytes_per_s, r.ms_per_call_chained * 1e3, r.gbytes_per_s_chained);
-        if (g_peak > 0)
-            printf("  %3.0f%% %3.0f%%", 100 * r.gbytes_per_s / g_peak, 100 * r.gbytes_per_s_chained / g_peak);
-        printf("\n");
-        fflush(stdout);
-    }
+    unsigned n = sizeof cases / sizeof *cases;
+    printf("%-44s %8s %9s %8s %9s %8s\n", "matrix-vector", "MB/call", "us", "GB/s", "us chain", "GB/s ch");
+    for (unsigned i = 0; i < n; i++)
+        if (!g_only || strstr(cases[i].what, g_only))
+            matvec_row(b, cases[i].what, cases[i].t == OB_Q8_0 ? " (default)" : "", cases[i].t, cases[i].rows,
+                       cases[i].cols, cases[i].sel);
+    const char *fp32 = getenv("OMNI_BENCH_Q8_FP32"); /* 0: skip the fp32-activation rows */
+    if (fp32 && !atoi(fp32)) return;
+    const char *old = getenv("OMNI_VK_Q8_INT8");
+    char keep[32];
+    snprintf(keep, sizeof keep, "%s", old ? old : "");
+    setenv("OMNI_VK_Q8_INT8", "0", 1);
+    char err[256];
+    ob_backend *b2 = ob_vulkan_new(-1, err, sizeof err);
+    if (old) setenv("OMNI_VK_Q8_INT8", keep, 1);
+    else unsetenv("OMNI_VK_Q8_INT8");
+    if (!b2) return;
+    for (unsigned i = 0; i < n; i++)
+        if (cases[i].t == OB_Q8_0 && (!g_only || strstr(cases[i].what, g_only)))
+            matvec_row(b2, cases[i].what, " (fp32 x)", cases[i].t, cases[i].rows, cases[i].cols, cases[i].sel);
+    b2->ops->destroy(b2);
 }
 
 static ob_buf *rand_buf(ob_backend *b, size_t n_floats, float scale, uint64_t seed) {
