@@ -253,12 +253,15 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
 /* ---- qk_norm_rope_kv_attention ----------------------------------------------------------------------------------- */
 
 /* attn_decode.comp: workgroup size, which is also the most chunks per kv head (its merge keeps one weight per chunk
- * and head in shared memory). Chunks are 64 keys, 128 past 8192 keys (past 16384 the unfused pair runs). Measured on the
- * H100 (synthetic Qwen3-Omni thinker, 4 kv heads, tg128 at depth 4096, attention per token): 64 keys 164.5 t/s
- * (1.40 ms), 128 keys 141.8 t/s (2.15 ms: half the workgroups, each twice as long), unfused 129.9 t/s (2.94 ms).
- * Smaller chunks mean more partials for the one merging workgroup (its reads are latency-bound): 32 keys only for
- * short contexts. */
-#define DECODE_WG 128
+ * and head in shared memory). Chunks are 64 keys, 128 past 256 chunks (past 512 chunks the unfused pair runs).
+ * Measured on the H100 (synthetic Qwen3-Omni thinker, 4 kv heads, tg128 at depth 4096, attention per token, with
+ * 128-thread workgroups): 64 keys 164.5 t/s (1.40 ms), 128 keys 141.8 t/s (2.15 ms: half the workgroups, each twice
+ * as long), unfused 129.9 t/s (2.94 ms). Smaller chunks mean more partials for the one merging workgroup (its reads
+ * are latency-bound): 32 keys only for short contexts. Workgroups of 256 threads (each thread half the keys' loads,
+ * the merge twice the threads) against 128 (`vulkan_bench decode`, the op alone, chained): depth 0 7.54 vs 7.93 µs,
+ * depth 4096 20.15 vs 23.26 µs; the model, BF16 tg128 219.9 vs 210.5 t/s, at depth 4096 184.5 vs 168.8 t/s
+ * (OMNI_VK_ATTN_WG=128 for the smaller workgroups). */
+#define DECODE_WG 256
 #define DECODE_CHUNK 64
 /* Up to 16 chunks of 32 keys (512 keys) the chunks are 32 keys. Measured on the H100 (vulkan_bench decode, the op
  * alone, chained, 32/4 heads x 128): depth 0 8.0 µs with 32-key chunks vs 10.5 (64) and 15.2 (128); depth 64 11.1
@@ -291,8 +294,7 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
                   kcache.buf && vcache.buf && out.buf && vk_addr(kcache) % 16 == 0 && vk_addr(vcache) % 16 == 0 &&
                   vk_addr(out) % 16 == 0;
     uint32_t G = fusable ? (uint32_t)(Hq / Hkv) : 1, C = DECODE_CHUNK, c_lo = 0, n_chunks = 0;
-    /* OMNI_VK_ATTN_WG=256: twice the threads per workgroup (for tuning; chunks of up to 256 keys, as many chunks) */
-    uint32_t wg = c->env.attn_wg == 256 ? 256u : DECODE_WG;
+    uint32_t wg = c->env.attn_wg == 128 ? 128u : DECODE_WG; /* OMNI_VK_ATTN_WG=128: the smaller workgroups */
     if (fusable) {
         int lo = a->window > 0 && pos0 - a->window + 1 > 0 ? pos0 - a->window + 1 : 0;
         if (c->env.attn_chunk == 32 || c->env.attn_chunk == 64 || c->env.attn_chunk == 128)

@@ -55,8 +55,8 @@ typedef struct {
  *                          flight per row, dequantization by conversion instructions (0) or bit operations (1)
  *   OMNI_VK_MV_RSG_DOWN=N  output rows per workgroup of the MoE down projection (1..4; default 2)
  *   OMNI_VK_ATTN_FUSE=0    decode attention as qk_norm_rope_kv + split-K attention instead of attn_decode.comp
- *   OMNI_VK_ATTN_CHUNK=N   keys per workgroup of attn_decode.comp (32, 64 or 128; default 64, 128 past 8192 keys)
- *   OMNI_VK_ATTN_WG=256    attn_decode.comp workgroups of 256 threads instead of 128 (tuning)
+ *   OMNI_VK_ATTN_CHUNK=N   keys per workgroup of attn_decode.comp (32, 64 or 128; default 64, 128 past 16384 keys)
+ *   OMNI_VK_ATTN_WG=128    attn_decode.comp workgroups of 128 threads instead of 256 (comparisons)
  *   OMNI_VK_FENCE_TIMEOUT_S=N  give up on a submission after N seconds (default 120): a hung kernel becomes an error
  *   OMNI_VK_SYNC=1         wait for every dispatch (debugging: an error then names the kernel that caused it)
  *   OMNI_VK_WIDE_BARRIERS=1  every barrier covers compute and transfer stages (the old behaviour, for comparisons)
@@ -87,7 +87,7 @@ typedef struct {
     int q8_rsg, q8_wg, q8_seq, q8_rsg_gu, q8_hb, q8_rsg_down, q8_wg_down, q8_seq_down; /* OMNI_VK_Q8_*: mvq8.comp tuning (0 = default) */
     int mv_old; /* OMNI_VK_MV_OLD=1: decode matrix-vector products on matvec.comp only (not mv.comp) */
     int attn_fuse, attn_chunk; /* the fused decode attention (vk_decode.c): on/off, keys per chunk (0 auto) */
-    int attn_wg;               /* OMNI_VK_ATTN_WG: its workgroup size (128 default, 256) */
+    int attn_wg;               /* OMNI_VK_ATTN_WG: its workgroup size (256 default, 128) */
     int chain; /* OMNI_VK_CHAIN: 1 (default) o_proj chained in front of the router, 2 also the MoE pair, 0 none */
 } vk_env;
 void vk_env_read(vk_env *e);
