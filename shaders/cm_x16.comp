@@ -8,12 +8,13 @@
 #include "common.glsl"
 
 layout(buffer_reference, std430, buffer_reference_align = 16) writeonly buffer BufUV4W { uvec4 v[]; };
-layout(local_size_x = 256) in;
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WG = 256;
 
 uint f2h(vec2 v) { return packHalf2x16(clamp(v, vec2(-65504.0f), vec2(65504.0f))); }
 
 void main() {
-    uint idx = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * 256u + gl_LocalInvocationID.x;
+    uint idx = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * WG + gl_LocalInvocationID.x;
     uint per = pc.cols / 8u;
     if (idx >= pc.n * per) return;
     uint r = idx / per, c = (idx % per) * 8u;

@@ -164,9 +164,16 @@ void main() {
     // this workgroup's columns [kbeg, kend): all of them, or one split's share (whole BK slices)
     uint kbeg = 0u, kend = cols;
     if (MODE == 0 && pc.pad > 1u) {
+#if CM_DB
+        // shares of whole 64-column units as in the default build (same partial sums; 64 = two slices here)
+        uint slices = (cols + 63u) / 64u, per = (slices + pc.pad - 1u) / pc.pad;
+        kbeg = min(cols, gl_WorkGroupID.z * per * 64u);
+        kend = min(cols, kbeg + per * 64u);
+#else
         uint slices = (cols + BK - 1u) / BK, per = (slices + pc.pad - 1u) / pc.pad;
         kbeg = min(cols, gl_WorkGroupID.z * per * BK);
         kend = min(cols, kbeg + per * BK);
+#endif
         ybase += uint64_t(gl_WorkGroupID.z) * pc.n * pc.y_stride * 4u;
     }
     g_rows = rows;
