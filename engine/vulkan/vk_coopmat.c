@@ -97,15 +97,16 @@ int vk_cm_x16(vk_ctx *c, int grouped) {
     return grouped ? v >= 1 : v >= 2;
 }
 
-/* the fp16 copy of x (x_rows rows of pc->cols at pc->x, pc->x_stride) in scratch slot 6: the cached one while
- * nothing can have written x since its last use (no dispatch other than the products that read it, no transfer),
- * else converted now (cm_x16.comp). Returns its address (0 after vk_fail); *r_h = its range. */
+/* scratch slot 6 holds the fp16 copy of x (x_rows rows of pc->cols at pc->x, pc->x_stride) and nothing can have
+ * written x since its last use: no dispatch other than the products that read it, no transfer (vk_ctx.x16) */
 static int x16_valid(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_rows) {
     return c->x16.src == pc->x && c->x16.rows == x_rows && c->x16.cols == pc->cols &&
            c->x16.stride == pc->x_stride && c->x16.dispatches == c->n_dispatches &&
            c->x16.xfers == c->n_xfer_writes && c->scratch[6];
 }
 
+/* the fp16 copy of x: the cached one, else converted now (cm_x16.comp). Returns its address (0 after vk_fail);
+ * *r_h = its range. */
 static VkDeviceAddress x16_get(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_rows, vk_range *r_h) {
     size_t hb = (size_t)x_rows * pc->cols * 2;
     if (x16_valid(c, pc, x_rows)) {
