@@ -13,9 +13,11 @@ SHADER_NAMES := $(basename $(notdir $(wildcard shaders/*.comp)))
 # tensor-core GEMM tile shapes besides matmul_cm's 128 x 64 (weight rows x x rows; vk_coopmat.c picks one)
 MATMUL_CM_TILES := 128x32 256x32 256x64 128x128
 SHADER_NOSG  := matvec rms_norm attn_split moe_route qk_rope_kv
+# and the opt-in builds of every shape (128x64 included): _db double-buffered ring, _x16 fp16 activations, both
+MATMUL_CM_VARIANTS := $(foreach t,128x64 $(MATMUL_CM_TILES),$(foreach v,db x16 dbx16,matmul_cm_$(t)_$(v)))
 SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _nosg,$(SHADER_NOSG)) matmul_big \
                 attn_flash_cm_d64 attn_flash_cm_d80 matvec_chain router_chain \
-                $(addprefix matmul_cm_,$(MATMUL_CM_TILES)))
+                $(addprefix matmul_cm_,$(MATMUL_CM_TILES)) $(MATMUL_CM_VARIANTS))
 SHADER_H     := $(SHADER_SPV:.spv=.h)
 
 $(SHADER_DIR)/%.spv: shaders/%.comp
@@ -46,6 +48,18 @@ $(SHADER_DIR)/matmul_cm_%.spv: shaders/matmul_cm.comp
 	@mkdir -p $(SHADER_DIR)
 	$(GLSLC) $(GLSLC_FLAGS) -DCM_BM=$(word 1,$(subst x, ,$*)) -DCM_BN=$(word 2,$(subst x, ,$*)) \
 	    -DCM_WM=$(if $(filter 256x32,$*),8,4) -MD -MF $@.d $< -o $@
+
+# the opt-in builds (vk_coopmat.c: OMNI_VK_CM_DB, OMNI_VK_CM_X16); (make prefers the rule with the shortest stem, so these win over matmul_cm_%.spv above)
+cm_flags = -DCM_BM=$(word 1,$(subst x, ,$1)) -DCM_BN=$(word 2,$(subst x, ,$1)) -DCM_WM=$(if $(filter 256x32,$1),8,4)
+$(SHADER_DIR)/matmul_cm_%_db.spv: shaders/matmul_cm.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) $(call cm_flags,$*) -DCM_DB=1 -MD -MF $@.d $< -o $@
+$(SHADER_DIR)/matmul_cm_%_x16.spv: shaders/matmul_cm.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) $(call cm_flags,$*) -DCM_X16=1 -MD -MF $@.d $< -o $@
+$(SHADER_DIR)/matmul_cm_%_dbx16.spv: shaders/matmul_cm.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) $(call cm_flags,$*) -DCM_DB=1 -DCM_X16=1 -MD -MF $@.d $< -o $@
 
 # tensor-core prefill attention for smaller heads, padded to 64 or 80 dims (the audio and vision encoders)
 $(SHADER_DIR)/attn_flash_cm_d%.spv: shaders/attn_flash_cm.comp

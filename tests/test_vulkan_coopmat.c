@@ -30,7 +30,8 @@ static int cm_offered(void) {
     return on;
 }
 
-static double mm_case(tv_env *e, omni_rng *r, ob_dtype t, int rows, int cols, int n, int acc) {
+/* out (optional): the Vulkan result, malloc'd, for comparisons between kernel builds */
+static double mm_case_out(tv_env *e, omni_rng *r, ob_dtype t, int rows, int cols, int n, int acc, float **out) {
     size_t wb;
     void *w = tv_weights(r, t, rows, cols, &wb);
     float *x = malloc(sizeof *x * (size_t)n * cols), *y = malloc(sizeof *y * (size_t)n * rows);
@@ -42,9 +43,15 @@ static double mm_case(tv_env *e, omni_rng *r, ob_dtype t, int rows, int cols, in
     e->vk->ops->matmul(e->vk, &mv, tv_pv(X, 0), tv_pv(Y, 0), n, acc);
     e->cpu->ops->matmul(e->cpu, &mc, tv_pc(X, 0), tv_pc(Y, 0), n, acc);
     double err = tv_rel_err(e, Y, 0, (size_t)n * rows);
+    if (out && (*out = malloc(sizeof **out * (size_t)n * rows)))
+        e->vk->ops->download(e->vk, Y.v, 0, *out, sizeof **out * (size_t)n * rows);
     tv_free(e, &W), tv_free(e, &X), tv_free(e, &Y);
     free(w), free(x), free(y);
     return err;
+}
+
+static double mm_case(tv_env *e, omni_rng *r, ob_dtype t, int rows, int cols, int n, int acc) {
+    return mm_case_out(e, r, t, rows, cols, n, acc, NULL);
 }
 
 /* Shapes: whole tiles (every fragment stored straight to y), ragged rows/x rows/cols, and small matrices with
@@ -82,7 +89,8 @@ TEST(vk_coopmat_matmul_off) {
 }
 
 /* grouped MoE: n tokens, top-k of n_exp experts (distinct random weights each), y += Σ w·down(silu(gate)·up) */
-static void moe_case(tv_env *e, omni_rng *r, ob_dtype t, int n, int k, int n_exp, int dim, int inter, double tol) {
+static void moe_case_out(tv_env *e, omni_rng *r, ob_dtype t, int n, int k, int n_exp, int dim, int inter, double tol,
+                         float **out) {
     size_t xb = sizeof(float) * (size_t)n * dim;
     float *x = malloc(xb), *y = malloc(xb), *wts = malloc(sizeof *wts * (size_t)n * k);
     int32_t *ids = malloc(sizeof *ids * (size_t)n * k);
@@ -121,8 +129,13 @@ static void moe_case(tv_env *e, omni_rng *r, ob_dtype t, int n, int k, int n_exp
     if (!(err >= 0 && err <= tol))
         th_fail(__FILE__, __LINE__, "moe_experts %s n=%d k=%d experts=%d [%d, %d]: rel err %g > %g", ob_dtype_name(t),
                 n, k, n_exp, dim, inter, err, tol);
+    if (out && (*out = malloc(xb))) e->vk->ops->download(e->vk, Y.v, 0, *out, xb);
     tv_free(e, &A), tv_free(e, &X), tv_free(e, &Y), tv_free(e, &I), tv_free(e, &Wt);
     free(x), free(y), free(wts), free(ids), free(all), free(m);
+}
+
+static void moe_case(tv_env *e, omni_rng *r, ob_dtype t, int n, int k, int n_exp, int dim, int inter, double tol) {
+    moe_case_out(e, r, t, n, k, n_exp, dim, inter, tol, NULL);
 }
 
 static void moe_sweep(double tol) {
@@ -171,6 +184,165 @@ TEST(vk_coopmat_tile_shapes) {
     unsetenv("OMNI_VK_CM_DENSE");
     unsetenv("OMNI_VK_CM_MOE");
     unsetenv("OMNI_VK_MOE_FUSE");
+}
+
+/* ---- the opt-in GEMM builds: OMNI_VK_CM_DB (double-buffered ring) and OMNI_VK_CM_X16 (fp16 activations) ------ */
+
+/* max |a - b| / max |b| over n values (0 when identical) */
+static double rel_diff(const float *a, const float *b, size_t n) {
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= md)) md = d; /* NaN too */
+        if (fabs(b[i]) > mr) mr = fabs(b[i]);
+    }
+    return mr > 0 ? md / mr : md;
+}
+
+static void set_switches(const char *db, const char *x16) {
+    if (db) setenv("OMNI_VK_CM_DB", db, 1);
+    else unsetenv("OMNI_VK_CM_DB");
+    if (x16) setenv("OMNI_VK_CM_X16", x16, 1);
+    else unsetenv("OMNI_VK_CM_X16");
+}
+
+/* The same shapes as mm_sweep / moe_sweep with the builds' switches on, each against the CPU (CM_TOL), and against
+ * the default build on the same inputs: the builds stage the same fp16 operands and sum the same 16-column MMAs in
+ * the same order, so the results should match exactly; the largest difference is printed, and anything past 1e-4
+ * (a few fp16 ulps of silu(gate)·up rounded by a different instruction, at most) fails. */
+#define CM_VS_DEFAULT_TOL 1e-4
+static void sweep_vs_default(const char *db, const char *x16, const char *what) {
+    TV_OPEN(e);
+    omni_rng r = { 7 };
+    const int shapes[][3] = { { 128, 64, 64 }, { 200, 72, 70 }, { 130, 520, 129 }, { 256, 2048, 100 },
+                              { 64, 8, 9 },    { 384, 136, 17 }, { 128, 2048, 100 }, { 256, 128, 192 },
+                              { 96, 544, 40 } };
+    const ob_dtype types[] = { OB_F16, OB_BF16, OB_Q8_0 };
+    double worst = 0;
+    for (unsigned i = 0; i < sizeof shapes / sizeof *shapes; i++)
+        for (int ti = 0; ti < 3; ti++)
+            for (int acc = 0; acc < 2; acc++) {
+                if (types[ti] == OB_Q8_0 && shapes[i][1] % 32) continue;
+                omni_rng r0 = r;
+                float *a = NULL, *b = NULL;
+                set_switches(NULL, NULL);
+                mm_case_out(&e, &r0, types[ti], shapes[i][0], shapes[i][1], shapes[i][2], acc, &a);
+                set_switches(db, x16);
+                double err = mm_case_out(&e, &r, types[ti], shapes[i][0], shapes[i][1], shapes[i][2], acc, &b);
+                double d = a && b ? rel_diff(b, a, (size_t)shapes[i][0] * shapes[i][2]) : 1e30;
+                if (d > worst) worst = d;
+                if (!(err >= 0 && err <= CM_TOL) || !(d <= CM_VS_DEFAULT_TOL))
+                    th_fail(__FILE__, __LINE__, "%s: matmul %s [%d x %d] n=%d acc=%d: rel err %g (tol %g), vs default %g",
+                            what, ob_dtype_name(types[ti]), shapes[i][0], shapes[i][1], shapes[i][2], acc, err, CM_TOL,
+                            d);
+                free(a), free(b);
+            }
+    static const struct {
+        ob_dtype t;
+        int n, k, n_exp, dim, inter;
+    } mc[] = { { OB_BF16, 70, 4, 16, 128, 96 }, { OB_F16, 40, 2, 6, 200, 136 }, { OB_BF16, 150, 8, 32, 256, 64 },
+               { OB_Q8_0, 90, 4, 8, 256, 96 } };
+    omni_rng rm = { 11 };
+    for (int fuse = 0; fuse < 2; fuse++) {
+        setenv("OMNI_VK_MOE_FUSE", fuse ? "1" : "0", 1);
+        for (unsigned i = 0; i < sizeof mc / sizeof *mc; i++) {
+            omni_rng r0 = rm;
+            float *a = NULL, *b = NULL;
+            set_switches(NULL, NULL);
+            moe_case_out(&e, &r0, mc[i].t, mc[i].n, mc[i].k, mc[i].n_exp, mc[i].dim, mc[i].inter, CM_TOL, &a);
+            set_switches(db, x16);
+            moe_case_out(&e, &rm, mc[i].t, mc[i].n, mc[i].k, mc[i].n_exp, mc[i].dim, mc[i].inter, CM_TOL, &b);
+            double d = a && b ? rel_diff(b, a, (size_t)mc[i].n * mc[i].dim) : 1e30;
+            if (d > worst) worst = d;
+            if (!(d <= CM_VS_DEFAULT_TOL))
+                th_fail(__FILE__, __LINE__, "%s: moe %s fuse=%d case %u: vs default %g", what,
+                        ob_dtype_name(mc[i].t), fuse, i, d);
+            free(a), free(b);
+        }
+    }
+    unsetenv("OMNI_VK_MOE_FUSE");
+    set_switches(NULL, NULL);
+    printf("    %s: largest difference to the default build %.3g%s\n", what, worst, worst == 0 ? " (identical)" : "");
+    tv_close(&e);
+}
+
+/* Every tile shape with OMNI_VK_CM_DB=1, OMNI_VK_CM_X16=2 (the grouped MoE and the dense form) and both, over the
+ * dense (odd shapes, split-K, accumulation, f16/bf16/Q8_0) and grouped (fused gate+up and three-pass) sweeps; on a
+ * device without NV cooperative matrix (lavapipe) there is nothing to switch: skipped. */
+TEST(vk_coopmat_db_x16) {
+    if (!cm_offered()) {
+        printf("    SKIP: no NV cooperative matrix (the builds run only on tensor cores)\n");
+        return;
+    }
+    static const char *const shapes[] = { "128x64", "128x32", "256x32", "256x64", "128x128" };
+    static const char *const sw[][2] = { { "1", NULL }, { NULL, "2" }, { "1", "2" } };
+    setenv("OMNI_VK_MM", "tiled", 1);
+    setenv("OMNI_VK_MOE", "grouped", 1);
+    for (unsigned i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        setenv("OMNI_VK_CM_DENSE", shapes[i], 1);
+        setenv("OMNI_VK_CM_MOE", shapes[i], 1);
+        for (unsigned v = 0; v < sizeof sw / sizeof *sw; v++) {
+            char what[96];
+            snprintf(what, sizeof what, "tile %s, OMNI_VK_CM_DB=%s OMNI_VK_CM_X16=%s", shapes[i],
+                     sw[v][0] ? sw[v][0] : "0", sw[v][1] ? sw[v][1] : "0");
+            sweep_vs_default(sw[v][0], sw[v][1], what);
+        }
+    }
+    unsetenv("OMNI_VK_CM_DENSE");
+    unsetenv("OMNI_VK_CM_MOE");
+}
+
+/* OMNI_VK_CM_X16=2 reuses the fp16 copy of x across products while nothing else ran: products of one x in a row
+ * (as q, k, v; a small one split over K included) must be right, and so must a product after x changed through a
+ * kernel (add), a transfer (upload) or a tensor-core product. Shapes: [1024 x 256] x 256 rows fill 32 tiles (no
+ * split-K, so x is converted); [128 x 256] is split over K (it only takes an fp16 copy already there). Runs on
+ * lavapipe too (fp32 kernel) for the test's own sake. */
+TEST(vk_coopmat_x16_reuse) {
+    double tol = cm_offered() ? CM_TOL : F32_TOL; /* lavapipe: the fp32 kernel, the switch changes nothing */
+    setenv("OMNI_VK_MM", "tiled", 1);
+    setenv("OMNI_VK_CM_X16", "2", 1);
+    TV_OPEN(e);
+    omni_rng r = { 31 };
+    enum { N = 256, COLS = 256, BIG = 1024, SMALL = 128 };
+    size_t wb, wbs;
+    void *w1 = tv_weights(&r, OB_BF16, BIG, COLS, &wb), *w2 = tv_weights(&r, OB_BF16, BIG, COLS, &wb);
+    void *w3 = tv_weights(&r, OB_BF16, SMALL, COLS, &wbs), *w4 = tv_weights(&r, OB_BF16, COLS, COLS, &wbs);
+    size_t xb = sizeof(float) * N * COLS;
+    float *x = malloc(xb), *dx = malloc(xb);
+    tv_rand(&r, x, (size_t)N * COLS, 1.0f);
+    tv_rand(&r, dx, (size_t)N * COLS, 1.0f);
+    tv_buf W1 = tv_new(&e, w1, wb, 0), W2 = tv_new(&e, w2, wb, 0), W3 = tv_new(&e, w3, ob_dtype_bytes(OB_BF16, SMALL * COLS), 0),
+           W4 = tv_new(&e, w4, ob_dtype_bytes(OB_BF16, COLS * COLS), 0), X = tv_new(&e, x, xb, 0),
+           X2 = tv_new(&e, x, xb, 0), D = tv_new(&e, dx, xb, 0), Y = tv_new(&e, NULL, sizeof(float) * N * BIG, 0);
+    ob_mat mv[4] = { ob_mat_make(tv_pv(W1, 0), OB_BF16, BIG, COLS), ob_mat_make(tv_pv(W2, 0), OB_BF16, BIG, COLS),
+                     ob_mat_make(tv_pv(W3, 0), OB_BF16, SMALL, COLS), ob_mat_make(tv_pv(W4, 0), OB_BF16, COLS, COLS) };
+    ob_mat mc[4] = { ob_mat_make(tv_pc(W1, 0), OB_BF16, BIG, COLS), ob_mat_make(tv_pc(W2, 0), OB_BF16, BIG, COLS),
+                     ob_mat_make(tv_pc(W3, 0), OB_BF16, SMALL, COLS), ob_mat_make(tv_pc(W4, 0), OB_BF16, COLS, COLS) };
+    /* per step: the weight, and what happens to x before it (0 nothing, 1 add, 2 upload, 3 a product into x) */
+    static const int steps[][2] = { { 0, 0 }, { 1, 0 }, { 2, 0 }, { 0, 1 }, { 1, 0 }, { 2, 0 }, { 0, 2 }, { 1, 3 } };
+    for (unsigned st = 0; st < sizeof steps / sizeof *steps; st++) {
+        int wi = steps[st][0], rows = (int)mv[wi].rows;
+        if (steps[st][1] == 1) { /* x += d by a kernel */
+            e.vk->ops->add(e.vk, tv_pv(D, 0), tv_pv(X, 0), (int64_t)N * COLS);
+            e.cpu->ops->add(e.cpu, tv_pc(D, 0), tv_pc(X, 0), (int64_t)N * COLS);
+        } else if (steps[st][1] == 2) { /* x = d by a transfer */
+            e.vk->ops->upload(e.vk, X.v, 0, dx, xb);
+            e.cpu->ops->upload(e.cpu, X.c, 0, dx, xb);
+        } else if (steps[st][1] == 3) { /* x += w4 · x2 by a tensor-core product (x2's copy replaces x's) */
+            e.vk->ops->matmul(e.vk, &mv[3], tv_pv(X2, 0), tv_pv(X, 0), N, 1);
+            e.cpu->ops->matmul(e.cpu, &mc[3], tv_pc(X2, 0), tv_pc(X, 0), N, 1);
+        }
+        e.vk->ops->matmul(e.vk, &mv[wi], tv_pv(X, 0), tv_pv(Y, 0), N, 0);
+        e.cpu->ops->matmul(e.cpu, &mc[wi], tv_pc(X, 0), tv_pc(Y, 0), N, 0);
+        double err = tv_rel_err(&e, Y, 0, (size_t)N * rows);
+        printf("    step %u ([%d x %d], x change %d): rel err %.3g\n", st, rows, COLS, steps[st][1], err);
+        if (!(err >= 0 && err <= tol)) th_fail(__FILE__, __LINE__, "x16 reuse step %u: rel err %g", st, err);
+    }
+    tv_free(&e, &W1), tv_free(&e, &W2), tv_free(&e, &W3), tv_free(&e, &W4), tv_free(&e, &X), tv_free(&e, &X2);
+    tv_free(&e, &D), tv_free(&e, &Y);
+    free(w1), free(w2), free(w3), free(w4), free(x), free(dx);
+    tv_close(&e);
+    unsetenv("OMNI_VK_CM_X16");
 }
 
 /* ---- prefill attention (attn_flash_cm.comp: head_dim 128, and 64 / 72 on the padded builds) --------------------- */

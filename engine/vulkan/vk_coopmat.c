@@ -41,13 +41,19 @@ int vk_cm_operands_ok(const ob_pc_matmul *pc) { return pc->x % 16 == 0 && pc->x_
 /* Tile shapes (weight rows BM x x rows BN; matmul_cm.comp built once per shape, shaders.mk). The dense form and
  * the grouped MoE pick separately: OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE = "128x64" (the original), "128x32",
  * "256x32", "256x64" or "128x128"; a shape whose shared memory the device lacks falls back to 128x64. */
+/* sh[db + 2·x16]: the default build and the opt-in ones (matmul_cm.comp's CM_DB / CM_X16, see below) */
 typedef struct {
     uint32_t bm, bn;
-    vk_shader_id sh;
+    vk_shader_id sh[4];
 } cm_shape;
-static const cm_shape cm_shapes[] = { { 128, 64, SH_MATMUL_CM },       { 128, 32, SH_MATMUL_CM_128X32 },
-                                      { 256, 32, SH_MATMUL_CM_256X32 }, { 256, 64, SH_MATMUL_CM_256X64 },
-                                      { 128, 128, SH_MATMUL_CM_128X128 } };
+static const cm_shape cm_shapes[] = {
+    { 128, 64, { SH_MATMUL_CM, SH_MATMUL_CM_128X64_DB, SH_MATMUL_CM_128X64_X16, SH_MATMUL_CM_128X64_DBX16 } },
+    { 128, 32, { SH_MATMUL_CM_128X32, SH_MATMUL_CM_128X32_DB, SH_MATMUL_CM_128X32_X16, SH_MATMUL_CM_128X32_DBX16 } },
+    { 256, 32, { SH_MATMUL_CM_256X32, SH_MATMUL_CM_256X32_DB, SH_MATMUL_CM_256X32_X16, SH_MATMUL_CM_256X32_DBX16 } },
+    { 256, 64, { SH_MATMUL_CM_256X64, SH_MATMUL_CM_256X64_DB, SH_MATMUL_CM_256X64_X16, SH_MATMUL_CM_256X64_DBX16 } },
+    { 128, 128,
+      { SH_MATMUL_CM_128X128, SH_MATMUL_CM_128X128_DB, SH_MATMUL_CM_128X128_X16, SH_MATMUL_CM_128X128_DBX16 } },
+};
 /* Measured on the H100 (docs/benchmarks.md, pp512 of the thinker): dense 128x64 projections 11.8 ms per pass
  * (256x64 and 128x128 16.2-16.3 ms); grouped 256x64 with the fused gate+up experts 24.9 ms (128x64 unfused 30.8,
  * 256x32 34.6, 128x32 28.1 and 256x64 unfused 29.6 with fragment skipping on) */
@@ -74,16 +80,70 @@ uint32_t vk_cm_tile_n(vk_ctx *c, int grouped) { return cm_pick(c, grouped)->bn; 
 #define CM_SPLIT_BELOW 32u
 #define CM_SPLIT_MAX 16u
 
+/* Two opt-in builds of every shape (off by default: the default path is the one measured in docs/benchmarks.md):
+ *   OMNI_VK_CM_DB=1   the double-buffered shared-memory ring (CM_DB: 32-column slices in two stages of the same
+ *                     shared rows, one barrier per slice, the stores of one subgroup overlapping the MMAs of the
+ *                     others; same shared memory as the default build);
+ *   OMNI_VK_CM_X16=1  the grouped MoE on fp16 activations (CM_X16): x converted once per call by cm_x16.comp
+ *                     instead of in every tile's inner loop (half the x bytes read per tile), and the fused
+ *                     gate+up+swiglu GEMM writes fp16 for the down projection, which reads it as is;
+ *                  =2 also the dense projections, whose fp16 copy is reused by the next products of the same x
+ *                     while no other command ran (q, k and v share one conversion).
+ * Both give the default build's results exactly (the same fp16 rounding and clamp of x, the same products and
+ * fp32 sums in the same order; the ring only changes when slices are staged). */
+int vk_cm_x16(vk_ctx *c, int grouped) {
+    (void)c;
+    int v = env_int("OMNI_VK_CM_X16", 0);
+    return grouped ? v >= 1 : v >= 2;
+}
+
+/* scratch slot 6 holds the fp16 copy of x (x_rows rows of pc->cols at pc->x, pc->x_stride) and nothing can have
+ * written x since its last use: no dispatch other than the products that read it, no transfer (vk_ctx.x16) */
+static int x16_valid(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_rows) {
+    return c->x16.src == pc->x && c->x16.rows == x_rows && c->x16.cols == pc->cols &&
+           c->x16.stride == pc->x_stride && c->x16.dispatches == c->n_dispatches &&
+           c->x16.xfers == c->n_xfer_writes && c->scratch[6];
+}
+
+/* the fp16 copy of x: the cached one, else converted now (cm_x16.comp). Returns its address (0 after vk_fail);
+ * *r_h = its range. */
+static VkDeviceAddress x16_get(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_rows, vk_range *r_h) {
+    size_t hb = (size_t)x_rows * pc->cols * 2;
+    if (x16_valid(c, pc, x_rows)) {
+        VkDeviceAddress h = c->scratch[6]->blk->addr + c->scratch[6]->off;
+        *r_h = vk_rng(h, hb);
+        return h;
+    }
+    c->x16.src = 0;
+    ob_buf *buf = vk_scratch(c, 6, hb);
+    if (!buf) return 0;
+    VkDeviceAddress h = buf->blk->addr + buf->off;
+    ob_pc_matmul pv = { .x = pc->x, .y = h, .n = x_rows, .cols = pc->cols, .x_stride = pc->x_stride,
+                        .y_stride = pc->cols };
+    uint32_t gx, gy, spec[1] = { 256 };
+    vk_grid(c, (uint64_t)x_rows * (pc->cols / 8), 256, &gx, &gy);
+    vk_range rd = vk_rng(pc->x, ((uint64_t)(x_rows - 1) * pc->x_stride + pc->cols) * 4);
+    *r_h = vk_rng(h, hb);
+    vk_dispatch(c, vk_pipeline(c, SH_CM_X16, spec, 1), &pv, sizeof pv, gx, gy, 1, &rd, 1, r_h, 1);
+    c->x16.src = pc->x;
+    c->x16.rows = x_rows;
+    c->x16.cols = pc->cols;
+    c->x16.stride = pc->x_stride;
+    c->x16.dispatches = c->n_dispatches;
+    c->x16.xfers = c->n_xfer_writes;
+    return h;
+}
+
 void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc, uint32_t groups_y,
                            const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
+    int xform = !grouped && vk_cm_x16(c, 0) ? VK_CM_X_CONVERT : VK_CM_X32;
+    vk_matmul_cm_dispatch_x(c, grouped, xform, pc->n, wt, pc, groups_y, reads, n_reads, writes, n_writes);
+}
+
+void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows, ob_dtype wt, ob_pc_matmul *pc,
+                             uint32_t groups_y, const vk_range *reads, int n_reads, const vk_range *writes,
+                             int n_writes) {
     const cm_shape *sh = cm_pick(c, grouped != 0);
-    /* ids 1 (weight type) and 6 (mode) as matmul.comp; 2: skip the fragments past a tile's x rows, grouped forms only
-     * and opt-in (OMNI_VK_CM_SKIP=1): the grouped tiles are ~half full at 512 tokens, but the guards cost more than
-     * the MMAs they save (H100, pp512: experts 28.3 ms with, 24.9 ms without; dense tiles 10-20% slower with them,
-     * vulkan_bench prefill) */
-    uint32_t skip = grouped && env_int("OMNI_VK_CM_SKIP", 0) != 0;
-    uint32_t spec[7] = { 0, (uint32_t)wt, skip, 0, 0, 0, (uint32_t)grouped };
-    VkPipeline p = vk_pipeline(c, sh->sh, spec, 7);
     /* grouped 2: gate and up in one tile, BM/2 output rows each */
     uint32_t bm_out = grouped == 2 ? sh->bm / 2 : sh->bm, gx = (pc->rows + bm_out - 1) / bm_out;
     if (!grouped) groups_y = (pc->n + sh->bn - 1) / sh->bn;
@@ -93,29 +153,68 @@ void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc
         if (split > CM_SPLIT_MAX) split = CM_SPLIT_MAX;
         if (split > slices / 2) split = slices / 2;
     }
-    if (split <= 1) {
-        pc->pad = 0;
-        vk_dispatch(c, p, pc, sizeof *pc, gx, groups_y, 1, reads, n_reads, writes, n_writes);
+    /* a small product split over K (the router) converts its x only if a copy is already there: the conversion
+     * would cost as much as the product's own x reads */
+    if (xform == VK_CM_X_CONVERT && (split > 1 || x_rows == 0) && !x16_valid(c, pc, x_rows)) xform = VK_CM_X32;
+    if (xform == VK_CM_X16_IN && (pc->x % 16 || pc->x_stride % 8)) {
+        vk_fail(c, "matmul_cm: fp16 x needs 16-byte aligned rows");
         return;
     }
-    size_t plane = (size_t)pc->n * pc->rows * 4, part_b = plane * split;
-    ob_buf *part = vk_scratch(c, 5, part_b);
-    if (!part) return;
-    ob_pc_matmul pp = *pc;
-    pp.y = part->blk->addr + part->off;
-    pp.y_stride = pc->rows;
-    pp.accumulate = 0;
-    pp.pad = split;
-    vk_range r_part = vk_rng(pp.y, part_b);
-    vk_dispatch(c, p, &pp, sizeof pp, gx, groups_y, split, reads, n_reads, &r_part, 1);
-    ob_pc_matmul ps = *pc;
-    ps.x = pp.y;
-    ps.pad = split;
-    uint32_t sx, sy, spec_s[1] = { 256 };
-    vk_grid(c, (uint64_t)pc->n * pc->rows, 256, &sx, &sy);
-    vk_range rd_s[2] = { r_part, writes[0] };
-    vk_dispatch(c, vk_pipeline(c, SH_MM_KSUM, spec_s, 1), &ps, sizeof ps, sx, sy, 1, rd_s, pc->accumulate ? 2 : 1,
-                writes, n_writes);
+    if (xform != VK_CM_X32 && grouped == 2 && (pc->accumulate || pc->y % 4 || pc->y_stride % 8 || pc->rows % 8)) {
+        vk_fail(c, "matmul_cm: fp16 gate+up output needs rows and y_stride multiples of 8, no accumulation");
+        return;
+    }
+    vk_range rd[VK_MAX_RANGES / 4];
+    if (n_reads + 1 > (int)(sizeof rd / sizeof *rd)) {
+        vk_fail(c, "matmul_cm: %d read ranges", n_reads);
+        return;
+    }
+    for (int i = 0; i < n_reads; i++) rd[i] = reads[i];
+    ob_pc_matmul px = *pc;
+    if (xform == VK_CM_X_CONVERT) { /* the GEMM reads the fp16 copy (rows as x's, stride = cols) */
+        px.x = x16_get(c, pc, x_rows, &rd[n_reads++]);
+        if (!px.x) return;
+        px.x_stride = pc->cols;
+    }
+    int db = env_int("OMNI_VK_CM_DB", 0) != 0, x16 = xform != VK_CM_X32;
+    /* ids 1 (weight type) and 6 (mode) as matmul.comp; 2: skip the fragments past a tile's x rows, grouped forms only
+     * and opt-in (OMNI_VK_CM_SKIP=1): the grouped tiles are ~half full at 512 tokens, but the guards cost more than
+     * the MMAs they save (H100, pp512: experts 28.3 ms with, 24.9 ms without; dense tiles 10-20% slower with them,
+     * vulkan_bench prefill) */
+    uint32_t skip = grouped && env_int("OMNI_VK_CM_SKIP", 0) != 0;
+    uint32_t spec[7] = { 0, (uint32_t)wt, skip, 0, 0, 0, (uint32_t)grouped };
+    VkPipeline p = vk_pipeline(c, sh->sh[db + 2 * x16], spec, 7);
+    if (split <= 1) {
+        px.pad = 0;
+        vk_dispatch(c, p, &px, sizeof px, gx, groups_y, 1, rd, n_reads, writes, n_writes);
+    } else {
+        size_t plane = (size_t)pc->n * pc->rows * 4, part_b = plane * split;
+        ob_buf *part = vk_scratch(c, 5, part_b);
+        if (!part) return;
+        ob_pc_matmul pp = px;
+        pp.y = part->blk->addr + part->off;
+        pp.y_stride = pc->rows;
+        pp.accumulate = 0;
+        pp.pad = split;
+        vk_range r_part = vk_rng(pp.y, part_b);
+        vk_dispatch(c, p, &pp, sizeof pp, gx, groups_y, split, rd, n_reads, &r_part, 1);
+        ob_pc_matmul ps = *pc;
+        ps.x = pp.y;
+        ps.pad = split;
+        uint32_t sx, sy, spec_s[1] = { 256 };
+        vk_grid(c, (uint64_t)pc->n * pc->rows, 256, &sx, &sy);
+        vk_range rd_s[2] = { r_part, writes[0] };
+        vk_dispatch(c, vk_pipeline(c, SH_MM_KSUM, spec_s, 1), &ps, sizeof ps, sx, sy, 1, rd_s, pc->accumulate ? 2 : 1,
+                    writes, n_writes);
+    }
+    /* the fp16 copy stays valid across this product unless it wrote x itself */
+    if (xform == VK_CM_X_CONVERT && c->x16.src == pc->x) {
+        vk_range rx = vk_rng(pc->x, ((uint64_t)(x_rows - 1) * pc->x_stride + pc->cols) * 4);
+        int hit = 0;
+        for (int i = 0; i < n_writes; i++) hit |= writes[i].lo < rx.hi && rx.lo < writes[i].hi;
+        if (hit) c->x16.src = 0;
+        else c->x16.dispatches = c->n_dispatches;
+    }
 }
 
 /* attn_flash_cm.comp: head_dim 128 (the thinker), and the builds padded to 64 and 80 dims for head dims 64..124

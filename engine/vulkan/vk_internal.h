@@ -45,6 +45,14 @@ typedef struct {
  *   OMNI_VK_ATTN_CM_TAU=N  its lazy softmax-maximum slack in base-2 units (default 8; 0 = exact online softmax)
  *   OMNI_VK_ATTN_CM_PREFETCH=1  its K/V blocks loaded one block ahead, not when staged (comparisons)
  *   OMNI_VK_CM_SPLIT=0     no split-K in the tensor-core matmul for small matrices (the MoE router; vk_coopmat.c)
+ *   OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE=BMxBN  tensor-core GEMM tile shape of the dense / grouped MoE form
+ *   OMNI_VK_CM_SKIP=1      grouped tensor-core GEMM skips the fragments past a tile's x rows (opt-in, slower)
+ *   OMNI_VK_CM_DB=1        tensor-core GEMM with a double-buffered shared-memory ring (32-column slices, one barrier
+ *                          each; matmul_cm.comp's CM_DB build; opt-in, not yet measured)
+ *   OMNI_VK_CM_X16=1       grouped MoE GEMMs on fp16 activations (x converted once by cm_x16.comp, gate+up+swiglu
+ *                          writes fp16 for the down projection; CM_X16 build); =2 also the dense projections (the
+ *                          conversion reused while nothing else ran, e.g. by q, k, v); opt-in, not yet measured
+ *   OMNI_VK_MOE_FUSE=0     grouped MoE gate, up and swiglu as three passes instead of one fused GEMM
  *   OMNI_VK_NO_SUBGROUP    no subgroup arithmetic: reductions go through shared memory (the *_nosg kernels)
  *   OMNI_VK_NO_FP64        no shaderFloat64
  *   OMNI_VK_MAX_OPS=N      dispatches recorded before a command buffer is submitted (default 128)
@@ -124,6 +132,23 @@ typedef enum {
     SH_MATMUL_CM_256X32,
     SH_MATMUL_CM_256X64,
     SH_MATMUL_CM_128X128,
+    /* the opt-in builds of every shape: _DB double-buffered ring, _X16 fp16 activations, _DBX16 both */
+    SH_MATMUL_CM_128X64_DB,
+    SH_MATMUL_CM_128X64_X16,
+    SH_MATMUL_CM_128X64_DBX16,
+    SH_MATMUL_CM_128X32_DB,
+    SH_MATMUL_CM_128X32_X16,
+    SH_MATMUL_CM_128X32_DBX16,
+    SH_MATMUL_CM_256X32_DB,
+    SH_MATMUL_CM_256X32_X16,
+    SH_MATMUL_CM_256X32_DBX16,
+    SH_MATMUL_CM_256X64_DB,
+    SH_MATMUL_CM_256X64_X16,
+    SH_MATMUL_CM_256X64_DBX16,
+    SH_MATMUL_CM_128X128_DB,
+    SH_MATMUL_CM_128X128_X16,
+    SH_MATMUL_CM_128X128_DBX16,
+    SH_CM_X16,
     SH_GET_ROWS,
     SH_RMS_NORM,
     SH_ROPE,
@@ -236,8 +261,16 @@ typedef struct vk_ctx {
     int n_pipes, cap_pipes;
 
     /* scratch and caches */
-    ob_buf *scratch[6]; /* 0 attention partials, 1 MoE plan, 2 MoE gate/up, 3 MoE down, 4 overlapping copies,
-                        * 5 split-K partial sums of the tensor-core matmul */
+    ob_buf *scratch[7]; /* 0 attention partials, 1 MoE plan, 2 MoE gate/up, 3 MoE down, 4 overlapping copies,
+                        * 5 split-K partial sums of the tensor-core matmul, 6 fp16 activations (OMNI_VK_CM_X16) */
+    /* what scratch slot 6 holds (vk_coopmat.c): the fp16 copy of src (rows x cols, stride), valid while the
+     * counts of dispatches and transfer writes are still those recorded after its last use */
+    struct {
+        VkDeviceAddress src;
+        uint32_t rows, cols, stride;
+        uint64_t dispatches, xfers;
+    } x16;
+    uint64_t n_xfer_writes; /* transfer commands that wrote device memory (uploads, copies) */
     ob_buf *counters;   /* zeroed uints for kernels that find their last workgroup (vk_counters) */
     int n_counters;
     vk_table *tables;
@@ -272,7 +305,7 @@ int vk_download(ob_backend *b, ob_buf *src, size_t off, void *dst, size_t n);
 void vk_release_deferred(vk_ctx *c);
 /* device address of (buf, off) */
 static inline VkDeviceAddress vk_addr(ob_ptr p) { return p.buf->blk->addr + p.buf->off + p.off; }
-/* a scratch buffer of at least bytes (slot 0..4); contents do not survive growth */
+/* a scratch buffer of at least bytes (slot 0..6); contents do not survive growth */
 ob_buf *vk_scratch(vk_ctx *c, int slot, size_t bytes);
 /* device address of n zeroed uint counters from index first on, for kernels that find their last workgroup with an
  * atomic counter and leave it at zero again; 0 after vk_fail. Indices: VK_CNT_ROUTER (router.comp), VK_CNT_ATTN + kv
@@ -389,8 +422,21 @@ int vk_cm_ok(vk_ctx *c, ob_dtype wt, int vec);
 uint32_t vk_cm_tile_n(vk_ctx *c, int grouped);
 /* grouped: 0 dense, 1 grouped MoE, 2 grouped gate+up with swiglu (pc->w gate table, pc->s up table) */
 int vk_cm_operands_ok(const ob_pc_matmul *pc);
+/* x fp32; the dense form (grouped 0) converts it to fp16 first where OMNI_VK_CM_X16=2 asks */
 void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc, uint32_t groups_y,
                            const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
+/* 1 when OMNI_VK_CM_X16 puts this form (grouped 0 dense, else the grouped MoE) on fp16 activations */
+int vk_cm_x16(vk_ctx *c, int grouped);
+/* the same with the activations' form explicit: VK_CM_X32 fp32 x on the fp32-activation build; VK_CM_X_CONVERT
+ * fp32 x (x_rows rows from pc->x) converted to fp16 first (cached, see vk_ctx.x16) for the CM_X16 build;
+ * VK_CM_X16_IN x already fp16 (x_stride in halves). With either fp16 form, grouped 2 writes fp16 y (y_stride in
+ * halves, a multiple of 8; rows a multiple of 8). */
+#define VK_CM_X32 0
+#define VK_CM_X_CONVERT 1
+#define VK_CM_X16_IN 2
+void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows, ob_dtype wt, ob_pc_matmul *pc,
+                             uint32_t groups_y, const vk_range *reads, int n_reads, const vk_range *writes,
+                             int n_writes);
 /* vk_coopmat.c: prefill attention on tensor cores (attn_flash_cm.comp, 64 (query, head) rows per workgroup) */
 #define VK_CM_ATTN_BQ 64u
 int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc);

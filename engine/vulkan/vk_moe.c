@@ -112,11 +112,12 @@ static int experts_check(vk_ctx *c, const ob_mat *m, int n_exp, int64_t rows, in
 
 static VkDeviceAddress buf_addr(ob_buf *b) { return b->blk->addr + b->off; }
 
-/* one grouped expert matmul (4 read ranges, 1 written) on the kernel the plan was cut for */
-static void mm_grouped(vk_ctx *c, int cm, ob_dtype wt, int vec, ob_pc_matmul *pc, uint32_t tiles, const vk_range *rd,
-                       const vk_range *wr) {
+/* one grouped expert matmul (4 read ranges, 1 written) on the kernel the plan was cut for; xform, x_rows: the
+ * tensor-core kernel's activations (vk_matmul_cm_dispatch_x) */
+static void mm_grouped(vk_ctx *c, int cm, int xform, uint32_t x_rows, ob_dtype wt, int vec, ob_pc_matmul *pc,
+                       uint32_t tiles, const vk_range *rd, const vk_range *wr) {
     if (cm)
-        vk_matmul_cm_dispatch(c, 1, wt, pc, tiles, rd, 4, wr, 1);
+        vk_matmul_cm_dispatch_x(c, 1, xform, x_rows, wt, pc, tiles, rd, 4, wr, 1);
     else
         vk_matmul_dispatch(c, 1, wt, vec, pc, tiles, rd, 4, wr, 1);
 }
@@ -222,6 +223,9 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
     int vec_in = vec && dim % 32 == 0, vec_down = vec && inter % 32 == 0;
     int cm = vk_cm_ok(c, gate[0].dtype, vec && xa % 16 == 0 && dim % 8 == 0) &&
              vk_cm_ok(c, down[0].dtype, vec && inter % 8 == 0);
+    /* OMNI_VK_CM_X16 (vk_coopmat.c): x converted to fp16 once, the fused gate+up GEMM's output fp16 */
+    int x16 = cm && vk_cm_x16(c, 1), h16 = 0;
+    int xin = x16 ? VK_CM_X_CONVERT : VK_CM_X32;
     uint32_t tile = cm ? vk_cm_tile_n(c, 1) : vk_matmul_tile_n(c);
     uint32_t max_tiles = (ne + tile - 1) / tile + (uint32_t)n_exp;
     size_t plan_b = ((size_t)2 * ne + 1 + 3 * (size_t)max_tiles) * 4;
@@ -248,14 +252,15 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
     if (cm && !(fuse_env && *fuse_env && atoi(fuse_env) == 0)) {
         pm.s = buf_addr(tu->buf);
         vk_range rd_f[6] = { r_x, r_plan, r_tab[0], r_tab[1], tg->span, tu->span };
-        vk_matmul_cm_dispatch(c, 2, gate[0].dtype, &pm, max_tiles, rd_f, 6, &r_g, 1);
+        vk_matmul_cm_dispatch_x(c, 2, xin, (uint32_t)n, gate[0].dtype, &pm, max_tiles, rd_f, 6, &r_g, 1);
+        h16 = x16; /* gu holds fp16 silu(gate)·up, ne rows of inter halves */
     } else {
         vk_range rd_g[4] = { r_x, r_plan, r_tab[0], tg->span };
-        mm_grouped(c, cm, gate[0].dtype, vec_in, &pm, max_tiles, rd_g, &r_g);
+        mm_grouped(c, cm, xin, (uint32_t)n, gate[0].dtype, vec_in, &pm, max_tiles, rd_g, &r_g);
         pm.w = buf_addr(tu->buf);
         pm.y = ua;
         vk_range rd_u[4] = { r_x, r_plan, r_tab[1], tu->span };
-        mm_grouped(c, cm, up[0].dtype, vec_in, &pm, max_tiles, rd_u, &r_u);
+        mm_grouped(c, cm, xin, (uint32_t)n, up[0].dtype, vec_in, &pm, max_tiles, rd_u, &r_u);
 
         ob_pc_ew pe = { .a = ga, .b = ua, .dst = ga, .count = ne * (uint32_t)inter };
         uint32_t spec_ew[3] = { 256, 1, 1 };
@@ -269,7 +274,7 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
                          .rows = (uint32_t)dim, .cols = (uint32_t)inter, .n = ne, .x_stride = (uint32_t)inter,
                          .y_stride = (uint32_t)dim, .gather = 0 };
     vk_range rd_d[4] = { r_g, r_plan, r_tab[2], td->span };
-    mm_grouped(c, cm, down[0].dtype, vec_down, &pdn, max_tiles, rd_d, &r_d);
+    mm_grouped(c, cm, h16 ? VK_CM_X16_IN : xin, ne, down[0].dtype, vec_down, &pdn, max_tiles, rd_d, &r_d);
 
     ob_pc_combine pcb = { .d = da, .pos = pa + (size_t)ne * 4, .wts = wa, .y = ya, .n = (uint32_t)n, .k = (uint32_t)k,
                           .dim = (uint32_t)dim };

@@ -472,6 +472,7 @@ void vk_op_copy(ob_backend *b, ob_ptr src, ob_ptr dst, size_t bytes) {
         return;
     }
     vk_hazard_for(c, &rd, 1, &wr, 1, 1);
+    c->n_xfer_writes++; /* for the fp16 activation cache (vk_coopmat.c) */
     VkBufferCopy reg = { .srcOffset = src.buf->off + src.off, .dstOffset = dst.buf->off + dst.off, .size = bytes };
     vkCmdCopyBuffer(vk_cmd(c), src.buf->blk->buf, dst.buf->blk->buf, 1, &reg);
     if (++c->n_ops >= vk_batch_ops(c)) vk_submit(c);

@@ -21,6 +21,22 @@
 #include "matmul_cm_128x32.h"
 #include "matmul_cm_256x32.h"
 #include "matmul_cm_256x64.h"
+#include "matmul_cm_128x64_db.h"
+#include "matmul_cm_128x64_x16.h"
+#include "matmul_cm_128x64_dbx16.h"
+#include "matmul_cm_128x32_db.h"
+#include "matmul_cm_128x32_x16.h"
+#include "matmul_cm_128x32_dbx16.h"
+#include "matmul_cm_256x32_db.h"
+#include "matmul_cm_256x32_x16.h"
+#include "matmul_cm_256x32_dbx16.h"
+#include "matmul_cm_256x64_db.h"
+#include "matmul_cm_256x64_x16.h"
+#include "matmul_cm_256x64_dbx16.h"
+#include "matmul_cm_128x128_db.h"
+#include "matmul_cm_128x128_x16.h"
+#include "matmul_cm_128x128_dbx16.h"
+#include "cm_x16.h"
 #include "mm_ksum.h"
 #include "matvec.h"
 #include "matvec_nosg.h"
@@ -52,6 +68,22 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_MATMUL_CM_256X32] = { SPV(matmul_cm_256x32) },
     [SH_MATMUL_CM_256X64] = { SPV(matmul_cm_256x64) },
     [SH_MATMUL_CM_128X128] = { SPV(matmul_cm_128x128) },
+    [SH_MATMUL_CM_128X64_DB] = { SPV(matmul_cm_128x64_db) },
+    [SH_MATMUL_CM_128X64_X16] = { SPV(matmul_cm_128x64_x16) },
+    [SH_MATMUL_CM_128X64_DBX16] = { SPV(matmul_cm_128x64_dbx16) },
+    [SH_MATMUL_CM_128X32_DB] = { SPV(matmul_cm_128x32_db) },
+    [SH_MATMUL_CM_128X32_X16] = { SPV(matmul_cm_128x32_x16) },
+    [SH_MATMUL_CM_128X32_DBX16] = { SPV(matmul_cm_128x32_dbx16) },
+    [SH_MATMUL_CM_256X32_DB] = { SPV(matmul_cm_256x32_db) },
+    [SH_MATMUL_CM_256X32_X16] = { SPV(matmul_cm_256x32_x16) },
+    [SH_MATMUL_CM_256X32_DBX16] = { SPV(matmul_cm_256x32_dbx16) },
+    [SH_MATMUL_CM_256X64_DB] = { SPV(matmul_cm_256x64_db) },
+    [SH_MATMUL_CM_256X64_X16] = { SPV(matmul_cm_256x64_x16) },
+    [SH_MATMUL_CM_256X64_DBX16] = { SPV(matmul_cm_256x64_dbx16) },
+    [SH_MATMUL_CM_128X128_DB] = { SPV(matmul_cm_128x128_db) },
+    [SH_MATMUL_CM_128X128_X16] = { SPV(matmul_cm_128x128_x16) },
+    [SH_MATMUL_CM_128X128_DBX16] = { SPV(matmul_cm_128x128_dbx16) },
+    [SH_CM_X16] = { SPV(cm_x16) },
     [SH_GET_ROWS] = { SPV(get_rows) },
     [SH_RMS_NORM] = { SPV2(rms_norm) },
     [SH_ROPE] = { SPV(rope) },
