@@ -202,12 +202,11 @@ static double rel_diff(const float *a, const float *b, size_t n) {
 static void set_switches(const char *db, const char *x16) {
     if (db) setenv("OMNI_VK_CM_DB", db, 1);
     else unsetenv("OMNI_VK_CM_DB");
-    if (x16) setenv("OMNI_VK_CM_X16", x16, 1);
-    else unsetenv("OMNI_VK_CM_X16");
+    setenv("OMNI_VK_CM_X16", x16 ? x16 : "0", 1); /* fp16 activations are the default: 0 is the plain build */
 }
 
 /* The same shapes as mm_sweep / moe_sweep with the builds' switches on, each against the CPU (CM_TOL), and against
- * the default build on the same inputs: the builds stage the same fp16 operands and sum the same 16-column MMAs in
+ * the plain build (OMNI_VK_CM_DB=0, OMNI_VK_CM_X16=0) on the same inputs: the builds stage the same fp16 operands and sum the same 16-column MMAs in
  * the same order, so the results should match exactly; the largest difference is printed, and anything past 1e-4
  * (a few fp16 ulps of silu(gate)·up rounded by a different instruction, at most) fails. */
 #define CM_VS_DEFAULT_TOL 1e-4
@@ -232,7 +231,7 @@ static void sweep_vs_default(const char *db, const char *x16, const char *what) 
                 double d = a && b ? rel_diff(b, a, (size_t)shapes[i][0] * shapes[i][2]) : 1e30;
                 if (d > worst) worst = d;
                 if (!(err >= 0 && err <= CM_TOL) || !(d <= CM_VS_DEFAULT_TOL))
-                    th_fail(__FILE__, __LINE__, "%s: matmul %s [%d x %d] n=%d acc=%d: rel err %g (tol %g), vs default %g",
+                    th_fail(__FILE__, __LINE__, "%s: matmul %s [%d x %d] n=%d acc=%d: rel err %g (tol %g), vs plain %g",
                             what, ob_dtype_name(types[ti]), shapes[i][0], shapes[i][1], shapes[i][2], acc, err, CM_TOL,
                             d);
                 free(a), free(b);
@@ -255,14 +254,14 @@ static void sweep_vs_default(const char *db, const char *x16, const char *what) 
             double d = a && b ? rel_diff(b, a, (size_t)mc[i].n * mc[i].dim) : 1e30;
             if (d > worst) worst = d;
             if (!(d <= CM_VS_DEFAULT_TOL))
-                th_fail(__FILE__, __LINE__, "%s: moe %s fuse=%d case %u: vs default %g", what,
+                th_fail(__FILE__, __LINE__, "%s: moe %s fuse=%d case %u: vs plain %g", what,
                         ob_dtype_name(mc[i].t), fuse, i, d);
             free(a), free(b);
         }
     }
     unsetenv("OMNI_VK_MOE_FUSE");
     set_switches(NULL, NULL);
-    printf("    %s: largest difference to the default build %.3g%s\n", what, worst, worst == 0 ? " (identical)" : "");
+    printf("    %s: largest difference to the plain build %.3g%s\n", what, worst, worst == 0 ? " (identical)" : "");
     tv_close(&e);
 }
 

@@ -80,20 +80,23 @@ uint32_t vk_cm_tile_n(vk_ctx *c, int grouped) { return cm_pick(c, grouped)->bn; 
 #define CM_SPLIT_BELOW 32u
 #define CM_SPLIT_MAX 16u
 
-/* Two opt-in builds of every shape (off by default: the default path is the one measured in docs/benchmarks.md):
- *   OMNI_VK_CM_DB=1   the double-buffered shared-memory ring (CM_DB: 32-column slices in two stages of the same
- *                     shared rows, one barrier per slice, the stores of one subgroup overlapping the MMAs of the
- *                     others; same shared memory as the default build);
- *   OMNI_VK_CM_X16=1  the grouped MoE on fp16 activations (CM_X16): x converted once per call by cm_x16.comp
- *                     instead of in every tile's inner loop (half the x bytes read per tile), and the fused
- *                     gate+up+swiglu GEMM writes fp16 for the down projection, which reads it as is;
- *                  =2 also the dense projections, whose fp16 copy is reused by the next products of the same x
- *                     while no other command ran (q, k and v share one conversion).
- * Both give the default build's results exactly (the same fp16 rounding and clamp of x, the same products and
+/* Two more builds of every shape:
+ *   OMNI_VK_CM_X16=2  (the default) fp16 activations: x converted once per call by cm_x16.comp instead of in every
+ *                     tile's inner loop (half the x bytes read per tile); the grouped MoE's fused gate+up+swiglu
+ *                     GEMM writes fp16 for the down projection, which reads it as is, and the dense projections'
+ *                     fp16 copy is reused by the next products of the same x while no other command ran (q, k and
+ *                     v share one conversion). =1 only the grouped MoE, =0 off. Measured on the H100
+ *                     (`vulkan_bench model` pp512, BF16, one load, variants side by side): pass 43.05 ms -> 40.70
+ *                     (experts 25.03 -> 22.77, projections 11.77 -> 11.10); Q8_0 unchanged (45.45 / 45.65 ms).
+ *   OMNI_VK_CM_DB=1   (opt-in) the double-buffered shared-memory ring (CM_DB: 32-column slices in two stages of
+ *                     the same shared rows, one barrier per slice, the stores of one subgroup overlapping the MMAs
+ *                     of the others; same shared memory as the default build). Measured slower on the H100: BF16
+ *                     pass 56.85 ms (experts 33.1, projections 16.9) against 43.05.
+ * Both give the plain build's results exactly (the same fp16 rounding and clamp of x, the same products and
  * fp32 sums in the same order; the ring only changes when slices are staged). */
 int vk_cm_x16(vk_ctx *c, int grouped) {
     (void)c;
-    int v = env_int("OMNI_VK_CM_X16", 0);
+    int v = env_int("OMNI_VK_CM_X16", 2);
     return grouped ? v >= 1 : v >= 2;
 }
 

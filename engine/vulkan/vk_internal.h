@@ -48,10 +48,11 @@ typedef struct {
  *   OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE=BMxBN  tensor-core GEMM tile shape of the dense / grouped MoE form
  *   OMNI_VK_CM_SKIP=1      grouped tensor-core GEMM skips the fragments past a tile's x rows (opt-in, slower)
  *   OMNI_VK_CM_DB=1        tensor-core GEMM with a double-buffered shared-memory ring (32-column slices, one barrier
- *                          each; matmul_cm.comp's CM_DB build; opt-in, not yet measured)
- *   OMNI_VK_CM_X16=1       grouped MoE GEMMs on fp16 activations (x converted once by cm_x16.comp, gate+up+swiglu
- *                          writes fp16 for the down projection; CM_X16 build); =2 also the dense projections (the
- *                          conversion reused while nothing else ran, e.g. by q, k, v); opt-in, not yet measured
+ *                          each; matmul_cm.comp's CM_DB build; opt-in, measured slower on the H100)
+ *   OMNI_VK_CM_X16=N       tensor-core GEMMs on fp16 activations (x converted once by cm_x16.comp; CM_X16 build):
+ *                          2 (default) the grouped MoE (gate+up+swiglu writes fp16 for the down projection) and the
+ *                          dense projections (the conversion reused while nothing else ran, e.g. by q, k, v);
+ *                          1 only the grouped MoE; 0 off (x converted in every tile)
  *   OMNI_VK_MOE_FUSE=0     grouped MoE gate, up and swiglu as three passes instead of one fused GEMM
  *   OMNI_VK_NO_SUBGROUP    no subgroup arithmetic: reductions go through shared memory (the *_nosg kernels)
  *   OMNI_VK_NO_FP64        no shaderFloat64
