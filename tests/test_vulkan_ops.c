@@ -736,6 +736,16 @@ TEST(vk_moe_experts_decode_path) {
     tv_close(&e);
 }
 
+/* the same with the gate+up on mv.comp (OMNI_VK_MOE_MV=1) */
+TEST(vk_moe_experts_decode_mv) {
+    setenv("OMNI_VK_MOE", "vec", 1);
+    setenv("OMNI_VK_MOE_MV", "1", 1);
+    setenv("OMNI_VK_Q8_INT8", "0", 1); /* fp32 activations (exact tolerance): q8_0 reaches mv.comp too */
+    TV_OPEN(e);
+    moe_sweep(&e);
+    tv_close(&e);
+}
+
 /* the same with the gate+up / down pair chained in one dispatch (OMNI_VK_CHAIN=2: matvec_chain, chain.glsl) */
 TEST(vk_moe_experts_decode_chained) {
     setenv("OMNI_VK_MOE", "vec", 1);

@@ -79,6 +79,7 @@ typedef struct {
  *                          16 or 32), groups of rows per subgroup one after another (dense and gate+up, down)
  *                          (0 = defaults, see vk_ops.c)
 
+ *   OMNI_VK_MOE_MV=1       the MoE decode gate+up on mv.comp (all of a lane's loads in flight; opt-in, not measured)
  *   OMNI_VK_CHAIN=0        dependent decode stages as separate dispatches instead of chained in one (chain.glsl: o_proj
  *                          in front of the router); =2 also the MoE gate+up / down pair (opt-in: measured slower) */
 typedef struct {
@@ -97,6 +98,7 @@ typedef struct {
     int mv_old; /* OMNI_VK_MV_OLD=1: decode matrix-vector products on matvec.comp only (not mv.comp) */
     int attn_fuse, attn_chunk; /* the fused decode attention (vk_decode.c): on/off, keys per chunk (0 auto) */
     int attn_wg;               /* OMNI_VK_ATTN_WG: its workgroup size (256 default, 128) */
+    int moe_mv; /* OMNI_VK_MOE_MV=1: the MoE decode gate+up on mv.comp (opt-in) */
     int chain; /* OMNI_VK_CHAIN: 1 (default) o_proj chained in front of the router, 2 also the MoE pair, 0 none */
 } vk_env;
 void vk_env_read(vk_env *e);
