@@ -1,0 +1,30 @@
+#!/bin/sh
+# Decode variants written in session 3 without a GPU run, for the next session's device run (≤ 120 s).
+# Build here:  make BUILD=build-gpu HEADLESS=1 build-gpu/omni build-gpu/omni_tests build-gpu/libomni.a
+#              cc -O2 -std=c11 -D_GNU_SOURCE -Iengine tests/bench/vulkan_bench.c build-gpu/libomni.a -lvulkan \
+#                 -lcjson -lm -lpthread -o build-gpu/vulkan_bench
+# On the GPU machine, from the repository root:  . .gpu/env.sh; OUT=... sh tests/gpu_next/decode.sh
+# Variants: OMNI_VK_MOE_MV=1 (the MoE gate+up on mv.comp, every lane's gate and up loads in flight).
+set -u
+B=${B:-build-gpu}
+O=${OUT:-/tmp/omni-next}
+CFG=assets/qwen3-omni-30b-a3b.config.json
+mkdir -p "$O"
+export OMNI_VK_FENCE_TIMEOUT_S=20
+for f in tests/fixtures/*.tar.xz; do
+    n=$(basename "$f" .tar.xz)
+    [ -f "$B/fixtures/$n/.unpacked" ] || { mkdir -p "$B/fixtures/$n" && tar -xJf "$f" -C "$B/fixtures/$n" && touch "$B/fixtures/$n/.unpacked"; }
+done
+OMNI_BIN=$B/omni timeout 30 "$B/omni_tests" vk_moe_experts_decode_mv > "$O/tests_moe_mv.txt" 2>&1
+OMNI_VK_MOE_MV=1 OMNI_BIN=$B/omni timeout 30 "$B/omni_tests" golden_vulkan > "$O/tests_golden_moe_mv.txt" 2>&1
+for v in 0 1; do
+    OMNI_VK_MOE_MV=$v timeout 30 "$B/vulkan_bench" decode > "$O/vb_decode_moe_mv$v.txt" 2>&1
+    OMNI_VK_MOE_MV=$v timeout 60 "$B/omni" bench --config $CFG --backend vulkan -p 0 -n 128 -d 0 -r 3 --profile \
+        > "$O/bench_moe_mv$v.txt" 2>&1
+done
+echo "== tests"; grep -hE "^FAIL|passed" "$O"/tests_*.txt
+echo "== experts (vulkan_bench decode, us) / tg128 (BF16)"
+for v in 0 1; do
+    printf "OMNI_VK_MOE_MV=%s  %s  %s\n" $v "$(grep -h experts "$O/vb_decode_moe_mv$v.txt" | awk '{print $NF}')" \
+        "$(grep -h 'tg128 ' "$O/bench_moe_mv$v.txt" | head -1)"
+done
