@@ -39,7 +39,8 @@ const uint UMAX = 4;
 // MODE 3 runs gate+up with one row per subgroup (ROWS_WG = subgroups) and down with RSG = 2 rows per workgroup, so
 // both stages keep NR = 2 rows in flight
 const uint RSG_G = MODE == 3 ? 1u : RSG;                                 // gate+up rows per subgroup pass
-const uint NR = MODE == 1 ? 2 * RSG : MODE == 3 ? 2u : RSG;  // rows in flight: gate+up computes a gate and an up row each
+// rows in flight: gate+up computes a gate and an up row each
+const uint NR = MODE == 1 ? 2 * RSG : MODE == 3 ? 2u : RSG;
 
 float part[RMAX][NVMAX];
 shared float down_part[64 * RMAX];  // MODE 2: per-subgroup sums

@@ -10,11 +10,11 @@
 //  3. the dot products read x from shared memory. x is stored "by phase": the P = EPV/4 vec4s of x that one 16-byte
 //     weight vector needs sit nvec apart, so the lanes of a subgroup, which hold consecutive weight vectors, read
 //     consecutive vec4s (no bank conflicts; P = 4 for q8_0, where the plain layout is 4-way conflicted).
-// A subgroup owns RSG rows; the workgroup N_SG·RSG. MODE 1 (opt-in, OMNI_VK_MOE_MV=1): the MoE gate+up of the decode
-// pair — grid y is the (token, slot) entry, a subgroup loads RSG gate rows and the same RSG up rows of the entry's
-// expert (pc.w / pc.w2: tables of (data, scale) addresses, pc.ids: expert ids, pc.k slots per token) and writes
-// h[entry][row] = silu(gate·x)·(up·x), x being the entry's token row. Mirrors matvec.comp and through it the CPU back-end's matmul and
-// norm_matvec (rms_norm: (x · 1/sqrt(mean(x²) + eps)) · w, then Σ_c x[c]·W[r][c] in fp32).
+// A subgroup owns RSG rows; the workgroup N_SG·RSG. MODE 1 (opt-in, OMNI_VK_MOE_MV=1): the MoE gate+up of the
+// decode pair — grid y is the (token, slot) entry, a subgroup loads RSG gate rows and the same RSG up rows of the
+// entry's expert (pc.w / pc.w2: tables of (data, scale) addresses, pc.ids: expert ids, pc.k slots per token) and
+// writes h[entry][row] = silu(gate·x)·(up·x), x being the entry's token row. Mirrors matvec.comp and through it the
+// CPU back-end's matmul and norm_matvec (rms_norm: (x · 1/sqrt(mean(x²) + eps)) · w, then Σ_c x[c]·W[r][c] in fp32).
 #define PC_MATVEC
 #include "common.glsl"
 #extension GL_KHR_shader_subgroup_basic : require

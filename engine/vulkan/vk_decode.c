@@ -221,8 +221,10 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
     uint32_t npl_o = sgs ? ((uint32_t)wo->cols / epv_o + sgs - 1) / sgs : 0;
     /* a Q8_0 o_proj on the int8-activation kernel (mvq8.comp) is faster alone than chained with fp32 activations
      * (H100: 3.98 vs 6.04 µs, against ~1 µs saved by the chain) */
-    int ok = npl && c->env.chain && !(wo->dtype == OB_Q8_0 && vk_q8_int8_on(c)) && wo->rows == w->cols && wo->cols > 0 && wo->cols % (int64_t)epv_o == 0 &&
-             npl_o <= 32 && vk_mat_vec_ok(wo) && a.buf && vk_addr(a) % 16 == 0 && wo->scale_off <= UINT32_MAX;
+    uint32_t rpw = route_rows(c), n_o = ((uint32_t)w->cols + rpw - 1) / rpw, n_r = ((uint32_t)w->rows + rpw - 1) / rpw;
+    int ok = npl && c->env.chain && !(wo->dtype == OB_Q8_0 && vk_q8_int8_on(c)) && wo->rows == w->cols &&
+             wo->cols > 0 && wo->cols % (int64_t)epv_o == 0 && npl_o <= 32 && vk_mat_vec_ok(wo) && a.buf &&
+             vk_addr(a) % 16 == 0 && wo->scale_off <= UINT32_MAX && n_o + n_r <= c->caps.max_wg_count[0];
     if (!ok) {
         vk_op_matmul(b, wo, a, x, 1, 1);
         vk_op_norm_route(b, x, norm, eps, w, logits, xn, k, norm_topk, ids, weights);
@@ -243,8 +245,6 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
     rd[3] = vk_mat_range(wo), rd[4] = vk_rng(pc.ao, ab);
     wr[5] = vk_rng(cnt, 8);
     wr[6] = vk_rng(pc.x, (size_t)r.cols * 4); /* the residual stream, written by the o_proj workgroups */
-    uint32_t rpw = route_rows(c);
-    uint32_t n_o = (r.cols + rpw - 1) / rpw, n_r = (r.rows + rpw - 1) / rpw;
     uint32_t spec[8] = { rpw * sgs, (uint32_t)w->dtype, (uint32_t)norm->dtype, npl, sgs, r.rows, (uint32_t)wo->dtype,
                          npl_o };
     vk_dispatch(c, vk_pipeline(c, SH_ROUTER_CHAIN, spec, 8), &pc, sizeof pc, n_o + n_r, 1, 1, rd, 5, wr, 7);

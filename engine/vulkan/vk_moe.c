@@ -148,8 +148,8 @@ static int chain_pair(vk_ctx *c, ob_dtype wt, int vec, vk_table *tg, vk_table *t
                          .y = ya, .ids = ia, .wts = wa, .cnt = cnt, .rows = inter, .cols = dim, .n = n, .k = k,
                          .accumulate = 1, .x_stride = dim, .y_stride = dim };
     vk_range rd[10] = { vk_rng(xa, xb), vk_rng(ia, kb), vk_rng(wa, kb), vk_rng(pc.w, 16u * (size_t)tg->n_exp),
-                        vk_rng(pc.w2, 16u * (size_t)tu->n_exp), vk_rng(pc.w3, 16u * (size_t)td->n_exp), tg->span, tu->span,
-                        td->span, vk_rng(ya, xb) };
+                        vk_rng(pc.w2, 16u * (size_t)tu->n_exp), vk_rng(pc.w3, 16u * (size_t)td->n_exp), tg->span,
+                        tu->span, td->span, vk_rng(ya, xb) };
     vk_range wr[3] = { vk_rng(ha, hb), vk_rng(ya, xb), vk_rng(cnt, 8) };
     uint32_t unroll = c->env.mv_unroll > 0 ? (uint32_t)c->env.mv_unroll : 2;
     uint32_t cvt = c->env.mv_cvt >= 0 ? (uint32_t)c->env.mv_cvt : 1;
