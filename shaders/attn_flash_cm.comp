@@ -26,6 +26,19 @@
 // zero in the fp16 tiles, so they add nothing to Q·Kᵀ and their output columns are not written.
 // Mirrors the CPU back-end's attention softmax(q·Kᵀ·scale + mask)·V up to fp16 rounding of q·scale·log2(e), k, v
 // and p (fp32 sums, an fp32 running sum l).
+// Opt-in builds (shaders.mk: attn_flash_cm[_d64|_d80]_fr and _fr64; vk_coopmat.c, OMNI_VK_ATTN_CM_FRAG /
+// OMNI_VK_ATTN_CM_BKV): CM_FRAG = 1 does the softmax on the S fragments themselves instead of through shared memory.
+// Where element k of a 16 x 16 fp32 fragment lies is the implementation's choice but the same for every fragment of
+// that type (the API's component-wise operations depend on it), so fragments loaded from tables of row and column
+// indices (rf, cf) tell it; masks, the running maximum m and sum l and the rescale of O are then element-wise
+// (m, l as fragments of per-element copies: every element of a row sees the same row maximum, so their copies
+// agree), and P goes to the P·V product by conversion (fp32 -> fp16 fragment) rather than a store and a load. The
+// row maximum needs the lanes that share a row: where the layout keeps each row inside one quad of lanes with the
+// same rows at the same element indices (checked once at the start; NVIDIA's MMA layouts do) two shuffles per
+// row do it, else shared-memory atomics on order-preserving integers. That leaves no subgroup barrier in the key
+// loop. l is reduced over each row once at the end. CM_BKV = 64 (FRAG builds only): 64-key blocks, half the
+// workgroup barriers per key; K/V staged as two 32-key chunks so the load registers stay as in the 32-key build.
+// PREFETCH applies to the default build only.
 // Host requirements (vk_coopmat.c): head_dim % 4 == 0 and <= HD_PAD, q/kc/vc/dst 16-byte aligned, NV cooperative
 // matrix, subgroups of 32, HPW in {1, 2, 4} dividing n_heads / n_kv; the grid is (ceil(n / QPW), n_heads / HPW).
 #extension GL_NV_cooperative_matrix : require
@@ -43,21 +56,36 @@
 #if HD_PAD != 64 && HD_PAD != 80 && HD_PAD != 128
 #error "HD_PAD: 64, 80 or 128 (the output is written per fragment pair)"
 #endif
+#ifndef CM_FRAG
+#define CM_FRAG 0
+#endif
+#ifndef CM_BKV
+#define CM_BKV 32
+#endif
+#if CM_BKV != 32 && !(CM_BKV == 64 && CM_FRAG != 0)
+#error "CM_BKV: 32, or 64 with CM_FRAG (the shared-memory softmax of 64 keys would not fit 48 KiB)"
+#endif
 layout(constant_id = 0) const uint HPW = 1;  // heads per workgroup (of one kv group)
 layout(constant_id = 1) const uint TAU = 8;  // lazy-maximum slack in base-2 units (p <= 2^TAU)
 layout(constant_id = 2) const uint PREFETCH = 0; // 1: the next block's K/V loaded one block ahead
-const uint D = HD_PAD, BKV = 32;
+const uint D = HD_PAD, BKV = CM_BKV;
+const uint KC = 32u;                // keys per staging chunk (one per block in the 32-key builds)
 const uint NF = D / 16u;            // 16-wide fragments across the head
 const uint DW = D / 8u;             // 16-byte words (8 halves) per tile row
 const uint STRW = DW + 1u;          // tile row stride in words: the 8 rows of a fragment load hit distinct banks
-const uint KVW = (BKV * DW + 127u) / 128u; // tile words per thread per block (K, and as many of V)
+const uint KVW = (KC * DW + 127u) / 128u; // tile words per thread per chunk (K, and as many of V)
 const uint PSTR = BKV + 8u;         // fp16 row stride of P (80 bytes)
 layout(local_size_x = 128) in;
 
 // K rows 0..31 then V rows 0..31; before the key loop the 64 Q rows are staged in the same words
 shared uvec4 kvs[2u * BKV * STRW];
 shared float ssh[4u * 512u];         // per subgroup: S (16 × 32, column-major), O fragments on their way
+#if CM_FRAG == 0
 shared float16_t psh[4u * 16u * PSTR]; // per subgroup: P (16 × 32, row-major)
+#else
+shared int mxsh[4u * 16u];           // per subgroup: row maxima (the atomic fallback)
+shared uint qlo[4u * 16u], qhi[4u * 16u]; // per subgroup: lowest and highest quad holding a row (the layout check)
+#endif
 shared float lsh[4u * 16u];          // per subgroup: row factors, then row sums
 
 #define FRAG16 fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
@@ -73,6 +101,15 @@ uvec4 pack8(vec4 a, vec4 b) {
     f16vec4 x = f16vec4(clamp(a, -65504.0f, 65504.0f)), y = f16vec4(clamp(b, -65504.0f, 65504.0f));
     return uvec4(packFloat2x16(x.xy), packFloat2x16(x.zw), packFloat2x16(y.xy), packFloat2x16(y.zw));
 }
+
+#if CM_FRAG != 0
+// floats as integers in the same order (atomicMax on shared memory): negative values' magnitude bits flipped
+int fenc(float x) {
+    int i = floatBitsToInt(x);
+    return i >= 0 ? i : i ^ 0x7fffffff;
+}
+float fdec(int i) { return intBitsToFloat(i >= 0 ? i : i ^ 0x7fffffff); }
+#endif
 
 void main() {
     const float NEG_INF = uintBitsToFloat(0xff800000u);
@@ -140,6 +177,7 @@ void main() {
             vr[2u * i + 1u] = in2_ ? BufV4(pc.vc + a + 16u).v[0] : vec4(0);                                    \
         }                                                                                                      \
     }
+#if CM_FRAG == 0
     if (PREFETCH != 0u && kb0 <= hi_all) LOAD_KV(kb0)
     for (int kb = kb0; kb <= hi_all; kb += int(BKV)) {
         barrier(); // every subgroup is done with the previous block (and with Q)
@@ -226,6 +264,161 @@ void main() {
     l += subgroupShuffleXor(l, 16u);
     if (hf == 0u) lsh[sg * 16u + r] = l;
     sg_sync();
+#else // CM_FRAG: the softmax on the S fragments (see the header)
+    // where element k of a 16 x 16 fp32 fragment lies: rf[k] = its row, cf[k] = its column (index tables loaded as
+    // fragments of that type; every FRAG32 below shares the mapping)
+    for (uint e = lane; e < 256u; e += 32u) {
+        ssh[sb + e] = float(e / 16u);
+        ssh[sb + 256u + e] = float(e % 16u);
+    }
+    if (lane < 16u) {
+        qlo[sg * 16u + lane] = 0xffffffffu;
+        qhi[sg * 16u + lane] = 0u;
+    }
+    sg_sync();
+    FRAG32 rf, cf;
+    coopMatLoadNV(rf, ssh, sb, 16u, false);
+    coopMatLoadNV(cf, ssh, sb + 256u, 16u, false);
+    // the quad layout: a lane's elements lie in at most two rows (ra, rb; the element indices of ra flagged in
+    // amask), the four lanes of its quad hold the same rows at the same indices, and no other quad holds them
+    float ra = rf[0], rb = ra;
+    for (int k = 1; k < rf.length(); k++)
+        if (rf[k] != ra) rb = rf[k];
+    bool ok = rf.length() <= 32;
+    uint amask = 0u, quad = lane >> 2;
+    for (int k = 0; k < rf.length(); k++) {
+        float x = rf[k], x1 = subgroupShuffleXor(x, 1u), x2 = subgroupShuffleXor(x, 2u);
+        ok = ok && (x == ra || x == rb) && x1 == x && x2 == x;
+        if (x == ra && k < 32) amask |= 1u << uint(k);
+    }
+    atomicMin(qlo[sg * 16u + uint(ra)], quad);
+    atomicMax(qhi[sg * 16u + uint(ra)], quad);
+    atomicMin(qlo[sg * 16u + uint(rb)], quad);
+    atomicMax(qhi[sg * 16u + uint(rb)], quad);
+    sg_sync();
+    ok = ok && qlo[sg * 16u + uint(ra)] == quad && qhi[sg * 16u + uint(ra)] == quad &&
+         qlo[sg * 16u + uint(rb)] == quad && qhi[sg * 16u + uint(rb)] == quad;
+    bool quads = subgroupAll(ok);
+    const uint NS = BKV / 16u;          // S fragments per block (16 keys each; each also one k-step of P·V)
+    FRAG32 mf = FRAG32(NEG_INF), lf = FRAG32(0.0f); // per element: its row's running maximum, a part of its sum
+
+#define LOAD_KVC(kc_)                                                                                          \
+    {                                                                                                          \
+        uint nk_ = uint(kc_) < n_keys ? min(KC, n_keys - uint(kc_)) : 0u;                                      \
+        [[unroll]] for (uint i = 0; i < KVW; i++) {                                                            \
+            uint e = t + 128u * i, kj = e / DW, d = (e % DW) * 8u;                                             \
+            uint64_t a = ((uint64_t(g) * pc.n_ctx + uint(kc_) + kj) * DR + d) * 4u;                            \
+            bool in_ = e < KC * DW && kj < nk_, in2_ = in_ && d + 4u < DR;                                     \
+            in_ = in_ && d < DR;                                                                               \
+            kr[2u * i] = in_ ? BufV4(pc.kc + a).v[0] : vec4(0);                                                \
+            kr[2u * i + 1u] = in2_ ? BufV4(pc.kc + a + 16u).v[0] : vec4(0);                                    \
+            vr[2u * i] = in_ ? BufV4(pc.vc + a).v[0] : vec4(0);                                                \
+            vr[2u * i + 1u] = in2_ ? BufV4(pc.vc + a + 16u).v[0] : vec4(0);                                    \
+        }                                                                                                      \
+    }
+    for (int kb = kb0; kb <= hi_all; kb += int(BKV)) {
+        barrier(); // every subgroup is done with the previous block (and with Q, and the index tables)
+        [[unroll]] for (uint c = 0; c < BKV / KC; c++) {
+            LOAD_KVC(kb + int(c * KC))
+            [[unroll]] for (uint i = 0; i < KVW; i++) {
+                uint e = t + 128u * i, kj = c * KC + e / DW, w = e % DW;
+                if (e < KC * DW) {
+                    kvs[kj * STRW + w] = pack8(kr[2u * i], kr[2u * i + 1u]);
+                    kvs[(BKV + kj) * STRW + w] = pack8(vr[2u * i], vr[2u * i + 1u]);
+                }
+            }
+        }
+        barrier();
+        if (snq == 0u || kb > s_hi || kb + int(BKV) - 1 < s_lo) continue; // hidden from every row of this subgroup
+
+        // S = Q·Kᵀ, fragment f for keys kb + 16f .. kb + 16f + 15: B(d, key) = K[key][d], column-major
+        FRAG32 sf[NS];
+        [[unroll]] for (uint f = 0; f < NS; f++) sf[f] = FRAG32(0.0f);
+        [[unroll]] for (uint i = 0; i < NF; i++) {
+            [[unroll]] for (uint f = 0; f < NS; f++) {
+                FRAG16 kf;
+                coopMatLoadNV(kf, kvs, f * 16u * STRW + 2u * i, STRW, true);
+                sf[f] = coopMatMulAddNV(qf[i], kf, sf[f]);
+            }
+        }
+        bool full = kb >= a_lo && kb + int(BKV) - 1 <= a_hi && kb + int(BKV) <= int(n_keys);
+        if (!full) {
+            [[unroll]] for (uint f = 0; f < NS; f++) {
+                for (int k = 0; k < rf.length(); k++) {
+                    int pq = sp_first + int(rf[k]), key = kb + int(16u * f) + int(cf[k]);
+                    int lo = pc.window > 0u ? pq - int(pc.window) + 1 : 0;
+                    int hi = pc.causal != 0u ? pq : int(n_keys) - 1;
+                    if (key >= int(n_keys) || key < lo || key > hi) sf[f][k] = NEG_INF;
+                }
+            }
+        }
+        // xf[k] = the row maximum of element k's row over this block
+        FRAG32 xf = sf[0];
+        [[unroll]] for (uint f = 1; f < NS; f++)
+            for (int k = 0; k < xf.length(); k++) xf[k] = max(xf[k], sf[f][k]);
+        if (quads) {
+            float ma = NEG_INF, mb = NEG_INF;
+            for (int k = 0; k < xf.length(); k++) {
+                if ((amask >> uint(k) & 1u) != 0u) ma = max(ma, xf[k]);
+                else mb = max(mb, xf[k]);
+            }
+            ma = max(ma, subgroupShuffleXor(ma, 1u));
+            mb = max(mb, subgroupShuffleXor(mb, 1u));
+            ma = max(ma, subgroupShuffleXor(ma, 2u));
+            mb = max(mb, subgroupShuffleXor(mb, 2u));
+            for (int k = 0; k < xf.length(); k++) xf[k] = (amask >> uint(k) & 1u) != 0u ? ma : mb;
+        } else {
+            // (the previous block's reads are ordered before this by the workgroup barriers above)
+            if (lane < 16u) mxsh[sg * 16u + lane] = fenc(NEG_INF);
+            sg_sync();
+            for (int k = 0; k < xf.length(); k++) atomicMax(mxsh[sg * 16u + uint(rf[k])], fenc(xf[k]));
+            sg_sync();
+            for (int k = 0; k < xf.length(); k++) xf[k] = fdec(mxsh[sg * 16u + uint(rf[k])]);
+        }
+        // lazy maximum as in the default build, per element; xf becomes the rescale factor alpha
+        bool resc = false;
+        for (int k = 0; k < xf.length(); k++) {
+            float mx = xf[k], mo = mf[k];
+            bool raise = mx > mo + float(TAU) || (TAU == 0u && mx > mo);
+            bool rs = raise && mo != NEG_INF; // O and l are zero while m is -inf: nothing to rescale
+            xf[k] = rs ? exp2(mo - mx) : 1.0f;
+            if (raise) mf[k] = mx;
+            resc = resc || rs;
+        }
+        if (subgroupAny(resc)) {
+            [[unroll]] for (uint i = 0; i < NF; i++)
+                for (int k = 0; k < xf.length(); k++) of[i][k] *= xf[k];
+            for (int k = 0; k < xf.length(); k++) lf[k] *= xf[k];
+        }
+        // P = 2^(S - m) (0 where masked; a row with nothing visible yet has m = -inf and every s = -inf)
+        [[unroll]] for (uint f = 0; f < NS; f++) {
+            for (int k = 0; k < xf.length(); k++) {
+                float mm = mf[k] == NEG_INF ? 0.0f : mf[k], p = exp2(sf[f][k] - mm);
+                sf[f][k] = p;
+                lf[k] += p;
+            }
+        }
+        // O += P·V: A = P fragment f (16 rows x keys 16f..16f+15, converted to fp16), B(key, d) = V[key][d]
+        [[unroll]] for (uint f = 0; f < NS; f++) {
+            FRAG16 pf = FRAG16(sf[f]);
+            [[unroll]] for (uint i = 0; i < NF; i++) {
+                FRAG16 vf;
+                coopMatLoadNV(vf, kvs, (BKV + 16u * f) * STRW + 2u * i, STRW, false);
+                of[i] = coopMatMulAddNV(pf, vf, of[i]);
+            }
+        }
+    }
+
+    // the row sums: lf through shared memory (row-major), each row summed by one lane
+    coopMatStoreNV(lf, ssh, sb, 16u, false);
+    sg_sync();
+    if (lane < 16u) {
+        float s = 0.0f;
+        [[unroll]] for (uint j = 0; j < 16u; j++) s += ssh[sb + lane * 16u + j];
+        lsh[sg * 16u + lane] = s;
+    }
+    sg_sync();
+#endif
     if (snq == 0u) return;
     // written out per pair: a loop over the fragments is not unrolled by the SPIR-V optimizer, and one indexed at
     // run time keeps the whole O array in local memory (the NVIDIA driver cannot keep it in registers)

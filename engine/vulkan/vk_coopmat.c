@@ -20,6 +20,9 @@
  * 4x16x40 halves, 64 floats */
 #define CM_MATMUL_SHARED(bm, bn) (((bm) + (bn)) * 144u)
 #define CM_ATTN_SHARED 30976u
+/* its opt-in fragment-softmax builds (padded head dim dp, bkv-key blocks): K and V tiles 2·bkv rows of dp/8 + 1
+ * 16-byte words, 4x512 floats, 4x16 floats, 4x16 ints and 2x4x16 uints (no P tile) */
+#define CM_ATTN_FR_SHARED(dp, bkv) (2u * (bkv) * ((dp) / 8u + 1u) * 16u + 8192u + 256u + 768u)
 
 /* OMNI_VK_CM_SPLIT=0: no split-K for small matrices (comparisons) */
 static int env_int(const char *name, int dflt) {
@@ -239,7 +242,13 @@ int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc) {
  * (n_heads / n_kv; 8 for the thinker, 1 for the encoders) unless OMNI_VK_ATTN_CM_HPW=1|2|4 asks for less (or a
  * divisor). OMNI_VK_ATTN_CM_TAU=N (0..16, default 8): the kernel's lazy-maximum slack in base-2 units (0: exact
  * online softmax, a rescale of O at every raise of a row maximum; the tests run both). OMNI_VK_ATTN_CM_PREFETCH=1:
- * the next K/V block is loaded one block ahead through registers (measured slower on the H100; comparisons). */
+ * the next K/V block is loaded one block ahead through registers (measured slower on the H100; comparisons).
+ * Opt-in builds (the kernel's CM_FRAG / CM_BKV; not yet measured, see the shader's header):
+ *   OMNI_VK_ATTN_CM_FRAG=1  the softmax on the S fragments: no S store / read-back, P store / load or subgroup
+ *                           barrier per block, O rescaled in registers; 32-key blocks
+ *   OMNI_VK_ATTN_CM_BKV=64  the same with 64-key blocks (half the workgroup barriers and K/V staging rounds per
+ *                           key); implies FRAG; 32-key blocks where the device lacks its shared memory
+ * PREFETCH applies to the default build only. */
 void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n_reads, const vk_range *write) {
     uint32_t grp = pc->n_heads / pc->n_kv, hpw = (uint32_t)env_int("OMNI_VK_ATTN_CM_HPW", 4);
     if (hpw != 1 && hpw != 2 && hpw != 4) hpw = 4;
@@ -247,9 +256,18 @@ void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n
     int tau = env_int("OMNI_VK_ATTN_CM_TAU", 8);
     uint32_t spec[3] = { hpw, (uint32_t)(tau < 0 ? 0 : tau > 16 ? 16 : tau),
                          (uint32_t)(env_int("OMNI_VK_ATTN_CM_PREFETCH", 0) != 0) };
-    vk_shader_id sh = pc->head_dim <= 64   ? SH_ATTN_FLASH_CM64
-                      : pc->head_dim <= 80 ? SH_ATTN_FLASH_CM80
-                                           : SH_ATTN_FLASH_CM;
+    uint32_t dp = pc->head_dim <= 64 ? 64 : pc->head_dim <= 80 ? 80 : 128;
+    int bkv = env_int("OMNI_VK_ATTN_CM_BKV", 32) == 64 ? 64 : 32;
+    int frag = bkv == 64 || env_int("OMNI_VK_ATTN_CM_FRAG", 0) != 0;
+    if (bkv == 64 && c->caps.max_shared < CM_ATTN_FR_SHARED(dp, 64u)) bkv = 32;
+    /* [padding][0 default, 1 fragments with 32-key blocks, 2 with 64-key blocks] */
+    static const vk_shader_id shs[3][3] = {
+        { SH_ATTN_FLASH_CM64, SH_ATTN_FLASH_CM64_FR, SH_ATTN_FLASH_CM64_FR64 },
+        { SH_ATTN_FLASH_CM80, SH_ATTN_FLASH_CM80_FR, SH_ATTN_FLASH_CM80_FR64 },
+        { SH_ATTN_FLASH_CM, SH_ATTN_FLASH_CM_FR, SH_ATTN_FLASH_CM_FR64 },
+    };
+    vk_shader_id sh = shs[dp == 64 ? 0 : dp == 80 ? 1 : 2][frag ? (bkv == 64 ? 2 : 1) : 0];
+    if (frag) spec[2] = 0;
     VkPipeline p = vk_pipeline(c, sh, spec, 3);
     uint32_t qpw = VK_CM_ATTN_BQ / hpw;
     vk_dispatch(c, p, pc, sizeof *pc, (pc->n + qpw - 1) / qpw, pc->n_heads / hpw, 1, reads, n_reads, write, 1);

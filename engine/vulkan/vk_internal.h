@@ -44,6 +44,8 @@ typedef struct {
  *   OMNI_VK_ATTN_CM_HPW=N  heads per workgroup of attn_flash_cm.comp (1, 2 or 4; default 4 where the GQA group allows)
  *   OMNI_VK_ATTN_CM_TAU=N  its lazy softmax-maximum slack in base-2 units (default 8; 0 = exact online softmax)
  *   OMNI_VK_ATTN_CM_PREFETCH=1  its K/V blocks loaded one block ahead, not when staged (comparisons)
+ *   OMNI_VK_ATTN_CM_FRAG=1  its softmax on the S fragments (no shared-memory round trip per block; opt-in builds)
+ *   OMNI_VK_ATTN_CM_BKV=64  its 64-key blocks (half the workgroup barriers per key; implies OMNI_VK_ATTN_CM_FRAG=1)
  *   OMNI_VK_CM_SPLIT=0     no split-K in the tensor-core matmul for small matrices (the MoE router; vk_coopmat.c)
  *   OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE=BMxBN  tensor-core GEMM tile shape of the dense / grouped MoE form
  *   OMNI_VK_CM_SKIP=1      grouped tensor-core GEMM skips the fragments past a tile's x rows (opt-in, slower)
@@ -160,6 +162,12 @@ typedef enum {
     SH_ATTN_FLASH_CM,
     SH_ATTN_FLASH_CM64,
     SH_ATTN_FLASH_CM80,
+    SH_ATTN_FLASH_CM_FR, /* the opt-in builds of attn_flash_cm.comp: softmax on the fragments, 32- / 64-key blocks */
+    SH_ATTN_FLASH_CM_FR64,
+    SH_ATTN_FLASH_CM64_FR,
+    SH_ATTN_FLASH_CM64_FR64,
+    SH_ATTN_FLASH_CM80_FR,
+    SH_ATTN_FLASH_CM80_FR64,
     SH_MOE_ROUTE,
     SH_MOE_PLAN,
     SH_MOE_COMBINE,
