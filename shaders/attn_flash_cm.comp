@@ -68,6 +68,9 @@
 layout(constant_id = 0) const uint HPW = 1;  // heads per workgroup (of one kv group)
 layout(constant_id = 1) const uint TAU = 8;  // lazy-maximum slack in base-2 units (p <= 2^TAU)
 layout(constant_id = 2) const uint PREFETCH = 0; // 1: the next block's K/V loaded one block ahead
+#if CM_FRAG != 0
+layout(constant_id = 3) const uint FRAG_ATOMIC = 0; // 1: the row maxima by shared atomics even where quads would do
+#endif
 const uint D = HD_PAD, BKV = CM_BKV;
 const uint KC = 32u;                // keys per staging chunk (one per block in the 32-key builds)
 const uint NF = D / 16u;            // 16-wide fragments across the head
@@ -298,7 +301,7 @@ void main() {
     sg_sync();
     ok = ok && qlo[sg * 16u + uint(ra)] == quad && qhi[sg * 16u + uint(ra)] == quad &&
          qlo[sg * 16u + uint(rb)] == quad && qhi[sg * 16u + uint(rb)] == quad;
-    bool quads = subgroupAll(ok);
+    bool quads = subgroupAll(ok) && FRAG_ATOMIC == 0u;
     const uint NS = BKV / 16u;          // S fragments per block (16 keys each; each also one k-step of P·V)
     FRAG32 mf = FRAG32(NEG_INF), lf = FRAG32(0.0f); // per element: its row's running maximum, a part of its sum
 

@@ -245,7 +245,8 @@ int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc) {
  * the next K/V block is loaded one block ahead through registers (measured slower on the H100; comparisons).
  * Opt-in builds (the kernel's CM_FRAG / CM_BKV; not yet measured, see the shader's header):
  *   OMNI_VK_ATTN_CM_FRAG=1  the softmax on the S fragments: no S store / read-back, P store / load or subgroup
- *                           barrier per block, O rescaled in registers; 32-key blocks
+ *                           barrier per block, O rescaled in registers; 32-key blocks (=2: the row maxima through
+ *                           shared atomics, the kernel's fallback for other fragment layouts, forced: tests)
  *   OMNI_VK_ATTN_CM_BKV=64  the same with 64-key blocks (half the workgroup barriers and K/V staging rounds per
  *                           key); implies FRAG; 32-key blocks where the device lacks its shared memory
  * PREFETCH applies to the default build only. */
@@ -254,11 +255,11 @@ void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n
     if (hpw != 1 && hpw != 2 && hpw != 4) hpw = 4;
     while (hpw > 1 && grp % hpw) hpw /= 2;
     int tau = env_int("OMNI_VK_ATTN_CM_TAU", 8);
-    uint32_t spec[3] = { hpw, (uint32_t)(tau < 0 ? 0 : tau > 16 ? 16 : tau),
-                         (uint32_t)(env_int("OMNI_VK_ATTN_CM_PREFETCH", 0) != 0) };
+    uint32_t spec[4] = { hpw, (uint32_t)(tau < 0 ? 0 : tau > 16 ? 16 : tau),
+                         (uint32_t)(env_int("OMNI_VK_ATTN_CM_PREFETCH", 0) != 0), 0 };
     uint32_t dp = pc->head_dim <= 64 ? 64 : pc->head_dim <= 80 ? 80 : 128;
     int bkv = env_int("OMNI_VK_ATTN_CM_BKV", 32) == 64 ? 64 : 32;
-    int frag = bkv == 64 || env_int("OMNI_VK_ATTN_CM_FRAG", 0) != 0;
+    int fr_env = env_int("OMNI_VK_ATTN_CM_FRAG", 0), frag = bkv == 64 || fr_env != 0;
     if (bkv == 64 && c->caps.max_shared < CM_ATTN_FR_SHARED(dp, 64u)) bkv = 32;
     /* [padding][0 default, 1 fragments with 32-key blocks, 2 with 64-key blocks] */
     static const vk_shader_id shs[3][3] = {
@@ -267,8 +268,8 @@ void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n
         { SH_ATTN_FLASH_CM, SH_ATTN_FLASH_CM_FR, SH_ATTN_FLASH_CM_FR64 },
     };
     vk_shader_id sh = shs[dp == 64 ? 0 : dp == 80 ? 1 : 2][frag ? (bkv == 64 ? 2 : 1) : 0];
-    if (frag) spec[2] = 0;
-    VkPipeline p = vk_pipeline(c, sh, spec, 3);
+    if (frag) spec[2] = 0, spec[3] = fr_env == 2; /* FRAG=2: the shared-atomic row maxima (tests) */
+    VkPipeline p = vk_pipeline(c, sh, spec, frag ? 4 : 3);
     uint32_t qpw = VK_CM_ATTN_BQ / hpw;
     vk_dispatch(c, p, pc, sizeof *pc, (pc->n + qpw - 1) / qpw, pc->n_heads / hpw, 1, reads, n_reads, write, 1);
 }
