@@ -70,6 +70,13 @@ layout(constant_id = 1) const uint TAU = 8;  // lazy-maximum slack in base-2 uni
 layout(constant_id = 2) const uint PREFETCH = 0; // 1: the next block's K/V loaded one block ahead
 #if CM_FRAG != 0
 layout(constant_id = 3) const uint FRAG_ATOMIC = 0; // 1: the row maxima by shared atomics even where quads would do
+layout(constant_id = 4) const uint KSPLIT = 1;      // split keys: at most this many workgroups per query block (1..8)
+layout(constant_id = 5) const uint SPLIT_MIN = 2;   // ... of at least this many key blocks each
+#define KSPLIT_MAX 8u
+// the partials and the counters are exchanged between workgroups of one dispatch: coherent (not cached per SM)
+layout(buffer_reference, std430, buffer_reference_align = 16) coherent buffer PartV4 { vec4 v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer PartF { float v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer Cnt { uint v[]; };
 #endif
 const uint D = HD_PAD, BKV = CM_BKV;
 const uint KC = 32u;                // keys per staging chunk (one per block in the 32-key builds)
@@ -90,6 +97,9 @@ shared int mxsh[4u * 16u];           // per subgroup: row maxima (the atomic fal
 shared uint qlo[4u * 16u], qhi[4u * 16u]; // per subgroup: lowest and highest quad holding a row (the layout check)
 #endif
 shared float lsh[4u * 16u];          // per subgroup: row factors, then row sums
+#if CM_FRAG != 0
+shared uint last;                    // split keys: this workgroup merges the partials
+#endif
 
 #define FRAG16 fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
 #define FRAG32 fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
@@ -123,6 +133,25 @@ void main() {
     uint q0 = qb * QPW, nq = min(QPW, pc.n - q0);
     uint DR = pc.head_dim;             // the real head dim (memory); D is the padded one (tiles)
     uint row_stride = pc.n_heads * DR;  // floats between consecutive queries in q and dst
+#if CM_FRAG != 0
+    // split keys (KSPLIT > 1; grid z = split): the workgroup's key blocks cut into ns <= KSPLIT contiguous runs of
+    // at least SPLIT_MIN blocks; split zs walks blocks kbs .. kbe. Workgroup-uniform, so z >= ns leaves at once.
+    // The counters' address rides in pc.chunk (low) and pc.n_split (high), fields this kernel has no other use for.
+    uint ns = 1u, zs = gl_WorkGroupID.z;
+    int kbs, kbe;
+    uint64_t cnt_addr = uint64_t(pc.chunk) | (uint64_t(pc.n_split) << 32);
+    {
+        int lo = pc.window > 0u ? max(0, int(pc.pos0 + q0) - int(pc.window) + 1) : 0;
+        int hi = pc.causal != 0u ? int(pc.pos0 + q0 + nq - 1u) : int(n_keys) - 1;
+        int k0 = (lo / int(BKV)) * int(BKV);
+        uint nb = uint(hi - k0) / BKV + 1u;
+        if (KSPLIT > 1u) ns = clamp(nb / max(SPLIT_MIN, 1u), 1u, min(KSPLIT, KSPLIT_MAX));
+        if (zs >= ns) return;
+        uint per = (nb + ns - 1u) / ns;
+        kbs = k0 + int(zs * per * BKV);
+        kbe = min(hi, kbs + int(per * BKV) - 1);
+    }
+#endif
     // this subgroup's rows: head h, queries sq0 .. sq0 + snq - 1
     uint h = hg * HPW + sg % HPW, sq0 = q0 + (sg / HPW) * 16u;
     uint snq = sq0 < q0 + nq ? min(16u, q0 + nq - sq0) : 0u;
@@ -319,7 +348,7 @@ void main() {
             vr[2u * i + 1u] = in2_ ? BufV4(pc.vc + a + 16u).v[0] : vec4(0);                                    \
         }                                                                                                      \
     }
-    for (int kb = kb0; kb <= hi_all; kb += int(BKV)) {
+    for (int kb = kbs; kb <= kbe; kb += int(BKV)) {
         barrier(); // every subgroup is done with the previous block (and with Q, and the index tables)
         [[unroll]] for (uint c = 0; c < BKV / KC; c++) {
             LOAD_KVC(kb + int(c * KC))
@@ -421,6 +450,78 @@ void main() {
         lsh[sg * 16u + lane] = s;
     }
     sg_sync();
+    if (ns > 1u) {
+        // split keys: this split's partial (rows w = sg·16 + i of the workgroup: O unnormalized [64][D], then
+        // (m, l) [64][2]) goes to pc.part; the last of the ns splits of this (query block, head group) to arrive
+        // (an atomic counter, which it resets) merges them into dst
+        const uint PSPLIT = 64u * (D + 2u) * 4u; // bytes per split
+        uint64_t pbase =
+            pc.part + (uint64_t(gl_WorkGroupID.y) * gl_NumWorkGroups.x + gl_WorkGroupID.x) * KSPLIT * PSPLIT;
+        uint64_t pz = pbase + uint64_t(zs) * PSPLIT;
+        coopMatStoreNV(mf, ssh, sb, 16u, false);
+        sg_sync();
+        if (lane < 16u && lane < snq) {
+            PartF(pz + 64u * D * 4u).v[(sg * 16u + lane) * 2u] = ssh[sb + lane * 16u]; // every column has the row's m
+            PartF(pz + 64u * D * 4u).v[(sg * 16u + lane) * 2u + 1u] = lsh[sg * 16u + lane];
+        }
+        sg_sync();
+#define PART_PAIR(fa, fb, I, TWO)                                                                              \
+    {                                                                                                          \
+        coopMatStoreNV(fa, ssh, sb, 32u, false);                                                               \
+        if (TWO) coopMatStoreNV(fb, ssh, sb + 16u, 32u, false);                                                \
+        sg_sync();                                                                                             \
+        const uint nc4 = TWO ? 8u : 4u;                                                                        \
+        [[unroll]] for (uint k = 0; k < nc4 / 2u; k++) {                                                       \
+            uint e = lane + 32u * k, rr = e / nc4, c4 = e % nc4, dd = (I) * 16u + c4 * 4u;                     \
+            if (rr < snq && dd < DR) {                                                                         \
+                uint o = sb + rr * 32u + c4 * 4u;                                                              \
+                vec4 v = vec4(ssh[o], ssh[o + 1u], ssh[o + 2u], ssh[o + 3u]);                                  \
+                PartV4(pz).v[((sg * 16u + rr) * D + dd) / 4u] = v;                                             \
+            }                                                                                                  \
+        }                                                                                                      \
+        sg_sync();                                                                                             \
+    }
+        PART_PAIR(of[0], of[1], 0u, true)
+        PART_PAIR(of[2], of[3], 2u, true)
+#if HD_PAD == 80
+        PART_PAIR(of[4], of[4], 4u, false)
+#elif HD_PAD == 128
+        PART_PAIR(of[4], of[5], 4u, true)
+        PART_PAIR(of[6], of[7], 6u, true)
+#endif
+        memoryBarrierBuffer(); // the partial is visible before the count says so
+        barrier();
+        uint ci = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
+        if (t == 0u) last = atomicAdd(Cnt(cnt_addr).v[ci], 1u) == ns - 1u ? 1u : 0u;
+        barrier();
+        if (last == 0u) return;
+        memoryBarrierBuffer();
+        // merge: out = sum_z 2^(m_z - M)·O_z / sum_z 2^(m_z - M)·l_z per row (M the rows' largest m_z; a split
+        // that saw no key of a row has m = -inf and weight 0)
+        const uint D4 = D / 4u;
+        for (uint e = t; e < 64u * D4; e += 128u) {
+            uint w = e / D4, c4 = e % D4, rs = w / 16u, ri = w % 16u;
+            uint rq = q0 + (rs / HPW) * 16u + ri, rh = hg * HPW + rs % HPW;
+            if (rq >= q0 + nq || c4 * 4u >= DR) continue;
+            float mz[KSPLIT_MAX], M = NEG_INF;
+            [[unroll]] for (uint z = 0; z < KSPLIT_MAX; z++) {
+                mz[z] = z < ns ? PartF(pbase + z * PSPLIT + 64u * D * 4u).v[w * 2u] : NEG_INF;
+                M = max(M, mz[z]);
+            }
+            vec4 acc = vec4(0.0f);
+            float L = 0.0f;
+            [[unroll]] for (uint z = 0; z < KSPLIT_MAX; z++) {
+                if (z < ns && mz[z] != NEG_INF) {
+                    float wz = exp2(mz[z] - M);
+                    acc += wz * PartV4(pbase + z * PSPLIT).v[w * D4 + c4];
+                    L += wz * PartF(pbase + z * PSPLIT + 64u * D * 4u).v[w * 2u + 1u];
+                }
+            }
+            BufV4(pc.dst + (uint64_t(rq) * row_stride + rh * DR + c4 * 4u) * 4u).v[0] = L > 0.0f ? acc / L : vec4(0);
+        }
+        if (t == 0u) Cnt(cnt_addr).v[ci] = 0u; // ready for the next dispatch (ordered after this one by a barrier)
+        return;
+    }
 #endif
     if (snq == 0u) return;
     // written out per pair: a loop over the fragments is not unrolled by the SPIR-V optimizer, and one indexed at
