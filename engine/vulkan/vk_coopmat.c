@@ -21,8 +21,8 @@
 #define CM_MATMUL_SHARED(bm, bn) (((bm) + (bn)) * 144u)
 #define CM_ATTN_SHARED 30976u
 /* its opt-in fragment-softmax builds (padded head dim dp, bkv-key blocks): K and V tiles 2·bkv rows of dp/8 + 1
- * 16-byte words, 4x512 floats, 4x16 floats, 4x16 ints and 2x4x16 uints (no P tile) */
-#define CM_ATTN_FR_SHARED(dp, bkv) (2u * (bkv) * ((dp) / 8u + 1u) * 16u + 8192u + 256u + 768u)
+ * 16-byte words, 4x512 floats, 4x16 floats, 4x16 ints, 2x4x16 uints and one (no P tile); 44,036 bytes for 128 x 64 */
+#define CM_ATTN_FR_SHARED(dp, bkv) (2u * (bkv) * ((dp) / 8u + 1u) * 16u + 8192u + 256u + 768u + 4u)
 
 /* OMNI_VK_CM_SPLIT=0: no split-K for small matrices (comparisons) */
 static int env_int(const char *name, int dflt) {
