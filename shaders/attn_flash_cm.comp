@@ -297,8 +297,9 @@ void main() {
     if (hf == 0u) lsh[sg * 16u + r] = l;
     sg_sync();
 #else // CM_FRAG: the softmax on the S fragments (see the header)
-    // where element k of a 16 x 16 fp32 fragment lies: rf[k] = its row, cf[k] = its column (index tables loaded as
-    // fragments of that type; every FRAG32 below shares the mapping)
+    // where element k of a 16 x 16 fp32 fragment lies: row rf[k], column cf[k] (index tables in this subgroup's ssh
+    // loaded as fragments of that type; every FRAG32 below shares the mapping). The tables stay there through the
+    // key loop (which does not otherwise touch ssh) and are reloaded where needed instead of held in registers.
     for (uint e = lane; e < 256u; e += 32u) {
         ssh[sb + e] = float(e / 16u);
         ssh[sb + 256u + e] = float(e % 16u);
@@ -308,9 +309,8 @@ void main() {
         qhi[sg * 16u + lane] = 0u;
     }
     sg_sync();
-    FRAG32 rf, cf;
+    FRAG32 rf;
     coopMatLoadNV(rf, ssh, sb, 16u, false);
-    coopMatLoadNV(cf, ssh, sb + 256u, 16u, false);
     // the quad layout: a lane's elements lie in at most two rows (ra, rb; the element indices of ra flagged in
     // amask), the four lanes of its quad hold the same rows at the same indices, and no other quad holds them
     float ra = rf[0], rb = ra;
@@ -375,9 +375,12 @@ void main() {
         }
         bool full = kb >= a_lo && kb + int(BKV) - 1 <= a_hi && kb + int(BKV) <= int(n_keys);
         if (!full) {
+            FRAG32 rm, cm;
+            coopMatLoadNV(rm, ssh, sb, 16u, false);
+            coopMatLoadNV(cm, ssh, sb + 256u, 16u, false);
             [[unroll]] for (uint f = 0; f < NS; f++) {
-                for (int k = 0; k < rf.length(); k++) {
-                    int pq = sp_first + int(rf[k]), key = kb + int(16u * f) + int(cf[k]);
+                for (int k = 0; k < rm.length(); k++) {
+                    int pq = sp_first + int(rm[k]), key = kb + int(16u * f) + int(cm[k]);
                     int lo = pc.window > 0u ? pq - int(pc.window) + 1 : 0;
                     int hi = pc.causal != 0u ? pq : int(n_keys) - 1;
                     if (key >= int(n_keys) || key < lo || key > hi) sf[f][k] = NEG_INF;
@@ -401,11 +404,13 @@ void main() {
             for (int k = 0; k < xf.length(); k++) xf[k] = (amask >> uint(k) & 1u) != 0u ? ma : mb;
         } else {
             // (the previous block's reads are ordered before this by the workgroup barriers above)
+            FRAG32 rm;
+            coopMatLoadNV(rm, ssh, sb, 16u, false);
             if (lane < 16u) mxsh[sg * 16u + lane] = fenc(NEG_INF);
             sg_sync();
-            for (int k = 0; k < xf.length(); k++) atomicMax(mxsh[sg * 16u + uint(rf[k])], fenc(xf[k]));
+            for (int k = 0; k < xf.length(); k++) atomicMax(mxsh[sg * 16u + uint(rm[k])], fenc(xf[k]));
             sg_sync();
-            for (int k = 0; k < xf.length(); k++) xf[k] = fdec(mxsh[sg * 16u + uint(rf[k])]);
+            for (int k = 0; k < xf.length(); k++) xf[k] = fdec(mxsh[sg * 16u + uint(rm[k])]);
         }
         // lazy maximum as in the default build, per element; xf becomes the rescale factor alpha
         bool resc = false;
@@ -442,6 +447,7 @@ void main() {
     }
 
     // the row sums: lf through shared memory (row-major), each row summed by one lane
+    sg_sync(); // (the last block's index-table loads are done)
     coopMatStoreNV(lf, ssh, sb, 16u, false);
     sg_sync();
     if (lane < 16u) {
