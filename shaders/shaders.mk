@@ -15,8 +15,11 @@ MATMUL_CM_TILES := 128x32 256x32 256x64 128x128
 SHADER_NOSG  := matvec rms_norm attn_split moe_route qk_rope_kv
 # and the opt-in builds of every shape (128x64 included): _db double-buffered ring, _x16 fp16 activations, both
 MATMUL_CM_VARIANTS := $(foreach t,128x64 $(MATMUL_CM_TILES),$(foreach v,db x16 dbx16,matmul_cm_$(t)_$(v)))
+# opt-in builds of attn_flash_cm (vk_coopmat.c: OMNI_VK_ATTN_CM_FRAG, OMNI_VK_ATTN_CM_BKV): softmax on the fragments
+# with 32- (_fr) or 64-key (_fr64) blocks, for each head-dim padding
+ATTN_CM_VARIANTS := $(foreach d,attn_flash_cm attn_flash_cm_d64 attn_flash_cm_d80,$(d)_fr $(d)_fr64)
 SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _nosg,$(SHADER_NOSG)) matmul_big \
-                attn_flash_cm_d64 attn_flash_cm_d80 matvec_chain router_chain \
+                attn_flash_cm_d64 attn_flash_cm_d80 $(ATTN_CM_VARIANTS) matvec_chain router_chain \
                 $(addprefix matmul_cm_,$(MATMUL_CM_TILES)) $(MATMUL_CM_VARIANTS))
 SHADER_H     := $(SHADER_SPV:.spv=.h)
 
@@ -65,6 +68,20 @@ $(SHADER_DIR)/matmul_cm_%_dbx16.spv: shaders/matmul_cm.comp
 $(SHADER_DIR)/attn_flash_cm_d%.spv: shaders/attn_flash_cm.comp
 	@mkdir -p $(SHADER_DIR)
 	$(GLSLC) $(GLSLC_FLAGS) -DHD_PAD=$* -MD -MF $@.d $< -o $@
+
+# its opt-in builds (ATTN_CM_VARIANTS above; the shortest stem wins, so the _d% forms beat attn_flash_cm_d%.spv)
+$(SHADER_DIR)/attn_flash_cm_fr.spv: shaders/attn_flash_cm.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) -DCM_FRAG=1 -DCM_BKV=32 -MD -MF $@.d $< -o $@
+$(SHADER_DIR)/attn_flash_cm_fr64.spv: shaders/attn_flash_cm.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) -DCM_FRAG=1 -DCM_BKV=64 -MD -MF $@.d $< -o $@
+$(SHADER_DIR)/attn_flash_cm_d%_fr.spv: shaders/attn_flash_cm.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) -DHD_PAD=$* -DCM_FRAG=1 -DCM_BKV=32 -MD -MF $@.d $< -o $@
+$(SHADER_DIR)/attn_flash_cm_d%_fr64.spv: shaders/attn_flash_cm.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) -DHD_PAD=$* -DCM_FRAG=1 -DCM_BKV=64 -MD -MF $@.d $< -o $@
 
 # od prints 32-bit words in host order, which is the order glslc wrote them in
 $(SHADER_DIR)/%.h: $(SHADER_DIR)/%.spv

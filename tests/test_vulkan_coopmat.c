@@ -350,8 +350,8 @@ typedef struct {
     int heads, kv, n_ctx, pos0, n, causal, window;
 } cm_attn_case;
 
-static void attn_sweep_hd(double tol, int hd) {
-    TV_OPEN(e);
+static void attn_cases(tv_env *ep, double tol, int hd) {
+    tv_env e = *ep; /* the two back-end handles, copied */
     const cm_attn_case cases[] = {
         { 8, 2, 300, 0, 200, 1, 0 },    /* prefill from position 0, GQA, n not a multiple of 64 */
         { 4, 4, 300, 100, 150, 1, 64 }, /* after a cached prefix, sliding window */
@@ -384,6 +384,11 @@ static void attn_sweep_hd(double tol, int hd) {
         tv_free(&e, &KC), tv_free(&e, &VC), tv_free(&e, &K), tv_free(&e, &V), tv_free(&e, &Q), tv_free(&e, &O);
         free(cache), free(k), free(v), free(q);
     }
+}
+
+static void attn_sweep_hd(double tol, int hd) {
+    TV_OPEN(e);
+    attn_cases(&e, tol, hd);
     tv_close(&e);
 }
 
@@ -425,4 +430,48 @@ TEST(vk_coopmat_attention_off) {
     setenv("OMNI_VK_NO_COOPMAT", "1", 1);
     CHECK(!cm_offered());
     attn_sweep(F32_TOL);
+}
+
+/* The opt-in builds (vk_coopmat.c, OMNI_VK_ATTN_CM_FRAG / _BKV / _SPLIT; shaders/attn_flash_cm.comp's CM_FRAG):
+ * the softmax on the S fragments with 32- and 64-key blocks over every head dim; the exact online softmax on them
+ * (their element-wise rescale of O at every raise); the shared-atomic row maxima (FRAG=2, the kernel's fallback for
+ * fragment layouts without quads); split keys merged by the last workgroup, with splits of one key block (SPLIT_MIN=1)
+ * so that the small cases here split (their grids are far under SPLIT_BELOW), over head dims 128 and 72 (the merge
+ * writes the 80-wide build's odd fragment), and with one head per workgroup. Each item: one back-end, the first
+ * n_dims of 128, 72, 64 (each new pipeline costs the NVIDIA driver seconds). Tolerance as the default build: 5e-3. */
+static void attn_variant_set(const char *sets, unsigned n_dims) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", sets);
+    printf("    %s\n", sets);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (eq) *eq = 0, setenv(tok, eq + 1, 1);
+    }
+    TV_OPEN(e);
+    static const int hds[] = { 128, 72, 64 };
+    for (unsigned i = 0; i < n_dims && i < 3u; i++) attn_cases(&e, CM_ATTN_TOL, hds[i]);
+    tv_close(&e);
+    snprintf(buf, sizeof buf, "%s", sets);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (eq) *eq = 0, unsetenv(tok);
+    }
+}
+
+TEST(vk_coopmat_attention_frag) {
+    setenv("OMNI_VK_ATTN_CM", "1", 1);
+    static const char *const vars[] = { "OMNI_VK_ATTN_CM_SMALL", "OMNI_VK_ATTN_CM_HPW", "OMNI_VK_ATTN_CM_TAU",
+                                        "OMNI_VK_ATTN_CM_PREFETCH", "OMNI_VK_ATTN_CM_FRAG", "OMNI_VK_ATTN_CM_BKV",
+                                        "OMNI_VK_ATTN_CM_SPLIT", "OMNI_VK_ATTN_CM_SPLIT_MIN",
+                                        "OMNI_VK_ATTN_CM_SPLIT_BELOW" };
+    for (unsigned i = 0; i < sizeof vars / sizeof *vars; i++) unsetenv(vars[i]);
+    if (!cm_offered()) SKIP("no NV cooperative matrix: the opt-in attention builds need it");
+    attn_variant_set("OMNI_VK_ATTN_CM_FRAG=1", 3);
+    attn_variant_set("OMNI_VK_ATTN_CM_BKV=64", 3);
+    attn_variant_set("OMNI_VK_ATTN_CM_BKV=64,OMNI_VK_ATTN_CM_TAU=0", 1);
+    attn_variant_set("OMNI_VK_ATTN_CM_FRAG=2", 1);
+    attn_variant_set("OMNI_VK_ATTN_CM_BKV=64,OMNI_VK_ATTN_CM_SPLIT=4,OMNI_VK_ATTN_CM_SPLIT_MIN=1", 2);
+    attn_variant_set("OMNI_VK_ATTN_CM_FRAG=1,OMNI_VK_ATTN_CM_SPLIT=2,OMNI_VK_ATTN_CM_SPLIT_MIN=1,"
+                     "OMNI_VK_ATTN_CM_HPW=1",
+                     1);
 }

@@ -20,6 +20,9 @@
  * 4x16x40 halves, 64 floats */
 #define CM_MATMUL_SHARED(bm, bn) (((bm) + (bn)) * 144u)
 #define CM_ATTN_SHARED 30976u
+/* its opt-in fragment-softmax builds (padded head dim dp, bkv-key blocks): K and V tiles 2·bkv rows of dp/8 + 1
+ * 16-byte words, 4x512 floats, 4x16 floats, 4x16 ints, 2x4x16 uints and one (no P tile); 44,036 bytes for 128 x 64 */
+#define CM_ATTN_FR_SHARED(dp, bkv) (2u * (bkv) * ((dp) / 8u + 1u) * 16u + 8192u + 256u + 768u + 4u)
 
 /* OMNI_VK_CM_SPLIT=0: no split-K for small matrices (comparisons) */
 static int env_int(const char *name, int dflt) {
@@ -239,18 +242,60 @@ int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc) {
  * (n_heads / n_kv; 8 for the thinker, 1 for the encoders) unless OMNI_VK_ATTN_CM_HPW=1|2|4 asks for less (or a
  * divisor). OMNI_VK_ATTN_CM_TAU=N (0..16, default 8): the kernel's lazy-maximum slack in base-2 units (0: exact
  * online softmax, a rescale of O at every raise of a row maximum; the tests run both). OMNI_VK_ATTN_CM_PREFETCH=1:
- * the next K/V block is loaded one block ahead through registers (measured slower on the H100; comparisons). */
+ * the next K/V block is loaded one block ahead through registers (measured slower on the H100; comparisons).
+ * Opt-in builds (the kernel's CM_FRAG / CM_BKV; not yet measured, see the shader's header):
+ *   OMNI_VK_ATTN_CM_FRAG=1  the softmax on the S fragments: no S store / read-back, P store / load or subgroup
+ *                           barrier per block, O rescaled in registers; 32-key blocks (=2: the row maxima through
+ *                           shared atomics, the kernel's fallback for other fragment layouts, forced: tests)
+ *   OMNI_VK_ATTN_CM_BKV=64  the same with 64-key blocks (half the workgroup barriers and K/V staging rounds per
+ *                           key); implies FRAG; 32-key blocks where the device lacks its shared memory
+ *   OMNI_VK_ATTN_CM_SPLIT=N  (FRAG builds) a query block's key range split over up to N workgroups (grid z) of at
+ *                           least OMNI_VK_ATTN_CM_SPLIT_MIN key blocks (default 2) each, when the grid has fewer than
+ *                           OMNI_VK_ATTN_CM_SPLIT_BELOW workgroups (default 1024: the pp512 thinker grid of 32 x 8
+ *                           is split, the vision encoder's 64 x 16 not): the longest workgroup walks 1/N of the keys
+ *                           and more workgroups fill the SMs; partials (O, m, l per row) go to scratch slot 0 and the
+ *                           last split of a query block to finish merges them (an atomic counter, as attn_decode.comp)
+ * PREFETCH applies to the default build only. */
 void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n_reads, const vk_range *write) {
     uint32_t grp = pc->n_heads / pc->n_kv, hpw = (uint32_t)env_int("OMNI_VK_ATTN_CM_HPW", 4);
     if (hpw != 1 && hpw != 2 && hpw != 4) hpw = 4;
     while (hpw > 1 && grp % hpw) hpw /= 2;
     int tau = env_int("OMNI_VK_ATTN_CM_TAU", 8);
-    uint32_t spec[3] = { hpw, (uint32_t)(tau < 0 ? 0 : tau > 16 ? 16 : tau),
-                         (uint32_t)(env_int("OMNI_VK_ATTN_CM_PREFETCH", 0) != 0) };
-    vk_shader_id sh = pc->head_dim <= 64   ? SH_ATTN_FLASH_CM64
-                      : pc->head_dim <= 80 ? SH_ATTN_FLASH_CM80
-                                           : SH_ATTN_FLASH_CM;
-    VkPipeline p = vk_pipeline(c, sh, spec, 3);
-    uint32_t qpw = VK_CM_ATTN_BQ / hpw;
-    vk_dispatch(c, p, pc, sizeof *pc, (pc->n + qpw - 1) / qpw, pc->n_heads / hpw, 1, reads, n_reads, write, 1);
+    uint32_t spec[6] = { hpw, (uint32_t)(tau < 0 ? 0 : tau > 16 ? 16 : tau),
+                         (uint32_t)(env_int("OMNI_VK_ATTN_CM_PREFETCH", 0) != 0), 0, 1, 2 };
+    uint32_t dp = pc->head_dim <= 64 ? 64 : pc->head_dim <= 80 ? 80 : 128;
+    int bkv = env_int("OMNI_VK_ATTN_CM_BKV", 32) == 64 ? 64 : 32;
+    int ksplit = env_int("OMNI_VK_ATTN_CM_SPLIT", 1);
+    ksplit = ksplit < 1 ? 1 : ksplit > 8 ? 8 : ksplit;
+    int fr_env = env_int("OMNI_VK_ATTN_CM_FRAG", 0), frag = bkv == 64 || ksplit > 1 || fr_env != 0;
+    if (bkv == 64 && c->caps.max_shared < CM_ATTN_FR_SHARED(dp, 64u)) bkv = 32;
+    /* [padding][0 default, 1 fragments with 32-key blocks, 2 with 64-key blocks] */
+    static const vk_shader_id shs[3][3] = {
+        { SH_ATTN_FLASH_CM64, SH_ATTN_FLASH_CM64_FR, SH_ATTN_FLASH_CM64_FR64 },
+        { SH_ATTN_FLASH_CM80, SH_ATTN_FLASH_CM80_FR, SH_ATTN_FLASH_CM80_FR64 },
+        { SH_ATTN_FLASH_CM, SH_ATTN_FLASH_CM_FR, SH_ATTN_FLASH_CM_FR64 },
+    };
+    vk_shader_id sh = shs[dp == 64 ? 0 : dp == 80 ? 1 : 2][frag ? (bkv == 64 ? 2 : 1) : 0];
+    uint32_t qpw = VK_CM_ATTN_BQ / hpw, gx = (pc->n + qpw - 1) / qpw, gy = pc->n_heads / hpw;
+    if (ksplit > 1 && gx * gy >= (uint32_t)env_int("OMNI_VK_ATTN_CM_SPLIT_BELOW", 1024)) ksplit = 1;
+    int split_min = env_int("OMNI_VK_ATTN_CM_SPLIT_MIN", 2);
+    if (frag) { /* FRAG=2: the shared-atomic row maxima (tests) */
+        spec[2] = 0, spec[3] = fr_env == 2;
+        spec[4] = (uint32_t)ksplit, spec[5] = (uint32_t)(split_min < 1 ? 1 : split_min);
+    }
+    VkPipeline p = vk_pipeline(c, sh, spec, frag ? 6 : 3);
+    if (ksplit <= 1) {
+        vk_dispatch(c, p, pc, sizeof *pc, gx, gy, 1, reads, n_reads, write, 1);
+        return;
+    }
+    /* partials: per workgroup (x, y) and split, 64 rows of O (padded head dim dp) then 64 (m, l) pairs */
+    ob_pc_attn ps = *pc;
+    size_t part_b = (size_t)gx * gy * (size_t)ksplit * 64u * (dp + 2u) * 4u;
+    ob_buf *part = vk_scratch(c, 0, part_b);
+    VkDeviceAddress cnt = part ? vk_counters(c, VK_CNT_ATTN_SPLIT, (int)(gx * gy)) : 0;
+    if (!cnt) return;
+    ps.part = part->blk->addr + part->off;
+    ps.chunk = (uint32_t)cnt, ps.n_split = (uint32_t)(cnt >> 32); /* the kernel's counter address */
+    vk_range wr[3] = { write[0], vk_rng(ps.part, part_b), vk_rng(cnt, (uint64_t)gx * gy * 4u) };
+    vk_dispatch(c, p, &ps, sizeof ps, gx, gy, (uint32_t)ksplit, reads, n_reads, wr, 3);
 }

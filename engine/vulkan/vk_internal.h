@@ -44,6 +44,11 @@ typedef struct {
  *   OMNI_VK_ATTN_CM_HPW=N  heads per workgroup of attn_flash_cm.comp (1, 2 or 4; default 4 where the GQA group allows)
  *   OMNI_VK_ATTN_CM_TAU=N  its lazy softmax-maximum slack in base-2 units (default 8; 0 = exact online softmax)
  *   OMNI_VK_ATTN_CM_PREFETCH=1  its K/V blocks loaded one block ahead, not when staged (comparisons)
+ *   OMNI_VK_ATTN_CM_FRAG=1  its softmax on the S fragments (no shared-memory round trip per block; opt-in builds)
+ *   OMNI_VK_ATTN_CM_BKV=64  its 64-key blocks (half the workgroup barriers per key; implies OMNI_VK_ATTN_CM_FRAG=1)
+ *   OMNI_VK_ATTN_CM_SPLIT=N  its long key ranges split over up to N (2..8) workgroups, merged by the last to finish
+ *                          (implies FRAG); only for grids under OMNI_VK_ATTN_CM_SPLIT_BELOW workgroups (default
+ *                          1024), each split at least OMNI_VK_ATTN_CM_SPLIT_MIN key blocks (default 2)
  *   OMNI_VK_CM_SPLIT=0     no split-K in the tensor-core matmul for small matrices (the MoE router; vk_coopmat.c)
  *   OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE=BMxBN  tensor-core GEMM tile shape of the dense / grouped MoE form
  *   OMNI_VK_CM_SKIP=1      grouped tensor-core GEMM skips the fragments past a tile's x rows (opt-in, slower)
@@ -162,6 +167,12 @@ typedef enum {
     SH_ATTN_FLASH_CM,
     SH_ATTN_FLASH_CM64,
     SH_ATTN_FLASH_CM80,
+    SH_ATTN_FLASH_CM_FR, /* the opt-in builds of attn_flash_cm.comp: softmax on the fragments, 32- / 64-key blocks */
+    SH_ATTN_FLASH_CM_FR64,
+    SH_ATTN_FLASH_CM64_FR,
+    SH_ATTN_FLASH_CM64_FR64,
+    SH_ATTN_FLASH_CM80_FR,
+    SH_ATTN_FLASH_CM80_FR64,
     SH_MOE_ROUTE,
     SH_MOE_PLAN,
     SH_MOE_COMBINE,
@@ -312,10 +323,12 @@ static inline VkDeviceAddress vk_addr(ob_ptr p) { return p.buf->blk->addr + p.bu
 ob_buf *vk_scratch(vk_ctx *c, int slot, size_t bytes);
 /* device address of n zeroed uint counters from index first on, for kernels that find their last workgroup with an
  * atomic counter and leave it at zero again; 0 after vk_fail. Indices: VK_CNT_ROUTER (router.comp), VK_CNT_ATTN + kv
- * head (attn_decode.comp), VK_CNT_CHAIN (two: tickets and finished workgroups of a chained dispatch, chain.glsl). */
+ * head (attn_decode.comp), VK_CNT_CHAIN (two: tickets and finished workgroups of a chained dispatch, chain.glsl),
+ * VK_CNT_ATTN_SPLIT + workgroup (attn_flash_cm.comp with split keys, OMNI_VK_ATTN_CM_SPLIT). */
 #define VK_CNT_ROUTER 0
 #define VK_CNT_CHAIN 2
 #define VK_CNT_ATTN 8
+#define VK_CNT_ATTN_SPLIT 256
 VkDeviceAddress vk_counters(vk_ctx *c, int first, int n);
 
 /* vk_exec.c */

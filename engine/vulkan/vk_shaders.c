@@ -8,6 +8,12 @@
 #include "attn_flash_cm.h"
 #include "attn_flash_cm_d64.h"
 #include "attn_flash_cm_d80.h"
+#include "attn_flash_cm_fr.h"
+#include "attn_flash_cm_fr64.h"
+#include "attn_flash_cm_d64_fr.h"
+#include "attn_flash_cm_d64_fr64.h"
+#include "attn_flash_cm_d80_fr.h"
+#include "attn_flash_cm_d80_fr64.h"
 #include "attn_split.h"
 #include "attn_split_nosg.h"
 #include "ew.h"
@@ -94,6 +100,12 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_ATTN_FLASH_CM] = { SPV(attn_flash_cm) },
     [SH_ATTN_FLASH_CM64] = { SPV(attn_flash_cm_d64) },
     [SH_ATTN_FLASH_CM80] = { SPV(attn_flash_cm_d80) },
+    [SH_ATTN_FLASH_CM_FR] = { SPV(attn_flash_cm_fr) },
+    [SH_ATTN_FLASH_CM_FR64] = { SPV(attn_flash_cm_fr64) },
+    [SH_ATTN_FLASH_CM64_FR] = { SPV(attn_flash_cm_d64_fr) },
+    [SH_ATTN_FLASH_CM64_FR64] = { SPV(attn_flash_cm_d64_fr64) },
+    [SH_ATTN_FLASH_CM80_FR] = { SPV(attn_flash_cm_d80_fr) },
+    [SH_ATTN_FLASH_CM80_FR64] = { SPV(attn_flash_cm_d80_fr64) },
     [SH_MOE_ROUTE] = { SPV2(moe_route) },
     [SH_MOE_PLAN] = { SPV(moe_plan) },
     [SH_MOE_COMBINE] = { SPV(moe_combine) },

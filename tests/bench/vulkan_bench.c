@@ -8,6 +8,7 @@
  *      -lpthread -o build-vk/vulkan_bench
  *   build-vk/vulkan_bench [devices] [latency] [decode] [matvec] [prefill] [attention]
  *                         [model CONFIG.json [N_PROMPT N_GEN]] [--peak GB/s] [--only NAME]
+ * OMNI_BENCH_VARIANTS="A=1,B=2;C=0;..." runs the model (and the attention rows) once per item.
  */
 #include <math.h>
 #include <stdio.h>
@@ -425,6 +426,26 @@ static int model(const char *config, int n_prompt, int n_gen) {
     return 0;
 }
 
+/* the attention rows once per item of OMNI_BENCH_VARIANTS (as in model mode: switches read per call, e.g.
+ * OMNI_VK_ATTN_CM_FRAG=1;OMNI_VK_ATTN_CM_BKV=64), on one back-end; unset: once with the defaults */
+static void attention_variants(ob_backend *b) {
+    const char *vars = getenv("OMNI_BENCH_VARIANTS");
+    if (!vars || !*vars) {
+        attention_rows(b);
+        return;
+    }
+    char list[2048];
+    snprintf(list, sizeof list, "%s", vars);
+    char *save = NULL;
+    for (char *item = strtok_r(list, ";", &save); item; item = strtok_r(NULL, ";", &save)) {
+        printf("variant [%s]\n", item);
+        env_list(item, 1);
+        attention_rows(b);
+        env_list(item, 0);
+        if (b->failed) break;
+    }
+}
+
 static void devices(void) {
     ob_vk_device_info d[8];
     int n = ob_vulkan_list_devices(d, 8, NULL, 0);
@@ -474,7 +495,7 @@ int main(int argc, char **argv) {
         if (do_dec) decode_ops(b);
         if (do_mv) matvec(b);
         if (do_pf) prefill(b);
-        if (do_at && !do_pf) attention_rows(b);
+        if (do_at && !do_pf) attention_variants(b);
         if (b->failed) printf("back-end error: %s\n", b->err);
         b->ops->destroy(b);
     }
