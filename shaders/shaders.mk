@@ -15,6 +15,10 @@ MATMUL_CM_TILES := 128x32 256x32 256x64 128x128
 SHADER_NOSG  := matvec rms_norm attn_split moe_route qk_rope_kv
 # and the opt-in builds of every shape (128x64 included): _db double-buffered ring, _x16 fp16 activations, both
 MATMUL_CM_VARIANTS := $(foreach t,128x64 $(MATMUL_CM_TILES),$(foreach v,db x16 dbx16,matmul_cm_$(t)_$(v)))
+# session 3 round 3 (opt-in, vk_coopmat.c): _pf register double-buffered global loads (every shape, fp16 x), and
+# the diagnostic builds _dg1 (no global loads in the loop) / _dg2 (one MMA per slice) of the two default shapes
+MATMUL_CM_VARIANTS += $(foreach t,128x64 $(MATMUL_CM_TILES),matmul_cm_$(t)_pf) \
+                      $(foreach t,128x64 256x64,matmul_cm_$(t)_dg1 matmul_cm_$(t)_dg2)
 SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _nosg,$(SHADER_NOSG)) matmul_big \
                 attn_flash_cm_d64 attn_flash_cm_d80 matvec_chain router_chain \
                 $(addprefix matmul_cm_,$(MATMUL_CM_TILES)) $(MATMUL_CM_VARIANTS))
@@ -60,6 +64,16 @@ $(SHADER_DIR)/matmul_cm_%_x16.spv: shaders/matmul_cm.comp
 $(SHADER_DIR)/matmul_cm_%_dbx16.spv: shaders/matmul_cm.comp
 	@mkdir -p $(SHADER_DIR)
 	$(GLSLC) $(GLSLC_FLAGS) $(call cm_flags,$*) -DCM_DB=1 -DCM_X16=1 -MD -MF $@.d $< -o $@
+
+$(SHADER_DIR)/matmul_cm_%_pf.spv: shaders/matmul_cm.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) $(call cm_flags,$*) -DCM_X16=1 -DCM_PF=1 -MD -MF $@.d $< -o $@
+$(SHADER_DIR)/matmul_cm_%_dg1.spv: shaders/matmul_cm.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) $(call cm_flags,$*) -DCM_X16=1 -DCM_DIAG=1 -MD -MF $@.d $< -o $@
+$(SHADER_DIR)/matmul_cm_%_dg2.spv: shaders/matmul_cm.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) $(call cm_flags,$*) -DCM_X16=1 -DCM_DIAG=2 -MD -MF $@.d $< -o $@
 
 # tensor-core prefill attention for smaller heads, padded to 64 or 80 dims (the audio and vision encoders)
 $(SHADER_DIR)/attn_flash_cm_d%.spv: shaders/attn_flash_cm.comp
