@@ -110,6 +110,28 @@ int vk_cm_x16(vk_ctx *c, int grouped) {
     return grouped ? v >= 1 : v >= 2;
 }
 
+/* Round 3 (opt-in, not yet measured; tests/gpu_next/hpg3.sh times them): why the dense 128x64 GEMM runs at
+ * ~85 TFLOP/s at n = 512 (H100: 132 SMs, ~4096 fp16 FLOP/clk/SM dense peak; 85 TFLOP/s is ~370 FLOP/clk/SM, ~9%):
+ *  - not the tensor cores or shared memory: a subgroup loads 2 + 2 fragments (512 B each) per 16-column step for
+ *    4 MMAs of 8192 FLOP, 16 FLOP per shared byte, so 128 B/clk of shared bandwidth caps it near 2048 FLOP/clk/SM
+ *    (~50% of peak; 8 MMAs per 6 loads in the 256x64 / 128x128 builds: ~67%), 5x above what it does;
+ *  - not HBM: Q8_0 weights (half the bytes) run as fast as bf16; a slice is 24 KB (16 KB weights, 8 KB fp16 x) per
+ *    1.05 MFLOP, 0.023 B/FLOP: 2 TB/s of L2 traffic at 85 TFLOP/s;
+ *  - the grid and latency: o [2048 x 4096] is 16 x 8 = 128 workgroups, one per SM (8 warps, 64 dependent slices
+ *    each); q|k|v [5120 x 2048] is 320 workgroups for ~264 slots (2 per SM at ~100 registers a thread), a second
+ *    wave 21% full. Each slice's global loads are issued after its second barrier and consumed at the next
+ *    slice's staging: one slice of MMAs (16 per subgroup) covers an L2/HBM latency of ~600-1000 clocks, and the
+ *    barriers stall every warp of the workgroup at once. The measurements agree: the ring (OMNI_VK_CM_DB, half
+ *    the MMAs between a load and its use) was 1.45x slower; 256x64 / 128x128 (1.33 MMAs per fragment load) were
+ *    slower for the dense products because o then has 64 workgroups for 132 SMs.
+ * Hence: OMNI_VK_CM_PF=1 issues each slice's loads two slices ahead (twice the MMAs to cover the latency, +24
+ * registers a thread at 128x64, +40 at 256x64: the cost is occupancy if the driver passes 128 registers);
+ * OMNI_VK_CM_SPLIT_WG=W splits the big products to ~W workgroups (o in 2 at W = 256: 2 per SM; the partial planes
+ * cost 2 x 4 MB written and read, ~8 us with y's accumulation, against ~100 us per o product; W = 512 also splits
+ * q|k|v in 2: 640 workgroups, 2.4 waves instead of 1.2); OMNI_VK_CM_DENSE=256x64 with OMNI_VK_CM_SPLIT_WG=264
+ * tests the 1.33 MMAs per load (and 0.019 B/FLOP) with the grid refilled; OMNI_VK_CM_DIAG=1 / 2 (wrong results)
+ * time the loop without its in-loop global loads / with one MMA per slice, to attribute the rest. */
+
 /* scratch slot 6 holds the fp16 copy of x (x_rows rows of pc->cols at pc->x, pc->x_stride) and nothing can have
  * written x since its last use: no dispatch other than the products that read it, no transfer (vk_ctx.x16) */
 static int x16_valid(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_rows) {
