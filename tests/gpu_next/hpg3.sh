@@ -26,9 +26,13 @@ timeout 5 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total --format=csv > 
 timeout 35 "$B/omni_tests" vk_coopmat_pf_split > "$O/tests.txt" 2>&1
 echo "tests vk_coopmat_pf_split: exit $?" >> "$O/steps.txt"
 
-# X=0: a do-nothing item standing for the defaults; the default again last (drift)
-G="X=0;OMNI_VK_CM_PF=1;OMNI_VK_CM_SPLIT_WG=256;OMNI_VK_CM_SPLIT_WG=512;OMNI_VK_CM_PF=1,OMNI_VK_CM_SPLIT_WG=256"
-G="$G;OMNI_VK_CM_DENSE=256x64,OMNI_VK_CM_SPLIT_WG=264;OMNI_VK_CM_DIAG=1;OMNI_VK_CM_DIAG=2;X=0"
+# X=0: a do-nothing item standing for the defaults. Most important first (a timeout keeps the lines printed so far):
+# the two switches and their pair; the grouped MoE on 128x64 tiles with PF (2 workgroups per SM with the extra
+# registers); the bigger dense tile (1.33 MMAs per fragment load) and the smaller one (640 tiles) with the grid
+# refilled; the diagnostics (wrong results, timings only)
+G="X=0;OMNI_VK_CM_PF=1;OMNI_VK_CM_SPLIT_WG=256;OMNI_VK_CM_PF=1,OMNI_VK_CM_SPLIT_WG=256;OMNI_VK_CM_SPLIT_WG=512"
+G="$G;OMNI_VK_CM_MOE=128x64,OMNI_VK_CM_PF=1;OMNI_VK_CM_DENSE=256x64,OMNI_VK_CM_SPLIT_WG=264"
+G="$G;OMNI_VK_CM_DENSE=128x32,OMNI_VK_CM_PF=1;OMNI_VK_CM_DIAG=1;OMNI_VK_CM_DIAG=2"
 OMNI_BENCH_VARIANTS="$G" timeout 35 "$B/vulkan_bench" gemm > "$O/gemm.txt" 2>&1
 echo "vulkan_bench gemm: exit $?" >> "$O/steps.txt"
 
