@@ -31,6 +31,12 @@
 //     loop and half the x bytes (the host converts fp32 activations once, cm_x16.comp, with the same clamp and
 //     rounding as f2h below, so results are identical); and MODE 2 writes y = silu(gate)·up as fp16 (y_stride in
 //     halves, a multiple of 8; rows a multiple of 8), which the down projection then reads as its x.
+// Builds of the CM_X16 loop (opt-in, vk_coopmat.c; round 3, see the analysis there):
+//   CM_PF = 1 (OMNI_VK_CM_PF): register double buffering of the global loads: two register sets, each slice's
+//     loads issued two slices ahead (after the set's previous slice was stored), so twice the MMAs cover their
+//     latency; same shared memory, barriers, products and sums as CM_X16 (identical results).
+//   CM_DIAG = 1 / 2 (OMNI_VK_CM_DIAG, timing only, wrong results): no global loads inside the K loop (the first
+//     slice staged again) / one MMA per slice instead of 4 x FI x FJ.
 // Host requirements (vk_coopmat.c): weights 16-byte aligned with rows a multiple of 16 bytes (Q8_0: 8 bytes, scales
 // 2-byte aligned), cols % 8 == 0, x 16-byte aligned with x_stride % 4 == 0, subgroup size 32.
 #extension GL_NV_cooperative_matrix : require
@@ -434,6 +440,11 @@ void main() {
     uint sw = seg / 8u;
     for (uint k0 = kbeg; k0 < kend; k0 += BK) {
         barrier();
+#if CM_DIAG == 1
+        // diagnostic: the first slice's registers staged again every slice; made to vary with k0 (pc.pad is 0
+        // unless split) so the compiler cannot hoist their conversion out of the loop
+        [[unroll]] for (uint i = 0; i < NW; i++) wr[i].x ^= k0 & pc.pad;
+#endif
         [[unroll]] for (uint i = 0; i < NW; i++) ws[(r8 + 32u * i) * STR + sw] = w_half(wr[i]);
         [[unroll]] for (uint i = 0; i < NX; i++) xs[(r8 + 32u * i) * STR + sw] = X_HALF(i);
         barrier();
