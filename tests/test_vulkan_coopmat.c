@@ -314,7 +314,8 @@ TEST(vk_coopmat_db_x16) {
  * OMNI_VK_CM_X16=2) on the same inputs:
  *   OMNI_VK_CM_PF=1 (register double-buffered loads): the dense sweep (1..32 K slices, odd and even counts, split-K
  *     of small products, ragged tiles, accumulation) and every grouped form, on the default shapes (dense 128x64,
- *     grouped 256x64) and on the swapped ones (dense 256x64, grouped 128x64); expected identical.
+ *     grouped 256x64), swapped (dense 256x64, grouped 128x64) and on the other builds (dense 128x32 and 256x32,
+ *     grouped 128x128); expected identical.
  *   OMNI_VK_CM_SPLIT_WG (split-K of big products): products of 32+ tiles that the default leaves whole, split in
  *     2 or 3 (ragged last split, accumulation, fp16 x converted for the split product), with and without PF.
  * A few shapes per variant, one back-end per variant (the NVIDIA pipeline compiles dominate). Skipped where the
@@ -331,6 +332,11 @@ TEST(vk_coopmat_pf_split) {
     setenv("OMNI_VK_CM_DENSE", "256x64", 1);
     setenv("OMNI_VK_CM_MOE", "128x64", 1);
     sweep_vs("", "OMNI_VK_CM_PF=1", sweep_shapes, ns, 1, "OMNI_VK_CM_PF=1 (dense 256x64, grouped 128x64)");
+    setenv("OMNI_VK_CM_DENSE", "128x32", 1); /* the other builds: 128x32, 128x128 and 256x32 (8 x 1 subgroups) */
+    setenv("OMNI_VK_CM_MOE", "128x128", 1);
+    sweep_vs("", "OMNI_VK_CM_PF=1", sweep_shapes, ns, 1, "OMNI_VK_CM_PF=1 (dense 128x32, grouped 128x128)");
+    setenv("OMNI_VK_CM_DENSE", "256x32", 1);
+    sweep_vs("", "OMNI_VK_CM_PF=1", sweep_shapes, ns, 0, "OMNI_VK_CM_PF=1 (dense 256x32)");
     unsetenv("OMNI_VK_CM_DENSE");
     unsetenv("OMNI_VK_CM_MOE");
     /* 128x64 tiles: [1024 x 512] x 256 = 8 x 4 = 32 tiles of 8 slices -> 2 splits of 4 at W = 64; [1000 x 520] x

@@ -11,7 +11,7 @@
 #      -lpthread -o build-gpu/vulkan_bench
 # Run (on the GPU machine, from the repository root; binaries in $B, default build-gpu; logs in $OUT):
 #   . .gpu/env.sh >/dev/null 2>&1; B=build-gpu sh tests/gpu_next/hpg3.sh
-# Steps, each under `timeout`, ~115 s in all: the new test (vk_coopmat_pf_split: PF on four tile builds and
+# Steps, each under `timeout`, ~115 s in all: the new test (vk_coopmat_pf_split: PF on every tile build and
 # SPLIT_WG, against the CPU and against the default kernels), `vulkan_bench gemm` (the pp512 GEMMs per variant on
 # one back-end), `vulkan_bench model` pp512 bf16 per variant (one load; two timed passes and a profiled pass each).
 # Ends with a summary table (also $OUT/summary.txt); logs: gpu.txt tests.txt gemm.txt model.txt steps.txt.
@@ -23,7 +23,7 @@ mkdir -p "$O"
 export OMNI_VK_FENCE_TIMEOUT_S=20
 timeout 5 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total --format=csv > "$O/gpu.txt" 2>&1
 
-timeout 35 "$B/omni_tests" vk_coopmat_pf_split > "$O/tests.txt" 2>&1
+timeout 40 "$B/omni_tests" vk_coopmat_pf_split > "$O/tests.txt" 2>&1
 echo "tests vk_coopmat_pf_split: exit $?" >> "$O/steps.txt"
 
 # X=0: a do-nothing item standing for the defaults. Most important first (a timeout keeps the lines printed so far):
@@ -33,11 +33,11 @@ echo "tests vk_coopmat_pf_split: exit $?" >> "$O/steps.txt"
 G="X=0;OMNI_VK_CM_PF=1;OMNI_VK_CM_SPLIT_WG=256;OMNI_VK_CM_PF=1,OMNI_VK_CM_SPLIT_WG=256;OMNI_VK_CM_SPLIT_WG=512"
 G="$G;OMNI_VK_CM_MOE=128x64,OMNI_VK_CM_PF=1;OMNI_VK_CM_DENSE=256x64,OMNI_VK_CM_SPLIT_WG=264"
 G="$G;OMNI_VK_CM_DENSE=128x32,OMNI_VK_CM_PF=1;OMNI_VK_CM_DIAG=1;OMNI_VK_CM_DIAG=2"
-OMNI_BENCH_VARIANTS="$G" timeout 35 "$B/vulkan_bench" gemm > "$O/gemm.txt" 2>&1
+OMNI_BENCH_VARIANTS="$G" timeout 32 "$B/vulkan_bench" gemm > "$O/gemm.txt" 2>&1
 echo "vulkan_bench gemm: exit $?" >> "$O/steps.txt"
 
 M="X=0;OMNI_VK_CM_PF=1;OMNI_VK_CM_SPLIT_WG=256;OMNI_VK_CM_PF=1,OMNI_VK_CM_SPLIT_WG=256;X=0"
-OMNI_BENCH_PASSES=2 OMNI_BENCH_VARIANTS="$M" timeout 40 "$B/vulkan_bench" model $CFG 512 0 > "$O/model.txt" 2>&1
+OMNI_BENCH_PASSES=2 OMNI_BENCH_VARIANTS="$M" timeout 38 "$B/vulkan_bench" model $CFG 512 0 > "$O/model.txt" 2>&1
 echo "vulkan_bench model bf16: exit $?" >> "$O/steps.txt"
 
 {
