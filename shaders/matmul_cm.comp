@@ -31,6 +31,12 @@
 //     loop and half the x bytes (the host converts fp32 activations once, cm_x16.comp, with the same clamp and
 //     rounding as f2h below, so results are identical); and MODE 2 writes y = silu(gate)·up as fp16 (y_stride in
 //     halves, a multiple of 8; rows a multiple of 8), which the down projection then reads as its x.
+// Builds of the CM_X16 loop (opt-in, vk_coopmat.c; round 3, see the analysis there):
+//   CM_PF = 1 (OMNI_VK_CM_PF): register double buffering of the global loads: two register sets, each slice's
+//     loads issued two slices ahead (after the set's previous slice was stored), so twice the MMAs cover their
+//     latency; same shared memory, barriers, products and sums as CM_X16 (identical results).
+//   CM_DIAG = 1 / 2 (OMNI_VK_CM_DIAG, timing only, wrong results): no global loads inside the K loop (the first
+//     slice staged again) / one MMA per slice instead of 4 x FI x FJ.
 // Host requirements (vk_coopmat.c): weights 16-byte aligned with rows a multiple of 16 bytes (Q8_0: 8 bytes, scales
 // 2-byte aligned), cols % 8 == 0, x 16-byte aligned with x_stride % 4 == 0, subgroup size 32.
 #extension GL_NV_cooperative_matrix : require
@@ -47,6 +53,15 @@ layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufF32A { f
 #endif
 #ifndef CM_X16
 #define CM_X16 0
+#endif
+#ifndef CM_PF
+#define CM_PF 0
+#endif
+#ifndef CM_DIAG
+#define CM_DIAG 0
+#endif
+#if (CM_PF || CM_DIAG) && (!CM_X16 || CM_DB)
+#error "CM_PF and CM_DIAG are builds of the fp16-activation single-buffered loop (CM_X16 = 1, CM_DB = 0)"
 #endif
 #if CM_X16
 layout(buffer_reference, std430, buffer_reference_align = 16) writeonly buffer BufUV4W { uvec4 v[]; };
@@ -364,16 +379,90 @@ void main() {
         barrier();  // stage st is free for the slice after next; stage st ^ 1 is complete
         st ^= 1u;
     }
+#elif CM_X16 && CM_PF
+    // Register double buffering (CM_PF): two register sets, (wr, xr) for the even slices and (wq, xq) for the odd
+    // ones, the loop unrolled by two so both sets are static (no run-time indexing, which would put them in local
+    // memory). A slice's global loads are issued two slices ahead, right after that set was stored to shared
+    // memory, so they have the MMAs of two slices (8 k-steps) to arrive instead of one; the shared-memory side (one
+    // buffer, two barriers per slice, the same stores and fragment loads) is the plain build's. Same products and
+    // fp32 sums in the same order as the plain x16 build: results identical.
+    uvec4 wq[NW], xq[NX];
+#define LOAD_SLICE_Q(k0)                                                                                        \
+    {                                                                                                           \
+        uint col = (k0) + seg;                                                                                  \
+        bool kin = col < kend;                                                                                  \
+        uint64_t o = WTYPE == VK_WT_Q8_0 ? uint64_t(col) : uint64_t(col) * 2u;                                  \
+        [[unroll]] for (uint i = 0; i < NW; i++) wq[i] = LDW(kin && WROW_OK(i), i, o, col);                      \
+        [[unroll]] for (uint i = 0; i < NX; i++)                                                                \
+            xq[i] = XROW_OK(i, kin) ? BufUV4(xa[i] + uint64_t(col) * 2u).v[0] : uvec4(0);                       \
+    }
+#define STAGE_FROM(WR, XR)                                                                                      \
+    {                                                                                                           \
+        [[unroll]] for (uint i = 0; i < NW; i++) ws[(r8 + 32u * i) * STR + sw] = w_half(WR[i]);                  \
+        [[unroll]] for (uint i = 0; i < NX; i++) xs[(r8 + 32u * i) * STR + sw] = XR[i];                          \
+    }
+#define MMA_SLICE()                                                                                             \
+    if (ni > 0u && nj > 0u) {                                                                                   \
+        [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) {                                                  \
+            FRAG_A a[FI], b[FJ];                                                                                \
+            [[unroll]] for (uint i = 0; i < FI; i++)                                                            \
+                if (i < ni) coopMatLoadNV(a[i], xs, (tr + 16u * i) * STR + kk, STR, false);                     \
+            [[unroll]] for (uint j = 0; j < FJ; j++)                                                            \
+                if (j < nj) {                                                                                   \
+                    uint wrow = MODE == 2 ? (j < FJ / 2u ? wm * (SR / 2u) + 16u * j                             \
+                                                         : BM / 2u + wm * (SR / 2u) + 16u * (j - FJ / 2u))      \
+                                          : wm * SR + 16u * j;                                                  \
+                    coopMatLoadNV(b[j], ws, wrow * STR + kk, STR, true);                                        \
+                }                                                                                               \
+            [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ; j++)                   \
+                if (i < ni && j < nj) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]);                       \
+        }                                                                                                       \
+    }
+    uint sw = seg / 8u;
+    LOAD_SLICE(kbeg)
+    if (kbeg + BK < kend) LOAD_SLICE_Q(kbeg + BK)
+    // k0, kend are the same for the whole workgroup: the break and every barrier are uniform
+    for (uint k0 = kbeg; k0 < kend; k0 += 2u * BK) {
+        barrier();  // the previous slice's MMAs are done with the shared tile
+        STAGE_FROM(wr, xr)
+        barrier();
+        if (k0 + 2u * BK < kend) LOAD_SLICE(k0 + 2u * BK)
+        MMA_SLICE()
+        if (k0 + BK >= kend) break;
+        barrier();
+        STAGE_FROM(wq, xq)
+        barrier();
+        if (k0 + 3u * BK < kend) LOAD_SLICE_Q(k0 + 3u * BK)
+        MMA_SLICE()
+    }
 #elif CM_X16
     LOAD_SLICE(kbeg)
     uint sw = seg / 8u;
     for (uint k0 = kbeg; k0 < kend; k0 += BK) {
         barrier();
+#if CM_DIAG == 1
+        // diagnostic: the first slice's registers staged again every slice; made to vary with k0 (pc.pad is 0
+        // unless split) so the compiler cannot hoist their conversion out of the loop
+        [[unroll]] for (uint i = 0; i < NW; i++) wr[i].x ^= k0 & pc.pad;
+#endif
         [[unroll]] for (uint i = 0; i < NW; i++) ws[(r8 + 32u * i) * STR + sw] = w_half(wr[i]);
         [[unroll]] for (uint i = 0; i < NX; i++) xs[(r8 + 32u * i) * STR + sw] = X_HALF(i);
         barrier();
+#if CM_DIAG != 1
         if (k0 + BK < kend) LOAD_SLICE(k0 + BK)
+#endif
+#if CM_DIAG == 2
+        // diagnostic: one fragment MMA per slice (keeps the staged tile live), so the time is loads + staging
         if (ni > 0u && nj > 0u) {
+            FRAG_A a0, b0;
+            coopMatLoadNV(a0, xs, tr * STR, STR, false);
+            coopMatLoadNV(b0, ws, wm * SR * STR, STR, true);
+            acc[0][0] = coopMatMulAddNV(a0, b0, acc[0][0]);
+        }
+        if (false) {
+#else
+        if (ni > 0u && nj > 0u) {
+#endif
             [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) {
                 FRAG_A a[FI], b[FJ];
                 [[unroll]] for (uint i = 0; i < FI; i++)

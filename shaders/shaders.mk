@@ -18,6 +18,10 @@ MATMUL_CM_VARIANTS := $(foreach t,128x64 $(MATMUL_CM_TILES),$(foreach v,db x16 d
 # opt-in builds of attn_flash_cm (vk_coopmat.c: OMNI_VK_ATTN_CM_FRAG, OMNI_VK_ATTN_CM_BKV): softmax on the fragments
 # with 32- (_fr) or 64-key (_fr64) blocks, for each head-dim padding
 ATTN_CM_VARIANTS := $(foreach d,attn_flash_cm attn_flash_cm_d64 attn_flash_cm_d80,$(d)_fr $(d)_fr64)
+# session 3 round 3 (opt-in, vk_coopmat.c): _pf register double-buffered global loads (every shape, fp16 x), and
+# the diagnostic builds _dg1 (no global loads in the loop) / _dg2 (one MMA per slice) of the two default shapes
+MATMUL_CM_VARIANTS += $(foreach t,128x64 $(MATMUL_CM_TILES),matmul_cm_$(t)_pf) \
+                      $(foreach t,128x64 256x64,matmul_cm_$(t)_dg1 matmul_cm_$(t)_dg2)
 SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _nosg,$(SHADER_NOSG)) matmul_big \
                 attn_flash_cm_d64 attn_flash_cm_d80 $(ATTN_CM_VARIANTS) matvec_chain router_chain \
                 $(addprefix matmul_cm_,$(MATMUL_CM_TILES)) $(MATMUL_CM_VARIANTS))
@@ -63,6 +67,16 @@ $(SHADER_DIR)/matmul_cm_%_x16.spv: shaders/matmul_cm.comp
 $(SHADER_DIR)/matmul_cm_%_dbx16.spv: shaders/matmul_cm.comp
 	@mkdir -p $(SHADER_DIR)
 	$(GLSLC) $(GLSLC_FLAGS) $(call cm_flags,$*) -DCM_DB=1 -DCM_X16=1 -MD -MF $@.d $< -o $@
+
+$(SHADER_DIR)/matmul_cm_%_pf.spv: shaders/matmul_cm.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) $(call cm_flags,$*) -DCM_X16=1 -DCM_PF=1 -MD -MF $@.d $< -o $@
+$(SHADER_DIR)/matmul_cm_%_dg1.spv: shaders/matmul_cm.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) $(call cm_flags,$*) -DCM_X16=1 -DCM_DIAG=1 -MD -MF $@.d $< -o $@
+$(SHADER_DIR)/matmul_cm_%_dg2.spv: shaders/matmul_cm.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) $(call cm_flags,$*) -DCM_X16=1 -DCM_DIAG=2 -MD -MF $@.d $< -o $@
 
 # tensor-core prefill attention for smaller heads, padded to 64 or 80 dims (the audio and vision encoders)
 $(SHADER_DIR)/attn_flash_cm_d%.spv: shaders/attn_flash_cm.comp

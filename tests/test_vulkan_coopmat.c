@@ -199,41 +199,53 @@ static double rel_diff(const float *a, const float *b, size_t n) {
     return mr > 0 ? md / mr : md;
 }
 
-static void set_switches(const char *db, const char *x16) {
-    if (db) setenv("OMNI_VK_CM_DB", db, 1);
-    else unsetenv("OMNI_VK_CM_DB");
-    setenv("OMNI_VK_CM_X16", x16 ? x16 : "0", 1); /* fp16 activations are the default: 0 is the plain build */
+/* the GEMM build switches the comparisons below set: every one is unset, then a list "NAME=VALUE,..." applied */
+static const char *const cm_switch_names[] = { "OMNI_VK_CM_DB", "OMNI_VK_CM_X16", "OMNI_VK_CM_PF", "OMNI_VK_CM_SPLIT_WG",
+                                               "OMNI_VK_CM_DIAG" };
+static void apply_switches(const char *list) {
+    for (unsigned i = 0; i < sizeof cm_switch_names / sizeof *cm_switch_names; i++) unsetenv(cm_switch_names[i]);
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        char *eq = strchr(tok, '=');
+        if (!eq) continue;
+        *eq = 0;
+        setenv(tok, eq + 1, 1);
+    }
 }
 
-/* The same shapes as mm_sweep / moe_sweep with the builds' switches on, each against the CPU (CM_TOL), and against
- * the plain build (OMNI_VK_CM_DB=0, OMNI_VK_CM_X16=0) on the same inputs: the builds stage the same fp16 operands and sum the same 16-column MMAs in
- * the same order, so the results should match exactly; the largest difference is printed, and anything past 1e-4
- * (a few fp16 ulps of silu(gate)·up rounded by a different instruction, at most) fails. */
+/* The dense sweep's shapes (mm_sweep's), and every form of the grouped MoE (moe_sweep's cases, fused and three-pass)
+ * with the switches `var` on, each against the CPU (CM_TOL), and against the same inputs with the switches `base`
+ * on. The builds compared here stage the same fp16 operands and sum the same 16-column MMAs in the same order, so
+ * the results should match exactly (split-K only regroups fp32 sums: ~1e-6); the largest difference is printed, and
+ * anything past 1e-4 (a few fp16 ulps of silu(gate)·up rounded by a different instruction, at most) fails. One
+ * back-end per call. */
 #define CM_VS_DEFAULT_TOL 1e-4
-static void sweep_vs_default(const char *db, const char *x16, const char *what) {
+static const int sweep_shapes[][3] = { { 128, 64, 64 }, { 200, 72, 70 }, { 130, 520, 129 }, { 256, 2048, 100 },
+                                       { 64, 8, 9 },    { 384, 136, 17 }, { 128, 2048, 100 }, { 256, 128, 192 },
+                                       { 96, 544, 40 } };
+static void sweep_vs(const char *base, const char *var, const int (*shapes)[3], unsigned n_shapes, int moe,
+                     const char *what) {
     TV_OPEN(e);
     omni_rng r = { 7 };
-    const int shapes[][3] = { { 128, 64, 64 }, { 200, 72, 70 }, { 130, 520, 129 }, { 256, 2048, 100 },
-                              { 64, 8, 9 },    { 384, 136, 17 }, { 128, 2048, 100 }, { 256, 128, 192 },
-                              { 96, 544, 40 } };
     const ob_dtype types[] = { OB_F16, OB_BF16, OB_Q8_0 };
     double worst = 0;
-    for (unsigned i = 0; i < sizeof shapes / sizeof *shapes; i++)
+    for (unsigned i = 0; i < n_shapes; i++)
         for (int ti = 0; ti < 3; ti++)
             for (int acc = 0; acc < 2; acc++) {
                 if (types[ti] == OB_Q8_0 && shapes[i][1] % 32) continue;
                 omni_rng r0 = r;
                 float *a = NULL, *b = NULL;
-                set_switches(NULL, NULL);
+                apply_switches(base);
                 mm_case_out(&e, &r0, types[ti], shapes[i][0], shapes[i][1], shapes[i][2], acc, &a);
-                set_switches(db, x16);
+                apply_switches(var);
                 double err = mm_case_out(&e, &r, types[ti], shapes[i][0], shapes[i][1], shapes[i][2], acc, &b);
                 double d = a && b ? rel_diff(b, a, (size_t)shapes[i][0] * shapes[i][2]) : 1e30;
                 if (d > worst) worst = d;
                 if (!(err >= 0 && err <= CM_TOL) || !(d <= CM_VS_DEFAULT_TOL))
-                    th_fail(__FILE__, __LINE__, "%s: matmul %s [%d x %d] n=%d acc=%d: rel err %g (tol %g), vs plain %g",
+                    th_fail(__FILE__, __LINE__, "%s: matmul %s [%d x %d] n=%d acc=%d: rel err %g (tol %g), vs [%s] %g",
                             what, ob_dtype_name(types[ti]), shapes[i][0], shapes[i][1], shapes[i][2], acc, err, CM_TOL,
-                            d);
+                            base, d);
                 free(a), free(b);
             }
     static const struct {
@@ -242,27 +254,34 @@ static void sweep_vs_default(const char *db, const char *x16, const char *what) 
     } mc[] = { { OB_BF16, 70, 4, 16, 128, 96 }, { OB_F16, 40, 2, 6, 200, 136 }, { OB_BF16, 150, 8, 32, 256, 64 },
                { OB_Q8_0, 90, 4, 8, 256, 96 } };
     omni_rng rm = { 11 };
-    for (int fuse = 0; fuse < 2; fuse++) {
+    for (int fuse = 0; fuse < 2 * (moe != 0); fuse++) {
         setenv("OMNI_VK_MOE_FUSE", fuse ? "1" : "0", 1);
         for (unsigned i = 0; i < sizeof mc / sizeof *mc; i++) {
             omni_rng r0 = rm;
             float *a = NULL, *b = NULL;
-            set_switches(NULL, NULL);
+            apply_switches(base);
             moe_case_out(&e, &r0, mc[i].t, mc[i].n, mc[i].k, mc[i].n_exp, mc[i].dim, mc[i].inter, CM_TOL, &a);
-            set_switches(db, x16);
+            apply_switches(var);
             moe_case_out(&e, &rm, mc[i].t, mc[i].n, mc[i].k, mc[i].n_exp, mc[i].dim, mc[i].inter, CM_TOL, &b);
             double d = a && b ? rel_diff(b, a, (size_t)mc[i].n * mc[i].dim) : 1e30;
             if (d > worst) worst = d;
             if (!(d <= CM_VS_DEFAULT_TOL))
-                th_fail(__FILE__, __LINE__, "%s: moe %s fuse=%d case %u: vs plain %g", what,
-                        ob_dtype_name(mc[i].t), fuse, i, d);
+                th_fail(__FILE__, __LINE__, "%s: moe %s fuse=%d case %u: vs [%s] %g", what, ob_dtype_name(mc[i].t),
+                        fuse, i, base, d);
             free(a), free(b);
         }
     }
     unsetenv("OMNI_VK_MOE_FUSE");
-    set_switches(NULL, NULL);
-    printf("    %s: largest difference to the plain build %.3g%s\n", what, worst, worst == 0 ? " (identical)" : "");
+    apply_switches("");
+    printf("    %s: largest difference to [%s] %.3g%s\n", what, base, worst, worst == 0 ? " (identical)" : "");
     tv_close(&e);
+}
+
+/* the round-2 comparison: OMNI_VK_CM_DB / OMNI_VK_CM_X16 (NULL: off) against the plain build (both off) */
+static void sweep_vs_default(const char *db, const char *x16, const char *what) {
+    char var[96];
+    snprintf(var, sizeof var, "OMNI_VK_CM_X16=%s%s%s", x16 ? x16 : "0", db ? ",OMNI_VK_CM_DB=" : "", db ? db : "");
+    sweep_vs("OMNI_VK_CM_X16=0", var, sweep_shapes, sizeof sweep_shapes / sizeof *sweep_shapes, 1, what);
 }
 
 /* Every tile shape with OMNI_VK_CM_DB=1, OMNI_VK_CM_X16=2 (the grouped MoE and the dense form) and both, over the
@@ -289,6 +308,42 @@ TEST(vk_coopmat_db_x16) {
     }
     unsetenv("OMNI_VK_CM_DENSE");
     unsetenv("OMNI_VK_CM_MOE");
+}
+
+/* Round 3's opt-in switches (vk_coopmat.c), each against the CPU and against the default kernels (fp16 activations,
+ * OMNI_VK_CM_X16=2) on the same inputs:
+ *   OMNI_VK_CM_PF=1 (register double-buffered loads): the dense sweep (1..32 K slices, odd and even counts, split-K
+ *     of small products, ragged tiles, accumulation) and every grouped form, on the default shapes (dense 128x64,
+ *     grouped 256x64), swapped (dense 256x64, grouped 128x64) and on the other builds (dense 128x32 and 256x32,
+ *     grouped 128x128); expected identical.
+ *   OMNI_VK_CM_SPLIT_WG (split-K of big products): products of 32+ tiles that the default leaves whole, split in
+ *     2 or 3 (ragged last split, accumulation, fp16 x converted for the split product), with and without PF.
+ * A few shapes per variant, one back-end per variant (the NVIDIA pipeline compiles dominate). Skipped where the
+ * device has no NV cooperative matrix (lavapipe): the switches select tensor-core builds only. */
+TEST(vk_coopmat_pf_split) {
+    if (!cm_offered()) {
+        printf("    SKIP: no NV cooperative matrix (the builds run only on tensor cores)\n");
+        return;
+    }
+    setenv("OMNI_VK_MM", "tiled", 1);
+    setenv("OMNI_VK_MOE", "grouped", 1);
+    const unsigned ns = sizeof sweep_shapes / sizeof *sweep_shapes;
+    sweep_vs("", "OMNI_VK_CM_PF=1", sweep_shapes, ns, 1, "OMNI_VK_CM_PF=1 (dense 128x64, grouped 256x64)");
+    setenv("OMNI_VK_CM_DENSE", "256x64", 1);
+    setenv("OMNI_VK_CM_MOE", "128x64", 1);
+    sweep_vs("", "OMNI_VK_CM_PF=1", sweep_shapes, ns, 1, "OMNI_VK_CM_PF=1 (dense 256x64, grouped 128x64)");
+    setenv("OMNI_VK_CM_DENSE", "128x32", 1); /* the other builds: 128x32, 128x128 and 256x32 (8 x 1 subgroups) */
+    setenv("OMNI_VK_CM_MOE", "128x128", 1);
+    sweep_vs("", "OMNI_VK_CM_PF=1", sweep_shapes, ns, 1, "OMNI_VK_CM_PF=1 (dense 128x32, grouped 128x128)");
+    setenv("OMNI_VK_CM_DENSE", "256x32", 1);
+    sweep_vs("", "OMNI_VK_CM_PF=1", sweep_shapes, ns, 0, "OMNI_VK_CM_PF=1 (dense 256x32)");
+    unsetenv("OMNI_VK_CM_DENSE");
+    unsetenv("OMNI_VK_CM_MOE");
+    /* 128x64 tiles: [1024 x 512] x 256 = 8 x 4 = 32 tiles of 8 slices -> 2 splits of 4 at W = 64; [1000 x 520] x
+     * 250 = 32 tiles of 9 slices -> 3 splits of 3 (the last one ragged) at W = 96 */
+    static const int big[][3] = { { 1024, 512, 256 }, { 1000, 520, 250 } };
+    sweep_vs("", "OMNI_VK_CM_SPLIT_WG=64", big, 2, 0, "OMNI_VK_CM_SPLIT_WG=64");
+    sweep_vs("", "OMNI_VK_CM_SPLIT_WG=96,OMNI_VK_CM_PF=1", big, 2, 0, "OMNI_VK_CM_SPLIT_WG=96 OMNI_VK_CM_PF=1");
 }
 
 /* OMNI_VK_CM_X16=2 reuses the fp16 copy of x across products while nothing else ran: products of one x in a row

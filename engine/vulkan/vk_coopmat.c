@@ -45,17 +45,27 @@ int vk_cm_operands_ok(const ob_pc_matmul *pc) { return pc->x % 16 == 0 && pc->x_
  * the grouped MoE pick separately: OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE = "128x64" (the original), "128x32",
  * "256x32", "256x64" or "128x128"; a shape whose shared memory the device lacks falls back to 128x64. */
 /* sh[db + 2·x16]: the default build and the opt-in ones (matmul_cm.comp's CM_DB / CM_X16, see below) */
+/* pf: the register double-buffered build (OMNI_VK_CM_PF); dg[0], dg[1]: the diagnostic builds (OMNI_VK_CM_DIAG=1,
+ * 2), where has_dg (the two default shapes) */
 typedef struct {
     uint32_t bm, bn;
     vk_shader_id sh[4];
+    vk_shader_id pf;
+    int has_dg;
+    vk_shader_id dg[2];
 } cm_shape;
 static const cm_shape cm_shapes[] = {
-    { 128, 64, { SH_MATMUL_CM, SH_MATMUL_CM_128X64_DB, SH_MATMUL_CM_128X64_X16, SH_MATMUL_CM_128X64_DBX16 } },
-    { 128, 32, { SH_MATMUL_CM_128X32, SH_MATMUL_CM_128X32_DB, SH_MATMUL_CM_128X32_X16, SH_MATMUL_CM_128X32_DBX16 } },
-    { 256, 32, { SH_MATMUL_CM_256X32, SH_MATMUL_CM_256X32_DB, SH_MATMUL_CM_256X32_X16, SH_MATMUL_CM_256X32_DBX16 } },
-    { 256, 64, { SH_MATMUL_CM_256X64, SH_MATMUL_CM_256X64_DB, SH_MATMUL_CM_256X64_X16, SH_MATMUL_CM_256X64_DBX16 } },
+    { 128, 64, { SH_MATMUL_CM, SH_MATMUL_CM_128X64_DB, SH_MATMUL_CM_128X64_X16, SH_MATMUL_CM_128X64_DBX16 },
+      SH_MATMUL_CM_128X64_PF, 1, { SH_MATMUL_CM_128X64_DG1, SH_MATMUL_CM_128X64_DG2 } },
+    { 128, 32, { SH_MATMUL_CM_128X32, SH_MATMUL_CM_128X32_DB, SH_MATMUL_CM_128X32_X16, SH_MATMUL_CM_128X32_DBX16 },
+      SH_MATMUL_CM_128X32_PF, 0, { SH_MATMUL_CM, SH_MATMUL_CM } },
+    { 256, 32, { SH_MATMUL_CM_256X32, SH_MATMUL_CM_256X32_DB, SH_MATMUL_CM_256X32_X16, SH_MATMUL_CM_256X32_DBX16 },
+      SH_MATMUL_CM_256X32_PF, 0, { SH_MATMUL_CM, SH_MATMUL_CM } },
+    { 256, 64, { SH_MATMUL_CM_256X64, SH_MATMUL_CM_256X64_DB, SH_MATMUL_CM_256X64_X16, SH_MATMUL_CM_256X64_DBX16 },
+      SH_MATMUL_CM_256X64_PF, 1, { SH_MATMUL_CM_256X64_DG1, SH_MATMUL_CM_256X64_DG2 } },
     { 128, 128,
-      { SH_MATMUL_CM_128X128, SH_MATMUL_CM_128X128_DB, SH_MATMUL_CM_128X128_X16, SH_MATMUL_CM_128X128_DBX16 } },
+      { SH_MATMUL_CM_128X128, SH_MATMUL_CM_128X128_DB, SH_MATMUL_CM_128X128_X16, SH_MATMUL_CM_128X128_DBX16 },
+      SH_MATMUL_CM_128X128_PF, 0, { SH_MATMUL_CM, SH_MATMUL_CM } },
 };
 /* Measured on the H100 (docs/benchmarks.md, pp512 of the thinker): dense 128x64 projections 11.8 ms per pass
  * (256x64 and 128x128 16.2-16.3 ms); grouped 256x64 with the fused gate+up experts 24.9 ms (128x64 unfused 30.8,
@@ -102,6 +112,28 @@ int vk_cm_x16(vk_ctx *c, int grouped) {
     int v = env_int("OMNI_VK_CM_X16", 2);
     return grouped ? v >= 1 : v >= 2;
 }
+
+/* Round 3 (opt-in, not yet measured; tests/gpu_next/hpg3.sh times them): why the dense 128x64 GEMM runs at
+ * ~85 TFLOP/s at n = 512 (H100: 132 SMs, ~4096 fp16 FLOP/clk/SM dense peak; 85 TFLOP/s is ~370 FLOP/clk/SM, ~9%):
+ *  - not the tensor cores or shared memory: a subgroup loads 2 + 2 fragments (512 B each) per 16-column step for
+ *    4 MMAs of 8192 FLOP, 16 FLOP per shared byte, so 128 B/clk of shared bandwidth caps it near 2048 FLOP/clk/SM
+ *    (~50% of peak; 8 MMAs per 6 loads in the 256x64 / 128x128 builds: ~67%), 5x above what it does;
+ *  - not HBM: Q8_0 weights (half the bytes) run as fast as bf16; a slice is 24 KB (16 KB weights, 8 KB fp16 x) per
+ *    1.05 MFLOP, 0.023 B/FLOP: 2 TB/s of L2 traffic at 85 TFLOP/s;
+ *  - the grid and latency: o [2048 x 4096] is 16 x 8 = 128 workgroups, one per SM (8 warps, 64 dependent slices
+ *    each); q|k|v [5120 x 2048] is 320 workgroups for ~264 slots (2 per SM at ~100 registers a thread), a second
+ *    wave 21% full. Each slice's global loads are issued after its second barrier and consumed at the next
+ *    slice's staging: one slice of MMAs (16 per subgroup) covers an L2/HBM latency of ~600-1000 clocks, and the
+ *    barriers stall every warp of the workgroup at once. The measurements agree: the ring (OMNI_VK_CM_DB, half
+ *    the MMAs between a load and its use) was 1.45x slower; 256x64 / 128x128 (1.33 MMAs per fragment load) were
+ *    slower for the dense products because o then has 64 workgroups for 132 SMs.
+ * Hence: OMNI_VK_CM_PF=1 issues each slice's loads two slices ahead (twice the MMAs to cover the latency, +24
+ * registers a thread at 128x64, +40 at 256x64: the cost is occupancy if the driver passes 128 registers);
+ * OMNI_VK_CM_SPLIT_WG=W splits the big products to ~W workgroups (o in 2 at W = 256: 2 per SM; the partial planes
+ * cost 2 x 4 MB written and read, ~8 us with y's accumulation, against ~100 us per o product; W = 512 also splits
+ * q|k|v in 2: 640 workgroups, 2.4 waves instead of 1.2); OMNI_VK_CM_DENSE=256x64 with OMNI_VK_CM_SPLIT_WG=264
+ * tests the 1.33 MMAs per load (and 0.019 B/FLOP) with the grid refilled; OMNI_VK_CM_DIAG=1 / 2 (wrong results)
+ * time the loop without its in-loop global loads / with one MMA per slice, to attribute the rest. */
 
 /* scratch slot 6 holds the fp16 copy of x (x_rows rows of pc->cols at pc->x, pc->x_stride) and nothing can have
  * written x since its last use: no dispatch other than the products that read it, no transfer (vk_ctx.x16) */
@@ -153,15 +185,26 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
     /* grouped 2: gate and up in one tile, BM/2 output rows each */
     uint32_t bm_out = grouped == 2 ? sh->bm / 2 : sh->bm, gx = (pc->rows + bm_out - 1) / bm_out;
     if (!grouped) groups_y = (pc->n + sh->bn - 1) / sh->bn;
-    uint32_t slices = (pc->cols + 63) / 64, split = 1;
+    uint32_t slices = (pc->cols + 63) / 64, split = 1, wg_target = (uint32_t)env_int("OMNI_VK_CM_SPLIT_WG", 0);
+    int small = 0; /* split as a small product (the router), not by OMNI_VK_CM_SPLIT_WG */
     if (!grouped && env_int("OMNI_VK_CM_SPLIT", 1) && gx * groups_y < CM_SPLIT_BELOW) {
         split = (2 * CM_SPLIT_BELOW + gx * groups_y - 1) / (gx * groups_y);
+        if (split > CM_SPLIT_MAX) split = CM_SPLIT_MAX;
+        if (split > slices / 2) split = slices / 2;
+        small = 1;
+    } else if (!grouped && env_int("OMNI_VK_CM_SPLIT", 1) && wg_target > 0 && gx * groups_y < wg_target) {
+        /* OMNI_VK_CM_SPLIT_WG=W (opt-in): split the big products too, to about W workgroups. At n = 512 the o
+         * projection [2048 x 4096] is 16 x 8 = 128 tiles of 128 x 64, one per SM of an H100 (8 warps per SM for
+         * 64 dependent K slices each); split in 2 it is 256 workgroups of 32 slices, two per SM, for 2 x 4 MB of
+         * partial planes written and read again by mm_ksum (~5 us at 3 TB/s against ~100 us for the product) */
+        split = (wg_target + gx * groups_y - 1) / (gx * groups_y);
         if (split > CM_SPLIT_MAX) split = CM_SPLIT_MAX;
         if (split > slices / 2) split = slices / 2;
     }
     /* a small product split over K (the router) converts its x only if a copy is already there: the conversion
      * would cost as much as the product's own x reads */
-    if (xform == VK_CM_X_CONVERT && (split > 1 || x_rows == 0) && !x16_valid(c, pc, x_rows)) xform = VK_CM_X32;
+    if (xform == VK_CM_X_CONVERT && ((split > 1 && small) || x_rows == 0) && !x16_valid(c, pc, x_rows))
+        xform = VK_CM_X32;
     if (xform == VK_CM_X16_IN && (pc->x % 16 || pc->x_stride % 8)) {
         vk_fail(c, "matmul_cm: fp16 x needs 16-byte aligned rows");
         return;
@@ -189,7 +232,17 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
      * vulkan_bench prefill) */
     uint32_t skip = grouped && env_int("OMNI_VK_CM_SKIP", 0) != 0;
     uint32_t spec[7] = { 0, (uint32_t)wt, skip, 0, 0, 0, (uint32_t)grouped };
-    VkPipeline p = vk_pipeline(c, sh->sh[db + 2 * x16], spec, 7);
+    /* the opt-in builds of the fp16-activation single-buffered loop (matmul_cm.comp CM_PF, CM_DIAG; the plain
+     * x16 build where they do not apply): OMNI_VK_CM_PF=1 register double-buffered global loads (identical
+     * results); OMNI_VK_CM_DIAG=1 / 2 (128x64 and 256x64 only) time the kernel without its in-loop global loads /
+     * with one MMA per slice: WRONG RESULTS, for attributing the time in a benchmark only */
+    vk_shader_id sid = sh->sh[db + 2 * x16];
+    if (x16 && !db) {
+        int diag = env_int("OMNI_VK_CM_DIAG", 0);
+        if ((diag == 1 || diag == 2) && sh->has_dg) sid = sh->dg[diag - 1];
+        else if (env_int("OMNI_VK_CM_PF", 0)) sid = sh->pf;
+    }
+    VkPipeline p = vk_pipeline(c, sid, spec, 7);
     if (split <= 1) {
         px.pad = 0;
         vk_dispatch(c, p, &px, sizeof px, gx, groups_y, 1, rd, n_reads, writes, n_writes);

@@ -58,6 +58,13 @@ typedef struct {
  *                          2 (default) the grouped MoE (gate+up+swiglu writes fp16 for the down projection) and the
  *                          dense projections (the conversion reused while nothing else ran, e.g. by q, k, v);
  *                          1 only the grouped MoE; 0 off (x converted in every tile)
+ *   OMNI_VK_CM_PF=1        (opt-in, untested on a GPU yet) the fp16-activation tensor-core GEMM with register
+ *                          double-buffered global loads: issued two K slices ahead (matmul_cm.comp CM_PF build;
+ *                          identical results; not with OMNI_VK_CM_DB or OMNI_VK_CM_X16=0)
+ *   OMNI_VK_CM_SPLIT_WG=W  (opt-in) split-K of the dense tensor-core GEMM also for big products whose tile grid has
+ *                          fewer than W workgroups (e.g. 256: the o projection at n = 512 in 2 splits; mm_ksum adds)
+ *   OMNI_VK_CM_DIAG=1|2    (measurement only, WRONG RESULTS) tiles 128x64 / 256x64 with fp16 x: 1 no global loads
+ *                          inside the K loop, 2 one MMA per K slice; to split the GEMM's time into loads and MMAs
  *   OMNI_VK_MOE_FUSE=0     grouped MoE gate, up and swiglu as three passes instead of one fused GEMM
  *   OMNI_VK_NO_SUBGROUP    no subgroup arithmetic: reductions go through shared memory (the *_nosg kernels)
  *   OMNI_VK_NO_FP64        no shaderFloat64
@@ -156,6 +163,15 @@ typedef enum {
     SH_MATMUL_CM_128X128_DB,
     SH_MATMUL_CM_128X128_X16,
     SH_MATMUL_CM_128X128_DBX16,
+    SH_MATMUL_CM_128X64_PF,
+    SH_MATMUL_CM_128X32_PF,
+    SH_MATMUL_CM_256X32_PF,
+    SH_MATMUL_CM_256X64_PF,
+    SH_MATMUL_CM_128X128_PF,
+    SH_MATMUL_CM_128X64_DG1,
+    SH_MATMUL_CM_128X64_DG2,
+    SH_MATMUL_CM_256X64_DG1,
+    SH_MATMUL_CM_256X64_DG2,
     SH_CM_X16,
     SH_GET_ROWS,
     SH_RMS_NORM,

@@ -42,6 +42,15 @@
 #include "matmul_cm_128x128_db.h"
 #include "matmul_cm_128x128_x16.h"
 #include "matmul_cm_128x128_dbx16.h"
+#include "matmul_cm_128x64_pf.h"
+#include "matmul_cm_128x32_pf.h"
+#include "matmul_cm_256x32_pf.h"
+#include "matmul_cm_256x64_pf.h"
+#include "matmul_cm_128x128_pf.h"
+#include "matmul_cm_128x64_dg1.h"
+#include "matmul_cm_128x64_dg2.h"
+#include "matmul_cm_256x64_dg1.h"
+#include "matmul_cm_256x64_dg2.h"
 #include "cm_x16.h"
 #include "mm_ksum.h"
 #include "matvec.h"
@@ -89,6 +98,15 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_MATMUL_CM_128X128_DB] = { SPV(matmul_cm_128x128_db) },
     [SH_MATMUL_CM_128X128_X16] = { SPV(matmul_cm_128x128_x16) },
     [SH_MATMUL_CM_128X128_DBX16] = { SPV(matmul_cm_128x128_dbx16) },
+    [SH_MATMUL_CM_128X64_PF] = { SPV(matmul_cm_128x64_pf) },
+    [SH_MATMUL_CM_128X32_PF] = { SPV(matmul_cm_128x32_pf) },
+    [SH_MATMUL_CM_256X32_PF] = { SPV(matmul_cm_256x32_pf) },
+    [SH_MATMUL_CM_256X64_PF] = { SPV(matmul_cm_256x64_pf) },
+    [SH_MATMUL_CM_128X128_PF] = { SPV(matmul_cm_128x128_pf) },
+    [SH_MATMUL_CM_128X64_DG1] = { SPV(matmul_cm_128x64_dg1) },
+    [SH_MATMUL_CM_128X64_DG2] = { SPV(matmul_cm_128x64_dg2) },
+    [SH_MATMUL_CM_256X64_DG1] = { SPV(matmul_cm_256x64_dg1) },
+    [SH_MATMUL_CM_256X64_DG2] = { SPV(matmul_cm_256x64_dg2) },
     [SH_CM_X16] = { SPV(cm_x16) },
     [SH_GET_ROWS] = { SPV(get_rows) },
     [SH_RMS_NORM] = { SPV2(rms_norm) },

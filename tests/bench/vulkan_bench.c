@@ -6,7 +6,7 @@
  *   make BUILD=build-vk build-vk/libomni.a
  *   cc -O2 -std=c11 -D_GNU_SOURCE -Iengine tests/bench/vulkan_bench.c build-vk/libomni.a -lvulkan -lcjson -lm \
  *      -lpthread -o build-vk/vulkan_bench
- *   build-vk/vulkan_bench [devices] [latency] [decode] [matvec] [prefill] [attention]
+ *   build-vk/vulkan_bench [devices] [latency] [decode] [matvec] [prefill] [attention] [gemm]
  *                         [model CONFIG.json [N_PROMPT N_GEN]] [--peak GB/s] [--only NAME]
  * OMNI_BENCH_VARIANTS="A=1,B=2;C=0;..." runs the model (and the attention rows) once per item.
  */
@@ -326,6 +326,73 @@ static void env_list(const char *list, int set) {
     }
 }
 
+/* gemm: the thinker's prefill GEMMs at 512 tokens once per OMNI_BENCH_VARIANTS item ("A=1,B=2;C=0;..." as in
+ * model mode; "X=0" stands for the defaults), all on one back-end, so the variants of the tensor-core GEMM
+ * (vk_coopmat.c: OMNI_VK_CM_PF, OMNI_VK_CM_SPLIT_WG, OMNI_VK_CM_DIAG, tile shapes) are timed side by side: q|k|v
+ * [5120 x 2048] and o [2048 x 4096] (accumulating) in bf16 and q8_0, and the grouped MoE (128 experts [768 x 2048],
+ * top-8 of 512 tokens, fused gate+up, down) in bf16. Each row: ms per call (mean of 20, after one untimed call that
+ * also compiles the variant's pipelines) and TFLOP/s (MoE: of the useful products, 2 x 3 x 512 x 8 x 768 x 2048).
+ * Repeated products of one x reuse its fp16 copy (OMNI_VK_CM_X16=2), so the rows time the GEMM itself. */
+static void gemm_variants(ob_backend *b) {
+    /* OMNI_BENCH_GEMM_REPS / OMNI_BENCH_EXPERTS: fewer calls / experts (a smoke run on a small device) */
+    const char *re = getenv("OMNI_BENCH_GEMM_REPS"), *ee = getenv("OMNI_BENCH_EXPERTS");
+    const int n = 512, inter = 768, dim = 2048, k = 8, reps = re && atoi(re) > 0 ? atoi(re) : 20;
+    const int E = ee && atoi(ee) >= k ? atoi(ee) : 128;
+    const char *vars = getenv("OMNI_BENCH_VARIANTS");
+    char list[2048];
+    snprintf(list, sizeof list, "%s", vars && *vars ? vars : "X=0");
+    struct {
+        const char *what;
+        ob_dtype t;
+        int rows, cols, acc;
+        ob_buf *w;
+    } pm[] = { { "qkv", OB_BF16, 5120, 2048, 0, NULL }, { "o", OB_BF16, 2048, 4096, 1, NULL },
+               { "qkv-q8", OB_Q8_0, 5120, 2048, 0, NULL }, { "o-q8", OB_Q8_0, 2048, 4096, 1, NULL } };
+    const unsigned np = sizeof pm / sizeof *pm;
+    for (unsigned i = 0; i < np; i++) pm[i].w = rand_weight(b, pm[i].t, pm[i].rows, pm[i].cols, 20 + (int)i);
+    ob_buf *x = rand_buf(b, (size_t)n * 4096, 1, 2), *y = b->ops->alloc(b, (size_t)n * 5120 * 4);
+    size_t eb = ob_dtype_bytes(OB_BF16, (int64_t)inter * dim);
+    ob_buf *gw = rand_weight(b, OB_BF16, E * inter, dim, 3), *uw = rand_weight(b, OB_BF16, E * inter, dim, 4);
+    ob_buf *dw = rand_weight(b, OB_BF16, E * dim, inter, 5);
+    ob_mat *gm = malloc(sizeof *gm * 3 * (size_t)E);
+    for (int e = 0; e < E; e++) {
+        gm[e] = ob_mat_make((ob_ptr){ gw, (size_t)e * eb }, OB_BF16, inter, dim);
+        gm[E + e] = ob_mat_make((ob_ptr){ uw, (size_t)e * eb }, OB_BF16, inter, dim);
+        gm[2 * E + e] = ob_mat_make((ob_ptr){ dw, (size_t)e * eb }, OB_BF16, dim, inter);
+    }
+    ob_buf *xm = rand_buf(b, (size_t)n * dim, 1, 6), *ym = b->ops->alloc(b, (size_t)n * dim * 4);
+    ob_buf *lg = rand_buf(b, (size_t)n * E, 3, 7), *ids = b->ops->alloc(b, (size_t)n * k * 4),
+           *wt = b->ops->alloc(b, (size_t)n * k * 4);
+    b->ops->moe_route(b, (ob_ptr){ lg, 0 }, n, E, k, 1, (ob_ptr){ ids, 0 }, (ob_ptr){ wt, 0 });
+    printf("gemm n=%d (ms per call, TFLOP/s):", n);
+    for (unsigned i = 0; i < np; i++) printf(" %s [%d x %d]", pm[i].what, pm[i].rows, pm[i].cols);
+    printf(" experts bf16 top-%d of %d x [%d x %d]\n", k, E, inter, dim);
+    char *save = NULL;
+    for (char *item = strtok_r(list, ";", &save); item; item = strtok_r(NULL, ";", &save)) {
+        env_list(item, 1);
+        printf("gemm [%s]", item);
+        for (unsigned i = 0; i < np; i++) {
+            ob_mat m = ob_mat_make((ob_ptr){ pm[i].w, 0 }, pm[i].t, pm[i].rows, pm[i].cols);
+            double ms = TIME_MS(reps, b->ops->matmul(b, &m, (ob_ptr){ x, 0 }, (ob_ptr){ y, 0 }, n, pm[i].acc));
+            printf(" %s %.4f %.1f", pm[i].what, ms, 2.0 * n * pm[i].rows * pm[i].cols / (ms * 1e9));
+        }
+        double ms = TIME_MS(reps, b->ops->moe_experts(b, (ob_ptr){ xm, 0 }, n, k, (ob_ptr){ ids, 0 },
+                                                    (ob_ptr){ wt, 0 }, gm, gm + E, gm + 2 * E, E, (ob_ptr){ ym, 0 }));
+        printf(" experts %.4f %.1f\n", ms, 2.0 * 3 * n * k * inter * dim / (ms * 1e9));
+        if (b->failed) {
+            printf("back-end error: %s\n", b->err);
+            b->failed = 0;
+        }
+        env_list(item, 0);
+    }
+    free(gm);
+    for (unsigned i = 0; i < np; i++) b->ops->buf_free(b, pm[i].w);
+    b->ops->buf_free(b, x), b->ops->buf_free(b, y), b->ops->buf_free(b, gw), b->ops->buf_free(b, uw);
+    b->ops->buf_free(b, dw), b->ops->buf_free(b, xm), b->ops->buf_free(b, ym), b->ops->buf_free(b, lg);
+    b->ops->buf_free(b, ids), b->ops->buf_free(b, wt);
+    fflush(stdout);
+}
+
 /* one configuration: a fresh session, a warm-up prefill (OMNI_BENCH_WARM=N: only N tokens, as `omni bench` warms up
  * with 64), OMNI_BENCH_PASSES timed prefills (each printed), n_gen decode steps, then one profiled prefill */
 static void model_variant(omni_model *m, const omni_model_info *info, const int32_t *ids, int n_prompt, int n_gen) {
@@ -463,13 +530,14 @@ static void devices(void) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach a pipe at once, also when a timeout kills us */
-    int do_mv = 0, do_pf = 0, do_lat = 0, do_dec = 0, do_at = 0;
+    int do_mv = 0, do_pf = 0, do_lat = 0, do_dec = 0, do_at = 0, do_gemm = 0;
     const char *config = NULL;
     int n_prompt = 512, n_gen = 64;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "devices")) devices();
         else if (!strcmp(argv[i], "matvec")) do_mv = 1;
         else if (!strcmp(argv[i], "prefill")) do_pf = 1;
+        else if (!strcmp(argv[i], "gemm")) do_gemm = 1;
         else if (!strcmp(argv[i], "attention")) do_at = 1;
         else if (!strcmp(argv[i], "latency")) do_lat = 1;
         else if (!strcmp(argv[i], "decode")) do_dec = 1;
@@ -483,7 +551,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--peak") && i + 1 < argc) g_peak = atof(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) g_only = argv[++i];
     }
-    if (do_mv || do_pf || do_lat || do_dec || do_at) {
+    if (do_mv || do_pf || do_lat || do_dec || do_at || do_gemm) {
         char err[256];
         ob_backend *b = ob_vulkan_new(-1, err, sizeof err);
         if (!b) {
@@ -496,6 +564,7 @@ int main(int argc, char **argv) {
         if (do_mv) matvec(b);
         if (do_pf) prefill(b);
         if (do_at && !do_pf) attention_variants(b);
+        if (do_gemm) gemm_variants(b);
         if (b->failed) printf("back-end error: %s\n", b->err);
         b->ops->destroy(b);
     }
