@@ -251,6 +251,21 @@ static void attention_rows(ob_backend *b) {
     fflush(stdout);
 }
 
+/* E random bf16 experts [inter x dim] gate, up and [dim x inter] down: the gate, up and down ob_mat arrays one after
+ * another (free with free()); the three weight buffers through gw, uw, dw */
+static ob_mat *moe_weights(ob_backend *b, int E, int inter, int dim, ob_buf **gw, ob_buf **uw, ob_buf **dw) {
+    size_t eb = ob_dtype_bytes(OB_BF16, (int64_t)inter * dim);
+    *gw = rand_weight(b, OB_BF16, E * inter, dim, 3), *uw = rand_weight(b, OB_BF16, E * inter, dim, 4);
+    *dw = rand_weight(b, OB_BF16, E * dim, inter, 5);
+    ob_mat *gm = malloc(sizeof *gm * 3 * (size_t)E);
+    for (int e = 0; gm && e < E; e++) {
+        gm[e] = ob_mat_make((ob_ptr){ *gw, (size_t)e * eb }, OB_BF16, inter, dim);
+        gm[E + e] = ob_mat_make((ob_ptr){ *uw, (size_t)e * eb }, OB_BF16, inter, dim);
+        gm[2 * E + e] = ob_mat_make((ob_ptr){ *dw, (size_t)e * eb }, OB_BF16, dim, inter);
+    }
+    return gm;
+}
+
 static void prefill(ob_backend *b) {
     const int ns[] = { 16, 128, 512 };
     const ob_dtype ts[] = { OB_BF16, OB_Q8_0 };
@@ -286,15 +301,8 @@ static void prefill(ob_backend *b) {
     /* MoE: 128 experts [768 x 2048] bf16, top-8 of n tokens */
     printf("%-36s %8s %9s %9s\n", "moe_experts 128 x [768 x 2048] bf16", "n", "ms", "TFLOP/s");
     int E = 128, inter = 768, dim = 2048, k = 8;
-    size_t eb = ob_dtype_bytes(OB_BF16, (int64_t)inter * dim);
-    ob_buf *gw = rand_weight(b, OB_BF16, E * inter, dim, 3), *uw = rand_weight(b, OB_BF16, E * inter, dim, 4);
-    ob_buf *dw = rand_weight(b, OB_BF16, E * dim, inter, 5);
-    ob_mat *gm = malloc(sizeof *gm * 3 * (size_t)E);
-    for (int e = 0; e < E; e++) {
-        gm[e] = ob_mat_make((ob_ptr){ gw, (size_t)e * eb }, OB_BF16, inter, dim);
-        gm[E + e] = ob_mat_make((ob_ptr){ uw, (size_t)e * eb }, OB_BF16, inter, dim);
-        gm[2 * E + e] = ob_mat_make((ob_ptr){ dw, (size_t)e * eb }, OB_BF16, dim, inter);
-    }
+    ob_buf *gw, *uw, *dw;
+    ob_mat *gm = moe_weights(b, E, inter, dim, &gw, &uw, &dw);
     for (int ni = 0; ni < 3; ni++) {
         int n = ns[ni];
         ob_buf *x = rand_buf(b, (size_t)n * dim, 1, 6), *y = b->ops->alloc(b, (size_t)n * dim * 4);
@@ -351,15 +359,8 @@ static void gemm_variants(ob_backend *b) {
     const unsigned np = sizeof pm / sizeof *pm;
     for (unsigned i = 0; i < np; i++) pm[i].w = rand_weight(b, pm[i].t, pm[i].rows, pm[i].cols, 20 + (int)i);
     ob_buf *x = rand_buf(b, (size_t)n * 4096, 1, 2), *y = b->ops->alloc(b, (size_t)n * 5120 * 4);
-    size_t eb = ob_dtype_bytes(OB_BF16, (int64_t)inter * dim);
-    ob_buf *gw = rand_weight(b, OB_BF16, E * inter, dim, 3), *uw = rand_weight(b, OB_BF16, E * inter, dim, 4);
-    ob_buf *dw = rand_weight(b, OB_BF16, E * dim, inter, 5);
-    ob_mat *gm = malloc(sizeof *gm * 3 * (size_t)E);
-    for (int e = 0; e < E; e++) {
-        gm[e] = ob_mat_make((ob_ptr){ gw, (size_t)e * eb }, OB_BF16, inter, dim);
-        gm[E + e] = ob_mat_make((ob_ptr){ uw, (size_t)e * eb }, OB_BF16, inter, dim);
-        gm[2 * E + e] = ob_mat_make((ob_ptr){ dw, (size_t)e * eb }, OB_BF16, dim, inter);
-    }
+    ob_buf *gw, *uw, *dw;
+    ob_mat *gm = moe_weights(b, E, inter, dim, &gw, &uw, &dw);
     ob_buf *xm = rand_buf(b, (size_t)n * dim, 1, 6), *ym = b->ops->alloc(b, (size_t)n * dim * 4);
     ob_buf *lg = rand_buf(b, (size_t)n * E, 3, 7), *ids = b->ops->alloc(b, (size_t)n * k * 4),
            *wt = b->ops->alloc(b, (size_t)n * k * 4);
