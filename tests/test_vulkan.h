@@ -108,6 +108,23 @@ static inline void tv_rand(omni_rng *r, float *x, size_t n, float scale) {
     for (size_t i = 0; i < n; i++) x[i] = (omni_rng_uniform(r) * 2.0f - 1.0f) * scale;
 }
 
+/* a random routing of n tokens to k distinct experts each out of n_exp, skewed towards low ids so that the experts'
+ * groups differ in size, with weights in [0, 1) */
+static inline void tv_rand_routing(omni_rng *r, int32_t *ids, float *wts, int n, int k, int n_exp) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < k; j++) {
+            int ex, dup;
+            do {
+                float u = omni_rng_uniform(r);
+                ex = (int)(u * u * (float)n_exp);
+                dup = 0;
+                for (int q = 0; q < j; q++) dup |= ids[i * k + q] == ex;
+            } while (dup);
+            ids[i * k + j] = ex;
+            wts[i * k + j] = omni_rng_uniform(r);
+        }
+}
+
 /* host bytes of a rows×cols weight in dtype t made from random fp32 values */
 static inline void *tv_weights(omni_rng *r, ob_dtype t, int rows, int cols, size_t *bytes) {
     size_t n = (size_t)rows * (size_t)cols;

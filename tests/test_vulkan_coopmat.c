@@ -96,18 +96,7 @@ static void moe_case_out(tv_env *e, omni_rng *r, ob_dtype t, int n, int k, int n
     int32_t *ids = malloc(sizeof *ids * (size_t)n * k);
     tv_rand(r, x, (size_t)n * dim, 1.0f);
     tv_rand(r, y, (size_t)n * dim, 1.0f);
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < k; j++) { /* distinct experts per token, skewed so that group sizes differ */
-            int ex, dup;
-            do {
-                float u = omni_rng_uniform(r);
-                ex = (int)(u * u * (float)n_exp);
-                dup = 0;
-                for (int q = 0; q < j; q++) dup |= ids[i * k + q] == ex;
-            } while (dup);
-            ids[i * k + j] = ex;
-            wts[i * k + j] = omni_rng_uniform(r);
-        }
+    tv_rand_routing(r, ids, wts, n, k, n_exp);
     size_t gb = ob_dtype_bytes(t, (int64_t)inter * dim), per = 3 * gb, per_al = (per + 255) / 256 * 256;
     uint8_t *all = calloc((size_t)n_exp, per_al);
     for (int ex = 0; ex < n_exp; ex++)

@@ -647,18 +647,7 @@ static double moe_case_tol(tv_env *e, omni_rng *r, ob_dtype t, int n, int k, int
     int32_t *ids = malloc(sizeof *ids * (size_t)n * k);
     tv_rand(r, x, (size_t)n * dim, 1.0f);
     tv_rand(r, y, (size_t)n * dim, 1.0f);
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < k; j++) { /* distinct experts per token, skewed towards low ids so groups differ in size */
-            int ex, dup;
-            do {
-                float u = omni_rng_uniform(r);
-                ex = (int)(u * u * (float)n_exp);
-                dup = 0;
-                for (int q = 0; q < j; q++) dup |= ids[i * k + q] == ex;
-            } while (dup);
-            ids[i * k + j] = ex;
-            wts[i * k + j] = omni_rng_uniform(r);
-        }
+    tv_rand_routing(r, ids, wts, n, k, n_exp);
     /* all experts in one buffer, gate/up/down interleaved per expert */
     size_t gb, db;
     void *g = tv_weights(r, t, inter, dim, &gb), *u = tv_weights(r, t, inter, dim, &gb),
