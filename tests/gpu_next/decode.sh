@@ -7,15 +7,7 @@
 # Variants: OMNI_VK_MOE_MV=1 (the MoE gate+up on mv.comp, every lane's gate and up loads in flight); the decode
 # attention's chunk size and workgroup size at depth (OMNI_VK_ATTN_CHUNK=32/64/128 x OMNI_VK_ATTN_WG=128/256).
 set -u
-B=${B:-build-gpu}
-O=${OUT:-/tmp/omni-next}
-CFG=assets/qwen3-omni-30b-a3b.config.json
-mkdir -p "$O"
-export OMNI_VK_FENCE_TIMEOUT_S=20
-for f in tests/fixtures/*.tar.xz; do
-    n=$(basename "$f" .tar.xz)
-    [ -f "$B/fixtures/$n/.unpacked" ] || { mkdir -p "$B/fixtures/$n" && tar -xJf "$f" -C "$B/fixtures/$n" && touch "$B/fixtures/$n/.unpacked"; }
-done
+. tests/gpu_next/common.sh
 OMNI_BIN=$B/omni timeout 30 "$B/omni_tests" vk_moe_experts_decode_mv > "$O/tests_moe_mv.txt" 2>&1
 OMNI_VK_MOE_MV=1 OMNI_BIN=$B/omni timeout 30 "$B/omni_tests" golden_vulkan > "$O/tests_golden_moe_mv.txt" 2>&1
 for v in 0 1; do

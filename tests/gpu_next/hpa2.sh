@@ -17,13 +17,7 @@
 # bidirectional); pp512 of the synthetic 30B-A3B model (BF16) per variant on one load (two timed passes and one
 # profiled pass each: the profile's "attention" is the per-pass attention time). Logs in $OUT: gpu.txt, tests.txt,
 # attention.txt, model.txt, steps.txt; the summary table ends the output and is in $OUT/summary.txt.
-B=${B:-build-gpu}
-O=${OUT:-/tmp/hpa2}
-CFG=assets/qwen3-omni-30b-a3b.config.json
-mkdir -p "$O"
-: > "$O/steps.txt"
-export OMNI_VK_FENCE_TIMEOUT_S=20
-timeout 10 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total --format=csv > "$O/gpu.txt" 2>&1
+. tests/gpu_next/common.sh
 
 OMNI_BIN=$B/omni timeout 52 "$B/omni_tests" vk_coopmat_attention_frag > "$O/tests.txt" 2>&1
 echo "tests (vk_coopmat_attention_frag): exit $?" >> "$O/steps.txt"

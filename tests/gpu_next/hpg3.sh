@@ -15,13 +15,7 @@
 # SPLIT_WG, against the CPU and against the default kernels), `vulkan_bench gemm` (the pp512 GEMMs per variant on
 # one back-end), `vulkan_bench model` pp512 bf16 per variant (one load; two timed passes and a profiled pass each).
 # Ends with a summary table (also $OUT/summary.txt); logs: gpu.txt tests.txt gemm.txt model.txt steps.txt.
-B=${B:-build-gpu}
-O=${OUT:-/tmp/hpg3}
-CFG=assets/qwen3-omni-30b-a3b.config.json
-mkdir -p "$O"
-: > "$O/steps.txt"
-export OMNI_VK_FENCE_TIMEOUT_S=20
-timeout 5 nvidia-smi --query-gpu=name,clocks.max.sm,memory.total --format=csv > "$O/gpu.txt" 2>&1
+. tests/gpu_next/common.sh
 
 timeout 40 "$B/omni_tests" vk_coopmat_pf_split > "$O/tests.txt" 2>&1
 echo "tests vk_coopmat_pf_split: exit $?" >> "$O/steps.txt"
