@@ -32,6 +32,35 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* the per-kernel split of a profiled pass, where the back-end traces dispatches (OMNI_VK_TRACE=1), largest first */
+#define BENCH_KERNELS 64
+typedef struct {
+    char name[48];
+    double ms;
+    int calls;
+} bench_kernel;
+
+static int read_kernels(omni_model *m, bench_kernel *k) {
+    const char *names[BENCH_KERNELS];
+    double ms[BENCH_KERNELS];
+    int calls[BENCH_KERNELS];
+    int n = omni_model_profile_kernels(m, names, ms, calls, BENCH_KERNELS);
+    for (int i = 0; i < n; i++) {
+        snprintf(k[i].name, sizeof k[i].name, "%s", names[i]);
+        k[i].ms = ms[i], k[i].calls = calls[i];
+        for (int j = i; j > 0 && k[j].ms > k[j - 1].ms; j--) {
+            bench_kernel t = k[j];
+            k[j] = k[j - 1], k[j - 1] = t;
+        }
+    }
+    return n;
+}
+
+static void print_kernels(const bench_kernel *k, int n, double per, const char *unit) {
+    for (int i = 0; i < n; i++)
+        printf("    %-40s %8.3f ms %7.1f calls%s\n", k[i].name, k[i].ms / per, k[i].calls / per, unit);
+}
+
 static void stats(const double *v, int n, double *mean, double *sd) {
     double s = 0, q = 0;
     for (int i = 0; i < n; i++) s += v[i];
@@ -157,14 +186,17 @@ int cmd_bench(int argc, char **argv) {
     /* profiled pass: decode at the first depth with op-class marks */
     double prof_ms[OMNI_PROFILE_MAX] = { 0 }, junk[OMNI_PROFILE_MAX] = { 0 };
     const char *const *prof_names = NULL;
-    int n_prof = 0;
+    int n_prof = 0, n_dec_k = 0, n_pf_k = 0;
+    bench_kernel dec_k[BENCH_KERNELS], pf_k[BENCH_KERNELS];
     if (profile && N && !rc) {
         omni_model_set_profile(m, 1);
         omni_session_reset(s);
         if (depths[0]) rc = omni_session_append(s, ids, (int)depths[0], NULL, 0);
         omni_model_profile(m, junk, NULL);
+        read_kernels(m, dec_k);
         for (long i = 0; i < N && !rc; i++) rc = omni_session_append(s, &ids[depths[0] + i], 1, NULL, 0);
         n_prof = omni_model_profile(m, prof_ms, &prof_names);
+        n_dec_k = read_kernels(m, dec_k);
         omni_model_set_profile(m, 0);
     }
     /* profiled pass: one prefill of P tokens with op-class marks */
@@ -174,8 +206,10 @@ int cmd_bench(int argc, char **argv) {
         omni_model_set_profile(m, 1);
         omni_session_reset(s);
         omni_model_profile(m, junk, NULL);
+        read_kernels(m, pf_k);
         rc = omni_session_append(s, ids, (int)P, NULL, 0);
         n_pf = omni_model_profile(m, pf_ms, &prof_names);
+        n_pf_k = read_kernels(m, pf_k);
         omni_model_set_profile(m, 0);
     }
     if (rc) fprintf(stderr, "omni bench: %s\n", omni_session_error(s));
@@ -211,6 +245,8 @@ int cmd_bench(int argc, char **argv) {
             for (int c = 0; c < n_prof; c++)
                 if (prof_ms[c] > 0)
                     printf("  %-12s %8.3f ms  %5.1f%%\n", prof_names[c], prof_ms[c] / (double)N, 100 * prof_ms[c] / tot);
+            if (n_dec_k) printf("  by kernel and grid (each from the previous dispatch's end to its own):\n");
+            print_kernels(dec_k, n_dec_k, (double)N, "/token");
         } else if (profile && N) printf("(the %s back-end cannot profile)\n", in.backend_name);
         if (profile && n_pf) {
             double tot = 0;
@@ -218,6 +254,8 @@ int cmd_bench(int argc, char **argv) {
             printf("prefill time by op class (one profiled pass of %ld tokens, %.1f ms):\n", P, tot);
             for (int c = 0; c < n_pf; c++)
                 if (pf_ms[c] > 0) printf("  %-12s %8.3f ms  %5.1f%%\n", prof_names[c], pf_ms[c], 100 * pf_ms[c] / tot);
+            if (n_pf_k) printf("  by kernel and grid (each from the previous dispatch's end to its own):\n");
+            print_kernels(pf_k, n_pf_k, 1.0, "");
         }
     }
     free(pp);

@@ -175,6 +175,9 @@ typedef struct {
     void (*prof_mark)(ob_backend *b, int cls);
     /* Adds the milliseconds charged per class since the last read into ms[OB_PROF_N] (call after a sync). */
     void (*prof_read)(ob_backend *b, double *ms);
+    /* The same time split by kernel, where a back-end traces every dispatch (Vulkan: OMNI_VK_TRACE=1): up to cap
+     * entries (name, ms, calls) accumulated since the last call, read after prof_read; returns how many. */
+    int (*prof_kernels)(ob_backend *b, const char **names, double *ms, int *calls, int cap);
 } ob_ops;
 
 struct ob_backend {

@@ -696,6 +696,11 @@ int omni_model_profile(omni_model *m, double *ms, const char *const **names) {
     return OB_PROF_N;
 }
 
+int omni_model_profile_kernels(omni_model *m, const char **names, double *ms, int *calls, int cap) {
+    if (!m->be || !m->be->ops->prof_kernels || !m->params.profile) return 0;
+    return m->be->ops->prof_kernels(m->be, names, ms, calls, cap);
+}
+
 void omni_model_get_info(const omni_model *m, omni_model_info *info) {
     memset(info, 0, sizeof *info);
     const omni_text_hparams *h = &m->hp.text;

@@ -101,6 +101,9 @@ void omni_model_get_info(const omni_model *m, omni_model_info *info);
 /* Turns profiling marks on or off for later forward passes (same as params.profile at load). */
 void omni_model_set_profile(omni_model *m, int on);
 int omni_model_profile(omni_model *m, double *ms, const char *const **names);
+/* After omni_model_profile: the same time by kernel where the back-end traces dispatches (Vulkan with
+ * OMNI_VK_TRACE=1): up to cap (name, ms, calls) entries since the last call; returns how many (0 if none). */
+int omni_model_profile_kernels(omni_model *m, const char **names, double *ms, int *calls, int cap);
 
 /* ---- tokenizer and chat template (owned by the model) ------------------------------------------------------------ */
 /* Encodes UTF-8 text like Hugging Face tokenizers' encode(text, add_special_tokens=False); added/special tokens that

@@ -290,6 +290,7 @@ void vk_dispatch(vk_ctx *c, VkPipeline p, const void *push, size_t push_size, ui
     vkCmdPushConstants(cb, c->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, PUSH_BYTES, pc);
     vkCmdDispatch(cb, gx, gy, gz);
     c->n_dispatches++;
+    if (c->env.trace && c->prof_class >= 0) vk_trace_dispatch(c, p, gx, gy, gz);
     if (c->env.sync_each) {
         for (int i = 0; i < c->n_pipes; i++)
             if (c->pipes[i].pipe == p) c->last_kernel = vk_shader_table[c->pipes[i].shader / 2].name;

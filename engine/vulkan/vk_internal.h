@@ -92,6 +92,8 @@ typedef struct {
  *                          (0 = defaults, see vk_ops.c)
 
  *   OMNI_VK_MOE_MV=1       the MoE decode gate+up on mv.comp (all of a lane's loads in flight; opt-in, not measured)
+ *   OMNI_VK_TRACE=1        while profiling (omni bench --profile), also time every dispatch on its own: per kernel and
+ *                          grid, the time from the previous dispatch's end to its end (launch and barrier included)
  *   OMNI_VK_CHAIN=0        dependent decode stages as separate dispatches instead of chained in one (chain.glsl: o_proj
  *                          in front of the router); =2 also the MoE gate+up / down pair (opt-in: measured slower) */
 typedef struct {
@@ -111,6 +113,7 @@ typedef struct {
     int attn_fuse, attn_chunk; /* the fused decode attention (vk_decode.c): on/off, keys per chunk (0 auto) */
     int attn_wg;               /* OMNI_VK_ATTN_WG: its workgroup size (256 default, 128) */
     int moe_mv; /* OMNI_VK_MOE_MV=1: the MoE decode gate+up on mv.comp (opt-in) */
+    int trace; /* OMNI_VK_TRACE=1: the profiler also times every dispatch (vk_timing.c) */
     int chain; /* OMNI_VK_CHAIN: 1 (default) o_proj chained in front of the router, 2 also the MoE pair, 0 none */
 } vk_env;
 void vk_env_read(vk_env *e);
@@ -310,9 +313,19 @@ typedef struct vk_ctx {
 
     /* profiler (vk_timing.c) */
     VkQueryPool prof_pool;
-    int *prof_cls; /* class charged from query i to query i + 1 */
+    int *prof_cls; /* query i: a class mark (>= -1) or, when tracing, the dispatch of trace entry -2 - prof_cls[i] */
     uint32_t prof_n;
+    int prof_class; /* the class being charged (the last mark's), -1 none */
     double prof_ms[OB_PROF_N];
+    /* OMNI_VK_TRACE=1: each dispatch while profiling is timed on its own, keyed by pipeline and grid */
+    struct vk_trace {
+        VkPipeline pipe;
+        uint32_t gx, gy, gz;
+        double ms;
+        int calls;
+        char name[48];
+    } *trace;
+    int n_trace;
 } vk_ctx;
 
 static inline vk_ctx *vk_of(ob_backend *b) { return (vk_ctx *)b; }
@@ -377,6 +390,9 @@ static inline int vk_use_subgroups(vk_ctx *c) { return c->caps.sg_arith && c->ca
 /* vk_timing.c */
 void vk_prof_mark(ob_backend *b, int cls);
 void vk_prof_read(ob_backend *b, double *ms);
+int vk_prof_kernels(ob_backend *b, const char **names, double *ms, int *calls, int cap);
+/* after a dispatch: its own timestamp when tracing (OMNI_VK_TRACE) and profiling */
+void vk_trace_dispatch(vk_ctx *c, VkPipeline p, uint32_t gx, uint32_t gy, uint32_t gz);
 void vk_prof_free(vk_ctx *c);
 
 /* vk_ops.c / vk_moe.c */

@@ -792,6 +792,7 @@ static const ob_ops vk_ops_table = {
     .matmul_norm_route = vk_op_matmul_norm_route,
     .prof_mark = vk_prof_mark,
     .prof_read = vk_prof_read,
+    .prof_kernels = vk_prof_kernels,
 };
 
 ob_backend *ob_vulkan_new(int device, char *err, size_t err_cap) {
@@ -801,6 +802,7 @@ ob_backend *ob_vulkan_new(int device, char *err, size_t err_cap) {
         return NULL;
     }
     c->base.ops = &vk_ops_table;
+    c->prof_class = -1;
     vk_env_read(&c->env);
     if (vk_device_open(c, device, err, err_cap) != 0) {
         vk_destroy(&c->base);

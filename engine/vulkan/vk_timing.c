@@ -6,6 +6,7 @@
  *   - the matrix-vector micro-benchmark behind `omni devices --bench-matvec` (and tests/bench/vulkan_bench.c): the
  *     memory-bound kernels of a decode step (a dense projection, the MoE expert pair) at real shapes, reported as
  *     weight bytes read per second against the device's memory bandwidth. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,19 +15,46 @@
 /* ---- profiler ---------------------------------------------------------------------------------------------------- */
 
 #define PROF_QUERIES 8192
+#define TRACE_MAX 512
 
-/* adds the closed intervals of the pool to c->prof_ms and empties it (the work must be complete) */
+/* adds the closed intervals of the pool to c->prof_ms (and, for dispatch stamps, to their trace entries) and empties
+ * it (the work must be complete). The class charged runs on from one harvest to the next in c->prof_class' value at
+ * the pool's first query, which is always a class mark (vk_prof_mark starts every pool with one). */
 static void harvest(vk_ctx *c) {
     if (c->prof_n > 1) {
         uint64_t *ts = malloc(sizeof *ts * c->prof_n);
         if (ts && vkGetQueryPoolResults(c->dev, c->prof_pool, 0, c->prof_n, sizeof *ts * c->prof_n, ts, sizeof *ts,
-                                        VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS)
-            for (uint32_t i = 0; i + 1 < c->prof_n; i++)
-                if (c->prof_cls[i] >= 0 && c->prof_cls[i] < OB_PROF_N)
-                    c->prof_ms[c->prof_cls[i]] += (double)(ts[i + 1] - ts[i]) * c->caps.timestamp_period * 1e-6;
+                                        VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) == VK_SUCCESS) {
+            int cls = -1;
+            for (uint32_t i = 0; i + 1 < c->prof_n; i++) {
+                if (c->prof_cls[i] >= -1) cls = c->prof_cls[i];
+                double ms = (double)(ts[i + 1] - ts[i]) * c->caps.timestamp_period * 1e-6;
+                if (cls >= 0 && cls < OB_PROF_N) c->prof_ms[cls] += ms;
+                int t = -2 - c->prof_cls[i + 1];
+                if (t >= 0 && t < c->n_trace) c->trace[t].ms += ms, c->trace[t].calls++;
+            }
+        }
         free(ts);
     }
     c->prof_n = 0;
+}
+
+/* writes one timestamp (after all earlier work completes) tagged code; a full pool is synced and harvested first,
+ * and the new pool opens with a mark of the class being charged */
+static void stamp_query(vk_ctx *c, int code) {
+    if (c->prof_n == PROF_QUERIES) {
+        if (vk_sync(&c->base) != 0) return;
+        harvest(c);
+        VkCommandBuffer cb = vk_cmd(c);
+        vkCmdResetQueryPool(cb, c->prof_pool, 0, PROF_QUERIES);
+        vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, c->prof_pool, 0);
+        c->prof_cls[c->prof_n++] = c->prof_class;
+        if (code >= -1) return; /* that mark was the one asked for */
+    }
+    VkCommandBuffer cb = vk_cmd(c);
+    if (c->prof_n == 0) vkCmdResetQueryPool(cb, c->prof_pool, 0, PROF_QUERIES);
+    vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, c->prof_pool, c->prof_n);
+    c->prof_cls[c->prof_n++] = code;
 }
 
 void vk_prof_mark(ob_backend *b, int cls) {
@@ -44,22 +72,33 @@ void vk_prof_mark(ob_backend *b, int cls) {
             return;
         }
     }
-    if (c->prof_n == PROF_QUERIES) { /* full: finish the work, harvest, and continue the open interval */
-        int open = c->prof_cls[c->prof_n - 1];
-        if (vk_sync(b) != 0) return;
-        harvest(c);
-        vk_prof_mark(b, open);
+    c->prof_class = cls;
+    stamp_query(c, cls);
+}
+
+void vk_trace_dispatch(vk_ctx *c, VkPipeline p, uint32_t gx, uint32_t gy, uint32_t gz) {
+    if (c->base.failed || !c->prof_pool || c->prof_n == 0) return;
+    int t = 0;
+    while (t < c->n_trace && !(c->trace[t].pipe == p && c->trace[t].gx == gx && c->trace[t].gy == gy &&
+                               c->trace[t].gz == gz))
+        t++;
+    if (t == c->n_trace) {
+        if (t == TRACE_MAX) return;
+        if (!c->trace && !(c->trace = calloc(TRACE_MAX, sizeof *c->trace))) return;
+        const char *name = "?";
+        for (int i = 0; i < c->n_pipes; i++)
+            if (c->pipes[i].pipe == p) name = vk_shader_table[c->pipes[i].shader / 2].name;
+        c->trace[t] = (struct vk_trace){ .pipe = p, .gx = gx, .gy = gy, .gz = gz };
+        snprintf(c->trace[t].name, sizeof c->trace[t].name, "%s %ux%ux%u", name, gx, gy, gz);
+        c->n_trace++;
     }
-    VkCommandBuffer cb = vk_cmd(c);
-    if (c->prof_n == 0) vkCmdResetQueryPool(cb, c->prof_pool, 0, PROF_QUERIES);
-    vkCmdWriteTimestamp(cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, c->prof_pool, c->prof_n);
-    c->prof_cls[c->prof_n++] = cls;
+    stamp_query(c, -2 - t);
 }
 
 void vk_prof_read(ob_backend *b, double *ms) {
     vk_ctx *c = vk_of(b);
     if (c->prof_n && vk_sync(b) == 0) {
-        int open = c->prof_cls[c->prof_n - 1];
+        int open = c->prof_class;
         harvest(c);
         if (open >= 0) vk_prof_mark(b, open); /* an interval still open keeps charging its class */
     }
@@ -69,11 +108,25 @@ void vk_prof_read(ob_backend *b, double *ms) {
     }
 }
 
+int vk_prof_kernels(ob_backend *b, const char **names, double *ms, int *calls, int cap) {
+    vk_ctx *c = vk_of(b);
+    int n = 0;
+    for (int t = 0; t < c->n_trace && n < cap; t++) {
+        if (!c->trace[t].calls) continue;
+        names[n] = c->trace[t].name, ms[n] = c->trace[t].ms, calls[n] = c->trace[t].calls;
+        c->trace[t].ms = 0, c->trace[t].calls = 0;
+        n++;
+    }
+    return n;
+}
+
 void vk_prof_free(vk_ctx *c) {
     if (c->prof_pool) vkDestroyQueryPool(c->dev, c->prof_pool, NULL);
     free(c->prof_cls);
+    free(c->trace);
     c->prof_pool = VK_NULL_HANDLE;
     c->prof_cls = NULL;
+    c->trace = NULL;
 }
 
 /* ---- matrix-vector benchmark ------------------------------------------------------------------------------------- */

@@ -6,7 +6,7 @@
  *   make BUILD=build-vk build-vk/libomni.a
  *   cc -O2 -std=c11 -D_GNU_SOURCE -Iengine tests/bench/vulkan_bench.c build-vk/libomni.a -lvulkan -lcjson -lm \
  *      -lpthread -o build-vk/vulkan_bench
- *   build-vk/vulkan_bench [devices] [latency] [decode] [matvec] [prefill] [attention] [gemm]
+ *   build-vk/vulkan_bench [devices] [latency] [decode] [layers] [matvec] [prefill] [attention] [gemm]
  *                         [model CONFIG.json [N_PROMPT N_GEN]] [--peak GB/s] [--only NAME]
  * OMNI_BENCH_VARIANTS="A=1,B=2;C=0;..." runs the model (and the attention rows) once per item.
  */
@@ -218,6 +218,77 @@ static void decode_ops(ob_backend *b) {
     ob_buf *bufs[] = { x, xn, y, nw, wqkv, wo, wr, att, ids, wts, gw, uw, dw };
     for (unsigned i = 0; i < sizeof bufs / sizeof *bufs; i++)
         if (bufs[i]) b->ops->buf_free(b, bufs[i]);
+}
+
+/* The dense part of a decode layer over 48 layers' own weights, as in a model pass (every weight read from memory,
+ * not from the cache that `decode` warms by repeating one call): input norm + q|k|v, o_proj + residual, norm +
+ * router + top-8, each alone and then in the model's order (separate, and with o_proj chained into the router).
+ * The sequence minus the sum of its parts is what the order itself costs (pipeline switches, cold caches). */
+static void decode_layers(ob_backend *b) {
+    enum { NL = 48, PASSES = 4, H = 2048, QKV = 5120, E = 128, K = 8 };
+    ob_buf *wqkv[NL], *wo[NL], *wr[NL], *nw[NL];
+    ob_mat mqkv[NL], mo[NL], mr[NL], mn[NL];
+    int ok = 1;
+    for (int l = 0; l < NL; l++) {
+        wqkv[l] = rand_weight(b, OB_BF16, QKV, H, 100 + l), wo[l] = rand_weight(b, OB_BF16, H, 4096, 200 + l);
+        wr[l] = rand_weight(b, OB_BF16, E, H, 300 + l), nw[l] = rand_weight(b, OB_BF16, 1, H, 400 + l);
+        ok = ok && wqkv[l] && wo[l] && wr[l] && nw[l];
+        mqkv[l] = ob_mat_make((ob_ptr){ wqkv[l], 0 }, OB_BF16, QKV, H);
+        mo[l] = ob_mat_make((ob_ptr){ wo[l], 0 }, OB_BF16, H, 4096);
+        mr[l] = ob_mat_make((ob_ptr){ wr[l], 0 }, OB_BF16, E, H);
+        mn[l] = ob_mat_make((ob_ptr){ nw[l], 0 }, OB_BF16, 1, H);
+    }
+    ob_buf *x = rand_buf(b, H, 1, 11), *xn = rand_buf(b, H, 1, 12), *y = rand_buf(b, QKV, 1, 13);
+    ob_buf *lg = rand_buf(b, E, 1, 14), *ids = b->ops->alloc(b, 64 * 4), *wts = rand_buf(b, 64, 1, 19);
+    if (!ok || !x || !xn || !y || !lg || !ids || !wts || !b->ops->norm_route || !b->ops->matmul_norm_route) {
+        printf("decode layers: skipped (allocation or ops missing)\n");
+        return;
+    }
+    ob_ptr X = { x, 0 }, XN = { xn, 0 }, Y = { y, 0 }, LG = { lg, 0 }, ID = { ids, 0 }, WT = { wts, 0 };
+    const double per = 1e3 / (PASSES * NL);
+    printf("%-52s %9s\n", "decode layer, 48 layers' weights (bf16)", "us/layer");
+#define LAYERS(body) TIME_MS(1, for (int p_ = 0; p_ < PASSES; p_++) for (int l = 0; l < NL; l++) { body; })
+    {   /* host side alone: recording the 192 calls, then the wait */
+        b->ops->sync(b);
+        double t0 = omni_time_ms();
+        for (int p_ = 0; p_ < PASSES; p_++)
+            for (int l = 0; l < NL; l++) b->ops->norm_route(b, X, &mn[l], 1e-6f, &mr[l], LG, XN, K, 1, ID, WT);
+        double t1 = omni_time_ms();
+        b->ops->sync(b);
+        printf("%-52s %9.2f  (wait %.2f)\n", "router: host recording", (t1 - t0) * per, (omni_time_ms() - t1) * per);
+        t0 = omni_time_ms();
+        for (int i = 0; i < PASSES * NL; i++) b->ops->norm_route(b, X, &mn[0], 1e-6f, &mr[0], LG, XN, K, 1, ID, WT);
+        b->ops->sync(b);
+        printf("%-52s %9.2f\n", "router, one layer's weights, before anything else", (omni_time_ms() - t0) * per);
+    }
+    double q = LAYERS(b->ops->norm_matvec(b, X, &mn[l], 1e-6f, &mqkv[l], Y, XN)) * per;
+    double o = LAYERS(b->ops->matmul(b, &mo[l], Y, X, 1, 1)) * per;
+    double r = LAYERS(b->ops->norm_route(b, X, &mn[l], 1e-6f, &mr[l], LG, XN, K, 1, ID, WT)) * per;
+    double r0 = LAYERS(b->ops->norm_route(b, X, &mn[0], 1e-6f, &mr[0], LG, XN, K, 1, ID, WT)) * per;
+    double oc = LAYERS(b->ops->matmul_norm_route(b, &mo[l], Y, X, &mn[l], 1e-6f, &mr[l], LG, XN, K, 1, ID, WT)) * per;
+    double seq = LAYERS(b->ops->norm_matvec(b, X, &mn[l], 1e-6f, &mqkv[l], Y, XN);
+                        b->ops->matmul(b, &mo[l], Y, X, 1, 1);
+                        b->ops->norm_route(b, X, &mn[l], 1e-6f, &mr[l], LG, XN, K, 1, ID, WT)) * per;
+    double seqc = LAYERS(b->ops->norm_matvec(b, X, &mn[l], 1e-6f, &mqkv[l], Y, XN);
+                         b->ops->matmul_norm_route(b, &mo[l], Y, X, &mn[l], 1e-6f, &mr[l], LG, XN, K, 1, ID, WT)) * per;
+    double pair = LAYERS(b->ops->matmul(b, &mo[l], Y, X, 1, 1);
+                         b->ops->norm_route(b, X, &mn[l], 1e-6f, &mr[l], LG, XN, K, 1, ID, WT)) * per;
+#undef LAYERS
+    printf("%-52s %9.2f\n", "input norm + q|k|v [5120 x 2048]", q);
+    printf("%-52s %9.2f\n", "o_proj [2048 x 4096] + residual", o);
+    printf("%-52s %9.2f\n", "norm + router [128 x 2048] + top-8", r);
+    printf("%-52s %9.2f\n", "norm + router, one layer's weights (cache-warm)", r0);
+    printf("%-52s %9.2f\n", "o_proj chained into the router", oc);
+    printf("%-52s %9.2f  (parts %.2f)\n", "o_proj, router in turn", pair, o + r);
+    printf("%-52s %9.2f  (parts %.2f)\n", "q|k|v, o_proj, router in turn", seq, q + o + r);
+    printf("%-52s %9.2f  (parts %.2f)\n", "q|k|v, o_proj chained into the router, in turn", seqc, q + oc);
+    for (int l = 0; l < NL; l++) {
+        b->ops->buf_free(b, wqkv[l]), b->ops->buf_free(b, wo[l]);
+        b->ops->buf_free(b, wr[l]), b->ops->buf_free(b, nw[l]);
+    }
+    ob_buf *bufs[] = { x, xn, y, lg, ids, wts };
+    for (unsigned i = 0; i < sizeof bufs / sizeof *bufs; i++) b->ops->buf_free(b, bufs[i]);
+    fflush(stdout);
 }
 
 /* prefill attention: the thinker's 32 q / 4 kv heads of 128 (causal; a pp512 pass from position 0, and a chunk
@@ -531,7 +602,7 @@ static void devices(void) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach a pipe at once, also when a timeout kills us */
-    int do_mv = 0, do_pf = 0, do_lat = 0, do_dec = 0, do_at = 0, do_gemm = 0;
+    int do_mv = 0, do_pf = 0, do_lat = 0, do_dec = 0, do_at = 0, do_gemm = 0, do_layers = 0;
     const char *config = NULL;
     int n_prompt = 512, n_gen = 64;
     for (int i = 1; i < argc; i++) {
@@ -542,6 +613,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "attention")) do_at = 1;
         else if (!strcmp(argv[i], "latency")) do_lat = 1;
         else if (!strcmp(argv[i], "decode")) do_dec = 1;
+        else if (!strcmp(argv[i], "layers")) do_layers = 1;
         else if (!strcmp(argv[i], "model") && i + 1 < argc) {
             config = argv[++i];
             if (i + 2 < argc && atoi(argv[i + 1]) > 0) {
@@ -552,7 +624,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--peak") && i + 1 < argc) g_peak = atof(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) g_only = argv[++i];
     }
-    if (do_mv || do_pf || do_lat || do_dec || do_at || do_gemm) {
+    if (do_mv || do_pf || do_lat || do_dec || do_at || do_gemm || do_layers) {
         char err[256];
         ob_backend *b = ob_vulkan_new(-1, err, sizeof err);
         if (!b) {
@@ -562,6 +634,7 @@ int main(int argc, char **argv) {
         printf("device: %s\n", b->ops->device_name(b));
         if (do_lat) latency(b);
         if (do_dec) decode_ops(b);
+        if (do_layers) decode_layers(b);
         if (do_mv) matvec(b);
         if (do_pf) prefill(b);
         if (do_at && !do_pf) attention_variants(b);
