@@ -162,29 +162,18 @@ void main() {
     uint64_t sa0 = sbase + uint64_t(mw + r8) * sb, sstep = 32u * sb;
     uint64_t wa0u = wbase_u + uint64_t(mw + r8) * rb, sa0u = sbase_u + uint64_t(mw + r8) * sb;
     uint64_t xa[NX];
-#if CM_X16
     [[unroll]] for (uint i = 0; i < NX; i++) {
         uint t = r8 + 32u * i;
         xa[i] = 0;
         if (t < cnt) {
             uint xrow = (MODE != 0 && pc.gather != 0) ? uint(BufI32(pc.tok).v[j0 + t]) : j0 + t;
 #if CM_X16
-            xa[i] = pc.x + uint64_t(xrow) * pc.x_stride * 2u;
+            xa[i] = pc.x + uint64_t(xrow) * pc.x_stride * 2u;  // fp16 x: x_stride in halves
 #else
             xa[i] = pc.x + uint64_t(xrow) * pc.x_stride * 4u;
 #endif
         }
     }
-#else
-    [[unroll]] for (uint i = 0; i < NX; i++) {
-        uint t = r8 + 32u * i;
-        xa[i] = 0;
-        if (t < cnt) {
-            uint xrow = (MODE != 0 && pc.gather != 0) ? uint(BufI32(pc.tok).v[j0 + t]) : j0 + t;
-            xa[i] = pc.x + uint64_t(xrow) * pc.x_stride * 4u;
-        }
-    }
-#endif
 
     uvec4 wr[NW];
 #if CM_X16
@@ -203,16 +192,14 @@ void main() {
                  : BufUV4((UPROW(i) ? wa0u : wa0) + HALF(i) * wstep + (o)).v[0])                                \
           : uvec4(0))
 #if CM_X16
-#define WROW_OK(i) (mw + r8 + 32u * HALF(i) < rows)
-#define XROW_OK(i, kin) ((kin) && r8 + 32u * (i) < cnt)
-#define LOAD_X(i, col, xin) xr[i] = (xin) ? BufUV4(xa[i] + uint64_t(col) * 2u).v[0] : uvec4(0);
 #define LOAD_SLICE(k0)                                                                                          \
     {                                                                                                           \
         uint col = (k0) + seg;                                                                                  \
         bool kin = col < kend;                                                                                  \
         uint64_t o = WTYPE == VK_WT_Q8_0 ? uint64_t(col) : uint64_t(col) * 2u;                                  \
-        [[unroll]] for (uint i = 0; i < NW; i++) wr[i] = LDW(kin && WROW_OK(i), i, o, col);                      \
-        [[unroll]] for (uint i = 0; i < NX; i++) LOAD_X(i, col, XROW_OK(i, kin))                                \
+        [[unroll]] for (uint i = 0; i < NW; i++) wr[i] = LDW(kin && mw + r8 + 32u * HALF(i) < rows, i, o, col); \
+        [[unroll]] for (uint i = 0; i < NX; i++)                                                                \
+            xr[i] = kin && r8 + 32u * i < cnt ? BufUV4(xa[i] + uint64_t(col) * 2u).v[0] : uvec4(0);             \
     }
 #else
 #define LOAD_SLICE(k0)                                                                                          \
@@ -228,7 +215,6 @@ void main() {
             xr[i][1] = xin ? BufV4(xa[i] + ox + 16u).v[0] : vec4(0);                                            \
         }                                                                                                       \
     }
-
 #endif
 
     // fragment (i, j): x rows wn·ST + 16·i, weight rows m0 + wm·SR + 16·j. Whole fragments go straight to y (which
@@ -261,46 +247,18 @@ void main() {
     uint ni = SKIP != 0 ? min(FI, (cnt > tr ? cnt - tr + 15u : 0u) / 16u) : FI;
     uint nj = SKIP != 0 && MODE != 2 ? min(FJ, (rows > rr ? rows - rr + 15u : 0u) / 16u) : FJ;
 
-#if CM_X16
-#define X_HALF(i) xr[i]
-#else
-#define X_HALF(i) uvec4(f2h(xr[i][0].xy), f2h(xr[i][0].zw), f2h(xr[i][1].xy), f2h(xr[i][1].zw))
-#endif
-#if CM_X16
     LOAD_SLICE(kbeg)
     uint sw = seg / 8u;
     for (uint k0 = kbeg; k0 < kend; k0 += BK) {
         barrier();
         [[unroll]] for (uint i = 0; i < NW; i++) ws[(r8 + 32u * i) * STR + sw] = w_half(wr[i]);
-        [[unroll]] for (uint i = 0; i < NX; i++) xs[(r8 + 32u * i) * STR + sw] = X_HALF(i);
-        barrier();
-        if (k0 + BK < kend) LOAD_SLICE(k0 + BK)
-        if (ni > 0u && nj > 0u) {
-            [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) {
-                FRAG_A a[FI], b[FJ];
-                [[unroll]] for (uint i = 0; i < FI; i++)
-                    if (i < ni) coopMatLoadNV(a[i], xs, (tr + 16u * i) * STR + kk, STR, false);
-                [[unroll]] for (uint j = 0; j < FJ; j++)
-                    if (j < nj) {
-                        uint wrow = MODE == 2 ? (j < FJ / 2u ? wm * (SR / 2u) + 16u * j
-                                                             : BM / 2u + wm * (SR / 2u) + 16u * (j - FJ / 2u))
-                                              : wm * SR + 16u * j;
-                        coopMatLoadNV(b[j], ws, wrow * STR + kk, STR, true);
-                    }
-                [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ; j++)
-                    if (i < ni && j < nj) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]);
-            }
-        }
-    }
+#if CM_X16
+        [[unroll]] for (uint i = 0; i < NX; i++) xs[(r8 + 32u * i) * STR + sw] = xr[i];
 #else
-    LOAD_SLICE(kbeg)
-    uint sw = seg / 8u;
-    for (uint k0 = kbeg; k0 < kend; k0 += BK) {
-        barrier();
-        [[unroll]] for (uint i = 0; i < NW; i++) ws[(r8 + 32u * i) * STR + sw] = w_half(wr[i]);
         [[unroll]] for (uint i = 0; i < NX; i++)
             xs[(r8 + 32u * i) * STR + sw] =
                 uvec4(f2h(xr[i][0].xy), f2h(xr[i][0].zw), f2h(xr[i][1].xy), f2h(xr[i][1].zw));
+#endif
         barrier();
         if (k0 + BK < kend) LOAD_SLICE(k0 + BK)
         if (ni > 0u && nj > 0u) {
@@ -320,7 +278,6 @@ void main() {
             }
         }
     }
-#endif
 
     // ragged fragments through this subgroup's 64 words of ws (free once every subgroup is past its last MMA),
     // element by element
