@@ -166,9 +166,6 @@ TEST(vk_coopmat_tile_shapes) {
             setenv("OMNI_VK_MOE_FUSE", fuse ? "1" : "0", 1);
             moe_sweep(CM_TOL);
         }
-        setenv("OMNI_VK_CM_SKIP", "1", 1); /* the opt-in fragment skipping */
-        moe_sweep(CM_TOL);
-        unsetenv("OMNI_VK_CM_SKIP");
     }
     unsetenv("OMNI_VK_CM_DENSE");
     unsetenv("OMNI_VK_CM_MOE");

@@ -179,12 +179,8 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
         px.x_stride = pc->cols;
     }
     int x16 = xform != VK_CM_X32;
-    /* ids 1 (weight type) and 6 (mode) as matmul.comp; 2: skip the fragments past a tile's x rows, grouped forms only
-     * and opt-in (OMNI_VK_CM_SKIP=1): the grouped tiles are ~half full at 512 tokens, but the guards cost more than
-     * the MMAs they save (H100, pp512: experts 28.3 ms with, 24.9 ms without; dense tiles 10-20% slower with them,
-     * vulkan_bench prefill) */
-    uint32_t skip = grouped && env_int("OMNI_VK_CM_SKIP", 0) != 0;
-    uint32_t spec[7] = { 0, (uint32_t)wt, skip, 0, 0, 0, (uint32_t)grouped };
+    /* ids 1 (weight type) and 6 (mode) as matmul.comp */
+    uint32_t spec[7] = { 0, (uint32_t)wt, 0, 0, 0, 0, (uint32_t)grouped };
     VkPipeline p = vk_pipeline(c, sh->sh[x16], spec, 7);
     if (split <= 1) {
         px.pad = 0;

@@ -46,7 +46,6 @@ typedef struct {
  *   OMNI_VK_ATTN_CM_PREFETCH=1  its K/V blocks loaded one block ahead, not when staged (comparisons)
  *   OMNI_VK_CM_SPLIT=0     no split-K in the tensor-core matmul for small matrices (the MoE router; vk_coopmat.c)
  *   OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE=BMxBN  tensor-core GEMM tile shape of the dense / grouped MoE form
- *   OMNI_VK_CM_SKIP=1      grouped tensor-core GEMM skips the fragments past a tile's x rows (opt-in, slower)
  *   OMNI_VK_CM_X16=N       tensor-core GEMMs on fp16 activations (x converted once by cm_x16.comp; CM_X16 build):
  *                          2 (default) the grouped MoE (gate+up+swiglu writes fp16 for the down projection) and the
  *                          dense projections (the conversion reused while nothing else ran, e.g. by q, k, v);
