@@ -13,9 +13,9 @@
 // Blocks the causal / window mask hides from every row of the workgroup are not visited; a subgroup skips the
 // blocks hidden from its own rows; blocks visible to every row of a subgroup skip the per-element mask. Workgroups
 // are issued in reverse query order so the longest (latest queries under a causal mask) start first.
-// K and V blocks are loaded (fp32) when they are staged; PREFETCH = 1 issues the next block's loads before the
-// current one is multiplied instead, which costs 64 registers a thread and measured slower on the H100 (pp512
-// 0.074 vs 0.071 ms, vision 2.27 vs 1.72 ms: other workgroups on the SM hide the latency better). Tiles are
+// K and V blocks are loaded (fp32) when they are staged; issuing the next block's loads before the current one is
+// multiplied instead costs 64 registers a thread and measured slower on the H100 (pp512 0.074 vs 0.071 ms, vision
+// 2.27 vs 1.72 ms: other workgroups on the SM hide the latency better). Tiles are
 // 16-byte words of 8 halves. Fragment arrays are indexed with constants only (unrolled loops, the output written
 // per pair): an array indexed at run time anywhere stays in local memory on the NVIDIA driver (as O did in the
 // first version of this kernel: pp512 0.087 -> 0.074 ms once it was in registers).
@@ -45,7 +45,6 @@
 #endif
 layout(constant_id = 0) const uint HPW = 1;  // heads per workgroup (of one kv group)
 layout(constant_id = 1) const uint TAU = 8;  // lazy-maximum slack in base-2 units (p <= 2^TAU)
-layout(constant_id = 2) const uint PREFETCH = 0; // 1: the next block's K/V loaded one block ahead
 const uint D = HD_PAD, BKV = 32;
 const uint NF = D / 16u;            // 16-wide fragments across the head
 const uint DW = D / 8u;             // 16-byte words (8 halves) per tile row
@@ -140,10 +139,9 @@ void main() {
             vr[2u * i + 1u] = in2_ ? BufV4(pc.vc + a + 16u).v[0] : vec4(0);                                    \
         }                                                                                                      \
     }
-    if (PREFETCH != 0u && kb0 <= hi_all) LOAD_KV(kb0)
     for (int kb = kb0; kb <= hi_all; kb += int(BKV)) {
         barrier(); // every subgroup is done with the previous block (and with Q)
-        if (PREFETCH == 0u) LOAD_KV(kb)
+        LOAD_KV(kb)
         [[unroll]] for (uint i = 0; i < KVW; i++) {
             uint e = t + 128u * i, kj = e / DW, w = e % DW;
             if (e < BKV * DW) {
@@ -152,7 +150,6 @@ void main() {
             }
         }
         barrier();
-        if (PREFETCH != 0u && kb + int(BKV) <= hi_all) LOAD_KV(kb + int(BKV))
         if (snq == 0u || kb > s_hi || kb + int(BKV) - 1 < s_lo) continue; // hidden from every row of this subgroup
 
         // S = Q·Kᵀ for keys kb .. kb + 31: B(d, key) = K[key][d], column-major

@@ -2,7 +2,7 @@
  * dense matmul and grouped MoE with f16/bf16 weights against the CPU back-end, over shapes with partial tiles
  * (rows not a multiple of 128, x rows not a multiple of 64, cols not a multiple of 64), with and without
  * accumulation; shaders/attn_flash_cm.comp (head dims 128, 72, 64: GQA, MQA, causal, sliding window, bidirectional,
- * chunks after a cached prefix; also the exact online softmax, 1, 2 or 4 heads per workgroup, K/V prefetch); and the
+ * chunks after a cached prefix; also the exact online softmax, 1, 2 or 4 heads per workgroup); and the
  * same cases with OMNI_VK_NO_COOPMAT=1, which must select the fp32 kernels.
  *
  * Q8_0 weights take the same tensor-core kernel (quants times block scale, rounded to fp16 in shared memory).
@@ -407,16 +407,14 @@ TEST(vk_coopmat_attention) {
     unsetenv("OMNI_VK_ATTN_CM_SMALL"); /* the padded builds for head dims 64 and 72: on by default */
     unsetenv("OMNI_VK_ATTN_CM_HPW");
     unsetenv("OMNI_VK_ATTN_CM_TAU");
-    unsetenv("OMNI_VK_ATTN_CM_PREFETCH");
     int cm = cm_offered();
     attn_sweep(cm ? CM_ATTN_TOL : F32_TOL);
     if (!cm) return; /* lavapipe: the fp32 kernel, the variants below would repeat it */
     /* the exact online softmax (O rescaled at every raise of a row maximum: the rescaling path, which the default
-     * lazy maximum rarely takes on these scores), one and two heads per workgroup, K/V loaded a block ahead */
+     * lazy maximum rarely takes on these scores), one and two heads per workgroup */
     attn_variant("OMNI_VK_ATTN_CM_TAU", "0", 1);
     attn_variant("OMNI_VK_ATTN_CM_HPW", "1", 0);
     attn_variant("OMNI_VK_ATTN_CM_HPW", "2", 0);
-    attn_variant("OMNI_VK_ATTN_CM_PREFETCH", "1", 0);
 }
 
 TEST(vk_coopmat_attention_off) {

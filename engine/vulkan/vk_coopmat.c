@@ -233,21 +233,20 @@ int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc) {
  * it stages (fp32 -> fp16) serves HPW heads. HPW is the largest of {4, 2, 1} that divides the group size
  * (n_heads / n_kv; 8 for the thinker, 1 for the encoders) unless OMNI_VK_ATTN_CM_HPW=1|2|4 asks for less (or a
  * divisor). OMNI_VK_ATTN_CM_TAU=N (0..16, default 8): the kernel's lazy-maximum slack in base-2 units (0: exact
- * online softmax, a rescale of O at every raise of a row maximum; the tests run both). OMNI_VK_ATTN_CM_PREFETCH=1:
- * the next K/V block is loaded one block ahead through registers (measured slower on the H100; comparisons).
- * Tried on the H100 and removed again: the softmax on the S fragments (wrong there: rel err 1.5-5.9), 64-key blocks
- * and key ranges split over several workgroups (pp512 attention 3.31 / 4.53 vs 3.26 ms). */
+ * online softmax, a rescale of O at every raise of a row maximum; the tests run both).
+ * Tried on the H100 and removed again: the next K/V block loaded one block ahead through registers (slower, see
+ * the kernel's header), the softmax on the S fragments (wrong there: rel err 1.5-5.9), 64-key blocks and key ranges
+ * split over several workgroups (pp512 attention 3.31 / 4.53 vs 3.26 ms). */
 void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n_reads, const vk_range *write) {
     uint32_t grp = pc->n_heads / pc->n_kv, hpw = (uint32_t)env_int("OMNI_VK_ATTN_CM_HPW", 4);
     if (hpw != 1 && hpw != 2 && hpw != 4) hpw = 4;
     while (hpw > 1 && grp % hpw) hpw /= 2;
     int tau = env_int("OMNI_VK_ATTN_CM_TAU", 8);
-    uint32_t spec[3] = { hpw, (uint32_t)(tau < 0 ? 0 : tau > 16 ? 16 : tau),
-                         (uint32_t)(env_int("OMNI_VK_ATTN_CM_PREFETCH", 0) != 0) };
+    uint32_t spec[2] = { hpw, (uint32_t)(tau < 0 ? 0 : tau > 16 ? 16 : tau) };
     vk_shader_id sh = pc->head_dim <= 64   ? SH_ATTN_FLASH_CM64
                       : pc->head_dim <= 80 ? SH_ATTN_FLASH_CM80
                                            : SH_ATTN_FLASH_CM;
-    VkPipeline p = vk_pipeline(c, sh, spec, 3);
+    VkPipeline p = vk_pipeline(c, sh, spec, 2);
     uint32_t qpw = VK_CM_ATTN_BQ / hpw;
     vk_dispatch(c, p, pc, sizeof *pc, (pc->n + qpw - 1) / qpw, pc->n_heads / hpw, 1, reads, n_reads, write, 1);
 }

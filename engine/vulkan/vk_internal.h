@@ -43,7 +43,6 @@ typedef struct {
  *   OMNI_VK_ATTN_CM_SMALL=0  head dims 64..124 (the encoders) off tensor cores: the fp32 flash kernel (comparisons)
  *   OMNI_VK_ATTN_CM_HPW=N  heads per workgroup of attn_flash_cm.comp (1, 2 or 4; default 4 where the GQA group allows)
  *   OMNI_VK_ATTN_CM_TAU=N  its lazy softmax-maximum slack in base-2 units (default 8; 0 = exact online softmax)
- *   OMNI_VK_ATTN_CM_PREFETCH=1  its K/V blocks loaded one block ahead, not when staged (comparisons)
  *   OMNI_VK_CM_SPLIT=0     no split-K in the tensor-core matmul for small matrices (the MoE router; vk_coopmat.c)
  *   OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE=BMxBN  tensor-core GEMM tile shape of the dense / grouped MoE form
  *   OMNI_VK_CM_X16=N       tensor-core GEMMs on fp16 activations (x converted once by cm_x16.comp; CM_X16 build):
