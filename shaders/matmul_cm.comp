@@ -20,23 +20,11 @@
 // rows and writes y = silu(gate·x)·(up·x) (the CPU back-end's swiglu, as ew.comp), so x is staged once for both and
 // the separate gate, up and swiglu passes over y are not needed.
 // Mirrors the CPU back-end's matmul y[i][r] = Σ_c x[i][c]·W[r][c] up to fp16 rounding of both operands.
-// Two opt-in builds (vk_coopmat.c, OMNI_VK_CM_DB / OMNI_VK_CM_X16; the default build is the code outside their
-// #if blocks, unchanged):
-//   CM_DB = 1: a double-buffered shared-memory ring. BK = 32 columns per slice; the two stages are the two halves
-//     of the same 9-word shared rows (words 0..3 and 4..7, so the 48 KB of the 64-column layout still hold both and
-//     the rows keep their conflict-free odd stride). Per slice: store the registers (slice s+1) into the stage not
-//     being read, issue the global loads of slice s+2, run the MMAs of slice s, then one barrier: a subgroup's
-//     stores overlap the others' MMAs, where the single-buffered loop separates them with a second barrier.
+// A second build of each shape, _x16 (vk_coopmat.c, OMNI_VK_CM_X16; the default wherever x can be converted once):
 //   CM_X16 = 1: x is fp16 (x_stride in halves, rows 16-byte aligned): staged as loaded, no conversion in the
 //     loop and half the x bytes (the host converts fp32 activations once, cm_x16.comp, with the same clamp and
 //     rounding as f2h below, so results are identical); and MODE 2 writes y = silu(gate)·up as fp16 (y_stride in
 //     halves, a multiple of 8; rows a multiple of 8), which the down projection then reads as its x.
-// Builds of the CM_X16 loop (opt-in, vk_coopmat.c; round 3, see the analysis there):
-//   CM_PF = 1 (OMNI_VK_CM_PF): register double buffering of the global loads: two register sets, each slice's
-//     loads issued two slices ahead (after the set's previous slice was stored), so twice the MMAs cover their
-//     latency; same shared memory, barriers, products and sums as CM_X16 (identical results).
-//   CM_DIAG = 1 / 2 (OMNI_VK_CM_DIAG, timing only, wrong results): no global loads inside the K loop (the first
-//     slice staged again) / one MMA per slice instead of 4 x FI x FJ.
 // Host requirements (vk_coopmat.c): weights 16-byte aligned with rows a multiple of 16 bytes (Q8_0: 8 bytes, scales
 // 2-byte aligned), cols % 8 == 0, x 16-byte aligned with x_stride % 4 == 0, subgroup size 32.
 #extension GL_NV_cooperative_matrix : require
@@ -48,20 +36,8 @@
 
 layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer BufUV2 { uvec2 v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufF32A { float v[]; };
-#ifndef CM_DB
-#define CM_DB 0
-#endif
 #ifndef CM_X16
 #define CM_X16 0
-#endif
-#ifndef CM_PF
-#define CM_PF 0
-#endif
-#ifndef CM_DIAG
-#define CM_DIAG 0
-#endif
-#if (CM_PF || CM_DIAG) && (!CM_X16 || CM_DB)
-#error "CM_PF and CM_DIAG are builds of the fp16-activation single-buffered loop (CM_X16 = 1, CM_DB = 0)"
 #endif
 #if CM_X16
 layout(buffer_reference, std430, buffer_reference_align = 16) writeonly buffer BufUV4W { uvec4 v[]; };
@@ -81,29 +57,14 @@ layout(buffer_reference, std430, buffer_reference_align = 16) writeonly buffer B
 #ifndef CM_WM
 #define CM_WM 4
 #endif
-#if CM_DB
-// BK columns per slice, RP rows staged per pass of 256 threads (4 threads per row); BN = 32 leaves half the
-// threads without an x row
-const uint BM = CM_BM, BN = CM_BN, BK = 32, RP = 64;
-const uint WM = CM_WM, WN = 8u / WM, SR = BM / WM, ST = BN / WN, FJ = SR / 16u, FI = ST / 16u;
-const uint NW = BM / RP, NX = (BN + RP - 1u) / RP;
-#else
 const uint BM = CM_BM, BN = CM_BN, BK = 64;
 const uint WM = CM_WM, WN = 8u / WM, SR = BM / WM, ST = BN / WN, FJ = SR / 16u, FI = ST / 16u;
 const uint NW = BM / 32u, NX = BN / 32u;  // weight and x rows staged per thread (32 rows per pass of 256 threads)
-#endif
 // shared row stride in 16-byte words (8 halves): 9 words = 144 bytes, so the 8 rows of a fragment load (and 8
 // threads' 16-byte stores) fall in distinct banks
-#if CM_DB
-const uint STR = 9u;  // both stages of 4 words (words 4·stage ..) in one row of the single-buffered layout
-#else
 const uint STR = BK / 8u + 1u;
-#endif
 layout(local_size_x = 256) in;
 layout(constant_id = 1) const uint WTYPE = 0;
-// SKIP = 1: a subgroup issues no loads or MMAs for fragments whose x rows all lie past the tile's count (grouped
-// experts hold ~half-full tiles at 512 tokens); off by default: the guards measured slower than the MMAs they save
-layout(constant_id = 2) const uint SKIP = 0;
 layout(constant_id = 6) const uint MODE = 0;
 
 shared uvec4 ws[BM * STR];  // ws[r][k]: read as the column-major K × N operand
@@ -179,16 +140,9 @@ void main() {
     // this workgroup's columns [kbeg, kend): all of them, or one split's share (whole BK slices)
     uint kbeg = 0u, kend = cols;
     if (MODE == 0 && pc.pad > 1u) {
-#if CM_DB
-        // shares of whole 64-column units as in the default build (same partial sums; 64 = two slices here)
-        uint slices = (cols + 63u) / 64u, per = (slices + pc.pad - 1u) / pc.pad;
-        kbeg = min(cols, gl_WorkGroupID.z * per * 64u);
-        kend = min(cols, kbeg + per * 64u);
-#else
         uint slices = (cols + BK - 1u) / BK, per = (slices + pc.pad - 1u) / pc.pad;
         kbeg = min(cols, gl_WorkGroupID.z * per * BK);
         kend = min(cols, kbeg + per * BK);
-#endif
         ybase += uint64_t(gl_WorkGroupID.z) * pc.n * pc.y_stride * 4u;
     }
     g_rows = rows;
@@ -198,49 +152,25 @@ void main() {
 
     // This thread stages weight rows r8 + 32·i (i < NW) and x rows r8 + 32·i (i < NX), 8 columns each at seg·8 of
     // the slice: 8 threads read 128 contiguous bytes of one weight row (Q8_0: 64 bytes).
-#if CM_DB
-    uint seg = (tid & 3u) * 8u, r8 = tid >> 2;  // 4 threads read 64 contiguous bytes of a row (Q8_0: one block)
-#else
     uint seg = (tid & 7u) * 8u, r8 = tid >> 3;
-#endif
     uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
     uint mw = MODE == 2 ? mh : m0;  // first weight row of the tile (MODE 2: of each half)
-#if CM_DB
-    uint64_t wa0 = wbase + uint64_t(mw + r8) * rb, wstep = RP * rb;
-    uint64_t sa0 = sbase + uint64_t(mw + r8) * sb, sstep = RP * sb;
-#else
     uint64_t wa0 = wbase + uint64_t(mw + r8) * rb, wstep = 32u * rb;
     uint64_t sa0 = sbase + uint64_t(mw + r8) * sb, sstep = 32u * sb;
-#endif
     uint64_t wa0u = wbase_u + uint64_t(mw + r8) * rb, sa0u = sbase_u + uint64_t(mw + r8) * sb;
     uint64_t xa[NX];
-#if CM_DB || CM_X16
     [[unroll]] for (uint i = 0; i < NX; i++) {
-#if CM_DB
-        uint t = r8 + RP * i;
-#else
         uint t = r8 + 32u * i;
-#endif
         xa[i] = 0;
         if (t < cnt) {
             uint xrow = (MODE != 0 && pc.gather != 0) ? uint(BufI32(pc.tok).v[j0 + t]) : j0 + t;
 #if CM_X16
-            xa[i] = pc.x + uint64_t(xrow) * pc.x_stride * 2u;
+            xa[i] = pc.x + uint64_t(xrow) * pc.x_stride * 2u;  // fp16 x: x_stride in halves
 #else
             xa[i] = pc.x + uint64_t(xrow) * pc.x_stride * 4u;
 #endif
         }
     }
-#else
-    [[unroll]] for (uint i = 0; i < NX; i++) {
-        uint t = r8 + 32u * i;
-        xa[i] = 0;
-        if (t < cnt) {
-            uint xrow = (MODE != 0 && pc.gather != 0) ? uint(BufI32(pc.tok).v[j0 + t]) : j0 + t;
-            xa[i] = pc.x + uint64_t(xrow) * pc.x_stride * 4u;
-        }
-    }
-#endif
 
     uvec4 wr[NW];
 #if CM_X16
@@ -258,31 +188,15 @@ void main() {
                          ld_u16((UPROW(i) ? sa0u : sa0) + HALF(i) * sstep + uint64_t((col) / 32u) * 2u), 0u)    \
                  : BufUV4((UPROW(i) ? wa0u : wa0) + HALF(i) * wstep + (o)).v[0])                                \
           : uvec4(0))
-#if CM_DB || CM_X16
-#if CM_DB
-#define WROW_OK(i) (mw + r8 + RP * HALF(i) < rows)
-#define XROW_OK(i, kin) ((kin) && r8 + RP * (i) < cnt)
-#else
-#define WROW_OK(i) (mw + r8 + 32u * HALF(i) < rows)
-#define XROW_OK(i, kin) ((kin) && r8 + 32u * (i) < cnt)
-#endif
 #if CM_X16
-#define LOAD_X(i, col, xin) xr[i] = (xin) ? BufUV4(xa[i] + uint64_t(col) * 2u).v[0] : uvec4(0);
-#else
-#define LOAD_X(i, col, xin)                                                                                     \
-    {                                                                                                           \
-        uint64_t ox = uint64_t(col) * 4u;                                                                       \
-        xr[i][0] = (xin) ? BufV4(xa[i] + ox).v[0] : vec4(0);                                                    \
-        xr[i][1] = (xin) ? BufV4(xa[i] + ox + 16u).v[0] : vec4(0);                                              \
-    }
-#endif
 #define LOAD_SLICE(k0)                                                                                          \
     {                                                                                                           \
         uint col = (k0) + seg;                                                                                  \
         bool kin = col < kend;                                                                                  \
         uint64_t o = WTYPE == VK_WT_Q8_0 ? uint64_t(col) : uint64_t(col) * 2u;                                  \
-        [[unroll]] for (uint i = 0; i < NW; i++) wr[i] = LDW(kin && WROW_OK(i), i, o, col);                      \
-        [[unroll]] for (uint i = 0; i < NX; i++) LOAD_X(i, col, XROW_OK(i, kin))                                \
+        [[unroll]] for (uint i = 0; i < NW; i++) wr[i] = LDW(kin && mw + r8 + 32u * HALF(i) < rows, i, o, col); \
+        [[unroll]] for (uint i = 0; i < NX; i++)                                                                \
+            xr[i] = kin && r8 + 32u * i < cnt ? BufUV4(xa[i] + uint64_t(col) * 2u).v[0] : uvec4(0);             \
     }
 #else
 #define LOAD_SLICE(k0)                                                                                          \
@@ -298,7 +212,6 @@ void main() {
             xr[i][1] = xin ? BufV4(xa[i] + ox + 16u).v[0] : vec4(0);                                            \
         }                                                                                                       \
     }
-
 #endif
 
     // fragment (i, j): x rows wn·ST + 16·i, weight rows m0 + wm·SR + 16·j. Whole fragments go straight to y (which
@@ -327,187 +240,37 @@ void main() {
         if (pc.accumulate != 0 && FULL(i, j)) coopMatLoadNV(acc[i][j], BufF32A(YA(i, j)).v, 0u, pc.y_stride, false);
 #endif
     }
-    // fragments this subgroup multiplies: x-row blocks below cnt, weight-row blocks below rows (subgroup-uniform)
-    uint ni = SKIP != 0 ? min(FI, (cnt > tr ? cnt - tr + 15u : 0u) / 16u) : FI;
-    uint nj = SKIP != 0 && MODE != 2 ? min(FJ, (rows > rr ? rows - rr + 15u : 0u) / 16u) : FJ;
+    // every fragment is multiplied, also those past a tile's x rows or weight rows (zeros there): skipping them
+    // measured slower on the H100 (grouped experts at 512 tokens hold ~half-full tiles: 28.3 ms with the guards,
+    // 24.9 without)
 
+    LOAD_SLICE(kbeg)
+    uint sw = seg / 8u;
+    for (uint k0 = kbeg; k0 < kend; k0 += BK) {
+        barrier();
+        [[unroll]] for (uint i = 0; i < NW; i++) ws[(r8 + 32u * i) * STR + sw] = w_half(wr[i]);
 #if CM_X16
-#define X_HALF(i) xr[i]
+        [[unroll]] for (uint i = 0; i < NX; i++) xs[(r8 + 32u * i) * STR + sw] = xr[i];
 #else
-#define X_HALF(i) uvec4(f2h(xr[i][0].xy), f2h(xr[i][0].zw), f2h(xr[i][1].xy), f2h(xr[i][1].zw))
-#endif
-#if CM_DB
-    // the staged slice into stage stg (words 4·stg .. 4·stg + 3 of each row); with BN = 32 the threads of rows
-    // 32..63 hold no x row
-#define STORE_STAGE(stg)                                                                                        \
-    {                                                                                                           \
-        [[unroll]] for (uint i = 0; i < NW; i++) ws[(r8 + RP * i) * STR + 4u * (stg) + sw] = w_half(wr[i]);     \
-        [[unroll]] for (uint i = 0; i < NX; i++)                                                                \
-            if (BN % RP == 0u || r8 + RP * i < BN) xs[(r8 + RP * i) * STR + 4u * (stg) + sw] = X_HALF(i);      \
-    }
-    uint sw = seg / 8u;
-    // prologue: slice 0 in stage 0, slice 1 in registers
-    LOAD_SLICE(kbeg)
-    STORE_STAGE(0u)
-    if (kbeg + BK < kend) LOAD_SLICE(kbeg + BK)
-    barrier();
-    uint st = 0u;  // the stage holding slice k0
-    for (uint k0 = kbeg; k0 < kend; k0 += BK) {
-        // stage st ^ 1 was last read by the MMAs of the previous slice, which every subgroup finished before the
-        // barrier that ended it; the registers' slice goes there and the next-but-one slice is fetched
-        if (k0 + BK < kend) {
-            STORE_STAGE(st ^ 1u)
-            if (k0 + 2u * BK < kend) LOAD_SLICE(k0 + 2u * BK)
-        }
-        if (ni > 0u && nj > 0u) {
-            uint so = 4u * st;
-            [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) {  // 16 columns = 2 shared words per step
-                FRAG_A a[FI], b[FJ];
-                [[unroll]] for (uint i = 0; i < FI; i++)
-                    if (i < ni) coopMatLoadNV(a[i], xs, (tr + 16u * i) * STR + so + kk, STR, false);
-                [[unroll]] for (uint j = 0; j < FJ; j++)
-                    if (j < nj) {
-                        uint wrow = MODE == 2 ? (j < FJ / 2u ? wm * (SR / 2u) + 16u * j
-                                                             : BM / 2u + wm * (SR / 2u) + 16u * (j - FJ / 2u))
-                                              : wm * SR + 16u * j;
-                        coopMatLoadNV(b[j], ws, wrow * STR + so + kk, STR, true);
-                    }
-                [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ; j++)
-                    if (i < ni && j < nj) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]);
-            }
-        }
-        barrier();  // stage st is free for the slice after next; stage st ^ 1 is complete
-        st ^= 1u;
-    }
-#elif CM_X16 && CM_PF
-    // Register double buffering (CM_PF): two register sets, (wr, xr) for the even slices and (wq, xq) for the odd
-    // ones, the loop unrolled by two so both sets are static (no run-time indexing, which would put them in local
-    // memory). A slice's global loads are issued two slices ahead, right after that set was stored to shared
-    // memory, so they have the MMAs of two slices (8 k-steps) to arrive instead of one; the shared-memory side (one
-    // buffer, two barriers per slice, the same stores and fragment loads) is the plain build's. Same products and
-    // fp32 sums in the same order as the plain x16 build: results identical.
-    uvec4 wq[NW], xq[NX];
-#define LOAD_SLICE_Q(k0)                                                                                        \
-    {                                                                                                           \
-        uint col = (k0) + seg;                                                                                  \
-        bool kin = col < kend;                                                                                  \
-        uint64_t o = WTYPE == VK_WT_Q8_0 ? uint64_t(col) : uint64_t(col) * 2u;                                  \
-        [[unroll]] for (uint i = 0; i < NW; i++) wq[i] = LDW(kin && WROW_OK(i), i, o, col);                      \
-        [[unroll]] for (uint i = 0; i < NX; i++)                                                                \
-            xq[i] = XROW_OK(i, kin) ? BufUV4(xa[i] + uint64_t(col) * 2u).v[0] : uvec4(0);                       \
-    }
-#define STAGE_FROM(WR, XR)                                                                                      \
-    {                                                                                                           \
-        [[unroll]] for (uint i = 0; i < NW; i++) ws[(r8 + 32u * i) * STR + sw] = w_half(WR[i]);                  \
-        [[unroll]] for (uint i = 0; i < NX; i++) xs[(r8 + 32u * i) * STR + sw] = XR[i];                          \
-    }
-#define MMA_SLICE()                                                                                             \
-    if (ni > 0u && nj > 0u) {                                                                                   \
-        [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) {                                                  \
-            FRAG_A a[FI], b[FJ];                                                                                \
-            [[unroll]] for (uint i = 0; i < FI; i++)                                                            \
-                if (i < ni) coopMatLoadNV(a[i], xs, (tr + 16u * i) * STR + kk, STR, false);                     \
-            [[unroll]] for (uint j = 0; j < FJ; j++)                                                            \
-                if (j < nj) {                                                                                   \
-                    uint wrow = MODE == 2 ? (j < FJ / 2u ? wm * (SR / 2u) + 16u * j                             \
-                                                         : BM / 2u + wm * (SR / 2u) + 16u * (j - FJ / 2u))      \
-                                          : wm * SR + 16u * j;                                                  \
-                    coopMatLoadNV(b[j], ws, wrow * STR + kk, STR, true);                                        \
-                }                                                                                               \
-            [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ; j++)                   \
-                if (i < ni && j < nj) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]);                       \
-        }                                                                                                       \
-    }
-    uint sw = seg / 8u;
-    LOAD_SLICE(kbeg)
-    if (kbeg + BK < kend) LOAD_SLICE_Q(kbeg + BK)
-    // k0, kend are the same for the whole workgroup: the break and every barrier are uniform
-    for (uint k0 = kbeg; k0 < kend; k0 += 2u * BK) {
-        barrier();  // the previous slice's MMAs are done with the shared tile
-        STAGE_FROM(wr, xr)
-        barrier();
-        if (k0 + 2u * BK < kend) LOAD_SLICE(k0 + 2u * BK)
-        MMA_SLICE()
-        if (k0 + BK >= kend) break;
-        barrier();
-        STAGE_FROM(wq, xq)
-        barrier();
-        if (k0 + 3u * BK < kend) LOAD_SLICE_Q(k0 + 3u * BK)
-        MMA_SLICE()
-    }
-#elif CM_X16
-    LOAD_SLICE(kbeg)
-    uint sw = seg / 8u;
-    for (uint k0 = kbeg; k0 < kend; k0 += BK) {
-        barrier();
-#if CM_DIAG == 1
-        // diagnostic: the first slice's registers staged again every slice; made to vary with k0 (pc.pad is 0
-        // unless split) so the compiler cannot hoist their conversion out of the loop
-        [[unroll]] for (uint i = 0; i < NW; i++) wr[i].x ^= k0 & pc.pad;
-#endif
-        [[unroll]] for (uint i = 0; i < NW; i++) ws[(r8 + 32u * i) * STR + sw] = w_half(wr[i]);
-        [[unroll]] for (uint i = 0; i < NX; i++) xs[(r8 + 32u * i) * STR + sw] = X_HALF(i);
-        barrier();
-#if CM_DIAG != 1
-        if (k0 + BK < kend) LOAD_SLICE(k0 + BK)
-#endif
-#if CM_DIAG == 2
-        // diagnostic: one fragment MMA per slice (keeps the staged tile live), so the time is loads + staging
-        if (ni > 0u && nj > 0u) {
-            FRAG_A a0, b0;
-            coopMatLoadNV(a0, xs, tr * STR, STR, false);
-            coopMatLoadNV(b0, ws, wm * SR * STR, STR, true);
-            acc[0][0] = coopMatMulAddNV(a0, b0, acc[0][0]);
-        }
-        if (false) {
-#else
-        if (ni > 0u && nj > 0u) {
-#endif
-            [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) {
-                FRAG_A a[FI], b[FJ];
-                [[unroll]] for (uint i = 0; i < FI; i++)
-                    if (i < ni) coopMatLoadNV(a[i], xs, (tr + 16u * i) * STR + kk, STR, false);
-                [[unroll]] for (uint j = 0; j < FJ; j++)
-                    if (j < nj) {
-                        uint wrow = MODE == 2 ? (j < FJ / 2u ? wm * (SR / 2u) + 16u * j
-                                                             : BM / 2u + wm * (SR / 2u) + 16u * (j - FJ / 2u))
-                                              : wm * SR + 16u * j;
-                        coopMatLoadNV(b[j], ws, wrow * STR + kk, STR, true);
-                    }
-                [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ; j++)
-                    if (i < ni && j < nj) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]);
-            }
-        }
-    }
-#else
-    LOAD_SLICE(kbeg)
-    uint sw = seg / 8u;
-    for (uint k0 = kbeg; k0 < kend; k0 += BK) {
-        barrier();
-        [[unroll]] for (uint i = 0; i < NW; i++) ws[(r8 + 32u * i) * STR + sw] = w_half(wr[i]);
         [[unroll]] for (uint i = 0; i < NX; i++)
             xs[(r8 + 32u * i) * STR + sw] =
                 uvec4(f2h(xr[i][0].xy), f2h(xr[i][0].zw), f2h(xr[i][1].xy), f2h(xr[i][1].zw));
+#endif
         barrier();
         if (k0 + BK < kend) LOAD_SLICE(k0 + BK)
-        if (ni > 0u && nj > 0u) {
-            [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) {  // 16 columns = 2 shared words per step
-                FRAG_A a[FI], b[FJ];
-                [[unroll]] for (uint i = 0; i < FI; i++)
-                    if (i < ni) coopMatLoadNV(a[i], xs, (tr + 16u * i) * STR + kk, STR, false);
-                [[unroll]] for (uint j = 0; j < FJ; j++)
-                    if (j < nj) {
-                        uint wrow = MODE == 2 ? (j < FJ / 2u ? wm * (SR / 2u) + 16u * j
-                                                             : BM / 2u + wm * (SR / 2u) + 16u * (j - FJ / 2u))
-                                              : wm * SR + 16u * j;
-                        coopMatLoadNV(b[j], ws, wrow * STR + kk, STR, true);
-                    }
-                [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ; j++)
-                    if (i < ni && j < nj) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]);
+        [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) {  // 16 columns = 2 shared words per step
+            FRAG_A a[FI], b[FJ];
+            [[unroll]] for (uint i = 0; i < FI; i++) coopMatLoadNV(a[i], xs, (tr + 16u * i) * STR + kk, STR, false);
+            [[unroll]] for (uint j = 0; j < FJ; j++) {
+                uint wrow = MODE == 2 ? (j < FJ / 2u ? wm * (SR / 2u) + 16u * j
+                                                     : BM / 2u + wm * (SR / 2u) + 16u * (j - FJ / 2u))
+                                      : wm * SR + 16u * j;
+                coopMatLoadNV(b[j], ws, wrow * STR + kk, STR, true);
             }
+            [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ; j++)
+                acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]);
         }
     }
-#endif
 
     // ragged fragments through this subgroup's 64 words of ws (free once every subgroup is past its last MMA),
     // element by element

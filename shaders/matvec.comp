@@ -9,13 +9,7 @@
 // shared memory, where the dot products read it; workgroup 0 also writes it out for later users (pc.ids).
 // Mirrors the CPU back-end's matmul (y[i][r] = Σ_c x[i][c]·W[r][c]), its MoE expert loop and its norm_matvec
 // (rms_norm: (x · 1/sqrt(mean(x²) + eps)) · w, then the matmul).
-// Built a second time with -DCHAIN (matvec_chain, MODE 3): the MoE pair in one dispatch (chain.glsl), gate+up
-// workgroups first, then the down projection's, which wait for all gate+up workgroups instead of a pipeline barrier.
-#ifdef CHAIN
-#define PC_MVCHAIN
-#else
 #define PC_MATVEC
-#endif
 #include "common.glsl"
 
 layout(local_size_x_id = 0) in;
@@ -23,7 +17,7 @@ layout(constant_id = 0) const uint WG = 128;
 layout(constant_id = 1) const uint WTYPE = 0;
 layout(constant_id = 2) const uint RSG = 1;     // weight rows per subgroup pass (1 or 2)
 layout(constant_id = 3) const uint NV = 1;      // x columns per workgroup (dense; 1..8)
-layout(constant_id = 4) const uint MODE = 0;    // 0 dense, 1 MoE gate+up, 2 MoE down, 3 the pair (CHAIN)
+layout(constant_id = 4) const uint MODE = 0;    // 0 dense, 1 MoE gate+up, 2 MoE down
 layout(constant_id = 5) const uint VEC = 1;
 layout(constant_id = 6) const uint ROWS_WG = 4; // rows per workgroup
 layout(constant_id = 7) const uint U = 2;       // 16-byte loads per row in flight per lane (1, 2 or 4)
@@ -36,29 +30,15 @@ layout(constant_id = 10) const uint XS = 1;     // NORM: cols / 4 (the shared co
 const uint RMAX = 4;
 const uint NVMAX = 8;
 const uint UMAX = 4;
-// MODE 3 runs gate+up with one row per subgroup (ROWS_WG = subgroups) and down with RSG = 2 rows per workgroup, so
-// both stages keep NR = 2 rows in flight
-const uint RSG_G = MODE == 3 ? 1u : RSG;                                 // gate+up rows per subgroup pass
-// rows in flight: gate+up computes a gate and an up row each
-const uint NR = MODE == 1 ? 2 * RSG : MODE == 3 ? 2u : RSG;
+const uint NR = MODE == 1 ? 2 * RSG : RSG;  // rows in flight: gate+up computes a gate and an up row each
 
 float part[RMAX][NVMAX];
 shared float down_part[64 * RMAX];  // MODE 2: per-subgroup sums
 shared vec4 xsh[XS];                // NORM: the normalised x row
 uint64_t wr[RMAX], sr[RMAX], xr[NVMAX];
-// the running stage's operands (the push constants, or in MODE 3 those of gate+up or of down) and workgroup
+// the operands (the push constants) and the workgroup
 uint64_t g_w, g_s, g_w2, g_x, g_y;
 uint g_rows, g_cols, g_xs, g_ys, g_wgx, g_wgy;
-
-#ifdef CHAIN
-#include "chain.glsl"
-// the gate+up output h is read by other workgroups of the dispatch: coherent loads
-layout(buffer_reference, std430, buffer_reference_align = 16) coherent buffer XV4 { vec4 v[]; };
-layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer XF32 { float v[]; };
-#else
-#define XV4 BufV4
-#define XF32 BufF32
-#endif
 
 // one 16-byte weight vector v of row r against the x columns
 void accumulate_vec(uint r, uint v, uvec4 wq, uint epv, uint nv) {
@@ -76,7 +56,7 @@ void accumulate_vec(uint r, uint v, uvec4 wq, uint epv, uint nv) {
     }
     [[unroll]] for (uint c = 0; c < NV; c++) {
         if (c >= nv) break;
-        XV4 xv = XV4(xr[c]);
+        BufV4 xv = BufV4(xr[c]);
         uint xi = v * (epv / 4);
         float s = dot(w0, xv.v[xi]);
         if (epv >= 8) s += dot(w1, xv.v[xi + 1]);
@@ -107,7 +87,7 @@ void accumulate(uint cols, uint nv) {
     if (VEC == 1 && NV == 1 && NORM == 0) {
         uint epv = elems_per_vec(WTYPE);
         uint nvec = cols / epv, xpv = epv / 4;
-        XV4 xb = XV4(xr[0]);
+        BufV4 xb = BufV4(xr[0]);
         uint v = lane;
         for (; v + (U - 1) * step < nvec; v += U * step) {
             uvec4 wq[RMAX][UMAX];
@@ -155,7 +135,7 @@ void accumulate(uint cols, uint nv) {
                 }
                 [[unroll]] for (uint c = 0; c < NV; c++) {
                     if (c >= nv) break;
-                    part[r][c] += w * XF32(xr[c]).v[col];
+                    part[r][c] += w * BufF32(xr[c]).v[col];
                 }
             }
         }
@@ -212,7 +192,7 @@ void down_rows(uint rows, uint cols, uint64_t rb, uint64_t sb, uint row0) {
     }
 }
 
-// one workgroup's rows of a dense product (MODE 0) or of the MoE gate+up (MODE 1, and the first stage of MODE 3)
+// one workgroup's rows of a dense product (MODE 0) or of the MoE gate+up (MODE 1)
 void rows_main(uint rows_wg, uint rsg) {
     uint rows = g_rows, cols = g_cols;
     uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
@@ -255,12 +235,12 @@ void rows_main(uint rows_wg, uint rsg) {
             uint64_t gw, gs, uw, us;
             expert(g_w, e, gw, gs);
             expert(g_w2, e, uw, us);
-            [[unroll]] for (uint r = 0; r < RSG_G; r++) {
+            [[unroll]] for (uint r = 0; r < RSG; r++) {
                 uint row = min(row0 + rbase + r, rows - 1);
                 wr[r] = gw + uint64_t(row) * rb;
                 sr[r] = gs + uint64_t(row) * sb;
-                wr[r + RSG_G] = uw + uint64_t(row) * rb;
-                sr[r + RSG_G] = us + uint64_t(row) * sb;
+                wr[r + RSG] = uw + uint64_t(row) * rb;
+                sr[r + RSG] = us + uint64_t(row) * sb;
             }
             xr[0] = g_x + uint64_t(tok) * g_xs * 4u;
             accumulate(cols, 1);
@@ -269,11 +249,11 @@ void rows_main(uint rows_wg, uint rsg) {
         // reduce and write
         uint lane = SG_LANE;
         if (MODE != 0) {
-            [[unroll]] for (uint r = 0; r < RSG_G; r++) {
+            [[unroll]] for (uint r = 0; r < RSG; r++) {
                 float g = sg_sum(part[r][0]);
-                float u = sg_sum(part[r + RSG_G][0]);
+                float u = sg_sum(part[r + RSG][0]);
                 uint row = row0 + rbase + r;
-                if (lane == 0 && row < rows) XF32(g_y).v[g_wgy * g_ys + row] = silu(g) * u;  // read by MODE 3's down
+                if (lane == 0 && row < rows) BufF32(g_y).v[g_wgy * g_ys + row] = silu(g) * u;
             }
         } else {
             uint col0 = g_wgy * NV;
@@ -296,28 +276,9 @@ void main() {
     g_w = pc.w, g_s = pc.s, g_w2 = pc.w2, g_x = pc.x, g_y = pc.y;
     g_rows = pc.rows, g_cols = pc.cols, g_xs = pc.x_stride, g_ys = pc.y_stride;
     g_wgx = gl_WorkGroupID.x, g_wgy = gl_WorkGroupID.y;
-#ifdef CHAIN
-    // MODE 3: tickets [0, n_gu) run gate+up into h (rows = inter, cols = dim), the rest the down projection
-    // (rows = dim, cols = inter) once every gate+up workgroup has finished
-    uint gx_g = (pc.rows + ROWS_WG - 1u) / ROWS_WG, n_gu = gx_g * pc.n * pc.k;
-    uint gx_d = (pc.cols + RSG - 1u) / RSG, total = n_gu + gx_d * pc.n;
-    uint t = chain_ticket(pc.cnt);
-    if (t < n_gu) {
-        g_y = pc.h, g_ys = pc.rows;
-        g_wgx = t % gx_g, g_wgy = t / gx_g;
-        rows_main(ROWS_WG, RSG_G);
-    } else {
-        chain_wait(pc.cnt, n_gu);
-        g_w = pc.w3, g_x = pc.h, g_xs = pc.rows, g_ys = pc.cols;
-        g_wgx = (t - n_gu) % gx_d, g_wgy = (t - n_gu) / gx_d;
-        down_rows(pc.cols, pc.rows, row_bytes(WTYPE, pc.rows), uint64_t(pc.rows / 32u) * 2u, g_wgx * RSG);
-    }
-    chain_done(pc.cnt, total);
-#else
     if (MODE == 2) {
         down_rows(g_rows, g_cols, row_bytes(WTYPE, g_cols), uint64_t(g_cols / 32u) * 2u, g_wgx * ROWS_WG);
         return;
     }
     rows_main(ROWS_WG, RSG);
-#endif
 }

@@ -10,11 +10,8 @@
 //  3. the dot products read x from shared memory. x is stored "by phase": the P = EPV/4 vec4s of x that one 16-byte
 //     weight vector needs sit nvec apart, so the lanes of a subgroup, which hold consecutive weight vectors, read
 //     consecutive vec4s (no bank conflicts; P = 4 for q8_0, where the plain layout is 4-way conflicted).
-// A subgroup owns RSG rows; the workgroup N_SG·RSG. MODE 1 (opt-in, OMNI_VK_MOE_MV=1): the MoE gate+up of the
-// decode pair — grid y is the (token, slot) entry, a subgroup loads RSG gate rows and the same RSG up rows of the
-// entry's expert (pc.w / pc.w2: tables of (data, scale) addresses, pc.ids: expert ids, pc.k slots per token) and
-// writes h[entry][row] = silu(gate·x)·(up·x), x being the entry's token row. Mirrors matvec.comp and through it the
-// CPU back-end's matmul and norm_matvec (rms_norm: (x · 1/sqrt(mean(x²) + eps)) · w, then Σ_c x[c]·W[r][c] in fp32).
+// A subgroup owns RSG rows; the workgroup N_SG·RSG. Mirrors matvec.comp and through it the CPU back-end's matmul and
+// norm_matvec (rms_norm: (x · 1/sqrt(mean(x²) + eps)) · w, then Σ_c x[c]·W[r][c] in fp32).
 #define PC_MATVEC
 #include "common.glsl"
 #extension GL_KHR_shader_subgroup_basic : require
@@ -28,8 +25,6 @@ layout(constant_id = 3) const uint RSG = 1;   // rows per subgroup
 layout(constant_id = 4) const uint XS = 512;  // shared x in vec4: cols / 4
 layout(constant_id = 5) const uint NORM = 0;  // 1 + dtype of an RMSNorm weight applied to x first (0: none)
 layout(constant_id = 6) const uint SG = 32;   // the subgroup size the host planned NPL for
-layout(constant_id = 7) const uint MODE = 0;  // 0 dense, 1 MoE gate+up (NORM 0)
-const uint NR = MODE == 1u ? 2u * RSG : RSG;  // rows in flight per subgroup (gate rows, then up rows)
 
 const uint EPV = WTYPE == VK_WT_F32 ? 4u : WTYPE == VK_WT_Q8_0 ? 16u : 8u;  // elements per 16-byte vector
 const uint P = EPV / 4u;                                                     // x vec4s per weight vector
@@ -54,23 +49,13 @@ void main() {
     uint cols = pc.cols, rows = pc.rows, nvec = cols / EPV, nx = cols / 4u;
     uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
     uint row0 = (gl_WorkGroupID.x * gl_NumSubgroups + sg) * RSG;
-    // the matrices' data and scale addresses: the dense weight, or the entry's gate and up experts
-    uint64_t wa0 = pc.w, sa0 = pc.s, wa1 = 0ul, sa1 = 0ul, xrow = pc.x;
-    if (MODE == 1u) {
-        uint entry = gl_WorkGroupID.y;
-        int e = BufI32(pc.ids).v[entry];
-        BufU64 tg = BufU64(pc.w + uint64_t(e) * 16u), tu = BufU64(pc.w2 + uint64_t(e) * 16u);
-        wa0 = tg.v[0], sa0 = tg.v[1], wa1 = tu.v[0], sa1 = tu.v[1];
-        xrow = pc.x + uint64_t(entry / pc.k) * pc.x_stride * 4u;
-    }
 
     // 1. the weight loads (and q8 scales, two vectors per block of 32), all in flight
-    uvec4 wq[NR][NPL];
-    float qs[NR][NPL];
-    [[unroll]] for (uint r = 0; r < NR; r++) {
-        uint row = min(row0 + r % RSG, rows - 1u);  // a tail row re-reads the last row, unwritten
-        bool up = r >= RSG;
-        uint64_t wrow = (up ? wa1 : wa0) + uint64_t(row) * rb, srow = (up ? sa1 : sa0) + uint64_t(row) * sb;
+    uvec4 wq[RSG][NPL];
+    float qs[RSG][NPL];
+    [[unroll]] for (uint r = 0; r < RSG; r++) {
+        uint row = min(row0 + r, rows - 1u);  // a tail row re-reads the last row, unwritten
+        uint64_t wrow = pc.w + uint64_t(row) * rb, srow = pc.s + uint64_t(row) * sb;
         [[unroll]] for (uint i = 0; i < NPL; i++) {
             uint v = lane + i * SG;
             wq[r][i] = v < nvec ? BufUV4(wrow).v[v] : uvec4(0);
@@ -79,7 +64,7 @@ void main() {
     }
 
     // 2. x into shared memory (by phase), normalised with NORM; workgroup 0 writes the normalised row to pc.ids
-    BufV4 xv = BufV4(xrow);
+    BufV4 xv = BufV4(pc.x);
     if (NORM != 0u) {  // rms_norm.comp's arithmetic
         float ss = 0.0f;
         for (uint i = t; i < nx; i += WG) {
@@ -107,26 +92,20 @@ void main() {
     barrier();
 
     // 3. dot products
-    float acc[NR];
-    [[unroll]] for (uint r = 0; r < NR; r++) {
-        float a = 0.0f;
+    [[unroll]] for (uint r = 0; r < RSG; r++) {
+        float acc = 0.0f;
         [[unroll]] for (uint i = 0; i < NPL; i++) {
             uint v = lane + i * SG;
             if (v < nvec) {
                 float s = vec_dot(wq[r][i], v, nvec);
-                a += WTYPE == VK_WT_Q8_0 ? s * qs[r][i] : s;
+                acc += WTYPE == VK_WT_Q8_0 ? s * qs[r][i] : s;
             }
         }
-        acc[r] = subgroupAdd(a);
-    }
-    [[unroll]] for (uint r = 0; r < RSG; r++) {
+        acc = subgroupAdd(acc);
         uint row = row0 + r;
-        if (lane != 0u || row >= rows) continue;
-        if (MODE == 1u) {
-            BufF32(pc.y).v[gl_WorkGroupID.y * pc.y_stride + row] = silu(acc[r]) * acc[RSG + r];
-        } else {
+        if (lane == 0u && row < rows) {
             BufF32 y = BufF32(pc.y + uint64_t(row) * 4u);
-            y.v[0] = pc.accumulate != 0u ? y.v[0] + acc[r] : acc[r];
+            y.v[0] = pc.accumulate != 0u ? y.v[0] + acc : acc;
         }
     }
 }

@@ -13,17 +13,10 @@ SHADER_NAMES := $(basename $(notdir $(wildcard shaders/*.comp)))
 # tensor-core GEMM tile shapes besides matmul_cm's 128 x 64 (weight rows x x rows; vk_coopmat.c picks one)
 MATMUL_CM_TILES := 128x32 256x32 256x64 128x128
 SHADER_NOSG  := matvec rms_norm attn_split moe_route qk_rope_kv
-# and the opt-in builds of every shape (128x64 included): _db double-buffered ring, _x16 fp16 activations, both
-MATMUL_CM_VARIANTS := $(foreach t,128x64 $(MATMUL_CM_TILES),$(foreach v,db x16 dbx16,matmul_cm_$(t)_$(v)))
-# opt-in builds of attn_flash_cm (vk_coopmat.c: OMNI_VK_ATTN_CM_FRAG, OMNI_VK_ATTN_CM_BKV): softmax on the fragments
-# with 32- (_fr) or 64-key (_fr64) blocks, for each head-dim padding
-ATTN_CM_VARIANTS := $(foreach d,attn_flash_cm attn_flash_cm_d64 attn_flash_cm_d80,$(d)_fr $(d)_fr64)
-# session 3 round 3 (opt-in, vk_coopmat.c): _pf register double-buffered global loads (every shape, fp16 x), and
-# the diagnostic builds _dg1 (no global loads in the loop) / _dg2 (one MMA per slice) of the two default shapes
-MATMUL_CM_VARIANTS += $(foreach t,128x64 $(MATMUL_CM_TILES),matmul_cm_$(t)_pf) \
-                      $(foreach t,128x64 256x64,matmul_cm_$(t)_dg1 matmul_cm_$(t)_dg2)
+# and the fp16-activation build of every shape (128x64 included): _x16
+MATMUL_CM_VARIANTS := $(foreach t,128x64 $(MATMUL_CM_TILES),matmul_cm_$(t)_x16)
 SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _nosg,$(SHADER_NOSG)) matmul_big \
-                attn_flash_cm_d64 attn_flash_cm_d80 $(ATTN_CM_VARIANTS) matvec_chain router_chain \
+                attn_flash_cm_d64 attn_flash_cm_d80 router_chain \
                 $(addprefix matmul_cm_,$(MATMUL_CM_TILES)) $(MATMUL_CM_VARIANTS))
 SHADER_H     := $(SHADER_SPV:.spv=.h)
 
@@ -40,11 +33,6 @@ $(SHADER_DIR)/matmul_big.spv: shaders/matmul.comp
 	@mkdir -p $(SHADER_DIR)
 	$(GLSLC) $(GLSLC_FLAGS) -DMM_T=8 -MD -MF $@.d $< -o $@
 
-# the MoE decode pair in one dispatch (matvec.comp's MODE 3, shaders/chain.glsl)
-$(SHADER_DIR)/matvec_chain.spv: shaders/matvec.comp
-	@mkdir -p $(SHADER_DIR)
-	$(GLSLC) $(GLSLC_FLAGS) -DCHAIN -MD -MF $@.d $< -o $@
-
 # o_proj + residual chained in front of the decode router (router.comp)
 $(SHADER_DIR)/router_chain.spv: shaders/router.comp
 	@mkdir -p $(SHADER_DIR)
@@ -56,46 +44,17 @@ $(SHADER_DIR)/matmul_cm_%.spv: shaders/matmul_cm.comp
 	$(GLSLC) $(GLSLC_FLAGS) -DCM_BM=$(word 1,$(subst x, ,$*)) -DCM_BN=$(word 2,$(subst x, ,$*)) \
 	    -DCM_WM=$(if $(filter 256x32,$*),8,4) -MD -MF $@.d $< -o $@
 
-# the opt-in builds (vk_coopmat.c: OMNI_VK_CM_DB, OMNI_VK_CM_X16); (make prefers the rule with the shortest stem, so these win over matmul_cm_%.spv above)
+# the fp16-activation builds (vk_coopmat.c: OMNI_VK_CM_X16; make prefers the rule with the shortest stem, so this
+# one wins over matmul_cm_%.spv above)
 cm_flags = -DCM_BM=$(word 1,$(subst x, ,$1)) -DCM_BN=$(word 2,$(subst x, ,$1)) -DCM_WM=$(if $(filter 256x32,$1),8,4)
-$(SHADER_DIR)/matmul_cm_%_db.spv: shaders/matmul_cm.comp
-	@mkdir -p $(SHADER_DIR)
-	$(GLSLC) $(GLSLC_FLAGS) $(call cm_flags,$*) -DCM_DB=1 -MD -MF $@.d $< -o $@
 $(SHADER_DIR)/matmul_cm_%_x16.spv: shaders/matmul_cm.comp
 	@mkdir -p $(SHADER_DIR)
 	$(GLSLC) $(GLSLC_FLAGS) $(call cm_flags,$*) -DCM_X16=1 -MD -MF $@.d $< -o $@
-$(SHADER_DIR)/matmul_cm_%_dbx16.spv: shaders/matmul_cm.comp
-	@mkdir -p $(SHADER_DIR)
-	$(GLSLC) $(GLSLC_FLAGS) $(call cm_flags,$*) -DCM_DB=1 -DCM_X16=1 -MD -MF $@.d $< -o $@
-
-$(SHADER_DIR)/matmul_cm_%_pf.spv: shaders/matmul_cm.comp
-	@mkdir -p $(SHADER_DIR)
-	$(GLSLC) $(GLSLC_FLAGS) $(call cm_flags,$*) -DCM_X16=1 -DCM_PF=1 -MD -MF $@.d $< -o $@
-$(SHADER_DIR)/matmul_cm_%_dg1.spv: shaders/matmul_cm.comp
-	@mkdir -p $(SHADER_DIR)
-	$(GLSLC) $(GLSLC_FLAGS) $(call cm_flags,$*) -DCM_X16=1 -DCM_DIAG=1 -MD -MF $@.d $< -o $@
-$(SHADER_DIR)/matmul_cm_%_dg2.spv: shaders/matmul_cm.comp
-	@mkdir -p $(SHADER_DIR)
-	$(GLSLC) $(GLSLC_FLAGS) $(call cm_flags,$*) -DCM_X16=1 -DCM_DIAG=2 -MD -MF $@.d $< -o $@
 
 # tensor-core prefill attention for smaller heads, padded to 64 or 80 dims (the audio and vision encoders)
 $(SHADER_DIR)/attn_flash_cm_d%.spv: shaders/attn_flash_cm.comp
 	@mkdir -p $(SHADER_DIR)
 	$(GLSLC) $(GLSLC_FLAGS) -DHD_PAD=$* -MD -MF $@.d $< -o $@
-
-# its opt-in builds (ATTN_CM_VARIANTS above; the shortest stem wins, so the _d% forms beat attn_flash_cm_d%.spv)
-$(SHADER_DIR)/attn_flash_cm_fr.spv: shaders/attn_flash_cm.comp
-	@mkdir -p $(SHADER_DIR)
-	$(GLSLC) $(GLSLC_FLAGS) -DCM_FRAG=1 -DCM_BKV=32 -MD -MF $@.d $< -o $@
-$(SHADER_DIR)/attn_flash_cm_fr64.spv: shaders/attn_flash_cm.comp
-	@mkdir -p $(SHADER_DIR)
-	$(GLSLC) $(GLSLC_FLAGS) -DCM_FRAG=1 -DCM_BKV=64 -MD -MF $@.d $< -o $@
-$(SHADER_DIR)/attn_flash_cm_d%_fr.spv: shaders/attn_flash_cm.comp
-	@mkdir -p $(SHADER_DIR)
-	$(GLSLC) $(GLSLC_FLAGS) -DHD_PAD=$* -DCM_FRAG=1 -DCM_BKV=32 -MD -MF $@.d $< -o $@
-$(SHADER_DIR)/attn_flash_cm_d%_fr64.spv: shaders/attn_flash_cm.comp
-	@mkdir -p $(SHADER_DIR)
-	$(GLSLC) $(GLSLC_FLAGS) -DHD_PAD=$* -DCM_FRAG=1 -DCM_BKV=64 -MD -MF $@.d $< -o $@
 
 # od prints 32-bit words in host order, which is the order glslc wrote them in
 $(SHADER_DIR)/%.h: $(SHADER_DIR)/%.spv

@@ -2,7 +2,7 @@
  * dense matmul and grouped MoE with f16/bf16 weights against the CPU back-end, over shapes with partial tiles
  * (rows not a multiple of 128, x rows not a multiple of 64, cols not a multiple of 64), with and without
  * accumulation; shaders/attn_flash_cm.comp (head dims 128, 72, 64: GQA, MQA, causal, sliding window, bidirectional,
- * chunks after a cached prefix; also the exact online softmax, 1, 2 or 4 heads per workgroup, K/V prefetch); and the
+ * chunks after a cached prefix; also the exact online softmax, 1, 2 or 4 heads per workgroup); and the
  * same cases with OMNI_VK_NO_COOPMAT=1, which must select the fp32 kernels.
  *
  * Q8_0 weights take the same tensor-core kernel (quants times block scale, rounded to fp16 in shared memory).
@@ -166,16 +166,13 @@ TEST(vk_coopmat_tile_shapes) {
             setenv("OMNI_VK_MOE_FUSE", fuse ? "1" : "0", 1);
             moe_sweep(CM_TOL);
         }
-        setenv("OMNI_VK_CM_SKIP", "1", 1); /* the opt-in fragment skipping */
-        moe_sweep(CM_TOL);
-        unsetenv("OMNI_VK_CM_SKIP");
     }
     unsetenv("OMNI_VK_CM_DENSE");
     unsetenv("OMNI_VK_CM_MOE");
     unsetenv("OMNI_VK_MOE_FUSE");
 }
 
-/* ---- the opt-in GEMM builds: OMNI_VK_CM_DB (double-buffered ring) and OMNI_VK_CM_X16 (fp16 activations) ------ */
+/* ---- the fp16-activation GEMM builds (OMNI_VK_CM_X16) against the plain ones ------------------------------------ */
 
 /* max |a - b| / max |b| over n values (0 when identical) */
 static double rel_diff(const float *a, const float *b, size_t n) {
@@ -189,8 +186,7 @@ static double rel_diff(const float *a, const float *b, size_t n) {
 }
 
 /* the GEMM build switches the comparisons below set: every one is unset, then a list "NAME=VALUE,..." applied */
-static const char *const cm_switch_names[] = { "OMNI_VK_CM_DB", "OMNI_VK_CM_X16", "OMNI_VK_CM_PF", "OMNI_VK_CM_SPLIT_WG",
-                                               "OMNI_VK_CM_DIAG" };
+static const char *const cm_switch_names[] = { "OMNI_VK_CM_X16" };
 static void apply_switches(const char *list) {
     for (unsigned i = 0; i < sizeof cm_switch_names / sizeof *cm_switch_names; i++) unsetenv(cm_switch_names[i]);
     char buf[256];
@@ -206,9 +202,8 @@ static void apply_switches(const char *list) {
 /* The dense sweep's shapes (mm_sweep's), and every form of the grouped MoE (moe_sweep's cases, fused and three-pass)
  * with the switches `var` on, each against the CPU (CM_TOL), and against the same inputs with the switches `base`
  * on. The builds compared here stage the same fp16 operands and sum the same 16-column MMAs in the same order, so
- * the results should match exactly (split-K only regroups fp32 sums: ~1e-6); the largest difference is printed, and
- * anything past 1e-4 (a few fp16 ulps of silu(gate)·up rounded by a different instruction, at most) fails. One
- * back-end per call. */
+ * the results should match exactly; the largest difference is printed, and anything past 1e-4 (a few fp16 ulps of
+ * silu(gate)·up rounded by a different instruction, at most) fails. One back-end per call. */
 #define CM_VS_DEFAULT_TOL 1e-4
 static const int sweep_shapes[][3] = { { 128, 64, 64 }, { 200, 72, 70 }, { 130, 520, 129 }, { 256, 2048, 100 },
                                        { 64, 8, 9 },    { 384, 136, 17 }, { 128, 2048, 100 }, { 256, 128, 192 },
@@ -266,73 +261,28 @@ static void sweep_vs(const char *base, const char *var, const int (*shapes)[3], 
     tv_close(&e);
 }
 
-/* the round-2 comparison: OMNI_VK_CM_DB / OMNI_VK_CM_X16 (NULL: off) against the plain build (both off) */
-static void sweep_vs_default(const char *db, const char *x16, const char *what) {
-    char var[96];
-    snprintf(var, sizeof var, "OMNI_VK_CM_X16=%s%s%s", x16 ? x16 : "0", db ? ",OMNI_VK_CM_DB=" : "", db ? db : "");
-    sweep_vs("OMNI_VK_CM_X16=0", var, sweep_shapes, sizeof sweep_shapes / sizeof *sweep_shapes, 1, what);
-}
-
-/* Every tile shape with OMNI_VK_CM_DB=1, OMNI_VK_CM_X16=2 (the grouped MoE and the dense form) and both, over the
- * dense (odd shapes, split-K, accumulation, f16/bf16/Q8_0) and grouped (fused gate+up and three-pass) sweeps; on a
- * device without NV cooperative matrix (lavapipe) there is nothing to switch: skipped. */
-TEST(vk_coopmat_db_x16) {
+/* Every tile shape with OMNI_VK_CM_X16=2 (the grouped MoE and the dense form on fp16 activations, the default)
+ * against OMNI_VK_CM_X16=0 (x converted in every tile), over the dense (odd shapes, split-K, accumulation,
+ * f16/bf16/Q8_0) and grouped (fused gate+up and three-pass) sweeps; on a device without NV cooperative matrix
+ * (lavapipe) there is nothing to switch: skipped. */
+TEST(vk_coopmat_x16) {
     if (!cm_offered()) {
         printf("    SKIP: no NV cooperative matrix (the builds run only on tensor cores)\n");
         return;
     }
     static const char *const shapes[] = { "128x64", "128x32", "256x32", "256x64", "128x128" };
-    static const char *const sw[][2] = { { "1", NULL }, { NULL, "2" }, { "1", "2" } };
     setenv("OMNI_VK_MM", "tiled", 1);
     setenv("OMNI_VK_MOE", "grouped", 1);
     for (unsigned i = 0; i < sizeof shapes / sizeof *shapes; i++) {
         setenv("OMNI_VK_CM_DENSE", shapes[i], 1);
         setenv("OMNI_VK_CM_MOE", shapes[i], 1);
-        for (unsigned v = 0; v < sizeof sw / sizeof *sw; v++) {
-            char what[96];
-            snprintf(what, sizeof what, "tile %s, OMNI_VK_CM_DB=%s OMNI_VK_CM_X16=%s", shapes[i],
-                     sw[v][0] ? sw[v][0] : "0", sw[v][1] ? sw[v][1] : "0");
-            sweep_vs_default(sw[v][0], sw[v][1], what);
-        }
+        char what[96];
+        snprintf(what, sizeof what, "tile %s, OMNI_VK_CM_X16=2", shapes[i]);
+        sweep_vs("OMNI_VK_CM_X16=0", "OMNI_VK_CM_X16=2", sweep_shapes, sizeof sweep_shapes / sizeof *sweep_shapes, 1,
+                 what);
     }
     unsetenv("OMNI_VK_CM_DENSE");
     unsetenv("OMNI_VK_CM_MOE");
-}
-
-/* Round 3's opt-in switches (vk_coopmat.c), each against the CPU and against the default kernels (fp16 activations,
- * OMNI_VK_CM_X16=2) on the same inputs:
- *   OMNI_VK_CM_PF=1 (register double-buffered loads): the dense sweep (1..32 K slices, odd and even counts, split-K
- *     of small products, ragged tiles, accumulation) and every grouped form, on the default shapes (dense 128x64,
- *     grouped 256x64), swapped (dense 256x64, grouped 128x64) and on the other builds (dense 128x32 and 256x32,
- *     grouped 128x128); expected identical.
- *   OMNI_VK_CM_SPLIT_WG (split-K of big products): products of 32+ tiles that the default leaves whole, split in
- *     2 or 3 (ragged last split, accumulation, fp16 x converted for the split product), with and without PF.
- * A few shapes per variant, one back-end per variant (the NVIDIA pipeline compiles dominate). Skipped where the
- * device has no NV cooperative matrix (lavapipe): the switches select tensor-core builds only. */
-TEST(vk_coopmat_pf_split) {
-    if (!cm_offered()) {
-        printf("    SKIP: no NV cooperative matrix (the builds run only on tensor cores)\n");
-        return;
-    }
-    setenv("OMNI_VK_MM", "tiled", 1);
-    setenv("OMNI_VK_MOE", "grouped", 1);
-    const unsigned ns = sizeof sweep_shapes / sizeof *sweep_shapes;
-    sweep_vs("", "OMNI_VK_CM_PF=1", sweep_shapes, ns, 1, "OMNI_VK_CM_PF=1 (dense 128x64, grouped 256x64)");
-    setenv("OMNI_VK_CM_DENSE", "256x64", 1);
-    setenv("OMNI_VK_CM_MOE", "128x64", 1);
-    sweep_vs("", "OMNI_VK_CM_PF=1", sweep_shapes, ns, 1, "OMNI_VK_CM_PF=1 (dense 256x64, grouped 128x64)");
-    setenv("OMNI_VK_CM_DENSE", "128x32", 1); /* the other builds: 128x32, 128x128 and 256x32 (8 x 1 subgroups) */
-    setenv("OMNI_VK_CM_MOE", "128x128", 1);
-    sweep_vs("", "OMNI_VK_CM_PF=1", sweep_shapes, ns, 1, "OMNI_VK_CM_PF=1 (dense 128x32, grouped 128x128)");
-    setenv("OMNI_VK_CM_DENSE", "256x32", 1);
-    sweep_vs("", "OMNI_VK_CM_PF=1", sweep_shapes, ns, 0, "OMNI_VK_CM_PF=1 (dense 256x32)");
-    unsetenv("OMNI_VK_CM_DENSE");
-    unsetenv("OMNI_VK_CM_MOE");
-    /* 128x64 tiles: [1024 x 512] x 256 = 8 x 4 = 32 tiles of 8 slices -> 2 splits of 4 at W = 64; [1000 x 520] x
-     * 250 = 32 tiles of 9 slices -> 3 splits of 3 (the last one ragged) at W = 96 */
-    static const int big[][3] = { { 1024, 512, 256 }, { 1000, 520, 250 } };
-    sweep_vs("", "OMNI_VK_CM_SPLIT_WG=64", big, 2, 0, "OMNI_VK_CM_SPLIT_WG=64");
-    sweep_vs("", "OMNI_VK_CM_SPLIT_WG=96,OMNI_VK_CM_PF=1", big, 2, 0, "OMNI_VK_CM_SPLIT_WG=96 OMNI_VK_CM_PF=1");
 }
 
 /* OMNI_VK_CM_X16=2 reuses the fp16 copy of x across products while nothing else ran: products of one x in a row
@@ -457,16 +407,14 @@ TEST(vk_coopmat_attention) {
     unsetenv("OMNI_VK_ATTN_CM_SMALL"); /* the padded builds for head dims 64 and 72: on by default */
     unsetenv("OMNI_VK_ATTN_CM_HPW");
     unsetenv("OMNI_VK_ATTN_CM_TAU");
-    unsetenv("OMNI_VK_ATTN_CM_PREFETCH");
     int cm = cm_offered();
     attn_sweep(cm ? CM_ATTN_TOL : F32_TOL);
     if (!cm) return; /* lavapipe: the fp32 kernel, the variants below would repeat it */
     /* the exact online softmax (O rescaled at every raise of a row maximum: the rescaling path, which the default
-     * lazy maximum rarely takes on these scores), one and two heads per workgroup, K/V loaded a block ahead */
+     * lazy maximum rarely takes on these scores), one and two heads per workgroup */
     attn_variant("OMNI_VK_ATTN_CM_TAU", "0", 1);
     attn_variant("OMNI_VK_ATTN_CM_HPW", "1", 0);
     attn_variant("OMNI_VK_ATTN_CM_HPW", "2", 0);
-    attn_variant("OMNI_VK_ATTN_CM_PREFETCH", "1", 0);
 }
 
 TEST(vk_coopmat_attention_off) {
@@ -474,48 +422,4 @@ TEST(vk_coopmat_attention_off) {
     setenv("OMNI_VK_NO_COOPMAT", "1", 1);
     CHECK(!cm_offered());
     attn_sweep(F32_TOL);
-}
-
-/* The opt-in builds (vk_coopmat.c, OMNI_VK_ATTN_CM_FRAG / _BKV / _SPLIT; shaders/attn_flash_cm.comp's CM_FRAG):
- * the softmax on the S fragments with 32- and 64-key blocks over every head dim; the exact online softmax on them
- * (their element-wise rescale of O at every raise); the shared-atomic row maxima (FRAG=2, the kernel's fallback for
- * fragment layouts without quads); split keys merged by the last workgroup, with splits of one key block (SPLIT_MIN=1)
- * so that the small cases here split (their grids are far under SPLIT_BELOW), over head dims 128 and 72 (the merge
- * writes the 80-wide build's odd fragment), and with one head per workgroup. Each item: one back-end, the first
- * n_dims of 128, 72, 64 (each new pipeline costs the NVIDIA driver seconds). Tolerance as the default build: 5e-3. */
-static void attn_variant_set(const char *sets, unsigned n_dims) {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", sets);
-    printf("    %s\n", sets);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(tok, '=');
-        if (eq) *eq = 0, setenv(tok, eq + 1, 1);
-    }
-    TV_OPEN(e);
-    static const int hds[] = { 128, 72, 64 };
-    for (unsigned i = 0; i < n_dims && i < 3u; i++) attn_cases(&e, CM_ATTN_TOL, hds[i]);
-    tv_close(&e);
-    snprintf(buf, sizeof buf, "%s", sets);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(tok, '=');
-        if (eq) *eq = 0, unsetenv(tok);
-    }
-}
-
-TEST(vk_coopmat_attention_frag) {
-    setenv("OMNI_VK_ATTN_CM", "1", 1);
-    static const char *const vars[] = { "OMNI_VK_ATTN_CM_SMALL", "OMNI_VK_ATTN_CM_HPW", "OMNI_VK_ATTN_CM_TAU",
-                                        "OMNI_VK_ATTN_CM_PREFETCH", "OMNI_VK_ATTN_CM_FRAG", "OMNI_VK_ATTN_CM_BKV",
-                                        "OMNI_VK_ATTN_CM_SPLIT", "OMNI_VK_ATTN_CM_SPLIT_MIN",
-                                        "OMNI_VK_ATTN_CM_SPLIT_BELOW" };
-    for (unsigned i = 0; i < sizeof vars / sizeof *vars; i++) unsetenv(vars[i]);
-    if (!cm_offered()) SKIP("no NV cooperative matrix: the opt-in attention builds need it");
-    attn_variant_set("OMNI_VK_ATTN_CM_FRAG=1", 3);
-    attn_variant_set("OMNI_VK_ATTN_CM_BKV=64", 3);
-    attn_variant_set("OMNI_VK_ATTN_CM_BKV=64,OMNI_VK_ATTN_CM_TAU=0", 1);
-    attn_variant_set("OMNI_VK_ATTN_CM_FRAG=2", 1);
-    attn_variant_set("OMNI_VK_ATTN_CM_BKV=64,OMNI_VK_ATTN_CM_SPLIT=4,OMNI_VK_ATTN_CM_SPLIT_MIN=1", 2);
-    attn_variant_set("OMNI_VK_ATTN_CM_FRAG=1,OMNI_VK_ATTN_CM_SPLIT=2,OMNI_VK_ATTN_CM_SPLIT_MIN=1,"
-                     "OMNI_VK_ATTN_CM_HPW=1",
-                     1);
 }

@@ -725,27 +725,6 @@ TEST(vk_moe_experts_decode_path) {
     tv_close(&e);
 }
 
-/* the same with the gate+up on mv.comp (OMNI_VK_MOE_MV=1) */
-TEST(vk_moe_experts_decode_mv) {
-    setenv("OMNI_VK_MOE", "vec", 1);
-    setenv("OMNI_VK_MOE_MV", "1", 1);
-    setenv("OMNI_VK_Q8_INT8", "0", 1); /* fp32 activations (exact tolerance): q8_0 reaches mv.comp too */
-    TV_OPEN(e);
-    moe_sweep(&e);
-    tv_close(&e);
-}
-
-/* the same with the gate+up / down pair chained in one dispatch (OMNI_VK_CHAIN=2: matvec_chain, chain.glsl) */
-TEST(vk_moe_experts_decode_chained) {
-    setenv("OMNI_VK_MOE", "vec", 1);
-    setenv("OMNI_VK_Q8_INT8", "0", 1); /* fp32 activations: the chained pair's kernels (exact tolerance) */
-    setenv("OMNI_VK_CHAIN", "2", 1);
-    TV_OPEN(e);
-    moe_sweep(&e);
-    tv_close(&e);
-    unsetenv("OMNI_VK_CHAIN");
-}
-
 /* norm_matvec with one weight type against the CPU: returns the error of y, fails when xn (fp32 in both) differs */
 static double norm_matvec_q8_case(tv_env *e, omni_rng *r, int rows, int cols) {
     float *x = malloc((size_t)cols * 4);

@@ -20,9 +20,6 @@
  * 4x16x40 halves, 64 floats */
 #define CM_MATMUL_SHARED(bm, bn) (((bm) + (bn)) * 144u)
 #define CM_ATTN_SHARED 30976u
-/* its opt-in fragment-softmax builds (padded head dim dp, bkv-key blocks): K and V tiles 2·bkv rows of dp/8 + 1
- * 16-byte words, 4x512 floats, 4x16 floats, 4x16 ints, 2x4x16 uints and one (no P tile); 44,036 bytes for 128 x 64 */
-#define CM_ATTN_FR_SHARED(dp, bkv) (2u * (bkv) * ((dp) / 8u + 1u) * 16u + 8192u + 256u + 768u + 4u)
 
 /* OMNI_VK_CM_SPLIT=0: no split-K for small matrices (comparisons) */
 static int env_int(const char *name, int dflt) {
@@ -44,28 +41,17 @@ int vk_cm_operands_ok(const ob_pc_matmul *pc) { return pc->x % 16 == 0 && pc->x_
 /* Tile shapes (weight rows BM x x rows BN; matmul_cm.comp built once per shape, shaders.mk). The dense form and
  * the grouped MoE pick separately: OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE = "128x64" (the original), "128x32",
  * "256x32", "256x64" or "128x128"; a shape whose shared memory the device lacks falls back to 128x64. */
-/* sh[db + 2·x16]: the default build and the opt-in ones (matmul_cm.comp's CM_DB / CM_X16, see below) */
-/* pf: the register double-buffered build (OMNI_VK_CM_PF); dg[0], dg[1]: the diagnostic builds (OMNI_VK_CM_DIAG=1,
- * 2), where has_dg (the two default shapes) */
+/* sh[x16]: the plain build and the fp16-activation one (matmul_cm.comp's CM_X16, see below) */
 typedef struct {
     uint32_t bm, bn;
-    vk_shader_id sh[4];
-    vk_shader_id pf;
-    int has_dg;
-    vk_shader_id dg[2];
+    vk_shader_id sh[2];
 } cm_shape;
 static const cm_shape cm_shapes[] = {
-    { 128, 64, { SH_MATMUL_CM, SH_MATMUL_CM_128X64_DB, SH_MATMUL_CM_128X64_X16, SH_MATMUL_CM_128X64_DBX16 },
-      SH_MATMUL_CM_128X64_PF, 1, { SH_MATMUL_CM_128X64_DG1, SH_MATMUL_CM_128X64_DG2 } },
-    { 128, 32, { SH_MATMUL_CM_128X32, SH_MATMUL_CM_128X32_DB, SH_MATMUL_CM_128X32_X16, SH_MATMUL_CM_128X32_DBX16 },
-      SH_MATMUL_CM_128X32_PF, 0, { SH_MATMUL_CM, SH_MATMUL_CM } },
-    { 256, 32, { SH_MATMUL_CM_256X32, SH_MATMUL_CM_256X32_DB, SH_MATMUL_CM_256X32_X16, SH_MATMUL_CM_256X32_DBX16 },
-      SH_MATMUL_CM_256X32_PF, 0, { SH_MATMUL_CM, SH_MATMUL_CM } },
-    { 256, 64, { SH_MATMUL_CM_256X64, SH_MATMUL_CM_256X64_DB, SH_MATMUL_CM_256X64_X16, SH_MATMUL_CM_256X64_DBX16 },
-      SH_MATMUL_CM_256X64_PF, 1, { SH_MATMUL_CM_256X64_DG1, SH_MATMUL_CM_256X64_DG2 } },
-    { 128, 128,
-      { SH_MATMUL_CM_128X128, SH_MATMUL_CM_128X128_DB, SH_MATMUL_CM_128X128_X16, SH_MATMUL_CM_128X128_DBX16 },
-      SH_MATMUL_CM_128X128_PF, 0, { SH_MATMUL_CM, SH_MATMUL_CM } },
+    { 128, 64, { SH_MATMUL_CM, SH_MATMUL_CM_128X64_X16 } },
+    { 128, 32, { SH_MATMUL_CM_128X32, SH_MATMUL_CM_128X32_X16 } },
+    { 256, 32, { SH_MATMUL_CM_256X32, SH_MATMUL_CM_256X32_X16 } },
+    { 256, 64, { SH_MATMUL_CM_256X64, SH_MATMUL_CM_256X64_X16 } },
+    { 128, 128, { SH_MATMUL_CM_128X128, SH_MATMUL_CM_128X128_X16 } },
 };
 /* Measured on the H100 (docs/benchmarks.md, pp512 of the thinker): dense 128x64 projections 11.8 ms per pass
  * (256x64 and 128x128 16.2-16.3 ms); grouped 256x64 with the fused gate+up experts 24.9 ms (128x64 unfused 30.8,
@@ -93,7 +79,7 @@ uint32_t vk_cm_tile_n(vk_ctx *c, int grouped) { return cm_pick(c, grouped)->bn; 
 #define CM_SPLIT_BELOW 32u
 #define CM_SPLIT_MAX 16u
 
-/* Two more builds of every shape:
+/* One more build of every shape:
  *   OMNI_VK_CM_X16=2  (the default) fp16 activations: x converted once per call by cm_x16.comp instead of in every
  *                     tile's inner loop (half the x bytes read per tile); the grouped MoE's fused gate+up+swiglu
  *                     GEMM writes fp16 for the down projection, which reads it as is, and the dense projections'
@@ -101,39 +87,16 @@ uint32_t vk_cm_tile_n(vk_ctx *c, int grouped) { return cm_pick(c, grouped)->bn; 
  *                     v share one conversion). =1 only the grouped MoE, =0 off. Measured on the H100
  *                     (`vulkan_bench model` pp512, BF16, one load, variants side by side): pass 43.05 ms -> 40.70
  *                     (experts 25.03 -> 22.77, projections 11.77 -> 11.10); Q8_0 unchanged (45.45 / 45.65 ms).
- *   OMNI_VK_CM_DB=1   (opt-in) the double-buffered shared-memory ring (CM_DB: 32-column slices in two stages of
- *                     the same shared rows, one barrier per slice, the stores of one subgroup overlapping the MMAs
- *                     of the others; same shared memory as the default build). Measured slower on the H100: BF16
- *                     pass 56.85 ms (experts 33.1, projections 16.9) against 43.05.
- * Both give the plain build's results exactly (the same fp16 rounding and clamp of x, the same products and
- * fp32 sums in the same order; the ring only changes when slices are staged). */
+ * It gives the plain build's results exactly (the same fp16 rounding and clamp of x, the same products and fp32
+ * sums in the same order).
+ * Tried on the H100 and removed again (pp512 of the thinker, BF16, GEMM pass): a double-buffered shared-memory ring
+ * (32-column slices, one barrier each: 56.85 vs 43.05 ms), the global loads issued two K slices ahead through a
+ * second register set (43.06 vs 40.95 ms) and split-K of the big dense products to fill the grid (41.39 vs 40.95). */
 int vk_cm_x16(vk_ctx *c, int grouped) {
     (void)c;
     int v = env_int("OMNI_VK_CM_X16", 2);
     return grouped ? v >= 1 : v >= 2;
 }
-
-/* Round 3 (opt-in, not yet measured; tests/gpu_next/hpg3.sh times them): why the dense 128x64 GEMM runs at
- * ~85 TFLOP/s at n = 512 (H100: 132 SMs, ~4096 fp16 FLOP/clk/SM dense peak; 85 TFLOP/s is ~370 FLOP/clk/SM, ~9%):
- *  - not the tensor cores or shared memory: a subgroup loads 2 + 2 fragments (512 B each) per 16-column step for
- *    4 MMAs of 8192 FLOP, 16 FLOP per shared byte, so 128 B/clk of shared bandwidth caps it near 2048 FLOP/clk/SM
- *    (~50% of peak; 8 MMAs per 6 loads in the 256x64 / 128x128 builds: ~67%), 5x above what it does;
- *  - not HBM: Q8_0 weights (half the bytes) run as fast as bf16; a slice is 24 KB (16 KB weights, 8 KB fp16 x) per
- *    1.05 MFLOP, 0.023 B/FLOP: 2 TB/s of L2 traffic at 85 TFLOP/s;
- *  - the grid and latency: o [2048 x 4096] is 16 x 8 = 128 workgroups, one per SM (8 warps, 64 dependent slices
- *    each); q|k|v [5120 x 2048] is 320 workgroups for ~264 slots (2 per SM at ~100 registers a thread), a second
- *    wave 21% full. Each slice's global loads are issued after its second barrier and consumed at the next
- *    slice's staging: one slice of MMAs (16 per subgroup) covers an L2/HBM latency of ~600-1000 clocks, and the
- *    barriers stall every warp of the workgroup at once. The measurements agree: the ring (OMNI_VK_CM_DB, half
- *    the MMAs between a load and its use) was 1.45x slower; 256x64 / 128x128 (1.33 MMAs per fragment load) were
- *    slower for the dense products because o then has 64 workgroups for 132 SMs.
- * Hence: OMNI_VK_CM_PF=1 issues each slice's loads two slices ahead (twice the MMAs to cover the latency, +24
- * registers a thread at 128x64, +40 at 256x64: the cost is occupancy if the driver passes 128 registers);
- * OMNI_VK_CM_SPLIT_WG=W splits the big products to ~W workgroups (o in 2 at W = 256: 2 per SM; the partial planes
- * cost 2 x 4 MB written and read, ~8 us with y's accumulation, against ~100 us per o product; W = 512 also splits
- * q|k|v in 2: 640 workgroups, 2.4 waves instead of 1.2); OMNI_VK_CM_DENSE=256x64 with OMNI_VK_CM_SPLIT_WG=264
- * tests the 1.33 MMAs per load (and 0.019 B/FLOP) with the grid refilled; OMNI_VK_CM_DIAG=1 / 2 (wrong results)
- * time the loop without its in-loop global loads / with one MMA per slice, to attribute the rest. */
 
 /* scratch slot 6 holds the fp16 copy of x (x_rows rows of pc->cols at pc->x, pc->x_stride) and nothing can have
  * written x since its last use: no dispatch other than the products that read it, no transfer (vk_ctx.x16) */
@@ -185,25 +148,15 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
     /* grouped 2: gate and up in one tile, BM/2 output rows each */
     uint32_t bm_out = grouped == 2 ? sh->bm / 2 : sh->bm, gx = (pc->rows + bm_out - 1) / bm_out;
     if (!grouped) groups_y = (pc->n + sh->bn - 1) / sh->bn;
-    uint32_t slices = (pc->cols + 63) / 64, split = 1, wg_target = (uint32_t)env_int("OMNI_VK_CM_SPLIT_WG", 0);
-    int small = 0; /* split as a small product (the router), not by OMNI_VK_CM_SPLIT_WG */
+    uint32_t slices = (pc->cols + 63) / 64, split = 1;
     if (!grouped && env_int("OMNI_VK_CM_SPLIT", 1) && gx * groups_y < CM_SPLIT_BELOW) {
         split = (2 * CM_SPLIT_BELOW + gx * groups_y - 1) / (gx * groups_y);
-        if (split > CM_SPLIT_MAX) split = CM_SPLIT_MAX;
-        if (split > slices / 2) split = slices / 2;
-        small = 1;
-    } else if (!grouped && env_int("OMNI_VK_CM_SPLIT", 1) && wg_target > 0 && gx * groups_y < wg_target) {
-        /* OMNI_VK_CM_SPLIT_WG=W (opt-in): split the big products too, to about W workgroups. At n = 512 the o
-         * projection [2048 x 4096] is 16 x 8 = 128 tiles of 128 x 64, one per SM of an H100 (8 warps per SM for
-         * 64 dependent K slices each); split in 2 it is 256 workgroups of 32 slices, two per SM, for 2 x 4 MB of
-         * partial planes written and read again by mm_ksum (~5 us at 3 TB/s against ~100 us for the product) */
-        split = (wg_target + gx * groups_y - 1) / (gx * groups_y);
         if (split > CM_SPLIT_MAX) split = CM_SPLIT_MAX;
         if (split > slices / 2) split = slices / 2;
     }
     /* a small product split over K (the router) converts its x only if a copy is already there: the conversion
      * would cost as much as the product's own x reads */
-    if (xform == VK_CM_X_CONVERT && ((split > 1 && small) || x_rows == 0) && !x16_valid(c, pc, x_rows))
+    if (xform == VK_CM_X_CONVERT && (split > 1 || x_rows == 0) && !x16_valid(c, pc, x_rows))
         xform = VK_CM_X32;
     if (xform == VK_CM_X16_IN && (pc->x % 16 || pc->x_stride % 8)) {
         vk_fail(c, "matmul_cm: fp16 x needs 16-byte aligned rows");
@@ -225,24 +178,10 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
         if (!px.x) return;
         px.x_stride = pc->cols;
     }
-    int db = env_int("OMNI_VK_CM_DB", 0) != 0, x16 = xform != VK_CM_X32;
-    /* ids 1 (weight type) and 6 (mode) as matmul.comp; 2: skip the fragments past a tile's x rows, grouped forms only
-     * and opt-in (OMNI_VK_CM_SKIP=1): the grouped tiles are ~half full at 512 tokens, but the guards cost more than
-     * the MMAs they save (H100, pp512: experts 28.3 ms with, 24.9 ms without; dense tiles 10-20% slower with them,
-     * vulkan_bench prefill) */
-    uint32_t skip = grouped && env_int("OMNI_VK_CM_SKIP", 0) != 0;
-    uint32_t spec[7] = { 0, (uint32_t)wt, skip, 0, 0, 0, (uint32_t)grouped };
-    /* the opt-in builds of the fp16-activation single-buffered loop (matmul_cm.comp CM_PF, CM_DIAG; the plain
-     * x16 build where they do not apply): OMNI_VK_CM_PF=1 register double-buffered global loads (identical
-     * results); OMNI_VK_CM_DIAG=1 / 2 (128x64 and 256x64 only) time the kernel without its in-loop global loads /
-     * with one MMA per slice: WRONG RESULTS, for attributing the time in a benchmark only */
-    vk_shader_id sid = sh->sh[db + 2 * x16];
-    if (x16 && !db) {
-        int diag = env_int("OMNI_VK_CM_DIAG", 0);
-        if ((diag == 1 || diag == 2) && sh->has_dg) sid = sh->dg[diag - 1];
-        else if (env_int("OMNI_VK_CM_PF", 0)) sid = sh->pf;
-    }
-    VkPipeline p = vk_pipeline(c, sid, spec, 7);
+    int x16 = xform != VK_CM_X32;
+    /* ids 1 (weight type) and 6 (mode) as matmul.comp */
+    uint32_t spec[7] = { 0, (uint32_t)wt, 0, 0, 0, 0, (uint32_t)grouped };
+    VkPipeline p = vk_pipeline(c, sh->sh[x16], spec, 7);
     if (split <= 1) {
         px.pad = 0;
         vk_dispatch(c, p, &px, sizeof px, gx, groups_y, 1, rd, n_reads, writes, n_writes);
@@ -294,61 +233,20 @@ int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc) {
  * it stages (fp32 -> fp16) serves HPW heads. HPW is the largest of {4, 2, 1} that divides the group size
  * (n_heads / n_kv; 8 for the thinker, 1 for the encoders) unless OMNI_VK_ATTN_CM_HPW=1|2|4 asks for less (or a
  * divisor). OMNI_VK_ATTN_CM_TAU=N (0..16, default 8): the kernel's lazy-maximum slack in base-2 units (0: exact
- * online softmax, a rescale of O at every raise of a row maximum; the tests run both). OMNI_VK_ATTN_CM_PREFETCH=1:
- * the next K/V block is loaded one block ahead through registers (measured slower on the H100; comparisons).
- * Opt-in builds (the kernel's CM_FRAG / CM_BKV; not yet measured, see the shader's header):
- *   OMNI_VK_ATTN_CM_FRAG=1  the softmax on the S fragments: no S store / read-back, P store / load or subgroup
- *                           barrier per block, O rescaled in registers; 32-key blocks (=2: the row maxima through
- *                           shared atomics, the kernel's fallback for other fragment layouts, forced: tests)
- *   OMNI_VK_ATTN_CM_BKV=64  the same with 64-key blocks (half the workgroup barriers and K/V staging rounds per
- *                           key); implies FRAG; 32-key blocks where the device lacks its shared memory
- *   OMNI_VK_ATTN_CM_SPLIT=N  (FRAG builds) a query block's key range split over up to N workgroups (grid z) of at
- *                           least OMNI_VK_ATTN_CM_SPLIT_MIN key blocks (default 2) each, when the grid has fewer than
- *                           OMNI_VK_ATTN_CM_SPLIT_BELOW workgroups (default 1024: the pp512 thinker grid of 32 x 8
- *                           is split, the vision encoder's 64 x 16 not): the longest workgroup walks 1/N of the keys
- *                           and more workgroups fill the SMs; partials (O, m, l per row) go to scratch slot 0 and the
- *                           last split of a query block to finish merges them (an atomic counter, as attn_decode.comp)
- * PREFETCH applies to the default build only. */
+ * online softmax, a rescale of O at every raise of a row maximum; the tests run both).
+ * Tried on the H100 and removed again: the next K/V block loaded one block ahead through registers (slower, see
+ * the kernel's header), the softmax on the S fragments (wrong there: rel err 1.5-5.9), 64-key blocks and key ranges
+ * split over several workgroups (pp512 attention 3.31 / 4.53 vs 3.26 ms). */
 void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n_reads, const vk_range *write) {
     uint32_t grp = pc->n_heads / pc->n_kv, hpw = (uint32_t)env_int("OMNI_VK_ATTN_CM_HPW", 4);
     if (hpw != 1 && hpw != 2 && hpw != 4) hpw = 4;
     while (hpw > 1 && grp % hpw) hpw /= 2;
     int tau = env_int("OMNI_VK_ATTN_CM_TAU", 8);
-    uint32_t spec[6] = { hpw, (uint32_t)(tau < 0 ? 0 : tau > 16 ? 16 : tau),
-                         (uint32_t)(env_int("OMNI_VK_ATTN_CM_PREFETCH", 0) != 0), 0, 1, 2 };
-    uint32_t dp = pc->head_dim <= 64 ? 64 : pc->head_dim <= 80 ? 80 : 128;
-    int bkv = env_int("OMNI_VK_ATTN_CM_BKV", 32) == 64 ? 64 : 32;
-    int ksplit = env_int("OMNI_VK_ATTN_CM_SPLIT", 1);
-    ksplit = ksplit < 1 ? 1 : ksplit > 8 ? 8 : ksplit;
-    int fr_env = env_int("OMNI_VK_ATTN_CM_FRAG", 0), frag = bkv == 64 || ksplit > 1 || fr_env != 0;
-    if (bkv == 64 && c->caps.max_shared < CM_ATTN_FR_SHARED(dp, 64u)) bkv = 32;
-    /* [padding][0 default, 1 fragments with 32-key blocks, 2 with 64-key blocks] */
-    static const vk_shader_id shs[3][3] = {
-        { SH_ATTN_FLASH_CM64, SH_ATTN_FLASH_CM64_FR, SH_ATTN_FLASH_CM64_FR64 },
-        { SH_ATTN_FLASH_CM80, SH_ATTN_FLASH_CM80_FR, SH_ATTN_FLASH_CM80_FR64 },
-        { SH_ATTN_FLASH_CM, SH_ATTN_FLASH_CM_FR, SH_ATTN_FLASH_CM_FR64 },
-    };
-    vk_shader_id sh = shs[dp == 64 ? 0 : dp == 80 ? 1 : 2][frag ? (bkv == 64 ? 2 : 1) : 0];
-    uint32_t qpw = VK_CM_ATTN_BQ / hpw, gx = (pc->n + qpw - 1) / qpw, gy = pc->n_heads / hpw;
-    if (ksplit > 1 && gx * gy >= (uint32_t)env_int("OMNI_VK_ATTN_CM_SPLIT_BELOW", 1024)) ksplit = 1;
-    int split_min = env_int("OMNI_VK_ATTN_CM_SPLIT_MIN", 2);
-    if (frag) { /* FRAG=2: the shared-atomic row maxima (tests) */
-        spec[2] = 0, spec[3] = fr_env == 2;
-        spec[4] = (uint32_t)ksplit, spec[5] = (uint32_t)(split_min < 1 ? 1 : split_min);
-    }
-    VkPipeline p = vk_pipeline(c, sh, spec, frag ? 6 : 3);
-    if (ksplit <= 1) {
-        vk_dispatch(c, p, pc, sizeof *pc, gx, gy, 1, reads, n_reads, write, 1);
-        return;
-    }
-    /* partials: per workgroup (x, y) and split, 64 rows of O (padded head dim dp) then 64 (m, l) pairs */
-    ob_pc_attn ps = *pc;
-    size_t part_b = (size_t)gx * gy * (size_t)ksplit * 64u * (dp + 2u) * 4u;
-    ob_buf *part = vk_scratch(c, 0, part_b);
-    VkDeviceAddress cnt = part ? vk_counters(c, VK_CNT_ATTN_SPLIT, (int)(gx * gy)) : 0;
-    if (!cnt) return;
-    ps.part = part->blk->addr + part->off;
-    ps.chunk = (uint32_t)cnt, ps.n_split = (uint32_t)(cnt >> 32); /* the kernel's counter address */
-    vk_range wr[3] = { write[0], vk_rng(ps.part, part_b), vk_rng(cnt, (uint64_t)gx * gy * 4u) };
-    vk_dispatch(c, p, &ps, sizeof ps, gx, gy, (uint32_t)ksplit, reads, n_reads, wr, 3);
+    uint32_t spec[2] = { hpw, (uint32_t)(tau < 0 ? 0 : tau > 16 ? 16 : tau) };
+    vk_shader_id sh = pc->head_dim <= 64   ? SH_ATTN_FLASH_CM64
+                      : pc->head_dim <= 80 ? SH_ATTN_FLASH_CM80
+                                           : SH_ATTN_FLASH_CM;
+    VkPipeline p = vk_pipeline(c, sh, spec, 2);
+    uint32_t qpw = VK_CM_ATTN_BQ / hpw;
+    vk_dispatch(c, p, pc, sizeof *pc, (pc->n + qpw - 1) / qpw, pc->n_heads / hpw, 1, reads, n_reads, write, 1);
 }

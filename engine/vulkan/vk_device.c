@@ -92,7 +92,6 @@ void vk_env_read(vk_env *e) {
     e->attn_wg = env_int("OMNI_VK_ATTN_WG", 0);
     e->chain = env_int("OMNI_VK_CHAIN", 1);
     e->trace = env_int("OMNI_VK_TRACE", 0);
-    e->moe_mv = env_flag("OMNI_VK_MOE_MV");
 }
 
 const char *vk_result_str(VkResult r) {

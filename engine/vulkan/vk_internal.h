@@ -43,28 +43,12 @@ typedef struct {
  *   OMNI_VK_ATTN_CM_SMALL=0  head dims 64..124 (the encoders) off tensor cores: the fp32 flash kernel (comparisons)
  *   OMNI_VK_ATTN_CM_HPW=N  heads per workgroup of attn_flash_cm.comp (1, 2 or 4; default 4 where the GQA group allows)
  *   OMNI_VK_ATTN_CM_TAU=N  its lazy softmax-maximum slack in base-2 units (default 8; 0 = exact online softmax)
- *   OMNI_VK_ATTN_CM_PREFETCH=1  its K/V blocks loaded one block ahead, not when staged (comparisons)
- *   OMNI_VK_ATTN_CM_FRAG=1  its softmax on the S fragments (no shared-memory round trip per block; opt-in builds)
- *   OMNI_VK_ATTN_CM_BKV=64  its 64-key blocks (half the workgroup barriers per key; implies OMNI_VK_ATTN_CM_FRAG=1)
- *   OMNI_VK_ATTN_CM_SPLIT=N  its long key ranges split over up to N (2..8) workgroups, merged by the last to finish
- *                          (implies FRAG); only for grids under OMNI_VK_ATTN_CM_SPLIT_BELOW workgroups (default
- *                          1024), each split at least OMNI_VK_ATTN_CM_SPLIT_MIN key blocks (default 2)
  *   OMNI_VK_CM_SPLIT=0     no split-K in the tensor-core matmul for small matrices (the MoE router; vk_coopmat.c)
  *   OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE=BMxBN  tensor-core GEMM tile shape of the dense / grouped MoE form
- *   OMNI_VK_CM_SKIP=1      grouped tensor-core GEMM skips the fragments past a tile's x rows (opt-in, slower)
- *   OMNI_VK_CM_DB=1        tensor-core GEMM with a double-buffered shared-memory ring (32-column slices, one barrier
- *                          each; matmul_cm.comp's CM_DB build; opt-in, measured slower on the H100)
  *   OMNI_VK_CM_X16=N       tensor-core GEMMs on fp16 activations (x converted once by cm_x16.comp; CM_X16 build):
  *                          2 (default) the grouped MoE (gate+up+swiglu writes fp16 for the down projection) and the
  *                          dense projections (the conversion reused while nothing else ran, e.g. by q, k, v);
  *                          1 only the grouped MoE; 0 off (x converted in every tile)
- *   OMNI_VK_CM_PF=1        (opt-in, untested on a GPU yet) the fp16-activation tensor-core GEMM with register
- *                          double-buffered global loads: issued two K slices ahead (matmul_cm.comp CM_PF build;
- *                          identical results; not with OMNI_VK_CM_DB or OMNI_VK_CM_X16=0)
- *   OMNI_VK_CM_SPLIT_WG=W  (opt-in) split-K of the dense tensor-core GEMM also for big products whose tile grid has
- *                          fewer than W workgroups (e.g. 256: the o projection at n = 512 in 2 splits; mm_ksum adds)
- *   OMNI_VK_CM_DIAG=1|2    (measurement only, WRONG RESULTS) tiles 128x64 / 256x64 with fp16 x: 1 no global loads
- *                          inside the K loop, 2 one MMA per K slice; to split the GEMM's time into loads and MMAs
  *   OMNI_VK_MOE_FUSE=0     grouped MoE gate, up and swiglu as three passes instead of one fused GEMM
  *   OMNI_VK_NO_SUBGROUP    no subgroup arithmetic: reductions go through shared memory (the *_nosg kernels)
  *   OMNI_VK_NO_FP64        no shaderFloat64
@@ -90,12 +74,10 @@ typedef struct {
  *                          subgroup (dense, gate+up, down), workgroup sizes (dense, down; gate+up: rows per workgroup,
  *                          16 or 32), groups of rows per subgroup one after another (dense and gate+up, down)
  *                          (0 = defaults, see vk_ops.c)
-
- *   OMNI_VK_MOE_MV=1       the MoE decode gate+up on mv.comp (all of a lane's loads in flight; opt-in, not measured)
  *   OMNI_VK_TRACE=1        while profiling (omni bench --profile), also time every dispatch on its own: per kernel and
  *                          grid, the time from the previous dispatch's end to its end (launch and barrier included)
  *   OMNI_VK_CHAIN=0        dependent decode stages as separate dispatches instead of chained in one (chain.glsl: o_proj
- *                          in front of the router); =2 also the MoE gate+up / down pair (opt-in: measured slower) */
+ *                          in front of the router) */
 typedef struct {
     int validation, no_fp16, no_int8, no_16bit, no_8bit, no_bf16, no_int_dot, no_coopmat, no_subgroup, no_fp64;
     int max_ops;
@@ -112,9 +94,8 @@ typedef struct {
     int mv_old; /* OMNI_VK_MV_OLD=1: decode matrix-vector products on matvec.comp only (not mv.comp) */
     int attn_fuse, attn_chunk; /* the fused decode attention (vk_decode.c): on/off, keys per chunk (0 auto) */
     int attn_wg;               /* OMNI_VK_ATTN_WG: its workgroup size (256 default, 128) */
-    int moe_mv; /* OMNI_VK_MOE_MV=1: the MoE decode gate+up on mv.comp (opt-in) */
     int trace; /* OMNI_VK_TRACE=1: the profiler also times every dispatch (vk_timing.c) */
-    int chain; /* OMNI_VK_CHAIN: 1 (default) o_proj chained in front of the router, 2 also the MoE pair, 0 none */
+    int chain; /* OMNI_VK_CHAIN: 1 (default) o_proj chained in front of the router, 0 none */
 } vk_env;
 void vk_env_read(vk_env *e);
 
@@ -150,31 +131,12 @@ typedef enum {
     SH_MATMUL_CM_256X32,
     SH_MATMUL_CM_256X64,
     SH_MATMUL_CM_128X128,
-    /* the opt-in builds of every shape: _DB double-buffered ring, _X16 fp16 activations, _DBX16 both */
-    SH_MATMUL_CM_128X64_DB,
+    /* the fp16-activation builds of every shape (OMNI_VK_CM_X16) */
     SH_MATMUL_CM_128X64_X16,
-    SH_MATMUL_CM_128X64_DBX16,
-    SH_MATMUL_CM_128X32_DB,
     SH_MATMUL_CM_128X32_X16,
-    SH_MATMUL_CM_128X32_DBX16,
-    SH_MATMUL_CM_256X32_DB,
     SH_MATMUL_CM_256X32_X16,
-    SH_MATMUL_CM_256X32_DBX16,
-    SH_MATMUL_CM_256X64_DB,
     SH_MATMUL_CM_256X64_X16,
-    SH_MATMUL_CM_256X64_DBX16,
-    SH_MATMUL_CM_128X128_DB,
     SH_MATMUL_CM_128X128_X16,
-    SH_MATMUL_CM_128X128_DBX16,
-    SH_MATMUL_CM_128X64_PF,
-    SH_MATMUL_CM_128X32_PF,
-    SH_MATMUL_CM_256X32_PF,
-    SH_MATMUL_CM_256X64_PF,
-    SH_MATMUL_CM_128X128_PF,
-    SH_MATMUL_CM_128X64_DG1,
-    SH_MATMUL_CM_128X64_DG2,
-    SH_MATMUL_CM_256X64_DG1,
-    SH_MATMUL_CM_256X64_DG2,
     SH_CM_X16,
     SH_GET_ROWS,
     SH_RMS_NORM,
@@ -186,12 +148,6 @@ typedef enum {
     SH_ATTN_FLASH_CM,
     SH_ATTN_FLASH_CM64,
     SH_ATTN_FLASH_CM80,
-    SH_ATTN_FLASH_CM_FR, /* the opt-in builds of attn_flash_cm.comp: softmax on the fragments, 32- / 64-key blocks */
-    SH_ATTN_FLASH_CM_FR64,
-    SH_ATTN_FLASH_CM64_FR,
-    SH_ATTN_FLASH_CM64_FR64,
-    SH_ATTN_FLASH_CM80_FR,
-    SH_ATTN_FLASH_CM80_FR64,
     SH_MOE_ROUTE,
     SH_MOE_PLAN,
     SH_MOE_COMBINE,
@@ -202,7 +158,6 @@ typedef enum {
     SH_MV,
     SH_MVQ8,
     SH_ATTN_DECODE,
-    SH_MATVEC_CHAIN,
     SH_ROUTER_CHAIN,
     SH_COUNT
 } vk_shader_id;
@@ -352,12 +307,10 @@ static inline VkDeviceAddress vk_addr(ob_ptr p) { return p.buf->blk->addr + p.bu
 ob_buf *vk_scratch(vk_ctx *c, int slot, size_t bytes);
 /* device address of n zeroed uint counters from index first on, for kernels that find their last workgroup with an
  * atomic counter and leave it at zero again; 0 after vk_fail. Indices: VK_CNT_ROUTER (router.comp), VK_CNT_ATTN + kv
- * head (attn_decode.comp), VK_CNT_CHAIN (two: tickets and finished workgroups of a chained dispatch, chain.glsl),
- * VK_CNT_ATTN_SPLIT + workgroup (attn_flash_cm.comp with split keys, OMNI_VK_ATTN_CM_SPLIT). */
+ * head (attn_decode.comp), VK_CNT_CHAIN (two: tickets and finished workgroups of a chained dispatch, chain.glsl). */
 #define VK_CNT_ROUTER 0
 #define VK_CNT_CHAIN 2
 #define VK_CNT_ATTN 8
-#define VK_CNT_ATTN_SPLIT 256
 VkDeviceAddress vk_counters(vk_ctx *c, int first, int n);
 
 /* vk_exec.c */

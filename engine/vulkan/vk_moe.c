@@ -122,42 +122,6 @@ static void mm_grouped(vk_ctx *c, int cm, int xform, uint32_t x_rows, ob_dtype w
         vk_matmul_dispatch(c, 1, wt, vec, pc, tiles, rd, 4, wr, 1);
 }
 
-/* The decode pair chained in one dispatch (matvec.comp's MODE 3, shaders/chain.glsl): the down projection's
- * workgroups wait for the gate+up workgroups inside the dispatch instead of behind a pipeline barrier. Same kernels'
- * arithmetic as the two dispatches below (gate+up one row per subgroup, down two rows per workgroup, one subgroup per
- * slot). Not where the int8-activation kernels (mvq8.comp) take the pair, nor without subgroups or aligned rows.
- * Opt-in (OMNI_VK_CHAIN=2): measured slower on the H100 (8 of 128 [768 x 2048] experts chained: bf16 58 µs vs 34 µs
- * as two dispatches, q8_0 119 vs 27; tg128 175 vs 201 t/s): the 1024 waiting down-projection workgroups fill the
- * SMs as soon as the last gate+up workgroup has started and poll while the gate+up workgroups still stream their
- * weights, and nothing but the ~3 µs barrier is there to gain. Returns 1 when dispatched. */
-static int chain_pair(vk_ctx *c, ob_dtype wt, int vec, vk_table *tg, vk_table *tu, vk_table *td, VkDeviceAddress xa,
-                      VkDeviceAddress ha, VkDeviceAddress ya, VkDeviceAddress ia, VkDeviceAddress wa, uint32_t inter,
-                      uint32_t dim, uint32_t n, uint32_t k) {
-    uint32_t sgs = c->caps.subgroup_size;
-    int int8 = wt == OB_Q8_0 && vk_q8_int8_on(c);
-    if (c->env.chain < 2 || !c->env.fuse || c->env.mv_old || !vec || int8 || !vk_use_subgroups(c) || sgs < 8 ||
-        sgs > 128 || k < 1 || k > 8 || (c->env.mv_rsg_down > 0 && c->env.mv_rsg_down != 2))
-        return 0;
-    uint32_t wg = k * sgs < 32 ? 32 : k * sgs, rows_wg = wg / sgs;
-    uint32_t n_gu = (inter + rows_wg - 1) / rows_wg * n * k, total = n_gu + (dim + 1) / 2 * n;
-    if (wg > c->caps.max_wg_invocations || total > c->caps.max_wg_count[0]) return 0;
-    VkDeviceAddress cnt = vk_counters(c, VK_CNT_CHAIN, 2);
-    if (!cnt) return 1; /* failed: vk_fail has said why */
-    size_t xb = (size_t)n * dim * 4, kb = (size_t)n * k * 4, hb = (size_t)n * k * inter * 4;
-    ob_pc_mvchain pc = { .w = buf_addr(tg->buf), .w2 = buf_addr(tu->buf), .w3 = buf_addr(td->buf), .x = xa, .h = ha,
-                         .y = ya, .ids = ia, .wts = wa, .cnt = cnt, .rows = inter, .cols = dim, .n = n, .k = k,
-                         .accumulate = 1, .x_stride = dim, .y_stride = dim };
-    vk_range rd[10] = { vk_rng(xa, xb), vk_rng(ia, kb), vk_rng(wa, kb), vk_rng(pc.w, 16u * (size_t)tg->n_exp),
-                        vk_rng(pc.w2, 16u * (size_t)tu->n_exp), vk_rng(pc.w3, 16u * (size_t)td->n_exp), tg->span,
-                        tu->span, td->span, vk_rng(ya, xb) };
-    vk_range wr[3] = { vk_rng(ha, hb), vk_rng(ya, xb), vk_rng(cnt, 8) };
-    uint32_t unroll = c->env.mv_unroll > 0 ? (uint32_t)c->env.mv_unroll : 2;
-    uint32_t cvt = c->env.mv_cvt >= 0 ? (uint32_t)c->env.mv_cvt : 1;
-    uint32_t spec[11] = { wg, (uint32_t)wt, 2, 1, 3, 1, rows_wg, unroll, cvt, 0, 1 };
-    vk_dispatch(c, vk_pipeline(c, SH_MATVEC_CHAIN, spec, 11), &pc, sizeof pc, total, 1, 1, rd, 10, wr, 3);
-    return 1;
-}
-
 void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr weights, const ob_mat *gate,
                        const ob_mat *up, const ob_mat *down, int n_exp, ob_ptr y) {
     vk_ctx *c = vk_of(b);
@@ -198,9 +162,9 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
         if (!h) return;
         VkDeviceAddress ha = buf_addr(h);
         vk_range r_h = vk_rng(ha, hb);
-        if (chain_pair(c, gate[0].dtype, vec && xa % 16 == 0 && dim % 4 == 0 && inter % 4 == 0, tg, tu, td, xa, ha,
-                       ya, ia, wa, (uint32_t)inter, (uint32_t)dim, (uint32_t)n, (uint32_t)k))
-            return;
+        /* two dispatches behind a barrier: the pair chained in one dispatch (chain.glsl) measured slower on the H100
+         * (bf16 58 vs 34 µs, q8_0 119 vs 27: the waiting down-projection workgroups occupy the SMs while gate+up
+         * still streams its weights; docs/architecture.md) */
         ob_pc_matvec pc = { .w = buf_addr(tg->buf), .w2 = buf_addr(tu->buf), .x = xa, .y = ha, .ids = ia, .wts = wa,
                             .rows = (uint32_t)inter, .cols = (uint32_t)dim, .n = ne, .k = (uint32_t)k,
                             .x_stride = (uint32_t)dim, .y_stride = (uint32_t)inter };

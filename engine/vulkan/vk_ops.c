@@ -14,7 +14,6 @@
 
 /* sizes as the GLSL std430 push-constant layout has them (64-bit fields first), all within the portable 128 bytes */
 _Static_assert(sizeof(ob_pc_matvec) == 88, "ob_pc_matvec layout");
-_Static_assert(sizeof(ob_pc_mvchain) == 112, "ob_pc_mvchain layout");
 _Static_assert(sizeof(ob_pc_routerchain) == 128, "ob_pc_routerchain layout");
 _Static_assert(sizeof(ob_pc_matmul) == 80, "ob_pc_matmul layout");
 _Static_assert(sizeof(ob_pc_rows) == 48, "ob_pc_rows layout");
@@ -115,36 +114,32 @@ void vk_matvec_dispatch(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec 
  * share of its rows first (NPL 16-byte vectors per row, at most MV_MAX_VECS per lane in registers), then x is staged
  * (and normalised) in shared memory. Returns 0 where it does not apply (the caller then runs matvec.comp). */
 #define MV_MAX_VECS 16
-static int mv_fast(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y,
-                   const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int norm) {
-    /* dense single rows only by default: for the MoE pair matvec.comp measured faster (H100, 8 of 128 [768 x 2048]
-     * experts: bf16 2.0 vs 1.3 TB/s, q8_0 1.4 vs 0.64 TB/s — staging each slot's h row costs the down projection more
-     * shared memory and L2 traffic than its weights); the q8_0 and fused-norm dense rows gain (q8_0 [4096 x 2048]:
-     * 2.07 vs 1.85 TB/s; the input norm fused into q|k|v: projections 1.28 vs 1.42 ms per token). Q8_0 reaches it
-     * only where int8 activations do not apply (mv_q8 is tried first): no integer dot product or OMNI_VK_Q8_INT8=0.
-     * OMNI_VK_MOE_MV=1 (opt-in, not yet measured) also puts the MoE gate+up here (mode 1: every lane's gate and up
-     * loads in flight at once instead of matvec.comp's two per row at a time; the down projection stays). */
-    int moe = mode == 1 && c->env.moe_mv && !norm;
-    if (c->env.mv_old || !vec || !vk_use_subgroups(c) || (mode != 0 && !moe) ||
-        (mode == 0 && (pc->n != 1 || (wt != OB_Q8_0 && !norm))))
+static int mv_fast(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, const vk_range *reads, int n_reads,
+                   const vk_range *writes, int n_writes, int norm) {
+    /* dense single rows only: for the MoE pair matvec.comp measured faster (H100, 8 of 128 [768 x 2048] experts:
+     * bf16 2.0 vs 1.3 TB/s, q8_0 1.4 vs 0.64 TB/s — staging each slot's h row costs the down projection more shared
+     * memory and L2 traffic than its weights; the gate+up alone here, every lane's gate and up loads in flight,
+     * was slower too: experts 35.46 vs 32.82 µs per token); the q8_0 and fused-norm dense rows gain (q8_0
+     * [4096 x 2048]: 2.07 vs 1.85 TB/s; the input norm fused into q|k|v: projections 1.28 vs 1.42 ms per token).
+     * Q8_0 reaches it only where int8 activations do not apply (mv_q8 is tried first): no integer dot product or
+     * OMNI_VK_Q8_INT8=0 */
+    if (c->env.mv_old || !vec || !vk_use_subgroups(c) || mode != 0 || pc->n != 1 || (wt != OB_Q8_0 && !norm))
         return 0;
     uint32_t sgs = c->caps.subgroup_size, epv = wt == OB_F32 ? 4 : wt == OB_Q8_0 ? 16 : 8;
     if (sgs < 8 || sgs > 128 || pc->cols % epv || pc->cols % 4 || pc->x % 16 || (pc->x_stride * 4u) % 16 ||
         (norm && pc->ids % 16))
         return 0;
-    uint32_t nvec = pc->cols / epv, npl = (nvec + sgs - 1) / sgs, nr = moe ? 2 : 1; /* gate and up rows */
+    uint32_t nvec = pc->cols / epv, npl = (nvec + sgs - 1) / sgs;
     uint32_t rsg = c->env.mv_rsg > 0 ? (uint32_t)c->env.mv_rsg : 1;
     if (rsg > 4) rsg = 4;
-    while (rsg > 1 && npl * rsg * nr > MV_MAX_VECS) rsg--;
-    if (npl * rsg * nr > MV_MAX_VECS) return 0;
+    while (rsg > 1 && npl * rsg > MV_MAX_VECS) rsg--;
+    if (npl * rsg > MV_MAX_VECS) return 0;
     uint32_t wg = c->env.mv_wg > 0 ? (uint32_t)c->env.mv_wg : 256, xs = pc->cols / 4;
     if (wg < sgs) wg = sgs;
     uint32_t gx = (pc->rows + (wg / sgs) * rsg - 1) / ((wg / sgs) * rsg);
     if ((size_t)xs * 16 + 1024 > c->caps.max_shared || wg / sgs > 64) return 0;
-    if (moe && groups_y > c->caps.max_wg_count[1]) return 0;
-    uint32_t spec[8] = { wg, (uint32_t)wt, npl, rsg, xs, (uint32_t)norm, sgs, moe ? 1u : 0u };
-    vk_dispatch(c, vk_pipeline(c, SH_MV, spec, 8), pc, sizeof *pc, gx, moe ? groups_y : 1, 1, reads, n_reads, writes,
-                n_writes);
+    uint32_t spec[7] = { wg, (uint32_t)wt, npl, rsg, xs, (uint32_t)norm, sgs };
+    vk_dispatch(c, vk_pipeline(c, SH_MV, spec, 7), pc, sizeof *pc, gx, 1, 1, reads, n_reads, writes, n_writes);
     return 1;
 }
 
@@ -251,7 +246,7 @@ int vk_moe_q8_pair(vk_ctx *c, ob_dtype gt, ob_dtype dt, int vec_gu, int vec_dn, 
 void vk_matvec_dispatch_norm(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y,
                              const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int norm) {
     if (mv_q8(c, mode, wt, vec, pc, reads, n_reads, writes, n_writes, norm)) return;
-    if (mv_fast(c, mode, wt, vec, pc, groups_y, reads, n_reads, writes, n_writes, norm)) return;
+    if (mv_fast(c, mode, wt, vec, pc, reads, n_reads, writes, n_writes, norm)) return;
     int sg = vk_use_subgroups(c);
     uint32_t sgs = sg ? c->caps.subgroup_size : 1;
     /* x columns per workgroup: 1, 2, 4 or 8 (fewer pipeline variants; the kernel skips columns past n) */

@@ -41,19 +41,6 @@ PUSH(ob_pc_matvec) {
 } PUSH_END(ob_pc_matvec);
 #endif
 
-/* matvec.comp built with -DCHAIN (matvec_chain, MODE 3): the MoE decode pair in one dispatch (shaders/chain.glsl).
- * Workgroups with the first ceil(rows / ROWS_WG)·n·k tickets run gate+up (w = gate table, w2 = up table, x[n][cols]
- * -> h[n*k][rows]); the others the down projection (w3 = down table, h -> y[n][cols] +=, weighted by wts) once every
- * gate+up workgroup has finished. rows = the experts' intermediate size, cols = hidden; cnt = two zeroed counters. */
-#if !defined(VULKAN) || defined(PC_MVCHAIN)
-PUSH(ob_pc_mvchain) {
-    uint64_t w, s, w2, x, y, ids, wts, w3, h, cnt;
-    uint32_t rows, cols, n, k;
-    uint32_t accumulate, x_stride, y_stride;
-    float eps;
-} PUSH_END(ob_pc_mvchain);
-#endif
-
 /* matmul.comp: tiled y[n][rows] (+)= x[n][cols] · Wᵀ. MODE 1 (grouped MoE): each workgroup row picks a tile of
  * the plan (expert, first sorted entry, count); x rows are gathered through tok[] when gather != 0, w is the table. */
 #if !defined(VULKAN) || defined(PC_MATMUL)

@@ -8,12 +8,6 @@
 #include "attn_flash_cm.h"
 #include "attn_flash_cm_d64.h"
 #include "attn_flash_cm_d80.h"
-#include "attn_flash_cm_fr.h"
-#include "attn_flash_cm_fr64.h"
-#include "attn_flash_cm_d64_fr.h"
-#include "attn_flash_cm_d64_fr64.h"
-#include "attn_flash_cm_d80_fr.h"
-#include "attn_flash_cm_d80_fr64.h"
 #include "attn_split.h"
 #include "attn_split_nosg.h"
 #include "ew.h"
@@ -27,35 +21,15 @@
 #include "matmul_cm_128x32.h"
 #include "matmul_cm_256x32.h"
 #include "matmul_cm_256x64.h"
-#include "matmul_cm_128x64_db.h"
 #include "matmul_cm_128x64_x16.h"
-#include "matmul_cm_128x64_dbx16.h"
-#include "matmul_cm_128x32_db.h"
 #include "matmul_cm_128x32_x16.h"
-#include "matmul_cm_128x32_dbx16.h"
-#include "matmul_cm_256x32_db.h"
 #include "matmul_cm_256x32_x16.h"
-#include "matmul_cm_256x32_dbx16.h"
-#include "matmul_cm_256x64_db.h"
 #include "matmul_cm_256x64_x16.h"
-#include "matmul_cm_256x64_dbx16.h"
-#include "matmul_cm_128x128_db.h"
 #include "matmul_cm_128x128_x16.h"
-#include "matmul_cm_128x128_dbx16.h"
-#include "matmul_cm_128x64_pf.h"
-#include "matmul_cm_128x32_pf.h"
-#include "matmul_cm_256x32_pf.h"
-#include "matmul_cm_256x64_pf.h"
-#include "matmul_cm_128x128_pf.h"
-#include "matmul_cm_128x64_dg1.h"
-#include "matmul_cm_128x64_dg2.h"
-#include "matmul_cm_256x64_dg1.h"
-#include "matmul_cm_256x64_dg2.h"
 #include "cm_x16.h"
 #include "mm_ksum.h"
 #include "matvec.h"
 #include "matvec_nosg.h"
-#include "matvec_chain.h"
 #include "moe_combine.h"
 #include "mv.h"
 #include "mvq8.h"
@@ -83,30 +57,11 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_MATMUL_CM_256X32] = { SPV(matmul_cm_256x32) },
     [SH_MATMUL_CM_256X64] = { SPV(matmul_cm_256x64) },
     [SH_MATMUL_CM_128X128] = { SPV(matmul_cm_128x128) },
-    [SH_MATMUL_CM_128X64_DB] = { SPV(matmul_cm_128x64_db) },
     [SH_MATMUL_CM_128X64_X16] = { SPV(matmul_cm_128x64_x16) },
-    [SH_MATMUL_CM_128X64_DBX16] = { SPV(matmul_cm_128x64_dbx16) },
-    [SH_MATMUL_CM_128X32_DB] = { SPV(matmul_cm_128x32_db) },
     [SH_MATMUL_CM_128X32_X16] = { SPV(matmul_cm_128x32_x16) },
-    [SH_MATMUL_CM_128X32_DBX16] = { SPV(matmul_cm_128x32_dbx16) },
-    [SH_MATMUL_CM_256X32_DB] = { SPV(matmul_cm_256x32_db) },
     [SH_MATMUL_CM_256X32_X16] = { SPV(matmul_cm_256x32_x16) },
-    [SH_MATMUL_CM_256X32_DBX16] = { SPV(matmul_cm_256x32_dbx16) },
-    [SH_MATMUL_CM_256X64_DB] = { SPV(matmul_cm_256x64_db) },
     [SH_MATMUL_CM_256X64_X16] = { SPV(matmul_cm_256x64_x16) },
-    [SH_MATMUL_CM_256X64_DBX16] = { SPV(matmul_cm_256x64_dbx16) },
-    [SH_MATMUL_CM_128X128_DB] = { SPV(matmul_cm_128x128_db) },
     [SH_MATMUL_CM_128X128_X16] = { SPV(matmul_cm_128x128_x16) },
-    [SH_MATMUL_CM_128X128_DBX16] = { SPV(matmul_cm_128x128_dbx16) },
-    [SH_MATMUL_CM_128X64_PF] = { SPV(matmul_cm_128x64_pf) },
-    [SH_MATMUL_CM_128X32_PF] = { SPV(matmul_cm_128x32_pf) },
-    [SH_MATMUL_CM_256X32_PF] = { SPV(matmul_cm_256x32_pf) },
-    [SH_MATMUL_CM_256X64_PF] = { SPV(matmul_cm_256x64_pf) },
-    [SH_MATMUL_CM_128X128_PF] = { SPV(matmul_cm_128x128_pf) },
-    [SH_MATMUL_CM_128X64_DG1] = { SPV(matmul_cm_128x64_dg1) },
-    [SH_MATMUL_CM_128X64_DG2] = { SPV(matmul_cm_128x64_dg2) },
-    [SH_MATMUL_CM_256X64_DG1] = { SPV(matmul_cm_256x64_dg1) },
-    [SH_MATMUL_CM_256X64_DG2] = { SPV(matmul_cm_256x64_dg2) },
     [SH_CM_X16] = { SPV(cm_x16) },
     [SH_GET_ROWS] = { SPV(get_rows) },
     [SH_RMS_NORM] = { SPV2(rms_norm) },
@@ -118,12 +73,6 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_ATTN_FLASH_CM] = { SPV(attn_flash_cm) },
     [SH_ATTN_FLASH_CM64] = { SPV(attn_flash_cm_d64) },
     [SH_ATTN_FLASH_CM80] = { SPV(attn_flash_cm_d80) },
-    [SH_ATTN_FLASH_CM_FR] = { SPV(attn_flash_cm_fr) },
-    [SH_ATTN_FLASH_CM_FR64] = { SPV(attn_flash_cm_fr64) },
-    [SH_ATTN_FLASH_CM64_FR] = { SPV(attn_flash_cm_d64_fr) },
-    [SH_ATTN_FLASH_CM64_FR64] = { SPV(attn_flash_cm_d64_fr64) },
-    [SH_ATTN_FLASH_CM80_FR] = { SPV(attn_flash_cm_d80_fr) },
-    [SH_ATTN_FLASH_CM80_FR64] = { SPV(attn_flash_cm_d80_fr64) },
     [SH_MOE_ROUTE] = { SPV2(moe_route) },
     [SH_MOE_PLAN] = { SPV(moe_plan) },
     [SH_MOE_COMBINE] = { SPV(moe_combine) },
@@ -134,6 +83,5 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_MV] = { SPV(mv) },
     [SH_MVQ8] = { SPV(mvq8) },
     [SH_ATTN_DECODE] = { SPV(attn_decode) },
-    [SH_MATVEC_CHAIN] = { SPV(matvec_chain) },
     [SH_ROUTER_CHAIN] = { SPV(router_chain) },
 };

@@ -407,7 +407,7 @@ static void env_list(const char *list, int set) {
 
 /* gemm: the thinker's prefill GEMMs at 512 tokens once per OMNI_BENCH_VARIANTS item ("A=1,B=2;C=0;..." as in
  * model mode; "X=0" stands for the defaults), all on one back-end, so the variants of the tensor-core GEMM
- * (vk_coopmat.c: OMNI_VK_CM_PF, OMNI_VK_CM_SPLIT_WG, OMNI_VK_CM_DIAG, tile shapes) are timed side by side: q|k|v
+ * (vk_coopmat.c: tile shapes OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE, OMNI_VK_CM_X16) are timed side by side: q|k|v
  * [5120 x 2048] and o [2048 x 4096] (accumulating) in bf16 and q8_0, and the grouped MoE (128 experts [768 x 2048],
  * top-8 of 512 tokens, fused gate+up, down) in bf16. Each row: ms per call (mean of 20, after one untimed call that
  * also compiles the variant's pipelines) and TFLOP/s (MoE: of the useful products, 2 x 3 x 512 x 8 x 768 x 2048).
@@ -566,7 +566,7 @@ static int model(const char *config, int n_prompt, int n_gen) {
 }
 
 /* the attention rows once per item of OMNI_BENCH_VARIANTS (as in model mode: switches read per call, e.g.
- * OMNI_VK_ATTN_CM_FRAG=1;OMNI_VK_ATTN_CM_BKV=64), on one back-end; unset: once with the defaults */
+ * OMNI_VK_ATTN_CM_TAU=0;OMNI_VK_ATTN_CM_HPW=2), on one back-end; unset: once with the defaults */
 static void attention_variants(ob_backend *b) {
     const char *vars = getenv("OMNI_BENCH_VARIANTS");
     if (!vars || !*vars) {
