@@ -314,8 +314,10 @@ void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n
     if (hpw != 1 && hpw != 2 && hpw != 4) hpw = 4;
     while (hpw > 1 && grp % hpw) hpw /= 2;
     int tau = env_int("OMNI_VK_ATTN_CM_TAU", 8);
-    uint32_t spec[6] = { hpw, (uint32_t)(tau < 0 ? 0 : tau > 16 ? 16 : tau),
-                         (uint32_t)(env_int("OMNI_VK_ATTN_CM_PREFETCH", 0) != 0), 0, 1, 2 };
+    /* spec[6]: the KV cache's format (1 fp16: its 16-byte words go to the tiles as they are; 0 fp32, converted) */
+    uint32_t spec[7] = { hpw, (uint32_t)(tau < 0 ? 0 : tau > 16 ? 16 : tau),
+                         (uint32_t)(env_int("OMNI_VK_ATTN_CM_PREFETCH", 0) != 0), 0, 1, 2,
+                         (uint32_t)vk_kv16(c, (int)pc->head_dim) };
     uint32_t dp = pc->head_dim <= 64 ? 64 : pc->head_dim <= 80 ? 80 : 128;
     int bkv = env_int("OMNI_VK_ATTN_CM_BKV", 32) == 64 ? 64 : 32;
     int ksplit = env_int("OMNI_VK_ATTN_CM_SPLIT", 1);
@@ -336,7 +338,7 @@ void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n
         spec[2] = 0, spec[3] = fr_env == 2;
         spec[4] = (uint32_t)ksplit, spec[5] = (uint32_t)(split_min < 1 ? 1 : split_min);
     }
-    VkPipeline p = vk_pipeline(c, sh, spec, frag ? 6 : 3);
+    VkPipeline p = vk_pipeline(c, sh, spec, 7);
     if (ksplit <= 1) {
         vk_dispatch(c, p, pc, sizeof *pc, gx, gy, 1, reads, n_reads, write, 1);
         return;
