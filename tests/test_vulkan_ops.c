@@ -619,6 +619,22 @@ typedef struct {
     int heads, kv, hd, n_ctx, pos0, n, causal, window;
 } attn_case;
 
+/* the caches' sizes: fp16 on Vulkan for head dims that are multiples of 8, fp32 otherwise, on the CPU and with
+ * OMNI_VK_KV_F32=1 */
+TEST(vk_kv_cache_bytes) {
+    TV_OPEN(e);
+    CHECK_EQ_INT(ob_kv_cache_bytes(e.vk, 4, 10, 128), 4 * 10 * 128 * 2);
+    CHECK_EQ_INT(ob_kv_cache_bytes(e.vk, 2, 7, 72), 2 * 7 * 72 * 2);
+    CHECK_EQ_INT(ob_kv_cache_bytes(e.vk, 3, 5, 36), 3 * 5 * 36 * 4);
+    CHECK_EQ_INT(ob_kv_cache_bytes(e.cpu, 4, 10, 128), 4 * 10 * 128 * 4);
+    CHECK_EQ_INT(ob_kv_cache_bytes(NULL, 4, 10, 128), 4 * 10 * 128 * 4);
+    tv_close(&e);
+    setenv("OMNI_VK_KV_F32", "1", 1);
+    TV_OPEN(e2);
+    CHECK_EQ_INT(ob_kv_cache_bytes(e2.vk, 4, 10, 128), 4 * 10 * 128 * 4);
+    tv_close(&e2);
+}
+
 /* kv_store + attention against the CPU back-end. With an fp16 cache the new k and v rows are rounded to fp16 on the
  * host first (and the earlier rows start from the same fp16 values, tv_new_cache), so both back-ends hold the same
  * cache: the caches must match exactly and the output to 1e-5 (fp32 sums in another order) with either format;
