@@ -69,7 +69,7 @@
 layout(constant_id = 0) const uint HPW = 1;  // heads per workgroup (of one kv group)
 layout(constant_id = 1) const uint TAU = 8;  // lazy-maximum slack in base-2 units (p <= 2^TAU)
 layout(constant_id = 2) const uint PREFETCH = 0; // 1: the next block's K/V loaded one block ahead
-layout(constant_id = 6) const uint KV16 = 0;     // 1: the caches hold fp16 (head_dim % 8 == 0)
+layout(constant_id = 6) const uint KV16 = 0;     // 1: the caches hold fp16 (head_dim % 8 == 0; default build only)
 #if CM_FRAG != 0
 layout(constant_id = 3) const uint FRAG_ATOMIC = 0; // 1: the row maxima by shared atomics even where quads would do
 layout(constant_id = 4) const uint KSPLIT = 1;      // split keys: at most this many workgroups per query block (1..8)
@@ -350,15 +350,10 @@ void main() {
             uint64_t a = ((uint64_t(g) * pc.n_ctx + uint(kc_) + kj) * DR + d) * 4u;                            \
             bool in_ = e < KC * DW && kj < nk_, in2_ = in_ && d + 4u < DR;                                     \
             in_ = in_ && d < DR;                                                                               \
-            if (KV16 != 0u) {                                                                                  \
-                kw[i] = in_ ? BufUV4(pc.kc + a / 2u).v[0] : uvec4(0);                                          \
-                vw[i] = in_ ? BufUV4(pc.vc + a / 2u).v[0] : uvec4(0);                                          \
-            } else {                                                                                           \
-                kr[2u * i] = in_ ? BufV4(pc.kc + a).v[0] : vec4(0);                                            \
-                kr[2u * i + 1u] = in2_ ? BufV4(pc.kc + a + 16u).v[0] : vec4(0);                                \
-                vr[2u * i] = in_ ? BufV4(pc.vc + a).v[0] : vec4(0);                                            \
-                vr[2u * i + 1u] = in2_ ? BufV4(pc.vc + a + 16u).v[0] : vec4(0);                                \
-            }                                                                                                  \
+            kr[2u * i] = in_ ? BufV4(pc.kc + a).v[0] : vec4(0);                                                \
+            kr[2u * i + 1u] = in2_ ? BufV4(pc.kc + a + 16u).v[0] : vec4(0);                                    \
+            vr[2u * i] = in_ ? BufV4(pc.vc + a).v[0] : vec4(0);                                                \
+            vr[2u * i + 1u] = in2_ ? BufV4(pc.vc + a + 16u).v[0] : vec4(0);                                    \
         }                                                                                                      \
     }
     for (int kb = kbs; kb <= kbe; kb += int(BKV)) {
@@ -368,8 +363,8 @@ void main() {
             [[unroll]] for (uint i = 0; i < KVW; i++) {
                 uint e = t + 128u * i, kj = c * KC + e / DW, w = e % DW;
                 if (e < KC * DW) {
-                    kvs[kj * STRW + w] = KV16 != 0u ? kw[i] : pack8(kr[2u * i], kr[2u * i + 1u]);
-                    kvs[(BKV + kj) * STRW + w] = KV16 != 0u ? vw[i] : pack8(vr[2u * i], vr[2u * i + 1u]);
+                    kvs[kj * STRW + w] = pack8(kr[2u * i], kr[2u * i + 1u]);
+                    kvs[(BKV + kj) * STRW + w] = pack8(vr[2u * i], vr[2u * i + 1u]);
                 }
             }
         }

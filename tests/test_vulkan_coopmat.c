@@ -508,6 +508,7 @@ static void attn_variant_set(const char *sets, unsigned n_dims) {
 
 TEST(vk_coopmat_attention_frag) {
     setenv("OMNI_VK_ATTN_CM", "1", 1);
+    setenv("OMNI_VK_KV_F32", "1", 1); /* these builds read fp32 caches only (vk_coopmat.c) */
     static const char *const vars[] = { "OMNI_VK_ATTN_CM_SMALL", "OMNI_VK_ATTN_CM_HPW", "OMNI_VK_ATTN_CM_TAU",
                                         "OMNI_VK_ATTN_CM_PREFETCH", "OMNI_VK_ATTN_CM_FRAG", "OMNI_VK_ATTN_CM_BKV",
                                         "OMNI_VK_ATTN_CM_SPLIT", "OMNI_VK_ATTN_CM_SPLIT_MIN",
