@@ -54,8 +54,9 @@ typedef struct {
                               theta^(-j/section[s]) (the ViT's 2-D rotary: sections {hd/4, hd/4, 0}, rows = y, x) */
 } ob_rope;
 
-/* Attention over the KV cache. Cache layout per layer: [n_kv_heads][n_ctx][head_dim] fp32 (or f16 if the back-end
- * chooses; the layout is private to the back-end, allocated with kv_alloc). */
+/* Attention over the KV cache. Cache layout per layer: [n_kv_heads][n_ctx][head_dim] elements of fp32, or of fp16
+ * where the back-end says so (ob_kv_cache_bytes: the Vulkan back-end's default); only the back-end's own kv_store,
+ * attention and fused ops read or write a cache. */
 typedef struct {
     int32_t n_heads, n_kv_heads, head_dim;
     float scale;
@@ -86,6 +87,9 @@ typedef struct {
     int (*sync)(ob_backend *b);
     /* Host pointer of a buffer, where the back-end has one (CPU); NULL otherwise. */
     void *(*host_ptr)(ob_backend *b, ob_buf *buf);
+    /* Bytes per element of this back-end's KV caches for heads of head_dim: 4 (fp32) or 2 (fp16). NULL = 4. Callers
+     * size caches with ob_kv_cache_bytes, which asks this. */
+    int (*kv_elem_bytes)(ob_backend *b, int head_dim);
 
     /* ops — shapes in elements; all activations fp32 */
     /* out[i,:] = table[ids[i],:] (ids int32 on the device) */
@@ -193,6 +197,8 @@ ob_backend *ob_vulkan_new(int device, char *err, size_t err_cap);
 
 /* helpers */
 ob_mat ob_mat_make(ob_ptr data, ob_dtype t, int64_t rows, int64_t cols);
+/* bytes of one layer's K (or V) cache of n_kv_heads × n_ctx × head_dim elements on back-end b (NULL: fp32) */
+size_t ob_kv_cache_bytes(ob_backend *b, int n_kv_heads, int n_ctx, int head_dim);
 /* Quantizes fp32 rows into our q8_0 layout in host memory (dst holds rows*cols bytes + rows*cols/32 fp16). */
 void ob_quantize_q8_0(const float *src, int64_t rows, int64_t cols, void *dst);
 /* Stores fp32 values [rows, cols] in dtype t (f32 copy, f16/bf16 rounding, q8_0 quantization) at dst, which holds

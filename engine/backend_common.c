@@ -29,6 +29,11 @@ size_t ob_dtype_bytes(ob_dtype t, int64_t n) {
     return 0;
 }
 
+size_t ob_kv_cache_bytes(ob_backend *b, int n_kv_heads, int n_ctx, int head_dim) {
+    int eb = b && b->ops->kv_elem_bytes ? b->ops->kv_elem_bytes(b, head_dim) : 4;
+    return (size_t)n_kv_heads * (size_t)n_ctx * (size_t)head_dim * (size_t)eb;
+}
+
 ob_mat ob_mat_make(ob_ptr data, ob_dtype t, int64_t rows, int64_t cols) {
     ob_mat m = { data, t, rows, cols, 0 };
     if (t == OB_Q8_0) m.scale_off = (size_t)(rows * cols);

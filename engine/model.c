@@ -733,7 +733,9 @@ void omni_model_get_info(const omni_model *m, omni_model_info *info) {
     info->bytes_bf16 = m->bytes_bf16;
     info->bytes_q8_0 = m->bytes_q8;
     info->weight_bytes = m->weight_bytes;
-    info->kv_bytes_per_token = (int64_t)h->n_layers * 2 * h->n_kv_heads * h->head_dim * 4;
+    /* as the session allocates it: the back-end's element size (fp16 on Vulkan, fp32 on the CPU and without one) */
+    info->kv_bytes_per_token =
+        (int64_t)h->n_layers * 2 * (int64_t)ob_kv_cache_bytes(m->be, h->n_kv_heads, 1, h->head_dim);
     info->backend_name = m->be ? m->be->ops->name : "none";
     info->device_name = m->be ? m->be->ops->device_name(m->be) : "none";
 }

@@ -88,7 +88,7 @@ typedef struct {
     int64_t active_params;       /* thinker parameters used per token */
     int64_t bytes_bf16, bytes_q8_0; /* whole checkpoint's weight bytes stored as BF16 / as Q8_0 (vectors stay BF16) */
     int64_t weight_bytes;        /* bytes of weights this model holds on its back-end now */
-    int64_t kv_bytes_per_token;  /* KV cache bytes per context token */
+    int64_t kv_bytes_per_token;  /* KV cache bytes per context token (fp16 elements on Vulkan, fp32 on the CPU) */
     int32_t audio_token_id, image_token_id, video_token_id; /* placeholder ids (-1 if the model has none) */
     const char *backend_name;
     const char *device_name;

@@ -50,7 +50,7 @@ int omni_session_new(omni_model *m, const omni_session_params *p, omni_session *
         return OMNI_E_ARG;
     }
     ob_backend *be = m->be;
-    size_t kvb = (size_t)h->n_kv_heads * n_ctx * h->head_dim * 4;
+    size_t kvb = ob_kv_cache_bytes(be, h->n_kv_heads, n_ctx, h->head_dim); /* fp32, or fp16 (Vulkan) */
     s->kv = calloc((size_t)h->n_layers * 2, sizeof *s->kv);
     if (!s->kv) goto nomem;
     for (int i = 0; i < h->n_layers * 2; i++)
@@ -83,7 +83,7 @@ int omni_session_new(omni_model *m, const omni_session_params *p, omni_session *
     return 0;
 nomem:
     omni_fail(&m->err, OMNI_E_NOMEM, "cannot allocate a session of %d tokens (KV cache %.1f MiB)", n_ctx,
-              (double)h->n_layers * 2 * h->n_kv_heads * n_ctx * h->head_dim * 4 / 1048576.0);
+              (double)h->n_layers * 2 * (double)kvb / 1048576.0);
     omni_session_free(s);
     return OMNI_E_NOMEM;
 }

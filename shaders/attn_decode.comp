@@ -16,6 +16,10 @@
 // rope, kv_store and attention in sequence (HF Qwen3OmniMoeThinkerTextAttention.forward with past_key_values).
 // No subgroup operations: reductions go through shared memory in a fixed order, so results do not depend on timing
 // or on which workgroup merges.
+// KV16: the caches hold fp16 (vk_ops.c; D a multiple of 8): K rows are read as 16-byte words of 8 halves (each
+// thread of the score pass holds half as many words), V rows as 8-byte words of 4 halves (the value pass keeps one
+// vec4 lane per 4 dims); the new key and value are rounded to fp16 in shared memory before anything uses them, so
+// this token attends to its own key as later tokens will read it from the cache (and as the unfused pair does).
 #define PC_ATTND
 #include "common.glsl"
 
@@ -31,6 +35,7 @@ layout(constant_id = 7) const uint SEC0 = 0;     // mrope sections (all 0: plain
 layout(constant_id = 8) const uint SEC1 = 0;
 layout(constant_id = 9) const uint SEC2 = 0;
 layout(constant_id = 10) const uint INTER = 0;
+layout(constant_id = 11) const uint KV16 = 0;    // 1: the caches hold fp16
 
 // the partials and the counters are exchanged between workgroups of one dispatch: coherent (not cached per SM)
 layout(buffer_reference, std430, buffer_reference_align = 16) coherent buffer PartV4 { vec4 v[]; };
@@ -45,6 +50,8 @@ const uint HR = ROT / 2u;
 const uint NMAX = WG;              // the most chunks per kv head (merge weights are kept in ps[G][NMAX])
 const uint OV = (G * D4 + WG - 1u) / WG;  // output vec4s per thread in the merge
 const uint KPT = (D4 + S - 1u) / S;        // K vec4s per thread in the score pass
+const uint D8 = D / 8u;                    // KV16: 16-byte words of 8 halves per K row
+const uint KPH = (D8 + S - 1u) / S;        // KV16: K words per thread in the score pass
 const uint MB = 16u / OV > 0u ? 16u / OV : 1u;  // chunks per batch of merge loads (16 vec4 in flight per thread)
 
 shared vec4 xs[NH * D4];  // the normalised, rotated heads; after the scores the chunk's output [G][D]
@@ -72,7 +79,11 @@ void main() {
     // past the context end is clamped; the new key's row is not read from memory, masked keys are ignored)
     uint kk = t / S, sp = t % S, jk = j0 + kk;
     vec4 kr[KPT];
-    {
+    uvec4 kh[KPH];  // KV16
+    if (KV16 != 0u) {
+        uint64_t ka = pc.kc + (uint64_t(g) * pc.n_ctx + min(jk, pc.n_ctx - 1u)) * D * 2u;
+        [[unroll]] for (uint i = 0u; i < KPH; i++) kh[i] = sp + i * S < D8 ? BufUV4(ka).v[sp + i * S] : uvec4(0u);
+    } else {
         uint64_t ka = pc.kc + (uint64_t(g) * pc.n_ctx + min(jk, pc.n_ctx - 1u)) * D * 4u;
         [[unroll]] for (uint i = 0u; i < KPT; i++) kr[i] = sp + i * S < D4 ? BufV4(ka).v[sp + i * S] : vec4(0.0f);
     }
@@ -81,7 +92,10 @@ void main() {
     for (uint e = t; e < NH * D; e += WG)
         xset(e, e < G * D ? BufF32(pc.q).v[g * G * D + e] : BufF32(pc.k).v[g * D + e - G * D]);
     if (has_new)
-        for (uint d = t; d < D; d += WG) vn[d >> 2][d & 3u] = BufF32(pc.v).v[g * D + d];
+        for (uint d = t; d < D; d += WG) {
+            float x = BufF32(pc.v).v[g * D + d];
+            vn[d >> 2][d & 3u] = KV16 != 0u ? kv_round(x) : x;
+        }
     for (uint d = t; d < 2u * D; d += WG)
         wn[d] = d < D ? ld_elem(QTYPE, pc.w_q, pc.w_q, d) : ld_elem(KTYPE, pc.w_k, pc.w_k, d - D);
     for (uint j = t; j < HR; j += WG) {  // frequency slot -> position row as in qk_rope_kv.comp / rope.comp
@@ -121,23 +135,36 @@ void main() {
     }
     barrier();
     // normalise and rotate in place: rotation pair (j, j + ROT/2); dims past ROT are only normalised
+    // (KV16: the k head, h = G, as the fp16 cache keeps it)
     for (uint u = t; u < NH * HR; u += WG) {
         uint h = u / HR, j = u % HR, ea = h * D + j, eb = ea + HR;
         float a = (xget(ea) * scl[h]) * wnorm(h, j), b = (xget(eb) * scl[h]) * wnorm(h, j + HR);
-        xset(ea, a * cs[j] - b * sn[j]);
-        xset(eb, b * cs[j] + a * sn[j]);
+        float ra = a * cs[j] - b * sn[j], rb = b * cs[j] + a * sn[j];
+        bool r16 = KV16 != 0u && h == G;
+        xset(ea, r16 ? kv_round(ra) : ra);
+        xset(eb, r16 ? kv_round(rb) : rb);
     }
     if (ROT < D) {
         const uint R = D > ROT ? D - ROT : 1u;
         for (uint u = t; u < NH * R; u += WG) {
             uint h = u / R, e = h * D + ROT + u % R;
-            xset(e, (xget(e) * scl[h]) * wnorm(h, ROT + u % R));
+            float x = (xget(e) * scl[h]) * wnorm(h, ROT + u % R);
+            xset(e, KV16 != 0u && h == G ? kv_round(x) : x);
         }
     }
     barrier();
 
     // ---- 2. the new key and value into the caches ----
-    if (has_new) {
+    if (has_new && KV16 != 0u) {  // (the values are fp16 already: the packing is exact)
+        uint64_t row = (uint64_t(g) * pc.n_ctx + p) * D * 2u;
+        for (uint d8 = t; d8 < D8; d8 += WG) {
+            vec4 k0 = xs[G * D4 + 2u * d8], k1 = xs[G * D4 + 2u * d8 + 1u], v0 = vn[2u * d8], v1 = vn[2u * d8 + 1u];
+            BufU4(pc.kc + row).v[d8] = uvec4(kv_pack2(k0.x, k0.y), kv_pack2(k0.z, k0.w), kv_pack2(k1.x, k1.y),
+                                             kv_pack2(k1.z, k1.w));
+            BufU4(pc.vc + row).v[d8] = uvec4(kv_pack2(v0.x, v0.y), kv_pack2(v0.z, v0.w), kv_pack2(v1.x, v1.y),
+                                             kv_pack2(v1.z, v1.w));
+        }
+    } else if (has_new) {
         uint64_t row = (uint64_t(g) * pc.n_ctx + p) * D * 4u;
         for (uint d4 = t; d4 < D4; d4 += WG) {
             BufV4(pc.kc + row).v[d4] = xs[G * D4 + d4];
@@ -150,11 +177,24 @@ void main() {
         float acc[G];
         [[unroll]] for (uint h = 0u; h < G; h++) acc[h] = 0.0f;
         bool is_new = jk == p;
-        [[unroll]] for (uint i = 0u; i < KPT; i++) {
-            uint d4 = sp + i * S;
-            if (d4 < D4) {
-                vec4 kv = is_new ? xs[G * D4 + d4] : kr[i];  // the new key from shared memory
-                [[unroll]] for (uint h = 0u; h < G; h++) acc[h] += dot(kv, xs[h * D4 + d4]);
+        if (KV16 != 0u) {
+            [[unroll]] for (uint i = 0u; i < KPH; i++) {
+                uint d8 = sp + i * S;
+                if (d8 < D8) {
+                    vec4 k0, k1;
+                    kv_unpack8(kh[i], k0, k1);
+                    if (is_new) k0 = xs[G * D4 + 2u * d8], k1 = xs[G * D4 + 2u * d8 + 1u];
+                    [[unroll]] for (uint h = 0u; h < G; h++)
+                        acc[h] += dot(k0, xs[h * D4 + 2u * d8]) + dot(k1, xs[h * D4 + 2u * d8 + 1u]);
+                }
+            }
+        } else {
+            [[unroll]] for (uint i = 0u; i < KPT; i++) {
+                uint d4 = sp + i * S;
+                if (d4 < D4) {
+                    vec4 kv = is_new ? xs[G * D4 + d4] : kr[i];  // the new key from shared memory
+                    [[unroll]] for (uint h = 0u; h < G; h++) acc[h] += dot(kv, xs[h * D4 + d4]);
+                }
             }
         }
         [[unroll]] for (uint h = 0u; h < G; h++) ps[h * WG + t] = acc[h];
@@ -211,7 +251,14 @@ void main() {
                 uint k2 = kg + i * KG;
                 if (k2 < C) {
                     uint jr = uint(clamp(int(j0 + k2), lo, int(p)));
-                    vec4 vg = BufV4(pc.vc + (uint64_t(g) * pc.n_ctx + min(jr, last_old)) * D * 4u).v[lane];
+                    uint64_t vrow = uint64_t(g) * pc.n_ctx + min(jr, last_old);
+                    vec4 vg;
+                    if (KV16 != 0u) {
+                        uvec2 u = BufU2(pc.vc + vrow * D * 2u).v[lane];
+                        vg = vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
+                    } else {
+                        vg = BufV4(pc.vc + vrow * D * 4u).v[lane];
+                    }
                     vec4 vv = jr == p ? vn[lane] : vg;
                     [[unroll]] for (uint h = 0u; h < G; h++) o[h] += sc[h * C + k2] * vv;
                 }

@@ -4,7 +4,8 @@
 // unnormalised output per query (online softmax: on a new max, old sums and outputs are scaled by e^(m_old-m_new)).
 // Scores: two-dimensional over (query, key) pairs; softmax bookkeeping: one thread per query; output: each thread
 // owns head dims t, t+WG, … for all BQ queries. Masks and GQA as in attn_split.comp.
-// Mirrors the CPU back-end's attention (softmax(q·Kᵀ·scale + mask)·V, fp32).
+// Mirrors the CPU back-end's attention (softmax(q·Kᵀ·scale + mask)·V, fp32). KV16: the caches hold fp16, widened
+// as the blocks are staged.
 #define PC_ATTN
 #include "common.glsl"
 
@@ -13,6 +14,7 @@ layout(constant_id = 0) const uint WG = 128;
 layout(constant_id = 1) const uint DMAX = 128;
 layout(constant_id = 2) const uint BQ = 16;
 layout(constant_id = 3) const uint BKV = 16;
+layout(constant_id = 4) const uint KV16 = 0;  // 1: the caches hold fp16
 const uint DPT = (DMAX + WG - 1) / WG;  // head dims per thread
 // Queries and keys as vec4 rows of DMAX/4 + 1 vectors (zero beyond head_dim): the score loop reads 16 bytes at a
 // time, and the extra vector per row puts the rows that a quarter-warp reads at once in different banks (with a
@@ -55,8 +57,8 @@ void main() {
             uint kj = e / DMAX, d = e % DMAX;
             bool inside = kj < nk && d < hd;
             uint64_t a = (uint64_t(g) * pc.n_ctx + uint(kb) + kj) * hd + d;
-            ks4[kj * D4 + d / 4u][d % 4u] = inside ? BufF32(pc.kc + a * 4u).v[0] : 0.0f;
-            vs[kj * DMAX + d] = inside ? BufF32(pc.vc + a * 4u).v[0] : 0.0f;
+            ks4[kj * D4 + d / 4u][d % 4u] = inside ? ld_kv(KV16 != 0u, pc.kc, a) : 0.0f;
+            vs[kj * DMAX + d] = inside ? ld_kv(KV16 != 0u, pc.vc, a) : 0.0f;
         }
         barrier();
         for (uint e = t; e < BQ * BKV; e += WG) {

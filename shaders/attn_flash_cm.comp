@@ -19,7 +19,8 @@
 // 16-byte words of 8 halves. Fragment arrays are indexed with constants only (unrolled loops, the output written
 // per pair): an array indexed at run time anywhere stays in local memory on the NVIDIA driver (as O did in the
 // first version of this kernel: pp512 0.087 -> 0.074 ms once it was in registers).
-// Masks (causal, sliding window) and GQA as in attn_split.comp; q, k, v, out are fp32 in memory.
+// Masks (causal, sliding window) and GQA as in attn_split.comp; q, out are fp32 in memory, the caches fp32 or
+// (KV16) fp16, whose 16-byte words of 8 halves go to the tiles as they are.
 // Head dims: built once per padded size HD_PAD (shaders.mk: 128, and 64 / 80 as attn_flash_cm_d64 / _d80 for the
 // audio (64) and vision (72) encoders; fixed sizes, as specialization-constant array sizes make the NVIDIA compiler
 // take minutes): the real pc.head_dim (a multiple of 4, at most HD_PAD) addresses memory, and the dims past it are
@@ -45,6 +46,7 @@
 #endif
 layout(constant_id = 0) const uint HPW = 1;  // heads per workgroup (of one kv group)
 layout(constant_id = 1) const uint TAU = 8;  // lazy-maximum slack in base-2 units (p <= 2^TAU)
+layout(constant_id = 2) const uint KV16 = 0;  // 1: the caches hold fp16 (head_dim % 8 == 0)
 const uint D = HD_PAD, BKV = 32;
 const uint NF = D / 16u;            // 16-wide fragments across the head
 const uint DW = D / 8u;             // 16-byte words (8 halves) per tile row
@@ -125,6 +127,7 @@ void main() {
     [[unroll]] for (uint i = 0; i < NF; i++) of[i] = FRAG32(0.0f);
 
     vec4 kr[2u * KVW], vr[2u * KVW];
+    uvec4 kw[KVW], vw[KVW]; // KV16: the words as loaded
 #define LOAD_KV(kb_)                                                                                           \
     {                                                                                                          \
         uint nk_ = min(BKV, n_keys - uint(kb_));                                                               \
@@ -133,10 +136,15 @@ void main() {
             uint64_t a = ((uint64_t(g) * pc.n_ctx + uint(kb_) + kj) * DR + d) * 4u;                            \
             bool in_ = e < BKV * DW && kj < nk_, in2_ = in_ && d + 4u < DR;                                    \
             in_ = in_ && d < DR;                                                                               \
-            kr[2u * i] = in_ ? BufV4(pc.kc + a).v[0] : vec4(0);                                                \
-            kr[2u * i + 1u] = in2_ ? BufV4(pc.kc + a + 16u).v[0] : vec4(0);                                    \
-            vr[2u * i] = in_ ? BufV4(pc.vc + a).v[0] : vec4(0);                                                \
-            vr[2u * i + 1u] = in2_ ? BufV4(pc.vc + a + 16u).v[0] : vec4(0);                                    \
+            if (KV16 != 0u) {                                                                                  \
+                kw[i] = in_ ? BufUV4(pc.kc + a / 2u).v[0] : uvec4(0);                                          \
+                vw[i] = in_ ? BufUV4(pc.vc + a / 2u).v[0] : uvec4(0);                                          \
+            } else {                                                                                           \
+                kr[2u * i] = in_ ? BufV4(pc.kc + a).v[0] : vec4(0);                                            \
+                kr[2u * i + 1u] = in2_ ? BufV4(pc.kc + a + 16u).v[0] : vec4(0);                                \
+                vr[2u * i] = in_ ? BufV4(pc.vc + a).v[0] : vec4(0);                                            \
+                vr[2u * i + 1u] = in2_ ? BufV4(pc.vc + a + 16u).v[0] : vec4(0);                                \
+            }                                                                                                  \
         }                                                                                                      \
     }
     for (int kb = kb0; kb <= hi_all; kb += int(BKV)) {
@@ -145,8 +153,8 @@ void main() {
         [[unroll]] for (uint i = 0; i < KVW; i++) {
             uint e = t + 128u * i, kj = e / DW, w = e % DW;
             if (e < BKV * DW) {
-                kvs[kj * STRW + w] = pack8(kr[2u * i], kr[2u * i + 1u]);
-                kvs[(BKV + kj) * STRW + w] = pack8(vr[2u * i], vr[2u * i + 1u]);
+                kvs[kj * STRW + w] = KV16 != 0u ? kw[i] : pack8(kr[2u * i], kr[2u * i + 1u]);
+                kvs[(BKV + kj) * STRW + w] = KV16 != 0u ? vw[i] : pack8(vr[2u * i], vr[2u * i + 1u]);
             }
         }
         barrier();

@@ -5,12 +5,15 @@
 // (part[h][i][s][0..hd) = Σ_j e^(s_j - m)·v_j, [hd] = m, [hd+1] = Σ_j e^(s_j - m)); attn_combine.comp merges chunks.
 // Mask: key j is seen by query position p when j <= p (causal) and j > p - window (window > 0); GQA maps head h to
 // kv head h / (n_heads / n_kv). Mirrors the CPU back-end's attention (softmax(q·Kᵀ·scale + mask)·V, fp32).
+// KV16: the caches hold fp16 (head_dim a multiple of 8): key rows read as 16-byte words of 8 halves, values one
+// half at a time from their 32-bit words; all arithmetic stays fp32.
 #define PC_ATTN
 #include "common.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
 layout(constant_id = 1) const uint DMAX = 128;
+layout(constant_id = 2) const uint KV16 = 0;  // 1: the caches hold fp16
 
 #include "reduce.glsl"
 
@@ -29,9 +32,16 @@ void main() {
     uint j = s * WG + t;
     float score = uintBitsToFloat(0xff800000u);  // -inf: masked or past the end
     if (int(j) >= lo && int(j) <= hi) {
-        uint64_t ka = pc.kc + (uint64_t(g) * pc.n_ctx + j) * hd * 4u;
+        uint64_t ka = pc.kc + (uint64_t(g) * pc.n_ctx + j) * hd * (KV16 != 0u ? 2u : 4u);
         float acc = 0.0f;
-        if ((hd & 3u) == 0u) {
+        if (KV16 != 0u) {
+            for (uint d = 0; d < hd; d += 8) {
+                vec4 k0, k1;
+                kv_unpack8(BufUV4(ka + d * 2u).v[0], k0, k1);
+                acc += dot(k0, vec4(qs[d], qs[d + 1], qs[d + 2], qs[d + 3])) +
+                       dot(k1, vec4(qs[d + 4], qs[d + 5], qs[d + 6], qs[d + 7]));
+            }
+        } else if ((hd & 3u) == 0u) {
             for (uint d = 0; d < hd; d += 4)
                 acc += dot(BufV4(ka + d * 4u).v[0], vec4(qs[d], qs[d + 1], qs[d + 2], qs[d + 3]));
         } else {
@@ -48,9 +58,9 @@ void main() {
     uint64_t po = pc.part + (uint64_t(h * pc.n + i) * pc.n_split + s) * (hd + 2u) * 4u;
     for (uint d = t; d < hd; d += WG) {
         float o = 0.0f;
-        uint64_t va = pc.vc + (uint64_t(g) * pc.n_ctx + first) * hd * 4u + d * 4u;
+        uint64_t ve = (uint64_t(g) * pc.n_ctx + first) * hd + d;  // element index
         for (uint jj = 0; jj < cnt; jj++)
-            if (ps[jj] != 0.0f) o += ps[jj] * BufF32(va + uint64_t(jj) * hd * 4u).v[0];
+            if (ps[jj] != 0.0f) o += ps[jj] * ld_kv(KV16 != 0u, pc.vc, ve + uint64_t(jj) * hd);
         BufF32(po).v[d] = o;
     }
     if (t == 0) {

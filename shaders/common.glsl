@@ -17,6 +17,8 @@ layout(buffer_reference, std430, buffer_reference_align = 4) buffer BufU32 { uin
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufV4 { vec4 v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer BufUV4 { uvec4 v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer BufU64 { uint64_t v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufU4 { uvec4 v[]; };  // writable 16-byte words
+layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer BufU2 { uvec2 v[]; };
 
 // ---- weight elements ------------------------------------------------------------------------------------------
 // 16-bit and 8-bit values are read from the aligned 32-bit word that holds them, so no 8/16-bit storage feature
@@ -31,6 +33,22 @@ int ld_i8(uint64_t a) {
 }
 float f16_bits(uint h) { return unpackHalf2x16(h).x; }
 float bf16_bits(uint h) { return uintBitsToFloat(h << 16); }
+
+// ---- the KV cache: fp32, or fp16 (IEEE half, see vk_ops.c) ---------------------------------------------------
+// Cached values (post-k_norm/RoPE keys, values) are far inside fp16's range; a store clamps to ±65504 anyway, so an
+// outlier becomes the largest finite half instead of inf. Two values as one 32-bit word of halves (x low):
+uint kv_pack2(float x, float y) { return packHalf2x16(clamp(vec2(x, y), vec2(-65504.0f), vec2(65504.0f))); }
+// x as the fp16 cache keeps it (what a later read of the stored value gives)
+float kv_round(float x) { return unpackHalf2x16(kv_pack2(x, 0.0f)).x; }
+// element e of a cache at base: fp16 (f16 = true) or fp32
+float ld_kv(bool f16, uint64_t base, uint64_t e) {
+    return f16 ? f16_bits(ld_u16(base + e * 2u)) : uintBitsToFloat(BufU32(base + e * 4u).v[0]);
+}
+// 8 halves of a 16-byte word as two vec4 (elements 0..3, 4..7)
+void kv_unpack8(uvec4 u, out vec4 a, out vec4 b) {
+    a = vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
+    b = vec4(unpackHalf2x16(u.z), unpackHalf2x16(u.w));
+}
 
 // bytes of one row of `cols` elements
 uint64_t row_bytes(uint wt, uint cols) {

@@ -6,7 +6,8 @@
 // y = (x * scale) * w with scale = 1/sqrt(mean(x²) + eps), angle = pos·inv_freq, sin/cos from sincos_acc.
 // Mirrors the CPU back-end's qk_norm_rope_kv (= its rms_norm, rope and kv_store in sequence) and HF
 // Qwen3OmniMoeThinkerTextAttention.forward (q_norm/k_norm, apply_rotary_pos_emb with interleaved MRoPE,
-// past_key_values.update).
+// past_key_values.update). KV16: the caches hold fp16; the k head is staged rotated in shared memory and written
+// (with v) a word of two halves per thread (kv_pack2).
 #define PC_QKROPE
 #include "common.glsl"
 
@@ -14,6 +15,7 @@ layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 64;
 layout(constant_id = 1) const uint QTYPE = 0;  // weight type of w_q (f32, f16, bf16)
 layout(constant_id = 2) const uint KTYPE = 0;  // weight type of w_k
+layout(constant_id = 3) const uint KV16 = 0;   // 1: the caches hold fp16 (head_dim even)
 
 #include "reduce.glsl"
 
@@ -58,16 +60,27 @@ void main() {
         float ra = a * c - b * s, rb = b * c + a * s;
         x.v[j] = ra;
         x.v[j + half_rot] = rb;
-        if (is_k) {
+        if (is_k && KV16 != 0u) {  // (this thread alone touches the pair)
+            xs[j] = ra;
+            xs[j + half_rot] = rb;
+        } else if (is_k) {
             BufF32(pc.kc + ca).v[j] = ra;
             BufF32(pc.kc + ca).v[j + half_rot] = rb;
         }
     }
     for (uint d = pc.rot_dim + t; d < hd; d += WG) {
         x.v[d] = xs[d];
-        if (is_k) BufF32(pc.kc + ca).v[d] = xs[d];
+        if (is_k && KV16 == 0u) BufF32(pc.kc + ca).v[d] = xs[d];
     }
-    if (is_k) {
+    if (is_k && KV16 != 0u) {  // (is_k is uniform per workgroup)
+        barrier();
+        uint64_t ch = ca / 2u;  // the row's byte offset in halves
+        BufF32 v = BufF32(pc.v + (uint64_t(i) * pc.n_kv + h) * hd * 4u);
+        for (uint w = t; w < hd / 2u; w += WG) {
+            BufU32(pc.kc + ch).v[w] = kv_pack2(xs[2u * w], xs[2u * w + 1u]);
+            BufU32(pc.vc + ch).v[w] = kv_pack2(v.v[2u * w], v.v[2u * w + 1u]);
+        }
+    } else if (is_k) {
         BufF32 v = BufF32(pc.v + (uint64_t(i) * pc.n_kv + h) * hd * 4u);
         for (uint d = t; d < hd; d += WG) BufF32(pc.vc + ca).v[d] = v.v[d];
     }

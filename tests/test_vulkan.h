@@ -104,6 +104,67 @@ static inline double tv_rel_err(tv_env *e, tv_buf t, size_t off, size_t n) {
     return err;
 }
 
+/* ---- KV caches: fp32 on the CPU; on Vulkan fp16 for head dims that are multiples of 8 (fp32 with OMNI_VK_KV_F32=1
+ * or other head dims; ob_kv_cache_bytes tells) ---- */
+
+/* 1 when the Vulkan back-end keeps caches of heads of head_dim in fp16 */
+static inline int tv_kv16(tv_env *e, int head_dim) {
+    return ob_kv_cache_bytes(e->vk, 1, 1, head_dim) == (size_t)head_dim * 2;
+}
+
+/* x rounded to fp16 and back, in place (round to nearest even: what the kernels' stores do) */
+static inline void tv_round_f16(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = omni_f16_to_f32(omni_f32_to_f16(x[i]));
+}
+
+/* a cache of n elements (heads of head_dim) on both back-ends holding x: fp32 on the CPU, the Vulkan back-end's
+ * format there. Where that is fp16, x is first rounded to fp16 in place, so that both hold the same values. */
+static inline tv_buf tv_new_cache(tv_env *e, float *x, size_t n, int head_dim) {
+    int h = tv_kv16(e, head_dim);
+    tv_buf t = { e->vk->ops->alloc(e->vk, n * (h ? 2 : 4)), e->cpu->ops->alloc(e->cpu, n * 4), n * 4 };
+    if (h) tv_round_f16(x, n);
+    uint16_t *x16 = h ? malloc(n * 2) : NULL;
+    for (size_t i = 0; x16 && i < n; i++) x16[i] = omni_f32_to_f16(x[i]);
+    if (t.v && t.c && (x16 || !h)) {
+        e->vk->ops->upload(e->vk, t.v, 0, h ? (const void *)x16 : (const void *)x, n * (h ? 2 : 4));
+        e->cpu->ops->upload(e->cpu, t.c, 0, x, n * 4);
+    }
+    free(x16);
+    return t;
+}
+
+/* a cache's n elements as fp32 (vk = 1: the Vulkan copy, widened from fp16 where it is that; 0: the CPU copy) into
+ * out; 0 on success */
+static inline int tv_cache_get(tv_env *e, tv_buf t, size_t n, int head_dim, int vk, float *out) {
+    if (!vk) return e->cpu->ops->download(e->cpu, t.c, 0, out, n * 4);
+    if (!tv_kv16(e, head_dim)) return e->vk->ops->download(e->vk, t.v, 0, out, n * 4);
+    uint16_t *x16 = malloc(n * 2 + 2);
+    int rc = x16 ? e->vk->ops->download(e->vk, t.v, 0, x16, n * 2) : -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) out[i] = omni_f16_to_f32(x16[i]);
+    free(x16);
+    return rc;
+}
+
+/* max |vk - cpu| / max |cpu| over a cache of n elements (the Vulkan one widened from fp16 where it is that); -1 on
+ * download error */
+static inline double tv_cache_err(tv_env *e, tv_buf t, size_t n, int head_dim) {
+    float *a = malloc(n * 4), *b = malloc(n * 4);
+    double err = -1;
+    if (a && b && tv_cache_get(e, t, n, head_dim, 1, a) == 0 && tv_cache_get(e, t, n, head_dim, 0, b) == 0) {
+        double md = 0, mr = 0;
+        int nan = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (a[i] != a[i]) nan = 1;
+            md = fmax(md, fabs((double)a[i] - b[i]));
+            mr = fmax(mr, fabs((double)b[i]));
+        }
+        err = nan ? 1e30 : mr > 0 ? md / mr : md;
+    }
+    free(a);
+    free(b);
+    return err;
+}
+
 static inline void tv_rand(omni_rng *r, float *x, size_t n, float scale) {
     for (size_t i = 0; i < n; i++) x[i] = (omni_rng_uniform(r) * 2.0f - 1.0f) * scale;
 }

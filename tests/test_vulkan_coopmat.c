@@ -364,7 +364,10 @@ static void attn_cases(tv_env *ep, double tol, int hd) {
         tv_rand(&r, k, kv_n, 1.0f);
         tv_rand(&r, v, kv_n, 1.0f);
         tv_rand(&r, q, q_n, 2.0f);
-        tv_buf KC = tv_new(&e, cache, cache_n * 4, 0), VC = tv_new(&e, cache, cache_n * 4, 0),
+        /* an fp16 cache (the Vulkan default for these head dims): k and v rounded to fp16 on the host, so both
+         * back-ends attend over the same values (the tensor-core kernel rounds them to fp16 either way) */
+        if (tv_kv16(&e, hd)) tv_round_f16(k, kv_n), tv_round_f16(v, kv_n);
+        tv_buf KC = tv_new_cache(&e, cache, cache_n, hd), VC = tv_new_cache(&e, cache, cache_n, hd),
                K = tv_new(&e, k, kv_n * 4, 0), V = tv_new(&e, v, kv_n * 4, 0), Q = tv_new(&e, q, q_n * 4, 0),
                O = tv_new(&e, NULL, q_n * 4, 0);
         e.vk->ops->kv_store(e.vk, tv_pv(KC, 0), tv_pv(VC, 0), c.n_ctx, tv_pv(K, 0), tv_pv(V, 0), c.pos0, c.n, &a);
@@ -415,6 +418,7 @@ TEST(vk_coopmat_attention) {
     attn_variant("OMNI_VK_ATTN_CM_TAU", "0", 1);
     attn_variant("OMNI_VK_ATTN_CM_HPW", "1", 0);
     attn_variant("OMNI_VK_ATTN_CM_HPW", "2", 0);
+    attn_variant("OMNI_VK_KV_F32", "1", 1); /* fp32 caches, converted as the blocks are staged */
 }
 
 TEST(vk_coopmat_attention_off) {

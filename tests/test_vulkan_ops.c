@@ -260,8 +260,13 @@ TEST(vk_rope_variants) {
 
 /* qk_norm_rope_kv on the Vulkan back-end (fused kernel, or its fallback for q8 norms) against the CPU back-end's
  * (the unfused sequence rms_norm ×2, rope ×2, kv_store): q, k and both caches. Tolerance 1e-5 (a normalisation and
- * a rotation; the cache rows the op does not write stay exactly as they were). */
-TEST(vk_qk_norm_rope_kv) {
+ * a rotation; the cache rows the op does not write stay exactly as they were). With an fp16 cache (the Vulkan
+ * default for these head dims; the rows not written start from the same fp16 values on both sides) the new rows
+ * are rounded to fp16: |x16 - x| <= 2^-11 |x| (round to nearest; also for subnormal halves relative to the largest
+ * value, which is what the error measures), so the v cache (a copy) must be within 2^-11 and the k cache within
+ * 2^-11 + 1e-5 (its fp32 value may differ by 1e-5 before rounding). */
+#define KV16_U 0x1p-11
+static void qk_rope_kv_cases(void) {
     TV_OPEN(e);
     omni_rng r = { 23 };
     struct {
@@ -291,7 +296,7 @@ TEST(vk_qk_norm_rope_kv) {
         size_t wqb, wkb;
         void *wq = tv_weights(&r, cases[ci].wt, 1, D, &wqb), *wk = tv_weights(&r, cases[ci].wt, 1, D, &wkb);
         tv_buf Q = tv_new(&e, q, qn * 4, 0), K = tv_new(&e, k, kn * 4, 0), V = tv_new(&e, v, kn * 4, 0),
-               KC = tv_new(&e, cache, cn * 4, 0), VC = tv_new(&e, cache, cn * 4, 0),
+               KC = tv_new_cache(&e, cache, cn, D), VC = tv_new_cache(&e, cache, cn, D),
                P = tv_new(&e, pos, (size_t)3 * n * 4, 0), WQ = tv_new(&e, wq, wqb, 0), WK = tv_new(&e, wk, wkb, 0);
         ob_mat qv = ob_mat_make(tv_pv(WQ, 0), cases[ci].wt, 1, D), qc = ob_mat_make(tv_pc(WQ, 0), cases[ci].wt, 1, D),
                kv = ob_mat_make(tv_pv(WK, 0), cases[ci].wt, 1, D), kc = ob_mat_make(tv_pc(WK, 0), cases[ci].wt, 1, D);
@@ -299,16 +304,23 @@ TEST(vk_qk_norm_rope_kv) {
                                    tv_pv(KC, 0), tv_pv(VC, 0), n_ctx, cases[ci].pos0, n, &a);
         e.cpu->ops->qk_norm_rope_kv(e.cpu, tv_pc(Q, 0), tv_pc(K, 0), tv_pc(V, 0), &qc, &kc, 1e-6f, tv_pc(P, 0),
                                     &rope, tv_pc(KC, 0), tv_pc(VC, 0), n_ctx, cases[ci].pos0, n, &a);
-        double eq = tv_rel_err(&e, Q, 0, qn), ek = tv_rel_err(&e, K, 0, kn), ekc = tv_rel_err(&e, KC, 0, cn),
-               evc = tv_rel_err(&e, VC, 0, cn);
-        if (!(eq >= 0 && eq <= 1e-5 && ek >= 0 && ek <= 1e-5 && ekc >= 0 && ekc <= 1e-5 && evc == 0))
-            th_fail(__FILE__, __LINE__, "qk_norm_rope_kv case %u: q %g k %g k cache %g v cache %g", ci, eq, ek, ekc,
-                    evc);
+        double eq = tv_rel_err(&e, Q, 0, qn), ek = tv_rel_err(&e, K, 0, kn), ekc = tv_cache_err(&e, KC, cn, D),
+               evc = tv_cache_err(&e, VC, cn, D), u = tv_kv16(&e, D) ? KV16_U : 0;
+        if (!(eq >= 0 && eq <= 1e-5 && ek >= 0 && ek <= 1e-5 && ekc >= 0 && ekc <= u + 1e-5 && evc >= 0 && evc <= u))
+            th_fail(__FILE__, __LINE__, "qk_norm_rope_kv case %u: q %g k %g k cache %g v cache %g (cache %s)", ci, eq,
+                    ek, ekc, evc, u > 0 ? "fp16" : "fp32");
         tv_free(&e, &Q), tv_free(&e, &K), tv_free(&e, &V), tv_free(&e, &KC), tv_free(&e, &VC), tv_free(&e, &P);
         tv_free(&e, &WQ), tv_free(&e, &WK);
         free(q), free(k), free(v), free(cache), free(pos), free(wq), free(wk);
     }
     tv_close(&e);
+}
+
+TEST(vk_qk_norm_rope_kv) { qk_rope_kv_cases(); }
+/* the fp32 cache (OMNI_VK_KV_F32=1): exact copies again */
+TEST(vk_qk_norm_rope_kv_kv32) {
+    setenv("OMNI_VK_KV_F32", "1", 1);
+    qk_rope_kv_cases();
 }
 
 /* norm_matvec (RMSNorm fused into the matrix-vector kernel, or the unfused pair where the kernel does not apply)
@@ -478,12 +490,46 @@ TEST(vk_matmul_norm_route) {
  * caches, over head_dim 64/80/128/256, GQA ratios 1, 2, 8, depths 0, 1, 37, 300 and past many chunks, sliding
  * windows, and `steps` consecutive tokens (the per-kv-head merge counters must be back at zero for each). Cache rows
  * not yet written hold random values. Tolerance 1e-5 relative (fp32 dot products and sums in another order, own
- * exp/sin/cos); the v cache is a copy and must match exactly. */
+ * exp/sin/cos); the v cache is a copy and must match exactly.
+ * With an fp16 cache (the Vulkan default for these head dims) both sides start from the same fp16 values, and the
+ * Vulkan side rounds each new k and v row (k after norm and RoPE) to fp16, relative error u = 2^-11 per element;
+ * the caches are checked as in vk_qk_norm_rope_kv. The output then differs from the CPU's fp32 result by at most
+ * (kv16_bound):
+ *   scores s_j = scale·q·k_j move by |δ_j| <= u·scale·Σ_d |q_d k_jd| <= u·S (S the largest such sum over the
+ *   visible keys and the q heads of this query), so p = softmax(s) becomes p' with e^(-2uS) <= p'_j / p_j <=
+ *   e^(2uS), i.e. |p'_j - p_j| <= p_j·(e^(2uS) - 1); with |v'_j - v_j| <= u·|v_j| <= u·V (V = max |v| visible),
+ *   |o' - o| <= Σ_j |p'_j - p_j|·|v_j| + Σ_j p'_j·|v'_j - v_j| <= V·(e^(2uS) - 1 + u),
+ * taken relative to max |o| (the error measure) plus the fp32 allowance 1e-5. q, k and v here are those of the CPU
+ * (after its norm and rotation). */
 typedef struct {
     int hq, hkv, hd, rot, n_ctx, pos0, steps, window, n;
     ob_dtype wt;
 } decode_case;
 
+/* the fp16-cache bound above for n queries at pos0.. (q [n][hq][hd], caches [hkv][n_ctx][hd] fp32, out the
+ * reference output [n][hq][hd]), relative to max |out| */
+static double kv16_bound(const float *q, const float *kc, const float *vc, const float *out, int n, int hq, int hkv,
+                         int hd, int n_ctx, int pos0, int window, float scale) {
+    double S = 0, V = 0, O = 0;
+    for (int i = 0; i < n; i++) {
+        int p = pos0 + i, lo = window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+        for (int h = 0; h < hq; h++) {
+            int g = h / (hq / hkv);
+            const float *qh = q + ((size_t)i * hq + h) * hd;
+            for (int j = lo; j <= p; j++) {
+                const float *kj = kc + ((size_t)g * n_ctx + j) * hd, *vj = vc + ((size_t)g * n_ctx + j) * hd;
+                double sj = 0;
+                for (int d = 0; d < hd; d++) {
+                    sj += fabs((double)qh[d] * kj[d]);
+                    V = fmax(V, fabs((double)vj[d]));
+                }
+                S = fmax(S, sj * scale);
+            }
+            for (int d = 0; d < hd; d++) O = fmax(O, fabs((double)out[((size_t)i * hq + h) * hd + d]));
+        }
+    }
+    return V * (expm1(2 * KV16_U * S) + KV16_U) / (O > 0 ? O : 1) + 1e-5;
+}
 static void decode_attn_sweep(const char *chunk, unsigned case_mask) {
     if (chunk) setenv("OMNI_VK_ATTN_CHUNK", chunk, 1);
     else unsetenv("OMNI_VK_ATTN_CHUNK");
@@ -513,7 +559,10 @@ static void decode_attn_sweep(const char *chunk, unsigned case_mask) {
         tv_rand(&r, cache, cn, 1.0f);
         size_t wqb, wkb;
         void *wq = tv_weights(&r, dc.wt, 1, D, &wqb), *wk = tv_weights(&r, dc.wt, 1, D, &wkb);
-        tv_buf KC = tv_new(&e, cache, cn * 4, 0), VC = tv_new(&e, cache, cn * 4, 0), WQ = tv_new(&e, wq, wqb, 0),
+        int kv16 = tv_kv16(&e, D);
+        float *hq = kv16 ? malloc(qn * 4) : NULL, *hk = kv16 ? malloc(cn * 4) : NULL,
+              *hv = kv16 ? malloc(cn * 4) : NULL, *ho = kv16 ? malloc(qn * 4) : NULL;
+        tv_buf KC = tv_new_cache(&e, cache, cn, D), VC = tv_new_cache(&e, cache, cn, D), WQ = tv_new(&e, wq, wqb, 0),
                WK = tv_new(&e, wk, wkb, 0), O = tv_new(&e, NULL, qn * 4, 0);
         ob_mat qv = ob_mat_make(tv_pv(WQ, 0), dc.wt, 1, D), qc = ob_mat_make(tv_pc(WQ, 0), dc.wt, 1, D),
                kv = ob_mat_make(tv_pv(WK, 0), dc.wt, 1, D), kc = ob_mat_make(tv_pc(WK, 0), dc.wt, 1, D);
@@ -531,14 +580,25 @@ static void decode_attn_sweep(const char *chunk, unsigned case_mask) {
             e.cpu->ops->qk_norm_rope_kv_attention(e.cpu, tv_pc(Q, 0), tv_pc(K, 0), tv_pc(V, 0), &qc, &kc, 1e-6f,
                                                   tv_pc(P, 0), &rope, tv_pc(KC, 0), tv_pc(VC, 0), n_ctx, pos0, n, &a,
                                                   tv_pc(O, 0));
-            double eo = tv_rel_err(&e, O, 0, qn), ekc = tv_rel_err(&e, KC, 0, cn), evc = tv_rel_err(&e, VC, 0, cn);
-            if (!(eo >= 0 && eo <= 1e-5 && ekc >= 0 && ekc <= 1e-5 && evc == 0))
-                th_fail(__FILE__, __LINE__, "qk_norm_rope_kv_attention (chunk %s) case %u step %d: out %g k cache %g "
-                        "v cache %g", chunk ? chunk : "auto", ci, st, eo, ekc, evc);
+            double eo = tv_rel_err(&e, O, 0, qn), ekc = tv_cache_err(&e, KC, cn, D), evc = tv_cache_err(&e, VC, cn, D);
+            double tol = 1e-5, u = 0;
+            if (kv16) { /* the CPU's rotated q (its op leaves it in place), caches and output */
+                u = KV16_U, tol = -1;
+                if (hq && hk && hv && ho && e.cpu->ops->download(e.cpu, Q.c, 0, hq, qn * 4) == 0 &&
+                    tv_cache_get(&e, KC, cn, D, 0, hk) == 0 && tv_cache_get(&e, VC, cn, D, 0, hv) == 0 &&
+                    e.cpu->ops->download(e.cpu, O.c, 0, ho, qn * 4) == 0)
+                    tol = kv16_bound(hq, hk, hv, ho, n, Hq, Hkv, D, n_ctx, pos0, dc.window, a.scale);
+                printf("    case %u step %d (fp16 cache): out %.3g (bound %.3g), k cache %.3g, v cache %.3g\n", ci, st,
+                       eo, tol, ekc, evc);
+            }
+            if (!(eo >= 0 && eo <= tol && ekc >= 0 && ekc <= u + 1e-5 && evc >= 0 && evc <= u))
+                th_fail(__FILE__, __LINE__, "qk_norm_rope_kv_attention (chunk %s) case %u step %d: out %g (tol %g) k "
+                        "cache %g v cache %g", chunk ? chunk : "auto", ci, st, eo, tol, ekc, evc);
             tv_free(&e, &Q), tv_free(&e, &K), tv_free(&e, &V), tv_free(&e, &P);
         }
         tv_free(&e, &KC), tv_free(&e, &VC), tv_free(&e, &WQ), tv_free(&e, &WK), tv_free(&e, &O);
         free(q), free(k), free(v), free(cache), free(pos), free(wq), free(wk);
+        free(hq), free(hk), free(hv), free(ho);
     }
     tv_close(&e);
 }
@@ -547,6 +607,11 @@ TEST(vk_qk_norm_rope_kv_attention) { decode_attn_sweep(NULL, ~0u); }
 /* the other chunk sizes (each a pipeline that lavapipe compiles slowly: a few cases only) */
 TEST(vk_qk_norm_rope_kv_attention_chunk32) { decode_attn_sweep("32", 1u << 2 | 1u << 4); }
 TEST(vk_qk_norm_rope_kv_attention_chunk128) { decode_attn_sweep("128", 1u << 3); }
+/* the fp32 cache (OMNI_VK_KV_F32=1): the 1e-5 tolerance and exact v copies again */
+TEST(vk_qk_norm_rope_kv_attention_kv32) {
+    setenv("OMNI_VK_KV_F32", "1", 1);
+    decode_attn_sweep(NULL, ~0u);
+}
 
 /* ---- attention --------------------------------------------------------------------------------------------------- */
 
@@ -554,6 +619,26 @@ typedef struct {
     int heads, kv, hd, n_ctx, pos0, n, causal, window;
 } attn_case;
 
+/* the caches' sizes: fp16 on Vulkan for head dims that are multiples of 8, fp32 otherwise, on the CPU and with
+ * OMNI_VK_KV_F32=1 */
+TEST(vk_kv_cache_bytes) {
+    TV_OPEN(e);
+    CHECK_EQ_INT(ob_kv_cache_bytes(e.vk, 4, 10, 128), 4 * 10 * 128 * 2);
+    CHECK_EQ_INT(ob_kv_cache_bytes(e.vk, 2, 7, 72), 2 * 7 * 72 * 2);
+    CHECK_EQ_INT(ob_kv_cache_bytes(e.vk, 3, 5, 36), 3 * 5 * 36 * 4);
+    CHECK_EQ_INT(ob_kv_cache_bytes(e.cpu, 4, 10, 128), 4 * 10 * 128 * 4);
+    CHECK_EQ_INT(ob_kv_cache_bytes(NULL, 4, 10, 128), 4 * 10 * 128 * 4);
+    tv_close(&e);
+    setenv("OMNI_VK_KV_F32", "1", 1);
+    TV_OPEN(e2);
+    CHECK_EQ_INT(ob_kv_cache_bytes(e2.vk, 4, 10, 128), 4 * 10 * 128 * 4);
+    tv_close(&e2);
+}
+
+/* kv_store + attention against the CPU back-end. With an fp16 cache the new k and v rows are rounded to fp16 on the
+ * host first (and the earlier rows start from the same fp16 values, tv_new_cache), so both back-ends hold the same
+ * cache: the caches must match exactly and the output to 1e-5 (fp32 sums in another order) with either format;
+ * rounding error itself is bounded in the decode test above. */
 static void attention_sweep(tv_env *e) {
     const attn_case cases[] = {
         { 4, 2, 64, 160, 100, 1, 1, 0 },  /* decode, GQA */
@@ -576,15 +661,16 @@ static void attention_sweep(tv_env *e) {
         tv_rand(&r, k, kv_n, 1.0f);
         tv_rand(&r, v, kv_n, 1.0f);
         tv_rand(&r, q, q_n, 2.0f);
-        tv_buf KC = tv_new(e, cache, cache_n * 4, 0), VC = tv_new(e, cache, cache_n * 4, 0),
+        if (tv_kv16(e, c.hd)) tv_round_f16(k, kv_n), tv_round_f16(v, kv_n);
+        tv_buf KC = tv_new_cache(e, cache, cache_n, c.hd), VC = tv_new_cache(e, cache, cache_n, c.hd),
                K = tv_new(e, k, kv_n * 4, 0), V = tv_new(e, v, kv_n * 4, 0), Q = tv_new(e, q, q_n * 4, 0),
                O = tv_new(e, NULL, q_n * 4, 0);
         e->vk->ops->kv_store(e->vk, tv_pv(KC, 0), tv_pv(VC, 0), c.n_ctx, tv_pv(K, 0), tv_pv(V, 0), c.pos0, c.n, &a);
         e->cpu->ops->kv_store(e->cpu, tv_pc(KC, 0), tv_pc(VC, 0), c.n_ctx, tv_pc(K, 0), tv_pc(V, 0), c.pos0, c.n, &a);
         e->vk->ops->attention(e->vk, tv_pv(Q, 0), tv_pv(KC, 0), tv_pv(VC, 0), c.n_ctx, tv_pv(O, 0), c.pos0, c.n, &a);
         e->cpu->ops->attention(e->cpu, tv_pc(Q, 0), tv_pc(KC, 0), tv_pc(VC, 0), c.n_ctx, tv_pc(O, 0), c.pos0, c.n, &a);
-        CHECK_NEAR(tv_rel_err(e, KC, 0, cache_n), 0, 0);
-        CHECK_NEAR(tv_rel_err(e, VC, 0, cache_n), 0, 0);
+        CHECK_NEAR(tv_cache_err(e, KC, cache_n, c.hd), 0, 0);
+        CHECK_NEAR(tv_cache_err(e, VC, cache_n, c.hd), 0, 0);
         double err = tv_rel_err(e, O, 0, q_n);
         if (!(err >= 0 && err <= 1e-5)) th_fail(__FILE__, __LINE__, "attention case %u: rel err %g", ci, err);
         tv_free(e, &KC), tv_free(e, &VC), tv_free(e, &K), tv_free(e, &V), tv_free(e, &Q), tv_free(e, &O);
@@ -612,6 +698,20 @@ TEST(vk_attention_flash) {
     TV_OPEN(e);
     attention_sweep(&e);
     tv_close(&e);
+}
+
+/* both kernels on the fp32 cache (OMNI_VK_KV_F32=1) */
+TEST(vk_attention_kv32) {
+    setenv("OMNI_VK_KV_F32", "1", 1);
+    setenv("OMNI_VK_NO_COOPMAT", "1", 1);
+    static const char *const kinds[] = { "split", "flash" };
+    for (int i = 0; i < 2; i++) {
+        setenv("OMNI_VK_ATTN", kinds[i], 1);
+        TV_OPEN(e);
+        CHECK(!tv_kv16(&e, 64));
+        attention_sweep(&e);
+        tv_close(&e);
+    }
 }
 
 /* ---- MoE --------------------------------------------------------------------------------------------------------- */

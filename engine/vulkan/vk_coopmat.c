@@ -242,11 +242,12 @@ void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n
     if (hpw != 1 && hpw != 2 && hpw != 4) hpw = 4;
     while (hpw > 1 && grp % hpw) hpw /= 2;
     int tau = env_int("OMNI_VK_ATTN_CM_TAU", 8);
-    uint32_t spec[2] = { hpw, (uint32_t)(tau < 0 ? 0 : tau > 16 ? 16 : tau) };
+    /* spec[2]: the KV cache's format (1 fp16: its 16-byte words go to the tiles as they are; 0 fp32, converted) */
+    uint32_t spec[3] = { hpw, (uint32_t)(tau < 0 ? 0 : tau > 16 ? 16 : tau), (uint32_t)vk_kv16(c, (int)pc->head_dim) };
     vk_shader_id sh = pc->head_dim <= 64   ? SH_ATTN_FLASH_CM64
                       : pc->head_dim <= 80 ? SH_ATTN_FLASH_CM80
                                            : SH_ATTN_FLASH_CM;
-    VkPipeline p = vk_pipeline(c, sh, spec, 2);
+    VkPipeline p = vk_pipeline(c, sh, spec, 3);
     uint32_t qpw = VK_CM_ATTN_BQ / hpw;
     vk_dispatch(c, p, pc, sizeof *pc, (pc->n + qpw - 1) / qpw, pc->n_heads / hpw, 1, reads, n_reads, write, 1);
 }

@@ -67,7 +67,7 @@ void vk_op_qk_norm_rope_kv(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob
         return;
     }
     size_t qb = (size_t)n * (size_t)Hq * (size_t)D * 4, kb = (size_t)n * (size_t)Hkv * (size_t)D * 4;
-    size_t cache_b = (size_t)Hkv * (size_t)n_ctx * (size_t)D * 4, pb = (size_t)3 * (size_t)n * 4;
+    size_t cache_b = vk_kv_bytes(c, Hkv, n_ctx, D), pb = (size_t)3 * (size_t)n * 4;
     if (!vk_ptr_ok(c, q, qb, "qk_norm_rope_kv q") || !vk_ptr_ok(c, k, kb, "qk_norm_rope_kv k") ||
         !vk_ptr_ok(c, v, kb, "qk_norm_rope_kv v") || !vk_ptr_ok(c, pos3, pb, "qk_norm_rope_kv pos") ||
         !vk_ptr_ok(c, kcache, cache_b, "qk_norm_rope_kv k cache") ||
@@ -84,13 +84,13 @@ void vk_op_qk_norm_rope_kv(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob
         .pos0 = (uint32_t)pos0, .eps = eps,
     };
     /* 64 threads: head_dim 128 gives each thread two elements and one rotation pair */
-    uint32_t spec[3] = { 64, (uint32_t)q_norm->dtype, (uint32_t)k_norm->dtype };
+    uint32_t spec[4] = { 64, (uint32_t)q_norm->dtype, (uint32_t)k_norm->dtype, (uint32_t)vk_kv16(c, D) };
     vk_range rd[7] = { vk_rng(pc.q, qb),        vk_rng(pc.k, kb),      vk_rng(pc.v, kb),
                        vk_mat_range(q_norm),    vk_mat_range(k_norm),  vk_rng(pc.pos, pb),
                        vk_rng(pc.freqs, (size_t)r->rot_dim * 2) };
     /* only rows pos0..pos0+n-1 of each cache head are written, but they are strided: state the whole caches */
     vk_range wr[4] = { vk_rng(pc.q, qb), vk_rng(pc.k, kb), vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b) };
-    vk_dispatch(c, vk_pipeline(c, SH_QK_ROPE_KV, spec, 3), &pc, sizeof pc, (uint32_t)(Hq + Hkv), (uint32_t)n, 1, rd,
+    vk_dispatch(c, vk_pipeline(c, SH_QK_ROPE_KV, spec, 4), &pc, sizeof pc, (uint32_t)(Hq + Hkv), (uint32_t)n, 1, rd,
                 7, wr, 4);
 }
 
@@ -316,7 +316,7 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
         vk_mat_check(c, k_norm, "qk_norm_rope_kv_attention k_norm") != 0)
         return;
     size_t qb = (size_t)Hq * (size_t)D * 4, kb = (size_t)Hkv * (size_t)D * 4;
-    size_t cache_b = (size_t)Hkv * (size_t)n_ctx * (size_t)D * 4;
+    size_t cache_b = vk_kv_bytes(c, Hkv, n_ctx, D);
     if (!vk_ptr_ok(c, q, qb, "qk_norm_rope_kv_attention q") || !vk_ptr_ok(c, k, kb, "qk_norm_rope_kv_attention k") ||
         !vk_ptr_ok(c, v, kb, "qk_norm_rope_kv_attention v") ||
         !vk_ptr_ok(c, pos3, 12, "qk_norm_rope_kv_attention pos") ||
@@ -339,14 +339,14 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
         .window = (uint32_t)(a->window > 0 ? a->window : 0), .chunk0 = c_lo, .n_chunks = n_chunks, .eps = eps,
         .scale = a->scale,
     };
-    uint32_t spec[11] = { wg, G, (uint32_t)D, C, (uint32_t)q_norm->dtype, (uint32_t)k_norm->dtype,
+    uint32_t spec[12] = { wg, G, (uint32_t)D, C, (uint32_t)q_norm->dtype, (uint32_t)k_norm->dtype,
                           (uint32_t)r->rot_dim, (uint32_t)r->section[0], (uint32_t)r->section[1],
-                          (uint32_t)r->section[2], (uint32_t)(r->interleaved != 0) };
+                          (uint32_t)r->section[2], (uint32_t)(r->interleaved != 0), (uint32_t)vk_kv16(c, D) };
     vk_range rd[11] = { vk_rng(pc.q, qb),       vk_rng(pc.k, kb),        vk_rng(pc.v, kb),
                         vk_mat_range(q_norm),   vk_mat_range(k_norm),    vk_rng(pc.pos, 12),
                         vk_rng(pc.freqs, (size_t)r->rot_dim * 2), vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b),
                         vk_rng(pc.part, part_b), vk_rng(pc.cnt, (size_t)Hkv * 4) };
     vk_range wr[5] = { vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b), vk_rng(pc.dst, qb), vk_rng(pc.part, part_b),
                        vk_rng(pc.cnt, (size_t)Hkv * 4) };
-    vk_dispatch(c, vk_pipeline(c, SH_ATTN_DECODE, spec, 11), &pc, sizeof pc, n_chunks, (uint32_t)Hkv, 1, rd, 11, wr, 5);
+    vk_dispatch(c, vk_pipeline(c, SH_ATTN_DECODE, spec, 12), &pc, sizeof pc, n_chunks, (uint32_t)Hkv, 1, rd, 11, wr, 5);
 }

@@ -90,6 +90,7 @@ void vk_env_read(vk_env *e) {
     e->attn_fuse = env_int("OMNI_VK_ATTN_FUSE", 1);
     e->attn_chunk = env_int("OMNI_VK_ATTN_CHUNK", 0);
     e->attn_wg = env_int("OMNI_VK_ATTN_WG", 0);
+    e->kv_f32 = env_flag("OMNI_VK_KV_F32");
     e->chain = env_int("OMNI_VK_CHAIN", 1);
     e->trace = env_int("OMNI_VK_TRACE", 0);
 }

@@ -60,6 +60,8 @@ typedef struct {
  *                          flight per row, dequantization by conversion instructions (0) or bit operations (1)
  *   OMNI_VK_MV_RSG_DOWN=N  output rows per workgroup of the MoE down projection (1..4; default 2)
  *   OMNI_VK_ATTN_FUSE=0    decode attention as qk_norm_rope_kv + split-K attention instead of attn_decode.comp
+ *   OMNI_VK_KV_F32=1       KV caches in fp32 instead of fp16 (the default for head dims that are multiples of 8;
+ *                          vk_kv16), for comparisons: the engine sizes its caches by asking (ob_kv_cache_bytes)
  *   OMNI_VK_ATTN_CHUNK=N   keys per workgroup of attn_decode.comp (32, 64 or 128; default 64, 128 past 16384 keys)
  *   OMNI_VK_ATTN_WG=128    attn_decode.comp workgroups of 128 threads instead of 256 (comparisons)
  *   OMNI_VK_FENCE_TIMEOUT_S=N  give up on a submission after N seconds (default 120): a hung kernel becomes an error
@@ -94,6 +96,7 @@ typedef struct {
     int mv_old; /* OMNI_VK_MV_OLD=1: decode matrix-vector products on matvec.comp only (not mv.comp) */
     int attn_fuse, attn_chunk; /* the fused decode attention (vk_decode.c): on/off, keys per chunk (0 auto) */
     int attn_wg;               /* OMNI_VK_ATTN_WG: its workgroup size (256 default, 128) */
+    int kv_f32;                /* OMNI_VK_KV_F32=1: fp32 KV caches (default fp16, see vk_kv16) */
     int trace; /* OMNI_VK_TRACE=1: the profiler also times every dispatch (vk_timing.c) */
     int chain; /* OMNI_VK_CHAIN: 1 (default) o_proj chained in front of the router, 0 none */
 } vk_env;
@@ -388,6 +391,12 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
                              const ob_mat *w, ob_ptr logits, ob_ptr xn, int k, int norm_topk, ob_ptr ids,
                              ob_ptr weights);
 /* shared helpers of the op files */
+/* 1 when this back-end keeps KV caches of heads of head_dim in fp16 (IEEE half), else fp32 (vk_ops.c) */
+int vk_kv16(const vk_ctx *c, int head_dim);
+/* bytes of one layer's K (or V) cache: n_kv heads × n_ctx × head_dim elements of fp16 or fp32 (vk_kv16) */
+static inline size_t vk_kv_bytes(const vk_ctx *c, int n_kv, int n_ctx, int head_dim) {
+    return (size_t)n_kv * (size_t)n_ctx * (size_t)head_dim * (vk_kv16(c, head_dim) ? 2u : 4u);
+}
 vk_range vk_mat_range(const ob_mat *w);
 /* 1 if p holds bytes at a 4-byte aligned offset; otherwise fails the back-end naming op */
 int vk_ptr_ok(vk_ctx *c, ob_ptr p, size_t bytes, const char *op);

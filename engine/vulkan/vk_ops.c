@@ -483,8 +483,16 @@ void vk_op_copy(ob_backend *b, ob_ptr src, ob_ptr dst, size_t bytes) {
 
 /* KV-cache writes and attention for the Vulkan back-end.
  *
- * The cache layout is the one backend.h describes: per layer [n_kv_heads][n_ctx][head_dim] fp32. Attention picks
- * one of two kernels (OMNI_VK_ATTN forces either):
+ * The cache layout is the one backend.h describes: per layer [n_kv_heads][n_ctx][head_dim], here in fp16 (IEEE
+ * half) for head dims that are multiples of 8, fp32 otherwise or with OMNI_VK_KV_F32=1 (vk_kv16). The cached keys
+ * are post-k_norm/RoPE keys and the values are v projections: magnitudes of order 1..100, well inside fp16's range
+ * (the stores clamp to ±65504 all the same, so an outlier becomes the largest half, not inf) and rounded to 11
+ * significant bits, more than the reference's own bf16 cache keeps (transformers caches in the model dtype;
+ * llama.cpp keeps an f16 cache by default). Decode reads the whole cache every token: fp16 halves those bytes
+ * (4 kv heads x 128 dims: 2 instead of 4 KiB per token and layer). Kernels read halves from 32-bit words
+ * (unpackHalf2x16) or 16-byte words of 8 (attn_decode.comp, attn_split.comp's keys, attn_flash_cm.comp), so no
+ * 16-bit storage feature is needed; every kernel that writes or reads a cache takes the format as a
+ * specialization constant (KV16). Attention picks one of two kernels (OMNI_VK_ATTN forces either):
  *   - split-K (attn_split.comp + attn_combine.comp) for n <= 4 queries (decode): the visible keys are cut into
  *     chunks of 128, one workgroup per (chunk, head, query), so a single query still fills the device; a second
  *     pass merges the chunks' partial softmax sums;
@@ -520,11 +528,18 @@ static int in_buf(vk_ctx *c, ob_ptr p, size_t bytes, const char *what) {
     return 1;
 }
 
+/* fp16 needs the head dim a multiple of 8: rows then start on 16-byte boundaries (the 8-half vector loads) and
+ * every 32-bit word of two halves lies in one row (the stores write whole words, without 16-bit storage) */
+int vk_kv16(const vk_ctx *c, int head_dim) { return !c->env.kv_f32 && head_dim > 0 && head_dim % 8 == 0; }
+
+static int vk_kv_elem_bytes(ob_backend *b, int head_dim) { return vk_kv16(vk_of(b), head_dim) ? 2 : 4; }
+
 void vk_op_kv_store(ob_backend *b, ob_ptr kcache, ob_ptr vcache, int n_ctx, ob_ptr k, ob_ptr v, int pos0, int n,
                     const ob_attn *a) {
     vk_ctx *c = vk_of(b);
     if (attn_check(c, a, n_ctx, pos0, n, "kv_store") != 0) return;
-    size_t cache_b = (size_t)a->n_kv_heads * (size_t)n_ctx * (size_t)a->head_dim * 4;
+    int kv16 = vk_kv16(c, a->head_dim);
+    size_t cache_b = vk_kv_bytes(c, a->n_kv_heads, n_ctx, a->head_dim);
     size_t kv_b = (size_t)n * (size_t)a->n_kv_heads * (size_t)a->head_dim * 4;
     if (!in_buf(c, kcache, cache_b, "kv_store k cache") || !in_buf(c, vcache, cache_b, "kv_store v cache") ||
         !in_buf(c, k, kv_b, "kv_store k") || !in_buf(c, v, kv_b, "kv_store v"))
@@ -532,19 +547,20 @@ void vk_op_kv_store(ob_backend *b, ob_ptr kcache, ob_ptr vcache, int n_ctx, ob_p
     ob_pc_kv pc = { .kc = vk_addr(kcache), .vc = vk_addr(vcache), .k = vk_addr(k), .v = vk_addr(v),
                     .n_ctx = (uint32_t)n_ctx, .pos0 = (uint32_t)pos0, .n = (uint32_t)n,
                     .n_kv = (uint32_t)a->n_kv_heads, .head_dim = (uint32_t)a->head_dim };
-    uint32_t spec[1] = { 256 }, gx, gy;
-    vk_grid(c, (uint64_t)kv_b / 4, 256, &gx, &gy);
+    uint32_t spec[2] = { 256, (uint32_t)kv16 }, gx, gy;
+    vk_grid(c, (uint64_t)kv_b / (kv16 ? 8 : 4), 256, &gx, &gy); /* a thread per cache word: 2 halves or 1 float */
     vk_range rd[2] = { vk_rng(pc.k, kv_b), vk_rng(pc.v, kv_b) };
     /* only rows pos0..pos0+n-1 of each head are written, but the heads' rows are strided: state the whole cache */
     vk_range wr[2] = { vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b) };
-    vk_dispatch(c, vk_pipeline(c, SH_KV_STORE, spec, 1), &pc, sizeof pc, gx, gy, 1, rd, 2, wr, 2);
+    vk_dispatch(c, vk_pipeline(c, SH_KV_STORE, spec, 2), &pc, sizeof pc, gx, gy, 1, rd, 2, wr, 2);
 }
 
 void vk_op_attention(ob_backend *b, ob_ptr q, ob_ptr kcache, ob_ptr vcache, int n_ctx, ob_ptr out, int pos0, int n,
                      const ob_attn *a) {
     vk_ctx *c = vk_of(b);
     if (attn_check(c, a, n_ctx, pos0, n, "attention") != 0) return;
-    size_t cache_b = (size_t)a->n_kv_heads * (size_t)n_ctx * (size_t)a->head_dim * 4;
+    uint32_t kv16 = (uint32_t)vk_kv16(c, a->head_dim);
+    size_t cache_b = vk_kv_bytes(c, a->n_kv_heads, n_ctx, a->head_dim);
     size_t q_b = (size_t)n * (size_t)a->n_heads * (size_t)a->head_dim * 4;
     if (!in_buf(c, kcache, cache_b, "attention k cache") || !in_buf(c, vcache, cache_b, "attention v cache") ||
         !in_buf(c, q, q_b, "attention q") || !in_buf(c, out, q_b, "attention out"))
@@ -568,8 +584,8 @@ void vk_op_attention(ob_backend *b, ob_ptr q, ob_ptr kcache, ob_ptr vcache, int 
         if (!part) return;
         pc.part = part->blk->addr + part->off;
         vk_range wr_part = vk_rng(pc.part, part_b);
-        uint32_t spec[2] = { SPLIT_CHUNK, dmax };
-        vk_dispatch(c, vk_pipeline(c, SH_ATTN_SPLIT, spec, 2), &pc, sizeof pc, pc.n_split, (uint32_t)a->n_heads,
+        uint32_t spec[3] = { SPLIT_CHUNK, dmax, kv16 };
+        vk_dispatch(c, vk_pipeline(c, SH_ATTN_SPLIT, spec, 3), &pc, sizeof pc, pc.n_split, (uint32_t)a->n_heads,
                     (uint32_t)n, rd, 3, &wr_part, 1);
         uint32_t spec2[1] = { dmax < 128 ? dmax : 128 };
         vk_dispatch(c, vk_pipeline(c, SH_ATTN_COMBINE, spec2, 1), &pc, sizeof pc, (uint32_t)a->n_heads, (uint32_t)n,
@@ -580,8 +596,8 @@ void vk_op_attention(ob_backend *b, ob_ptr q, ob_ptr kcache, ob_ptr vcache, int 
         /* BQ = BKV = 16 (8 for head_dim > 128), halved until qs/ks/vs/ss fit the device's shared memory */
         uint32_t bq = dmax > 128 ? 8 : 16, wg = dmax < 128 ? dmax : 128;
         while (bq > 1 && (bq * (dmax + 4) * 2 + bq * dmax + bq * bq + 3 * bq) * 4 > c->caps.max_shared) bq /= 2;
-        uint32_t spec[4] = { wg, dmax, bq, bq };
-        vk_dispatch(c, vk_pipeline(c, SH_ATTN_FLASH, spec, 4), &pc, sizeof pc, ((uint32_t)n + bq - 1) / bq,
+        uint32_t spec[5] = { wg, dmax, bq, bq, kv16 };
+        vk_dispatch(c, vk_pipeline(c, SH_ATTN_FLASH, spec, 5), &pc, sizeof pc, ((uint32_t)n + bq - 1) / bq,
                     (uint32_t)a->n_heads, 1, rd, 3, &wr_out, 1);
     }
 }
@@ -763,6 +779,7 @@ static const ob_ops vk_ops_table = {
     .download = vk_download,
     .sync = vk_sync,
     .host_ptr = vk_host_ptr,
+    .kv_elem_bytes = vk_kv_elem_bytes,
     .get_rows = vk_op_get_rows,
     .matmul = vk_op_matmul,
     .rms_norm = vk_op_rms_norm,

@@ -93,6 +93,20 @@ static ob_buf *rand_buf(ob_backend *b, size_t n_floats, float scale, uint64_t se
     return d;
 }
 
+/* a KV cache of n_kv x n_ctx x head_dim random values in [-1, 1) in the back-end's format (ob_kv_cache_bytes: fp32,
+ * or fp16 on Vulkan unless OMNI_VK_KV_F32=1), so the attention rows read as many bytes as the model's caches */
+static ob_buf *rand_cache(ob_backend *b, int n_kv, int n_ctx, int head_dim, uint64_t seed) {
+    size_t n = (size_t)n_kv * n_ctx * head_dim, bytes = ob_kv_cache_bytes(b, n_kv, n_ctx, head_dim);
+    if (bytes == n * 4) return rand_buf(b, n, 1, seed);
+    uint16_t *h = malloc(n * 2);
+    ob_buf *d = b->ops->alloc(b, bytes);
+    omni_rng r = { seed };
+    for (size_t i = 0; h && i < n; i++) h[i] = omni_f32_to_f16(omni_rng_uniform(&r) * 2 - 1);
+    if (h && d) b->ops->upload(b, d, 0, h, bytes);
+    free(h);
+    return d;
+}
+
 static ob_buf *rand_weight(ob_backend *b, ob_dtype t, int rows, int cols, uint64_t seed) {
     size_t n = (size_t)rows * cols;
     float *f = malloc(n * 4);
@@ -191,12 +205,12 @@ static void decode_ops(ob_backend *b) {
                                                                          NX, (ob_ptr){ x, 0 }));
         printf("%-44s %9.2f\n", "experts 8 [768 x 2048] (gate+up, down)", ms * 1e3 / N);
     }
-    /* attention: 32 q / 4 kv heads x 128, fp32 cache, at depths 0, 64 and 4096 */
+    /* attention: 32 q / 4 kv heads x 128, the back-end's cache format (fp16 on Vulkan), at depths 0, 64 and 4096 */
     if (b->ops->qk_norm_rope_kv_attention) {
         const int D = 128, HQ = 32, HKV = 4, CTX = 4160, depths[3] = { 0, 64, 4096 };
         ob_buf *q = rand_buf(b, (size_t)HQ * D, 1, 23), *k = rand_buf(b, (size_t)HKV * D, 1, 24);
-        ob_buf *v = rand_buf(b, (size_t)HKV * D, 1, 25), *kc = rand_buf(b, (size_t)HKV * CTX * D, 1, 26);
-        ob_buf *vc = rand_buf(b, (size_t)HKV * CTX * D, 1, 27), *qn = rand_weight(b, OB_BF16, 1, D, 28);
+        ob_buf *v = rand_buf(b, (size_t)HKV * D, 1, 25), *kc = rand_cache(b, HKV, CTX, D, 26);
+        ob_buf *vc = rand_cache(b, HKV, CTX, D, 27), *qn = rand_weight(b, OB_BF16, 1, D, 28);
         ob_buf *pos = b->ops->alloc(b, 16);
         ob_mat mqn = ob_mat_make((ob_ptr){ qn, 0 }, OB_BF16, 1, D);
         ob_rope rp = { 1e6f, D, D, { 24, 20, 20 }, 1, 0 };
@@ -298,7 +312,7 @@ static void attention_rows(ob_backend *b) {
     printf("%-36s %8s %9s %9s\n", "attention 32/4 heads x 128", "n@pos0", "ms", "TFLOP/s");
     int n_ctx = 4096;
     ob_attn a = { 32, 4, 128, 1.0f / sqrtf(128.0f), 1, 0 };
-    ob_buf *kc = rand_buf(b, (size_t)4 * n_ctx * 128, 1, 8), *vc = rand_buf(b, (size_t)4 * n_ctx * 128, 1, 9);
+    ob_buf *kc = rand_cache(b, 4, n_ctx, 128, 8), *vc = rand_cache(b, 4, n_ctx, 128, 9);
     ob_buf *q = rand_buf(b, (size_t)1024 * 32 * 128, 1, 10), *o = b->ops->alloc(b, (size_t)1024 * 32 * 128 * 4);
     const int cfg[][2] = { { 1, 511 }, { 1, 4095 }, { 512, 0 }, { 1024, 3072 } };
     for (int i = 0; i < 4; i++) {
@@ -312,7 +326,7 @@ static void attention_rows(ob_backend *b) {
     /* the vision encoder's attention: q/k/v rows of 16 x 72 for 4096 patches, the cache holding exactly them */
     int nv = 4096, hv = 16, dv = 72;
     ob_attn av = { hv, hv, dv, 1.0f / sqrtf((float)dv), 0, 0 };
-    kc = rand_buf(b, (size_t)hv * nv * dv, 1, 11), vc = rand_buf(b, (size_t)hv * nv * dv, 1, 12);
+    kc = rand_cache(b, hv, nv, dv, 11), vc = rand_cache(b, hv, nv, dv, 12);
     q = rand_buf(b, (size_t)nv * hv * dv, 1, 13), o = b->ops->alloc(b, (size_t)nv * hv * dv * 4);
     double ms = TIME_MS(5, b->ops->attention(b, (ob_ptr){ q, 0 }, (ob_ptr){ kc, 0 }, (ob_ptr){ vc, 0 }, nv,
                                              (ob_ptr){ o, 0 }, 0, nv, &av));
