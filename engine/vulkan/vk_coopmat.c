@@ -179,7 +179,7 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
         px.x_stride = pc->cols;
     }
     int x16 = xform != VK_CM_X32;
-    /* ids 1 (weight type) and 6 (mode) as matmul.comp */
+    /* ids 1 (weight type) and 6 (mode) as matmul.comp; 2 (SKIP) stays 0 (see matmul_cm.comp) */
     uint32_t spec[7] = { 0, (uint32_t)wt, 0, 0, 0, 0, (uint32_t)grouped };
     VkPipeline p = vk_pipeline(c, sh->sh[x16], spec, 7);
     if (split <= 1) {
