@@ -825,6 +825,77 @@ TEST(vk_moe_experts_decode_path) {
     tv_close(&e);
 }
 
+/* The prefill MoE plan (moe_plan.comp) itself, exactly: every in-range entry gets a distinct sorted position inside
+ * its expert's run (runs in expert order, sized by the entries routed there), tok maps it back to its token,
+ * out-of-range ids get pos -1, and the tile list is the reference's (each run cut into tiles of at most `tile`, in
+ * expert order, the list cut after max_tiles), with nothing written past n_tiles. Shapes: n·k not a multiple of the
+ * workgroup, more entries than the registers batch of a workgroup (8192 at 1024 threads, 2048 at 256) so the
+ * spill path runs, one hot expert with many tiles, tile 1, max_tiles limiting and 0, 1 and 1024 experts, and both
+ * workgroup sizes (256 gives the threads several experts each when there are more than 256). */
+static void moe_plan_case(tv_env *e, omni_rng *r, int n, int k, int n_exp, int tile, int max_tiles, int wg, int hot) {
+    int ne = n * k, pn = 2 * ne + 1 + 3 * max_tiles;
+    const int32_t SENT = 0x5a5a5a5a;
+    int32_t *ids = malloc((size_t)ne * 4), *plan = malloc((size_t)pn * 4), *cnt = calloc((size_t)n_exp, 4),
+            *first = calloc((size_t)n_exp, 4), *seen = calloc((size_t)ne + 1, 4);
+    const int32_t bad[4] = { -1, n_exp, n_exp + 1000, INT32_MIN };
+    for (int i = 0; i < ne; i++) {
+        float u = omni_rng_uniform(r);
+        ids[i] = u < 0.05f ? bad[omni_rng_next(r) % 4]
+                 : hot && u < 0.35f ? n_exp / 2
+                                    : (int32_t)(omni_rng_next(r) % (uint64_t)n_exp);
+        if (ids[i] >= 0 && ids[i] < n_exp) cnt[ids[i]]++;
+    }
+    for (int i = 0; i < pn; i++) plan[i] = SENT;
+    tv_buf I = tv_new(e, ids, (size_t)ne * 4, 0), P = tv_new(e, plan, (size_t)pn * 4, 0);
+    int rc = ob_vulkan_moe_plan(e->vk, tv_pv(I, 0), n, k, n_exp, tile, max_tiles, wg, tv_pv(P, 0));
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_INT(e->vk->ops->download(e->vk, P.v, 0, plan, (size_t)pn * 4), 0);
+    int acc = 0, nt = 0, bad_pos = 0, bad_tile = 0;
+    for (int x = 0; x < n_exp; x++) {
+        first[x] = acc;
+        for (int s = 0; s < cnt[x] && nt < max_tiles; s += tile, nt++) {
+            const int32_t *tl = plan + 2 * ne + 1 + 3 * nt;
+            if (tl[0] != x || tl[1] != acc + s || tl[2] != (cnt[x] - s < tile ? cnt[x] - s : tile)) bad_tile++;
+        }
+        acc += cnt[x];
+    }
+    for (int i = 3 * nt; i < 3 * max_tiles; i++)
+        if (plan[2 * ne + 1 + i] != SENT) bad_tile++;
+    for (int i = 0; i < ne; i++) {
+        int32_t x = ids[i], p = plan[ne + i];
+        if (x < 0 || x >= n_exp) {
+            bad_pos += p != -1;
+            continue;
+        }
+        if (p < first[x] || p >= first[x] + cnt[x] || seen[p]++ || plan[p] != i / k) bad_pos++;
+    }
+    if (plan[2 * ne] != nt || bad_tile || bad_pos)
+        th_fail(__FILE__, __LINE__,
+                "moe_plan n=%d k=%d experts=%d tile=%d max_tiles=%d wg=%d: n_tiles %d (want %d), %d wrong tile words, "
+                "%d wrong positions",
+                n, k, n_exp, tile, max_tiles, wg, plan[2 * ne], nt, bad_tile, bad_pos);
+    tv_free(e, &I), tv_free(e, &P);
+    free(ids), free(plan), free(cnt), free(first), free(seen);
+}
+
+TEST(vk_moe_plan) {
+    TV_OPEN(e);
+    omni_rng r = { 11 };
+    for (int w = 0; w < 2; w++) {
+        int wg = w ? 256 : 0; /* 0: the size the MoE op uses (1024 on lavapipe and the H100) */
+        moe_plan_case(&e, &r, 1, 1, 1, 64, 2, wg, 0);
+        moe_plan_case(&e, &r, 19, 3, 8, 4, 19 * 3 / 4 + 8, wg, 0);
+        moe_plan_case(&e, &r, 70, 4, 16, 16, 70 * 4 / 16 + 16, wg, 1);
+        moe_plan_case(&e, &r, 512, 8, 128, 64, 4096 / 64 + 128, wg, 1); /* pp512 of the model */
+        moe_plan_case(&e, &r, 1100, 8, 128, 64, 8800 / 64 + 128, wg, 1); /* beyond the register batch */
+        moe_plan_case(&e, &r, 300, 7, 300, 5, 2100 / 5 + 300, wg, 0);
+        moe_plan_case(&e, &r, 333, 5, 1024, 1, 333 * 5 + 1024, wg, 1); /* tile 1, most experts */
+        moe_plan_case(&e, &r, 200, 8, 64, 8, 37, wg, 1);                /* max_tiles cuts the list */
+        moe_plan_case(&e, &r, 50, 2, 16, 8, 0, wg, 0);
+    }
+    tv_close(&e);
+}
+
 /* norm_matvec with one weight type against the CPU: returns the error of y, fails when xn (fp32 in both) differs */
 static double norm_matvec_q8_case(tv_env *e, omni_rng *r, int rows, int cols) {
     float *x = malloc((size_t)cols * 4);

@@ -61,4 +61,11 @@ typedef struct {
 int ob_vulkan_bench_matvec(ob_backend *b, ob_dtype dtype, int rows, int cols, int n_sel, int iters,
                            ob_vk_bench_result *out);
 
+/* Runs the prefill MoE plan (moe_plan.comp) alone, for tests: ids [n·k] int32 -> plan, laid out as
+ * [tok: n·k][pos: n·k][n_tiles][3 × max_tiles: expert, first sorted position, count <= tile] (vk_push.h), queued like
+ * any op (download syncs). wg: workgroup size (0: what the MoE op uses). OMNI_E_ARG for bad sizes or buffers too
+ * small. */
+int ob_vulkan_moe_plan(ob_backend *b, ob_ptr ids, int n, int k, int n_exp, int tile, int max_tiles, int wg,
+                       ob_ptr plan);
+
 #endif

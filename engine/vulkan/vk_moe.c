@@ -122,6 +122,32 @@ static void mm_grouped(vk_ctx *c, int cm, int xform, uint32_t x_rows, ob_dtype w
         vk_matmul_dispatch(c, 1, wt, vec, pc, tiles, rd, 4, wr, 1);
 }
 
+/* moe_plan.comp: ids [n·k] -> plan (layout in vk_push.h). One workgroup of wg threads; 0: 1024 where the device
+ * allows (every entry of a pp512 top-8 chunk then has its id loaded in one batch of 4 per thread), else 256. */
+static void plan_dispatch(vk_ctx *c, VkDeviceAddress ia, vk_range r_ids, VkDeviceAddress pa, vk_range r_plan,
+                          uint32_t n, uint32_t k, uint32_t n_exp, uint32_t tile, uint32_t max_tiles, uint32_t wg) {
+    ob_pc_plan pp = { .ids = ia, .plan = pa, .n = n, .k = k, .n_exp = n_exp, .tile = tile, .max_tiles = max_tiles };
+    uint32_t spec_plan[1] = { wg ? wg : c->caps.max_wg_invocations >= 1024 ? 1024u : 256u };
+    vk_dispatch(c, vk_pipeline(c, SH_MOE_PLAN, spec_plan, 1), &pp, sizeof pp, 1, 1, 1, &r_ids, 1, &r_plan, 1);
+}
+
+int ob_vulkan_moe_plan(ob_backend *b, ob_ptr ids, int n, int k, int n_exp, int tile, int max_tiles, int wg,
+                       ob_ptr plan) {
+    vk_ctx *c = vk_of(b);
+    if (c->base.failed) return OMNI_E_BACKEND;
+    if (n <= 0 || k <= 0 || n_exp <= 0 || n_exp > 1024 || tile <= 0 || max_tiles < 0 || wg < 0 ||
+        (uint32_t)wg > c->caps.max_wg_invocations)
+        return OMNI_E_ARG;
+    size_t ne = (size_t)n * (size_t)k, ib = ne * 4, pb = (2 * ne + 1 + 3 * (size_t)max_tiles) * 4;
+    if (!ids.buf || !plan.buf || ids.off + ib > ids.buf->size || plan.off + pb > plan.buf->size ||
+        (ids.off | plan.off) % 4)
+        return OMNI_E_ARG;
+    VkDeviceAddress ia = vk_addr(ids), pa = vk_addr(plan);
+    plan_dispatch(c, ia, vk_rng(ia, ib), pa, vk_rng(pa, pb), (uint32_t)n, (uint32_t)k, (uint32_t)n_exp,
+                  (uint32_t)tile, (uint32_t)max_tiles, (uint32_t)wg);
+    return c->base.failed ? OMNI_E_BACKEND : 0;
+}
+
 void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr weights, const ob_mat *gate,
                        const ob_mat *up, const ob_mat *down, int n_exp, ob_ptr y) {
     vk_ctx *c = vk_of(b);
@@ -200,10 +226,7 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
     VkDeviceAddress pa = buf_addr(plan), ga = buf_addr(gu), ua = ga + (size_t)ne * (size_t)inter * 4, da = buf_addr(dd);
     vk_range r_plan = vk_rng(pa, plan_b), r_g = vk_rng(ga, gu_b / 2), r_u = vk_rng(ua, gu_b / 2), r_d = vk_rng(da, d_b);
 
-    ob_pc_plan pp = { .ids = ia, .plan = pa, .n = (uint32_t)n, .k = (uint32_t)k, .n_exp = (uint32_t)n_exp,
-                      .tile = tile, .max_tiles = max_tiles };
-    uint32_t spec_plan[1] = { 256 };
-    vk_dispatch(c, vk_pipeline(c, SH_MOE_PLAN, spec_plan, 1), &pp, sizeof pp, 1, 1, 1, &r_ids, 1, &r_plan, 1);
+    plan_dispatch(c, ia, r_ids, pa, r_plan, (uint32_t)n, (uint32_t)k, (uint32_t)n_exp, tile, max_tiles, 0);
 
     ob_pc_matmul pm = { .w = buf_addr(tg->buf), .x = xa, .y = ga, .tiles = pa + (size_t)ne * 8, .tok = pa,
                         .rows = (uint32_t)inter, .cols = (uint32_t)dim, .n = ne, .x_stride = (uint32_t)dim,
