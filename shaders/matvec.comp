@@ -24,8 +24,14 @@ layout(constant_id = 7) const uint U = 2;       // 16-byte loads per row in flig
 layout(constant_id = 8) const uint CVT = 1;     // 1: f16/q8 dequantized with bit operations (dq_vec_bits)
 layout(constant_id = 9) const uint NORM = 0;    // 0: none; 1 + dtype of the RMSNorm weight (MODE 0, NV 1)
 layout(constant_id = 10) const uint XS = 1;     // NORM: cols / 4 (the shared copy of the normalised x)
+// MODE 1, one token: 0 = the expert of each slot from pc.ids; otherwise every workgroup selects the experts itself
+// from the router logits at pc.lg (route_rank.glsl; bits 0-15 the expert count, bit 16 renormalise) and workgroup
+// (0, 0) writes ids and weights (pc.ids, pc.wts) for the down projection
+layout(constant_id = 11) const uint SEL = 0;
 
 #include "reduce.glsl"
+#define RR_ON SEL
+#include "route_rank.glsl"
 
 const uint RMAX = 4;
 const uint NVMAX = 8;
@@ -197,6 +203,8 @@ void rows_main(uint rows_wg, uint rsg) {
     uint rows = g_rows, cols = g_cols;
     uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
     uint row0 = g_wgx * rows_wg;
+    if (MODE == 1 && SEL != 0)
+        route_rank(pc.lg, SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, g_wgx == 0u && g_wgy == 0u, pc.ids, pc.wts);
     if (NORM != 0) {  // rms_norm.comp's arithmetic: scale = 1/sqrt(mean(x²) + eps), (x · scale) · w
         uint t = gl_LocalInvocationID.x;
         BufF32 x = BufF32(g_x);
@@ -231,7 +239,7 @@ void rows_main(uint rows_wg, uint rsg) {
             accumulate(cols, nv);
         } else {
             uint entry = g_wgy, tok = entry / pc.k;
-            int e = BufI32(pc.ids).v[entry];
+            int e = SEL != 0 ? int(rr_top_e[entry % pc.k]) : BufI32(pc.ids).v[entry];
             uint64_t gw, gs, uw, us;
             expert(g_w, e, gw, gs);
             expert(g_w2, e, uw, us);

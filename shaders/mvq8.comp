@@ -47,6 +47,11 @@ layout(constant_id = 6) const uint SG = 32;   // the subgroup size the host plan
 layout(constant_id = 7) const uint K = 8;     // MODE 2: slots per token (K <= SG)
 layout(constant_id = 8) const uint HB = 16;   // MODE 1: rows per workgroup (a multiple of the 16-row h blocks)
 layout(constant_id = 9) const uint SEQ = 1;   // groups of RSG rows per subgroup, one after another (loads pipelined)
+// MODE 1: 0 = the slot's expert from pc.ids; otherwise the workgroup selects the experts from the router logits at
+// pc.lg (route_rank.glsl; bits 0-15 the expert count, bit 16 renormalise), workgroup (0, 0) writes ids and weights
+layout(constant_id = 10) const uint SEL = 0;
+#define RR_ON SEL
+#include "route_rank.glsl"
 
 const uint NR = MODE == 1u ? 2u * RSG : RSG;       // rows in flight: gate+up loads a gate and an up row each
 const uint LPS = MODE == 2u ? SG / K : 1u;         // MODE 2: lanes per slot
@@ -169,8 +174,11 @@ void dense_or_gate_up() {
     load_x(pc.x + (MODE == 1u ? uint64_t(entry / pc.k) * pc.x_stride * 4u : 0ul), xr);
 
     uint64_t w0 = pc.w, s0 = pc.s, w1 = 0ul, s1 = 0ul;
+    if (MODE == 1u && SEL != 0u)  // after x's loads are issued: the selection's latency overlaps them
+        route_rank(pc.lg, SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u,
+                   gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u, pc.ids, pc.wts);
     if (MODE == 1u) {
-        int e = BufI32(pc.ids).v[entry];
+        int e = SEL != 0u ? int(rr_top_e[entry % pc.k]) : BufI32(pc.ids).v[entry];
         expert(pc.w, e, w0, s0);
         expert(pc.w2, e, w1, s1);
     }

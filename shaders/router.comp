@@ -34,6 +34,7 @@ layout(constant_id = 4) const uint SG = 32;    // the subgroup size the host pla
 layout(constant_id = 5) const uint NE = 128;   // experts (rows), at most MAX_NE
 layout(constant_id = 6) const uint OTYPE = 2;  // CHAIN: o_proj weight type
 layout(constant_id = 7) const uint NPL_O = 16; // CHAIN: o_proj 16-byte vectors per lane (ceil(o_cols / EPV_O / SG))
+layout(constant_id = 8) const uint SEL = 1;    // 0: logits (and xn) only, the top-k left to the MoE gate+up (vk_decode.c)
 
 const uint EPV = WTYPE == VK_WT_F32 ? 4u : WTYPE == VK_WT_Q8_0 ? 16u : 8u;
 const uint MAX_NE = 256;
@@ -166,6 +167,12 @@ void main() {
         }
     }
     if (lane == 0u) CohF32(pc.logits).v[row] = acc;
+    if (SEL == 0u) {  // the MoE gate+up workgroups select (route_rank.glsl)
+#ifdef CHAIN
+        chain_done(pc.cnt, n_o + n_wg);
+#endif
+        return;
+    }
 
     // the last workgroup to arrive selects the experts
     memoryBarrierBuffer();

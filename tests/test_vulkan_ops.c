@@ -825,6 +825,69 @@ TEST(vk_moe_experts_decode_path) {
     tv_close(&e);
 }
 
+/* The decode routing's top-k left to the MoE gate+up (vk_decode.c route_defer, shaders/route_rank.glsl): norm_route
+ * then moe_experts on one token against the CPU back-end, with the deferral on (the gate+up workgroups select and
+ * write ids and weights) and off (router.comp selects); afterwards the ids must equal the CPU's exactly and the
+ * weights and output agree to fp32 rounding (BF16: 1e-5; Q8_0 on int8 activations where the device has them:
+ * 2e-2, vk_q8_int8_activations' bound). */
+static void route_defer_case(tv_env *e, omni_rng *r, ob_dtype t, int n_exp, int k, int dim, int inter, double tol) {
+    size_t wb, nb, gb, db;
+    void *w = tv_weights(r, OB_BF16, n_exp, dim, &wb), *nw = tv_weights(r, OB_BF16, 1, dim, &nb);
+    void *g = tv_weights(r, t, inter, dim, &gb), *u = tv_weights(r, t, inter, dim, &gb), *d = tv_weights(r, t, dim, inter, &db);
+    size_t per = gb * 2 + db, per_al = (per + 255) / 256 * 256;
+    uint8_t *all = calloc((size_t)n_exp, per_al);
+    for (int ex = 0; ex < n_exp; ex++) { /* distinct experts: a wrong selection shows in y */
+        memcpy(all + ex * per_al, g, gb);
+        memcpy(all + ex * per_al + gb, u, gb);
+        memcpy(all + ex * per_al + 2 * gb, d, db);
+        if (t == OB_Q8_0) ((int8_t *)(all + ex * per_al))[ex % 32] /= 2;
+        else for (size_t i = 0; i < per / 2; i++) ((uint16_t *)(all + ex * per_al))[i] ^= (uint16_t)(ex & 7);
+    }
+    float *x = malloc((size_t)dim * 4), *y = malloc((size_t)dim * 4);
+    tv_rand(r, x, (size_t)dim, 4.0f);
+    tv_rand(r, y, (size_t)dim, 1.0f);
+    tv_buf W = tv_new(e, w, wb, 0), N = tv_new(e, nw, nb, 0), A = tv_new(e, all, (size_t)n_exp * per_al, 0),
+           X = tv_new(e, x, (size_t)dim * 4, 0), Y = tv_new(e, y, (size_t)dim * 4, 0),
+           L = tv_new(e, NULL, (size_t)n_exp * 4, 0), XN = tv_new(e, NULL, (size_t)dim * 4, 0),
+           I = tv_new(e, NULL, (size_t)k * 4, 0), Wt = tv_new(e, NULL, (size_t)k * 4, 0);
+    ob_mat wv = ob_mat_make(tv_pv(W, 0), OB_BF16, n_exp, dim), wc = ob_mat_make(tv_pc(W, 0), OB_BF16, n_exp, dim);
+    ob_mat nv = ob_mat_make(tv_pv(N, 0), OB_BF16, 1, dim), nc = ob_mat_make(tv_pc(N, 0), OB_BF16, 1, dim);
+    ob_mat *m = tv_expert_mats(A, per_al, gb, t, n_exp, dim, inter), *mc = m + 3 * n_exp;
+    e->vk->ops->norm_route(e->vk, tv_pv(X, 0), &nv, 1e-6f, &wv, tv_pv(L, 0), tv_pv(XN, 0), k, 1, tv_pv(I, 0),
+                           tv_pv(Wt, 0));
+    e->vk->ops->moe_experts(e->vk, tv_pv(XN, 0), 1, k, tv_pv(I, 0), tv_pv(Wt, 0), m, m + n_exp, m + 2 * n_exp, n_exp,
+                            tv_pv(Y, 0));
+    e->cpu->ops->norm_route(e->cpu, tv_pc(X, 0), &nc, 1e-6f, &wc, tv_pc(L, 0), tv_pc(XN, 0), k, 1, tv_pc(I, 0),
+                            tv_pc(Wt, 0));
+    e->cpu->ops->moe_experts(e->cpu, tv_pc(XN, 0), 1, k, tv_pc(I, 0), tv_pc(Wt, 0), mc, mc + n_exp, mc + 2 * n_exp,
+                             n_exp, tv_pc(Y, 0));
+    int32_t iv[32], ic[32];
+    int dl = e->vk->ops->download(e->vk, I.v, 0, iv, (size_t)k * 4) | e->cpu->ops->download(e->cpu, I.c, 0, ic, (size_t)k * 4);
+    double ey = tv_rel_err(e, Y, 0, (size_t)dim), ew = tv_rel_err(e, Wt, 0, (size_t)k);
+    if (dl || memcmp(iv, ic, (size_t)k * 4) || !(ey >= 0 && ey <= tol && ew >= 0 && ew <= 1e-5))
+        th_fail(__FILE__, __LINE__, "route + experts %s experts=%d k=%d [%d, %d]: ids %s, y rel err %g, weights %g",
+                ob_dtype_name(t), n_exp, k, dim, inter, memcmp(iv, ic, (size_t)k * 4) ? "differ" : "equal", ey, ew);
+    tv_buf bufs[] = { W, N, A, X, Y, L, XN, I, Wt };
+    for (unsigned i = 0; i < sizeof bufs / sizeof *bufs; i++) tv_free(e, &bufs[i]);
+    free(w), free(nw), free(g), free(u), free(d), free(all), free(x), free(y), free(m);
+}
+
+TEST(vk_route_defer) {
+    setenv("OMNI_VK_MOE", "vec", 1);
+    for (int defer = 1; defer >= 0; defer--) {
+        setenv("OMNI_VK_ROUTE_DEFER", defer ? "1" : "0", 1);
+        TV_OPEN(e);
+        omni_rng r = { 91 };
+        for (int rep = 0; rep < 2; rep++) {
+            route_defer_case(&e, &r, OB_BF16, 128, 8, 256, 64, 1e-5); /* the thinker's 128 experts, top-8 */
+            route_defer_case(&e, &r, OB_BF16, 12, 3, 64, 32, 1e-5);   /* fewer experts than a workgroup */
+            route_defer_case(&e, &r, OB_Q8_0, 128, 8, 256, 64, 2e-2);
+        }
+        tv_close(&e);
+    }
+    unsetenv("OMNI_VK_ROUTE_DEFER");
+}
+
 /* The prefill MoE plan (moe_plan.comp) itself, exactly: every in-range entry gets a distinct sorted position inside
  * its expert's run (runs in expert order, sized by the entries routed there), tok maps it back to its token,
  * out-of-range ids get pos -1, and the tile list is the reference's (each run cut into tiles of at most `tile`, in

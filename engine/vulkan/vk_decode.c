@@ -178,6 +178,45 @@ static int route_setup(vk_ctx *c, ob_ptr x, const ob_mat *norm, float eps, const
     return 1;
 }
 
+/* ---- deferred top-k ----------------------------------------------------------------------------------------------
+ * With OMNI_VK_ROUTE_DEFER (default on) the fused decode router writes only logits (and xn): the top-k is left to the
+ * workgroups of the next MoE gate+up, which each select the experts themselves from the 128 logits
+ * (shaders/route_rank.glsl; workgroup (0, 0) writes ids and weights for the down projection). That takes the
+ * router's last-workgroup tail (fence, counter atomic, a second round of loads, the ranking: ~8 µs of the router's
+ * ~16 per layer on the H100) off the layer's critical path, for ~1 µs more per gate+up workgroup. The ids and
+ * weights are owed until then: any other access to them, or a write to the logits, first records the selection as
+ * moe_route (vk_route_flush, called by the hazard tracker), so every op still sees exactly what norm_route promised. */
+static void route_defer(vk_ctx *c, ob_ptr logits, int ne, int k, int norm_topk, ob_ptr ids, ob_ptr weights) {
+    if (c->base.failed) return;
+    c->route_pend.on = 1;
+    c->route_pend.ne = ne, c->route_pend.k = k, c->route_pend.renorm = norm_topk != 0;
+    c->route_pend.lg = logits, c->route_pend.ids = ids, c->route_pend.wts = weights;
+    c->route_pend.r_lg = vk_rng(vk_addr(logits), (size_t)ne * 4);
+    c->route_pend.r_ids = vk_rng(vk_addr(ids), (size_t)k * 4);
+    c->route_pend.r_wts = vk_rng(vk_addr(weights), (size_t)k * 4);
+}
+
+static int touches(const vk_range *a, int n, vk_range r) {
+    for (int i = 0; i < n; i++)
+        if (a[i].lo < r.hi && r.lo < a[i].hi) return 1;
+    return 0;
+}
+
+int vk_route_touches(const vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
+    const vk_range *ri = &c->route_pend.r_ids, *rw = &c->route_pend.r_wts, *rl = &c->route_pend.r_lg;
+    return touches(reads, n_reads, *ri) || touches(reads, n_reads, *rw) || touches(writes, n_writes, *ri) ||
+           touches(writes, n_writes, *rw) || touches(writes, n_writes, *rl);
+}
+
+void vk_route_flush(vk_ctx *c) {
+    if (!c->route_pend.on) return;
+    c->route_pend.on = 0;
+    c->route_flushing = 1;
+    vk_op_moe_route(&c->base, c->route_pend.lg, 1, c->route_pend.ne, c->route_pend.k, c->route_pend.renorm,
+                    c->route_pend.ids, c->route_pend.wts);
+    c->route_flushing = 0;
+}
+
 /* router rows (subgroups) per workgroup: 4 by default, OMNI_VK_ROUTER_ROWS=1..16 for tuning */
 static uint32_t route_rows(vk_ctx *c) {
     return c->env.router_rows >= 1 && c->env.router_rows <= 16 ? (uint32_t)c->env.router_rows : 4;
@@ -198,9 +237,11 @@ void vk_op_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, co
     vk_range rd[3], wr[5];
     if (!route_setup(c, x, norm, eps, w, logits, xn, k, norm_topk, ids, weights, &pc, rd, wr)) return;
     uint32_t rpw = route_rows(c), sgs = c->caps.subgroup_size;
-    uint32_t spec[6] = { rpw * sgs, (uint32_t)w->dtype, (uint32_t)norm->dtype, npl, sgs, pc.rows };
-    vk_dispatch(c, vk_pipeline(c, SH_ROUTER, spec, 6), &pc, sizeof pc, (pc.rows + rpw - 1) / rpw, 1, 1, rd, 3, wr,
+    int defer = c->env.route_defer != 0;
+    uint32_t spec[9] = { rpw * sgs, (uint32_t)w->dtype, (uint32_t)norm->dtype, npl, sgs, pc.rows, 2, 16, !defer };
+    vk_dispatch(c, vk_pipeline(c, SH_ROUTER, spec, 9), &pc, sizeof pc, (pc.rows + rpw - 1) / rpw, 1, 1, rd, 3, wr,
                 5);
+    if (defer) route_defer(c, logits, (int)w->rows, k, norm_topk, ids, weights);
 }
 
 /* ---- matmul_norm_route ------------------------------------------------------------------------------------------ */
@@ -245,9 +286,11 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
     rd[3] = vk_mat_range(wo), rd[4] = vk_rng(pc.ao, ab);
     wr[5] = vk_rng(cnt, 8);
     wr[6] = vk_rng(pc.x, (size_t)r.cols * 4); /* the residual stream, written by the o_proj workgroups */
-    uint32_t spec[8] = { rpw * sgs, (uint32_t)w->dtype, (uint32_t)norm->dtype, npl, sgs, r.rows, (uint32_t)wo->dtype,
-                         npl_o };
-    vk_dispatch(c, vk_pipeline(c, SH_ROUTER_CHAIN, spec, 8), &pc, sizeof pc, n_o + n_r, 1, 1, rd, 5, wr, 7);
+    int defer = c->env.route_defer != 0;
+    uint32_t spec[9] = { rpw * sgs, (uint32_t)w->dtype, (uint32_t)norm->dtype, npl, sgs, r.rows, (uint32_t)wo->dtype,
+                         npl_o, !defer };
+    vk_dispatch(c, vk_pipeline(c, SH_ROUTER_CHAIN, spec, 9), &pc, sizeof pc, n_o + n_r, 1, 1, rd, 5, wr, 7);
+    if (defer) route_defer(c, logits, (int)w->rows, k, norm_topk, ids, weights);
 }
 
 /* ---- qk_norm_rope_kv_attention ----------------------------------------------------------------------------------- */

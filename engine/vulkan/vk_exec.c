@@ -129,6 +129,9 @@ void vk_hazard(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *wr
  * dispatches need. On the H100 the wider barrier cost the same (2.32 vs 2.33 µs per dependent dispatch,
  * `vulkan_bench latency`); the narrow one states the dependency exactly, which other drivers may reward. */
 void vk_hazard_for(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int xfer) {
+    /* a deferred top-k (vk_decode.c) is recorded before anything else touches its logits, ids or weights */
+    if (c->route_pend.on && !c->route_flushing && vk_route_touches(c, reads, n_reads, writes, n_writes))
+        vk_route_flush(c);
     int need = c->n_rd + n_reads > VK_MAX_RANGES || c->n_wr + n_writes > VK_MAX_RANGES;
     for (int i = 0; i < n_reads && !need; i++) need = overlaps(c->wr, c->n_wr, reads[i]);
     for (int i = 0; i < n_writes && !need; i++)

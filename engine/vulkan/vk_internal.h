@@ -76,6 +76,8 @@ typedef struct {
  *                          subgroup (dense, gate+up, down), workgroup sizes (dense, down; gate+up: rows per workgroup,
  *                          16 or 32), groups of rows per subgroup one after another (dense and gate+up, down)
  *                          (0 = defaults, see vk_ops.c)
+ *   OMNI_VK_ROUTE_DEFER=0  the decode router (router.comp) selects the experts itself instead of leaving the top-k to
+ *                          the MoE gate+up workgroups (route_rank.glsl; see vk_route_defer in vk_decode.c)
  *   OMNI_VK_TRACE=1        while profiling (omni bench --profile), also time every dispatch on its own: per kernel and
  *                          grid, the time from the previous dispatch's end to its end (launch and barrier included)
  *   OMNI_VK_CHAIN=0        dependent decode stages as separate dispatches instead of chained in one (chain.glsl: o_proj
@@ -98,6 +100,7 @@ typedef struct {
     int attn_wg;               /* OMNI_VK_ATTN_WG: its workgroup size (256 default, 128) */
     int kv_f32;                /* OMNI_VK_KV_F32=1: fp32 KV caches (default fp16, see vk_kv16) */
     int trace; /* OMNI_VK_TRACE=1: the profiler also times every dispatch (vk_timing.c) */
+    int route_defer; /* OMNI_VK_ROUTE_DEFER: 1 (default) the decode MoE gate+up selects the experts (vk_decode.c) */
     int chain; /* OMNI_VK_CHAIN: 1 (default) o_proj chained in front of the router, 0 none */
 } vk_env;
 void vk_env_read(vk_env *e);
@@ -276,6 +279,14 @@ typedef struct vk_ctx {
     int prof_class; /* the class being charged (the last mark's), -1 none */
     double prof_ms[OB_PROF_N];
     /* OMNI_VK_TRACE=1: each dispatch while profiling is timed on its own, keyed by pipeline and grid */
+    /* a decode routing whose top-k is left to the next MoE gate+up (vk_route_defer): the logits are in lg, the ids
+     * and weights not written yet; any other access to them records the selection first (vk_route_flush) */
+    struct {
+        int on, ne, k, renorm;
+        ob_ptr lg, ids, wts;
+        vk_range r_lg, r_ids, r_wts;
+    } route_pend;
+    int route_flushing;
     struct vk_trace {
         VkPipeline pipe;
         uint32_t gx, gy, gz;
@@ -363,6 +374,9 @@ void vk_op_kv_store(ob_backend *b, ob_ptr kcache, ob_ptr vcache, int n_ctx, ob_p
                     const ob_attn *a);
 void vk_op_attention(ob_backend *b, ob_ptr q, ob_ptr kcache, ob_ptr vcache, int n_ctx, ob_ptr out, int pos0, int n,
                      const ob_attn *a);
+/* vk_decode.c: the deferred top-k of a decode routing (route_pend) */
+void vk_route_flush(vk_ctx *c);
+int vk_route_touches(const vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
 void vk_op_moe_route(ob_backend *b, ob_ptr logits, int n, int n_exp, int k, int norm_topk, ob_ptr ids,
                      ob_ptr weights);
 void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr weights, const ob_mat *gate,
@@ -418,7 +432,10 @@ void vk_matvec_dispatch_norm(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_ma
 int vk_q8_int8_on(vk_ctx *c);
 int vk_moe_q8_pair(vk_ctx *c, ob_dtype gt, ob_dtype dt, int vec_gu, int vec_dn, ob_pc_matvec *gu,
                    const vk_range *rd_gu, int n_rd_gu, ob_pc_matvec *dn, const vk_range *rd_dn, int n_rd_dn,
-                   const vk_range *wr_h, const vk_range *wr_y);
+                   const vk_range *wr_gu, int n_wr_gu, const vk_range *wr_y, uint32_t sel);
+void vk_matvec_dispatch_sel(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y,
+                            const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int norm,
+                            uint32_t sel);
 /* tiled matmul dispatch shared by matmul and the grouped MoE path (vk_ops.c) */
 void vk_matmul_dispatch(vk_ctx *c, int grouped, ob_dtype wt, int vec, ob_pc_matmul *pc, uint32_t groups_y,
                         const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);

@@ -211,6 +211,10 @@ ob_buf *vk_alloc(ob_backend *be, size_t bytes) {
 void vk_buf_free(ob_backend *be, ob_buf *buf) {
     if (!buf) return;
     vk_ctx *c = vk_of(be);
+    /* a deferred top-k (vk_decode.c) still reads or owes this buffer: record it first */
+    if (c->route_pend.on &&
+        (c->route_pend.lg.buf == buf || c->route_pend.ids.buf == buf || c->route_pend.wts.buf == buf))
+        vk_route_flush(c);
     if (buf->blk->dedicated) { /* the memory is destroyed: wait until queued work is done with it */
         if (c->n_deferred == c->cap_deferred) {
             int cap = c->cap_deferred ? c->cap_deferred * 2 : 16;

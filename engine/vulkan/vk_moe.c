@@ -200,9 +200,22 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
                             .x_stride = (uint32_t)inter, .y_stride = (uint32_t)dim };
         vk_range rd2[6] = { r_h, r_ids, r_w, r_tab[2], td->span, r_y };
         int vec1 = vec && xa % 16 == 0 && dim % 4 == 0, vec2 = vec && inter % 4 == 0;
+        /* the top-k of the router just before, left to these workgroups (vk_decode.c, route_defer): they read its
+         * logits instead of the ids and write ids and weights themselves */
+        uint32_t sel = 0;
+        vk_range wr1[3] = { r_h, r_ids, r_w };
+        if (c->route_pend.on && n == 1 && c->route_pend.k == k && c->route_pend.ne == n_exp &&
+            c->route_pend.r_ids.lo == ia && c->route_pend.r_wts.lo == wa) {
+            sel = (uint32_t)n_exp | (c->route_pend.renorm ? 0x10000u : 0u);
+            pc.lg = vk_addr(c->route_pend.lg);
+            rd1[1] = c->route_pend.r_lg;
+            c->route_pend.on = 0; /* owed no longer: the gate+up writes them */
+        }
         /* Q8_0 on int8 activations (vk_ops.c; h then holds int8 quants and scales) */
-        if (vk_moe_q8_pair(c, gate[0].dtype, down[0].dtype, vec1, vec2, &pc, rd1, 6, &pd, rd2, 6, &r_h, &r_y)) return;
-        vk_matvec_dispatch(c, 1, gate[0].dtype, vec1, &pc, ne, rd1, 6, &r_h, 1);
+        if (vk_moe_q8_pair(c, gate[0].dtype, down[0].dtype, vec1, vec2, &pc, rd1, 6, &pd, rd2, 6, wr1, sel ? 3 : 1, &r_y,
+                           sel))
+            return;
+        vk_matvec_dispatch_sel(c, 1, gate[0].dtype, vec1, &pc, ne, rd1, 6, wr1, sel ? 3 : 1, 0, sel);
         vk_matvec_dispatch(c, 2, down[0].dtype, vec2, &pd, (uint32_t)n, rd2, 6, &r_y, 1);
         return;
     }

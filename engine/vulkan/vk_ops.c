@@ -13,7 +13,7 @@
 #include "vk_internal.h"
 
 /* sizes as the GLSL std430 push-constant layout has them (64-bit fields first), all within the portable 128 bytes */
-_Static_assert(sizeof(ob_pc_matvec) == 88, "ob_pc_matvec layout");
+_Static_assert(sizeof(ob_pc_matvec) == 96, "ob_pc_matvec layout");
 _Static_assert(sizeof(ob_pc_routerchain) == 128, "ob_pc_routerchain layout");
 _Static_assert(sizeof(ob_pc_matmul) == 80, "ob_pc_matmul layout");
 _Static_assert(sizeof(ob_pc_rows) == 48, "ob_pc_rows layout");
@@ -197,7 +197,7 @@ static int mv_q8(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, co
  * then run matvec.comp). gu/dn: the two push-constant blocks as vk_moe.c fills them for matvec.comp. */
 int vk_moe_q8_pair(vk_ctx *c, ob_dtype gt, ob_dtype dt, int vec_gu, int vec_dn, ob_pc_matvec *gu,
                    const vk_range *rd_gu, int n_rd_gu, ob_pc_matvec *dn, const vk_range *rd_dn, int n_rd_dn,
-                   const vk_range *wr_h, const vk_range *wr_y) {
+                   const vk_range *wr_gu, int n_wr_gu, const vk_range *wr_y, uint32_t sel) {
     if (gt != OB_Q8_0 || dt != OB_Q8_0 || !vec_gu || !vec_dn || !q8_ok(c)) return 0;
     uint32_t sgs = c->caps.subgroup_size, inter = gu->rows, dim = gu->cols, k = gu->k, ne = gu->n;
     if (dim % 32 || inter % 32 || gu->x % 16 || dn->x % 16 || k < 1 || k > sgs || dn->cols != inter ||
@@ -226,9 +226,9 @@ int vk_moe_q8_pair(vk_ctx *c, ob_dtype gt, ob_dtype dt, int vec_gu, int vec_dn, 
     if (wg_d > c->caps.max_wg_invocations) return 0;
 
     gu->s = gu->y + (VkDeviceAddress)ne * inter; /* h scales after the quants */
-    uint32_t spec1[10] = { wg, 1, rsg, npl, nvec, 0, sgs, k, hb, seq };
-    vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec1, 10), gu, sizeof *gu, (inter + hb - 1) / hb, ne, 1, rd_gu, n_rd_gu,
-                wr_h, 1);
+    uint32_t spec1[11] = { wg, 1, rsg, npl, nvec, 0, sgs, k, hb, seq, sel }; /* sel: mvq8.comp's SEL (0: ids) */
+    vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec1, sel ? 11 : 10), gu, sizeof *gu, (inter + hb - 1) / hb, ne, 1, rd_gu,
+                n_rd_gu, wr_gu, n_wr_gu);
     dn->s = gu->s;
     /* two groups of rows per subgroup in the down projection (the second group's loads in flight while the first is
      * summed; x and the expert lookup shared). Measured on the H100, the expert pair (8 of 128 [768 x 2048] q8_0,
@@ -245,6 +245,13 @@ int vk_moe_q8_pair(vk_ctx *c, ob_dtype gt, ob_dtype dt, int vec_gu, int vec_dn, 
 
 void vk_matvec_dispatch_norm(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y,
                              const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int norm) {
+    vk_matvec_dispatch_sel(c, mode, wt, vec, pc, groups_y, reads, n_reads, writes, n_writes, norm, 0);
+}
+
+/* sel: MODE 1 only, matvec.comp's SEL constant (the experts selected from the logits at pc->lg; 0 = from pc->ids) */
+void vk_matvec_dispatch_sel(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y,
+                            const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int norm,
+                            uint32_t sel) {
     if (mv_q8(c, mode, wt, vec, pc, reads, n_reads, writes, n_writes, norm)) return;
     if (mv_fast(c, mode, wt, vec, pc, reads, n_reads, writes, n_writes, norm)) return;
     int sg = vk_use_subgroups(c);
@@ -276,9 +283,9 @@ void vk_matvec_dispatch_norm(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_ma
     uint32_t unroll = c->env.mv_unroll > 0 ? (uint32_t)c->env.mv_unroll : 2;
     uint32_t cvt = c->env.mv_cvt >= 0 ? (uint32_t)c->env.mv_cvt : 1;
     /* norm: 1 + the RMSNorm weight's dtype (fused norm, x staged in shared memory as cols/4 vec4), 0 = none */
-    uint32_t spec[11] = { wg, (uint32_t)wt, rsg, nv, (uint32_t)mode, (uint32_t)vec, rows_wg, unroll, cvt,
-                          (uint32_t)norm, norm ? (pc->cols + 3) / 4 : 1 };
-    VkPipeline p = vk_pipeline(c, SH_MATVEC, spec, 11);
+    uint32_t spec[12] = { wg, (uint32_t)wt, rsg, nv, (uint32_t)mode, (uint32_t)vec, rows_wg, unroll, cvt,
+                          (uint32_t)norm, norm ? (pc->cols + 3) / 4 : 1, mode == 1 ? sel : 0 };
+    VkPipeline p = vk_pipeline(c, SH_MATVEC, spec, spec[11] ? 12 : 11);
     uint32_t gx = (pc->rows + rows_wg - 1) / rows_wg;
     if (mode == 0) groups_y = (pc->n + nv - 1) / nv;
     vk_dispatch(c, p, pc, sizeof *pc, gx, groups_y, 1, reads, n_reads, writes, n_writes);

@@ -31,10 +31,11 @@
  * (16 bytes per expert: data address, scale address), one workgroup row per (token, slot) entry, y = h[n*k][rows]
  * = silu(gate)·up. MODE 2 (MoE down): w = down table, x = h[n*k][cols], y[n][rows] += Σ_slot weight·down·h.
  * MODE 0 with the NORM constant (one x row): x is first RMS-normalised with weight w2 and eps; workgroup 0 writes
- * the normalised row to ids (reused as an fp32 address; 0 = nowhere). */
+ * the normalised row to ids (reused as an fp32 address; 0 = nowhere). MODE 1 with the SEL constant: lg = the
+ * router's logits, from which the kernel selects the experts itself and writes ids and wts (route_rank.glsl). */
 #if !defined(VULKAN) || defined(PC_MATVEC)
 PUSH(ob_pc_matvec) {
-    uint64_t w, s, w2, x, y, ids, wts;
+    uint64_t w, s, w2, x, y, ids, wts, lg;
     uint32_t rows, cols, n, k;
     uint32_t accumulate, x_stride, y_stride;
     float eps;

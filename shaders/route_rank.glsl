@@ -1,0 +1,117 @@
+// route_rank.glsl — the MoE top-k selection of router.comp, computed by a workgroup for itself from the router's
+// logits in memory: the decode gate+up kernels (matvec.comp MODE 1, mvq8.comp MODE 1) select their own experts, so
+// the router dispatch writes only logits and its last-workgroup tail (fence, atomic, a second round of loads) leaves
+// the critical path of the layer. Every workgroup computes the same selection from the same logits in the same
+// order, so they agree; the one that writes (write = true) stores ids and weights for the down projection.
+// probs = softmax(logits) in fp32 (max and sum by one subgroup's reductions, the same in every workgroup), expert
+// e's rank = the number of experts with a larger probability or an equal one at a lower index (torch.topk's order,
+// ties to the lower index), the first k by rank, optionally renormalised to sum 1: router.comp's ranking, i.e. the
+// CPU back-end's moe_route (HF Qwen3-Omni's TopKRouter) up to fp32 rounding order. Call in uniform control flow of the workgroup; afterwards
+// rr_top_e[0..k) holds the experts. ne <= RR_MAX, k <= RR_MAX_K. The including shader may define RR_ON (a constant
+// expression, e.g. of a specialisation constant) as 0 where it never selects: the shared arrays shrink to one element.
+const uint RR_MAX = 256u;
+const uint RR_MAX_K = 32u;
+#ifndef RR_ON
+#define RR_ON 1u
+#endif
+shared vec4 rr_p4[RR_ON != 0u ? RR_MAX / 4u : 1u];  // probabilities, 4 experts a word (past ne: -1, never chosen)
+shared float rr_top_p[RR_ON != 0u ? RR_MAX_K : 1u];
+shared uint rr_top_e[RR_ON != 0u ? RR_MAX_K : 1u];
+shared float rr_ms[2];
+#define NEG_RR uintBitsToFloat(0xff800000u)
+
+// The softmax's maximum and sum over the n4 words: subgroup 0 alone with subgroup reductions (every workgroup the
+// same order, so all select alike), or invocation 0 serially in the builds without subgroup operations
+void rr_softmax(uint n4, uint t) {
+#ifndef NO_SUBGROUP
+    if (gl_SubgroupID == 0u) {
+        uint lane = gl_SubgroupInvocationID, ns = gl_SubgroupSize;
+        float m = uintBitsToFloat(0xff800000u);
+        for (uint i = lane; i < n4; i += ns) {
+            vec4 l = rr_p4[i];
+            m = max(m, max(max(l.x, l.y), max(l.z, l.w)));
+        }
+        m = subgroupMax(m);
+        float sum = 0.0f;
+        for (uint i = lane; i < n4; i += ns) {
+            vec4 l = rr_p4[i], q;
+            [[unroll]] for (uint c = 0u; c < 4u; c++) q[c] = l[c] == NEG_RR ? 0.0f : exp_acc(l[c] - m);
+            rr_p4[i] = q;
+            sum += (q.x + q.y) + (q.z + q.w);
+        }
+        sum = subgroupAdd(sum);
+        if (lane == 0u) rr_ms[1] = sum;
+    }
+#else
+    if (t == 0u) {
+        float m = uintBitsToFloat(0xff800000u);
+        for (uint i = 0u; i < n4; i++) {
+            vec4 l = rr_p4[i];
+            m = max(m, max(max(l.x, l.y), max(l.z, l.w)));
+        }
+        float sum = 0.0f;
+        for (uint i = 0u; i < n4; i++) {
+            vec4 l = rr_p4[i], q;
+            for (uint c = 0u; c < 4u; c++) q[c] = l[c] == NEG_RR ? 0.0f : exp_acc(l[c] - m);
+            rr_p4[i] = q;
+            sum += (q.x + q.y) + (q.z + q.w);
+        }
+        rr_ms[1] = sum;
+    }
+#endif
+}
+
+void route_rank(uint64_t logits, uint ne, uint k, bool renorm, bool write, uint64_t ids, uint64_t wts) {
+    uint t = gl_LocalInvocationIndex, nt = gl_WorkGroupSize.x * gl_WorkGroupSize.y * gl_WorkGroupSize.z;
+    uint n4 = (ne + 3u) / 4u;
+    for (uint i = t; i < n4; i += nt) {
+        vec4 l;
+        [[unroll]] for (uint c = 0u; c < 4u; c++) l[c] = 4u * i + c < ne ? BufF32(logits).v[4u * i + c] : NEG_RR;
+        rr_p4[i] = l;
+    }
+    barrier();
+    rr_softmax(n4, t);
+    barrier();
+    for (uint i = t; i < n4; i += nt) {
+        vec4 q = rr_p4[i] / rr_ms[1];
+        [[unroll]] for (uint c = 0u; c < 4u; c++) q[c] = 4u * i + c < ne ? q[c] : -1.0f;
+        rr_p4[i] = q;
+    }
+    barrier();
+    // rank of expert e: the experts with a larger probability, or an equal one at a lower index (16-byte shared
+    // loads, four words per step so their latencies overlap)
+    for (uint e = t; e < ne; e += nt) {
+        float p = rr_p4[e / 4u][e % 4u];
+        uint rank = 0u;
+        uint o = 0u;
+        for (; o + 4u <= n4; o += 4u) {
+            [[unroll]] for (uint j = 0u; j < 4u; j++) {
+                vec4 q = rr_p4[o + j];
+                uvec4 oi = uvec4(4u * (o + j)) + uvec4(0u, 1u, 2u, 3u);
+                uvec4 before = uvec4(greaterThan(q, vec4(p))) |
+                               (uvec4(equal(q, vec4(p))) & uvec4(lessThan(oi, uvec4(e))));
+                rank += (before.x + before.y) + (before.z + before.w);
+            }
+        }
+        for (; o < n4; o++) {
+            vec4 q = rr_p4[o];
+            uvec4 oi = uvec4(4u * o) + uvec4(0u, 1u, 2u, 3u);
+            uvec4 before = uvec4(greaterThan(q, vec4(p))) |
+                           (uvec4(equal(q, vec4(p))) & uvec4(lessThan(oi, uvec4(e))));
+            rank += (before.x + before.y) + (before.z + before.w);
+        }
+        if (rank < k) {
+            rr_top_p[rank] = p;
+            rr_top_e[rank] = e;
+        }
+    }
+    barrier();
+    if (write && t == 0u) {
+        float sum = 0.0f;
+        for (uint j = 0u; j < k; j++) sum += rr_top_p[j];
+        for (uint j = 0u; j < k; j++) {
+            BufI32(ids).v[j] = int(rr_top_e[j]);
+            BufF32(wts).v[j] = renorm ? rr_top_p[j] / sum : rr_top_p[j];
+        }
+    }
+}
