@@ -196,16 +196,11 @@ static void route_defer(vk_ctx *c, ob_ptr logits, int ne, int k, int norm_topk, 
     c->route_pend.r_wts = vk_rng(vk_addr(weights), (size_t)k * 4);
 }
 
-static int touches(const vk_range *a, int n, vk_range r) {
-    for (int i = 0; i < n; i++)
-        if (a[i].lo < r.hi && r.lo < a[i].hi) return 1;
-    return 0;
-}
-
 int vk_route_touches(const vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
     const vk_range *ri = &c->route_pend.r_ids, *rw = &c->route_pend.r_wts, *rl = &c->route_pend.r_lg;
-    return touches(reads, n_reads, *ri) || touches(reads, n_reads, *rw) || touches(writes, n_writes, *ri) ||
-           touches(writes, n_writes, *rw) || touches(writes, n_writes, *rl);
+    return vk_overlaps(reads, n_reads, *ri) || vk_overlaps(reads, n_reads, *rw) ||
+           vk_overlaps(writes, n_writes, *ri) || vk_overlaps(writes, n_writes, *rw) ||
+           vk_overlaps(writes, n_writes, *rl);
 }
 
 void vk_route_flush(vk_ctx *c) {

@@ -114,7 +114,7 @@ VkCommandBuffer vk_cmd(vk_ctx *c) {
     return c->cb[i];
 }
 
-static int overlaps(const vk_range *a, int n, vk_range r) {
+int vk_overlaps(const vk_range *a, int n, vk_range r) {
     for (int i = 0; i < n; i++)
         if (a[i].lo < r.hi && r.lo < a[i].hi) return 1;
     return 0;
@@ -133,9 +133,9 @@ void vk_hazard_for(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range
     if (c->route_pend.on && !c->route_flushing && vk_route_touches(c, reads, n_reads, writes, n_writes))
         vk_route_flush(c);
     int need = c->n_rd + n_reads > VK_MAX_RANGES || c->n_wr + n_writes > VK_MAX_RANGES;
-    for (int i = 0; i < n_reads && !need; i++) need = overlaps(c->wr, c->n_wr, reads[i]);
+    for (int i = 0; i < n_reads && !need; i++) need = vk_overlaps(c->wr, c->n_wr, reads[i]);
     for (int i = 0; i < n_writes && !need; i++)
-        need = overlaps(c->wr, c->n_wr, writes[i]) || overlaps(c->rd, c->n_rd, writes[i]);
+        need = vk_overlaps(c->wr, c->n_wr, writes[i]) || vk_overlaps(c->rd, c->n_rd, writes[i]);
     VkCommandBuffer cb = vk_cmd(c);
     if (need) {
         int wide = c->env.wide_barriers;

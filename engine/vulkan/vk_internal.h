@@ -376,6 +376,8 @@ void vk_op_attention(ob_backend *b, ob_ptr q, ob_ptr kcache, ob_ptr vcache, int 
                      const ob_attn *a);
 /* vk_decode.c: the deferred top-k of a decode routing (route_pend) */
 void vk_route_flush(vk_ctx *c);
+/* whether any of the n ranges a overlaps r (vk_exec.c) */
+int vk_overlaps(const vk_range *a, int n, vk_range r);
 int vk_route_touches(const vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
 void vk_op_moe_route(ob_backend *b, ob_ptr logits, int n, int n_exp, int k, int norm_topk, ob_ptr ids,
                      ob_ptr weights);
