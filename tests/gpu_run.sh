@@ -4,7 +4,8 @@
 # then, there:  sh tests/gpu_run.sh [steps...]    (steps: tests bench bench-q8 audio vision; default all; also
 #                bench-q8-fp32: Q8_0 decode with fp32 activations (OMNI_VK_Q8_INT8=0) to compare with the int8
 #                default; vision-cm: the encoders with the small-head tensor-core attention turned off,
-#                OMNI_VK_ATTN_CM_SMALL=0, to compare with the default)
+#                OMNI_VK_ATTN_CM_SMALL=0, to compare with the default; trace: BF16 and Q8_0 decode and prefill passes
+#                timed per dispatch, OMNI_VK_TRACE=1, the per-kernel budget of docs/architecture.md)
 # Logs go to $OUT (or /tmp/omni-gpu). Needs the .gpu bundle of ../shared/tools/gpu-prep.sh.
 set -u
 B=${B:-build-gpu}
@@ -28,6 +29,11 @@ for s in $steps; do
     bench-q8-fp32)
         OMNI_VK_Q8_INT8=0 timeout 200 "$B/omni" bench --config $CFG --backend vulkan --quant q8_0 -p 0 -n 128 -d 0,4096 -r 3 \
             --profile > "$O/bench_q8_fp32.txt" 2>&1 ;;
+    trace)
+        OMNI_VK_TRACE=1 timeout 200 "$B/omni" bench --config $CFG --backend vulkan -p 512 -n 64 -r 1 --profile \
+            > "$O/trace_bf16.txt" 2>&1
+        OMNI_VK_TRACE=1 timeout 200 "$B/omni" bench --config $CFG --backend vulkan --quant q8_0 -p 512 -n 64 -r 1 \
+            --profile > "$O/trace_q8.txt" 2>&1 ;;
     vision-cm)
         OMNI_VK_ATTN_CM_SMALL=0 OMNI_BIN=$B/omni timeout 60 "$B/omni_tests" vision_golden_vulkan audio_encoder_vulkan \
             > "$O/tests_cm_small_off.txt" 2>&1
