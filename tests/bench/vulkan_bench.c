@@ -277,15 +277,7 @@ static void decode_layers(ob_backend *b) {
     const double per = 1e3 / (PASSES * NL);
     printf("%-52s %9s\n", "decode layer, 48 layers' weights (bf16)", "us/layer");
 #define LAYERS(body) TIME_MS(1, for (int p_ = 0; p_ < PASSES; p_++) for (int l = 0; l < NL; l++) { body; })
-    /* half a second of the sequence first: an idle GPU runs at low clocks (H100: 345 MHz) and raises them only
-     * under sustained load, which the short timed loops below are not */
-    for (double t0 = omni_time_ms(); omni_time_ms() - t0 < 500;) {
-        for (int l = 0; l < NL; l++) {
-            b->ops->norm_matvec(b, X, &mn[l], 1e-6f, &mqkv[l], Y, XN);
-            b->ops->matmul_norm_route(b, &mo[l], Y, X, &mn[l], 1e-6f, &mr[l], LG, XN, K, 1, ID, WT);
-        }
-        b->ops->sync(b);
-    }
+    clock_warmup(b); /* the weight generation above left the device idle */
     double q = LAYERS(b->ops->norm_matvec(b, X, &mn[l], 1e-6f, &mqkv[l], Y, XN)) * per;
     double o = LAYERS(b->ops->matmul(b, &mo[l], Y, X, 1, 1)) * per;
     double r = LAYERS(b->ops->norm_route(b, X, &mn[l], 1e-6f, &mr[l], LG, XN, K, 1, ID, WT)) * per;
