@@ -11,14 +11,27 @@
 
 #include "vk_push.h"
 
-layout(buffer_reference, std430, buffer_reference_align = 4) buffer BufF32 { float v[]; };
-layout(buffer_reference, std430, buffer_reference_align = 4) buffer BufI32 { int v[]; };
-layout(buffer_reference, std430, buffer_reference_align = 4) buffer BufU32 { uint v[]; };
-layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufV4 { vec4 v[]; };
+// Under DCHAIN (dchain.glsl: kernels that run without a pipeline barrier after the one they depend on) the types
+// that carry activations are coherent, so that no per-SM cache holds a stale copy of what an earlier kernel of the
+// chain wrote; weights stay on BufUV4 (never written). BufAUV4: 16-byte activation words (BufUV4 otherwise).
+#ifdef DCHAIN
+#define DC_COH coherent
+#else
+#define DC_COH
+#endif
+layout(buffer_reference, std430, buffer_reference_align = 4) DC_COH buffer BufF32 { float v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 4) DC_COH buffer BufI32 { int v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 4) DC_COH buffer BufU32 { uint v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 16) DC_COH buffer BufV4 { vec4 v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer BufUV4 { uvec4 v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer BufU64 { uint64_t v[]; };
-layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufU4 { uvec4 v[]; };  // writable 16-byte words
-layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer BufU2 { uvec2 v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 16) DC_COH buffer BufU4 { uvec4 v[]; };  // writable 16-byte words
+layout(buffer_reference, std430, buffer_reference_align = 8) DC_COH readonly buffer BufU2 { uvec2 v[]; };
+#ifdef DCHAIN
+layout(buffer_reference, std430, buffer_reference_align = 16) coherent readonly buffer BufAUV4 { uvec4 v[]; };
+#else
+#define BufAUV4 BufUV4
+#endif
 
 // ---- weight elements ------------------------------------------------------------------------------------------
 // 16-bit and 8-bit values are read from the aligned 32-bit word that holds them, so no 8/16-bit storage feature
