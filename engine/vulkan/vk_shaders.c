@@ -43,6 +43,12 @@
 #include "rope.h"
 #include "router.h"
 #include "router_chain.h"
+#if OMNI_HAVE_SHADERS2 /* built by the newer compiler (GLSLC2) when the build has it */
+#include "matmul_cm2.h"
+#define SPV_NEW(name) SPV(name)
+#else
+#define SPV_NEW(name) #name, NULL, NULL, 0, 0
+#endif
 
 #define SPV(name) #name, omni_spv_##name, NULL, sizeof omni_spv_##name, 0
 #define SPV2(name) #name, omni_spv_##name, omni_spv_##name##_nosg, sizeof omni_spv_##name, sizeof omni_spv_##name##_nosg
@@ -84,4 +90,5 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_MVQ8] = { SPV(mvq8) },
     [SH_ATTN_DECODE] = { SPV(attn_decode) },
     [SH_ROUTER_CHAIN] = { SPV(router_chain) },
+    [SH_MATMUL_CM2] = { SPV_NEW(matmul_cm2) },
 };
