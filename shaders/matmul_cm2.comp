@@ -37,6 +37,8 @@ layout(constant_id = 1) const uint WTYPE = VK_WT_BF16;
 layout(constant_id = 2) const uint BM = 128;
 layout(constant_id = 3) const uint BN = 128;
 layout(constant_id = 4) const uint BK = 32;
+// K steps per iteration of the unclamped loop, unrolled (independent loads the driver can issue ahead of the MMAs)
+layout(constant_id = 5) const uint UNROLL = 4;
 
 layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer BufH { float16_t v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer BufW32 { uint v[]; };
@@ -109,7 +111,14 @@ void main() {
     if (pc.accumulate != 0u) coopMatLoadTensorNV(acc, BufY(pc.y).v, 0u, sliceTensorLayoutNV(ld, j0, BN, m0, BM), vt);
 
     if (m0 + BM <= rows && j0 + BN <= n && cols % BK == 0u) {
-        for (uint k = kbeg; k < kend; k += BK) STEP(la, lb, k)
+        // strides known to keep 16-byte rows (the host guarantees cols % 8 == 0 and x_stride == cols), as a hint
+        // that lets the driver use 16-byte loads
+        la = setTensorLayoutStrideNV(la, wstride & (WTYPE == VK_WT_BF16 ? ~3u : ~7u), 1);
+        lb = setTensorLayoutStrideNV(lb, pc.x_stride & ~7u, 1);
+        uint k = kbeg;
+        for (; k + UNROLL * BK <= kend; k += UNROLL * BK) [[unroll]] for (uint u = 0u; u < UNROLL; u++)
+            STEP(la, lb, k + u * BK)
+        for (; k < kend; k += BK) STEP(la, lb, k)
     } else {
         for (uint k = kbeg; k < kend; k += BK) STEP(lac, lbc, k)
     }

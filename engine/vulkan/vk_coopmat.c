@@ -145,6 +145,7 @@ static VkDeviceAddress x16_get(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_row
 #define CM2_DEFAULT 0
 #define CM2_TILE "128x128x32"
 #define CM2_SPLIT_BELOW 64u
+#define CM2_UNROLL 4 /* K steps unrolled in its inner loop (OMNI_VK_CM2_UNROLL=1..8) */
 
 static int cm2_tile(vk_ctx *c, uint32_t t[3]) {
     const char *v = getenv("OMNI_VK_CM2_TILE");
@@ -178,8 +179,9 @@ static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk
     px.x = x16_get(c, pc, pc->n, &rd[n_reads++]);
     if (!px.x) return 1; /* vk_fail'ed */
     px.x_stride = pc->cols;
-    uint32_t spec[5] = { 256, (uint32_t)wt, t[0], t[1], t[2] };
-    VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2, spec, 5);
+    int unroll = env_int("OMNI_VK_CM2_UNROLL", CM2_UNROLL);
+    uint32_t spec[6] = { 256, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll) };
+    VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2, spec, 6);
     if (split <= 1) {
         px.pad = 0;
         vk_dispatch(c, p, &px, sizeof px, gx, gy, 1, rd, n_reads, writes, n_writes);
