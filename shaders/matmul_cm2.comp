@@ -39,6 +39,9 @@ layout(constant_id = 3) const uint BN = 128;
 layout(constant_id = 4) const uint BK = 32;
 // K steps per iteration of the unclamped loop, unrolled (independent loads the driver can issue ahead of the MMAs)
 layout(constant_id = 5) const uint UNROLL = 4;
+// BLK = 1: fp16 operands (x, f16 weights) also through block loads of two halves per 32-bit word and a decode
+// function, as the bf16 weights (an experiment: on the H100 the bf16 block loads ran faster than plain fp16 loads)
+layout(constant_id = 6) const uint BLK = 0;
 
 layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer BufH { float16_t v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer BufW32 { uint v[]; };
@@ -46,6 +49,10 @@ layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufY { floa
 // two bf16 weights of a row in one 32-bit word (low half first): the block the decode function is handed (block
 // size 1 x 2 elements; no 16-bit integer type, so no shaderInt16)
 layout(buffer_reference, std430, buffer_reference_align = 4) readonly buffer BlkBF16 { uint b; };
+
+float16_t dec_h2(const in BlkBF16 bl, const in uint blockCoords[2], const in uint coordInBlock[2]) {
+    return float16_t(unpackHalf2x16(bl.b)[coordInBlock[1]]);
+}
 
 float16_t dec_bf16(const in BlkBF16 bl, const in uint blockCoords[2], const in uint coordInBlock[2]) {
     uint w = bl.b;
@@ -63,9 +70,14 @@ float16_t dec_bf16(const in BlkBF16 bl, const in uint blockCoords[2], const in u
         MAT_B b;                                                                                                \
         if (WTYPE == VK_WT_BF16)                                                                                \
             coopMatLoadTensorNV(a, BufW32(pc.w).v, 0u, sliceTensorLayoutNV(LA, m0, BM, k, BK), dec_bf16);       \
+        else if (BLK != 0u)                                                                                     \
+            coopMatLoadTensorNV(a, BufW32(pc.w).v, 0u, sliceTensorLayoutNV(LA, m0, BM, k, BK), dec_h2);         \
         else                                                                                                    \
             coopMatLoadTensorNV(a, BufH(pc.w).v, 0u, sliceTensorLayoutNV(LA, m0, BM, k, BK));                   \
-        coopMatLoadTensorNV(b, BufH(pc.x).v, 0u, sliceTensorLayoutNV(LB, j0, BN, k, BK), vt);                   \
+        if (BLK != 0u)                                                                                          \
+            coopMatLoadTensorNV(b, BufW32(pc.x).v, 0u, sliceTensorLayoutNV(LB, j0, BN, k, BK), vt, dec_h2);     \
+        else                                                                                                    \
+            coopMatLoadTensorNV(b, BufH(pc.x).v, 0u, sliceTensorLayoutNV(LB, j0, BN, k, BK), vt);               \
         acc = coopMatMulAdd(a, b, acc);                                                                         \
     }
 
@@ -81,19 +93,25 @@ void main() {
         createTensorLayoutNV(2, gl_CooperativeMatrixClampModeConstantNV);
     tensorLayoutNV<2, gl_CooperativeMatrixClampModeConstantNV> ld =
         createTensorLayoutNV(2, gl_CooperativeMatrixClampModeConstantNV);
-    if (WTYPE == VK_WT_BF16) {  // the decode function's blocks: 1 x 2 elements (one 32-bit word)
+    bool wblk = WTYPE == VK_WT_BF16 || BLK != 0u;
+    if (wblk) {  // the decode function's blocks: 1 x 2 elements (one 32-bit word)
         la = setTensorLayoutBlockSizeNV(la, 1, 2);
         lac = setTensorLayoutBlockSizeNV(lac, 1, 2);
     }
+    if (BLK != 0u) {
+        lb = setTensorLayoutBlockSizeNV(lb, 1, 2);
+        lbc = setTensorLayoutBlockSizeNV(lbc, 1, 2);
+    }
+    uint xstride = BLK != 0u ? pc.x_stride / 2u : pc.x_stride;
     la = setTensorLayoutDimensionNV(la, rows, cols);
-    uint wstride = WTYPE == VK_WT_BF16 ? cols / 2u : cols;  // row stride in blocks
+    uint wstride = wblk ? cols / 2u : cols;  // row stride in blocks
     la = setTensorLayoutStrideNV(la, wstride, 1);
     lac = setTensorLayoutDimensionNV(lac, rows, cols);
     lac = setTensorLayoutStrideNV(lac, wstride, 1);
     lb = setTensorLayoutDimensionNV(lb, n, cols);
-    lb = setTensorLayoutStrideNV(lb, pc.x_stride, 1);
+    lb = setTensorLayoutStrideNV(lb, xstride, 1);
     lbc = setTensorLayoutDimensionNV(lbc, n, cols);
-    lbc = setTensorLayoutStrideNV(lbc, pc.x_stride, 1);
+    lbc = setTensorLayoutStrideNV(lbc, xstride, 1);
     ld = setTensorLayoutDimensionNV(ld, n, rows);
     ld = setTensorLayoutStrideNV(ld, pc.y_stride, 1);
     tensorViewNV<2, false, 1, 0> vt = createTensorViewNV(2, false, 1, 0);
@@ -113,8 +131,8 @@ void main() {
     if (m0 + BM <= rows && j0 + BN <= n && cols % BK == 0u) {
         // strides known to keep 16-byte rows (the host guarantees cols % 8 == 0 and x_stride == cols), as a hint
         // that lets the driver use 16-byte loads
-        la = setTensorLayoutStrideNV(la, wstride & (WTYPE == VK_WT_BF16 ? ~3u : ~7u), 1);
-        lb = setTensorLayoutStrideNV(lb, pc.x_stride & ~7u, 1);
+        la = setTensorLayoutStrideNV(la, wstride & (wblk ? ~3u : ~7u), 1);
+        lb = setTensorLayoutStrideNV(lb, xstride & (BLK != 0u ? ~3u : ~7u), 1);
         uint k = kbeg;
         for (; k + UNROLL * BK <= kend; k += UNROLL * BK) [[unroll]] for (uint u = 0u; u < UNROLL; u++)
             STEP(la, lb, k + u * BK)

@@ -477,5 +477,11 @@ TEST(vk_coopmat_cm2) {
         snprintf(what, sizeof what, "OMNI_VK_CM2=1 tile %s", tiles[i]);
         sweep_vs_tol("OMNI_VK_CM2=0", "OMNI_VK_CM2=1", shapes, sizeof shapes / sizeof *shapes, 0, what, 1e-4);
     }
+    /* the block-load form of the fp16 operands (OMNI_VK_CM2_BLK=1) */
+    setenv("OMNI_VK_CM2_TILE", "128x128x32", 1);
+    setenv("OMNI_VK_CM2_BLK", "1", 1);
+    sweep_vs_tol("OMNI_VK_CM2=0", "OMNI_VK_CM2=1", shapes, sizeof shapes / sizeof *shapes, 0,
+                 "OMNI_VK_CM2=1 OMNI_VK_CM2_BLK=1 tile 128x128x32", 1e-4);
+    unsetenv("OMNI_VK_CM2_BLK");
     unsetenv("OMNI_VK_CM2_TILE");
 }

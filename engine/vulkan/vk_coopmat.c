@@ -142,7 +142,7 @@ static VkDeviceAddress x16_get(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_row
  * (cm_x16.comp), y must allow 16-byte rows. Tile OMNI_VK_CM2_TILE=BMxBNxBK (weight rows x x rows x columns per
  * step; multiples of the device's granularity), default CM2_TILE. Products with fewer than CM2_SPLIT_BELOW tiles are
  * split over K as matmul_cm's (partial planes, mm_ksum.comp). */
-#define CM2_DEFAULT 0
+#define CM2_DEFAULT 0 /* measured slower than matmul_cm on the H100 (docs/benchmarks.md) */
 #define CM2_TILE "128x128x32"
 #define CM2_SPLIT_BELOW 64u
 #define CM2_UNROLL 4 /* K steps unrolled in its inner loop (OMNI_VK_CM2_UNROLL=1..8) */
@@ -180,8 +180,9 @@ static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk
     if (!px.x) return 1; /* vk_fail'ed */
     px.x_stride = pc->cols;
     int unroll = env_int("OMNI_VK_CM2_UNROLL", CM2_UNROLL);
-    uint32_t spec[6] = { 256, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll) };
-    VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2, spec, 6);
+    uint32_t spec[7] = { 256, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
+                         (uint32_t)(env_int("OMNI_VK_CM2_BLK", 0) > 0) };
+    VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2, spec, 7);
     if (split <= 1) {
         px.pad = 0;
         vk_dispatch(c, p, &px, sizeof px, gx, gy, 1, rd, n_reads, writes, n_writes);
