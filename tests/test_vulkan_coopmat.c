@@ -469,7 +469,7 @@ TEST(vk_coopmat_cm2) {
     static const int shapes[][3] = { { 128, 64, 64 },  { 200, 72, 70 },   { 130, 520, 129 }, { 256, 2048, 100 },
                                      { 64, 8, 9 },     { 384, 136, 17 },  { 128, 2048, 100 }, { 256, 128, 192 },
                                      { 96, 544, 40 },  { 1024, 2048, 512 } };
-    static const char *const tiles[] = { "128x128x32", "128x64x32", "256x128x64" };
+    static const char *const tiles[] = { "128x128x64", "128x128x32", "128x64x32", "256x128x64" };
     setenv("OMNI_VK_MM", "tiled", 1);
     for (unsigned i = 0; i < sizeof tiles / sizeof *tiles; i++) {
         setenv("OMNI_VK_CM2_TILE", tiles[i], 1);
@@ -477,11 +477,11 @@ TEST(vk_coopmat_cm2) {
         snprintf(what, sizeof what, "OMNI_VK_CM2=1 tile %s", tiles[i]);
         sweep_vs_tol("OMNI_VK_CM2=0", "OMNI_VK_CM2=1", shapes, sizeof shapes / sizeof *shapes, 0, what, 1e-4);
     }
-    /* the block-load form of the fp16 operands (OMNI_VK_CM2_BLK=1) */
-    setenv("OMNI_VK_CM2_TILE", "128x128x32", 1);
-    setenv("OMNI_VK_CM2_BLK", "1", 1);
+    /* the plain tensor loads of the fp16 operands (OMNI_VK_CM2_BLK=0; block loads are the default) */
+    setenv("OMNI_VK_CM2_TILE", "128x128x64", 1);
+    setenv("OMNI_VK_CM2_BLK", "0", 1);
     sweep_vs_tol("OMNI_VK_CM2=0", "OMNI_VK_CM2=1", shapes, sizeof shapes / sizeof *shapes, 0,
-                 "OMNI_VK_CM2=1 OMNI_VK_CM2_BLK=1 tile 128x128x32", 1e-4);
+                 "OMNI_VK_CM2=1 OMNI_VK_CM2_BLK=0 tile 128x128x64", 1e-4);
     unsetenv("OMNI_VK_CM2_BLK");
     unsetenv("OMNI_VK_CM2_TILE");
 }

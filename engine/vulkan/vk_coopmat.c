@@ -142,10 +142,16 @@ static VkDeviceAddress x16_get(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_row
  * (cm_x16.comp), y must allow 16-byte rows. Tile OMNI_VK_CM2_TILE=BMxBNxBK (weight rows x x rows x columns per
  * step; multiples of the device's granularity), default CM2_TILE. Products with fewer than CM2_SPLIT_BELOW tiles are
  * split over K as matmul_cm's (partial planes, mm_ksum.comp). */
-#define CM2_DEFAULT 0 /* measured slower than matmul_cm on the H100 (docs/benchmarks.md) */
-#define CM2_TILE "128x128x32"
+/* off by default: on the H100 it wins on q (1.75x) and k/v but loses on o (0.89x: 64 tiles leave half the SMs
+ * idle; docs/benchmarks.md) */
+#define CM2_DEFAULT 0
+#define CM2_TILE "128x128x64"
 #define CM2_SPLIT_BELOW 64u
 #define CM2_UNROLL 4 /* K steps unrolled in its inner loop (OMNI_VK_CM2_UNROLL=1..8) */
+/* fp16 operands through block loads (OMNI_VK_CM2_BLK=0: plain tensor loads). Measured on the H100 (vulkan_bench
+ * gemm, n = 512, 128x128x64): q [4096 x 2048] 0.0505 ms with block loads against 0.1115 plain (matmul_cm 0.0885),
+ * o [2048 x 4096] 0.0967 against 0.2129 (matmul_cm 0.0858). */
+#define CM2_BLK 1
 
 static int cm2_tile(vk_ctx *c, uint32_t t[3]) {
     const char *v = getenv("OMNI_VK_CM2_TILE");
@@ -181,7 +187,7 @@ static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk
     px.x_stride = pc->cols;
     int unroll = env_int("OMNI_VK_CM2_UNROLL", CM2_UNROLL);
     uint32_t spec[7] = { 256, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
-                         (uint32_t)(env_int("OMNI_VK_CM2_BLK", 0) > 0) };
+                         (uint32_t)(env_int("OMNI_VK_CM2_BLK", CM2_BLK) > 0) };
     VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2, spec, 7);
     if (split <= 1) {
         px.pad = 0;

@@ -57,8 +57,8 @@ typedef struct {
  *   OMNI_VK_CM2=N          dense prefill products (MODE 0, f16/bf16 weights) on the NV cooperative matrix 2 GEMM
  *                          (matmul_cm2.comp, workgroup-scope tensor-core tiles; vk_coopmat.c) where the device and
  *                          the build have it: 1 on, 0 off (matmul_cm.comp); OMNI_VK_CM2_TILE=BMxBNxBK its tile,
- *                          OMNI_VK_CM2_UNROLL=N K steps per unrolled iteration (1..8), OMNI_VK_CM2_BLK=1 fp16
- *                          operands through block loads with a decode function (an experiment)
+ *                          OMNI_VK_CM2_UNROLL=N K steps per unrolled iteration (1..8), OMNI_VK_CM2_BLK=0 fp16
+ *                          operands through plain tensor loads instead of block loads with a decode function
  *   OMNI_VK_MOE_FUSE=0     grouped MoE gate, up and swiglu as three passes instead of one fused GEMM
  *   OMNI_VK_NO_SUBGROUP    no subgroup arithmetic: reductions go through shared memory (the *_nosg kernels)
  *   OMNI_VK_NO_FP64        no shaderFloat64
