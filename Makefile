@@ -129,14 +129,18 @@ fuzz:
 DEBS := build-essential pkg-config clang libncurses-dev portaudio19-dev libasound2-dev libsamplerate0-dev \
   libvulkan-dev glslc glslang-tools spirv-tools mesa-vulkan-drivers vulkan-tools vulkan-validationlayers \
   libsdl2-image-dev libcjson-dev espeak-ng sox tmux xxd xz-utils unicode-data pulseaudio pulseaudio-utils libasound2-plugins
+# then a current shader compiler for the shaders Debian 12's cannot build (tools/newglslc.sh: Debian sid's glslc
+# unpacked into .toolchain/, nothing installed); without network it is skipped and those kernels are left out.
 deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEBS)
+	tools/newglslc.sh .toolchain || echo "tools/newglslc.sh failed: building without the GLSLC2 shaders"
 
 install: $(BUILD)/omni
 	install -D -m 755 $(BUILD)/omni $(DESTDIR)$(PREFIX)/bin/omni
 
 clean:
 	rm -rf build build-asan
+# (.toolchain/, the GLSLC2 compiler, stays: `rm -rf .toolchain` to drop it)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

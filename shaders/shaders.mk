@@ -9,7 +9,9 @@ SHADER_DIR   := $(BUILD)/shaders
 GLSLC        ?= glslc
 SPIRV_VAL    ?= spirv-val
 GLSLC_FLAGS  := -fshader-stage=compute --target-env=vulkan1.2 -O -Ishaders -Iengine/vulkan
-SHADER_NAMES := $(basename $(notdir $(wildcard shaders/*.comp)))
+# shaders that need the newer compiler (GLSLC2, below) are not in the default set
+SHADER_NEW   := matmul_cm2
+SHADER_NAMES := $(filter-out $(SHADER_NEW),$(basename $(notdir $(wildcard shaders/*.comp))))
 # tensor-core GEMM tile shapes besides matmul_cm's 128 x 64 (weight rows x x rows; vk_coopmat.c picks one)
 MATMUL_CM_TILES := 128x32 256x32 256x64 128x128
 SHADER_NOSG  := matvec rms_norm attn_split moe_route qk_rope_kv
@@ -78,6 +80,27 @@ $(BUILD)/engine/vulkan/vk_shaders.o: $(SHADER_H)
 $(SHADER_DIR)/.validated: $(SHADER_SPV)
 	@for f in $(SHADER_SPV); do $(SPIRV_VAL) --target-env vulkan1.2 $$f || { echo "spirv-val: $$f"; exit 1; }; done
 	@touch $@
+
+# Shaders Debian 12's glslc cannot compile (GL_NV_cooperative_matrix2): built with GLSLC2, a current glslc that
+# tools/newglslc.sh unpacks into .toolchain/ (`make deps` runs it), validated with its spirv-val for Vulkan 1.3.
+# Without it they are skipped and vk_shaders.c embeds nothing for them (the kernels they serve fall back; see
+# vk_coopmat.c). GLSLC2= (empty) skips them on purpose.
+GLSLC2       ?= $(wildcard .toolchain/bin/glslc)
+SPIRV_VAL2   ?= $(or $(wildcard $(dir $(GLSLC2))spirv-val),$(SPIRV_VAL))
+ifneq ($(strip $(GLSLC2)),)
+SHADER2_SPV  := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NEW))
+SHADER2_H    := $(SHADER2_SPV:.spv=.h)
+$(SHADER2_SPV): $(SHADER_DIR)/%.spv: shaders/%.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC2) -fshader-stage=compute --target-env=vulkan1.3 -O -Ishaders -Iengine/vulkan -MD -MF $@.d $< -o $@
+$(SHADER_DIR)/.validated2: $(SHADER2_SPV)
+	@for f in $(SHADER2_SPV); do $(SPIRV_VAL2) --target-env vulkan1.3 $$f || { echo "spirv-val: $$f"; exit 1; }; done
+	@touch $@
+$(BUILD)/engine/vulkan/vk_shaders.o: $(SHADER2_H)
+$(BUILD)/engine/vulkan/vk_shaders.o: CFLAGS += -DOMNI_HAVE_SHADERS2=1
+shaders: $(SHADER2_H) $(SHADER_DIR)/.validated2
+TEST_EXTRA_DEPS += $(SHADER_DIR)/.validated2
+endif
 
 shaders: $(SHADER_H) $(SHADER_DIR)/.validated
 TEST_EXTRA_DEPS += $(SHADER_DIR)/.validated

@@ -186,7 +186,7 @@ static double rel_diff(const float *a, const float *b, size_t n) {
 }
 
 /* the GEMM build switches the comparisons below set: every one is unset, then a list "NAME=VALUE,..." applied */
-static const char *const cm_switch_names[] = { "OMNI_VK_CM_X16" };
+static const char *const cm_switch_names[] = { "OMNI_VK_CM_X16", "OMNI_VK_CM2" };
 static void apply_switches(const char *list) {
     for (unsigned i = 0; i < sizeof cm_switch_names / sizeof *cm_switch_names; i++) unsetenv(cm_switch_names[i]);
     char buf[256];
@@ -208,8 +208,8 @@ static void apply_switches(const char *list) {
 static const int sweep_shapes[][3] = { { 128, 64, 64 }, { 200, 72, 70 }, { 130, 520, 129 }, { 256, 2048, 100 },
                                        { 64, 8, 9 },    { 384, 136, 17 }, { 128, 2048, 100 }, { 256, 128, 192 },
                                        { 96, 544, 40 } };
-static void sweep_vs(const char *base, const char *var, const int (*shapes)[3], unsigned n_shapes, int moe,
-                     const char *what) {
+static void sweep_vs_tol(const char *base, const char *var, const int (*shapes)[3], unsigned n_shapes, int moe,
+                         const char *what, double tol_vs) {
     TV_OPEN(e);
     omni_rng r = { 7 };
     const ob_dtype types[] = { OB_F16, OB_BF16, OB_Q8_0 };
@@ -226,7 +226,7 @@ static void sweep_vs(const char *base, const char *var, const int (*shapes)[3], 
                 double err = mm_case_out(&e, &r, types[ti], shapes[i][0], shapes[i][1], shapes[i][2], acc, &b);
                 double d = a && b ? rel_diff(b, a, (size_t)shapes[i][0] * shapes[i][2]) : 1e30;
                 if (d > worst) worst = d;
-                if (!(err >= 0 && err <= CM_TOL) || !(d <= CM_VS_DEFAULT_TOL))
+                if (!(err >= 0 && err <= CM_TOL) || !(d <= tol_vs))
                     th_fail(__FILE__, __LINE__, "%s: matmul %s [%d x %d] n=%d acc=%d: rel err %g (tol %g), vs [%s] %g",
                             what, ob_dtype_name(types[ti]), shapes[i][0], shapes[i][1], shapes[i][2], acc, err, CM_TOL,
                             base, d);
@@ -249,7 +249,7 @@ static void sweep_vs(const char *base, const char *var, const int (*shapes)[3], 
             moe_case_out(&e, &rm, mc[i].t, mc[i].n, mc[i].k, mc[i].n_exp, mc[i].dim, mc[i].inter, CM_TOL, &b);
             double d = a && b ? rel_diff(b, a, (size_t)mc[i].n * mc[i].dim) : 1e30;
             if (d > worst) worst = d;
-            if (!(d <= CM_VS_DEFAULT_TOL))
+            if (!(d <= tol_vs))
                 th_fail(__FILE__, __LINE__, "%s: moe %s fuse=%d case %u: vs [%s] %g", what, ob_dtype_name(mc[i].t),
                         fuse, i, base, d);
             free(a), free(b);
@@ -259,6 +259,11 @@ static void sweep_vs(const char *base, const char *var, const int (*shapes)[3], 
     apply_switches("");
     printf("    %s: largest difference to [%s] %.3g%s\n", what, base, worst, worst == 0 ? " (identical)" : "");
     tv_close(&e);
+}
+
+static void sweep_vs(const char *base, const char *var, const int (*shapes)[3], unsigned n_shapes, int moe,
+                     const char *what) {
+    sweep_vs_tol(base, var, shapes, n_shapes, moe, what, CM_VS_DEFAULT_TOL);
 }
 
 /* Every tile shape with OMNI_VK_CM_X16=2 (the grouped MoE and the dense form on fp16 activations, the default)
@@ -426,4 +431,57 @@ TEST(vk_coopmat_attention_off) {
     setenv("OMNI_VK_NO_COOPMAT", "1", 1);
     CHECK(!cm_offered());
     attn_sweep(F32_TOL);
+}
+
+/* ---- the NV cooperative matrix 2 GEMM (matmul_cm2.comp, OMNI_VK_CM2=1) ------------------------------------------ */
+
+/* the device-open log line says whether the back-end took it ("nv2-gemm 1": the device has workgroup-scope fp16
+ * shapes and the build has the shader, GLSLC2) */
+static int g_cm2_seen = -1;
+static void cm2_log(int level, const char *msg, void *ud) {
+    const char *p = strstr(msg, "nv2-gemm ");
+    if (p) g_cm2_seen = atoi(p + 9);
+    tv_log(level, msg, ud);
+}
+static int cm2_offered(void) {
+    if (!cm_offered()) return 0;
+    g_cm2_seen = -1;
+    char why[256] = "";
+    omni_log_set_sink(cm2_log, NULL);
+    ob_backend *b = ob_vulkan_new(-1, why, sizeof why);
+    if (b) b->ops->destroy(b);
+    omni_log_set_sink(tv_log, NULL);
+    printf("    NV cooperative matrix 2 GEMM: %s\n", g_cm2_seen > 0 ? "on" : "off (no device support or no GLSLC2 build)");
+    return g_cm2_seen > 0;
+}
+
+/* The dense sweep's shapes plus one of projection size ([1024 x 2048] x 512: whole 128 x 128 tiles, the unclamped
+ * path) with OMNI_VK_CM2=1 against the CPU (CM_TOL: the same fp16 operands as matmul_cm, bf16 weights rounded to
+ * fp16 once, fp32 sums) and against matmul_cm's result (OMNI_VK_CM2=0): the driver sums the same products in its own
+ * order, so a few fp32 ulps of the largest value differ (bound 1e-4 relative, as the x16 comparison). Ragged tiles
+ * (clamped loads and stores), cols not a multiple of the K step, split-K planes ({256, 2048, 100}) and accumulation
+ * are all in the sweep; each tile shape the switch offers once. Skipped where the device or build lacks it. */
+TEST(vk_coopmat_cm2) {
+    if (!cm2_offered()) {
+        printf("    SKIP: no NV cooperative matrix 2 GEMM on this device/build\n");
+        return;
+    }
+    static const int shapes[][3] = { { 128, 64, 64 },  { 200, 72, 70 },   { 130, 520, 129 }, { 256, 2048, 100 },
+                                     { 64, 8, 9 },     { 384, 136, 17 },  { 128, 2048, 100 }, { 256, 128, 192 },
+                                     { 96, 544, 40 },  { 1024, 2048, 512 } };
+    static const char *const tiles[] = { "128x128x64", "128x128x32", "128x64x32", "256x128x64" };
+    setenv("OMNI_VK_MM", "tiled", 1);
+    for (unsigned i = 0; i < sizeof tiles / sizeof *tiles; i++) {
+        setenv("OMNI_VK_CM2_TILE", tiles[i], 1);
+        char what[96];
+        snprintf(what, sizeof what, "OMNI_VK_CM2=1 tile %s", tiles[i]);
+        sweep_vs_tol("OMNI_VK_CM2=0", "OMNI_VK_CM2=1", shapes, sizeof shapes / sizeof *shapes, 0, what, 1e-4);
+    }
+    /* the plain tensor loads of the fp16 operands (OMNI_VK_CM2_BLK=0; block loads are the default) */
+    setenv("OMNI_VK_CM2_TILE", "128x128x64", 1);
+    setenv("OMNI_VK_CM2_BLK", "0", 1);
+    sweep_vs_tol("OMNI_VK_CM2=0", "OMNI_VK_CM2=1", shapes, sizeof shapes / sizeof *shapes, 0,
+                 "OMNI_VK_CM2=1 OMNI_VK_CM2_BLK=0 tile 128x128x64", 1e-4);
+    unsetenv("OMNI_VK_CM2_BLK");
+    unsetenv("OMNI_VK_CM2_TILE");
 }

@@ -135,8 +135,97 @@ static VkDeviceAddress x16_get(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_row
     return h;
 }
 
+/* ---- the NV cooperative matrix 2 GEMM (matmul_cm2.comp) for the dense products ------------------------------------
+ * OMNI_VK_CM2=1 routes dense MODE-0 products with f16/bf16 weights to it where the device has what it needs
+ * (vk_caps.cm2: workgroup-scope, flexible-dimension fp16 matrices with tensor addressing; the build has the shader
+ * only with GLSLC2, shaders.mk). Activations go through the same cached fp16 copy as OMNI_VK_CM_X16=2
+ * (cm_x16.comp), y must allow 16-byte rows. Tile OMNI_VK_CM2_TILE=BMxBNxBK (weight rows x x rows x columns per
+ * step; multiples of the device's granularity), default CM2_TILE. Products with fewer than CM2_SPLIT_BELOW tiles are
+ * split over K as matmul_cm's (partial planes, mm_ksum.comp). */
+/* off by default: on the H100 it wins on q (1.75x) and k/v but loses on o (0.89x: 64 tiles leave half the SMs
+ * idle; docs/benchmarks.md) */
+#define CM2_DEFAULT 0
+#define CM2_TILE "128x128x64"
+#define CM2_SPLIT_BELOW 64u
+#define CM2_UNROLL 4 /* K steps unrolled in its inner loop (OMNI_VK_CM2_UNROLL=1..8) */
+/* fp16 operands through block loads (OMNI_VK_CM2_BLK=0: plain tensor loads). Measured on the H100 (vulkan_bench
+ * gemm, n = 512, 128x128x64): q [4096 x 2048] 0.0505 ms with block loads against 0.1115 plain (matmul_cm 0.0885),
+ * o [2048 x 4096] 0.0967 against 0.2129 (matmul_cm 0.0858). */
+#define CM2_BLK 1
+
+static int cm2_tile(vk_ctx *c, uint32_t t[3]) {
+    const char *v = getenv("OMNI_VK_CM2_TILE");
+    if (!v || sscanf(v, "%ux%ux%u", &t[0], &t[1], &t[2]) != 3) sscanf(CM2_TILE, "%ux%ux%u", &t[0], &t[1], &t[2]);
+    for (int i = 0; i < 3; i++)
+        if (!t[i] || t[i] > 256 || (c->caps.cm2_gran[i] && t[i] % c->caps.cm2_gran[i])) return 0;
+    return 1;
+}
+
+int vk_cm2_on(vk_ctx *c, ob_dtype wt) {
+    return c->caps.cm2 && (wt == OB_F16 || wt == OB_BF16) && env_int("OMNI_VK_CM2", CM2_DEFAULT) > 0;
+}
+
+/* returns 0 (nothing recorded) where the product is not for it */
+static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk_range *reads, int n_reads,
+                        const vk_range *writes, int n_writes) {
+    uint32_t t[3];
+    if (!vk_cm2_on(c, wt) || !cm2_tile(c, t) || pc->y % 16 || pc->y_stride % 4 || pc->n == 0) return 0;
+    if (n_reads + 1 > VK_MAX_RANGES / 4) return 0;
+    uint32_t gx = (pc->rows + t[0] - 1) / t[0], gy = (pc->n + t[1] - 1) / t[1], slices = (pc->cols + t[2] - 1) / t[2];
+    uint32_t split = 1;
+    if (env_int("OMNI_VK_CM_SPLIT", 1) && gx * gy < CM2_SPLIT_BELOW) {
+        split = (2 * CM2_SPLIT_BELOW + gx * gy - 1) / (gx * gy);
+        if (split > CM_SPLIT_MAX) split = CM_SPLIT_MAX;
+        if (split > slices / 4) split = slices / 4; /* at least 4 steps each */
+        if (split < 1) split = 1;
+    }
+    vk_range rd[VK_MAX_RANGES / 4];
+    for (int i = 0; i < n_reads; i++) rd[i] = reads[i];
+    ob_pc_matmul px = *pc;
+    px.x = x16_get(c, pc, pc->n, &rd[n_reads++]);
+    if (!px.x) return 1; /* vk_fail'ed */
+    px.x_stride = pc->cols;
+    int unroll = env_int("OMNI_VK_CM2_UNROLL", CM2_UNROLL);
+    uint32_t spec[7] = { 256, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
+                         (uint32_t)(env_int("OMNI_VK_CM2_BLK", CM2_BLK) > 0) };
+    VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2, spec, 7);
+    if (split <= 1) {
+        px.pad = 0;
+        vk_dispatch(c, p, &px, sizeof px, gx, gy, 1, rd, n_reads, writes, n_writes);
+    } else {
+        size_t plane = (size_t)pc->n * pc->rows * 4, part_b = plane * split;
+        ob_buf *part = vk_scratch(c, 5, part_b);
+        if (!part) return 1;
+        ob_pc_matmul pp = px;
+        pp.y = part->blk->addr + part->off;
+        pp.y_stride = pc->rows;
+        pp.accumulate = 0;
+        pp.pad = split;
+        vk_range r_part = vk_rng(pp.y, part_b);
+        vk_dispatch(c, p, &pp, sizeof pp, gx, gy, split, rd, n_reads, &r_part, 1);
+        ob_pc_matmul ps = *pc;
+        ps.x = pp.y;
+        ps.pad = split;
+        uint32_t sx, sy, spec_s[1] = { 256 };
+        vk_grid(c, (uint64_t)pc->n * pc->rows, 256, &sx, &sy);
+        vk_range rd_s[2] = { r_part, writes[0] };
+        vk_dispatch(c, vk_pipeline(c, SH_MM_KSUM, spec_s, 1), &ps, sizeof ps, sx, sy, 1, rd_s, pc->accumulate ? 2 : 1,
+                    writes, n_writes);
+    }
+    /* the fp16 copy stays valid across this product unless it wrote x itself (as vk_matmul_cm_dispatch_x) */
+    if (c->x16.src == pc->x) {
+        vk_range rx = vk_rng(pc->x, ((uint64_t)(pc->n - 1) * pc->x_stride + pc->cols) * 4);
+        int hit = 0;
+        for (int i = 0; i < n_writes; i++) hit |= writes[i].lo < rx.hi && rx.lo < writes[i].hi;
+        if (hit) c->x16.src = 0;
+        else c->x16.dispatches = c->n_dispatches;
+    }
+    return 1;
+}
+
 void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc, uint32_t groups_y,
                            const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
+    if (!grouped && cm2_dispatch(c, wt, pc, reads, n_reads, writes, n_writes)) return;
     int xform = !grouped && vk_cm_x16(c, 0) ? VK_CM_X_CONVERT : VK_CM_X32;
     vk_matmul_cm_dispatch_x(c, grouped, xform, pc->n, wt, pc, groups_y, reads, n_reads, writes, n_writes);
 }

@@ -30,6 +30,38 @@ typedef struct {
     VkBool32 shaderBFloat16Type, shaderBFloat16DotProduct, shaderBFloat16CooperativeMatrix;
 } ob_bf16_features;
 
+/* VK_NV_cooperative_matrix2 (headers 1.4.x; layouts from the registry) */
+#define OB_STYPE_COOPMAT2_FEATURES ((VkStructureType)1000593000)
+#define OB_STYPE_COOPMAT_FLEX_PROPS ((VkStructureType)1000593001)
+#define OB_STYPE_COOPMAT2_PROPS ((VkStructureType)1000593002)
+typedef struct {
+    VkStructureType sType;
+    void *pNext;
+    VkBool32 cooperativeMatrixWorkgroupScope, cooperativeMatrixFlexibleDimensions, cooperativeMatrixReductions,
+        cooperativeMatrixConversions, cooperativeMatrixPerElementOperations, cooperativeMatrixTensorAddressing,
+        cooperativeMatrixBlockLoads;
+} ob_coopmat2_features;
+typedef struct {
+    VkStructureType sType;
+    void *pNext;
+    uint32_t cooperativeMatrixWorkgroupScopeMaxWorkgroupSize, cooperativeMatrixFlexibleDimensionsMaxDimension,
+        cooperativeMatrixWorkgroupScopeReservedSharedMemory;
+} ob_coopmat2_props;
+typedef struct {
+    VkStructureType sType;
+    void *pNext;
+    uint32_t MGranularity, NGranularity, KGranularity;
+    uint32_t AType, BType, CType, ResultType; /* VkComponentTypeKHR: 0 fp16, 1 fp32, 1000141000 bf16 */
+    VkBool32 saturatingAccumulation;
+    uint32_t scope; /* VkScopeKHR: 2 workgroup */
+    uint32_t workgroupInvocations;
+} ob_coopmat_flex_props;
+typedef VkResult(VKAPI_PTR *ob_pfn_flex_props)(VkPhysicalDevice, uint32_t *, ob_coopmat_flex_props *);
+#define OB_CT_F16 0u
+#define OB_CT_F32 1u
+#define OB_CT_BF16 1000141000u
+#define OB_SCOPE_WORKGROUP 2u
+
 static int env_flag(const char *name) {
     const char *v = getenv(name);
     return v && *v && strcmp(v, "0") != 0;
@@ -363,6 +395,12 @@ static void probe(VkPhysicalDevice pd, vk_caps *cap, ob_vk_device_info *info, ex
         dotp.pNext = p2.pNext;
         p2.pNext = &dotp;
     }
+    int has_cm2 = has_ext(&el, "VK_NV_cooperative_matrix2") && has_ext(&el, "VK_KHR_cooperative_matrix");
+    ob_coopmat2_props cm2p = { .sType = OB_STYPE_COOPMAT2_PROPS };
+    if (has_cm2) {
+        cm2p.pNext = p2.pNext;
+        p2.pNext = &cm2p;
+    }
     vkGetPhysicalDeviceProperties2(pd, &p2);
 
     /* features */
@@ -379,6 +417,7 @@ static void probe(VkPhysicalDevice pd, vk_caps *cap, ob_vk_device_info *info, ex
     };
     ob_coopmat_khr_features fckhr = { .sType = OB_STYPE_COOPMAT_KHR_FEATURES };
     ob_bf16_features fbf = { .sType = OB_STYPE_BF16_FEATURES };
+    ob_coopmat2_features fcm2 = { .sType = OB_STYPE_COOPMAT2_FEATURES };
     VkPhysicalDeviceFeatures2 f2 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2 };
     void **tail = &f2.pNext;
 #define CHAIN(s) do { *tail = &(s); tail = &(s).pNext; } while (0)
@@ -391,6 +430,7 @@ static void probe(VkPhysicalDevice pd, vk_caps *cap, ob_vk_device_info *info, ex
     if (has_ext(&el, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME)) CHAIN(fcnv);
     if (has_ext(&el, "VK_KHR_cooperative_matrix")) CHAIN(fckhr);
     if (has_ext(&el, "VK_KHR_shader_bfloat16")) CHAIN(fbf);
+    if (has_cm2) CHAIN(fcm2);
 #undef CHAIN
     vkGetPhysicalDeviceFeatures2(pd, &f2);
 
@@ -412,6 +452,11 @@ static void probe(VkPhysicalDevice pd, vk_caps *cap, ob_vk_device_info *info, ex
     cap->coopmat_nv = fcnv.cooperativeMatrix;
     cap->coopmat_khr = fckhr.cooperativeMatrix;
     cap->coopmat2_nv = has_ext(&el, "VK_NV_cooperative_matrix2");
+    /* what matmul_cm2.comp needs of it; the shapes (vk_device_open) and the shader's presence decide cap->cm2 */
+    cap->cm2 = has_cm2 && fckhr.cooperativeMatrix && fcm2.cooperativeMatrixWorkgroupScope &&
+               fcm2.cooperativeMatrixFlexibleDimensions && fcm2.cooperativeMatrixTensorAddressing &&
+               fcm2.cooperativeMatrixBlockLoads && cm2p.cooperativeMatrixWorkgroupScopeMaxWorkgroupSize >= 256;
+    cap->vmm = f12.vulkanMemoryModel;
     cap->bda = f12.bufferDeviceAddress;
     cap->max_alloc = 0;
     cap->max_storage_range = base.limits.maxStorageBufferRange;
@@ -545,9 +590,43 @@ static void apply_env(vk_caps *cap, const vk_env *e) {
     if (e->no_8bit) cap->storage8 = 0;
     if (e->no_bf16) cap->bf16 = 0;
     if (e->no_int_dot) cap->int_dot = cap->int_dot_accel = 0;
-    if (e->no_coopmat) cap->coopmat_nv = cap->coopmat_khr = cap->coopmat2_nv = 0;
+    if (e->no_coopmat) cap->coopmat_nv = cap->coopmat_khr = cap->coopmat2_nv = cap->cm2 = 0;
     if (e->no_subgroup) cap->sg_arith = cap->sg_shuffle = 0;
     if (e->no_fp64) cap->fp64 = 0;
+}
+
+/* matmul_cm2.comp's operand types as a workgroup-scope shape of the flexible-dimension list: fp16 x fp16 -> fp32
+ * for 256 invocations (its tiles must be multiples of the granularities: vk_coopmat.c checks); cap->cm2 stays on
+ * only with it, fp16 arithmetic and 16-bit storage, and the shader in the build. cm2_bf16 notes a bf16 shape. */
+static void cm2_shapes(vk_ctx *c) {
+    vk_caps *cap = &c->caps;
+    int ok = 0;
+    cap->cm2_bf16 = 0;
+    if (cap->cm2 && cap->fp16 && cap->storage16 && vk_shader_table[SH_MATMUL_CM2].words) {
+        ob_pfn_flex_props get = (ob_pfn_flex_props)vkGetInstanceProcAddr(
+            c->inst, "vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV");
+        uint32_t n = 0;
+        if (get && get(c->phys, &n, NULL) == VK_SUCCESS && n > 0 && n < 4096) {
+            ob_coopmat_flex_props *p = calloc(n, sizeof *p);
+            if (p) {
+                for (uint32_t i = 0; i < n; i++) p[i].sType = OB_STYPE_COOPMAT_FLEX_PROPS;
+                if (get(c->phys, &n, p) == VK_SUCCESS)
+                    for (uint32_t i = 0; i < n; i++) {
+                        if (p[i].scope != OB_SCOPE_WORKGROUP || p[i].workgroupInvocations != 256) continue;
+                        if (p[i].CType != OB_CT_F32 || p[i].ResultType != OB_CT_F32) continue;
+                        if (p[i].AType == OB_CT_BF16 && p[i].BType == OB_CT_BF16) cap->cm2_bf16 = 1;
+                        if (p[i].AType == OB_CT_F16 && p[i].BType == OB_CT_F16 && !ok) {
+                            ok = 1;
+                            cap->cm2_gran[0] = p[i].MGranularity;
+                            cap->cm2_gran[1] = p[i].NGranularity;
+                            cap->cm2_gran[2] = p[i].KGranularity;
+                        }
+                    }
+                free(p);
+            }
+        }
+    }
+    cap->cm2 = ok;
 }
 
 int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
@@ -592,6 +671,7 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
     ext_list el;
     probe(c->phys, &c->caps, &me, &el);
     apply_env(&c->caps, &c->env);
+    cm2_shapes(c);
     int v13 = VK_API_VERSION_MINOR(c->caps.api) >= 3 || VK_API_VERSION_MAJOR(c->caps.api) > 1;
     vkGetPhysicalDeviceMemoryProperties(c->phys, &c->memprops);
 
@@ -640,6 +720,14 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
     };
     ob_coopmat_khr_features fckhr = { .sType = OB_STYPE_COOPMAT_KHR_FEATURES, .cooperativeMatrix = VK_TRUE };
     ob_bf16_features fbf = { .sType = OB_STYPE_BF16_FEATURES, .shaderBFloat16Type = VK_TRUE };
+    ob_coopmat2_features fcm2 = {
+        .sType = OB_STYPE_COOPMAT2_FEATURES,
+        .cooperativeMatrixWorkgroupScope = VK_TRUE,
+        .cooperativeMatrixFlexibleDimensions = VK_TRUE,
+        .cooperativeMatrixTensorAddressing = VK_TRUE,
+        .cooperativeMatrixBlockLoads = VK_TRUE,
+    };
+    if (c->caps.cm2 && c->caps.vmm) f12.vulkanMemoryModel = VK_TRUE; /* matmul_cm2's SPIR-V declares it */
     VkPhysicalDeviceFeatures2 f2 = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
         .pNext = &f12,
@@ -661,7 +749,10 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
         *tail = &fcnv;
         tail = &fcnv.pNext;
     }
-    if (c->caps.coopmat_nv) c->caps.coopmat_khr = 0; /* one flavour at a time: the NV one is what glslc compiles */
+    /* one flavour at a time: the NV one is what glslc compiles; the NV cooperative matrix 2 GEMM (matmul_cm2.comp,
+     * GLSLC2) is written against KHR cooperative matrix, so with it both are enabled */
+    if (c->caps.coopmat_nv && !c->caps.cm2) c->caps.coopmat_khr = 0;
+    if (c->caps.cm2) c->caps.coopmat_khr = 1;
     if (c->caps.coopmat_khr) {
         exts[n_exts++] = "VK_KHR_cooperative_matrix";
         *tail = &fckhr;
@@ -671,6 +762,11 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
         exts[n_exts++] = "VK_KHR_shader_bfloat16";
         *tail = &fbf;
         tail = &fbf.pNext;
+    }
+    if (c->caps.cm2) {
+        exts[n_exts++] = "VK_NV_cooperative_matrix2";
+        *tail = &fcm2;
+        tail = &fcm2.pNext;
     }
     free(el.ext);
     float prio = 1.0f;
@@ -696,9 +792,11 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
     }
     vkGetDeviceQueue(c->dev, c->qfam, 0, &c->queue);
     omni_log(OMNI_LOG_INFO,
-             "vulkan: %s (subgroup %u%s, fp16 %d, int8 %d, bf16 %d, int dot %d, coopmat nv %d khr %d%s)", c->name,
+             "vulkan: %s (subgroup %u%s, fp16 %d, int8 %d, bf16 %d, int dot %d, coopmat nv %d khr %d nv2-gemm %d "
+             "[%u %u %u] bf16 %d%s)", c->name,
              c->caps.subgroup_size, vk_use_subgroups(c) ? "" : ", no subgroup ops", c->caps.fp16, c->caps.int8,
-             c->caps.bf16, c->caps.int_dot, c->caps.coopmat_nv, c->caps.coopmat_khr,
+             c->caps.bf16, c->caps.int_dot, c->caps.coopmat_nv, c->caps.coopmat_khr, c->caps.cm2, c->caps.cm2_gran[0],
+             c->caps.cm2_gran[1], c->caps.cm2_gran[2], c->caps.cm2_bf16,
              c->validation_active ? ", validation on" : "");
     return OMNI_OK;
 }

@@ -25,6 +25,11 @@ typedef struct {
     int sg_arith, sg_shuffle, sg_size_control;
     int fp16, int8, storage16, storage8, int64, fp64, bf16, int_dot, int_dot_accel;
     int coopmat_nv, coopmat_khr, coopmat2_nv, bda;
+    /* NV cooperative matrix 2 as matmul_cm2.comp uses it (vk_device.c): workgroup scope, flexible dimensions,
+     * tensor addressing and block loads with KHR cooperative matrix, an fp16 x fp16 -> fp32 workgroup shape for 256
+     * invocations, fp16 and 16-bit storage, and the shader built (GLSLC2); cm2_bf16: a bf16 workgroup shape too */
+    int cm2, cm2_bf16, vmm;
+    uint32_t cm2_gran[3]; /* that shape's M, N, K granularity */
     VkDeviceSize max_alloc, max_storage_range;
     uint32_t max_shared, max_push, max_wg_invocations, max_wg_count[3];
     float timestamp_period; /* ns per tick; 0 = no timestamps on the compute queue */
@@ -49,6 +54,11 @@ typedef struct {
  *                          2 (default) the grouped MoE (gate+up+swiglu writes fp16 for the down projection) and the
  *                          dense projections (the conversion reused while nothing else ran, e.g. by q, k, v);
  *                          1 only the grouped MoE; 0 off (x converted in every tile)
+ *   OMNI_VK_CM2=N          dense prefill products (MODE 0, f16/bf16 weights) on the NV cooperative matrix 2 GEMM
+ *                          (matmul_cm2.comp, workgroup-scope tensor-core tiles; vk_coopmat.c) where the device and
+ *                          the build have it: 1 on, 0 off (matmul_cm.comp); OMNI_VK_CM2_TILE=BMxBNxBK its tile,
+ *                          OMNI_VK_CM2_UNROLL=N K steps per unrolled iteration (1..8), OMNI_VK_CM2_BLK=0 fp16
+ *                          operands through plain tensor loads instead of block loads with a decode function
  *   OMNI_VK_MOE_FUSE=0     grouped MoE gate, up and swiglu as three passes instead of one fused GEMM
  *   OMNI_VK_NO_SUBGROUP    no subgroup arithmetic: reductions go through shared memory (the *_nosg kernels)
  *   OMNI_VK_NO_FP64        no shaderFloat64
@@ -168,6 +178,7 @@ typedef enum {
     SH_MVQ8,
     SH_ATTN_DECODE,
     SH_ROUTER_CHAIN,
+    SH_MATMUL_CM2, /* NV cooperative matrix 2 GEMM: only in builds with GLSLC2 (shaders.mk), else no words */
     SH_COUNT
 } vk_shader_id;
 
@@ -479,6 +490,9 @@ int vk_cm_operands_ok(const ob_pc_matmul *pc);
 /* x fp32; the dense form (grouped 0) converts it to fp16 first where OMNI_VK_CM_X16=2 asks */
 void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc, uint32_t groups_y,
                            const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
+/* 1 when dense products with weights of dtype wt go to the NV cooperative matrix 2 GEMM (matmul_cm2.comp,
+ * OMNI_VK_CM2; vk_matmul_cm_dispatch routes them) */
+int vk_cm2_on(vk_ctx *c, ob_dtype wt);
 /* 1 when OMNI_VK_CM_X16 puts this form (grouped 0 dense, else the grouped MoE) on fp16 activations */
 int vk_cm_x16(vk_ctx *c, int grouped);
 /* the same with the activations' form explicit: VK_CM_X32 fp32 x on the fp32-activation build; VK_CM_X_CONVERT

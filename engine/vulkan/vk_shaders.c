@@ -49,6 +49,12 @@
 #include "router_dc.h"
 #include "router_chain.h"
 #include "router_chain_dc.h"
+#if OMNI_HAVE_SHADERS2 /* built by the newer compiler (GLSLC2) when the build has it */
+#include "matmul_cm2.h"
+#define SPV_NEW(name) SPV(name)
+#else
+#define SPV_NEW(name) #name, NULL, NULL, 0, 0, NULL, 0
+#endif
 
 #define SPV(name) #name, omni_spv_##name, NULL, sizeof omni_spv_##name, 0, NULL, 0
 /* with the device-side chain build <name>_dc */
@@ -95,4 +101,5 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_MVQ8] = { SPVD(mvq8) },
     [SH_ATTN_DECODE] = { SPVD(attn_decode) },
     [SH_ROUTER_CHAIN] = { SPVD(router_chain) },
+    [SH_MATMUL_CM2] = { SPV_NEW(matmul_cm2) },
 };

@@ -116,6 +116,8 @@ static ob_buf *rand_weight(ob_backend *b, ob_dtype t, int rows, int cols, uint64
     if (!f || !w) return NULL;
     if (t == OB_BF16)
         for (size_t i = 0; i < n; i++) ((uint16_t *)w)[i] = omni_f32_to_bf16(f[i]);
+    else if (t == OB_F16)
+        for (size_t i = 0; i < n; i++) ((uint16_t *)w)[i] = omni_f32_to_f16(f[i]);
     else if (t == OB_Q8_0) ob_quantize_q8_0(f, rows, cols, w);
     else memcpy(w, f, n * 4);
     ob_buf *d = b->ops->alloc(b, ob_dtype_bytes(t, (int64_t)n));
@@ -441,8 +443,9 @@ static void env_list(const char *list, int set) {
 
 /* gemm: the thinker's prefill GEMMs at 512 tokens once per OMNI_BENCH_VARIANTS item ("A=1,B=2;C=0;..." as in
  * model mode; "X=0" stands for the defaults), all on one back-end, so the variants of the tensor-core GEMM
- * (vk_coopmat.c: tile shapes OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE, OMNI_VK_CM_X16) are timed side by side: q|k|v
- * [5120 x 2048] and o [2048 x 4096] (accumulating) in bf16 and q8_0, and the grouped MoE (128 experts [768 x 2048],
+ * (vk_coopmat.c: tile shapes OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE, OMNI_VK_CM_X16, the NV cooperative matrix 2 GEMM
+ * OMNI_VK_CM2 / OMNI_VK_CM2_TILE) are timed side by side: q [4096 x 2048], k or v [512 x 2048] and q|k|v
+ * [5120 x 2048] in bf16, o [2048 x 4096] (accumulating) in bf16 and q8_0, q|k|v in q8_0, q and o in f16, and the grouped MoE (128 experts [768 x 2048],
  * top-8 of 512 tokens, fused gate+up, down) in bf16. Each row: ms per call (mean of 20, after one untimed call that
  * also compiles the variant's pipelines) and TFLOP/s (MoE: of the useful products, 2 x 3 x 512 x 8 x 768 x 2048).
  * Repeated products of one x reuse its fp16 copy (OMNI_VK_CM_X16=2), so the rows time the GEMM itself. */
@@ -459,8 +462,10 @@ static void gemm_variants(ob_backend *b) {
         ob_dtype t;
         int rows, cols, acc;
         ob_buf *w;
-    } pm[] = { { "qkv", OB_BF16, 5120, 2048, 0, NULL }, { "o", OB_BF16, 2048, 4096, 1, NULL },
-               { "qkv-q8", OB_Q8_0, 5120, 2048, 0, NULL }, { "o-q8", OB_Q8_0, 2048, 4096, 1, NULL } };
+    } pm[] = { { "q", OB_BF16, 4096, 2048, 0, NULL },    { "kv", OB_BF16, 512, 2048, 0, NULL },
+               { "qkv", OB_BF16, 5120, 2048, 0, NULL },  { "o", OB_BF16, 2048, 4096, 1, NULL },
+               { "qkv-q8", OB_Q8_0, 5120, 2048, 0, NULL }, { "o-q8", OB_Q8_0, 2048, 4096, 1, NULL },
+               { "q-f16", OB_F16, 4096, 2048, 0, NULL },  { "o-f16", OB_F16, 2048, 4096, 1, NULL } };
     const unsigned np = sizeof pm / sizeof *pm;
     for (unsigned i = 0; i < np; i++) pm[i].w = rand_weight(b, pm[i].t, pm[i].rows, pm[i].cols, 20 + (int)i);
     ob_buf *x = rand_buf(b, (size_t)n * 4096, 1, 2), *y = b->ops->alloc(b, (size_t)n * 5120 * 4);
@@ -477,6 +482,16 @@ static void gemm_variants(ob_backend *b) {
     for (char *item = strtok_r(list, ";", &save); item; item = strtok_r(NULL, ";", &save)) {
         env_list(item, 1);
         printf("gemm [%s]", item);
+        /* every product once first (the variant's pipelines compile: seconds for a workgroup-scope cooperative
+         * matrix 2 GEMM, which leaves the device idle and its clocks low), then the clocks up again */
+        for (unsigned i = 0; i < np; i++) {
+            ob_mat m = ob_mat_make((ob_ptr){ pm[i].w, 0 }, pm[i].t, pm[i].rows, pm[i].cols);
+            b->ops->matmul(b, &m, (ob_ptr){ x, 0 }, (ob_ptr){ y, 0 }, n, pm[i].acc);
+        }
+        b->ops->moe_experts(b, (ob_ptr){ xm, 0 }, n, k, (ob_ptr){ ids, 0 }, (ob_ptr){ wt, 0 }, gm, gm + E, gm + 2 * E,
+                            E, (ob_ptr){ ym, 0 });
+        b->ops->sync(b);
+        clock_warmup(b);
         for (unsigned i = 0; i < np; i++) {
             ob_mat m = ob_mat_make((ob_ptr){ pm[i].w, 0 }, pm[i].t, pm[i].rows, pm[i].cols);
             double ms = TIME_MS(reps, b->ops->matmul(b, &m, (ob_ptr){ x, 0 }, (ob_ptr){ y, 0 }, n, pm[i].acc));
