@@ -11,24 +11,18 @@
 
 #include "vk_push.h"
 
-// Under DCHAIN (dchain.glsl: kernels that run without a pipeline barrier after the one they depend on) the types
-// that carry activations are coherent, so that no per-SM cache holds a stale copy of what an earlier kernel of the
-// chain wrote; weights stay on BufUV4 (never written). BufAUV4: 16-byte activation words (BufUV4 otherwise).
-#ifdef DCHAIN
-#define DC_COH coherent
-#else
-#define DC_COH
-#endif
-layout(buffer_reference, std430, buffer_reference_align = 4) DC_COH buffer BufF32 { float v[]; };
-layout(buffer_reference, std430, buffer_reference_align = 4) DC_COH buffer BufI32 { int v[]; };
-layout(buffer_reference, std430, buffer_reference_align = 4) DC_COH buffer BufU32 { uint v[]; };
-layout(buffer_reference, std430, buffer_reference_align = 16) DC_COH buffer BufV4 { vec4 v[]; };
+// BufAUV4: 16-byte activation words. Under DCHAIN (dchain.glsl) they are read through the writable type, not the
+// readonly one the compiler may route through a non-coherent read-only cache: an earlier kernel of the chain wrote them.
+layout(buffer_reference, std430, buffer_reference_align = 4) buffer BufF32 { float v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 4) buffer BufI32 { int v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 4) buffer BufU32 { uint v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufV4 { vec4 v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer BufUV4 { uvec4 v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer BufU64 { uint64_t v[]; };
-layout(buffer_reference, std430, buffer_reference_align = 16) DC_COH buffer BufU4 { uvec4 v[]; };  // writable 16-byte words
-layout(buffer_reference, std430, buffer_reference_align = 8) DC_COH readonly buffer BufU2 { uvec2 v[]; };
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufU4 { uvec4 v[]; };  // writable 16-byte words
+layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer BufU2 { uvec2 v[]; };
 #ifdef DCHAIN
-layout(buffer_reference, std430, buffer_reference_align = 16) coherent readonly buffer BufAUV4 { uvec4 v[]; };
+#define BufAUV4 BufU4
 #else
 #define BufAUV4 BufUV4
 #endif

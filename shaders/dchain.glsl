@@ -10,13 +10,21 @@
 //    not wait, the dispatch follows a pipeline barrier);
 //  - every workgroup, when it finishes, makes its writes visible and adds 1 to one device counter (dc_done);
 //  - a workgroup first issues the loads that do not depend on the previous kernels (its weights), then waits until
-//    the counter reaches pc.chain (dc_wait), then reads activations through coherent buffer types (common.glsl makes
-//    the plain ones coherent under DCHAIN: no stale per-SM cache lines of data an earlier kernel of the chain wrote).
+//    the counter reaches pc.chain (dc_wait), then reads activations. Every invocation passes a device-scope
+//    acquire-release fence after the wait (memoryBarrierBuffer; invocation 0's poll is an acquire load), which is how
+//    the GPUs' memory models make other SMs' writes visible to ordinary loads (NVIDIA: the SM's L1 is invalidated;
+//    AMD: the CU's vector caches). Plain activation loads are kept: making them coherent (L1 bypassed) measured much
+//    slower on the H100, since matvec.comp reads x from L1 once per weight vector (BF16 tg128 155 vs 226 t/s,
+//    together with the router_chain tickets below). Activation words of BufUV4's shape use BufAUV4, a writable type,
+//    so that no read goes through a non-coherent read-only cache path.
 // So the next kernel's workgroups start as soon as the device has room, with their weight loads in flight while the
 // previous kernel's tail runs. Waiting only on earlier dispatches cannot deadlock where a device starts the
 // workgroups of a dispatch after all of the previous dispatch's (in-order work distribution: waiting workgroups
 // only ever wait for workgroups that already run or have finished); lavapipe runs one dispatch after another, so
 // its waits are always satisfied. The count is wrap-safe (compared as a signed difference).
+// A chained kernel must not take tickets or counters shared with its own later dispatches before it waits: the
+// workgroups of several later dispatches may already run (router_chain's chain.glsl tickets are therefore not
+// chained; vk_decode.c runs o_proj and the router as two chained kernels instead).
 // The counter's address is the same for the whole context: specialization constants 20 and 21 (low, high word).
 #ifdef DCHAIN
 #extension GL_KHR_memory_scope_semantics : require

@@ -38,9 +38,10 @@ for s in $steps; do
     dchain)  # decode with the device-side chain on and off, side by side (OMNI_VK_DCHAIN; tg128 at depth 0)
         for q in bf16 q8; do
             qa=; [ $q = q8 ] && qa="--quant q8_0"
-            for d in 1 0; do
-                OMNI_VK_DCHAIN=$d OMNI_VK_FENCE_TIMEOUT_S=30 timeout 200 "$B/omni" bench --config $CFG --backend vulkan \
-                    $qa -p 0 -n 128 -d 0 -r 3 > "$O/dchain_${q}_$d.txt" 2>&1
+            for d in 1 0 1r2 1r4; do
+                OMNI_VK_DCHAIN=${d%%r*} OMNI_VK_DCHAIN_RUN=$(echo $d | sed -n 's/.*r//p') OMNI_VK_FENCE_TIMEOUT_S=30 \
+                    timeout 200 "$B/omni" bench --config $CFG --backend vulkan $qa -p 0 -n 128 -d 0 -r 3 \
+                    > "$O/dchain_${q}_$d.txt" 2>&1
             done
         done ;;
     vision-cm)

@@ -257,7 +257,10 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
     /* a Q8_0 o_proj on the int8-activation kernel (mvq8.comp) is faster alone than chained with fp32 activations
      * (H100: 3.98 vs 6.04 µs, against ~1 µs saved by the chain) */
     uint32_t rpw = route_rows(c), n_o = ((uint32_t)w->cols + rpw - 1) / rpw, n_r = ((uint32_t)w->rows + rpw - 1) / rpw;
-    int ok = npl && c->env.chain && !(wo->dtype == OB_Q8_0 && vk_q8_int8_on(c)) && wo->rows == w->cols &&
+    /* not with the device-side chain: the chained kernels of the next layers may already run, and chain.glsl's
+     * tickets come from one counter shared by every router_chain dispatch (the chain itself overlaps o_proj and the
+     * router, each loading its weights before it waits) */
+    int ok = npl && c->env.chain && !vk_dc_on(c) && !(wo->dtype == OB_Q8_0 && vk_q8_int8_on(c)) && wo->rows == w->cols &&
              wo->cols > 0 && wo->cols % (int64_t)epv_o == 0 && npl_o <= 32 && vk_mat_vec_ok(wo) && a.buf &&
              vk_addr(a) % 16 == 0 && wo->scale_off <= UINT32_MAX && n_o + n_r <= c->caps.max_wg_count[0];
     if (!ok) {

@@ -359,13 +359,15 @@ void vk_dispatch_step(vk_ctx *c, vk_shader_id sh, const uint32_t *spec, int n_sp
     /* a deferred top-k is recorded first (as vk_hazard_for does); it ends any chain */
     if (c->route_pend.on && !c->route_flushing && vk_route_touches(c, reads, n_reads, writes, n_writes))
         vk_route_flush(c);
-    if (c->dc.active && c->dc.total != 0) {
+    if (c->dc.active && c->dc.total != 0 && (c->env.dchain_run <= 0 || c->dc.run < c->env.dchain_run)) {
         *chain = c->dc.total;
         c->dc.n_chained++;
+        c->dc.run++;
     } else { /* a new run: after everything recorded so far (not only what this one touches: its successors rely
               * on the chain alone) */
         if (c->dc.active || c->n_rd || c->n_wr) emit_barrier(c, 0);
         c->n_rd = c->n_wr = 0;
+        c->dc.run = 1;
     }
     record_dispatch(c, p, push, push_size, gx, gy, gz);
     c->dc.total += gx * gy * gz;

@@ -93,7 +93,8 @@ typedef struct {
  *   OMNI_VK_CHAIN=0        dependent decode stages as separate dispatches instead of chained in one (chain.glsl: o_proj
  *                          in front of the router)
  *   OMNI_VK_DCHAIN=0       pipeline barriers between the dependent decode kernels instead of the device-side chain
- *                          (shaders/dchain.glsl, vk_dispatch_step; also off with OMNI_VK_TRACE or OMNI_VK_SYNC) */
+ *                          (shaders/dchain.glsl, vk_dispatch_step; also off with OMNI_VK_TRACE or OMNI_VK_SYNC)
+ *   OMNI_VK_DCHAIN_RUN=N   at most N chained dispatches between two barriers (0 = no limit, the default) */
 typedef struct {
     int validation, no_fp16, no_int8, no_16bit, no_8bit, no_bf16, no_int_dot, no_coopmat, no_subgroup, no_fp64;
     int max_ops;
@@ -114,6 +115,7 @@ typedef struct {
     int trace; /* OMNI_VK_TRACE=1: the profiler also times every dispatch (vk_timing.c) */
     int route_defer; /* OMNI_VK_ROUTE_DEFER: 1 (default) the decode MoE gate+up selects the experts (vk_decode.c) */
     int dchain;      /* OMNI_VK_DCHAIN: 1 (default) decode kernels wait for each other on the device (vk_dispatch_step) */
+    int dchain_run;  /* OMNI_VK_DCHAIN_RUN: at most this many dispatches per run of the chain, then a barrier (0: any) */
     int chain; /* OMNI_VK_CHAIN: 1 (default) o_proj chained in front of the router, 0 none */
 } vk_env;
 void vk_env_read(vk_env *e);
@@ -276,8 +278,8 @@ typedef struct vk_ctx {
         ob_buf *cnt;
         VkDeviceAddress addr;
         uint32_t total;
-        int active, failed;
-        uint64_t n_chained; /* statistics (ob_vulkan_stats) */
+        int active, failed, run; /* run: chained dispatches since the run's barrier */
+        uint64_t n_chained;      /* statistics (ob_vulkan_stats) */
     } dc;
     vk_pipe *pipes;
     int n_pipes, cap_pipes;
