@@ -40,10 +40,6 @@ int ob_vulkan_moe_plan(ob_backend *b, ob_ptr ids, int n, int k, int n_exp, int t
     (void)b, (void)ids, (void)n, (void)k, (void)n_exp, (void)tile, (void)max_tiles, (void)wg, (void)plan;
     return OMNI_E_UNSUPPORTED;
 }
-int ob_vulkan_stats(ob_backend *b, ob_vk_stats *out) {
-    (void)b, (void)out;
-    return OMNI_E_UNSUPPORTED;
-}
 #else
 typedef int omni_vulkan_stub_unused_; /* ISO C wants a declaration in every translation unit */
 #endif

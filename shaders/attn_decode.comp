@@ -22,7 +22,6 @@
 // this token attends to its own key as later tokens will read it from the cache (and as the unfused pair does).
 #define PC_ATTND
 #include "common.glsl"
-#include "dchain.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;
@@ -72,7 +71,7 @@ float wnorm(uint h, uint d) { return wn[(h < G ? 0u : D) + d]; }
 void main() {
     const float NEG_INF = uintBitsToFloat(0xff800000u);
     uint t = gl_LocalInvocationID.x, g = gl_WorkGroupID.y, ci = gl_WorkGroupID.x, N = pc.n_chunks;
-    uint p = pc.pos0, j0 = ((pc.kv_chunk0 >> 16) + ci) * C, n_kv = pc.kv_chunk0 & 0xffffu;
+    uint p = pc.pos0, j0 = (pc.chunk0 + ci) * C;
     int lo = pc.window > 0u ? max(0, int(p) - int(pc.window) + 1) : 0;
     bool has_new = p >= j0 && p < j0 + C;  // uniform: this chunk holds the new key
 
@@ -88,8 +87,6 @@ void main() {
         uint64_t ka = pc.kc + (uint64_t(g) * pc.n_ctx + min(jk, pc.n_ctx - 1u)) * D * 4u;
         [[unroll]] for (uint i = 0u; i < KPT; i++) kr[i] = sp + i * S < D4 ? BufV4(ka).v[sp + i * S] : vec4(0.0f);
     }
-
-    dc_wait();  // DCHAIN: q, k and v are the previous kernel's output (the cache rows read above are older)
 
     // ---- 1. heads: raw values, sin/cos of the rotation angles ----
     for (uint e = t; e < NH * D; e += WG)
@@ -291,7 +288,7 @@ void main() {
         }
         return;
     }
-    uint64_t ml = pc.part + uint64_t(n_kv) * N * G * D * 4u;  // (m, l) pairs after all outputs
+    uint64_t ml = pc.part + uint64_t(pc.n_kv) * N * G * D * 4u;  // (m, l) pairs after all outputs
     {
         uint64_t ob = pc.part + (uint64_t(g) * N + ci) * G * D * 4u;
         for (uint u = t; u < G * D4; u += WG) PartV4(ob).v[u] = xs[u];
@@ -385,11 +382,3 @@ void main() {
     }
     if (t == 0u) Cnt(pc.cnt).v[g] = 0u;  // ready for the next dispatch (ordered after this one by a barrier)
 }
-
-#ifdef DCHAIN
-#undef main
-void main() {
-    dc_body();
-    dc_done();
-}
-#endif

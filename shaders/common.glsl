@@ -11,8 +11,6 @@
 
 #include "vk_push.h"
 
-// BufAUV4: 16-byte activation words. Under DCHAIN (dchain.glsl) they are read through the writable type, not the
-// readonly one the compiler may route through a non-coherent read-only cache: an earlier kernel of the chain wrote them.
 layout(buffer_reference, std430, buffer_reference_align = 4) buffer BufF32 { float v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 4) buffer BufI32 { int v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 4) buffer BufU32 { uint v[]; };
@@ -21,11 +19,6 @@ layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer Bu
 layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer BufU64 { uint64_t v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufU4 { uvec4 v[]; };  // writable 16-byte words
 layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer BufU2 { uvec2 v[]; };
-#ifdef DCHAIN
-#define BufAUV4 BufU4
-#else
-#define BufAUV4 BufUV4
-#endif
 
 // ---- weight elements ------------------------------------------------------------------------------------------
 // 16-bit and 8-bit values are read from the aligned 32-bit word that holds them, so no 8/16-bit storage feature

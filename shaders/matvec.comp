@@ -30,7 +30,6 @@ layout(constant_id = 10) const uint XS = 1;     // NORM: cols / 4 (the shared co
 layout(constant_id = 11) const uint SEL = 0;
 
 #include "reduce.glsl"
-#include "dchain.glsl"
 #define RR_ON SEL
 #include "route_rank.glsl"
 
@@ -285,18 +284,9 @@ void main() {
     g_w = pc.w, g_s = pc.s, g_w2 = pc.w2, g_x = pc.x, g_y = pc.y;
     g_rows = pc.rows, g_cols = pc.cols, g_xs = pc.x_stride, g_ys = pc.y_stride;
     g_wgx = gl_WorkGroupID.x, g_wgy = gl_WorkGroupID.y;
-    dc_wait();  // DCHAIN: x, the logits or the routing come from the previous kernel
     if (MODE == 2) {
         down_rows(g_rows, g_cols, row_bytes(WTYPE, g_cols), uint64_t(g_cols / 32u) * 2u, g_wgx * ROWS_WG);
         return;
     }
     rows_main(ROWS_WG, RSG);
 }
-
-#ifdef DCHAIN
-#undef main
-void main() {
-    dc_body();
-    dc_done();
-}
-#endif

@@ -16,7 +16,6 @@
 #include "common.glsl"
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
-#include "dchain.glsl"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 256;
@@ -64,8 +63,6 @@ void main() {
         }
     }
 
-    dc_wait();  // DCHAIN: the weights are in flight; x is the previous kernel's output
-
     // 2. x into shared memory (by phase), normalised with NORM; workgroup 0 writes the normalised row to pc.ids
     BufV4 xv = BufV4(pc.x);
     if (NORM != 0u) {  // rms_norm.comp's arithmetic
@@ -112,11 +109,3 @@ void main() {
         }
     }
 }
-
-#ifdef DCHAIN
-#undef main
-void main() {
-    dc_body();
-    dc_done();
-}
-#endif

@@ -52,7 +52,6 @@ layout(constant_id = 9) const uint SEQ = 1;   // groups of RSG rows per subgroup
 layout(constant_id = 10) const uint SEL = 0;
 #define RR_ON SEL
 #include "route_rank.glsl"
-#include "dchain.glsl"
 
 const uint NR = MODE == 1u ? 2u * RSG : RSG;       // rows in flight: gate+up loads a gate and an up row each
 const uint LPS = MODE == 2u ? SG / K : 1u;         // MODE 2: lanes per slot
@@ -170,20 +169,11 @@ void dense_or_gate_up() {
     // the subgroup's SEQ groups of RSG rows: one group's loads are in flight while the previous one is summed
     uint row0 = (gl_WorkGroupID.x * gl_NumSubgroups + sg) * RSG * SEQ, entry = gl_WorkGroupID.y;
 
-    uint64_t w0 = pc.w, s0 = pc.s, w1 = 0ul, s1 = 0ul;
-    uvec4 wa[NR][NPL], wb[NR][NPL];
-    float qa[NR][NPL], qb[NR][NPL];
-#ifdef DCHAIN
-    // the dense rows' weights do not depend on the previous kernel: in flight before the wait (the MoE rows do:
-    // their experts come from the logits it wrote)
-    if (MODE == 0u) load_rows(w0, s0, w1, s1, row0, wa, qa);
-    dc_wait();
-#endif
-
     // 0. x (MODE 1: the entry's token row): it does not depend on the routing, so it is loaded first
     vec4 xr[NXT];
     load_x(pc.x + (MODE == 1u ? uint64_t(entry / pc.k) * pc.x_stride * 4u : 0ul), xr);
 
+    uint64_t w0 = pc.w, s0 = pc.s, w1 = 0ul, s1 = 0ul;
     if (MODE == 1u && SEL != 0u)  // after x's loads are issued: the selection's latency overlaps them
         route_rank(pc.lg, SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u,
                    gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u, pc.ids, pc.wts);
@@ -194,11 +184,9 @@ void dense_or_gate_up() {
     }
 
     // 1. the first row group's weight loads and scales, all in flight
-#ifdef DCHAIN
-    if (MODE != 0u) load_rows(w0, s0, w1, s1, row0, wa, qa);
-#else
+    uvec4 wa[NR][NPL], wb[NR][NPL];
+    float qa[NR][NPL], qb[NR][NPL];
     load_rows(w0, s0, w1, s1, row0, wa, qa);
-#endif
 
     // 2. the activations as int8 in shared memory
     stage_x(xr, cols, MODE == 0u ? pc.ids : 0ul);
@@ -277,7 +265,7 @@ void down() {
     [[unroll]] for (uint i = 0; i < NPL; i++) {
         uint v = sub + i * LPS;
         bool ok = on && v < nvec;
-        xv[i] = ok ? BufAUV4(xrow).v[v] : uvec4(0);
+        xv[i] = ok ? BufUV4(xrow).v[v] : uvec4(0);
         dx[i] = ok ? BufF32(xs).v[v] : 0.0f;
     }
     uint64_t dw, ds;
@@ -309,19 +297,8 @@ void down() {
 }
 
 void main() {
-#ifdef DCHAIN
-    if (MODE == 2u) dc_wait();  // (dense_or_gate_up waits itself, after its dense weight loads)
-#endif
     if (MODE == 2u)
         down();
     else
         dense_or_gate_up();
 }
-
-#ifdef DCHAIN
-#undef main
-void main() {
-    dc_body();
-    dc_done();
-}
-#endif

@@ -49,7 +49,6 @@ layout(buffer_reference, std430, buffer_reference_align = 16) coherent buffer Co
 #else
 #define XLOAD BufV4
 #endif
-#include "dchain.glsl"
 
 shared vec4 probv[MAX_NE / 4];
 #define prob_at(e) probv[(e) / 4u][(e) % 4u]
@@ -71,8 +70,7 @@ float wg_reduce(float v, bool is_max) {
 #ifdef CHAIN
 // o_proj: x[row] += Wo[row] · a for one row per subgroup (x has pc.cols rows, a has pc.o_cols elements); every
 // weight load of the lane is issued before a is read (a is shared by the workgroup's rows: L1 hits after the first)
-// (valid = false: a tail subgroup that only takes part in the workgroup's wait)
-void oproj_row(uint row, bool valid) {
+void oproj_row(uint row) {
     const uint EPVO = OTYPE == VK_WT_F32 ? 4u : OTYPE == VK_WT_Q8_0 ? 16u : 8u;
     uint lane = gl_SubgroupInvocationID, ocols = pc.o_cols, nvec = ocols / EPVO;
     uint64_t wrow = pc.wo + uint64_t(row) * row_bytes(OTYPE, ocols);
@@ -84,7 +82,6 @@ void oproj_row(uint row, bool valid) {
         wq[i] = v < nvec ? BufUV4(wrow).v[v] : uvec4(0);
         qs[i] = OTYPE == VK_WT_Q8_0 && v < nvec ? f16_bits(ld_u16(srow + uint64_t(v / 2u) * 2u)) : 1.0f;
     }
-    dc_wait();  // DCHAIN: a is the attention's output
     BufV4 av = BufV4(pc.ao);
     float acc = 0.0f;
     [[unroll]] for (uint i = 0; i < NPL_O; i++) {
@@ -98,7 +95,7 @@ void oproj_row(uint row, bool valid) {
         }
     }
     acc = subgroupAdd(acc);
-    if (lane == 0u && valid) {
+    if (lane == 0u) {
         CohF32 y = CohF32(pc.x + uint64_t(row) * 4u);  // read by the router's workgroups
         y.v[0] = y.v[0] + acc;
     }
@@ -115,11 +112,7 @@ void main() {
     uint ticket = chain_ticket(pc.cnt);
     if (ticket < n_o) {
         uint orow = ticket * gl_NumSubgroups + gl_SubgroupID;
-#ifdef DCHAIN
-        oproj_row(min(orow, cols - 1u), orow < cols);  // uniform: dc_wait has barriers
-#else
-        if (orow < cols) oproj_row(orow, true);
-#endif
+        if (orow < cols) oproj_row(orow);
         chain_done(pc.cnt, n_o + n_wg);
         return;
     }
@@ -146,8 +139,6 @@ void main() {
     }
 #ifdef CHAIN
     chain_wait(pc.cnt, n_o);
-#else
-    dc_wait();  // DCHAIN: x is the previous kernel's output
 #endif
     [[unroll]] for (uint i = 0; i < NPL; i++) {
         uint v = lane + i * SG;
@@ -244,11 +235,3 @@ void main() {
     chain_done(pc.cnt, n_o + n_wg);
 #endif
 }
-
-#ifdef DCHAIN
-#undef main
-void main() {
-    dc_body();
-    dc_done();
-}
-#endif

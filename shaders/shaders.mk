@@ -17,10 +17,8 @@ MATMUL_CM_TILES := 128x32 256x32 256x64 128x128
 SHADER_NOSG  := matvec rms_norm attn_split moe_route qk_rope_kv
 # and the fp16-activation build of every shape (128x64 included): _x16
 MATMUL_CM_VARIANTS := $(foreach t,128x64 $(MATMUL_CM_TILES),matmul_cm_$(t)_x16)
-# the decode kernels' device-side chain builds (-DDCHAIN, shaders/dchain.glsl): <name>_dc
-SHADER_DC    := mv mvq8 matvec router router_chain attn_decode
 SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _nosg,$(SHADER_NOSG)) matmul_big \
-                attn_flash_cm_d64 attn_flash_cm_d80 router_chain $(addsuffix _dc,$(SHADER_DC)) \
+                attn_flash_cm_d64 attn_flash_cm_d80 router_chain \
                 $(addprefix matmul_cm_,$(MATMUL_CM_TILES)) $(MATMUL_CM_VARIANTS))
 SHADER_H     := $(SHADER_SPV:.spv=.h)
 
@@ -41,14 +39,6 @@ $(SHADER_DIR)/matmul_big.spv: shaders/matmul.comp
 $(SHADER_DIR)/router_chain.spv: shaders/router.comp
 	@mkdir -p $(SHADER_DIR)
 	$(GLSLC) $(GLSLC_FLAGS) -DCHAIN -MD -MF $@.d $< -o $@
-
-$(SHADER_DIR)/%_dc.spv: shaders/%.comp
-	@mkdir -p $(SHADER_DIR)
-	$(GLSLC) $(GLSLC_FLAGS) -DDCHAIN -MD -MF $@.d $< -o $@
-
-$(SHADER_DIR)/router_chain_dc.spv: shaders/router.comp
-	@mkdir -p $(SHADER_DIR)
-	$(GLSLC) $(GLSLC_FLAGS) -DCHAIN -DDCHAIN -MD -MF $@.d $< -o $@
 
 # matmul_cm_<BM>x<BN>: 8 subgroups, 8 along the weight rows when the x tile is 32 rows, else 4 x 2
 $(SHADER_DIR)/matmul_cm_%.spv: shaders/matmul_cm.comp

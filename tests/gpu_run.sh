@@ -5,8 +5,7 @@
 #                bench-q8-fp32: Q8_0 decode with fp32 activations (OMNI_VK_Q8_INT8=0) to compare with the int8
 #                default; vision-cm: the encoders with the small-head tensor-core attention turned off,
 #                OMNI_VK_ATTN_CM_SMALL=0, to compare with the default; trace: BF16 and Q8_0 decode and prefill passes
-#                timed per dispatch, OMNI_VK_TRACE=1, the per-kernel budget of docs/architecture.md); dchain: BF16 and
-#                Q8_0 decode with the device-side chain on and off (OMNI_VK_DCHAIN))
+#                timed per dispatch, OMNI_VK_TRACE=1, the per-kernel budget of docs/architecture.md)
 # Logs go to $OUT (or /tmp/omni-gpu). Needs the .gpu bundle of ../shared/tools/gpu-prep.sh.
 set -u
 B=${B:-build-gpu}
@@ -22,7 +21,7 @@ done
 "$B/omni" devices > "$O/devices.txt" 2>&1
 for s in $steps; do
     case $s in
-    tests) OMNI_BIN=$B/omni OMNI_VK_FENCE_TIMEOUT_S=30 timeout 300 "$B/omni_tests" vk_ golden_vulkan golden_mm_vulkan golden_eval > "$O/tests.txt" 2>&1 ;;
+    tests) OMNI_BIN=$B/omni timeout 300 "$B/omni_tests" vk_ golden_vulkan golden_mm_vulkan golden_eval > "$O/tests.txt" 2>&1 ;;
     bench) timeout 300 "$B/omni" bench --config $CFG --backend vulkan -p 512 -n 128 -d 0,4096 -r 3 --profile > "$O/bench_bf16.txt" 2>&1 ;;
     bench-q8) timeout 300 "$B/omni" bench --config $CFG --backend vulkan --quant q8_0 -p 512 -n 128 -d 0,4096 -r 3 --profile > "$O/bench_q8.txt" 2>&1 ;;
     audio) timeout 120 "$B/omni" bench-audio --config $CFG --backend vulkan -s 30 -r 5 > "$O/bench_audio.txt" 2>&1 ;;
@@ -35,15 +34,6 @@ for s in $steps; do
             > "$O/trace_bf16.txt" 2>&1
         OMNI_VK_TRACE=1 timeout 200 "$B/omni" bench --config $CFG --backend vulkan --quant q8_0 -p 512 -n 64 -r 1 \
             --profile > "$O/trace_q8.txt" 2>&1 ;;
-    dchain)  # decode with the device-side chain on and off, side by side (OMNI_VK_DCHAIN; tg128 at depth 0)
-        for q in bf16 q8; do
-            qa=; [ $q = q8 ] && qa="--quant q8_0"
-            for d in 1 0 1r2 1r4; do
-                OMNI_VK_DCHAIN=${d%%r*} OMNI_VK_DCHAIN_RUN=$(echo $d | sed -n 's/.*r//p') OMNI_VK_FENCE_TIMEOUT_S=30 \
-                    timeout 200 "$B/omni" bench --config $CFG --backend vulkan $qa -p 0 -n 128 -d 0 -r 3 \
-                    > "$O/dchain_${q}_$d.txt" 2>&1
-            done
-        done ;;
     vision-cm)
         OMNI_VK_ATTN_CM_SMALL=0 OMNI_BIN=$B/omni timeout 60 "$B/omni_tests" vision_golden_vulkan audio_encoder_vulkan \
             > "$O/tests_cm_small_off.txt" 2>&1

@@ -68,11 +68,4 @@ int ob_vulkan_bench_matvec(ob_backend *b, ob_dtype dtype, int rows, int cols, in
 int ob_vulkan_moe_plan(ob_backend *b, ob_ptr ids, int n, int k, int n_exp, int tile, int max_tiles, int wg,
                        ob_ptr plan);
 
-/* Commands recorded so far, for tests: dispatches, pipeline barriers, and dispatches that followed an earlier one
- * without a barrier, waiting for it on the device (the decode kernels' device-side chain, OMNI_VK_DCHAIN). */
-typedef struct {
-    uint64_t dispatches, barriers, chained;
-} ob_vk_stats;
-int ob_vulkan_stats(ob_backend *b, ob_vk_stats *out);
-
 #endif

@@ -234,7 +234,8 @@ void vk_op_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, co
     uint32_t rpw = route_rows(c), sgs = c->caps.subgroup_size;
     int defer = c->env.route_defer != 0;
     uint32_t spec[9] = { rpw * sgs, (uint32_t)w->dtype, (uint32_t)norm->dtype, npl, sgs, pc.rows, 2, 16, !defer };
-    vk_dispatch_step(c, SH_ROUTER, spec, 9, &pc, sizeof pc, &pc.chain, (pc.rows + rpw - 1) / rpw, 1, 1, rd, 3, wr, 5);
+    vk_dispatch(c, vk_pipeline(c, SH_ROUTER, spec, 9), &pc, sizeof pc, (pc.rows + rpw - 1) / rpw, 1, 1, rd, 3, wr,
+                5);
     if (defer) route_defer(c, logits, (int)w->rows, k, norm_topk, ids, weights);
 }
 
@@ -257,10 +258,7 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
     /* a Q8_0 o_proj on the int8-activation kernel (mvq8.comp) is faster alone than chained with fp32 activations
      * (H100: 3.98 vs 6.04 µs, against ~1 µs saved by the chain) */
     uint32_t rpw = route_rows(c), n_o = ((uint32_t)w->cols + rpw - 1) / rpw, n_r = ((uint32_t)w->rows + rpw - 1) / rpw;
-    /* not with the device-side chain: the chained kernels of the next layers may already run, and chain.glsl's
-     * tickets come from one counter shared by every router_chain dispatch (the chain itself overlaps o_proj and the
-     * router, each loading its weights before it waits) */
-    int ok = npl && c->env.chain && !vk_dc_on(c) && !(wo->dtype == OB_Q8_0 && vk_q8_int8_on(c)) && wo->rows == w->cols &&
+    int ok = npl && c->env.chain && !(wo->dtype == OB_Q8_0 && vk_q8_int8_on(c)) && wo->rows == w->cols &&
              wo->cols > 0 && wo->cols % (int64_t)epv_o == 0 && npl_o <= 32 && vk_mat_vec_ok(wo) && a.buf &&
              vk_addr(a) % 16 == 0 && wo->scale_off <= UINT32_MAX && n_o + n_r <= c->caps.max_wg_count[0];
     if (!ok) {
@@ -286,7 +284,7 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
     int defer = c->env.route_defer != 0;
     uint32_t spec[9] = { rpw * sgs, (uint32_t)w->dtype, (uint32_t)norm->dtype, npl, sgs, r.rows, (uint32_t)wo->dtype,
                          npl_o, !defer };
-    vk_dispatch_step(c, SH_ROUTER_CHAIN, spec, 9, &pc, sizeof pc, &pc.chain, n_o + n_r, 1, 1, rd, 5, wr, 7);
+    vk_dispatch(c, vk_pipeline(c, SH_ROUTER_CHAIN, spec, 9), &pc, sizeof pc, n_o + n_r, 1, 1, rd, 5, wr, 7);
     if (defer) route_defer(c, logits, (int)w->rows, k, norm_topk, ids, weights);
 }
 
@@ -345,7 +343,7 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
             C = 32; /* short contexts: a shorter critical path per workgroup and few partials to merge */
         c_lo = (uint32_t)lo / C;
         n_chunks = (uint32_t)pos0 / C - c_lo + 1;
-        fusable = n_chunks <= wg && C <= wg && Hkv < 65536 && c_lo < 65536 && decode_shared_bytes(G, (uint32_t)D, C, (uint32_t)r->rot_dim, wg) <=
+        fusable = n_chunks <= wg && C <= wg && decode_shared_bytes(G, (uint32_t)D, C, (uint32_t)r->rot_dim, wg) <=
                   c->caps.max_shared;
     }
     if (!fusable) {
@@ -375,8 +373,9 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
         .q = vk_addr(q), .k = vk_addr(k), .v = vk_addr(v), .w_q = vk_addr(q_norm->data), .w_k = vk_addr(k_norm->data),
         .pos = vk_addr(pos3), .freqs = fb->blk->addr + fb->off, .kc = vk_addr(kcache), .vc = vk_addr(vcache),
         .dst = vk_addr(out), .part = part->blk->addr + part->off, .cnt = cnt,
-        .n_ctx = (uint32_t)n_ctx, .pos0 = (uint32_t)pos0, .kv_chunk0 = (uint32_t)Hkv | c_lo << 16,
-        .window = (uint32_t)(a->window > 0 ? a->window : 0), .n_chunks = n_chunks, .eps = eps, .scale = a->scale,
+        .n_ctx = (uint32_t)n_ctx, .pos0 = (uint32_t)pos0, .n_kv = (uint32_t)Hkv,
+        .window = (uint32_t)(a->window > 0 ? a->window : 0), .chunk0 = c_lo, .n_chunks = n_chunks, .eps = eps,
+        .scale = a->scale,
     };
     uint32_t spec[12] = { wg, G, (uint32_t)D, C, (uint32_t)q_norm->dtype, (uint32_t)k_norm->dtype,
                           (uint32_t)r->rot_dim, (uint32_t)r->section[0], (uint32_t)r->section[1],
@@ -387,5 +386,5 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
                         vk_rng(pc.part, part_b), vk_rng(pc.cnt, (size_t)Hkv * 4) };
     vk_range wr[5] = { vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b), vk_rng(pc.dst, qb), vk_rng(pc.part, part_b),
                        vk_rng(pc.cnt, (size_t)Hkv * 4) };
-    vk_dispatch_step(c, SH_ATTN_DECODE, spec, 12, &pc, sizeof pc, &pc.chain, n_chunks, (uint32_t)Hkv, 1, rd, 11, wr, 5);
+    vk_dispatch(c, vk_pipeline(c, SH_ATTN_DECODE, spec, 12), &pc, sizeof pc, n_chunks, (uint32_t)Hkv, 1, rd, 11, wr, 5);
 }

@@ -126,8 +126,6 @@ void vk_env_read(vk_env *e) {
     e->chain = env_int("OMNI_VK_CHAIN", 1);
     e->trace = env_int("OMNI_VK_TRACE", 0);
     e->route_defer = env_int("OMNI_VK_ROUTE_DEFER", 1);
-    e->dchain = env_int("OMNI_VK_DCHAIN", 1);
-    e->dchain_run = env_int("OMNI_VK_DCHAIN_RUN", 0);
 }
 
 const char *vk_result_str(VkResult r) {

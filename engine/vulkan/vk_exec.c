@@ -5,8 +5,7 @@
  * touches memory that a command since the last barrier wrote (read-after-write, write-after-write) or read
  * (write-after-read). Independent dispatches (q, k and v projections) therefore run without barriers between them.
  * The tracked ranges persist across submissions, since a pipeline barrier also orders work of earlier
- * submissions on the same queue. The decode kernels instead follow each other without barriers where the device-side
- * chain is on (vk_dispatch_step, shaders/dchain.glsl). A command buffer is submitted at sync/download, when an upload staging half is
+ * submissions on the same queue. A command buffer is submitted at sync/download, when an upload staging half is
  * full, or after OMNI_VK_MAX_OPS commands (so the device starts while the host still records), and the host waits
  * on fences only at sync/download or to reuse a command buffer or staging half.
  *
@@ -73,7 +72,7 @@ void vk_exec_free(vk_ctx *c) {
     c->pipes = NULL;
     c->n_pipes = 0;
     for (int s = 0; s < SH_COUNT; s++)
-        for (int v = 0; v < VK_NVAR; v++)
+        for (int v = 0; v < 2; v++)
             if (c->modules[s][v]) vkDestroyShaderModule(c->dev, c->modules[s][v], NULL);
     if (c->layout) vkDestroyPipelineLayout(c->dev, c->layout, NULL);
     for (int i = 0; i < VK_NCB; i++)
@@ -125,25 +124,6 @@ void vk_hazard(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *wr
     vk_hazard_for(c, reads, n_reads, writes, n_writes, 0);
 }
 
-/* a global memory barrier from everything recorded so far to the next command (xfer: it is a transfer) */
-static void emit_barrier(vk_ctx *c, int xfer) {
-    VkCommandBuffer cb = vk_cmd(c);
-    int wide = c->env.wide_barriers;
-    int src_x = wide || c->seg_xfer, dst_x = wide || xfer;
-    VkMemoryBarrier mb = {
-        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-        .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | (src_x ? VK_ACCESS_TRANSFER_WRITE_BIT : 0),
-        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
-                         (dst_x ? VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT : 0),
-    };
-    VkPipelineStageFlags src = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | (src_x ? VK_PIPELINE_STAGE_TRANSFER_BIT : 0);
-    VkPipelineStageFlags dst = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | (dst_x ? VK_PIPELINE_STAGE_TRANSFER_BIT : 0);
-    vkCmdPipelineBarrier(cb, src, dst, 0, 1, &mb, 0, NULL, 0, NULL);
-    c->n_rd = c->n_wr = 0;
-    c->seg_xfer = 0;
-    c->n_barriers++;
-}
-
 /* The barrier names only the stages involved: compute → compute unless a copy was recorded since the last barrier
  * (source side) or the next command is one (xfer, destination side), which is all a decode step's ~300 dependent
  * dispatches need. On the H100 the wider barrier cost the same (2.32 vs 2.33 µs per dependent dispatch,
@@ -152,14 +132,27 @@ void vk_hazard_for(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range
     /* a deferred top-k (vk_decode.c) is recorded before anything else touches its logits, ids or weights */
     if (c->route_pend.on && !c->route_flushing && vk_route_touches(c, reads, n_reads, writes, n_writes))
         vk_route_flush(c);
-    /* after a device-side chain every command waits for all of it: the chained dispatches were not tracked */
-    int need = c->dc.active || c->n_rd + n_reads > VK_MAX_RANGES || c->n_wr + n_writes > VK_MAX_RANGES;
-    c->dc.active = 0;
+    int need = c->n_rd + n_reads > VK_MAX_RANGES || c->n_wr + n_writes > VK_MAX_RANGES;
     for (int i = 0; i < n_reads && !need; i++) need = vk_overlaps(c->wr, c->n_wr, reads[i]);
     for (int i = 0; i < n_writes && !need; i++)
         need = vk_overlaps(c->wr, c->n_wr, writes[i]) || vk_overlaps(c->rd, c->n_rd, writes[i]);
-    if (need) emit_barrier(c, xfer);
-    else vk_cmd(c);
+    VkCommandBuffer cb = vk_cmd(c);
+    if (need) {
+        int wide = c->env.wide_barriers;
+        int src_x = wide || c->seg_xfer, dst_x = wide || xfer;
+        VkMemoryBarrier mb = {
+            .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+            .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | (src_x ? VK_ACCESS_TRANSFER_WRITE_BIT : 0),
+            .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                             (dst_x ? VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT : 0),
+        };
+        VkPipelineStageFlags src = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | (src_x ? VK_PIPELINE_STAGE_TRANSFER_BIT : 0);
+        VkPipelineStageFlags dst = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | (dst_x ? VK_PIPELINE_STAGE_TRANSFER_BIT : 0);
+        vkCmdPipelineBarrier(cb, src, dst, 0, 1, &mb, 0, NULL, 0, NULL);
+        c->n_rd = c->n_wr = 0;
+        c->seg_xfer = 0;
+        c->n_barriers++;
+    }
     if (xfer) c->seg_xfer = 1;
     for (int i = 0; i < n_reads; i++) c->rd[c->n_rd++] = reads[i];
     for (int i = 0; i < n_writes; i++) c->wr[c->n_wr++] = writes[i];
@@ -206,7 +199,6 @@ int vk_sync(ob_backend *b) {
     if (vk_submit(c) != 0) return OMNI_E_BACKEND;
     if (vk_wait_serial(c, c->serial_submitted) != 0) return OMNI_E_BACKEND;
     c->n_rd = c->n_wr = 0; /* all done and visible (fence signal makes device writes available) */
-    c->dc.active = 0;
     c->n_batches = 0;
     vk_release_deferred(c);
     return b->failed ? OMNI_E_BACKEND : OMNI_OK;
@@ -214,44 +206,30 @@ int vk_sync(ob_backend *b) {
 
 /* ---- pipelines --------------------------------------------------------------------------------------------------- */
 
-/* the pipeline of build var (VK_VAR_*) of shader sh; the chain build (VK_VAR_DC) gets the chain counter's address as
- * two more specialization constants, ids 20 and 21 (dchain.glsl), after the n_spec given */
-static VkPipeline pipeline_var(vk_ctx *c, vk_shader_id sh, const uint32_t *spec_in, int n_spec, int var) {
-    uint32_t spec[VK_MAX_SPEC];
-    if (n_spec > VK_MAX_SPEC - (var == VK_VAR_DC ? 2 : 0)) {
-        vk_fail(c, "shader %s: %d specialization constants", vk_shader_table[sh].name, n_spec);
-        return VK_NULL_HANDLE;
-    }
-    memcpy(spec, spec_in, sizeof *spec * (size_t)n_spec);
-    int n_user = n_spec;
-    if (var == VK_VAR_DC) {
-        spec[n_spec++] = (uint32_t)c->dc.addr;
-        spec[n_spec++] = (uint32_t)(c->dc.addr >> 32);
-    }
-    int key = (int)sh * VK_NVAR + var;
+VkPipeline vk_pipeline(vk_ctx *c, vk_shader_id sh, const uint32_t *spec, int n_spec) {
+    int nosg = !vk_use_subgroups(c) && vk_shader_table[sh].words_nosg;
     for (int i = 0; i < c->n_pipes; i++) {
         vk_pipe *p = &c->pipes[i];
-        if (p->shader == key && p->n_spec == n_spec && !memcmp(p->spec, spec, sizeof *spec * (size_t)n_spec))
+        if (p->shader == (int)sh * 2 + nosg && p->n_spec == n_spec &&
+            !memcmp(p->spec, spec, sizeof *spec * (size_t)n_spec))
             return p->pipe;
     }
     if (c->base.failed) return VK_NULL_HANDLE;
     const vk_shader_src *src = &vk_shader_table[sh];
-    if (!c->modules[sh][var]) {
+    if (!c->modules[sh][nosg]) {
         VkShaderModuleCreateInfo mci = {
             .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
-            .codeSize = var == VK_VAR_DC ? src->n_bytes_dc : var == VK_VAR_NOSG ? src->n_bytes_nosg : src->n_bytes,
-            .pCode = var == VK_VAR_DC ? src->words_dc : var == VK_VAR_NOSG ? src->words_nosg : src->words,
+            .codeSize = nosg ? src->n_bytes_nosg : src->n_bytes,
+            .pCode = nosg ? src->words_nosg : src->words,
         };
-        VkResult r = vkCreateShaderModule(c->dev, &mci, NULL, &c->modules[sh][var]);
+        VkResult r = vkCreateShaderModule(c->dev, &mci, NULL, &c->modules[sh][nosg]);
         if (r != VK_SUCCESS) {
             vk_fail(c, "shader %s: vkCreateShaderModule: %s", src->name, vk_result_str(r));
             return VK_NULL_HANDLE;
         }
     }
     VkSpecializationMapEntry map[VK_MAX_SPEC];
-    for (int i = 0; i < n_spec; i++)
-        map[i] = (VkSpecializationMapEntry){ i < n_user ? (uint32_t)i : 20u + (uint32_t)(i - n_user),
-                                             (uint32_t)(4 * i), 4 };
+    for (int i = 0; i < n_spec; i++) map[i] = (VkSpecializationMapEntry){ (uint32_t)i, (uint32_t)(4 * i), 4 };
     VkSpecializationInfo si = {
         .mapEntryCount = (uint32_t)n_spec,
         .pMapEntries = map,
@@ -263,7 +241,7 @@ static VkPipeline pipeline_var(vk_ctx *c, vk_shader_id sh, const uint32_t *spec_
         .stage = {
             .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
             .stage = VK_SHADER_STAGE_COMPUTE_BIT,
-            .module = c->modules[sh][var],
+            .module = c->modules[sh][nosg],
             .pName = "main",
             .pSpecializationInfo = &si,
         },
@@ -291,91 +269,23 @@ static VkPipeline pipeline_var(vk_ctx *c, vk_shader_id sh, const uint32_t *spec_
         c->cap_pipes = cap;
     }
     vk_pipe *p = &c->pipes[c->n_pipes++];
-    p->shader = key;
+    p->shader = (int)sh * 2 + nosg;
     p->n_spec = n_spec;
     memcpy(p->spec, spec, sizeof *spec * (size_t)n_spec);
     p->pipe = pipe;
     return pipe;
 }
 
-VkPipeline vk_pipeline(vk_ctx *c, vk_shader_id sh, const uint32_t *spec, int n_spec) {
-    int nosg = !vk_use_subgroups(c) && vk_shader_table[sh].words_nosg;
-    return pipeline_var(c, sh, spec, n_spec, nosg ? VK_VAR_NOSG : VK_VAR_PLAIN);
-}
-
-static int dispatch_ok(vk_ctx *c, size_t push_size, uint32_t gx, uint32_t gy, uint32_t gz) {
-    if (c->base.failed || !gx || !gy || !gz) return 0;
+void vk_dispatch(vk_ctx *c, VkPipeline p, const void *push, size_t push_size, uint32_t gx, uint32_t gy,
+                 uint32_t gz, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
+    if (c->base.failed || !p) return;
+    if (!gx || !gy || !gz) return;
     if (push_size > PUSH_BYTES || gx > c->caps.max_wg_count[0] || gy > c->caps.max_wg_count[1] ||
         gz > c->caps.max_wg_count[2]) {
         vk_fail(c, "dispatch %ux%ux%u (push %zu bytes) exceeds device limits", gx, gy, gz, push_size);
-        return 0;
-    }
-    return 1;
-}
-
-static void record_dispatch(vk_ctx *c, VkPipeline p, const void *push, size_t push_size, uint32_t gx, uint32_t gy,
-                            uint32_t gz);
-
-void vk_dispatch(vk_ctx *c, VkPipeline p, const void *push, size_t push_size, uint32_t gx, uint32_t gy,
-                 uint32_t gz, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
-    if (!p || !dispatch_ok(c, push_size, gx, gy, gz)) return;
-    vk_hazard(c, reads, n_reads, writes, n_writes);
-    record_dispatch(c, p, push, push_size, gx, gy, gz);
-}
-
-/* ---- the device-side chain (shaders/dchain.glsl) ------------------------------------------------------------------
- * Decode kernels with a -DDCHAIN build follow each other without pipeline barriers: a chained dispatch gets the
- * number of workgroups of all chained dispatches recorded before it (dc.total) and waits on the device until the
- * counter of finished workgroups reaches it. The first of a run follows a full barrier (everything recorded before
- * is then done, so the count it would wait for is reached too: it does not wait), and the first other command after
- * a run gets a full barrier, since chained dispatches are not range-tracked. Off with tracing or OMNI_VK_SYNC
- * (both time or wait per dispatch) and without subgroups (the decode kernels' subgroup builds carry the chain). */
-int vk_dc_on(vk_ctx *c) {
-    if (!c->env.dchain || c->env.trace || c->env.sync_each || c->dc.failed || !vk_use_subgroups(c)) return 0;
-    if (!c->dc.cnt) { /* one counter for the context's life: its address is built into the chained pipelines */
-        static const uint32_t zero[64];
-        ob_buf *b = vk_alloc(&c->base, sizeof zero);
-        if (!b || vk_upload(&c->base, b, 0, zero, sizeof zero) != OMNI_OK) {
-            if (b) vk_buf_free(&c->base, b);
-            c->dc.failed = 1;
-            return 0;
-        }
-        c->dc.cnt = b;
-        c->dc.addr = b->blk->addr + b->off;
-    }
-    return 1;
-}
-
-void vk_dispatch_step(vk_ctx *c, vk_shader_id sh, const uint32_t *spec, int n_spec, void *push, size_t push_size,
-                      uint32_t *chain, uint32_t gx, uint32_t gy, uint32_t gz, const vk_range *reads, int n_reads,
-                      const vk_range *writes, int n_writes) {
-    *chain = 0;
-    if (!vk_shader_table[sh].words_dc || !vk_dc_on(c)) {
-        vk_dispatch(c, vk_pipeline(c, sh, spec, n_spec), push, push_size, gx, gy, gz, reads, n_reads, writes, n_writes);
         return;
     }
-    VkPipeline p = pipeline_var(c, sh, spec, n_spec, VK_VAR_DC);
-    if (!p || !dispatch_ok(c, push_size, gx, gy, gz)) return;
-    /* a deferred top-k is recorded first (as vk_hazard_for does); it ends any chain */
-    if (c->route_pend.on && !c->route_flushing && vk_route_touches(c, reads, n_reads, writes, n_writes))
-        vk_route_flush(c);
-    if (c->dc.active && c->dc.total != 0 && (c->env.dchain_run <= 0 || c->dc.run < c->env.dchain_run)) {
-        *chain = c->dc.total;
-        c->dc.n_chained++;
-        c->dc.run++;
-    } else { /* a new run: after everything recorded so far (not only what this one touches: its successors rely
-              * on the chain alone) */
-        if (c->dc.active || c->n_rd || c->n_wr) emit_barrier(c, 0);
-        c->n_rd = c->n_wr = 0;
-        c->dc.run = 1;
-    }
-    record_dispatch(c, p, push, push_size, gx, gy, gz);
-    c->dc.total += gx * gy * gz;
-    c->dc.active = 1;
-}
-
-static void record_dispatch(vk_ctx *c, VkPipeline p, const void *push, size_t push_size, uint32_t gx, uint32_t gy,
-                            uint32_t gz) {
+    vk_hazard(c, reads, n_reads, writes, n_writes);
     VkCommandBuffer cb = vk_cmd(c);
     uint8_t pc[PUSH_BYTES] = { 0 };
     memcpy(pc, push, push_size);
@@ -386,18 +296,10 @@ static void record_dispatch(vk_ctx *c, VkPipeline p, const void *push, size_t pu
     if (c->env.trace && c->prof_class >= 0) vk_trace_dispatch(c, p, gx, gy, gz);
     if (c->env.sync_each) {
         for (int i = 0; i < c->n_pipes; i++)
-            if (c->pipes[i].pipe == p) c->last_kernel = vk_shader_table[c->pipes[i].shader / VK_NVAR].name;
+            if (c->pipes[i].pipe == p) c->last_kernel = vk_shader_table[c->pipes[i].shader / 2].name;
         vk_sync(&c->base);
     } else if (++c->n_ops >= vk_batch_ops(c))
         vk_submit(c);
-}
-
-int ob_vulkan_stats(ob_backend *b, ob_vk_stats *out) {
-    vk_ctx *c = vk_of(b);
-    out->dispatches = c->n_dispatches;
-    out->barriers = c->n_barriers;
-    out->chained = c->dc.n_chained;
-    return 0;
 }
 
 void vk_grid(vk_ctx *c, uint64_t count, uint32_t per_group, uint32_t *gx, uint32_t *gy) {

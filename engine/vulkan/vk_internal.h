@@ -91,10 +91,7 @@ typedef struct {
  *   OMNI_VK_TRACE=1        while profiling (omni bench --profile), also time every dispatch on its own: per kernel and
  *                          grid, the time from the previous dispatch's end to its end (launch and barrier included)
  *   OMNI_VK_CHAIN=0        dependent decode stages as separate dispatches instead of chained in one (chain.glsl: o_proj
- *                          in front of the router)
- *   OMNI_VK_DCHAIN=0       pipeline barriers between the dependent decode kernels instead of the device-side chain
- *                          (shaders/dchain.glsl, vk_dispatch_step; also off with OMNI_VK_TRACE or OMNI_VK_SYNC)
- *   OMNI_VK_DCHAIN_RUN=N   at most N chained dispatches between two barriers (0 = no limit, the default) */
+ *                          in front of the router) */
 typedef struct {
     int validation, no_fp16, no_int8, no_16bit, no_8bit, no_bf16, no_int_dot, no_coopmat, no_subgroup, no_fp64;
     int max_ops;
@@ -114,8 +111,6 @@ typedef struct {
     int kv_f32;                /* OMNI_VK_KV_F32=1: fp32 KV caches (default fp16, see vk_kv16) */
     int trace; /* OMNI_VK_TRACE=1: the profiler also times every dispatch (vk_timing.c) */
     int route_defer; /* OMNI_VK_ROUTE_DEFER: 1 (default) the decode MoE gate+up selects the experts (vk_decode.c) */
-    int dchain;      /* OMNI_VK_DCHAIN: 1 (default) decode kernels wait for each other on the device (vk_dispatch_step) */
-    int dchain_run;  /* OMNI_VK_DCHAIN_RUN: at most this many dispatches per run of the chain, then a barrier (0: any) */
     int chain; /* OMNI_VK_CHAIN: 1 (default) o_proj chained in front of the router, 0 none */
 } vk_env;
 void vk_env_read(vk_env *e);
@@ -188,16 +183,12 @@ typedef struct {
     const char *name;
     const uint32_t *words, *words_nosg; /* nosg: the variant without subgroup operations (NULL if not needed) */
     size_t n_bytes, n_bytes_nosg;
-    const uint32_t *words_dc; /* the device-side chain build (-DDCHAIN, shaders/dchain.glsl; NULL if none) */
-    size_t n_bytes_dc;
 } vk_shader_src;
 extern const vk_shader_src vk_shader_table[SH_COUNT];
 
-#define VK_MAX_SPEC 14
-/* builds of a shader: plain, without subgroup operations, device-side chain */
-enum { VK_VAR_PLAIN, VK_VAR_NOSG, VK_VAR_DC, VK_NVAR };
+#define VK_MAX_SPEC 12
 typedef struct {
-    int shader; /* VK_NVAR * vk_shader_id + the build (VK_VAR_*) */
+    int shader; /* 2 * vk_shader_id + (1 for the no-subgroup variant) */
     uint32_t spec[VK_MAX_SPEC];
     int n_spec;
     VkPipeline pipe;
@@ -270,17 +261,7 @@ typedef struct vk_ctx {
 
     /* pipelines */
     VkPipelineLayout layout;
-    VkShaderModule modules[SH_COUNT][VK_NVAR];
-    /* the device-side chain of decode kernels (vk_dispatch_step, shaders/dchain.glsl): one counter of finished
-     * workgroups for the context's life; total = workgroups of every chained dispatch recorded so far; active = the
-     * last recorded command was a chained dispatch (the next other command needs a full barrier) */
-    struct {
-        ob_buf *cnt;
-        VkDeviceAddress addr;
-        uint32_t total;
-        int active, failed, run; /* run: chained dispatches since the run's barrier */
-        uint64_t n_chained;      /* statistics (ob_vulkan_stats) */
-    } dc;
+    VkShaderModule modules[SH_COUNT][2];
     vk_pipe *pipes;
     int n_pipes, cap_pipes;
 
@@ -375,14 +356,6 @@ VkPipeline vk_pipeline(vk_ctx *c, vk_shader_id sh, const uint32_t *spec, int n_s
 /* records a dispatch: push constants, groups, and the ranges it reads/writes */
 void vk_dispatch(vk_ctx *c, VkPipeline p, const void *push, size_t push_size, uint32_t gx, uint32_t gy,
                  uint32_t gz, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
-/* the same for a kernel with a device-side chain build (decode kernels, shaders/dchain.glsl): where the chain is on,
- * it follows the previous such dispatch without a barrier and waits for it on the device; *chain is the push-constant
- * field that receives the wait target (0 elsewhere) */
-void vk_dispatch_step(vk_ctx *c, vk_shader_id sh, const uint32_t *spec, int n_spec, void *push, size_t push_size,
-                      uint32_t *chain, uint32_t gx, uint32_t gy, uint32_t gz, const vk_range *reads, int n_reads,
-                      const vk_range *writes, int n_writes);
-/* 1 where decode kernels chain on the device (vk_dispatch_step) */
-int vk_dc_on(vk_ctx *c);
 static inline vk_range vk_rng(VkDeviceAddress a, uint64_t bytes) { return (vk_range){ a, a + bytes }; }
 /* the range of a whole buffer, for accesses whose extent is not worth computing */
 static inline vk_range vk_rng_buf(ob_ptr p) {

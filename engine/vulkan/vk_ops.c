@@ -13,7 +13,7 @@
 #include "vk_internal.h"
 
 /* sizes as the GLSL std430 push-constant layout has them (64-bit fields first), all within the portable 128 bytes */
-_Static_assert(sizeof(ob_pc_matvec) == 104, "ob_pc_matvec layout");
+_Static_assert(sizeof(ob_pc_matvec) == 96, "ob_pc_matvec layout");
 _Static_assert(sizeof(ob_pc_routerchain) == 128, "ob_pc_routerchain layout");
 _Static_assert(sizeof(ob_pc_matmul) == 80, "ob_pc_matmul layout");
 _Static_assert(sizeof(ob_pc_rows) == 48, "ob_pc_rows layout");
@@ -139,7 +139,7 @@ static int mv_fast(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, 
     uint32_t gx = (pc->rows + (wg / sgs) * rsg - 1) / ((wg / sgs) * rsg);
     if ((size_t)xs * 16 + 1024 > c->caps.max_shared || wg / sgs > 64) return 0;
     uint32_t spec[7] = { wg, (uint32_t)wt, npl, rsg, xs, (uint32_t)norm, sgs };
-    vk_dispatch_step(c, SH_MV, spec, 7, pc, sizeof *pc, &pc->chain, gx, 1, 1, reads, n_reads, writes, n_writes);
+    vk_dispatch(c, vk_pipeline(c, SH_MV, spec, 7), pc, sizeof *pc, gx, 1, 1, reads, n_reads, writes, n_writes);
     return 1;
 }
 
@@ -183,7 +183,7 @@ static int mv_q8(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, co
     uint32_t seq = c->env.q8_seq > 0 && c->env.q8_seq <= 8 ? (uint32_t)c->env.q8_seq : 1;
     uint32_t rows_wg = (wg / sgs) * rsg * seq, gx = (pc->rows + rows_wg - 1) / rows_wg;
     uint32_t spec[10] = { wg, 0, rsg, npl, nvec, (uint32_t)norm, sgs, 1, 16, seq };
-    vk_dispatch_step(c, SH_MVQ8, spec, 10, pc, sizeof *pc, &pc->chain, gx, 1, 1, reads, n_reads, writes, n_writes);
+    vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec, 10), pc, sizeof *pc, gx, 1, 1, reads, n_reads, writes, n_writes);
     return 1;
 }
 
@@ -227,8 +227,8 @@ int vk_moe_q8_pair(vk_ctx *c, ob_dtype gt, ob_dtype dt, int vec_gu, int vec_dn, 
 
     gu->s = gu->y + (VkDeviceAddress)ne * inter; /* h scales after the quants */
     uint32_t spec1[11] = { wg, 1, rsg, npl, nvec, 0, sgs, k, hb, seq, sel }; /* sel: mvq8.comp's SEL (0: ids) */
-    vk_dispatch_step(c, SH_MVQ8, spec1, sel ? 11 : 10, gu, sizeof *gu, &gu->chain, (inter + hb - 1) / hb, ne, 1, rd_gu,
-                     n_rd_gu, wr_gu, n_wr_gu);
+    vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec1, sel ? 11 : 10), gu, sizeof *gu, (inter + hb - 1) / hb, ne, 1, rd_gu,
+                n_rd_gu, wr_gu, n_wr_gu);
     dn->s = gu->s;
     /* two groups of rows per subgroup in the down projection (the second group's loads in flight while the first is
      * summed; x and the expert lookup shared). Measured on the H100, the expert pair (8 of 128 [768 x 2048] q8_0,
@@ -238,8 +238,8 @@ int vk_moe_q8_pair(vk_ctx *c, ob_dtype gt, ob_dtype dt, int vec_gu, int vec_dn, 
     uint32_t seq_d = c->env.q8_seq_down > 0 && c->env.q8_seq_down <= 8 ? (uint32_t)c->env.q8_seq_down : 2;
     uint32_t rows_wg = (wg_d / sgs) * rsg_d * seq_d;
     uint32_t spec2[10] = { wg_d, 2, rsg_d, nper, 1, 0, sgs, k, 16, seq_d };
-    vk_dispatch_step(c, SH_MVQ8, spec2, 10, dn, sizeof *dn, &dn->chain, (dim + rows_wg - 1) / rows_wg, dn->n, 1, rd_dn,
-                     n_rd_dn, wr_y, 1);
+    vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec2, 10), dn, sizeof *dn, (dim + rows_wg - 1) / rows_wg, dn->n, 1, rd_dn,
+                n_rd_dn, wr_y, 1);
     return 1;
 }
 
@@ -285,10 +285,10 @@ void vk_matvec_dispatch_sel(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_mat
     /* norm: 1 + the RMSNorm weight's dtype (fused norm, x staged in shared memory as cols/4 vec4), 0 = none */
     uint32_t spec[12] = { wg, (uint32_t)wt, rsg, nv, (uint32_t)mode, (uint32_t)vec, rows_wg, unroll, cvt,
                           (uint32_t)norm, norm ? (pc->cols + 3) / 4 : 1, mode == 1 ? sel : 0 };
+    VkPipeline p = vk_pipeline(c, SH_MATVEC, spec, spec[11] ? 12 : 11);
     uint32_t gx = (pc->rows + rows_wg - 1) / rows_wg;
     if (mode == 0) groups_y = (pc->n + nv - 1) / nv;
-    vk_dispatch_step(c, SH_MATVEC, spec, spec[11] ? 12 : 11, pc, sizeof *pc, &pc->chain, gx, groups_y, 1, reads, n_reads,
-                     writes, n_writes);
+    vk_dispatch(c, p, pc, sizeof *pc, gx, groups_y, 1, reads, n_reads, writes, n_writes);
 }
 
 void vk_matmul_dispatch(vk_ctx *c, int grouped, ob_dtype wt, int vec, ob_pc_matmul *pc, uint32_t groups_y,

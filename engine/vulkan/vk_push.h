@@ -39,7 +39,6 @@ PUSH(ob_pc_matvec) {
     uint32_t rows, cols, n, k;
     uint32_t accumulate, x_stride, y_stride;
     float eps;
-    uint32_t chain, pad_dc; /* the device-side chain's wait target (shaders/dchain.glsl; 0: none) */
 } PUSH_END(ob_pc_matvec);
 #endif
 
@@ -121,12 +120,12 @@ PUSH(ob_pc_qkrope) {
  * attention of the query at pos0 into dst [n_heads][head_dim]. With several chunks, partials go to part
  * ([n_kv][n_chunks][G·head_dim] outputs, then [n_kv][n_chunks][G] (max, sum) pairs) and the last workgroup of a kv
  * head (counted in cnt[g], reset to 0 by that workgroup) merges them. Head shapes and the rope layout are
- * specialization constants. kv_chunk0 = n_kv | chunk0 << 16 (both below 65536; room for chain, dchain.glsl). */
+ * specialization constants. */
 #if !defined(VULKAN) || defined(PC_ATTND)
 PUSH(ob_pc_attnd) {
     uint64_t q, k, v, w_q, w_k, pos, freqs, kc, vc, dst, part, cnt;
-    uint32_t n_ctx, pos0, kv_chunk0, window;
-    uint32_t chain, n_chunks;
+    uint32_t n_ctx, pos0, n_kv, window;
+    uint32_t chunk0, n_chunks;
     float eps, scale;
 } PUSH_END(ob_pc_attnd);
 #endif
@@ -146,7 +145,6 @@ PUSH(ob_pc_router) {
     uint64_t x, nw, w, s, xn, logits, ids, wts, counter;
     uint32_t rows, cols, k, renorm;
     float eps;
-    uint32_t chain; /* shaders/dchain.glsl */
 } PUSH_END(ob_pc_router);
 #endif
 
@@ -158,7 +156,7 @@ PUSH(ob_pc_routerchain) {
     uint64_t x, nw, w, s, xn, logits, ids, wts, counter, wo, ao, cnt;
     uint32_t rows, cols, k, renorm;
     float eps;
-    uint32_t o_cols, o_soff, chain; /* chain: shaders/dchain.glsl */
+    uint32_t o_cols, o_soff, pad;
 } PUSH_END(ob_pc_routerchain);
 #endif
 

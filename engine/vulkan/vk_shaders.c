@@ -4,7 +4,6 @@
 
 #include "attn_combine.h"
 #include "attn_decode.h"
-#include "attn_decode_dc.h"
 #include "attn_flash.h"
 #include "attn_flash_cm.h"
 #include "attn_flash_cm_d64.h"
@@ -31,12 +30,9 @@
 #include "mm_ksum.h"
 #include "matvec.h"
 #include "matvec_nosg.h"
-#include "matvec_dc.h"
 #include "moe_combine.h"
 #include "mv.h"
-#include "mv_dc.h"
 #include "mvq8.h"
-#include "mvq8_dc.h"
 #include "moe_plan.h"
 #include "moe_route.h"
 #include "moe_route_nosg.h"
@@ -46,26 +42,19 @@
 #include "rms_norm_nosg.h"
 #include "rope.h"
 #include "router.h"
-#include "router_dc.h"
 #include "router_chain.h"
-#include "router_chain_dc.h"
 #if OMNI_HAVE_SHADERS2 /* built by the newer compiler (GLSLC2) when the build has it */
 #include "matmul_cm2.h"
 #define SPV_NEW(name) SPV(name)
 #else
-#define SPV_NEW(name) #name, NULL, NULL, 0, 0, NULL, 0
+#define SPV_NEW(name) #name, NULL, NULL, 0, 0
 #endif
 
-#define SPV(name) #name, omni_spv_##name, NULL, sizeof omni_spv_##name, 0, NULL, 0
-/* with the device-side chain build <name>_dc */
-#define SPVD(name) #name, omni_spv_##name, NULL, sizeof omni_spv_##name, 0, omni_spv_##name##_dc, sizeof omni_spv_##name##_dc
-#define SPV2(name) #name, omni_spv_##name, omni_spv_##name##_nosg, sizeof omni_spv_##name, sizeof omni_spv_##name##_nosg, \
-    NULL, 0
-#define SPV2D(name) #name, omni_spv_##name, omni_spv_##name##_nosg, sizeof omni_spv_##name, \
-    sizeof omni_spv_##name##_nosg, omni_spv_##name##_dc, sizeof omni_spv_##name##_dc
+#define SPV(name) #name, omni_spv_##name, NULL, sizeof omni_spv_##name, 0
+#define SPV2(name) #name, omni_spv_##name, omni_spv_##name##_nosg, sizeof omni_spv_##name, sizeof omni_spv_##name##_nosg
 
 const vk_shader_src vk_shader_table[SH_COUNT] = {
-    [SH_MATVEC] = { SPV2D(matvec) },
+    [SH_MATVEC] = { SPV2(matvec) },
     [SH_MATMUL] = { SPV(matmul) },
     [SH_MATMUL_BIG] = { SPV(matmul_big) },
     [SH_MATMUL_CM] = { SPV(matmul_cm) },
@@ -96,10 +85,10 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_EW] = { SPV(ew) },
     [SH_GATHER] = { SPV(gather) },
     [SH_QK_ROPE_KV] = { SPV2(qk_rope_kv) },
-    [SH_ROUTER] = { SPVD(router) },
-    [SH_MV] = { SPVD(mv) },
-    [SH_MVQ8] = { SPVD(mvq8) },
-    [SH_ATTN_DECODE] = { SPVD(attn_decode) },
-    [SH_ROUTER_CHAIN] = { SPVD(router_chain) },
+    [SH_ROUTER] = { SPV(router) },
+    [SH_MV] = { SPV(mv) },
+    [SH_MVQ8] = { SPV(mvq8) },
+    [SH_ATTN_DECODE] = { SPV(attn_decode) },
+    [SH_ROUTER_CHAIN] = { SPV(router_chain) },
     [SH_MATMUL_CM2] = { SPV_NEW(matmul_cm2) },
 };

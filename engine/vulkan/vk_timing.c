@@ -87,7 +87,7 @@ void vk_trace_dispatch(vk_ctx *c, VkPipeline p, uint32_t gx, uint32_t gy, uint32
         if (!c->trace && !(c->trace = calloc(TRACE_MAX, sizeof *c->trace))) return;
         const char *name = "?";
         for (int i = 0; i < c->n_pipes; i++)
-            if (c->pipes[i].pipe == p) name = vk_shader_table[c->pipes[i].shader / VK_NVAR].name;
+            if (c->pipes[i].pipe == p) name = vk_shader_table[c->pipes[i].shader / 2].name;
         c->trace[t] = (struct vk_trace){ .pipe = p, .gx = gx, .gy = gy, .gz = gz };
         snprintf(c->trace[t].name, sizeof c->trace[t].name, "%s %ux%ux%u", name, gx, gy, gz);
         c->n_trace++;
