@@ -88,25 +88,6 @@ void main() {
         [[unroll]] for (uint i = 0u; i < KPT; i++) kr[i] = sp + i * S < D4 ? BufV4(ka).v[sp + i * S] : vec4(0.0f);
     }
 
-    // this thread's V rows of the value pass (D4 threads per row, KG rows at a time), loaded now too, so that their
-    // latency also overlaps the head preparation and the scores instead of following the softmax. Rows outside
-    // [lo, p] get weight 0; their address is clamped to a row already in the cache (finite values), and the new row
-    // comes from shared memory at use, so the loads need no branch.
-    const uint NVR = (C + KG - 1u) / KG;
-    uint kg = t / D4, vl = t % D4;
-    uvec2 vh[NVR];  // KV16: 4 halves
-    vec4 vf[NVR];   // fp32 cache
-    {
-        uint last_old = p > 0u ? p - 1u : 0u;
-        [[unroll]] for (uint i = 0u; i < NVR; i++) {
-            uint k2 = min(kg + i * KG, C - 1u);
-            uint jr = uint(clamp(int(j0 + k2), lo, int(p)));
-            uint64_t vrow = uint64_t(g) * pc.n_ctx + min(jr, last_old);
-            if (KV16 != 0u) vh[i] = kg < KG ? BufU2(pc.vc + vrow * D * 2u).v[vl] : uvec2(0u);
-            else vf[i] = kg < KG ? BufV4(pc.vc + vrow * D * 4u).v[vl] : vec4(0.0f);
-        }
-    }
-
     // ---- 1. heads: raw values, sin/cos of the rotation angles ----
     for (uint e = t; e < NH * D; e += WG)
         xset(e, e < G * D ? BufF32(pc.q).v[g * G * D + e] : BufF32(pc.k).v[g * D + e - G * D]);
@@ -259,15 +240,25 @@ void main() {
         red[t] = l;
     }
     {
-        uint lane = vl;
+        uint kg = t / D4, lane = t % D4;
         vec4 o[G];
         [[unroll]] for (uint h = 0u; h < G; h++) o[h] = vec4(0.0f);
         if (kg < KG) {
-            [[unroll]] for (uint i = 0u; i < NVR; i++) {
+            // rows outside [lo, p] have weight 0; their address is clamped to a row already in the cache (finite
+            // values), and the new row comes from shared memory, so the loads need no branch
+            uint last_old = p > 0u ? p - 1u : 0u;
+            [[unroll]] for (uint i = 0u; i < (C + KG - 1u) / KG; i++) {
                 uint k2 = kg + i * KG;
                 if (k2 < C) {
                     uint jr = uint(clamp(int(j0 + k2), lo, int(p)));
-                    vec4 vg = KV16 != 0u ? vec4(unpackHalf2x16(vh[i].x), unpackHalf2x16(vh[i].y)) : vf[i];
+                    uint64_t vrow = uint64_t(g) * pc.n_ctx + min(jr, last_old);
+                    vec4 vg;
+                    if (KV16 != 0u) {
+                        uvec2 u = BufU2(pc.vc + vrow * D * 2u).v[lane];
+                        vg = vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
+                    } else {
+                        vg = BufV4(pc.vc + vrow * D * 4u).v[lane];
+                    }
                     vec4 vv = jr == p ? vn[lane] : vg;
                     [[unroll]] for (uint h = 0u; h < G; h++) o[h] += sc[h * C + k2] * vv;
                 }

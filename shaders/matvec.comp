@@ -31,8 +31,6 @@ layout(constant_id = 11) const uint SEL = 0;
 
 #include "reduce.glsl"
 #define RR_ON SEL
-void rr_tables_store();
-#define RR_HOOK rr_tables_store();
 #include "route_rank.glsl"
 
 const uint RMAX = 4;
@@ -43,11 +41,6 @@ const uint NR = MODE == 1 ? 2 * RSG : RSG;  // rows in flight: gate+up computes 
 float part[RMAX][NVMAX];
 shared float down_part[64 * RMAX];  // MODE 2: per-subgroup sums
 shared vec4 xsh[XS];                // NORM: the normalised x row
-// MODE 1 with SEL: every expert's gate and up table entry (data, scale address), loaded before the selection and
-// stored during it (RR_HOOK), so that the chosen expert's lookup is a shared-memory read, not another L2 round trip
-const uint TAB_N = MODE == 1 && SEL != 0 ? (RR_MAX + WG - 1u) / WG : 1u;
-shared uvec4 tab_g[MODE == 1 && SEL != 0 ? RR_MAX : 1u], tab_u[MODE == 1 && SEL != 0 ? RR_MAX : 1u];
-uvec4 tab_rg[TAB_N], tab_ru[TAB_N];
 uint64_t wr[RMAX], sr[RMAX], xr[NVMAX];
 // the operands (the push constants) and the workgroup
 uint64_t g_w, g_s, g_w2, g_x, g_y;
@@ -155,17 +148,6 @@ void accumulate(uint cols, uint nv) {
     }
 }
 
-void rr_tables_store() {
-    if (MODE == 1 && SEL != 0)
-        [[unroll]] for (uint i = 0; i < TAB_N; i++) {
-            uint e = gl_LocalInvocationID.x + i * WG;
-            if (e < (SEL & 0xffffu)) {
-                tab_g[e] = tab_rg[i];
-                tab_u[e] = tab_ru[i];
-            }
-        }
-}
-
 void zero_part() {
     [[unroll]] for (uint r = 0; r < RMAX; r++)
         [[unroll]] for (uint c = 0; c < NVMAX; c++) part[r][c] = 0.0f;
@@ -221,15 +203,8 @@ void rows_main(uint rows_wg, uint rsg) {
     uint rows = g_rows, cols = g_cols;
     uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
     uint row0 = g_wgx * rows_wg;
-    if (MODE == 1 && SEL != 0) {
-        [[unroll]] for (uint i = 0; i < TAB_N; i++) {  // the tables' loads first, stored inside route_rank
-            uint e = gl_LocalInvocationID.x + i * WG;
-            bool on = e < (SEL & 0xffffu);
-            tab_rg[i] = on ? BufUV4(g_w + uint64_t(e) * 16u).v[0] : uvec4(0);
-            tab_ru[i] = on ? BufUV4(g_w2 + uint64_t(e) * 16u).v[0] : uvec4(0);
-        }
+    if (MODE == 1 && SEL != 0)
         route_rank(pc.lg, SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, g_wgx == 0u && g_wgy == 0u, pc.ids, pc.wts);
-    }
     if (NORM != 0) {  // rms_norm.comp's arithmetic: scale = 1/sqrt(mean(x²) + eps), (x · scale) · w
         uint t = gl_LocalInvocationID.x;
         BufF32 x = BufF32(g_x);
@@ -266,13 +241,8 @@ void rows_main(uint rows_wg, uint rsg) {
             uint entry = g_wgy, tok = entry / pc.k;
             int e = SEL != 0 ? int(rr_top_e[entry % pc.k]) : BufI32(pc.ids).v[entry];
             uint64_t gw, gs, uw, us;
-            if (SEL != 0) {
-                uvec4 a = tab_g[e], b = tab_u[e];
-                gw = packUint2x32(a.xy), gs = packUint2x32(a.zw), uw = packUint2x32(b.xy), us = packUint2x32(b.zw);
-            } else {
-                expert(g_w, e, gw, gs);
-                expert(g_w2, e, uw, us);
-            }
+            expert(g_w, e, gw, gs);
+            expert(g_w2, e, uw, us);
             [[unroll]] for (uint r = 0; r < RSG; r++) {
                 uint row = min(row0 + rbase + r, rows - 1);
                 wr[r] = gw + uint64_t(row) * rb;

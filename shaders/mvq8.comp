@@ -51,8 +51,6 @@ layout(constant_id = 9) const uint SEQ = 1;   // groups of RSG rows per subgroup
 // pc.lg (route_rank.glsl; bits 0-15 the expert count, bit 16 renormalise), workgroup (0, 0) writes ids and weights
 layout(constant_id = 10) const uint SEL = 0;
 #define RR_ON SEL
-void rr_tables_store();
-#define RR_HOOK rr_tables_store();
 #include "route_rank.glsl"
 
 const uint NR = MODE == 1u ? 2u * RSG : RSG;       // rows in flight: gate+up loads a gate and an up row each
@@ -63,22 +61,6 @@ shared uvec4 xq[XQS];
 shared float xd[XQS];
 shared float red[32];
 shared float hsh[MODE == 1u ? HB : 1u];
-// MODE 1 with SEL: every expert's gate and up table entry, loaded before the selection and stored during it
-// (RR_HOOK), so that the chosen expert's lookup is a shared-memory read, not another L2 round trip (as matvec.comp)
-const uint TAB_N = MODE == 1u && SEL != 0u ? (RR_MAX + WG - 1u) / WG : 1u;
-shared uvec4 tab_g[MODE == 1u && SEL != 0u ? RR_MAX : 1u], tab_u[MODE == 1u && SEL != 0u ? RR_MAX : 1u];
-uvec4 tab_rg[TAB_N], tab_ru[TAB_N];
-
-void rr_tables_store() {
-    if (MODE == 1u && SEL != 0u)
-        [[unroll]] for (uint i = 0u; i < TAB_N; i++) {
-            uint e = gl_LocalInvocationID.x + i * WG;
-            if (e < (SEL & 0xffffu)) {
-                tab_g[e] = tab_rg[i];
-                tab_u[e] = tab_ru[i];
-            }
-        }
-}
 
 // one 16-byte weight vector (16 quants) against 16 activation quants: Σ q_w·q_x
 int qdot16(uvec4 w, uvec4 x) {
@@ -192,22 +174,11 @@ void dense_or_gate_up() {
     load_x(pc.x + (MODE == 1u ? uint64_t(entry / pc.k) * pc.x_stride * 4u : 0ul), xr);
 
     uint64_t w0 = pc.w, s0 = pc.s, w1 = 0ul, s1 = 0ul;
-    if (MODE == 1u && SEL != 0u) {  // after x's loads are issued: the selection's latency overlaps them
-        [[unroll]] for (uint i = 0u; i < TAB_N; i++) {  // the tables' loads too, stored inside route_rank
-            uint e = gl_LocalInvocationID.x + i * WG;
-            bool on = e < (SEL & 0xffffu);
-            tab_rg[i] = on ? BufUV4(pc.w + uint64_t(e) * 16u).v[0] : uvec4(0);
-            tab_ru[i] = on ? BufUV4(pc.w2 + uint64_t(e) * 16u).v[0] : uvec4(0);
-        }
+    if (MODE == 1u && SEL != 0u)  // after x's loads are issued: the selection's latency overlaps them
         route_rank(pc.lg, SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u,
                    gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u, pc.ids, pc.wts);
-    }
-    if (MODE == 1u && SEL != 0u) {
-        uint e = rr_top_e[entry % pc.k];
-        uvec4 a = tab_g[e], b = tab_u[e];
-        w0 = packUint2x32(a.xy), s0 = packUint2x32(a.zw), w1 = packUint2x32(b.xy), s1 = packUint2x32(b.zw);
-    } else if (MODE == 1u) {
-        int e = BufI32(pc.ids).v[entry];
+    if (MODE == 1u) {
+        int e = SEL != 0u ? int(rr_top_e[entry % pc.k]) : BufI32(pc.ids).v[entry];
         expert(pc.w, e, w0, s0);
         expert(pc.w2, e, w1, s1);
     }

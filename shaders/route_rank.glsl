@@ -9,9 +9,6 @@
 // CPU back-end's moe_route (HF Qwen3-Omni's TopKRouter) up to fp32 rounding order. Call in uniform control flow of the workgroup; afterwards
 // rr_top_e[0..k) holds the experts. ne <= RR_MAX, k <= RR_MAX_K. The including shader may define RR_ON (a constant
 // expression, e.g. of a specialisation constant) as 0 where it never selects: the shared arrays shrink to one element.
-// It may define RR_HOOK as a statement run by every invocation after the logits loads are issued and before the first
-// barrier (the MoE kernels store their expert-table entries, loaded just before, into shared memory there, so that
-// the barrier publishes them and their latency overlaps the logits').
 const uint RR_MAX = 256u;
 const uint RR_MAX_K = 32u;
 #ifndef RR_ON
@@ -72,9 +69,6 @@ void route_rank(uint64_t logits, uint ne, uint k, bool renorm, bool write, uint6
         [[unroll]] for (uint c = 0u; c < 4u; c++) l[c] = 4u * i + c < ne ? BufF32(logits).v[4u * i + c] : NEG_RR;
         rr_p4[i] = l;
     }
-#ifdef RR_HOOK
-    RR_HOOK
-#endif
     barrier();
     rr_softmax(n4, t);
     barrier();
