@@ -157,6 +157,7 @@ typedef enum {
     SH_MATMUL_CM_256X64_X16,
     SH_MATMUL_CM_128X128_X16,
     SH_CM_X16,
+    SH_CM2_GATHER,
     SH_GET_ROWS,
     SH_RMS_NORM,
     SH_ROPE,
@@ -179,6 +180,7 @@ typedef enum {
     SH_ATTN_DECODE,
     SH_ROUTER_CHAIN,
     SH_MATMUL_CM2, /* NV cooperative matrix 2 GEMM: only in builds with GLSLC2 (shaders.mk), else no words */
+    SH_MATMUL_CM2_MOE, /* its grouped MoE form (matmul_cm2_moe.comp), likewise */
     SH_COUNT
 } vk_shader_id;
 
@@ -269,6 +271,10 @@ typedef struct vk_ctx {
     /* pipelines */
     VkPipelineLayout layout;
     VkShaderModule modules[SH_COUNT][VK_NVAR];
+    /* the on-disk pipeline cache (vk_exec.c, OMNI_VK_PIPELINE_CACHE): loaded at init, saved at free when pipelines
+     * were created since (pcache_new) */
+    VkPipelineCache pcache;
+    int pcache_new;
     /* the device-side chain of decode kernels (vk_dispatch_step, shaders/dchain.glsl): one counter of finished
      * workgroups for the context's life; total = workgroups of every chained dispatch recorded so far; active = the
      * last recorded command was a chained dispatch (the next other command needs a full barrier) */
@@ -493,6 +499,15 @@ void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc
 /* 1 when dense products with weights of dtype wt go to the NV cooperative matrix 2 GEMM (matmul_cm2.comp,
  * OMNI_VK_CM2; vk_matmul_cm_dispatch routes them) */
 int vk_cm2_on(vk_ctx *c, ob_dtype wt);
+/* the grouped MoE on the NV cooperative matrix 2 GEMM (matmul_cm2_moe.comp, OMNI_VK_CM2_MOE): its plan tile (x rows
+ * per tile) where it takes experts of these dtypes and shapes with x at xa (0: not for it, matmul_cm.comp's path) */
+uint32_t vk_cm2_moe_tile_n(vk_ctx *c, ob_dtype gate_t, ob_dtype down_t, int vec, uint32_t dim, uint32_t inter,
+                           VkDeviceAddress xa);
+/* mode 2: gate+up+swiglu (pc as matmul_cm.comp's MODE 2 with gather: x fp32, pc->n sorted entries; y fp16), after
+ * gathering x into sorted fp16 rows (cm2_gather.comp, scratch slot 6); mode 1: down (x the fp16 h, x_stride in
+ * halves; y fp32). tiles: the plan's worst-case tile count (grid y). */
+void vk_cm2_grouped(vk_ctx *c, int mode, ob_dtype wt, const ob_pc_matmul *pc, uint32_t tiles, const vk_range *reads,
+                    int n_reads, const vk_range *writes, int n_writes);
 /* 1 when OMNI_VK_CM_X16 puts this form (grouped 0 dense, else the grouped MoE) on fp16 activations */
 int vk_cm_x16(vk_ctx *c, int grouped);
 /* the same with the activations' form explicit: VK_CM_X32 fp32 x on the fp32-activation build; VK_CM_X_CONVERT
