@@ -490,10 +490,10 @@ TEST(vk_coopmat_cm2) {
     unsetenv("OMNI_VK_CM2_TILE");
 }
 
-/* The tile chosen by size (no OMNI_VK_CM2_TILE): products with fewer 128 x 128 tiles than a wave but too many to
- * split ({1024, 256, 1024}: 64 tiles; {1000, 136, 1000} ragged) take 128 x 64 tiles, small ones ({512, 2048, 512}:
- * 16 tiles) are split over K; and the split form for the former too (OMNI_VK_CM2_SMALL=0 with the split threshold
- * at 128 tiles). Against the CPU (CM_TOL) and matmul_cm (1e-4, as vk_coopmat_cm2). */
+/* The tile chosen by size (no OMNI_VK_CM2_TILE): products with fewer 128 x 128 tiles than a wave ({1024, 256,
+ * 1024}: 64 tiles; {1000, 136, 1000} ragged; {512, 2048, 512}: 16) split over K where their columns allow, and with
+ * the threshold lowered to 64 (OMNI_VK_CM2_SPLIT_BELOW=64) the first two take 128 x 64 tiles instead. Against the
+ * CPU (CM_TOL) and matmul_cm (1e-4, as vk_coopmat_cm2). */
 TEST(vk_coopmat_cm2_fill) {
     if (!cm2_offered()) {
         printf("    SKIP: no NV cooperative matrix 2 GEMM on this device/build\n");
@@ -502,8 +502,8 @@ TEST(vk_coopmat_cm2_fill) {
     static const int shapes[][3] = { { 1024, 256, 1024 }, { 1000, 136, 1000 }, { 512, 2048, 512 } };
     setenv("OMNI_VK_MM", "tiled", 1);
     sweep_vs_tol("OMNI_VK_CM2=0", "OMNI_VK_CM2=1", shapes, 3, 0, "OMNI_VK_CM2=1 (tile by size)", 1e-4);
-    sweep_vs_tol("OMNI_VK_CM2=0", "OMNI_VK_CM2=1,OMNI_VK_CM2_SMALL=0,OMNI_VK_CM2_SPLIT_BELOW=128", shapes, 3, 0,
-                 "OMNI_VK_CM2=1 split below 128 tiles", 1e-4);
+    sweep_vs_tol("OMNI_VK_CM2=0", "OMNI_VK_CM2=1,OMNI_VK_CM2_SPLIT_BELOW=64", shapes, 3, 0,
+                 "OMNI_VK_CM2=1 128 x 64 tiles from 64 tiles", 1e-4);
 }
 
 /* The grouped MoE on NV cooperative matrix 2 (matmul_cm2_moe.comp, OMNI_VK_CM2_MOE=1): moe_sweep's cases (ragged

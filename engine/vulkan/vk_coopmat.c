@@ -147,17 +147,18 @@ static VkDeviceAddress x16_get(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_row
  * idle; docs/benchmarks.md) */
 #define CM2_DEFAULT 0
 #define CM2_TILE "128x128x64"
-#define CM2_SPLIT_BELOW 64u
+#define CM2_SPLIT_BELOW 128u
 #define CM2_UNROLL 4 /* K steps unrolled in its inner loop (OMNI_VK_CM2_UNROLL=1..8) */
 /* fp16 operands through block loads (OMNI_VK_CM2_BLK=0: plain tensor loads). Measured on the H100 (vulkan_bench
  * gemm, n = 512, 128x128x64): q [4096 x 2048] 0.0505 ms with block loads against 0.1115 plain (matmul_cm 0.0885),
  * o [2048 x 4096] 0.0967 against 0.2129 (matmul_cm 0.0858). */
 #define CM2_BLK 1
 
-/* Products whose CM2_TILE grid has fewer than CM2_FILL tiles (one wave on the H100's 132 SMs) but not so few that
- * they are split over K (CM2_SPLIT_BELOW) take the CM2_TILE_SMALL tile instead, which doubles their grid: o
- * [2048 x 4096] x 512 has 64 tiles of 128 x 128 (half the SMs idle), 128 of 128 x 64. OMNI_VK_CM2_SMALL=BMxBNxBK
- * another tile, =0 none (such products keep CM2_TILE); OMNI_VK_CM2_SPLIT_BELOW=N moves the split-K threshold. */
+/* Products with fewer than CM2_SPLIT_BELOW tiles (a wave of workgroups on the H100's 132 SMs) are split over K;
+ * where the threshold is lowered (OMNI_VK_CM2_SPLIT_BELOW=N), products between it and CM2_FILL tiles take the
+ * CM2_TILE_SMALL tile instead (OMNI_VK_CM2_SMALL=BMxBNxBK another, =0 none), which doubles their grid. For o
+ * [2048 x 4096] x 512 (64 tiles of 128 x 128: half the SMs idle) the split won on the H100 (vulkan_bench gemm,
+ * n = 512, ms: split 4 ways 0.0699, 128 x 64 tiles 0.0734, unsplit 0.0967, matmul_cm 0.0860). */
 #define CM2_FILL 128u
 #define CM2_TILE_SMALL "128x64x64"
 
@@ -255,7 +256,7 @@ static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk
  * take contiguous rows). Tile OMNI_VK_CM2_MOE_TILE=BMxBNxBK (default CM2_MOE_TILE); BN is the plan's tile. */
 #define CM2_MOE_DEFAULT 0
 #define CM2_MOE_TILE "128x64x64"
-#define CM2_MOE_UNROLL 2
+#define CM2_MOE_UNROLL 2 /* K steps per unrolled iteration (OMNI_VK_CM2_MOE_UNROLL=1..8) */
 
 static int cm2_moe_tile(vk_ctx *c, uint32_t t[3]) {
     const char *v = getenv("OMNI_VK_CM2_MOE_TILE");
@@ -299,7 +300,9 @@ void vk_cm2_grouped(vk_ctx *c, int mode, ob_dtype wt, const ob_pc_matmul *pc, ui
         px.gather = 0;
         rd[n_reads++] = r_g;
     }
-    uint32_t spec[7] = { 256, (uint32_t)wt, t[0], t[1], t[2], CM2_MOE_UNROLL, (uint32_t)mode };
+    int unroll = env_int("OMNI_VK_CM2_MOE_UNROLL", CM2_MOE_UNROLL);
+    uint32_t spec[7] = { 256, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
+                         (uint32_t)mode };
     VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2_MOE, spec, 7);
     vk_dispatch(c, p, &px, sizeof px, (pc->rows + t[0] - 1) / t[0], tiles, 1, rd, n_reads, writes, n_writes);
 }
