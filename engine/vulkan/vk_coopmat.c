@@ -137,15 +137,18 @@ static VkDeviceAddress x16_get(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_row
 }
 
 /* ---- the NV cooperative matrix 2 GEMM (matmul_cm2.comp) for the dense products ------------------------------------
- * OMNI_VK_CM2=1 routes dense MODE-0 products with f16/bf16 weights to it where the device has what it needs
- * (vk_caps.cm2: workgroup-scope, flexible-dimension fp16 matrices with tensor addressing; the build has the shader
- * only with GLSLC2, shaders.mk). Activations go through the same cached fp16 copy as OMNI_VK_CM_X16=2
+ * Dense MODE-0 products with f16/bf16 weights go to it (OMNI_VK_CM2=0: matmul_cm.comp) where the device has what
+ * it needs (vk_caps.cm2: workgroup-scope, flexible-dimension fp16 matrices with tensor addressing; the build has the
+ * shader only with GLSLC2, shaders.mk). Activations go through the same cached fp16 copy as OMNI_VK_CM_X16=2
  * (cm_x16.comp), y must allow 16-byte rows. Tile OMNI_VK_CM2_TILE=BMxBNxBK (weight rows x x rows x columns per
  * step; multiples of the device's granularity), default CM2_TILE. Products with fewer than CM2_SPLIT_BELOW tiles are
  * split over K as matmul_cm's (partial planes, mm_ksum.comp). */
-/* off by default: on the H100 it wins on q (1.75x) and k/v but loses on o (0.89x: 64 tiles leave half the SMs
- * idle; docs/benchmarks.md) */
-#define CM2_DEFAULT 0
+/* on by default (where the device and build have it): on the H100 every dense projection is faster than on
+ * matmul_cm (vulkan_bench gemm, n = 512, ms: q 0.0531 vs 0.0894, k/v 0.0188 vs 0.0393, o 0.0699 vs 0.0860 split 4
+ * ways), and `omni bench` pp512 BF16 of the thinker 13,736 vs 12,691 t/s in the same run (projections 7.98 vs 11.05
+ * ms per pass; docs/benchmarks.md). Its pipeline takes 3-5 s to compile, once: the on-disk pipeline cache
+ * (vk_exec.c) keeps it from the second start on. */
+#define CM2_DEFAULT 1
 #define CM2_TILE "128x128x64"
 #define CM2_SPLIT_BELOW 128u
 #define CM2_UNROLL 4 /* K steps unrolled in its inner loop (OMNI_VK_CM2_UNROLL=1..8) */
@@ -254,6 +257,9 @@ static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk
  * GEMMs on it where the device has cm2 (vk_caps.cm2, the shader built) and the experts are f16/bf16 with rows of
  * whole 16-byte words; x is gathered into the plan's sorted order as fp16 first (cm2_gather.comp: the tensor loads
  * take contiguous rows). Tile OMNI_VK_CM2_MOE_TILE=BMxBNxBK (default CM2_MOE_TILE); BN is the plan's tile. */
+/* off by default: on the H100 (vulkan_bench gemm, 128 experts [768 x 2048] bf16, top-8 of 512 tokens) its best
+ * tile, 256x64x64 with 4 K steps unrolled, took 0.737 ms against matmul_cm's 0.687 (128x64x64: 0.856, 256x32x64:
+ * 0.740, 256x64x32: 0.817, 256x128x64: 2.36) */
 #define CM2_MOE_DEFAULT 0
 #define CM2_MOE_TILE "128x64x64"
 #define CM2_MOE_UNROLL 2 /* K steps per unrolled iteration (OMNI_VK_CM2_MOE_UNROLL=1..8) */

@@ -256,8 +256,9 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
         pm.s = buf_addr(tu->buf);
         vk_range rd_f[6] = { r_x, r_plan, r_tab[0], r_tab[1], tg->span, tu->span };
         vk_cm2_grouped(c, 2, gate[0].dtype, &pm, max_tiles, rd_f, 6, &r_g, 1);
-        ob_pc_matmul p2 = { .w = buf_addr(td->buf), .x = ga, .y = da, .tiles = pa + (size_t)ne * 8, .rows = (uint32_t)dim,
-                            .cols = (uint32_t)inter, .n = ne, .x_stride = (uint32_t)inter, .y_stride = (uint32_t)dim };
+        ob_pc_matmul p2 = { .w = buf_addr(td->buf), .x = ga, .y = da, .tiles = pa + (size_t)ne * 8,
+                            .rows = (uint32_t)dim, .cols = (uint32_t)inter, .n = ne, .x_stride = (uint32_t)inter,
+                            .y_stride = (uint32_t)dim };
         vk_range rd_2[4] = { r_g, r_plan, r_tab[2], td->span };
         vk_cm2_grouped(c, 1, down[0].dtype, &p2, max_tiles, rd_2, 4, &r_d, 1);
     } else if (cm && !(fuse_env && *fuse_env && atoi(fuse_env) == 0)) {
