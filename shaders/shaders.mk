@@ -10,7 +10,7 @@ GLSLC        ?= glslc
 SPIRV_VAL    ?= spirv-val
 GLSLC_FLAGS  := -fshader-stage=compute --target-env=vulkan1.2 -O -Ishaders -Iengine/vulkan
 # shaders that need the newer compiler (GLSLC2, below) are not in the default set
-SHADER_NEW   := matmul_cm2
+SHADER_NEW   := matmul_cm2 matmul_cm2_moe
 SHADER_NAMES := $(filter-out $(SHADER_NEW),$(basename $(notdir $(wildcard shaders/*.comp))))
 # tensor-core GEMM tile shapes besides matmul_cm's 128 x 64 (weight rows x x rows; vk_coopmat.c picks one)
 MATMUL_CM_TILES := 128x32 256x32 256x64 128x128

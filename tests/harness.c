@@ -67,6 +67,8 @@ int main(int argc, char **argv) {
         else sel[nsel++] = argv[i];
     }
     qsort(g_tests, (size_t)g_n, sizeof *g_tests, cmp_test);
+    /* tests leave the user's on-disk Vulkan pipeline cache alone (the test of the cache names its own file) */
+    setenv("OMNI_VK_PIPELINE_CACHE", "0", 0);
     const char *to = getenv("OMNI_TEST_TIMEOUT");
     int timeout_s = to ? atoi(to) : 600;
     int passed = 0, failed = 0, skipped = 0;

@@ -11,6 +11,9 @@
  * rounded to fp16: x to 11 significant bits, bf16 weights are exact in fp16 at these magnitudes; fp32 sums),
  * 5e-3 for attention (q, k, v and p in fp16), 1e-5 for the fp32 kernels (summation order only). */
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #include "test_vulkan.h"
 
@@ -185,10 +188,14 @@ static double rel_diff(const float *a, const float *b, size_t n) {
     return mr > 0 ? md / mr : md;
 }
 
-/* the GEMM build switches the comparisons below set: every one is unset, then a list "NAME=VALUE,..." applied */
-static const char *const cm_switch_names[] = { "OMNI_VK_CM_X16", "OMNI_VK_CM2" };
+/* the GEMM build switches the comparisons below set: every one is unset, then a list "NAME=VALUE,..." applied;
+ * the NV cooperative matrix 2 GEMM (on by default where the device has it) is off unless the list turns it on, so
+ * the comparisons of matmul_cm.comp's builds compare those */
+static const char *const cm_switch_names[] = { "OMNI_VK_CM_X16", "OMNI_VK_CM2", "OMNI_VK_CM2_MOE", "OMNI_VK_CM2_SMALL",
+                                               "OMNI_VK_CM2_SPLIT_BELOW" };
 static void apply_switches(const char *list) {
     for (unsigned i = 0; i < sizeof cm_switch_names / sizeof *cm_switch_names; i++) unsetenv(cm_switch_names[i]);
+    setenv("OMNI_VK_CM2", "0", 1);
     char buf[256];
     snprintf(buf, sizeof buf, "%s", list);
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
@@ -256,7 +263,7 @@ static void sweep_vs_tol(const char *base, const char *var, const int (*shapes)[
         }
     }
     unsetenv("OMNI_VK_MOE_FUSE");
-    apply_switches("");
+    for (unsigned i = 0; i < sizeof cm_switch_names / sizeof *cm_switch_names; i++) unsetenv(cm_switch_names[i]);
     printf("    %s: largest difference to [%s] %.3g%s\n", what, base, worst, worst == 0 ? " (identical)" : "");
     tv_close(&e);
 }
@@ -484,4 +491,104 @@ TEST(vk_coopmat_cm2) {
                  "OMNI_VK_CM2=1 OMNI_VK_CM2_BLK=0 tile 128x128x64", 1e-4);
     unsetenv("OMNI_VK_CM2_BLK");
     unsetenv("OMNI_VK_CM2_TILE");
+}
+
+/* The tile chosen by size (no OMNI_VK_CM2_TILE): products with fewer 128 x 128 tiles than a wave ({1024, 256,
+ * 1024}: 64 tiles; {1000, 136, 1000} ragged; {512, 2048, 512}: 16) split over K where their columns allow, and with
+ * the threshold lowered to 64 (OMNI_VK_CM2_SPLIT_BELOW=64) the first two take 128 x 64 tiles instead. Against the
+ * CPU (CM_TOL) and matmul_cm (1e-4, as vk_coopmat_cm2). */
+TEST(vk_coopmat_cm2_fill) {
+    if (!cm2_offered()) {
+        printf("    SKIP: no NV cooperative matrix 2 GEMM on this device/build\n");
+        return;
+    }
+    static const int shapes[][3] = { { 1024, 256, 1024 }, { 1000, 136, 1000 }, { 512, 2048, 512 } };
+    setenv("OMNI_VK_MM", "tiled", 1);
+    sweep_vs_tol("OMNI_VK_CM2=0", "OMNI_VK_CM2=1", shapes, 3, 0, "OMNI_VK_CM2=1 (tile by size)", 1e-4);
+    sweep_vs_tol("OMNI_VK_CM2=0", "OMNI_VK_CM2=1,OMNI_VK_CM2_SPLIT_BELOW=64", shapes, 3, 0,
+                 "OMNI_VK_CM2=1 128 x 64 tiles from 64 tiles", 1e-4);
+}
+
+/* The grouped MoE on NV cooperative matrix 2 (matmul_cm2_moe.comp, OMNI_VK_CM2_MOE=1): moe_sweep's cases (ragged
+ * expert rows, inter and dim off the tile grid, empty experts, Q8_0 left to matmul_cm) against the CPU (CM_TOL)
+ * and against matmul_cm's fused fp16 path; the fp16 h of silu(gate)·up is rounded from fp32 sums taken in another
+ * order, so an element may round one fp16 ulp (5e-4 relative) apart: bound 1e-3. One case of whole tiles (gate and
+ * up [256 x 512], down [512 x 256]: the unclamped weight loads) against the CPU. */
+TEST(vk_coopmat_cm2_moe) {
+    if (!cm2_offered()) {
+        printf("    SKIP: no NV cooperative matrix 2 GEMM on this device/build\n");
+        return;
+    }
+    sweep_vs_tol("OMNI_VK_CM2_MOE=0", "OMNI_VK_CM2_MOE=1", NULL, 0, 1, "OMNI_VK_CM2_MOE=1", 1e-3);
+    setenv("OMNI_VK_CM2_MOE", "1", 1);
+    TV_OPEN(e);
+    omni_rng r = { 5 };
+    moe_case(&e, &r, OB_BF16, 300, 8, 16, 512, 256, CM_TOL);
+    moe_case(&e, &r, OB_F16, 300, 8, 16, 512, 256, CM_TOL);
+    tv_close(&e);
+    unsetenv("OMNI_VK_CM2_MOE");
+}
+
+/* ---- the on-disk pipeline cache (vk_exec.c, OMNI_VK_PIPELINE_CACHE) -------------------------------------------- */
+
+static uint64_t pc_fnv1a(const unsigned char *p, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* a cache file: our header (magic, payload size, FNV-1a) over `payload` with `len` in the header */
+static void pc_write(const char *path, const void *payload, size_t n, uint64_t len, int good_sum) {
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (!f) return;
+    uint64_t h = pc_fnv1a(payload, n) ^ (good_sum ? 0u : 1u);
+    fwrite("omniPC01", 1, 8, f);
+    fwrite(&len, 8, 1, f);
+    fwrite(&h, 8, 1, f);
+    fwrite(payload, 1, n, f);
+    fclose(f);
+}
+
+/* one back-end on the cache file: a matmul comes out right and the file is rewritten whole (our magic) */
+static void pc_round(const char *path, const char *what) {
+    TV_OPEN(e);
+    omni_rng r = { 3 };
+    double tol = cm_offered() ? CM_TOL : F32_TOL, err = mm_case(&e, &r, OB_BF16, 96, 64, 40, 0);
+    if (!(err >= 0 && err <= tol)) th_fail(__FILE__, __LINE__, "%s: matmul rel err %g > %g", what, err, tol);
+    tv_close(&e);
+    FILE *f = fopen(path, "rb");
+    char magic[8] = "";
+    size_t got = f ? fread(magic, 1, 8, f) : 0;
+    if (f) fclose(f);
+    if (got != 8 || memcmp(magic, "omniPC01", 8)) th_fail(__FILE__, __LINE__, "%s: cache file not rewritten", what);
+}
+
+/* Damaged and foreign cache files are ignored (no crash, correct results, the file rewritten), and a file the
+ * previous back-end wrote is taken. */
+TEST(vk_pipeline_cache) {
+    char path[] = "/tmp/omni_pcache_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    close(fd);
+    setenv("OMNI_VK_PIPELINE_CACHE", path, 1);
+    pc_round(path, "empty file");
+    pc_round(path, "the file just written");
+    unsigned char junk[4096];
+    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (unsigned char)(i * 131u + 7u);
+    FILE *f = fopen(path, "wb"); /* no header of ours */
+    if (f) fwrite(junk, 1, sizeof junk, f), fclose(f);
+    pc_round(path, "garbage");
+    pc_write(path, junk, sizeof junk, sizeof junk, 0); /* checksum off by one bit */
+    pc_round(path, "bad checksum");
+    pc_write(path, junk, sizeof junk, sizeof junk + 100, 1); /* truncated */
+    pc_round(path, "truncated");
+    /* whole and checksummed, but Vulkan's header names another device (vendor 0xdead, device 0xbeef) */
+    uint32_t hdr[8] = { 32, 1, 0xdeadu, 0xbeefu, 0, 0, 0, 0 };
+    memcpy(junk, hdr, sizeof hdr);
+    pc_write(path, junk, sizeof junk, sizeof junk, 1);
+    pc_round(path, "foreign device");
+    unsetenv("OMNI_VK_PIPELINE_CACHE");
+    remove(path);
 }

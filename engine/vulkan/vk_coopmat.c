@@ -12,6 +12,7 @@
  * Measured on an H100 (docs/benchmarks.md, "prefill after tensor-core work"). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "vk_internal.h"
 
@@ -136,28 +137,56 @@ static VkDeviceAddress x16_get(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_row
 }
 
 /* ---- the NV cooperative matrix 2 GEMM (matmul_cm2.comp) for the dense products ------------------------------------
- * OMNI_VK_CM2=1 routes dense MODE-0 products with f16/bf16 weights to it where the device has what it needs
- * (vk_caps.cm2: workgroup-scope, flexible-dimension fp16 matrices with tensor addressing; the build has the shader
- * only with GLSLC2, shaders.mk). Activations go through the same cached fp16 copy as OMNI_VK_CM_X16=2
+ * Dense MODE-0 products with f16/bf16 weights go to it (OMNI_VK_CM2=0: matmul_cm.comp) where the device has what
+ * it needs (vk_caps.cm2: workgroup-scope, flexible-dimension fp16 matrices with tensor addressing; the build has the
+ * shader only with GLSLC2, shaders.mk). Activations go through the same cached fp16 copy as OMNI_VK_CM_X16=2
  * (cm_x16.comp), y must allow 16-byte rows. Tile OMNI_VK_CM2_TILE=BMxBNxBK (weight rows x x rows x columns per
  * step; multiples of the device's granularity), default CM2_TILE. Products with fewer than CM2_SPLIT_BELOW tiles are
  * split over K as matmul_cm's (partial planes, mm_ksum.comp). */
-/* off by default: on the H100 it wins on q (1.75x) and k/v but loses on o (0.89x: 64 tiles leave half the SMs
- * idle; docs/benchmarks.md) */
-#define CM2_DEFAULT 0
+/* on by default (where the device and build have it): on the H100 every dense projection is faster than on
+ * matmul_cm (vulkan_bench gemm, n = 512, ms: q 0.0531 vs 0.0894, k/v 0.0188 vs 0.0393, o 0.0699 vs 0.0860 split 4
+ * ways), and `omni bench` pp512 BF16 of the thinker 13,736 vs 12,691 t/s in the same run (projections 7.98 vs 11.05
+ * ms per pass; docs/benchmarks.md). Its pipeline takes 3-5 s to compile, once: the on-disk pipeline cache
+ * (vk_exec.c) keeps it from the second start on. */
+#define CM2_DEFAULT 1
 #define CM2_TILE "128x128x64"
-#define CM2_SPLIT_BELOW 64u
+#define CM2_SPLIT_BELOW 128u
 #define CM2_UNROLL 4 /* K steps unrolled in its inner loop (OMNI_VK_CM2_UNROLL=1..8) */
 /* fp16 operands through block loads (OMNI_VK_CM2_BLK=0: plain tensor loads). Measured on the H100 (vulkan_bench
  * gemm, n = 512, 128x128x64): q [4096 x 2048] 0.0505 ms with block loads against 0.1115 plain (matmul_cm 0.0885),
  * o [2048 x 4096] 0.0967 against 0.2129 (matmul_cm 0.0858). */
 #define CM2_BLK 1
 
-static int cm2_tile(vk_ctx *c, uint32_t t[3]) {
-    const char *v = getenv("OMNI_VK_CM2_TILE");
-    if (!v || sscanf(v, "%ux%ux%u", &t[0], &t[1], &t[2]) != 3) sscanf(CM2_TILE, "%ux%ux%u", &t[0], &t[1], &t[2]);
+/* Products with fewer than CM2_SPLIT_BELOW tiles (a wave of workgroups on the H100's 132 SMs) are split over K;
+ * where the threshold is lowered (OMNI_VK_CM2_SPLIT_BELOW=N), products between it and CM2_FILL tiles take the
+ * CM2_TILE_SMALL tile instead (OMNI_VK_CM2_SMALL=BMxBNxBK another, =0 none), which doubles their grid. For o
+ * [2048 x 4096] x 512 (64 tiles of 128 x 128: half the SMs idle) the split won on the H100 (vulkan_bench gemm,
+ * n = 512, ms: split 4 ways 0.0699, 128 x 64 tiles 0.0734, unsplit 0.0967, matmul_cm 0.0860). */
+#define CM2_FILL 128u
+#define CM2_TILE_SMALL "128x64x64"
+
+/* a tile "BMxBNxBK" the device's granularity allows (0: not one) */
+static int cm2_parse(vk_ctx *c, const char *v, uint32_t t[3]) {
+    if (!v || sscanf(v, "%ux%ux%u", &t[0], &t[1], &t[2]) != 3) return 0;
     for (int i = 0; i < 3; i++)
         if (!t[i] || t[i] > 256 || (c->caps.cm2_gran[i] && t[i] % c->caps.cm2_gran[i])) return 0;
+    return 1;
+}
+
+/* the dense product's tile (t) and its grid (*gx, *gy): OMNI_VK_CM2_TILE for every product if set, else by size */
+static int cm2_tile(vk_ctx *c, const ob_pc_matmul *pc, uint32_t t[3], uint32_t *gx, uint32_t *gy) {
+    const char *v = getenv("OMNI_VK_CM2_TILE");
+    int forced = v && *v;
+    if (!cm2_parse(c, forced ? v : CM2_TILE, t)) return 0;
+    *gx = (pc->rows + t[0] - 1) / t[0], *gy = (pc->n + t[1] - 1) / t[1];
+    uint32_t tiles = *gx * *gy, below = (uint32_t)env_int("OMNI_VK_CM2_SPLIT_BELOW", CM2_SPLIT_BELOW);
+    const char *sv = getenv("OMNI_VK_CM2_SMALL");
+    uint32_t ts[3];
+    if (!forced && tiles < CM2_FILL && tiles >= below && !(sv && !strcmp(sv, "0")) &&
+        cm2_parse(c, sv && *sv ? sv : CM2_TILE_SMALL, ts)) {
+        for (int i = 0; i < 3; i++) t[i] = ts[i];
+        *gx = (pc->rows + t[0] - 1) / t[0], *gy = (pc->n + t[1] - 1) / t[1];
+    }
     return 1;
 }
 
@@ -168,13 +197,13 @@ int vk_cm2_on(vk_ctx *c, ob_dtype wt) {
 /* returns 0 (nothing recorded) where the product is not for it */
 static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk_range *reads, int n_reads,
                         const vk_range *writes, int n_writes) {
-    uint32_t t[3];
-    if (!vk_cm2_on(c, wt) || !cm2_tile(c, t) || pc->y % 16 || pc->y_stride % 4 || pc->n == 0) return 0;
+    uint32_t t[3], gx, gy;
+    if (!vk_cm2_on(c, wt) || pc->y % 16 || pc->y_stride % 4 || pc->n == 0 || !cm2_tile(c, pc, t, &gx, &gy)) return 0;
     if (n_reads + 1 > VK_MAX_RANGES / 4) return 0;
-    uint32_t gx = (pc->rows + t[0] - 1) / t[0], gy = (pc->n + t[1] - 1) / t[1], slices = (pc->cols + t[2] - 1) / t[2];
-    uint32_t split = 1;
-    if (env_int("OMNI_VK_CM_SPLIT", 1) && gx * gy < CM2_SPLIT_BELOW) {
-        split = (2 * CM2_SPLIT_BELOW + gx * gy - 1) / (gx * gy);
+    uint32_t slices = (pc->cols + t[2] - 1) / t[2], split = 1;
+    uint32_t below = (uint32_t)env_int("OMNI_VK_CM2_SPLIT_BELOW", CM2_SPLIT_BELOW);
+    if (env_int("OMNI_VK_CM_SPLIT", 1) && gx * gy < below) {
+        split = (2 * below + gx * gy - 1) / (gx * gy);
         if (split > CM_SPLIT_MAX) split = CM_SPLIT_MAX;
         if (split > slices / 4) split = slices / 4; /* at least 4 steps each */
         if (split < 1) split = 1;
@@ -221,6 +250,67 @@ static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk
         else c->x16.dispatches = c->n_dispatches;
     }
     return 1;
+}
+
+/* ---- the grouped MoE on NV cooperative matrix 2 (matmul_cm2_moe.comp) ----------------------------------------------
+ * OMNI_VK_CM2_MOE=1 (default CM2_MOE_DEFAULT) runs the grouped experts' gate+up+swiglu (MODE 2) and down (MODE 1)
+ * GEMMs on it where the device has cm2 (vk_caps.cm2, the shader built) and the experts are f16/bf16 with rows of
+ * whole 16-byte words; x is gathered into the plan's sorted order as fp16 first (cm2_gather.comp: the tensor loads
+ * take contiguous rows). Tile OMNI_VK_CM2_MOE_TILE=BMxBNxBK (default CM2_MOE_TILE); BN is the plan's tile. */
+/* off by default: on the H100 (vulkan_bench gemm, 128 experts [768 x 2048] bf16, top-8 of 512 tokens) its best
+ * tile, 256x64x64 with 4 K steps unrolled, took 0.737 ms against matmul_cm's 0.687 (128x64x64: 0.856, 256x32x64:
+ * 0.740, 256x64x32: 0.817, 256x128x64: 2.36) */
+#define CM2_MOE_DEFAULT 0
+#define CM2_MOE_TILE "128x64x64"
+#define CM2_MOE_UNROLL 2 /* K steps per unrolled iteration (OMNI_VK_CM2_MOE_UNROLL=1..8) */
+
+static int cm2_moe_tile(vk_ctx *c, uint32_t t[3]) {
+    const char *v = getenv("OMNI_VK_CM2_MOE_TILE");
+    return cm2_parse(c, v && *v ? v : CM2_MOE_TILE, t);
+}
+
+uint32_t vk_cm2_moe_tile_n(vk_ctx *c, ob_dtype gate_t, ob_dtype down_t, int vec, uint32_t dim, uint32_t inter,
+                           VkDeviceAddress xa) {
+    uint32_t t[3];
+    if (!c->caps.cm2 || !vk_shader_table[SH_MATMUL_CM2_MOE].words || env_int("OMNI_VK_CM2_MOE", CM2_MOE_DEFAULT) <= 0)
+        return 0;
+    if ((gate_t != OB_F16 && gate_t != OB_BF16) || (down_t != OB_F16 && down_t != OB_BF16)) return 0;
+    if (!vec || dim % 8 || inter % 8 || xa % 16 || !cm2_moe_tile(c, t)) return 0;
+    return t[1];
+}
+
+void vk_cm2_grouped(vk_ctx *c, int mode, ob_dtype wt, const ob_pc_matmul *pc, uint32_t tiles, const vk_range *reads,
+                    int n_reads, const vk_range *writes, int n_writes) {
+    uint32_t t[3];
+    vk_range rd[VK_MAX_RANGES / 4];
+    if (!cm2_moe_tile(c, t) || n_reads + 1 > (int)(sizeof rd / sizeof *rd)) {
+        vk_fail(c, "matmul_cm2_moe: tile or %d read ranges", n_reads);
+        return;
+    }
+    for (int i = 0; i < n_reads; i++) rd[i] = reads[i];
+    ob_pc_matmul px = *pc;
+    if (mode == 2) { /* x[tok[j]] as fp16 rows j = 0 .. n-1, in scratch slot 6 (the dense fp16 copy is gone) */
+        size_t gb = (size_t)pc->n * pc->cols * 2;
+        c->x16.src = 0;
+        ob_buf *buf = vk_scratch(c, 6, gb);
+        if (!buf) return;
+        VkDeviceAddress g = buf->blk->addr + buf->off;
+        ob_pc_matmul pg = { .x = pc->x, .y = g, .tok = pc->tok, .n = pc->n, .cols = pc->cols,
+                            .x_stride = pc->x_stride, .y_stride = pc->cols };
+        uint32_t sx, sy, spec_g[1] = { 256 };
+        vk_grid(c, (uint64_t)pc->n * (pc->cols / 8), 256, &sx, &sy);
+        vk_range r_g = vk_rng(g, gb);
+        vk_dispatch(c, vk_pipeline(c, SH_CM2_GATHER, spec_g, 1), &pg, sizeof pg, sx, sy, 1, rd, n_reads, &r_g, 1);
+        px.x = g;
+        px.x_stride = pc->cols;
+        px.gather = 0;
+        rd[n_reads++] = r_g;
+    }
+    int unroll = env_int("OMNI_VK_CM2_MOE_UNROLL", CM2_MOE_UNROLL);
+    uint32_t spec[7] = { 256, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
+                         (uint32_t)mode };
+    VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2_MOE, spec, 7);
+    vk_dispatch(c, p, &px, sizeof px, (pc->rows + t[0] - 1) / t[0], tiles, 1, rd, n_reads, writes, n_writes);
 }
 
 void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc, uint32_t groups_y,

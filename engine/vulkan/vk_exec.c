@@ -12,12 +12,122 @@
  * Pipelines come from the SPIR-V embedded at build time (vk_shaders.c), one pipeline layout for all (push
  * constants only; memory is reached through buffer device addresses), created on first use and cached by shader
  * and specialization constants (workgroup size, tile sizes, weight type, subgroup-derived sizes). */
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "vk_internal.h"
 
 #define PUSH_BYTES 128
+
+/* ---- the on-disk pipeline cache ----------------------------------------------------------------------------------
+ * The NV cooperative matrix 2 GEMMs take 9-12 s each to compile in the driver (docs/benchmarks.md); a
+ * VkPipelineCache kept on disk turns that into a lookup from the second start on. OMNI_VK_PIPELINE_CACHE=0 turns it
+ * off, =PATH puts it elsewhere; the default file is $XDG_CACHE_HOME/omni/pipelines.bin (~/.cache without it). The
+ * file is our header (magic, payload size, FNV-1a of the payload) and the driver's data; a file that is short,
+ * damaged or for another device/driver (Vulkan's own header: vendor, device, cache UUID) is ignored, the cache then
+ * starts empty and the file is rewritten (to a temporary name, then renamed, so a reader never sees half a file). */
+#define PCACHE_MAGIC "omniPC01"
+#define PCACHE_MAX ((size_t)1 << 30)
+
+static uint64_t fnv1a(const unsigned char *p, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* the file's path into buf (0: no cache) */
+static int pcache_path(char *buf, size_t n) {
+    const char *v = getenv("OMNI_VK_PIPELINE_CACHE");
+    if (v && !strcmp(v, "0")) return 0;
+    if (v && *v && strcmp(v, "1")) return snprintf(buf, n, "%s", v) < (int)n;
+    const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (x && *x) return snprintf(buf, n, "%s/omni/pipelines.bin", x) < (int)n;
+    if (home && *home) return snprintf(buf, n, "%s/.cache/omni/pipelines.bin", home) < (int)n;
+    return 0;
+}
+
+/* the payload of a cache file when it is whole and for this device and driver (NULL otherwise; *len its size) */
+static unsigned char *pcache_read(vk_ctx *c, const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    unsigned char hdr[24];
+    unsigned char *d = NULL;
+    if (fread(hdr, 1, sizeof hdr, f) == sizeof hdr && !memcmp(hdr, PCACHE_MAGIC, 8)) {
+        uint64_t n, h;
+        memcpy(&n, hdr + 8, 8);
+        memcpy(&h, hdr + 16, 8);
+        if (n >= 32 && n <= PCACHE_MAX && (d = malloc((size_t)n)) && fread(d, 1, (size_t)n, f) == n &&
+            fgetc(f) == EOF && fnv1a(d, (size_t)n) == h) {
+            /* VkPipelineCacheHeaderVersionOne: header size, version, vendor, device, cache UUID */
+            VkPhysicalDeviceProperties pp;
+            vkGetPhysicalDeviceProperties(c->phys, &pp);
+            uint32_t w[4];
+            memcpy(w, d, sizeof w);
+            if (w[0] >= 32 && w[0] <= n && w[1] == VK_PIPELINE_CACHE_HEADER_VERSION_ONE && w[2] == pp.vendorID &&
+                w[3] == pp.deviceID && !memcmp(d + 16, pp.pipelineCacheUUID, VK_UUID_SIZE)) {
+                *len = (size_t)n;
+                fclose(f);
+                return d;
+            }
+        }
+    }
+    free(d);
+    fclose(f);
+    return NULL;
+}
+
+static void pcache_load(vk_ctx *c) {
+    char path[1024];
+    if (!pcache_path(path, sizeof path)) return;
+    size_t len = 0;
+    unsigned char *d = pcache_read(c, path, &len);
+    VkPipelineCacheCreateInfo ci = { .sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO,
+                                     .initialDataSize = d ? len : 0, .pInitialData = d };
+    if (vkCreatePipelineCache(c->dev, &ci, NULL, &c->pcache) != VK_SUCCESS) {
+        ci.initialDataSize = 0, ci.pInitialData = NULL; /* the driver refused the data: start empty */
+        if (vkCreatePipelineCache(c->dev, &ci, NULL, &c->pcache) != VK_SUCCESS) c->pcache = VK_NULL_HANDLE;
+    }
+    free(d);
+    c->pcache_new = 0;
+}
+
+/* mkdir -p of path's directory (the last component is the file) */
+static void mkdirs(char *path) {
+    for (char *p = path + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(path, 0755);
+            *p = '/';
+        }
+}
+
+static void pcache_save(vk_ctx *c) {
+    if (!c->pcache) return;
+    char path[1024], tmp[1100];
+    size_t n = 0;
+    unsigned char *d = NULL;
+    if (c->pcache_new && !c->base.failed && pcache_path(path, sizeof path) &&
+        vkGetPipelineCacheData(c->dev, c->pcache, &n, NULL) == VK_SUCCESS && n >= 32 && n <= PCACHE_MAX &&
+        (d = malloc(n + 24)) && vkGetPipelineCacheData(c->dev, c->pcache, &n, d + 24) == VK_SUCCESS) {
+        uint64_t n64 = n, h = fnv1a(d + 24, n);
+        memcpy(d, PCACHE_MAGIC, 8);
+        memcpy(d + 8, &n64, 8);
+        memcpy(d + 16, &h, 8);
+        mkdirs(path);
+        snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+        FILE *f = fopen(tmp, "wb");
+        int ok = f && fwrite(d, 1, n + 24, f) == n + 24;
+        if (f && fclose(f) != 0) ok = 0;
+        if (!ok || rename(tmp, path) != 0) remove(tmp);
+    }
+    free(d);
+    vkDestroyPipelineCache(c->dev, c->pcache, NULL);
+    c->pcache = VK_NULL_HANDLE;
+}
 
 int vk_exec_init(vk_ctx *c) {
     VkCommandPoolCreateInfo pci = {
@@ -61,12 +171,14 @@ int vk_exec_init(vk_ctx *c) {
         vk_fail(c, "vkCreatePipelineLayout: %s", vk_result_str(r));
         return OMNI_E_BACKEND;
     }
+    pcache_load(c);
     return OMNI_OK;
 }
 
 void vk_exec_free(vk_ctx *c) {
     if (!c->dev) return;
     if (!c->base.failed) vkDeviceWaitIdle(c->dev); /* after a device error it could wait forever */
+    pcache_save(c);
     for (int i = 0; i < c->n_pipes; i++) vkDestroyPipeline(c->dev, c->pipes[i].pipe, NULL);
     free(c->pipes);
     c->pipes = NULL;
@@ -250,7 +362,8 @@ VkPipeline vk_pipeline(vk_ctx *c, vk_shader_id sh, const uint32_t *spec, int n_s
     VkPipeline pipe;
     if (c->env.sync_each) omni_log(OMNI_LOG_WARN, "vulkan: creating pipeline %s", src->name);
     double t0 = omni_time_ms();
-    VkResult r = vkCreateComputePipelines(c->dev, VK_NULL_HANDLE, 1, &ci, NULL, &pipe);
+    VkResult r = vkCreateComputePipelines(c->dev, c->pcache, 1, &ci, NULL, &pipe);
+    c->pcache_new = 1;
     double dt = omni_time_ms() - t0;
     if (dt > 2000 || c->env.sync_each) omni_log(OMNI_LOG_WARN, "vulkan: pipeline %s took %.0f ms", src->name, dt);
     if (r != VK_SUCCESS) {

@@ -56,9 +56,15 @@ typedef struct {
  *                          1 only the grouped MoE; 0 off (x converted in every tile)
  *   OMNI_VK_CM2=N          dense prefill products (MODE 0, f16/bf16 weights) on the NV cooperative matrix 2 GEMM
  *                          (matmul_cm2.comp, workgroup-scope tensor-core tiles; vk_coopmat.c) where the device and
- *                          the build have it: 1 on, 0 off (matmul_cm.comp); OMNI_VK_CM2_TILE=BMxBNxBK its tile,
+ *                          the build have it: 1 on (default), 0 off (matmul_cm.comp); OMNI_VK_CM2_TILE=BMxBNxBK its
+ *                          tile for every product, OMNI_VK_CM2_SPLIT_BELOW=N split-K below N tiles (default 128),
+ *                          OMNI_VK_CM2_SMALL=BMxBNxBK|0 the tile between that and 128 tiles,
  *                          OMNI_VK_CM2_UNROLL=N K steps per unrolled iteration (1..8), OMNI_VK_CM2_BLK=0 fp16
  *                          operands through plain tensor loads instead of block loads with a decode function
+ *   OMNI_VK_CM2_MOE=1      the grouped MoE GEMMs on it too (matmul_cm2_moe.comp; off by default, slower on the H100);
+ *                          OMNI_VK_CM2_MOE_TILE=BMxBNxBK, OMNI_VK_CM2_MOE_UNROLL=N
+ *   OMNI_VK_PIPELINE_CACHE=0|PATH  the on-disk pipeline cache (vk_exec.c): off, or this file instead of
+ *                          $XDG_CACHE_HOME/omni/pipelines.bin (~/.cache/omni/pipelines.bin)
  *   OMNI_VK_MOE_FUSE=0     grouped MoE gate, up and swiglu as three passes instead of one fused GEMM
  *   OMNI_VK_NO_SUBGROUP    no subgroup arithmetic: reductions go through shared memory (the *_nosg kernels)
  *   OMNI_VK_NO_FP64        no shaderFloat64
@@ -154,6 +160,7 @@ typedef enum {
     SH_MATMUL_CM_256X64_X16,
     SH_MATMUL_CM_128X128_X16,
     SH_CM_X16,
+    SH_CM2_GATHER,
     SH_GET_ROWS,
     SH_RMS_NORM,
     SH_ROPE,
@@ -176,6 +183,7 @@ typedef enum {
     SH_ATTN_DECODE,
     SH_ROUTER_CHAIN,
     SH_MATMUL_CM2, /* NV cooperative matrix 2 GEMM: only in builds with GLSLC2 (shaders.mk), else no words */
+    SH_MATMUL_CM2_MOE, /* its grouped MoE form (matmul_cm2_moe.comp), likewise */
     SH_COUNT
 } vk_shader_id;
 
@@ -262,6 +270,10 @@ typedef struct vk_ctx {
     /* pipelines */
     VkPipelineLayout layout;
     VkShaderModule modules[SH_COUNT][2];
+    /* the on-disk pipeline cache (vk_exec.c, OMNI_VK_PIPELINE_CACHE): loaded at init, saved at free when pipelines
+     * were created since (pcache_new) */
+    VkPipelineCache pcache;
+    int pcache_new;
     vk_pipe *pipes;
     int n_pipes, cap_pipes;
 
@@ -468,6 +480,15 @@ void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc
 /* 1 when dense products with weights of dtype wt go to the NV cooperative matrix 2 GEMM (matmul_cm2.comp,
  * OMNI_VK_CM2; vk_matmul_cm_dispatch routes them) */
 int vk_cm2_on(vk_ctx *c, ob_dtype wt);
+/* the grouped MoE on the NV cooperative matrix 2 GEMM (matmul_cm2_moe.comp, OMNI_VK_CM2_MOE): its plan tile (x rows
+ * per tile) where it takes experts of these dtypes and shapes with x at xa (0: not for it, matmul_cm.comp's path) */
+uint32_t vk_cm2_moe_tile_n(vk_ctx *c, ob_dtype gate_t, ob_dtype down_t, int vec, uint32_t dim, uint32_t inter,
+                           VkDeviceAddress xa);
+/* mode 2: gate+up+swiglu (pc as matmul_cm.comp's MODE 2 with gather: x fp32, pc->n sorted entries; y fp16), after
+ * gathering x into sorted fp16 rows (cm2_gather.comp, scratch slot 6); mode 1: down (x the fp16 h, x_stride in
+ * halves; y fp32). tiles: the plan's worst-case tile count (grid y). */
+void vk_cm2_grouped(vk_ctx *c, int mode, ob_dtype wt, const ob_pc_matmul *pc, uint32_t tiles, const vk_range *reads,
+                    int n_reads, const vk_range *writes, int n_writes);
 /* 1 when OMNI_VK_CM_X16 puts this form (grouped 0 dense, else the grouped MoE) on fp16 activations */
 int vk_cm_x16(vk_ctx *c, int grouped);
 /* the same with the activations' form explicit: VK_CM_X32 fp32 x on the fp32-activation build; VK_CM_X_CONVERT

@@ -229,7 +229,10 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
     /* OMNI_VK_CM_X16 (vk_coopmat.c): x converted to fp16 once, the fused gate+up GEMM's output fp16 */
     int x16 = cm && vk_cm_x16(c, 1), h16 = 0;
     int xin = x16 ? VK_CM_X_CONVERT : VK_CM_X32;
-    uint32_t tile = cm ? vk_cm_tile_n(c, 1) : vk_matmul_tile_n(c);
+    /* NV cooperative matrix 2 (vk_coopmat.c, OMNI_VK_CM2_MOE): its own tile, fp16 h between the two GEMMs */
+    uint32_t tile2 = cm ? vk_cm2_moe_tile_n(c, gate[0].dtype, down[0].dtype, vec, (uint32_t)dim, (uint32_t)inter, xa)
+                        : 0;
+    uint32_t tile = tile2 ? tile2 : cm ? vk_cm_tile_n(c, 1) : vk_matmul_tile_n(c);
     uint32_t max_tiles = (ne + tile - 1) / tile + (uint32_t)n_exp;
     size_t plan_b = ((size_t)2 * ne + 1 + 3 * (size_t)max_tiles) * 4;
     size_t gu_b = (size_t)2 * ne * (size_t)inter * 4, d_b = (size_t)ne * (size_t)dim * 4;
@@ -249,7 +252,16 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
      * pass; H100 pp512 experts 30.8 ms for three 128x64 passes -> 24.9 ms fused in 256x64 tiles). OMNI_VK_MOE_FUSE=0:
      * three passes. */
     const char *fuse_env = getenv("OMNI_VK_MOE_FUSE");
-    if (cm && !(fuse_env && *fuse_env && atoi(fuse_env) == 0)) {
+    if (tile2) { /* gate+up+swiglu into fp16 h (ne rows of inter halves), then down from it */
+        pm.s = buf_addr(tu->buf);
+        vk_range rd_f[6] = { r_x, r_plan, r_tab[0], r_tab[1], tg->span, tu->span };
+        vk_cm2_grouped(c, 2, gate[0].dtype, &pm, max_tiles, rd_f, 6, &r_g, 1);
+        ob_pc_matmul p2 = { .w = buf_addr(td->buf), .x = ga, .y = da, .tiles = pa + (size_t)ne * 8,
+                            .rows = (uint32_t)dim, .cols = (uint32_t)inter, .n = ne, .x_stride = (uint32_t)inter,
+                            .y_stride = (uint32_t)dim };
+        vk_range rd_2[4] = { r_g, r_plan, r_tab[2], td->span };
+        vk_cm2_grouped(c, 1, down[0].dtype, &p2, max_tiles, rd_2, 4, &r_d, 1);
+    } else if (cm && !(fuse_env && *fuse_env && atoi(fuse_env) == 0)) {
         pm.s = buf_addr(tu->buf);
         vk_range rd_f[6] = { r_x, r_plan, r_tab[0], r_tab[1], tg->span, tu->span };
         vk_matmul_cm_dispatch_x(c, 2, xin, (uint32_t)n, gate[0].dtype, &pm, max_tiles, rd_f, 6, &r_g, 1);
@@ -270,11 +282,13 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
         vk_dispatch(c, vk_pipeline(c, SH_EW, spec_ew, 3), &pe, sizeof pe, gx, gy, 1, rd_e, 2, &r_g, 1);
     }
 
-    ob_pc_matmul pdn = { .w = buf_addr(td->buf), .x = ga, .y = da, .tiles = pa + (size_t)ne * 8, .tok = pa,
-                         .rows = (uint32_t)dim, .cols = (uint32_t)inter, .n = ne, .x_stride = (uint32_t)inter,
-                         .y_stride = (uint32_t)dim, .gather = 0 };
-    vk_range rd_d[4] = { r_g, r_plan, r_tab[2], td->span };
-    mm_grouped(c, cm, h16 ? VK_CM_X16_IN : xin, ne, down[0].dtype, vec_down, &pdn, max_tiles, rd_d, &r_d);
+    if (!tile2) {
+        ob_pc_matmul pdn = { .w = buf_addr(td->buf), .x = ga, .y = da, .tiles = pa + (size_t)ne * 8, .tok = pa,
+                             .rows = (uint32_t)dim, .cols = (uint32_t)inter, .n = ne, .x_stride = (uint32_t)inter,
+                             .y_stride = (uint32_t)dim, .gather = 0 };
+        vk_range rd_d[4] = { r_g, r_plan, r_tab[2], td->span };
+        mm_grouped(c, cm, h16 ? VK_CM_X16_IN : xin, ne, down[0].dtype, vec_down, &pdn, max_tiles, rd_d, &r_d);
+    }
 
     ob_pc_combine pcb = { .d = da, .pos = pa + (size_t)ne * 4, .wts = wa, .y = ya, .n = (uint32_t)n, .k = (uint32_t)k,
                           .dim = (uint32_t)dim };

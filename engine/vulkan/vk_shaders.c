@@ -27,6 +27,7 @@
 #include "matmul_cm_256x64_x16.h"
 #include "matmul_cm_128x128_x16.h"
 #include "cm_x16.h"
+#include "cm2_gather.h"
 #include "mm_ksum.h"
 #include "matvec.h"
 #include "matvec_nosg.h"
@@ -45,6 +46,7 @@
 #include "router_chain.h"
 #if OMNI_HAVE_SHADERS2 /* built by the newer compiler (GLSLC2) when the build has it */
 #include "matmul_cm2.h"
+#include "matmul_cm2_moe.h"
 #define SPV_NEW(name) SPV(name)
 #else
 #define SPV_NEW(name) #name, NULL, NULL, 0, 0
@@ -69,6 +71,7 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_MATMUL_CM_256X64_X16] = { SPV(matmul_cm_256x64_x16) },
     [SH_MATMUL_CM_128X128_X16] = { SPV(matmul_cm_128x128_x16) },
     [SH_CM_X16] = { SPV(cm_x16) },
+    [SH_CM2_GATHER] = { SPV(cm2_gather) },
     [SH_GET_ROWS] = { SPV(get_rows) },
     [SH_RMS_NORM] = { SPV2(rms_norm) },
     [SH_ROPE] = { SPV(rope) },
@@ -91,4 +94,5 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_ATTN_DECODE] = { SPV(attn_decode) },
     [SH_ROUTER_CHAIN] = { SPV(router_chain) },
     [SH_MATMUL_CM2] = { SPV_NEW(matmul_cm2) },
+    [SH_MATMUL_CM2_MOE] = { SPV_NEW(matmul_cm2_moe) },
 };
