@@ -463,7 +463,7 @@ static int cm2_offered(void) {
 }
 
 /* The dense sweep's shapes plus one of projection size ([1024 x 2048] x 512: whole 128 x 128 tiles, the unclamped
- * path) with OMNI_VK_CM2=1 against the CPU (CM_TOL: the same fp16 operands as matmul_cm, bf16 weights rounded to
+ * path), every x row count (OMNI_VK_CM2_MIN_N=0), with OMNI_VK_CM2=1 against the CPU (CM_TOL: the same fp16 operands as matmul_cm, bf16 weights rounded to
  * fp16 once, fp32 sums) and against matmul_cm's result (OMNI_VK_CM2=0): the driver sums the same products in its own
  * order, so a few fp32 ulps of the largest value differ (bound 1e-4 relative, as the x16 comparison). Ragged tiles
  * (clamped loads and stores), cols not a multiple of the K step, split-K planes ({256, 2048, 100}) and accumulation
@@ -478,6 +478,7 @@ TEST(vk_coopmat_cm2) {
                                      { 96, 544, 40 },  { 1024, 2048, 512 } };
     static const char *const tiles[] = { "128x128x64", "128x128x32", "128x64x32", "256x128x64" };
     setenv("OMNI_VK_MM", "tiled", 1);
+    setenv("OMNI_VK_CM2_MIN_N", "0", 1); /* the small products too (by default they stay on matmul_cm) */
     for (unsigned i = 0; i < sizeof tiles / sizeof *tiles; i++) {
         setenv("OMNI_VK_CM2_TILE", tiles[i], 1);
         char what[96];
@@ -504,6 +505,7 @@ TEST(vk_coopmat_cm2_fill) {
     }
     static const int shapes[][3] = { { 1024, 256, 1024 }, { 1000, 136, 1000 }, { 512, 2048, 512 } };
     setenv("OMNI_VK_MM", "tiled", 1);
+    setenv("OMNI_VK_CM2_MIN_N", "0", 1); /* 136 rows: below the default bound */
     sweep_vs_tol("OMNI_VK_CM2=0", "OMNI_VK_CM2=1", shapes, 3, 0, "OMNI_VK_CM2=1 (tile by size)", 1e-4);
     sweep_vs_tol("OMNI_VK_CM2=0", "OMNI_VK_CM2=1,OMNI_VK_CM2_SPLIT_BELOW=64", shapes, 3, 0,
                  "OMNI_VK_CM2=1 128 x 64 tiles from 64 tiles", 1e-4);
