@@ -35,3 +35,16 @@ W
     chmod +x "$DIR/bin/$t"
 done
 "$DIR/bin/glslc" --version | head -1
+# the compiler must build and validate the shaders it is fetched for (sid moves): otherwise it is removed again, and
+# the build leaves those shaders out instead of failing
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+for f in "$HERE"/shaders/matmul_cm2*.comp; do
+    [ -f "$f" ] || continue
+    if ! "$DIR/bin/glslc" -fshader-stage=compute --target-env=vulkan1.3 -O -I"$HERE/shaders" -I"$HERE/engine/vulkan" \
+            "$f" -o "$DIR/selftest.spv" || ! "$DIR/bin/spirv-val" --target-env vulkan1.3 "$DIR/selftest.spv"; then
+        echo "newglslc.sh: $(basename "$f") does not build with this compiler; removing $DIR/bin" >&2
+        rm -rf "$DIR/bin"
+        exit 1
+    fi
+done
+rm -f "$DIR/selftest.spv"
