@@ -151,12 +151,14 @@ static VkDeviceAddress x16_get(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_row
 #define CM2_DEFAULT 1
 #define CM2_TILE "128x128x64"
 #define CM2_SPLIT_BELOW 128u
-/* Products of fewer x rows stay on matmul_cm.comp (OMNI_VK_CM2_MIN_N=N another bound, OMNI_VK_CM2_MAX_N=N an upper
- * one, 0 = none). Measured on the H100 (omni bench-audio -s 30 / bench-vision --size 1024, ms): cm2 everywhere audio
- * 34-39, vision 236-240; matmul_cm everywhere 23-29 / 249-257; cm2 from 512 rows 26-32 / 239-245 (the audio
- * encoder's layers run on fewer rows, its convolutions on more); an upper bound of 8192 changed neither. The thinker's
- * prefill chunks are 512 rows. */
+/* Only products of 512..2048 x rows take it; the others stay on matmul_cm.comp (OMNI_VK_CM2_MIN_N / _MAX_N=N other
+ * bounds, MAX 0 = none). Measured on the H100 (omni bench-audio -s 30 / bench-vision --size 1024, ms, two runs): cm2
+ * everywhere audio 34-39 and 25-26, vision 236-240 and 232-243; matmul_cm everywhere 23-29 / 23, vision 249-257 /
+ * 226-234 (run-to-run noise of a few %); cm2 from 512 rows 26-32 / 25-26 with vision 239-245 / 231-245; 512..2048 rows
+ * audio 25, vision 233-239 (vision is then all matmul_cm). The gain is in the thinker's prefill chunks (512 rows:
+ * projections 11.05 -> 7.98 ms per pp512 pass); the encoders' products did not gain. */
 #define CM2_MIN_N 512
+#define CM2_MAX_N 2048
 #define CM2_UNROLL 4 /* K steps unrolled in its inner loop (OMNI_VK_CM2_UNROLL=1..8) */
 /* fp16 operands through block loads (OMNI_VK_CM2_BLK=0: plain tensor loads). Measured on the H100 (vulkan_bench
  * gemm, n = 512, 128x128x64): q [4096 x 2048] 0.0505 ms with block loads against 0.1115 plain (matmul_cm 0.0885),
@@ -204,8 +206,9 @@ int vk_cm2_on(vk_ctx *c, ob_dtype wt) {
 static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk_range *reads, int n_reads,
                         const vk_range *writes, int n_writes) {
     uint32_t t[3], gx, gy;
-    /* products of few x rows (CM2_MIN_N) or of very many (OMNI_VK_CM2_MAX_N, 0 = any) stay on matmul_cm */
-    uint32_t min_n = (uint32_t)env_int("OMNI_VK_CM2_MIN_N", CM2_MIN_N), max_n = (uint32_t)env_int("OMNI_VK_CM2_MAX_N", 0);
+    /* products of fewer or more x rows than CM2_MIN_N..CM2_MAX_N stay on matmul_cm */
+    uint32_t min_n = (uint32_t)env_int("OMNI_VK_CM2_MIN_N", CM2_MIN_N);
+    uint32_t max_n = (uint32_t)env_int("OMNI_VK_CM2_MAX_N", CM2_MAX_N);
     if (pc->n < min_n || (max_n && pc->n > max_n)) return 0;
     if (!vk_cm2_on(c, wt) || pc->y % 16 || pc->y_stride % 4 || pc->n == 0 || !cm2_tile(c, pc, t, &gx, &gy)) return 0;
     if (n_reads + 1 > VK_MAX_RANGES / 4) return 0;

@@ -64,7 +64,7 @@ typedef struct {
  *   OMNI_VK_CM2_MOE=1      the grouped MoE GEMMs on it too (matmul_cm2_moe.comp; off by default, slower on the H100);
  *                          OMNI_VK_CM2_MOE_TILE=BMxBNxBK, OMNI_VK_CM2_MOE_UNROLL=N
  *   OMNI_VK_CM2_MIN_N=N / OMNI_VK_CM2_MAX_N=N  dense products of fewer / more x rows stay on matmul_cm.comp
- *                          (defaults 512 / no bound; vk_coopmat.c)
+ *                          (defaults 512 / 2048, the thinker's prefill chunks; 0 = no upper bound; vk_coopmat.c)
  *   OMNI_VK_PIPELINE_CACHE=0|PATH  the on-disk pipeline cache (vk_exec.c): off, or this file instead of
  *                          $XDG_CACHE_HOME/omni/pipelines.bin (~/.cache/omni/pipelines.bin)
  *   OMNI_VK_MOE_FUSE=0     grouped MoE gate, up and swiglu as three passes instead of one fused GEMM
