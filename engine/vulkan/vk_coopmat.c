@@ -168,8 +168,12 @@ static VkDeviceAddress x16_get(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_row
 /* Q8_0 weights on it too (OMNI_VK_CM2_Q8=0: they stay on matmul_cm), dequantized by the tensor block loads' decode
  * function (q·d in fp32, rounded once to fp16: matmul_cm's numerics). The decode function's block is
  * OMNI_VK_CM2_Q8BLK = 4, 8, 16 or 32 quants of a row (default CM2_Q8_BLOCK). Needs cols % 32 == 0 (the format),
- * quants 16-byte aligned, scales 2-byte aligned. */
-#define CM2_Q8_DEFAULT 0
+ * quants 16-byte aligned, scales 2-byte aligned. On by default: on the H100 (vulkan_bench gemm, n = 512, ms, one
+ * run) q [4096 x 2048] 0.0755 vs matmul_cm 0.1083, k/v [512 x 2048] 0.0215 vs 0.0586, o [2048 x 4096] (split 4
+ * ways, +=) 0.0934 vs 0.1064 with 16-quant blocks (4: q 0.0852, o 0.1061; 8: 0.0791, 0.0982; 32: 0.0793, 0.0998),
+ * and `omni bench --quant q8_0` pp512 of the thinker 12,536 vs 11,572 t/s in the same run (projections 10.97 vs
+ * 15.56 ms per pass; docs/benchmarks.md). */
+#define CM2_Q8_DEFAULT 1
 #define CM2_Q8_BLOCK 16
 
 /* a tile "BMxBNxBK" the device's granularity allows (0: not one) */
