@@ -17,9 +17,17 @@
 // columns into the partial plane y + z·n·y_stride (no accumulation); mm_ksum.comp adds the planes.
 // bf16 weights go through a decode function: each element widened exactly to fp32 and rounded once to fp16, as
 // matmul_cm.comp's bf2h does, so both kernels multiply the same fp16 operands (fp32 sums, in another order).
+// Q8_0 weights (our layout, vk_push.h: pc.w an int8 tensor rows x cols, pc.s its fp16 scales rows x cols/32, one
+// per block of 32 along a row) go through a decode function too: the quants are read in blocks of QB (4, 8, 16 or
+// 32 bytes of one row: the decode function's block type), the scale from pc.s at the block's coordinates (row,
+// column / 32), and each element is q·d taken in fp32 (exact: 8 x 11 significant bits) and rounded once to fp16, as
+// matmul_cm.comp's w_half does, so both kernels again multiply the same fp16 operands. (The idea of dequantizing in
+// the tensor block load is llama.cpp's coopmat2 path, vulkan-shaders/dequant_funcs_cm2.glsl; its Q8_0 blocks hold
+// scale and quants together, ours are two tensors, so the code is our own.)
 // Mirrors the CPU back-end's matmul y[i][r] = Σ_c x[i][c]·W[r][c] up to fp16 rounding of both operands.
 // Host requirements (vk_coopmat.c, vk_cm2_*): VK_NV_cooperative_matrix2 with workgroup scope, flexible dimensions,
-// tensor addressing and block loads; x fp16 (x_stride in halves) 16-byte aligned; cols % 8 == 0.
+// tensor addressing and block loads; x fp16 (x_stride in halves) 16-byte aligned; cols % 8 == 0 (Q8_0: cols % 32
+// == 0, quants 16-byte aligned, scales 2-byte aligned).
 // Needs a glslang that knows GL_NV_cooperative_matrix2 (16.x: tools/newglslc.sh, GLSLC2 in shaders/shaders.mk).
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_NV_cooperative_matrix2 : require
@@ -43,6 +51,9 @@ layout(constant_id = 5) const uint UNROLL = 4;
 // word and a decode function, as the bf16 weights. On the H100 this runs 2.2x faster than plain fp16 tensor loads
 // (q [4096 x 2048] x 512: 0.0505 vs 0.1115 ms; docs/benchmarks.md); BLK = 0 keeps the plain form for comparisons.
 layout(constant_id = 6) const uint BLK = 0;
+// Q8_0: quants per block of the decode function (4, 8, 16 or 32; the host's default 16 was the fastest on the H100:
+// q [4096 x 2048] x 512 0.0755 ms against 0.0852 / 0.0791 / 0.0793 for 4 / 8 / 32, vk_coopmat.c CM2_Q8_BLOCK)
+layout(constant_id = 7) const uint QB = 16;
 
 layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer BufH { float16_t v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer BufW32 { uint v[]; };
@@ -50,6 +61,34 @@ layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufY { floa
 // two bf16 weights of a row in one 32-bit word (low half first): the block the decode function is handed (block
 // size 1 x 2 elements; no 16-bit integer type, so no shaderInt16)
 layout(buffer_reference, std430, buffer_reference_align = 4) readonly buffer BlkBF16 { uint b; };
+
+// Q8_0: QB quants of one row (4 per 32-bit word, the first in the low byte) and the fp16 scales of the tensor
+layout(buffer_reference, std430, buffer_reference_align = 4) readonly buffer BlkQ4 { uint b; };
+layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer BlkQ8 { uvec2 b; };
+layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer BlkQ16 { uvec4 b; };
+layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer BlkQ32 { uvec4 b[2]; };
+layout(buffer_reference, std430, buffer_reference_align = 2) readonly buffer BufS16 { float16_t v[]; };
+
+// q (the byte of word w at element c of the block) times the scale of block (row, col / 32), in fp32, rounded once
+float16_t q8_elem(uint w, const in uint blockCoords[2], uint c) {
+    float d = float(BufS16(pc.s).v[blockCoords[0] * (pc.cols / 32u) + blockCoords[1] / (32u / QB)]);
+    return float16_t(float(bitfieldExtract(int(w), int((c & 3u) * 8u), 8)) * d);
+}
+float16_t dec_q4(const in BlkQ4 bl, const in uint blockCoords[2], const in uint coordInBlock[2]) {
+    return q8_elem(bl.b, blockCoords, coordInBlock[1]);
+}
+float16_t dec_q8(const in BlkQ8 bl, const in uint blockCoords[2], const in uint coordInBlock[2]) {
+    uint c = coordInBlock[1];
+    return q8_elem(bl.b[c >> 2], blockCoords, c);
+}
+float16_t dec_q16(const in BlkQ16 bl, const in uint blockCoords[2], const in uint coordInBlock[2]) {
+    uint c = coordInBlock[1];
+    return q8_elem(bl.b[c >> 2], blockCoords, c);
+}
+float16_t dec_q32(const in BlkQ32 bl, const in uint blockCoords[2], const in uint coordInBlock[2]) {
+    uint c = coordInBlock[1];
+    return q8_elem(bl.b[c >> 4][(c >> 2) & 3u], blockCoords, c);
+}
 
 float16_t dec_h2(const in BlkBF16 bl, const in uint blockCoords[2], const in uint coordInBlock[2]) {
     return float16_t(unpackHalf2x16(bl.b)[coordInBlock[1]]);
@@ -69,7 +108,15 @@ float16_t dec_bf16(const in BlkBF16 bl, const in uint blockCoords[2], const in u
     {                                                                                                           \
         MAT_A a;                                                                                                \
         MAT_B b;                                                                                                \
-        if (WTYPE == VK_WT_BF16)                                                                                \
+        if (WTYPE == VK_WT_Q8_0 && QB == 4u)                                                                    \
+            coopMatLoadTensorNV(a, BufW32(pc.w).v, 0u, sliceTensorLayoutNV(LA, m0, BM, k, BK), dec_q4);         \
+        else if (WTYPE == VK_WT_Q8_0 && QB == 8u)                                                               \
+            coopMatLoadTensorNV(a, BufW32(pc.w).v, 0u, sliceTensorLayoutNV(LA, m0, BM, k, BK), dec_q8);         \
+        else if (WTYPE == VK_WT_Q8_0 && QB == 32u)                                                              \
+            coopMatLoadTensorNV(a, BufW32(pc.w).v, 0u, sliceTensorLayoutNV(LA, m0, BM, k, BK), dec_q32);        \
+        else if (WTYPE == VK_WT_Q8_0)                                                                           \
+            coopMatLoadTensorNV(a, BufW32(pc.w).v, 0u, sliceTensorLayoutNV(LA, m0, BM, k, BK), dec_q16);        \
+        else if (WTYPE == VK_WT_BF16)                                                                           \
             coopMatLoadTensorNV(a, BufW32(pc.w).v, 0u, sliceTensorLayoutNV(LA, m0, BM, k, BK), dec_bf16);       \
         else if (BLK != 0u)                                                                                     \
             coopMatLoadTensorNV(a, BufW32(pc.w).v, 0u, sliceTensorLayoutNV(LA, m0, BM, k, BK), dec_h2);         \
@@ -94,10 +141,11 @@ void main() {
         createTensorLayoutNV(2, gl_CooperativeMatrixClampModeConstantNV);
     tensorLayoutNV<2, gl_CooperativeMatrixClampModeConstantNV> ld =
         createTensorLayoutNV(2, gl_CooperativeMatrixClampModeConstantNV);
-    bool wblk = WTYPE == VK_WT_BF16 || BLK != 0u;
-    if (wblk) {  // the decode function's blocks: 1 x 2 elements (one 32-bit word)
-        la = setTensorLayoutBlockSizeNV(la, 1, 2);
-        lac = setTensorLayoutBlockSizeNV(lac, 1, 2);
+    bool q8 = WTYPE == VK_WT_Q8_0, wblk = q8 || WTYPE == VK_WT_BF16 || BLK != 0u;
+    uint wb = q8 ? QB : 2u;  // weights per block: Q8_0 QB quants; else 1 x 2 elements (one 32-bit word)
+    if (wblk) {
+        la = setTensorLayoutBlockSizeNV(la, 1, wb);
+        lac = setTensorLayoutBlockSizeNV(lac, 1, wb);
     }
     if (BLK != 0u) {
         lb = setTensorLayoutBlockSizeNV(lb, 1, 2);
@@ -105,7 +153,7 @@ void main() {
     }
     uint xstride = BLK != 0u ? pc.x_stride / 2u : pc.x_stride;
     la = setTensorLayoutDimensionNV(la, rows, cols);
-    uint wstride = wblk ? cols / 2u : cols;  // row stride in blocks
+    uint wstride = wblk ? cols / wb : cols;  // row stride in blocks
     la = setTensorLayoutStrideNV(la, wstride, 1);
     lac = setTensorLayoutDimensionNV(lac, rows, cols);
     lac = setTensorLayoutStrideNV(lac, wstride, 1);
@@ -130,9 +178,9 @@ void main() {
     if (pc.accumulate != 0u) coopMatLoadTensorNV(acc, BufY(pc.y).v, 0u, sliceTensorLayoutNV(ld, j0, BN, m0, BM), vt);
 
     if (m0 + BM <= rows && j0 + BN <= n && cols % BK == 0u) {
-        // strides known to keep 16-byte rows (the host guarantees cols % 8 == 0 and x_stride == cols), as a hint
-        // that lets the driver use 16-byte loads
-        la = setTensorLayoutStrideNV(la, wstride & (wblk ? ~3u : ~7u), 1);
+        // strides known to keep 16-byte rows (the host guarantees cols % 8 == 0 and x_stride == cols; Q8_0 rows
+        // of cols % 32 == 0 bytes), as a hint that lets the driver use 16-byte loads
+        la = setTensorLayoutStrideNV(la, wstride & (q8 ? ~(32u / QB - 1u) : wblk ? ~3u : ~7u), 1);
         lb = setTensorLayoutStrideNV(lb, xstride & (BLK != 0u ? ~3u : ~7u), 1);
         uint k = kbeg;
         for (; k + UNROLL * BK <= kend; k += UNROLL * BK) [[unroll]] for (uint u = 0u; u < UNROLL; u++)

@@ -191,8 +191,9 @@ static double rel_diff(const float *a, const float *b, size_t n) {
 /* the GEMM build switches the comparisons below set: every one is unset, then a list "NAME=VALUE,..." applied;
  * the NV cooperative matrix 2 GEMM (on by default where the device has it) is off unless the list turns it on, so
  * the comparisons of matmul_cm.comp's builds compare those */
-static const char *const cm_switch_names[] = { "OMNI_VK_CM_X16", "OMNI_VK_CM2", "OMNI_VK_CM2_MOE", "OMNI_VK_CM2_SMALL",
-                                               "OMNI_VK_CM2_SPLIT_BELOW" };
+static const char *const cm_switch_names[] = { "OMNI_VK_CM_X16",    "OMNI_VK_CM2",          "OMNI_VK_CM2_MOE",
+                                               "OMNI_VK_CM2_SMALL", "OMNI_VK_CM2_SPLIT_BELOW", "OMNI_VK_CM2_Q8",
+                                               "OMNI_VK_CM2_Q8BLK" };
 static void apply_switches(const char *list) {
     for (unsigned i = 0; i < sizeof cm_switch_names / sizeof *cm_switch_names; i++) unsetenv(cm_switch_names[i]);
     setenv("OMNI_VK_CM2", "0", 1);
@@ -212,6 +213,8 @@ static void apply_switches(const char *list) {
  * the results should match exactly; the largest difference is printed, and anything past 1e-4 (a few fp16 ulps of
  * silu(gate)·up rounded by a different instruction, at most) fails. One back-end per call. */
 #define CM_VS_DEFAULT_TOL 1e-4
+/* the weight types the dense sweep takes (bit i: types[i] of sweep_vs_tol; the Q8_0 tests narrow it) */
+static unsigned g_sweep_types = 7u;
 static const int sweep_shapes[][3] = { { 128, 64, 64 }, { 200, 72, 70 }, { 130, 520, 129 }, { 256, 2048, 100 },
                                        { 64, 8, 9 },    { 384, 136, 17 }, { 128, 2048, 100 }, { 256, 128, 192 },
                                        { 96, 544, 40 } };
@@ -224,7 +227,7 @@ static void sweep_vs_tol(const char *base, const char *var, const int (*shapes)[
     for (unsigned i = 0; i < n_shapes; i++)
         for (int ti = 0; ti < 3; ti++)
             for (int acc = 0; acc < 2; acc++) {
-                if (types[ti] == OB_Q8_0 && shapes[i][1] % 32) continue;
+                if ((types[ti] == OB_Q8_0 && shapes[i][1] % 32) || !(g_sweep_types >> ti & 1u)) continue;
                 omni_rng r0 = r;
                 float *a = NULL, *b = NULL;
                 apply_switches(base);
@@ -509,6 +512,43 @@ TEST(vk_coopmat_cm2_fill) {
     sweep_vs_tol("OMNI_VK_CM2=0", "OMNI_VK_CM2=1", shapes, 3, 0, "OMNI_VK_CM2=1 (tile by size)", 1e-4);
     sweep_vs_tol("OMNI_VK_CM2=0", "OMNI_VK_CM2=1,OMNI_VK_CM2_SPLIT_BELOW=64", shapes, 3, 0,
                  "OMNI_VK_CM2=1 128 x 64 tiles from 64 tiles", 1e-4);
+}
+
+/* Q8_0 weights on NV cooperative matrix 2 (OMNI_VK_CM2_Q8=1: the tensor block loads dequantize q·d to fp16 in a
+ * decode function): against the CPU (CM_TOL: the same fp16 operands as matmul_cm's Q8_0, q·d rounded once, fp32
+ * sums) and against matmul_cm's Q8_0 result (OMNI_VK_CM2=0; identical operands, the driver's summation order: bound
+ * 1e-4 relative, as vk_coopmat_cm2). Shapes: the dense sweep's with cols % 32 == 0 (ragged rows and x rows, cols
+ * not a multiple of the K step, split-K planes, accumulation) plus whole 128 x 128 tiles ([1024 x 2048] x 512: the
+ * unclamped path) and the tile-by-size ones of vk_coopmat_cm2_fill (split over K); each decode block (4, 8, 16, 32
+ * quants) with the default tile, the default block with each tile of the switch. */
+TEST(vk_coopmat_cm2_q8) {
+    if (!cm2_offered()) {
+        printf("    SKIP: no NV cooperative matrix 2 GEMM on this device/build\n");
+        return;
+    }
+    static const int shapes[][3] = { { 128, 64, 64 },   { 130, 520, 129 },    { 256, 2048, 100 }, { 64, 32, 9 },
+                                     { 128, 2048, 100 }, { 256, 128, 192 },   { 96, 544, 40 },    { 1024, 2048, 512 },
+                                     { 1024, 256, 1024 }, { 1000, 160, 1000 }, { 512, 2048, 512 } };
+    static const char *const blocks[] = { "4", "8", "16", "32" };
+    static const char *const tiles[] = { "128x128x32", "128x64x32", "256x128x64" };
+    const unsigned ns = sizeof shapes / sizeof *shapes;
+    setenv("OMNI_VK_MM", "tiled", 1);
+    setenv("OMNI_VK_CM2_MIN_N", "0", 1); /* every x row count (by default 512..2048 take cm2) */
+    g_sweep_types = 1u << 2; /* Q8_0 only */
+    for (unsigned i = 0; i < sizeof blocks / sizeof *blocks; i++) {
+        char var[128], what[96];
+        snprintf(var, sizeof var, "OMNI_VK_CM2=1,OMNI_VK_CM2_Q8=1,OMNI_VK_CM2_Q8BLK=%s", blocks[i]);
+        snprintf(what, sizeof what, "Q8_0 on cm2, decode block %s", blocks[i]);
+        sweep_vs_tol("OMNI_VK_CM2=0", var, shapes, ns, 0, what, 1e-4);
+    }
+    for (unsigned i = 0; i < sizeof tiles / sizeof *tiles; i++) {
+        setenv("OMNI_VK_CM2_TILE", tiles[i], 1);
+        char what[96];
+        snprintf(what, sizeof what, "Q8_0 on cm2, tile %s", tiles[i]);
+        sweep_vs_tol("OMNI_VK_CM2=0", "OMNI_VK_CM2=1,OMNI_VK_CM2_Q8=1", shapes, ns, 0, what, 1e-4);
+    }
+    unsetenv("OMNI_VK_CM2_TILE");
+    g_sweep_types = 7u;
 }
 
 /* The grouped MoE on NV cooperative matrix 2 (matmul_cm2_moe.comp, OMNI_VK_CM2_MOE=1): moe_sweep's cases (ragged

@@ -137,10 +137,10 @@ static VkDeviceAddress x16_get(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_row
 }
 
 /* ---- the NV cooperative matrix 2 GEMM (matmul_cm2.comp) for the dense products ------------------------------------
- * Dense MODE-0 products with f16/bf16 weights go to it (OMNI_VK_CM2=0: matmul_cm.comp) where the device has what
- * it needs (vk_caps.cm2: workgroup-scope, flexible-dimension fp16 matrices with tensor addressing; the build has the
- * shader only with GLSLC2, shaders.mk). Activations go through the same cached fp16 copy as OMNI_VK_CM_X16=2
- * (cm_x16.comp), y must allow 16-byte rows. Tile OMNI_VK_CM2_TILE=BMxBNxBK (weight rows x x rows x columns per
+ * Dense MODE-0 products of 512..2048 x rows (CM2_MIN_N, CM2_MAX_N) with f16/bf16 or Q8_0 weights (OMNI_VK_CM2_Q8,
+ * below) go to it (OMNI_VK_CM2=0: matmul_cm.comp) where the device has what it needs (vk_caps.cm2: workgroup-scope,
+ * flexible-dimension fp16 matrices with tensor addressing; the build has the shader only with GLSLC2, shaders.mk).
+ * Activations go through the same cached fp16 copy as OMNI_VK_CM_X16=2 (cm_x16.comp), y must allow 16-byte rows. Tile OMNI_VK_CM2_TILE=BMxBNxBK (weight rows x x rows x columns per
  * step; multiples of the device's granularity), default CM2_TILE. Products with fewer than CM2_SPLIT_BELOW tiles are
  * split over K as matmul_cm's (partial planes, mm_ksum.comp). */
 /* on by default (where the device and build have it): on the H100 every dense projection is faster than on
@@ -173,6 +173,17 @@ static VkDeviceAddress x16_get(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_row
 #define CM2_FILL 128u
 #define CM2_TILE_SMALL "128x64x64"
 
+/* Q8_0 weights on it too (OMNI_VK_CM2_Q8=0: they stay on matmul_cm), dequantized by the tensor block loads' decode
+ * function (q·d in fp32, rounded once to fp16: matmul_cm's numerics). The decode function's block is
+ * OMNI_VK_CM2_Q8BLK = 4, 8, 16 or 32 quants of a row (default CM2_Q8_BLOCK). Needs cols % 32 == 0 (the format),
+ * quants 16-byte aligned, scales 2-byte aligned. On by default: on the H100 (vulkan_bench gemm, n = 512, ms, one
+ * run) q [4096 x 2048] 0.0755 vs matmul_cm 0.1083, k/v [512 x 2048] 0.0215 vs 0.0586, o [2048 x 4096] (split 4
+ * ways, +=) 0.0934 vs 0.1064 with 16-quant blocks (4: q 0.0852, o 0.1061; 8: 0.0791, 0.0982; 32: 0.0793, 0.0998),
+ * and `omni bench --quant q8_0` pp512 of the thinker 12,536 vs 11,572 t/s in the same run (projections 10.97 vs
+ * 15.56 ms per pass; docs/benchmarks.md). */
+#define CM2_Q8_DEFAULT 1
+#define CM2_Q8_BLOCK 16
+
 /* a tile "BMxBNxBK" the device's granularity allows (0: not one) */
 static int cm2_parse(vk_ctx *c, const char *v, uint32_t t[3]) {
     if (!v || sscanf(v, "%ux%ux%u", &t[0], &t[1], &t[2]) != 3) return 0;
@@ -199,7 +210,14 @@ static int cm2_tile(vk_ctx *c, const ob_pc_matmul *pc, uint32_t t[3], uint32_t *
 }
 
 int vk_cm2_on(vk_ctx *c, ob_dtype wt) {
-    return c->caps.cm2 && (wt == OB_F16 || wt == OB_BF16) && env_int("OMNI_VK_CM2", CM2_DEFAULT) > 0;
+    int t = wt == OB_F16 || wt == OB_BF16 || (wt == OB_Q8_0 && env_int("OMNI_VK_CM2_Q8", CM2_Q8_DEFAULT) > 0);
+    return c->caps.cm2 && t && env_int("OMNI_VK_CM2", CM2_DEFAULT) > 0;
+}
+
+/* the Q8_0 decode function's block (quants of one row): 4, 8, 16 or 32 */
+static uint32_t cm2_q8_block(void) {
+    int q = env_int("OMNI_VK_CM2_Q8BLK", CM2_Q8_BLOCK);
+    return q == 4 || q == 8 || q == 16 || q == 32 ? (uint32_t)q : CM2_Q8_BLOCK;
 }
 
 /* returns 0 (nothing recorded) where the product is not for it */
@@ -211,6 +229,7 @@ static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk
     uint32_t max_n = (uint32_t)env_int("OMNI_VK_CM2_MAX_N", CM2_MAX_N);
     if (pc->n < min_n || (max_n && pc->n > max_n)) return 0;
     if (!vk_cm2_on(c, wt) || pc->y % 16 || pc->y_stride % 4 || pc->n == 0 || !cm2_tile(c, pc, t, &gx, &gy)) return 0;
+    if (wt == OB_Q8_0 && (pc->cols % 32 || pc->w % 16 || pc->s % 2)) return 0;
     if (n_reads + 1 > VK_MAX_RANGES / 4) return 0;
     uint32_t slices = (pc->cols + t[2] - 1) / t[2], split = 1;
     uint32_t below = (uint32_t)env_int("OMNI_VK_CM2_SPLIT_BELOW", CM2_SPLIT_BELOW);
@@ -227,9 +246,10 @@ static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk
     if (!px.x) return 1; /* vk_fail'ed */
     px.x_stride = pc->cols;
     int unroll = env_int("OMNI_VK_CM2_UNROLL", CM2_UNROLL);
-    uint32_t spec[7] = { 256, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
-                         (uint32_t)(env_int("OMNI_VK_CM2_BLK", CM2_BLK) > 0) };
-    VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2, spec, 7);
+    /* spec 7 (the Q8_0 block) only for Q8_0: the other types keep their pipelines */
+    uint32_t spec[8] = { 256, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
+                         (uint32_t)(env_int("OMNI_VK_CM2_BLK", CM2_BLK) > 0), cm2_q8_block() };
+    VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2, spec, wt == OB_Q8_0 ? 8 : 7);
     if (split <= 1) {
         px.pad = 0;
         vk_dispatch(c, p, &px, sizeof px, gx, gy, 1, rd, n_reads, writes, n_writes);

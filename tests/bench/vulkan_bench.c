@@ -445,7 +445,8 @@ static void env_list(const char *list, int set) {
  * model mode; "X=0" stands for the defaults), all on one back-end, so the variants of the tensor-core GEMM
  * (vk_coopmat.c: tile shapes OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE, OMNI_VK_CM_X16, the NV cooperative matrix 2 GEMM
  * OMNI_VK_CM2 / OMNI_VK_CM2_TILE) are timed side by side: q [4096 x 2048], k or v [512 x 2048] and q|k|v
- * [5120 x 2048] in bf16, o [2048 x 4096] (accumulating) in bf16 and q8_0, q|k|v in q8_0, q and o in f16, and the grouped MoE (128 experts [768 x 2048],
+ * [5120 x 2048] in bf16, o [2048 x 4096] (accumulating) in bf16 and q8_0, q, k/v and q|k|v in q8_0 (OMNI_VK_CM2_Q8
+ * / OMNI_VK_CM2_Q8BLK: Q8_0 on cm2), q and o in f16, and the grouped MoE (128 experts [768 x 2048],
  * top-8 of 512 tokens, fused gate+up, down) in bf16. Each row: ms per call (mean of 20, after one untimed call that
  * also compiles the variant's pipelines) and TFLOP/s (MoE: of the useful products, 2 x 3 x 512 x 8 x 768 x 2048).
  * Repeated products of one x reuse its fp16 copy (OMNI_VK_CM_X16=2), so the rows time the GEMM itself. */
@@ -464,6 +465,7 @@ static void gemm_variants(ob_backend *b) {
         ob_buf *w;
     } pm[] = { { "q", OB_BF16, 4096, 2048, 0, NULL },    { "kv", OB_BF16, 512, 2048, 0, NULL },
                { "qkv", OB_BF16, 5120, 2048, 0, NULL },  { "o", OB_BF16, 2048, 4096, 1, NULL },
+               { "q-q8", OB_Q8_0, 4096, 2048, 0, NULL },   { "kv-q8", OB_Q8_0, 512, 2048, 0, NULL },
                { "qkv-q8", OB_Q8_0, 5120, 2048, 0, NULL }, { "o-q8", OB_Q8_0, 2048, 4096, 1, NULL },
                { "q-f16", OB_F16, 4096, 2048, 0, NULL },  { "o-f16", OB_F16, 2048, 4096, 1, NULL } };
     const unsigned np = sizeof pm / sizeof *pm;
