@@ -136,6 +136,44 @@ static VkDeviceAddress x16_get(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_row
     return h;
 }
 
+/* A tensor-core GEMM (pipeline p, push constants px as the kernel takes them, pc as the caller gave them) over a
+ * gx x gy grid: in one pass, or split over K in `split` parts (grid z) that write partial planes into scratch slot 5,
+ * which mm_ksum.comp then adds into y (accumulating where pc asks). Shared by matmul_cm.comp and matmul_cm2.comp. */
+static void gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_matmul *px, uint32_t gx, uint32_t gy,
+                       uint32_t split, const vk_range *rd, int n_reads, const vk_range *writes, int n_writes) {
+    if (split <= 1) {
+        px->pad = 0;
+        vk_dispatch(c, p, px, sizeof *px, gx, gy, 1, rd, n_reads, writes, n_writes);
+        return;
+    }
+    size_t plane = (size_t)pc->n * pc->rows * 4, part_b = plane * split;
+    ob_buf *part = vk_scratch(c, 5, part_b);
+    if (!part) return;
+    ob_pc_matmul pp = *px;
+    pp.y = part->blk->addr + part->off;
+    pp.y_stride = pc->rows;
+    pp.accumulate = 0;
+    pp.pad = split;
+    vk_range r_part = vk_rng(pp.y, part_b);
+    vk_dispatch(c, p, &pp, sizeof pp, gx, gy, split, rd, n_reads, &r_part, 1);
+    ob_pc_matmul ps = *pc;
+    ps.x = pp.y;
+    ps.pad = split;
+    uint32_t sx, sy, spec_s[1] = { 256 };
+    vk_grid(c, (uint64_t)pc->n * pc->rows, 256, &sx, &sy);
+    vk_range rd_s[2] = { r_part, writes[0] };
+    vk_dispatch(c, vk_pipeline(c, SH_MM_KSUM, spec_s, 1), &ps, sizeof ps, sx, sy, 1, rd_s, pc->accumulate ? 2 : 1,
+                writes, n_writes);
+}
+
+/* after a product that read the fp16 copy of its x (x_rows rows): the copy stays valid unless the product wrote x */
+static void x16_after(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_rows, const vk_range *writes, int n_writes) {
+    if (c->x16.src != pc->x) return;
+    vk_range rx = vk_rng(pc->x, ((uint64_t)(x_rows - 1) * pc->x_stride + pc->cols) * 4);
+    if (vk_overlaps(writes, n_writes, rx)) c->x16.src = 0;
+    else c->x16.dispatches = c->n_dispatches;
+}
+
 /* ---- the NV cooperative matrix 2 GEMM (matmul_cm2.comp) for the dense products ------------------------------------
  * Dense MODE-0 products of 512..2048 x rows (CM2_MIN_N, CM2_MAX_N) with f16/bf16 or Q8_0 weights (OMNI_VK_CM2_Q8,
  * below) go to it (OMNI_VK_CM2=0: matmul_cm.comp) where the device has what it needs (vk_caps.cm2: workgroup-scope,
@@ -250,37 +288,8 @@ static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk
     uint32_t spec[8] = { 256, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
                          (uint32_t)(env_int("OMNI_VK_CM2_BLK", CM2_BLK) > 0), cm2_q8_block() };
     VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2, spec, wt == OB_Q8_0 ? 8 : 7);
-    if (split <= 1) {
-        px.pad = 0;
-        vk_dispatch(c, p, &px, sizeof px, gx, gy, 1, rd, n_reads, writes, n_writes);
-    } else {
-        size_t plane = (size_t)pc->n * pc->rows * 4, part_b = plane * split;
-        ob_buf *part = vk_scratch(c, 5, part_b);
-        if (!part) return 1;
-        ob_pc_matmul pp = px;
-        pp.y = part->blk->addr + part->off;
-        pp.y_stride = pc->rows;
-        pp.accumulate = 0;
-        pp.pad = split;
-        vk_range r_part = vk_rng(pp.y, part_b);
-        vk_dispatch(c, p, &pp, sizeof pp, gx, gy, split, rd, n_reads, &r_part, 1);
-        ob_pc_matmul ps = *pc;
-        ps.x = pp.y;
-        ps.pad = split;
-        uint32_t sx, sy, spec_s[1] = { 256 };
-        vk_grid(c, (uint64_t)pc->n * pc->rows, 256, &sx, &sy);
-        vk_range rd_s[2] = { r_part, writes[0] };
-        vk_dispatch(c, vk_pipeline(c, SH_MM_KSUM, spec_s, 1), &ps, sizeof ps, sx, sy, 1, rd_s, pc->accumulate ? 2 : 1,
-                    writes, n_writes);
-    }
-    /* the fp16 copy stays valid across this product unless it wrote x itself (as vk_matmul_cm_dispatch_x) */
-    if (c->x16.src == pc->x) {
-        vk_range rx = vk_rng(pc->x, ((uint64_t)(pc->n - 1) * pc->x_stride + pc->cols) * 4);
-        int hit = 0;
-        for (int i = 0; i < n_writes; i++) hit |= writes[i].lo < rx.hi && rx.lo < writes[i].hi;
-        if (hit) c->x16.src = 0;
-        else c->x16.dispatches = c->n_dispatches;
-    }
+    gemm_split(c, p, pc, &px, gx, gy, split, rd, n_reads, writes, n_writes);
+    x16_after(c, pc, pc->n, writes, n_writes);
     return 1;
 }
 
@@ -393,37 +402,8 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
     /* ids 1 (weight type) and 6 (mode) as matmul.comp; 2 (SKIP) stays 0 (see matmul_cm.comp) */
     uint32_t spec[7] = { 0, (uint32_t)wt, 0, 0, 0, 0, (uint32_t)grouped };
     VkPipeline p = vk_pipeline(c, sh->sh[x16], spec, 7);
-    if (split <= 1) {
-        px.pad = 0;
-        vk_dispatch(c, p, &px, sizeof px, gx, groups_y, 1, rd, n_reads, writes, n_writes);
-    } else {
-        size_t plane = (size_t)pc->n * pc->rows * 4, part_b = plane * split;
-        ob_buf *part = vk_scratch(c, 5, part_b);
-        if (!part) return;
-        ob_pc_matmul pp = px;
-        pp.y = part->blk->addr + part->off;
-        pp.y_stride = pc->rows;
-        pp.accumulate = 0;
-        pp.pad = split;
-        vk_range r_part = vk_rng(pp.y, part_b);
-        vk_dispatch(c, p, &pp, sizeof pp, gx, groups_y, split, rd, n_reads, &r_part, 1);
-        ob_pc_matmul ps = *pc;
-        ps.x = pp.y;
-        ps.pad = split;
-        uint32_t sx, sy, spec_s[1] = { 256 };
-        vk_grid(c, (uint64_t)pc->n * pc->rows, 256, &sx, &sy);
-        vk_range rd_s[2] = { r_part, writes[0] };
-        vk_dispatch(c, vk_pipeline(c, SH_MM_KSUM, spec_s, 1), &ps, sizeof ps, sx, sy, 1, rd_s, pc->accumulate ? 2 : 1,
-                    writes, n_writes);
-    }
-    /* the fp16 copy stays valid across this product unless it wrote x itself */
-    if (xform == VK_CM_X_CONVERT && c->x16.src == pc->x) {
-        vk_range rx = vk_rng(pc->x, ((uint64_t)(x_rows - 1) * pc->x_stride + pc->cols) * 4);
-        int hit = 0;
-        for (int i = 0; i < n_writes; i++) hit |= writes[i].lo < rx.hi && rx.lo < writes[i].hi;
-        if (hit) c->x16.src = 0;
-        else c->x16.dispatches = c->n_dispatches;
-    }
+    gemm_split(c, p, pc, &px, gx, groups_y, split, rd, n_reads, writes, n_writes);
+    if (xform == VK_CM_X_CONVERT) x16_after(c, pc, x_rows, writes, n_writes);
 }
 
 /* attn_flash_cm.comp: head_dim 128 (the thinker), and the builds padded to 64 and 80 dims for head dims 64..124
