@@ -24,7 +24,7 @@
 #define PUSH_BYTES 128
 
 /* ---- the on-disk pipeline cache ----------------------------------------------------------------------------------
- * The NV cooperative matrix 2 GEMMs take 9-12 s each to compile in the driver (docs/benchmarks.md); a
+ * The NV cooperative matrix 2 GEMMs take 2-6 s each to compile in the H100 driver (docs/benchmarks.md); a
  * VkPipelineCache kept on disk turns that into a lookup from the second start on. OMNI_VK_PIPELINE_CACHE=0 turns it
  * off, =PATH puts it elsewhere; the default file is $XDG_CACHE_HOME/omni/pipelines.bin (~/.cache without it). The
  * file is our header (magic, payload size, FNV-1a of the payload) and the driver's data; a file that is short,
