@@ -22,6 +22,10 @@ SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _no
                 $(addprefix matmul_cm_,$(MATMUL_CM_TILES)) $(MATMUL_CM_VARIANTS))
 SHADER_H     := $(SHADER_SPV:.spv=.h)
 
+# glslc's dependency files have no phony targets for the included files: an include removed since the last build
+# (still named in an old .d file) must not stop make, as -MP does for the C files
+shaders/%.glsl: ;
+
 $(SHADER_DIR)/%.spv: shaders/%.comp
 	@mkdir -p $(SHADER_DIR)
 	$(GLSLC) $(GLSLC_FLAGS) -MD -MF $@.d $< -o $@
