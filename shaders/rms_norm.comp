@@ -40,6 +40,18 @@ void main() {
         }
         scale = 1.0f / sqrt(wg_sum(q) / float(dim) + pc.eps);
     }
+    if (MODE == 0 && pc.y16 != 0ul) {  // two elements a thread, the fp16 pair as cm_x16.comp rounds it
+        uint64_t ha = pc.y16 + uint64_t(row) * dim * 2u;
+        for (uint j = t; 2u * j < dim; j += WG) {
+            uint i = 2u * j;
+            float v0 = BufF32(xa).v[i] * scale * ld_elem(WTYPE, pc.w, pc.s, i);
+            float v1 = BufF32(xa).v[i + 1u] * scale * ld_elem(WTYPE, pc.w, pc.s, i + 1u);
+            BufF32(ya).v[i] = v0;
+            BufF32(ya).v[i + 1u] = v1;
+            BufU32(ha).v[j] = packHalf2x16(clamp(vec2(v0, v1), vec2(-65504.0f), vec2(65504.0f)));
+        }
+        return;
+    }
     for (uint i = t; i < dim; i += WG) {
         float v = (BufF32(xa).v[i] - mean) * scale * ld_elem(WTYPE, pc.w, pc.s, i);
         if (MODE == 1 && pc.has_bias != 0u) v += ld_elem(BTYPE, pc.b, pc.bs, i);

@@ -99,12 +99,22 @@ int vk_cm_x16(vk_ctx *c, int grouped) {
     return grouped ? v >= 1 : v >= 2;
 }
 
-/* scratch slot 6 holds the fp16 copy of x (x_rows rows of pc->cols at pc->x, pc->x_stride) and nothing can have
- * written x since its last use: no dispatch other than the products that read it, no transfer (vk_ctx.x16) */
+/* scratch slot 6 holds the fp16 copy of x (x_rows rows of pc->cols at pc->x, pc->x_stride), and no command has
+ * written x or the copy since (vk_hazard_for clears vk_ctx.x16.src then) */
 static int x16_valid(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_rows) {
     return c->x16.src == pc->x && c->x16.rows == x_rows && c->x16.cols == pc->cols &&
-           c->x16.stride == pc->x_stride && c->x16.dispatches == c->n_dispatches &&
-           c->x16.xfers == c->n_xfer_writes && c->scratch[6];
+           c->x16.stride == pc->x_stride && c->scratch[6] && c->x16.h == c->scratch[6]->blk->addr + c->scratch[6]->off;
+}
+
+static void x16_register(vk_ctx *c, VkDeviceAddress src, uint32_t rows, uint32_t cols, uint32_t stride,
+                         VkDeviceAddress h) {
+    c->x16.src = src;
+    c->x16.h = h;
+    c->x16.rows = rows;
+    c->x16.cols = cols;
+    c->x16.stride = stride;
+    c->x16.r_src = vk_rng(src, ((uint64_t)(rows - 1) * stride + cols) * 4);
+    c->x16.r_h = vk_rng(h, (uint64_t)rows * cols * 2);
 }
 
 /* the fp16 copy of x: the cached one, else converted now (cm_x16.comp). Returns its address (0 after vk_fail);
@@ -112,9 +122,8 @@ static int x16_valid(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_rows) {
 static VkDeviceAddress x16_get(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_rows, vk_range *r_h) {
     size_t hb = (size_t)x_rows * pc->cols * 2;
     if (x16_valid(c, pc, x_rows)) {
-        VkDeviceAddress h = c->scratch[6]->blk->addr + c->scratch[6]->off;
-        *r_h = vk_rng(h, hb);
-        return h;
+        *r_h = vk_rng(c->x16.h, hb);
+        return c->x16.h;
     }
     c->x16.src = 0;
     ob_buf *buf = vk_scratch(c, 6, hb);
@@ -127,13 +136,22 @@ static VkDeviceAddress x16_get(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_row
     vk_range rd = vk_rng(pc->x, ((uint64_t)(x_rows - 1) * pc->x_stride + pc->cols) * 4);
     *r_h = vk_rng(h, hb);
     vk_dispatch(c, vk_pipeline(c, SH_CM_X16, spec, 1), &pv, sizeof pv, gx, gy, 1, &rd, 1, r_h, 1);
-    c->x16.src = pc->x;
-    c->x16.rows = x_rows;
-    c->x16.cols = pc->cols;
-    c->x16.stride = pc->x_stride;
-    c->x16.dispatches = c->n_dispatches;
-    c->x16.xfers = c->n_xfer_writes;
+    x16_register(c, pc->x, x_rows, pc->cols, pc->x_stride, h);
     return h;
+}
+
+/* Prefill RMSNorm rows (more than a matrix-vector product's 8, whole 16-byte fp16 rows) on a device whose dense and
+ * grouped tensor-core GEMMs read fp16 copies: the norm writes the copy itself, saving the GEMMs' conversion pass. */
+VkDeviceAddress vk_x16_offer(vk_ctx *c, uint32_t rows, uint32_t cols, VkDeviceAddress y) {
+    if (rows <= 8 || cols % 8 || y % 16 || !vk_cm_ok(c, OB_BF16, 1) || !vk_cm_x16(c, 0) || !vk_cm_x16(c, 1))
+        return 0;
+    ob_buf *buf = vk_scratch(c, 6, (size_t)rows * cols * 2);
+    return buf ? buf->blk->addr + buf->off : 0;
+}
+
+void vk_x16_written(vk_ctx *c, uint32_t rows, uint32_t cols, VkDeviceAddress y) {
+    if (!c->base.failed && c->scratch[6])
+        x16_register(c, y, rows, cols, cols, c->scratch[6]->blk->addr + c->scratch[6]->off);
 }
 
 /* A tensor-core GEMM (pipeline p, push constants px as the kernel takes them, pc as the caller gave them) over a
@@ -164,14 +182,6 @@ static void gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_ma
     vk_range rd_s[2] = { r_part, writes[0] };
     vk_dispatch(c, vk_pipeline(c, SH_MM_KSUM, spec_s, 1), &ps, sizeof ps, sx, sy, 1, rd_s, pc->accumulate ? 2 : 1,
                 writes, n_writes);
-}
-
-/* after a product that read the fp16 copy of its x (x_rows rows): the copy stays valid unless the product wrote x */
-static void x16_after(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_rows, const vk_range *writes, int n_writes) {
-    if (c->x16.src != pc->x) return;
-    vk_range rx = vk_rng(pc->x, ((uint64_t)(x_rows - 1) * pc->x_stride + pc->cols) * 4);
-    if (vk_overlaps(writes, n_writes, rx)) c->x16.src = 0;
-    else c->x16.dispatches = c->n_dispatches;
 }
 
 /* ---- the NV cooperative matrix 2 GEMM (matmul_cm2.comp) for the dense products ------------------------------------
@@ -289,7 +299,6 @@ static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk
                          (uint32_t)(env_int("OMNI_VK_CM2_BLK", CM2_BLK) > 0), cm2_q8_block() };
     VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2, spec, wt == OB_Q8_0 ? 8 : 7);
     gemm_split(c, p, pc, &px, gx, gy, split, rd, n_reads, writes, n_writes);
-    x16_after(c, pc, pc->n, writes, n_writes);
     return 1;
 }
 
@@ -403,7 +412,6 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
     uint32_t spec[7] = { 0, (uint32_t)wt, 0, 0, 0, 0, (uint32_t)grouped };
     VkPipeline p = vk_pipeline(c, sh->sh[x16], spec, 7);
     gemm_split(c, p, pc, &px, gx, groups_y, split, rd, n_reads, writes, n_writes);
-    if (xform == VK_CM_X_CONVERT) x16_after(c, pc, x_rows, writes, n_writes);
 }
 
 /* attn_flash_cm.comp: head_dim 128 (the thinker), and the builds padded to 64 and 80 dims for head dims 64..124

@@ -282,14 +282,13 @@ typedef struct vk_ctx {
     /* scratch and caches */
     ob_buf *scratch[7]; /* 0 attention partials, 1 MoE plan, 2 MoE gate/up, 3 MoE down, 4 overlapping copies,
                         * 5 split-K partial sums of the tensor-core matmul, 6 fp16 activations (OMNI_VK_CM_X16) */
-    /* what scratch slot 6 holds (vk_coopmat.c): the fp16 copy of src (rows x cols, stride), valid while the
-     * counts of dispatches and transfer writes are still those recorded after its last use */
+    /* what scratch slot 6 holds (vk_coopmat.c): the fp16 copy of src (rows x cols, stride) at h; src = 0 once any
+     * command writes src's range or the copy's (vk_hazard_for) */
     struct {
-        VkDeviceAddress src;
+        VkDeviceAddress src, h;
         uint32_t rows, cols, stride;
-        uint64_t dispatches, xfers;
+        vk_range r_src, r_h;
     } x16;
-    uint64_t n_xfer_writes; /* transfer commands that wrote device memory (uploads, copies) */
     ob_buf *counters;   /* zeroed uints for kernels that find their last workgroup (vk_counters) */
     int n_counters;
     vk_table *tables;
@@ -493,6 +492,11 @@ void vk_cm2_grouped(vk_ctx *c, int mode, ob_dtype wt, const ob_pc_matmul *pc, ui
                     int n_reads, const vk_range *writes, int n_writes);
 /* 1 when OMNI_VK_CM_X16 puts this form (grouped 0 dense, else the grouped MoE) on fp16 activations */
 int vk_cm_x16(vk_ctx *c, int grouped);
+/* For a kernel that writes fp32 rows (rows x cols, contiguous) at y which tensor-core GEMMs will read next (the
+ * prefill RMSNorm): the address where it may also write them as fp16, 0 where that does not apply; after recording
+ * that dispatch, vk_x16_written registers the copy, so the GEMMs skip their conversion (cm_x16.comp). */
+VkDeviceAddress vk_x16_offer(vk_ctx *c, uint32_t rows, uint32_t cols, VkDeviceAddress y);
+void vk_x16_written(vk_ctx *c, uint32_t rows, uint32_t cols, VkDeviceAddress y);
 /* the same with the activations' form explicit: VK_CM_X32 fp32 x on the fp32-activation build; VK_CM_X_CONVERT
  * fp32 x (x_rows rows from pc->x) converted to fp16 first (cached, see vk_ctx.x16) for the CM_X16 build;
  * VK_CM_X16_IN x already fp16 (x_stride in halves). With either fp16 form, grouped 2 writes fp16 y (y_stride in

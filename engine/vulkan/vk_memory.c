@@ -334,7 +334,6 @@ int vk_upload(ob_backend *be, ob_buf *dst, size_t off, const void *src, size_t n
         VkDeviceAddress a = dst->blk->addr + dst->off + off;
         vk_range w = vk_rng(a, chunk);
         vk_hazard_for(c, NULL, 0, &w, 1, 1);
-        c->n_xfer_writes++;
         VkBufferCopy reg = { .srcOffset = soff, .dstOffset = dst->off + off, .size = chunk };
         vkCmdCopyBuffer(vk_cmd(c), c->up_buf, dst->blk->buf, 1, &reg);
         c->up_serial[c->up_cur] = c->serial_submitted + 1; /* the command buffer being recorded */

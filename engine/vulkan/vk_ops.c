@@ -18,7 +18,7 @@ _Static_assert(sizeof(ob_pc_routerchain) == 128, "ob_pc_routerchain layout");
 _Static_assert(sizeof(ob_pc_matmul) == 80, "ob_pc_matmul layout");
 _Static_assert(sizeof(ob_pc_rows) == 48, "ob_pc_rows layout");
 _Static_assert(sizeof(ob_pc_router) == 96, "ob_pc_router layout");
-_Static_assert(sizeof(ob_pc_norm) == 64, "ob_pc_norm layout");
+_Static_assert(sizeof(ob_pc_norm) == 72, "ob_pc_norm layout");
 _Static_assert(sizeof(ob_pc_rope) == 56, "ob_pc_rope layout");
 _Static_assert(sizeof(ob_pc_kv) == 56, "ob_pc_kv layout");
 _Static_assert(sizeof(ob_pc_attn) == 88, "ob_pc_attn layout");
@@ -368,12 +368,16 @@ void vk_op_rms_norm(ob_backend *b, ob_ptr x, const ob_mat *w, ob_ptr y, int rows
     size_t bytes = (size_t)rows * (size_t)dim * 4;
     if (!vk_ptr_ok(c, x, bytes, "rms_norm x") || !vk_ptr_ok(c, y, bytes, "rms_norm y")) return;
     VkDeviceAddress wa = vk_addr(w->data);
-    ob_pc_norm pc = { .x = vk_addr(x), .w = wa, .s = wa + w->scale_off, .y = vk_addr(y),
+    /* prefill rows for tensor-core GEMMs: the fp16 copy they read is written here too (vk_x16_offer) */
+    VkDeviceAddress y16 = vk_x16_offer(c, (uint32_t)rows, (uint32_t)dim, vk_addr(y));
+    ob_pc_norm pc = { .x = vk_addr(x), .w = wa, .s = wa + w->scale_off, .y = vk_addr(y), .y16 = y16,
                       .rows = (uint32_t)rows, .dim = (uint32_t)dim, .eps = eps };
     uint32_t gx, gy, spec[4] = { vk_norm_wg(dim), (uint32_t)w->dtype, 0, 0 };
     vk_grid(c, (uint64_t)rows, 1, &gx, &gy);
-    vk_range rd[2] = { vk_rng(vk_addr(x), bytes), vk_mat_range(w) }, wr = vk_rng(vk_addr(y), bytes);
-    vk_dispatch(c, vk_pipeline(c, SH_RMS_NORM, spec, 4), &pc, sizeof pc, gx, gy, 1, rd, 2, &wr, 1);
+    vk_range rd[2] = { vk_rng(vk_addr(x), bytes), vk_mat_range(w) },
+             wr[2] = { vk_rng(vk_addr(y), bytes), vk_rng(y16, (size_t)rows * (size_t)dim * 2) };
+    vk_dispatch(c, vk_pipeline(c, SH_RMS_NORM, spec, 4), &pc, sizeof pc, gx, gy, 1, rd, 2, wr, y16 ? 2 : 1);
+    if (y16) vk_x16_written(c, (uint32_t)rows, (uint32_t)dim, vk_addr(y));
 }
 
 /* inverse frequencies of a rope as HF computes them in fp32: 1 / theta^(2j / rot_dim), or with section_freqs
@@ -480,7 +484,6 @@ void vk_op_copy(ob_backend *b, ob_ptr src, ob_ptr dst, size_t bytes) {
         return;
     }
     vk_hazard_for(c, &rd, 1, &wr, 1, 1);
-    c->n_xfer_writes++; /* for the fp16 activation cache (vk_coopmat.c) */
     VkBufferCopy reg = { .srcOffset = src.buf->off + src.off, .dstOffset = dst.buf->off + dst.off, .size = bytes };
     vkCmdCopyBuffer(vk_cmd(c), src.buf->blk->buf, dst.buf->blk->buf, 1, &reg);
     if (++c->n_ops >= vk_batch_ops(c)) vk_submit(c);

@@ -61,10 +61,11 @@ PUSH(ob_pc_rows) {
 #endif
 
 /* rms_norm.comp: MODE 0: y[r] = x[r] / sqrt(mean(x[r]²) + eps) * w; MODE 1 (layer norm): y[r] = (x[r] - mean) /
- * sqrt(var + eps) * w + b (b, bs = bias data and scales; has_bias = 0 for none) */
+ * sqrt(var + eps) * w + b (b, bs = bias data and scales; has_bias = 0 for none). MODE 0 with y16 != 0 (dim even):
+ * y also as fp16 rows of dim halves there (the tensor-core GEMMs' activation copy, vk_x16_offer) */
 #if !defined(VULKAN) || defined(PC_NORM)
 PUSH(ob_pc_norm) {
-    uint64_t x, w, s, y, b, bs;
+    uint64_t x, w, s, y, b, bs, y16;
     uint32_t rows, dim;
     float eps;
     uint32_t has_bias;
