@@ -634,3 +634,52 @@ TEST(vk_pipeline_cache) {
     unsetenv("OMNI_VK_PIPELINE_CACHE");
     remove(path);
 }
+
+/* The prefill RMSNorm writes the fp16 copy that the tensor-core GEMMs read (vk_x16_offer): norm then three products
+ * of its output (the copy reused), then a write into the normalised rows (an elementwise add, which must retire the
+ * copy) and a fourth product, all against the CPU. Weights bf16 and Q8_0, 64 rows of 256 (the copy applies from 9
+ * rows). CM_TOL where the tensor cores run (fp16 operands), F32_TOL elsewhere. */
+TEST(vk_coopmat_norm_x16) {
+    TV_OPEN(e);
+    omni_rng r = { 19 };
+    const int n = 64, d = 256, rows = 96;
+    double tol = cm_offered() ? CM_TOL : F32_TOL;
+    const ob_dtype types[] = { OB_BF16, OB_Q8_0 };
+    for (int ti = 0; ti < 2; ti++) {
+        size_t xb = sizeof(float) * (size_t)n * d, yb = sizeof(float) * (size_t)n * rows, wb, nb;
+        float *x = malloc(xb), *a = malloc(xb);
+        tv_rand(&r, x, (size_t)n * d, 2.0f);
+        tv_rand(&r, a, (size_t)n * d, 1.0f);
+        void *nw = tv_weights(&r, OB_BF16, 1, d, &nb), *w[4];
+        tv_buf X = tv_new(&e, x, xb, 0), A = tv_new(&e, a, xb, 0), XN = tv_new(&e, NULL, xb, 0),
+               N = tv_new(&e, nw, nb, 0), W[4], Y[4];
+        ob_mat nv = ob_mat_make(tv_pv(N, 0), OB_BF16, 1, d), nc = ob_mat_make(tv_pc(N, 0), OB_BF16, 1, d);
+        e.vk->ops->rms_norm(e.vk, tv_pv(X, 0), &nv, tv_pv(XN, 0), n, d, 1e-6f);
+        e.cpu->ops->rms_norm(e.cpu, tv_pc(X, 0), &nc, tv_pc(XN, 0), n, d, 1e-6f);
+        for (int i = 0; i < 4; i++) {
+            w[i] = tv_weights(&r, types[ti], rows, d, &wb);
+            W[i] = tv_new(&e, w[i], wb, 0);
+            Y[i] = tv_new(&e, NULL, yb, 0);
+            ob_mat mv = ob_mat_make(tv_pv(W[i], 0), types[ti], rows, d),
+                   mc = ob_mat_make(tv_pc(W[i], 0), types[ti], rows, d);
+            if (i == 3) { /* xn changes: the copy must not serve the next product */
+                e.vk->ops->add(e.vk, tv_pv(A, 0), tv_pv(XN, 0), (int64_t)n * d);
+                e.cpu->ops->add(e.cpu, tv_pc(A, 0), tv_pc(XN, 0), (int64_t)n * d);
+            }
+            e.vk->ops->matmul(e.vk, &mv, tv_pv(XN, 0), tv_pv(Y[i], 0), n, 0);
+            e.cpu->ops->matmul(e.cpu, &mc, tv_pc(XN, 0), tv_pc(Y[i], 0), n, 0);
+        }
+        for (int i = 0; i < 4; i++) {
+            double err = tv_rel_err(&e, Y[i], 0, (size_t)n * rows);
+            if (!(err >= 0 && err <= tol))
+                th_fail(__FILE__, __LINE__, "%s product %d after the norm: rel err %g > %g", ob_dtype_name(types[ti]),
+                        i, err, tol);
+        }
+        double en = tv_rel_err(&e, XN, 0, (size_t)n * d);
+        if (!(en >= 0 && en <= F32_TOL)) th_fail(__FILE__, __LINE__, "normalised rows: rel err %g", en);
+        for (int i = 0; i < 4; i++) tv_free(&e, &W[i]), tv_free(&e, &Y[i]), free(w[i]);
+        tv_free(&e, &X), tv_free(&e, &A), tv_free(&e, &XN), tv_free(&e, &N);
+        free(x), free(a), free(nw);
+    }
+    tv_close(&e);
+}
