@@ -141,9 +141,12 @@ static VkDeviceAddress x16_get(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_row
 }
 
 /* Prefill RMSNorm rows (more than a matrix-vector product's 8, whole 16-byte fp16 rows) on a device whose dense and
- * grouped tensor-core GEMMs read fp16 copies: the norm writes the copy itself, saving the GEMMs' conversion pass. */
+ * grouped tensor-core GEMMs read fp16 copies: the norm writes the copy itself, saving the GEMMs' conversion pass
+ * (OMNI_VK_NORM_X16=0: not). H100, the same run alternating two builds, `omni bench … -p 512 -n 0 -r 3`: BF16 pp512
+ * 13,810 / 13,795 -> 13,969 / 13,979, Q8_0 12,877 / 12,879 -> 13,031 / 13,050 (pass 37.6-37.9 -> 37.1 ms). */
 VkDeviceAddress vk_x16_offer(vk_ctx *c, uint32_t rows, uint32_t cols, VkDeviceAddress y) {
-    if (rows <= 8 || cols % 8 || y % 16 || !vk_cm_ok(c, OB_BF16, 1) || !vk_cm_x16(c, 0) || !vk_cm_x16(c, 1))
+    if (rows <= 8 || cols % 8 || y % 16 || !vk_cm_ok(c, OB_BF16, 1) || !vk_cm_x16(c, 0) || !vk_cm_x16(c, 1) ||
+        env_int("OMNI_VK_NORM_X16", 1) <= 0)
         return 0;
     ob_buf *buf = vk_scratch(c, 6, (size_t)rows * cols * 2);
     return buf ? buf->blk->addr + buf->off : 0;

@@ -65,6 +65,8 @@ typedef struct {
  *                          OMNI_VK_CM2_MOE_TILE=BMxBNxBK, OMNI_VK_CM2_MOE_UNROLL=N
  *   OMNI_VK_CM2_MIN_N=N / OMNI_VK_CM2_MAX_N=N  dense products of fewer / more x rows stay on matmul_cm.comp
  *                          (defaults 512 / 2048, the thinker's prefill chunks; 0 = no upper bound; vk_coopmat.c)
+ *   OMNI_VK_NORM_X16=0     the prefill RMSNorm does not write the tensor-core GEMMs' fp16 copy of its output
+ *                          (they convert it themselves, cm_x16.comp; vk_x16_offer)
  *   OMNI_VK_PIPELINE_CACHE=0|PATH  the on-disk pipeline cache (vk_exec.c): off, or this file instead of
  *                          $XDG_CACHE_HOME/omni/pipelines.bin (~/.cache/omni/pipelines.bin)
  *   OMNI_VK_MOE_FUSE=0     grouped MoE gate, up and swiglu as three passes instead of one fused GEMM
