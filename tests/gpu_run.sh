@@ -21,7 +21,9 @@ done
 "$B/omni" devices > "$O/devices.txt" 2>&1
 for s in $steps; do
     case $s in
-    tests) OMNI_BIN=$B/omni timeout 300 "$B/omni_tests" vk_ golden_vulkan golden_mm_vulkan golden_eval > "$O/tests.txt" 2>&1 ;;
+    # the test processes share one pipeline cache (the cm2 pipelines take seconds each to compile)
+    tests) OMNI_BIN=$B/omni OMNI_VK_PIPELINE_CACHE=${OMNI_VK_PIPELINE_CACHE:-/tmp/omni-gpu-pipelines.bin} timeout 450 \
+        "$B/omni_tests" vk_ golden_vulkan golden_mm_vulkan golden_eval > "$O/tests.txt" 2>&1 ;;
     bench) timeout 300 "$B/omni" bench --config $CFG --backend vulkan -p 512 -n 128 -d 0,4096 -r 3 --profile > "$O/bench_bf16.txt" 2>&1 ;;
     bench-q8) timeout 300 "$B/omni" bench --config $CFG --backend vulkan --quant q8_0 -p 512 -n 128 -d 0,4096 -r 3 --profile > "$O/bench_q8.txt" 2>&1 ;;
     audio) timeout 120 "$B/omni" bench-audio --config $CFG --backend vulkan -s 30 -r 5 > "$O/bench_audio.txt" 2>&1 ;;
