@@ -5,7 +5,8 @@
 #                bench-q8-fp32: Q8_0 decode with fp32 activations (OMNI_VK_Q8_INT8=0) to compare with the int8
 #                default; vision-cm: the encoders with the small-head tensor-core attention turned off,
 #                OMNI_VK_ATTN_CM_SMALL=0, to compare with the default; trace: BF16 and Q8_0 decode and prefill passes
-#                timed per dispatch, OMNI_VK_TRACE=1, the per-kernel budget of docs/architecture.md)
+#                timed per dispatch, OMNI_VK_TRACE=1, the per-kernel budget of docs/architecture.md; ab: two builds
+#                side by side, alternating, with a second binary carried as $B/omni_base, into ab.txt)
 # Logs go to $OUT (or /tmp/omni-gpu). Needs the .gpu bundle of ../shared/tools/gpu-prep.sh.
 set -u
 B=${B:-build-gpu}
@@ -36,6 +37,17 @@ for s in $steps; do
             > "$O/trace_bf16.txt" 2>&1
         OMNI_VK_TRACE=1 timeout 200 "$B/omni" bench --config $CFG --backend vulkan --quant q8_0 -p 512 -n 64 -r 1 \
             --profile > "$O/trace_q8.txt" 2>&1 ;;
+    ab)  # A/B of two builds in one call, alternating (decode moves by a few % between runs and machines): carry a
+         # second binary as $B/omni_base; each line: build, quantization, pp512 and tg128 at depths 0 and 4096
+        for q in bf16 q8; do
+            qa=; [ $q = q8 ] && qa="--quant q8_0"
+            for bin in omni_base omni omni_base omni; do
+                printf '%s %s: ' $bin $q >> "$O/ab.txt"
+                timeout 150 "$B/$bin" bench --config $CFG --backend vulkan $qa -p 512 -n 128 -d 0,4096 -r 3 2>&1 |
+                    grep -E 'pp512|tg128' | tr -s ' ' | tr '\n' ' ' >> "$O/ab.txt"
+                echo >> "$O/ab.txt"
+            done
+        done ;;
     vision-cm)
         OMNI_VK_ATTN_CM_SMALL=0 OMNI_BIN=$B/omni timeout 60 "$B/omni_tests" vision_golden_vulkan audio_encoder_vulkan \
             > "$O/tests_cm_small_off.txt" 2>&1
