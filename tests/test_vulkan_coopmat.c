@@ -461,21 +461,26 @@ static int cm2_offered(void) {
     ob_backend *b = ob_vulkan_new(-1, why, sizeof why);
     if (b) b->ops->destroy(b);
     omni_log_set_sink(tv_log, NULL);
-    printf("    NV cooperative matrix 2 GEMM: %s\n", g_cm2_seen > 0 ? "on" : "off (no device support or no GLSLC2 build)");
+    printf("    NV cooperative matrix 2 GEMM: %s\n",
+           g_cm2_seen > 0 ? "on" : "off (no device support or no GLSLC2 build)");
     return g_cm2_seen > 0;
 }
 
+/* the cm2 tests below skip (reported as skipped) where the device or the build lacks the GEMM */
+#define REQUIRE_CM2()                                                                                            \
+    do {                                                                                                        \
+        if (!cm2_offered()) SKIP("no NV cooperative matrix 2 GEMM on this device/build");                      \
+    } while (0)
+
 /* The dense sweep's shapes plus one of projection size ([1024 x 2048] x 512: whole 128 x 128 tiles, the unclamped
- * path), every x row count (OMNI_VK_CM2_MIN_N=0), with OMNI_VK_CM2=1 against the CPU (CM_TOL: the same fp16 operands as matmul_cm, bf16 weights rounded to
- * fp16 once, fp32 sums) and against matmul_cm's result (OMNI_VK_CM2=0): the driver sums the same products in its own
- * order, so a few fp32 ulps of the largest value differ (bound 1e-4 relative, as the x16 comparison). Ragged tiles
- * (clamped loads and stores), cols not a multiple of the K step, split-K planes ({256, 2048, 100}) and accumulation
- * are all in the sweep; each tile shape the switch offers once. Skipped where the device or build lacks it. */
+ * path), every x row count (OMNI_VK_CM2_MIN_N=0), with OMNI_VK_CM2=1 against the CPU (CM_TOL: the same fp16 operands
+ * as matmul_cm, bf16 weights rounded to fp16 once, fp32 sums) and against matmul_cm's result (OMNI_VK_CM2=0): the
+ * driver sums the same products in its own order, so a few fp32 ulps of the largest value differ (bound 1e-4 relative,
+ * as the x16 comparison). Ragged tiles (clamped loads and stores), cols not a multiple of the K step, split-K planes
+ * ({256, 2048, 100}) and accumulation are all in the sweep; each tile shape the switch offers once. Skipped where the
+ * device or build lacks it. */
 TEST(vk_coopmat_cm2) {
-    if (!cm2_offered()) {
-        printf("    SKIP: no NV cooperative matrix 2 GEMM on this device/build\n");
-        return;
-    }
+    REQUIRE_CM2();
     static const int shapes[][3] = { { 128, 64, 64 },  { 200, 72, 70 },   { 130, 520, 129 }, { 256, 2048, 100 },
                                      { 64, 8, 9 },     { 384, 136, 17 },  { 128, 2048, 100 }, { 256, 128, 192 },
                                      { 96, 544, 40 },  { 1024, 2048, 512 } };
@@ -502,10 +507,7 @@ TEST(vk_coopmat_cm2) {
  * the threshold lowered to 64 (OMNI_VK_CM2_SPLIT_BELOW=64) the first two take 128 x 64 tiles instead. Against the
  * CPU (CM_TOL) and matmul_cm (1e-4, as vk_coopmat_cm2). */
 TEST(vk_coopmat_cm2_fill) {
-    if (!cm2_offered()) {
-        printf("    SKIP: no NV cooperative matrix 2 GEMM on this device/build\n");
-        return;
-    }
+    REQUIRE_CM2();
     static const int shapes[][3] = { { 1024, 256, 1024 }, { 1000, 136, 1000 }, { 512, 2048, 512 } };
     setenv("OMNI_VK_MM", "tiled", 1);
     setenv("OMNI_VK_CM2_MIN_N", "0", 1); /* 136 rows: below the default bound */
@@ -522,10 +524,7 @@ TEST(vk_coopmat_cm2_fill) {
  * unclamped path) and the tile-by-size ones of vk_coopmat_cm2_fill (split over K); each decode block (4, 8, 16, 32
  * quants) with the default tile, the default block with each tile of the switch. */
 TEST(vk_coopmat_cm2_q8) {
-    if (!cm2_offered()) {
-        printf("    SKIP: no NV cooperative matrix 2 GEMM on this device/build\n");
-        return;
-    }
+    REQUIRE_CM2();
     static const int shapes[][3] = { { 128, 64, 64 },   { 130, 520, 129 },    { 256, 2048, 100 }, { 64, 32, 9 },
                                      { 128, 2048, 100 }, { 256, 128, 192 },   { 96, 544, 40 },    { 1024, 2048, 512 },
                                      { 1024, 256, 1024 }, { 1000, 160, 1000 }, { 512, 2048, 512 } };
@@ -557,10 +556,7 @@ TEST(vk_coopmat_cm2_q8) {
  * order, so an element may round one fp16 ulp (5e-4 relative) apart: bound 1e-3. One case of whole tiles (gate and
  * up [256 x 512], down [512 x 256]: the unclamped weight loads) against the CPU. */
 TEST(vk_coopmat_cm2_moe) {
-    if (!cm2_offered()) {
-        printf("    SKIP: no NV cooperative matrix 2 GEMM on this device/build\n");
-        return;
-    }
+    REQUIRE_CM2();
     sweep_vs_tol("OMNI_VK_CM2_MOE=0", "OMNI_VK_CM2_MOE=1", NULL, 0, 1, "OMNI_VK_CM2_MOE=1", 1e-3);
     setenv("OMNI_VK_CM2_MOE", "1", 1);
     TV_OPEN(e);

@@ -191,8 +191,9 @@ static void gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_ma
  * Dense MODE-0 products of 512..2048 x rows (CM2_MIN_N, CM2_MAX_N) with f16/bf16 or Q8_0 weights (OMNI_VK_CM2_Q8,
  * below) go to it (OMNI_VK_CM2=0: matmul_cm.comp) where the device has what it needs (vk_caps.cm2: workgroup-scope,
  * flexible-dimension fp16 matrices with tensor addressing; the build has the shader only with GLSLC2, shaders.mk).
- * Activations go through the same cached fp16 copy as OMNI_VK_CM_X16=2 (cm_x16.comp), y must allow 16-byte rows. Tile OMNI_VK_CM2_TILE=BMxBNxBK (weight rows x x rows x columns per
- * step; multiples of the device's granularity), default CM2_TILE. Products with fewer than CM2_SPLIT_BELOW tiles are
+ * Activations go through the same cached fp16 copy as OMNI_VK_CM_X16=2 (cm_x16.comp), y must allow 16-byte rows.
+ * Tile OMNI_VK_CM2_TILE=BMxBNxBK (weight rows x x rows x columns per step; multiples of the device's granularity),
+ * default CM2_TILE. Products with fewer than CM2_SPLIT_BELOW tiles are
  * split over K as matmul_cm's (partial planes, mm_ksum.comp). */
 /* on by default (where the device and build have it): on the H100 every dense projection is faster than on
  * matmul_cm (vulkan_bench gemm, n = 512, ms: q 0.0531 vs 0.0894, k/v 0.0188 vs 0.0393, o 0.0699 vs 0.0860 split 4
