@@ -26,7 +26,10 @@ layout(constant_id = 9) const uint NORM = 0;    // 0: none; 1 + dtype of the RMS
 layout(constant_id = 10) const uint XS = 1;     // NORM: cols / 4 (the shared copy of the normalised x)
 // MODE 1, one token: 0 = the expert of each slot from pc.ids; otherwise every workgroup selects the experts itself
 // from the router logits at pc.lg (route_rank.glsl; bits 0-15 the expert count, bit 16 renormalise) and workgroup
-// (0, 0) writes ids and weights (pc.ids, pc.wts) for the down projection
+// (0, 0) writes ids and weights (pc.ids, pc.wts) for the down projection. Bit 17 (FOLD, the folded router of
+// vk_decode.c): pc.x is the residual row, not yet normalised, and pc.lg the router's two raw halves; every workgroup
+// normalises x itself (NORM = 1 + dtype of the weight at pc.nw), the logits are the raw sum times the norm scale,
+// and workgroup (0, 0) also writes the normalised row (pc.xn) and the logits (pc.lo).
 layout(constant_id = 11) const uint SEL = 0;
 
 #include "reduce.glsl"
@@ -37,10 +40,12 @@ const uint RMAX = 4;
 const uint NVMAX = 8;
 const uint UMAX = 4;
 const uint NR = MODE == 1 ? 2 * RSG : RSG;  // rows in flight: gate+up computes a gate and an up row each
+const bool FOLD = MODE == 1 && (SEL & 0x20000u) != 0u;
 
 float part[RMAX][NVMAX];
 shared float down_part[64 * RMAX];  // MODE 2: per-subgroup sums
 shared vec4 xsh[XS];                // NORM: the normalised x row
+shared vec4 nsh[1u + ((SEL >> 17) & 1u) * (XS - 1u)];  // FOLD: the RMSNorm weight (XS words; else 1)
 uint64_t wr[RMAX], sr[RMAX], xr[NVMAX];
 // the operands (the push constants) and the workgroup
 uint64_t g_w, g_s, g_w2, g_x, g_y;
@@ -90,7 +95,7 @@ void accumulate_vec_x(uint r, uint v, uvec4 wq, uint epv, vec4 x0, vec4 x1, vec4
 // bound the kernel otherwise).
 void accumulate(uint cols, uint nv) {
     uint lane = SG_LANE, step = SG_SIZE;
-    if (VEC == 1 && NV == 1 && NORM == 0) {
+    if (VEC == 1 && NV == 1 && (NORM == 0 || MODE == 1)) {  // MODE 1 with NORM (FOLD): x from xsh
         uint epv = elems_per_vec(WTYPE);
         uint nvec = cols / epv, xpv = epv / 4;
         BufV4 xb = BufV4(xr[0]);
@@ -102,10 +107,10 @@ void accumulate(uint cols, uint nv) {
                 [[unroll]] for (uint r = 0; r < NR; r++) wq[r][u] = BufUV4(wr[r]).v[v + u * step];
             [[unroll]] for (uint u = 0; u < U; u++) {
                 uint xi = (v + u * step) * xpv;
-                xq[u][0] = xb.v[xi];
-                xq[u][1] = xpv >= 2 ? xb.v[xi + 1] : vec4(0);
-                xq[u][2] = xpv == 4 ? xb.v[xi + 2] : vec4(0);
-                xq[u][3] = xpv == 4 ? xb.v[xi + 3] : vec4(0);
+                xq[u][0] = NORM != 0 ? xsh[xi] : xb.v[xi];
+                xq[u][1] = xpv >= 2 ? (NORM != 0 ? xsh[xi + 1] : xb.v[xi + 1]) : vec4(0);
+                xq[u][2] = xpv == 4 ? (NORM != 0 ? xsh[xi + 2] : xb.v[xi + 2]) : vec4(0);
+                xq[u][3] = xpv == 4 ? (NORM != 0 ? xsh[xi + 3] : xb.v[xi + 3]) : vec4(0);
             }
             [[unroll]] for (uint u = 0; u < U; u++)
                 [[unroll]] for (uint r = 0; r < NR; r++)
@@ -113,8 +118,10 @@ void accumulate(uint cols, uint nv) {
         }
         for (; v < nvec; v += step) {
             uint xi = v * xpv;
-            vec4 x0 = xb.v[xi], x1 = xpv >= 2 ? xb.v[xi + 1] : vec4(0);
-            vec4 x2 = xpv == 4 ? xb.v[xi + 2] : vec4(0), x3 = xpv == 4 ? xb.v[xi + 3] : vec4(0);
+            vec4 x0 = NORM != 0 ? xsh[xi] : xb.v[xi];
+            vec4 x1 = xpv >= 2 ? (NORM != 0 ? xsh[xi + 1] : xb.v[xi + 1]) : vec4(0);
+            vec4 x2 = xpv == 4 ? (NORM != 0 ? xsh[xi + 2] : xb.v[xi + 2]) : vec4(0);
+            vec4 x3 = xpv == 4 ? (NORM != 0 ? xsh[xi + 3] : xb.v[xi + 3]) : vec4(0);
             [[unroll]] for (uint r = 0; r < NR; r++) accumulate_vec_x(r, v, BufUV4(wr[r]).v[v], epv, x0, x1, x2, x3);
         }
     } else if (VEC == 1) {
@@ -203,9 +210,33 @@ void rows_main(uint rows_wg, uint rsg) {
     uint rows = g_rows, cols = g_cols;
     uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
     uint row0 = g_wgx * rows_wg;
-    if (MODE == 1 && SEL != 0)
+    if (FOLD) {
+        // the residual row and the norm weight into shared memory (x's sum of squares on the way), the router's raw
+        // halves into the selection's, then x normalised in place (rms_norm.comp's arithmetic: scale =
+        // 1/sqrt(mean(x²) + eps), (x · scale) · w) and the experts selected from the logits raw · scale, which are
+        // router · xn since the router is linear (vk_decode.c, "folded router"). cols % 4 == 0 (the host checks).
+        uint t = gl_LocalInvocationID.x, c4 = cols / 4u;
+        float ss = 0.0f;
+        for (uint i = t; i < c4; i += WG) {
+            vec4 v = BufV4(g_x).v[i];
+            ss += dot(v, v);
+            xsh[i] = v;
+            nsh[i] = vec4(ld_elem(NORM - 1u, pc.nw, pc.nw, 4u * i), ld_elem(NORM - 1u, pc.nw, pc.nw, 4u * i + 1u),
+                          ld_elem(NORM - 1u, pc.nw, pc.nw, 4u * i + 2u), ld_elem(NORM - 1u, pc.nw, pc.nw, 4u * i + 3u));
+        }
+        rr_load(pc.lg, SEL & 0xffffu, true);
+        ss = wg_sum(ss);
+        float scale = 1.0f / sqrt(ss / float(cols) + pc.eps);
+        bool wout = g_wgx == 0u && g_wgy == 0u;
+        for (uint i = t; i < c4; i += WG) {  // each invocation its own words: no barrier before
+            vec4 v = (xsh[i] * scale) * nsh[i];
+            xsh[i] = v;
+            if (wout) BufV4(pc.xn).v[i] = v;
+        }
+        rr_select(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, wout, pc.ids, pc.wts, scale, pc.lo);  // barriers
+    } else if (MODE == 1 && SEL != 0)
         route_rank(pc.lg, SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, g_wgx == 0u && g_wgy == 0u, pc.ids, pc.wts);
-    if (NORM != 0) {  // rms_norm.comp's arithmetic: scale = 1/sqrt(mean(x²) + eps), (x · scale) · w
+    if (NORM != 0 && MODE == 0) {  // rms_norm.comp's arithmetic: scale = 1/sqrt(mean(x²) + eps), (x · scale) · w
         uint t = gl_LocalInvocationID.x;
         BufF32 x = BufF32(g_x);
         float ss = 0.0f;

@@ -48,12 +48,16 @@ layout(constant_id = 7) const uint K = 8;     // MODE 2: slots per token (K <= S
 layout(constant_id = 8) const uint HB = 16;   // MODE 1: rows per workgroup (a multiple of the 16-row h blocks)
 layout(constant_id = 9) const uint SEQ = 1;   // groups of RSG rows per subgroup, one after another (loads pipelined)
 // MODE 1: 0 = the slot's expert from pc.ids; otherwise the workgroup selects the experts from the router logits at
-// pc.lg (route_rank.glsl; bits 0-15 the expert count, bit 16 renormalise), workgroup (0, 0) writes ids and weights
+// pc.lg (route_rank.glsl; bits 0-15 the expert count, bit 16 renormalise), workgroup (0, 0) writes ids and weights.
+// Bit 17 (FOLD, the folded router of vk_decode.c, as in matvec.comp): x is the residual row, lg the router's two raw
+// halves; x is RMS-normalised with the weight at pc.nw (NORM = 1 + its dtype), the logits are the raw sum times the
+// norm scale, and workgroup (0, 0) also writes the normalised row (pc.xn) and the logits (pc.lo).
 layout(constant_id = 10) const uint SEL = 0;
 #define RR_ON SEL
 #include "route_rank.glsl"
 
 const uint NR = MODE == 1u ? 2u * RSG : RSG;       // rows in flight: gate+up loads a gate and an up row each
+const bool FOLD = MODE == 1u && (SEL & 0x20000u) != 0u;
 const uint LPS = MODE == 2u ? SG / K : 1u;         // MODE 2: lanes per slot
 const uint XQS = MODE == 2u ? 1u : XQ;
 
@@ -85,32 +89,32 @@ void load_x(uint64_t xa, out vec4 xr[NXT]) {
     }
 }
 
-// step 2: the loaded x row, RMS-normalised with NORM, as int8 per block of 16 into xq/xd. Four consecutive
-// invocations share a block (one vec4 each; WG % 4 == 0 keeps them in one subgroup). Workgroup 0 writes the
-// normalised row to xn when NORM and xn != 0.
-void stage_x(vec4 xr[NXT], uint cols, uint64_t xn) {
+// the RMSNorm scale of the loaded x row, 1/sqrt(mean(x²) + eps) (rms_norm.comp's arithmetic; a barrier inside)
+float x_scale(vec4 xr[NXT], uint cols) {
+    float ss = 0.0f;
+    [[unroll]] for (uint j = 0; j < NXT; j++) ss += dot(xr[j], xr[j]);
+    ss = subgroupAdd(ss);
+    if (gl_SubgroupInvocationID == 0u) red[gl_SubgroupID] = ss;
+    barrier();
+    float tot = 0.0f;
+    for (uint g = 0; g < gl_NumSubgroups; g++) tot += red[g];
+    return 1.0f / sqrt(tot / float(cols) + pc.eps);
+}
+
+// step 2: the loaded x row, with NORM normalised first ((x · scale) · w, w at nw), as int8 per block of 16 into
+// xq/xd. Four consecutive invocations share a block (one vec4 each; WG % 4 == 0 keeps them in one subgroup).
+// Workgroup (0, 0) writes the normalised row to xn when NORM and xn != 0.
+void stage_x(vec4 xr[NXT], uint64_t xn, uint64_t nw, float scale) {
     uint t = gl_LocalInvocationID.x, nx = XQ * 4u;
-    float scale = 1.0f;
-    if (NORM != 0u) {  // rms_norm.comp's arithmetic: scale = 1/sqrt(mean(x²) + eps), then (x · scale) · w
-        float ss = 0.0f;
-        [[unroll]] for (uint j = 0; j < NXT; j++) ss += dot(xr[j], xr[j]);
-        ss = subgroupAdd(ss);
-        if (gl_SubgroupInvocationID == 0u) red[gl_SubgroupID] = ss;
-        barrier();
-        float tot = 0.0f;
-        for (uint g = 0; g < gl_NumSubgroups; g++) tot += red[g];
-        scale = 1.0f / sqrt(tot / float(cols) + pc.eps);
-    }
-    bool wout = NORM != 0u && gl_WorkGroupID.x == 0u && xn != 0ul;
+    bool wout = NORM != 0u && gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u && xn != 0ul;
     [[unroll]] for (uint j = 0; j < NXT; j++) {
         uint i = t + j * WG;
         bool ok = i < nx;
         vec4 v = xr[j];
         if (NORM != 0u && ok) {
-            vec4 nw = vec4(ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i), ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i + 1u),
-                           ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i + 2u),
-                           ld_elem(NORM - 1u, pc.w2, pc.w2, 4u * i + 3u));
-            v = (v * scale) * nw;
+            vec4 w = vec4(ld_elem(NORM - 1u, nw, nw, 4u * i), ld_elem(NORM - 1u, nw, nw, 4u * i + 1u),
+                          ld_elem(NORM - 1u, nw, nw, 4u * i + 2u), ld_elem(NORM - 1u, nw, nw, 4u * i + 3u));
+            v = (v * scale) * w;
             if (wout) BufV4(xn).v[i] = v;
         }
         vec4 a = abs(v);
@@ -174,9 +178,16 @@ void dense_or_gate_up() {
     load_x(pc.x + (MODE == 1u ? uint64_t(entry / pc.k) * pc.x_stride * 4u : 0ul), xr);
 
     uint64_t w0 = pc.w, s0 = pc.s, w1 = 0ul, s1 = 0ul;
-    if (MODE == 1u && SEL != 0u)  // after x's loads are issued: the selection's latency overlaps them
+    float xscale = 1.0f;
+    if (FOLD) {  // the router's raw halves, x's norm scale, then the selection from raw · scale (= router · xn)
+        rr_load(pc.lg, SEL & 0xffffu, true);
+        xscale = x_scale(xr, cols);
+        rr_select(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u,
+                  pc.ids, pc.wts, xscale, pc.lo);
+    } else if (MODE == 1u && SEL != 0u) {  // after x's loads are issued: the selection's latency overlaps them
         route_rank(pc.lg, SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u,
                    gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u, pc.ids, pc.wts);
+    }
     if (MODE == 1u) {
         int e = SEL != 0u ? int(rr_top_e[entry % pc.k]) : BufI32(pc.ids).v[entry];
         expert(pc.w, e, w0, s0);
@@ -188,8 +199,9 @@ void dense_or_gate_up() {
     float qa[NR][NPL], qb[NR][NPL];
     load_rows(w0, s0, w1, s1, row0, wa, qa);
 
-    // 2. the activations as int8 in shared memory
-    stage_x(xr, cols, MODE == 0u ? pc.ids : 0ul);
+    // 2. the activations as int8 in shared memory (MODE 0 with NORM: the scale after the weight loads are issued)
+    if (MODE == 0u && NORM != 0u) xscale = x_scale(xr, cols);
+    stage_x(xr, MODE == 0u ? pc.ids : pc.xn, MODE == 0u ? pc.w2 : pc.nw, xscale);
 
     // 3. dot products, group by group, the next group's loads issued first
     [[unroll]] for (uint g = 0; g < SEQ; g++) {

@@ -20,21 +20,26 @@ shared uint rr_top_e[RR_ON != 0u ? RR_MAX_K : 1u];
 shared float rr_ms[2];
 #define NEG_RR uintBitsToFloat(0xff800000u)
 
-// The softmax's maximum and sum over the n4 words: subgroup 0 alone with subgroup reductions (every workgroup the
-// same order, so all select alike), or invocation 0 serially in the builds without subgroup operations
-void rr_softmax(uint n4, uint t) {
+// The softmax's maximum and sum over the n4 words of logits s·rr_p4 (s = 1 but for the folded router, whose raw
+// logits wait for the norm scale; lo != 0: these logits are also written there, the ne of them): subgroup 0 alone
+// with subgroup reductions (every workgroup the same order, so all select alike), or invocation 0 serially in the
+// builds without subgroup operations
+void rr_softmax(uint n4, uint t, uint ne, float s, uint64_t lo) {
 #ifndef NO_SUBGROUP
     if (gl_SubgroupID == 0u) {
         uint lane = gl_SubgroupInvocationID, ns = gl_SubgroupSize;
         float m = uintBitsToFloat(0xff800000u);
         for (uint i = lane; i < n4; i += ns) {
-            vec4 l = rr_p4[i];
+            vec4 l = rr_p4[i] * s;
             m = max(m, max(max(l.x, l.y), max(l.z, l.w)));
         }
         m = subgroupMax(m);
         float sum = 0.0f;
         for (uint i = lane; i < n4; i += ns) {
-            vec4 l = rr_p4[i], q;
+            vec4 l = rr_p4[i] * s, q;
+            if (lo != 0ul)
+                [[unroll]] for (uint c = 0u; c < 4u; c++)
+                    if (4u * i + c < ne) BufF32(lo).v[4u * i + c] = l[c];
             [[unroll]] for (uint c = 0u; c < 4u; c++) q[c] = l[c] == NEG_RR ? 0.0f : exp_acc(l[c] - m);
             rr_p4[i] = q;
             sum += (q.x + q.y) + (q.z + q.w);
@@ -46,12 +51,15 @@ void rr_softmax(uint n4, uint t) {
     if (t == 0u) {
         float m = uintBitsToFloat(0xff800000u);
         for (uint i = 0u; i < n4; i++) {
-            vec4 l = rr_p4[i];
+            vec4 l = rr_p4[i] * s;
             m = max(m, max(max(l.x, l.y), max(l.z, l.w)));
         }
         float sum = 0.0f;
         for (uint i = 0u; i < n4; i++) {
-            vec4 l = rr_p4[i], q;
+            vec4 l = rr_p4[i] * s, q;
+            if (lo != 0ul)
+                for (uint c = 0u; c < 4u; c++)
+                    if (4u * i + c < ne) BufF32(lo).v[4u * i + c] = l[c];
             for (uint c = 0u; c < 4u; c++) q[c] = l[c] == NEG_RR ? 0.0f : exp_acc(l[c] - m);
             rr_p4[i] = q;
             sum += (q.x + q.y) + (q.z + q.w);
@@ -61,16 +69,28 @@ void rr_softmax(uint n4, uint t) {
 #endif
 }
 
-void route_rank(uint64_t logits, uint ne, uint k, bool renorm, bool write, uint64_t ids, uint64_t wts) {
+// step 1: the logits into rr_p4 (no barrier). fold: the folded router's raw halves, logits[e] + logits[ne + e]
+// (vk_decode.c), still to be scaled by the norm scale in rr_select.
+void rr_load(uint64_t logits, uint ne, bool fold) {
     uint t = gl_LocalInvocationIndex, nt = gl_WorkGroupSize.x * gl_WorkGroupSize.y * gl_WorkGroupSize.z;
     uint n4 = (ne + 3u) / 4u;
     for (uint i = t; i < n4; i += nt) {
         vec4 l;
-        [[unroll]] for (uint c = 0u; c < 4u; c++) l[c] = 4u * i + c < ne ? BufF32(logits).v[4u * i + c] : NEG_RR;
+        [[unroll]] for (uint c = 0u; c < 4u; c++) {
+            uint e = 4u * i + c;
+            l[c] = e < ne ? (fold ? BufF32(logits).v[e] + BufF32(logits).v[ne + e] : BufF32(logits).v[e]) : NEG_RR;
+        }
         rr_p4[i] = l;
     }
+}
+
+// step 2: softmax of s·rr_p4 and the top-k (s > 0); the writing workgroup stores ids, weights and, with lo != 0, the
+// logits s·rr_p4
+void rr_select(uint ne, uint k, bool renorm, bool write, uint64_t ids, uint64_t wts, float s, uint64_t lo) {
+    uint t = gl_LocalInvocationIndex, nt = gl_WorkGroupSize.x * gl_WorkGroupSize.y * gl_WorkGroupSize.z;
+    uint n4 = (ne + 3u) / 4u;
     barrier();
-    rr_softmax(n4, t);
+    rr_softmax(n4, t, ne, s, write ? lo : 0ul);
     barrier();
     for (uint i = t; i < n4; i += nt) {
         vec4 q = rr_p4[i] / rr_ms[1];
@@ -114,4 +134,9 @@ void route_rank(uint64_t logits, uint ne, uint k, bool renorm, bool write, uint6
             BufF32(wts).v[j] = renorm ? rr_top_p[j] / sum : rr_top_p[j];
         }
     }
+}
+
+void route_rank(uint64_t logits, uint ne, uint k, bool renorm, bool write, uint64_t ids, uint64_t wts) {
+    rr_load(logits, ne, false);
+    rr_select(ne, k, renorm, write, ids, wts, 1.0f, 0ul);
 }

@@ -38,12 +38,15 @@ for s in $steps; do
         OMNI_VK_TRACE=1 timeout 200 "$B/omni" bench --config $CFG --backend vulkan --quant q8_0 -p 512 -n 64 -r 1 \
             --profile > "$O/trace_q8.txt" 2>&1 ;;
     ab)  # A/B of two builds in one call, alternating (decode moves by a few % between runs and machines): carry a
-         # second binary as $B/omni_base; each line: build, quantization, pp512 and tg128 at depths 0 and 4096
+         # second binary as $B/omni_base, or set AB_ENV (e.g. OMNI_VK_ROUTE_FOLD=0) to run this build with those
+         # variables as the base; AB_ARGS replaces the bench lengths; each line: build, quantization, the results
         for q in bf16 q8; do
             qa=; [ $q = q8 ] && qa="--quant q8_0"
             for bin in omni_base omni omni_base omni; do
                 printf '%s %s: ' $bin $q >> "$O/ab.txt"
-                timeout 150 "$B/$bin" bench --config $CFG --backend vulkan $qa -p 512 -n 128 -d 0,4096 -r 3 2>&1 |
+                run="$B/$bin"
+                [ $bin = omni_base ] && [ -n "${AB_ENV:-}" ] && run="env $AB_ENV $B/omni"
+                timeout 150 $run bench --config $CFG --backend vulkan $qa ${AB_ARGS:--p 512 -n 128 -d 0,4096} -r 3 2>&1 |
                     grep -E 'pp512|tg128' | tr -s ' ' | tr '\n' ' ' >> "$O/ab.txt"
                 echo >> "$O/ab.txt"
             done

@@ -872,6 +872,89 @@ static void route_defer_case(tv_env *e, omni_rng *r, ob_dtype t, int n_exp, int 
     free(w), free(nw), free(g), free(u), free(d), free(all), free(x), free(y), free(m);
 }
 
+/* The folded router (vk_decode.c: Rw·x beside the attention, M·a beside o_proj, norm and top-k in the MoE gate+up):
+ * matmul_norm_route then moe_experts on one token, as the thinker's decode calls them (the experts add into the
+ * residual x), against the CPU back-end, with OMNI_VK_ROUTE_FOLD on and off. Afterwards the ids must equal the CPU's
+ * exactly, and the residual, weights, logits and xn agree within tol relative (BF16 1e-5: the fold sums in another
+ * order; Q8_0 on int8 activations where the device has them 2e-2, o_proj's activations rounded to int8). Then the
+ * router weights are replaced in place (the cached fold must lapse) and the pair runs again. */
+static void fold_case(tv_env *e, omni_rng *r, ob_dtype t, ob_dtype ot, int n_exp, int k, int dim, int inter, int oc,
+                      double tol, const char *what) {
+    size_t wb, nb, ob, gb, db;
+    void *w = tv_weights(r, OB_BF16, n_exp, dim, &wb), *nw = tv_weights(r, OB_BF16, 1, dim, &nb);
+    void *wo = tv_weights(r, ot, dim, oc, &ob);
+    void *g = tv_weights(r, t, inter, dim, &gb), *u = tv_weights(r, t, inter, dim, &gb), *d = tv_weights(r, t, dim, inter, &db);
+    size_t per = gb * 2 + db, per_al = (per + 255) / 256 * 256;
+    uint8_t *all = calloc((size_t)n_exp, per_al);
+    for (int ex = 0; ex < n_exp; ex++) { /* distinct experts: a wrong selection shows in the output */
+        memcpy(all + ex * per_al, g, gb);
+        memcpy(all + ex * per_al + gb, u, gb);
+        memcpy(all + ex * per_al + 2 * gb, d, db);
+        if (t == OB_Q8_0) ((int8_t *)(all + ex * per_al))[ex % 32] /= 2;
+        else for (size_t i = 0; i < per / 2; i++) ((uint16_t *)(all + ex * per_al))[i] ^= (uint16_t)(ex & 7);
+    }
+    tv_buf W = tv_new(e, w, wb, 0), N = tv_new(e, nw, nb, 0), O = tv_new(e, wo, ob, 0),
+           A = tv_new(e, all, (size_t)n_exp * per_al, 0);
+    ob_mat wv = ob_mat_make(tv_pv(W, 0), OB_BF16, n_exp, dim), wc = ob_mat_make(tv_pc(W, 0), OB_BF16, n_exp, dim);
+    ob_mat nv = ob_mat_make(tv_pv(N, 0), OB_BF16, 1, dim), nc = ob_mat_make(tv_pc(N, 0), OB_BF16, 1, dim);
+    ob_mat ov = ob_mat_make(tv_pv(O, 0), ot, dim, oc), ocm = ob_mat_make(tv_pc(O, 0), ot, dim, oc);
+    ob_mat *m = tv_expert_mats(A, per_al, gb, t, n_exp, dim, inter), *mc = m + 3 * n_exp;
+    for (int round = 0; round < 3; round++) {
+        if (round == 2) { /* new router weights in the same buffer */
+            free(w);
+            w = tv_weights(r, OB_BF16, n_exp, dim, &wb);
+            e->vk->ops->upload(e->vk, W.v, 0, w, wb);
+            e->cpu->ops->upload(e->cpu, W.c, 0, w, wb);
+        }
+        float *x = malloc((size_t)dim * 4), *a = malloc((size_t)oc * 4);
+        tv_rand(r, x, (size_t)dim, 4.0f);
+        tv_rand(r, a, (size_t)oc, 1.0f);
+        tv_buf X = tv_new(e, x, (size_t)dim * 4, 0), Av = tv_new(e, a, (size_t)oc * 4, 0),
+               L = tv_new(e, NULL, (size_t)n_exp * 4, 0), XN = tv_new(e, NULL, (size_t)dim * 4, 0),
+               I = tv_new(e, NULL, (size_t)k * 4, 0), Wt = tv_new(e, NULL, (size_t)k * 4, 0);
+        e->vk->ops->matmul_norm_route(e->vk, &ov, tv_pv(Av, 0), tv_pv(X, 0), &nv, 1e-6f, &wv, tv_pv(L, 0),
+                                      tv_pv(XN, 0), k, 1, tv_pv(I, 0), tv_pv(Wt, 0));
+        e->vk->ops->moe_experts(e->vk, tv_pv(XN, 0), 1, k, tv_pv(I, 0), tv_pv(Wt, 0), m, m + n_exp, m + 2 * n_exp,
+                                n_exp, tv_pv(X, 0));
+        e->cpu->ops->matmul_norm_route(e->cpu, &ocm, tv_pc(Av, 0), tv_pc(X, 0), &nc, 1e-6f, &wc, tv_pc(L, 0),
+                                       tv_pc(XN, 0), k, 1, tv_pc(I, 0), tv_pc(Wt, 0));
+        e->cpu->ops->moe_experts(e->cpu, tv_pc(XN, 0), 1, k, tv_pc(I, 0), tv_pc(Wt, 0), mc, mc + n_exp,
+                                 mc + 2 * n_exp, n_exp, tv_pc(X, 0));
+        double ex = tv_rel_err(e, X, 0, (size_t)dim), el = tv_rel_err(e, L, 0, (size_t)n_exp),
+               en = tv_rel_err(e, XN, 0, (size_t)dim), ew = tv_rel_err(e, Wt, 0, (size_t)k);
+        int32_t iv[32], ic[32];
+        int dl = e->vk->ops->download(e->vk, I.v, 0, iv, (size_t)k * 4) |
+                 e->cpu->ops->download(e->cpu, I.c, 0, ic, (size_t)k * 4);
+        if (dl || memcmp(iv, ic, (size_t)k * 4) || !(ex >= 0 && ex <= tol && el >= 0 && el <= tol && en >= 0 &&
+                                                     en <= tol && ew >= 0 && ew <= tol))
+            th_fail(__FILE__, __LINE__, "%s %s experts=%d k=%d [%d, %d] o %d round %d: ids %s, x %g logits %g xn %g "
+                    "weights %g", what, ob_dtype_name(t), n_exp, k, dim, inter, oc, round,
+                    memcmp(iv, ic, (size_t)k * 4) ? "differ" : "equal", ex, el, en, ew);
+        tv_buf bufs[] = { X, Av, L, XN, I, Wt };
+        for (unsigned i = 0; i < sizeof bufs / sizeof *bufs; i++) tv_free(e, &bufs[i]);
+        free(x), free(a);
+    }
+    tv_buf bufs[] = { W, N, O, A };
+    for (unsigned i = 0; i < sizeof bufs / sizeof *bufs; i++) tv_free(e, &bufs[i]);
+    free(w), free(nw), free(wo), free(g), free(u), free(d), free(all), free(m);
+}
+
+TEST(vk_route_fold) {
+    setenv("OMNI_VK_MOE", "vec", 1);
+    for (int fold = 1; fold >= 0; fold--) {
+        setenv("OMNI_VK_ROUTE_FOLD", fold ? "1" : "0", 1);
+        TV_OPEN(e);
+        omni_rng r = { 93 };
+        const char *what = fold ? "fold" : "no fold";
+        fold_case(&e, &r, OB_BF16, OB_BF16, 128, 8, 256, 64, 512, 1e-5, what); /* the thinker's routing, o_proj 2x */
+        fold_case(&e, &r, OB_BF16, OB_F32, 12, 3, 64, 32, 100, 1e-5, what);    /* few experts, odd o_proj width */
+        fold_case(&e, &r, OB_Q8_0, OB_Q8_0, 128, 8, 256, 64, 512, 2e-2, what); /* q8_0 experts and o_proj */
+        tv_close(&e);
+    }
+    unsetenv("OMNI_VK_ROUTE_FOLD");
+    unsetenv("OMNI_VK_MOE");
+}
+
 TEST(vk_route_defer) {
     setenv("OMNI_VK_MOE", "vec", 1);
     for (int defer = 1; defer >= 0; defer--) {

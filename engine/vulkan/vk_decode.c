@@ -15,8 +15,10 @@
  *   (see NORM_MATVEC_MAX_ROWS for the measurement).
  *   norm_route: post_attention_layernorm + router + softmax/top-k in one dispatch of router.comp (the last
  *   workgroup to finish selects the experts); otherwise norm_matvec and moe_route.
- *   matmul_norm_route: o_proj + residual chained in front of norm_route in the same dispatch (router_chain,
- *   shaders/chain.glsl: the router's workgroups wait inside the dispatch); OMNI_VK_CHAIN=0: matmul, then norm_route.
+ *   matmul_norm_route: the folded router (below): the router's rows beside the attention and beside o_proj, the
+ *   norm and the top-k in the MoE gate+up; otherwise (OMNI_VK_ROUTE_FOLD=0, shapes it does not take) o_proj +
+ *   residual chained in front of norm_route in the same dispatch (router_chain, shaders/chain.glsl: the router's
+ *   workgroups wait inside the dispatch); OMNI_VK_CHAIN=0: matmul, then norm_route.
  *   qk_norm_rope_kv_attention: for one decode token, qk_norm_rope_kv and attention (qk_rope_kv.comp, attn_split.comp,
  *   attn_combine.comp: three dependent dispatches) in one of attn_decode.comp: split-K over the context with one
  *   workgroup per (key chunk, kv head) serving all q heads of that kv head, the last workgroup of a kv head merging
@@ -189,6 +191,7 @@ static int route_setup(vk_ctx *c, ob_ptr x, const ob_mat *norm, float eps, const
 static void route_defer(vk_ctx *c, ob_ptr logits, int ne, int k, int norm_topk, ob_ptr ids, ob_ptr weights) {
     if (c->base.failed) return;
     c->route_pend.on = 1;
+    c->route_pend.fold = 0;
     c->route_pend.ne = ne, c->route_pend.k = k, c->route_pend.renorm = norm_topk != 0;
     c->route_pend.lg = logits, c->route_pend.ids = ids, c->route_pend.wts = weights;
     c->route_pend.r_lg = vk_rng(vk_addr(logits), (size_t)ne * 4);
@@ -198,17 +201,28 @@ static void route_defer(vk_ctx *c, ob_ptr logits, int ne, int k, int norm_topk, 
 
 int vk_route_touches(const vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
     const vk_range *ri = &c->route_pend.r_ids, *rw = &c->route_pend.r_wts, *rl = &c->route_pend.r_lg;
-    return vk_overlaps(reads, n_reads, *ri) || vk_overlaps(reads, n_reads, *rw) ||
-           vk_overlaps(writes, n_writes, *ri) || vk_overlaps(writes, n_writes, *rw) ||
-           vk_overlaps(writes, n_writes, *rl);
+    if (vk_overlaps(reads, n_reads, *ri) || vk_overlaps(reads, n_reads, *rw) || vk_overlaps(writes, n_writes, *ri) ||
+        vk_overlaps(writes, n_writes, *rw) || vk_overlaps(writes, n_writes, *rl))
+        return 1;
+    /* the folded router owes the logits and xn as well, and computes them from x, its raw halves and the norm */
+    return c->route_pend.fold &&
+           (vk_overlaps(reads, n_reads, *rl) || vk_overlaps(reads, n_reads, c->route_pend.r_xn) ||
+            vk_overlaps(writes, n_writes, c->route_pend.r_xn) || vk_overlaps(writes, n_writes, c->route_pend.r_x) ||
+            vk_overlaps(writes, n_writes, c->route_pend.r_raw) || vk_overlaps(writes, n_writes, c->route_pend.r_nw));
 }
 
 void vk_route_flush(vk_ctx *c) {
     if (!c->route_pend.on) return;
     c->route_pend.on = 0;
     c->route_flushing = 1;
-    vk_op_moe_route(&c->base, c->route_pend.lg, 1, c->route_pend.ne, c->route_pend.k, c->route_pend.renorm,
-                    c->route_pend.ids, c->route_pend.wts);
+    if (c->route_pend.fold) { /* everything the op promised, the direct way (norm_route does not defer while flushing) */
+        ob_mat nm = c->route_pend.norm, wm = c->route_pend.w;
+        vk_op_norm_route(&c->base, c->route_pend.x, &nm, c->route_pend.eps, &wm, c->route_pend.lg, c->route_pend.xn,
+                         c->route_pend.k, c->route_pend.renorm, c->route_pend.ids, c->route_pend.wts);
+    } else {
+        vk_op_moe_route(&c->base, c->route_pend.lg, 1, c->route_pend.ne, c->route_pend.k, c->route_pend.renorm,
+                        c->route_pend.ids, c->route_pend.wts);
+    }
     c->route_flushing = 0;
 }
 
@@ -232,11 +246,149 @@ void vk_op_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, co
     vk_range rd[3], wr[5];
     if (!route_setup(c, x, norm, eps, w, logits, xn, k, norm_topk, ids, weights, &pc, rd, wr)) return;
     uint32_t rpw = route_rows(c), sgs = c->caps.subgroup_size;
-    int defer = c->env.route_defer != 0;
+    int defer = c->env.route_defer != 0 && !c->route_flushing;
     uint32_t spec[9] = { rpw * sgs, (uint32_t)w->dtype, (uint32_t)norm->dtype, npl, sgs, pc.rows, 2, 16, !defer };
     vk_dispatch(c, vk_pipeline(c, SH_ROUTER, spec, 9), &pc, sizeof pc, (pc.rows + rpw - 1) / rpw, 1, 1, rd, 3, wr,
                 5);
     if (defer) route_defer(c, logits, (int)w->rows, k, norm_topk, ids, weights);
+}
+
+/* ---- the folded router -----------------------------------------------------------------------------------------
+ * The decode router's logits are linear in the normalised residual. With x' = x + Wo·a (o_proj and the residual),
+ * s = 1/sqrt(mean(x'²) + eps) and w the post-attention RMSNorm weight:
+ *     logits = R · ((x' · s) ⊙ w) = s · (Rw·x + M·a),   Rw = R ⊙ w (every row times w),  M = Rw · Wo.
+ * So the router needs neither o_proj's result nor the norm: Rw·x (x before o_proj, which nothing writes until then)
+ * runs beside the attention, whose few workgroups leave the GPU mostly idle; M·a beside o_proj, both reading only the
+ * attention output; and the MoE gate+up workgroups, which normalise x' for their own products anyway, scale the raw
+ * sum by s and select the experts (matvec.comp / mvq8.comp FOLD). The router's serial stage after o_proj (norm, then
+ * router rows: router_chain's tail, or a dispatch of its own) leaves the layer's critical path.
+ * Rw and M (fp32: E x (H + Ho), 3 MB per thinker layer) are computed on the device the first time a layer routes
+ * (route_fold.comp), kept per (o_proj, norm, router) and dropped when any of the three is written or freed. The
+ * logits differ from the direct ones by fp32 rounding (sums in another order); the tests compare against the CPU.
+ * The op's promises (logits, xn, ids, weights) stay owed until the gate+up writes them; any other access first
+ * records norm_route (vk_route_flush), which computes them the direct way. OMNI_VK_ROUTE_FOLD=0 turns it off. */
+struct vk_fold {
+    VkDeviceAddress wo, r, nw; /* the source weights */
+    ob_dtype wo_t, r_t, nw_t;
+    uint32_t E, H, HO;
+    ob_buf *buf;     /* Rw [E][H], then M [E][HO], fp32 */
+    vk_range src[3]; /* the source weights' bytes */
+};
+
+static void fold_span(vk_ctx *c) {
+    c->fold_span = (vk_range){ UINT64_MAX, 0 };
+    for (int i = 0; i < c->n_folds; i++)
+        for (int j = 0; j < 3; j++) {
+            if (c->folds[i].src[j].lo < c->fold_span.lo) c->fold_span.lo = c->folds[i].src[j].lo;
+            if (c->folds[i].src[j].hi > c->fold_span.hi) c->fold_span.hi = c->folds[i].src[j].hi;
+        }
+}
+
+void vk_fold_forget(vk_ctx *c, vk_range r) {
+    if (!c->n_folds || !(r.lo < c->fold_span.hi && c->fold_span.lo < r.hi)) return;
+    for (int i = 0; i < c->n_folds;) {
+        if (!vk_overlaps(c->folds[i].src, 3, r)) {
+            i++;
+            continue;
+        }
+        /* out of the list before its buffer is freed (vk_buf_free comes back here) */
+        ob_buf *buf = c->folds[i].buf;
+        c->folds[i] = c->folds[--c->n_folds];
+        fold_span(c);
+        vk_buf_free(&c->base, buf);
+    }
+}
+
+void vk_fold_free_all(vk_ctx *c) {
+    while (c->n_folds > 0) {
+        ob_buf *buf = c->folds[--c->n_folds].buf;
+        vk_buf_free(&c->base, buf);
+    }
+    free(c->folds);
+    c->folds = NULL;
+    c->cap_folds = 0;
+    if (c->fold_raw) vk_buf_free(&c->base, c->fold_raw);
+    c->fold_raw = NULL;
+}
+
+/* the tables of (wo, norm, w), computed on first use; NULL after vk_fail */
+static struct vk_fold *fold_get(vk_ctx *c, const ob_mat *wo, const ob_mat *norm, const ob_mat *w) {
+    VkDeviceAddress wa = vk_addr(wo->data), ra = vk_addr(w->data), na = vk_addr(norm->data);
+    uint32_t E = (uint32_t)w->rows, H = (uint32_t)w->cols, HO = (uint32_t)wo->cols;
+    for (int i = 0; i < c->n_folds; i++) {
+        struct vk_fold *f = &c->folds[i];
+        if (f->wo == wa && f->r == ra && f->nw == na && f->wo_t == wo->dtype && f->r_t == w->dtype &&
+            f->nw_t == norm->dtype && f->E == E && f->H == H && f->HO == HO)
+            return f;
+    }
+    if (c->n_folds == c->cap_folds) {
+        int cap = c->cap_folds ? 2 * c->cap_folds : 64;
+        struct vk_fold *nf = realloc(c->folds, sizeof *nf * (size_t)cap);
+        if (!nf) {
+            vk_fail(c, "matmul_norm_route: out of memory");
+            return NULL;
+        }
+        c->folds = nf;
+        c->cap_folds = cap;
+    }
+    size_t bytes = (size_t)E * ((size_t)H + HO) * 4;
+    ob_buf *buf = vk_alloc(&c->base, bytes);
+    if (!buf) return NULL;
+    VkDeviceAddress ba = buf->blk->addr + buf->off;
+    ob_pc_fold pc = { .wo = wa, .wos = wa + wo->scale_off, .r = ra, .rs = ra + w->scale_off, .nw = na, .rw = ba,
+                      .m = ba + (size_t)E * H * 4, .E = E, .H = H, .HO = HO };
+    vk_range rd[3] = { vk_mat_range(wo), vk_mat_range(w), vk_mat_range(norm) }, wr = vk_rng(ba, bytes);
+    uint32_t spec[3] = { (uint32_t)wo->dtype, (uint32_t)w->dtype, (uint32_t)norm->dtype };
+    vk_dispatch(c, vk_pipeline(c, SH_ROUTE_FOLD, spec, 3), &pc, sizeof pc, (HO + 63) / 64, (E + 31) / 32, 1, rd, 3,
+                &wr, 1);
+    struct vk_fold *f = &c->folds[c->n_folds++];
+    *f = (struct vk_fold){ wa, ra, na, wo->dtype, w->dtype, norm->dtype, E, H, HO, buf, { rd[0], rd[1], rd[2] } };
+    fold_span(c);
+    return f;
+}
+
+/* whether the folded router takes this call (the gate+up kernels' limits: route_rank.glsl's 256 experts and 32
+ * slots, x staged as 16-byte words) */
+static int fold_ok(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob_mat *norm, const ob_mat *w, ob_ptr xn,
+                   int k) {
+    return c->env.route_fold && c->env.route_defer && c->env.fuse && !c->route_flushing && w->rows >= 1 &&
+           w->rows <= 256 && k >= 1 && k <= 32 && k <= w->rows && w->cols % 4 == 0 && wo->rows == w->cols &&
+           wo->cols > 0 && norm_weight_ok(norm, (int)w->cols) && x.buf && xn.buf && a.buf && vk_addr(x) % 16 == 0 &&
+           (w->cols / 32 * 32 == w->cols || w->dtype != OB_Q8_0) && (size_t)w->rows * (w->cols + wo->cols) * 4 <=
+           c->caps.max_storage_range;
+}
+
+static void fold_route(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob_mat *norm, float eps,
+                       const ob_mat *w, ob_ptr logits, ob_ptr xn, int k, int norm_topk, ob_ptr ids, ob_ptr weights) {
+    size_t E = (size_t)w->rows, H = (size_t)w->cols;
+    if (!vk_ptr_ok(c, x, H * 4, "matmul_norm_route x") || !vk_ptr_ok(c, xn, H * 4, "matmul_norm_route xn") ||
+        !vk_ptr_ok(c, logits, E * 4, "matmul_norm_route logits") ||
+        !vk_ptr_ok(c, ids, (size_t)k * 4, "matmul_norm_route ids") ||
+        !vk_ptr_ok(c, weights, (size_t)k * 4, "matmul_norm_route weights"))
+        return;
+    struct vk_fold *f = fold_get(c, wo, norm, w);
+    if (!f) return;
+    if (!c->fold_raw && !(c->fold_raw = vk_alloc(&c->base, 2 * 256 * 4))) return;
+    ob_ptr raw = { c->fold_raw, 0 };
+    ob_mat rw = ob_mat_make((ob_ptr){ f->buf, 0 }, OB_F32, (int64_t)E, (int64_t)H);
+    ob_mat m = ob_mat_make((ob_ptr){ f->buf, E * H * 4 }, OB_F32, (int64_t)E, wo->cols);
+    ob_backend *b = &c->base;
+    vk_op_matmul(b, &rw, x, raw, 1, 0);               /* Rw·x: no barrier after the attention, beside it */
+    vk_op_matmul(b, wo, a, x, 1, 1);                  /* o_proj + residual, after the attention */
+    vk_op_matmul(b, &m, a, ob_at(raw, E * 4), 1, 0);  /* M·a: beside o_proj */
+    if (c->base.failed) return;
+    c->route_pend.on = 1;
+    c->route_pend.fold = 1;
+    c->route_pend.ne = (int)E, c->route_pend.k = k, c->route_pend.renorm = norm_topk != 0;
+    c->route_pend.lg = logits, c->route_pend.ids = ids, c->route_pend.wts = weights;
+    c->route_pend.r_lg = vk_rng(vk_addr(logits), E * 4);
+    c->route_pend.r_ids = vk_rng(vk_addr(ids), (size_t)k * 4);
+    c->route_pend.r_wts = vk_rng(vk_addr(weights), (size_t)k * 4);
+    c->route_pend.x = x, c->route_pend.xn = xn, c->route_pend.norm = *norm, c->route_pend.w = *w;
+    c->route_pend.eps = eps;
+    c->route_pend.raw = vk_addr(raw);
+    c->route_pend.r_x = vk_rng(vk_addr(x), H * 4), c->route_pend.r_xn = vk_rng(vk_addr(xn), H * 4);
+    c->route_pend.r_raw = vk_rng(vk_addr(raw), E * 8), c->route_pend.r_nw = vk_mat_range(norm);
 }
 
 /* ---- matmul_norm_route ------------------------------------------------------------------------------------------ */
@@ -252,6 +404,10 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
     if (c->base.failed) return;
     if (vk_mat_check(c, w, "matmul_norm_route router") != 0 || vk_mat_check(c, wo, "matmul_norm_route o_proj") != 0)
         return;
+    if (fold_ok(c, wo, a, x, norm, w, xn, k)) {
+        fold_route(c, wo, a, x, norm, eps, w, logits, xn, k, norm_topk, ids, weights);
+        return;
+    }
     uint32_t npl = route_npl(c, x, norm, w, xn, k), sgs = c->caps.subgroup_size;
     uint32_t epv_o = wo->dtype == OB_F32 ? 4 : wo->dtype == OB_Q8_0 ? 16 : 8;
     uint32_t npl_o = sgs ? ((uint32_t)wo->cols / epv_o + sgs - 1) / sgs : 0;

@@ -126,6 +126,7 @@ void vk_env_read(vk_env *e) {
     e->chain = env_int("OMNI_VK_CHAIN", 1);
     e->trace = env_int("OMNI_VK_TRACE", 0);
     e->route_defer = env_int("OMNI_VK_ROUTE_DEFER", 1);
+    e->route_fold = env_int("OMNI_VK_ROUTE_FOLD", 1);
 }
 
 const char *vk_result_str(VkResult r) {

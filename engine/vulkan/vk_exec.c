@@ -244,6 +244,8 @@ void vk_hazard_for(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range
     /* a deferred top-k (vk_decode.c) is recorded before anything else touches its logits, ids or weights */
     if (c->route_pend.on && !c->route_flushing && vk_route_touches(c, reads, n_reads, writes, n_writes))
         vk_route_flush(c);
+    /* the folded router's tables (vk_decode.c) lapse when one of their source weights is written */
+    for (int i = 0; i < n_writes && c->n_folds; i++) vk_fold_forget(c, writes[i]);
     /* the fp16 activation copy (vk_coopmat.c) lapses when its source or the copy itself is written */
     if (c->x16.src && (vk_overlaps(writes, n_writes, c->x16.r_src) || vk_overlaps(writes, n_writes, c->x16.r_h)))
         c->x16.src = 0;

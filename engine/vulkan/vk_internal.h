@@ -100,6 +100,8 @@ typedef struct {
  *                          the MoE gate+up workgroups (route_rank.glsl; see vk_route_defer in vk_decode.c)
  *   OMNI_VK_TRACE=1        while profiling (omni bench --profile), also time every dispatch on its own: per kernel and
  *                          grid, the time from the previous dispatch's end to its end (launch and barrier included)
+ *   OMNI_VK_ROUTE_FOLD=0   the decode router after o_proj (router_chain) instead of folded beside it (vk_decode.c,
+ *                          "folded router")
  *   OMNI_VK_CHAIN=0        dependent decode stages as separate dispatches instead of chained in one (chain.glsl: o_proj
  *                          in front of the router) */
 typedef struct {
@@ -122,6 +124,7 @@ typedef struct {
     int trace; /* OMNI_VK_TRACE=1: the profiler also times every dispatch (vk_timing.c) */
     int route_defer; /* OMNI_VK_ROUTE_DEFER: 1 (default) the decode MoE gate+up selects the experts (vk_decode.c) */
     int chain; /* OMNI_VK_CHAIN: 1 (default) o_proj chained in front of the router, 0 none */
+    int route_fold; /* OMNI_VK_ROUTE_FOLD: 1 (default) the decode router folded beside o_proj (vk_decode.c) */
 } vk_env;
 void vk_env_read(vk_env *e);
 
@@ -186,6 +189,7 @@ typedef enum {
     SH_MVQ8,
     SH_ATTN_DECODE,
     SH_ROUTER_CHAIN,
+    SH_ROUTE_FOLD,
     SH_MATMUL_CM2, /* NV cooperative matrix 2 GEMM: only in builds with GLSLC2 (shaders.mk), else no words */
     SH_MATMUL_CM2_MOE, /* its grouped MoE form (matmul_cm2_moe.comp), likewise */
     SH_COUNT
@@ -307,12 +311,24 @@ typedef struct vk_ctx {
     /* OMNI_VK_TRACE=1: each dispatch while profiling is timed on its own, keyed by pipeline and grid */
     /* a decode routing whose top-k is left to the next MoE gate+up (vk_route_defer): the logits are in lg, the ids
      * and weights not written yet; any other access to them records the selection first (vk_route_flush) */
+    /* fold: the folded router (vk_decode.c): the logits are not written either, only the router's raw halves (raw:
+     * Rw·x then M·a, 2·ne floats); xn is owed too, and the gate+up normalises the residual x itself */
     struct {
-        int on, ne, k, renorm;
+        int on, ne, k, renorm, fold;
         ob_ptr lg, ids, wts;
         vk_range r_lg, r_ids, r_wts;
+        ob_ptr x, xn;
+        ob_mat norm, w;
+        float eps;
+        VkDeviceAddress raw;
+        vk_range r_x, r_xn, r_raw, r_nw;
     } route_pend;
     int route_flushing;
+    /* the folded router's per-layer tables (vk_decode.c: Rw and M, fp32), dropped when a source weight changes */
+    struct vk_fold *folds;
+    int n_folds, cap_folds;
+    vk_range fold_span; /* from the lowest to the highest byte of all folds' source weights */
+    ob_buf *fold_raw;   /* the raw halves, 2 x 256 floats */
     struct vk_trace {
         VkPipeline pipe;
         uint32_t gx, gy, gz;
@@ -402,6 +418,9 @@ void vk_op_attention(ob_backend *b, ob_ptr q, ob_ptr kcache, ob_ptr vcache, int 
                      const ob_attn *a);
 /* vk_decode.c: the deferred top-k of a decode routing (route_pend) */
 void vk_route_flush(vk_ctx *c);
+/* the folded router's tables whose source weights overlap r are dropped (a write to r, or r freed) */
+void vk_fold_forget(vk_ctx *c, vk_range r);
+void vk_fold_free_all(vk_ctx *c);
 /* whether any of the n ranges a overlaps r (vk_exec.c) */
 int vk_overlaps(const vk_range *a, int n, vk_range r);
 int vk_route_touches(const vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
@@ -454,13 +473,13 @@ void vk_matvec_dispatch(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec 
 /* the same with the RMSNorm of x fused in front (norm = 1 + the norm weight's dtype; mode 0, one x row) */
 void vk_matvec_dispatch_norm(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y,
                              const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int norm);
-/* the MoE decode pair (gate+up, down) on int8 activations where the device has the integer dot product (vk_ops.c);
- * returns 0 where it does not apply */
 /* whether Q8_0 decode products run against int8 activations (mvq8.comp) on this device and settings */
 int vk_q8_int8_on(vk_ctx *c);
+/* the MoE decode pair (gate+up, down) on int8 activations where the device has the integer dot product (vk_ops.c);
+ * returns 0 where it does not apply. sel: mvq8.comp's SEL; norm: 1 + the norm weight's dtype with SEL's fold bit */
 int vk_moe_q8_pair(vk_ctx *c, ob_dtype gt, ob_dtype dt, int vec_gu, int vec_dn, ob_pc_matvec *gu,
                    const vk_range *rd_gu, int n_rd_gu, ob_pc_matvec *dn, const vk_range *rd_dn, int n_rd_dn,
-                   const vk_range *wr_gu, int n_wr_gu, const vk_range *wr_y, uint32_t sel);
+                   const vk_range *wr_gu, int n_wr_gu, const vk_range *wr_y, uint32_t sel, uint32_t norm);
 void vk_matvec_dispatch_sel(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y,
                             const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int norm,
                             uint32_t sel);

@@ -148,6 +148,14 @@ int ob_vulkan_moe_plan(ob_backend *b, ob_ptr ids, int n, int k, int n_exp, int t
     return c->base.failed ? OMNI_E_BACKEND : 0;
 }
 
+/* whether the decode gate+up can take the folded router's pending state (vk_decode.c): x must be the xn that
+ * matmul_norm_route promised, and the residual row fit the kernels' shared copies (matvec.comp: x and the norm weight,
+ * 32 bytes per element, beside the selection's ~2 KB) */
+static int fold_consumable(vk_ctx *c, ob_ptr x, int64_t dim, int vec) {
+    return vec && vk_addr(x) == vk_addr(c->route_pend.xn) && dim == c->route_pend.w.cols && dim % 4 == 0 &&
+           vk_addr(c->route_pend.x) % 16 == 0 && (size_t)dim * 8 + 4096 <= c->caps.max_shared;
+}
+
 void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr weights, const ob_mat *gate,
                        const ob_mat *up, const ob_mat *down, int n_exp, ob_ptr y) {
     vk_ctx *c = vk_of(b);
@@ -194,28 +202,49 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
         ob_pc_matvec pc = { .w = buf_addr(tg->buf), .w2 = buf_addr(tu->buf), .x = xa, .y = ha, .ids = ia, .wts = wa,
                             .rows = (uint32_t)inter, .cols = (uint32_t)dim, .n = ne, .k = (uint32_t)k,
                             .x_stride = (uint32_t)dim, .y_stride = (uint32_t)inter };
-        vk_range rd1[6] = { r_x, r_ids, r_tab[0], r_tab[1], tg->span, tu->span };
+        vk_range rd1[8] = { r_x, r_ids, r_tab[0], r_tab[1], tg->span, tu->span };
+        int n_rd1 = 6;
         ob_pc_matvec pd = { .w = buf_addr(td->buf), .x = ha, .y = ya, .ids = ia, .wts = wa, .rows = (uint32_t)dim,
                             .cols = (uint32_t)inter, .n = (uint32_t)n, .k = (uint32_t)k, .accumulate = 1,
                             .x_stride = (uint32_t)inter, .y_stride = (uint32_t)dim };
         vk_range rd2[6] = { r_h, r_ids, r_w, r_tab[2], td->span, r_y };
         int vec1 = vec && xa % 16 == 0 && dim % 4 == 0, vec2 = vec && inter % 4 == 0;
         /* the top-k of the router just before, left to these workgroups (vk_decode.c, route_defer): they read its
-         * logits instead of the ids and write ids and weights themselves */
-        uint32_t sel = 0;
-        vk_range wr1[3] = { r_h, r_ids, r_w };
+         * logits instead of the ids and write ids and weights themselves. The folded router (route_pend.fold) leaves
+         * its raw halves and the residual instead: the workgroups normalise the residual themselves (x is then that
+         * row, not xn) and write xn and the logits too. */
+        uint32_t sel = 0, norm = 0;
+        vk_range wr1[5] = { r_h, r_ids, r_w };
+        int n_wr1 = 1;
         if (c->route_pend.on && n == 1 && c->route_pend.k == k && c->route_pend.ne == n_exp &&
-            c->route_pend.r_ids.lo == ia && c->route_pend.r_wts.lo == wa) {
+            c->route_pend.r_ids.lo == ia && c->route_pend.r_wts.lo == wa &&
+            (!c->route_pend.fold || fold_consumable(c, x, dim, vec))) {
             sel = (uint32_t)n_exp | (c->route_pend.renorm ? 0x10000u : 0u);
             pc.lg = vk_addr(c->route_pend.lg);
             rd1[1] = c->route_pend.r_lg;
+            n_wr1 = 3;
+            if (c->route_pend.fold) {
+                sel |= 0x20000u;
+                norm = 1u + (uint32_t)c->route_pend.norm.dtype;
+                pc.x = vk_addr(c->route_pend.x);
+                pc.nw = vk_addr(c->route_pend.norm.data);
+                pc.xn = vk_addr(c->route_pend.xn);
+                pc.lo = vk_addr(c->route_pend.lg);
+                pc.lg = c->route_pend.raw;
+                pc.eps = c->route_pend.eps;
+                rd1[0] = c->route_pend.r_x, rd1[1] = c->route_pend.r_raw, rd1[6] = c->route_pend.r_nw;
+                n_rd1 = 7;
+                wr1[3] = c->route_pend.r_xn, wr1[4] = c->route_pend.r_lg;
+                n_wr1 = 5;
+                vec1 = vec; /* x comes from shared memory (the residual: 16-byte aligned, fold_consumable) */
+            }
             c->route_pend.on = 0; /* owed no longer: the gate+up writes them */
         }
         /* Q8_0 on int8 activations (vk_ops.c; h then holds int8 quants and scales) */
-        if (vk_moe_q8_pair(c, gate[0].dtype, down[0].dtype, vec1, vec2, &pc, rd1, 6, &pd, rd2, 6, wr1, sel ? 3 : 1, &r_y,
-                           sel))
+        if (vk_moe_q8_pair(c, gate[0].dtype, down[0].dtype, vec1, vec2, &pc, rd1, n_rd1, &pd, rd2, 6, wr1, n_wr1, &r_y,
+                           sel, norm))
             return;
-        vk_matvec_dispatch_sel(c, 1, gate[0].dtype, vec1, &pc, ne, rd1, 6, wr1, sel ? 3 : 1, 0, sel);
+        vk_matvec_dispatch_sel(c, 1, gate[0].dtype, vec1, &pc, ne, rd1, n_rd1, wr1, n_wr1, (int)norm, sel);
         vk_matvec_dispatch(c, 2, down[0].dtype, vec2, &pd, (uint32_t)n, rd2, 6, &r_y, 1);
         return;
     }

@@ -13,7 +13,8 @@
 #include "vk_internal.h"
 
 /* sizes as the GLSL std430 push-constant layout has them (64-bit fields first), all within the portable 128 bytes */
-_Static_assert(sizeof(ob_pc_matvec) == 96, "ob_pc_matvec layout");
+_Static_assert(sizeof(ob_pc_matvec) == 120, "ob_pc_matvec layout");
+_Static_assert(sizeof(ob_pc_fold) == 72, "ob_pc_fold layout");
 _Static_assert(sizeof(ob_pc_routerchain) == 128, "ob_pc_routerchain layout");
 _Static_assert(sizeof(ob_pc_matmul) == 80, "ob_pc_matmul layout");
 _Static_assert(sizeof(ob_pc_rows) == 48, "ob_pc_rows layout");
@@ -197,7 +198,7 @@ static int mv_q8(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, co
  * then run matvec.comp). gu/dn: the two push-constant blocks as vk_moe.c fills them for matvec.comp. */
 int vk_moe_q8_pair(vk_ctx *c, ob_dtype gt, ob_dtype dt, int vec_gu, int vec_dn, ob_pc_matvec *gu,
                    const vk_range *rd_gu, int n_rd_gu, ob_pc_matvec *dn, const vk_range *rd_dn, int n_rd_dn,
-                   const vk_range *wr_gu, int n_wr_gu, const vk_range *wr_y, uint32_t sel) {
+                   const vk_range *wr_gu, int n_wr_gu, const vk_range *wr_y, uint32_t sel, uint32_t norm) {
     if (gt != OB_Q8_0 || dt != OB_Q8_0 || !vec_gu || !vec_dn || !q8_ok(c)) return 0;
     uint32_t sgs = c->caps.subgroup_size, inter = gu->rows, dim = gu->cols, k = gu->k, ne = gu->n;
     if (dim % 32 || inter % 32 || gu->x % 16 || dn->x % 16 || k < 1 || k > sgs || dn->cols != inter ||
@@ -226,7 +227,7 @@ int vk_moe_q8_pair(vk_ctx *c, ob_dtype gt, ob_dtype dt, int vec_gu, int vec_dn, 
     if (wg_d > c->caps.max_wg_invocations) return 0;
 
     gu->s = gu->y + (VkDeviceAddress)ne * inter; /* h scales after the quants */
-    uint32_t spec1[11] = { wg, 1, rsg, npl, nvec, 0, sgs, k, hb, seq, sel }; /* sel: mvq8.comp's SEL (0: ids) */
+    uint32_t spec1[11] = { wg, 1, rsg, npl, nvec, norm, sgs, k, hb, seq, sel }; /* sel: mvq8.comp's SEL (0: ids) */
     vk_dispatch(c, vk_pipeline(c, SH_MVQ8, spec1, sel ? 11 : 10), gu, sizeof *gu, (inter + hb - 1) / hb, ne, 1, rd_gu,
                 n_rd_gu, wr_gu, n_wr_gu);
     dn->s = gu->s;
@@ -769,6 +770,7 @@ static void vk_destroy(ob_backend *b) {
             free(c->tables[i].host);
         }
         free(c->tables);
+        vk_fold_free_all(c);
         for (int i = 0; i < c->n_freqs; i++) vk_buf_free(b, c->freqs[i].buf);
         vk_prof_free(c);
         vk_memory_free(c);

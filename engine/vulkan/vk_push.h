@@ -32,14 +32,26 @@
  * = silu(gate)·up. MODE 2 (MoE down): w = down table, x = h[n*k][cols], y[n][rows] += Σ_slot weight·down·h.
  * MODE 0 with the NORM constant (one x row): x is first RMS-normalised with weight w2 and eps; workgroup 0 writes
  * the normalised row to ids (reused as an fp32 address; 0 = nowhere). MODE 1 with the SEL constant: lg = the
- * router's logits, from which the kernel selects the experts itself and writes ids and wts (route_rank.glsl). */
+ * router's logits, from which the kernel selects the experts itself and writes ids and wts (route_rank.glsl).
+ * MODE 1 with SEL's fold bit (the folded router, vk_decode.c): x = the residual row (not yet normalised), nw = the
+ * RMSNorm weight, lg = the router's two raw halves (Rw·x_old, then M·a), lo = where workgroup (0, 0) writes the
+ * logits, xn = where it writes the normalised row. */
 #if !defined(VULKAN) || defined(PC_MATVEC)
 PUSH(ob_pc_matvec) {
-    uint64_t w, s, w2, x, y, ids, wts, lg;
+    uint64_t w, s, w2, x, y, ids, wts, lg, nw, xn, lo;
     uint32_t rows, cols, n, k;
     uint32_t accumulate, x_stride, y_stride;
     float eps;
 } PUSH_END(ob_pc_matvec);
+#endif
+
+/* route_fold.comp: the folded decode router's tables (vk_decode.c): rw[E][H] = r[e][i]·nw[i], m[E][HO] = rw · wo
+ * (wo [H x HO], q8 scales at wos; r [E x H], q8 scales at rs) */
+#if !defined(VULKAN) || defined(PC_FOLD)
+PUSH(ob_pc_fold) {
+    uint64_t wo, wos, r, rs, nw, rw, m;
+    uint32_t E, H, HO, pad;
+} PUSH_END(ob_pc_fold);
 #endif
 
 /* matmul.comp: tiled y[n][rows] (+)= x[n][cols] · Wᵀ. MODE 1 (grouped MoE): each workgroup row picks a tile of
