@@ -27,9 +27,11 @@ layout(constant_id = 10) const uint XS = 1;     // NORM: cols / 4 (the shared co
 // MODE 1, one token: 0 = the expert of each slot from pc.ids; otherwise every workgroup selects the experts itself
 // from the router logits at pc.lg (route_rank.glsl; bits 0-15 the expert count, bit 16 renormalise) and workgroup
 // (0, 0) writes ids and weights (pc.ids, pc.wts) for the down projection. Bit 17 (FOLD, the folded router of
-// vk_decode.c): pc.x is the residual row, not yet normalised, and pc.lg the router's two raw halves; every workgroup
-// normalises x itself (NORM = 1 + dtype of the weight at pc.nw), the logits are the raw sum times the norm scale,
-// and workgroup (0, 0) also writes the normalised row (pc.xn) and the logits (pc.lo).
+// vk_decode.c): pc.x is the residual row, not yet normalised, and pc.lg the router's two raw halves. The experts are
+// ranked by the raw sums (the norm scale s > 0 keeps the order); the products take x ⊙ w (w the RMSNorm weight at
+// pc.nw, NORM = 1 + its dtype) with Σx² gathered on the way, and are scaled by s = 1/sqrt(mean(x²) + eps) at the
+// end (gate·xn = s·(gate·(x ⊙ w))), so no workgroup waits for the norm before its weight loads. Every workgroup
+// writes its slice of the normalised row (pc.xn), and workgroup (0, 0) the logits s·raw (pc.lo), ids and weights.
 layout(constant_id = 11) const uint SEL = 0;
 
 #include "reduce.glsl"
@@ -40,16 +42,33 @@ const uint RMAX = 4;
 const uint NVMAX = 8;
 const uint UMAX = 4;
 const uint NR = MODE == 1 ? 2 * RSG : RSG;  // rows in flight: gate+up computes a gate and an up row each
-const bool FOLD = MODE == 1 && (SEL & 0x20000u) != 0u;
+// FOLD is a macro: Debian 12's glslc mis-optimises a named spec-constant bool used in other constant expressions
+#define FOLD (MODE == 1 && (SEL & 0x20000u) != 0u)
 
 float part[RMAX][NVMAX];
 shared float down_part[64 * RMAX];  // MODE 2: per-subgroup sums
 shared vec4 xsh[XS];                // NORM: the normalised x row
-shared vec4 nsh[1u + ((SEL >> 17) & 1u) * (XS - 1u)];  // FOLD: the RMSNorm weight (XS words; else 1)
 uint64_t wr[RMAX], sr[RMAX], xr[NVMAX];
 // the operands (the push constants) and the workgroup
 uint64_t g_w, g_s, g_w2, g_x, g_y;
 uint g_rows, g_cols, g_xs, g_ys, g_wgx, g_wgy;
+float g_ss;     // FOLD: this lane's share of Σ x² (gathered in the first row group's pass)
+bool g_first;   // FOLD: the first row group's pass
+
+// FOLD: the RMSNorm weight's elements 4·i4 .. 4·i4 + 3 (f32, f16 or bf16; 16- or 8-byte aligned, the host checks)
+vec4 nw4(uint i4) {
+    if (NORM - 1u == VK_WT_F32) return BufV4(pc.nw).v[i4];
+    uvec2 h = BufU2(pc.nw).v[i4];
+    if (NORM - 1u == VK_WT_F16) return vec4(unpackHalf2x16(h.x), unpackHalf2x16(h.y));
+    return vec4(uintBitsToFloat(h.x << 16), uintBitsToFloat(h.x & 0xffff0000u), uintBitsToFloat(h.y << 16),
+                uintBitsToFloat(h.y & 0xffff0000u));
+}
+
+// FOLD: x's 16 bytes at word i as the products take them (x ⊙ w), Σx² gathered in the first pass
+vec4 fold_x(vec4 x, uint i) {
+    if (g_first) g_ss += dot(x, x);
+    return x * nw4(i);
+}
 
 // one 16-byte weight vector v of row r against the x columns
 void accumulate_vec(uint r, uint v, uvec4 wq, uint epv, uint nv) {
@@ -95,7 +114,7 @@ void accumulate_vec_x(uint r, uint v, uvec4 wq, uint epv, vec4 x0, vec4 x1, vec4
 // bound the kernel otherwise).
 void accumulate(uint cols, uint nv) {
     uint lane = SG_LANE, step = SG_SIZE;
-    if (VEC == 1 && NV == 1 && (NORM == 0 || MODE == 1)) {  // MODE 1 with NORM (FOLD): x from xsh
+    if (VEC == 1 && NV == 1 && (NORM == 0 || FOLD)) {
         uint epv = elems_per_vec(WTYPE);
         uint nvec = cols / epv, xpv = epv / 4;
         BufV4 xb = BufV4(xr[0]);
@@ -107,10 +126,12 @@ void accumulate(uint cols, uint nv) {
                 [[unroll]] for (uint r = 0; r < NR; r++) wq[r][u] = BufUV4(wr[r]).v[v + u * step];
             [[unroll]] for (uint u = 0; u < U; u++) {
                 uint xi = (v + u * step) * xpv;
-                xq[u][0] = NORM != 0 ? xsh[xi] : xb.v[xi];
-                xq[u][1] = xpv >= 2 ? (NORM != 0 ? xsh[xi + 1] : xb.v[xi + 1]) : vec4(0);
-                xq[u][2] = xpv == 4 ? (NORM != 0 ? xsh[xi + 2] : xb.v[xi + 2]) : vec4(0);
-                xq[u][3] = xpv == 4 ? (NORM != 0 ? xsh[xi + 3] : xb.v[xi + 3]) : vec4(0);
+                xq[u][0] = xb.v[xi];
+                xq[u][1] = xpv >= 2 ? xb.v[xi + 1] : vec4(0);
+                xq[u][2] = xpv == 4 ? xb.v[xi + 2] : vec4(0);
+                xq[u][3] = xpv == 4 ? xb.v[xi + 3] : vec4(0);
+                if (FOLD)
+                    [[unroll]] for (uint q = 0; q < xpv; q++) xq[u][q] = fold_x(xq[u][q], xi + q);
             }
             [[unroll]] for (uint u = 0; u < U; u++)
                 [[unroll]] for (uint r = 0; r < NR; r++)
@@ -118,10 +139,13 @@ void accumulate(uint cols, uint nv) {
         }
         for (; v < nvec; v += step) {
             uint xi = v * xpv;
-            vec4 x0 = NORM != 0 ? xsh[xi] : xb.v[xi];
-            vec4 x1 = xpv >= 2 ? (NORM != 0 ? xsh[xi + 1] : xb.v[xi + 1]) : vec4(0);
-            vec4 x2 = xpv == 4 ? (NORM != 0 ? xsh[xi + 2] : xb.v[xi + 2]) : vec4(0);
-            vec4 x3 = xpv == 4 ? (NORM != 0 ? xsh[xi + 3] : xb.v[xi + 3]) : vec4(0);
+            vec4 x0 = xb.v[xi], x1 = xpv >= 2 ? xb.v[xi + 1] : vec4(0);
+            vec4 x2 = xpv == 4 ? xb.v[xi + 2] : vec4(0), x3 = xpv == 4 ? xb.v[xi + 3] : vec4(0);
+            if (FOLD) {
+                x0 = fold_x(x0, xi);
+                if (xpv >= 2) x1 = fold_x(x1, xi + 1);
+                if (xpv == 4) x2 = fold_x(x2, xi + 2), x3 = fold_x(x3, xi + 3);
+            }
             [[unroll]] for (uint r = 0; r < NR; r++) accumulate_vec_x(r, v, BufUV4(wr[r]).v[v], epv, x0, x1, x2, x3);
         }
     } else if (VEC == 1) {
@@ -210,30 +234,9 @@ void rows_main(uint rows_wg, uint rsg) {
     uint rows = g_rows, cols = g_cols;
     uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
     uint row0 = g_wgx * rows_wg;
-    if (FOLD) {
-        // the residual row and the norm weight into shared memory (x's sum of squares on the way), the router's raw
-        // halves into the selection's, then x normalised in place (rms_norm.comp's arithmetic: scale =
-        // 1/sqrt(mean(x²) + eps), (x · scale) · w) and the experts selected from the logits raw · scale, which are
-        // router · xn since the router is linear (vk_decode.c, "folded router"). cols % 4 == 0 (the host checks).
-        uint t = gl_LocalInvocationID.x, c4 = cols / 4u;
-        float ss = 0.0f;
-        for (uint i = t; i < c4; i += WG) {
-            vec4 v = BufV4(g_x).v[i];
-            ss += dot(v, v);
-            xsh[i] = v;
-            nsh[i] = vec4(ld_elem(NORM - 1u, pc.nw, pc.nw, 4u * i), ld_elem(NORM - 1u, pc.nw, pc.nw, 4u * i + 1u),
-                          ld_elem(NORM - 1u, pc.nw, pc.nw, 4u * i + 2u), ld_elem(NORM - 1u, pc.nw, pc.nw, 4u * i + 3u));
-        }
+    if (FOLD) {  // the router's raw halves, ranked as they are (s > 0 comes later)
         rr_load(pc.lg, SEL & 0xffffu, true);
-        ss = wg_sum(ss);
-        float scale = 1.0f / sqrt(ss / float(cols) + pc.eps);
-        bool wout = g_wgx == 0u && g_wgy == 0u;
-        for (uint i = t; i < c4; i += WG) {  // each invocation its own words: no barrier before
-            vec4 v = (xsh[i] * scale) * nsh[i];
-            xsh[i] = v;
-            if (wout) BufV4(pc.xn).v[i] = v;
-        }
-        rr_select(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, wout, pc.ids, pc.wts, scale, pc.lo);  // barriers
+        rr_select_raw(SEL & 0xffffu, pc.k);
     } else if (MODE == 1 && SEL != 0)
         route_rank(pc.lg, SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, g_wgx == 0u && g_wgy == 0u, pc.ids, pc.wts);
     if (NORM != 0 && MODE == 0) {  // rms_norm.comp's arithmetic: scale = 1/sqrt(mean(x²) + eps), (x · scale) · w
@@ -254,6 +257,9 @@ void rows_main(uint rows_wg, uint rsg) {
         }
         barrier();
     }
+    g_ss = 0.0f;
+    g_first = true;
+    float fscale = 1.0f;  // FOLD: the norm scale, known after the first row group
     for (uint rbase = SG_ID * rsg; rbase < rows_wg; rbase += N_SG * rsg) {
         zero_part();
         uint nv = 1;
@@ -287,10 +293,14 @@ void rows_main(uint rows_wg, uint rsg) {
 
         // reduce and write
         uint lane = SG_LANE;
+        if (FOLD && g_first) {  // every lane of every subgroup summed the same x in the same order: the same scale
+            fscale = 1.0f / sqrt(sg_sum(g_ss) / float(cols) + pc.eps);
+            g_first = false;
+        }
         if (MODE != 0) {
             [[unroll]] for (uint r = 0; r < RSG; r++) {
-                float g = sg_sum(part[r][0]);
-                float u = sg_sum(part[r + RSG][0]);
+                float g = sg_sum(part[r][0]) * fscale;
+                float u = sg_sum(part[r + RSG][0]) * fscale;
                 uint row = row0 + rbase + r;
                 if (lane == 0 && row < rows) BufF32(g_y).v[g_wgy * g_ys + row] = silu(g) * u;
             }
@@ -308,6 +318,16 @@ void rows_main(uint rows_wg, uint rsg) {
                 }
             }
         }
+    }
+    if (FOLD) {
+        // this workgroup's slice of the normalised row (rms_norm.comp's arithmetic: (x · scale) · w), then the
+        // routing's outputs from workgroup (0, 0)
+        uint nwg = gl_NumWorkGroups.x * gl_NumWorkGroups.y, wid = g_wgy * gl_NumWorkGroups.x + g_wgx;
+        uint per = (cols + nwg - 1u) / nwg, end = min(cols, (wid + 1u) * per);
+        for (uint i = wid * per + gl_LocalInvocationID.x; i < end; i += WG)
+            BufF32(pc.xn).v[i] = (BufF32(g_x).v[i] * fscale) * ld_elem(NORM - 1u, pc.nw, pc.nw, i);
+        if (g_wgx == 0u && g_wgy == 0u)
+            rr_finish(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, pc.ids, pc.wts, fscale, pc.lo);
     }
 }
 

@@ -50,14 +50,16 @@ layout(constant_id = 9) const uint SEQ = 1;   // groups of RSG rows per subgroup
 // MODE 1: 0 = the slot's expert from pc.ids; otherwise the workgroup selects the experts from the router logits at
 // pc.lg (route_rank.glsl; bits 0-15 the expert count, bit 16 renormalise), workgroup (0, 0) writes ids and weights.
 // Bit 17 (FOLD, the folded router of vk_decode.c, as in matvec.comp): x is the residual row, lg the router's two raw
-// halves; x is RMS-normalised with the weight at pc.nw (NORM = 1 + its dtype), the logits are the raw sum times the
-// norm scale, and workgroup (0, 0) also writes the normalised row (pc.xn) and the logits (pc.lo).
+// halves, ranked as they are (the norm scale s > 0 keeps the order). The activations quantized are x ⊙ w (w the
+// RMSNorm weight at pc.nw, NORM = 1 + its dtype; the int8 rounding is the same for any positive scale), the products
+// are scaled by s = 1/sqrt(mean(x²) + eps) afterwards, and workgroup (0, 0) also writes the normalised row (pc.xn),
+// the logits s·raw (pc.lo), ids and weights.
 layout(constant_id = 10) const uint SEL = 0;
 #define RR_ON SEL
 #include "route_rank.glsl"
 
 const uint NR = MODE == 1u ? 2u * RSG : RSG;       // rows in flight: gate+up loads a gate and an up row each
-const bool FOLD = MODE == 1u && (SEL & 0x20000u) != 0u;
+#define FOLD (MODE == 1u && (SEL & 0x20000u) != 0u)  // a macro, as in matvec.comp
 const uint LPS = MODE == 2u ? SG / K : 1u;         // MODE 2: lanes per slot
 const uint XQS = MODE == 2u ? 1u : XQ;
 
@@ -103,7 +105,8 @@ float x_scale(vec4 xr[NXT], uint cols) {
 
 // step 2: the loaded x row, with NORM normalised first ((x · scale) · w, w at nw), as int8 per block of 16 into
 // xq/xd. Four consecutive invocations share a block (one vec4 each; WG % 4 == 0 keeps them in one subgroup).
-// Workgroup (0, 0) writes the normalised row to xn when NORM and xn != 0.
+// Workgroup (0, 0) writes the normalised row to xn when NORM and xn != 0. FOLD: x ⊙ w is quantized (the products
+// take the scale afterwards); xn is still the normalised row.
 void stage_x(vec4 xr[NXT], uint64_t xn, uint64_t nw, float scale) {
     uint t = gl_LocalInvocationID.x, nx = XQ * 4u;
     bool wout = NORM != 0u && gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u && xn != 0ul;
@@ -114,8 +117,8 @@ void stage_x(vec4 xr[NXT], uint64_t xn, uint64_t nw, float scale) {
         if (NORM != 0u && ok) {
             vec4 w = vec4(ld_elem(NORM - 1u, nw, nw, 4u * i), ld_elem(NORM - 1u, nw, nw, 4u * i + 1u),
                           ld_elem(NORM - 1u, nw, nw, 4u * i + 2u), ld_elem(NORM - 1u, nw, nw, 4u * i + 3u));
-            v = (v * scale) * w;
-            if (wout) BufV4(xn).v[i] = v;
+            if (wout) BufV4(xn).v[i] = (v * scale) * w;
+            v = FOLD ? v * w : (v * scale) * w;
         }
         vec4 a = abs(v);
         float m = max(max(a.x, a.y), max(a.z, a.w));
@@ -179,11 +182,9 @@ void dense_or_gate_up() {
 
     uint64_t w0 = pc.w, s0 = pc.s, w1 = 0ul, s1 = 0ul;
     float xscale = 1.0f;
-    if (FOLD) {  // the router's raw halves, x's norm scale, then the selection from raw · scale (= router · xn)
+    if (FOLD) {  // the router's raw halves, ranked as they are (the norm scale comes after the weight loads)
         rr_load(pc.lg, SEL & 0xffffu, true);
-        xscale = x_scale(xr, cols);
-        rr_select(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u,
-                  pc.ids, pc.wts, xscale, pc.lo);
+        rr_select_raw(SEL & 0xffffu, pc.k);
     } else if (MODE == 1u && SEL != 0u) {  // after x's loads are issued: the selection's latency overlaps them
         route_rank(pc.lg, SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u,
                    gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u, pc.ids, pc.wts);
@@ -199,8 +200,8 @@ void dense_or_gate_up() {
     float qa[NR][NPL], qb[NR][NPL];
     load_rows(w0, s0, w1, s1, row0, wa, qa);
 
-    // 2. the activations as int8 in shared memory (MODE 0 with NORM: the scale after the weight loads are issued)
-    if (MODE == 0u && NORM != 0u) xscale = x_scale(xr, cols);
+    // 2. the activations as int8 in shared memory (with NORM: the scale after the weight loads are issued)
+    if (NORM != 0u) xscale = x_scale(xr, cols);
     stage_x(xr, MODE == 0u ? pc.ids : pc.xn, MODE == 0u ? pc.w2 : pc.nw, xscale);
 
     // 3. dot products, group by group, the next group's loads issued first
@@ -216,7 +217,8 @@ void dense_or_gate_up() {
         [[unroll]] for (uint r = 0; r < RSG; r++) {
             uint row = row0 + g * RSG + r;
             if (MODE == 1u) {
-                hsh[sg * RSG * SEQ + g * RSG + r] = silu(acc[r]) * acc[RSG + r];
+                float gs = FOLD ? acc[r] * xscale : acc[r], us = FOLD ? acc[RSG + r] * xscale : acc[RSG + r];
+                hsh[sg * RSG * SEQ + g * RSG + r] = silu(gs) * us;
             } else if (row < rows) {
                 BufF32 y = BufF32(pc.y + uint64_t(row) * 4u);
                 y.v[0] = pc.accumulate != 0u ? y.v[0] + acc[r] : acc[r];
@@ -241,7 +243,8 @@ void dense_or_gate_up() {
             BufU32(pc.y).v[o / 4u] = pack_q8(ivec4(round(h * id)));
             if ((t & 3u) == 0u) BufF32(pc.s).v[o / 16u] = m / 127.0f;
         }
-    }
+    }    if (FOLD && gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u)
+        rr_finish(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, pc.ids, pc.wts, xscale, pc.lo);
 }
 
 // MODE 2: the lane's NPL vectors (and scales) of rows row0 .. row0 + RSG - 1 of its slot's expert (dw, ds)

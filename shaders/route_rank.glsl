@@ -84,22 +84,11 @@ void rr_load(uint64_t logits, uint ne, bool fold) {
     }
 }
 
-// step 2: softmax of s·rr_p4 and the top-k (s > 0); the writing workgroup stores ids, weights and, with lo != 0, the
-// logits s·rr_p4
-void rr_select(uint ne, uint k, bool renorm, bool write, uint64_t ids, uint64_t wts, float s, uint64_t lo) {
+// rank of expert e over the values in rr_p4: the experts with a larger value, or an equal one at a lower index
+// (16-byte shared loads, four words per step so their latencies overlap); the first k into rr_top_p / rr_top_e
+void rr_rank(uint ne, uint k) {
     uint t = gl_LocalInvocationIndex, nt = gl_WorkGroupSize.x * gl_WorkGroupSize.y * gl_WorkGroupSize.z;
     uint n4 = (ne + 3u) / 4u;
-    barrier();
-    rr_softmax(n4, t, ne, s, write ? lo : 0ul);
-    barrier();
-    for (uint i = t; i < n4; i += nt) {
-        vec4 q = rr_p4[i] / rr_ms[1];
-        [[unroll]] for (uint c = 0u; c < 4u; c++) q[c] = 4u * i + c < ne ? q[c] : -1.0f;
-        rr_p4[i] = q;
-    }
-    barrier();
-    // rank of expert e: the experts with a larger probability, or an equal one at a lower index (16-byte shared
-    // loads, four words per step so their latencies overlap)
     for (uint e = t; e < ne; e += nt) {
         float p = rr_p4[e / 4u][e % 4u];
         uint rank = 0u;
@@ -125,6 +114,23 @@ void rr_select(uint ne, uint k, bool renorm, bool write, uint64_t ids, uint64_t 
             rr_top_e[rank] = e;
         }
     }
+}
+
+// step 2: softmax of s·rr_p4 and the top-k (s > 0); the writing workgroup stores ids, weights and, with lo != 0, the
+// logits s·rr_p4
+void rr_select(uint ne, uint k, bool renorm, bool write, uint64_t ids, uint64_t wts, float s, uint64_t lo) {
+    uint t = gl_LocalInvocationIndex, nt = gl_WorkGroupSize.x * gl_WorkGroupSize.y * gl_WorkGroupSize.z;
+    uint n4 = (ne + 3u) / 4u;
+    barrier();
+    rr_softmax(n4, t, ne, s, write ? lo : 0ul);
+    barrier();
+    for (uint i = t; i < n4; i += nt) {
+        vec4 q = rr_p4[i] / rr_ms[1];
+        [[unroll]] for (uint c = 0u; c < 4u; c++) q[c] = 4u * i + c < ne ? q[c] : -1.0f;
+        rr_p4[i] = q;
+    }
+    barrier();
+    rr_rank(ne, k);
     barrier();
     if (write && t == 0u) {
         float sum = 0.0f;
@@ -132,6 +138,36 @@ void rr_select(uint ne, uint k, bool renorm, bool write, uint64_t ids, uint64_t 
         for (uint j = 0u; j < k; j++) {
             BufI32(ids).v[j] = int(rr_top_e[j]);
             BufF32(wts).v[j] = renorm ? rr_top_p[j] / sum : rr_top_p[j];
+        }
+    }
+}
+
+// The folded router (vk_decode.c) in the matvec.comp gate+up: the experts are ranked by the raw logits straight
+// from rr_load, since the norm scale s > 0 keeps their order (softmax too, up to ties that exp's rounding would
+// create); the scale is known only after the products. Then the writing workgroup alone (rr_finish, uniform control
+// flow): softmax of s·raw, the logits to lo, ids and weights of the selection.
+void rr_select_raw(uint ne, uint k) {
+    barrier();
+    rr_rank(ne, k);
+    barrier();
+}
+
+void rr_finish(uint ne, uint k, bool renorm, uint64_t ids, uint64_t wts, float s, uint64_t lo) {
+    uint t = gl_LocalInvocationIndex, n4 = (ne + 3u) / 4u;
+    barrier();
+    rr_softmax(n4, t, ne, s, lo);  // rr_p4 = e^(s·raw - m), rr_ms[1] = the sum
+    barrier();
+    if (t == 0u) {
+        float p[RR_ON != 0u ? RR_MAX_K : 1u];
+        float sum = 0.0f;
+        for (uint j = 0u; j < k; j++) {
+            uint e = rr_top_e[j];
+            p[j] = rr_p4[e / 4u][e % 4u] / rr_ms[1];
+            sum += p[j];
+        }
+        for (uint j = 0u; j < k; j++) {
+            BufI32(ids).v[j] = int(rr_top_e[j]);
+            BufF32(wts).v[j] = renorm ? p[j] / sum : p[j];
         }
     }
 }

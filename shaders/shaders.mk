@@ -14,7 +14,7 @@ SHADER_NEW   := matmul_cm2 matmul_cm2_moe
 SHADER_NAMES := $(filter-out $(SHADER_NEW),$(basename $(notdir $(wildcard shaders/*.comp))))
 # tensor-core GEMM tile shapes besides matmul_cm's 128 x 64 (weight rows x x rows; vk_coopmat.c picks one)
 MATMUL_CM_TILES := 128x32 256x32 256x64 128x128
-SHADER_NOSG  := matvec rms_norm attn_split moe_route qk_rope_kv
+SHADER_NOSG  := matvec rms_norm attn_split moe_route qk_rope_kv mv_rows
 # and the fp16-activation build of every shape (128x64 included): _x16
 MATMUL_CM_VARIANTS := $(foreach t,128x64 $(MATMUL_CM_TILES),matmul_cm_$(t)_x16)
 SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _nosg,$(SHADER_NOSG)) matmul_big \

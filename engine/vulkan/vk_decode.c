@@ -358,6 +358,23 @@ static int fold_ok(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob_mat
            c->caps.max_storage_range;
 }
 
+/* y[r] = W[r] · x for the rows fp32 rows of W at wa (mv_rows.comp: a workgroup per row; matmul where x is not
+ * 16-byte aligned) */
+static void fold_rows(vk_ctx *c, VkDeviceAddress wa, ob_buf *wbuf, size_t woff, uint32_t rows, uint32_t cols,
+                      ob_ptr x, ob_ptr y) {
+    uint32_t wg = 256, npl = (cols / 4 + wg - 1) / wg;
+    if (vk_addr(x) % 16 || cols % 4 || npl > 16) {
+        ob_mat m = ob_mat_make((ob_ptr){ wbuf, woff }, OB_F32, rows, cols);
+        vk_op_matmul(&c->base, &m, x, y, 1, 0);
+        return;
+    }
+    ob_pc_matvec pc = { .w = wa, .x = vk_addr(x), .y = vk_addr(y), .rows = rows, .cols = cols, .n = 1, .k = 1 };
+    vk_range rd[2] = { vk_rng(wa, (size_t)rows * cols * 4), vk_rng(pc.x, (size_t)cols * 4) };
+    vk_range wr = vk_rng(pc.y, (size_t)rows * 4);
+    uint32_t spec[2] = { wg, npl };
+    vk_dispatch(c, vk_pipeline(c, SH_MV_ROWS, spec, 2), &pc, sizeof pc, rows, 1, 1, rd, 2, &wr, 1);
+}
+
 static void fold_route(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob_mat *norm, float eps,
                        const ob_mat *w, ob_ptr logits, ob_ptr xn, int k, int norm_topk, ob_ptr ids, ob_ptr weights) {
     size_t E = (size_t)w->rows, H = (size_t)w->cols;
@@ -370,12 +387,10 @@ static void fold_route(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob
     if (!f) return;
     if (!c->fold_raw && !(c->fold_raw = vk_alloc(&c->base, 2 * 256 * 4))) return;
     ob_ptr raw = { c->fold_raw, 0 };
-    ob_mat rw = ob_mat_make((ob_ptr){ f->buf, 0 }, OB_F32, (int64_t)E, (int64_t)H);
-    ob_mat m = ob_mat_make((ob_ptr){ f->buf, E * H * 4 }, OB_F32, (int64_t)E, wo->cols);
-    ob_backend *b = &c->base;
-    vk_op_matmul(b, &rw, x, raw, 1, 0);               /* Rw·x: no barrier after the attention, beside it */
-    vk_op_matmul(b, wo, a, x, 1, 1);                  /* o_proj + residual, after the attention */
-    vk_op_matmul(b, &m, a, ob_at(raw, E * 4), 1, 0);  /* M·a: beside o_proj */
+    VkDeviceAddress fa = f->buf->blk->addr + f->buf->off;
+    fold_rows(c, fa, f->buf, 0, (uint32_t)E, (uint32_t)H, x, raw);   /* Rw·x: no barrier after the attention */
+    vk_op_matmul(&c->base, wo, a, x, 1, 1);                          /* o_proj + residual, after the attention */
+    fold_rows(c, fa + E * H * 4, f->buf, E * H * 4, (uint32_t)E, (uint32_t)wo->cols, a, ob_at(raw, E * 4)); /* M·a */
     if (c->base.failed) return;
     c->route_pend.on = 1;
     c->route_pend.fold = 1;

@@ -149,11 +149,11 @@ int ob_vulkan_moe_plan(ob_backend *b, ob_ptr ids, int n, int k, int n_exp, int t
 }
 
 /* whether the decode gate+up can take the folded router's pending state (vk_decode.c): x must be the xn that
- * matmul_norm_route promised, and the residual row fit the kernels' shared copies (matvec.comp: x and the norm weight,
- * 32 bytes per element, beside the selection's ~2 KB) */
+ * matmul_norm_route promised, the residual row and the norm weight aligned for the kernels' vector loads */
 static int fold_consumable(vk_ctx *c, ob_ptr x, int64_t dim, int vec) {
+    VkDeviceAddress nw = vk_addr(c->route_pend.norm.data);
     return vec && vk_addr(x) == vk_addr(c->route_pend.xn) && dim == c->route_pend.w.cols && dim % 4 == 0 &&
-           vk_addr(c->route_pend.x) % 16 == 0 && (size_t)dim * 8 + 4096 <= c->caps.max_shared;
+           vk_addr(c->route_pend.x) % 16 == 0 && nw % (c->route_pend.norm.dtype == OB_F32 ? 16 : 8) == 0;
 }
 
 void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr weights, const ob_mat *gate,

@@ -285,7 +285,7 @@ void vk_matvec_dispatch_sel(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_mat
     uint32_t cvt = c->env.mv_cvt >= 0 ? (uint32_t)c->env.mv_cvt : 1;
     /* norm: 1 + the RMSNorm weight's dtype (fused norm, x staged in shared memory as cols/4 vec4), 0 = none */
     uint32_t spec[12] = { wg, (uint32_t)wt, rsg, nv, (uint32_t)mode, (uint32_t)vec, rows_wg, unroll, cvt,
-                          (uint32_t)norm, norm ? (pc->cols + 3) / 4 : 1, mode == 1 ? sel : 0 };
+                          (uint32_t)norm, norm && mode == 0 ? (pc->cols + 3) / 4 : 1, mode == 1 ? sel : 0 };
     VkPipeline p = vk_pipeline(c, SH_MATVEC, spec, spec[11] ? 12 : 11);
     uint32_t gx = (pc->rows + rows_wg - 1) / rows_wg;
     if (mode == 0) groups_y = (pc->n + nv - 1) / nv;

@@ -45,6 +45,8 @@
 #include "router.h"
 #include "router_chain.h"
 #include "route_fold.h"
+#include "mv_rows.h"
+#include "mv_rows_nosg.h"
 #if OMNI_HAVE_SHADERS2 /* built by the newer compiler (GLSLC2) when the build has it */
 #include "matmul_cm2.h"
 #include "matmul_cm2_moe.h"
@@ -95,6 +97,7 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_ATTN_DECODE] = { SPV(attn_decode) },
     [SH_ROUTER_CHAIN] = { SPV(router_chain) },
     [SH_ROUTE_FOLD] = { SPV(route_fold) },
+    [SH_MV_ROWS] = { SPV2(mv_rows) },
     [SH_MATMUL_CM2] = { SPV_NEW(matmul_cm2) },
     [SH_MATMUL_CM2_MOE] = { SPV_NEW(matmul_cm2_moe) },
 };
