@@ -72,6 +72,10 @@ layout(constant_id = 1) const uint WTYPE = 0;
 // t/s, same card and run; the experts' GEMMs 7% slower without it). Do not "simplify" without measuring.
 layout(constant_id = 2) const uint SKIP = 0;
 layout(constant_id = 6) const uint MODE = 0;
+// OUT16 = 1 (MODE 1 of the fp16 builds: the grouped experts' down projection): y is written as fp16 (y_stride in
+// halves), clamped to the fp16 range as f2h, never accumulated; moe_combine.comp reads it (half the bytes of fp32
+// partials written here and read there)
+layout(constant_id = 3) const uint OUT16 = 0;
 
 shared uvec4 ws[BM * STR];  // ws[r][k]: read as the column-major K × N operand
 shared uvec4 xs[BN * STR];  // xs[t][k]: the row-major M × K operand
@@ -223,15 +227,20 @@ void main() {
     // fragment (i, j): x rows wn·ST + 16·i, weight rows m0 + wm·SR + 16·j. Whole fragments go straight to y (which
     // needs 16-byte aligned rows there); when accumulating they start from y's values.
 #if CM_X16
-    // MODE 2 writes fp16 (16-byte aligned rows: y_stride a multiple of 8 halves) and never accumulates
-    bool direct_ok = (ybase & 15u) == 0u && (pc.y_stride & (MODE == 2 ? 7u : 3u)) == 0u;
+    // MODE 2 (and MODE 1 with OUT16) writes fp16 (16-byte aligned rows: y_stride a multiple of 8 halves) and never
+    // accumulates
+    // (a variable: Debian's glslc fails to optimize this as a constant expression of spec constants; the driver
+    // folds it once they are specialised)
+    bool H16 = MODE == 2;
+    if (MODE == 1 && OUT16 != 0u) H16 = true;
+    bool direct_ok = (ybase & 15u) == 0u && (pc.y_stride & (H16 ? 7u : 3u)) == 0u;
 #else
     bool direct_ok = (ybase & 15u) == 0u && (pc.y_stride & 3u) == 0u;
 #endif
     // MODE 2: the subgroup's output rows are rr .. rr + SR/2 (gate fragments j < FJ/2, up fragments j >= FJ/2)
     uint tr = wn * ST, rr = MODE == 2 ? mh + wm * (SR / 2u) : m0 + wm * SR;
 #if CM_X16
-#define YA(i, j) (ybase + (uint64_t(j0 + tr + 16u * (i)) * pc.y_stride + rr + 16u * (j)) * (MODE == 2 ? 2u : 4u))
+#define YA(i, j) (ybase + (uint64_t(j0 + tr + 16u * (i)) * pc.y_stride + rr + 16u * (j)) * (H16 ? 2u : 4u))
 #else
 #define YA(i, j) (ybase + (uint64_t(j0 + tr + 16u * (i)) * pc.y_stride + rr + 16u * (j)) * 4u)
 #endif
@@ -240,7 +249,7 @@ void main() {
     [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ; j++) {
         acc[i][j] = FRAG_C(0.0f);
 #if CM_X16
-        if (MODE != 2 && pc.accumulate != 0 && FULL(i, j))
+        if (!H16 && pc.accumulate != 0 && FULL(i, j))
             coopMatLoadNV(acc[i][j], BufF32A(YA(i, j)).v, 0u, pc.y_stride, false);
 #else
         if (pc.accumulate != 0 && FULL(i, j)) coopMatLoadNV(acc[i][j], BufF32A(YA(i, j)).v, 0u, pc.y_stride, false);
@@ -292,8 +301,8 @@ void main() {
                 acc[i][j][q] = silu(acc[i][j][q]) * acc[i][j + FJ / 2u][q];
     }
 #if CM_X16
-    if (MODE == 2) {  // fp16 out: clamped to the fp16 range as f2h, whole fragments straight to y, ragged in pairs
-        [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ / 2u; j++) {
+    if (H16) {  // fp16 out: clamped to the fp16 range as f2h, whole fragments straight to y, ragged in pairs
+        [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < (MODE == 2 ? FJ / 2u : FJ); j++) {
             if (FULL(i, j)) {
                 for (int q = 0; q < acc[i][j].length(); q++)
                     acc[i][j][q] = clamp(acc[i][j][q], -65504.0f, 65504.0f);

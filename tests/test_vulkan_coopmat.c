@@ -188,6 +188,43 @@ static double rel_diff(const float *a, const float *b, size_t n) {
     return mr > 0 ? md / mr : md;
 }
 
+/* The grouped MoE's last steps in their forms: moe_combine.comp with 4 columns per thread (the default) gives the same
+ * bits as one thread per element (OMNI_VK_COMBINE_V4=0; same slot order, same fp32 operations), both with fp32
+ * partials (OMNI_VK_MOE_D16=0); the fp16 partials of the down projection (OMNI_VK_MOE_D16, the default where the
+ * fp16 tensor-core path runs) stay within the tensor-core tolerance of the CPU. On lavapipe (no cooperative matrix)
+ * only the combine forms differ. Shapes as moe_sweep's plus the thinker's k = 8. */
+TEST(vk_coopmat_moe_combine_forms) {
+    static const int cs[][5] = { { 70, 4, 16, 128, 96 }, { 40, 2, 6, 200, 136 }, { 150, 8, 32, 256, 64 } };
+    static const ob_dtype ts[] = { OB_BF16, OB_F16, OB_Q8_0 };
+    int cm = cm_offered();
+    setenv("OMNI_VK_MOE", "grouped", 1);
+    TV_OPEN(e);
+    for (unsigned ci = 0; ci < sizeof cs / sizeof *cs; ci++) {
+        float *out[3] = { NULL, NULL, NULL };
+        static const char *const v4[3] = { "0", "1", "1" }, *const d16[3] = { "0", "0", "1" };
+        for (int f = 0; f < 3; f++) {
+            setenv("OMNI_VK_COMBINE_V4", v4[f], 1);
+            setenv("OMNI_VK_MOE_D16", d16[f], 1);
+            omni_rng r = { 29 + ci };
+            moe_case_out(&e, &r, ts[ci], cs[ci][0], cs[ci][1], cs[ci][2], cs[ci][3], cs[ci][4], cm ? CM_TOL : F32_TOL,
+                         &out[f]);
+        }
+        size_t ny = (size_t)cs[ci][0] * cs[ci][3];
+        if (out[0] && out[1] && out[2]) {
+            double same = rel_diff(out[1], out[0], ny), half = rel_diff(out[2], out[0], ny);
+            printf("    %s n=%d k=%d: combine forms differ by %.3g, fp16 partials by %.3g\n", ob_dtype_name(ts[ci]),
+                   cs[ci][0], cs[ci][1], same, half);
+            CHECK(same == 0);
+        } else {
+            CHECK(0);
+        }
+        for (int f = 0; f < 3; f++) free(out[f]);
+    }
+    tv_close(&e);
+    unsetenv("OMNI_VK_COMBINE_V4");
+    unsetenv("OMNI_VK_MOE_D16");
+}
+
 /* the GEMM build switches the comparisons below set: every one is unset, then a list "NAME=VALUE,..." applied;
  * the NV cooperative matrix 2 GEMM (on by default where the device has it) is off unless the list turns it on, so
  * the comparisons of matmul_cm.comp's builds compare those */
