@@ -188,6 +188,34 @@ static double rel_diff(const float *a, const float *b, size_t n) {
     return mr > 0 ? md / mr : md;
 }
 
+/* matmul_cm.comp's Q8_0 staging in packed fp16 arithmetic (Q8H, the default) against the fp32 products rounded once
+ * (OMNI_VK_CM_Q8H=0): the same fp16 weights, so the same bits, on the grouped experts (the only Q8_0 products left
+ * on matmul_cm where cm2 runs) with ragged rows, several tiles per expert and k = 8. Tensor-core devices only. */
+TEST(vk_coopmat_q8_decode_forms) {
+    if (!cm_offered()) return;
+    static const int cs[][5] = { { 90, 4, 8, 256, 96 }, { 150, 8, 32, 256, 64 }, { 40, 2, 6, 192, 136 } };
+    setenv("OMNI_VK_MOE", "grouped", 1);
+    TV_OPEN(e);
+    for (unsigned ci = 0; ci < sizeof cs / sizeof *cs; ci++) {
+        float *out[2] = { NULL, NULL };
+        for (int f = 0; f < 2; f++) {
+            setenv("OMNI_VK_CM_Q8H", f ? "1" : "0", 1);
+            omni_rng r = { 41 + ci };
+            moe_case_out(&e, &r, OB_Q8_0, cs[ci][0], cs[ci][1], cs[ci][2], cs[ci][3], cs[ci][4], CM_TOL, &out[f]);
+        }
+        if (out[0] && out[1]) {
+            double d = rel_diff(out[1], out[0], (size_t)cs[ci][0] * cs[ci][3]);
+            printf("    q8_0 n=%d k=%d: the two decodes differ by %.3g\n", cs[ci][0], cs[ci][1], d);
+            CHECK(d == 0);
+        } else {
+            CHECK(0);
+        }
+        free(out[0]), free(out[1]);
+    }
+    tv_close(&e);
+    unsetenv("OMNI_VK_CM_Q8H");
+}
+
 /* The grouped MoE's last steps in their forms: moe_combine.comp with 4 columns per thread (the default) gives the same
  * bits as one thread per element (OMNI_VK_COMBINE_V4=0; same slot order, same fp32 operations), both with fp32
  * partials (OMNI_VK_MOE_D16=0); the fp16 partials of the down projection (OMNI_VK_MOE_D16, the default where the

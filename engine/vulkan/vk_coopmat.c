@@ -60,29 +60,18 @@ static const cm_shape cm_shapes[] = {
 #define CM_DEFAULT_DENSE "128x64"
 #define CM_DEFAULT_MOE "256x64"
 
-static const cm_shape *cm_find(vk_ctx *c, const char *v) {
+static const cm_shape *cm_pick(vk_ctx *c, int grouped) {
+    const char *v = getenv(grouped ? "OMNI_VK_CM_MOE" : "OMNI_VK_CM_DENSE");
+    if (!v || !*v) v = grouped ? CM_DEFAULT_MOE : CM_DEFAULT_DENSE;
     unsigned bm = 0, bn = 0;
-    if (v && sscanf(v, "%ux%u", &bm, &bn) == 2)
+    if (sscanf(v, "%ux%u", &bm, &bn) == 2)
         for (unsigned i = 0; i < sizeof cm_shapes / sizeof *cm_shapes; i++)
             if (cm_shapes[i].bm == bm && cm_shapes[i].bn == bn && c->caps.max_shared >= CM_MATMUL_SHARED(bm, bn))
                 return &cm_shapes[i];
-    return NULL;
+    return &cm_shapes[0];
 }
 
-/* grouped: 0 dense, 2 the fused gate+up (its BN is the plan's tile), 1 the grouped down (and the unfused gate, up):
- * OMNI_VK_CM_MOE_DOWN, where its BN is the plan's tile, else the gate+up shape */
-static const cm_shape *cm_pick(vk_ctx *c, int grouped) {
-    const char *v = getenv(grouped ? "OMNI_VK_CM_MOE" : "OMNI_VK_CM_DENSE");
-    const cm_shape *sh = cm_find(c, v && *v ? v : grouped ? CM_DEFAULT_MOE : CM_DEFAULT_DENSE);
-    if (!sh) sh = &cm_shapes[0];
-    if (grouped == 1) {
-        const cm_shape *d = cm_find(c, getenv("OMNI_VK_CM_MOE_DOWN"));
-        if (d && d->bn == sh->bn) return d;
-    }
-    return sh;
-}
-
-uint32_t vk_cm_tile_n(vk_ctx *c, int grouped) { return cm_pick(c, grouped ? 2 : 0)->bn; }
+uint32_t vk_cm_tile_n(vk_ctx *c, int grouped) { return cm_pick(c, grouped)->bn; }
 
 /* Split-K for the dense form when the tile grid alone would leave most of the device idle (fewer than
  * CM_SPLIT_BELOW workgroups, e.g. the MoE router's 128 rows): up to 16 splits of at least two 64-column slices
@@ -397,7 +386,7 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
             return;
         }
     }
-    const cm_shape *sh = cm_pick(c, grouped);
+    const cm_shape *sh = cm_pick(c, grouped != 0);
     /* grouped 2: gate and up in one tile, BM/2 output rows each */
     uint32_t bm_out = grouped == 2 ? sh->bm / 2 : sh->bm, gx = (pc->rows + bm_out - 1) / bm_out;
     if (!grouped) groups_y = (pc->n + sh->bn - 1) / sh->bn;
@@ -433,7 +422,8 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
     }
     int x16 = xform != VK_CM_X32;
     /* ids 1 (weight type) and 6 (mode) as matmul.comp; 2 (SKIP) stays 0 (see matmul_cm.comp) */
-    uint32_t spec[7] = { 0, (uint32_t)wt, 0, out16, 0, 0, (uint32_t)grouped };
+    uint32_t q8h = wt == OB_Q8_0 && env_int("OMNI_VK_CM_Q8H", 1) > 0;
+    uint32_t spec[7] = { 0, (uint32_t)wt, 0, out16, q8h, 0, (uint32_t)grouped };
     VkPipeline p = vk_pipeline(c, sh->sh[x16], spec, 7);
     gemm_split(c, p, pc, &px, gx, groups_y, split, rd, n_reads, writes, n_writes);
 }
