@@ -190,10 +190,11 @@ static double rel_diff(const float *a, const float *b, size_t n) {
 
 /* matmul_cm.comp's Q8_0 staging in packed fp16 arithmetic (Q8H, the default) against the fp32 products rounded once
  * (OMNI_VK_CM_Q8H=0): the same fp16 weights, so the same bits, on the grouped experts (the only Q8_0 products left
- * on matmul_cm where cm2 runs) with ragged rows, several tiles per expert and k = 8. Tensor-core devices only. */
+ * on matmul_cm where cm2 runs) with ragged rows (Q8_0 rows are whole 32-quant blocks), several tiles per expert and
+ * k = 8. Tensor-core devices only. */
 TEST(vk_coopmat_q8_decode_forms) {
     if (!cm_offered()) return;
-    static const int cs[][5] = { { 90, 4, 8, 256, 96 }, { 150, 8, 32, 256, 64 }, { 40, 2, 6, 192, 136 } };
+    static const int cs[][5] = { { 90, 4, 8, 256, 96 }, { 150, 8, 32, 256, 64 }, { 40, 2, 6, 192, 160 } };
     setenv("OMNI_VK_MOE", "grouped", 1);
     TV_OPEN(e);
     for (unsigned ci = 0; ci < sizeof cs / sizeof *cs; ci++) {
@@ -258,7 +259,7 @@ TEST(vk_coopmat_moe_combine_forms) {
  * the comparisons of matmul_cm.comp's builds compare those */
 static const char *const cm_switch_names[] = { "OMNI_VK_CM_X16",    "OMNI_VK_CM2",          "OMNI_VK_CM2_MOE",
                                                "OMNI_VK_CM2_SMALL", "OMNI_VK_CM2_SPLIT_BELOW", "OMNI_VK_CM2_Q8",
-                                               "OMNI_VK_CM2_Q8BLK" };
+                                               "OMNI_VK_CM2_Q8BLK", "OMNI_VK_MOE_D16" };
 static void apply_switches(const char *list) {
     for (unsigned i = 0; i < sizeof cm_switch_names / sizeof *cm_switch_names; i++) unsetenv(cm_switch_names[i]);
     setenv("OMNI_VK_CM2", "0", 1);
@@ -358,8 +359,9 @@ TEST(vk_coopmat_x16) {
         setenv("OMNI_VK_CM_MOE", shapes[i], 1);
         char what[96];
         snprintf(what, sizeof what, "tile %s, OMNI_VK_CM_X16=2", shapes[i]);
-        sweep_vs("OMNI_VK_CM_X16=0", "OMNI_VK_CM_X16=2", sweep_shapes, sizeof sweep_shapes / sizeof *sweep_shapes, 1,
-                 what);
+        /* fp32 expert partials on both sides (the fp16 ones: vk_coopmat_moe_combine_forms) */
+        sweep_vs("OMNI_VK_CM_X16=0", "OMNI_VK_CM_X16=2,OMNI_VK_MOE_D16=0", sweep_shapes,
+                 sizeof sweep_shapes / sizeof *sweep_shapes, 1, what);
     }
     unsetenv("OMNI_VK_CM_DENSE");
     unsetenv("OMNI_VK_CM_MOE");
@@ -622,7 +624,8 @@ TEST(vk_coopmat_cm2_q8) {
  * up [256 x 512], down [512 x 256]: the unclamped weight loads) against the CPU. */
 TEST(vk_coopmat_cm2_moe) {
     REQUIRE_CM2();
-    sweep_vs_tol("OMNI_VK_CM2_MOE=0", "OMNI_VK_CM2_MOE=1", NULL, 0, 1, "OMNI_VK_CM2_MOE=1", 1e-3);
+    /* matmul_cm's side with fp32 partials, as cm2's (its fp16 ones: vk_coopmat_moe_combine_forms) */
+    sweep_vs_tol("OMNI_VK_CM2_MOE=0,OMNI_VK_MOE_D16=0", "OMNI_VK_CM2_MOE=1", NULL, 0, 1, "OMNI_VK_CM2_MOE=1", 1e-3);
     setenv("OMNI_VK_CM2_MOE", "1", 1);
     TV_OPEN(e);
     omni_rng r = { 5 };

@@ -422,6 +422,8 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
     }
     int x16 = xform != VK_CM_X32;
     /* ids 1 (weight type) and 6 (mode) as matmul.comp; 2 (SKIP) stays 0 (see matmul_cm.comp) */
+    /* id 4: Q8_0 quants decoded in packed fp16 (matmul_cm.comp Q8H; the same fp16 weights; OMNI_VK_CM_Q8H=0 the fp32
+     * products). H100, pp512 Q8_0, one load alternating: experts 22.3 -> 20.6 ms per pass (docs/benchmarks.md) */
     uint32_t q8h = wt == OB_Q8_0 && env_int("OMNI_VK_CM_Q8H", 1) > 0;
     uint32_t spec[7] = { 0, (uint32_t)wt, 0, out16, q8h, 0, (uint32_t)grouped };
     VkPipeline p = vk_pipeline(c, sh->sh[x16], spec, 7);
