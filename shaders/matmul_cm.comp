@@ -124,8 +124,10 @@ uvec4 w_half(uvec4 u) {
         uvec4 m = uvec4((t.x & 0xffu) | ((t.x & 0xff00u) << 8u), ((t.x >> 16u) & 0xffu) | ((t.x >> 8u) & 0xff0000u),
                         (t.y & 0xffu) | ((t.y & 0xff00u) << 8u), ((t.y >> 16u) & 0xffu) | ((t.y >> 8u) & 0xff0000u)) |
                   0x64006400u;
-        return uvec4(packFloat2x16((unpackFloat2x16(m.x) - off) * d2), packFloat2x16((unpackFloat2x16(m.y) - off) * d2),
-                     packFloat2x16((unpackFloat2x16(m.z) - off) * d2), packFloat2x16((unpackFloat2x16(m.w) - off) * d2));
+        return uvec4(packFloat2x16((unpackFloat2x16(m.x) - off) * d2),
+                     packFloat2x16((unpackFloat2x16(m.y) - off) * d2),
+                     packFloat2x16((unpackFloat2x16(m.z) - off) * d2),
+                     packFloat2x16((unpackFloat2x16(m.w) - off) * d2));
     }
     float d = unpackHalf2x16(u.z).x;
     ivec2 q = ivec2(u.xy);
