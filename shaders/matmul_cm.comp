@@ -72,6 +72,12 @@ layout(constant_id = 1) const uint WTYPE = 0;
 // t/s, same card and run; the experts' GEMMs 7% slower without it). Do not "simplify" without measuring.
 layout(constant_id = 2) const uint SKIP = 0;
 layout(constant_id = 6) const uint MODE = 0;
+// OUT16 = 1 (MODE 1 of the fp16 builds: the grouped experts' down projection): y is written as fp16 (y_stride in
+// halves), clamped to the fp16 range as f2h, never accumulated; moe_combine.comp reads it (half the bytes of fp32
+// partials written here and read there)
+layout(constant_id = 3) const uint OUT16 = 0;
+// Q8H = 1: Q8_0 quants decoded in packed fp16 arithmetic (below, w_half)
+layout(constant_id = 4) const uint Q8H = 0;
 
 shared uvec4 ws[BM * STR];  // ws[r][k]: read as the column-major K × N operand
 shared uvec4 xs[BN * STR];  // xs[t][k]: the row-major M × K operand
@@ -107,6 +113,22 @@ uint f2h(vec2 v) { return packHalf2x16(clamp(v, vec2(-65504.0f), vec2(65504.0f))
 uvec4 w_half(uvec4 u) {
     if (WTYPE == VK_WT_F16) return u;
     if (WTYPE == VK_WT_BF16) return uvec4(bf2h(u.x), bf2h(u.y), bf2h(u.z), bf2h(u.w));
+    if (Q8H != 0u) {
+        // Each quant byte b becomes the fp16 1024 + (b ^ 0x80) = 1152 + q by placing it under the exponent bits of
+        // 1024 (0x6400), exactly; minus 1152 gives q exactly, and one fp16 multiply by d rounds q·d once to nearest
+        // even, which is what the fp32 product below (exact: 8 x 11 significant bits) rounded by packHalf2x16 gives.
+        // Four packed fp16 operations per 8 quants instead of 8 conversions, 8 fp32 products and 4 packs.
+        f16vec2 d2 = f16vec2(unpackFloat2x16(u.z).x);
+        const f16vec2 off = f16vec2(1152.0hf);
+        uvec2 t = u.xy ^ 0x80808080u;
+        uvec4 m = uvec4((t.x & 0xffu) | ((t.x & 0xff00u) << 8u), ((t.x >> 16u) & 0xffu) | ((t.x >> 8u) & 0xff0000u),
+                        (t.y & 0xffu) | ((t.y & 0xff00u) << 8u), ((t.y >> 16u) & 0xffu) | ((t.y >> 8u) & 0xff0000u)) |
+                  0x64006400u;
+        return uvec4(packFloat2x16((unpackFloat2x16(m.x) - off) * d2),
+                     packFloat2x16((unpackFloat2x16(m.y) - off) * d2),
+                     packFloat2x16((unpackFloat2x16(m.z) - off) * d2),
+                     packFloat2x16((unpackFloat2x16(m.w) - off) * d2));
+    }
     float d = unpackHalf2x16(u.z).x;
     ivec2 q = ivec2(u.xy);
     vec4 a = vec4(bitfieldExtract(q.x, 0, 8), bitfieldExtract(q.x, 8, 8), bitfieldExtract(q.x, 16, 8),
@@ -223,15 +245,20 @@ void main() {
     // fragment (i, j): x rows wn·ST + 16·i, weight rows m0 + wm·SR + 16·j. Whole fragments go straight to y (which
     // needs 16-byte aligned rows there); when accumulating they start from y's values.
 #if CM_X16
-    // MODE 2 writes fp16 (16-byte aligned rows: y_stride a multiple of 8 halves) and never accumulates
-    bool direct_ok = (ybase & 15u) == 0u && (pc.y_stride & (MODE == 2 ? 7u : 3u)) == 0u;
+    // MODE 2 (and MODE 1 with OUT16) writes fp16 (16-byte aligned rows: y_stride a multiple of 8 halves) and never
+    // accumulates
+    // (a variable: Debian's glslc fails to optimize this as a constant expression of spec constants; the driver
+    // folds it once they are specialised)
+    bool H16 = MODE == 2;
+    if (MODE == 1 && OUT16 != 0u) H16 = true;
+    bool direct_ok = (ybase & 15u) == 0u && (pc.y_stride & (H16 ? 7u : 3u)) == 0u;
 #else
     bool direct_ok = (ybase & 15u) == 0u && (pc.y_stride & 3u) == 0u;
 #endif
     // MODE 2: the subgroup's output rows are rr .. rr + SR/2 (gate fragments j < FJ/2, up fragments j >= FJ/2)
     uint tr = wn * ST, rr = MODE == 2 ? mh + wm * (SR / 2u) : m0 + wm * SR;
 #if CM_X16
-#define YA(i, j) (ybase + (uint64_t(j0 + tr + 16u * (i)) * pc.y_stride + rr + 16u * (j)) * (MODE == 2 ? 2u : 4u))
+#define YA(i, j) (ybase + (uint64_t(j0 + tr + 16u * (i)) * pc.y_stride + rr + 16u * (j)) * (H16 ? 2u : 4u))
 #else
 #define YA(i, j) (ybase + (uint64_t(j0 + tr + 16u * (i)) * pc.y_stride + rr + 16u * (j)) * 4u)
 #endif
@@ -240,7 +267,7 @@ void main() {
     [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ; j++) {
         acc[i][j] = FRAG_C(0.0f);
 #if CM_X16
-        if (MODE != 2 && pc.accumulate != 0 && FULL(i, j))
+        if (!H16 && pc.accumulate != 0 && FULL(i, j))
             coopMatLoadNV(acc[i][j], BufF32A(YA(i, j)).v, 0u, pc.y_stride, false);
 #else
         if (pc.accumulate != 0 && FULL(i, j)) coopMatLoadNV(acc[i][j], BufF32A(YA(i, j)).v, 0u, pc.y_stride, false);
@@ -292,8 +319,8 @@ void main() {
                 acc[i][j][q] = silu(acc[i][j][q]) * acc[i][j + FJ / 2u][q];
     }
 #if CM_X16
-    if (MODE == 2) {  // fp16 out: clamped to the fp16 range as f2h, whole fragments straight to y, ragged in pairs
-        [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ / 2u; j++) {
+    if (H16) {  // fp16 out: clamped to the fp16 range as f2h, whole fragments straight to y, ragged in pairs
+        [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < (MODE == 2 ? FJ / 2u : FJ); j++) {
             if (FULL(i, j)) {
                 for (int q = 0; q < acc[i][j].length(); q++)
                     acc[i][j][q] = clamp(acc[i][j][q], -65504.0f, 65504.0f);

@@ -188,12 +188,78 @@ static double rel_diff(const float *a, const float *b, size_t n) {
     return mr > 0 ? md / mr : md;
 }
 
+/* matmul_cm.comp's Q8_0 staging in packed fp16 arithmetic (Q8H, the default) against the fp32 products rounded once
+ * (OMNI_VK_CM_Q8H=0): the same fp16 weights, so the same bits, on the grouped experts (the only Q8_0 products left
+ * on matmul_cm where cm2 runs) with ragged rows (Q8_0 rows are whole 32-quant blocks), several tiles per expert and
+ * k = 8. Tensor-core devices only. */
+TEST(vk_coopmat_q8_decode_forms) {
+    if (!cm_offered()) return;
+    static const int cs[][5] = { { 90, 4, 8, 256, 96 }, { 150, 8, 32, 256, 64 }, { 40, 2, 6, 192, 160 } };
+    setenv("OMNI_VK_MOE", "grouped", 1);
+    TV_OPEN(e);
+    for (unsigned ci = 0; ci < sizeof cs / sizeof *cs; ci++) {
+        float *out[2] = { NULL, NULL };
+        for (int f = 0; f < 2; f++) {
+            setenv("OMNI_VK_CM_Q8H", f ? "1" : "0", 1);
+            omni_rng r = { 41 + ci };
+            moe_case_out(&e, &r, OB_Q8_0, cs[ci][0], cs[ci][1], cs[ci][2], cs[ci][3], cs[ci][4], CM_TOL, &out[f]);
+        }
+        if (out[0] && out[1]) {
+            double d = rel_diff(out[1], out[0], (size_t)cs[ci][0] * cs[ci][3]);
+            printf("    q8_0 n=%d k=%d: the two decodes differ by %.3g\n", cs[ci][0], cs[ci][1], d);
+            CHECK(d == 0);
+        } else {
+            CHECK(0);
+        }
+        free(out[0]), free(out[1]);
+    }
+    tv_close(&e);
+    unsetenv("OMNI_VK_CM_Q8H");
+}
+
+/* The grouped MoE's last steps in their forms: moe_combine.comp with 4 columns per thread (the default) gives the same
+ * bits as one thread per element (OMNI_VK_COMBINE_V4=0; same slot order, same fp32 operations), both with fp32
+ * partials (OMNI_VK_MOE_D16=0); the fp16 partials of the down projection (OMNI_VK_MOE_D16, the default where the
+ * fp16 tensor-core path runs) stay within the tensor-core tolerance of the CPU. On lavapipe (no cooperative matrix)
+ * only the combine forms differ. Shapes as moe_sweep's plus the thinker's k = 8. */
+TEST(vk_coopmat_moe_combine_forms) {
+    static const int cs[][5] = { { 70, 4, 16, 128, 96 }, { 40, 2, 6, 200, 136 }, { 150, 8, 32, 256, 64 } };
+    static const ob_dtype ts[] = { OB_BF16, OB_F16, OB_Q8_0 };
+    int cm = cm_offered();
+    setenv("OMNI_VK_MOE", "grouped", 1);
+    TV_OPEN(e);
+    for (unsigned ci = 0; ci < sizeof cs / sizeof *cs; ci++) {
+        float *out[3] = { NULL, NULL, NULL };
+        static const char *const v4[3] = { "0", "1", "1" }, *const d16[3] = { "0", "0", "1" };
+        for (int f = 0; f < 3; f++) {
+            setenv("OMNI_VK_COMBINE_V4", v4[f], 1);
+            setenv("OMNI_VK_MOE_D16", d16[f], 1);
+            omni_rng r = { 29 + ci };
+            moe_case_out(&e, &r, ts[ci], cs[ci][0], cs[ci][1], cs[ci][2], cs[ci][3], cs[ci][4], cm ? CM_TOL : F32_TOL,
+                         &out[f]);
+        }
+        size_t ny = (size_t)cs[ci][0] * cs[ci][3];
+        if (out[0] && out[1] && out[2]) {
+            double same = rel_diff(out[1], out[0], ny), half = rel_diff(out[2], out[0], ny);
+            printf("    %s n=%d k=%d: combine forms differ by %.3g, fp16 partials by %.3g\n", ob_dtype_name(ts[ci]),
+                   cs[ci][0], cs[ci][1], same, half);
+            CHECK(same == 0);
+        } else {
+            CHECK(0);
+        }
+        for (int f = 0; f < 3; f++) free(out[f]);
+    }
+    tv_close(&e);
+    unsetenv("OMNI_VK_COMBINE_V4");
+    unsetenv("OMNI_VK_MOE_D16");
+}
+
 /* the GEMM build switches the comparisons below set: every one is unset, then a list "NAME=VALUE,..." applied;
  * the NV cooperative matrix 2 GEMM (on by default where the device has it) is off unless the list turns it on, so
  * the comparisons of matmul_cm.comp's builds compare those */
 static const char *const cm_switch_names[] = { "OMNI_VK_CM_X16",    "OMNI_VK_CM2",          "OMNI_VK_CM2_MOE",
                                                "OMNI_VK_CM2_SMALL", "OMNI_VK_CM2_SPLIT_BELOW", "OMNI_VK_CM2_Q8",
-                                               "OMNI_VK_CM2_Q8BLK" };
+                                               "OMNI_VK_CM2_Q8BLK", "OMNI_VK_MOE_D16" };
 static void apply_switches(const char *list) {
     for (unsigned i = 0; i < sizeof cm_switch_names / sizeof *cm_switch_names; i++) unsetenv(cm_switch_names[i]);
     setenv("OMNI_VK_CM2", "0", 1);
@@ -293,8 +359,9 @@ TEST(vk_coopmat_x16) {
         setenv("OMNI_VK_CM_MOE", shapes[i], 1);
         char what[96];
         snprintf(what, sizeof what, "tile %s, OMNI_VK_CM_X16=2", shapes[i]);
-        sweep_vs("OMNI_VK_CM_X16=0", "OMNI_VK_CM_X16=2", sweep_shapes, sizeof sweep_shapes / sizeof *sweep_shapes, 1,
-                 what);
+        /* fp32 expert partials on both sides (the fp16 ones: vk_coopmat_moe_combine_forms) */
+        sweep_vs("OMNI_VK_CM_X16=0", "OMNI_VK_CM_X16=2,OMNI_VK_MOE_D16=0", sweep_shapes,
+                 sizeof sweep_shapes / sizeof *sweep_shapes, 1, what);
     }
     unsetenv("OMNI_VK_CM_DENSE");
     unsetenv("OMNI_VK_CM_MOE");
@@ -557,7 +624,8 @@ TEST(vk_coopmat_cm2_q8) {
  * up [256 x 512], down [512 x 256]: the unclamped weight loads) against the CPU. */
 TEST(vk_coopmat_cm2_moe) {
     REQUIRE_CM2();
-    sweep_vs_tol("OMNI_VK_CM2_MOE=0", "OMNI_VK_CM2_MOE=1", NULL, 0, 1, "OMNI_VK_CM2_MOE=1", 1e-3);
+    /* matmul_cm's side with fp32 partials, as cm2's (its fp16 ones: vk_coopmat_moe_combine_forms) */
+    sweep_vs_tol("OMNI_VK_CM2_MOE=0,OMNI_VK_MOE_D16=0", "OMNI_VK_CM2_MOE=1", NULL, 0, 1, "OMNI_VK_CM2_MOE=1", 1e-3);
     setenv("OMNI_VK_CM2_MOE", "1", 1);
     TV_OPEN(e);
     omni_rng r = { 5 };

@@ -739,6 +739,43 @@ TEST(vk_moe_route) {
     tv_close(&e);
 }
 
+/* moe_route.comp's two forms: one subgroup per token (the default where it applies) against one workgroup per token
+ * (OMNI_VK_ROUTE_SG=0), bit for bit where the workgroup form sums the softmax in the same subgroup-sized blocks (up to
+ * 128 experts), and both against the CPU; a prefill-sized case (600 tokens) runs over several grid rows. */
+TEST(vk_moe_route_forms) {
+    TV_OPEN(e);
+    omni_rng r = { 37 };
+    const int cfg[][4] = { { 600, 128, 8, 1 }, { 37, 64, 4, 0 }, { 9, 30, 3, 1 }, { 5, 128, 1, 0 } };
+    for (unsigned ci = 0; ci < sizeof cfg / sizeof *cfg; ci++) {
+        int n = cfg[ci][0], ne = cfg[ci][1], k = cfg[ci][2], norm = cfg[ci][3];
+        size_t lb = sizeof(float) * (size_t)n * ne, kb = (size_t)n * k * 4;
+        float *lg = malloc(lb);
+        tv_rand(&r, lg, (size_t)n * ne, 4.0f);
+        for (int i = 0; i < n; i += 3) /* ties on some tokens: the lower index must win */
+            lg[(size_t)i * ne + ne - 1] = lg[(size_t)i * ne + 3] = 6.0f;
+        tv_buf L = tv_new(&e, lg, lb, 0), I = tv_new(&e, NULL, kb, 0), W = tv_new(&e, NULL, kb, 0);
+        uint32_t *got[2][2];
+        for (int f = 0; f < 2; f++) {
+            setenv("OMNI_VK_ROUTE_SG", f ? "1" : "0", 1);
+            e.vk->ops->moe_route(e.vk, tv_pv(L, 0), n, ne, k, norm, tv_pv(I, 0), tv_pv(W, 0));
+            got[f][0] = malloc(kb), got[f][1] = malloc(kb);
+            CHECK_EQ_INT(e.vk->ops->download(e.vk, I.v, 0, got[f][0], kb), 0);
+            CHECK_EQ_INT(e.vk->ops->download(e.vk, W.v, 0, got[f][1], kb), 0);
+        }
+        e.cpu->ops->moe_route(e.cpu, tv_pc(L, 0), n, ne, k, norm, tv_pc(I, 0), tv_pc(W, 0));
+        CHECK_NEAR(tv_rel_err(&e, I, 0, (size_t)n * k), 0, 0);
+        double err = tv_rel_err(&e, W, 0, (size_t)n * k);
+        if (!(err >= 0 && err <= 2e-6)) th_fail(__FILE__, __LINE__, "moe_route case %u: weights rel err %g", ci, err);
+        if (memcmp(got[0][0], got[1][0], kb) || memcmp(got[0][1], got[1][1], kb))
+            th_fail(__FILE__, __LINE__, "moe_route case %u: the two forms differ", ci);
+        for (int f = 0; f < 2; f++) free(got[f][0]), free(got[f][1]);
+        tv_free(&e, &L), tv_free(&e, &I), tv_free(&e, &W);
+        free(lg);
+    }
+    unsetenv("OMNI_VK_ROUTE_SG");
+    tv_close(&e);
+}
+
 /* returns the relative error; fails the test above tol */
 static double moe_case_tol(tv_env *e, omni_rng *r, ob_dtype t, int n, int k, int n_exp, int dim, int inter,
                            double tol) {

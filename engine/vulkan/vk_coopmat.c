@@ -377,6 +377,15 @@ void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc
 void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows, ob_dtype wt, ob_pc_matmul *pc,
                              uint32_t groups_y, const vk_range *reads, int n_reads, const vk_range *writes,
                              int n_writes) {
+    /* grouped 3: the grouped down projection (MODE 1) writing fp16 (matmul_cm.comp OUT16; fp16 x only) */
+    uint32_t out16 = grouped == 3;
+    if (out16) {
+        grouped = 1;
+        if (xform == VK_CM_X32 || pc->accumulate || pc->y % 16 || pc->y_stride % 8 || pc->rows % 8) {
+            vk_fail(c, "matmul_cm: fp16 output needs fp16 x, 16-byte aligned rows of a multiple of 8, no accumulation");
+            return;
+        }
+    }
     const cm_shape *sh = cm_pick(c, grouped != 0);
     /* grouped 2: gate and up in one tile, BM/2 output rows each */
     uint32_t bm_out = grouped == 2 ? sh->bm / 2 : sh->bm, gx = (pc->rows + bm_out - 1) / bm_out;
@@ -413,7 +422,10 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
     }
     int x16 = xform != VK_CM_X32;
     /* ids 1 (weight type) and 6 (mode) as matmul.comp; 2 (SKIP) stays 0 (see matmul_cm.comp) */
-    uint32_t spec[7] = { 0, (uint32_t)wt, 0, 0, 0, 0, (uint32_t)grouped };
+    /* id 4: Q8_0 quants decoded in packed fp16 (matmul_cm.comp Q8H; the same fp16 weights; OMNI_VK_CM_Q8H=0 the fp32
+     * products). H100, pp512 Q8_0, one load alternating: experts 22.3 -> 20.6 ms per pass (docs/benchmarks.md) */
+    uint32_t q8h = wt == OB_Q8_0 && env_int("OMNI_VK_CM_Q8H", 1) > 0;
+    uint32_t spec[7] = { 0, (uint32_t)wt, 0, out16, q8h, 0, (uint32_t)grouped };
     VkPipeline p = vk_pipeline(c, sh->sh[x16], spec, 7);
     gemm_split(c, p, pc, &px, gx, groups_y, split, rd, n_reads, writes, n_writes);
 }

@@ -9,7 +9,8 @@
  *     matmul.comp in grouped mode computes gate and up for every tile (x rows gathered by token), ew.comp applies
  *     silu(g)·u, matmul.comp the down projection in sorted order, and moe_combine.comp adds Σ_slot w·d to y. On
  *     devices with NV cooperative matrix (f16/bf16/Q8_0 experts) matmul_cm.comp runs instead: gate, up and swiglu
- *     as one tensor-core GEMM per plan tile (64 entries of an expert by default, vk_coopmat.c), then the down one.
+ *     as one tensor-core GEMM per plan tile (64 entries of an expert by default, vk_coopmat.c), then the down one,
+ *     which writes fp16 partials there for moe_combine (half the bytes written and read again).
  * Mirrors the CPU back-end's moe_route / moe_experts and HF Qwen3-Omni's sparse MoE block (fp32). */
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,12 @@
 #include "vk_internal.h"
 
 #define DECODE_MAX_ENTRIES 32
+
+/* an on-by-default switch: off only when the variable is set to 0 */
+static int env_on(const char *name) {
+    const char *v = getenv(name);
+    return !(v && *v && atoi(v) == 0);
+}
 
 void vk_op_moe_route(ob_backend *b, ob_ptr logits, int n, int n_exp, int k, int norm_topk, ob_ptr ids,
                      ob_ptr weights) {
@@ -34,10 +41,21 @@ void vk_op_moe_route(ob_backend *b, ob_ptr logits, int n, int n_exp, int k, int 
     }
     ob_pc_route pc = { .logits = vk_addr(logits), .ids = vk_addr(ids), .wts = vk_addr(weights), .n = (uint32_t)n,
                        .n_exp = (uint32_t)n_exp, .k = (uint32_t)k, .norm = (uint32_t)(norm_topk != 0) };
-    uint32_t spec[1] = { n_exp > 64 ? 128u : 64u }, gx, gy;
-    vk_grid(c, (uint64_t)n, 1, &gx, &gy);
     vk_range rd = vk_rng(pc.logits, lb), wr[2] = { vk_rng(pc.ids, kb), vk_rng(pc.wts, kb) };
-    vk_dispatch(c, vk_pipeline(c, SH_MOE_ROUTE, spec, 1), &pc, sizeof pc, gx, gy, 1, &rd, 1, wr, 2);
+    /* one subgroup per token (moe_route.comp SGT = 1) where the subgroup build runs, the token's logits fit in 8 per
+     * lane and k in a subgroup: no barriers (OMNI_VK_ROUTE_SG=0: one workgroup per token). H100 pp512: 0.59 -> 0.43
+     * ms per pass */
+    uint32_t sgs = c->caps.subgroup_size, gx, gy;
+    if (vk_use_subgroups(c) && sgs >= 4 && sgs <= 256 && (uint32_t)n_exp <= 8 * sgs && (uint32_t)k <= sgs &&
+        env_on("OMNI_VK_ROUTE_SG")) {
+        uint32_t spec[2] = { 256, 1 };
+        vk_grid(c, (uint64_t)n, 256 / sgs, &gx, &gy);
+        vk_dispatch(c, vk_pipeline(c, SH_MOE_ROUTE, spec, 2), &pc, sizeof pc, gx, gy, 1, &rd, 1, wr, 2);
+        return;
+    }
+    uint32_t spec[2] = { n_exp > 64 ? 128u : 64u, 0 };
+    vk_grid(c, (uint64_t)n, 1, &gx, &gy);
+    vk_dispatch(c, vk_pipeline(c, SH_MOE_ROUTE, spec, 2), &pc, sizeof pc, gx, gy, 1, &rd, 1, wr, 2);
 }
 
 /* The device table of an expert array (cached by content); NULL after vk_fail. */
@@ -115,9 +133,9 @@ static VkDeviceAddress buf_addr(ob_buf *b) { return b->blk->addr + b->off; }
 /* one grouped expert matmul (4 read ranges, 1 written) on the kernel the plan was cut for; xform, x_rows: the
  * tensor-core kernel's activations (vk_matmul_cm_dispatch_x) */
 static void mm_grouped(vk_ctx *c, int cm, int xform, uint32_t x_rows, ob_dtype wt, int vec, ob_pc_matmul *pc,
-                       uint32_t tiles, const vk_range *rd, const vk_range *wr) {
+                       uint32_t tiles, const vk_range *rd, const vk_range *wr, int out16) {
     if (cm)
-        vk_matmul_cm_dispatch_x(c, 1, xform, x_rows, wt, pc, tiles, rd, 4, wr, 1);
+        vk_matmul_cm_dispatch_x(c, out16 ? 3 : 1, xform, x_rows, wt, pc, tiles, rd, 4, wr, 1);
     else
         vk_matmul_dispatch(c, 1, wt, vec, pc, tiles, rd, 4, wr, 1);
 }
@@ -262,9 +280,16 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
     uint32_t tile2 = cm ? vk_cm2_moe_tile_n(c, gate[0].dtype, down[0].dtype, vec, (uint32_t)dim, (uint32_t)inter, xa)
                         : 0;
     uint32_t tile = tile2 ? tile2 : cm ? vk_cm_tile_n(c, 1) : vk_matmul_tile_n(c);
+    const char *fuse_env = getenv("OMNI_VK_MOE_FUSE");
     uint32_t max_tiles = (ne + tile - 1) / tile + (uint32_t)n_exp;
     size_t plan_b = ((size_t)2 * ne + 1 + 3 * (size_t)max_tiles) * 4;
-    size_t gu_b = (size_t)2 * ne * (size_t)inter * 4, d_b = (size_t)ne * (size_t)dim * 4;
+    /* d16: the down projection writes fp16 partials for moe_combine (the fused fp16 path only, not on cm2;
+     * OMNI_VK_MOE_D16=0 keeps fp32). One more fp16 rounding of each expert's output (2.4e-4..3.7e-4 relative to
+     * fp32 partials in vk_coopmat_moe_combine_forms, the h between the GEMMs is fp16 already); H100 pp512 BF16
+     * 35.9 -> 35.5 ms per pass (down GEMM 7.85 -> 7.73 ms, moe_combine 0.92 -> 0.51 with the 4-column form) */
+    int d16 = !tile2 && x16 && dim % 8 == 0 && ya % 16 == 0 && n <= 65535 &&
+              !(fuse_env && *fuse_env && atoi(fuse_env) == 0) && env_on("OMNI_VK_MOE_D16");
+    size_t gu_b = (size_t)2 * ne * (size_t)inter * 4, d_b = (size_t)ne * (size_t)dim * (d16 ? 2 : 4);
     ob_buf *plan = vk_scratch(c, 1, plan_b), *gu = plan ? vk_scratch(c, 2, gu_b) : NULL;
     ob_buf *dd = gu ? vk_scratch(c, 3, d_b) : NULL;
     if (!dd) return;
@@ -280,7 +305,6 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
     /* tensor cores: gate, up and swiglu in one GEMM (matmul_cm.comp MODE 2: x staged once, no separate swiglu
      * pass; H100 pp512 experts 30.8 ms for three 128x64 passes -> 24.9 ms fused in 256x64 tiles). OMNI_VK_MOE_FUSE=0:
      * three passes. */
-    const char *fuse_env = getenv("OMNI_VK_MOE_FUSE");
     if (tile2) { /* gate+up+swiglu into fp16 h (ne rows of inter halves), then down from it */
         pm.s = buf_addr(tu->buf);
         vk_range rd_f[6] = { r_x, r_plan, r_tab[0], r_tab[1], tg->span, tu->span };
@@ -297,11 +321,11 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
         h16 = x16; /* gu holds fp16 silu(gate)·up, ne rows of inter halves */
     } else {
         vk_range rd_g[4] = { r_x, r_plan, r_tab[0], tg->span };
-        mm_grouped(c, cm, xin, (uint32_t)n, gate[0].dtype, vec_in, &pm, max_tiles, rd_g, &r_g);
+        mm_grouped(c, cm, xin, (uint32_t)n, gate[0].dtype, vec_in, &pm, max_tiles, rd_g, &r_g, 0);
         pm.w = buf_addr(tu->buf);
         pm.y = ua;
         vk_range rd_u[4] = { r_x, r_plan, r_tab[1], tu->span };
-        mm_grouped(c, cm, xin, (uint32_t)n, up[0].dtype, vec_in, &pm, max_tiles, rd_u, &r_u);
+        mm_grouped(c, cm, xin, (uint32_t)n, up[0].dtype, vec_in, &pm, max_tiles, rd_u, &r_u, 0);
 
         ob_pc_ew pe = { .a = ga, .b = ua, .dst = ga, .count = ne * (uint32_t)inter };
         uint32_t spec_ew[3] = { 256, 1, 1 };
@@ -316,13 +340,23 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
                              .rows = (uint32_t)dim, .cols = (uint32_t)inter, .n = ne, .x_stride = (uint32_t)inter,
                              .y_stride = (uint32_t)dim, .gather = 0 };
         vk_range rd_d[4] = { r_g, r_plan, r_tab[2], td->span };
-        mm_grouped(c, cm, h16 ? VK_CM_X16_IN : xin, ne, down[0].dtype, vec_down, &pdn, max_tiles, rd_d, &r_d);
+        if (d16) pdn.y_stride = (uint32_t)dim; /* in halves */
+        mm_grouped(c, cm, h16 ? VK_CM_X16_IN : xin, ne, down[0].dtype, vec_down, &pdn, max_tiles, rd_d, &r_d, d16);
     }
 
     ob_pc_combine pcb = { .d = da, .pos = pa + (size_t)ne * 4, .wts = wa, .y = ya, .n = (uint32_t)n, .k = (uint32_t)k,
                           .dim = (uint32_t)dim };
-    uint32_t spec_cb[1] = { 256 };
-    vk_grid(c, (uint64_t)n * (uint64_t)dim, 256, &gx, &gy);
     vk_range rd_c[4] = { r_d, r_plan, r_w, r_y };
-    vk_dispatch(c, vk_pipeline(c, SH_MOE_COMBINE, spec_cb, 1), &pcb, sizeof pcb, gx, gy, 1, rd_c, 4, &r_y, 1);
+    /* 4 columns per thread, a token per grid row, the slot loop unrolled for k <= 16 (moe_combine.comp V = 4; the same
+     * bits as one thread per element; OMNI_VK_COMBINE_V4=0 off) */
+    if (d16 || (dim % 4 == 0 && da % 16 == 0 && ya % 16 == 0 && n <= 65535 && env_on("OMNI_VK_COMBINE_V4"))) {
+        uint32_t spec_cb[4] = { 128, 4, k <= 16 ? (uint32_t)k : 0u, (uint32_t)d16 };
+        gx = (uint32_t)((dim / 4 + 127) / 128);
+        vk_dispatch(c, vk_pipeline(c, SH_MOE_COMBINE, spec_cb, 4), &pcb, sizeof pcb, gx, (uint32_t)n, 1, rd_c, 4, &r_y,
+                    1);
+        return;
+    }
+    uint32_t spec_cb[3] = { 256, 1, 0 };
+    vk_grid(c, (uint64_t)n * (uint64_t)dim, 256, &gx, &gy);
+    vk_dispatch(c, vk_pipeline(c, SH_MOE_COMBINE, spec_cb, 3), &pcb, sizeof pcb, gx, gy, 1, rd_c, 4, &r_y, 1);
 }
