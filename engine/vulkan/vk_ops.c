@@ -124,7 +124,8 @@ static int mv_fast(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, 
      * [4096 x 2048]: 2.07 vs 1.85 TB/s; the input norm fused into q|k|v: projections 1.28 vs 1.42 ms per token).
      * Q8_0 reaches it only where int8 activations do not apply (mv_q8 is tried first): no integer dot product or
      * OMNI_VK_Q8_INT8=0 */
-    if (c->env.mv_old || !vec || !vk_use_subgroups(c) || mode != 0 || pc->n != 1 || (wt != OB_Q8_0 && !norm))
+    if (c->env.mv_old || !vec || !vk_use_subgroups(c) || mode != 0 || pc->n != 1 ||
+        (wt != OB_Q8_0 && !norm && !c->env.mv_plain))
         return 0;
     uint32_t sgs = c->caps.subgroup_size, epv = wt == OB_F32 ? 4 : wt == OB_Q8_0 ? 16 : 8;
     if (sgs < 8 || sgs > 128 || pc->cols % epv || pc->cols % 4 || pc->x % 16 || (pc->x_stride * 4u) % 16 ||
