@@ -109,7 +109,7 @@ void vk_env_read(vk_env *e) {
     e->fuse = env_int("OMNI_VK_FUSE", 1);
     e->wide_barriers = env_flag("OMNI_VK_WIDE_BARRIERS");
     e->mv_old = env_flag("OMNI_VK_MV_OLD");
-    e->mv_plain = env_int("OMNI_VK_MV_PLAIN", 0);
+    e->mv_plain = env_int("OMNI_VK_MV_PLAIN", 1);
     e->q8_int8 = env_int("OMNI_VK_Q8_INT8", 1) != 0;
     e->q8_rsg = env_int("OMNI_VK_Q8_RSG", 0);
     e->q8_wg = env_int("OMNI_VK_Q8_WG", 0);

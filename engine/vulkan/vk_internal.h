@@ -88,6 +88,7 @@ typedef struct {
  *   OMNI_VK_SYNC=1         wait for every dispatch (debugging: an error then names the kernel that caused it)
  *   OMNI_VK_WIDE_BARRIERS=1  every barrier covers compute and transfer stages (the old behaviour, for comparisons)
  *   OMNI_VK_MV_OLD=1       decode matrix-vector products on matvec.comp only (mv.comp off, for comparisons)
+ *   OMNI_VK_MV_PLAIN=0     plain f16/bf16/f32 decode rows (o_proj, lm_head) on matvec.comp instead of mv.comp
  *   OMNI_VK_ROUTER_ROWS=N  router rows per workgroup of the fused decode router (router.comp; default 4)
  *   OMNI_VK_Q8_INT8=0      Q8_0 decode products against fp32 activations (mv.comp / matvec.comp) instead of int8 ones
  *                          (mvq8.comp, the default where the device has the integer dot product)
@@ -118,7 +119,8 @@ typedef struct {
     int q8_int8; /* Q8_0 decode products with int8 activations (mvq8.comp): 1 (default), OMNI_VK_Q8_INT8=0 off */
     int q8_rsg, q8_wg, q8_seq, q8_rsg_gu, q8_hb, q8_rsg_down, q8_wg_down, q8_seq_down; /* OMNI_VK_Q8_*: mvq8.comp tuning (0 = default) */
     int mv_old; /* OMNI_VK_MV_OLD=1: decode matrix-vector products on matvec.comp only (not mv.comp) */
-    int mv_plain; /* OMNI_VK_MV_PLAIN=1: f16/bf16/f32 rows without a fused norm on mv.comp too (o_proj) */
+    int mv_plain; /* OMNI_VK_MV_PLAIN: 1 (default) f16/bf16/f32 rows without a fused norm on mv.comp too (o_proj,
+                   * lm_head; H100 BF16 tg128 245.4/243.2 vs 235.4/238.3 t/s with 0, alternating in one run) */
     int attn_fuse, attn_chunk; /* the fused decode attention (vk_decode.c): on/off, keys per chunk (0 auto) */
     int attn_wg;               /* OMNI_VK_ATTN_WG: its workgroup size (256 default, 128) */
     int kv_f32;                /* OMNI_VK_KV_F32=1: fp32 KV caches (default fp16, see vk_kv16) */
