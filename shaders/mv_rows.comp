@@ -1,7 +1,7 @@
 #version 460
-// mv_rows.comp — y = W · x for a few long fp32 rows: the folded decode router's Rw·x and M·a (vk_decode.c, 128 rows
-// of 2048 / 4096). One workgroup per row: every invocation issues its NPL 16-byte loads of the row and of x at once,
-// then one workgroup sum (fixed order). matvec.comp's layout (a subgroup per row, two loads per lane in flight) needs
+// mv_rows.comp — y = W · x for a few long fp32 rows: the folded decode router's Rw·x and M·a (vk_decode.c, 128
+// rows of 2048 / 4096). One workgroup per row: every invocation issues its NPL 16-byte loads of the row and of x at
+// once, then one workgroup sum (fixed order). matvec.comp's layout (a subgroup per row, two loads per lane in flight) needs
 // 16 round trips to memory for a 16 KB row and gives 128 rows only 32 workgroups; here a row is one round trip.
 // Mirrors the CPU back-end's matmul (y[r] = Σ_c W[r][c]·x[c]) up to the order of the fp32 sum.
 #define PC_MATVEC

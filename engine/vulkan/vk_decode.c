@@ -215,7 +215,7 @@ void vk_route_flush(vk_ctx *c) {
     if (!c->route_pend.on) return;
     c->route_pend.on = 0;
     c->route_flushing = 1;
-    if (c->route_pend.fold) { /* everything the op promised, the direct way (norm_route does not defer while flushing) */
+    if (c->route_pend.fold) { /* all the op promised, the direct way (norm_route does not defer while flushing) */
         ob_mat nm = c->route_pend.norm, wm = c->route_pend.w;
         vk_op_norm_route(&c->base, c->route_pend.x, &nm, c->route_pend.eps, &wm, c->route_pend.lg, c->route_pend.xn,
                          c->route_pend.k, c->route_pend.renorm, c->route_pend.ids, c->route_pend.wts);
@@ -351,11 +351,14 @@ static struct vk_fold *fold_get(vk_ctx *c, const ob_mat *wo, const ob_mat *norm,
  * slots, x staged as 16-byte words) */
 static int fold_ok(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob_mat *norm, const ob_mat *w, ob_ptr xn,
                    int k) {
-    return c->env.route_fold && c->env.route_defer && c->env.fuse && !c->route_flushing && w->rows >= 1 &&
-           w->rows <= 256 && k >= 1 && k <= 32 && k <= w->rows && w->cols % 4 == 0 && wo->rows == w->cols &&
-           wo->cols > 0 && norm_weight_ok(norm, (int)w->cols) && x.buf && xn.buf && a.buf && vk_addr(x) % 16 == 0 &&
-           (w->cols / 32 * 32 == w->cols || w->dtype != OB_Q8_0) && (size_t)w->rows * (w->cols + wo->cols) * 4 <=
-           c->caps.max_storage_range;
+    if (!(c->env.route_fold && c->env.route_defer && c->env.fuse && !c->route_flushing && w->rows >= 1 &&
+          w->rows <= 256 && k >= 1 && k <= 32 && k <= w->rows && w->cols % 4 == 0 && wo->rows == w->cols &&
+          wo->cols > 0 && norm_weight_ok(norm, (int)w->cols) && x.buf && xn.buf && a.buf && vk_addr(x) % 16 == 0 &&
+          (size_t)w->rows * (size_t)(w->cols + wo->cols) * 4 <= c->caps.max_storage_range))
+        return 0;
+    /* the gate+up reads x while it writes xn */
+    vk_range rx = vk_rng(vk_addr(x), (size_t)w->cols * 4);
+    return !vk_overlaps(&rx, 1, vk_rng(vk_addr(xn), (size_t)w->cols * 4));
 }
 
 /* y[r] = W[r] · x for the rows fp32 rows of W at wa (mv_rows.comp: a workgroup per row; matmul where x is not
@@ -388,9 +391,10 @@ static void fold_route(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob
     if (!c->fold_raw && !(c->fold_raw = vk_alloc(&c->base, 2 * 256 * 4))) return;
     ob_ptr raw = { c->fold_raw, 0 };
     VkDeviceAddress fa = f->buf->blk->addr + f->buf->off;
-    fold_rows(c, fa, f->buf, 0, (uint32_t)E, (uint32_t)H, x, raw);   /* Rw·x: no barrier after the attention */
-    vk_op_matmul(&c->base, wo, a, x, 1, 1);                          /* o_proj + residual, after the attention */
-    fold_rows(c, fa + E * H * 4, f->buf, E * H * 4, (uint32_t)E, (uint32_t)wo->cols, a, ob_at(raw, E * 4)); /* M·a */
+    /* Rw·x (no barrier after the attention: beside it), o_proj + residual (after the attention), M·a (beside it) */
+    fold_rows(c, fa, f->buf, 0, (uint32_t)E, (uint32_t)H, x, raw);
+    vk_op_matmul(&c->base, wo, a, x, 1, 1);
+    fold_rows(c, fa + E * H * 4, f->buf, E * H * 4, (uint32_t)E, (uint32_t)wo->cols, a, ob_at(raw, E * 4));
     if (c->base.failed) return;
     c->route_pend.on = 1;
     c->route_pend.fold = 1;
