@@ -174,11 +174,6 @@ typedef struct {
                               const ob_mat *w, ob_ptr logits, ob_ptr xn, int k, int norm_topk, ob_ptr ids,
                               ob_ptr weights);
 
-    /* y[i][n, w[i].rows] = x[n, cols] · w[i]ᵀ for i = 0, 1, 2 (same cols) — exactly matmul(&w[i], x, y[i], n, 0) for
-     * each (a layer's q, k and v projections); a back-end may run the three as one GEMM where the weights lie back to
-     * back in one buffer. The outputs must not overlap x or each other. */
-    void (*matmul3)(ob_backend *b, const ob_mat *w, ob_ptr x, const ob_ptr *y, int n);
-
     /* ---- optional profiling (NULL when unsupported) ---- */
     /* Everything queued from here until the next mark is charged to class cls (OB_PROF_*); cls < 0 stops charging. */
     void (*prof_mark)(ob_backend *b, int cls);

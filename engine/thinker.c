@@ -114,15 +114,9 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
             op->rms_norm(be, x, &L->attn_norm, xn, n, H, h->rms_eps);
             PROF(OB_PROF_PROJ);
             k = AT(s, s->o_k), v = AT(s, s->o_v);
-            if (op->matmul3) { /* one GEMM where the back-end can (the weights back to back: model.c bind_fused) */
-                const ob_mat w3[3] = { L->wq, L->wk, L->wv };
-                const ob_ptr y3[3] = { q, k, v };
-                op->matmul3(be, w3, xn, y3, n);
-            } else {
-                op->matmul(be, &L->wq, xn, q, n, 0);
-                op->matmul(be, &L->wk, xn, k, n, 0);
-                op->matmul(be, &L->wv, xn, v, n, 0);
-            }
+            op->matmul(be, &L->wq, xn, q, n, 0);
+            op->matmul(be, &L->wk, xn, k, n, 0);
+            op->matmul(be, &L->wv, xn, v, n, 0);
         }
         if (L->bq.data.buf) { /* attention_bias */
             op->add_bias(be, q, &L->bq, n, Hq * D);

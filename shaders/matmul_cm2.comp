@@ -21,11 +21,6 @@
 // workgroup finishes last) into the final y (pc.tiles, row stride pc.gather, += where pc.accumulate) and sets the
 // counter back to zero. (The last-block pattern is the classic threadfence reduction of CUDA's samples; the code is
 // our own.)
-// MULTI = 1: three products of one x in one grid (the layer's q, k and v: matmul3 in vk_coopmat.c): the weight is
-// the three matrices back to back (rows = r0 + r1 + r2), and a tile's rows go to the output of the part they lie in:
-// rows [0, r0) to y (row stride y_stride), [r0, r0 + r1) to pc.tok, [r0 + r1, rows) to pc.tiles (both contiguous:
-// row stride = their rows), r0 = pc.gather, r1 = pc.pad (no split). The host makes BM divide r0 and r1, so no tile
-// straddles two outputs.
 // bf16 weights go through a decode function: each element widened exactly to fp32 and rounded once to fp16, as
 // matmul_cm.comp's bf2h does, so both kernels multiply the same fp16 operands (fp32 sums, in another order).
 // Q8_0 weights (our layout, vk_push.h: pc.w an int8 tensor rows x cols, pc.s its fp16 scales rows x cols/32, one
@@ -65,8 +60,8 @@ layout(constant_id = 6) const uint BLK = 0;
 // Q8_0: quants per block of the decode function (4, 8, 16 or 32; the host's default 16 was the fastest on the H100:
 // q [4096 x 2048] x 512 0.0755 ms against 0.0852 / 0.0791 / 0.0793 for 4 / 8 / 32, vk_coopmat.c CM2_Q8_BLOCK)
 layout(constant_id = 7) const uint QB = 16;
-// MULTI: the three-output form (above); KRED: split-K planes added by the tile's last workgroup (above)
-layout(constant_id = 8) const uint MULTI = 0;
+// KRED: split-K planes added by the tile's last workgroup (above); spec 8 is free (a three-output form was
+// measured and removed: docs/benchmarks.md, session 6)
 layout(constant_id = 9) const uint KRED = 0;
 
 layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer BufH { float16_t v[]; };
@@ -79,6 +74,7 @@ layout(buffer_reference, std430, buffer_reference_align = 16) coherent readonly 
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufY4 { vec4 v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer BufCnt { uint v[]; };
 shared uint s_last;
+const uint KI = (BM * BN / 4u + WG - 1u) / WG; // 16-byte elements of a tile per thread
 // two bf16 weights of a row in one 32-bit word (low half first): the block the decode function is handed (block
 // size 1 x 2 elements; no 16-bit integer type, so no shaderInt16)
 layout(buffer_reference, std430, buffer_reference_align = 4) readonly buffer BlkBF16 { uint b; };
@@ -187,7 +183,7 @@ void main() {
     tensorViewNV<2, false, 1, 0> vt = createTensorViewNV(2, false, 1, 0);
 
     // this workgroup's columns [kbeg, kend) and its output plane (element offset yo)
-    uint kbeg = 0u, kend = cols, yo = 0u, splits = MULTI != 0u ? 1u : pc.pad;
+    uint kbeg = 0u, kend = cols, yo = 0u, splits = pc.pad;
     if (splits > 1u) {
         uint slices = (cols + BK - 1u) / BK, per = (slices + splits - 1u) / splits;
         kbeg = min(cols, gl_WorkGroupID.z * per * BK);
@@ -210,19 +206,6 @@ void main() {
     } else {
         for (uint k = kbeg; k < kend; k += BK) STEP(lac, lbc, k)
     }
-    if (MULTI != 0u) { // the output of the part this tile's rows lie in (the host keeps tiles inside one part)
-        uint r0 = pc.gather, r1 = pc.pad, off = 0u, rp = r0, ys = pc.y_stride;
-        uint64_t ya = pc.y;
-        if (m0 >= r0 + r1) {
-            ya = pc.tiles, off = r0 + r1, rp = rows - off, ys = rp;
-        } else if (m0 >= r0) {
-            ya = pc.tok, off = r0, rp = r1, ys = rp;
-        }
-        ld = setTensorLayoutDimensionNV(ld, n, rp);
-        ld = setTensorLayoutStrideNV(ld, ys, 1);
-        coopMatStoreTensorNV(acc, BufY(ya).v, 0u, sliceTensorLayoutNV(ld, j0, BN, m0 - off, BM), vt);
-        return;
-    }
     if (KRED == 0u || splits <= 1u) {
         coopMatStoreTensorNV(acc, BufY(pc.y).v, yo, sliceTensorLayoutNV(ld, j0, BN, m0, BM), vt);
         return;
@@ -240,16 +223,24 @@ void main() {
     barrier();
     if (s_last == 0u) return;
     memoryBarrierBuffer();
-    // the last one: y[j][r] (+)= Σ_z plane z, z in order from 0 (mm_ksum.comp's sum), 4 rows per thread and step
-    uint rq = (min(BM, rows - m0)) / 4u, jn = min(BN, n - j0), plane4 = n * pc.y_stride / 4u;
-    uint ys4 = pc.gather / 4u;
-    for (uint e = gl_LocalInvocationIndex; e < rq * jn; e += WG) {
-        uint j = j0 + e / rq, r4 = m0 / 4u + e % rq;
-        uint pi = j * (pc.y_stride / 4u) + r4;
-        vec4 s = vec4(0.0f);
-        for (uint z = 0u; z < splits; z++) s += BufPC(pc.y).v[z * plane4 + pi];
-        BufY4 y = BufY4(pc.tiles);
-        uint yi = j * ys4 + r4;
-        y.v[yi] = pc.accumulate != 0u ? y.v[yi] + s : s;
+    // the last one: y[j][r] (+)= Σ_z plane z, z in order from 0 (mm_ksum.comp's sum), 4 rows per element; each
+    // thread's KI elements of the tile at once (all their loads of a plane in flight together: the tail this adds
+    // to the GEMM is a few L2 round trips, not one per element)
+    uint rq = min(BM, rows - m0) / 4u, cnt = rq * min(BN, n - j0), rs4 = pc.y_stride / 4u;
+    uint plane4 = n * rs4, ys4 = pc.gather / 4u;
+    vec4 s[KI], yv[KI];
+    BufY4 y = BufY4(pc.tiles);
+    [[unroll]] for (uint i = 0u; i < KI; i++) {
+        uint e = gl_LocalInvocationIndex + i * WG;
+        s[i] = vec4(0.0f);
+        yv[i] = pc.accumulate != 0u && e < cnt ? y.v[(j0 + e / rq) * ys4 + m0 / 4u + e % rq] : vec4(0.0f);
+    }
+    for (uint z = 0u; z < splits; z++) [[unroll]] for (uint i = 0u; i < KI; i++) {
+            uint e = gl_LocalInvocationIndex + i * WG;
+            if (e < cnt) s[i] += BufPC(pc.y).v[z * plane4 + (j0 + e / rq) * rs4 + m0 / 4u + e % rq];
+        }
+    [[unroll]] for (uint i = 0u; i < KI; i++) { // y + s: mm_ksum.comp's y.v[0] + s (the same sum, commuted)
+        uint e = gl_LocalInvocationIndex + i * WG;
+        if (e < cnt) y.v[(j0 + e / rq) * ys4 + m0 / 4u + e % rq] = pc.accumulate != 0u ? yv[i] + s[i] : s[i];
     }
 }

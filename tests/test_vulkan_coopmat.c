@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "model.h"
 #include "test_vulkan.h"
 
 #define CM_TOL 2e-3
@@ -260,8 +259,7 @@ TEST(vk_coopmat_moe_combine_forms) {
  * the comparisons of matmul_cm.comp's builds compare those */
 static const char *const cm_switch_names[] = { "OMNI_VK_CM_X16",    "OMNI_VK_CM2",          "OMNI_VK_CM2_MOE",
                                                "OMNI_VK_CM2_SMALL", "OMNI_VK_CM2_SPLIT_BELOW", "OMNI_VK_CM2_Q8",
-                                               "OMNI_VK_CM2_Q8BLK", "OMNI_VK_MOE_D16",   "OMNI_VK_CM2_KRED",
-                                               "OMNI_VK_CM2_QKV" };
+                                               "OMNI_VK_CM2_Q8BLK", "OMNI_VK_MOE_D16",   "OMNI_VK_CM2_KRED" };
 static void apply_switches(const char *list) {
     for (unsigned i = 0; i < sizeof cm_switch_names / sizeof *cm_switch_names; i++) unsetenv(cm_switch_names[i]);
     setenv("OMNI_VK_CM2", "0", 1);
@@ -588,72 +586,6 @@ TEST(vk_coopmat_cm2_fill) {
      * difference is printed) */
     sweep_vs_tol("OMNI_VK_CM2=1,OMNI_VK_CM2_KRED=0", "OMNI_VK_CM2=1,OMNI_VK_CM2_KRED=1", shapes, 3, 0,
                  "split-K planes added in the GEMM vs mm_ksum", 1e-6);
-}
-
-/* matmul3 (q, k and v of one x; the thinker's prefill): three row views of one fused weight (as model.c binds
- * q|k|v) against three CPU matmuls (CM_TOL) and against three Vulkan matmuls (OMNI_VK_CM2_QKV=0: cm2 each, k and v
- * split over K; the driver's summation order differs, bound 1e-4 relative as vk_coopmat_cm2). Parts: whole tiles;
- * a ragged last part and x rows not a multiple of the tile; parts that a 128-row tile would straddle (the fallback
- * to three matmuls must be taken and right); f16, bf16 and Q8_0. */
-static double qkv_case(tv_env *e, omni_rng *r, ob_dtype t, const int rp[3], int cols, int n, float **out) {
-    int rows = rp[0] + rp[1] + rp[2];
-    size_t wb;
-    void *w = tv_weights(r, t, rows, cols, &wb);
-    float *x = malloc(sizeof *x * (size_t)n * cols);
-    tv_rand(r, x, (size_t)n * cols, 1.0f);
-    size_t yb = sizeof(float) * (size_t)n * rows;
-    tv_buf W = tv_new(e, w, wb, 0), X = tv_new(e, x, sizeof *x * (size_t)n * cols, 0), Y = tv_new(e, NULL, yb, 0);
-    ob_mat fv = ob_mat_make(tv_pv(W, 0), t, rows, cols), fc = ob_mat_make(tv_pc(W, 0), t, rows, cols);
-    if (t == OB_Q8_0) fv.scale_off = fc.scale_off = (size_t)rows * cols;
-    ob_mat wv[3], wc[3];
-    ob_ptr yv[3], yc[3];
-    for (int i = 0, r0 = 0; i < 3; r0 += rp[i], i++) {
-        wv[i] = omni_mat_rows_view(&fv, r0, rp[i]);
-        wc[i] = omni_mat_rows_view(&fc, r0, rp[i]);
-        yv[i] = tv_pv(Y, sizeof(float) * (size_t)n * r0);
-        yc[i] = tv_pc(Y, sizeof(float) * (size_t)n * r0);
-        e->cpu->ops->matmul(e->cpu, &wc[i], tv_pc(X, 0), yc[i], n, 0);
-    }
-    e->vk->ops->matmul3(e->vk, wv, tv_pv(X, 0), yv, n);
-    double err = tv_rel_err(e, Y, 0, (size_t)n * rows);
-    if (out && (*out = malloc(yb))) e->vk->ops->download(e->vk, Y.v, 0, *out, yb);
-    tv_free(e, &W), tv_free(e, &X), tv_free(e, &Y);
-    free(w), free(x);
-    return err;
-}
-
-TEST(vk_coopmat_cm2_qkv) {
-    REQUIRE_CM2();
-    static const int cases[][5] = { { 1024, 128, 128, 2048, 512 }, { 256, 128, 72, 256, 100 }, { 384, 256, 40, 96, 136 },
-                                    { 200, 72, 72, 160, 64 },      { 128, 136, 128, 64, 70 } };
-    const ob_dtype types[] = { OB_F16, OB_BF16, OB_Q8_0 };
-    TV_OPEN(e);
-    CHECK(e.vk->ops->matmul3 != NULL);
-    setenv("OMNI_VK_MM", "tiled", 1);
-    double worst = 0;
-    for (unsigned i = 0; i < sizeof cases / sizeof *cases; i++)
-        for (int ti = 0; ti < 3; ti++) {
-            if (types[ti] == OB_Q8_0 && cases[i][3] % 32) continue;
-            omni_rng r = { 31 + i }, r0 = r;
-            float *a = NULL, *b = NULL;
-            apply_switches("OMNI_VK_CM2=1,OMNI_VK_CM2_QKV=0");
-            setenv("OMNI_VK_CM2_MIN_N", "0", 1);
-            double e0 = qkv_case(&e, &r0, types[ti], cases[i], cases[i][3], cases[i][4], &a);
-            apply_switches("OMNI_VK_CM2=1,OMNI_VK_CM2_QKV=1");
-            double err = qkv_case(&e, &r, types[ti], cases[i], cases[i][3], cases[i][4], &b);
-            int rows = cases[i][0] + cases[i][1] + cases[i][2];
-            double d = a && b ? rel_diff(b, a, (size_t)cases[i][4] * rows) : 1e30;
-            if (d > worst) worst = d;
-            if (!(e0 >= 0 && e0 <= CM_TOL) || !(err >= 0 && err <= CM_TOL) || !(d <= 1e-4))
-                th_fail(__FILE__, __LINE__, "matmul3 %s [%d|%d|%d x %d] n=%d: rel err %g / %g (tol %g), vs three %g",
-                        ob_dtype_name(types[ti]), cases[i][0], cases[i][1], cases[i][2], cases[i][3], cases[i][4], err,
-                        e0, CM_TOL, d);
-            free(a), free(b);
-        }
-    for (unsigned i = 0; i < sizeof cm_switch_names / sizeof *cm_switch_names; i++) unsetenv(cm_switch_names[i]);
-    unsetenv("OMNI_VK_CM2_MIN_N");
-    printf("    matmul3: largest difference to three matmuls %.3g\n", worst);
-    tv_close(&e);
 }
 
 /* Q8_0 weights on NV cooperative matrix 2 (OMNI_VK_CM2_Q8=1: the tensor block loads dequantize q·d to fp16 in a

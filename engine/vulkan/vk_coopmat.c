@@ -228,6 +228,7 @@ static void gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_ma
  * projections 11.05 -> 7.98 ms per pp512 pass); the encoders' products did not gain. */
 #define CM2_MIN_N 512
 #define CM2_MAX_N 2048
+#define CM2_WG 256  /* threads per workgroup (OMNI_VK_CM2_WG) */
 #define CM2_UNROLL 4 /* K steps unrolled in its inner loop (OMNI_VK_CM2_UNROLL=1..8) */
 /* fp16 operands through block loads (OMNI_VK_CM2_BLK=0: plain tensor loads). Measured on the H100 (vulkan_bench
  * gemm, n = 512, 128x128x64): q [4096 x 2048] 0.0505 ms with block loads against 0.1115 plain (matmul_cm 0.0885),
@@ -257,8 +258,6 @@ static void gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_ma
  * (OMNI_VK_CM2_KRED=0: the pass), for products of up to CM2_KRED_TILES tiles with rows % 4 == 0 */
 #define CM2_KRED 1
 #define CM2_KRED_TILES 1024u
-/* q, k and v in one GEMM (cm2_matmul3 below; OMNI_VK_CM2_QKV=0: three products) */
-#define CM2_QKV_DEFAULT 1
 
 /* a tile "BMxBNxBK" the device's granularity allows (0: not one) */
 static int cm2_parse(vk_ctx *c, const char *v, uint32_t t[3]) {
@@ -296,13 +295,15 @@ static uint32_t cm2_q8_block(void) {
     return q == 4 || q == 8 || q == 16 || q == 32 ? (uint32_t)q : CM2_Q8_BLOCK;
 }
 
-/* matmul_cm2.comp for weight type wt, tile t, MULTI (three outputs) and KRED (split-K planes added in the GEMM) */
-static VkPipeline cm2_pipeline(vk_ctx *c, ob_dtype wt, const uint32_t t[3], uint32_t multi, uint32_t kred) {
-    int unroll = env_int("OMNI_VK_CM2_UNROLL", CM2_UNROLL);
+/* matmul_cm2.comp for weight type wt, tile t, KRED (split-K planes added in the GEMM); OMNI_VK_CM2_WG=128|512: other
+ * workgroup sizes than CM2_WG (comparisons) */
+static VkPipeline cm2_pipeline(vk_ctx *c, ob_dtype wt, const uint32_t t[3], uint32_t kred) {
+    int unroll = env_int("OMNI_VK_CM2_UNROLL", CM2_UNROLL), wg = env_int("OMNI_VK_CM2_WG", CM2_WG);
     /* spec 7 (the Q8_0 block) varies only for Q8_0: the other types keep one pipeline */
-    uint32_t spec[10] = { 256, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
+    uint32_t spec[10] = { wg == 128 || wg == 512 ? (uint32_t)wg : CM2_WG, (uint32_t)wt, t[0], t[1], t[2],
+                          (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
                           (uint32_t)(env_int("OMNI_VK_CM2_BLK", CM2_BLK) > 0),
-                          wt == OB_Q8_0 ? cm2_q8_block() : CM2_Q8_BLOCK, multi, kred };
+                          wt == OB_Q8_0 ? cm2_q8_block() : CM2_Q8_BLOCK, 0, kred };
     return vk_pipeline(c, SH_MATMUL_CM2, spec, 10);
 }
 
@@ -336,75 +337,9 @@ static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk
     /* the planes added in the GEMM's own dispatch (KRED) where y takes 16-byte words of 4 rows */
     int kred = split > 1 && env_int("OMNI_VK_CM2_KRED", CM2_KRED) > 0 && pc->rows % 4 == 0 &&
                gx * gy <= CM2_KRED_TILES && (uint64_t)split * pc->n * pc->rows < (1ull << 32);
-    VkPipeline p = cm2_pipeline(c, wt, t, 0, kred);
+    VkPipeline p = cm2_pipeline(c, wt, t, kred);
     gemm_split(c, p, pc, &px, gx, gy, split, kred, rd, n_reads, writes, n_writes);
     return 1;
-}
-
-/* ---- q, k and v in one GEMM (matmul3) ---------------------------------------------------------------------------
- * The prefill's three projections of one x (engine/thinker.c) as one grid over the three weights where they lie
- * back to back in one buffer (the model binds q|k|v as one matrix and the three as views of it: model.c
- * bind_fused), matmul_cm2.comp's MULTI build: each tile stores to the output of its part, k and v need no split-K
- * (and no mm_ksum pass), and the three products cost one dispatch. Where it does not apply (no cm2, other row
- * counts, weights apart, a tile that would straddle two parts) it is exactly three matmul calls.
- * OMNI_VK_CM2_QKV=0: always the three calls; OMNI_VK_CM2_QKV_TILE=BMxBNxBK its tile (default the dense one). */
-static int cm2_matmul3(vk_ctx *c, const ob_mat *w, ob_ptr x, const ob_ptr *y, int n) {
-    if (env_int("OMNI_VK_CM2_QKV", CM2_QKV_DEFAULT) <= 0) return 0;
-    ob_dtype wt = w[0].dtype;
-    uint32_t min_n = (uint32_t)env_int("OMNI_VK_CM2_MIN_N", CM2_MIN_N);
-    uint32_t max_n = (uint32_t)env_int("OMNI_VK_CM2_MAX_N", CM2_MAX_N);
-    if ((uint32_t)n < min_n || (max_n && (uint32_t)n > max_n) || !vk_cm2_on(c, wt)) return 0;
-    /* the three back to back: quants (or elements) and, for Q8_0, scales */
-    int64_t rows = 0;
-    for (int i = 0; i < 3; i++) {
-        if (w[i].dtype != wt || w[i].cols != w[0].cols || w[i].data.buf != w[0].data.buf || w[i].rows <= 0) return 0;
-        if (wt == OB_Q8_0) {
-            if (w[i].data.off != w[0].data.off + (size_t)(rows * w[0].cols) ||
-                w[i].data.off + w[i].scale_off != w[0].data.off + w[0].scale_off + (size_t)(rows * (w[0].cols / 32)) * 2)
-                return 0;
-        } else if (w[i].data.off != w[0].data.off + ob_dtype_bytes(wt, rows * w[0].cols))
-            return 0;
-        rows += w[i].rows;
-    }
-    ob_mat f = w[0];
-    f.rows = rows;
-    if (vk_mat_check(c, &f, "matmul3") != 0) return 1; /* failed: nothing more to record */
-    int vec = vk_mat_vec_ok(&f) && f.cols % 32 == 0;
-    size_t xb = (size_t)n * (size_t)f.cols * 4;
-    ob_pc_matmul pc = { .w = vk_addr(f.data), .x = vk_addr(x), .y = vk_addr(y[0]), .rows = (uint32_t)rows,
-                        .cols = (uint32_t)f.cols, .n = (uint32_t)n, .x_stride = (uint32_t)f.cols,
-                        .y_stride = (uint32_t)w[0].rows };
-    pc.s = pc.w + f.scale_off;
-    if (!vk_cm_ok(c, wt, vec) || !vk_cm_operands_ok(&pc)) return 0;
-    if (wt == OB_Q8_0 && (pc.cols % 32 || pc.w % 16 || pc.s % 2)) return 0;
-    uint32_t t[3];
-    const char *tv = getenv("OMNI_VK_CM2_QKV_TILE");
-    if (!cm2_parse(c, tv && *tv ? tv : CM2_TILE, t) || w[0].rows % t[0] || w[1].rows % t[0]) return 0;
-    for (int i = 0; i < 3; i++)
-        if (vk_addr(y[i]) % 16) return 0;
-    if (!vk_ptr_ok(c, x, xb, "matmul3 x")) return 1;
-    vk_range wr[3];
-    for (int i = 0; i < 3; i++) {
-        size_t yb = (size_t)n * (size_t)w[i].rows * 4;
-        if (!vk_ptr_ok(c, y[i], yb, "matmul3 y")) return 1;
-        wr[i] = vk_rng(vk_addr(y[i]), yb);
-    }
-    vk_range rd[3] = { vk_mat_range(&f), vk_rng(pc.x, xb) };
-    pc.x = x16_get(c, &pc, pc.n, &rd[2]);
-    if (!pc.x) return 1; /* vk_fail'ed */
-    pc.tok = vk_addr(y[1]);
-    pc.tiles = vk_addr(y[2]);
-    pc.gather = (uint32_t)w[0].rows;
-    pc.pad = (uint32_t)w[1].rows;
-    VkPipeline p = cm2_pipeline(c, wt, t, 1, 0);
-    vk_dispatch(c, p, &pc, sizeof pc, (pc.rows + t[0] - 1) / t[0], (pc.n + t[1] - 1) / t[1], 1, rd, 3, wr, 3);
-    return 1;
-}
-
-void vk_op_matmul3(ob_backend *b, const ob_mat *w, ob_ptr x, const ob_ptr *y, int n) {
-    vk_ctx *c = vk_of(b);
-    if (n <= 0 || cm2_matmul3(c, w, x, y, n)) return;
-    for (int i = 0; i < 3; i++) vk_op_matmul(b, &w[i], x, y[i], n, 0);
 }
 
 /* ---- the grouped MoE on NV cooperative matrix 2 (matmul_cm2_moe.comp) ----------------------------------------------

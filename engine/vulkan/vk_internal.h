@@ -504,8 +504,6 @@ void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc
 /* 1 when dense products with weights of dtype wt go to the NV cooperative matrix 2 GEMM (matmul_cm2.comp,
  * OMNI_VK_CM2; vk_matmul_cm_dispatch routes them) */
 int vk_cm2_on(vk_ctx *c, ob_dtype wt);
-/* the matmul3 op (backend.h): q, k and v of one x in one GEMM where it applies, else three matmuls */
-void vk_op_matmul3(ob_backend *b, const ob_mat *w, ob_ptr x, const ob_ptr *y, int n);
 /* the grouped MoE on the NV cooperative matrix 2 GEMM (matmul_cm2_moe.comp, OMNI_VK_CM2_MOE): its plan tile (x rows
  * per tile) where it takes experts of these dtypes and shapes with x at xa (0: not for it, matmul_cm.comp's path) */
 uint32_t vk_cm2_moe_tile_n(vk_ctx *c, ob_dtype gate_t, ob_dtype down_t, int vec, uint32_t dim, uint32_t inter,

@@ -814,7 +814,6 @@ static const ob_ops vk_ops_table = {
     .norm_matvec = vk_op_norm_matvec,
     .norm_route = vk_op_norm_route,
     .matmul_norm_route = vk_op_matmul_norm_route,
-    .matmul3 = vk_op_matmul3,
     .prof_mark = vk_prof_mark,
     .prof_read = vk_prof_read,
     .prof_kernels = vk_prof_kernels,

@@ -16,7 +16,6 @@
 #include <string.h>
 
 #include "backend.h"
-#include "model.h"
 #include "omni.h"
 #include "util.h"
 #include "vulkan/ob_vulkan.h"
@@ -499,19 +498,6 @@ static void gemm_variants(ob_backend *b) {
             ob_mat m = ob_mat_make((ob_ptr){ pm[i].w, 0 }, pm[i].t, pm[i].rows, pm[i].cols);
             double ms = TIME_MS(reps, b->ops->matmul(b, &m, (ob_ptr){ x, 0 }, (ob_ptr){ y, 0 }, n, pm[i].acc));
             printf(" %s %.4f %.1f", pm[i].what, ms, 2.0 * n * pm[i].rows * pm[i].cols / (ms * 1e9));
-            /* after the q|k|v rows: the three as row views of that weight through matmul3 (one GEMM where the
-             * back-end can), the thinker's prefill call */
-            if ((i == 2 || i == 6) && b->ops->matmul3) {
-                ob_mat f = ob_mat_make((ob_ptr){ pm[i].w, 0 }, pm[i].t, pm[i].rows, pm[i].cols), w3[3];
-                const int rp[3] = { 4096, 512, 512 };
-                ob_ptr y3[3];
-                for (int j = 0, r0 = 0; j < 3; r0 += rp[j], j++) {
-                    w3[j] = omni_mat_rows_view(&f, r0, rp[j]);
-                    y3[j] = (ob_ptr){ y, (size_t)n * r0 * 4 };
-                }
-                ms = TIME_MS(reps, b->ops->matmul3(b, w3, (ob_ptr){ x, 0 }, y3, n));
-                printf(" %s3 %.4f %.1f", pm[i].what, ms, 2.0 * n * pm[i].rows * pm[i].cols / (ms * 1e9));
-            }
         }
         double ms = TIME_MS(reps, b->ops->moe_experts(b, (ob_ptr){ xm, 0 }, n, k, (ob_ptr){ ids, 0 },
                                                     (ob_ptr){ wt, 0 }, gm, gm + E, gm + 2 * E, E, (ob_ptr){ ym, 0 }));
