@@ -14,13 +14,7 @@
 // Tiles that reach past rows, n or cols use the clamping layouts (out-of-range elements read as 0, stores dropped),
 // so there are no ragged-edge paths of our own; tiles wholly inside use unclamped layouts (fewer checks).
 // Split-K as matmul_cm.comp (pc.pad = splits > 1, grid z): workgroup z sums whole BK slices of its share of the
-// columns into the partial plane y + z·n·y_stride (no accumulation); mm_ksum.comp adds the planes, or (KRED = 1)
-// the last workgroup of each output tile does, in this dispatch: every workgroup stores its plane, fences, and
-// counts itself in the tile's counter (pc.tok, zeroed uints: vk_counters); the one that finds the others done adds
-// the planes in plane order z = 0, 1, ... (mm_ksum.comp's order and arithmetic, so the same bits whichever
-// workgroup finishes last) into the final y (pc.tiles, row stride pc.gather, += where pc.accumulate) and sets the
-// counter back to zero. (The last-block pattern is the classic threadfence reduction of CUDA's samples; the code is
-// our own.)
+// columns into the partial plane y + z·n·y_stride (no accumulation); mm_ksum.comp adds the planes.
 // bf16 weights go through a decode function: each element widened exactly to fp32 and rounded once to fp16, as
 // matmul_cm.comp's bf2h does, so both kernels multiply the same fp16 operands (fp32 sums, in another order).
 // Q8_0 weights (our layout, vk_push.h: pc.w an int8 tensor rows x cols, pc.s its fp16 scales rows x cols/32, one
@@ -60,21 +54,10 @@ layout(constant_id = 6) const uint BLK = 0;
 // Q8_0: quants per block of the decode function (4, 8, 16 or 32; the host's default 16 was the fastest on the H100:
 // q [4096 x 2048] x 512 0.0755 ms against 0.0852 / 0.0791 / 0.0793 for 4 / 8 / 32, vk_coopmat.c CM2_Q8_BLOCK)
 layout(constant_id = 7) const uint QB = 16;
-// KRED: split-K planes added by the tile's last workgroup (above); spec 8 is free (a three-output form was
-// measured and removed: docs/benchmarks.md, session 6)
-layout(constant_id = 9) const uint KRED = 0;
 
 layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer BufH { float16_t v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer BufW32 { uint v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufY { float v[]; };
-// KRED: the partial planes and tile counters as other workgroups of the dispatch write them (coherent: past the
-// non-coherent caches), and the final y in 16-byte words (rows % 4 == 0, the host's condition)
-layout(buffer_reference, std430, buffer_reference_align = 16) coherent buffer BufYC { float v[]; };
-layout(buffer_reference, std430, buffer_reference_align = 16) coherent readonly buffer BufPC { vec4 v[]; };
-layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufY4 { vec4 v[]; };
-layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer BufCnt { uint v[]; };
-shared uint s_last;
-const uint KI = (BM * BN / 4u + WG - 1u) / WG; // 16-byte elements of a tile per thread
 // two bf16 weights of a row in one 32-bit word (low half first): the block the decode function is handed (block
 // size 1 x 2 elements; no 16-bit integer type, so no shaderInt16)
 layout(buffer_reference, std430, buffer_reference_align = 4) readonly buffer BlkBF16 { uint b; };
@@ -183,16 +166,16 @@ void main() {
     tensorViewNV<2, false, 1, 0> vt = createTensorViewNV(2, false, 1, 0);
 
     // this workgroup's columns [kbeg, kend) and its output plane (element offset yo)
-    uint kbeg = 0u, kend = cols, yo = 0u, splits = pc.pad;
-    if (splits > 1u) {
-        uint slices = (cols + BK - 1u) / BK, per = (slices + splits - 1u) / splits;
+    uint kbeg = 0u, kend = cols, yo = 0u;
+    if (pc.pad > 1u) {
+        uint slices = (cols + BK - 1u) / BK, per = (slices + pc.pad - 1u) / pc.pad;
         kbeg = min(cols, gl_WorkGroupID.z * per * BK);
         kend = min(cols, kbeg + per * BK);
         yo = gl_WorkGroupID.z * n * pc.y_stride;
     }
 
     MAT_C acc = MAT_C(0.0f);
-    if (pc.accumulate != 0u && splits <= 1u) coopMatLoadTensorNV(acc, BufY(pc.y).v, 0u, sliceTensorLayoutNV(ld, j0, BN, m0, BM), vt);
+    if (pc.accumulate != 0u) coopMatLoadTensorNV(acc, BufY(pc.y).v, 0u, sliceTensorLayoutNV(ld, j0, BN, m0, BM), vt);
 
     if (m0 + BM <= rows && j0 + BN <= n && cols % BK == 0u) {
         // strides known to keep 16-byte rows (the host guarantees cols % 8 == 0 and x_stride == cols; Q8_0 rows
@@ -206,41 +189,5 @@ void main() {
     } else {
         for (uint k = kbeg; k < kend; k += BK) STEP(lac, lbc, k)
     }
-    if (KRED == 0u || splits <= 1u) {
-        coopMatStoreTensorNV(acc, BufY(pc.y).v, yo, sliceTensorLayoutNV(ld, j0, BN, m0, BM), vt);
-        return;
-    }
-    // KRED: this plane out, then count this workgroup in the tile's counter (stores fenced before the count)
-    coopMatStoreTensorNV(acc, BufYC(pc.y).v, yo, sliceTensorLayoutNV(ld, j0, BN, m0, BM), vt);
-    memoryBarrierBuffer();
-    barrier();
-    uint tile = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
-    if (gl_LocalInvocationIndex == 0u) {
-        uint prev = atomicAdd(BufCnt(pc.tok).v[tile], 1u);
-        s_last = prev == splits - 1u ? 1u : 0u;
-        if (prev == splits - 1u) BufCnt(pc.tok).v[tile] = 0u; // every workgroup of the tile has counted: reusable
-    }
-    barrier();
-    if (s_last == 0u) return;
-    memoryBarrierBuffer();
-    // the last one: y[j][r] (+)= Σ_z plane z, z in order from 0 (mm_ksum.comp's sum), 4 rows per element; each
-    // thread's KI elements of the tile at once (all their loads of a plane in flight together: the tail this adds
-    // to the GEMM is a few L2 round trips, not one per element)
-    uint rq = min(BM, rows - m0) / 4u, cnt = rq * min(BN, n - j0), rs4 = pc.y_stride / 4u;
-    uint plane4 = n * rs4, ys4 = pc.gather / 4u;
-    vec4 s[KI], yv[KI];
-    BufY4 y = BufY4(pc.tiles);
-    [[unroll]] for (uint i = 0u; i < KI; i++) {
-        uint e = gl_LocalInvocationIndex + i * WG;
-        s[i] = vec4(0.0f);
-        yv[i] = pc.accumulate != 0u && e < cnt ? y.v[(j0 + e / rq) * ys4 + m0 / 4u + e % rq] : vec4(0.0f);
-    }
-    for (uint z = 0u; z < splits; z++) [[unroll]] for (uint i = 0u; i < KI; i++) {
-            uint e = gl_LocalInvocationIndex + i * WG;
-            if (e < cnt) s[i] += BufPC(pc.y).v[z * plane4 + (j0 + e / rq) * rs4 + m0 / 4u + e % rq];
-        }
-    [[unroll]] for (uint i = 0u; i < KI; i++) { // y + s: mm_ksum.comp's y.v[0] + s (the same sum, commuted)
-        uint e = gl_LocalInvocationIndex + i * WG;
-        if (e < cnt) y.v[(j0 + e / rq) * ys4 + m0 / 4u + e % rq] = pc.accumulate != 0u ? yv[i] + s[i] : s[i];
-    }
+    coopMatStoreTensorNV(acc, BufY(pc.y).v, yo, sliceTensorLayoutNV(ld, j0, BN, m0, BM), vt);
 }

@@ -160,11 +160,8 @@ void vk_x16_written(vk_ctx *c, uint32_t rows, uint32_t cols, VkDeviceAddress y) 
 /* A tensor-core GEMM (pipeline p, push constants px as the kernel takes them, pc as the caller gave them) over a
  * gx x gy grid: in one pass, or split over K in `split` parts (grid z) that write partial planes into scratch slot 5,
  * which mm_ksum.comp then adds into y (accumulating where pc asks). Shared by matmul_cm.comp and matmul_cm2.comp. */
-/* kred (matmul_cm2.comp's KRED build, p built with it): no mm_ksum pass, the last workgroup of each output tile adds
- * the planes (counters from VK_CNT_GEMM on, one per tile) */
 static void gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_matmul *px, uint32_t gx, uint32_t gy,
-                       uint32_t split, int kred, const vk_range *rd, int n_reads, const vk_range *writes,
-                       int n_writes) {
+                       uint32_t split, const vk_range *rd, int n_reads, const vk_range *writes, int n_writes) {
     if (split <= 1) {
         px->pad = 0;
         vk_dispatch(c, p, px, sizeof *px, gx, gy, 1, rd, n_reads, writes, n_writes);
@@ -179,20 +176,6 @@ static void gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_ma
     pp.accumulate = 0;
     pp.pad = split;
     vk_range r_part = vk_rng(pp.y, part_b);
-    if (kred) {
-        VkDeviceAddress cnt = vk_counters(c, VK_CNT_GEMM, (int)(gx * gy));
-        if (!cnt) return;
-        pp.tiles = pc->y; /* the final y, its row stride, += as pc asks */
-        pp.gather = pc->y_stride;
-        pp.accumulate = pc->accumulate;
-        pp.tok = cnt;
-        vk_range rdk[VK_MAX_RANGES / 4 + 1], wrk[3] = { r_part, writes[0], vk_rng(cnt, (uint64_t)gx * gy * 4) };
-        for (int i = 0; i < n_reads; i++) rdk[i] = rd[i];
-        int nrk = n_reads;
-        if (pc->accumulate) rdk[nrk++] = writes[0];
-        vk_dispatch(c, p, &pp, sizeof pp, gx, gy, split, rdk, nrk, wrk, 3);
-        return;
-    }
     vk_dispatch(c, p, &pp, sizeof pp, gx, gy, split, rd, n_reads, &r_part, 1);
     ob_pc_matmul ps = *pc;
     ps.x = pp.y;
@@ -228,7 +211,13 @@ static void gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_ma
  * projections 11.05 -> 7.98 ms per pp512 pass); the encoders' products did not gain. */
 #define CM2_MIN_N 512
 #define CM2_MAX_N 2048
-#define CM2_WG 256  /* threads per workgroup (OMNI_VK_CM2_WG) */
+/* Threads per workgroup (OMNI_VK_CM2_WG=256|512 for all types): 512 for Q8_0, 256 for f16/bf16. Measured on the
+ * H100 (session 6, docs/benchmarks.md): `omni bench … -p 512 -n 0 -r 3`, main's build and OMNI_VK_CM2_WG=512
+ * alternating in one run, Q8_0 pp512 13,903 / 13,913 -> 14,289 / 14,279 t/s (projections 10.78 -> 10.00 ms per
+ * pass), BF16 14,405 / 14,429 -> 14,442 / 14,405 (projections 7.66-7.77 -> 7.91-8.02 ms: no gain); vulkan_bench
+ * gemm n = 512, ms: q-q8 0.0786 -> 0.0722, q bf16 0.0566 -> 0.0549, q f16 0.0558 -> 0.0636 (worse). */
+#define CM2_WG 256u
+#define CM2_WG_Q8 512u
 #define CM2_UNROLL 4 /* K steps unrolled in its inner loop (OMNI_VK_CM2_UNROLL=1..8) */
 /* fp16 operands through block loads (OMNI_VK_CM2_BLK=0: plain tensor loads). Measured on the H100 (vulkan_bench
  * gemm, n = 512, 128x128x64): q [4096 x 2048] 0.0505 ms with block loads against 0.1115 plain (matmul_cm 0.0885),
@@ -253,11 +242,6 @@ static void gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_ma
  * 15.56 ms per pass; docs/benchmarks.md). */
 #define CM2_Q8_DEFAULT 1
 #define CM2_Q8_BLOCK 16
-
-/* split-K planes added by each tile's last workgroup in the GEMM itself instead of an mm_ksum.comp pass
- * (OMNI_VK_CM2_KRED=0: the pass), for products of up to CM2_KRED_TILES tiles with rows % 4 == 0 */
-#define CM2_KRED 1
-#define CM2_KRED_TILES 1024u
 
 /* a tile "BMxBNxBK" the device's granularity allows (0: not one) */
 static int cm2_parse(vk_ctx *c, const char *v, uint32_t t[3]) {
@@ -295,18 +279,6 @@ static uint32_t cm2_q8_block(void) {
     return q == 4 || q == 8 || q == 16 || q == 32 ? (uint32_t)q : CM2_Q8_BLOCK;
 }
 
-/* matmul_cm2.comp for weight type wt, tile t, KRED (split-K planes added in the GEMM); OMNI_VK_CM2_WG=128|512: other
- * workgroup sizes than CM2_WG (comparisons) */
-static VkPipeline cm2_pipeline(vk_ctx *c, ob_dtype wt, const uint32_t t[3], uint32_t kred) {
-    int unroll = env_int("OMNI_VK_CM2_UNROLL", CM2_UNROLL), wg = env_int("OMNI_VK_CM2_WG", CM2_WG);
-    /* spec 7 (the Q8_0 block) varies only for Q8_0: the other types keep one pipeline */
-    uint32_t spec[10] = { wg == 128 || wg == 512 ? (uint32_t)wg : CM2_WG, (uint32_t)wt, t[0], t[1], t[2],
-                          (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
-                          (uint32_t)(env_int("OMNI_VK_CM2_BLK", CM2_BLK) > 0),
-                          wt == OB_Q8_0 ? cm2_q8_block() : CM2_Q8_BLOCK, 0, kred };
-    return vk_pipeline(c, SH_MATMUL_CM2, spec, 10);
-}
-
 /* returns 0 (nothing recorded) where the product is not for it */
 static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk_range *reads, int n_reads,
                         const vk_range *writes, int n_writes) {
@@ -332,13 +304,15 @@ static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk
     px.x = x16_get(c, pc, pc->n, &rd[n_reads++]);
     if (!px.x) return 1; /* vk_fail'ed */
     px.x_stride = pc->cols;
-    px.tok = px.tiles = 0;
-    px.gather = 0;
-    /* the planes added in the GEMM's own dispatch (KRED) where y takes 16-byte words of 4 rows */
-    int kred = split > 1 && env_int("OMNI_VK_CM2_KRED", CM2_KRED) > 0 && pc->rows % 4 == 0 &&
-               gx * gy <= CM2_KRED_TILES && (uint64_t)split * pc->n * pc->rows < (1ull << 32);
-    VkPipeline p = cm2_pipeline(c, wt, t, kred);
-    gemm_split(c, p, pc, &px, gx, gy, split, kred, rd, n_reads, writes, n_writes);
+    int unroll = env_int("OMNI_VK_CM2_UNROLL", CM2_UNROLL), wg = env_int("OMNI_VK_CM2_WG", 0);
+    /* threads per workgroup (the driver spreads the tile over them): OMNI_VK_CM2_WG=256|512, else CM2_WG_Q8 for
+     * Q8_0 and CM2_WG for the others */
+    uint32_t wgs = wg == 256 || wg == 512 ? (uint32_t)wg : wt == OB_Q8_0 ? CM2_WG_Q8 : CM2_WG;
+    /* spec 7 (the Q8_0 block) only for Q8_0: the other types keep their pipelines */
+    uint32_t spec[8] = { wgs, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
+                         (uint32_t)(env_int("OMNI_VK_CM2_BLK", CM2_BLK) > 0), cm2_q8_block() };
+    VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2, spec, wt == OB_Q8_0 ? 8 : 7);
+    gemm_split(c, p, pc, &px, gx, gy, split, rd, n_reads, writes, n_writes);
     return 1;
 }
 
@@ -463,7 +437,7 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
     uint32_t q8h = wt == OB_Q8_0 && env_int("OMNI_VK_CM_Q8H", 1) > 0;
     uint32_t spec[7] = { 0, (uint32_t)wt, 0, out16, q8h, 0, (uint32_t)grouped };
     VkPipeline p = vk_pipeline(c, sh->sh[x16], spec, 7);
-    gemm_split(c, p, pc, &px, gx, groups_y, split, 0, rd, n_reads, writes, n_writes);
+    gemm_split(c, p, pc, &px, gx, groups_y, split, rd, n_reads, writes, n_writes);
 }
 
 /* attn_flash_cm.comp: head_dim 128 (the thinker), and the builds padded to 64 and 80 dims for head dims 64..124

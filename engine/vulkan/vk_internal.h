@@ -368,7 +368,6 @@ ob_buf *vk_scratch(vk_ctx *c, int slot, size_t bytes);
 #define VK_CNT_ROUTER 0
 #define VK_CNT_CHAIN 2
 #define VK_CNT_ATTN 8
-#define VK_CNT_GEMM 256 /* one per output tile of a split-K GEMM (matmul_cm2.comp KRED, vk_coopmat.c) */
 VkDeviceAddress vk_counters(vk_ctx *c, int first, int n);
 
 /* vk_exec.c */
