@@ -211,6 +211,13 @@ static void gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_ma
  * projections 11.05 -> 7.98 ms per pp512 pass); the encoders' products did not gain. */
 #define CM2_MIN_N 512
 #define CM2_MAX_N 2048
+/* Threads per workgroup (OMNI_VK_CM2_WG=256|512 for all types): 512 for Q8_0, 256 for f16/bf16. Measured on the
+ * H100 (session 6, docs/benchmarks.md): `omni bench … -p 512 -n 0 -r 3`, main's build and OMNI_VK_CM2_WG=512
+ * alternating in one run, Q8_0 pp512 13,903 / 13,913 -> 14,289 / 14,279 t/s (projections 10.78 -> 10.00 ms per
+ * pass), BF16 14,405 / 14,429 -> 14,442 / 14,405 (projections 7.66-7.77 -> 7.91-8.02 ms: no gain); vulkan_bench
+ * gemm n = 512, ms: q-q8 0.0786 -> 0.0722, q bf16 0.0566 -> 0.0549, q f16 0.0558 -> 0.0636 (worse). */
+#define CM2_WG 256u
+#define CM2_WG_Q8 512u
 #define CM2_UNROLL 4 /* K steps unrolled in its inner loop (OMNI_VK_CM2_UNROLL=1..8) */
 /* fp16 operands through block loads (OMNI_VK_CM2_BLK=0: plain tensor loads). Measured on the H100 (vulkan_bench
  * gemm, n = 512, 128x128x64): q [4096 x 2048] 0.0505 ms with block loads against 0.1115 plain (matmul_cm 0.0885),
@@ -297,9 +304,12 @@ static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk
     px.x = x16_get(c, pc, pc->n, &rd[n_reads++]);
     if (!px.x) return 1; /* vk_fail'ed */
     px.x_stride = pc->cols;
-    int unroll = env_int("OMNI_VK_CM2_UNROLL", CM2_UNROLL);
+    int unroll = env_int("OMNI_VK_CM2_UNROLL", CM2_UNROLL), wg = env_int("OMNI_VK_CM2_WG", 0);
+    /* threads per workgroup (the driver spreads the tile over them): OMNI_VK_CM2_WG=256|512, else CM2_WG_Q8 for
+     * Q8_0 and CM2_WG for the others */
+    uint32_t wgs = wg == 256 || wg == 512 ? (uint32_t)wg : wt == OB_Q8_0 ? CM2_WG_Q8 : CM2_WG;
     /* spec 7 (the Q8_0 block) only for Q8_0: the other types keep their pipelines */
-    uint32_t spec[8] = { 256, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
+    uint32_t spec[8] = { wgs, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
                          (uint32_t)(env_int("OMNI_VK_CM2_BLK", CM2_BLK) > 0), cm2_q8_block() };
     VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2, spec, wt == OB_Q8_0 ? 8 : 7);
     gemm_split(c, p, pc, &px, gx, gy, split, rd, n_reads, writes, n_writes);
