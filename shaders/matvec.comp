@@ -324,8 +324,9 @@ void rows_main(uint rows_wg, uint rsg) {
         // routing's outputs from workgroup (0, 0)
         uint nwg = gl_NumWorkGroups.x * gl_NumWorkGroups.y, wid = g_wgy * gl_NumWorkGroups.x + g_wgx;
         uint per = (cols + nwg - 1u) / nwg, end = min(cols, (wid + 1u) * per);
-        for (uint i = wid * per + gl_LocalInvocationID.x; i < end; i += WG)
-            BufF32(pc.xn).v[i] = (BufF32(g_x).v[i] * fscale) * ld_elem(NORM - 1u, pc.nw, pc.nw, i);
+        if (SG_ID == 0u)  // subgroup 0 always had a row group, so its scale is set
+            for (uint i = wid * per + SG_LANE; i < end; i += SG_SIZE)
+                BufF32(pc.xn).v[i] = (BufF32(g_x).v[i] * fscale) * ld_elem(NORM - 1u, pc.nw, pc.nw, i);
         if (g_wgx == 0u && g_wgy == 0u)
             rr_finish(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, pc.ids, pc.wts, fscale, pc.lo);
     }
