@@ -42,7 +42,7 @@ layout(constant_id = 1) const uint MODE = 0;  // 0 dense, 1 MoE gate+up (quantiz
 layout(constant_id = 2) const uint RSG = 1;   // output rows per subgroup
 layout(constant_id = 3) const uint NPL = 4;   // vectors per lane per row: ceil(cols/16/SG); MODE 2 ceil(cols/16/LPS)
 layout(constant_id = 4) const uint XQ = 128;  // MODE 0/1: cols / 16 (shared x quants in uvec4, one scale each)
-layout(constant_id = 5) const uint NORM = 0;  // MODE 0: 1 + dtype of an RMSNorm weight applied to x first (0: none)
+layout(constant_id = 5) const uint NORM = 0;  // MODE 0 (and MODE 1 with FOLD): 1 + dtype of an RMSNorm weight, 0: none
 layout(constant_id = 6) const uint SG = 32;   // the subgroup size the host planned for
 layout(constant_id = 7) const uint K = 8;     // MODE 2: slots per token (K <= SG)
 layout(constant_id = 8) const uint HB = 16;   // MODE 1: rows per workgroup (a multiple of the 16-row h blocks)
@@ -243,7 +243,8 @@ void dense_or_gate_up() {
             BufU32(pc.y).v[o / 4u] = pack_q8(ivec4(round(h * id)));
             if ((t & 3u) == 0u) BufF32(pc.s).v[o / 16u] = m / 127.0f;
         }
-    }    if (FOLD && gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u)
+    }
+    if (FOLD && gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u)
         rr_finish(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, pc.ids, pc.wts, xscale, pc.lo);
 }
 
