@@ -229,8 +229,8 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
         int vec1 = vec && xa % 16 == 0 && dim % 4 == 0, vec2 = vec && inter % 4 == 0;
         /* the top-k of the router just before, left to these workgroups (vk_decode.c, route_defer): they read its
          * logits instead of the ids and write ids and weights themselves. The folded router (route_pend.fold) leaves
-         * its raw halves and the residual instead: the workgroups normalise the residual themselves (x is then that
-         * row, not xn) and write xn and the logits too. */
+         * its raw halves and the residual instead: the workgroups read the residual and the norm weight (x is then
+         * that row, not xn), apply the norm scale to their products, and write xn and the logits too. */
         uint32_t sel = 0, norm = 0;
         vk_range wr1[5] = { r_h, r_ids, r_w };
         int n_wr1 = 1;
