@@ -913,8 +913,9 @@ static void route_defer_case(tv_env *e, omni_rng *r, ob_dtype t, int n_exp, int 
  * matmul_norm_route then moe_experts on one token, as the thinker's decode calls them (the experts add into the
  * residual x), against the CPU back-end, with OMNI_VK_ROUTE_FOLD on and off. Afterwards the ids must equal the CPU's
  * exactly, and the residual, weights, logits and xn agree within tol relative (BF16 1e-5: the fold sums in another
- * order; Q8_0 on int8 activations where the device has them 2e-2, o_proj's activations rounded to int8). Then the
- * router weights are replaced in place (the cached fold must lapse) and the pair runs again. */
+ * order; Q8_0 on int8 activations where the device has them 2e-2, o_proj's activations rounded to int8). The second
+ * round reads the logits between the two calls (the owed outputs are then computed the direct way, vk_route_flush);
+ * the third replaces the router weights in place first (the cached fold must lapse). */
 static void fold_case(tv_env *e, omni_rng *r, ob_dtype t, ob_dtype ot, int n_exp, int k, int dim, int inter, int oc,
                       double tol, const char *what) {
     size_t wb, nb, ob, gb, db;
@@ -951,6 +952,12 @@ static void fold_case(tv_env *e, omni_rng *r, ob_dtype t, ob_dtype ot, int n_exp
                I = tv_new(e, NULL, (size_t)k * 4, 0), Wt = tv_new(e, NULL, (size_t)k * 4, 0);
         e->vk->ops->matmul_norm_route(e->vk, &ov, tv_pv(Av, 0), tv_pv(X, 0), &nv, 1e-6f, &wv, tv_pv(L, 0),
                                       tv_pv(XN, 0), k, 1, tv_pv(I, 0), tv_pv(Wt, 0));
+        if (round == 1) { /* the logits read before the experts: the owed outputs are computed the direct way first */
+            float *lg = malloc((size_t)n_exp * 4);
+            if (!lg || e->vk->ops->download(e->vk, L.v, 0, lg, (size_t)n_exp * 4))
+                th_fail(__FILE__, __LINE__, "%s: logits download", what);
+            free(lg);
+        }
         e->vk->ops->moe_experts(e->vk, tv_pv(XN, 0), 1, k, tv_pv(I, 0), tv_pv(Wt, 0), m, m + n_exp, m + 2 * n_exp,
                                 n_exp, tv_pv(X, 0));
         e->cpu->ops->matmul_norm_route(e->cpu, &ocm, tv_pc(Av, 0), tv_pc(X, 0), &nc, 1e-6f, &wc, tv_pc(L, 0),
