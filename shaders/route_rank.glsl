@@ -6,8 +6,8 @@
 // probs = softmax(logits) in fp32 (max and sum by one subgroup's reductions, the same in every workgroup), expert
 // e's rank = the number of experts with a larger probability or an equal one at a lower index (torch.topk's order,
 // ties to the lower index), the first k by rank, optionally renormalised to sum 1: router.comp's ranking, i.e. the
-// CPU back-end's moe_route (HF Qwen3-Omni's TopKRouter) up to fp32 rounding order. Call in uniform control flow of the workgroup; afterwards
-// rr_top_e[0..k) holds the experts. ne <= RR_MAX, k <= RR_MAX_K. The including shader may define RR_ON (a constant
+// CPU back-end's moe_route (HF Qwen3-Omni's TopKRouter) up to fp32 rounding order. Call in uniform control flow of
+// the workgroup; afterwards rr_top_e[0..k) holds the experts. ne <= RR_MAX, k <= RR_MAX_K. The including shader may define RR_ON (a constant
 // expression, e.g. of a specialisation constant) as 0 where it never selects: the shared arrays shrink to one element.
 const uint RR_MAX = 256u;
 const uint RR_MAX_K = 32u;
@@ -70,7 +70,7 @@ void rr_softmax(uint n4, uint t, uint ne, float s, uint64_t lo) {
 }
 
 // step 1: the logits into rr_p4 (no barrier). fold: the folded router's raw halves, logits[e] + logits[ne + e]
-// (vk_decode.c), still to be scaled by the norm scale in rr_select.
+// (vk_decode.c), ranked as they are and scaled by the norm scale in rr_finish.
 void rr_load(uint64_t logits, uint ne, bool fold) {
     uint t = gl_LocalInvocationIndex, nt = gl_WorkGroupSize.x * gl_WorkGroupSize.y * gl_WorkGroupSize.z;
     uint n4 = (ne + 3u) / 4u;
@@ -116,35 +116,9 @@ void rr_rank(uint ne, uint k) {
     }
 }
 
-// step 2: softmax of s·rr_p4 and the top-k (s > 0); the writing workgroup stores ids, weights and, with lo != 0, the
-// logits s·rr_p4
-void rr_select(uint ne, uint k, bool renorm, bool write, uint64_t ids, uint64_t wts, float s, uint64_t lo) {
-    uint t = gl_LocalInvocationIndex, nt = gl_WorkGroupSize.x * gl_WorkGroupSize.y * gl_WorkGroupSize.z;
-    uint n4 = (ne + 3u) / 4u;
-    barrier();
-    rr_softmax(n4, t, ne, s, write ? lo : 0ul);
-    barrier();
-    for (uint i = t; i < n4; i += nt) {
-        vec4 q = rr_p4[i] / rr_ms[1];
-        [[unroll]] for (uint c = 0u; c < 4u; c++) q[c] = 4u * i + c < ne ? q[c] : -1.0f;
-        rr_p4[i] = q;
-    }
-    barrier();
-    rr_rank(ne, k);
-    barrier();
-    if (write && t == 0u) {
-        float sum = 0.0f;
-        for (uint j = 0u; j < k; j++) sum += rr_top_p[j];
-        for (uint j = 0u; j < k; j++) {
-            BufI32(ids).v[j] = int(rr_top_e[j]);
-            BufF32(wts).v[j] = renorm ? rr_top_p[j] / sum : rr_top_p[j];
-        }
-    }
-}
-
-// The folded router (vk_decode.c) in the matvec.comp gate+up: the experts are ranked by the raw logits straight
-// from rr_load, since the norm scale s > 0 keeps their order (softmax too, up to ties that exp's rounding would
-// create); the scale is known only after the products. Then the writing workgroup alone (rr_finish, uniform control
+// The folded router (vk_decode.c) in the gate+up kernels (matvec.comp, mvq8.comp FOLD): the experts are ranked by
+// the raw logits straight from rr_load, since the norm scale s > 0 keeps their order (softmax too, up to ties that
+// exp's rounding would create); the scale is known only after the products. Then the writing workgroup alone (rr_finish, uniform control
 // flow): softmax of s·raw, the logits to lo, ids and weights of the selection.
 void rr_select_raw(uint ne, uint k) {
     barrier();
@@ -172,7 +146,29 @@ void rr_finish(uint ne, uint k, bool renorm, uint64_t ids, uint64_t wts, float s
     }
 }
 
+// step 1 (rr_load), then softmax and the top-k; the writing workgroup stores ids and weights
 void route_rank(uint64_t logits, uint ne, uint k, bool renorm, bool write, uint64_t ids, uint64_t wts) {
     rr_load(logits, ne, false);
-    rr_select(ne, k, renorm, write, ids, wts, 1.0f, 0ul);
+    uint t = gl_LocalInvocationIndex, nt = gl_WorkGroupSize.x * gl_WorkGroupSize.y * gl_WorkGroupSize.z;
+    uint n4 = (ne + 3u) / 4u;
+    barrier();
+    rr_softmax(n4, t, ne, 1.0f, 0ul);
+    barrier();
+    for (uint i = t; i < n4; i += nt) {
+        vec4 q = rr_p4[i] / rr_ms[1];
+        [[unroll]] for (uint c = 0u; c < 4u; c++) q[c] = 4u * i + c < ne ? q[c] : -1.0f;
+        rr_p4[i] = q;
+    }
+    barrier();
+    rr_rank(ne, k);
+    barrier();
+    if (write && t == 0u) {
+        float sum = 0.0f;
+        for (uint j = 0u; j < k; j++) sum += rr_top_p[j];
+        for (uint j = 0u; j < k; j++) {
+            BufI32(ids).v[j] = int(rr_top_e[j]);
+            BufF32(wts).v[j] = renorm ? rr_top_p[j] / sum : rr_top_p[j];
+        }
+    }
 }
+
