@@ -1005,6 +1005,20 @@ TEST(vk_route_fold) {
     unsetenv("OMNI_VK_MOE");
 }
 
+/* the same on the kernels' builds without subgroup operations (matvec.comp and mv_rows.comp reduce through shared
+ * memory; the Q8_0 int8 kernels need subgroups and are not used) */
+TEST(vk_route_fold_no_subgroup) {
+    setenv("OMNI_VK_NO_SUBGROUP", "1", 1);
+    setenv("OMNI_VK_MOE", "vec", 1);
+    TV_OPEN(e);
+    omni_rng r = { 94 };
+    fold_case(&e, &r, OB_BF16, OB_BF16, OB_BF16, 128, 8, 256, 64, 512, 1e-5, "no subgroups");
+    fold_case(&e, &r, OB_BF16, OB_F32, OB_F16, 12, 3, 64, 32, 100, 1e-5, "no subgroups");
+    tv_close(&e);
+    unsetenv("OMNI_VK_MOE");
+    unsetenv("OMNI_VK_NO_SUBGROUP");
+}
+
 TEST(vk_route_defer) {
     setenv("OMNI_VK_MOE", "vec", 1);
     for (int defer = 1; defer >= 0; defer--) {
