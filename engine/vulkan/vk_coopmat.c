@@ -22,8 +22,7 @@
 #define CM_MATMUL_SHARED(bm, bn) (((bm) + (bn)) * 144u)
 #define CM_ATTN_SHARED 30976u
 
-/* OMNI_VK_CM_SPLIT=0: no split-K for small matrices (comparisons) */
-static int env_int(const char *name, int dflt) {
+int vk_env_now(const char *name, int dflt) {
     const char *v = getenv(name);
     return v && *v ? atoi(v) : dflt;
 }
@@ -95,7 +94,7 @@ uint32_t vk_cm_tile_n(vk_ctx *c, int grouped) { return cm_pick(c, grouped)->bn; 
  * second register set (43.06 vs 40.95 ms) and split-K of the big dense products to fill the grid (41.39 vs 40.95). */
 int vk_cm_x16(vk_ctx *c, int grouped) {
     (void)c;
-    int v = env_int("OMNI_VK_CM_X16", 2);
+    int v = vk_env_now("OMNI_VK_CM_X16", 2);
     return grouped ? v >= 1 : v >= 2;
 }
 
@@ -146,7 +145,7 @@ static VkDeviceAddress x16_get(vk_ctx *c, const ob_pc_matmul *pc, uint32_t x_row
  * 13,810 / 13,795 -> 13,969 / 13,979, Q8_0 12,877 / 12,879 -> 13,031 / 13,050 (pass 37.6-37.9 -> 37.1 ms). */
 VkDeviceAddress vk_x16_offer(vk_ctx *c, uint32_t rows, uint32_t cols, VkDeviceAddress y) {
     if (rows <= 8 || cols % 8 || y % 16 || !vk_cm_ok(c, OB_BF16, 1) || !vk_cm_x16(c, 0) || !vk_cm_x16(c, 1) ||
-        env_int("OMNI_VK_NORM_X16", 1) <= 0)
+        vk_env_now("OMNI_VK_NORM_X16", 1) <= 0)
         return 0;
     ob_buf *buf = vk_scratch(c, 6, (size_t)rows * cols * 2);
     return buf ? buf->blk->addr + buf->off : 0;
@@ -257,7 +256,7 @@ static int cm2_tile(vk_ctx *c, const ob_pc_matmul *pc, uint32_t t[3], uint32_t *
     int forced = v && *v;
     if (!cm2_parse(c, forced ? v : CM2_TILE, t)) return 0;
     *gx = (pc->rows + t[0] - 1) / t[0], *gy = (pc->n + t[1] - 1) / t[1];
-    uint32_t tiles = *gx * *gy, below = (uint32_t)env_int("OMNI_VK_CM2_SPLIT_BELOW", CM2_SPLIT_BELOW);
+    uint32_t tiles = *gx * *gy, below = (uint32_t)vk_env_now("OMNI_VK_CM2_SPLIT_BELOW", CM2_SPLIT_BELOW);
     const char *sv = getenv("OMNI_VK_CM2_SMALL");
     uint32_t ts[3];
     if (!forced && tiles < CM2_FILL && tiles >= below && !(sv && !strcmp(sv, "0")) &&
@@ -269,13 +268,13 @@ static int cm2_tile(vk_ctx *c, const ob_pc_matmul *pc, uint32_t t[3], uint32_t *
 }
 
 int vk_cm2_on(vk_ctx *c, ob_dtype wt) {
-    int t = wt == OB_F16 || wt == OB_BF16 || (wt == OB_Q8_0 && env_int("OMNI_VK_CM2_Q8", CM2_Q8_DEFAULT) > 0);
-    return c->caps.cm2 && t && env_int("OMNI_VK_CM2", CM2_DEFAULT) > 0;
+    int t = wt == OB_F16 || wt == OB_BF16 || (wt == OB_Q8_0 && vk_env_now("OMNI_VK_CM2_Q8", CM2_Q8_DEFAULT) > 0);
+    return c->caps.cm2 && t && vk_env_now("OMNI_VK_CM2", CM2_DEFAULT) > 0;
 }
 
 /* the Q8_0 decode function's block (quants of one row): 4, 8, 16 or 32 */
 static uint32_t cm2_q8_block(void) {
-    int q = env_int("OMNI_VK_CM2_Q8BLK", CM2_Q8_BLOCK);
+    int q = vk_env_now("OMNI_VK_CM2_Q8BLK", CM2_Q8_BLOCK);
     return q == 4 || q == 8 || q == 16 || q == 32 ? (uint32_t)q : CM2_Q8_BLOCK;
 }
 
@@ -284,15 +283,15 @@ static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk
                         const vk_range *writes, int n_writes) {
     uint32_t t[3], gx, gy;
     /* products of fewer or more x rows than CM2_MIN_N..CM2_MAX_N stay on matmul_cm */
-    uint32_t min_n = (uint32_t)env_int("OMNI_VK_CM2_MIN_N", CM2_MIN_N);
-    uint32_t max_n = (uint32_t)env_int("OMNI_VK_CM2_MAX_N", CM2_MAX_N);
+    uint32_t min_n = (uint32_t)vk_env_now("OMNI_VK_CM2_MIN_N", CM2_MIN_N);
+    uint32_t max_n = (uint32_t)vk_env_now("OMNI_VK_CM2_MAX_N", CM2_MAX_N);
     if (pc->n < min_n || (max_n && pc->n > max_n)) return 0;
     if (!vk_cm2_on(c, wt) || pc->y % 16 || pc->y_stride % 4 || pc->n == 0 || !cm2_tile(c, pc, t, &gx, &gy)) return 0;
     if (wt == OB_Q8_0 && (pc->cols % 32 || pc->w % 16 || pc->s % 2)) return 0;
     if (n_reads + 1 > VK_MAX_RANGES / 4) return 0;
     uint32_t slices = (pc->cols + t[2] - 1) / t[2], split = 1;
-    uint32_t below = (uint32_t)env_int("OMNI_VK_CM2_SPLIT_BELOW", CM2_SPLIT_BELOW);
-    if (env_int("OMNI_VK_CM_SPLIT", 1) && gx * gy < below) {
+    uint32_t below = (uint32_t)vk_env_now("OMNI_VK_CM2_SPLIT_BELOW", CM2_SPLIT_BELOW);
+    if (vk_env_now("OMNI_VK_CM_SPLIT", 1) && gx * gy < below) {
         split = (2 * below + gx * gy - 1) / (gx * gy);
         if (split > CM_SPLIT_MAX) split = CM_SPLIT_MAX;
         if (split > slices / 4) split = slices / 4; /* at least 4 steps each */
@@ -304,13 +303,13 @@ static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk
     px.x = x16_get(c, pc, pc->n, &rd[n_reads++]);
     if (!px.x) return 1; /* vk_fail'ed */
     px.x_stride = pc->cols;
-    int unroll = env_int("OMNI_VK_CM2_UNROLL", CM2_UNROLL), wg = env_int("OMNI_VK_CM2_WG", 0);
+    int unroll = vk_env_now("OMNI_VK_CM2_UNROLL", CM2_UNROLL), wg = vk_env_now("OMNI_VK_CM2_WG", 0);
     /* threads per workgroup (the driver spreads the tile over them): OMNI_VK_CM2_WG=256|512, else CM2_WG_Q8 for
      * Q8_0 and CM2_WG for the others */
     uint32_t wgs = wg == 256 || wg == 512 ? (uint32_t)wg : wt == OB_Q8_0 ? CM2_WG_Q8 : CM2_WG;
     /* spec 7 (the Q8_0 block) only for Q8_0: the other types keep their pipelines */
     uint32_t spec[8] = { wgs, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
-                         (uint32_t)(env_int("OMNI_VK_CM2_BLK", CM2_BLK) > 0), cm2_q8_block() };
+                         (uint32_t)(vk_env_now("OMNI_VK_CM2_BLK", CM2_BLK) > 0), cm2_q8_block() };
     VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2, spec, wt == OB_Q8_0 ? 8 : 7);
     gemm_split(c, p, pc, &px, gx, gy, split, rd, n_reads, writes, n_writes);
     return 1;
@@ -336,7 +335,7 @@ static int cm2_moe_tile(vk_ctx *c, uint32_t t[3]) {
 uint32_t vk_cm2_moe_tile_n(vk_ctx *c, ob_dtype gate_t, ob_dtype down_t, int vec, uint32_t dim, uint32_t inter,
                            VkDeviceAddress xa) {
     uint32_t t[3];
-    if (!c->caps.cm2 || !vk_shader_table[SH_MATMUL_CM2_MOE].words || env_int("OMNI_VK_CM2_MOE", CM2_MOE_DEFAULT) <= 0)
+    if (!c->caps.cm2 || !vk_shader_table[SH_MATMUL_CM2_MOE].words || vk_env_now("OMNI_VK_CM2_MOE", CM2_MOE_DEFAULT) <= 0)
         return 0;
     if ((gate_t != OB_F16 && gate_t != OB_BF16) || (down_t != OB_F16 && down_t != OB_BF16)) return 0;
     if (!vec || dim % 8 || inter % 8 || xa % 16 || !cm2_moe_tile(c, t)) return 0;
@@ -370,7 +369,7 @@ void vk_cm2_grouped(vk_ctx *c, int mode, ob_dtype wt, const ob_pc_matmul *pc, ui
         px.gather = 0;
         rd[n_reads++] = r_g;
     }
-    int unroll = env_int("OMNI_VK_CM2_MOE_UNROLL", CM2_MOE_UNROLL);
+    int unroll = vk_env_now("OMNI_VK_CM2_MOE_UNROLL", CM2_MOE_UNROLL);
     uint32_t spec[7] = { 256, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
                          (uint32_t)mode };
     VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2_MOE, spec, 7);
@@ -401,7 +400,7 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
     uint32_t bm_out = grouped == 2 ? sh->bm / 2 : sh->bm, gx = (pc->rows + bm_out - 1) / bm_out;
     if (!grouped) groups_y = (pc->n + sh->bn - 1) / sh->bn;
     uint32_t slices = (pc->cols + 63) / 64, split = 1;
-    if (!grouped && env_int("OMNI_VK_CM_SPLIT", 1) && gx * groups_y < CM_SPLIT_BELOW) {
+    if (!grouped && vk_env_now("OMNI_VK_CM_SPLIT", 1) && gx * groups_y < CM_SPLIT_BELOW) {
         split = (2 * CM_SPLIT_BELOW + gx * groups_y - 1) / (gx * groups_y);
         if (split > CM_SPLIT_MAX) split = CM_SPLIT_MAX;
         if (split > slices / 2) split = slices / 2;
@@ -434,7 +433,7 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
     /* ids 1 (weight type) and 6 (mode) as matmul.comp; 2 (SKIP) stays 0 (see matmul_cm.comp) */
     /* id 4: Q8_0 quants decoded in packed fp16 (matmul_cm.comp Q8H; the same fp16 weights; OMNI_VK_CM_Q8H=0 the fp32
      * products). H100, pp512 Q8_0, one load alternating: experts 22.3 -> 20.6 ms per pass (docs/benchmarks.md) */
-    uint32_t q8h = wt == OB_Q8_0 && env_int("OMNI_VK_CM_Q8H", 1) > 0;
+    uint32_t q8h = wt == OB_Q8_0 && vk_env_now("OMNI_VK_CM_Q8H", 1) > 0;
     uint32_t spec[7] = { 0, (uint32_t)wt, 0, out16, q8h, 0, (uint32_t)grouped };
     VkPipeline p = vk_pipeline(c, sh->sh[x16], spec, 7);
     gemm_split(c, p, pc, &px, gx, groups_y, split, rd, n_reads, writes, n_writes);
@@ -446,11 +445,11 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
  * fp32 flash kernel, attn_flash.comp; OMNI_VK_ATTN_CM_SMALL=0: the padded builds off, head dim 128 only). The padded
  * builds were measured on an H100 (vision encoder 1024^2: 1.20 -> 0.34 s, audio unchanged; docs/benchmarks.md). */
 int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc) {
-    if (!env_int("OMNI_VK_ATTN_CM", 1)) return 0;
+    if (!vk_env_now("OMNI_VK_ATTN_CM", 1)) return 0;
     if (!c->caps.coopmat_nv || !c->caps.fp16 || c->caps.subgroup_size != 32) return 0;
     if (c->caps.max_shared < CM_ATTN_SHARED) return 0;
     int small =
-        env_int("OMNI_VK_ATTN_CM_SMALL", 1) && pc->head_dim >= 64 && pc->head_dim < 128 && pc->head_dim % 4 == 0;
+        vk_env_now("OMNI_VK_ATTN_CM_SMALL", 1) && pc->head_dim >= 64 && pc->head_dim < 128 && pc->head_dim % 4 == 0;
     return (pc->head_dim == 128 || small) && (pc->q | pc->kc | pc->vc | pc->dst) % 16 == 0;
 }
 
@@ -463,10 +462,10 @@ int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc) {
  * the kernel's header), the softmax on the S fragments (wrong there: rel err 1.5-5.9), 64-key blocks and key ranges
  * split over several workgroups (pp512 attention 3.31 / 4.53 vs 3.26 ms). */
 void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n_reads, const vk_range *write) {
-    uint32_t grp = pc->n_heads / pc->n_kv, hpw = (uint32_t)env_int("OMNI_VK_ATTN_CM_HPW", 4);
+    uint32_t grp = pc->n_heads / pc->n_kv, hpw = (uint32_t)vk_env_now("OMNI_VK_ATTN_CM_HPW", 4);
     if (hpw != 1 && hpw != 2 && hpw != 4) hpw = 4;
     while (hpw > 1 && grp % hpw) hpw /= 2;
-    int tau = env_int("OMNI_VK_ATTN_CM_TAU", 8);
+    int tau = vk_env_now("OMNI_VK_ATTN_CM_TAU", 8);
     /* spec[2]: the KV cache's format (1 fp16: its 16-byte words go to the tiles as they are; 0 fp32, converted) */
     uint32_t spec[3] = { hpw, (uint32_t)(tau < 0 ? 0 : tau > 16 ? 16 : tau), (uint32_t)vk_kv16(c, (int)pc->head_dim) };
     vk_shader_id sh = pc->head_dim <= 64   ? SH_ATTN_FLASH_CM64

@@ -130,6 +130,9 @@ typedef struct {
     int route_fold; /* OMNI_VK_ROUTE_FOLD: 1 (default) the decode router folded beside o_proj (vk_decode.c) */
 } vk_env;
 void vk_env_read(vk_env *e);
+/* a tuning switch read at each call (an integer, dflt when unset or empty): the prefill paths of vk_coopmat.c and
+ * vk_moe.c read theirs this way so that `vulkan_bench model` variants can change them between passes of one load */
+int vk_env_now(const char *name, int dflt);
 
 /* ---- memory ------------------------------------------------------------------------------------------------------ */
 typedef struct {

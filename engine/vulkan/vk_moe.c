@@ -19,12 +19,6 @@
 
 #define DECODE_MAX_ENTRIES 32
 
-/* an on-by-default switch: off only when the variable is set to 0 */
-static int env_on(const char *name) {
-    const char *v = getenv(name);
-    return !(v && *v && atoi(v) == 0);
-}
-
 void vk_op_moe_route(ob_backend *b, ob_ptr logits, int n, int n_exp, int k, int norm_topk, ob_ptr ids,
                      ob_ptr weights) {
     vk_ctx *c = vk_of(b);
@@ -47,7 +41,7 @@ void vk_op_moe_route(ob_backend *b, ob_ptr logits, int n, int n_exp, int k, int 
      * ms per pass */
     uint32_t sgs = c->caps.subgroup_size, gx, gy;
     if (vk_use_subgroups(c) && sgs >= 4 && sgs <= 256 && (uint32_t)n_exp <= 8 * sgs && (uint32_t)k <= sgs &&
-        env_on("OMNI_VK_ROUTE_SG")) {
+        vk_env_now("OMNI_VK_ROUTE_SG", 1)) {
         uint32_t spec[2] = { 256, 1 };
         vk_grid(c, (uint64_t)n, 256 / sgs, &gx, &gy);
         vk_dispatch(c, vk_pipeline(c, SH_MOE_ROUTE, spec, 2), &pc, sizeof pc, gx, gy, 1, &rd, 1, wr, 2);
@@ -280,7 +274,7 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
     uint32_t tile2 = cm ? vk_cm2_moe_tile_n(c, gate[0].dtype, down[0].dtype, vec, (uint32_t)dim, (uint32_t)inter, xa)
                         : 0;
     uint32_t tile = tile2 ? tile2 : cm ? vk_cm_tile_n(c, 1) : vk_matmul_tile_n(c);
-    const char *fuse_env = getenv("OMNI_VK_MOE_FUSE");
+    int fuse = vk_env_now("OMNI_VK_MOE_FUSE", 1) != 0;
     uint32_t max_tiles = (ne + tile - 1) / tile + (uint32_t)n_exp;
     size_t plan_b = ((size_t)2 * ne + 1 + 3 * (size_t)max_tiles) * 4;
     /* d16: the down projection writes fp16 partials for moe_combine (the fused fp16 path only, not on cm2;
@@ -288,7 +282,7 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
      * fp32 partials in vk_coopmat_moe_combine_forms, the h between the GEMMs is fp16 already); H100 pp512 BF16
      * 35.9 -> 35.5 ms per pass (down GEMM 7.85 -> 7.73 ms, moe_combine 0.92 -> 0.51 with the 4-column form) */
     int d16 = !tile2 && x16 && dim % 8 == 0 && ya % 16 == 0 && n <= 65535 &&
-              !(fuse_env && *fuse_env && atoi(fuse_env) == 0) && env_on("OMNI_VK_MOE_D16");
+              fuse && vk_env_now("OMNI_VK_MOE_D16", 1);
     size_t gu_b = (size_t)2 * ne * (size_t)inter * 4, d_b = (size_t)ne * (size_t)dim * (d16 ? 2 : 4);
     ob_buf *plan = vk_scratch(c, 1, plan_b), *gu = plan ? vk_scratch(c, 2, gu_b) : NULL;
     ob_buf *dd = gu ? vk_scratch(c, 3, d_b) : NULL;
@@ -314,7 +308,7 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
                             .y_stride = (uint32_t)dim };
         vk_range rd_2[4] = { r_g, r_plan, r_tab[2], td->span };
         vk_cm2_grouped(c, 1, down[0].dtype, &p2, max_tiles, rd_2, 4, &r_d, 1);
-    } else if (cm && !(fuse_env && *fuse_env && atoi(fuse_env) == 0)) {
+    } else if (cm && fuse) {
         pm.s = buf_addr(tu->buf);
         vk_range rd_f[6] = { r_x, r_plan, r_tab[0], r_tab[1], tg->span, tu->span };
         vk_matmul_cm_dispatch_x(c, 2, xin, (uint32_t)n, gate[0].dtype, &pm, max_tiles, rd_f, 6, &r_g, 1);
@@ -349,7 +343,7 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
     vk_range rd_c[4] = { r_d, r_plan, r_w, r_y };
     /* 4 columns per thread, a token per grid row, the slot loop unrolled for k <= 16 (moe_combine.comp V = 4; the same
      * bits as one thread per element; OMNI_VK_COMBINE_V4=0 off) */
-    if (d16 || (dim % 4 == 0 && da % 16 == 0 && ya % 16 == 0 && n <= 65535 && env_on("OMNI_VK_COMBINE_V4"))) {
+    if (d16 || (dim % 4 == 0 && da % 16 == 0 && ya % 16 == 0 && n <= 65535 && vk_env_now("OMNI_VK_COMBINE_V4", 1))) {
         uint32_t spec_cb[4] = { 128, 4, k <= 16 ? (uint32_t)k : 0u, (uint32_t)d16 };
         gx = (uint32_t)((dim / 4 + 127) / 128);
         vk_dispatch(c, vk_pipeline(c, SH_MOE_COMBINE, spec_cb, 4), &pcb, sizeof pcb, gx, (uint32_t)n, 1, rd_c, 4, &r_y,
