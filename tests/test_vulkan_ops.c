@@ -862,24 +862,37 @@ TEST(vk_moe_experts_decode_path) {
     tv_close(&e);
 }
 
+/* n_exp experts of random [inter x dim] gate and up and [dim x inter] down weights of dtype t, one after another
+ * per_al bytes apart (gb bytes for gate and up each), all from the same values but perturbed per expert, so that
+ * a wrong selection shows in the output; malloc'd, NULL when out of memory */
+static uint8_t *distinct_experts(omni_rng *r, ob_dtype t, int n_exp, int dim, int inter, size_t *per_al, size_t *gb) {
+    size_t db;
+    void *g = tv_weights(r, t, inter, dim, gb), *u = tv_weights(r, t, inter, dim, gb);
+    void *d = tv_weights(r, t, dim, inter, &db);
+    size_t per = *gb * 2 + db;
+    *per_al = (per + 255) / 256 * 256;
+    uint8_t *all = g && u && d ? calloc((size_t)n_exp, *per_al) : NULL;
+    for (int ex = 0; all && ex < n_exp; ex++) {
+        uint8_t *p = all + ex * *per_al;
+        memcpy(p, g, *gb);
+        memcpy(p + *gb, u, *gb);
+        memcpy(p + 2 * *gb, d, db);
+        if (t == OB_Q8_0) ((int8_t *)p)[ex % 32] /= 2;
+        else for (size_t i = 0; i < per / 2; i++) ((uint16_t *)p)[i] ^= (uint16_t)(ex & 7);
+    }
+    free(g), free(u), free(d);
+    return all;
+}
+
 /* The decode routing's top-k left to the MoE gate+up (vk_decode.c route_defer, shaders/route_rank.glsl): norm_route
  * then moe_experts on one token against the CPU back-end, with the deferral on (the gate+up workgroups select and
  * write ids and weights) and off (router.comp selects); afterwards the ids must equal the CPU's exactly and the
  * weights and output agree to fp32 rounding (BF16: 1e-5; Q8_0 on int8 activations where the device has them:
  * 2e-2, vk_q8_int8_activations' bound). */
 static void route_defer_case(tv_env *e, omni_rng *r, ob_dtype t, int n_exp, int k, int dim, int inter, double tol) {
-    size_t wb, nb, gb, db;
+    size_t wb, nb, gb, per_al;
     void *w = tv_weights(r, OB_BF16, n_exp, dim, &wb), *nw = tv_weights(r, OB_BF16, 1, dim, &nb);
-    void *g = tv_weights(r, t, inter, dim, &gb), *u = tv_weights(r, t, inter, dim, &gb), *d = tv_weights(r, t, dim, inter, &db);
-    size_t per = gb * 2 + db, per_al = (per + 255) / 256 * 256;
-    uint8_t *all = calloc((size_t)n_exp, per_al);
-    for (int ex = 0; ex < n_exp; ex++) { /* distinct experts: a wrong selection shows in y */
-        memcpy(all + ex * per_al, g, gb);
-        memcpy(all + ex * per_al + gb, u, gb);
-        memcpy(all + ex * per_al + 2 * gb, d, db);
-        if (t == OB_Q8_0) ((int8_t *)(all + ex * per_al))[ex % 32] /= 2;
-        else for (size_t i = 0; i < per / 2; i++) ((uint16_t *)(all + ex * per_al))[i] ^= (uint16_t)(ex & 7);
-    }
+    uint8_t *all = distinct_experts(r, t, n_exp, dim, inter, &per_al, &gb);
     float *x = malloc((size_t)dim * 4), *y = malloc((size_t)dim * 4);
     tv_rand(r, x, (size_t)dim, 4.0f);
     tv_rand(r, y, (size_t)dim, 1.0f);
@@ -906,7 +919,7 @@ static void route_defer_case(tv_env *e, omni_rng *r, ob_dtype t, int n_exp, int 
                 ob_dtype_name(t), n_exp, k, dim, inter, memcmp(iv, ic, (size_t)k * 4) ? "differ" : "equal", ey, ew);
     tv_buf bufs[] = { W, N, A, X, Y, L, XN, I, Wt };
     for (unsigned i = 0; i < sizeof bufs / sizeof *bufs; i++) tv_free(e, &bufs[i]);
-    free(w), free(nw), free(g), free(u), free(d), free(all), free(x), free(y), free(m);
+    free(w), free(nw), free(all), free(x), free(y), free(m);
 }
 
 /* The folded router (vk_decode.c: Rw·x beside the attention, M·a beside o_proj, norm and top-k in the MoE gate+up):
@@ -918,19 +931,10 @@ static void route_defer_case(tv_env *e, omni_rng *r, ob_dtype t, int n_exp, int 
  * the third replaces the router weights in place first (the cached fold must lapse). */
 static void fold_case(tv_env *e, omni_rng *r, ob_dtype t, ob_dtype ot, ob_dtype nt, int n_exp, int k, int dim,
                       int inter, int oc, double tol, const char *what) {
-    size_t wb, nb, ob, gb, db;
+    size_t wb, nb, ob, gb, per_al;
     void *w = tv_weights(r, OB_BF16, n_exp, dim, &wb), *nw = tv_weights(r, nt, 1, dim, &nb);
     void *wo = tv_weights(r, ot, dim, oc, &ob);
-    void *g = tv_weights(r, t, inter, dim, &gb), *u = tv_weights(r, t, inter, dim, &gb), *d = tv_weights(r, t, dim, inter, &db);
-    size_t per = gb * 2 + db, per_al = (per + 255) / 256 * 256;
-    uint8_t *all = calloc((size_t)n_exp, per_al);
-    for (int ex = 0; ex < n_exp; ex++) { /* distinct experts: a wrong selection shows in the output */
-        memcpy(all + ex * per_al, g, gb);
-        memcpy(all + ex * per_al + gb, u, gb);
-        memcpy(all + ex * per_al + 2 * gb, d, db);
-        if (t == OB_Q8_0) ((int8_t *)(all + ex * per_al))[ex % 32] /= 2;
-        else for (size_t i = 0; i < per / 2; i++) ((uint16_t *)(all + ex * per_al))[i] ^= (uint16_t)(ex & 7);
-    }
+    uint8_t *all = distinct_experts(r, t, n_exp, dim, inter, &per_al, &gb);
     tv_buf W = tv_new(e, w, wb, 0), N = tv_new(e, nw, nb, 0), O = tv_new(e, wo, ob, 0),
            A = tv_new(e, all, (size_t)n_exp * per_al, 0);
     ob_mat wv = ob_mat_make(tv_pv(W, 0), OB_BF16, n_exp, dim), wc = ob_mat_make(tv_pc(W, 0), OB_BF16, n_exp, dim);
@@ -980,7 +984,7 @@ static void fold_case(tv_env *e, omni_rng *r, ob_dtype t, ob_dtype ot, ob_dtype 
     }
     tv_buf bufs[] = { W, N, O, A };
     for (unsigned i = 0; i < sizeof bufs / sizeof *bufs; i++) tv_free(e, &bufs[i]);
-    free(w), free(nw), free(wo), free(g), free(u), free(d), free(all), free(m);
+    free(w), free(nw), free(wo), free(all), free(m);
 }
 
 TEST(vk_route_fold) {
