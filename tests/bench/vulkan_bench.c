@@ -450,6 +450,16 @@ static void env_list(const char *list, int set) {
  * top-8 of 512 tokens, fused gate+up, down) in bf16. Each row: ms per call (mean of 20, after one untimed call that
  * also compiles the variant's pipelines) and TFLOP/s (MoE: of the useful products, 2 x 3 x 512 x 8 x 768 x 2048).
  * Repeated products of one x reuse its fp16 copy (OMNI_VK_CM_X16=2), so the rows time the GEMM itself. */
+/* OMNI_BENCH_GEMM_ONLY="q,o,experts,...": only these rows (a tile sweep compiles fewer pipelines); unset: all */
+static int gemm_row_on(const char *what) {
+    const char *f = getenv("OMNI_BENCH_GEMM_ONLY");
+    if (!f || !*f) return 1;
+    size_t l = strlen(what);
+    for (const char *p = f; (p = strstr(p, what)) != NULL; p += l)
+        if ((p == f || p[-1] == ',') && (p[l] == 0 || p[l] == ',')) return 1;
+    return 0;
+}
+
 static void gemm_variants(ob_backend *b) {
     /* OMNI_BENCH_GEMM_REPS / OMNI_BENCH_EXPERTS: fewer calls / experts (a smoke run on a small device) */
     const char *re = getenv("OMNI_BENCH_GEMM_REPS"), *ee = getenv("OMNI_BENCH_EXPERTS");
@@ -487,21 +497,28 @@ static void gemm_variants(ob_backend *b) {
         /* every product once first (the variant's pipelines compile: seconds for a workgroup-scope cooperative
          * matrix 2 GEMM, which leaves the device idle and its clocks low), then the clocks up again */
         for (unsigned i = 0; i < np; i++) {
+            if (!gemm_row_on(pm[i].what)) continue;
             ob_mat m = ob_mat_make((ob_ptr){ pm[i].w, 0 }, pm[i].t, pm[i].rows, pm[i].cols);
             b->ops->matmul(b, &m, (ob_ptr){ x, 0 }, (ob_ptr){ y, 0 }, n, pm[i].acc);
         }
-        b->ops->moe_experts(b, (ob_ptr){ xm, 0 }, n, k, (ob_ptr){ ids, 0 }, (ob_ptr){ wt, 0 }, gm, gm + E, gm + 2 * E,
-                            E, (ob_ptr){ ym, 0 });
+        if (gemm_row_on("experts"))
+            b->ops->moe_experts(b, (ob_ptr){ xm, 0 }, n, k, (ob_ptr){ ids, 0 }, (ob_ptr){ wt, 0 }, gm, gm + E,
+                                gm + 2 * E, E, (ob_ptr){ ym, 0 });
         b->ops->sync(b);
         clock_warmup(b);
         for (unsigned i = 0; i < np; i++) {
+            if (!gemm_row_on(pm[i].what)) continue;
             ob_mat m = ob_mat_make((ob_ptr){ pm[i].w, 0 }, pm[i].t, pm[i].rows, pm[i].cols);
             double ms = TIME_MS(reps, b->ops->matmul(b, &m, (ob_ptr){ x, 0 }, (ob_ptr){ y, 0 }, n, pm[i].acc));
             printf(" %s %.4f %.1f", pm[i].what, ms, 2.0 * n * pm[i].rows * pm[i].cols / (ms * 1e9));
         }
-        double ms = TIME_MS(reps, b->ops->moe_experts(b, (ob_ptr){ xm, 0 }, n, k, (ob_ptr){ ids, 0 },
-                                                    (ob_ptr){ wt, 0 }, gm, gm + E, gm + 2 * E, E, (ob_ptr){ ym, 0 }));
-        printf(" experts %.4f %.1f\n", ms, 2.0 * 3 * n * k * inter * dim / (ms * 1e9));
+        if (gemm_row_on("experts")) {
+            double ms = TIME_MS(reps, b->ops->moe_experts(b, (ob_ptr){ xm, 0 }, n, k, (ob_ptr){ ids, 0 },
+                                                        (ob_ptr){ wt, 0 }, gm, gm + E, gm + 2 * E, E,
+                                                        (ob_ptr){ ym, 0 }));
+            printf(" experts %.4f %.1f", ms, 2.0 * 3 * n * k * inter * dim / (ms * 1e9));
+        }
+        printf("\n");
         if (b->failed) {
             printf("back-end error: %s\n", b->err);
             b->failed = 0;
