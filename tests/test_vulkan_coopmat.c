@@ -140,6 +140,87 @@ static void moe_sweep(double tol) {
     tv_close(&e);
 }
 
+/* One route + grouped experts (random logits [n x n_exp], top-k renormalised): y downloaded into *out, the ids and
+ * weights into *ids_out / *wts_out; between = 1 records a matmul between the route and the experts (the experts then
+ * build their own plan). Against the CPU's route + experts (tol). */
+static void route_moe_out(tv_env *e, omni_rng *r, ob_dtype t, int n, int k, int n_exp, int dim, int inter, int between,
+                          double tol, float **out, int32_t **ids_out, float **wts_out) {
+    size_t xb = sizeof(float) * (size_t)n * dim, kb = (size_t)n * k * 4;
+    float *x = malloc(xb), *y = malloc(xb), *lg = malloc(sizeof *lg * (size_t)n * n_exp);
+    tv_rand(r, x, (size_t)n * dim, 1.0f);
+    tv_rand(r, y, (size_t)n * dim, 1.0f);
+    tv_rand(r, lg, (size_t)n * n_exp, 3.0f);
+    size_t gb = ob_dtype_bytes(t, (int64_t)inter * dim), per = 3 * gb, per_al = (per + 255) / 256 * 256;
+    uint8_t *all = calloc((size_t)n_exp, per_al);
+    for (int ex = 0; ex < n_exp; ex++)
+        for (int p = 0; p < 3; p++) {
+            size_t b;
+            void *w = p < 2 ? tv_weights(r, t, inter, dim, &b) : tv_weights(r, t, dim, inter, &b);
+            memcpy(all + (size_t)ex * per_al + (size_t)p * gb, w, b);
+            free(w);
+        }
+    size_t mb;
+    void *mw = tv_weights(r, t, 64, dim, &mb);
+    tv_buf A = tv_new(e, all, (size_t)n_exp * per_al, 0), X = tv_new(e, x, xb, 0), Y = tv_new(e, y, xb, 0),
+           L = tv_new(e, lg, sizeof *lg * (size_t)n * n_exp, 0), I = tv_new(e, NULL, kb, 0), Wt = tv_new(e, NULL, kb, 0),
+           M = tv_new(e, mw, mb, 0), Z = tv_new(e, NULL, (size_t)n * 64 * 4, 0);
+    ob_mat *m = tv_expert_mats(A, per_al, gb, t, n_exp, dim, inter), *mc = m + 3 * n_exp;
+    ob_mat mm = ob_mat_make(tv_pv(M, 0), t, 64, dim);
+    e->vk->ops->moe_route(e->vk, tv_pv(L, 0), n, n_exp, k, 1, tv_pv(I, 0), tv_pv(Wt, 0));
+    if (between) e->vk->ops->matmul(e->vk, &mm, tv_pv(X, 0), tv_pv(Z, 0), n, 0);
+    e->vk->ops->moe_experts(e->vk, tv_pv(X, 0), n, k, tv_pv(I, 0), tv_pv(Wt, 0), m, m + n_exp, m + 2 * n_exp, n_exp,
+                            tv_pv(Y, 0));
+    e->cpu->ops->moe_route(e->cpu, tv_pc(L, 0), n, n_exp, k, 1, tv_pc(I, 0), tv_pc(Wt, 0));
+    e->cpu->ops->moe_experts(e->cpu, tv_pc(X, 0), n, k, tv_pc(I, 0), tv_pc(Wt, 0), mc, mc + n_exp, mc + 2 * n_exp,
+                             n_exp, tv_pc(Y, 0));
+    double err = tv_rel_err(e, Y, 0, (size_t)n * dim);
+    if (!(err >= 0 && err <= tol))
+        th_fail(__FILE__, __LINE__, "route + moe_experts %s n=%d k=%d experts=%d: rel err %g > %g", ob_dtype_name(t), n,
+                k, n_exp, err, tol);
+    *out = malloc(xb), *ids_out = malloc(kb), *wts_out = malloc(kb);
+    e->vk->ops->download(e->vk, Y.v, 0, *out, xb);
+    e->vk->ops->download(e->vk, I.v, 0, *ids_out, kb);
+    e->vk->ops->download(e->vk, Wt.v, 0, *wts_out, kb);
+    tv_free(e, &A), tv_free(e, &X), tv_free(e, &Y), tv_free(e, &L), tv_free(e, &I), tv_free(e, &Wt), tv_free(e, &M);
+    tv_free(e, &Z);
+    free(x), free(y), free(lg), free(all), free(m), free(mw);
+}
+
+/* The plan built by the prefill route's last workgroup (moe_route.comp PLAN, OMNI_VK_ROUTE_PLAN=1, the default)
+ * against moe_plan.comp's (=0): ids, weights and the experts' output bit-identical (the plan's order within an expert
+ * depends on timing either way, each output row does not), also with a matmul recorded between route and experts
+ * (the experts' own plan then); every case against the CPU (CM_TOL with cooperative matrix, else F32_TOL). Cases:
+ * the thinker's 128 experts top-8 over 512 tokens (4096 entries: 4 per thread of the 1024), entries beyond one
+ * register batch (1500 x 8 = 12000 > 8192), and a small odd one. */
+TEST(vk_route_plan) {
+    TV_OPEN(e);
+    double tol = cm_offered() ? CM_TOL : F32_TOL;
+    static const struct {
+        ob_dtype t;
+        int n, k, n_exp, dim, inter;
+    } cs[] = { { OB_BF16, 512, 8, 128, 64, 32 }, { OB_Q8_0, 1500, 8, 64, 64, 32 }, { OB_F16, 37, 3, 10, 72, 40 } };
+    setenv("OMNI_VK_MOE", "grouped", 1);
+    for (unsigned i = 0; i < sizeof cs / sizeof *cs; i++)
+        for (int between = 0; between < 2; between++) {
+            float *y[2], *w[2];
+            int32_t *id[2];
+            for (int v = 0; v < 2; v++) {
+                omni_rng r = { 31 + i };
+                setenv("OMNI_VK_ROUTE_PLAN", v ? "1" : "0", 1);
+                route_moe_out(&e, &r, cs[i].t, cs[i].n, cs[i].k, cs[i].n_exp, cs[i].dim, cs[i].inter, between, tol,
+                              &y[v], &id[v], &w[v]);
+            }
+            size_t nk = (size_t)cs[i].n * cs[i].k;
+            if (memcmp(y[0], y[1], sizeof(float) * (size_t)cs[i].n * cs[i].dim) || memcmp(id[0], id[1], nk * 4) ||
+                memcmp(w[0], w[1], nk * 4))
+                th_fail(__FILE__, __LINE__, "route plan case %u between=%d: not identical to moe_plan's", i, between);
+            for (int v = 0; v < 2; v++) free(y[v]), free(w[v]), free(id[v]);
+        }
+    unsetenv("OMNI_VK_ROUTE_PLAN");
+    unsetenv("OMNI_VK_MOE");
+    tv_close(&e);
+}
+
 TEST(vk_coopmat_moe_grouped) {
     setenv("OMNI_VK_MOE", "grouped", 1);
     moe_sweep(cm_offered() ? CM_TOL : F32_TOL);
