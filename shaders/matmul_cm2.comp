@@ -54,13 +54,6 @@ layout(constant_id = 6) const uint BLK = 0;
 // Q8_0: quants per block of the decode function (4, 8, 16 or 32; the host's default 16 was the fastest on the H100:
 // q [4096 x 2048] x 512 0.0755 ms against 0.0852 / 0.0791 / 0.0793 for 4 / 8 / 32, vk_coopmat.c CM2_Q8_BLOCK)
 layout(constant_id = 7) const uint QB = 16;
-// SWAP = 1: the operands the other way round, y's own layout: A = x[j0 .. j0+BN) [k .. k+BK) (row-major as stored),
-// B = W[m0 .. m0+BM) [k .. k+BK)ᵀ through the transposing view, C = y[j0 .. j0+BN) [m0 .. m0+BM) stored without a
-// view (BM, BN keep their meaning: weight rows and x rows per tile). The same products and fp32 sums per element.
-layout(constant_id = 8) const uint SWAP = 0;
-// the matrices' dimensions in either form (spec-constant expressions)
-const uint MA = SWAP != 0u ? BN : BM;
-const uint NB = SWAP != 0u ? BM : BN;
 
 layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer BufH { float16_t v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 16) readonly buffer BufW32 { uint v[]; };
@@ -106,9 +99,9 @@ float16_t dec_bf16(const in BlkBF16 bl, const in uint blockCoords[2], const in u
     return float16_t(uintBitsToFloat(coordInBlock[1] == 0u ? w << 16 : w & 0xffff0000u));
 }
 
-#define MAT_A coopmat<float16_t, gl_ScopeWorkgroup, MA, BK, gl_MatrixUseA>
-#define MAT_B coopmat<float16_t, gl_ScopeWorkgroup, BK, NB, gl_MatrixUseB>
-#define MAT_C coopmat<float, gl_ScopeWorkgroup, MA, NB, gl_MatrixUseAccumulator>
+#define MAT_A coopmat<float16_t, gl_ScopeWorkgroup, BM, BK, gl_MatrixUseA>
+#define MAT_B coopmat<float16_t, gl_ScopeWorkgroup, BK, BN, gl_MatrixUseB>
+#define MAT_C coopmat<float, gl_ScopeWorkgroup, BM, BN, gl_MatrixUseAccumulator>
 
 // one K step at column k with layouts LA (weights) and LB (x)
 #define STEP(LA, LB, k)                                                                                         \
@@ -133,32 +126,6 @@ float16_t dec_bf16(const in BlkBF16 bl, const in uint blockCoords[2], const in u
             coopMatLoadTensorNV(b, BufW32(pc.x).v, 0u, sliceTensorLayoutNV(LB, j0, BN, k, BK), vt, dec_h2);     \
         else                                                                                                    \
             coopMatLoadTensorNV(b, BufH(pc.x).v, 0u, sliceTensorLayoutNV(LB, j0, BN, k, BK), vt);               \
-        acc = coopMatMulAdd(a, b, acc);                                                                         \
-    }
-
-// SWAP's K step: x as A (no view), the weights as B through the transposing view vt
-#define STEP_SWAP(LA, LB, k)                                                                                    \
-    {                                                                                                           \
-        MAT_A a;                                                                                                \
-        MAT_B b;                                                                                                \
-        if (BLK != 0u)                                                                                          \
-            coopMatLoadTensorNV(a, BufW32(pc.x).v, 0u, sliceTensorLayoutNV(LB, j0, BN, k, BK), dec_h2);         \
-        else                                                                                                    \
-            coopMatLoadTensorNV(a, BufH(pc.x).v, 0u, sliceTensorLayoutNV(LB, j0, BN, k, BK));                   \
-        if (WTYPE == VK_WT_Q8_0 && QB == 4u)                                                                    \
-            coopMatLoadTensorNV(b, BufW32(pc.w).v, 0u, sliceTensorLayoutNV(LA, m0, BM, k, BK), vt, dec_q4);     \
-        else if (WTYPE == VK_WT_Q8_0 && QB == 8u)                                                               \
-            coopMatLoadTensorNV(b, BufW32(pc.w).v, 0u, sliceTensorLayoutNV(LA, m0, BM, k, BK), vt, dec_q8);     \
-        else if (WTYPE == VK_WT_Q8_0 && QB == 32u)                                                              \
-            coopMatLoadTensorNV(b, BufW32(pc.w).v, 0u, sliceTensorLayoutNV(LA, m0, BM, k, BK), vt, dec_q32);    \
-        else if (WTYPE == VK_WT_Q8_0)                                                                           \
-            coopMatLoadTensorNV(b, BufW32(pc.w).v, 0u, sliceTensorLayoutNV(LA, m0, BM, k, BK), vt, dec_q16);    \
-        else if (WTYPE == VK_WT_BF16)                                                                           \
-            coopMatLoadTensorNV(b, BufW32(pc.w).v, 0u, sliceTensorLayoutNV(LA, m0, BM, k, BK), vt, dec_bf16);   \
-        else if (BLK != 0u)                                                                                     \
-            coopMatLoadTensorNV(b, BufW32(pc.w).v, 0u, sliceTensorLayoutNV(LA, m0, BM, k, BK), vt, dec_h2);     \
-        else                                                                                                    \
-            coopMatLoadTensorNV(b, BufH(pc.w).v, 0u, sliceTensorLayoutNV(LA, m0, BM, k, BK), vt);               \
         acc = coopMatMulAdd(a, b, acc);                                                                         \
     }
 
@@ -208,12 +175,7 @@ void main() {
     }
 
     MAT_C acc = MAT_C(0.0f);
-    if (pc.accumulate != 0u) {
-        if (SWAP != 0u)
-            coopMatLoadTensorNV(acc, BufY(pc.y).v, 0u, sliceTensorLayoutNV(ld, j0, BN, m0, BM));
-        else
-            coopMatLoadTensorNV(acc, BufY(pc.y).v, 0u, sliceTensorLayoutNV(ld, j0, BN, m0, BM), vt);
-    }
+    if (pc.accumulate != 0u) coopMatLoadTensorNV(acc, BufY(pc.y).v, 0u, sliceTensorLayoutNV(ld, j0, BN, m0, BM), vt);
 
     if (m0 + BM <= rows && j0 + BN <= n && cols % BK == 0u) {
         // strides known to keep 16-byte rows (the host guarantees cols % 8 == 0 and x_stride == cols; Q8_0 rows
@@ -221,22 +183,11 @@ void main() {
         la = setTensorLayoutStrideNV(la, wstride & (q8 ? ~(32u / QB - 1u) : wblk ? ~3u : ~7u), 1);
         lb = setTensorLayoutStrideNV(lb, xstride & (BLK != 0u ? ~3u : ~7u), 1);
         uint k = kbeg;
-        if (SWAP != 0u) {
-            for (; k + UNROLL * BK <= kend; k += UNROLL * BK) [[unroll]] for (uint u = 0u; u < UNROLL; u++)
-                STEP_SWAP(la, lb, k + u * BK)
-            for (; k < kend; k += BK) STEP_SWAP(la, lb, k)
-        } else {
-            for (; k + UNROLL * BK <= kend; k += UNROLL * BK) [[unroll]] for (uint u = 0u; u < UNROLL; u++)
-                STEP(la, lb, k + u * BK)
-            for (; k < kend; k += BK) STEP(la, lb, k)
-        }
-    } else if (SWAP != 0u) {
-        for (uint k = kbeg; k < kend; k += BK) STEP_SWAP(lac, lbc, k)
+        for (; k + UNROLL * BK <= kend; k += UNROLL * BK) [[unroll]] for (uint u = 0u; u < UNROLL; u++)
+            STEP(la, lb, k + u * BK)
+        for (; k < kend; k += BK) STEP(la, lb, k)
     } else {
         for (uint k = kbeg; k < kend; k += BK) STEP(lac, lbc, k)
     }
-    if (SWAP != 0u)
-        coopMatStoreTensorNV(acc, BufY(pc.y).v, yo, sliceTensorLayoutNV(ld, j0, BN, m0, BM));
-    else
-        coopMatStoreTensorNV(acc, BufY(pc.y).v, yo, sliceTensorLayoutNV(ld, j0, BN, m0, BM), vt);
+    coopMatStoreTensorNV(acc, BufY(pc.y).v, yo, sliceTensorLayoutNV(ld, j0, BN, m0, BM), vt);
 }

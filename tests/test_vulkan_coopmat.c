@@ -340,8 +340,7 @@ TEST(vk_coopmat_moe_combine_forms) {
  * the comparisons of matmul_cm.comp's builds compare those */
 static const char *const cm_switch_names[] = { "OMNI_VK_CM_X16",    "OMNI_VK_CM2",          "OMNI_VK_CM2_MOE",
                                                "OMNI_VK_CM2_SMALL", "OMNI_VK_CM2_SPLIT_BELOW", "OMNI_VK_CM2_Q8",
-                                               "OMNI_VK_CM2_Q8BLK", "OMNI_VK_MOE_D16",  "OMNI_VK_CM2_SWAP",
-                                               "OMNI_VK_CM2_TILE_SPLIT" };
+                                               "OMNI_VK_CM2_Q8BLK", "OMNI_VK_MOE_D16",  "OMNI_VK_KSUM_V4" };
 static void apply_switches(const char *list) {
     for (unsigned i = 0; i < sizeof cm_switch_names / sizeof *cm_switch_names; i++) unsetenv(cm_switch_names[i]);
     setenv("OMNI_VK_CM2", "0", 1);
@@ -651,31 +650,22 @@ TEST(vk_coopmat_cm2) {
     unsetenv("OMNI_VK_CM2_TILE");
 }
 
-/* The operands the other way round (OMNI_VK_CM2_SWAP=1: x as the A operand, the weights through the transposing view,
- * y stored in its own layout): vk_coopmat_cm2's shapes, two tiles, f16/bf16 and Q8_0 (cols % 32 == 0) weights, against
- * the CPU (CM_TOL) and matmul_cm (1e-4: the same fp16 operands, the driver's summation order). */
-TEST(vk_coopmat_cm2_swap) {
-    REQUIRE_CM2();
-    static const int shapes[][3] = { { 128, 64, 64 }, { 200, 72, 70 },   { 130, 520, 129 }, { 256, 2048, 100 },
-                                     { 64, 8, 9 },    { 384, 136, 17 },  { 96, 544, 40 },   { 1024, 2048, 512 } };
-    static const int shapes_q8[][3] = { { 128, 64, 64 }, { 130, 520, 129 }, { 256, 2048, 100 }, { 64, 32, 9 },
-                                        { 96, 544, 40 }, { 1024, 2048, 512 }, { 512, 2048, 512 } };
-    static const char *const tiles[] = { "128x128x64", "128x64x32" };
+/* The split-K sum 4 elements per thread (mm_ksum.comp V4, OMNI_VK_KSUM_V4=1, the default) against one per thread
+ * (=0): the same planes summed in the same order, so identical results (tolerance 0), on matmul_cm and (where the
+ * device has it) matmul_cm2, with and without accumulation; products split over K (router-, k/v- and o-like shapes
+ * at small scale) and one whose rows are not a multiple of 4 (the scalar form either way). */
+TEST(vk_coopmat_ksum_v4) {
+    if (!cm_offered()) SKIP("no NV cooperative matrix: no split-K GEMM on this device");
+    static const int shapes[][3] = { { 256, 2048, 100 }, { 128, 2048, 512 }, { 512, 2048, 512 }, { 1024, 256, 1024 },
+                                     { 130, 520, 129 } };
+    const unsigned ns = sizeof shapes / sizeof *shapes;
     setenv("OMNI_VK_MM", "tiled", 1);
     setenv("OMNI_VK_CM2_MIN_N", "0", 1);
-    for (unsigned i = 0; i < sizeof tiles / sizeof *tiles; i++) {
-        setenv("OMNI_VK_CM2_TILE", tiles[i], 1);
-        char what[96];
-        snprintf(what, sizeof what, "OMNI_VK_CM2_SWAP=1 tile %s", tiles[i]);
-        g_sweep_types = 3u; /* f16, bf16 */
-        sweep_vs_tol("OMNI_VK_CM2=0", "OMNI_VK_CM2=1,OMNI_VK_CM2_SWAP=1", shapes, sizeof shapes / sizeof *shapes, 0,
-                     what, 1e-4);
-        g_sweep_types = 1u << 2; /* Q8_0 */
-        sweep_vs_tol("OMNI_VK_CM2=0", "OMNI_VK_CM2=1,OMNI_VK_CM2_Q8=1,OMNI_VK_CM2_SWAP=1", shapes_q8,
-                     sizeof shapes_q8 / sizeof *shapes_q8, 0, what, 1e-4);
-    }
-    g_sweep_types = 7u;
-    unsetenv("OMNI_VK_CM2_TILE");
+    sweep_vs_tol("OMNI_VK_KSUM_V4=0", "OMNI_VK_KSUM_V4=1", shapes, ns, 0, "split-K sum V4 on matmul_cm", 0);
+    if (cm2_offered())
+        sweep_vs_tol("OMNI_VK_CM2=1,OMNI_VK_KSUM_V4=0", "OMNI_VK_CM2=1,OMNI_VK_KSUM_V4=1", shapes, ns, 0,
+                     "split-K sum V4 on matmul_cm2", 0);
+    unsetenv("OMNI_VK_CM2_MIN_N");
 }
 
 /* The tile chosen by size (no OMNI_VK_CM2_TILE): products with fewer 128 x 128 tiles than a wave ({1024, 256,

@@ -179,11 +179,15 @@ static void gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_ma
     ob_pc_matmul ps = *pc;
     ps.x = pp.y;
     ps.pad = split;
-    uint32_t sx, sy, spec_s[1] = { 256 };
-    vk_grid(c, (uint64_t)pc->n * pc->rows, 256, &sx, &sy);
+    /* 4 elements per thread in 16-byte loads and stores where rows, y's stride and address allow (mm_ksum.comp V4:
+     * the same sums in the same order; OMNI_VK_KSUM_V4=0 one element per thread) */
+    uint32_t v4 = pc->rows % 4 == 0 && pc->y_stride % 4 == 0 && pc->y % 16 == 0 && pp.y % 16 == 0 &&
+                  vk_env_now("OMNI_VK_KSUM_V4", 1) > 0;
+    uint32_t sx, sy, spec_s[2] = { 256, v4 };
+    vk_grid(c, (uint64_t)pc->n * pc->rows / (v4 ? 4 : 1), 256, &sx, &sy);
     vk_range rd_s[2] = { r_part, writes[0] };
-    vk_dispatch(c, vk_pipeline(c, SH_MM_KSUM, spec_s, 1), &ps, sizeof ps, sx, sy, 1, rd_s, pc->accumulate ? 2 : 1,
-                writes, n_writes);
+    vk_dispatch(c, vk_pipeline(c, SH_MM_KSUM, spec_s, v4 ? 2 : 1), &ps, sizeof ps, sx, sy, 1, rd_s,
+                pc->accumulate ? 2 : 1, writes, n_writes);
 }
 
 /* ---- the NV cooperative matrix 2 GEMM (matmul_cm2.comp) for the dense products ------------------------------------
@@ -264,12 +268,6 @@ static int cm2_tile(vk_ctx *c, const ob_pc_matmul *pc, uint32_t t[3], uint32_t *
         for (int i = 0; i < 3; i++) t[i] = ts[i];
         *gx = (pc->rows + t[0] - 1) / t[0], *gy = (pc->n + t[1] - 1) / t[1];
     }
-    /* products that will be split over K: OMNI_VK_CM2_TILE_SPLIT=BMxBNxBK another tile for them */
-    const char *sp = getenv("OMNI_VK_CM2_TILE_SPLIT");
-    if (!forced && tiles < below && sp && *sp && cm2_parse(c, sp, ts)) {
-        for (int i = 0; i < 3; i++) t[i] = ts[i];
-        *gx = (pc->rows + t[0] - 1) / t[0], *gy = (pc->n + t[1] - 1) / t[1];
-    }
     return 1;
 }
 
@@ -310,19 +308,13 @@ static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk
     if (!px.x) return 1; /* vk_fail'ed */
     px.x_stride = pc->cols;
     int unroll = vk_env_now("OMNI_VK_CM2_UNROLL", CM2_UNROLL), wg = vk_env_now("OMNI_VK_CM2_WG", 0);
-    /* threads per workgroup (the driver spreads the tile over them): OMNI_VK_CM2_WG=128|256|512|1024 (within the
-     * device's limit), else CM2_WG_Q8 for Q8_0 and CM2_WG for the others */
-    uint32_t wgs = (wg == 128 || wg == 256 || wg == 512 || wg == 1024) && (uint32_t)wg <= c->caps.max_wg_invocations
-                       ? (uint32_t)wg
-                   : wt == OB_Q8_0 ? CM2_WG_Q8
-                                   : CM2_WG;
-    /* spec 7 (the Q8_0 block) only for Q8_0: the other types keep their pipelines; spec 8 (SWAP: x as the A
-     * operand, y stored in its own layout) OMNI_VK_CM2_SWAP=1 */
-    uint32_t swap = vk_env_now("OMNI_VK_CM2_SWAP", 0) > 0;
-    uint32_t spec[9] = { wgs, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
-                         (uint32_t)(vk_env_now("OMNI_VK_CM2_BLK", CM2_BLK) > 0), cm2_q8_block(), swap };
-    if (wt != OB_Q8_0) spec[7] = CM2_Q8_BLOCK;
-    VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2, spec, swap ? 9 : wt == OB_Q8_0 ? 8 : 7);
+    /* threads per workgroup (the driver spreads the tile over them): OMNI_VK_CM2_WG=256|512, else CM2_WG_Q8 for
+     * Q8_0 and CM2_WG for the others */
+    uint32_t wgs = wg == 256 || wg == 512 ? (uint32_t)wg : wt == OB_Q8_0 ? CM2_WG_Q8 : CM2_WG;
+    /* spec 7 (the Q8_0 block) only for Q8_0: the other types keep their pipelines */
+    uint32_t spec[8] = { wgs, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
+                         (uint32_t)(vk_env_now("OMNI_VK_CM2_BLK", CM2_BLK) > 0), cm2_q8_block() };
+    VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2, spec, wt == OB_Q8_0 ? 8 : 7);
     gemm_split(c, p, pc, &px, gx, gy, split, rd, n_reads, writes, n_writes);
     return 1;
 }
