@@ -17,14 +17,6 @@
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 64;
 layout(constant_id = 1) const uint SGT = 0;
-// PLAN = 1 (prefill, with SGT = 1): the last workgroup to finish builds moe_plan.comp's plan of the ids just written
-// (plan.glsl) at pc.plan, one dispatch instead of two. The classic threadfence reduction, as router.comp's tail: ids
-// stored coherent and fenced before the counter's atomic (pc.counter, zero between dispatches: the last workgroup
-// resets it), the last workgroup reads them coherent. The plan is moe_plan.comp's (the same function, WG threads).
-layout(constant_id = 2) const uint PLAN = 0;
-
-layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer CohI32 { int v[]; };
-layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer CohU32 { uint v[]; };
 
 #include "reduce.glsl"
 #include "route.glsl"
@@ -78,36 +70,17 @@ void route_subgroup() {
             s += bm;
         }
         if (lane < k) {
-            if (PLAN != 0u)
-                CohI32(pc.ids + (uint64_t(tok) * k + lane) * 4u).v[0] = mye;
-            else
-                BufI32(pc.ids + (uint64_t(tok) * k + lane) * 4u).v[0] = mye;
+            BufI32(pc.ids + (uint64_t(tok) * k + lane) * 4u).v[0] = mye;
             BufF32(pc.wts + (uint64_t(tok) * k + lane) * 4u).v[0] = pc.norm != 0u ? myv / s : myv;
         }
     }
 }
 #endif
 
-#define PLAN_IDS CohI32
-#define PLAN_MAX_EXP MAX_EXP
-#include "plan.glsl"
-
-shared uint last_wg;
-
 void main() {
 #ifndef NO_SUBGROUP
     if (SGT != 0u) {
         route_subgroup();
-        if (PLAN == 0u) return;
-        memoryBarrierBuffer();
-        barrier();
-        uint nwg = gl_NumWorkGroups.x * gl_NumWorkGroups.y;
-        if (gl_LocalInvocationIndex == 0u) last_wg = atomicAdd(CohU32(pc.counter).v[0], 1u) == nwg - 1u ? 1u : 0u;
-        barrier();
-        if (last_wg == 0u) return;  // uniform per workgroup
-        memoryBarrierBuffer();
-        plan_build(pc.ids, pc.plan, pc.n, pc.k, pc.n_exp, pc.tile, pc.max_tiles);
-        if (gl_LocalInvocationIndex == 0u) CohU32(pc.counter).v[0] = 0u;
         return;
     }
 #endif

@@ -180,7 +180,9 @@ static void gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_ma
     ps.x = pp.y;
     ps.pad = split;
     /* 4 elements per thread in 16-byte loads and stores where rows, y's stride and address allow (mm_ksum.comp V4:
-     * the same sums in the same order; OMNI_VK_KSUM_V4=0 one element per thread) */
+     * the same sums in the same order; OMNI_VK_KSUM_V4=0 one element per thread). H100, BF16 pp512 trace per pass:
+     * o_proj's sum 0.493 -> 0.411 ms, k/v's 0.559 -> 0.554, the router's 0.217 -> 0.238 (docs/benchmarks.md,
+     * "session 7: prefill") */
     uint32_t v4 = pc->rows % 4 == 0 && pc->y_stride % 4 == 0 && pc->y % 16 == 0 && pp.y % 16 == 0 &&
                   vk_env_now("OMNI_VK_KSUM_V4", 1) > 0;
     uint32_t sx, sy, spec_s[2] = { 256, v4 };

@@ -302,13 +302,6 @@ typedef struct vk_ctx {
         uint32_t rows, cols, stride;
         vk_range r_src, r_h;
     } x16;
-    /* the MoE plan a prefill moe_route built with its ids (vk_moe.c, OMNI_VK_ROUTE_PLAN): valid for the grouped experts
-     * while n_dispatches is still seq (no command since) and their ids, sizes, tile and plan buffer are these */
-    struct {
-        VkDeviceAddress ids, plan;
-        uint32_t n, k, n_exp, tile, max_tiles;
-        uint64_t seq;
-    } plan_pre;
     ob_buf *counters;   /* zeroed uints for kernels that find their last workgroup (vk_counters) */
     int n_counters;
     vk_table *tables;
@@ -377,10 +370,8 @@ static inline VkDeviceAddress vk_addr(ob_ptr p) { return p.buf->blk->addr + p.bu
 ob_buf *vk_scratch(vk_ctx *c, int slot, size_t bytes);
 /* device address of n zeroed uint counters from index first on, for kernels that find their last workgroup with an
  * atomic counter and leave it at zero again; 0 after vk_fail. Indices: VK_CNT_ROUTER (router.comp), VK_CNT_ATTN + kv
- * head (attn_decode.comp), VK_CNT_CHAIN (two: tickets and finished workgroups of a chained dispatch, chain.glsl),
- * VK_CNT_ROUTE_PLAN (moe_route.comp's plan). */
+ * head (attn_decode.comp), VK_CNT_CHAIN (two: tickets and finished workgroups of a chained dispatch, chain.glsl). */
 #define VK_CNT_ROUTER 0
-#define VK_CNT_ROUTE_PLAN 1 /* moe_route.comp's PLAN build (vk_moe.c) */
 #define VK_CNT_CHAIN 2
 #define VK_CNT_ATTN 8
 VkDeviceAddress vk_counters(vk_ctx *c, int first, int n);

@@ -19,16 +19,6 @@
 
 #define DECODE_MAX_ENTRIES 32
 
-static VkDeviceAddress buf_addr(ob_buf *b) { return b->blk->addr + b->off; }
-
-/* moe_route.comp's PLAN build: on by default (measured, docs/benchmarks.md "session 7: prefill") */
-#define ROUTE_PLAN_DEFAULT 1
-
-/* the plan tile of the grouped experts (vk_op_moe_experts) for f16/bf16/Q8_0 experts on aligned operands, as far as
- * the route can tell without the experts: matmul_cm's where it runs, else matmul.comp's (the cm2 MoE, off by
- * default, cuts its own: the experts then build their own plan) */
-static uint32_t route_plan_tile(vk_ctx *c) { return vk_cm_ok(c, OB_BF16, 1) ? vk_cm_tile_n(c, 1) : vk_matmul_tile_n(c); }
-
 void vk_op_moe_route(ob_backend *b, ob_ptr logits, int n, int n_exp, int k, int norm_topk, ob_ptr ids,
                      ob_ptr weights) {
     vk_ctx *c = vk_of(b);
@@ -52,29 +42,6 @@ void vk_op_moe_route(ob_backend *b, ob_ptr logits, int n, int n_exp, int k, int 
     uint32_t sgs = c->caps.subgroup_size, gx, gy;
     if (vk_use_subgroups(c) && sgs >= 4 && sgs <= 256 && (uint32_t)n_exp <= 8 * sgs && (uint32_t)k <= sgs &&
         vk_env_now("OMNI_VK_ROUTE_SG", 1)) {
-        /* a prefill chunk's plan built by the route's last workgroup (moe_route.comp PLAN; OMNI_VK_ROUTE_PLAN=0:
-         * moe_plan.comp as its own dispatch), in 1024-thread workgroups as moe_plan's, into the plan scratch with the
-         * tile the grouped experts will most likely cut (route_plan_tile); vk_op_moe_experts uses it when nothing was
-         * recorded in between and its own plan parameters match, else builds its own */
-        uint32_t ne = (uint32_t)n * (uint32_t)k, wgp = 1024;
-        if (ne > DECODE_MAX_ENTRIES && c->caps.max_wg_invocations >= wgp && wgp % sgs == 0 &&
-            vk_env_now("OMNI_VK_ROUTE_PLAN", ROUTE_PLAN_DEFAULT) > 0) {
-            uint32_t tile = route_plan_tile(c), max_tiles = (ne + tile - 1) / tile + (uint32_t)n_exp;
-            size_t plan_b = ((size_t)2 * ne + 1 + 3 * (size_t)max_tiles) * 4;
-            ob_buf *plan = vk_scratch(c, 1, plan_b);
-            VkDeviceAddress cnt = plan ? vk_counters(c, VK_CNT_ROUTE_PLAN, 1) : 0;
-            if (!cnt) return;
-            pc.plan = buf_addr(plan), pc.counter = cnt, pc.tile = tile, pc.max_tiles = max_tiles;
-            vk_range wp[3] = { wr[0], wr[1], vk_rng(pc.plan, plan_b) };
-            uint32_t spec[3] = { wgp, 1, 1 };
-            vk_grid(c, (uint64_t)n, wgp / sgs, &gx, &gy);
-            vk_dispatch(c, vk_pipeline(c, SH_MOE_ROUTE, spec, 3), &pc, sizeof pc, gx, gy, 1, &rd, 1, wp, 3);
-            if (c->base.failed) return;
-            c->plan_pre.ids = pc.ids, c->plan_pre.plan = pc.plan, c->plan_pre.n = (uint32_t)n;
-            c->plan_pre.k = (uint32_t)k, c->plan_pre.n_exp = (uint32_t)n_exp, c->plan_pre.tile = tile;
-            c->plan_pre.max_tiles = max_tiles, c->plan_pre.seq = c->n_dispatches;
-            return;
-        }
         uint32_t spec[2] = { 256, 1 };
         vk_grid(c, (uint64_t)n, 256 / sgs, &gx, &gy);
         vk_dispatch(c, vk_pipeline(c, SH_MOE_ROUTE, spec, 2), &pc, sizeof pc, gx, gy, 1, &rd, 1, wr, 2);
@@ -154,6 +121,8 @@ static int experts_check(vk_ctx *c, const ob_mat *m, int n_exp, int64_t rows, in
     }
     return 0;
 }
+
+static VkDeviceAddress buf_addr(ob_buf *b) { return b->blk->addr + b->off; }
 
 /* one grouped expert matmul (4 read ranges, 1 written) on the kernel the plan was cut for; xform, x_rows: the
  * tensor-core kernel's activations (vk_matmul_cm_dispatch_x) */
@@ -321,12 +290,7 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
     VkDeviceAddress pa = buf_addr(plan), ga = buf_addr(gu), ua = ga + (size_t)ne * (size_t)inter * 4, da = buf_addr(dd);
     vk_range r_plan = vk_rng(pa, plan_b), r_g = vk_rng(ga, gu_b / 2), r_u = vk_rng(ua, gu_b / 2), r_d = vk_rng(da, d_b);
 
-    /* the plan the route just built (moe_route.comp PLAN) where nothing was recorded since and it is this one */
-    if (!(c->plan_pre.seq == c->n_dispatches && c->plan_pre.ids == ia && c->plan_pre.plan == pa &&
-          c->plan_pre.n == (uint32_t)n && c->plan_pre.k == (uint32_t)k && c->plan_pre.n_exp == (uint32_t)n_exp &&
-          c->plan_pre.tile == tile && c->plan_pre.max_tiles == max_tiles))
-        plan_dispatch(c, ia, r_ids, pa, r_plan, (uint32_t)n, (uint32_t)k, (uint32_t)n_exp, tile, max_tiles, 0);
-    c->plan_pre.seq = 0;
+    plan_dispatch(c, ia, r_ids, pa, r_plan, (uint32_t)n, (uint32_t)k, (uint32_t)n_exp, tile, max_tiles, 0);
 
     ob_pc_matmul pm = { .w = buf_addr(tg->buf), .x = xa, .y = ga, .tiles = pa + (size_t)ne * 8, .tok = pa,
                         .rows = (uint32_t)inter, .cols = (uint32_t)dim, .n = ne, .x_stride = (uint32_t)dim,

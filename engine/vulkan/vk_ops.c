@@ -23,7 +23,7 @@ _Static_assert(sizeof(ob_pc_norm) == 72, "ob_pc_norm layout");
 _Static_assert(sizeof(ob_pc_rope) == 56, "ob_pc_rope layout");
 _Static_assert(sizeof(ob_pc_kv) == 56, "ob_pc_kv layout");
 _Static_assert(sizeof(ob_pc_attn) == 88, "ob_pc_attn layout");
-_Static_assert(sizeof(ob_pc_route) == 64, "ob_pc_route layout");
+_Static_assert(sizeof(ob_pc_route) == 40, "ob_pc_route layout");
 _Static_assert(sizeof(ob_pc_plan) == 40, "ob_pc_plan layout");
 _Static_assert(sizeof(ob_pc_combine) == 48, "ob_pc_combine layout");
 _Static_assert(sizeof(ob_pc_ew) == 40, "ob_pc_ew layout");

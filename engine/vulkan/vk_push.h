@@ -148,10 +148,6 @@ PUSH(ob_pc_attnd) {
 PUSH(ob_pc_route) {
     uint64_t logits, ids, wts;
     uint32_t n, n_exp, k, norm;
-    /* the PLAN build (spec 2): the last workgroup writes moe_plan.comp's plan of the ids at plan (tile, max_tiles as
-     * ob_pc_plan's); counter = a zeroed uint (vk_counters) it finds itself by */
-    uint64_t plan, counter;
-    uint32_t tile, max_tiles;
 } PUSH_END(ob_pc_route);
 #endif
 
