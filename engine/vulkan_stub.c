@@ -35,6 +35,11 @@ int ob_vulkan_bench_matvec(ob_backend *b, ob_dtype dtype, int rows, int cols, in
     (void)b, (void)dtype, (void)rows, (void)cols, (void)n_sel, (void)iters, (void)out;
     return OMNI_E_UNSUPPORTED;
 }
+int ob_vulkan_bench_gridbar(ob_backend *b, int n_wg, size_t bytes, int variant, int phases, double *us_per_phase) {
+    (void)b, (void)n_wg, (void)bytes, (void)variant, (void)phases;
+    *us_per_phase = 0;
+    return OMNI_E_UNSUPPORTED;
+}
 int ob_vulkan_moe_plan(ob_backend *b, ob_ptr ids, int n, int k, int n_exp, int tile, int max_tiles, int wg,
                        ob_ptr plan) {
     (void)b, (void)ids, (void)n, (void)k, (void)n_exp, (void)tile, (void)max_tiles, (void)wg, (void)plan;

@@ -61,6 +61,13 @@ typedef struct {
 int ob_vulkan_bench_matvec(ob_backend *b, ob_dtype dtype, int rows, int cols, int n_sel, int iters,
                            ob_vk_bench_result *out);
 
+/* Grid-barrier benchmark (gridbar.comp): µs per phase of a chain of phases that each stream `bytes` from memory
+ * (regions beyond the L2), as one dispatch per phase with pipeline barriers (variant 0), as one dispatch of n_wg
+ * workgroups with a grid barrier per phase (1), or the same with the next phase's first loads issued before the
+ * wait (2). From a run of `phases` phases minus a run of one. n_wg must fit on the device at once (a spin on a
+ * counter waits for every workgroup; the fence timeout turns a hang into an error). */
+int ob_vulkan_bench_gridbar(ob_backend *b, int n_wg, size_t bytes, int variant, int phases, double *us_per_phase);
+
 /* Runs the prefill MoE plan (moe_plan.comp) alone, for tests: ids [n·k] int32 -> plan, laid out as
  * [tok: n·k][pos: n·k][n_tiles][3 × max_tiles: expert, first sorted position, count <= tile] (vk_push.h), queued like
  * any op (download syncs). wg: workgroup size (0: what the MoE op uses). OMNI_E_ARG for bad sizes or buffers too

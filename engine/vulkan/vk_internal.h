@@ -197,6 +197,7 @@ typedef enum {
     SH_ROUTER_CHAIN,
     SH_ROUTE_FOLD,
     SH_MV_ROWS,
+    SH_GRIDBAR,
     SH_MATMUL_CM2, /* NV cooperative matrix 2 GEMM: only in builds with GLSLC2 (shaders.mk), else no words */
     SH_MATMUL_CM2_MOE, /* its grouped MoE form (matmul_cm2_moe.comp), likewise */
     SH_COUNT

@@ -15,6 +15,7 @@
 /* sizes as the GLSL std430 push-constant layout has them (64-bit fields first), all within the portable 128 bytes */
 _Static_assert(sizeof(ob_pc_matvec) == 120, "ob_pc_matvec layout");
 _Static_assert(sizeof(ob_pc_fold) == 72, "ob_pc_fold layout");
+_Static_assert(sizeof(ob_pc_gridbar) == 48, "ob_pc_gridbar layout");
 _Static_assert(sizeof(ob_pc_routerchain) == 128, "ob_pc_routerchain layout");
 _Static_assert(sizeof(ob_pc_matmul) == 80, "ob_pc_matmul layout");
 _Static_assert(sizeof(ob_pc_rows) == 48, "ob_pc_rows layout");

@@ -215,4 +215,13 @@ PUSH(ob_pc_gather) {
 } PUSH_END(ob_pc_gather);
 #endif
 
+/* gridbar.comp (vk_timing.c, the grid-barrier micro-benchmark): phases of n16 16-byte words read from region
+ * (p0 + p) mod n_reg at buf, a grid barrier on the counter at cnt after each when bar != 0 */
+#if !defined(VULKAN) || defined(PC_GRIDBAR)
+PUSH(ob_pc_gridbar) {
+    uint64_t cnt, buf, sink;
+    uint32_t phases, p0, n16, n_reg, bar, key;
+} PUSH_END(ob_pc_gridbar);
+#endif
+
 #endif

@@ -285,3 +285,72 @@ done:
     free(host_t);
     return rc;
 }
+
+/* ---- the grid-barrier micro-benchmark ---------------------------------------------------------------------------
+ * The premise of the persistent decode kernel (docs/architecture.md): a phase boundary inside one resident dispatch
+ * (gridbar.comp: a device counter every workgroup adds to and then waits on) costs less than a pipeline barrier and a
+ * new dispatch, and loads of the next phase issued before the wait hide the ramp of the next phase. Each variant
+ * streams `bytes` per phase from regions that together exceed the L2 cache. */
+int ob_vulkan_bench_gridbar(ob_backend *b, int n_wg, size_t bytes, int variant, int phases, double *us_per_phase) {
+    vk_ctx *c = vk_of(b);
+    const ob_ops *op = b->ops;
+    *us_per_phase = 0;
+    if (n_wg <= 0 || (uint32_t)n_wg > c->caps.max_wg_count[0] || phases < 2 || variant < 0 || variant > 2 ||
+        bytes / 16 > UINT32_MAX / 2)
+        return OMNI_E_ARG;
+    uint32_t n16 = (uint32_t)(bytes / 16), n_reg = 1;
+    if (n16) {
+        size_t want = (size_t)192 << 20, cap = c->caps.max_storage_range; /* > the L2 of any current GPU */
+        n_reg = (uint32_t)((want + (size_t)n16 * 16 - 1) / ((size_t)n16 * 16));
+        if (n_reg < 2) n_reg = 2;
+        while (n_reg > 1 && (size_t)n16 * 16 * n_reg > cap) n_reg--;
+    }
+    size_t buf_b = n16 ? (size_t)n16 * 16 * n_reg : 16;
+    ob_buf *buf = op->alloc(b, buf_b), *cnt = op->alloc(b, 16), *sink = op->alloc(b, 16);
+    timer t = { c, VK_NULL_HANDLE };
+    int rc = OMNI_E_NOMEM;
+    double ms[3] = { 0 };
+    if (!buf || !cnt || !sink) goto done;
+    if (c->caps.timestamp_period > 0) {
+        VkQueryPoolCreateInfo qi = { .sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+                                     .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = 2 };
+        if (vkCreateQueryPool(c->dev, &qi, NULL, &t.qp) != VK_SUCCESS) t.qp = VK_NULL_HANDLE;
+    }
+    const uint32_t wg = 256, zero[4] = { 0 };
+    uint32_t spec[2] = { wg, variant == 2 };
+    VkPipeline p = vk_pipeline(c, SH_GRIDBAR, spec, 2);
+    ob_pc_gridbar pc = { .cnt = cnt->blk->addr + cnt->off, .buf = buf->blk->addr + buf->off,
+                         .sink = sink->blk->addr + sink->off, .n16 = n16, .n_reg = n_reg, .key = 0x9e3779b9u };
+    vk_range rd[2] = { vk_rng(pc.buf, buf_b), vk_rng(pc.cnt, 4) }, wr = vk_rng(pc.cnt, 4);
+    for (int run = 0; run < 3; run++) { /* 0 warm-up, 1 one phase, 2 all phases */
+        int P = run == 1 ? 1 : phases;
+        if (op->sync(b) != 0) break;
+        double t0 = omni_time_ms();
+        if (t.qp) stamp(&t, 0);
+        if (variant == 0) { /* one phase per dispatch; the counter write puts a barrier between every two */
+            for (int i = 0; i < P; i++) {
+                pc.phases = 1, pc.p0 = (uint32_t)i, pc.bar = 0;
+                vk_dispatch(c, p, &pc, sizeof pc, (uint32_t)n_wg, 1, 1, rd, 2, &wr, 1);
+            }
+        } else {
+            if (op->upload(b, cnt, 0, zero, sizeof zero) != 0) break;
+            pc.phases = (uint32_t)P, pc.p0 = 0, pc.bar = 1;
+            vk_dispatch(c, p, &pc, sizeof pc, (uint32_t)n_wg, 1, 1, rd, 2, &wr, 1);
+        }
+        if (t.qp) stamp(&t, 1);
+        if (op->sync(b) != 0) break;
+        ms[run] = omni_time_ms() - t0;
+        if (t.qp) {
+            double d = elapsed(&t);
+            if (d > 0) ms[run] = d;
+        }
+    }
+    if (!b->failed) *us_per_phase = (ms[2] - ms[1]) * 1e3 / (phases - 1);
+    rc = b->failed ? OMNI_E_BACKEND : OMNI_OK;
+done:
+    if (t.qp) vkDestroyQueryPool(c->dev, t.qp, NULL);
+    op->buf_free(b, buf);
+    op->buf_free(b, cnt);
+    op->buf_free(b, sink);
+    return rc;
+}

@@ -6,7 +6,7 @@
  *   make BUILD=build-vk build-vk/libomni.a
  *   cc -O2 -std=c11 -D_GNU_SOURCE -Iengine tests/bench/vulkan_bench.c build-vk/libomni.a -lvulkan -lcjson -lm \
  *      -lpthread -o build-vk/vulkan_bench
- *   build-vk/vulkan_bench [devices] [latency] [decode] [layers] [matvec] [prefill] [attention] [gemm]
+ *   build-vk/vulkan_bench [devices] [latency] [gridbar] [decode] [layers] [matvec] [prefill] [attention] [gemm]
  *                         [model CONFIG.json [N_PROMPT N_GEN]] [--peak GB/s] [--only NAME]
  * OMNI_BENCH_VARIANTS="A=1,B=2;C=0;..." runs the model (and the attention rows) once per item.
  */
@@ -173,6 +173,31 @@ static void latency(ob_backend *b) {
     }
     b->ops->buf_free(b, x);
     b->ops->buf_free(b, y);
+}
+
+/* gridbar: the premise of a persistent decode kernel (docs/architecture.md), µs per phase of a chain of phases that
+ * each stream B bytes (as a decode step's projections stream their weights): one dispatch per phase with a pipeline
+ * barrier between (as now), one resident dispatch with a grid barrier per phase, and the same with the next phase's
+ * first loads issued before the wait. OMNI_BENCH_GRID_WG workgroups of 256 threads (default 132, one per H100 SM: all
+ * must be resident at once). */
+static void gridbar(ob_backend *b) {
+    const char *e = getenv("OMNI_BENCH_GRID_WG");
+    int n_wg = e && atoi(e) > 0 ? atoi(e) : 132;
+    const size_t sizes[4] = { 0, (size_t)4 << 20, (size_t)16 << 20, (size_t)48 << 20 };
+    const char *names[3] = { "dispatch per phase", "grid barrier", "grid barrier, next loads early" };
+    printf("%-34s %9s %10s %10s\n", "phase boundary", "MiB/phase", "us/phase", "GB/s");
+    for (int si = 0; si < 4; si++)
+        for (int v = 0; v < 3; v++) {
+            double us = 0;
+            int rc = ob_vulkan_bench_gridbar(b, n_wg, sizes[si], v, 201, &us);
+            if (rc) {
+                printf("%-34s %9zu failed (%d)%s%s\n", names[v], sizes[si] >> 20, rc, b->failed ? ": " : "",
+                       b->failed ? b->err : "");
+                return;
+            }
+            printf("%-34s %9zu %10.2f %10.1f\n", names[v], sizes[si] >> 20, us,
+                   us > 0 ? (double)sizes[si] / (us * 1e3) : 0.0);
+        }
 }
 
 /* The decode step's kernels one at a time, each call chained to the previous one (a barrier between every two, as
@@ -670,7 +695,7 @@ static void devices(void) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0); /* lines reach a pipe at once, also when a timeout kills us */
-    int do_mv = 0, do_pf = 0, do_lat = 0, do_dec = 0, do_at = 0, do_gemm = 0, do_layers = 0;
+    int do_mv = 0, do_pf = 0, do_lat = 0, do_dec = 0, do_at = 0, do_gemm = 0, do_layers = 0, do_grid = 0;
     const char *config = NULL;
     int n_prompt = 512, n_gen = 64;
     for (int i = 1; i < argc; i++) {
@@ -680,6 +705,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "gemm")) do_gemm = 1;
         else if (!strcmp(argv[i], "attention")) do_at = 1;
         else if (!strcmp(argv[i], "latency")) do_lat = 1;
+        else if (!strcmp(argv[i], "gridbar")) do_grid = 1;
         else if (!strcmp(argv[i], "decode")) do_dec = 1;
         else if (!strcmp(argv[i], "layers")) do_layers = 1;
         else if (!strcmp(argv[i], "model") && i + 1 < argc) {
@@ -692,7 +718,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--peak") && i + 1 < argc) g_peak = atof(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) g_only = argv[++i];
     }
-    if (do_mv || do_pf || do_lat || do_dec || do_at || do_gemm || do_layers) {
+    if (do_mv || do_pf || do_lat || do_dec || do_at || do_gemm || do_layers || do_grid) {
         char err[256];
         ob_backend *b = ob_vulkan_new(-1, err, sizeof err);
         if (!b) {
@@ -701,6 +727,7 @@ int main(int argc, char **argv) {
         }
         printf("device: %s\n", b->ops->device_name(b));
         if (do_lat) latency(b);
+        if (do_grid) gridbar(b);
         if (do_dec) decode_ops(b);
         if (do_layers) decode_layers(b);
         if (do_mv) matvec(b);
