@@ -46,6 +46,7 @@ layout(constant_id = 10) const uint INTER = 0;
 layout(constant_id = 11) const uint MODE = 0x100;
 const uint KV16 = MODE & 1u;     // 1: the caches hold fp16
 const uint VLATE = (MODE >> 1) & 1u;  // 1: V loads issued after the scores (comparison)
+const uint PV = (MODE >> 2) & 1u;     // value pass: 1 V rows in shared memory, a thread per output; 0 key groups
 const uint GS = MODE >> 8;       // head sets per kv head
 
 // the partials and the counters are exchanged between workgroups of one dispatch: coherent (not cached per SM)
@@ -66,6 +67,9 @@ const uint D8 = D / 8u;                   // KV16: 16-byte words of 8 halves per
 const uint KPH = (D8 + S - 1u) / S;       // KV16: K words per thread in the score pass
 const uint VW = C * D4;                   // the chunk's V rows in words of 4 elements
 const uint VPT = (VW + WG - 1u) / WG;     // V words per thread in the load
+const uint KG = WG / D4;                  // PV 0: key groups (D4 threads per V row)
+const uint KI = (C + KG - 1u) / KG;       // PV 0: keys per thread
+const uint VR = PV != 0u ? VPT : KI;      // V words per thread
 const uint MB = 16u / OV > 0u ? 16u / OV : 1u;  // chunks per batch of merge loads (16 vec4 in flight per thread)
 const uint PSN = WG * (G > 4u ? G : 4u);  // floats: score partials [G][WG], merge weights [G][NMAX], split sums [KS-1][OT]
 
@@ -75,7 +79,8 @@ shared float wn[2u * D];  // the q_norm and k_norm weights
 // one region for what is never live at the same time (32 KiB of shared memory on lavapipe): the norm partials, the
 // score partials [G][WG] (floats, psg/pss); then the chunk's V rows (KV16: a uvec2 of 4 halves per word, else two
 // uvec2 of float bits); then the split sums [KS-1][OT] (vec4 as 4 floats); in the merge its weights [G][NMAX]
-const uint PUN = PSN / 2u > (KV16 != 0u ? VW : 2u * VW) ? PSN / 2u : (KV16 != 0u ? VW : 2u * VW);
+const uint VPU = PV == 0u ? 0u : KV16 != 0u ? VW : 2u * VW;
+const uint PUN = PSN / 2u > VPU ? PSN / 2u : VPU;
 shared uvec2 pu[PUN];
 shared float sc[G * C];   // scores, then e^(s - m)
 shared float sn[HR], cs[HR];
@@ -86,6 +91,12 @@ shared uint last;
 float xget(uint e) { return xs[e >> 2][e & 3u]; }
 void xset(uint e, float v) { xs[e >> 2][e & 3u] = v; }
 float wnorm(uint h, uint d) { return wn[(h < G ? 0u : D) + d]; }
+// V word slot r of this thread: PV 1 words t + r·WG; PV 0 key kg + r·KG of key group kg = t / D4, lane t % D4
+uint vword(uint t, uint r) {
+    if (PV != 0u) return t + r * WG;
+    uint kg = t / D4, k2 = kg + r * KG;
+    return kg < KG && k2 < C ? k2 * D4 + t % D4 : VW;
+}
 float psg(uint i) { return uintBitsToFloat(pu[i >> 1][i & 1u]); }
 void pss(uint i, float v) { pu[i >> 1][i & 1u] = floatBitsToUint(v); }
 // V word i of the chunk (key i / D4, dims 4·(i % D4)..)
@@ -130,11 +141,11 @@ void main() {
     // 0; their address is clamped to a row already in the cache (finite values), and the new row is taken from
     // shared memory when the words are stored there, so the loads need no branch
     uint last_old = p > 0u ? p - 1u : 0u;
-    uvec2 vq[VPT];  // KV16
-    vec4 vr[VPT];
+    uvec2 vq[VR];  // KV16
+    vec4 vr[VR];
     if (VLATE == 0u) {
-        [[unroll]] for (uint r = 0u; r < VPT; r++) {
-            uint i = min(t + r * WG, VW - 1u);
+        [[unroll]] for (uint r = 0u; r < VR; r++) {
+            uint i = min(vword(t, r), VW - 1u);
             uint jr = uint(clamp(int(j0 + i / D4), lo, int(p)));
             uint64_t vrow = uint64_t(g) * pc.n_ctx + min(jr, last_old);
             if (KV16 != 0u) vq[r] = BufU2(pc.vc + vrow * D * 2u).v[i % D4];
@@ -288,15 +299,15 @@ void main() {
         sc[u] = s == NEG_INF ? 0.0f : exp_acc(s - m);  // masked keys weigh exactly 0
     }
     if (VLATE != 0u) {
-        [[unroll]] for (uint r = 0u; r < VPT; r++) {
-            uint i = min(t + r * WG, VW - 1u);
+        [[unroll]] for (uint r = 0u; r < VR; r++) {
+            uint i = min(vword(t, r), VW - 1u);
             uint jr = uint(clamp(int(j0 + i / D4), lo, int(p)));
             uint64_t vrow = uint64_t(g) * pc.n_ctx + min(jr, last_old);
             if (KV16 != 0u) vq[r] = BufU2(pc.vc + vrow * D * 2u).v[i % D4];
             else vr[r] = BufV4(pc.vc + vrow * D * 4u).v[i % D4];
         }
     }
-    [[unroll]] for (uint r = 0u; r < VPT; r++) {
+    if (PV != 0u) [[unroll]] for (uint r = 0u; r < VPT; r++) {
         uint i = t + r * WG;
         if (i < VW) {
             bool is_new = uint(clamp(int(j0 + i / D4), lo, int(p))) == p;
@@ -306,56 +317,109 @@ void main() {
         }
     }
     barrier();
-    // output vec4 u = (head h, dims 4·lane..) of share ks: keys ks, ks + KS, ... in order; l = Σ e over them
-    uint ks = KS > 1u ? t / OT : 0u;
-    vec4 o[OV];
-    float l[OV];
-    [[unroll]] for (uint r = 0u; r < OV; r++) {
-        uint u = KS > 1u ? t % OT : t + r * WG;
-        o[r] = vec4(0.0f), l[r] = 0.0f;
-        if (u < OT && ks < KS) {
-            uint h = u / D4, lane = u % D4;
-            for (uint k2 = ks; k2 < C; k2 += KS) {
-                float e = sc[h * C + k2];
-                o[r] += e * vget(k2 * D4 + lane);
-                l[r] += e;
-            }
-        }
-    }
-    if (KS > 1u) {  // the shares' sums in share order (over the V rows once all have been read; red is free)
-        barrier();
-        if (ks > 0u && ks < KS) {
-            pset4(ks, t % OT, o[0]);
-            red[(ks - 1u) * OT + t % OT] = l[0];
-        }
-        barrier();
-        if (ks == 0u)
-            for (uint s = 1u; s < KS; s++) {
-                o[0] += pget4(s, t);
-                l[0] += red[(s - 1u) * OT + t];
-            }
-    }
-
-    // ---- 5. output: directly, or through the partials and the last workgroup's merge ----
+    // ---- 5 (below). output: directly, or through the partials and the last workgroup's merge ----
     uint64_t dst = pc.dst + uint64_t(y) * G * D * 4u;
-    if (N == 1u) {
-        if (ks == 0u)
+    uint64_t ml = pc.part + uint64_t(pc.n_sets) * N * G * D * 4u;  // (m, l) pairs after all outputs
+    uint ks = KS > 1u ? t / OT : 0u;
+    if (PV == 0u) {
+        // PV 0: D4 threads per V row (key group kg = t / D4, keys kg, kg + KG, ...) hold all G heads' sums, added
+        // over the key groups in group order through xs (the heads are no longer needed); l per head from P2
+        // threads' partial sums
+        if (t < G * P2) {
+            uint h = t / P2;
+            float s = 0.0f;
+            for (uint k2 = t % P2; k2 < C; k2 += P2) s += sc[h * C + k2];
+            red[t] = s;
+        }
+        {
+            uint kg = t / D4, lane = t % D4;
+            vec4 og[G];
+            [[unroll]] for (uint h = 0u; h < G; h++) og[h] = vec4(0.0f);
+            if (kg < KG)
+                [[unroll]] for (uint i = 0u; i < KI; i++) {
+                    uint k2 = kg + i * KG;
+                    if (k2 < C) {
+                        uint jr = uint(clamp(int(j0 + k2), lo, int(p)));
+                        vec4 vg = KV16 != 0u ? vec4(unpackHalf2x16(vq[i].x), unpackHalf2x16(vq[i].y)) : vr[i];
+                        vec4 vv = jr == p ? vn[lane] : vg;
+                        [[unroll]] for (uint h = 0u; h < G; h++) og[h] += sc[h * C + k2] * vv;
+                    }
+                }
+            for (uint r = 0u; r < KG; r++) {
+                barrier();
+                if (kg == r)
+                    [[unroll]] for (uint h = 0u; h < G; h++)
+                        xs[h * D4 + lane] = r == 0u ? og[h] : xs[h * D4 + lane] + og[h];
+            }
+        }
+        barrier();
+        if (t < G) {
+            float s = 0.0f;
+            for (uint i = 0u; i < P2; i++) s += red[t * P2 + i];
+            lh[t] = s;
+        }
+        barrier();
+        if (N == 1u) {
+            for (uint u = t; u < OT; u += WG) {
+                float L = lh[u / D4];
+                BufV4(dst).v[u] = L > 0.0f ? xs[u] / L : vec4(0.0f);
+            }
+            return;
+        }
+        uint64_t ob = pc.part + (uint64_t(y) * N + ci) * G * D * 4u;
+        for (uint u = t; u < OT; u += WG) PartV4(ob).v[u] = xs[u];
+        if (t < G) {
+            PartF(ml).v[((y * N + ci) * G + t) * 2u] = mh[t];
+            PartF(ml).v[((y * N + ci) * G + t) * 2u + 1u] = lh[t];
+        }
+    } else {
+        // PV 1: output vec4 u = (head h, dims 4·lane..) of share ks: keys ks, ks + KS, ... in order; l = Σ e over
+        // them
+        vec4 o[OV];
+        float l[OV];
+        [[unroll]] for (uint r = 0u; r < OV; r++) {
+            uint u = KS > 1u ? t % OT : t + r * WG;
+            o[r] = vec4(0.0f), l[r] = 0.0f;
+            if (u < OT && ks < KS) {
+                uint h = u / D4, lane = u % D4;
+                for (uint k2 = ks; k2 < C; k2 += KS) {
+                    float e = sc[h * C + k2];
+                    o[r] += e * vget(k2 * D4 + lane);
+                    l[r] += e;
+                }
+            }
+        }
+        if (KS > 1u) {  // the shares' sums in share order (over the V rows once all have been read; red is free)
+            barrier();
+            if (ks > 0u && ks < KS) {
+                pset4(ks, t % OT, o[0]);
+                red[(ks - 1u) * OT + t % OT] = l[0];
+            }
+            barrier();
+            if (ks == 0u)
+                for (uint s = 1u; s < KS; s++) {
+                    o[0] += pget4(s, t);
+                    l[0] += red[(s - 1u) * OT + t];
+                }
+        }
+        if (N == 1u) {
+            if (ks == 0u)
+                [[unroll]] for (uint r = 0u; r < OV; r++) {
+                    uint u = KS > 1u ? t : t + r * WG;
+                    if (u < OT) BufV4(dst).v[u] = l[r] > 0.0f ? o[r] / l[r] : vec4(0.0f);
+                }
+            return;
+        }
+        if (ks == 0u) {
+            uint64_t ob = pc.part + (uint64_t(y) * N + ci) * G * D * 4u;
             [[unroll]] for (uint r = 0u; r < OV; r++) {
                 uint u = KS > 1u ? t : t + r * WG;
-                if (u < OT) BufV4(dst).v[u] = l[r] > 0.0f ? o[r] / l[r] : vec4(0.0f);
-            }
-        return;
-    }
-    uint64_t ml = pc.part + uint64_t(pc.n_sets) * N * G * D * 4u;  // (m, l) pairs after all outputs
-    if (ks == 0u) {
-        uint64_t ob = pc.part + (uint64_t(y) * N + ci) * G * D * 4u;
-        [[unroll]] for (uint r = 0u; r < OV; r++) {
-            uint u = KS > 1u ? t : t + r * WG;
-            if (u < OT) {
-                PartV4(ob).v[u] = o[r];
-                if (u % D4 == 0u) {
-                    PartF(ml).v[((y * N + ci) * G + u / D4) * 2u] = mh[u / D4];
-                    PartF(ml).v[((y * N + ci) * G + u / D4) * 2u + 1u] = l[r];
+                if (u < OT) {
+                    PartV4(ob).v[u] = o[r];
+                    if (u % D4 == 0u) {
+                        PartF(ml).v[((y * N + ci) * G + u / D4) * 2u] = mh[u / D4];
+                        PartF(ml).v[((y * N + ci) * G + u / D4) * 2u + 1u] = l[r];
+                    }
                 }
             }
         }

@@ -483,8 +483,8 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
 
 /* bytes of shared memory attn_decode.comp declares for these shapes (mirrors its shared arrays; pu holds the
  * larger of the float partials, wg·max(G, 4), and the chunk's V rows, C·D halves or floats) */
-static size_t decode_shared_bytes(uint32_t G, uint32_t D, uint32_t C, uint32_t rot, uint32_t wg, int kv16) {
-    size_t pu = (size_t)wg * (G > 4 ? G : 4) * 4, vrows = (size_t)C * D * (kv16 ? 2 : 4);
+static size_t decode_shared_bytes(uint32_t G, uint32_t D, uint32_t C, uint32_t rot, uint32_t wg, int kv16, int pv) {
+    size_t pu = (size_t)wg * (G > 4 ? G : 4) * 4, vrows = pv ? (size_t)C * D * (kv16 ? 2 : 4) : 0;
     return (size_t)(G + 1) * D * 4 + (size_t)D * 4 + (size_t)D * 8 + (pu > vrows ? pu : vrows) + (size_t)G * C * 4 +
            (size_t)rot * 4 + (size_t)wg * 4 + (size_t)(3 * G + 1) * 4 + 4;
 }
@@ -510,30 +510,38 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
                   vk_addr(out) % 16 == 0;
     uint32_t G = fusable ? (uint32_t)(Hq / Hkv) : 1, C = DECODE_CHUNK, c_lo = 0, n_chunks = 0;
     uint32_t wg = c->env.attn_wg == 128 || c->env.attn_wg == 512 ? (uint32_t)c->env.attn_wg : DECODE_WG;
-    /* head sets per kv head: each workgroup serves G / gs q heads (OMNI_VK_ATTN_GS, experiment) */
+    /* experiment switches (run 2 of session 7): OMNI_VK_ATTN_PV value pass (1 shared V rows, 0 key groups, 2: 1 up to
+     * PVMAX chunks), OMNI_VK_ATTN_GS head sets per kv head up to GSMAX chunks, OMNI_VK_ATTN_C128 128-key chunks past
+     * this many 64-key chunks, OMNI_VK_ATTN_VLATE V loads after the scores */
     uint32_t gs = (uint32_t)vk_env_now("OMNI_VK_ATTN_GS", 1), vlate = vk_env_now("OMNI_VK_ATTN_VLATE", 0) > 0;
-    if (gs < 1 || G % gs != 0) gs = 1;
-    G /= gs;
+    uint32_t gsmax = (uint32_t)vk_env_now("OMNI_VK_ATTN_GSMAX", 1 << 30);
+    int pvm = vk_env_now("OMNI_VK_ATTN_PV", 1);
+    uint32_t pvmax = (uint32_t)vk_env_now("OMNI_VK_ATTN_PVMAX", 16), c128 = (uint32_t)vk_env_now("OMNI_VK_ATTN_C128", 0);
+    uint32_t pv = pvm > 0;
     int kv16 = vk_kv16(c, D);
     if (fusable) {
         int lo = a->window > 0 && pos0 - a->window + 1 > 0 ? pos0 - a->window + 1 : 0;
         int forced = c->env.attn_chunk == 32 || c->env.attn_chunk == 64 || c->env.attn_chunk == 128;
         if (forced)
             C = (uint32_t)c->env.attn_chunk;
-        else if ((uint32_t)pos0 / C - (uint32_t)lo / C + 1 > wg)
+        else if ((uint32_t)pos0 / C - (uint32_t)lo / C + 1 > (c128 ? c128 : wg))
             C = 2 * DECODE_CHUNK;
         else if ((uint32_t)pos0 / 32u - (uint32_t)lo / 32u + 1 <= DECODE_SHORT_CHUNKS)
             C = 32; /* short contexts: a shorter critical path per workgroup and few partials to merge */
+        n_chunks = (uint32_t)pos0 / C - (uint32_t)lo / C + 1;
+        if (pvm == 2) pv = n_chunks <= pvmax;
+        if (gs < 1 || G % gs != 0 || n_chunks > gsmax) gs = 1;
+        G /= gs;
         /* the chunk's V rows live in shared memory: shorter chunks where they do not fit (fp32 caches, lavapipe's
          * 32 KiB) */
         while (!forced && C > 16 &&
-               decode_shared_bytes(G, (uint32_t)D, C, (uint32_t)r->rot_dim, wg, kv16) > c->caps.max_shared)
+               decode_shared_bytes(G, (uint32_t)D, C, (uint32_t)r->rot_dim, wg, kv16, pv) > c->caps.max_shared)
             C /= 2;
         c_lo = (uint32_t)lo / C;
         n_chunks = (uint32_t)pos0 / C - c_lo + 1;
         fusable = n_chunks <= wg && C <= wg && G + 1 <= wg && wg <= c->caps.max_wg_invocations &&
                   (uint32_t)Hkv * gs <= c->caps.max_wg_count[1] &&
-                  decode_shared_bytes(G, (uint32_t)D, C, (uint32_t)r->rot_dim, wg, kv16) <= c->caps.max_shared;
+                  decode_shared_bytes(G, (uint32_t)D, C, (uint32_t)r->rot_dim, wg, kv16, pv) <= c->caps.max_shared;
     }
     if (!fusable) {
         attn_unfused(b, q, k, v, q_norm, k_norm, eps, pos3, r, kcache, vcache, n_ctx, pos0, n, a, out);
@@ -570,7 +578,7 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
     uint32_t spec[12] = { wg, G, (uint32_t)D, C, (uint32_t)q_norm->dtype, (uint32_t)k_norm->dtype,
                           (uint32_t)r->rot_dim, (uint32_t)r->section[0], (uint32_t)r->section[1],
                           (uint32_t)r->section[2], (uint32_t)(r->interleaved != 0),
-                          (uint32_t)kv16 | vlate << 1 | gs << 8 };
+                          (uint32_t)kv16 | vlate << 1 | pv << 2 | gs << 8 };
     vk_range rd[11] = { vk_rng(pc.q, qb),       vk_rng(pc.k, kb),        vk_rng(pc.v, kb),
                         vk_mat_range(q_norm),   vk_mat_range(k_norm),    vk_rng(pc.pos, 12),
                         vk_rng(pc.freqs, (size_t)r->rot_dim * 2), vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b),
