@@ -5,16 +5,19 @@
 // g = y / GS (GS sets per kv head; GS = 1: all n_heads / n_kv q heads, so each K and V row is read once per token;
 // more sets shorten each workgroup's chain at the cost of reading K and V once per set), and handles keys
 // [c·C, (c+1)·C):
-//   1. loads this chunk's K and V rows (all loads at once, first, so that their latency overlaps the head
-//      preparation: one memory round trip per workgroup), the G q heads and k head g from the q|k|v projection,
-//      normalises and rotates them in shared memory (every workgroup does this for itself: 9 heads of 128 floats
-//      from L2 cost less than a dispatch);
+//   1. loads this chunk's K rows (PV 1: and V rows; all at once, first, so that their latency overlaps the head
+//      preparation), the G q heads and k head g from the q|k|v projection, normalises and rotates them in shared
+//      memory (every workgroup does this for itself: 9 heads of 128 floats from L2 cost less than a dispatch);
 //   2. the chunk that holds pos0 stores the rotated k and v into the caches (set 0 of the kv head) and uses them
 //      from shared memory;
 //   3. scores: S = WG/C threads per key, 16-byte loads of K rows, partial dot products for all G heads;
-//   4. softmax within the chunk (max m per head), e = e^(s - m); the V rows go to shared memory; P·V with one thread
-//      per output vec4 (head, 4 dims) running over the keys (KS threads per output, each a share of the keys, when
-//      there are fewer outputs than threads), which also sums its head's l = Σ e: no cross-thread sum;
+//   4. softmax within the chunk (max m per head), e = e^(s - m), then P·V, one of two ways (PV, host's choice):
+//      PV 0: D4 threads per V row load it (after the softmax) and keep sums for all G heads; the KG key groups' sums
+//            are added in group order through shared memory (KG barriers), l per head from partial sums;
+//      PV 1: the V rows loaded in step 1 go to shared memory, and one thread per output vec4 (head, 4 dims) runs
+//            over the keys (KS threads per output, each a share of the keys, when there are fewer outputs than
+//            threads) and also sums its head's l = Σ e: no key-group sums, fewer barriers, but every V word is read
+//            G times from shared memory (the shorter chain wins for few chunks; vk_decode.c has the numbers);
 //   5. one chunk: the normalised output goes straight to dst. Several: the chunk writes (o, m, l) to part, and the
 //      last workgroup of set y to finish (an atomic counter per set, which it resets) merges them as
 //      attn_combine.comp does: with M = max m_c, out = Σ e^(m_c - M)·o_c / Σ e^(m_c - M)·l_c.
@@ -42,12 +45,11 @@ layout(constant_id = 7) const uint SEC0 = 0;     // mrope sections (all 0: plain
 layout(constant_id = 8) const uint SEC1 = 0;
 layout(constant_id = 9) const uint SEC2 = 0;
 layout(constant_id = 10) const uint INTER = 0;
-// (the pipeline cache keys at most 12 constants: the last packs the cache format and the head sets)
+// (vk_pipeline keys at most 12 constants: the last packs the cache format, the value pass and the head sets)
 layout(constant_id = 11) const uint MODE = 0x100;
-const uint KV16 = MODE & 1u;     // 1: the caches hold fp16
-const uint VLATE = (MODE >> 1) & 1u;  // 1: V loads issued after the scores (comparison)
-const uint PV = (MODE >> 2) & 1u;     // value pass: 1 V rows in shared memory, a thread per output; 0 key groups
-const uint GS = MODE >> 8;       // head sets per kv head
+const uint KV16 = MODE & 1u;          // 1: the caches hold fp16
+const uint PV = (MODE >> 1) & 1u;     // value pass: 1 V rows in shared memory, a thread per output; 0 key groups
+const uint GS = MODE >> 8;            // head sets per kv head
 
 // the partials and the counters are exchanged between workgroups of one dispatch: coherent (not cached per SM)
 layout(buffer_reference, std430, buffer_reference_align = 16) coherent buffer PartV4 { vec4 v[]; };
@@ -69,19 +71,15 @@ const uint VW = C * D4;                   // the chunk's V rows in words of 4 el
 const uint VPT = (VW + WG - 1u) / WG;     // V words per thread in the load
 const uint KG = WG / D4;                  // PV 0: key groups (D4 threads per V row)
 const uint KI = (C + KG - 1u) / KG;       // PV 0: keys per thread
-const uint VR = PV != 0u ? VPT : KI;      // V words per thread
 const uint MB = 16u / OV > 0u ? 16u / OV : 1u;  // chunks per batch of merge loads (16 vec4 in flight per thread)
-const uint PSN = WG * (G > 4u ? G : 4u);  // floats: score partials [G][WG], merge weights [G][NMAX], split sums [KS-1][OT]
+const uint PSN = WG * (G > 4u ? G : 4u);  // ps floats: score partials [G][WG], merge weights [G][NMAX], ...
 
 shared vec4 xs[NH * D4];  // the normalised, rotated heads
 shared vec4 vn[D4];       // the new v row (chunk of pos0)
 shared float wn[2u * D];  // the q_norm and k_norm weights
-// one region for what is never live at the same time (32 KiB of shared memory on lavapipe): the norm partials, the
-// score partials [G][WG] (floats, psg/pss); then the chunk's V rows (KV16: a uvec2 of 4 halves per word, else two
-// uvec2 of float bits); then the split sums [KS-1][OT] (vec4 as 4 floats); in the merge its weights [G][NMAX]
-const uint VPU = PV == 0u ? 0u : KV16 != 0u ? VW : 2u * VW;
-const uint PUN = PSN / 2u > VPU ? PSN / 2u : VPU;
-shared uvec2 pu[PUN];
+shared float ps[PSN];     // norm partials; score partials [G][WG]; PV 1 split sums [KS-1][OT]; merge weights [G][NMAX]
+// PV 1: the chunk's V rows (KV16: a uvec2 of 4 halves per word, else two uvec2 of float bits)
+shared uvec2 vw[PV == 0u ? 1u : KV16 != 0u ? VW : 2u * VW];
 shared float sc[G * C];   // scores, then e^(s - m)
 shared float sn[HR], cs[HR];
 shared float red[WG];
@@ -91,31 +89,23 @@ shared uint last;
 float xget(uint e) { return xs[e >> 2][e & 3u]; }
 void xset(uint e, float v) { xs[e >> 2][e & 3u] = v; }
 float wnorm(uint h, uint d) { return wn[(h < G ? 0u : D) + d]; }
-// V word slot r of this thread: PV 1 words t + r·WG; PV 0 key kg + r·KG of key group kg = t / D4, lane t % D4
-uint vword(uint t, uint r) {
-    if (PV != 0u) return t + r * WG;
-    uint kg = t / D4, k2 = kg + r * KG;
-    return kg < KG && k2 < C ? k2 * D4 + t % D4 : VW;
-}
-float psg(uint i) { return uintBitsToFloat(pu[i >> 1][i & 1u]); }
-void pss(uint i, float v) { pu[i >> 1][i & 1u] = floatBitsToUint(v); }
-// V word i of the chunk (key i / D4, dims 4·(i % D4)..)
+// PV 1: V word i of the chunk (key i / D4, dims 4·(i % D4)..)
 vec4 vget(uint i) {
-    if (KV16 != 0u) return vec4(unpackHalf2x16(pu[i].x), unpackHalf2x16(pu[i].y));
-    return uintBitsToFloat(uvec4(pu[2u * i], pu[2u * i + 1u]));
+    if (KV16 != 0u) return vec4(unpackHalf2x16(vw[i].x), unpackHalf2x16(vw[i].y));
+    return uintBitsToFloat(uvec4(vw[2u * i], vw[2u * i + 1u]));
 }
 void vset(uint i, vec4 v) {  // (KV16: v is fp16 already, the packing is exact)
-    if (KV16 != 0u) pu[i] = uvec2(kv_pack2(v.x, v.y), kv_pack2(v.z, v.w));
-    else pu[2u * i] = floatBitsToUint(v.xy), pu[2u * i + 1u] = floatBitsToUint(v.zw);
+    if (KV16 != 0u) vw[i] = uvec2(kv_pack2(v.x, v.y), kv_pack2(v.z, v.w));
+    else vw[2u * i] = floatBitsToUint(v.xy), vw[2u * i + 1u] = floatBitsToUint(v.zw);
 }
-// the split sums of output vec4 u from thread share s (1 <= s < KS): 4 floats each
+// PV 1: the split sums of output vec4 u from thread share s (1 <= s < KS), 4 floats each
 void pset4(uint s, uint u, vec4 v) {
-    uint b = ((s - 1u) * OT + u) * 2u;
-    pu[b] = floatBitsToUint(v.xy), pu[b + 1u] = floatBitsToUint(v.zw);
+    uint b = ((s - 1u) * OT + u) * 4u;
+    ps[b] = v.x, ps[b + 1u] = v.y, ps[b + 2u] = v.z, ps[b + 3u] = v.w;
 }
 vec4 pget4(uint s, uint u) {
-    uint b = ((s - 1u) * OT + u) * 2u;
-    return uintBitsToFloat(uvec4(pu[b], pu[b + 1u]));
+    uint b = ((s - 1u) * OT + u) * 4u;
+    return vec4(ps[b], ps[b + 1u], ps[b + 2u], ps[b + 3u]);
 }
 
 void main() {
@@ -141,11 +131,11 @@ void main() {
     // 0; their address is clamped to a row already in the cache (finite values), and the new row is taken from
     // shared memory when the words are stored there, so the loads need no branch
     uint last_old = p > 0u ? p - 1u : 0u;
-    uvec2 vq[VR];  // KV16
-    vec4 vr[VR];
-    if (VLATE == 0u) {
-        [[unroll]] for (uint r = 0u; r < VR; r++) {
-            uint i = min(vword(t, r), VW - 1u);
+    uvec2 vq[VPT];  // KV16
+    vec4 vr[VPT];
+    if (PV != 0u) {
+        [[unroll]] for (uint r = 0u; r < VPT; r++) {
+            uint i = min(t + r * WG, VW - 1u);
             uint jr = uint(clamp(int(j0 + i / D4), lo, int(p)));
             uint64_t vrow = uint64_t(g) * pc.n_ctx + min(jr, last_old);
             if (KV16 != 0u) vq[r] = BufU2(pc.vc + vrow * D * 2u).v[i % D4];
@@ -190,12 +180,12 @@ void main() {
             float x = xget(h * D + d);
             ss += x * x;
         }
-        pss(u, ss);
+        ps[u] = ss;
     }
     barrier();
     for (uint h = t; h < NH; h += WG) {
         float ss = 0.0f;
-        for (uint i = 0u; i < P; i++) ss += psg(h * P + i);
+        for (uint i = 0u; i < P; i++) ss += ps[h * P + i];
         scl[h] = 1.0f / sqrt(ss / float(D) + pc.eps);
     }
     barrier();
@@ -262,7 +252,7 @@ void main() {
                 }
             }
         }
-        [[unroll]] for (uint h = 0u; h < G; h++) pss(h * WG + t, acc[h]);
+        [[unroll]] for (uint h = 0u; h < G; h++) ps[h * WG + t] = acc[h];
     }
     barrier();
     for (uint u = t; u < G * C; u += WG) {
@@ -270,7 +260,7 @@ void main() {
         float s = NEG_INF;
         if (int(j) >= lo && j <= p) {
             float a = 0.0f;
-            for (uint i = 0u; i < S; i++) a += psg(h * WG + k2 * S + i);
+            for (uint i = 0u; i < S; i++) a += ps[h * WG + k2 * S + i];
             s = a * pc.scale;
         }
         sc[u] = s;
@@ -298,22 +288,13 @@ void main() {
         float s = sc[u], m = mh[u / C];
         sc[u] = s == NEG_INF ? 0.0f : exp_acc(s - m);  // masked keys weigh exactly 0
     }
-    if (VLATE != 0u) {
-        [[unroll]] for (uint r = 0u; r < VR; r++) {
-            uint i = min(vword(t, r), VW - 1u);
-            uint jr = uint(clamp(int(j0 + i / D4), lo, int(p)));
-            uint64_t vrow = uint64_t(g) * pc.n_ctx + min(jr, last_old);
-            if (KV16 != 0u) vq[r] = BufU2(pc.vc + vrow * D * 2u).v[i % D4];
-            else vr[r] = BufV4(pc.vc + vrow * D * 4u).v[i % D4];
-        }
-    }
     if (PV != 0u) [[unroll]] for (uint r = 0u; r < VPT; r++) {
         uint i = t + r * WG;
         if (i < VW) {
             bool is_new = uint(clamp(int(j0 + i / D4), lo, int(p))) == p;
             if (is_new) vset(i, vn[i % D4]);  // (vn is set in the chunk of pos0, the only one with is_new)
-            else if (KV16 != 0u) pu[i] = vq[r];
-            else pu[2u * i] = floatBitsToUint(vr[r].xy), pu[2u * i + 1u] = floatBitsToUint(vr[r].zw);
+            else if (KV16 != 0u) vw[i] = vq[r];
+            else vw[2u * i] = floatBitsToUint(vr[r].xy), vw[2u * i + 1u] = floatBitsToUint(vr[r].zw);
         }
     }
     barrier();
@@ -340,7 +321,14 @@ void main() {
                     uint k2 = kg + i * KG;
                     if (k2 < C) {
                         uint jr = uint(clamp(int(j0 + k2), lo, int(p)));
-                        vec4 vg = KV16 != 0u ? vec4(unpackHalf2x16(vq[i].x), unpackHalf2x16(vq[i].y)) : vr[i];
+                        uint64_t vrow = uint64_t(g) * pc.n_ctx + min(jr, last_old);
+                        vec4 vg;
+                        if (KV16 != 0u) {
+                            uvec2 u = BufU2(pc.vc + vrow * D * 2u).v[lane];
+                            vg = vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
+                        } else {
+                            vg = BufV4(pc.vc + vrow * D * 4u).v[lane];
+                        }
                         vec4 vv = jr == p ? vn[lane] : vg;
                         [[unroll]] for (uint h = 0u; h < G; h++) og[h] += sc[h * C + k2] * vv;
                     }
@@ -389,8 +377,7 @@ void main() {
                 }
             }
         }
-        if (KS > 1u) {  // the shares' sums in share order (over the V rows once all have been read; red is free)
-            barrier();
+        if (KS > 1u) {  // the shares' sums in share order (ps and red are free: their last readers passed a barrier)
             if (ks > 0u && ks < KS) {
                 pset4(ks, t % OT, o[0]);
                 red[(ks - 1u) * OT + t % OT] = l[0];
@@ -471,7 +458,7 @@ void main() {
                 uint c = c0 + i * P2;
                 if (c < N) {
                     float w = mm[i] == NEG_INF ? 0.0f : exp_acc(mm[i] - M);
-                    pss(h * NMAX + c, w);
+                    ps[h * NMAX + c] = w;
                     lsum += w * ll[i];
                 }
             }
@@ -503,7 +490,7 @@ void main() {
                 [[unroll]] for (uint r = 0u; r < OV; r++) {
                     uint u = KS > 1u ? t % OT : t + r * WG;
                     uint c = c0 + i * KS;
-                    if (c < N && u < OT) acc[r] += psg((u / D4) * NMAX + c) * x[i * OV + r];
+                    if (c < N && u < OT) acc[r] += ps[(u / D4) * NMAX + c] * x[i * OV + r];
                 }
         }
     if (KS > 1u) {  // the shares' sums in share order (after every thread has read its weights)

@@ -480,13 +480,23 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
  * alone, chained, 32/4 heads x 128): depth 0 8.0 µs with 32-key chunks vs 10.5 (64) and 15.2 (128); depth 64 11.1
  * vs 13.0 and 15.1; at depth 4096 64 keys 24.6 µs, 128 keys 23.5 (past 128 chunks 32 keys fall back: 50.7). */
 #define DECODE_SHORT_CHUNKS 16
+/* Up to 16 chunks (1024 keys) the value pass keeps the chunk's V rows in shared memory with one thread per output
+ * vec4 (PV 1, V loaded with K) and each kv head's 8 q heads are split over two workgroups (two head sets): shorter
+ * chains, twice the workgroups. Past that the key-group pass (PV 0, one workgroup per kv head and chunk). Measured on
+ * the H100 (session 7, `vulkan_bench decode --only attention`, the op alone, chained, 32/4 heads x 128, fp16 cache,
+ * µs; before = the kernel with PV 0 only): depth 0 6.45-6.75 (once 9.0) vs 7.7-8.8, depth 64 10.1-10.5 vs
+ * 11.3-11.6, depth 1024 (17 chunks) PV 1 + two sets 12.7-13.1 vs PV 0 13.8; at depth 4096 PV 1 loses: 24.1 (21.9
+ * with two sets, 17.7 with 128-key chunks, which lost in the model: BF16 tg128 @ d4096 207.6/205.7 vs 215.8/213.0
+ * t/s) vs 19.4. In the model at depth 0 (BF16 tg128, spread ±3-5%): 251.1/252.2 vs 247.9/248.7 t/s. More in
+ * docs/benchmarks.md, session 7. */
+#define DECODE_PV1_CHUNKS 16
 
-/* bytes of shared memory attn_decode.comp declares for these shapes (mirrors its shared arrays; pu holds the
- * larger of the float partials, wg·max(G, 4), and the chunk's V rows, C·D halves or floats) */
+/* bytes of shared memory attn_decode.comp declares for these shapes (mirrors its shared arrays; with PV 1 the
+ * chunk's V rows, C·D halves or floats) */
 static size_t decode_shared_bytes(uint32_t G, uint32_t D, uint32_t C, uint32_t rot, uint32_t wg, int kv16, int pv) {
-    size_t pu = (size_t)wg * (G > 4 ? G : 4) * 4, vrows = pv ? (size_t)C * D * (kv16 ? 2 : 4) : 0;
-    return (size_t)(G + 1) * D * 4 + (size_t)D * 4 + (size_t)D * 8 + (pu > vrows ? pu : vrows) + (size_t)G * C * 4 +
-           (size_t)rot * 4 + (size_t)wg * 4 + (size_t)(3 * G + 1) * 4 + 4;
+    size_t vrows = pv ? (size_t)C * D * (kv16 ? 2 : 4) : 8;
+    return (size_t)(G + 1) * D * 4 + (size_t)D * 4 + (size_t)D * 8 + (size_t)wg * (G > 4 ? G : 4) * 4 + vrows +
+           (size_t)G * C * 4 + (size_t)rot * 4 + (size_t)wg * 4 + (size_t)(3 * G + 1) * 4 + 4;
 }
 
 static void attn_unfused(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm, const ob_mat *k_norm,
@@ -509,38 +519,32 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
                   kcache.buf && vcache.buf && out.buf && vk_addr(kcache) % 16 == 0 && vk_addr(vcache) % 16 == 0 &&
                   vk_addr(out) % 16 == 0;
     uint32_t G = fusable ? (uint32_t)(Hq / Hkv) : 1, C = DECODE_CHUNK, c_lo = 0, n_chunks = 0;
-    uint32_t wg = c->env.attn_wg == 128 || c->env.attn_wg == 512 ? (uint32_t)c->env.attn_wg : DECODE_WG;
-    /* experiment switches (run 2 of session 7): OMNI_VK_ATTN_PV value pass (1 shared V rows, 0 key groups, 2: 1 up to
-     * PVMAX chunks), OMNI_VK_ATTN_GS head sets per kv head up to GSMAX chunks, OMNI_VK_ATTN_C128 128-key chunks past
-     * this many 64-key chunks, OMNI_VK_ATTN_VLATE V loads after the scores */
-    uint32_t gs = (uint32_t)vk_env_now("OMNI_VK_ATTN_GS", 1), vlate = vk_env_now("OMNI_VK_ATTN_VLATE", 0) > 0;
-    uint32_t gsmax = (uint32_t)vk_env_now("OMNI_VK_ATTN_GSMAX", 1 << 30);
-    int pvm = vk_env_now("OMNI_VK_ATTN_PV", 1);
-    uint32_t pvmax = (uint32_t)vk_env_now("OMNI_VK_ATTN_PVMAX", 16), c128 = (uint32_t)vk_env_now("OMNI_VK_ATTN_C128", 0);
-    uint32_t pv = pvm > 0;
+    uint32_t wg = c->env.attn_wg == 128 ? 128u : DECODE_WG; /* OMNI_VK_ATTN_WG=128: the smaller workgroups */
+    /* the value pass: OMNI_VK_ATTN_PV=0 or 1 forces one (tests), else 1 up to DECODE_PV1_CHUNKS chunks */
+    int pv_env = vk_env_now("OMNI_VK_ATTN_PV", -1);
+    uint32_t pv = 0, gs = 1;
     int kv16 = vk_kv16(c, D);
     if (fusable) {
         int lo = a->window > 0 && pos0 - a->window + 1 > 0 ? pos0 - a->window + 1 : 0;
         int forced = c->env.attn_chunk == 32 || c->env.attn_chunk == 64 || c->env.attn_chunk == 128;
         if (forced)
             C = (uint32_t)c->env.attn_chunk;
-        else if ((uint32_t)pos0 / C - (uint32_t)lo / C + 1 > (c128 ? c128 : wg))
+        else if ((uint32_t)pos0 / C - (uint32_t)lo / C + 1 > wg)
             C = 2 * DECODE_CHUNK;
         else if ((uint32_t)pos0 / 32u - (uint32_t)lo / 32u + 1 <= DECODE_SHORT_CHUNKS)
             C = 32; /* short contexts: a shorter critical path per workgroup and few partials to merge */
         n_chunks = (uint32_t)pos0 / C - (uint32_t)lo / C + 1;
-        if (pvm == 2) pv = n_chunks <= pvmax;
-        if (gs < 1 || G % gs != 0 || n_chunks > gsmax) gs = 1;
+        pv = pv_env >= 0 ? pv_env > 0 : n_chunks <= DECODE_PV1_CHUNKS;
+        gs = pv && G % 2 == 0 ? 2 : 1; /* with PV 1: two head sets per kv head */
         G /= gs;
-        /* the chunk's V rows live in shared memory: shorter chunks where they do not fit (fp32 caches, lavapipe's
-         * 32 KiB) */
+        /* PV 1 keeps the chunk's V rows in shared memory: shorter chunks where they do not fit (fp32 caches,
+         * lavapipe's 32 KiB) */
         while (!forced && C > 16 &&
                decode_shared_bytes(G, (uint32_t)D, C, (uint32_t)r->rot_dim, wg, kv16, pv) > c->caps.max_shared)
             C /= 2;
         c_lo = (uint32_t)lo / C;
         n_chunks = (uint32_t)pos0 / C - c_lo + 1;
-        fusable = n_chunks <= wg && C <= wg && G + 1 <= wg && wg <= c->caps.max_wg_invocations &&
-                  (uint32_t)Hkv * gs <= c->caps.max_wg_count[1] &&
+        fusable = n_chunks <= wg && C <= wg && G + 1 <= wg && (uint32_t)Hkv * gs <= c->caps.max_wg_count[1] &&
                   decode_shared_bytes(G, (uint32_t)D, C, (uint32_t)r->rot_dim, wg, kv16, pv) <= c->caps.max_shared;
     }
     if (!fusable) {
@@ -578,7 +582,7 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
     uint32_t spec[12] = { wg, G, (uint32_t)D, C, (uint32_t)q_norm->dtype, (uint32_t)k_norm->dtype,
                           (uint32_t)r->rot_dim, (uint32_t)r->section[0], (uint32_t)r->section[1],
                           (uint32_t)r->section[2], (uint32_t)(r->interleaved != 0),
-                          (uint32_t)kv16 | vlate << 1 | pv << 2 | gs << 8 };
+                          (uint32_t)kv16 | pv << 1 | gs << 8 };
     vk_range rd[11] = { vk_rng(pc.q, qb),       vk_rng(pc.k, kb),        vk_rng(pc.v, kb),
                         vk_mat_range(q_norm),   vk_mat_range(k_norm),    vk_rng(pc.pos, 12),
                         vk_rng(pc.freqs, (size_t)r->rot_dim * 2), vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b),
