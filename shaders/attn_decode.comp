@@ -60,7 +60,7 @@ const uint D4 = D / 4u;
 const uint NH = G + 1u;            // the q heads, then the k head
 const uint S = WG / C;             // threads per key in the score pass
 const uint HR = ROT / 2u;
-const uint NMAX = WG;              // the most chunks per set (merge weights: [G][NMAX] in pu)
+const uint NMAX = WG;              // the most chunks per set (merge weights are kept in ps[G][NMAX])
 const uint OT = G * D4;            // output vec4s of a workgroup
 const uint KS = OT < WG ? WG / OT : 1u;   // threads per output vec4 (value pass and merge), each a share
 const uint OV = (OT + WG - 1u) / WG;      // output vec4s per thread
@@ -267,8 +267,8 @@ void main() {
     }
     barrier();
 
-    // ---- 4. softmax within the chunk (max: P2 threads per head, then one thread per head), the V rows into shared
-    // memory, then P·V ----
+    // ---- 4. softmax within the chunk (max: P2 threads per head, then one thread per head), PV 1: the V rows into
+    // shared memory; then P·V ----
     uint P2 = 1u;
     while (P2 * 2u * G <= WG) P2 *= 2u;
     if (t < G * P2) {
@@ -417,7 +417,7 @@ void main() {
     barrier();
     if (last == 0u) return;
     memoryBarrierBuffer();
-    // M and L per head over the chunks; the weights e^(m_c - M) go to pu as [h][c]. Each of the P2 threads of a head
+    // M and L per head over the chunks; the weights e^(m_c - M) go to ps[h][c]. Each of the P2 threads of a head
     // loads its chunks' (m, l) pairs once, MLB at a time with all loads in flight (the merge is one workgroup's chain
     // of dependent L2 round trips), and keeps them for the weights.
     const uint MLB = 8u;
