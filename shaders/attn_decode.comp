@@ -1,31 +1,41 @@
 #version 460
 // attn_decode.comp — the attention core of one decode step (one query at position pos0) in one dispatch:
 //   q_norm / k_norm per head -> RoPE(q, k) -> k/v cache store -> softmax(q·Kᵀ·scale + mask)·V.
-// Workgroup (x, y) = (key chunk chunk0 + x, kv head g). It serves all G = n_heads / n_kv q heads of its kv head, so
-// each K and V row is read once per token (GQA), and handles keys [c·C, (c+1)·C):
-//   1. loads q heads g·G .. g·G+G-1 and k head g from the q|k|v projection, normalises and rotates them in shared
+// Workgroup (x, y) = (key chunk chunk0 + x, head set y): head set y holds G q heads (y·G .. y·G+G-1) of kv head
+// g = y / GS (GS sets per kv head; GS = 1: all n_heads / n_kv q heads, so each K and V row is read once per token;
+// more sets shorten each workgroup's chain at the cost of reading K and V once per set), and handles keys
+// [c·C, (c+1)·C):
+//   1. loads this chunk's K rows (PV 1: and V rows; all at once, first, so that their latency overlaps the head
+//      preparation), the G q heads and k head g from the q|k|v projection, normalises and rotates them in shared
 //      memory (every workgroup does this for itself: 9 heads of 128 floats from L2 cost less than a dispatch);
-//   2. the chunk that holds pos0 stores the rotated k and v into the caches and uses them from shared memory;
+//   2. the chunk that holds pos0 stores the rotated k and v into the caches (set 0 of the kv head) and uses them
+//      from shared memory;
 //   3. scores: S = WG/C threads per key, 16-byte loads of K rows, partial dot products for all G heads;
-//   4. softmax within the chunk (max m, sum l per head) and P·V: D/4 threads per V row, 16-byte loads;
+//   4. softmax within the chunk (max m per head), e = e^(s - m), then P·V, one of two ways (PV, host's choice):
+//      PV 0: D4 threads per V row load it (after the softmax) and keep sums for all G heads; the KG key groups' sums
+//            are added in group order through shared memory (KG barriers), l per head from partial sums;
+//      PV 1: the V rows loaded in step 1 go to shared memory, and one thread per output vec4 (head, 4 dims) runs
+//            over the keys (KS threads per output, each a share of the keys, when there are fewer outputs than
+//            threads) and also sums its head's l = Σ e: no key-group sums, fewer barriers, but every V word is read
+//            G times from shared memory (the shorter chain wins for few chunks; vk_decode.c has the numbers);
 //   5. one chunk: the normalised output goes straight to dst. Several: the chunk writes (o, m, l) to part, and the
-//      last workgroup of kv head g to finish (an atomic counter per kv head, which it resets) merges them as
+//      last workgroup of set y to finish (an atomic counter per set, which it resets) merges them as
 //      attn_combine.comp does: with M = max m_c, out = Σ e^(m_c - M)·o_c / Σ e^(m_c - M)·l_c.
 // Arithmetic mirrors qk_rope_kv.comp (y = (x·scale)·w with scale = 1/sqrt(mean(x²) + eps), angle = pos·inv_freq,
 // sincos_acc) and attn_split.comp + attn_combine.comp (fp32 scores, exp_acc), i.e. the CPU back-end's rms_norm,
 // rope, kv_store and attention in sequence (HF Qwen3OmniMoeThinkerTextAttention.forward with past_key_values).
-// No subgroup operations: reductions go through shared memory in a fixed order, so results do not depend on timing
-// or on which workgroup merges.
+// No subgroup operations: reductions go through shared memory or run in one thread in a fixed order, so results do
+// not depend on timing or on which workgroup merges.
 // KV16: the caches hold fp16 (vk_ops.c; D a multiple of 8): K rows are read as 16-byte words of 8 halves (each
-// thread of the score pass holds half as many words), V rows as 8-byte words of 4 halves (the value pass keeps one
-// vec4 lane per 4 dims); the new key and value are rounded to fp16 in shared memory before anything uses them, so
-// this token attends to its own key as later tokens will read it from the cache (and as the unfused pair does).
+// thread of the score pass holds half as many words), V rows as 8-byte words of 4 halves (kept as halves in shared
+// memory); the new key and value are rounded to fp16 in shared memory before anything uses them, so this token
+// attends to its own key as later tokens will read it from the cache (and as the unfused pair does).
 #define PC_ATTND
 #include "common.glsl"
 
 layout(local_size_x_id = 0) in;
-layout(constant_id = 0) const uint WG = 128;
-layout(constant_id = 1) const uint G = 8;        // q heads per kv head (G + 1 <= WG)
+layout(constant_id = 0) const uint WG = 256;
+layout(constant_id = 1) const uint G = 8;        // q heads per workgroup (G + 1 <= WG)
 layout(constant_id = 2) const uint D = 128;      // head_dim, a multiple of 4, <= 256
 layout(constant_id = 3) const uint C = 64;       // keys per chunk: a power of two dividing WG
 layout(constant_id = 4) const uint QTYPE = 0;    // weight type of w_q (f32, f16, bf16)
@@ -35,7 +45,11 @@ layout(constant_id = 7) const uint SEC0 = 0;     // mrope sections (all 0: plain
 layout(constant_id = 8) const uint SEC1 = 0;
 layout(constant_id = 9) const uint SEC2 = 0;
 layout(constant_id = 10) const uint INTER = 0;
-layout(constant_id = 11) const uint KV16 = 0;    // 1: the caches hold fp16
+// (vk_pipeline keys at most 12 constants: the last packs the cache format, the value pass and the head sets)
+layout(constant_id = 11) const uint MODE = 0x100;
+const uint KV16 = MODE & 1u;          // 1: the caches hold fp16
+const uint PV = (MODE >> 1) & 1u;     // value pass: 1 V rows in shared memory, a thread per output; 0 key groups
+const uint GS = MODE >> 8;            // head sets per kv head
 
 // the partials and the counters are exchanged between workgroups of one dispatch: coherent (not cached per SM)
 layout(buffer_reference, std430, buffer_reference_align = 16) coherent buffer PartV4 { vec4 v[]; };
@@ -45,19 +59,27 @@ layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer Cnt
 const uint D4 = D / 4u;
 const uint NH = G + 1u;            // the q heads, then the k head
 const uint S = WG / C;             // threads per key in the score pass
-const uint KG = WG / D4;           // key groups in the value pass (D4 threads per V row)
 const uint HR = ROT / 2u;
-const uint NMAX = WG;              // the most chunks per kv head (merge weights are kept in ps[G][NMAX])
-const uint OV = (G * D4 + WG - 1u) / WG;  // output vec4s per thread in the merge
-const uint KPT = (D4 + S - 1u) / S;        // K vec4s per thread in the score pass
-const uint D8 = D / 8u;                    // KV16: 16-byte words of 8 halves per K row
-const uint KPH = (D8 + S - 1u) / S;        // KV16: K words per thread in the score pass
+const uint NMAX = WG;              // the most chunks per set (merge weights are kept in ps[G][NMAX])
+const uint OT = G * D4;            // output vec4s of a workgroup
+const uint KS = OT < WG ? WG / OT : 1u;   // threads per output vec4 (value pass and merge), each a share
+const uint OV = (OT + WG - 1u) / WG;      // output vec4s per thread
+const uint KPT = (D4 + S - 1u) / S;       // K vec4s per thread in the score pass
+const uint D8 = D / 8u;                   // KV16: 16-byte words of 8 halves per K row
+const uint KPH = (D8 + S - 1u) / S;       // KV16: K words per thread in the score pass
+const uint VW = C * D4;                   // the chunk's V rows in words of 4 elements
+const uint VPT = (VW + WG - 1u) / WG;     // V words per thread in the load
+const uint KG = WG / D4;                  // PV 0: key groups (D4 threads per V row)
+const uint KI = (C + KG - 1u) / KG;       // PV 0: keys per thread
 const uint MB = 16u / OV > 0u ? 16u / OV : 1u;  // chunks per batch of merge loads (16 vec4 in flight per thread)
+const uint PSN = WG * (G > 4u ? G : 4u);  // ps floats: score partials [G][WG], merge weights [G][NMAX], ...
 
-shared vec4 xs[NH * D4];  // the normalised, rotated heads; after the scores the chunk's output [G][D]
+shared vec4 xs[NH * D4];  // the normalised, rotated heads
 shared vec4 vn[D4];       // the new v row (chunk of pos0)
 shared float wn[2u * D];  // the q_norm and k_norm weights
-shared float ps[G * WG];  // norm partials; score partials [G][WG]; merge weights [G][NMAX]
+shared float ps[PSN];     // norm partials; score partials [G][WG]; PV 1 split sums [KS-1][OT]; merge weights [G][NMAX]
+// PV 1: the chunk's V rows (KV16: a uvec2 of 4 halves per word, else two uvec2 of float bits)
+shared uvec2 vw[PV == 0u ? 1u : KV16 != 0u ? VW : 2u * VW];
 shared float sc[G * C];   // scores, then e^(s - m)
 shared float sn[HR], cs[HR];
 shared float red[WG];
@@ -67,10 +89,28 @@ shared uint last;
 float xget(uint e) { return xs[e >> 2][e & 3u]; }
 void xset(uint e, float v) { xs[e >> 2][e & 3u] = v; }
 float wnorm(uint h, uint d) { return wn[(h < G ? 0u : D) + d]; }
+// PV 1: V word i of the chunk (key i / D4, dims 4·(i % D4)..)
+vec4 vget(uint i) {
+    if (KV16 != 0u) return vec4(unpackHalf2x16(vw[i].x), unpackHalf2x16(vw[i].y));
+    return uintBitsToFloat(uvec4(vw[2u * i], vw[2u * i + 1u]));
+}
+void vset(uint i, vec4 v) {  // (KV16: v is fp16 already, the packing is exact)
+    if (KV16 != 0u) vw[i] = uvec2(kv_pack2(v.x, v.y), kv_pack2(v.z, v.w));
+    else vw[2u * i] = floatBitsToUint(v.xy), vw[2u * i + 1u] = floatBitsToUint(v.zw);
+}
+// PV 1: the split sums of output vec4 u from thread share s (1 <= s < KS), 4 floats each
+void pset4(uint s, uint u, vec4 v) {
+    uint b = ((s - 1u) * OT + u) * 4u;
+    ps[b] = v.x, ps[b + 1u] = v.y, ps[b + 2u] = v.z, ps[b + 3u] = v.w;
+}
+vec4 pget4(uint s, uint u) {
+    uint b = ((s - 1u) * OT + u) * 4u;
+    return vec4(ps[b], ps[b + 1u], ps[b + 2u], ps[b + 3u]);
+}
 
 void main() {
     const float NEG_INF = uintBitsToFloat(0xff800000u);
-    uint t = gl_LocalInvocationID.x, g = gl_WorkGroupID.y, ci = gl_WorkGroupID.x, N = pc.n_chunks;
+    uint t = gl_LocalInvocationID.x, y = gl_WorkGroupID.y, g = y / GS, ci = gl_WorkGroupID.x, N = pc.n_chunks;
     uint p = pc.pos0, j0 = (pc.chunk0 + ci) * C;
     int lo = pc.window > 0u ? max(0, int(p) - int(pc.window) + 1) : 0;
     bool has_new = p >= j0 && p < j0 + C;  // uniform: this chunk holds the new key
@@ -87,10 +127,25 @@ void main() {
         uint64_t ka = pc.kc + (uint64_t(g) * pc.n_ctx + min(jk, pc.n_ctx - 1u)) * D * 4u;
         [[unroll]] for (uint i = 0u; i < KPT; i++) kr[i] = sp + i * S < D4 ? BufV4(ka).v[sp + i * S] : vec4(0.0f);
     }
+    // and its words of the chunk's V rows (word i = key i / D4, dims 4·(i % D4)..): rows outside [lo, p] get weight
+    // 0; their address is clamped to a row already in the cache (finite values), and the new row is taken from
+    // shared memory when the words are stored there, so the loads need no branch
+    uint last_old = p > 0u ? p - 1u : 0u;
+    uvec2 vq[VPT];  // KV16
+    vec4 vr[VPT];
+    if (PV != 0u) {
+        [[unroll]] for (uint r = 0u; r < VPT; r++) {
+            uint i = min(t + r * WG, VW - 1u);
+            uint jr = uint(clamp(int(j0 + i / D4), lo, int(p)));
+            uint64_t vrow = uint64_t(g) * pc.n_ctx + min(jr, last_old);
+            if (KV16 != 0u) vq[r] = BufU2(pc.vc + vrow * D * 2u).v[i % D4];
+            else vr[r] = BufV4(pc.vc + vrow * D * 4u).v[i % D4];
+        }
+    }
 
     // ---- 1. heads: raw values, sin/cos of the rotation angles ----
     for (uint e = t; e < NH * D; e += WG)
-        xset(e, e < G * D ? BufF32(pc.q).v[g * G * D + e] : BufF32(pc.k).v[g * D + e - G * D]);
+        xset(e, e < G * D ? BufF32(pc.q).v[y * G * D + e] : BufF32(pc.k).v[g * D + e - G * D]);
     if (has_new)
         for (uint d = t; d < D; d += WG) {
             float x = BufF32(pc.v).v[g * D + d];
@@ -154,8 +209,8 @@ void main() {
     }
     barrier();
 
-    // ---- 2. the new key and value into the caches ----
-    if (has_new && KV16 != 0u) {  // (the values are fp16 already: the packing is exact)
+    // ---- 2. the new key and value into the caches (by set 0 of the kv head) ----
+    if (has_new && y % GS == 0u && KV16 != 0u) {  // (the values are fp16 already: the packing is exact)
         uint64_t row = (uint64_t(g) * pc.n_ctx + p) * D * 2u;
         for (uint d8 = t; d8 < D8; d8 += WG) {
             vec4 k0 = xs[G * D4 + 2u * d8], k1 = xs[G * D4 + 2u * d8 + 1u], v0 = vn[2u * d8], v1 = vn[2u * d8 + 1u];
@@ -164,7 +219,7 @@ void main() {
             BufU4(pc.vc + row).v[d8] = uvec4(kv_pack2(v0.x, v0.y), kv_pack2(v0.z, v0.w), kv_pack2(v1.x, v1.y),
                                              kv_pack2(v1.z, v1.w));
         }
-    } else if (has_new) {
+    } else if (has_new && y % GS == 0u) {
         uint64_t row = (uint64_t(g) * pc.n_ctx + p) * D * 4u;
         for (uint d4 = t; d4 < D4; d4 += WG) {
             BufV4(pc.kc + row).v[d4] = xs[G * D4 + d4];
@@ -212,7 +267,8 @@ void main() {
     }
     barrier();
 
-    // ---- 4. softmax within the chunk (P2 threads per head), then P·V ----
+    // ---- 4. softmax within the chunk (max: P2 threads per head, then one thread per head), PV 1: the V rows into
+    // shared memory; then P·V ----
     uint P2 = 1u;
     while (P2 * 2u * G <= WG) P2 *= 2u;
     if (t < G * P2) {
@@ -232,74 +288,132 @@ void main() {
         float s = sc[u], m = mh[u / C];
         sc[u] = s == NEG_INF ? 0.0f : exp_acc(s - m);  // masked keys weigh exactly 0
     }
-    barrier();
-    if (t < G * P2) {
-        uint h = t / P2;
-        float l = 0.0f;
-        for (uint k2 = t % P2; k2 < C; k2 += P2) l += sc[h * C + k2];
-        red[t] = l;
+    if (PV != 0u) [[unroll]] for (uint r = 0u; r < VPT; r++) {
+        uint i = t + r * WG;
+        if (i < VW) {
+            bool is_new = uint(clamp(int(j0 + i / D4), lo, int(p))) == p;
+            if (is_new) vset(i, vn[i % D4]);  // (vn is set in the chunk of pos0, the only one with is_new)
+            else if (KV16 != 0u) vw[i] = vq[r];
+            else vw[2u * i] = floatBitsToUint(vr[r].xy), vw[2u * i + 1u] = floatBitsToUint(vr[r].zw);
+        }
     }
-    {
-        uint kg = t / D4, lane = t % D4;
-        vec4 o[G];
-        [[unroll]] for (uint h = 0u; h < G; h++) o[h] = vec4(0.0f);
-        if (kg < KG) {
-            // rows outside [lo, p] have weight 0; their address is clamped to a row already in the cache (finite
-            // values), and the new row comes from shared memory, so the loads need no branch
-            uint last_old = p > 0u ? p - 1u : 0u;
-            [[unroll]] for (uint i = 0u; i < (C + KG - 1u) / KG; i++) {
-                uint k2 = kg + i * KG;
-                if (k2 < C) {
-                    uint jr = uint(clamp(int(j0 + k2), lo, int(p)));
-                    uint64_t vrow = uint64_t(g) * pc.n_ctx + min(jr, last_old);
-                    vec4 vg;
-                    if (KV16 != 0u) {
-                        uvec2 u = BufU2(pc.vc + vrow * D * 2u).v[lane];
-                        vg = vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
-                    } else {
-                        vg = BufV4(pc.vc + vrow * D * 4u).v[lane];
+    barrier();
+    // ---- 5 (below). output: directly, or through the partials and the last workgroup's merge ----
+    uint64_t dst = pc.dst + uint64_t(y) * G * D * 4u;
+    uint64_t ml = pc.part + uint64_t(pc.n_sets) * N * G * D * 4u;  // (m, l) pairs after all outputs
+    uint ks = KS > 1u ? t / OT : 0u;
+    if (PV == 0u) {
+        // PV 0: D4 threads per V row (key group kg = t / D4, keys kg, kg + KG, ...) hold all G heads' sums, added
+        // over the key groups in group order through xs (the heads are no longer needed); l per head from P2
+        // threads' partial sums
+        if (t < G * P2) {
+            uint h = t / P2;
+            float s = 0.0f;
+            for (uint k2 = t % P2; k2 < C; k2 += P2) s += sc[h * C + k2];
+            red[t] = s;
+        }
+        {
+            uint kg = t / D4, lane = t % D4;
+            vec4 og[G];
+            [[unroll]] for (uint h = 0u; h < G; h++) og[h] = vec4(0.0f);
+            if (kg < KG)
+                [[unroll]] for (uint i = 0u; i < KI; i++) {
+                    uint k2 = kg + i * KG;
+                    if (k2 < C) {
+                        uint jr = uint(clamp(int(j0 + k2), lo, int(p)));
+                        uint64_t vrow = uint64_t(g) * pc.n_ctx + min(jr, last_old);
+                        vec4 vg;
+                        if (KV16 != 0u) {
+                            uvec2 u = BufU2(pc.vc + vrow * D * 2u).v[lane];
+                            vg = vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
+                        } else {
+                            vg = BufV4(pc.vc + vrow * D * 4u).v[lane];
+                        }
+                        vec4 vv = jr == p ? vn[lane] : vg;
+                        [[unroll]] for (uint h = 0u; h < G; h++) og[h] += sc[h * C + k2] * vv;
                     }
-                    vec4 vv = jr == p ? vn[lane] : vg;
-                    [[unroll]] for (uint h = 0u; h < G; h++) o[h] += sc[h * C + k2] * vv;
+                }
+            for (uint r = 0u; r < KG; r++) {
+                barrier();
+                if (kg == r)
+                    [[unroll]] for (uint h = 0u; h < G; h++)
+                        xs[h * D4 + lane] = r == 0u ? og[h] : xs[h * D4 + lane] + og[h];
+            }
+        }
+        barrier();
+        if (t < G) {
+            float s = 0.0f;
+            for (uint i = 0u; i < P2; i++) s += red[t * P2 + i];
+            lh[t] = s;
+        }
+        barrier();
+        if (N == 1u) {
+            for (uint u = t; u < OT; u += WG) {
+                float L = lh[u / D4];
+                BufV4(dst).v[u] = L > 0.0f ? xs[u] / L : vec4(0.0f);
+            }
+            return;
+        }
+        uint64_t ob = pc.part + (uint64_t(y) * N + ci) * G * D * 4u;
+        for (uint u = t; u < OT; u += WG) PartV4(ob).v[u] = xs[u];
+        if (t < G) {
+            PartF(ml).v[((y * N + ci) * G + t) * 2u] = mh[t];
+            PartF(ml).v[((y * N + ci) * G + t) * 2u + 1u] = lh[t];
+        }
+    } else {
+        // PV 1: output vec4 u = (head h, dims 4·lane..) of share ks: keys ks, ks + KS, ... in order; l = Σ e over
+        // them
+        vec4 o[OV];
+        float l[OV];
+        [[unroll]] for (uint r = 0u; r < OV; r++) {
+            uint u = KS > 1u ? t % OT : t + r * WG;
+            o[r] = vec4(0.0f), l[r] = 0.0f;
+            if (u < OT && ks < KS) {
+                uint h = u / D4, lane = u % D4;
+                for (uint k2 = ks; k2 < C; k2 += KS) {
+                    float e = sc[h * C + k2];
+                    o[r] += e * vget(k2 * D4 + lane);
+                    l[r] += e;
                 }
             }
         }
-        // the key groups' sums into xs (the heads are no longer needed), in group order
-        for (uint r = 0u; r < KG; r++) {
+        if (KS > 1u) {  // the shares' sums in share order (ps and red are free: their last readers passed a barrier)
+            if (ks > 0u && ks < KS) {
+                pset4(ks, t % OT, o[0]);
+                red[(ks - 1u) * OT + t % OT] = l[0];
+            }
             barrier();
-            if (kg == r)
-                [[unroll]] for (uint h = 0u; h < G; h++) xs[h * D4 + lane] = r == 0u ? o[h] : xs[h * D4 + lane] + o[h];
+            if (ks == 0u)
+                for (uint s = 1u; s < KS; s++) {
+                    o[0] += pget4(s, t);
+                    l[0] += red[(s - 1u) * OT + t];
+                }
         }
-    }
-    barrier();
-    if (t < G) {
-        float l = 0.0f;
-        for (uint i = 0u; i < P2; i++) l += red[t * P2 + i];
-        lh[t] = l;
-    }
-    barrier();
-
-    // ---- 5. output: directly, or through the partials and the last workgroup's merge ----
-    uint64_t dst = pc.dst + uint64_t(g) * G * D * 4u;
-    if (N == 1u) {
-        for (uint u = t; u < G * D4; u += WG) {
-            float l = lh[u / D4];
-            BufV4(dst).v[u] = l > 0.0f ? xs[u] / l : vec4(0.0f);
+        if (N == 1u) {
+            if (ks == 0u)
+                [[unroll]] for (uint r = 0u; r < OV; r++) {
+                    uint u = KS > 1u ? t : t + r * WG;
+                    if (u < OT) BufV4(dst).v[u] = l[r] > 0.0f ? o[r] / l[r] : vec4(0.0f);
+                }
+            return;
         }
-        return;
-    }
-    uint64_t ml = pc.part + uint64_t(pc.n_kv) * N * G * D * 4u;  // (m, l) pairs after all outputs
-    {
-        uint64_t ob = pc.part + (uint64_t(g) * N + ci) * G * D * 4u;
-        for (uint u = t; u < G * D4; u += WG) PartV4(ob).v[u] = xs[u];
-        if (t < G) {
-            PartF(ml).v[((g * N + ci) * G + t) * 2u] = mh[t];
-            PartF(ml).v[((g * N + ci) * G + t) * 2u + 1u] = lh[t];
+        if (ks == 0u) {
+            uint64_t ob = pc.part + (uint64_t(y) * N + ci) * G * D * 4u;
+            [[unroll]] for (uint r = 0u; r < OV; r++) {
+                uint u = KS > 1u ? t : t + r * WG;
+                if (u < OT) {
+                    PartV4(ob).v[u] = o[r];
+                    if (u % D4 == 0u) {
+                        PartF(ml).v[((y * N + ci) * G + u / D4) * 2u] = mh[u / D4];
+                        PartF(ml).v[((y * N + ci) * G + u / D4) * 2u + 1u] = l[r];
+                    }
+                }
+            }
         }
     }
     memoryBarrierBuffer();  // the partials are visible before the count says so
     barrier();
-    if (t == 0u) last = atomicAdd(Cnt(pc.cnt).v[g], 1u) == N - 1u ? 1u : 0u;
+    if (t == 0u) last = atomicAdd(Cnt(pc.cnt).v[y], 1u) == N - 1u ? 1u : 0u;
     barrier();
     if (last == 0u) return;
     memoryBarrierBuffer();
@@ -308,15 +422,15 @@ void main() {
     // of dependent L2 round trips), and keeps them for the weights.
     const uint MLB = 8u;
     float mm[MLB], ll[MLB];
-    bool one_batch = N <= MLB * P2;  // uniform: all pairs fit in the registers (N <= 128 with 8 q heads per kv head)
+    bool one_batch = N <= MLB * P2;  // uniform: all pairs fit in the registers (N <= 128 with 8 q heads per set)
     if (t < G * P2) {
         uint h = t / P2;
         float m = NEG_INF;
         for (uint c0 = t % P2; c0 < N; c0 += MLB * P2) {
             [[unroll]] for (uint i = 0u; i < MLB; i++) {
                 uint c = min(c0 + i * P2, N - 1u);
-                mm[i] = PartF(ml).v[((g * N + c) * G + h) * 2u];
-                ll[i] = PartF(ml).v[((g * N + c) * G + h) * 2u + 1u];
+                mm[i] = PartF(ml).v[((y * N + c) * G + h) * 2u];
+                ll[i] = PartF(ml).v[((y * N + c) * G + h) * 2u + 1u];
             }
             [[unroll]] for (uint i = 0u; i < MLB; i++) m = max(m, mm[i]);  // a clamped repeat changes no maximum
         }
@@ -331,13 +445,13 @@ void main() {
     barrier();
     if (t < G * P2) {
         uint h = t / P2;
-        float M = mh[h], l = 0.0f;
+        float M = mh[h], lsum = 0.0f;
         for (uint c0 = t % P2; c0 < N; c0 += MLB * P2) {
             if (!one_batch) {
                 [[unroll]] for (uint i = 0u; i < MLB; i++) {
                     uint c = min(c0 + i * P2, N - 1u);
-                    mm[i] = PartF(ml).v[((g * N + c) * G + h) * 2u];
-                    ll[i] = PartF(ml).v[((g * N + c) * G + h) * 2u + 1u];
+                    mm[i] = PartF(ml).v[((y * N + c) * G + h) * 2u];
+                    ll[i] = PartF(ml).v[((y * N + c) * G + h) * 2u + 1u];
                 }
             }
             [[unroll]] for (uint i = 0u; i < MLB; i++) {
@@ -345,40 +459,54 @@ void main() {
                 if (c < N) {
                     float w = mm[i] == NEG_INF ? 0.0f : exp_acc(mm[i] - M);
                     ps[h * NMAX + c] = w;
-                    l += w * ll[i];
+                    lsum += w * ll[i];
                 }
             }
         }
-        red[t] = l;
+        red[t] = lsum;
     }
     barrier();
     if (t < G) {
-        float l = 0.0f;
-        for (uint i = 0u; i < P2; i++) l += red[t * P2 + i];
-        lh[t] = l;
+        float s = 0.0f;
+        for (uint i = 0u; i < P2; i++) s += red[t * P2 + i];
+        lh[t] = s;
     }
     barrier();
+    // output vec4 u of share ks: chunks ks, ks + KS, ..., MB per batch with all loads first (the merge is
+    // latency-bound: one workgroup reads n_chunks·G·D floats)
     vec4 acc[OV];
     [[unroll]] for (uint r = 0u; r < OV; r++) acc[r] = vec4(0.0f);
-    // MB chunks per batch, all loads first: the merge is latency-bound (one workgroup reads n_chunks·G·D floats)
-    for (uint c0 = 0u; c0 < N; c0 += MB) {
-        vec4 x[MB * OV];
-        [[unroll]] for (uint i = 0u; i < MB; i++) {
-            uint64_t pb = pc.part + (uint64_t(g) * N + min(c0 + i, N - 1u)) * G * D * 4u;
-            [[unroll]] for (uint r = 0u; r < OV; r++) x[i * OV + r] = PartV4(pb).v[min(t + r * WG, G * D4 - 1u)];
-        }
-        [[unroll]] for (uint i = 0u; i < MB; i++)
-            [[unroll]] for (uint r = 0u; r < OV; r++) {
-                uint u = t + r * WG;
-                if (c0 + i < N && u < G * D4) acc[r] += ps[(u / D4) * NMAX + c0 + i] * x[i * OV + r];
+    if (ks < KS)
+        for (uint c0 = ks; c0 < N; c0 += MB * KS) {
+            vec4 x[MB * OV];
+            [[unroll]] for (uint i = 0u; i < MB; i++) {
+                uint64_t pb = pc.part + (uint64_t(y) * N + min(c0 + i * KS, N - 1u)) * G * D * 4u;
+                [[unroll]] for (uint r = 0u; r < OV; r++) {
+                    uint u = KS > 1u ? t % OT : t + r * WG;
+                    x[i * OV + r] = PartV4(pb).v[min(u, OT - 1u)];
+                }
             }
-    }
-    [[unroll]] for (uint r = 0u; r < OV; r++) {
-        uint u = t + r * WG;
-        if (u < G * D4) {
-            float l = lh[u / D4];
-            BufV4(dst).v[u] = l > 0.0f ? acc[r] / l : vec4(0.0f);
+            [[unroll]] for (uint i = 0u; i < MB; i++)
+                [[unroll]] for (uint r = 0u; r < OV; r++) {
+                    uint u = KS > 1u ? t % OT : t + r * WG;
+                    uint c = c0 + i * KS;
+                    if (c < N && u < OT) acc[r] += ps[(u / D4) * NMAX + c] * x[i * OV + r];
+                }
         }
+    if (KS > 1u) {  // the shares' sums in share order (after every thread has read its weights)
+        barrier();
+        if (ks > 0u && ks < KS) pset4(ks, t % OT, acc[0]);
+        barrier();
+        if (ks == 0u)
+            for (uint s = 1u; s < KS; s++) acc[0] += pget4(s, t);
     }
-    if (t == 0u) Cnt(pc.cnt).v[g] = 0u;  // ready for the next dispatch (ordered after this one by a barrier)
+    if (ks == 0u)
+        [[unroll]] for (uint r = 0u; r < OV; r++) {
+            uint u = KS > 1u ? t : t + r * WG;
+            if (u < OT) {
+                float L = lh[u / D4];
+                BufV4(dst).v[u] = L > 0.0f ? acc[r] / L : vec4(0.0f);
+            }
+        }
+    if (t == 0u) Cnt(pc.cnt).v[y] = 0u;  // ready for the next dispatch (ordered after this one by a barrier)
 }

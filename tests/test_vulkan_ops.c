@@ -607,6 +607,21 @@ TEST(vk_qk_norm_rope_kv_attention) { decode_attn_sweep(NULL, ~0u); }
 /* the other chunk sizes (each a pipeline that lavapipe compiles slowly: a few cases only) */
 TEST(vk_qk_norm_rope_kv_attention_chunk32) { decode_attn_sweep("32", 1u << 2 | 1u << 4); }
 TEST(vk_qk_norm_rope_kv_attention_chunk128) { decode_attn_sweep("128", 1u << 3); }
+/* both value passes of attn_decode.comp on every case (the default picks PV 1, shared V rows and two head sets per
+ * kv head, for up to 16 chunks and PV 0, key groups, past that), also with the fp32 cache: the same tolerances */
+TEST(vk_qk_norm_rope_kv_attention_pv0) {
+    setenv("OMNI_VK_ATTN_PV", "0", 1);
+    decode_attn_sweep(NULL, ~0u);
+}
+TEST(vk_qk_norm_rope_kv_attention_pv1) {
+    setenv("OMNI_VK_ATTN_PV", "1", 1);
+    decode_attn_sweep(NULL, ~0u);
+}
+TEST(vk_qk_norm_rope_kv_attention_pv1_kv32) {
+    setenv("OMNI_VK_ATTN_PV", "1", 1);
+    setenv("OMNI_VK_KV_F32", "1", 1);
+    decode_attn_sweep(NULL, ~0u);
+}
 /* the fp32 cache (OMNI_VK_KV_F32=1): the 1e-5 tolerance and exact v copies again */
 TEST(vk_qk_norm_rope_kv_attention_kv32) {
     setenv("OMNI_VK_KV_F32", "1", 1);

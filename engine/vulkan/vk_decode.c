@@ -480,11 +480,23 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
  * alone, chained, 32/4 heads x 128): depth 0 8.0 µs with 32-key chunks vs 10.5 (64) and 15.2 (128); depth 64 11.1
  * vs 13.0 and 15.1; at depth 4096 64 keys 24.6 µs, 128 keys 23.5 (past 128 chunks 32 keys fall back: 50.7). */
 #define DECODE_SHORT_CHUNKS 16
+/* Up to 16 chunks (1024 keys) the value pass keeps the chunk's V rows in shared memory with one thread per output
+ * vec4 (PV 1, V loaded with K) and each kv head's 8 q heads are split over two workgroups (two head sets): shorter
+ * chains, twice the workgroups. Past that the key-group pass (PV 0, one workgroup per kv head and chunk). Measured on
+ * the H100 (session 7, `vulkan_bench decode --only attention`, the op alone, chained, 32/4 heads x 128, fp16 cache,
+ * µs; before = the kernel with PV 0 only): depth 0 6.45-6.75 (once 9.0) vs 7.7-8.8, depth 64 10.1-10.5 vs
+ * 11.3-11.6, depth 1024 (17 chunks) PV 1 + two sets 12.7-13.1 vs PV 0 13.8; at depth 4096 PV 1 loses: 24.1 (21.9
+ * with two sets, 17.7 with 128-key chunks, which lost in the model: BF16 tg128 @ d4096 207.6/205.7 vs 215.8/213.0
+ * t/s) vs 19.4. In the model at depth 0 (BF16 tg128, spread ±3-5%): 251.1/252.2 vs 247.9/248.7 t/s. More in
+ * docs/benchmarks.md, session 7. */
+#define DECODE_PV1_CHUNKS 16
 
-/* bytes of shared memory attn_decode.comp declares for these shapes (mirrors its shared arrays) */
-static size_t decode_shared_bytes(uint32_t G, uint32_t D, uint32_t C, uint32_t rot, uint32_t wg) {
-    return (size_t)(G + 1) * D * 4 + (size_t)D * 4 + (size_t)D * 8 + (size_t)G * wg * 4 + (size_t)G * C * 4 +
-           (size_t)rot * 4 + (size_t)wg * 4 + (size_t)(3 * G + 1) * 4 + 4;
+/* bytes of shared memory attn_decode.comp declares for these shapes (mirrors its shared arrays; with PV 1 the
+ * chunk's V rows, C·D halves or floats) */
+static size_t decode_shared_bytes(uint32_t G, uint32_t D, uint32_t C, uint32_t rot, uint32_t wg, int kv16, int pv) {
+    size_t vrows = pv ? (size_t)C * D * (kv16 ? 2 : 4) : 8;
+    return (size_t)(G + 1) * D * 4 + (size_t)D * 4 + (size_t)D * 8 + (size_t)wg * (G > 4 ? G : 4) * 4 + vrows +
+           (size_t)G * C * 4 + (size_t)rot * 4 + (size_t)wg * 4 + (size_t)(3 * G + 1) * 4 + 4;
 }
 
 static void attn_unfused(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm, const ob_mat *k_norm,
@@ -502,24 +514,38 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
     int D = a->head_dim, Hq = a->n_heads, Hkv = a->n_kv_heads;
     int fusable = c->env.fuse && c->env.attn_fuse && c->env.attn == 0 && n == 1 && D > 0 && D <= 256 && D % 4 == 0 &&
                   r->head_dim == D && r->rot_dim > 0 && r->rot_dim <= D && r->rot_dim % 2 == 0 && Hkv > 0 &&
-                  Hq % Hkv == 0 && Hq / Hkv + 1 <= DECODE_WG && (uint32_t)Hkv <= c->caps.max_wg_count[1] &&
+                  Hq % Hkv == 0 &&
                   norm_weight_ok(q_norm, D) && norm_weight_ok(k_norm, D) && pos0 >= 0 && pos0 < n_ctx &&
                   kcache.buf && vcache.buf && out.buf && vk_addr(kcache) % 16 == 0 && vk_addr(vcache) % 16 == 0 &&
                   vk_addr(out) % 16 == 0;
     uint32_t G = fusable ? (uint32_t)(Hq / Hkv) : 1, C = DECODE_CHUNK, c_lo = 0, n_chunks = 0;
     uint32_t wg = c->env.attn_wg == 128 ? 128u : DECODE_WG; /* OMNI_VK_ATTN_WG=128: the smaller workgroups */
+    /* the value pass: OMNI_VK_ATTN_PV=0 or 1 forces one (tests), else 1 up to DECODE_PV1_CHUNKS chunks */
+    int pv_env = vk_env_now("OMNI_VK_ATTN_PV", -1);
+    uint32_t pv = 0, gs = 1;
+    int kv16 = vk_kv16(c, D);
     if (fusable) {
         int lo = a->window > 0 && pos0 - a->window + 1 > 0 ? pos0 - a->window + 1 : 0;
-        if (c->env.attn_chunk == 32 || c->env.attn_chunk == 64 || c->env.attn_chunk == 128)
+        int forced = c->env.attn_chunk == 32 || c->env.attn_chunk == 64 || c->env.attn_chunk == 128;
+        if (forced)
             C = (uint32_t)c->env.attn_chunk;
         else if ((uint32_t)pos0 / C - (uint32_t)lo / C + 1 > wg)
             C = 2 * DECODE_CHUNK;
         else if ((uint32_t)pos0 / 32u - (uint32_t)lo / 32u + 1 <= DECODE_SHORT_CHUNKS)
             C = 32; /* short contexts: a shorter critical path per workgroup and few partials to merge */
+        n_chunks = (uint32_t)pos0 / C - (uint32_t)lo / C + 1;
+        pv = pv_env >= 0 ? pv_env > 0 : n_chunks <= DECODE_PV1_CHUNKS;
+        gs = pv && G % 2 == 0 ? 2 : 1; /* with PV 1: two head sets per kv head */
+        G /= gs;
+        /* PV 1 keeps the chunk's V rows in shared memory: shorter chunks where they do not fit (fp32 caches,
+         * lavapipe's 32 KiB) */
+        while (!forced && C > 16 &&
+               decode_shared_bytes(G, (uint32_t)D, C, (uint32_t)r->rot_dim, wg, kv16, pv) > c->caps.max_shared)
+            C /= 2;
         c_lo = (uint32_t)lo / C;
         n_chunks = (uint32_t)pos0 / C - c_lo + 1;
-        fusable = n_chunks <= wg && C <= wg && decode_shared_bytes(G, (uint32_t)D, C, (uint32_t)r->rot_dim, wg) <=
-                  c->caps.max_shared;
+        fusable = n_chunks <= wg && C <= wg && G + 1 <= wg && (uint32_t)Hkv * gs <= c->caps.max_wg_count[1] &&
+                  decode_shared_bytes(G, (uint32_t)D, C, (uint32_t)r->rot_dim, wg, kv16, pv) <= c->caps.max_shared;
     }
     if (!fusable) {
         attn_unfused(b, q, k, v, q_norm, k_norm, eps, pos3, r, kcache, vcache, n_ctx, pos0, n, a, out);
@@ -538,28 +564,30 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
         !vk_ptr_ok(c, out, qb, "qk_norm_rope_kv_attention out"))
         return;
     ob_buf *fb = vk_rope_freqs(c, r);
-    VkDeviceAddress cnt = fb ? vk_counters(c, VK_CNT_ATTN, Hkv) : 0; /* one per kv head */
+    uint32_t sets = (uint32_t)Hkv * gs;
+    VkDeviceAddress cnt = fb ? vk_counters(c, VK_CNT_ATTN, (int)sets) : 0; /* one per head set */
     if (!cnt) return;
-    /* partials: outputs [n_kv][n_chunks][G·D], then (max, sum) pairs [n_kv][n_chunks][G] */
-    size_t part_b = (size_t)Hkv * n_chunks * G * ((size_t)D + 2) * 4;
+    /* partials: outputs [sets][n_chunks][G·D], then (max, sum) pairs [sets][n_chunks][G] */
+    size_t part_b = (size_t)sets * n_chunks * G * ((size_t)D + 2) * 4;
     ob_buf *part = vk_scratch(c, 0, part_b);
     if (!part) return;
     ob_pc_attnd pc = {
         .q = vk_addr(q), .k = vk_addr(k), .v = vk_addr(v), .w_q = vk_addr(q_norm->data), .w_k = vk_addr(k_norm->data),
         .pos = vk_addr(pos3), .freqs = fb->blk->addr + fb->off, .kc = vk_addr(kcache), .vc = vk_addr(vcache),
         .dst = vk_addr(out), .part = part->blk->addr + part->off, .cnt = cnt,
-        .n_ctx = (uint32_t)n_ctx, .pos0 = (uint32_t)pos0, .n_kv = (uint32_t)Hkv,
+        .n_ctx = (uint32_t)n_ctx, .pos0 = (uint32_t)pos0, .n_sets = sets,
         .window = (uint32_t)(a->window > 0 ? a->window : 0), .chunk0 = c_lo, .n_chunks = n_chunks, .eps = eps,
         .scale = a->scale,
     };
     uint32_t spec[12] = { wg, G, (uint32_t)D, C, (uint32_t)q_norm->dtype, (uint32_t)k_norm->dtype,
                           (uint32_t)r->rot_dim, (uint32_t)r->section[0], (uint32_t)r->section[1],
-                          (uint32_t)r->section[2], (uint32_t)(r->interleaved != 0), (uint32_t)vk_kv16(c, D) };
+                          (uint32_t)r->section[2], (uint32_t)(r->interleaved != 0),
+                          (uint32_t)kv16 | pv << 1 | gs << 8 };
     vk_range rd[11] = { vk_rng(pc.q, qb),       vk_rng(pc.k, kb),        vk_rng(pc.v, kb),
                         vk_mat_range(q_norm),   vk_mat_range(k_norm),    vk_rng(pc.pos, 12),
                         vk_rng(pc.freqs, (size_t)r->rot_dim * 2), vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b),
-                        vk_rng(pc.part, part_b), vk_rng(pc.cnt, (size_t)Hkv * 4) };
+                        vk_rng(pc.part, part_b), vk_rng(pc.cnt, (size_t)sets * 4) };
     vk_range wr[5] = { vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b), vk_rng(pc.dst, qb), vk_rng(pc.part, part_b),
-                       vk_rng(pc.cnt, (size_t)Hkv * 4) };
-    vk_dispatch(c, vk_pipeline(c, SH_ATTN_DECODE, spec, 12), &pc, sizeof pc, n_chunks, (uint32_t)Hkv, 1, rd, 11, wr, 5);
+                       vk_rng(pc.cnt, (size_t)sets * 4) };
+    vk_dispatch(c, vk_pipeline(c, SH_ATTN_DECODE, spec, 12), &pc, sizeof pc, n_chunks, sets, 1, rd, 11, wr, 5);
 }

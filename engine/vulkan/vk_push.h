@@ -137,7 +137,7 @@ PUSH(ob_pc_qkrope) {
 #if !defined(VULKAN) || defined(PC_ATTND)
 PUSH(ob_pc_attnd) {
     uint64_t q, k, v, w_q, w_k, pos, freqs, kc, vc, dst, part, cnt;
-    uint32_t n_ctx, pos0, n_kv, window;
+    uint32_t n_ctx, pos0, n_sets, window; /* n_sets: kv heads x head sets per kv head (the grid's y) */
     uint32_t chunk0, n_chunks;
     float eps, scale;
 } PUSH_END(ob_pc_attnd);

@@ -215,6 +215,9 @@ static void decode_ops(ob_backend *b) {
     printf("%-44s %9s\n", "decode kernel, chained (Qwen3-Omni shapes)", "us each");
     double ms = TIME_MS(1, for (int i = 0; i < N; i++) b->ops->add(b, (ob_ptr){ x, 0 }, (ob_ptr){ y, 0 }, 1));
     printf("%-44s %9.2f\n", "add of one element (launch + barrier)", ms * 1e3 / N);
+    ob_buf *gw = NULL, *uw = NULL, *dw = NULL;
+    ob_mat *em = NULL;
+    if (g_only && strstr(g_only, "attention")) goto attention; /* --only attention: the attention rows alone */
     ms = TIME_MS(1, for (int i = 0; i < N; i++) b->ops->norm_matvec(b, (ob_ptr){ x, 0 }, &mn, 1e-6f, &mqkv,
                                                                     (ob_ptr){ y, 0 }, (ob_ptr){ xn, 0 }));
     printf("%-44s %9.2f\n", "input norm + q|k|v [5120 x 2048]", ms * 1e3 / N);
@@ -232,9 +235,9 @@ static void decode_ops(ob_backend *b) {
     const int NX = 32;
     for (int j = 0; j < K; j++) hid[j] = j * 4 + 1;
     b->ops->upload(b, ids, 0, hid, sizeof hid);
-    ob_buf *gw = rand_weight(b, OB_BF16, NX * I, H, 20), *uw = rand_weight(b, OB_BF16, NX * I, H, 21);
-    ob_buf *dw = rand_weight(b, OB_BF16, NX * H, I, 22);
-    ob_mat *em = malloc(sizeof *em * 3 * (size_t)NX);
+    gw = rand_weight(b, OB_BF16, NX * I, H, 20), uw = rand_weight(b, OB_BF16, NX * I, H, 21);
+    dw = rand_weight(b, OB_BF16, NX * H, I, 22);
+    em = malloc(sizeof *em * 3 * (size_t)NX);
     size_t eb = (size_t)I * H * 2;
     for (int e = 0; em && e < NX; e++) {
         em[e] = ob_mat_make((ob_ptr){ gw, (size_t)e * eb }, OB_BF16, I, H);
@@ -247,9 +250,11 @@ static void decode_ops(ob_backend *b) {
                                                                          NX, (ob_ptr){ x, 0 }));
         printf("%-44s %9.2f\n", "experts 8 [768 x 2048] (gate+up, down)", ms * 1e3 / N);
     }
-    /* attention: 32 q / 4 kv heads x 128, the back-end's cache format (fp16 on Vulkan), at depths 0, 64 and 4096 */
+attention:
+    /* attention: 32 q / 4 kv heads x 128, the back-end's cache format (fp16 on Vulkan), at depths 0, 64, 1024 and
+     * 4096 */
     if (b->ops->qk_norm_rope_kv_attention) {
-        const int D = 128, HQ = 32, HKV = 4, CTX = 4160, depths[3] = { 0, 64, 4096 };
+        const int D = 128, HQ = 32, HKV = 4, CTX = 4160, depths[4] = { 0, 64, 1024, 4096 };
         ob_buf *q = rand_buf(b, (size_t)HQ * D, 1, 23), *k = rand_buf(b, (size_t)HKV * D, 1, 24);
         ob_buf *v = rand_buf(b, (size_t)HKV * D, 1, 25), *kc = rand_cache(b, HKV, CTX, D, 26);
         ob_buf *vc = rand_cache(b, HKV, CTX, D, 27), *qn = rand_weight(b, OB_BF16, 1, D, 28);
@@ -257,7 +262,7 @@ static void decode_ops(ob_backend *b) {
         ob_mat mqn = ob_mat_make((ob_ptr){ qn, 0 }, OB_BF16, 1, D);
         ob_rope rp = { 1e6f, D, D, { 24, 20, 20 }, 1, 0 };
         ob_attn at = { HQ, HKV, D, 1.0f / sqrtf((float)D), 1, 0 };
-        for (int di = 0; di < 3 && q && k && v && kc && vc && qn && pos; di++) {
+        for (int di = 0; di < 4 && q && k && v && kc && vc && qn && pos; di++) {
             float p3[3] = { (float)depths[di], (float)depths[di], (float)depths[di] };
             b->ops->upload(b, pos, 0, p3, sizeof p3);
             ms = TIME_MS(1, for (int i = 0; i < N; i++) b->ops->qk_norm_rope_kv_attention(
