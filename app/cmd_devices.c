@@ -49,6 +49,8 @@ static void print_device(int i, const ob_vk_device_info *d, int is_default) {
     printf("    limits:    allocation %s, storage buffer %s, shared memory %u KiB, push constants %u B, "
            "workgroup %u\n",
            a, b, d->max_shared / 1024, d->max_push, d->max_wg_invocations);
+    if (d->compute_units) printf("    compute:   %u units (SMs / CUs)\n", d->compute_units);
+    else printf("    compute:   units not reported by the driver\n");
     if (!d->usable) printf("    not usable by omni: %s\n", d->why_unusable);
 }
 

@@ -44,6 +44,7 @@ TEST(vk_omni_devices_command) {
     else {
         CHECK(strstr(out, info[0].name) != NULL);
         CHECK(strstr(out, "subgroup:") != NULL);
+        CHECK(strstr(out, "compute:") != NULL);
         CHECK(strstr(out, "default") != NULL);
     }
     snprintf(cmd, sizeof cmd, "%s devices --help 2>&1 && %s devices --bogus >/dev/null 2>&1; echo rc=$?", bin, bin);

@@ -29,6 +29,9 @@ typedef struct {
     int32_t timestamps;     /* timestamp queries on compute queues (the profiler and benchmark use them) */
     uint64_t max_alloc, max_storage_range;
     uint32_t max_shared, max_push, max_wg_invocations;
+    /* streaming multiprocessors / compute units where the driver reports them (VK_NV_shader_sm_builtins,
+     * VK_AMD_shader_core_properties), else 0: how many workgroups a resident kernel may keep running at once */
+    uint32_t compute_units;
     int32_t usable;         /* meets omni's minimum (Vulkan 1.2, buffer device address, int64 in shaders) */
     char why_unusable[128];
 } ob_vk_device_info;

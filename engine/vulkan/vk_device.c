@@ -396,6 +396,19 @@ static void probe(VkPhysicalDevice pd, vk_caps *cap, ob_vk_device_info *info, ex
         dotp.pNext = p2.pNext;
         p2.pNext = &dotp;
     }
+    /* the compute-unit count (a resident kernel's grid): NVIDIA's SM count, AMD's engines x arrays x CUs */
+    VkPhysicalDeviceShaderSMBuiltinsPropertiesNV smp = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_SM_BUILTINS_PROPERTIES_NV
+    };
+    VkPhysicalDeviceShaderCorePropertiesAMD amdp = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_CORE_PROPERTIES_AMD };
+    if (has_ext(&el, VK_NV_SHADER_SM_BUILTINS_EXTENSION_NAME)) {
+        smp.pNext = p2.pNext;
+        p2.pNext = &smp;
+    }
+    if (has_ext(&el, VK_AMD_SHADER_CORE_PROPERTIES_EXTENSION_NAME)) {
+        amdp.pNext = p2.pNext;
+        p2.pNext = &amdp;
+    }
     int has_cm2 = has_ext(&el, "VK_NV_cooperative_matrix2") && has_ext(&el, "VK_KHR_cooperative_matrix");
     ob_coopmat2_props cm2p = { .sType = OB_STYPE_COOPMAT2_PROPS };
     if (has_cm2) {
@@ -464,6 +477,9 @@ static void probe(VkPhysicalDevice pd, vk_caps *cap, ob_vk_device_info *info, ex
     cap->max_shared = base.limits.maxComputeSharedMemorySize;
     cap->max_push = base.limits.maxPushConstantsSize;
     cap->max_wg_invocations = base.limits.maxComputeWorkGroupInvocations;
+    cap->compute_units = smp.shaderSMCount ? smp.shaderSMCount
+                                           : amdp.shaderEngineCount * amdp.shaderArraysPerEngineCount *
+                                                 amdp.computeUnitsPerShaderArray;
     for (int i = 0; i < 3; i++) cap->max_wg_count[i] = base.limits.maxComputeWorkGroupCount[i];
     cap->timestamp_period = base.limits.timestampComputeAndGraphics ? base.limits.timestampPeriod : 0.0f;
     if (v12) {
@@ -512,6 +528,7 @@ static void probe(VkPhysicalDevice pd, vk_caps *cap, ob_vk_device_info *info, ex
     info->max_shared = cap->max_shared;
     info->max_push = cap->max_push;
     info->max_wg_invocations = cap->max_wg_invocations;
+    info->compute_units = cap->compute_units;
     info->usable = 1;
     if (!v12) {
         info->usable = 0;

@@ -32,6 +32,8 @@ typedef struct {
     uint32_t cm2_gran[3]; /* that shape's M, N, K granularity */
     VkDeviceSize max_alloc, max_storage_range;
     uint32_t max_shared, max_push, max_wg_invocations, max_wg_count[3];
+    uint32_t compute_units; /* SMs / CUs as the driver reports them (VK_NV_shader_sm_builtins, VK_AMD_shader_core_
+                             * properties), 0 unknown */
     float timestamp_period; /* ns per tick; 0 = no timestamps on the compute queue */
 } vk_caps;
 

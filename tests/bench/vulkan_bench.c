@@ -178,11 +178,15 @@ static void latency(ob_backend *b) {
 /* gridbar: the premise of a persistent decode kernel (docs/architecture.md), µs per phase of a chain of phases that
  * each stream B bytes (as a decode step's projections stream their weights): one dispatch per phase with a pipeline
  * barrier between (as now), one resident dispatch with a grid barrier per phase, and the same with the next phase's
- * first loads issued before the wait. OMNI_BENCH_GRID_WG workgroups of 256 threads (default 132, one per H100 SM: all
- * must be resident at once). */
+ * first loads issued before the wait. OMNI_BENCH_GRID_WG workgroups of 256 threads (default: one per compute unit as
+ * the driver reports them, else 8; all must be resident at once). */
 static void gridbar(ob_backend *b) {
     const char *e = getenv("OMNI_BENCH_GRID_WG");
-    int n_wg = e && atoi(e) > 0 ? atoi(e) : 132;
+    ob_vk_device_info d[8];
+    int nd = ob_vulkan_list_devices(d, 8, NULL, 0), di = ob_vulkan_default_device();
+    int cu = di >= 0 && di < nd && di < 8 ? (int)d[di].compute_units : 0;
+    int n_wg = e && atoi(e) > 0 ? atoi(e) : cu > 0 ? cu : 8;
+    printf("gridbar: %d workgroups of 256 threads\n", n_wg);
     const size_t sizes[4] = { 0, (size_t)4 << 20, (size_t)16 << 20, (size_t)48 << 20 };
     const char *names[3] = { "dispatch per phase", "grid barrier", "grid barrier, next loads early" };
     printf("%-34s %9s %10s %10s\n", "phase boundary", "MiB/phase", "us/phase", "GB/s");
