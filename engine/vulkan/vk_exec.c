@@ -324,6 +324,11 @@ int vk_sync(ob_backend *b) {
 /* ---- pipelines --------------------------------------------------------------------------------------------------- */
 
 VkPipeline vk_pipeline(vk_ctx *c, vk_shader_id sh, const uint32_t *spec, int n_spec) {
+    if (n_spec < 0 || n_spec > VK_MAX_SPEC) { /* a programming error: the cache entry holds VK_MAX_SPEC constants */
+        vk_fail(c, "shader %s: %d specialization constants (at most %d)", vk_shader_table[sh].name, n_spec,
+                VK_MAX_SPEC);
+        return VK_NULL_HANDLE;
+    }
     int nosg = !vk_use_subgroups(c) && vk_shader_table[sh].words_nosg;
     for (int i = 0; i < c->n_pipes; i++) {
         vk_pipe *p = &c->pipes[i];
