@@ -11,6 +11,7 @@
 // if it equals key in every lane (practically never): the loads must not be dead code.
 #define PC_GRIDBAR
 #include "common.glsl"
+#extension GL_KHR_memory_scope_semantics : require
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint EARLY = 0;
@@ -19,6 +20,7 @@ const uint U = 8;
 layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer CntC { uint v[]; };
 
 uint g_nt;
+shared uint g_seen;
 
 // this thread's batch k of phase p (words past the region's end read as 0)
 void load_batch(uint p, uint k, out uvec4 v[U]) {
@@ -43,15 +45,21 @@ void main() {
         }
         if (pc.bar == 0u) continue;
         if (EARLY != 0u && nb > 0u && p + 1u < pc.phases) load_batch(p + 1u, 0u, pre);
+        // the grid barrier, as chain.glsl waits: invocation 0 adds, then polls with an atomic load (a plain load may
+        // be hoisted out of the loop, and a compiler that assumes forward progress may then drop the loop) in a
+        // loop the whole workgroup runs
+        memoryBarrierBuffer();
         barrier();
-        if (gl_LocalInvocationID.x == 0u) {
-            memoryBarrierBuffer();
-            atomicAdd(CntC(pc.cnt).v[0], 1u);
-            uint target = (p + 1u) * gl_NumWorkGroups.x;
-            while (CntC(pc.cnt).v[0] < target) {
-            }
+        if (gl_LocalInvocationID.x == 0u) atomicAdd(CntC(pc.cnt).v[0], 1u);
+        uint target = (p + 1u) * gl_NumWorkGroups.x;
+        for (;;) {
+            if (gl_LocalInvocationID.x == 0u)
+                g_seen = atomicLoad(CntC(pc.cnt).v[0], gl_ScopeDevice, gl_StorageSemanticsBuffer, gl_SemanticsAcquire);
+            barrier();
+            uint seen = g_seen;
+            barrier();
+            if (seen >= target) break;
         }
-        barrier();
     }
     if (all(equal(acc, uvec4(pc.key)))) BufU32(pc.sink).v[0] = acc.x;
 }
