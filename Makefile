@@ -82,6 +82,11 @@ $(BUILD)/omni: $(call obj,$(APP_SRC)) $(LIB_UI) $(LIB_VISION) $(LIB_AUDIO) $(LIB
 $(BUILD)/omni_tests: $(call obj,$(TEST_SRC) $(APP_LIB_SRC)) $(LIB_UI) $(LIB_VISION) $(LIB_AUDIO) $(LIB_ENGINE)
 	$(CC) $(LDFLAGS) -o $@ $(call obj,$(TEST_SRC) $(APP_LIB_SRC)) $(LIB_UI) $(LIB_VISION) $(LIB_AUDIO) $(LIB_ENGINE) $(LIBS_ALL)
 
+# the stand-alone Vulkan benchmark (tests/bench/vulkan_bench.c: kernels, grid barriers, a synthetic model); not
+# part of the test suite, built on request (GPU runs: make BUILD=build-gpu HEADLESS=1 build-gpu/vulkan_bench)
+$(BUILD)/vulkan_bench: tests/bench/vulkan_bench.c $(LIB_ENGINE)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_ENGINE) $(LIBS_ALL)
+
 $(BUILD)/empty.o:
 	@mkdir -p $(BUILD)
 	echo 'int omni_empty_lib_;' | $(CC) -x c -c - -o $@

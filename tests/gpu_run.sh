@@ -7,7 +7,7 @@
 #                OMNI_VK_ATTN_CM_SMALL=0, to compare with the default; trace: BF16 and Q8_0 decode and prefill passes
 #                timed per dispatch, OMNI_VK_TRACE=1, the per-kernel budget of docs/architecture.md; trace-deep: the
 #                same for decode at depth 4096; gridbar: vulkan_bench gridbar (the grid-barrier premise of the
-#                persistent decode kernel; needs $B/vulkan_bench, built as tests/bench/vulkan_bench.c says); ab: two builds
+#                persistent decode kernel; needs $B/vulkan_bench: make BUILD=build-gpu HEADLESS=1 build-gpu/vulkan_bench); ab: two builds
 #                side by side, alternating, with a second binary carried as $B/omni_base, into ab.txt)
 # Logs go to $OUT (or /tmp/omni-gpu). Needs the .gpu bundle of ../shared/tools/gpu-prep.sh.
 set -u

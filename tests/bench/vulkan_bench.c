@@ -3,9 +3,7 @@
  * same table as `omni devices --bench-matvec`), the prefill kernels (tiled matmul, grouped MoE, attention), and a
  * whole synthetic model through the public API. Not part of the test suite (only tests/ itself is).
  *
- *   make BUILD=build-vk build-vk/libomni.a
- *   cc -O2 -std=c11 -D_GNU_SOURCE -Iengine tests/bench/vulkan_bench.c build-vk/libomni.a -lvulkan -lcjson -lm \
- *      -lpthread -o build-vk/vulkan_bench
+ *   make BUILD=build-vk HEADLESS=1 build-vk/vulkan_bench
  *   build-vk/vulkan_bench [devices] [latency] [gridbar] [decode] [layers] [matvec] [prefill] [attention] [gemm]
  *                         [model CONFIG.json [N_PROMPT N_GEN]] [--peak GB/s] [--only NAME]
  * OMNI_BENCH_VARIANTS="A=1,B=2;C=0;..." runs the model (and the attention rows) once per item.
