@@ -40,6 +40,11 @@ int ob_vulkan_bench_gridbar(ob_backend *b, int n_wg, size_t bytes, int variant, 
     *us_per_phase = 0;
     return OMNI_E_UNSUPPORTED;
 }
+int ob_vulkan_pipeline_stats(ob_backend *b, char *out, size_t cap) {
+    (void)b;
+    if (out && cap) out[0] = 0;
+    return OMNI_E_UNSUPPORTED;
+}
 int ob_vulkan_moe_plan(ob_backend *b, ob_ptr ids, int n, int k, int n_exp, int tile, int max_tiles, int wg,
                        ob_ptr plan) {
     (void)b, (void)ids, (void)n, (void)k, (void)n_exp, (void)tile, (void)max_tiles, (void)wg, (void)plan;

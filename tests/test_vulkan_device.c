@@ -258,3 +258,27 @@ TEST(vk_gridbar_bench) {
     CHECK(!b->failed);
     tv_close(&e);
 }
+
+/* OMNI_VK_PIPELINE_STATS=1: the driver's statistics of the pipelines made so far, one line each, naming the shader;
+ * devices without VK_KHR_pipeline_executable_properties (lavapipe) say so */
+TEST(vk_pipeline_stats) {
+    setenv("OMNI_VK_PIPELINE_STATS", "1", 1);
+    TV_OPEN(e);
+    ob_backend *b = e.vk;
+    char out[4096];
+    ob_buf *x = b->ops->alloc(b, 1024), *y = b->ops->alloc(b, 1024);
+    REQUIRE(x && y);
+    b->ops->add(b, (ob_ptr){ x, 0 }, (ob_ptr){ y, 0 }, 16);
+    CHECK_EQ_INT(b->ops->sync(b), 0);
+    int rc = ob_vulkan_pipeline_stats(b, out, sizeof out);
+    b->ops->buf_free(b, x);
+    b->ops->buf_free(b, y);
+    if (rc == OMNI_E_UNSUPPORTED) {
+        tv_close(&e);
+        SKIP("no VK_KHR_pipeline_executable_properties");
+    }
+    CHECK_EQ_INT(rc, OMNI_OK);
+    CHECK(strstr(out, "ew [") != NULL);
+    CHECK_EQ_INT(ob_vulkan_pipeline_stats(b, out, 0), OMNI_E_ARG);
+    tv_close(&e);
+}

@@ -71,6 +71,11 @@ int ob_vulkan_bench_matvec(ob_backend *b, ob_dtype dtype, int rows, int cols, in
  * counter waits for every workgroup; the fence timeout turns a hang into an error). */
 int ob_vulkan_bench_gridbar(ob_backend *b, int n_wg, size_t bytes, int variant, int phases, double *us_per_phase);
 
+/* With OMNI_VK_PIPELINE_STATS=1 (read when the back-end opens) on a device with VK_KHR_pipeline_executable_properties:
+ * the driver's statistics of every pipeline created so far (registers, shared memory, ...), one line per pipeline
+ * executable ("shader [spec constants] name=value ..."), into out (truncated at cap). OMNI_E_UNSUPPORTED otherwise. */
+int ob_vulkan_pipeline_stats(ob_backend *b, char *out, size_t cap);
+
 /* Runs the prefill MoE plan (moe_plan.comp) alone, for tests: ids [n·k] int32 -> plan, laid out as
  * [tok: n·k][pos: n·k][n_tiles][3 × max_tiles: expert, first sorted position, count <= tile] (vk_push.h), queued like
  * any op (download syncs). wg: workgroup size (0: what the MoE op uses). OMNI_E_ARG for bad sizes or buffers too

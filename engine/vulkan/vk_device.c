@@ -128,6 +128,7 @@ void vk_env_read(vk_env *e) {
     e->trace = env_int("OMNI_VK_TRACE", 0);
     e->route_defer = env_int("OMNI_VK_ROUTE_DEFER", 1);
     e->route_fold = env_int("OMNI_VK_ROUTE_FOLD", 1);
+    e->pipe_stats = env_flag("OMNI_VK_PIPELINE_STATS");
 }
 
 const char *vk_result_str(VkResult r) {
@@ -785,6 +786,23 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
         exts[n_exts++] = "VK_NV_cooperative_matrix2";
         *tail = &fcm2;
         tail = &fcm2.pNext;
+    }
+    /* OMNI_VK_PIPELINE_STATS=1: the driver's per-pipeline statistics (registers, shared memory, ...) for
+     * ob_vulkan_pipeline_stats, where VK_KHR_pipeline_executable_properties is there */
+    VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR fpe = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR
+    };
+    c->pipe_stats = 0;
+    if (c->env.pipe_stats && has_ext(&el, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME)) {
+        VkPhysicalDeviceFeatures2 q = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &fpe };
+        vkGetPhysicalDeviceFeatures2(c->phys, &q);
+        fpe.pNext = NULL;
+        if (fpe.pipelineExecutableInfo) {
+            exts[n_exts++] = VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME;
+            *tail = &fpe;
+            tail = &fpe.pNext;
+            c->pipe_stats = 1;
+        }
     }
     free(el.ext);
     float prio = 1.0f;

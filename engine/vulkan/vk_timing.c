@@ -6,6 +6,7 @@
  *   - the matrix-vector micro-benchmark behind `omni devices --bench-matvec` (and tests/bench/vulkan_bench.c): the
  *     memory-bound kernels of a decode step (a dense projection, the MoE expert pair) at real shapes, reported as
  *     weight bytes read per second against the device's memory bandwidth. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -353,4 +354,72 @@ done:
     op->buf_free(b, cnt);
     op->buf_free(b, sink);
     return rc;
+}
+
+/* ---- the driver's pipeline statistics ---------------------------------------------------------------------------
+ * With OMNI_VK_PIPELINE_STATS=1 on a device with VK_KHR_pipeline_executable_properties, every pipeline is created
+ * with statistics capture; this lists them (registers per thread, shared memory, ... as the driver names them) for
+ * the pipelines created so far, one line per executable: the shader, its specialization constants, then name=value
+ * pairs. Register counts decide how many workgroups of a kernel an SM keeps resident, which the decode kernels'
+ * latency and a resident (persistent) kernel's grid depend on. */
+static void sbuf_add(char *out, size_t cap, size_t *len, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void sbuf_add(char *out, size_t cap, size_t *len, const char *fmt, ...) {
+    if (*len + 1 >= cap) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out + *len, cap - *len, fmt, ap);
+    va_end(ap);
+    if (n > 0) *len = *len + (size_t)n < cap ? *len + (size_t)n : cap - 1;
+}
+
+int ob_vulkan_pipeline_stats(ob_backend *b, char *out, size_t cap) {
+    vk_ctx *c = vk_of(b);
+    if (!out || !cap) return OMNI_E_ARG;
+    out[0] = 0;
+    if (!c->pipe_stats) return OMNI_E_UNSUPPORTED;
+    PFN_vkGetPipelineExecutablePropertiesKHR get_exe =
+        (PFN_vkGetPipelineExecutablePropertiesKHR)vkGetDeviceProcAddr(c->dev, "vkGetPipelineExecutablePropertiesKHR");
+    PFN_vkGetPipelineExecutableStatisticsKHR get_stats =
+        (PFN_vkGetPipelineExecutableStatisticsKHR)vkGetDeviceProcAddr(c->dev, "vkGetPipelineExecutableStatisticsKHR");
+    if (!get_exe || !get_stats) return OMNI_E_UNSUPPORTED;
+    size_t len = 0;
+    for (int i = 0; i < c->n_pipes; i++) {
+        const vk_pipe *p = &c->pipes[i];
+        VkPipelineInfoKHR pi = { .sType = VK_STRUCTURE_TYPE_PIPELINE_INFO_KHR, .pipeline = p->pipe };
+        uint32_t n_exe = 0;
+        if (get_exe(c->dev, &pi, &n_exe, NULL) != VK_SUCCESS) continue;
+        for (uint32_t x = 0; x < n_exe; x++) {
+            VkPipelineExecutableInfoKHR xi = { .sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR,
+                                               .pipeline = p->pipe, .executableIndex = x };
+            VkPipelineExecutableStatisticKHR st[32];
+            uint32_t n_st = 32;
+            for (uint32_t k = 0; k < n_st; k++)
+                st[k] = (VkPipelineExecutableStatisticKHR){ .sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR };
+            VkResult r = get_stats(c->dev, &xi, &n_st, st); /* VK_INCOMPLETE: the first 32 */
+            if (r != VK_SUCCESS && r != VK_INCOMPLETE) continue;
+            sbuf_add(out, cap, &len, "%s%s [", vk_shader_table[p->shader / 2].name, p->shader % 2 ? "_nosg" : "");
+            for (int k = 0; k < p->n_spec; k++) sbuf_add(out, cap, &len, "%s%u", k ? "," : "", p->spec[k]);
+            sbuf_add(out, cap, &len, "]");
+            for (uint32_t k = 0; k < n_st; k++) {
+                const VkPipelineExecutableStatisticKHR *s = &st[k];
+                switch (s->format) {
+                case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR:
+                    sbuf_add(out, cap, &len, " %s=%s", s->name, s->value.b32 ? "yes" : "no");
+                    break;
+                case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR:
+                    sbuf_add(out, cap, &len, " %s=%lld", s->name, (long long)s->value.i64);
+                    break;
+                case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR:
+                    sbuf_add(out, cap, &len, " %s=%llu", s->name, (unsigned long long)s->value.u64);
+                    break;
+                case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_FLOAT64_KHR:
+                    sbuf_add(out, cap, &len, " %s=%g", s->name, s->value.f64);
+                    break;
+                default: break;
+                }
+            }
+            sbuf_add(out, cap, &len, "\n");
+        }
+    }
+    return OMNI_OK;
 }

@@ -7,6 +7,7 @@
  *   build-vk/vulkan_bench [devices] [latency] [gridbar] [decode] [layers] [matvec] [prefill] [attention] [gemm]
  *                         [model CONFIG.json [N_PROMPT N_GEN]] [--peak GB/s] [--only NAME]
  * OMNI_BENCH_VARIANTS="A=1,B=2;C=0;..." runs the model (and the attention rows) once per item.
+ * OMNI_VK_PIPELINE_STATS=1: after the kernel modes, the driver's statistics of their pipelines (registers, ...).
  */
 #include <math.h>
 #include <stdio.h>
@@ -742,6 +743,14 @@ int main(int argc, char **argv) {
         if (do_at && !do_pf) attention_variants(b);
         if (do_gemm) gemm_variants(b);
         if (b->failed) printf("back-end error: %s\n", b->err);
+        if (getenv("OMNI_VK_PIPELINE_STATS")) { /* the driver's statistics of the pipelines the modes above made */
+            size_t cap = (size_t)1 << 20;
+            char *st = malloc(cap);
+            int rc = st ? ob_vulkan_pipeline_stats(b, st, cap) : OMNI_E_NOMEM;
+            if (rc == OMNI_OK) printf("pipeline statistics (the driver's):\n%s", st);
+            else printf("pipeline statistics: not available (%d)\n", rc);
+            free(st);
+        }
         b->ops->destroy(b);
     }
     if (config) return model(config, n_prompt, n_gen);
