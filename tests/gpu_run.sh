@@ -7,7 +7,9 @@
 #                OMNI_VK_ATTN_CM_SMALL=0, to compare with the default; trace: BF16 and Q8_0 decode and prefill passes
 #                timed per dispatch, OMNI_VK_TRACE=1, the per-kernel budget of docs/architecture.md; trace-deep: the
 #                same for decode at depth 4096; gridbar: vulkan_bench gridbar (the grid-barrier premise of the
-#                persistent decode kernel; needs $B/vulkan_bench: make BUILD=build-gpu HEADLESS=1 build-gpu/vulkan_bench); ab: two builds
+#                persistent decode kernel; needs $B/vulkan_bench: make BUILD=build-gpu HEADLESS=1 build-gpu/vulkan_bench);
+#                pstats: the driver's register and shared-memory counts of the decode kernels (vulkan_bench decode with
+#                OMNI_VK_PIPELINE_STATS=1); ab: two builds
 #                side by side, alternating, with a second binary carried as $B/omni_base, into ab.txt)
 # Logs go to $OUT (or /tmp/omni-gpu). Needs the .gpu bundle of ../shared/tools/gpu-prep.sh.
 set -u
@@ -45,6 +47,8 @@ for s in $steps; do
         OMNI_VK_TRACE=1 timeout 200 "$B/omni" bench --config $CFG --backend vulkan --quant q8_0 -p 0 -n 64 -d 4096 -r 1 \
             --profile > "$O/trace_deep_q8.txt" 2>&1 ;;
     gridbar) timeout 60 "$B/vulkan_bench" gridbar > "$O/gridbar.txt" 2>&1 ;;
+    pstats)  # the driver's statistics (registers, shared memory) of the decode kernels at the thinker's shapes
+        OMNI_VK_PIPELINE_STATS=1 timeout 120 "$B/vulkan_bench" decode > "$O/pstats.txt" 2>&1 ;;
     ab)  # A/B of two builds in one call, alternating (decode moves by a few % between runs and machines): carry a
          # second binary as $B/omni_base, or set AB_ENV (e.g. OMNI_VK_ROUTE_FOLD=0) to run this build with those
          # variables as the base; AB_ARGS replaces the bench lengths; each line: build, quantization, the results
