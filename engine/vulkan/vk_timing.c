@@ -166,6 +166,14 @@ static void stamp(timer *t, uint32_t q) {
                         q);
 }
 
+/* the two-stamp query pool, where the device has timestamps (t->qp stays null otherwise: host clock) */
+static void timer_open(timer *t) {
+    if (t->c->caps.timestamp_period <= 0) return;
+    VkQueryPoolCreateInfo qi = { .sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
+                                 .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = 2 };
+    if (vkCreateQueryPool(t->c->dev, &qi, NULL, &t->qp) != VK_SUCCESS) t->qp = VK_NULL_HANDLE;
+}
+
 /* ms between the two stamps (device clock), or -1 */
 static double elapsed(timer *t) {
     uint64_t ts[2];
@@ -173,6 +181,12 @@ static double elapsed(timer *t) {
                               VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) != VK_SUCCESS)
         return -1;
     return (double)(ts[1] - ts[0]) * t->c->caps.timestamp_period * 1e-6;
+}
+
+/* the device's time between the stamps where it has them, else the host's wall_ms */
+static double timer_ms(timer *t, double wall_ms) {
+    double d = t->qp ? elapsed(t) : -1;
+    return d > 0 ? d : wall_ms;
 }
 
 int ob_vulkan_bench_matvec(ob_backend *b, ob_dtype dtype, int rows, int cols, int n_sel, int iters,
@@ -236,11 +250,7 @@ int ob_vulkan_bench_matvec(ob_backend *b, ob_dtype dtype, int rows, int cols, in
         free(hid);
         free(hw);
     }
-    if (c->caps.timestamp_period > 0) {
-        VkQueryPoolCreateInfo qi = { .sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
-                                     .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = 2 };
-        if (vkCreateQueryPool(c->dev, &qi, NULL, &t.qp) != VK_SUCCESS) t.qp = VK_NULL_HANDLE;
-    }
+    timer_open(&t);
     out->timed_on_device = t.qp != VK_NULL_HANDLE;
     out->weight_bytes = (double)mb * (n_sel ? 3.0 * n_sel : 1.0);
     for (int pass = 0; pass < 3; pass++) { /* 0 warm-up, 1 independent, 2 chained */
@@ -261,11 +271,7 @@ int ob_vulkan_bench_matvec(ob_backend *b, ob_dtype dtype, int rows, int cols, in
         }
         if (pass && t.qp) stamp(&t, 1);
         if (op->sync(b) != 0) break;
-        double ms = (omni_time_ms() - t0) / n_calls;
-        if (pass && t.qp) {
-            double d = elapsed(&t);
-            if (d > 0) ms = d / n_calls;
-        }
+        double ms = (pass ? timer_ms(&t, omni_time_ms() - t0) : omni_time_ms() - t0) / n_calls;
         if (pass == 1) out->ms_per_call = ms;
         if (pass == 2) out->ms_per_call_chained = ms;
     }
@@ -312,11 +318,7 @@ int ob_vulkan_bench_gridbar(ob_backend *b, int n_wg, size_t bytes, int variant, 
     int rc = OMNI_E_NOMEM;
     double ms[3] = { 0 };
     if (!buf || !cnt || !sink) goto done;
-    if (c->caps.timestamp_period > 0) {
-        VkQueryPoolCreateInfo qi = { .sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
-                                     .queryType = VK_QUERY_TYPE_TIMESTAMP, .queryCount = 2 };
-        if (vkCreateQueryPool(c->dev, &qi, NULL, &t.qp) != VK_SUCCESS) t.qp = VK_NULL_HANDLE;
-    }
+    timer_open(&t);
     const uint32_t wg = 256, zero[4] = { 0 };
     uint32_t spec[2] = { wg, variant == 2 };
     VkPipeline p = vk_pipeline(c, SH_GRIDBAR, spec, 2);
@@ -340,11 +342,7 @@ int ob_vulkan_bench_gridbar(ob_backend *b, int n_wg, size_t bytes, int variant, 
         }
         if (t.qp) stamp(&t, 1);
         if (op->sync(b) != 0) break;
-        ms[run] = omni_time_ms() - t0;
-        if (t.qp) {
-            double d = elapsed(&t);
-            if (d > 0) ms[run] = d;
-        }
+        ms[run] = timer_ms(&t, omni_time_ms() - t0);
     }
     if (!b->failed) *us_per_phase = (ms[2] - ms[1]) * 1e3 / (phases - 1);
     rc = b->failed ? OMNI_E_BACKEND : OMNI_OK;
