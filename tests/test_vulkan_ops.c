@@ -1024,34 +1024,6 @@ TEST(vk_route_fold) {
     unsetenv("OMNI_VK_MOE");
 }
 
-/* The resident decode MoE block (moe_block.comp, vk_decode.c): o_proj, the folded router and the experts in one
- * dispatch with grid barriers, against the CPU's matmul_norm_route + moe_experts, with the same tolerances as the
- * folded router's per-dispatch path (fp32 sums in another order). Pass 0 runs the device's own grid (one workgroup
- * per compute unit; where the driver reports no count, e.g. lavapipe, the per-dispatch path), pass 1 one workgroup
- * (every phase's jobs then loop in it; the grid barrier is trivial). Round 1 of each case reads the logits before
- * the experts, so the deferred o_proj and routing are recorded the direct way; f32 experts fall back to the
- * per-dispatch path after the deferral. The kernel takes Q8_0 weights against fp32 activations, and so
- * does the direct path here (OMNI_VK_Q8_INT8=0: its int8 o_proj is ~1% off the CPU's, enough to move round 1's
- * weights past the tolerance on these random rows). */
-TEST(vk_moe_resident) {
-    setenv("OMNI_VK_MOE", "vec", 1);
-    setenv("OMNI_VK_Q8_INT8", "0", 1);
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass) setenv("OMNI_VK_RESIDENT_WGS", "1", 1);
-        TV_OPEN(e);
-        omni_rng r = { 95 };
-        const char *what = pass ? "resident, 1 workgroup" : "resident, device grid";
-        fold_case(&e, &r, OB_BF16, OB_BF16, OB_BF16, 128, 8, 256, 64, 512, 1e-5, what);
-        fold_case(&e, &r, OB_BF16, OB_BF16, OB_F16, 12, 3, 64, 32, 96, 1e-5, what);
-        fold_case(&e, &r, OB_F32, OB_BF16, OB_F32, 12, 3, 64, 32, 96, 1e-5, what); /* f32 experts: not taken */
-        fold_case(&e, &r, OB_Q8_0, OB_Q8_0, OB_BF16, 128, 8, 256, 64, 512, 2e-2, what);
-        tv_close(&e);
-    }
-    unsetenv("OMNI_VK_RESIDENT_WGS");
-    unsetenv("OMNI_VK_Q8_INT8");
-    unsetenv("OMNI_VK_MOE");
-}
-
 /* the same on the kernels' builds without subgroup operations (matvec.comp and mv_rows.comp reduce through shared
  * memory; the Q8_0 int8 kernels need subgroups and are not used) */
 TEST(vk_route_fold_no_subgroup) {

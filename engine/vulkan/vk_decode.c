@@ -204,10 +204,6 @@ int vk_route_touches(const vk_ctx *c, const vk_range *reads, int n_reads, const 
     if (vk_overlaps(reads, n_reads, *ri) || vk_overlaps(reads, n_reads, *rw) || vk_overlaps(writes, n_writes, *ri) ||
         vk_overlaps(writes, n_writes, *rw) || vk_overlaps(writes, n_writes, *rl))
         return 1;
-    /* the resident MoE block owes x's o_proj update too, and reads x and a */
-    if (c->route_pend.res && (vk_overlaps(reads, n_reads, c->route_pend.r_x) ||
-                              vk_overlaps(writes, n_writes, c->route_pend.r_a)))
-        return 1;
     /* the folded router owes the logits and xn as well, and computes them from x, its raw halves and the norm */
     return c->route_pend.fold &&
            (vk_overlaps(reads, n_reads, *rl) || vk_overlaps(reads, n_reads, c->route_pend.r_xn) ||
@@ -219,11 +215,6 @@ void vk_route_flush(vk_ctx *c) {
     if (!c->route_pend.on) return;
     c->route_pend.on = 0;
     c->route_flushing = 1;
-    if (c->route_pend.res) { /* the resident block's deferred o_proj + residual first; the routing from x below */
-        ob_mat wo = c->route_pend.wo;
-        c->route_pend.res = 0;
-        vk_op_matmul(&c->base, &wo, c->route_pend.a, c->route_pend.x, 1, 1);
-    }
     if (c->route_pend.fold) { /* all the op promised, the direct way (norm_route does not defer while flushing) */
         ob_mat nm = c->route_pend.norm, wm = c->route_pend.w;
         vk_op_norm_route(&c->base, c->route_pend.x, &nm, c->route_pend.eps, &wm, c->route_pend.lg, c->route_pend.xn,
@@ -300,11 +291,6 @@ void vk_fold_forget(vk_ctx *c, vk_range r) {
             i++;
             continue;
         }
-        /* a deferred resident block still reads this table: record what it owes first */
-        if (c->route_pend.on && c->route_pend.res && c->route_pend.fa == c->folds[i].buf->blk->addr + c->folds[i].buf->off) {
-            vk_route_flush(c);
-            continue;
-        }
         /* out of the list before its buffer is freed (vk_buf_free comes back here) */
         ob_buf *buf = c->folds[i].buf;
         c->folds[i] = c->folds[--c->n_folds];
@@ -323,8 +309,6 @@ void vk_fold_free_all(vk_ctx *c) {
     c->cap_folds = 0;
     if (c->fold_raw) vk_buf_free(&c->base, c->fold_raw);
     c->fold_raw = NULL;
-    if (c->res_scr) vk_buf_free(&c->base, c->res_scr);
-    c->res_scr = NULL;
 }
 
 /* the tables of (wo, norm, w), computed on first use; NULL after vk_fail */
@@ -394,45 +378,26 @@ static void fold_rows(vk_ctx *c, VkDeviceAddress wa, ob_buf *wbuf, size_t woff, 
     vk_dispatch(c, vk_pipeline(c, SH_MV_ROWS, spec, 2), &pc, sizeof pc, rows, 1, 1, rd, 2, &wr, 1);
 }
 
-/* Rw·x (no barrier after the attention: beside it), o_proj + residual (after the attention), M·a (beside it) into the
- * raw halves; 0 after a failure */
-static int fold_record(vk_ctx *c, VkDeviceAddress fa, ob_buf *fbuf, const ob_mat *wo, ob_ptr a, ob_ptr x, size_t E,
-                       size_t H) {
-    if (!c->fold_raw && !(c->fold_raw = vk_alloc(&c->base, 2 * 256 * 4))) return 0;
-    ob_ptr raw = { c->fold_raw, 0 };
-    size_t foff = (size_t)(fa - (fbuf->blk->addr + fbuf->off));
-    fold_rows(c, fa, fbuf, foff, (uint32_t)E, (uint32_t)H, x, raw);
-    vk_op_matmul(&c->base, wo, a, x, 1, 1);
-    fold_rows(c, fa + E * H * 4, fbuf, foff + E * H * 4, (uint32_t)E, (uint32_t)wo->cols, a, ob_at(raw, E * 4));
-    if (c->base.failed) return 0;
-    c->route_pend.raw = vk_addr(raw);
-    c->route_pend.r_raw = vk_rng(vk_addr(raw), E * 8);
-    return 1;
-}
-
-static int res_grid(vk_ctx *c);
-
 static void fold_route(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob_mat *norm, float eps,
                        const ob_mat *w, ob_ptr logits, ob_ptr xn, int k, int norm_topk, ob_ptr ids, ob_ptr weights) {
     size_t E = (size_t)w->rows, H = (size_t)w->cols;
     if (!vk_ptr_ok(c, x, H * 4, "matmul_norm_route x") || !vk_ptr_ok(c, xn, H * 4, "matmul_norm_route xn") ||
         !vk_ptr_ok(c, logits, E * 4, "matmul_norm_route logits") ||
         !vk_ptr_ok(c, ids, (size_t)k * 4, "matmul_norm_route ids") ||
-        !vk_ptr_ok(c, weights, (size_t)k * 4, "matmul_norm_route weights") ||
-        !vk_ptr_ok(c, a, (size_t)wo->cols * 4, "matmul_norm_route a"))
+        !vk_ptr_ok(c, weights, (size_t)k * 4, "matmul_norm_route weights"))
         return;
     struct vk_fold *f = fold_get(c, wo, norm, w);
     if (!f) return;
+    if (!c->fold_raw && !(c->fold_raw = vk_alloc(&c->base, 2 * 256 * 4))) return;
+    ob_ptr raw = { c->fold_raw, 0 };
     VkDeviceAddress fa = f->buf->blk->addr + f->buf->off;
-    /* the resident MoE block (below) takes o_proj and the router's halves into its own dispatch: nothing is recorded
-     * until the experts come (or something else touches what the op owes: vk_route_flush) */
-    int res = res_grid(c) > 0 && wo->dtype != OB_F32 && vk_mat_vec_ok(wo) && wo->scale_off <= UINT32_MAX &&
-              wo->cols % (wo->dtype == OB_Q8_0 ? 32 : 8) == 0 && H % 8 == 0 && vk_addr(a) % 16 == 0 &&
-              vk_addr(xn) % 16 == 0 && E <= 65535;
-    if (!res && !fold_record(c, fa, f->buf, wo, a, x, E, H)) return;
+    /* Rw·x (no barrier after the attention: beside it), o_proj + residual (after the attention), M·a (beside it) */
+    fold_rows(c, fa, f->buf, 0, (uint32_t)E, (uint32_t)H, x, raw);
+    vk_op_matmul(&c->base, wo, a, x, 1, 1);
+    fold_rows(c, fa + E * H * 4, f->buf, E * H * 4, (uint32_t)E, (uint32_t)wo->cols, a, ob_at(raw, E * 4));
+    if (c->base.failed) return;
     c->route_pend.on = 1;
     c->route_pend.fold = 1;
-    c->route_pend.res = res;
     c->route_pend.ne = (int)E, c->route_pend.k = k, c->route_pend.renorm = norm_topk != 0;
     c->route_pend.lg = logits, c->route_pend.ids = ids, c->route_pend.wts = weights;
     c->route_pend.r_lg = vk_rng(vk_addr(logits), E * 4);
@@ -440,109 +405,9 @@ static void fold_route(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob
     c->route_pend.r_wts = vk_rng(vk_addr(weights), (size_t)k * 4);
     c->route_pend.x = x, c->route_pend.xn = xn, c->route_pend.norm = *norm, c->route_pend.w = *w;
     c->route_pend.eps = eps;
+    c->route_pend.raw = vk_addr(raw);
     c->route_pend.r_x = vk_rng(vk_addr(x), H * 4), c->route_pend.r_xn = vk_rng(vk_addr(xn), H * 4);
-    c->route_pend.r_nw = vk_mat_range(norm);
-    if (res) {
-        c->route_pend.wo = *wo, c->route_pend.a = a;
-        c->route_pend.fa = fa, c->route_pend.fa_bytes = E * (H + (size_t)wo->cols) * 4;
-        c->route_pend.r_a = vk_rng(vk_addr(a), (size_t)wo->cols * 4);
-        c->route_pend.raw = 0, c->route_pend.r_raw = vk_rng(0, 0);
-    }
-}
-
-/* ---- the resident MoE block ------------------------------------------------------------------------------------
- * moe_block.comp: for one decode token, o_proj + residual, the folded router's halves, the top-k, the experts'
- * gate+up and down + residual in one dispatch of as many workgroups as the device has compute units, all resident,
- * with two grid barriers between the three phases (see the shader). It replaces five dependent dispatches per layer
- * (Rw·x, o_proj, M·a, gate+up, down; the first three partly beside each other) and their launches, ramps and tails.
- * matmul_norm_route defers everything (fold_route, route_pend.res); moe_experts then records this dispatch when it
- * consumes exactly what was deferred (vk_res_experts), else the deferred dispatches (fold_record) and its own.
- * OMNI_VK_RESIDENT=0 turns it off, OMNI_VK_RESIDENT_WGS=N sets the grid (the tests on lavapipe: 1). */
-static int res_grid(vk_ctx *c) {
-    /* read at each call (not once per back-end), so that one load can compare settings (vulkan_bench) */
-    if (!vk_env_now("OMNI_VK_RESIDENT", c->env.resident) || !c->env.fuse || !vk_use_subgroups(c) ||
-        c->caps.subgroup_size < 4)
-        return 0;
-    int wgs = vk_env_now("OMNI_VK_RESIDENT_WGS", c->env.resident_wgs);
-    return wgs > 0 ? wgs : (int)c->caps.compute_units;
-}
-
-/* threads per workgroup (OMNI_VK_RESIDENT_WG: 256, 512 or 1024 for measurements) */
-static uint32_t res_wg(vk_ctx *c) {
-    int wg = vk_env_now("OMNI_VK_RESIDENT_WG", 256);
-    return (wg == 512 || wg == 1024) && (uint32_t)wg <= c->caps.max_wg_invocations ? (uint32_t)wg : 256u;
-}
-
-int vk_res_experts(vk_ctx *c, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr weights, const ob_mat *gate,
-                   const ob_mat *down, int n_exp, ob_ptr y, VkDeviceAddress tg, VkDeviceAddress tu, VkDeviceAddress td,
-                   const vk_range *r_tab, const vk_range *spans, int vec) {
-    if (!c->route_pend.on || !c->route_pend.res) return 0;
-    int64_t I = gate[0].rows, H = gate[0].cols, HO = c->route_pend.wo.cols;
-    ob_dtype gt = gate[0].dtype, dt = down[0].dtype;
-    uint32_t P = (uint32_t)res_grid(c);
-    size_t smf = (size_t)(H + HO > (int64_t)k * I ? H + HO : (int64_t)k * I);
-    size_t E = (size_t)n_exp;
-    int split = vk_env_now("OMNI_VK_RESIDENT_SPLIT", 0) != 0;
-    size_t raw_b = (2 * E + 3) / 4 * 16, o_b = ((size_t)H + 3) / 4 * 16,
-           scr_b = 16 + raw_b + o_b + (size_t)k * I * 4 * (split ? 2 : 1);
-    /* shared memory: the staging, route_rank.glsl's arrays, reduce.glsl's, the down weights */
-    size_t shared_b = smf * 4 + 256 * 4 + 32 * 8 + 8 + 128 * 8 + 32 * 4 + 16 + 6 * 32 * 8;
-    int ok = n == 1 && P > 0 && P <= c->caps.max_wg_count[0] && c->route_pend.k == k && c->route_pend.ne == n_exp &&
-             n_exp <= 256 && k <= 32 && vk_addr(x) == vk_addr(c->route_pend.xn) &&
-             vk_addr(y) == vk_addr(c->route_pend.x) && vk_addr(ids) == c->route_pend.r_ids.lo &&
-             vk_addr(weights) == c->route_pend.r_wts.lo && H == c->route_pend.w.cols && vec && gt != OB_F32 &&
-             dt != OB_F32 && H % (gt == OB_Q8_0 ? 32 : 8) == 0 && I % (dt == OB_Q8_0 ? 32 : 8) == 0 &&
-             vk_addr(c->route_pend.norm.data) % 4 == 0 && smf % 4 == 0 && shared_b <= c->caps.max_shared;
-    if (!ok) { /* the deferred dispatches, as fold_route would have recorded them; the fold stays pending */
-        c->route_pend.res = 0;
-        c->route_flushing = 1;
-        for (int i = 0; i < c->n_folds; i++) {
-            struct vk_fold *f = &c->folds[i];
-            if (f->buf->blk->addr + f->buf->off == c->route_pend.fa) {
-                ob_mat wo = c->route_pend.wo;
-                if (!fold_record(c, c->route_pend.fa, f->buf, &wo, c->route_pend.a, c->route_pend.x,
-                                 (size_t)c->route_pend.ne, (size_t)c->route_pend.w.cols))
-                    c->route_pend.on = 0;
-                break;
-            }
-        }
-        c->route_flushing = 0;
-        return 0;
-    }
-    if (!c->res_scr || c->res_scr->size < scr_b) {
-        if (c->res_scr) vk_buf_free(&c->base, c->res_scr);
-        c->res_scr = vk_alloc(&c->base, scr_b);
-        static const uint32_t zero[4] = { 0, 0, 0, 0 };
-        if (!c->res_scr || vk_upload(&c->base, c->res_scr, 0, zero, sizeof zero) != OMNI_OK) return 1;
-    }
-    VkDeviceAddress scr = c->res_scr->blk->addr + c->res_scr->off;
-    const ob_mat *wo = &c->route_pend.wo, *nm = &c->route_pend.norm;
-    VkDeviceAddress woa = vk_addr(wo->data);
-    ob_pc_moeblk pc = {
-        .wo = woa, .a = vk_addr(c->route_pend.a), .x = vk_addr(c->route_pend.x), .fold = c->route_pend.fa,
-        .nw = vk_addr(nm->data), .lo = vk_addr(c->route_pend.lg), .xn = vk_addr(c->route_pend.xn),
-        .ids = vk_addr(ids), .wts = vk_addr(weights), .tg = tg, .tu = tu, .td = td, .scr = scr,
-        .H = (uint32_t)H, .HO = (uint32_t)HO, .I = (uint32_t)I,
-        .ek = (uint32_t)n_exp | (uint32_t)k << 16 | (uint32_t)(c->route_pend.renorm != 0) << 24,
-        .wo_soff = (uint32_t)wo->scale_off, .eps = c->route_pend.eps,
-    };
-    c->route_pend.on = 0;
-    c->route_pend.res = 0;
-    vk_range rd[12] = { vk_mat_range(wo), c->route_pend.r_a, c->route_pend.r_x, vk_rng(pc.fold, c->route_pend.fa_bytes),
-                        vk_mat_range(nm), r_tab[0], r_tab[1], r_tab[2], spans[0], spans[1], spans[2],
-                        vk_rng(scr, scr_b) };
-    vk_range wr[6] = { c->route_pend.r_x, c->route_pend.r_lg, c->route_pend.r_xn, c->route_pend.r_ids,
-                       c->route_pend.r_wts, vk_rng(scr, scr_b) };
-    /* OMNI_VK_RESIDENT_PHASES=1|2: only the first phases run (wrong results; vulkan_bench times the phases so) */
-    int nph = vk_env_now("OMNI_VK_RESIDENT_PHASES", 3);
-    /* measurement switches: OMNI_VK_RESIDENT_POLL=N delay steps between the grid barrier's polls,
-     * OMNI_VK_RESIDENT_SPLIT=1 gate and up rows as separate jobs, OMNI_VK_RESIDENT_PIPE=0 no next-job loads */
-    int poll = vk_env_now("OMNI_VK_RESIDENT_POLL", 0), pipe = vk_env_now("OMNI_VK_RESIDENT_PIPE", 1) != 0;
-    uint32_t spec[10] = { res_wg(c), (uint32_t)wo->dtype, (uint32_t)gt, (uint32_t)dt, (uint32_t)nm->dtype,
-                          (uint32_t)(smf / 4), nph >= 1 && nph <= 3 ? (uint32_t)nph : 3u,
-                          poll > 0 ? (uint32_t)poll : 0u, (uint32_t)split, (uint32_t)pipe };
-    vk_dispatch(c, vk_pipeline(c, SH_MOE_BLOCK, spec, 10), &pc, sizeof pc, P, 1, 1, rd, 12, wr, 6);
-    return 1;
+    c->route_pend.r_raw = vk_rng(vk_addr(raw), E * 8), c->route_pend.r_nw = vk_mat_range(norm);
 }
 
 /* ---- matmul_norm_route ------------------------------------------------------------------------------------------ */

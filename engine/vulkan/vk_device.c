@@ -129,8 +129,6 @@ void vk_env_read(vk_env *e) {
     e->route_defer = env_int("OMNI_VK_ROUTE_DEFER", 1);
     e->route_fold = env_int("OMNI_VK_ROUTE_FOLD", 1);
     e->pipe_stats = env_flag("OMNI_VK_PIPELINE_STATS");
-    e->resident = env_int("OMNI_VK_RESIDENT", 1);
-    e->resident_wgs = env_int("OMNI_VK_RESIDENT_WGS", 0);
 }
 
 const char *vk_result_str(VkResult r) {

@@ -106,12 +106,7 @@ typedef struct {
  *   OMNI_VK_ROUTE_FOLD=0   the decode router after o_proj (router_chain) instead of folded beside it (vk_decode.c,
  *                          "folded router")
  *   OMNI_VK_CHAIN=0        dependent decode stages as separate dispatches instead of chained in one (chain.glsl: o_proj
- *                          in front of the router)
- *   OMNI_VK_RESIDENT=0     the decode MoE block (o_proj, folded router, experts) as separate dispatches instead of one
- *                          resident dispatch with grid barriers (moe_block.comp, vk_decode.c)
- *   OMNI_VK_RESIDENT_WGS=N that dispatch's grid: N workgroups, all resident at once (default: the compute units the
- *                          driver reports; without that count the resident kernel is off unless N is set; tests on
- *                          lavapipe use 1) */
+ *                          in front of the router) */
 typedef struct {
     int validation, no_fp16, no_int8, no_16bit, no_8bit, no_bf16, no_int_dot, no_coopmat, no_subgroup, no_fp64;
     int max_ops;
@@ -136,8 +131,6 @@ typedef struct {
     int chain; /* OMNI_VK_CHAIN: 1 (default) o_proj chained in front of the router, 0 none */
     int route_fold; /* OMNI_VK_ROUTE_FOLD: 1 (default) the decode router folded beside o_proj (vk_decode.c) */
     int pipe_stats; /* OMNI_VK_PIPELINE_STATS=1: pipelines capture the driver's statistics (registers, ...) */
-    int resident;     /* OMNI_VK_RESIDENT: 1 (default) the resident decode MoE block where the grid is known */
-    int resident_wgs; /* OMNI_VK_RESIDENT_WGS: its grid (0 = the compute units the driver reports) */
 } vk_env;
 void vk_env_read(vk_env *e);
 /* a tuning switch read at each call (an integer, dflt when unset or empty): the prefill paths of vk_coopmat.c and
@@ -208,7 +201,6 @@ typedef enum {
     SH_ROUTE_FOLD,
     SH_MV_ROWS,
     SH_GRIDBAR,
-    SH_MOE_BLOCK,
     SH_MATMUL_CM2, /* NV cooperative matrix 2 GEMM: only in builds with GLSLC2 (shaders.mk), else no words */
     SH_MATMUL_CM2_MOE, /* its grouped MoE form (matmul_cm2_moe.comp), likewise */
     SH_COUNT
@@ -342,14 +334,6 @@ typedef struct vk_ctx {
         float eps;
         VkDeviceAddress raw;
         vk_range r_x, r_xn, r_raw, r_nw;
-        /* res: the resident MoE block (vk_decode.c) owes o_proj and the router's halves as well: x += Wo·a is not
-         * recorded yet, nor Rw·x and M·a (the layer's tables at fa, fa_bytes long) */
-        int res;
-        ob_mat wo;
-        ob_ptr a;
-        VkDeviceAddress fa;
-        size_t fa_bytes;
-        vk_range r_a;
     } route_pend;
     int route_flushing;
     /* the folded router's per-layer tables (vk_decode.c: Rw and M, fp32), dropped when a source weight changes */
@@ -357,7 +341,6 @@ typedef struct vk_ctx {
     int n_folds, cap_folds;
     vk_range fold_span; /* from the lowest to the highest byte of all folds' source weights */
     ob_buf *fold_raw;   /* the raw halves, 2 x 256 floats */
-    ob_buf *res_scr;    /* the resident MoE block's scratch (vk_decode.c): barrier counters (zeroed), raw, o, h */
     struct vk_trace {
         VkPipeline pipe;
         uint32_t gx, gy, gz;
@@ -450,11 +433,6 @@ void vk_route_flush(vk_ctx *c);
 /* the folded router's tables whose source weights overlap r are dropped (a write to r, or r freed) */
 void vk_fold_forget(vk_ctx *c, vk_range r);
 void vk_fold_free_all(vk_ctx *c);
-/* the resident MoE block (vk_decode.c): records moe_block.comp for this moe_experts call when it consumes what
- * matmul_norm_route deferred for it (1), else records the deferred dispatches and returns 0 (the caller goes on) */
-int vk_res_experts(vk_ctx *c, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr weights, const ob_mat *gate,
-                   const ob_mat *down, int n_exp, ob_ptr y, VkDeviceAddress tg, VkDeviceAddress tu, VkDeviceAddress td,
-                   const vk_range *r_tab, const vk_range *spans, int vec);
 /* whether any of the n ranges a overlaps r (vk_exec.c) */
 int vk_overlaps(const vk_range *a, int n, vk_range r);
 int vk_route_touches(const vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);

@@ -214,8 +214,7 @@ void vk_buf_free(ob_backend *be, ob_buf *buf) {
     /* a deferred top-k (vk_decode.c) still reads or owes this buffer: record it first */
     if (c->route_pend.on &&
         (c->route_pend.lg.buf == buf || c->route_pend.ids.buf == buf || c->route_pend.wts.buf == buf ||
-         (c->route_pend.fold && (c->route_pend.x.buf == buf || c->route_pend.xn.buf == buf)) ||
-         (c->route_pend.res && c->route_pend.a.buf == buf)))
+         (c->route_pend.fold && (c->route_pend.x.buf == buf || c->route_pend.xn.buf == buf))))
         vk_route_flush(c);
     /* the folded router's tables computed from weights in this buffer go with it (vk_decode.c) */
     vk_fold_forget(c, vk_rng(buf->blk->addr + buf->off, (size_t)buf->size));

@@ -203,10 +203,6 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
 
     int decode = c->env.moe == 1 || (c->env.moe == 0 && ne <= DECODE_MAX_ENTRIES);
     if (decode) {
-        vk_range spans[3] = { tg->span, tu->span, td->span };
-        if (vk_res_experts(c, x, n, k, ids, weights, gate, down, n_exp, y, buf_addr(tg->buf), buf_addr(tu->buf),
-                           buf_addr(td->buf), r_tab, spans, vec) || c->base.failed)
-            return;
         size_t hb = (size_t)ne * (size_t)inter * 4;
         ob_buf *h = vk_scratch(c, 2, hb);
         if (!h) return;

@@ -16,7 +16,6 @@
 _Static_assert(sizeof(ob_pc_matvec) == 120, "ob_pc_matvec layout");
 _Static_assert(sizeof(ob_pc_fold) == 72, "ob_pc_fold layout");
 _Static_assert(sizeof(ob_pc_gridbar) == 48, "ob_pc_gridbar layout");
-_Static_assert(sizeof(ob_pc_moeblk) == 128, "ob_pc_moeblk layout");
 _Static_assert(sizeof(ob_pc_routerchain) == 128, "ob_pc_routerchain layout");
 _Static_assert(sizeof(ob_pc_matmul) == 80, "ob_pc_matmul layout");
 _Static_assert(sizeof(ob_pc_rows) == 48, "ob_pc_rows layout");

@@ -224,17 +224,4 @@ PUSH(ob_pc_gridbar) {
 } PUSH_END(ob_pc_gridbar);
 #endif
 
-/* moe_block.comp (vk_decode.c, the resident decode MoE block): wo = o_proj (q8 scales at wo + wo_soff), a = the
- * attention output [HO], x = the residual [H] (read, then written), fold = the folded router's Rw [E][H] then
- * M [E][HO] (fp32), nw = the post-attention RMSNorm weight, lo / xn / ids / wts = where the logits, the normalised
- * row, the expert ids and weights go, tg / tu / td = the gate, up and down expert tables, scr = the scratch (grid
- * barrier counters, raw router halves, o, h); ek = E | k << 16 | renormalise << 24 */
-#if !defined(VULKAN) || defined(PC_MOEBLK)
-PUSH(ob_pc_moeblk) {
-    uint64_t wo, a, x, fold, nw, lo, xn, ids, wts, tg, tu, td, scr;
-    uint32_t H, HO, I, ek, wo_soff;
-    float eps;
-} PUSH_END(ob_pc_moeblk);
-#endif
-
 #endif

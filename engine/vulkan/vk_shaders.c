@@ -46,7 +46,6 @@
 #include "router_chain.h"
 #include "route_fold.h"
 #include "gridbar.h"
-#include "moe_block.h"
 #include "mv_rows.h"
 #include "mv_rows_nosg.h"
 #if OMNI_HAVE_SHADERS2 /* built by the newer compiler (GLSLC2) when the build has it */
@@ -101,7 +100,6 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_ROUTE_FOLD] = { SPV(route_fold) },
     [SH_MV_ROWS] = { SPV2(mv_rows) },
     [SH_GRIDBAR] = { SPV(gridbar) },
-    [SH_MOE_BLOCK] = { SPV(moe_block) },
     [SH_MATMUL_CM2] = { SPV_NEW(matmul_cm2) },
     [SH_MATMUL_CM2_MOE] = { SPV_NEW(matmul_cm2_moe) },
 };

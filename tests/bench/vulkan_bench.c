@@ -252,48 +252,6 @@ static void decode_ops(ob_backend *b) {
                                                                          (ob_ptr){ wts, 0 }, em, em + NX, em + 2 * NX,
                                                                          NX, (ob_ptr){ x, 0 }));
         printf("%-44s %9.2f\n", "experts 8 [768 x 2048] (gate+up, down)", ms * 1e3 / N);
-        /* the MoE block from the attention output on (o_proj + residual, folded router, top-8, experts): the
-         * per-dispatch path, then the resident kernel (moe_block.comp) at its default grid and at the grids listed
-         * in OMNI_BENCH_RES_GRIDS (e.g. "264,396": a grid the device cannot hold at once hangs until the fence
-         * timeout; "w512": 512-thread workgroups; "p1", "p2": only the first phases, to time them) */
-        ob_mat mr32 = ob_mat_make((ob_ptr){ wr, 0 }, OB_BF16, NX, H);
-        const char *gl = getenv("OMNI_BENCH_RES_GRIDS");
-        char grids[256];
-        snprintf(grids, sizeof grids, "off,default%s%s", gl && *gl ? "," : "", gl && *gl ? gl : "");
-        char *save = NULL;
-        for (char *g = strtok_r(grids, ",", &save); g && b->ops->matmul_norm_route; g = strtok_r(NULL, ",", &save)) {
-            setenv("OMNI_VK_RESIDENT", strcmp(g, "off") ? "1" : "0", 1);
-            /* "w512" / "w1024": the default grid with workgroups of that size */
-            if (g[0] == 'w') setenv("OMNI_VK_RESIDENT_WG", g + 1, 1);
-            else unsetenv("OMNI_VK_RESIDENT_WG");
-            /* "p1" / "p2": only the first phases (their time; the results are wrong) */
-            if (g[0] == 'p') setenv("OMNI_VK_RESIDENT_PHASES", g + 1, 1);
-            else unsetenv("OMNI_VK_RESIDENT_PHASES");
-            if (strcmp(g, "off") && strcmp(g, "default") && g[0] != 'w' && g[0] != 'p')
-                setenv("OMNI_VK_RESIDENT_WGS", g, 1);
-            else unsetenv("OMNI_VK_RESIDENT_WGS");
-            /* a new pipeline compiles in the first call while the GPU idles and drops its clocks: warm up again */
-            b->ops->matmul_norm_route(b, &mo, (ob_ptr){ att, 0 }, (ob_ptr){ x, 0 }, &mn, 1e-6f, &mr32, (ob_ptr){ y, 0 },
-                                      (ob_ptr){ xn, 0 }, K, 1, (ob_ptr){ ids, 0 }, (ob_ptr){ wts, 0 });
-            b->ops->moe_experts(b, (ob_ptr){ xn, 0 }, 1, K, (ob_ptr){ ids, 0 }, (ob_ptr){ wts, 0 }, em, em + NX,
-                                em + 2 * NX, NX, (ob_ptr){ x, 0 });
-            b->ops->sync(b);
-            clock_warmup(b);
-            ms = TIME_MS(1, for (int i = 0; i < N; i++) {
-                b->ops->matmul_norm_route(b, &mo, (ob_ptr){ att, 0 }, (ob_ptr){ x, 0 }, &mn, 1e-6f, &mr32,
-                                          (ob_ptr){ y, 0 }, (ob_ptr){ xn, 0 }, K, 1, (ob_ptr){ ids, 0 },
-                                          (ob_ptr){ wts, 0 });
-                b->ops->moe_experts(b, (ob_ptr){ xn, 0 }, 1, K, (ob_ptr){ ids, 0 }, (ob_ptr){ wts, 0 }, em, em + NX,
-                                    em + 2 * NX, NX, (ob_ptr){ x, 0 });
-            });
-            char label[64];
-            snprintf(label, sizeof label, "moe block (o_proj..down), resident %s", g);
-            printf("%-44s %9.2f\n", label, ms * 1e3 / N);
-        }
-        unsetenv("OMNI_VK_RESIDENT");
-        unsetenv("OMNI_VK_RESIDENT_WGS");
-        unsetenv("OMNI_VK_RESIDENT_WG");
-        unsetenv("OMNI_VK_RESIDENT_PHASES");
     }
 attention:
     /* attention: 32 q / 4 kv heads x 128, the back-end's cache format (fp16 on Vulkan), at depths 0, 64, 1024 and
