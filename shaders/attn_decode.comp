@@ -72,7 +72,9 @@ const uint VW = C * D4;                   // the chunk's V rows in words of 4 el
 const uint VPT = (VW + WG - 1u) / WG;     // V words per thread in the load
 const uint KG = WG / D4;                  // PV 0: key groups (D4 threads per V row)
 const uint KI = (C + KG - 1u) / KG;       // PV 0: keys per thread
-const uint MB = 16u / OV > 0u ? 16u / OV : 1u;  // chunks per batch of merge loads (16 vec4 in flight per thread)
+// partials per batch of merge loads: 16 vec4 in flight per thread; 8 with the two-level merge (groups of 8, and the
+// fewer registers let more workgroups share an SM)
+const uint MB = (TB != 0u ? 8u : 16u) / OV > 0u ? (TB != 0u ? 8u : 16u) / OV : 1u;
 const uint PSN = WG * (G > 4u ? G : 4u);  // ps floats: score partials [G][WG], merge weights [G][NMAX], ...
 
 shared vec4 xs[NH * D4];  // the normalised, rotated heads
@@ -527,29 +529,26 @@ void main() {
     barrier();
     // two levels when there are more than TB chunks: the last chunk of each group of TB to finish merges the group's
     // partials into a group partial, and the last group merger merges the groups (the last arrival does the work at
-    // each level, so no workgroup waits for another, which may not have started)
-    if (NGT != 0u) {
-        uint gi = ci / TB, gn = min(TB, N - gi * TB), gc = pc.n_sets + y * NGT + gi;
-        if (t == 0u) last = atomicAdd(Cnt(pc.cnt).v[gc], 1u) == gn - 1u ? 1u : 0u;
+    // each level, so no workgroup waits for another, which may not have started). One call site of merge for both
+    // levels (its loads in flight set the register count, which decides how many workgroups share an SM).
+    bool grp = NGT != 0u;
+    uint gi = ci / TB;
+    for (;;) {
+        uint cc = grp ? pc.n_sets + y * NGT + gi : y, cn = grp ? min(TB, N - gi * TB) : NGT != 0u ? NGT : N;
+        if (t == 0u) last = atomicAdd(Cnt(pc.cnt).v[cc], 1u) == cn - 1u ? 1u : 0u;
         barrier();
         if (last == 0u) return;
         memoryBarrierBuffer();
-        merge(pc.part + (uint64_t(y) * N + gi * TB) * G * D * 4u, ml + (uint64_t(y) * N + gi * TB) * G * 8u, gn,
-              false, pc.part + (uint64_t(pc.n_sets) * N + y * NGT + gi) * G * D * 4u,
-              gml + (uint64_t(y) * NGT + gi) * G * 8u);
-        if (t == 0u) Cnt(pc.cnt).v[gc] = 0u;  // ready for the next dispatch
+        // inputs: this group's chunks, the set's groups or the set's chunks; output: the group partial or dst
+        uint64_t first = grp ? uint64_t(y) * N + gi * TB : NGT != 0u ? uint64_t(y) * NGT : uint64_t(y) * N;
+        uint64_t po = pc.part + (grp || NGT == 0u ? first : uint64_t(pc.n_sets) * N + first) * G * D * 4u;
+        uint64_t pm = (grp || NGT == 0u ? ml : gml) + first * G * 8u;
+        uint64_t go = uint64_t(y) * NGT + gi;
+        merge(po, pm, cn, !grp, grp ? pc.part + (uint64_t(pc.n_sets) * N + go) * G * D * 4u : dst, gml + go * G * 8u);
+        if (t == 0u) Cnt(pc.cnt).v[cc] = 0u;  // ready for the next dispatch (ordered after this one by a barrier)
+        if (!grp) break;
         memoryBarrierBuffer();  // the group partial is visible before the count says so
         barrier();
+        grp = false;
     }
-    uint NT = NGT != 0u ? NGT : N;
-    if (t == 0u) last = atomicAdd(Cnt(pc.cnt).v[y], 1u) == NT - 1u ? 1u : 0u;
-    barrier();
-    if (last == 0u) return;
-    memoryBarrierBuffer();
-    if (NGT != 0u)
-        merge(pc.part + (uint64_t(pc.n_sets) * N + y * NGT) * G * D * 4u, gml + uint64_t(y) * NGT * G * 8u, NGT, true,
-              dst, uint64_t(0));
-    else
-        merge(pc.part + uint64_t(y) * N * G * D * 4u, ml + uint64_t(y) * N * G * 8u, N, true, dst, uint64_t(0));
-    if (t == 0u) Cnt(pc.cnt).v[y] = 0u;  // ready for the next dispatch (ordered after this one by a barrier)
 }

@@ -494,6 +494,7 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
  * DECODE_TREE merges its group, the last group merger merges the groups. OMNI_VK_ATTN_TREE=n sets the group size
  * (0: one level; tests). */
 #define DECODE_TREE 8
+#define DECODE_TREE_MIN 40
 
 /* bytes of shared memory attn_decode.comp declares for these shapes (mirrors its shared arrays; with PV 1 the
  * chunk's V rows, C·D halves or floats) */
@@ -528,7 +529,7 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
     int pv_env = vk_env_now("OMNI_VK_ATTN_PV", -1);
     uint32_t pv = 0, gs = 1, tb = 0;
     int kv16 = vk_kv16(c, D);
-    int tb_env = vk_env_now("OMNI_VK_ATTN_TREE", -1), gs_env = vk_env_now("OMNI_VK_ATTN_GS", -1);
+    int tb_env = vk_env_now("OMNI_VK_ATTN_TREE", -1);
     if (fusable) {
         int lo = a->window > 0 && pos0 - a->window + 1 > 0 ? pos0 - a->window + 1 : 0;
         int forced = c->env.attn_chunk == 32 || c->env.attn_chunk == 64 || c->env.attn_chunk == 128;
@@ -541,7 +542,6 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
         n_chunks = (uint32_t)pos0 / C - (uint32_t)lo / C + 1;
         pv = pv_env >= 0 ? pv_env > 0 : n_chunks <= DECODE_PV1_CHUNKS;
         gs = pv && G % 2 == 0 ? 2 : 1; /* with PV 1: two head sets per kv head */
-        if (gs_env == 1 || (gs_env == 2 && G % 2 == 0)) gs = (uint32_t)gs_env;
         G /= gs;
         /* PV 1 keeps the chunk's V rows in shared memory: shorter chunks where they do not fit (fp32 caches,
          * lavapipe's 32 KiB) */
@@ -550,7 +550,7 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
             C /= 2;
         c_lo = (uint32_t)lo / C;
         n_chunks = (uint32_t)pos0 / C - c_lo + 1;
-        tb = tb_env >= 0 ? (uint32_t)tb_env : DECODE_TREE;
+        tb = tb_env >= 0 ? (uint32_t)tb_env : n_chunks >= DECODE_TREE_MIN ? DECODE_TREE : 0;
         if (tb < 2 || tb > 255 || n_chunks <= tb) tb = 0; /* one merge level */
         fusable = n_chunks <= wg && C <= wg && G + 1 <= wg && (uint32_t)Hkv * gs <= c->caps.max_wg_count[1] &&
                   decode_shared_bytes(G, (uint32_t)D, C, (uint32_t)r->rot_dim, wg, kv16, pv) <= c->caps.max_shared;
