@@ -20,7 +20,10 @@
 //            G times from shared memory (the shorter chain wins for few chunks; vk_decode.c has the numbers);
 //   5. one chunk: the normalised output goes straight to dst. Several: the chunk writes (o, m, l) to part, and the
 //      last workgroup of set y to finish (an atomic counter per set, which it resets) merges them as
-//      attn_combine.comp does: with M = max m_c, out = Σ e^(m_c - M)·o_c / Σ e^(m_c - M)·l_c.
+//      attn_combine.comp does: with M = max m_c, out = Σ e^(m_c - M)·o_c / Σ e^(m_c - M)·l_c. With TB != 0 and more
+//      than TB chunks, two levels: the last of each group of TB chunks merges the group into an unnormalised
+//      partial (o, M, L) of its own (a counter per group), and the last group merger merges the groups the same
+//      way; no workgroup ever waits for another.
 // Arithmetic mirrors qk_rope_kv.comp (y = (x·scale)·w with scale = 1/sqrt(mean(x²) + eps), angle = pos·inv_freq,
 // sincos_acc) and attn_split.comp + attn_combine.comp (fp32 scores, exp_acc), i.e. the CPU back-end's rms_norm,
 // rope, kv_store and attention in sequence (HF Qwen3OmniMoeThinkerTextAttention.forward with past_key_values).
@@ -111,6 +114,20 @@ vec4 pget4(uint s, uint u) {
     return vec4(ps[b], ps[b + 1u], ps[b + 2u], ps[b + 3u]);
 }
 
+// (m, l) of partial c of n for head h. Loads past n: with the two-level merge (TB != 0) not issued; else, as in the
+// one-level kernel measured before it (its register count), a clamped repeat, which changes no maximum and whose
+// weight is not used.
+void ml_load(uint64_t pm, uint c, uint n, uint h, out float m, out float l) {
+    if (TB != 0u) {
+        m = c < n ? PartF(pm).v[(c * G + h) * 2u] : uintBitsToFloat(0xff800000u);
+        l = c < n ? PartF(pm).v[(c * G + h) * 2u + 1u] : 0.0f;
+    } else {
+        uint cl = min(c, n - 1u);
+        m = PartF(pm).v[(cl * G + h) * 2u];
+        l = PartF(pm).v[(cl * G + h) * 2u + 1u];
+    }
+}
+
 // Merges n partials (outputs o_c at po + c·G·D floats, (m_c, l_c) pairs at pm + c·G pairs) as attn_combine.comp
 // does: with M = max m_c and w_c = e^(m_c - M), o = Σ w_c·o_c and L = Σ w_c·l_c, in partial order. fin: o / L
 // to qo; else the unnormalised (o, M, L) as one more partial to qo and qm (a group of the two-level merge).
@@ -131,8 +148,7 @@ void merge(uint64_t po, uint64_t pm, uint n, bool fin, uint64_t qo, uint64_t qm)
         for (uint c0 = t % P2; c0 < n; c0 += MLB * P2) {
             [[unroll]] for (uint i = 0u; i < MLB; i++) {
                 uint c = c0 + i * P2;
-                mm[i] = c < n ? PartF(pm).v[(c * G + h) * 2u] : NEG_INF;
-                ll[i] = c < n ? PartF(pm).v[(c * G + h) * 2u + 1u] : 0.0f;
+                ml_load(pm, c, n, h, mm[i], ll[i]);
             }
             [[unroll]] for (uint i = 0u; i < MLB; i++) m = max(m, mm[i]);
         }
@@ -152,8 +168,7 @@ void merge(uint64_t po, uint64_t pm, uint n, bool fin, uint64_t qo, uint64_t qm)
             if (!one_batch) {
                 [[unroll]] for (uint i = 0u; i < MLB; i++) {
                     uint c = c0 + i * P2;
-                    mm[i] = c < n ? PartF(pm).v[(c * G + h) * 2u] : NEG_INF;
-                    ll[i] = c < n ? PartF(pm).v[(c * G + h) * 2u + 1u] : 0.0f;
+                    ml_load(pm, c, n, h, mm[i], ll[i]);
                 }
             }
             [[unroll]] for (uint i = 0u; i < MLB; i++) {
@@ -175,7 +190,7 @@ void merge(uint64_t po, uint64_t pm, uint n, bool fin, uint64_t qo, uint64_t qm)
     }
     barrier();
     // output vec4 u of share ks: partials ks, ks + KS, ..., MB per batch with all loads first (latency-bound: one
-    // workgroup reads n·G·D floats); loads past n are not issued
+    // workgroup reads n·G·D floats); loads past n as in ml_load
     vec4 acc[OV];
     [[unroll]] for (uint r = 0u; r < OV; r++) acc[r] = vec4(0.0f);
     if (ks < KS)
@@ -186,7 +201,8 @@ void merge(uint64_t po, uint64_t pm, uint n, bool fin, uint64_t qo, uint64_t qm)
                 uint64_t pb = po + uint64_t(min(c, n - 1u)) * G * D * 4u;
                 [[unroll]] for (uint r = 0u; r < OV; r++) {
                     uint u = KS > 1u ? t % OT : t + r * WG;
-                    x[i * OV + r] = c < n && u < OT ? PartV4(pb).v[u] : vec4(0.0f);
+                    if (TB != 0u) x[i * OV + r] = c < n && u < OT ? PartV4(pb).v[u] : vec4(0.0f);
+                    else x[i * OV + r] = PartV4(pb).v[min(u, OT - 1u)];  // (a clamped repeat weighs nothing)
                 }
             }
             [[unroll]] for (uint i = 0u; i < MB; i++)

@@ -490,9 +490,17 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
  * t/s) vs 19.4. In the model at depth 0 (BF16 tg128, spread ±3-5%): 251.1/252.2 vs 247.9/248.7 t/s. More in
  * docs/benchmarks.md, session 7. */
 #define DECODE_PV1_CHUNKS 16
-/* Past this many chunks the partials merge in two levels (attn_decode.comp): the last chunk of each group of
- * DECODE_TREE merges its group, the last group merger merges the groups. OMNI_VK_ATTN_TREE=n sets the group size
- * (0: one level; tests). */
+/* From DECODE_TREE_MIN chunks the partials merge in two levels (attn_decode.comp): the last chunk of each group of
+ * DECODE_TREE merges its group, the last group merger merges the groups, each merge with 8 loads in flight per
+ * thread (80 registers against the one-level kernel's 82; a first version at 96 registers lost 6-7 µs per layer in
+ * the model, though not alone: the workgroups that share an SM decide it). Measured on the H100 (session 8,
+ * `vulkan_bench decode --only attention`, 32/4 heads x 128, fp16 cache, µs): depth 4096 (65 chunks) 18.6-18.8 vs
+ * 19.2-19.6 L2-warm, 20.3 vs 22.9 with the caches from memory; the model (-p 0 -n 128 -d 0,4096 -r 3, base and
+ * this alternating) BF16 tg128 @ d4096 217.3/218.4 vs 217.1/212.1/215.4 t/s, Q8_0 270.9/272.8 vs 267.0/267.6,
+ * depth 0 unchanged. At 17 chunks (depth 1024) a second level lost ~3 µs (16.3 vs 13.1-13.9 µs, the 96-register
+ * version): a merge level costs about that much in round trips (write, fence, count, loads), so two levels pay only
+ * for many partials; the crossover between 17 and 65 chunks was not measured. OMNI_VK_ATTN_TREE=n forces groups of
+ * n whenever there are more than n chunks (0: one level; tests). */
 #define DECODE_TREE 8
 #define DECODE_TREE_MIN 40
 
