@@ -20,7 +20,10 @@
 //            G times from shared memory (the shorter chain wins for few chunks; vk_decode.c has the numbers);
 //   5. one chunk: the normalised output goes straight to dst. Several: the chunk writes (o, m, l) to part, and the
 //      last workgroup of set y to finish (an atomic counter per set, which it resets) merges them as
-//      attn_combine.comp does: with M = max m_c, out = Σ e^(m_c - M)·o_c / Σ e^(m_c - M)·l_c.
+//      attn_combine.comp does: with M = max m_c, out = Σ e^(m_c - M)·o_c / Σ e^(m_c - M)·l_c. With TB != 0 and more
+//      than TB chunks, two levels: the last of each group of TB chunks merges the group into an unnormalised
+//      partial (o, M, L) of its own (a counter per group), and the last group merger merges the groups the same
+//      way; no workgroup ever waits for another.
 // Arithmetic mirrors qk_rope_kv.comp (y = (x·scale)·w with scale = 1/sqrt(mean(x²) + eps), angle = pos·inv_freq,
 // sincos_acc) and attn_split.comp + attn_combine.comp (fp32 scores, exp_acc), i.e. the CPU back-end's rms_norm,
 // rope, kv_store and attention in sequence (HF Qwen3OmniMoeThinkerTextAttention.forward with past_key_values).
@@ -49,7 +52,8 @@ layout(constant_id = 10) const uint INTER = 0;
 layout(constant_id = 11) const uint MODE = 0x100;
 const uint KV16 = MODE & 1u;          // 1: the caches hold fp16
 const uint PV = (MODE >> 1) & 1u;     // value pass: 1 V rows in shared memory, a thread per output; 0 key groups
-const uint GS = MODE >> 8;            // head sets per kv head
+const uint GS = (MODE >> 8) & 0xffu;  // head sets per kv head
+const uint TB = MODE >> 16;           // chunks per merge group (0: one merge of all chunks)
 
 // the partials and the counters are exchanged between workgroups of one dispatch: coherent (not cached per SM)
 layout(buffer_reference, std430, buffer_reference_align = 16) coherent buffer PartV4 { vec4 v[]; };
@@ -71,7 +75,9 @@ const uint VW = C * D4;                   // the chunk's V rows in words of 4 el
 const uint VPT = (VW + WG - 1u) / WG;     // V words per thread in the load
 const uint KG = WG / D4;                  // PV 0: key groups (D4 threads per V row)
 const uint KI = (C + KG - 1u) / KG;       // PV 0: keys per thread
-const uint MB = 16u / OV > 0u ? 16u / OV : 1u;  // chunks per batch of merge loads (16 vec4 in flight per thread)
+// partials per batch of merge loads: 16 vec4 in flight per thread; 8 with the two-level merge (groups of 8, and the
+// fewer registers let more workgroups share an SM)
+const uint MB = (TB != 0u ? 8u : 16u) / OV > 0u ? (TB != 0u ? 8u : 16u) / OV : 1u;
 const uint PSN = WG * (G > 4u ? G : 4u);  // ps floats: score partials [G][WG], merge weights [G][NMAX], ...
 
 shared vec4 xs[NH * D4];  // the normalised, rotated heads
@@ -106,6 +112,126 @@ void pset4(uint s, uint u, vec4 v) {
 vec4 pget4(uint s, uint u) {
     uint b = ((s - 1u) * OT + u) * 4u;
     return vec4(ps[b], ps[b + 1u], ps[b + 2u], ps[b + 3u]);
+}
+
+// (m, l) of partial c of n for head h. Loads past n: with the two-level merge (TB != 0) not issued; else, as in the
+// one-level kernel measured before it (its register count), a clamped repeat, which changes no maximum and whose
+// weight is not used.
+void ml_load(uint64_t pm, uint c, uint n, uint h, out float m, out float l) {
+    if (TB != 0u) {
+        m = c < n ? PartF(pm).v[(c * G + h) * 2u] : uintBitsToFloat(0xff800000u);
+        l = c < n ? PartF(pm).v[(c * G + h) * 2u + 1u] : 0.0f;
+    } else {
+        uint cl = min(c, n - 1u);
+        m = PartF(pm).v[(cl * G + h) * 2u];
+        l = PartF(pm).v[(cl * G + h) * 2u + 1u];
+    }
+}
+
+// Merges n partials (outputs o_c at po + c·G·D floats, (m_c, l_c) pairs at pm + c·G pairs) as attn_combine.comp
+// does: with M = max m_c and w_c = e^(m_c - M), o = Σ w_c·o_c and L = Σ w_c·l_c, in partial order. fin: o / L
+// to qo; else the unnormalised (o, M, L) as one more partial to qo and qm (a group of the two-level merge).
+void merge(uint64_t po, uint64_t pm, uint n, bool fin, uint64_t qo, uint64_t qm) {
+    const float NEG_INF = uintBitsToFloat(0xff800000u);
+    uint t = gl_LocalInvocationID.x, ks = KS > 1u ? t / OT : 0u;
+    uint P2 = 1u;
+    while (P2 * 2u * G <= WG) P2 *= 2u;
+    // M and L per head; the weights go to ps[h][c]. Each of the P2 threads of a head loads its partials' (m, l)
+    // pairs once, MLB at a time with all loads in flight (the merge is one workgroup's chain of dependent L2 round
+    // trips), and keeps them for the weights.
+    const uint MLB = 8u;
+    float mm[MLB], ll[MLB];
+    bool one_batch = n <= MLB * P2;  // uniform: all pairs fit in the registers (n <= 128 with 8 q heads per set)
+    if (t < G * P2) {
+        uint h = t / P2;
+        float m = NEG_INF;
+        for (uint c0 = t % P2; c0 < n; c0 += MLB * P2) {
+            [[unroll]] for (uint i = 0u; i < MLB; i++) {
+                uint c = c0 + i * P2;
+                ml_load(pm, c, n, h, mm[i], ll[i]);
+            }
+            [[unroll]] for (uint i = 0u; i < MLB; i++) m = max(m, mm[i]);
+        }
+        red[t] = m;
+    }
+    barrier();
+    if (t < G) {
+        float m = NEG_INF;
+        for (uint i = 0u; i < P2; i++) m = max(m, red[t * P2 + i]);
+        mh[t] = m;
+    }
+    barrier();
+    if (t < G * P2) {
+        uint h = t / P2;
+        float M = mh[h], lsum = 0.0f;
+        for (uint c0 = t % P2; c0 < n; c0 += MLB * P2) {
+            if (!one_batch) {
+                [[unroll]] for (uint i = 0u; i < MLB; i++) {
+                    uint c = c0 + i * P2;
+                    ml_load(pm, c, n, h, mm[i], ll[i]);
+                }
+            }
+            [[unroll]] for (uint i = 0u; i < MLB; i++) {
+                uint c = c0 + i * P2;
+                if (c < n) {
+                    float w = mm[i] == NEG_INF ? 0.0f : exp_acc(mm[i] - M);
+                    ps[h * NMAX + c] = w;
+                    lsum += w * ll[i];
+                }
+            }
+        }
+        red[t] = lsum;
+    }
+    barrier();
+    if (t < G) {
+        float s = 0.0f;
+        for (uint i = 0u; i < P2; i++) s += red[t * P2 + i];
+        lh[t] = s;
+    }
+    barrier();
+    // output vec4 u of share ks: partials ks, ks + KS, ..., MB per batch with all loads first (latency-bound: one
+    // workgroup reads n·G·D floats); loads past n as in ml_load
+    vec4 acc[OV];
+    [[unroll]] for (uint r = 0u; r < OV; r++) acc[r] = vec4(0.0f);
+    if (ks < KS)
+        for (uint c0 = ks; c0 < n; c0 += MB * KS) {
+            vec4 x[MB * OV];
+            [[unroll]] for (uint i = 0u; i < MB; i++) {
+                uint c = c0 + i * KS;
+                uint64_t pb = po + uint64_t(min(c, n - 1u)) * G * D * 4u;
+                [[unroll]] for (uint r = 0u; r < OV; r++) {
+                    uint u = KS > 1u ? t % OT : t + r * WG;
+                    if (TB != 0u) x[i * OV + r] = c < n && u < OT ? PartV4(pb).v[u] : vec4(0.0f);
+                    else x[i * OV + r] = PartV4(pb).v[min(u, OT - 1u)];  // (a clamped repeat weighs nothing)
+                }
+            }
+            [[unroll]] for (uint i = 0u; i < MB; i++)
+                [[unroll]] for (uint r = 0u; r < OV; r++) {
+                    uint u = KS > 1u ? t % OT : t + r * WG;
+                    uint c = c0 + i * KS;
+                    if (c < n && u < OT) acc[r] += ps[(u / D4) * NMAX + c] * x[i * OV + r];
+                }
+        }
+    if (KS > 1u) {  // the shares' sums in share order (after every thread has read its weights)
+        barrier();
+        if (ks > 0u && ks < KS) pset4(ks, t % OT, acc[0]);
+        barrier();
+        if (ks == 0u)
+            for (uint s = 1u; s < KS; s++) acc[0] += pget4(s, t);
+    }
+    if (ks == 0u)
+        [[unroll]] for (uint r = 0u; r < OV; r++) {
+            uint u = KS > 1u ? t : t + r * WG;
+            if (u < OT) {
+                float L = lh[u / D4];
+                if (fin) BufV4(qo).v[u] = L > 0.0f ? acc[r] / L : vec4(0.0f);
+                else PartV4(qo).v[u] = acc[r];
+            }
+        }
+    if (!fin && t < G) {
+        PartF(qm).v[t * 2u] = mh[t];
+        PartF(qm).v[t * 2u + 1u] = lh[t];
+    }
 }
 
 void main() {
@@ -300,7 +426,11 @@ void main() {
     barrier();
     // ---- 5 (below). output: directly, or through the partials and the last workgroup's merge ----
     uint64_t dst = pc.dst + uint64_t(y) * G * D * 4u;
-    uint64_t ml = pc.part + uint64_t(pc.n_sets) * N * G * D * 4u;  // (m, l) pairs after all outputs
+    // partials: chunk outputs [n_sets][N][G·D], group outputs [n_sets][NGT][G·D], then the (m, l) pairs of the
+    // chunks [n_sets][N][G] and of the groups [n_sets][NGT][G]
+    uint NGT = TB != 0u && N > TB ? (N + TB - 1u) / TB : 0u;  // merge groups (0: one level)
+    uint64_t ml = pc.part + uint64_t(pc.n_sets) * (N + NGT) * G * D * 4u;
+    uint64_t gml = ml + uint64_t(pc.n_sets) * N * G * 8u;
     uint ks = KS > 1u ? t / OT : 0u;
     if (PV == 0u) {
         // PV 0: D4 threads per V row (key group kg = t / D4, keys kg, kg + KG, ...) hold all G heads' sums, added
@@ -413,100 +543,28 @@ void main() {
     }
     memoryBarrierBuffer();  // the partials are visible before the count says so
     barrier();
-    if (t == 0u) last = atomicAdd(Cnt(pc.cnt).v[y], 1u) == N - 1u ? 1u : 0u;
-    barrier();
-    if (last == 0u) return;
-    memoryBarrierBuffer();
-    // M and L per head over the chunks; the weights e^(m_c - M) go to ps[h][c]. Each of the P2 threads of a head
-    // loads its chunks' (m, l) pairs once, MLB at a time with all loads in flight (the merge is one workgroup's chain
-    // of dependent L2 round trips), and keeps them for the weights.
-    const uint MLB = 8u;
-    float mm[MLB], ll[MLB];
-    bool one_batch = N <= MLB * P2;  // uniform: all pairs fit in the registers (N <= 128 with 8 q heads per set)
-    if (t < G * P2) {
-        uint h = t / P2;
-        float m = NEG_INF;
-        for (uint c0 = t % P2; c0 < N; c0 += MLB * P2) {
-            [[unroll]] for (uint i = 0u; i < MLB; i++) {
-                uint c = min(c0 + i * P2, N - 1u);
-                mm[i] = PartF(ml).v[((y * N + c) * G + h) * 2u];
-                ll[i] = PartF(ml).v[((y * N + c) * G + h) * 2u + 1u];
-            }
-            [[unroll]] for (uint i = 0u; i < MLB; i++) m = max(m, mm[i]);  // a clamped repeat changes no maximum
-        }
-        red[t] = m;
-    }
-    barrier();
-    if (t < G) {
-        float m = NEG_INF;
-        for (uint i = 0u; i < P2; i++) m = max(m, red[t * P2 + i]);
-        mh[t] = m;
-    }
-    barrier();
-    if (t < G * P2) {
-        uint h = t / P2;
-        float M = mh[h], lsum = 0.0f;
-        for (uint c0 = t % P2; c0 < N; c0 += MLB * P2) {
-            if (!one_batch) {
-                [[unroll]] for (uint i = 0u; i < MLB; i++) {
-                    uint c = min(c0 + i * P2, N - 1u);
-                    mm[i] = PartF(ml).v[((y * N + c) * G + h) * 2u];
-                    ll[i] = PartF(ml).v[((y * N + c) * G + h) * 2u + 1u];
-                }
-            }
-            [[unroll]] for (uint i = 0u; i < MLB; i++) {
-                uint c = c0 + i * P2;
-                if (c < N) {
-                    float w = mm[i] == NEG_INF ? 0.0f : exp_acc(mm[i] - M);
-                    ps[h * NMAX + c] = w;
-                    lsum += w * ll[i];
-                }
-            }
-        }
-        red[t] = lsum;
-    }
-    barrier();
-    if (t < G) {
-        float s = 0.0f;
-        for (uint i = 0u; i < P2; i++) s += red[t * P2 + i];
-        lh[t] = s;
-    }
-    barrier();
-    // output vec4 u of share ks: chunks ks, ks + KS, ..., MB per batch with all loads first (the merge is
-    // latency-bound: one workgroup reads n_chunks·G·D floats)
-    vec4 acc[OV];
-    [[unroll]] for (uint r = 0u; r < OV; r++) acc[r] = vec4(0.0f);
-    if (ks < KS)
-        for (uint c0 = ks; c0 < N; c0 += MB * KS) {
-            vec4 x[MB * OV];
-            [[unroll]] for (uint i = 0u; i < MB; i++) {
-                uint64_t pb = pc.part + (uint64_t(y) * N + min(c0 + i * KS, N - 1u)) * G * D * 4u;
-                [[unroll]] for (uint r = 0u; r < OV; r++) {
-                    uint u = KS > 1u ? t % OT : t + r * WG;
-                    x[i * OV + r] = PartV4(pb).v[min(u, OT - 1u)];
-                }
-            }
-            [[unroll]] for (uint i = 0u; i < MB; i++)
-                [[unroll]] for (uint r = 0u; r < OV; r++) {
-                    uint u = KS > 1u ? t % OT : t + r * WG;
-                    uint c = c0 + i * KS;
-                    if (c < N && u < OT) acc[r] += ps[(u / D4) * NMAX + c] * x[i * OV + r];
-                }
-        }
-    if (KS > 1u) {  // the shares' sums in share order (after every thread has read its weights)
+    // two levels when there are more than TB chunks: the last chunk of each group of TB to finish merges the group's
+    // partials into a group partial, and the last group merger merges the groups (the last arrival does the work at
+    // each level, so no workgroup waits for another, which may not have started). One call site of merge for both
+    // levels (its loads in flight set the register count, which decides how many workgroups share an SM).
+    bool grp = NGT != 0u;
+    uint gi = ci / TB;
+    for (;;) {
+        uint cc = grp ? pc.n_sets + y * NGT + gi : y, cn = grp ? min(TB, N - gi * TB) : NGT != 0u ? NGT : N;
+        if (t == 0u) last = atomicAdd(Cnt(pc.cnt).v[cc], 1u) == cn - 1u ? 1u : 0u;
         barrier();
-        if (ks > 0u && ks < KS) pset4(ks, t % OT, acc[0]);
+        if (last == 0u) return;
+        memoryBarrierBuffer();
+        // inputs: this group's chunks, the set's groups or the set's chunks; output: the group partial or dst
+        uint64_t first = grp ? uint64_t(y) * N + gi * TB : NGT != 0u ? uint64_t(y) * NGT : uint64_t(y) * N;
+        uint64_t po = pc.part + (grp || NGT == 0u ? first : uint64_t(pc.n_sets) * N + first) * G * D * 4u;
+        uint64_t pm = (grp || NGT == 0u ? ml : gml) + first * G * 8u;
+        uint64_t go = uint64_t(y) * NGT + gi;
+        merge(po, pm, cn, !grp, grp ? pc.part + (uint64_t(pc.n_sets) * N + go) * G * D * 4u : dst, gml + go * G * 8u);
+        if (t == 0u) Cnt(pc.cnt).v[cc] = 0u;  // ready for the next dispatch (ordered after this one by a barrier)
+        if (!grp) break;
+        memoryBarrierBuffer();  // the group partial is visible before the count says so
         barrier();
-        if (ks == 0u)
-            for (uint s = 1u; s < KS; s++) acc[0] += pget4(s, t);
+        grp = false;
     }
-    if (ks == 0u)
-        [[unroll]] for (uint r = 0u; r < OV; r++) {
-            uint u = KS > 1u ? t : t + r * WG;
-            if (u < OT) {
-                float L = lh[u / D4];
-                BufV4(dst).v[u] = L > 0.0f ? acc[r] / L : vec4(0.0f);
-            }
-        }
-    if (t == 0u) Cnt(pc.cnt).v[y] = 0u;  // ready for the next dispatch (ordered after this one by a barrier)
 }

@@ -622,6 +622,18 @@ TEST(vk_qk_norm_rope_kv_attention_pv1_kv32) {
     setenv("OMNI_VK_KV_F32", "1", 1);
     decode_attn_sweep(NULL, ~0u);
 }
+/* the two-level merge (by default from 40 chunks, groups of 8) forced with groups of 3 chunks on the cases with
+ * several chunks (10, 17 and 4), so that groups are uneven and a group may hold one chunk; both value passes and the
+ * fp32 cache: the same tolerances */
+TEST(vk_qk_norm_rope_kv_attention_tree3) {
+    setenv("OMNI_VK_ATTN_TREE", "3", 1);
+    decode_attn_sweep(NULL, 1u << 2 | 1u << 3 | 1u << 4);
+    setenv("OMNI_VK_ATTN_PV", "1", 1);
+    decode_attn_sweep(NULL, 1u << 3);
+    unsetenv("OMNI_VK_ATTN_PV");
+    setenv("OMNI_VK_KV_F32", "1", 1);
+    decode_attn_sweep(NULL, 1u << 2 | 1u << 3);
+}
 /* the fp32 cache (OMNI_VK_KV_F32=1): the 1e-5 tolerance and exact v copies again */
 TEST(vk_qk_norm_rope_kv_attention_kv32) {
     setenv("OMNI_VK_KV_F32", "1", 1);

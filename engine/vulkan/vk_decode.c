@@ -490,6 +490,19 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
  * t/s) vs 19.4. In the model at depth 0 (BF16 tg128, spread ±3-5%): 251.1/252.2 vs 247.9/248.7 t/s. More in
  * docs/benchmarks.md, session 7. */
 #define DECODE_PV1_CHUNKS 16
+/* From DECODE_TREE_MIN chunks the partials merge in two levels (attn_decode.comp): the last chunk of each group of
+ * DECODE_TREE merges its group, the last group merger merges the groups, each merge with 8 loads in flight per
+ * thread (80 registers against the one-level kernel's 82; a first version at 96 registers lost 6-7 µs per layer in
+ * the model, though not alone: the workgroups that share an SM decide it). Measured on the H100 (session 8,
+ * `vulkan_bench decode --only attention`, 32/4 heads x 128, fp16 cache, µs): depth 4096 (65 chunks) 18.6-18.8 vs
+ * 19.2-19.6 L2-warm, 20.3 vs 22.9 with the caches from memory; the model (-p 0 -n 128 -d 0,4096 -r 3, base and
+ * this alternating) BF16 tg128 @ d4096 217.3/218.4 vs 217.1/212.1/215.4 t/s, Q8_0 270.9/272.8 vs 267.0/267.6,
+ * depth 0 unchanged. At 17 chunks (depth 1024) a second level lost ~3 µs (16.3 vs 13.1-13.9 µs, the 96-register
+ * version): a merge level costs about that much in round trips (write, fence, count, loads), so two levels pay only
+ * for many partials; the crossover between 17 and 65 chunks was not measured. OMNI_VK_ATTN_TREE=n forces groups of
+ * n whenever there are more than n chunks (0: one level; tests). */
+#define DECODE_TREE 8
+#define DECODE_TREE_MIN 40
 
 /* bytes of shared memory attn_decode.comp declares for these shapes (mirrors its shared arrays; with PV 1 the
  * chunk's V rows, C·D halves or floats) */
@@ -522,8 +535,9 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
     uint32_t wg = c->env.attn_wg == 128 ? 128u : DECODE_WG; /* OMNI_VK_ATTN_WG=128: the smaller workgroups */
     /* the value pass: OMNI_VK_ATTN_PV=0 or 1 forces one (tests), else 1 up to DECODE_PV1_CHUNKS chunks */
     int pv_env = vk_env_now("OMNI_VK_ATTN_PV", -1);
-    uint32_t pv = 0, gs = 1;
+    uint32_t pv = 0, gs = 1, tb = 0;
     int kv16 = vk_kv16(c, D);
+    int tb_env = vk_env_now("OMNI_VK_ATTN_TREE", -1);
     if (fusable) {
         int lo = a->window > 0 && pos0 - a->window + 1 > 0 ? pos0 - a->window + 1 : 0;
         int forced = c->env.attn_chunk == 32 || c->env.attn_chunk == 64 || c->env.attn_chunk == 128;
@@ -544,6 +558,8 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
             C /= 2;
         c_lo = (uint32_t)lo / C;
         n_chunks = (uint32_t)pos0 / C - c_lo + 1;
+        tb = tb_env >= 0 ? (uint32_t)tb_env : n_chunks >= DECODE_TREE_MIN ? DECODE_TREE : 0;
+        if (tb < 2 || tb > 255 || n_chunks <= tb) tb = 0; /* one merge level */
         fusable = n_chunks <= wg && C <= wg && G + 1 <= wg && (uint32_t)Hkv * gs <= c->caps.max_wg_count[1] &&
                   decode_shared_bytes(G, (uint32_t)D, C, (uint32_t)r->rot_dim, wg, kv16, pv) <= c->caps.max_shared;
     }
@@ -564,11 +580,13 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
         !vk_ptr_ok(c, out, qb, "qk_norm_rope_kv_attention out"))
         return;
     ob_buf *fb = vk_rope_freqs(c, r);
-    uint32_t sets = (uint32_t)Hkv * gs;
-    VkDeviceAddress cnt = fb ? vk_counters(c, VK_CNT_ATTN, (int)sets) : 0; /* one per head set */
+    uint32_t sets = (uint32_t)Hkv * gs, groups = tb ? (n_chunks + tb - 1) / tb : 0;
+    /* one counter per head set, then (two-level merge) one per merge group of each set */
+    VkDeviceAddress cnt = fb ? vk_counters(c, VK_CNT_ATTN, (int)(sets * (1 + groups))) : 0;
     if (!cnt) return;
-    /* partials: outputs [sets][n_chunks][G·D], then (max, sum) pairs [sets][n_chunks][G] */
-    size_t part_b = (size_t)sets * n_chunks * G * ((size_t)D + 2) * 4;
+    /* partials: chunk outputs [sets][n_chunks][G·D], group outputs [sets][groups][G·D], then the (max, sum) pairs
+     * of the chunks [sets][n_chunks][G] and of the groups [sets][groups][G] */
+    size_t part_b = (size_t)sets * (n_chunks + groups) * G * ((size_t)D + 2) * 4;
     ob_buf *part = vk_scratch(c, 0, part_b);
     if (!part) return;
     ob_pc_attnd pc = {
@@ -582,12 +600,12 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
     uint32_t spec[12] = { wg, G, (uint32_t)D, C, (uint32_t)q_norm->dtype, (uint32_t)k_norm->dtype,
                           (uint32_t)r->rot_dim, (uint32_t)r->section[0], (uint32_t)r->section[1],
                           (uint32_t)r->section[2], (uint32_t)(r->interleaved != 0),
-                          (uint32_t)kv16 | pv << 1 | gs << 8 };
+                          (uint32_t)kv16 | pv << 1 | gs << 8 | tb << 16 };
     vk_range rd[11] = { vk_rng(pc.q, qb),       vk_rng(pc.k, kb),        vk_rng(pc.v, kb),
                         vk_mat_range(q_norm),   vk_mat_range(k_norm),    vk_rng(pc.pos, 12),
                         vk_rng(pc.freqs, (size_t)r->rot_dim * 2), vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b),
-                        vk_rng(pc.part, part_b), vk_rng(pc.cnt, (size_t)sets * 4) };
+                        vk_rng(pc.part, part_b), vk_rng(pc.cnt, (size_t)sets * (1 + groups) * 4) };
     vk_range wr[5] = { vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b), vk_rng(pc.dst, qb), vk_rng(pc.part, part_b),
-                       vk_rng(pc.cnt, (size_t)sets * 4) };
+                       vk_rng(pc.cnt, (size_t)sets * (1 + groups) * 4) };
     vk_dispatch(c, vk_pipeline(c, SH_ATTN_DECODE, spec, 12), &pc, sizeof pc, n_chunks, sets, 1, rd, 11, wr, 5);
 }
