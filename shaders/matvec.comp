@@ -44,6 +44,8 @@ const uint UMAX = 4;
 const uint NR = MODE == 1 ? 2 * RSG : RSG;  // rows in flight: gate+up computes a gate and an up row each
 // FOLD is a macro: Debian 12's glslc mis-optimises a named spec-constant bool used in other constant expressions
 #define FOLD (MODE == 1 && (SEL & 0x20000u) != 0u)
+// bit 18 (PRE, with FOLD): the experts were selected beforehand and are in pc.ids (route_rank.glsl, rr_pre)
+#define PRE (FOLD && (SEL & 0x40000u) != 0u)
 
 float part[RMAX][NVMAX];
 shared float down_part[64 * RMAX];  // MODE 2: per-subgroup sums
@@ -234,7 +236,9 @@ void rows_main(uint rows_wg, uint rsg) {
     uint rows = g_rows, cols = g_cols;
     uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
     uint row0 = g_wgx * rows_wg;
-    if (FOLD) {  // the router's raw halves, ranked as they are (s > 0 comes later)
+    if (FOLD && PRE) {  // ranked beforehand: only the writing workgroup needs the raw halves
+        if (g_wgx == 0u && g_wgy == 0u) rr_pre(pc.lg, SEL & 0xffffu, pc.k, pc.ids);
+    } else if (FOLD) {  // the router's raw halves, ranked as they are (s > 0 comes later)
         rr_load(pc.lg, SEL & 0xffffu, true);
         rr_select_raw(SEL & 0xffffu, pc.k);
     } else if (MODE == 1 && SEL != 0)
@@ -276,7 +280,7 @@ void rows_main(uint rows_wg, uint rsg) {
             accumulate(cols, nv);
         } else {
             uint entry = g_wgy, tok = entry / pc.k;
-            int e = SEL != 0 ? int(rr_top_e[entry % pc.k]) : BufI32(pc.ids).v[entry];
+            int e = SEL != 0 && (SEL & 0x40000u) == 0u ? int(rr_top_e[entry % pc.k]) : BufI32(pc.ids).v[entry];
             uint64_t gw, gs, uw, us;
             expert(g_w, e, gw, gs);
             expert(g_w2, e, uw, us);
@@ -328,7 +332,7 @@ void rows_main(uint rows_wg, uint rsg) {
             for (uint i = wid * per + SG_LANE; i < end; i += SG_SIZE)
                 BufF32(pc.xn).v[i] = (BufF32(g_x).v[i] * fscale) * ld_elem(NORM - 1u, pc.nw, pc.nw, i);
         if (g_wgx == 0u && g_wgy == 0u)
-            rr_finish(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, pc.ids, pc.wts, fscale, pc.lo);
+            rr_finish(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, (SEL & 0x40000u) != 0u ? 0ul : pc.ids, pc.wts, fscale, pc.lo);
     }
 }
 

@@ -60,6 +60,7 @@ layout(constant_id = 10) const uint SEL = 0;
 
 const uint NR = MODE == 1u ? 2u * RSG : RSG;       // rows in flight: gate+up loads a gate and an up row each
 #define FOLD (MODE == 1u && (SEL & 0x20000u) != 0u)  // a macro, as in matvec.comp
+#define PRE (FOLD && (SEL & 0x40000u) != 0u)            // selected beforehand (matvec.comp)
 const uint LPS = MODE == 2u ? SG / K : 1u;         // MODE 2: lanes per slot
 const uint XQS = MODE == 2u ? 1u : XQ;
 
@@ -182,7 +183,9 @@ void dense_or_gate_up() {
 
     uint64_t w0 = pc.w, s0 = pc.s, w1 = 0ul, s1 = 0ul;
     float xscale = 1.0f;
-    if (FOLD) {  // the router's raw halves, ranked as they are (the norm scale comes after the weight loads)
+    if (FOLD && PRE) {  // ranked beforehand: only the writing workgroup needs the raw halves
+        if (gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u) rr_pre(pc.lg, SEL & 0xffffu, pc.k, pc.ids);
+    } else if (FOLD) {  // the router's raw halves, ranked as they are (the norm scale comes after the weight loads)
         rr_load(pc.lg, SEL & 0xffffu, true);
         rr_select_raw(SEL & 0xffffu, pc.k);
     } else if (MODE == 1u && SEL != 0u) {  // after x's loads are issued: the selection's latency overlaps them
@@ -190,7 +193,7 @@ void dense_or_gate_up() {
                    gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u, pc.ids, pc.wts);
     }
     if (MODE == 1u) {
-        int e = SEL != 0u ? int(rr_top_e[entry % pc.k]) : BufI32(pc.ids).v[entry];
+        int e = SEL != 0u && (SEL & 0x40000u) == 0u ? int(rr_top_e[entry % pc.k]) : BufI32(pc.ids).v[entry];
         expert(pc.w, e, w0, s0);
         expert(pc.w2, e, w1, s1);
     }
@@ -245,7 +248,7 @@ void dense_or_gate_up() {
         }
     }
     if (FOLD && gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u)
-        rr_finish(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, pc.ids, pc.wts, xscale, pc.lo);
+        rr_finish(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, (SEL & 0x40000u) != 0u ? 0ul : pc.ids, pc.wts, xscale, pc.lo);
 }
 
 // MODE 2: the lane's NPL vectors (and scales) of rows row0 .. row0 + RSG - 1 of its slot's expert (dw, ds)

@@ -140,10 +140,21 @@ void rr_finish(uint ne, uint k, bool renorm, uint64_t ids, uint64_t wts, float s
             sum += p[j];
         }
         for (uint j = 0u; j < k; j++) {
-            BufI32(ids).v[j] = int(rr_top_e[j]);
+            if (ids != 0ul) BufI32(ids).v[j] = int(rr_top_e[j]);
             BufF32(wts).v[j] = renorm ? p[j] / sum : p[j];
         }
     }
+}
+
+// The folded router with the selection made beforehand (PRE: the last workgroup of the router's M·a dispatch,
+// mv_rows.comp RANK, ranked the raw sums and wrote the ids): the writing workgroup loads the raw halves for the
+// softmax and takes the ranking from ids (rr_finish then writes only the weights and the logits); the others
+// read their expert from ids directly.
+void rr_pre(uint64_t logits, uint ne, uint k, uint64_t ids) {
+    rr_load(logits, ne, true);
+    uint t = gl_LocalInvocationIndex;
+    if (t < k) rr_top_e[t] = uint(BufI32(ids).v[t]);
+    barrier();
 }
 
 // step 1 (rr_load), then softmax and the top-k; the writing workgroup stores ids and weights

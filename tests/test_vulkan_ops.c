@@ -1016,11 +1016,15 @@ static void fold_case(tv_env *e, omni_rng *r, ob_dtype t, ob_dtype ot, ob_dtype 
 
 TEST(vk_route_fold) {
     setenv("OMNI_VK_MOE", "vec", 1);
-    for (int fold = 1; fold >= 0; fold--) {
+    /* folded with the experts selected by the router's M·a dispatch (OMNI_VK_ROUTE_PRE=1, mv_rows.comp RANK) and by
+     * the gate+up workgroups (0), then unfolded */
+    for (int pass = 0; pass < 3; pass++) {
+        int fold = pass < 2;
         setenv("OMNI_VK_ROUTE_FOLD", fold ? "1" : "0", 1);
+        setenv("OMNI_VK_ROUTE_PRE", pass == 0 ? "1" : "0", 1);
         TV_OPEN(e);
         omni_rng r = { 93 };
-        const char *what = fold ? "fold" : "no fold";
+        const char *what = pass == 0 ? "fold, selected by M·a" : fold ? "fold" : "no fold";
         /* the thinker's routing (o_proj twice as wide); few experts, an odd o_proj width and norm weights in f32 and
          * f16; q8_0 experts; q8_0 experts and o_proj. The last only folded: with int8 activations o_proj's output
          * is ~1% off the CPU's, which the unfolded router ranks (a near tie may flip), while the folded one ranks
@@ -1032,6 +1036,7 @@ TEST(vk_route_fold) {
         if (fold) fold_case(&e, &r, OB_Q8_0, OB_Q8_0, OB_BF16, 128, 8, 256, 64, 512, 2e-2, what);
         tv_close(&e);
     }
+    unsetenv("OMNI_VK_ROUTE_PRE");
     unsetenv("OMNI_VK_ROUTE_FOLD");
     unsetenv("OMNI_VK_MOE");
 }
@@ -1041,11 +1046,16 @@ TEST(vk_route_fold) {
 TEST(vk_route_fold_no_subgroup) {
     setenv("OMNI_VK_NO_SUBGROUP", "1", 1);
     setenv("OMNI_VK_MOE", "vec", 1);
-    TV_OPEN(e);
-    omni_rng r = { 94 };
-    fold_case(&e, &r, OB_BF16, OB_BF16, OB_BF16, 128, 8, 256, 64, 512, 1e-5, "no subgroups");
-    fold_case(&e, &r, OB_BF16, OB_F32, OB_F16, 12, 3, 64, 32, 100, 1e-5, "no subgroups");
-    tv_close(&e);
+    for (int pre = 0; pre < 2; pre++) { /* the gate+up ranks, or the router's M·a dispatch (mv_rows.comp RANK) */
+        setenv("OMNI_VK_ROUTE_PRE", pre ? "1" : "0", 1);
+        TV_OPEN(e);
+        omni_rng r = { 94 };
+        const char *what = pre ? "no subgroups, selected by M·a" : "no subgroups";
+        fold_case(&e, &r, OB_BF16, OB_BF16, OB_BF16, 128, 8, 256, 64, 512, 1e-5, what);
+        fold_case(&e, &r, OB_BF16, OB_F32, OB_F16, 12, 3, 64, 32, 100, 1e-5, what);
+        tv_close(&e);
+    }
+    unsetenv("OMNI_VK_ROUTE_PRE");
     unsetenv("OMNI_VK_MOE");
     unsetenv("OMNI_VK_NO_SUBGROUP");
 }

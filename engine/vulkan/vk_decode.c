@@ -192,6 +192,7 @@ static void route_defer(vk_ctx *c, ob_ptr logits, int ne, int k, int norm_topk, 
     if (c->base.failed) return;
     c->route_pend.on = 1;
     c->route_pend.fold = 0;
+    c->route_pend.pre = 0;
     c->route_pend.ne = ne, c->route_pend.k = k, c->route_pend.renorm = norm_topk != 0;
     c->route_pend.lg = logits, c->route_pend.ids = ids, c->route_pend.wts = weights;
     c->route_pend.r_lg = vk_rng(vk_addr(logits), (size_t)ne * 4);
@@ -363,19 +364,28 @@ static int fold_ok(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob_mat
 
 /* y[r] = W[r] · x for the rows fp32 rows of W at wa (mv_rows.comp: a workgroup per row; matmul where x is not
  * 16-byte aligned) */
-static void fold_rows(vk_ctx *c, VkDeviceAddress wa, ob_buf *wbuf, size_t woff, uint32_t rows, uint32_t cols,
-                      ob_ptr x, ob_ptr y) {
+static int fold_rows(vk_ctx *c, VkDeviceAddress wa, ob_buf *wbuf, size_t woff, uint32_t rows, uint32_t cols,
+                     ob_ptr x, ob_ptr y, VkDeviceAddress raw, ob_ptr ids, int k) {
     uint32_t wg = 256, npl = (cols / 4 + wg - 1) / wg;
     if (vk_addr(x) % 16 || cols % 4 || npl > 16) {
         ob_mat m = ob_mat_make((ob_ptr){ wbuf, woff }, OB_F32, rows, cols);
         vk_op_matmul(&c->base, &m, x, y, 1, 0);
-        return;
+        return 0;
     }
+    /* raw != 0: the M·a half, whose last workgroup also selects the experts into ids (mv_rows.comp RANK) */
+    VkDeviceAddress cnt = raw ? vk_counters(c, VK_CNT_PRE, 1) : 0;
     ob_pc_matvec pc = { .w = wa, .x = vk_addr(x), .y = vk_addr(y), .rows = rows, .cols = cols, .n = 1, .k = 1 };
-    vk_range rd[2] = { vk_rng(wa, (size_t)rows * cols * 4), vk_rng(pc.x, (size_t)cols * 4) };
-    vk_range wr = vk_rng(pc.y, (size_t)rows * 4);
-    uint32_t spec[2] = { wg, npl };
-    vk_dispatch(c, vk_pipeline(c, SH_MV_ROWS, spec, 2), &pc, sizeof pc, rows, 1, 1, rd, 2, &wr, 1);
+    vk_range rd[4] = { vk_rng(wa, (size_t)rows * cols * 4), vk_rng(pc.x, (size_t)cols * 4) };
+    vk_range wr[3] = { vk_rng(pc.y, (size_t)rows * 4) };
+    int n_rd = 2, n_wr = 1;
+    if (cnt) {
+        pc.s = cnt, pc.lg = raw, pc.ids = vk_addr(ids), pc.k = (uint32_t)k;
+        rd[n_rd++] = vk_rng(raw, (size_t)rows * 4), rd[n_rd++] = vk_rng(cnt, 4);
+        wr[n_wr++] = vk_rng(pc.ids, (size_t)k * 4), wr[n_wr++] = vk_rng(cnt, 4);
+    }
+    uint32_t spec[3] = { wg, npl, cnt != 0 };
+    vk_dispatch(c, vk_pipeline(c, SH_MV_ROWS, spec, 3), &pc, sizeof pc, rows, 1, 1, rd, n_rd, wr, n_wr);
+    return cnt != 0;
 }
 
 static void fold_route(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob_mat *norm, float eps,
@@ -392,11 +402,20 @@ static void fold_route(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob
     ob_ptr raw = { c->fold_raw, 0 };
     VkDeviceAddress fa = f->buf->blk->addr + f->buf->off;
     /* Rw·x (no barrier after the attention: beside it), o_proj + residual (after the attention), M·a (beside it) */
-    fold_rows(c, fa, f->buf, 0, (uint32_t)E, (uint32_t)H, x, raw);
+    /* and, for Q8_0 layers on int8 activations, the selection at the end of M·a (mv_rows.comp RANK), instead of by
+     * every MoE gate+up workgroup. Measured on the H100 (tg128, A/B in one run, t/s): Q8_0 331.6 / 331.4 against
+     * 320.7 / 317.2 (mvq8.comp's ranking sat between its x loads and its weight loads); BF16 250.3 / 250.4 against
+     * 252.0 / 253.7 (matvec.comp), so there the gate+up keeps ranking. OMNI_VK_ROUTE_PRE=0|1 forces either. The
+     * o_proj's type stands for the layer's (quantize converts all of a layer's matrices). */
+    int pre_env = vk_env_now("OMNI_VK_ROUTE_PRE", -1);
+    int pre_on = pre_env >= 0 ? pre_env != 0 : wo->dtype == OB_Q8_0 && vk_q8_int8_on(c);
+    fold_rows(c, fa, f->buf, 0, (uint32_t)E, (uint32_t)H, x, raw, 0, ids, k);
     vk_op_matmul(&c->base, wo, a, x, 1, 1);
-    fold_rows(c, fa + E * H * 4, f->buf, E * H * 4, (uint32_t)E, (uint32_t)wo->cols, a, ob_at(raw, E * 4));
+    int pre = fold_rows(c, fa + E * H * 4, f->buf, E * H * 4, (uint32_t)E, (uint32_t)wo->cols, a, ob_at(raw, E * 4),
+                        pre_on ? vk_addr(raw) : 0, ids, k);
     if (c->base.failed) return;
     c->route_pend.on = 1;
+    c->route_pend.pre = pre;
     c->route_pend.fold = 1;
     c->route_pend.ne = (int)E, c->route_pend.k = k, c->route_pend.renorm = norm_topk != 0;
     c->route_pend.lg = logits, c->route_pend.ids = ids, c->route_pend.wts = weights;

@@ -334,6 +334,7 @@ typedef struct vk_ctx {
         float eps;
         VkDeviceAddress raw;
         vk_range r_x, r_xn, r_raw, r_nw;
+        int pre; /* fold: the router's M·a dispatch selected the experts already (ids written; mv_rows.comp RANK) */
     } route_pend;
     int route_flushing;
     /* the folded router's per-layer tables (vk_decode.c: Rw and M, fp32), dropped when a source weight changes */
@@ -378,6 +379,7 @@ ob_buf *vk_scratch(vk_ctx *c, int slot, size_t bytes);
  * head (attn_decode.comp), VK_CNT_CHAIN (two: tickets and finished workgroups of a chained dispatch, chain.glsl). */
 #define VK_CNT_ROUTER 0
 #define VK_CNT_CHAIN 2
+#define VK_CNT_PRE 4 /* the folded router's M·a dispatch, whose last workgroup selects the experts (mv_rows.comp) */
 #define VK_CNT_ATTN 8
 VkDeviceAddress vk_counters(vk_ctx *c, int first, int n);
 

@@ -236,7 +236,7 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
             rd1[1] = c->route_pend.r_lg;
             n_wr1 = 3;
             if (c->route_pend.fold) {
-                sel |= 0x20000u;
+                sel |= 0x20000u | (c->route_pend.pre ? 0x40000u : 0u);
                 norm = 1u + (uint32_t)c->route_pend.norm.dtype;
                 pc.x = vk_addr(c->route_pend.x);
                 pc.nw = vk_addr(c->route_pend.norm.data);
