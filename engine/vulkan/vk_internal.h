@@ -106,7 +106,12 @@ typedef struct {
  *   OMNI_VK_ROUTE_FOLD=0   the decode router after o_proj (router_chain) instead of folded beside it (vk_decode.c,
  *                          "folded router")
  *   OMNI_VK_CHAIN=0        dependent decode stages as separate dispatches instead of chained in one (chain.glsl: o_proj
- *                          in front of the router) */
+ *                          in front of the router)
+ *   OMNI_VK_ROUTE_PRE=0|1  the folded router's experts selected by the last workgroup of its M·a dispatch
+ *                          (mv_rows.comp RANK) instead of by every MoE gate+up workgroup (default: on for Q8_0 layers on
+ *                          int8 activations; vk_decode.c)
+ *   OMNI_VK_ATTN_TREE=N    decode attention: chunk partials merged in groups of N first, then the groups (0: one merge
+ *                          of all chunks; default groups of 8 from 40 chunks on; vk_decode.c) */
 typedef struct {
     int validation, no_fp16, no_int8, no_16bit, no_8bit, no_bf16, no_int_dot, no_coopmat, no_subgroup, no_fp64;
     int max_ops;
