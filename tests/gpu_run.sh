@@ -9,7 +9,8 @@
 #                same for decode at depth 4096; gridbar: vulkan_bench gridbar (the grid-barrier premise of the
 #                persistent decode kernel; needs $B/vulkan_bench: make BUILD=build-gpu HEADLESS=1 build-gpu/vulkan_bench);
 #                pstats: the driver's register and shared-memory counts of the decode kernels (vulkan_bench decode with
-#                OMNI_VK_PIPELINE_STATS=1); ab: two builds
+#                OMNI_VK_PIPELINE_STATS=1); variants: settings of this build alternating (VARIANTS, ROUNDS, QUANTS,
+#                AB_ARGS; into variants.txt); ab: two builds
 #                side by side, alternating, with a second binary carried as $B/omni_base, into ab.txt)
 # Logs go to $OUT (or /tmp/omni-gpu). Needs the .gpu bundle of ../shared/tools/gpu-prep.sh.
 set -u
@@ -17,7 +18,7 @@ B=${B:-build-gpu}
 O=${OUT:-/tmp/omni-gpu}
 mkdir -p "$O"
 . .gpu/env.sh > "$O/vulkaninfo.txt" 2>&1
-CFG=assets/qwen3-omni-30b-a3b.config.json
+CFG=${CFG:-assets/qwen3-omni-30b-a3b.config.json}
 steps=${*:-tests bench bench-q8 audio vision}
 for f in tests/fixtures/*.tar.xz; do
     n=$(basename "$f" .tar.xz)
@@ -61,6 +62,23 @@ for s in $steps; do
                 timeout 150 $run bench --config $CFG --backend vulkan $qa ${AB_ARGS:--p 512 -n 128 -d 0,4096} -r 3 2>&1 |
                     grep -E 'pp512|tg128' | tr -s ' ' | tr '\n' ' ' >> "$O/ab.txt"
                 echo >> "$O/ab.txt"
+            done
+        done ;;
+    variants)  # several settings of this build against each other, alternating in one call: VARIANTS is a list of
+               # environment settings separated by ';' (e.g. "OMNI_VK_ROUTE_PRE=0;OMNI_VK_ROUTE_PRE=1", "-" for
+               # none), ROUNDS how often the list runs (default 2), QUANTS which weights ("bf16 q8"), AB_ARGS the
+               # bench lengths; each line of variants.txt: quantization, setting, the results
+        for r in $(seq "${ROUNDS:-2}"); do
+            for q in ${QUANTS:-bf16 q8}; do
+                qa=; [ "$q" = q8 ] && qa="--quant q8_0"
+                echo "${VARIANTS:--}" | tr ';' '\n' | while read -r v; do
+                    [ -z "$v" ] && continue
+                    printf '%s %s: ' "$q" "$v" >> "$O/variants.txt"
+                    ev=; [ "$v" != - ] && ev=$v
+                    timeout 150 env $ev "$B/omni" bench --config $CFG --backend vulkan $qa ${AB_ARGS:--p 0 -n 128} -r 3 \
+                        2>&1 | grep -E 'pp[0-9]|tg[0-9]|error' | tr -s ' ' | tr '\n' ' ' >> "$O/variants.txt"
+                    echo >> "$O/variants.txt"
+                done
             done
         done ;;
     vision-cm)
