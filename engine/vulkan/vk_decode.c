@@ -404,8 +404,9 @@ static void fold_route(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob
     /* Rw·x (no barrier after the attention: beside it), o_proj + residual (after the attention), M·a (beside it) */
     /* and, for Q8_0 layers on int8 activations, the selection at the end of M·a (mv_rows.comp RANK), instead of by
      * every MoE gate+up workgroup. Measured on the H100 (tg128, A/B in one run, t/s): Q8_0 331.6 / 331.4 against
-     * 320.7 / 317.2 (mvq8.comp's ranking sat between its x loads and its weight loads); BF16 250.3 / 250.4 against
-     * 252.0 / 253.7 (matvec.comp), so there the gate+up keeps ranking. OMNI_VK_ROUTE_PRE=0|1 forces either. The
+     * 320.7 / 317.2 (mvq8.comp's ranking sat between its x loads and its weight loads), a second, noisier A/B even;
+     * the trace: gate+up -2.0 µs, this M·a +1.7 µs per layer. BF16 250.3 / 250.4 against 252.0 / 253.7 (matvec.comp;
+     * M·a +4.2 µs on the critical path), so there the gate+up keeps ranking. OMNI_VK_ROUTE_PRE=0|1 forces either. The
      * o_proj's type stands for the layer's (quantize converts all of a layer's matrices). */
     int pre_env = vk_env_now("OMNI_VK_ROUTE_PRE", -1);
     int pre_on = pre_env >= 0 ? pre_env != 0 : wo->dtype == OB_Q8_0 && vk_q8_int8_on(c);
