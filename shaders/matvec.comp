@@ -44,7 +44,8 @@ const uint UMAX = 4;
 const uint NR = MODE == 1 ? 2 * RSG : RSG;  // rows in flight: gate+up computes a gate and an up row each
 // FOLD is a macro: Debian 12's glslc mis-optimises a named spec-constant bool used in other constant expressions
 #define FOLD (MODE == 1 && (SEL & 0x20000u) != 0u)
-// bit 18 (PRE, with FOLD): the experts were selected beforehand and are in pc.ids (route_rank.glsl, rr_pre)
+// bit 18 (PRE, with FOLD): the experts were selected beforehand and are in pc.ids (route_rank.glsl, rr_pre). Its
+// negation is written out as (SEL & 0x40000u) == 0u below: Debian 12's glslc fails on a LogicalNot of this constant
 #define PRE (FOLD && (SEL & 0x40000u) != 0u)
 
 float part[RMAX][NVMAX];
@@ -236,7 +237,7 @@ void rows_main(uint rows_wg, uint rsg) {
     uint rows = g_rows, cols = g_cols;
     uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
     uint row0 = g_wgx * rows_wg;
-    if (FOLD && PRE) {  // ranked beforehand: only the writing workgroup needs the raw halves
+    if (PRE) {  // ranked beforehand: only the writing workgroup needs the raw halves
         if (g_wgx == 0u && g_wgy == 0u) rr_pre(pc.lg, SEL & 0xffffu, pc.k, pc.ids);
     } else if (FOLD) {  // the router's raw halves, ranked as they are (s > 0 comes later)
         rr_load(pc.lg, SEL & 0xffffu, true);
@@ -332,7 +333,8 @@ void rows_main(uint rows_wg, uint rsg) {
             for (uint i = wid * per + SG_LANE; i < end; i += SG_SIZE)
                 BufF32(pc.xn).v[i] = (BufF32(g_x).v[i] * fscale) * ld_elem(NORM - 1u, pc.nw, pc.nw, i);
         if (g_wgx == 0u && g_wgy == 0u)
-            rr_finish(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, (SEL & 0x40000u) != 0u ? 0ul : pc.ids, pc.wts, fscale, pc.lo);
+            rr_finish(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, (SEL & 0x40000u) != 0u ? 0ul : pc.ids, pc.wts,
+                      fscale, pc.lo);
     }
 }
 

@@ -1,8 +1,9 @@
 #version 460
 // mv_rows.comp — y = W · x for a few long fp32 rows: the folded decode router's Rw·x and M·a (vk_decode.c, 128
 // rows of 2048 / 4096). One workgroup per row: every invocation issues its NPL 16-byte loads of the row and of x at
-// once, then one workgroup sum (fixed order). matvec.comp's layout (a subgroup per row, two loads per lane in flight) needs
-// 16 round trips to memory for a 16 KB row and gives 128 rows only 32 workgroups; here a row is one round trip.
+// once, then one workgroup sum (fixed order). matvec.comp's layout (a subgroup per row, two loads per lane in
+// flight) needs 16 round trips to memory for a 16 KB row and gives 128 rows only 32 workgroups; here a row is one
+// round trip.
 // RANK (the M·a half, which runs beside o_proj): the last workgroup to finish (an atomic counter at pc.s, which it
 // resets) also selects the experts: it ranks the raw sums Rw·x + M·a (the halves at pc.lg, this dispatch's rows the
 // second; the norm scale s > 0 of the folded router keeps their order) as route_rank.glsl does and writes the top
@@ -22,8 +23,8 @@ layout(constant_id = 2) const uint RANK = 0;
 #define RR_ON RANK
 #include "route_rank.glsl"
 
-// the halves and the counter are exchanged between this dispatch's workgroups: coherent (not cached per SM)
-layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer CohF { float v[]; };
+// the counter is shared by this dispatch's workgroups: coherent (not cached per SM); the halves are read as such
+// by rr_load_from
 layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer CohU { uint v[]; };
 shared uint last;
 
@@ -48,16 +49,8 @@ void main() {
     barrier();
     if (last == 0u) return;
     memoryBarrierBuffer();
-    uint ne = pc.rows, n4 = (ne + 3u) / 4u;
-    for (uint i = t; i < n4; i += WG) {
-        vec4 l;
-        [[unroll]] for (uint c = 0u; c < 4u; c++) {
-            uint e = 4u * i + c;
-            l[c] = e < ne ? CohF(pc.lg).v[e] + CohF(pc.lg).v[ne + e] : NEG_RR;
-        }
-        rr_p4[i] = l;
-    }
-    rr_select_raw(ne, pc.k);
+    rr_load_from(pc.lg, pc.rows, true, true);
+    rr_select_raw(pc.rows, pc.k);
     if (t < pc.k) BufI32(pc.ids).v[t] = int(rr_top_e[t]);
     if (t == 0u) CohU(pc.s).v[0] = 0u;  // ready for the next dispatch (ordered after this one by a barrier)
 }

@@ -183,7 +183,7 @@ void dense_or_gate_up() {
 
     uint64_t w0 = pc.w, s0 = pc.s, w1 = 0ul, s1 = 0ul;
     float xscale = 1.0f;
-    if (FOLD && PRE) {  // ranked beforehand: only the writing workgroup needs the raw halves
+    if (PRE) {  // ranked beforehand: only the writing workgroup needs the raw halves
         if (gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u) rr_pre(pc.lg, SEL & 0xffffu, pc.k, pc.ids);
     } else if (FOLD) {  // the router's raw halves, ranked as they are (the norm scale comes after the weight loads)
         rr_load(pc.lg, SEL & 0xffffu, true);
@@ -248,7 +248,8 @@ void dense_or_gate_up() {
         }
     }
     if (FOLD && gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u)
-        rr_finish(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, (SEL & 0x40000u) != 0u ? 0ul : pc.ids, pc.wts, xscale, pc.lo);
+        rr_finish(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, (SEL & 0x40000u) != 0u ? 0ul : pc.ids, pc.wts,
+                  xscale, pc.lo);
 }
 
 // MODE 2: the lane's NPL vectors (and scales) of rows row0 .. row0 + RSG - 1 of its slot's expert (dw, ds)

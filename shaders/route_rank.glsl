@@ -7,8 +7,9 @@
 // e's rank = the number of experts with a larger probability or an equal one at a lower index (torch.topk's order,
 // ties to the lower index), the first k by rank, optionally renormalised to sum 1: router.comp's ranking, i.e. the
 // CPU back-end's moe_route (HF Qwen3-Omni's TopKRouter) up to fp32 rounding order. Call in uniform control flow of
-// the workgroup; afterwards rr_top_e[0..k) holds the experts. ne <= RR_MAX, k <= RR_MAX_K. The including shader may define RR_ON (a constant
-// expression, e.g. of a specialisation constant) as 0 where it never selects: the shared arrays shrink to one element.
+// the workgroup; afterwards rr_top_e[0..k) holds the experts. ne <= RR_MAX, k <= RR_MAX_K. The including shader may
+// define RR_ON (a constant expression, e.g. of a specialisation constant) as 0 where it never selects: the shared
+// arrays shrink to one element.
 const uint RR_MAX = 256u;
 const uint RR_MAX_K = 32u;
 #ifndef RR_ON
@@ -69,20 +70,27 @@ void rr_softmax(uint n4, uint t, uint ne, float s, uint64_t lo) {
 #endif
 }
 
+// logits written earlier in the same dispatch (mv_rows.comp RANK) are read through this type: not cached per SM
+layout(buffer_reference, std430, buffer_reference_align = 4) coherent buffer RrCohF { float v[]; };
+float rr_at(uint64_t logits, uint e, bool coh) { return coh ? RrCohF(logits).v[e] : BufF32(logits).v[e]; }
+
 // step 1: the logits into rr_p4 (no barrier). fold: the folded router's raw halves, logits[e] + logits[ne + e]
-// (vk_decode.c), ranked as they are and scaled by the norm scale in rr_finish.
-void rr_load(uint64_t logits, uint ne, bool fold) {
+// (vk_decode.c), ranked as they are and scaled by the norm scale in rr_finish. coh: written by other workgroups of
+// the running dispatch (a constant at every call, so the load type is chosen when compiling)
+void rr_load_from(uint64_t logits, uint ne, bool fold, bool coh) {
     uint t = gl_LocalInvocationIndex, nt = gl_WorkGroupSize.x * gl_WorkGroupSize.y * gl_WorkGroupSize.z;
     uint n4 = (ne + 3u) / 4u;
     for (uint i = t; i < n4; i += nt) {
         vec4 l;
         [[unroll]] for (uint c = 0u; c < 4u; c++) {
             uint e = 4u * i + c;
-            l[c] = e < ne ? (fold ? BufF32(logits).v[e] + BufF32(logits).v[ne + e] : BufF32(logits).v[e]) : NEG_RR;
+            l[c] = e < ne ? (fold ? rr_at(logits, e, coh) + rr_at(logits, ne + e, coh) : rr_at(logits, e, coh))
+                          : NEG_RR;
         }
         rr_p4[i] = l;
     }
 }
+void rr_load(uint64_t logits, uint ne, bool fold) { rr_load_from(logits, ne, fold, false); }
 
 // rank of expert e over the values in rr_p4: the experts with a larger value, or an equal one at a lower index
 // (16-byte shared loads, four words per step so their latencies overlap); the first k into rr_top_p / rr_top_e
@@ -118,8 +126,8 @@ void rr_rank(uint ne, uint k) {
 
 // The folded router (vk_decode.c) in the gate+up kernels (matvec.comp, mvq8.comp FOLD): the experts are ranked by
 // the raw logits straight from rr_load, since the norm scale s > 0 keeps their order (softmax too, up to ties that
-// exp's rounding would create); the scale is known only after the products. Then the writing workgroup alone (rr_finish, uniform control
-// flow): softmax of s·raw, the logits to lo, ids and weights of the selection.
+// exp's rounding would create); the scale is known only after the products. Then the writing workgroup alone
+// (rr_finish, uniform control flow): softmax of s·raw, the logits to lo, ids and weights of the selection.
 void rr_select_raw(uint ne, uint k) {
     barrier();
     rr_rank(ne, k);

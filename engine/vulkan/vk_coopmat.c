@@ -22,10 +22,6 @@
 #define CM_MATMUL_SHARED(bm, bn) (((bm) + (bn)) * 144u)
 #define CM_ATTN_SHARED 30976u
 
-int vk_env_now(const char *name, int dflt) {
-    const char *v = getenv(name);
-    return v && *v ? atoi(v) : dflt;
-}
 
 int vk_cm_ok(vk_ctx *c, ob_dtype wt, int vec) {
     if (!c->caps.coopmat_nv || !c->caps.fp16 || c->caps.subgroup_size != 32) return 0;

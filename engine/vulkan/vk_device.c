@@ -67,9 +67,11 @@ static int env_flag(const char *name) {
     return v && *v && strcmp(v, "0") != 0;
 }
 
-static int env_int(const char *name, int def) {
+/* an integer switch (dflt when unset or empty); vk_env_read reads them once per back-end, the per-call readers of
+ * vk_coopmat.c, vk_moe.c and vk_decode.c at each call */
+int vk_env_now(const char *name, int dflt) {
     const char *v = getenv(name);
-    return v && *v ? atoi(v) : def;
+    return v && *v ? atoi(v) : dflt;
 }
 
 static int env_choice(const char *name, const char *a, const char *b) {
@@ -82,7 +84,7 @@ static int env_choice(const char *name, const char *a, const char *b) {
 
 void vk_env_read(vk_env *e) {
     memset(e, 0, sizeof *e);
-    e->validation = env_int("OMNI_VK_VALIDATION", 0);
+    e->validation = vk_env_now("OMNI_VK_VALIDATION", 0);
     e->no_fp16 = env_flag("OMNI_VK_NO_FP16");
     e->no_int8 = env_flag("OMNI_VK_NO_INT8");
     e->no_16bit = env_flag("OMNI_VK_NO_16BIT");
@@ -92,42 +94,42 @@ void vk_env_read(vk_env *e) {
     e->no_coopmat = env_flag("OMNI_VK_NO_COOPMAT");
     e->no_subgroup = env_flag("OMNI_VK_NO_SUBGROUP");
     e->no_fp64 = env_flag("OMNI_VK_NO_FP64");
-    e->max_ops = env_int("OMNI_VK_MAX_OPS", 128);
+    e->max_ops = vk_env_now("OMNI_VK_MAX_OPS", 128);
     if (e->max_ops < 1) e->max_ops = 1;
     e->attn = env_choice("OMNI_VK_ATTN", "split", "flash");
     e->mm = env_choice("OMNI_VK_MM", "vec", "tiled");
     e->moe = env_choice("OMNI_VK_MOE", "vec", "grouped");
-    e->mv_wg = env_int("OMNI_VK_MV_WG", 0);
-    e->mv_rsg = env_int("OMNI_VK_MV_RSG", 0);
-    e->mv_unroll = env_int("OMNI_VK_MV_U", 0);
+    e->mv_wg = vk_env_now("OMNI_VK_MV_WG", 0);
+    e->mv_rsg = vk_env_now("OMNI_VK_MV_RSG", 0);
+    e->mv_unroll = vk_env_now("OMNI_VK_MV_U", 0);
     if (e->mv_unroll != 0 && e->mv_unroll != 1 && e->mv_unroll != 2 && e->mv_unroll != 4) e->mv_unroll = 0;
-    e->mv_cvt = env_int("OMNI_VK_MV_CVT", -1);
-    e->mv_rsg_down = env_int("OMNI_VK_MV_RSG_DOWN", 0);
-    e->fence_timeout_s = env_int("OMNI_VK_FENCE_TIMEOUT_S", 120);
+    e->mv_cvt = vk_env_now("OMNI_VK_MV_CVT", -1);
+    e->mv_rsg_down = vk_env_now("OMNI_VK_MV_RSG_DOWN", 0);
+    e->fence_timeout_s = vk_env_now("OMNI_VK_FENCE_TIMEOUT_S", 120);
     if (e->fence_timeout_s <= 0) e->fence_timeout_s = 120;
     e->sync_each = env_flag("OMNI_VK_SYNC");
-    e->fuse = env_int("OMNI_VK_FUSE", 1);
+    e->fuse = vk_env_now("OMNI_VK_FUSE", 1);
     e->wide_barriers = env_flag("OMNI_VK_WIDE_BARRIERS");
     e->mv_old = env_flag("OMNI_VK_MV_OLD");
-    e->mv_plain = env_int("OMNI_VK_MV_PLAIN", 1);
-    e->q8_int8 = env_int("OMNI_VK_Q8_INT8", 1) != 0;
-    e->q8_rsg = env_int("OMNI_VK_Q8_RSG", 0);
-    e->q8_wg = env_int("OMNI_VK_Q8_WG", 0);
-    e->q8_seq = env_int("OMNI_VK_Q8_SEQ", 0);
-    e->q8_seq_down = env_int("OMNI_VK_Q8_SEQ_DOWN", 0);
-    e->q8_rsg_gu = env_int("OMNI_VK_Q8_RSG_GU", 0);
-    e->q8_hb = env_int("OMNI_VK_Q8_HB", 0);
-    e->q8_rsg_down = env_int("OMNI_VK_Q8_RSG_DOWN", 0);
-    e->q8_wg_down = env_int("OMNI_VK_Q8_WG_DOWN", 0);
-    e->router_rows = env_int("OMNI_VK_ROUTER_ROWS", 0);
-    e->attn_fuse = env_int("OMNI_VK_ATTN_FUSE", 1);
-    e->attn_chunk = env_int("OMNI_VK_ATTN_CHUNK", 0);
-    e->attn_wg = env_int("OMNI_VK_ATTN_WG", 0);
+    e->mv_plain = vk_env_now("OMNI_VK_MV_PLAIN", 1);
+    e->q8_int8 = vk_env_now("OMNI_VK_Q8_INT8", 1) != 0;
+    e->q8_rsg = vk_env_now("OMNI_VK_Q8_RSG", 0);
+    e->q8_wg = vk_env_now("OMNI_VK_Q8_WG", 0);
+    e->q8_seq = vk_env_now("OMNI_VK_Q8_SEQ", 0);
+    e->q8_seq_down = vk_env_now("OMNI_VK_Q8_SEQ_DOWN", 0);
+    e->q8_rsg_gu = vk_env_now("OMNI_VK_Q8_RSG_GU", 0);
+    e->q8_hb = vk_env_now("OMNI_VK_Q8_HB", 0);
+    e->q8_rsg_down = vk_env_now("OMNI_VK_Q8_RSG_DOWN", 0);
+    e->q8_wg_down = vk_env_now("OMNI_VK_Q8_WG_DOWN", 0);
+    e->router_rows = vk_env_now("OMNI_VK_ROUTER_ROWS", 0);
+    e->attn_fuse = vk_env_now("OMNI_VK_ATTN_FUSE", 1);
+    e->attn_chunk = vk_env_now("OMNI_VK_ATTN_CHUNK", 0);
+    e->attn_wg = vk_env_now("OMNI_VK_ATTN_WG", 0);
     e->kv_f32 = env_flag("OMNI_VK_KV_F32");
-    e->chain = env_int("OMNI_VK_CHAIN", 1);
-    e->trace = env_int("OMNI_VK_TRACE", 0);
-    e->route_defer = env_int("OMNI_VK_ROUTE_DEFER", 1);
-    e->route_fold = env_int("OMNI_VK_ROUTE_FOLD", 1);
+    e->chain = vk_env_now("OMNI_VK_CHAIN", 1);
+    e->trace = vk_env_now("OMNI_VK_TRACE", 0);
+    e->route_defer = vk_env_now("OMNI_VK_ROUTE_DEFER", 1);
+    e->route_fold = vk_env_now("OMNI_VK_ROUTE_FOLD", 1);
     e->pipe_stats = env_flag("OMNI_VK_PIPELINE_STATS");
 }
 
