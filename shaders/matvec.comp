@@ -9,13 +9,6 @@
 // shared memory, where the dot products read it; workgroup 0 also writes it out for later users (pc.ids).
 // Mirrors the CPU back-end's matmul (y[i][r] = Σ_c x[i][c]·W[r][c]), its MoE expert loop and its norm_matvec
 // (rms_norm: (x · 1/sqrt(mean(x²) + eps)) · w, then the matmul).
-// MODE 3 (the build with -DMOE_FUSED, matvec_moe; devices with fp32 atomic add): the MoE gate+up and down of one
-// token in one dispatch. A workgroup computes ROWS_WG rows of its slot's h = silu(g)·u as MODE 1 does (the same
-// selection, fold and norm), keeps them in shared memory, and adds its share of the down projection, w_slot ·
-// down_e[:, rows] · h[rows] for every output row, into y with atomic adds: no workgroup waits for another, so the
-// dependent dispatch (and its launch, ramp and tail) between gate+up and down is gone. y must not be the x the
-// workgroups read (vk_moe.c passes a copy of the residual). The sum's order then varies from run to run (fp32
-// rounding only); the CPU back-end's expert loop is the reference.
 #define PC_MATVEC
 #include "common.glsl"
 
@@ -24,7 +17,7 @@ layout(constant_id = 0) const uint WG = 128;
 layout(constant_id = 1) const uint WTYPE = 0;
 layout(constant_id = 2) const uint RSG = 1;     // weight rows per subgroup pass (1 or 2)
 layout(constant_id = 3) const uint NV = 1;      // x columns per workgroup (dense; 1..8)
-layout(constant_id = 4) const uint MODE = 0;    // 0 dense, 1 MoE gate+up, 2 MoE down, 3 MoE fused (MOE_FUSED)
+layout(constant_id = 4) const uint MODE = 0;    // 0 dense, 1 MoE gate+up, 2 MoE down
 layout(constant_id = 5) const uint VEC = 1;
 layout(constant_id = 6) const uint ROWS_WG = 4; // rows per workgroup
 layout(constant_id = 7) const uint U = 2;       // 16-byte loads per row in flight per lane (1, 2 or 4)
@@ -48,10 +41,9 @@ layout(constant_id = 11) const uint SEL = 0;
 const uint RMAX = 4;
 const uint NVMAX = 8;
 const uint UMAX = 4;
-#define GU (MODE == 1 || MODE == 3)  // the gate+up rows (MODE 3: then the down projection)
-const uint NR = GU ? 2 * RSG : RSG;  // rows in flight: gate+up computes a gate and an up row each
+const uint NR = MODE == 1 ? 2 * RSG : RSG;  // rows in flight: gate+up computes a gate and an up row each
 // FOLD is a macro: Debian 12's glslc mis-optimises a named spec-constant bool used in other constant expressions
-#define FOLD (GU && (SEL & 0x20000u) != 0u)
+#define FOLD (MODE == 1 && (SEL & 0x20000u) != 0u)
 // bit 18 (PRE, with FOLD): the experts were selected beforehand and are in pc.ids (route_rank.glsl, rr_pre). Its
 // negation is written out as (SEL & 0x40000u) == 0u below: Debian 12's glslc fails on a LogicalNot of this constant
 #define PRE (FOLD && (SEL & 0x40000u) != 0u)
@@ -59,11 +51,6 @@ const uint NR = GU ? 2 * RSG : RSG;  // rows in flight: gate+up computes a gate 
 float part[RMAX][NVMAX];
 shared float down_part[64 * RMAX];  // MODE 2: per-subgroup sums
 shared vec4 xsh[XS];                // NORM: the normalised x row
-#ifdef MOE_FUSED
-#extension GL_EXT_shader_atomic_float : require
-#extension GL_KHR_shader_subgroup_shuffle : require
-shared float hsh[ROWS_WG];          // MODE 3: the workgroup's h rows
-#endif
 uint64_t wr[RMAX], sr[RMAX], xr[NVMAX];
 // the operands (the push constants) and the workgroup
 uint64_t g_w, g_s, g_w2, g_x, g_y;
@@ -246,68 +233,16 @@ void down_rows(uint rows, uint cols, uint64_t rb, uint64_t sb, uint row0) {
 }
 
 // one workgroup's rows of a dense product (MODE 0) or of the MoE gate+up (MODE 1)
-#ifdef MOE_FUSED
-// MODE 3: y[tok][i] += w_slot · Σ_j down_e[i][row0 + j] · h[j] for every output row i (the down matrix is
-// [cols x rows]; its columns row0 .. row0 + ROWS_WG - 1 are this workgroup's h rows). DLPR lanes share a row (one
-// 16-byte vector each, added with shuffles), DU rows per lane per pass, one atomic add per row. The down weights do
-// not depend on h: the first pass is loaded (down_load) before the gate+up rows, so its latency hides behind them.
-const uint DEPV = WTYPE == VK_WT_F32 ? 4u : 8u;  // elements per 16-byte vector (f32; f16 and bf16)
-const uint DLPR = MODE == 3 ? ROWS_WG / DEPV : 1u;
-const uint DU = MODE == 3 ? 8u : 1u;
-void down_load(uint64_t dw, uint i0, out uvec4 wq[DU]) {
-    uint t = gl_LocalInvocationID.x, sub = t % DLPR, r0 = t / DLPR, dim = g_cols;
-    uint64_t rb = row_bytes(WTYPE, g_rows), base = dw + row_bytes(WTYPE, g_wgx * ROWS_WG + sub * DEPV);
-    [[unroll]] for (uint u = 0; u < DU; u++) {
-        uint row = i0 + u * (WG / DLPR) + r0;
-        wq[u] = row < dim ? BufUV4(base + uint64_t(row) * rb).v[0] : uvec4(0);
-    }
-}
-
-void down_fused(uint64_t dw, uvec4 wq[DU]) {
-    barrier();  // hsh complete (and rr_w from the selection)
-    uint entry = g_wgy, tok = entry / pc.k, slot = entry % pc.k;
-    float wt;
-    if (FOLD) {
-        wt = rr_w[slot];
-    } else if (SEL != 0) {  // route_rank's probabilities of the selection
-        float sum = 0.0f;
-        for (uint j = 0; j < pc.k; j++) sum += rr_top_p[j];
-        wt = (SEL & 0x10000u) != 0u ? rr_top_p[slot] / sum : rr_top_p[slot];
-    } else {
-        wt = BufF32(pc.wts).v[entry];
-    }
-    uint dim = g_cols;
-    uint t = gl_LocalInvocationID.x, sub = t % DLPR, r0 = t / DLPR;
-    const uint P = WG / DLPR;  // output rows per pass of DU rows
-    vec4 h0 = vec4(hsh[sub * DEPV], hsh[sub * DEPV + 1], hsh[sub * DEPV + 2], hsh[sub * DEPV + 3]) * wt, h1 = vec4(0);
-    if (DEPV == 8)
-        h1 = vec4(hsh[sub * DEPV + 4], hsh[sub * DEPV + 5], hsh[sub * DEPV + 6], hsh[sub * DEPV + 7]) * wt;
-    uint64_t yrow = g_y + uint64_t(tok) * g_ys * 4u;
-    for (uint i0 = 0; i0 < dim; i0 += P * DU) {  // uniform trip count: the shuffles below need the whole subgroup
-        if (i0 > 0) down_load(dw, i0, wq);
-        [[unroll]] for (uint u = 0; u < DU; u++) {
-            vec4 w0, w1, w2, w3;
-            dq_vec_bits(WTYPE, wq[u], w0, w1, w2, w3);
-            float s = dot(w0, h0);
-            if (DEPV == 8) s += dot(w1, h1);
-            for (uint m = 1; m < DLPR; m <<= 1) s += subgroupShuffleXor(s, m);
-            uint row = i0 + u * P + r0;
-            if (sub == 0 && row < dim) atomicAdd(BufF32(yrow).v[row], s);
-        }
-    }
-}
-#endif
-
 void rows_main(uint rows_wg, uint rsg) {
     uint rows = g_rows, cols = g_cols;
     uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
     uint row0 = g_wgx * rows_wg;
-    if (PRE) {  // ranked beforehand: only the writing workgroup needs the raw halves (MODE 3: all, for the weights)
-        if (MODE == 3 || (g_wgx == 0u && g_wgy == 0u)) rr_pre(pc.lg, SEL & 0xffffu, pc.k, pc.ids);
+    if (PRE) {  // ranked beforehand: only the writing workgroup needs the raw halves
+        if (g_wgx == 0u && g_wgy == 0u) rr_pre(pc.lg, SEL & 0xffffu, pc.k, pc.ids);
     } else if (FOLD) {  // the router's raw halves, ranked as they are (s > 0 comes later)
         rr_load(pc.lg, SEL & 0xffffu, true);
         rr_select_raw(SEL & 0xffffu, pc.k);
-    } else if (GU && SEL != 0)
+    } else if (MODE == 1 && SEL != 0)
         route_rank(pc.lg, SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, g_wgx == 0u && g_wgy == 0u, pc.ids, pc.wts);
     if (NORM != 0 && MODE == 0) {  // rms_norm.comp's arithmetic: scale = 1/sqrt(mean(x²) + eps), (x · scale) · w
         uint t = gl_LocalInvocationID.x;
@@ -327,17 +262,6 @@ void rows_main(uint rows_wg, uint rsg) {
         }
         barrier();
     }
-#ifdef MOE_FUSED
-    uint64_t dw = 0ul;
-    uvec4 dwq[DU];
-    if (MODE == 3) {  // the down rows of the first pass in flight before the gate+up's
-        uint entry = g_wgy;
-        int e = SEL != 0 && (SEL & 0x40000u) == 0u ? int(rr_top_e[entry % pc.k]) : BufI32(pc.ids).v[entry];
-        uint64_t ds;
-        expert(g_s, e, dw, ds);
-        down_load(dw, 0u, dwq);
-    }
-#endif
     g_ss = 0.0f;
     g_first = true;
     float fscale = 1.0f;  // FOLD: the norm scale, known after the first row group
@@ -383,12 +307,6 @@ void rows_main(uint rows_wg, uint rsg) {
                 float g = sg_sum(part[r][0]) * fscale;
                 float u = sg_sum(part[r + RSG][0]) * fscale;
                 uint row = row0 + rbase + r;
-#ifdef MOE_FUSED
-                if (MODE == 3) {
-                    if (lane == 0) hsh[rbase + r] = row < rows ? silu(g) * u : 0.0f;
-                    continue;
-                }
-#endif
                 if (lane == 0 && row < rows) BufF32(g_y).v[g_wgy * g_ys + row] = silu(g) * u;
             }
         } else {
@@ -400,9 +318,7 @@ void rows_main(uint rows_wg, uint rsg) {
                     uint row = row0 + rbase + r;
                     if (lane == 0 && row < rows) {
                         BufF32 y = BufF32(g_y + (uint64_t(col0 + c) * g_ys + row) * 4u);
-                        float o = pc.accumulate != 0 ? y.v[0] + s : s;
-                        y.v[0] = o;
-                        if (pc.xn != 0ul) BufF32(pc.xn).v[(col0 + c) * g_ys + row] = o;  // a copy of y (mv_dup)
+                        y.v[0] = pc.accumulate != 0 ? y.v[0] + s : s;
                     }
                 }
             }
@@ -416,16 +332,10 @@ void rows_main(uint rows_wg, uint rsg) {
         if (SG_ID == 0u)  // subgroup 0 always had a row group, so its scale is set
             for (uint i = wid * per + SG_LANE; i < end; i += SG_SIZE)
                 BufF32(pc.xn).v[i] = (BufF32(g_x).v[i] * fscale) * ld_elem(NORM - 1u, pc.nw, pc.nw, i);
-        if (MODE == 3)  // every workgroup needs its slot's weight
-            rr_weights(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, g_wgx == 0u && g_wgy == 0u,
-                       (SEL & 0x40000u) != 0u ? 0ul : pc.ids, pc.wts, fscale, pc.lo);
-        else if (g_wgx == 0u && g_wgy == 0u)
+        if (g_wgx == 0u && g_wgy == 0u)
             rr_finish(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, (SEL & 0x40000u) != 0u ? 0ul : pc.ids, pc.wts,
                       fscale, pc.lo);
     }
-#ifdef MOE_FUSED
-    if (MODE == 3) down_fused(dw, dwq);
-#endif
 }
 
 void main() {

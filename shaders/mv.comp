@@ -105,9 +105,7 @@ void main() {
         uint row = row0 + r;
         if (lane == 0u && row < rows) {
             BufF32 y = BufF32(pc.y + uint64_t(row) * 4u);
-            float o = pc.accumulate != 0u ? y.v[0] + acc : acc;
-            y.v[0] = o;
-            if (pc.xn != 0ul) BufF32(pc.xn).v[row] = o;  // a copy of y (vk_op_matmul, mv_dup)
+            y.v[0] = pc.accumulate != 0u ? y.v[0] + acc : acc;
         }
     }
 }

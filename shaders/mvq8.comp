@@ -4,11 +4,7 @@
 //   MODE 0: y (+)= x · Wᵀ for one x row, optionally with x RMS-normalised first (NORM, as mv.comp);
 //   MODE 1: the MoE gate+up pair of one (token, slot) entry, h = silu(gate_e·x)⊙(up_e·x), written already quantized
 //           (int8 per block of 16 rows, one fp32 scale per block) for MODE 2;
-//   MODE 2: the MoE down projection y[token] += Σ_slot w·down_e·h from MODE 1's quantized h;
-//   MODE 3 (the build with -DMOE_FUSED, mvq8_moe; devices with fp32 atomic add): MODE 1 and MODE 2 in one
-//           dispatch: a workgroup quantizes its HB rows of h as MODE 1 does, keeps them in shared memory, and adds
-//           its share of the down projection, w_slot · down_e[:, rows] · h[rows] for every output row, into y with
-//           atomic adds (matvec.comp MODE 3 says why; y must not be the x the workgroups read).
+//   MODE 2: the MoE down projection y[token] += Σ_slot w·down_e·h from MODE 1's quantized h.
 // With fp32 activations a Q8_0 kernel reads 4 bytes of x per weight byte and converts every quant to fp32, so it is
 // bound by those instructions, not by memory. Here activations are int8 as llama.cpp's q8 activations: per block of
 // 16 values (one 16-byte weight vector), d = max|x| / 127 and q = round(x / d) in [-127, 127]; a weight vector meets
@@ -42,8 +38,7 @@ int sdot4x8(int a, int b, spirv_literal int fmt);
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 256;
-layout(constant_id = 1) const uint MODE = 0;  // 0 dense, 1 MoE gate+up (quantized h out), 2 MoE down (quantized h in),
-                                              // 3 both (MOE_FUSED)
+layout(constant_id = 1) const uint MODE = 0;  // 0 dense, 1 MoE gate+up (quantized h out), 2 MoE down (quantized h in)
 layout(constant_id = 2) const uint RSG = 1;   // output rows per subgroup
 layout(constant_id = 3) const uint NPL = 4;   // vectors per lane per row: ceil(cols/16/SG); MODE 2 ceil(cols/16/LPS)
 layout(constant_id = 4) const uint XQ = 128;  // MODE 0/1: cols / 16 (shared x quants in uvec4, one scale each)
@@ -63,9 +58,8 @@ layout(constant_id = 10) const uint SEL = 0;
 #define RR_ON SEL
 #include "route_rank.glsl"
 
-#define GU (MODE == 1u || MODE == 3u)               // the gate+up rows (MODE 3: then the down projection)
-const uint NR = GU ? 2u * RSG : RSG;               // rows in flight: gate+up loads a gate and an up row each
-#define FOLD (GU && (SEL & 0x20000u) != 0u)        // a macro, as in matvec.comp
+const uint NR = MODE == 1u ? 2u * RSG : RSG;       // rows in flight: gate+up loads a gate and an up row each
+#define FOLD (MODE == 1u && (SEL & 0x20000u) != 0u)  // a macro, as in matvec.comp
 #define PRE (FOLD && (SEL & 0x40000u) != 0u)            // selected beforehand (matvec.comp)
 const uint LPS = MODE == 2u ? SG / K : 1u;         // MODE 2: lanes per slot
 const uint XQS = MODE == 2u ? 1u : XQ;
@@ -73,12 +67,7 @@ const uint XQS = MODE == 2u ? 1u : XQ;
 shared uvec4 xq[XQS];
 shared float xd[XQS];
 shared float red[32];
-shared float hsh[GU ? HB : 1u];
-#ifdef MOE_FUSED
-#extension GL_EXT_shader_atomic_float : require
-shared uvec4 hq[MODE == 3u ? HB / 16u : 1u];  // MODE 3: the workgroup's h as int8, a block of 16 rows a word
-shared float hd[MODE == 3u ? HB / 16u : 1u];  // and the blocks' scales
-#endif
+shared float hsh[MODE == 1u ? HB : 1u];
 
 // one 16-byte weight vector (16 quants) against 16 activation quants: Σ q_w·q_x
 int qdot16(uvec4 w, uvec4 x) {
@@ -182,57 +171,6 @@ void dot_rows(uvec4 wq[NR][NPL], float qs[NR][NPL], out float acc[NR]) {
     }
 }
 
-#ifdef MOE_FUSED
-// MODE 3: y[tok][i] += w_slot · Σ_j down_e[i][row0 + j] · h[j] for every output row i (down is [cols x rows] Q8_0;
-// its columns row0 .. row0 + HB - 1 are this workgroup's h rows, HB / 16 vectors of 16 quants per row, a lane each,
-// with the row's Q8_0 scale of that vector; the down table comes in pc.s, since pc.w2 is the up table). The down
-// weights do not depend on h: a lane's first DROWS rows are loaded (down_load) together with the gate and up rows,
-// so their latency hides behind the gate+up; one atomic add per row.
-const uint DLPR = MODE == 3u ? HB / 16u : 1u;  // lanes per output row
-const uint DROWS = MODE == 3u ? 4u : 1u;        // rows per lane per pass (all loaded before any is used)
-void down_load(uint64_t dw, uint64_t ds, uint i0, out uvec4 wq[DROWS], out float qs[DROWS]) {
-    uint inter = pc.rows, dim = pc.cols;
-    uint t = gl_LocalInvocationID.x, sub = t % DLPR, r0 = t / DLPR, P = WG / DLPR;
-    uint c0 = gl_WorkGroupID.x * HB + sub * 16u;  // this lane's first column of down
-    uint64_t wbase = dw + uint64_t(c0), sbase = ds + uint64_t(c0 / 32u) * 2u;
-    [[unroll]] for (uint u = 0; u < DROWS; u++) {
-        uint row = i0 + u * P + r0;
-        bool ok = row < dim;
-        wq[u] = ok ? BufUV4(wbase + uint64_t(row) * inter).v[0] : uvec4(0);
-        qs[u] = ok ? f16_bits(ld_u16(sbase + uint64_t(row) * (inter / 32u) * 2u)) : 0.0f;
-    }
-}
-
-void down_fused(uint entry, uint64_t dw, uint64_t ds, uvec4 wq[DROWS], float qs[DROWS]) {
-    barrier();  // hq, hd (and rr_w from the selection) complete
-    uint tok = entry / pc.k, slot = entry % pc.k;
-    float wt;
-    if (FOLD) {
-        wt = rr_w[slot];
-    } else if (SEL != 0u) {  // route_rank's probabilities of the selection
-        float sum = 0.0f;
-        for (uint j = 0; j < pc.k; j++) sum += rr_top_p[j];
-        wt = (SEL & 0x10000u) != 0u ? rr_top_p[slot] / sum : rr_top_p[slot];
-    } else {
-        wt = BufF32(pc.wts).v[entry];
-    }
-    uint dim = pc.cols;
-    uint t = gl_LocalInvocationID.x, sub = t % DLPR, r0 = t / DLPR, P = WG / DLPR;
-    uvec4 xq4 = hq[sub];
-    float dx = hd[sub] * wt;
-    uint64_t yrow = pc.y + uint64_t(tok) * pc.y_stride * 4u;
-    for (uint i0 = 0; i0 < dim; i0 += P * DROWS) {  // uniform trip count: the shuffles need the whole subgroup
-        if (i0 > 0u) down_load(dw, ds, i0, wq, qs);
-        [[unroll]] for (uint u = 0; u < DROWS; u++) {
-            float s = float(qdot16(wq[u], xq4)) * (qs[u] * dx);
-            for (uint m = 1u; m < DLPR; m <<= 1) s += subgroupShuffleXor(s, m);
-            uint row = i0 + u * P + r0;
-            if (sub == 0u && row < dim) atomicAdd(BufF32(yrow).v[row], s);
-        }
-    }
-}
-#endif
-
 void dense_or_gate_up() {
     uint lane = gl_SubgroupInvocationID, sg = gl_SubgroupID;
     uint cols = pc.cols, rows = pc.rows;
@@ -241,41 +179,29 @@ void dense_or_gate_up() {
 
     // 0. x (MODE 1: the entry's token row): it does not depend on the routing, so it is loaded first
     vec4 xr[NXT];
-    load_x(pc.x + (GU ? uint64_t(entry / pc.k) * pc.x_stride * 4u : 0ul), xr);
+    load_x(pc.x + (MODE == 1u ? uint64_t(entry / pc.k) * pc.x_stride * 4u : 0ul), xr);
 
     uint64_t w0 = pc.w, s0 = pc.s, w1 = 0ul, s1 = 0ul;
     float xscale = 1.0f;
-    if (PRE) {  // ranked beforehand: only the writing workgroup needs the raw halves (MODE 3: all, for the weights)
-        if (MODE == 3u || (gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u))
-            rr_pre(pc.lg, SEL & 0xffffu, pc.k, pc.ids);
+    if (PRE) {  // ranked beforehand: only the writing workgroup needs the raw halves
+        if (gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u) rr_pre(pc.lg, SEL & 0xffffu, pc.k, pc.ids);
     } else if (FOLD) {  // the router's raw halves, ranked as they are (the norm scale comes after the weight loads)
         rr_load(pc.lg, SEL & 0xffffu, true);
         rr_select_raw(SEL & 0xffffu, pc.k);
-    } else if (GU && SEL != 0u) {  // after x's loads are issued: the selection's latency overlaps them
+    } else if (MODE == 1u && SEL != 0u) {  // after x's loads are issued: the selection's latency overlaps them
         route_rank(pc.lg, SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u,
                    gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u, pc.ids, pc.wts);
     }
-#ifdef MOE_FUSED
-    uint64_t dw = 0ul, ds = 0ul;
-    uvec4 dwq[DROWS];
-    float dqs[DROWS];
-#endif
-    if (GU) {
+    if (MODE == 1u) {
         int e = SEL != 0u && (SEL & 0x40000u) == 0u ? int(rr_top_e[entry % pc.k]) : BufI32(pc.ids).v[entry];
         expert(pc.w, e, w0, s0);
         expert(pc.w2, e, w1, s1);
-#ifdef MOE_FUSED
-        if (MODE == 3u) expert(pc.s, e, dw, ds);
-#endif
     }
 
     // 1. the first row group's weight loads and scales, all in flight
     uvec4 wa[NR][NPL], wb[NR][NPL];
     float qa[NR][NPL], qb[NR][NPL];
     load_rows(w0, s0, w1, s1, row0, wa, qa);
-#ifdef MOE_FUSED
-    if (MODE == 3u) down_load(dw, ds, 0u, dwq, dqs);  // after the gate and up rows: those are needed first
-#endif
 
     // 2. the activations as int8 in shared memory (with NORM: the scale after the weight loads are issued)
     if (NORM != 0u) xscale = x_scale(xr, cols);
@@ -293,14 +219,12 @@ void dense_or_gate_up() {
         if (lane != 0u) continue;
         [[unroll]] for (uint r = 0; r < RSG; r++) {
             uint row = row0 + g * RSG + r;
-            if (GU) {
+            if (MODE == 1u) {
                 float gs = FOLD ? acc[r] * xscale : acc[r], us = FOLD ? acc[RSG + r] * xscale : acc[RSG + r];
                 hsh[sg * RSG * SEQ + g * RSG + r] = silu(gs) * us;
             } else if (row < rows) {
                 BufF32 y = BufF32(pc.y + uint64_t(row) * 4u);
-                float o = pc.accumulate != 0u ? y.v[0] + acc[r] : acc[r];
-                y.v[0] = o;
-                if (pc.xn != 0ul) BufF32(pc.xn).v[row] = o;  // a copy of y (vk_op_matmul, mv_dup)
+                y.v[0] = pc.accumulate != 0u ? y.v[0] + acc[r] : acc[r];
             }
         }
     }
@@ -317,27 +241,12 @@ void dense_or_gate_up() {
         m = max(m, subgroupShuffleXor(m, 1u));
         m = max(m, subgroupShuffleXor(m, 2u));
         float id = m > 0.0f ? 127.0f / m : 0.0f;
-#ifdef MOE_FUSED
-        if (MODE == 3u) {  // (rows % HB == 0: the host checks)
-            hq[t / 4u][t % 4u] = pack_q8(ivec4(round(h * id)));
-            if ((t & 3u) == 0u) hd[t / 4u] = m / 127.0f;
-        } else
-#endif
         if (row < rows) {
             uint o = entry * rows + row;  // rows % 16 == 0: a block is all in range or all out
             BufU32(pc.y).v[o / 4u] = pack_q8(ivec4(round(h * id)));
             if ((t & 3u) == 0u) BufF32(pc.s).v[o / 16u] = m / 127.0f;
         }
     }
-#ifdef MOE_FUSED
-    if (MODE == 3u) {
-        if (FOLD)  // every workgroup needs its slot's weight
-            rr_weights(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u,
-                       (SEL & 0x40000u) != 0u ? 0ul : pc.ids, pc.wts, xscale, pc.lo);
-        down_fused(entry, dw, ds, dwq, dqs);
-        return;
-    }
-#endif
     if (FOLD && gl_WorkGroupID.x == 0u && gl_WorkGroupID.y == 0u)
         rr_finish(SEL & 0xffffu, pc.k, (SEL & 0x10000u) != 0u, (SEL & 0x40000u) != 0u ? 0ul : pc.ids, pc.wts,
                   xscale, pc.lo);

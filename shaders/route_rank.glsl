@@ -134,14 +134,10 @@ void rr_select_raw(uint ne, uint k) {
     barrier();
 }
 
-// The softmax of s·raw and the selection's weights into rr_w[0..k) in every workgroup that calls it (uniform control
-// flow); write: this workgroup also stores the logits (lo), ids (unless 0) and weights. The fused MoE decode
-// (matvec.comp / mvq8.comp MODE 3) needs its slot's weight in every workgroup; elsewhere only the writer calls it.
-shared float rr_w[RR_ON != 0u ? RR_MAX_K : 1u];
-void rr_weights(uint ne, uint k, bool renorm, bool write, uint64_t ids, uint64_t wts, float s, uint64_t lo) {
+void rr_finish(uint ne, uint k, bool renorm, uint64_t ids, uint64_t wts, float s, uint64_t lo) {
     uint t = gl_LocalInvocationIndex, n4 = (ne + 3u) / 4u;
     barrier();
-    rr_softmax(n4, t, ne, s, write ? lo : 0ul);  // rr_p4 = e^(s·raw - m), rr_ms[1] = the sum
+    rr_softmax(n4, t, ne, s, lo);  // rr_p4 = e^(s·raw - m), rr_ms[1] = the sum
     barrier();
     if (t == 0u) {
         float p[RR_ON != 0u ? RR_MAX_K : 1u];
@@ -152,18 +148,10 @@ void rr_weights(uint ne, uint k, bool renorm, bool write, uint64_t ids, uint64_t
             sum += p[j];
         }
         for (uint j = 0u; j < k; j++) {
-            float wj = renorm ? p[j] / sum : p[j];
-            rr_w[j] = wj;
-            if (!write) continue;
             if (ids != 0ul) BufI32(ids).v[j] = int(rr_top_e[j]);
-            BufF32(wts).v[j] = wj;
+            BufF32(wts).v[j] = renorm ? p[j] / sum : p[j];
         }
     }
-    barrier();
-}
-
-void rr_finish(uint ne, uint k, bool renorm, uint64_t ids, uint64_t wts, float s, uint64_t lo) {
-    rr_weights(ne, k, renorm, true, ids, wts, s, lo);
 }
 
 // The folded router with the selection made beforehand (PRE: the last workgroup of the router's M·a dispatch,

@@ -18,7 +18,7 @@ SHADER_NOSG  := matvec rms_norm attn_split moe_route qk_rope_kv mv_rows
 # and the fp16-activation build of every shape (128x64 included): _x16
 MATMUL_CM_VARIANTS := $(foreach t,128x64 $(MATMUL_CM_TILES),matmul_cm_$(t)_x16)
 SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _nosg,$(SHADER_NOSG)) matmul_big \
-                attn_flash_cm_d64 attn_flash_cm_d80 router_chain matvec_moe mvq8_moe \
+                attn_flash_cm_d64 attn_flash_cm_d80 router_chain \
                 $(addprefix matmul_cm_,$(MATMUL_CM_TILES)) $(MATMUL_CM_VARIANTS))
 SHADER_H     := $(SHADER_SPV:.spv=.h)
 
@@ -43,15 +43,6 @@ $(SHADER_DIR)/matmul_big.spv: shaders/matmul.comp
 $(SHADER_DIR)/router_chain.spv: shaders/router.comp
 	@mkdir -p $(SHADER_DIR)
 	$(GLSLC) $(GLSLC_FLAGS) -DCHAIN -MD -MF $@.d $< -o $@
-
-# the fused MoE decode (MODE 3: gate+up and down in one dispatch, fp32 atomic adds; a build of its own, since the
-# atomics' capability must not reach devices without it)
-$(SHADER_DIR)/matvec_moe.spv: shaders/matvec.comp
-	@mkdir -p $(SHADER_DIR)
-	$(GLSLC) $(GLSLC_FLAGS) -DMOE_FUSED -MD -MF $@.d $< -o $@
-$(SHADER_DIR)/mvq8_moe.spv: shaders/mvq8.comp
-	@mkdir -p $(SHADER_DIR)
-	$(GLSLC) $(GLSLC_FLAGS) -DMOE_FUSED -MD -MF $@.d $< -o $@
 
 # matmul_cm_<BM>x<BN>: 8 subgroups, 8 along the weight rows when the x tile is 32 rows, else 4 x 2
 $(SHADER_DIR)/matmul_cm_%.spv: shaders/matmul_cm.comp

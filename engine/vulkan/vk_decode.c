@@ -193,7 +193,6 @@ static void route_defer(vk_ctx *c, ob_ptr logits, int ne, int k, int norm_topk, 
     c->route_pend.on = 1;
     c->route_pend.fold = 0;
     c->route_pend.pre = 0;
-    c->route_pend.xc = 0;
     c->route_pend.ne = ne, c->route_pend.k = k, c->route_pend.renorm = norm_topk != 0;
     c->route_pend.lg = logits, c->route_pend.ids = ids, c->route_pend.wts = weights;
     c->route_pend.r_lg = vk_rng(vk_addr(logits), (size_t)ne * 4);
@@ -311,8 +310,6 @@ void vk_fold_free_all(vk_ctx *c) {
     c->cap_folds = 0;
     if (c->fold_raw) vk_buf_free(&c->base, c->fold_raw);
     c->fold_raw = NULL;
-    if (c->fold_xc) vk_buf_free(&c->base, c->fold_xc);
-    c->fold_xc = NULL;
 }
 
 /* the tables of (wo, norm, w), computed on first use; NULL after vk_fail */
@@ -414,22 +411,7 @@ static void fold_route(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob
     int pre_env = vk_env_now("OMNI_VK_ROUTE_PRE", -1);
     int pre_on = pre_env >= 0 ? pre_env != 0 : wo->dtype == OB_Q8_0 && vk_q8_int8_on(c);
     fold_rows(c, fa, f->buf, 0, (uint32_t)E, (uint32_t)H, x, raw, 0, ids, k);
-    /* o_proj + residual, also written to a copy for the fused MoE decode (vk_moe.c), which reads the row while it
-     * adds into the residual itself */
-    VkDeviceAddress xc = 0;
-    if (vk_moe_fused_on(c)) {
-        if (c->fold_xc && c->fold_xc->size < H * 4) {
-            vk_buf_free(&c->base, c->fold_xc);
-            c->fold_xc = NULL;
-        }
-        if (!c->fold_xc && !(c->fold_xc = vk_alloc(&c->base, H * 4))) return;
-        xc = c->fold_xc->blk->addr + c->fold_xc->off;
-    }
-    c->mv_dup = xc;
-    c->mv_dup_done = 0;
     vk_op_matmul(&c->base, wo, a, x, 1, 1);
-    c->mv_dup = 0;
-    if (!c->mv_dup_done) xc = 0;
     int pre = fold_rows(c, fa + E * H * 4, f->buf, E * H * 4, (uint32_t)E, (uint32_t)wo->cols, a, ob_at(raw, E * 4),
                         pre_on ? vk_addr(raw) : 0, ids, k);
     if (c->base.failed) return;
@@ -446,7 +428,6 @@ static void fold_route(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob
     c->route_pend.raw = vk_addr(raw);
     c->route_pend.r_x = vk_rng(vk_addr(x), H * 4), c->route_pend.r_xn = vk_rng(vk_addr(xn), H * 4);
     c->route_pend.r_raw = vk_rng(vk_addr(raw), E * 8), c->route_pend.r_nw = vk_mat_range(norm);
-    c->route_pend.xc = xc, c->route_pend.r_xc = vk_rng(xc, H * 4);
 }
 
 /* ---- matmul_norm_route ------------------------------------------------------------------------------------------ */

@@ -94,7 +94,6 @@ void vk_env_read(vk_env *e) {
     e->no_coopmat = env_flag("OMNI_VK_NO_COOPMAT");
     e->no_subgroup = env_flag("OMNI_VK_NO_SUBGROUP");
     e->no_fp64 = env_flag("OMNI_VK_NO_FP64");
-    e->no_atomic_float = env_flag("OMNI_VK_NO_ATOMIC_FLOAT");
     e->max_ops = vk_env_now("OMNI_VK_MAX_OPS", 128);
     if (e->max_ops < 1) e->max_ops = 1;
     e->attn = env_choice("OMNI_VK_ATTN", "split", "flash");
@@ -132,9 +131,6 @@ void vk_env_read(vk_env *e) {
     e->route_defer = vk_env_now("OMNI_VK_ROUTE_DEFER", 1);
     e->route_fold = vk_env_now("OMNI_VK_ROUTE_FOLD", 1);
     e->pipe_stats = env_flag("OMNI_VK_PIPELINE_STATS");
-    e->moe_fused = vk_env_now("OMNI_VK_MOE_FUSED", 1);
-    e->moef_rows = vk_env_now("OMNI_VK_MOEF_ROWS", 0);
-    e->moef_wg = vk_env_now("OMNI_VK_MOEF_WG", 0);
 }
 
 const char *vk_result_str(VkResult r) {
@@ -439,9 +435,6 @@ static void probe(VkPhysicalDevice pd, vk_caps *cap, ob_vk_device_info *info, ex
     ob_coopmat_khr_features fckhr = { .sType = OB_STYPE_COOPMAT_KHR_FEATURES };
     ob_bf16_features fbf = { .sType = OB_STYPE_BF16_FEATURES };
     ob_coopmat2_features fcm2 = { .sType = OB_STYPE_COOPMAT2_FEATURES };
-    VkPhysicalDeviceShaderAtomicFloatFeaturesEXT faf = {
-        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_ATOMIC_FLOAT_FEATURES_EXT
-    };
     VkPhysicalDeviceFeatures2 f2 = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2 };
     void **tail = &f2.pNext;
 #define CHAIN(s) do { *tail = &(s); tail = &(s).pNext; } while (0)
@@ -455,7 +448,6 @@ static void probe(VkPhysicalDevice pd, vk_caps *cap, ob_vk_device_info *info, ex
     if (has_ext(&el, "VK_KHR_cooperative_matrix")) CHAIN(fckhr);
     if (has_ext(&el, "VK_KHR_shader_bfloat16")) CHAIN(fbf);
     if (has_cm2) CHAIN(fcm2);
-    if (has_ext(&el, VK_EXT_SHADER_ATOMIC_FLOAT_EXTENSION_NAME)) CHAIN(faf);
 #undef CHAIN
     vkGetPhysicalDeviceFeatures2(pd, &f2);
 
@@ -477,7 +469,6 @@ static void probe(VkPhysicalDevice pd, vk_caps *cap, ob_vk_device_info *info, ex
     cap->coopmat_nv = fcnv.cooperativeMatrix;
     cap->coopmat_khr = fckhr.cooperativeMatrix;
     cap->coopmat2_nv = has_ext(&el, "VK_NV_cooperative_matrix2");
-    cap->atomic_f32 = faf.shaderBufferFloat32AtomicAdd;
     /* what matmul_cm2.comp needs of it; the shapes (vk_device_open) and the shader's presence decide cap->cm2 */
     cap->cm2 = has_cm2 && fckhr.cooperativeMatrix && fcm2.cooperativeMatrixWorkgroupScope &&
                fcm2.cooperativeMatrixFlexibleDimensions && fcm2.cooperativeMatrixTensorAddressing &&
@@ -623,7 +614,6 @@ static void apply_env(vk_caps *cap, const vk_env *e) {
     if (e->no_coopmat) cap->coopmat_nv = cap->coopmat_khr = cap->coopmat2_nv = cap->cm2 = 0;
     if (e->no_subgroup) cap->sg_arith = cap->sg_shuffle = 0;
     if (e->no_fp64) cap->fp64 = 0;
-    if (e->no_atomic_float) cap->atomic_f32 = 0;
 }
 
 /* matmul_cm2.comp's operand types as a workgroup-scope shape of the flexible-dimension list: fp16 x fp16 -> fp32
@@ -799,15 +789,6 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
         *tail = &fcm2;
         tail = &fcm2.pNext;
     }
-    VkPhysicalDeviceShaderAtomicFloatFeaturesEXT faf = {
-        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_ATOMIC_FLOAT_FEATURES_EXT,
-        .shaderBufferFloat32AtomicAdd = VK_TRUE,
-    };
-    if (c->caps.atomic_f32) {
-        exts[n_exts++] = VK_EXT_SHADER_ATOMIC_FLOAT_EXTENSION_NAME;
-        *tail = &faf;
-        tail = &faf.pNext;
-    }
     /* OMNI_VK_PIPELINE_STATS=1: the driver's per-pipeline statistics (registers, shared memory, ...) for
      * ob_vulkan_pipeline_stats, where VK_KHR_pipeline_executable_properties is there */
     VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR fpe = {
@@ -850,10 +831,10 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
     vkGetDeviceQueue(c->dev, c->qfam, 0, &c->queue);
     omni_log(OMNI_LOG_INFO,
              "vulkan: %s (subgroup %u%s, fp16 %d, int8 %d, bf16 %d, int dot %d, coopmat nv %d khr %d nv2-gemm %d "
-             "[%u %u %u] bf16 %d, atomic float %d%s)", c->name,
+             "[%u %u %u] bf16 %d%s)", c->name,
              c->caps.subgroup_size, vk_use_subgroups(c) ? "" : ", no subgroup ops", c->caps.fp16, c->caps.int8,
              c->caps.bf16, c->caps.int_dot, c->caps.coopmat_nv, c->caps.coopmat_khr, c->caps.cm2, c->caps.cm2_gran[0],
-             c->caps.cm2_gran[1], c->caps.cm2_gran[2], c->caps.cm2_bf16, c->caps.atomic_f32,
+             c->caps.cm2_gran[1], c->caps.cm2_gran[2], c->caps.cm2_bf16,
              c->validation_active ? ", validation on" : "");
     return OMNI_OK;
 }

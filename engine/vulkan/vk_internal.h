@@ -25,7 +25,6 @@ typedef struct {
     int sg_arith, sg_shuffle, sg_size_control;
     int fp16, int8, storage16, storage8, int64, fp64, bf16, int_dot, int_dot_accel;
     int coopmat_nv, coopmat_khr, coopmat2_nv, bda;
-    int atomic_f32; /* fp32 atomic add on storage buffers (VK_EXT_shader_atomic_float): the fused MoE decode */
     /* NV cooperative matrix 2 as matmul_cm2.comp uses it (vk_device.c): workgroup scope, flexible dimensions,
      * tensor addressing and block loads with KHR cooperative matrix, an fp16 x fp16 -> fp32 workgroup shape for 256
      * invocations, fp16 and 16-bit storage, and the shader built (GLSLC2); cm2_bf16: a bf16 workgroup shape too */
@@ -114,8 +113,7 @@ typedef struct {
  *   OMNI_VK_ATTN_TREE=N    decode attention: chunk partials merged in groups of N first, then the groups (0: one merge
  *                          of all chunks; default groups of 8 from 40 chunks on; vk_decode.c) */
 typedef struct {
-    int validation, no_fp16, no_int8, no_16bit, no_8bit, no_bf16, no_int_dot, no_coopmat, no_subgroup, no_fp64,
-        no_atomic_float;
+    int validation, no_fp16, no_int8, no_16bit, no_8bit, no_bf16, no_int_dot, no_coopmat, no_subgroup, no_fp64;
     int max_ops;
     int attn;  /* 0 auto, 1 split, 2 flash */
     int mm;    /* 0 auto, 1 vec, 2 tiled */
@@ -138,8 +136,6 @@ typedef struct {
     int chain; /* OMNI_VK_CHAIN: 1 (default) o_proj chained in front of the router, 0 none */
     int route_fold; /* OMNI_VK_ROUTE_FOLD: 1 (default) the decode router folded beside o_proj (vk_decode.c) */
     int pipe_stats; /* OMNI_VK_PIPELINE_STATS=1: pipelines capture the driver's statistics (registers, ...) */
-    int moe_fused;  /* OMNI_VK_MOE_FUSED: 1 (default) the decode MoE gate+up and down in one dispatch (vk_ops.c) */
-    int moef_rows, moef_wg; /* OMNI_VK_MOEF_ROWS / _WG: its h rows and invocations per workgroup (0 = default) */
 } vk_env;
 void vk_env_read(vk_env *e);
 /* a tuning switch read at each call (an integer, dflt when unset or empty): the prefill paths of vk_coopmat.c and
@@ -209,8 +205,6 @@ typedef enum {
     SH_ROUTER_CHAIN,
     SH_ROUTE_FOLD,
     SH_MV_ROWS,
-    SH_MATVEC_MOE, /* matvec.comp and mvq8.comp built with -DMOE_FUSED (MODE 3, fp32 atomic add) */
-    SH_MVQ8_MOE,
     SH_GRIDBAR,
     SH_MATMUL_CM2, /* NV cooperative matrix 2 GEMM: only in builds with GLSLC2 (shaders.mk), else no words */
     SH_MATMUL_CM2_MOE, /* its grouped MoE form (matmul_cm2_moe.comp), likewise */
@@ -346,9 +340,6 @@ typedef struct vk_ctx {
         VkDeviceAddress raw;
         vk_range r_x, r_xn, r_raw, r_nw;
         int pre; /* fold: the router's M·a dispatch selected the experts already (ids written; mv_rows.comp RANK) */
-        VkDeviceAddress xc; /* fold: a copy of the residual x that o_proj wrote beside it (0: none), for the fused
-                             * MoE, which adds into x while it reads the row (vk_moe.c) */
-        vk_range r_xc;
     } route_pend;
     int route_flushing;
     /* the folded router's per-layer tables (vk_decode.c: Rw and M, fp32), dropped when a source weight changes */
@@ -356,11 +347,6 @@ typedef struct vk_ctx {
     int n_folds, cap_folds;
     vk_range fold_span; /* from the lowest to the highest byte of all folds' source weights */
     ob_buf *fold_raw;   /* the raw halves, 2 x 256 floats */
-    ob_buf *fold_xc;    /* route_pend.xc's buffer (the hidden size in floats) */
-    /* vk_op_matmul with one x row also writes its result row to mv_dup when set (0: not); mv_dup_done says whether the
-     * last call did */
-    VkDeviceAddress mv_dup;
-    int mv_dup_done;
     struct vk_trace {
         VkPipeline pipe;
         uint32_t gx, gy, gz;
@@ -510,12 +496,6 @@ void vk_matvec_dispatch_norm(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_ma
 int vk_q8_int8_on(vk_ctx *c);
 /* the MoE decode pair (gate+up, down) on int8 activations where the device has the integer dot product (vk_ops.c);
  * returns 0 where it does not apply. sel: mvq8.comp's SEL; norm: 1 + the norm weight's dtype with SEL's fold bit */
-/* the fused MoE decode (matvec.comp / mvq8.comp MODE 3, vk_ops.c): whether the device and settings allow it, and the
- * dispatch (pc: MODE 1's operands with s = the down table and y the rows to add into, which the x read must not
- * overlap); returns 0 where it does not apply (the caller then runs the pair) */
-int vk_moe_fused_on(vk_ctx *c);
-int vk_moe_fused(vk_ctx *c, ob_dtype gt, ob_dtype dt, int vec, ob_pc_matvec *pc, const vk_range *reads, int n_reads,
-                 const vk_range *writes, int n_writes, uint32_t sel, uint32_t norm);
 int vk_moe_q8_pair(vk_ctx *c, ob_dtype gt, ob_dtype dt, int vec_gu, int vec_dn, ob_pc_matvec *gu,
                    const vk_range *rd_gu, int n_rd_gu, ob_pc_matvec *dn, const vk_range *rd_dn, int n_rd_dn,
                    const vk_range *wr_gu, int n_wr_gu, const vk_range *wr_y, uint32_t sel, uint32_t norm);

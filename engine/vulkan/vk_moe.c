@@ -252,27 +252,6 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
             }
             c->route_pend.on = 0; /* owed no longer: the gate+up writes them */
         }
-        /* gate+up and down in one dispatch, adding into y with atomic adds (vk_moe_fused). The x it reads must not
-         * be y: the folded router's x is the residual itself, so it reads the copy o_proj wrote beside it */
-        if (vk_moe_fused_on(c)) {
-            ob_pc_matvec pf = pc;
-            pf.s = buf_addr(td->buf), pf.y = ya, pf.y_stride = (uint32_t)dim;
-            vk_range rdf[12], wrf[5];
-            int n_rdf = 0, n_wrf = 0, ok = 1;
-            for (int i = 0; i < n_rd1; i++) rdf[n_rdf++] = rd1[i];
-            if (sel & 0x20000u) {
-                ok = c->route_pend.xc != 0;
-                pf.x = c->route_pend.xc;
-                rdf[0] = c->route_pend.r_xc;
-            }
-            rdf[n_rdf++] = r_tab[2], rdf[n_rdf++] = td->span, rdf[n_rdf++] = r_y;
-            rdf[n_rdf++] = r_ids, rdf[n_rdf++] = r_w; /* (without SEL both; with PRE the ids M·a wrote) */
-            wrf[n_wrf++] = r_y;
-            for (int i = 1; i < n_wr1; i++) wrf[n_wrf++] = wr1[i];
-            if (ok && !vk_overlaps(&r_y, 1, vk_rng(pf.x, xb)) &&
-                vk_moe_fused(c, gate[0].dtype, down[0].dtype, vec1 && vec2, &pf, rdf, n_rdf, wrf, n_wrf, sel, norm))
-                return;
-        }
         /* Q8_0 on int8 activations (vk_ops.c; h then holds int8 quants and scales) */
         if (vk_moe_q8_pair(c, gate[0].dtype, down[0].dtype, vec1, vec2, &pc, rd1, n_rd1, &pd, rd2, 6, wr1, n_wr1, &r_y,
                            sel, norm))

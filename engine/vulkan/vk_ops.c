@@ -247,50 +247,6 @@ int vk_moe_q8_pair(vk_ctx *c, ob_dtype gt, ob_dtype dt, int vec_gu, int vec_dn, 
     return 1;
 }
 
-int vk_moe_fused_on(vk_ctx *c) {
-    return c->env.moe_fused && c->caps.atomic_f32 && vk_use_subgroups(c) && c->caps.sg_shuffle &&
-           c->caps.subgroup_size >= 8 && c->caps.subgroup_size <= 128;
-}
-
-/* The fused MoE decode: one dispatch of (inter / S) x entries workgroups, each computing S rows of its slot's h as
- * the gate+up kernel does, then adding w · down_e[:, rows] · h[rows] into every output row with atomic adds
- * (matvec.comp / mvq8.comp MODE 3). Q8_0 runs mvq8.comp on int8 activations (h quantized per 16 rows as the pair's
- * MODE 1 writes it, so the numbers are the pair's up to the order of the sum); f32/f16/bf16 run matvec.comp. */
-int vk_moe_fused(vk_ctx *c, ob_dtype gt, ob_dtype dt, int vec, ob_pc_matvec *pc, const vk_range *reads, int n_reads,
-                 const vk_range *writes, int n_writes, uint32_t sel, uint32_t norm) {
-    if (!vk_moe_fused_on(c) || gt != dt || !vec) return 0;
-    uint32_t sgs = c->caps.subgroup_size, inter = pc->rows, dim = pc->cols, k = pc->k, ne = pc->n;
-    if (k < 1 || ne < 1 || pc->x % 16 || pc->y % 4 || dim % 4) return 0;
-    if (gt == OB_Q8_0) {
-        if (!q8_ok(c) || dim % 32 || inter % 32) return 0;
-        uint32_t hb = c->env.moef_rows == 32 ? 32 : 16; /* a multiple of the 16-row h blocks dividing inter */
-        uint32_t nvec = dim / 16, npl = (nvec + sgs - 1) / sgs;
-        if (2 * npl > 2 * Q8_MAX_VECS || (size_t)nvec * 20 + 1024 > c->caps.max_shared) return 0;
-        uint32_t wg = hb * sgs; /* a gate and an up row per subgroup, all loads in flight, as the pair's gate+up */
-        if (wg > c->caps.max_wg_invocations || hb / 16 > sgs) return 0;
-        uint32_t spec[11] = { wg, 3, 1, npl, nvec, norm, sgs, k, hb, 1, sel };
-        vk_dispatch(c, vk_pipeline(c, SH_MVQ8_MOE, spec, 11), pc, sizeof *pc, inter / hb, ne, 1, reads, n_reads,
-                    writes, n_writes);
-        return 1;
-    }
-    if (gt != OB_F32 && gt != OB_F16 && gt != OB_BF16) return 0;
-    uint32_t epv = gt == OB_F32 ? 4 : 8;
-    /* S h rows per workgroup: the down matrix's columns a workgroup reads are S / epv 16-byte vectors per row */
-    uint32_t rows = c->env.moef_rows > 0 ? (uint32_t)c->env.moef_rows : 16;
-    if (rows < epv) rows = epv;
-    if ((rows & (rows - 1)) || rows / epv > sgs || inter % rows || (inter * (gt == OB_F32 ? 4 : 2)) % 16) return 0;
-    uint32_t wg = c->env.moef_wg > 0 ? (uint32_t)c->env.moef_wg : 512;
-    if (wg < sgs) wg = sgs;
-    wg = wg / sgs * sgs;
-    if (wg > c->caps.max_wg_invocations || (wg & (wg - 1))) return 0;
-    uint32_t unroll = c->env.mv_unroll > 0 ? (uint32_t)c->env.mv_unroll : 2;
-    uint32_t cvt = c->env.mv_cvt >= 0 ? (uint32_t)c->env.mv_cvt : 1;
-    uint32_t spec[12] = { wg, (uint32_t)gt, 1, 1, 3, 1, rows, unroll, cvt, norm, 1, sel };
-    vk_dispatch(c, vk_pipeline(c, SH_MATVEC_MOE, spec, 12), pc, sizeof *pc, inter / rows, ne, 1, reads, n_reads,
-                writes, n_writes);
-    return 1;
-}
-
 void vk_matvec_dispatch_norm(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_matvec *pc, uint32_t groups_y,
                              const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int norm) {
     vk_matvec_dispatch_sel(c, mode, wt, vec, pc, groups_y, reads, n_reads, writes, n_writes, norm, 0);
@@ -378,13 +334,7 @@ void vk_op_matmul(ob_backend *b, const ob_mat *w, ob_ptr x, ob_ptr y, int n, int
             .rows = (uint32_t)w->rows, .cols = (uint32_t)w->cols, .n = (uint32_t)n, .k = 1,
             .accumulate = (uint32_t)(accumulate != 0), .x_stride = (uint32_t)w->cols, .y_stride = (uint32_t)w->rows,
         };
-        /* mv_dup: a copy of the one result row there too (vk_decode.c: the residual after o_proj, which the fused
-         * MoE reads while it adds into the residual itself) */
-        vk_range wr2[2] = { wr, vk_rng(c->mv_dup, yb) };
-        int dup = c->mv_dup && n == 1 && c->mv_dup % 4 == 0;
-        if (dup) pc.xn = c->mv_dup;
-        vk_matvec_dispatch(c, 0, w->dtype, vec, &pc, 1, rd, accumulate ? 3 : 2, wr2, dup ? 2 : 1);
-        c->mv_dup_done = dup;
+        vk_matvec_dispatch(c, 0, w->dtype, vec, &pc, 1, rd, accumulate ? 3 : 2, &wr, 1);
     } else {
         int vec = vk_mat_vec_ok(w) && w->cols % 32 == 0;
         ob_pc_matmul pc = {

@@ -35,9 +35,7 @@
  * router's logits, from which the kernel selects the experts itself and writes ids and wts (route_rank.glsl).
  * MODE 1 with SEL's fold bit (the folded router, vk_decode.c): x = the residual row (not yet normalised), nw = the
  * RMSNorm weight, lg = the router's two raw halves (Rw·x_old, then M·a), lo = where workgroup (0, 0) writes the
- * logits, xn = where it writes the normalised row. MODE 0 (one x row) with xn != 0: the result is also written there
- * (vk_op_matmul's copy, vk_ctx.mv_dup). MODE 3 (the fused MoE, matvec.comp / mvq8.comp built with MOE_FUSED): MODE 1's
- * operands plus s = the down table, y = the output rows the workgroups add into (never x). */
+ * logits, xn = where it writes the normalised row. */
 #if !defined(VULKAN) || defined(PC_MATVEC)
 PUSH(ob_pc_matvec) {
     uint64_t w, s, w2, x, y, ids, wts, lg, nw, xn, lo;

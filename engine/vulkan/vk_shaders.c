@@ -34,8 +34,6 @@
 #include "moe_combine.h"
 #include "mv.h"
 #include "mvq8.h"
-#include "matvec_moe.h"
-#include "mvq8_moe.h"
 #include "moe_plan.h"
 #include "moe_route.h"
 #include "moe_route_nosg.h"
@@ -101,8 +99,6 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_ROUTER_CHAIN] = { SPV(router_chain) },
     [SH_ROUTE_FOLD] = { SPV(route_fold) },
     [SH_MV_ROWS] = { SPV2(mv_rows) },
-    [SH_MATVEC_MOE] = { SPV(matvec_moe) },
-    [SH_MVQ8_MOE] = { SPV(mvq8_moe) },
     [SH_GRIDBAR] = { SPV(gridbar) },
     [SH_MATMUL_CM2] = { SPV_NEW(matmul_cm2) },
     [SH_MATMUL_CM2_MOE] = { SPV_NEW(matmul_cm2_moe) },
