@@ -131,6 +131,7 @@ void vk_env_read(vk_env *e) {
     e->route_defer = vk_env_now("OMNI_VK_ROUTE_DEFER", 1);
     e->route_fold = vk_env_now("OMNI_VK_ROUTE_FOLD", 1);
     e->pipe_stats = env_flag("OMNI_VK_PIPELINE_STATS");
+    e->spin_us = vk_env_now("OMNI_VK_SPIN_US", 2000);
 }
 
 const char *vk_result_str(VkResult r) {

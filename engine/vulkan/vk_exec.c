@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vk_internal.h"
@@ -194,10 +195,35 @@ void vk_exec_free(vk_ctx *c) {
 
 /* ---- recording --------------------------------------------------------------------------------------------------- */
 
-/* waits for the fence of ring slot i if it carries unfinished work */
+static int64_t now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* Waits for the fence of ring slot i if it carries unfinished work. A thread asleep in vkWaitForFences wakes some
+ * time after the signal, and in decode that time is the device's idle gap between tokens (the host then downloads
+ * the logits and records the next token). So with OMNI_VK_SPIN_US > 0 the wait sleeps only until SPIN_MARGIN_US
+ * before the previous wait's length, then polls the fence (at most OMNI_VK_SPIN_US) and sleeps only after that:
+ * H100 tg128, three alternations in one run, always polling: BF16 247.4 / 249.0 / 249.7 -> 256.9 / 251.2 / 256.4,
+ * Q8_0 316.8 / 325.0 / 323.2 -> 332.4 / 337.1 / 334.6 (docs/benchmarks.md, session 9). */
+#define SPIN_MARGIN_US 250
 static int wait_slot(vk_ctx *c, int i) {
     if (c->cb_serial[i] == 0 || c->cb_serial[i] <= c->serial_done) return 0;
-    VkResult r = vkWaitForFences(c->dev, 1, &c->fence[i], VK_TRUE, (uint64_t)c->env.fence_timeout_s * 1000000000ull);
+    VkResult r = VK_NOT_READY;
+    int64_t t0 = c->env.spin_us > 0 ? now_us() : 0;
+    if (c->env.spin_us > 0) {
+        int64_t pre = c->wait_last_us - SPIN_MARGIN_US;
+        if (pre > 0) r = vkWaitForFences(c->dev, 1, &c->fence[i], VK_TRUE, (uint64_t)pre * 1000u);
+        if (r != VK_SUCCESS) {
+            int64_t t1 = now_us();
+            while ((r = vkGetFenceStatus(c->dev, c->fence[i])) == VK_NOT_READY && now_us() - t1 < c->env.spin_us) {
+            }
+        }
+    }
+    if (r != VK_SUCCESS)
+        r = vkWaitForFences(c->dev, 1, &c->fence[i], VK_TRUE, (uint64_t)c->env.fence_timeout_s * 1000000000ull);
+    if (c->env.spin_us > 0 && r == VK_SUCCESS) c->wait_last_us = now_us() - t0;
     if (r != VK_SUCCESS) {
         vk_fail(c, "vkWaitForFences: %s%s (last kernel: %s)", vk_result_str(r),
                 r == VK_TIMEOUT ? ", the device did not finish in OMNI_VK_FENCE_TIMEOUT_S" : "",

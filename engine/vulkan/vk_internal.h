@@ -136,6 +136,7 @@ typedef struct {
     int chain; /* OMNI_VK_CHAIN: 1 (default) o_proj chained in front of the router, 0 none */
     int route_fold; /* OMNI_VK_ROUTE_FOLD: 1 (default) the decode router folded beside o_proj (vk_decode.c) */
     int pipe_stats; /* OMNI_VK_PIPELINE_STATS=1: pipelines capture the driver's statistics (registers, ...) */
+    int spin_us;    /* OMNI_VK_SPIN_US: poll a fence at most this long before sleeping on it (vk_exec.c; 0 never) */
 } vk_env;
 void vk_env_read(vk_env *e);
 /* a tuning switch read at each call (an integer, dflt when unset or empty): the prefill paths of vk_coopmat.c and
@@ -301,6 +302,7 @@ typedef struct vk_ctx {
     vk_pipe *pipes;
     int n_pipes, cap_pipes;
     int pipe_stats; /* VK_KHR_pipeline_executable_properties enabled (OMNI_VK_PIPELINE_STATS=1 and supported) */
+    int64_t wait_last_us; /* the last fence wait's length (vk_exec.c wait_slot: sleep until shortly before, then poll) */
 
     /* scratch and caches */
     ob_buf *scratch[7]; /* 0 attention partials, 1 MoE plan, 2 MoE gate/up, 3 MoE down, 4 overlapping copies,
