@@ -76,6 +76,35 @@ static int parse_count(const char *s, long *out) {
 }
 
 /* decode N tokens one at a time on top of D tokens of context; returns tokens/s or < 0 on error */
+/* The host's sampler on the session's logits after one more token, ms per call (its repetition penalty over 64
+ * seen ids): greedy, transformers-style top-k 20 / top-p 0.8 at temperature 0.7, and top-p 0.95 alone (a whole
+ * vocabulary's mass); <0 where it failed */
+static void sampling_run(omni_session *s, const int32_t *ids, int32_t V, double out[3]) {
+    float *lg = malloc((size_t)V * 4), *t = malloc((size_t)V * 4);
+    out[0] = out[1] = out[2] = -1;
+    if (!lg || !t || omni_session_append(s, ids, 1, lg, 0)) {
+        free(lg), free(t);
+        return;
+    }
+    for (int c = 0; c < 3; c++) {
+        omni_sampling_params p = omni_sampling_default_params();
+        p.repetition_penalty = 1.05f;
+        if (c > 0) p.temperature = 0.7f, p.top_p = c == 1 ? 0.8f : 0.95f, p.top_k = c == 1 ? 20 : 0;
+        omni_sampler *smp = omni_sampler_new(&p, V);
+        if (!smp) continue;
+        for (int i = 0; i < 64; i++) omni_sampler_accept(smp, (int32_t)((i * 2654435761u) % (uint32_t)V));
+        const int R = 20;
+        double t0 = now_s();
+        for (int r = 0; r < R; r++) {
+            memcpy(t, lg, (size_t)V * 4);
+            omni_sampler_sample(smp, t);
+        }
+        out[c] = (now_s() - t0) * 1e3 / R;
+        omni_sampler_free(smp);
+    }
+    free(lg), free(t);
+}
+
 static double decode_run(omni_session *s, const int32_t *ids, long D, long N, int *rc) {
     omni_session_reset(s);
     if (D && (*rc = omni_session_append(s, ids, (int)D, NULL, 0))) return -1;
@@ -193,6 +222,11 @@ int cmd_bench(int argc, char **argv) {
         }
         for (int d = 0; d < n_depth && N && !rc; d++) tg[d * R + r] = decode_run(s, ids, depths[d], N, &rc);
     }
+    double samp_ms[3] = { -1, -1, -1 };
+    if (N && !rc) {
+        omni_session_reset(s);
+        sampling_run(s, ids, in.vocab_size, samp_ms);
+    }
     /* profiled pass: decode at the first depth with op-class marks */
     double prof_ms[OMNI_PROFILE_MAX] = { 0 }, junk[OMNI_PROFILE_MAX] = { 0 };
     const char *const *prof_names = NULL;
@@ -248,6 +282,9 @@ int cmd_bench(int argc, char **argv) {
             printf("| %-14s | %9.2f ± %4.1f |   %.1f GB/s of weights\n", name, mean, sd, bytes_tok * mean / 1e9);
         }
         if (N) printf("decode reads ~%.2f GB of weights per token\n", bytes_tok / 1e9);
+        if (samp_ms[0] >= 0)
+            printf("host sampling per token (%d logits): greedy %.3f ms, T 0.7 top-k 20 top-p 0.8 %.3f ms, top-p 0.95 "
+                   "%.3f ms\n", in.vocab_size, samp_ms[0], samp_ms[1], samp_ms[2]);
         if (profile && n_prof) {
             double tot = 0;
             for (int c = 0; c < n_prof; c++) tot += prof_ms[c];
