@@ -85,9 +85,10 @@ static void select_top(int32_t *idx, const float *lg, int32_t V, int32_t m) {
         }
         idx[c] = i;
     }
+    float rv = lg[idx[0]]; /* the root's logit: most ids fail the first test against it */
     for (int32_t i = m; i < V; i++) {
-        if (!after(lg, idx[0], i)) continue; /* not better than the heap's last */
-        int32_t c = 0;                       /* it replaces the root and sinks below every child it comes after */
+        if (lg[i] < rv || (lg[i] == rv && i > idx[0])) continue; /* not better than the heap's last */
+        int32_t c = 0; /* it replaces the root and sinks below every child it comes after */
         for (;;) {
             int32_t l = 2 * c + 1, r = l + 1, w = -1;
             if (l < m && after(lg, idx[l], i)) w = l;
@@ -97,6 +98,7 @@ static void select_top(int32_t *idx, const float *lg, int32_t V, int32_t m) {
             c = w;
         }
         idx[c] = i;
+        rv = lg[idx[0]];
     }
     qsort(idx, (size_t)m, sizeof *idx, cmp_desc);
 }
@@ -111,14 +113,18 @@ int32_t omni_sampler_sample(omni_sampler *s, float *lg) {
         }
     if (p->temperature <= 0) {
         int32_t best = 0;
+        float bv = lg[0];
         for (int32_t i = 1; i < V; i++)
-            if (lg[i] > lg[best]) best = i;
+            if (lg[i] > bv) bv = lg[i], best = i;
         return best;
     }
-    for (int32_t i = 0; i < V; i++) lg[i] /= p->temperature;
     int32_t k = p->top_k > 0 && p->top_k < V ? p->top_k : V;
     float mx = -INFINITY;
-    for (int32_t i = 0; i < V; i++) mx = fmaxf(mx, lg[i]);
+    for (int32_t i = 0; i < V; i++) { /* (the logits are finite: NaN would not order anyway) */
+        float v = lg[i] / p->temperature;
+        lg[i] = v;
+        mx = v > mx ? v : mx;
+    }
     int32_t n = V; /* candidates kept, the first n of idx */
     double sum = 0;
     if (k < V || p->top_p < 1.0f || p->min_p > 0) {
