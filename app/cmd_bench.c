@@ -14,7 +14,9 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: omni bench (-m DIR | --config CONFIG.json) [-p 512] [-n 128] [-d 0[,4096...]] [-r 3] [options]\n\n"
                "Measures prompt processing (ppP: P tokens in one prefill) and text generation (tgN: N tokens one\n"
-               "at a time, each with full logits) in tokens/s, as mean ± standard deviation over R repetitions.\n"
+               "at a time, each with full logits) in tokens/s, as mean ± standard deviation over R repetitions;\n"
+               "genN is generation as `omni generate` runs it: each token sampled on the host (temperature 0.7,\n"
+               "top-k 20, top-p 0.8, repetition penalty 1.05) and fed back.\n"
                "With --config, weights are random (synthetic) and nothing but the config is read.\n\n"
                "  -m, --model DIR        checkpoint folder (weights loaded as for generate)\n"
                "      --config FILE      a config.json: synthetic weights of that shape (e.g. assets/*.config.json)\n"
@@ -103,6 +105,19 @@ static void sampling_run(omni_session *s, const int32_t *ids, int32_t V, double 
         omni_sampler_free(smp);
     }
     free(lg), free(t);
+}
+
+/* N tokens generated after a one-token prompt, each sampled and fed back (omni_generate), tokens/s (an end of
+ * text drawn early ends it; the rate counts what was generated) */
+static double generate_run(omni_session *s, const int32_t *ids, long N, int *rc) {
+    omni_session_reset(s);
+    if ((*rc = omni_session_append(s, ids, 1, NULL, 0))) return -1;
+    omni_sampling_params p = omni_sampling_default_params();
+    p.temperature = 0.7f, p.top_k = 20, p.top_p = 0.8f, p.repetition_penalty = 1.05f, p.seed = 1;
+    int n_out = 0;
+    double t0 = now_s();
+    *rc = omni_generate(s, &p, (int)N, NULL, NULL, NULL, &n_out);
+    return *rc || n_out < 1 ? -1 : n_out / (now_s() - t0);
 }
 
 static double decode_run(omni_session *s, const int32_t *ids, long D, long N, int *rc) {
@@ -222,6 +237,8 @@ int cmd_bench(int argc, char **argv) {
         }
         for (int d = 0; d < n_depth && N && !rc; d++) tg[d * R + r] = decode_run(s, ids, depths[d], N, &rc);
     }
+    double *gen = calloc((size_t)R, sizeof *gen);
+    for (long r = 0; r < R && N && gen && !rc; r++) gen[r] = generate_run(s, ids, N, &rc);
     double samp_ms[3] = { -1, -1, -1 };
     if (N && !rc) {
         omni_session_reset(s);
@@ -281,6 +298,11 @@ int cmd_bench(int argc, char **argv) {
             snprintf(name, sizeof name, depths[d] ? "tg%ld @ d%ld" : "tg%ld", N, depths[d]);
             printf("| %-14s | %9.2f ± %4.1f |   %.1f GB/s of weights\n", name, mean, sd, bytes_tok * mean / 1e9);
         }
+        if (N && gen) {
+            stats(gen, (int)R, &mean, &sd);
+            snprintf(name, sizeof name, "gen%ld", N);
+            printf("| %-14s | %9.2f ± %4.1f |   sampled on the host (T 0.7, top-k 20, top-p 0.8)\n", name, mean, sd);
+        }
         if (N) printf("decode reads ~%.2f GB of weights per token\n", bytes_tok / 1e9);
         if (samp_ms[0] >= 0)
             printf("host sampling per token (%d logits): greedy %.3f ms, T 0.7 top-k 20 top-p 0.8 %.3f ms, top-p 0.95 "
@@ -307,6 +329,7 @@ int cmd_bench(int argc, char **argv) {
     }
     free(pp);
     free(tg);
+    free(gen);
     free(ids);
     omni_session_free(s);
     omni_model_free(m);
