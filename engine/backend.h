@@ -22,6 +22,10 @@ const char *ob_dtype_name(ob_dtype t);
 size_t ob_dtype_bytes(ob_dtype t, int64_t n);
 
 typedef struct ob_backend ob_backend;
+
+/* topk_chunks (below): chunk length and entries kept per chunk */
+#define OB_TOPK_CHUNK 2048
+#define OB_TOPK_K 64
 typedef struct ob_buf ob_buf;
 
 typedef struct {
@@ -173,6 +177,13 @@ typedef struct {
     void (*matmul_norm_route)(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob_mat *norm, float eps,
                               const ob_mat *w, ob_ptr logits, ob_ptr xn, int k, int norm_topk, ob_ptr ids,
                               ob_ptr weights);
+
+    /* Optional (NULL: the caller downloads the whole row). The OB_TOPK_K best entries of every OB_TOPK_CHUNK-element
+     * chunk of one fp32 row of n (a logits row) into out: ceil(n / OB_TOPK_CHUNK) lists of OB_TOPK_K (int32 id,
+     * fp32 value) pairs, each list best first (larger value; ties to the lower id), padded with id -1 past the row's
+     * end. The sampler draws from these alone where they provably hold its whole kept set (omni_sampler_sample_cand),
+     * so a decode step downloads ~OB_TOPK_K·8 bytes per chunk instead of the row. */
+    void (*topk_chunks)(ob_backend *b, ob_ptr x, int n, ob_ptr out);
 
     /* ---- optional profiling (NULL when unsupported) ---- */
     /* Everything queued from here until the next mark is charged to class cls (OB_PROF_*); cls < 0 stops charging. */

@@ -1062,6 +1062,37 @@ static void cpu_im2col(ob_backend *b, ob_ptr x, int B, int C, int H, int W, cons
     tp_parallel_for(CB(b)->tp, (int64_t)B * Ho * Wo, 16, im2col_task, &c);
 }
 
+/* topk_chunks: per chunk, a list of the best K kept sorted by insertion (the order of topk.comp: larger value first,
+ * ties to the lower id; ids ascend within a chunk, so a tie never displaces an earlier entry) */
+static void cpu_topk_chunks(ob_backend *b, ob_ptr x, int n, ob_ptr out) {
+    (void)b;
+    const float *v = PTR(x);
+    int32_t *o = PTR(out);
+    for (int c = 0; c * OB_TOPK_CHUNK < n; c++) {
+        int32_t *e = o + (size_t)c * OB_TOPK_K * 2;
+        int m = 0;
+        for (int i = c * OB_TOPK_CHUNK; i < n && i < (c + 1) * OB_TOPK_CHUNK; i++) {
+            float f = v[i];
+            if (m == OB_TOPK_K) {
+                float last;
+                memcpy(&last, &e[2 * (m - 1) + 1], 4);
+                if (!(f > last)) continue;
+                m--;
+            }
+            int j = m++;
+            for (; j > 0; j--) {
+                float p;
+                memcpy(&p, &e[2 * (j - 1) + 1], 4);
+                if (!(f > p)) break;
+                e[2 * j] = e[2 * (j - 1)], e[2 * j + 1] = e[2 * (j - 1) + 1];
+            }
+            e[2 * j] = i;
+            memcpy(&e[2 * j + 1], &f, 4);
+        }
+        for (; m < OB_TOPK_K; m++) e[2 * m] = -1, e[2 * m + 1] = 0;
+    }
+}
+
 static void cpu_add_rows(ob_backend *b, ob_ptr x, ob_ptr idx, ob_ptr src, int n, int dim) {
     (void)b;
     float *X = PTR(x);
@@ -1136,6 +1167,7 @@ static const ob_ops cpu_ops = {
     .norm_matvec = cpu_norm_matvec,
     .norm_route = cpu_norm_route,
     .matmul_norm_route = cpu_matmul_norm_route,
+    .topk_chunks = cpu_topk_chunks,
     .prof_mark = cpu_prof_mark,
     .prof_read = cpu_prof_read,
 };

@@ -245,6 +245,11 @@ omni_sampler *omni_sampler_new(const omni_sampling_params *p, int32_t vocab);
 void omni_sampler_free(omni_sampler *s);
 void omni_sampler_accept(omni_sampler *s, int32_t id); /* record a token for the repetition penalty */
 int32_t omni_sampler_sample(omni_sampler *s, float *logits); /* logits are modified */
+/* The same draw from candidates instead of the whole row: n_lists lists of k (int32 id, fp32 raw logit) pairs, each
+ * the best of one chunk of the row, best first, padded with id -1 (ob_ops.topk_chunks). Returns the id, or -1 where
+ * the candidates cannot be shown to hold everything the draw may keep (then sample the whole row): it needs greedy
+ * decoding or a top-k, and no repetition penalty below 1. */
+int32_t omni_sampler_sample_cand(omni_sampler *s, const int32_t *cand, int n_lists, int k);
 
 #ifdef __cplusplus
 }

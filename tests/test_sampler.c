@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "harness.h"
 #include "omni.h"
 #include "util.h"
@@ -36,9 +37,10 @@ static int32_t ref_sample(const omni_sampling_params *p, const uint8_t *seen, om
         mx = fmaxf(mx, lg[i]);
     }
     for (int32_t i = 0; i < V; i++) idx[i] = i;
-    ref_lg = lg;
-    qsort(idx, (size_t)V, sizeof *idx, ref_cmp);
     int32_t n = p->top_k > 0 && p->top_k < V ? p->top_k : V;
+    ref_lg = lg;
+    if (n < V || p->top_p < 1.0f || p->min_p > 0) /* no warper: the draw runs over the ids in order */
+        qsort(idx, (size_t)V, sizeof *idx, ref_cmp);
     double sum = 0;
     for (int32_t i = 0; i < n; i++) sum += exp((double)lg[idx[i]] - mx);
     if (p->top_p < 1.0f) {
@@ -76,7 +78,7 @@ TEST(sampler_matches_full_sort) {
         int32_t *idx = malloc((size_t)V * 4);
         uint8_t *seen = calloc((size_t)V, 1);
         REQUIRE(lg && a && b && idx && seen);
-        for (int c = 0; c < 24; c++) {
+        for (int c = 0; c < 28; c++) {
             omni_rng g = { (uint64_t)(c * 31 + vi + 1) };
             for (int32_t i = 0; i < V; i++) { /* peaked, few distinct values (ties), or flat */
                 float u = omni_rng_uniform(&g);
@@ -85,10 +87,15 @@ TEST(sampler_matches_full_sort) {
             omni_sampling_params p = omni_sampling_default_params();
             p.temperature = c % 6 == 0 ? 0.0f : 0.4f + 0.2f * (float)(c % 4);
             const int32_t ks[4] = { 0, 1, 20, 300 };
-            const float ps[4] = { 1.0f, 0.8f, 0.99f, 0.2f }, mps[3] = { 0.0f, 0.05f, 0.5f };
+            const float ps[4] = { 1.0f, 0.8f, 0.99f, 0.2f }, mps[4] = { 0.0f, 0.05f, 0.5f, 1e-30f };
             p.top_k = ks[c % 4];
             p.top_p = ps[(c / 2) % 4];
-            p.min_p = mps[c % 3];
+            p.min_p = mps[c % 4]; /* (1e-30: min-p keeps every id) */
+            if (c >= 24) { /* min-p without top-k, also keeping every id (1e-30), with and without top-p */
+                const int32_t xk[4] = { 0, 0, 0, 20 };
+                const float xp[4] = { 1.0f, 1.0f, 0.9f, 1.0f }, xm[4] = { 1e-30f, 0.05f, 1e-30f, 1e-30f };
+                p.temperature = 0.8f, p.top_k = xk[c - 24], p.top_p = xp[c - 24], p.min_p = xm[c - 24];
+            }
             p.repetition_penalty = c % 2 ? 1.1f : 1.0f;
             p.seed = (uint64_t)c + 1;
             omni_sampler *s = omni_sampler_new(&p, V);
@@ -115,5 +122,90 @@ TEST(sampler_matches_full_sort) {
         }
         free(lg), free(a), free(b), free(idx), free(seen);
     }
-    CHECK(draws == 3 * 24 * 6);
+    CHECK(draws == 3 * 28 * 6);
+}
+
+/* the chunk lists of backend.h topk_chunks, written out (a full sort of each chunk) */
+static void chunk_lists(const float *lg, int32_t V, int k, int32_t *out, int32_t *ids) {
+    ref_lg = lg;
+    for (int32_t c = 0; c * OB_TOPK_CHUNK < V; c++) {
+        int32_t m = V - c * OB_TOPK_CHUNK < OB_TOPK_CHUNK ? V - c * OB_TOPK_CHUNK : OB_TOPK_CHUNK;
+        for (int32_t i = 0; i < m; i++) ids[i] = c * OB_TOPK_CHUNK + i;
+        qsort(ids, (size_t)m, sizeof *ids, ref_cmp);
+        for (int j = 0; j < k; j++) {
+            int32_t *e = out + ((size_t)c * k + j) * 2;
+            e[0] = j < m ? ids[j] : -1;
+            if (j < m) memcpy(&e[1], &lg[ids[j]], 4);
+            else e[1] = 0;
+        }
+    }
+}
+
+/* Sampling from the chunk candidates (omni_sampler_sample_cand) draws what sampling the whole row draws, whenever it
+ * answers; with a top-k or greedy on peaked logits it must answer (the decode path relies on it), and it must refuse
+ * where it cannot know (no top-k, a penalty below 1, a top-k beyond the candidates). */
+TEST(sampler_candidates) {
+    const int32_t vocab[2] = { 5000, 152064 };
+    int answered = 0, asked = 0;
+    for (int vi = 0; vi < 2; vi++) {
+        int32_t V = vocab[vi], lists = (V + OB_TOPK_CHUNK - 1) / OB_TOPK_CHUNK;
+        float *lg = malloc((size_t)V * 4), *a = malloc((size_t)V * 4);
+        int32_t *cand = malloc((size_t)lists * OB_TOPK_K * 8), *ids = malloc((size_t)OB_TOPK_CHUNK * 4);
+        REQUIRE(lg && a && cand && ids);
+        for (int c = 0; c < 12; c++) {
+            omni_rng g = { (uint64_t)(c * 13 + vi + 5) };
+            for (int32_t i = 0; i < V; i++) { /* peaked (a few strong ids), or with ties */
+                float u = omni_rng_uniform(&g);
+                lg[i] = c % 2 ? -2.0f * logf(u + 1e-7f) + (i % 211 == 3 ? 9.0f : 0.0f) : (float)(int)(u * 40.0f) * 0.25f;
+            }
+            omni_sampling_params p = omni_sampling_default_params();
+            p.temperature = c % 4 == 0 ? 0.0f : 0.7f;
+            p.top_k = c % 3 == 0 ? 1 : 20;
+            p.top_p = c % 5 == 1 ? 0.8f : 1.0f;
+            p.min_p = c % 5 == 2 ? 0.1f : 0.0f;
+            p.repetition_penalty = c % 2 ? 1.05f : 1.0f;
+            p.seed = (uint64_t)c + 3;
+            omni_sampler *sf = omni_sampler_new(&p, V), *sc = omni_sampler_new(&p, V);
+            REQUIRE(sf && sc);
+            for (int j = 0; j < 40; j++) { /* seen ids, among them some of the strongest */
+                omni_sampler_accept(sf, (j * 211 + 3) % V);
+                omni_sampler_accept(sc, (j * 211 + 3) % V);
+            }
+            for (int r = 0; r < 5; r++) {
+                chunk_lists(lg, V, OB_TOPK_K, cand, ids);
+                memcpy(a, lg, (size_t)V * 4);
+                int32_t x = omni_sampler_sample(sf, a), y = omni_sampler_sample_cand(sc, cand, lists, OB_TOPK_K);
+                asked++;
+                if (y < 0) { /* refused: the caller samples the row, which keeps both samplers' streams aligned */
+                    memcpy(a, lg, (size_t)V * 4);
+                    y = omni_sampler_sample(sc, a);
+                } else
+                    answered++;
+                if (x != y)
+                    th_fail(__FILE__, __LINE__, "V %d case %d draw %d: row %d, candidates %d", V, c, r, x, y);
+                omni_sampler_accept(sf, x);
+                omni_sampler_accept(sc, y);
+            }
+            omni_sampler_free(sf), omni_sampler_free(sc);
+        }
+        /* refusals: no top-k, a penalty that raises seen ids, more kept than the candidates hold */
+        chunk_lists(lg, V, OB_TOPK_K, cand, ids);
+        omni_sampling_params p = omni_sampling_default_params();
+        p.temperature = 0.7f;
+        omni_sampler *s = omni_sampler_new(&p, V);
+        CHECK_EQ_INT(omni_sampler_sample_cand(s, cand, lists, OB_TOPK_K), -1);
+        omni_sampler_free(s);
+        p.top_k = 20, p.repetition_penalty = 0.9f;
+        s = omni_sampler_new(&p, V);
+        CHECK_EQ_INT(omni_sampler_sample_cand(s, cand, lists, OB_TOPK_K), -1);
+        omni_sampler_free(s);
+        p.top_k = lists * OB_TOPK_K + 1, p.repetition_penalty = 1.0f;
+        s = omni_sampler_new(&p, V);
+        CHECK_EQ_INT(omni_sampler_sample_cand(s, cand, lists, OB_TOPK_K), -1);
+        omni_sampler_free(s);
+        free(lg), free(a), free(cand), free(ids);
+    }
+    if (answered < asked * 3 / 4)
+        th_fail(__FILE__, __LINE__, "the candidates answered %d of %d draws (greedy / top-k on peaked logits)", answered,
+                asked);
 }

@@ -1207,3 +1207,57 @@ TEST(vk_q8_int8_activations) {
     tv_close(&e);
     unsetenv("OMNI_VK_Q8_INT8");
 }
+
+/* topk_chunks (the sampler's candidates): the Vulkan kernel and the CPU back-end must give the same lists bit for bit,
+ * and the CPU's must be each chunk's true best OB_TOPK_K (a full sort of the chunk here), on rows that end inside a
+ * chunk, one element, a whole vocabulary, many tied values and -inf (masked) entries */
+static const float *topk_vals;
+static int topk_cmp(const void *a, const void *b) {
+    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    if (topk_vals[i] != topk_vals[j]) return topk_vals[i] > topk_vals[j] ? -1 : 1;
+    return i - j;
+}
+
+TEST(vk_topk_chunks) {
+    TV_OPEN(e);
+    omni_rng r = { 77 };
+    const int sizes[] = { 1, 100, 2048, 2049, 5000, 152064 };
+    for (int si = 0; si < 6; si++) {
+        int n = sizes[si], chunks = (n + OB_TOPK_CHUNK - 1) / OB_TOPK_CHUNK;
+        size_t ob = (size_t)chunks * OB_TOPK_K * 8;
+        float *x = malloc((size_t)n * 4);
+        int32_t *ov = malloc(ob), *oc = malloc(ob), *ids = malloc((size_t)OB_TOPK_CHUNK * 4);
+        REQUIRE(x && ov && oc && ids);
+        tv_rand(&r, x, (size_t)n, 8.0f);
+        for (int i = 0; i < n; i++) {
+            if (si % 2) x[i] = roundf(x[i] * 2.0f) / 2.0f; /* ties */
+            if (i % 37 == 5) x[i] = -INFINITY;
+        }
+        tv_buf X = tv_new(&e, x, (size_t)n * 4, 0), O = tv_new(&e, NULL, ob, 0);
+        e.vk->ops->topk_chunks(e.vk, tv_pv(X, 0), n, tv_pv(O, 0));
+        e.cpu->ops->topk_chunks(e.cpu, tv_pc(X, 0), n, tv_pc(O, 0));
+        REQUIRE(e.vk->ops->download(e.vk, O.v, 0, ov, ob) == 0 && e.cpu->ops->download(e.cpu, O.c, 0, oc, ob) == 0);
+        for (size_t i = 0; i < ob / 4; i++)
+            if (ov[i] != oc[i]) {
+                th_fail(__FILE__, __LINE__, "topk_chunks n=%d: word %zu differs: Vulkan %d, CPU %d", n, i, ov[i], oc[i]);
+                break;
+            }
+        int bad = 0;
+        topk_vals = x;
+        for (int c = 0; c < chunks; c++) {
+            int m = n - c * OB_TOPK_CHUNK < OB_TOPK_CHUNK ? n - c * OB_TOPK_CHUNK : OB_TOPK_CHUNK;
+            for (int i = 0; i < m; i++) ids[i] = c * OB_TOPK_CHUNK + i;
+            qsort(ids, (size_t)m, 4, topk_cmp);
+            for (int j = 0; j < OB_TOPK_K; j++) {
+                const int32_t *p = oc + ((size_t)c * OB_TOPK_K + j) * 2;
+                float v;
+                memcpy(&v, &p[1], 4);
+                if (j < m ? p[0] != ids[j] || memcmp(&v, &x[ids[j]], 4) : p[0] != -1) bad++;
+            }
+        }
+        if (bad) th_fail(__FILE__, __LINE__, "topk_chunks n=%d: %d entries differ from the sorted chunks", n, bad);
+        tv_free(&e, &X), tv_free(&e, &O);
+        free(x), free(ov), free(oc), free(ids);
+    }
+    tv_close(&e);
+}

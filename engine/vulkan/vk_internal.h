@@ -207,6 +207,7 @@ typedef enum {
     SH_ROUTE_FOLD,
     SH_MV_ROWS,
     SH_GRIDBAR,
+    SH_TOPK,
     SH_MATMUL_CM2, /* NV cooperative matrix 2 GEMM: only in builds with GLSLC2 (shaders.mk), else no words */
     SH_MATMUL_CM2_MOE, /* its grouped MoE form (matmul_cm2_moe.comp), likewise */
     SH_COUNT
@@ -457,6 +458,7 @@ void vk_op_permute(ob_backend *b, ob_ptr src, ob_ptr dst, const int64_t d[4], co
 void vk_op_im2col(ob_backend *b, ob_ptr x, int B, int C, int H, int W, const int64_t strides[4], int k, int stride,
                   int pad, ob_ptr out);
 void vk_op_add_rows(ob_backend *b, ob_ptr x, ob_ptr idx, ob_ptr src, int n, int dim);
+void vk_op_topk_chunks(ob_backend *b, ob_ptr x, int n, ob_ptr out);
 /* vk_decode.c: fused decode ops (backend.h, optional section) */
 void vk_op_qk_norm_rope_kv(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm, const ob_mat *k_norm,
                            float eps, ob_ptr pos3, const ob_rope *r, ob_ptr kcache, ob_ptr vcache, int n_ctx, int pos0,

@@ -19,6 +19,7 @@ _Static_assert(sizeof(ob_pc_gridbar) == 48, "ob_pc_gridbar layout");
 _Static_assert(sizeof(ob_pc_routerchain) == 128, "ob_pc_routerchain layout");
 _Static_assert(sizeof(ob_pc_matmul) == 80, "ob_pc_matmul layout");
 _Static_assert(sizeof(ob_pc_rows) == 48, "ob_pc_rows layout");
+_Static_assert(sizeof(ob_pc_topk) == 24, "ob_pc_topk layout");
 _Static_assert(sizeof(ob_pc_router) == 96, "ob_pc_router layout");
 _Static_assert(sizeof(ob_pc_norm) == 72, "ob_pc_norm layout");
 _Static_assert(sizeof(ob_pc_rope) == 56, "ob_pc_rope layout");
@@ -737,6 +738,23 @@ void vk_op_im2col(ob_backend *b, ob_ptr x, int B, int C, int H, int W, const int
     dispatch_gather(c, 1, &pc, count, &rd, 1, &wr);
 }
 
+/* topk.comp: a workgroup per chunk (sorting its OB_TOPK_CHUNK keys in shared memory) */
+void vk_op_topk_chunks(ob_backend *b, ob_ptr x, int n, ob_ptr out) {
+    vk_ctx *c = vk_of(b);
+    if (n <= 0 || c->base.failed) return;
+    uint32_t chunks = (uint32_t)((n + OB_TOPK_CHUNK - 1) / OB_TOPK_CHUNK);
+    size_t ob = (size_t)chunks * OB_TOPK_K * 8;
+    if (!vk_ptr_ok(c, x, (size_t)n * 4, "topk_chunks x") || !vk_ptr_ok(c, out, ob, "topk_chunks out")) return;
+    if (chunks > c->caps.max_wg_count[0] || c->caps.max_shared < OB_TOPK_CHUNK * 8) {
+        vk_fail(c, "topk_chunks: %u chunks or %d bytes of shared memory exceed the device", chunks, OB_TOPK_CHUNK * 8);
+        return;
+    }
+    ob_pc_topk pc = { .x = vk_addr(x), .dst = vk_addr(out), .n = (uint32_t)n };
+    vk_range rd = vk_rng(pc.x, (size_t)n * 4), wr = vk_rng(pc.dst, ob);
+    uint32_t spec[1] = { 0 }; /* (no constants) */
+    vk_dispatch(c, vk_pipeline(c, SH_TOPK, spec, 0), &pc, sizeof pc, chunks, 1, 1, &rd, 1, &wr, 1);
+}
+
 void vk_op_add_rows(ob_backend *b, ob_ptr x, ob_ptr idx, ob_ptr src, int n, int dim) {
     vk_ctx *c = vk_of(b);
     if (c->base.failed || n <= 0 || dim <= 0) return;
@@ -817,6 +835,7 @@ static const ob_ops vk_ops_table = {
     .norm_matvec = vk_op_norm_matvec,
     .norm_route = vk_op_norm_route,
     .matmul_norm_route = vk_op_matmul_norm_route,
+    .topk_chunks = vk_op_topk_chunks,
     .prof_mark = vk_prof_mark,
     .prof_read = vk_prof_read,
     .prof_kernels = vk_prof_kernels,

@@ -64,6 +64,14 @@ PUSH(ob_pc_matmul) {
 } PUSH_END(ob_pc_matmul);
 #endif
 
+/* topk.comp: the OB_TOPK_K best (id, value) pairs of each OB_TOPK_CHUNK-element chunk of x[n] into dst */
+#if !defined(VULKAN) || defined(PC_TOPK)
+PUSH(ob_pc_topk) {
+    uint64_t x, dst;
+    uint32_t n, pad;
+} PUSH_END(ob_pc_topk);
+#endif
+
 /* get_rows.comp: out[i][c] = table[ids[i]][c] */
 #if !defined(VULKAN) || defined(PC_ROWS)
 PUSH(ob_pc_rows) {
