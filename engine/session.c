@@ -74,10 +74,13 @@ int omni_session_new(omni_model *m, const omni_session_params *p, omni_session *
     SLOT(o_pos, 3 * B * 4);
     SLOT(o_tok, B * 4);
     SLOT(o_logits, (size_t)s->logit_rows * h->vocab_size * 4);
+    s->n_cand = (h->vocab_size + OB_TOPK_CHUNK - 1) / OB_TOPK_CHUNK;
+    SLOT(o_cand, (size_t)s->n_cand * OB_TOPK_K * 8);
 #undef SLOT
     if (!(s->act = be->ops->alloc(be, o))) goto nomem;
     s->last_logits = malloc((size_t)h->vocab_size * 4);
-    if (!s->last_logits) goto nomem;
+    s->cand = malloc((size_t)s->n_cand * OB_TOPK_K * 8);
+    if (!s->last_logits || !s->cand) goto nomem;
     if (s->p.capture_layer >= 0 && !(s->captured = calloc((size_t)n_ctx * H, 4))) goto nomem;
     *out = s;
     return 0;
@@ -98,6 +101,7 @@ void omni_session_free(omni_session *s) {
     if (s->act) be->ops->buf_free(be, s->act);
     free(s->hist);
     free(s->hist_rope);
+    free(s->cand);
     free(s->last_logits);
     free(s->captured);
     free(s);
@@ -115,7 +119,7 @@ int omni_session_truncate(omni_session *s, int32_t n) {
     float mx = -1;
     for (int i = 0; i < n; i++) mx = fmaxf(mx, s->hist_rope[i]);
     s->next_rope = mx + 1;
-    s->have_logits = 0;
+    s->have_logits = s->cand_valid = s->logits_on_device = 0;
     return 0;
 }
 
@@ -123,7 +127,7 @@ int omni_session_reset(omni_session *s) {
     s->pos = 0;
     s->next_rope = 0;
     s->n_hist = 0;
-    s->have_logits = 0;
+    s->have_logits = s->cand_valid = s->logits_on_device = 0;
     return 0;
 }
 
@@ -144,6 +148,17 @@ static int hist_push(omni_session *s, const int32_t *ids, const float *p3, int n
         s->hist_rope[s->n_hist + i] = fmaxf(p3[i], fmaxf(p3[n + i], p3[2 * n + i]));
     }
     s->n_hist += n;
+    return 0;
+}
+
+int omni_session_logits(omni_session *s, const float **logits) {
+    if (s->logits_on_device) {
+        ob_backend *be = s->m->be;
+        int rc = be->ops->download(be, s->act, s->o_logits, s->last_logits, (size_t)s->m->hp.text.vocab_size * 4);
+        if (rc) return omni_fail(&s->err, rc, "back-end: %s", be->err);
+        s->logits_on_device = 0;
+    }
+    *logits = s->last_logits;
     return 0;
 }
 
@@ -222,10 +237,19 @@ int omni_generate(omni_session *s, const omni_sampling_params *sp, int max_token
     tok_detok *dt = (cb && s->m->tok) ? tok_detok_new(s->m->tok) : NULL;
     float *lg = malloc((size_t)s->m->hp.text.vocab_size * 4);
     int rc = lg ? 0 : OMNI_E_NOMEM, n = 0;
+    const char *rv = getenv("OMNI_GEN_ROWS"); /* =1: every draw from the whole row (comparisons) */
+    int rows = rv && atoi(rv) > 0;
     char piece[512];
     while (!rc && n < max_tokens) {
-        memcpy(lg, s->last_logits, (size_t)s->m->hp.text.vocab_size * 4);
-        int32_t id = omni_sampler_sample(smp, lg);
+        /* the decode steps below leave only the chunk candidates on the host: the draw from them where it is exact
+         * (omni_sampler_sample_cand), else from the whole row */
+        int32_t id = s->cand_valid && !rows ? omni_sampler_sample_cand(smp, s->cand, s->n_cand, OB_TOPK_K) : -1;
+        if (id < 0) {
+            const float *row;
+            if ((rc = omni_session_logits(s, &row))) break;
+            memcpy(lg, row, (size_t)s->m->hp.text.vocab_size * 4);
+            id = omni_sampler_sample(smp, lg);
+        }
         omni_sampler_accept(smp, id);
         if (out_ids) out_ids[n] = id;
         n++;
@@ -242,7 +266,9 @@ int omni_generate(omni_session *s, const omni_sampling_params *sp, int max_token
             rc = omni_fail(&s->err, OMNI_E_CONTEXT, "context full after %d generated tokens (%d)", n, s->n_ctx);
             break;
         }
+        s->want_cand = !rows;
         rc = omni_session_append_internal(s, &id, NULL, NULL, 1, NULL, 0);
+        s->want_cand = 0;
     }
     if (dt && cb) { /* whatever bytes are still pending (an incomplete character at the end) */
         int len = tok_detok_flush(dt, piece, sizeof piece - 1);

@@ -214,9 +214,20 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
     ob_ptr lg = AT(s, s->o_logits);
     size_t V = (size_t)h->vocab_size;
     int first = logit_rows == 1 ? 0 : n - 1;
+    /* omni_generate's decode steps: only the chunk candidates come to the host (the sampler draws from them where it
+     * can show they suffice; else it fetches the row, left in lg: omni_session_logits) */
+    int cand = s->want_cand && logit_rows == 0 && op->topk_chunks;
+    s->cand_valid = s->logits_on_device = 0;
     for (int r = first; r < n && logit_rows >= 0; r += s->logit_rows) {
         int nr = n - r < s->logit_rows ? n - r : s->logit_rows;
         op->matmul(be, &m->w.lm_head, ob_at(xn, (size_t)r * H * 4), lg, nr, 0);
+        if (cand) {
+            ob_ptr cd = AT(s, s->o_cand);
+            op->topk_chunks(be, lg, (int)V, cd);
+            if ((rc = op->download(be, cd.buf, cd.off, s->cand, (size_t)s->n_cand * OB_TOPK_K * 8))) return rc;
+            s->cand_valid = s->logits_on_device = 1;
+            continue;
+        }
         float *dst = logit_rows == 1 ? logits + (size_t)r * V : logits;
         if ((rc = op->download(be, lg.buf, lg.off, dst, (size_t)nr * V * 4))) return rc;
     }

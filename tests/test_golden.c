@@ -232,3 +232,60 @@ static void eval_command(const char *backend, double tol) {
 
 TEST(golden_eval_command) { eval_command("cpu", GOLDEN_REL_TOL); }
 TEST(golden_eval_command_vulkan) { eval_command("vulkan", GOLDEN_VK_REL_TOL); }
+
+/* omni_generate's decode steps bring only the chunk candidates to the host (backend.h topk_chunks; the draw from them
+ * where it is exact, omni_sampler_sample_cand): the ids must equal a loop that samples every whole logits row, for
+ * greedy decoding and top-k sampling with a repetition penalty (fixture qwen3-moe: 4096 logits, two full chunks) */
+static void generate_candidates(omni_backend_kind be) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/qwen3-moe", FIXTURES);
+    omni_model *m = load_fixture(dir, be);
+    if (!m) {
+        if (g_no_device) SKIP("no Vulkan device");
+        return;
+    }
+    omni_model_info in;
+    omni_model_get_info(m, &in);
+    const int32_t prompt[5] = { 11, 402, 77, 1500, 9 };
+    const int N = 24;
+    for (int c = 0; c < 3; c++) {
+        omni_sampling_params p = omni_sampling_default_params();
+        if (c > 0) p.temperature = c == 1 ? 0.7f : 1.0f, p.top_k = c == 1 ? 20 : 40, p.top_p = c == 1 ? 0.9f : 1.0f;
+        p.repetition_penalty = 1.05f;
+        p.seed = 99;
+        omni_session *s;
+        REQUIRE(omni_session_new(m, NULL, &s) == 0);
+        int32_t got[32], want[32];
+        int n_got = 0, n_want = 0;
+        REQUIRE(omni_session_append(s, prompt, 5, NULL, 0) == 0);
+        CHECK_EQ_INT(omni_generate(s, &p, N, NULL, NULL, got, &n_got), 0);
+        /* the reference loop: whole rows, the sampler as omni_generate uses it */
+        float *lg = malloc((size_t)in.vocab_size * 4);
+        omni_sampler *smp = omni_sampler_new(&p, in.vocab_size);
+        REQUIRE(lg && smp);
+        omni_session_reset(s);
+        REQUIRE(omni_session_append(s, prompt, 5, lg, 0) == 0);
+        for (int i = 0; i < 5; i++) omni_sampler_accept(smp, prompt[i]);
+        while (n_want < N) {
+            int32_t id = omni_sampler_sample(smp, lg);
+            omni_sampler_accept(smp, id);
+            want[n_want++] = id;
+            int eos = 0;
+            for (int e = 0; e < in.n_eos; e++) eos |= id == in.eos_ids[e];
+            if (eos || n_want == N || omni_session_append(s, &id, 1, lg, 0)) break;
+        }
+        CHECK_EQ_INT(n_got, n_want);
+        for (int i = 0; i < n_got && i < n_want; i++)
+            if (got[i] != want[i]) {
+                th_fail(__FILE__, __LINE__, "case %d: token %d is %d, the whole-row loop drew %d", c, i, got[i], want[i]);
+                break;
+            }
+        omni_sampler_free(smp);
+        free(lg);
+        omni_session_free(s);
+    }
+    omni_model_free(m);
+}
+
+TEST(generate_candidates_cpu) { generate_candidates(OMNI_BACKEND_CPU); }
+TEST(generate_candidates_vulkan) { generate_candidates(OMNI_BACKEND_VULKAN); }
