@@ -22,11 +22,11 @@ const char *ob_dtype_name(ob_dtype t);
 size_t ob_dtype_bytes(ob_dtype t, int64_t n);
 
 typedef struct ob_backend ob_backend;
+typedef struct ob_buf ob_buf;
 
-/* topk_chunks (below): chunk length and entries kept per chunk */
+/* topk_chunks (below): chunk length and entries kept per chunk (shaders/topk.comp has them as constants) */
 #define OB_TOPK_CHUNK 2048
 #define OB_TOPK_K 64
-typedef struct ob_buf ob_buf;
 
 typedef struct {
     ob_buf *buf;

@@ -20,6 +20,7 @@ _Static_assert(sizeof(ob_pc_routerchain) == 128, "ob_pc_routerchain layout");
 _Static_assert(sizeof(ob_pc_matmul) == 80, "ob_pc_matmul layout");
 _Static_assert(sizeof(ob_pc_rows) == 48, "ob_pc_rows layout");
 _Static_assert(sizeof(ob_pc_topk) == 24, "ob_pc_topk layout");
+_Static_assert(OB_TOPK_CHUNK == 2048 && OB_TOPK_K == 64, "shaders/topk.comp's CH and K");
 _Static_assert(sizeof(ob_pc_router) == 96, "ob_pc_router layout");
 _Static_assert(sizeof(ob_pc_norm) == 72, "ob_pc_norm layout");
 _Static_assert(sizeof(ob_pc_rope) == 56, "ob_pc_rope layout");
