@@ -306,7 +306,8 @@ int cmd_bench(int argc, char **argv) {
         if (N) printf("decode reads ~%.2f GB of weights per token\n", bytes_tok / 1e9);
         if (samp_ms[0] >= 0)
             printf("host sampling per token (%d logits): greedy %.3f ms, T 0.7 top-k 20 top-p 0.8 %.3f ms, top-p 0.95 "
-                   "%.3f ms\n", in.vocab_size, samp_ms[0], samp_ms[1], samp_ms[2]);
+                   "%.3f ms%s\n", in.vocab_size, samp_ms[0], samp_ms[1], samp_ms[2],
+                   o.mp.synthetic ? " (random weights give flat logits: top-p alone at its slowest)" : "");
         if (profile && n_prof) {
             double tot = 0;
             for (int c = 0; c < n_prof; c++) tot += prof_ms[c];

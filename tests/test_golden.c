@@ -280,6 +280,15 @@ static void generate_candidates(omni_backend_kind be) {
                 th_fail(__FILE__, __LINE__, "case %d: token %d is %d, the whole-row loop drew %d", c, i, got[i], want[i]);
                 break;
             }
+        if (c == 0 && n_want == N) { /* greedy continued by a second call: it starts from the row left on the device */
+            int32_t part[32];
+            int n1 = 0, n2 = 0;
+            omni_session_reset(s);
+            REQUIRE(omni_session_append(s, prompt, 5, NULL, 0) == 0);
+            CHECK_EQ_INT(omni_generate(s, &p, N / 2, NULL, NULL, part, &n1), 0);
+            CHECK_EQ_INT(omni_generate(s, &p, N - N / 2, NULL, NULL, part + N / 2, &n2), 0);
+            CHECK(n1 == N / 2 && n2 == N - N / 2 && !memcmp(part, want, sizeof(int32_t) * (size_t)N));
+        }
         omni_sampler_free(smp);
         free(lg);
         omni_session_free(s);
