@@ -10,7 +10,8 @@
 #                persistent decode kernel; needs $B/vulkan_bench: make BUILD=build-gpu HEADLESS=1 build-gpu/vulkan_bench);
 #                pstats: the driver's register and shared-memory counts of the decode kernels (vulkan_bench decode with
 #                OMNI_VK_PIPELINE_STATS=1); variants: settings of this build alternating (VARIANTS, ROUNDS, QUANTS,
-#                AB_ARGS; into variants.txt); ab: two builds
+#                AB_ARGS; into variants.txt; e.g. VARIANTS="-;OMNI_GEN_ROWS=1" for sampled generation from the device's
+#                candidates against whole rows: the genN row); ab: two builds
 #                side by side, alternating, with a second binary carried as $B/omni_base, into ab.txt)
 # Logs go to $OUT (or /tmp/omni-gpu). Needs the .gpu bundle of ../shared/tools/gpu-prep.sh.
 set -u
@@ -76,7 +77,7 @@ for s in $steps; do
                     printf '%s %s: ' "$q" "$v" >> "$O/variants.txt"
                     ev=; [ "$v" != - ] && ev=$v
                     timeout 150 env $ev "$B/omni" bench --config $CFG --backend vulkan $qa ${AB_ARGS:--p 0 -n 128} -r 3 \
-                        2>&1 | grep -E 'pp[0-9]|tg[0-9]|error' | tr -s ' ' | tr '\n' ' ' >> "$O/variants.txt"
+                        2>&1 | grep -E 'pp[0-9]|tg[0-9]|gen[0-9]|error' | tr -s ' ' | tr '\n' ' ' >> "$O/variants.txt"
                     echo >> "$O/variants.txt"
                 done
             done
