@@ -60,9 +60,11 @@ void omni_sampler_accept(omni_sampler *s, int32_t id) {
     s->seen_ids[s->n_seen++] = id;
 }
 
-static const float *g_sort_logits;
-static int cmp_desc(const void *a, const void *b) {
-    float x = g_sort_logits[*(const int32_t *)a], y = g_sort_logits[*(const int32_t *)b];
+/* ids by logit (descending, ties to the lower id); the logits come through qsort_r's argument, so samplers in
+ * different threads (thinker and talker) do not share a global */
+static int cmp_desc(const void *a, const void *b, void *ctx) {
+    const float *lg = ctx;
+    float x = lg[*(const int32_t *)a], y = lg[*(const int32_t *)b];
     if (x != y) return x > y ? -1 : 1;
     return *(const int32_t *)a - *(const int32_t *)b;
 }
@@ -74,10 +76,9 @@ static int after(const float *lg, int32_t a, int32_t b) { return lg[a] < lg[b] |
  * far with the last of them at its root (each id costs one comparison unless it enters), then sorted; the whole list
  * sorted when m is most of n (out then needs n entries) */
 static void select_top(int32_t *out, const int32_t *in, int32_t n, const float *lg, int32_t m) {
-    g_sort_logits = lg;
     if (m >= n / 4) {
         for (int32_t i = 0; i < n; i++) out[i] = in ? in[i] : i;
-        qsort(out, (size_t)n, sizeof *out, cmp_desc);
+        qsort_r(out, (size_t)n, sizeof *out, cmp_desc, (void *)lg);
         return;
     }
     for (int32_t j = 0; j < m; j++) { /* the first m: each rises while it comes after its parent */
@@ -104,7 +105,7 @@ static void select_top(int32_t *out, const int32_t *in, int32_t n, const float *
         out[c] = i;
         rv = lg[out[0]];
     }
-    qsort(out, (size_t)m, sizeof *out, cmp_desc);
+    qsort_r(out, (size_t)m, sizeof *out, cmp_desc, (void *)lg);
 }
 
 /* the draw from the first n of s->idx (sorted), mx the largest logit of all */
