@@ -85,7 +85,7 @@ $(BUILD)/omni_tests: $(call obj,$(TEST_SRC) $(APP_LIB_SRC)) $(LIB_UI) $(LIB_VISI
 # the stand-alone Vulkan benchmark (tests/bench/vulkan_bench.c: kernels, grid barriers, a synthetic model); not
 # part of the test suite, built on request (GPU runs: make BUILD=build-gpu HEADLESS=1 build-gpu/vulkan_bench)
 $(BUILD)/vulkan_bench: tests/bench/vulkan_bench.c $(LIB_ENGINE)
-	$(CC) $(CFLAGS) -o $@ $< $(LIB_ENGINE) $(LIBS_ALL)
+	$(CC) $(CFLAGS) $(call pc_cflags,$(PKG_ENGINE)) -o $@ $< $(LIB_ENGINE) $(LIBS_ALL)
 
 $(BUILD)/empty.o:
 	@mkdir -p $(BUILD)

@@ -45,6 +45,12 @@ int ob_vulkan_pipeline_stats(ob_backend *b, char *out, size_t cap) {
     if (out && cap) out[0] = 0;
     return OMNI_E_UNSUPPORTED;
 }
+
+int ob_vulkan_attn_prof(ob_backend *b, uint32_t *out, size_t cap, int *n_disp) {
+    (void)b, (void)out, (void)cap;
+    if (n_disp) *n_disp = 0;
+    return OMNI_E_UNSUPPORTED;
+}
 int ob_vulkan_moe_plan(ob_backend *b, ob_ptr ids, int n, int k, int n_exp, int tile, int max_tiles, int wg,
                        ob_ptr plan) {
     (void)b, (void)ids, (void)n, (void)k, (void)n_exp, (void)tile, (void)max_tiles, (void)wg, (void)plan;

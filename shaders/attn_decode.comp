@@ -33,8 +33,20 @@
 // thread of the score pass holds half as many words), V rows as 8-byte words of 4 halves (kept as halves in shared
 // memory); the new key and value are rounded to fp16 in shared memory before anything uses them, so this token
 // attends to its own key as later tokens will read it from the cache (and as the unfused pair does).
+// PROF (the attn_decode_prof build, OMNI_VK_ATTN_PROF=1; vulkan_bench): thread 0 of every workgroup notes its SM's
+// clock at the phase boundaries below (PT) and the device's clock at its start and end, and appends one record of
+// 32 words before pc.part (prof_out; vk_decode.c reads them for the bench); the kernel's work is unchanged.
 #define PC_ATTND
 #include "common.glsl"
+#ifdef PROF
+#extension GL_ARB_shader_clock : require
+#extension GL_EXT_shader_realtime_clock : require
+shared uint tp[24];
+shared uvec2 t_start;
+#define PT(i) if (gl_LocalInvocationID.x == 0u) tp[i] = clock2x32ARB().x
+#else
+#define PT(i)
+#endif
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 256;
@@ -52,6 +64,7 @@ layout(constant_id = 10) const uint INTER = 0;
 layout(constant_id = 11) const uint MODE = 0x100;
 const uint KV16 = MODE & 1u;          // 1: the caches hold fp16
 const uint PV = (MODE >> 1) & 1u;     // value pass: 1 V rows in shared memory, a thread per output; 0 key groups
+const uint MG = (MODE >> 2) & 1u;     // merge: 1 online (merge_online: one round trip per batch), 0 merge
 const uint GS = (MODE >> 8) & 0xffu;  // head sets per kv head
 const uint TB = MODE >> 16;           // chunks per merge group (0: one merge of all chunks)
 
@@ -78,7 +91,10 @@ const uint KI = (C + KG - 1u) / KG;       // PV 0: keys per thread
 // partials per batch of merge loads: 16 vec4 in flight per thread; 8 with the two-level merge (groups of 8, and the
 // fewer registers let more workgroups share an SM)
 const uint MB = (TB != 0u ? 8u : 16u) / OV > 0u ? (TB != 0u ? 8u : 16u) / OV : 1u;
-const uint PSN = WG * (G > 4u ? G : 4u);  // ps floats: score partials [G][WG], merge weights [G][NMAX], ...
+// merge_online: partials per batch (each an output vec4 and its head's (m, l) pair: 6 registers in flight)
+const uint MBO = 8u / OV > 0u ? 8u / OV : 1u;
+// ps floats: score partials [G][WG], merge weights [G][NMAX], merge_online's share states [KS-1][OT] x (4 + 1)
+const uint PSN = WG * (G > 5u ? G : 5u);
 
 shared vec4 xs[NH * D4];  // the normalised, rotated heads
 shared vec4 vn[D4];       // the new v row (chunk of pos0)
@@ -131,7 +147,7 @@ void ml_load(uint64_t pm, uint c, uint n, uint h, out float m, out float l) {
 // Merges n partials (outputs o_c at po + c·G·D floats, (m_c, l_c) pairs at pm + c·G pairs) as attn_combine.comp
 // does: with M = max m_c and w_c = e^(m_c - M), o = Σ w_c·o_c and L = Σ w_c·l_c, in partial order. fin: o / L
 // to qo; else the unnormalised (o, M, L) as one more partial to qo and qm (a group of the two-level merge).
-void merge(uint64_t po, uint64_t pm, uint n, bool fin, uint64_t qo, uint64_t qm) {
+void merge(uint64_t po, uint64_t pm, uint n, bool fin, uint64_t qo, uint64_t qm, uint pb) {
     const float NEG_INF = uintBitsToFloat(0xff800000u);
     uint t = gl_LocalInvocationID.x, ks = KS > 1u ? t / OT : 0u;
     uint P2 = 1u;
@@ -161,6 +177,7 @@ void merge(uint64_t po, uint64_t pm, uint n, bool fin, uint64_t qo, uint64_t qm)
         mh[t] = m;
     }
     barrier();
+    PT(pb);
     if (t < G * P2) {
         uint h = t / P2;
         float M = mh[h], lsum = 0.0f;
@@ -189,6 +206,7 @@ void merge(uint64_t po, uint64_t pm, uint n, bool fin, uint64_t qo, uint64_t qm)
         lh[t] = s;
     }
     barrier();
+    PT(pb + 1u);
     // output vec4 u of share ks: partials ks, ks + KS, ..., MB per batch with all loads first (latency-bound: one
     // workgroup reads n·G·D floats); loads past n as in ml_load
     vec4 acc[OV];
@@ -212,6 +230,7 @@ void merge(uint64_t po, uint64_t pm, uint n, bool fin, uint64_t qo, uint64_t qm)
                     if (c < n && u < OT) acc[r] += ps[(u / D4) * NMAX + c] * x[i * OV + r];
                 }
         }
+    PT(pb + 2u);
     if (KS > 1u) {  // the shares' sums in share order (after every thread has read its weights)
         barrier();
         if (ks > 0u && ks < KS) pset4(ks, t % OT, acc[0]);
@@ -232,7 +251,113 @@ void merge(uint64_t po, uint64_t pm, uint n, bool fin, uint64_t qo, uint64_t qm)
         PartF(qm).v[t * 2u] = mh[t];
         PartF(qm).v[t * 2u + 1u] = lh[t];
     }
+    PT(pb + 3u);
 }
+
+// Merges n partials as merge does, in one pass without barriers: each thread loads, for each of its output vec4s,
+// the partials' outputs and its head's (m_c, l_c) pairs, MBO partials at a time with all loads in flight (one L2
+// round trip per batch instead of merge's (m, l) pass, weights and output pass), and keeps a running max M with o
+// and L rescaled by e^(M_old - M_new) when a batch raises it (online softmax, as attn_flash.comp's rows). With one
+// batch (n <= MBO·KS) the arithmetic is merge's: M = max m_c, o = Σ e^(m_c - M)·o_c and L = Σ e^(m_c - M)·l_c in
+// partial order. With KS shares per output (few outputs), the shares' (M, L, o) are combined in share order.
+void merge_online(uint64_t po, uint64_t pm, uint n, bool fin, uint64_t qo, uint64_t qm, uint pb) {
+    const float NEG_INF = uintBitsToFloat(0xff800000u);
+    uint t = gl_LocalInvocationID.x, ks = KS > 1u ? t / OT : 0u;
+    vec4 acc[OV];
+    float M[OV], L[OV];
+    [[unroll]] for (uint r = 0u; r < OV; r++) acc[r] = vec4(0.0f), M[r] = NEG_INF, L[r] = 0.0f;
+    if (ks < KS)
+        for (uint c0 = ks; c0 < n; c0 += MBO * KS) {
+            vec4 x[MBO * OV];
+            float mm[MBO * OV], ll[MBO * OV];
+            [[unroll]] for (uint i = 0u; i < MBO; i++) {
+                uint c = c0 + i * KS;
+                [[unroll]] for (uint r = 0u; r < OV; r++) {
+                    uint u = KS > 1u ? t % OT : t + r * WG;
+                    bool ok = c < n && u < OT;
+                    uint h = min(u, OT - 1u) / D4;
+                    x[i * OV + r] = ok ? PartV4(po + uint64_t(c) * G * D * 4u).v[u] : vec4(0.0f);
+                    mm[i * OV + r] = ok ? PartF(pm).v[(c * G + h) * 2u] : NEG_INF;
+                    ll[i * OV + r] = ok ? PartF(pm).v[(c * G + h) * 2u + 1u] : 0.0f;
+                }
+            }
+            [[unroll]] for (uint r = 0u; r < OV; r++) {
+                float mb = M[r];
+                [[unroll]] for (uint i = 0u; i < MBO; i++) mb = max(mb, mm[i * OV + r]);
+                if (mb == NEG_INF) continue;  // nothing but empty partials so far
+                float f = M[r] == mb ? 1.0f : M[r] == NEG_INF ? 0.0f : exp_acc(M[r] - mb);
+                acc[r] *= f;
+                L[r] *= f;
+                M[r] = mb;
+                [[unroll]] for (uint i = 0u; i < MBO; i++) {
+                    float m = mm[i * OV + r], w = m == NEG_INF ? 0.0f : exp_acc(m - mb);
+                    acc[r] += w * x[i * OV + r];
+                    L[r] += w * ll[i * OV + r];
+                }
+            }
+        }
+    PT(pb);
+    if (KS > 1u) {  // (OV = 1) the shares' states in share order; ps and red are free (the merge follows a barrier)
+        if (ks > 0u && ks < KS) {
+            pset4(ks, t % OT, acc[0]);
+            red[(ks - 1u) * OT + t % OT] = M[0];
+            ps[4u * (KS - 1u) * OT + (ks - 1u) * OT + t % OT] = L[0];
+        }
+        barrier();
+        if (ks == 0u)
+            for (uint s = 1u; s < KS; s++) {
+                float Ms = red[(s - 1u) * OT + t], mb = max(M[0], Ms);
+                if (mb == NEG_INF) continue;
+                float f0 = M[0] == mb ? 1.0f : M[0] == NEG_INF ? 0.0f : exp_acc(M[0] - mb);
+                float f1 = Ms == mb ? 1.0f : Ms == NEG_INF ? 0.0f : exp_acc(Ms - mb);
+                acc[0] = acc[0] * f0 + pget4(s, t) * f1;
+                L[0] = L[0] * f0 + ps[4u * (KS - 1u) * OT + (s - 1u) * OT + t] * f1;
+                M[0] = mb;
+            }
+    }
+    PT(pb + 1u);
+    if (ks == 0u)
+        [[unroll]] for (uint r = 0u; r < OV; r++) {
+            uint u = KS > 1u ? t : t + r * WG;
+            if (u < OT) {
+                if (fin) {
+                    BufV4(qo).v[u] = L[r] > 0.0f ? acc[r] / L[r] : vec4(0.0f);
+                } else {
+                    PartV4(qo).v[u] = acc[r];
+                    if (u % D4 == 0u) {
+                        PartF(qm).v[(u / D4) * 2u] = M[r];
+                        PartF(qm).v[(u / D4) * 2u + 1u] = L[r];
+                    }
+                }
+            }
+        }
+    PT(pb + 2u);
+}
+
+#ifdef PROF
+// the record of this workgroup, appended (dispatches are ordered by barriers, so each one's records follow the
+// previous one's): [0..1] device clock at the start, [2..24] SM clock at points 1..23 less point 0 (0: not
+// reached), [26..27] device clock at the end, [28] the merges it did (bit 0 group, bit 1 final), [29] its
+// workgroup id (x | y << 16)
+void prof_out(uint flags) {
+    if (gl_LocalInvocationID.x != 0u) return;
+    uvec2 te = clockRealtime2x32EXT();
+    uint64_t base = pc.part - ATTND_PROF_BYTES;
+    uint idx = atomicAdd(BufU32(base).v[0], 1u);
+    if (idx >= ATTND_PROF_CAP) return;
+    uint64_t a = base + 128u + uint64_t(idx) * 128u;
+    BufU32(a).v[0] = t_start.x;
+    BufU32(a).v[1] = t_start.y;
+    for (uint i = 1u; i < 24u; i++) BufU32(a).v[1u + i] = tp[i] != 0u ? tp[i] - tp[0] : 0u;
+    BufU32(a).v[26] = te.x;
+    BufU32(a).v[27] = te.y;
+    BufU32(a).v[28] = flags;
+    BufU32(a).v[29] = gl_WorkGroupID.x | gl_WorkGroupID.y << 16;
+}
+#define PROF_OUT(f) prof_out(f)
+#else
+#define PROF_OUT(f)
+#endif
 
 void main() {
     const float NEG_INF = uintBitsToFloat(0xff800000u);
@@ -240,6 +365,13 @@ void main() {
     uint p = pc.pos0, j0 = (pc.chunk0 + ci) * C;
     int lo = pc.window > 0u ? max(0, int(p) - int(pc.window) + 1) : 0;
     bool has_new = p >= j0 && p < j0 + C;  // uniform: this chunk holds the new key
+#ifdef PROF
+    if (t == 0u) {
+        t_start = clockRealtime2x32EXT();
+        for (uint i = 1u; i < 24u; i++) tp[i] = 0u;
+    }
+    PT(0);
+#endif
 
     // this thread's part of its key's K row, loaded first so that its latency overlaps the head preparation (a row
     // past the context end is clamped; the new key's row is not read from memory, masked keys are ignored)
@@ -270,8 +402,11 @@ void main() {
     }
 
     // ---- 1. heads: raw values, sin/cos of the rotation angles ----
-    for (uint e = t; e < NH * D; e += WG)
-        xset(e, e < G * D ? BufF32(pc.q).v[y * G * D + e] : BufF32(pc.k).v[g * D + e - G * D]);
+    if (QF == 0u)
+        for (uint e = t; e < NH * D; e += WG)
+            xset(e, e < G * D ? BufF32(pc.q).v[y * G * D + e] : BufF32(pc.k).v[g * D + e - G * D]);
+    if (KW != 0u && (KV16 != 0u ? kh[KPH - 1u].w == 0x7fc00001u : kr[KPT - 1u].w == 12345.0f)) last = 7u;
+    PT(1);
     if (has_new)
         for (uint d = t; d < D; d += WG) {
             float x = BufF32(pc.v).v[g * D + d];
@@ -295,7 +430,9 @@ void main() {
         sn[j] = s;
         cs[j] = c;
     }
+    PT(2);
     barrier();
+    PT(3);
     // sum of squares per head: P threads per head, then one thread per head adds the P partials (fixed order)
     uint P = 1u;
     while (P * 2u * NH <= WG) P *= 2u;
@@ -334,6 +471,7 @@ void main() {
         }
     }
     barrier();
+    PT(4);
 
     // ---- 2. the new key and value into the caches (by set 0 of the kv head) ----
     if (has_new && y % GS == 0u && KV16 != 0u) {  // (the values are fp16 already: the packing is exact)
@@ -378,9 +516,11 @@ void main() {
                 }
             }
         }
+        PT(5);
         [[unroll]] for (uint h = 0u; h < G; h++) ps[h * WG + t] = acc[h];
     }
     barrier();
+    PT(6);
     for (uint u = t; u < G * C; u += WG) {
         uint h = u / C, k2 = u % C, j = j0 + k2;
         float s = NEG_INF;
@@ -392,6 +532,7 @@ void main() {
         sc[u] = s;
     }
     barrier();
+    PT(7);
 
     // ---- 4. softmax within the chunk (max: P2 threads per head, then one thread per head), PV 1: the V rows into
     // shared memory; then P·V ----
@@ -424,6 +565,7 @@ void main() {
         }
     }
     barrier();
+    PT(8);
     // ---- 5 (below). output: directly, or through the partials and the last workgroup's merge ----
     uint64_t dst = pc.dst + uint64_t(y) * G * D * 4u;
     // partials: chunk outputs [n_sets][N][G·D], group outputs [n_sets][NGT][G·D], then the (m, l) pairs of the
@@ -477,11 +619,13 @@ void main() {
             lh[t] = s;
         }
         barrier();
+        PT(9);
         if (N == 1u) {
             for (uint u = t; u < OT; u += WG) {
                 float L = lh[u / D4];
                 BufV4(dst).v[u] = L > 0.0f ? xs[u] / L : vec4(0.0f);
             }
+            PROF_OUT(0u);
             return;
         }
         uint64_t ob = pc.part + (uint64_t(y) * N + ci) * G * D * 4u;
@@ -519,7 +663,9 @@ void main() {
                     l[0] += red[(s - 1u) * OT + t];
                 }
         }
+        PT(9);
         if (N == 1u) {
+            PROF_OUT(0u);
             if (ks == 0u)
                 [[unroll]] for (uint r = 0u; r < OV; r++) {
                     uint u = KS > 1u ? t : t + r * WG;
@@ -547,24 +693,43 @@ void main() {
     // partials into a group partial, and the last group merger merges the groups (the last arrival does the work at
     // each level, so no workgroup waits for another, which may not have started). One call site of merge for both
     // levels (its loads in flight set the register count, which decides how many workgroups share an SM).
+    PT(10);
     bool grp = NGT != 0u;
     uint gi = ci / TB;
+#ifdef PROF
+    uint lv = 0u, pf = 0u;
+#define PLV lv
+#else
+#define PLV 0u
+#endif
     for (;;) {
         uint cc = grp ? pc.n_sets + y * NGT + gi : y, cn = grp ? min(TB, N - gi * TB) : NGT != 0u ? NGT : N;
         if (t == 0u) last = atomicAdd(Cnt(pc.cnt).v[cc], 1u) == cn - 1u ? 1u : 0u;
         barrier();
-        if (last == 0u) return;
+        PT(11u + 6u * lv);
+        if (last == 0u) {
+            PROF_OUT(pf);
+            return;
+        }
         memoryBarrierBuffer();
         // inputs: this group's chunks, the set's groups or the set's chunks; output: the group partial or dst
         uint64_t first = grp ? uint64_t(y) * N + gi * TB : NGT != 0u ? uint64_t(y) * NGT : uint64_t(y) * N;
         uint64_t po = pc.part + (grp || NGT == 0u ? first : uint64_t(pc.n_sets) * N + first) * G * D * 4u;
         uint64_t pm = (grp || NGT == 0u ? ml : gml) + first * G * 8u;
         uint64_t go = uint64_t(y) * NGT + gi;
-        merge(po, pm, cn, !grp, grp ? pc.part + (uint64_t(pc.n_sets) * N + go) * G * D * 4u : dst, gml + go * G * 8u);
+        uint64_t qo = grp ? pc.part + (uint64_t(pc.n_sets) * N + go) * G * D * 4u : dst;
+        if (MG != 0u) merge_online(po, pm, cn, !grp, qo, gml + go * G * 8u, 12u + 6u * PLV);
+        else merge(po, pm, cn, !grp, qo, gml + go * G * 8u, 12u + 6u * PLV);
         if (t == 0u) Cnt(pc.cnt).v[cc] = 0u;  // ready for the next dispatch (ordered after this one by a barrier)
+#ifdef PROF
+        PT(16u + 6u * lv);
+        pf |= grp ? 1u : 2u;
+        lv++;
+#endif
         if (!grp) break;
         memoryBarrierBuffer();  // the group partial is visible before the count says so
         barrier();
         grp = false;
     }
+    PROF_OUT(pf);
 }

@@ -18,7 +18,7 @@ SHADER_NOSG  := matvec rms_norm attn_split moe_route qk_rope_kv mv_rows
 # and the fp16-activation build of every shape (128x64 included): _x16
 MATMUL_CM_VARIANTS := $(foreach t,128x64 $(MATMUL_CM_TILES),matmul_cm_$(t)_x16)
 SHADER_SPV   := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NAMES) $(addsuffix _nosg,$(SHADER_NOSG)) matmul_big \
-                attn_flash_cm_d64 attn_flash_cm_d80 router_chain \
+                attn_flash_cm_d64 attn_flash_cm_d80 router_chain attn_decode_prof \
                 $(addprefix matmul_cm_,$(MATMUL_CM_TILES)) $(MATMUL_CM_VARIANTS))
 SHADER_H     := $(SHADER_SPV:.spv=.h)
 
@@ -38,6 +38,11 @@ $(SHADER_DIR)/%_nosg.spv: shaders/%.comp
 $(SHADER_DIR)/matmul_big.spv: shaders/matmul.comp
 	@mkdir -p $(SHADER_DIR)
 	$(GLSLC) $(GLSLC_FLAGS) -DMM_T=8 -MD -MF $@.d $< -o $@
+
+# the decode attention with its phase clocks (OMNI_VK_ATTN_PROF=1, vulkan_bench; needs VK_KHR_shader_clock)
+$(SHADER_DIR)/attn_decode_prof.spv: shaders/attn_decode.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC) $(GLSLC_FLAGS) -DPROF -MD -MF $@.d $< -o $@
 
 # o_proj + residual chained in front of the decode router (router.comp)
 $(SHADER_DIR)/router_chain.spv: shaders/router.comp

@@ -76,6 +76,16 @@ int ob_vulkan_bench_gridbar(ob_backend *b, int n_wg, size_t bytes, int variant, 
  * executable ("shader [spec constants] name=value ..."), into out (truncated at cap). OMNI_E_UNSUPPORTED otherwise. */
 int ob_vulkan_pipeline_stats(ob_backend *b, char *out, size_t cap);
 
+/* With OMNI_VK_ATTN_PROF=1 (read when the back-end opens) on a device with VK_KHR_shader_clock, the fused decode
+ * attention (attn_decode.comp) runs a build that notes clocks at its phase boundaries. This waits for queued work and
+ * copies the records of the dispatches since the last call (while they fit in ATTND_PROF_CAP records) into out,
+ * oldest first, each dispatch as [workgroups, 0, then ATTND_PROF_WORDS words per workgroup in the order they ended
+ * (attn_decode.comp, prof_out)], and starts over. Returns the words written (dispatches that do not fit in cap are
+ * left out), n_disp the dispatches; OMNI_E_UNSUPPORTED otherwise. */
+#define ATTND_PROF_WORDS 32
+#define OB_VK_ATTN_PROF_RECORDS 32767 /* at most this many records between calls (vk_push.h ATTND_PROF_CAP) */
+int ob_vulkan_attn_prof(ob_backend *b, uint32_t *out, size_t cap, int *n_disp);
+
 /* Runs the prefill MoE plan (moe_plan.comp) alone, for tests: ids [n·k] int32 -> plan, laid out as
  * [tok: n·k][pos: n·k][n_tiles][3 × max_tiles: expert, first sorted position, count <= tile] (vk_push.h), queued like
  * any op (download syncs). wg: workgroup size (0: what the MoE op uses). OMNI_E_ARG for bad sizes or buffers too

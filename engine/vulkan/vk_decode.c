@@ -528,7 +528,7 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
  * chunk's V rows, C·D halves or floats) */
 static size_t decode_shared_bytes(uint32_t G, uint32_t D, uint32_t C, uint32_t rot, uint32_t wg, int kv16, int pv) {
     size_t vrows = pv ? (size_t)C * D * (kv16 ? 2 : 4) : 8;
-    return (size_t)(G + 1) * D * 4 + (size_t)D * 4 + (size_t)D * 8 + (size_t)wg * (G > 4 ? G : 4) * 4 + vrows +
+    return (size_t)(G + 1) * D * 4 + (size_t)D * 4 + (size_t)D * 8 + (size_t)wg * (G > 5 ? G : 5) * 4 + vrows +
            (size_t)G * C * 4 + (size_t)rot * 4 + (size_t)wg * 4 + (size_t)(3 * G + 1) * 4 + 4;
 }
 
@@ -600,6 +600,8 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
         !vk_ptr_ok(c, out, qb, "qk_norm_rope_kv_attention out"))
         return;
     ob_buf *fb = vk_rope_freqs(c, r);
+    /* the merges: online (one round trip per batch of partials; OMNI_VK_ATTN_MERGE=0 the three-pass merge) */
+    uint32_t mg = vk_env_now("OMNI_VK_ATTN_MERGE", 1) != 0;
     uint32_t sets = (uint32_t)Hkv * gs, groups = tb ? (n_chunks + tb - 1) / tb : 0;
     /* one counter per head set, then (two-level merge) one per merge group of each set */
     VkDeviceAddress cnt = fb ? vk_counters(c, VK_CNT_ATTN, (int)(sets * (1 + groups))) : 0;
@@ -607,12 +609,20 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
     /* partials: chunk outputs [sets][n_chunks][G·D], group outputs [sets][groups][G·D], then the (max, sum) pairs
      * of the chunks [sets][n_chunks][G] and of the groups [sets][groups][G] */
     size_t part_b = (size_t)sets * (n_chunks + groups) * G * ((size_t)D + 2) * 4;
-    ob_buf *part = vk_scratch(c, 0, part_b);
+    /* OMNI_VK_ATTN_PROF=1: the records of attn_decode_prof before the partials (a new scratch buffer starts over) */
+    size_t prof_b = c->shader_clock ? ATTND_PROF_BYTES : 0;
+    ob_buf *part = vk_scratch(c, 0, prof_b + part_b);
     if (!part) return;
+    if (prof_b && part != c->attn_prof_buf) {
+        uint32_t zero = 0;
+        if (vk_upload(&c->base, part, 0, &zero, 4) != OMNI_OK) return;
+        c->attn_prof_buf = part;
+        c->attn_prof_n = 0;
+    }
     ob_pc_attnd pc = {
         .q = vk_addr(q), .k = vk_addr(k), .v = vk_addr(v), .w_q = vk_addr(q_norm->data), .w_k = vk_addr(k_norm->data),
         .pos = vk_addr(pos3), .freqs = fb->blk->addr + fb->off, .kc = vk_addr(kcache), .vc = vk_addr(vcache),
-        .dst = vk_addr(out), .part = part->blk->addr + part->off, .cnt = cnt,
+        .dst = vk_addr(out), .part = part->blk->addr + part->off + prof_b, .cnt = cnt,
         .n_ctx = (uint32_t)n_ctx, .pos0 = (uint32_t)pos0, .n_sets = sets,
         .window = (uint32_t)(a->window > 0 ? a->window : 0), .chunk0 = c_lo, .n_chunks = n_chunks, .eps = eps,
         .scale = a->scale,
@@ -620,12 +630,45 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
     uint32_t spec[12] = { wg, G, (uint32_t)D, C, (uint32_t)q_norm->dtype, (uint32_t)k_norm->dtype,
                           (uint32_t)r->rot_dim, (uint32_t)r->section[0], (uint32_t)r->section[1],
                           (uint32_t)r->section[2], (uint32_t)(r->interleaved != 0),
-                          (uint32_t)kv16 | pv << 1 | gs << 8 | tb << 16 };
+                          (uint32_t)kv16 | pv << 1 | mg << 2 | gs << 8 | tb << 16 };
     vk_range rd[11] = { vk_rng(pc.q, qb),       vk_rng(pc.k, kb),        vk_rng(pc.v, kb),
                         vk_mat_range(q_norm),   vk_mat_range(k_norm),    vk_rng(pc.pos, 12),
                         vk_rng(pc.freqs, (size_t)r->rot_dim * 2), vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b),
                         vk_rng(pc.part, part_b), vk_rng(pc.cnt, (size_t)sets * (1 + groups) * 4) };
     vk_range wr[5] = { vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b), vk_rng(pc.dst, qb), vk_rng(pc.part, part_b),
                        vk_rng(pc.cnt, (size_t)sets * (1 + groups) * 4) };
-    vk_dispatch(c, vk_pipeline(c, SH_ATTN_DECODE, spec, 12), &pc, sizeof pc, n_chunks, sets, 1, rd, 11, wr, 5);
+    vk_dispatch(c, vk_pipeline(c, c->shader_clock ? SH_ATTN_DECODE_PROF : SH_ATTN_DECODE, spec, 12), &pc,
+                sizeof pc, n_chunks, sets, 1, rd, 11, wr, 5);
+    if (c->shader_clock && c->attn_prof_n < VK_ATTN_PROF_DISP) c->attn_prof_wg[c->attn_prof_n++] = n_chunks * sets;
+}
+
+_Static_assert(OB_VK_ATTN_PROF_RECORDS == ATTND_PROF_CAP, "attn_decode_prof records");
+
+int ob_vulkan_attn_prof(ob_backend *b, uint32_t *out, size_t cap, int *n_disp) {
+    vk_ctx *c = vk_of(b);
+    *n_disp = 0;
+    if (!c->shader_clock) return OMNI_E_UNSUPPORTED;
+    ob_buf *sb = c->scratch[0];
+    if (!sb || sb != c->attn_prof_buf) return 0;
+    uint32_t n_rec = 0;
+    int rc = vk_download(b, sb, 0, &n_rec, 4);
+    if (rc) return rc;
+    if (n_rec > ATTND_PROF_CAP) n_rec = ATTND_PROF_CAP;
+    size_t len = 0, used = 0;
+    for (int i = 0; i < c->attn_prof_n; i++) {
+        size_t nw = c->attn_prof_wg[i];
+        if (used + nw > n_rec || len + 2 + nw * ATTND_PROF_WORDS > cap) break;
+        out[len] = (uint32_t)nw;
+        out[len + 1] = 0;
+        rc = vk_download(b, sb, 128 + used * 128, out + len + 2, nw * 128);
+        if (rc) return rc;
+        len += 2 + nw * ATTND_PROF_WORDS;
+        used += nw;
+        ++*n_disp;
+    }
+    /* start over: the counter back to zero (queued before any later dispatch) */
+    uint32_t zero = 0;
+    rc = vk_upload(b, sb, 0, &zero, 4);
+    c->attn_prof_n = 0;
+    return rc ? rc : (int)len;
 }

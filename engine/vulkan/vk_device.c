@@ -131,6 +131,7 @@ void vk_env_read(vk_env *e) {
     e->route_defer = vk_env_now("OMNI_VK_ROUTE_DEFER", 1);
     e->route_fold = vk_env_now("OMNI_VK_ROUTE_FOLD", 1);
     e->pipe_stats = env_flag("OMNI_VK_PIPELINE_STATS");
+    e->attn_prof = env_flag("OMNI_VK_ATTN_PROF");
     e->spin_us = vk_env_now("OMNI_VK_SPIN_US", 2000);
 }
 
@@ -805,6 +806,20 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
             *tail = &fpe;
             tail = &fpe.pNext;
             c->pipe_stats = 1;
+        }
+    }
+    /* OMNI_VK_ATTN_PROF=1: the shader clocks of attn_decode_prof (vk_decode.c), where VK_KHR_shader_clock is there */
+    VkPhysicalDeviceShaderClockFeaturesKHR fclk = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_CLOCK_FEATURES_KHR };
+    c->shader_clock = 0;
+    if (c->env.attn_prof && has_ext(&el, VK_KHR_SHADER_CLOCK_EXTENSION_NAME)) {
+        VkPhysicalDeviceFeatures2 q = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &fclk };
+        vkGetPhysicalDeviceFeatures2(c->phys, &q);
+        fclk.pNext = NULL;
+        if (fclk.shaderSubgroupClock && fclk.shaderDeviceClock) {
+            exts[n_exts++] = VK_KHR_SHADER_CLOCK_EXTENSION_NAME;
+            *tail = &fclk;
+            tail = &fclk.pNext;
+            c->shader_clock = 1;
         }
     }
     free(el.ext);

@@ -136,6 +136,7 @@ typedef struct {
     int chain; /* OMNI_VK_CHAIN: 1 (default) o_proj chained in front of the router, 0 none */
     int route_fold; /* OMNI_VK_ROUTE_FOLD: 1 (default) the decode router folded beside o_proj (vk_decode.c) */
     int pipe_stats; /* OMNI_VK_PIPELINE_STATS=1: pipelines capture the driver's statistics (registers, ...) */
+    int attn_prof;  /* OMNI_VK_ATTN_PROF=1: the decode attention notes its phases' clocks (ob_vulkan_attn_prof) */
     int spin_us;    /* OMNI_VK_SPIN_US: poll a fence at most this long before sleeping on it (vk_exec.c; 0 never) */
 } vk_env;
 void vk_env_read(vk_env *e);
@@ -208,6 +209,7 @@ typedef enum {
     SH_MV_ROWS,
     SH_GRIDBAR,
     SH_TOPK,
+    SH_ATTN_DECODE_PROF, /* attn_decode.comp with its phase clocks (OMNI_VK_ATTN_PROF=1) */
     SH_MATMUL_CM2, /* NV cooperative matrix 2 GEMM: only in builds with GLSLC2 (shaders.mk), else no words */
     SH_MATMUL_CM2_MOE, /* its grouped MoE form (matmul_cm2_moe.comp), likewise */
     SH_COUNT
@@ -231,6 +233,7 @@ typedef struct {
 /* ---- the back-end ------------------------------------------------------------------------------------------------ */
 #define VK_NCB 8     /* command buffers in flight */
 #define VK_MAX_RANGES 64
+#define VK_ATTN_PROF_DISP 4096 /* attn_decode_prof: dispatches tracked between reads */
 
 typedef struct {
     VkDeviceAddress lo, hi; /* [lo, hi) */
@@ -303,6 +306,12 @@ typedef struct vk_ctx {
     vk_pipe *pipes;
     int n_pipes, cap_pipes;
     int pipe_stats; /* VK_KHR_pipeline_executable_properties enabled (OMNI_VK_PIPELINE_STATS=1 and supported) */
+    int shader_clock; /* VK_KHR_shader_clock enabled (OMNI_VK_ATTN_PROF=1 and supported) */
+    /* attn_decode_prof (vk_decode.c): the scratch buffer its records are in, and the workgroups of each dispatch
+     * since they were last read */
+    ob_buf *attn_prof_buf;
+    int attn_prof_n;
+    uint32_t attn_prof_wg[VK_ATTN_PROF_DISP];
     int64_t wait_last_us; /* the last fence wait's length (vk_exec.c wait_slot: sleep until shortly before, then poll) */
 
     /* scratch and caches */
@@ -389,6 +398,7 @@ ob_buf *vk_scratch(vk_ctx *c, int slot, size_t bytes);
 #define VK_CNT_CHAIN 2
 #define VK_CNT_PRE 4 /* the folded router's M·a dispatch, whose last workgroup selects the experts (mv_rows.comp) */
 #define VK_CNT_ATTN 8
+
 VkDeviceAddress vk_counters(vk_ctx *c, int first, int n);
 
 /* vk_exec.c */

@@ -301,6 +301,7 @@ void vk_memory_free(vk_ctx *c) {
     }
     if (c->counters) vk_buf_free(&c->base, c->counters);
     c->counters = NULL;
+    c->attn_prof_buf = NULL;
     vk_release_deferred(c);
     while (c->blocks) block_destroy(c, c->blocks);
     if (c->up_buf) vkDestroyBuffer(c->dev, c->up_buf, NULL);

@@ -149,6 +149,10 @@ PUSH(ob_pc_attnd) {
     uint32_t chunk0, n_chunks;
     float eps, scale;
 } PUSH_END(ob_pc_attnd);
+/* the attn_decode_prof build (OMNI_VK_ATTN_PROF=1, vk_decode.c) finds its records ATTND_PROF_BYTES before pc.part:
+ * an append counter, then records of 32 words from byte 128 (the push constants have no room for one more address) */
+#define ATTND_PROF_BYTES 4194304u
+#define ATTND_PROF_CAP ((ATTND_PROF_BYTES - 128u) / 128u)
 #endif
 
 /* moe_route.comp: softmax, top-k (ties -> lower index), optional renormalisation */

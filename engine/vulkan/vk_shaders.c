@@ -49,6 +49,7 @@
 #include "mv_rows.h"
 #include "mv_rows_nosg.h"
 #include "topk.h"
+#include "attn_decode_prof.h"
 #if OMNI_HAVE_SHADERS2 /* built by the newer compiler (GLSLC2) when the build has it */
 #include "matmul_cm2.h"
 #include "matmul_cm2_moe.h"
@@ -102,6 +103,7 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_MV_ROWS] = { SPV2(mv_rows) },
     [SH_GRIDBAR] = { SPV(gridbar) },
     [SH_TOPK] = { SPV(topk) },
+    [SH_ATTN_DECODE_PROF] = { SPV(attn_decode_prof) },
     [SH_MATMUL_CM2] = { SPV_NEW(matmul_cm2) },
     [SH_MATMUL_CM2_MOE] = { SPV_NEW(matmul_cm2_moe) },
 };

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "model.h"
 #include "omni.h"
 #include "util.h"
 #include "vulkan/ob_vulkan.h"
@@ -124,6 +125,75 @@ static ob_buf *rand_weight(ob_backend *b, ob_dtype t, int rows, int cols, uint64
     free(f);
     free(w);
     return d;
+}
+
+/* OMNI_VK_ATTN_PROF=1: where the decode attention's time goes, from the phase clocks of the attn_decode dispatches
+ * since the last call (ob_vulkan_attn_prof; the record layout is attn_decode.comp's prof_out). Per dispatch the
+ * span from the first workgroup's start to the last one's end (device clock, ns), and per phase the mean SM cycles
+ * from the previous point over the workgroups that reached it. */
+static void attn_prof_print(ob_backend *b, const char *label) {
+    enum { NP = 23 };
+    static const char *const ph[NP + 1] = {
+        "", "q,k loads", "rope angles", "barrier", "norm+rope", "K (thread 0)", "scores", "sc", "softmax", "P.V",
+        "write", "count1", "m1 a", "m1 b", "m1 c", "m1 d", "m1 end", "count2", "m2 a", "m2 b", "m2 c", "m2 d",
+        "m2 end", ""
+    };
+    size_t cap = (size_t)OB_VK_ATTN_PROF_RECORDS * ATTND_PROF_WORDS + 2 * 4096;
+    uint32_t *w = malloc(cap * 4);
+    int nd = 0, len = w ? ob_vulkan_attn_prof(b, w, cap, &nd) : -1;
+    if (len <= 0 || nd == 0) {
+        printf("  attention phases (%s): no records (OMNI_VK_ATTN_PROF=1 and VK_KHR_shader_clock needed)\n", label);
+        free(w);
+        return;
+    }
+    /* per dispatch, times from its first workgroup's start (device clock, ns): the workgroups' starts, the ends of
+     * those that merged nothing, of the group mergers and of the final merger (the critical path) */
+    double cyc[NP + 1] = { 0 }, span = 0, st = 0, st_max = 0, end_chunk = 0, end_grp = 0, end_fin = 0, ns = 0, cy = 0;
+    long cnt[NP + 1] = { 0 }, n_wg = 0, n_chunk = 0, n_grp = 0, n_fin = 0;
+    size_t at = 0;
+    for (int d = 0; d < nd; d++) {
+        uint32_t nw = w[at];
+        const uint32_t *r = w + at + 2;
+        int64_t t0 = INT64_MAX, t1 = INT64_MIN;
+        for (uint32_t i = 0; i < nw; i++) {
+            const uint32_t *x = r + (size_t)i * ATTND_PROF_WORDS;
+            int64_t s0 = (int64_t)(x[0] | (uint64_t)x[1] << 32), e = (int64_t)(x[26] | (uint64_t)x[27] << 32);
+            t0 = s0 < t0 ? s0 : t0;
+            t1 = e > t1 ? e : t1;
+        }
+        span += (double)(t1 - t0);
+        for (uint32_t i = 0; i < nw; i++) {
+            const uint32_t *x = r + (size_t)i * ATTND_PROF_WORDS;
+            int64_t s0 = (int64_t)(x[0] | (uint64_t)x[1] << 32), e = (int64_t)(x[26] | (uint64_t)x[27] << 32);
+            double off = (double)(s0 - t0), end = (double)(e - t0);
+            st += off;
+            st_max = off > st_max ? off : st_max;
+            if (x[28] & 2) end_fin += end, n_fin++;
+            else if (x[28] & 1) end_grp += end, n_grp++;
+            else end_chunk += end, n_chunk++;
+            uint32_t prev = 0, last = 0;
+            for (int k = 1; k <= NP; k++) {
+                if (!x[1 + k]) continue;
+                cyc[k] += (double)(x[1 + k] - prev);
+                cnt[k]++;
+                prev = last = x[1 + k];
+            }
+            if (e > s0 && last) ns += (double)(e - s0), cy += last;
+            n_wg++;
+        }
+        at += 2 + (size_t)nw * ATTND_PROF_WORDS;
+    }
+    double ghz = ns > 0 ? cy / ns : 0; /* SM cycles per ns, from the workgroups' own spans */
+    printf("  attention phases (%s): %d dispatches, %.0f workgroups each; span %.2f µs; starts %.2f µs after the "
+           "first (max %.2f); ends: %.2f µs (merged nothing), %.2f (group mergers), %.2f (final); SM clock ~%.2f GHz\n"
+           "   ", label, nd, (double)n_wg / nd, span / nd / 1e3, st / (double)n_wg / 1e3, st_max / 1e3,
+           n_chunk ? end_chunk / (double)n_chunk / 1e3 : 0, n_grp ? end_grp / (double)n_grp / 1e3 : 0,
+           n_fin ? end_fin / (double)n_fin / 1e3 : 0, ghz);
+    for (int k = 1; k <= NP; k++)
+        if (cnt[k]) printf("%s %s %.2f µs (%ld wg)", k == 11 ? "\n   " : "", ph[k],
+                           ghz > 0 ? cyc[k] / (double)cnt[k] / ghz / 1e3 : 0, cnt[k] / nd);
+    printf("\n");
+    free(w);
 }
 
 /* host clock around `reps` calls and a sync, after one warm-up call */
@@ -273,6 +343,7 @@ attention:
                                 (ob_ptr){ pos, 0 }, &rp, (ob_ptr){ kc, 0 }, (ob_ptr){ vc, 0 }, CTX, depths[di], 1, &at,
                                 (ob_ptr){ att, 0 }));
             printf("q/k norm + rope + kv + attention, depth %-5d      %9.2f\n", depths[di], ms * 1e3 / N);
+            if (getenv("OMNI_VK_ATTN_PROF")) attn_prof_print(b, "L2-warm");
         }
         /* the same with the caches read from memory, as in a model pass (where the layer's weights evict them from
          * L2): NKV cache pairs of ~8.5 MB in turn, more than the 50 MB L2 of an H100 */
@@ -293,6 +364,7 @@ attention:
                                 (ob_ptr){ pos, 0 }, &rp, (ob_ptr){ kcs[i % NKV], 0 }, (ob_ptr){ vcs[i % NKV], 0 },
                                 CTX, depths[di], 1, &at, (ob_ptr){ att, 0 }));
             printf("the same, depth %-5d, KV from memory (%d caches) %9.2f\n", depths[di], NKV, ms * 1e3 / N);
+            if (getenv("OMNI_VK_ATTN_PROF")) attn_prof_print(b, "KV from memory");
         }
         for (int i = 0; i < NKV; i++) {
             if (kcs[i]) b->ops->buf_free(b, kcs[i]);
@@ -622,6 +694,7 @@ static void model_variant(omni_model *m, const omni_model_info *info, const int3
         }
         double tg = omni_time_ms() - t0;
         if (rc) printf("decode: %s\n", omni_session_error(s));
+        if (n_gen && getenv("OMNI_VK_ATTN_PROF")) attn_prof_print(m->be, "model decode, the last 64 layers");
         if (rep) sum += pp, best = pp < best ? pp : best;
         printf("  %s pp%d %.1f tok/s (%.1f ms)", rep ? "timed:  " : "warm-up:", np, np / (pp / 1e3), pp);
         if (n_gen) printf("   tg%d %.2f tok/s (%.2f ms/token)", n_gen, n_gen / (tg / 1e3), tg / n_gen);
