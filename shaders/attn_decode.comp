@@ -402,20 +402,25 @@ void main() {
     }
 
     // ---- 1. heads: raw values, sin/cos of the rotation angles ----
-    if (QF == 0u)
-        for (uint e = t; e < NH * D; e += WG)
-            xset(e, e < G * D ? BufF32(pc.q).v[y * G * D + e] : BufF32(pc.k).v[g * D + e - G * D]);
-    if (KW != 0u && (KV16 != 0u ? kh[KPH - 1u].w == 0x7fc00001u : kr[KPT - 1u].w == 12345.0f)) last = 7u;
-    PT(1);
-    if (has_new)
-        for (uint d = t; d < D; d += WG) {
-            float x = BufF32(pc.v).v[g * D + d];
-            vn[d >> 2][d & 3u] = KV16 != 0u ? kv_round(x) : x;
-        }
-    for (uint d = t; d < 2u * D; d += WG)
-        wn[d] = d < D ? ld_elem(QTYPE, pc.w_q, pc.w_q, d) : ld_elem(KTYPE, pc.w_k, pc.w_k, d - D);
-    for (uint j = t; j < HR; j += WG) {  // frequency slot -> position row as in qk_rope_kv.comp / rope.comp
-        uint sel = 0u;
+    // Every load of this step is issued before any result is stored (loops of loads and stores ran one L2 round
+    // trip per iteration: ~2 µs of the depth-4096 kernel in the model, vulkan_bench with OMNI_VK_ATTN_PROF=1).
+    const uint NE = (NH * D + WG - 1u) / WG, NV = (D + WG - 1u) / WG, NW = (2u * D + WG - 1u) / WG;
+    const uint NJ = (HR + WG - 1u) / WG;
+    float hx[NE], vx[NV], wx[NW], px[NJ], fx[NJ];
+    [[unroll]] for (uint i = 0u; i < NE; i++) {
+        uint e = t + i * WG;
+        hx[i] = e < G * D ? BufF32(pc.q).v[y * G * D + e] : e < NH * D ? BufF32(pc.k).v[g * D + e - G * D] : 0.0f;
+    }
+    [[unroll]] for (uint i = 0u; i < NV; i++) {
+        uint d = t + i * WG;
+        vx[i] = has_new && d < D ? BufF32(pc.v).v[g * D + d] : 0.0f;
+    }
+    [[unroll]] for (uint i = 0u; i < NW; i++) {
+        uint d = t + i * WG;
+        wx[i] = d < D ? ld_elem(QTYPE, pc.w_q, pc.w_q, d) : d < 2u * D ? ld_elem(KTYPE, pc.w_k, pc.w_k, d - D) : 0.0f;
+    }
+    [[unroll]] for (uint i = 0u; i < NJ; i++) {  // frequency slot -> position row as in qk_rope_kv.comp / rope.comp
+        uint j = t + i * WG, sel = 0u;
         if (SEC0 + SEC1 + SEC2 != 0u) {
             if (INTER != 0u) {
                 if (j % 3u == 1u && j < 3u * SEC1) sel = 1u;
@@ -424,11 +429,27 @@ void main() {
                 sel = j < SEC0 ? 0u : j < SEC0 + SEC1 ? 1u : j < SEC0 + SEC1 + SEC2 ? 2u : 0u;
             }
         }
-        precise float ang = BufF32(pc.pos).v[sel] * BufF32(pc.freqs).v[j];  // pos3 is [3][1]
-        float s, c;
-        sincos_acc(ang, s, c);
-        sn[j] = s;
-        cs[j] = c;
+        px[i] = j < HR ? BufF32(pc.pos).v[sel] : 0.0f;  // pos3 is [3][1]
+        fx[i] = j < HR ? BufF32(pc.freqs).v[j] : 0.0f;
+    }
+    PT(1);
+    [[unroll]] for (uint i = 0u; i < NE; i++)
+        if (t + i * WG < NH * D) xset(t + i * WG, hx[i]);
+    [[unroll]] for (uint i = 0u; i < NV; i++) {
+        uint d = t + i * WG;
+        if (has_new && d < D) vn[d >> 2][d & 3u] = KV16 != 0u ? kv_round(vx[i]) : vx[i];
+    }
+    [[unroll]] for (uint i = 0u; i < NW; i++)
+        if (t + i * WG < 2u * D) wn[t + i * WG] = wx[i];
+    [[unroll]] for (uint i = 0u; i < NJ; i++) {
+        uint j = t + i * WG;
+        if (j < HR) {
+            precise float ang = px[i] * fx[i];
+            float s, c;
+            sincos_acc(ang, s, c);
+            sn[j] = s;
+            cs[j] = c;
+        }
     }
     PT(2);
     barrier();
