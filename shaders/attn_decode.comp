@@ -64,7 +64,6 @@ layout(constant_id = 10) const uint INTER = 0;
 layout(constant_id = 11) const uint MODE = 0x100;
 const uint KV16 = MODE & 1u;          // 1: the caches hold fp16
 const uint PV = (MODE >> 1) & 1u;     // value pass: 1 V rows in shared memory, a thread per output; 0 key groups
-const uint MG = (MODE >> 2) & 1u;     // merge: 1 online (merge_online: one round trip per batch), 0 merge
 const uint GS = (MODE >> 8) & 0xffu;  // head sets per kv head
 const uint TB = MODE >> 16;           // chunks per merge group (0: one merge of all chunks)
 
@@ -77,7 +76,6 @@ const uint D4 = D / 4u;
 const uint NH = G + 1u;            // the q heads, then the k head
 const uint S = WG / C;             // threads per key in the score pass
 const uint HR = ROT / 2u;
-const uint NMAX = WG;              // the most chunks per set (merge weights are kept in ps[G][NMAX])
 const uint OT = G * D4;            // output vec4s of a workgroup
 const uint KS = OT < WG ? WG / OT : 1u;   // threads per output vec4 (value pass and merge), each a share
 const uint OV = (OT + WG - 1u) / WG;      // output vec4s per thread
@@ -88,18 +86,15 @@ const uint VW = C * D4;                   // the chunk's V rows in words of 4 el
 const uint VPT = (VW + WG - 1u) / WG;     // V words per thread in the load
 const uint KG = WG / D4;                  // PV 0: key groups (D4 threads per V row)
 const uint KI = (C + KG - 1u) / KG;       // PV 0: keys per thread
-// partials per batch of merge loads: 16 vec4 in flight per thread; 8 with the two-level merge (groups of 8, and the
-// fewer registers let more workgroups share an SM)
-const uint MB = (TB != 0u ? 8u : 16u) / OV > 0u ? (TB != 0u ? 8u : 16u) / OV : 1u;
-// merge_online: partials per batch (each an output vec4 and its head's (m, l) pair: 6 registers in flight)
+// merge: partials per batch (each an output vec4 and its head's (m, l) pair: 6 registers in flight)
 const uint MBO = 8u / OV > 0u ? 8u / OV : 1u;
-// ps floats: score partials [G][WG], merge weights [G][NMAX], merge_online's share states [KS-1][OT] x (4 + 1)
+// ps floats: score partials [G][WG], the merge's share states [KS-1][OT] x (4 + 1)
 const uint PSN = WG * (G > 5u ? G : 5u);
 
 shared vec4 xs[NH * D4];  // the normalised, rotated heads
 shared vec4 vn[D4];       // the new v row (chunk of pos0)
 shared float wn[2u * D];  // the q_norm and k_norm weights
-shared float ps[PSN];     // norm partials; score partials [G][WG]; PV 1 split sums [KS-1][OT]; merge weights [G][NMAX]
+shared float ps[PSN];     // norm partials; score partials [G][WG]; PV 1 split sums [KS-1][OT]; merge share states
 // PV 1: the chunk's V rows (KV16: a uvec2 of 4 halves per word, else two uvec2 of float bits)
 shared uvec2 vw[PV == 0u ? 1u : KV16 != 0u ? VW : 2u * VW];
 shared float sc[G * C];   // scores, then e^(s - m)
@@ -130,137 +125,17 @@ vec4 pget4(uint s, uint u) {
     return vec4(ps[b], ps[b + 1u], ps[b + 2u], ps[b + 3u]);
 }
 
-// (m, l) of partial c of n for head h. Loads past n: with the two-level merge (TB != 0) not issued; else, as in the
-// one-level kernel measured before it (its register count), a clamped repeat, which changes no maximum and whose
-// weight is not used.
-void ml_load(uint64_t pm, uint c, uint n, uint h, out float m, out float l) {
-    if (TB != 0u) {
-        m = c < n ? PartF(pm).v[(c * G + h) * 2u] : uintBitsToFloat(0xff800000u);
-        l = c < n ? PartF(pm).v[(c * G + h) * 2u + 1u] : 0.0f;
-    } else {
-        uint cl = min(c, n - 1u);
-        m = PartF(pm).v[(cl * G + h) * 2u];
-        l = PartF(pm).v[(cl * G + h) * 2u + 1u];
-    }
-}
-
 // Merges n partials (outputs o_c at po + c·G·D floats, (m_c, l_c) pairs at pm + c·G pairs) as attn_combine.comp
-// does: with M = max m_c and w_c = e^(m_c - M), o = Σ w_c·o_c and L = Σ w_c·l_c, in partial order. fin: o / L
-// to qo; else the unnormalised (o, M, L) as one more partial to qo and qm (a group of the two-level merge).
+// does, o = Σ e^(m_c - M)·o_c and L = Σ e^(m_c - M)·l_c with M = max m_c; fin: o / L to qo; else the unnormalised
+// (o, M, L) as one more partial to qo and qm (a group of the two-level merge). In one pass without barriers: each
+// thread loads, for each of its output vec4s, the partials' outputs and its head's (m_c, l_c) pairs, MBO partials
+// at a time with all loads in flight, and keeps a running max M with o and L rescaled by e^(M_old - M_new) when a
+// batch raises it (online softmax, as attn_flash.comp's rows); with one batch (n <= MBO·KS) that is the sums
+// above in partial order. With KS shares per output (few outputs), the shares' (M, L, o) are combined in share
+// order. (Before, a (m, l) pass, the weights through shared memory and an output pass: three dependent L2 round
+// trips and four barriers; at depth 4096 on the H100 a merge level took 3.7 -> 2.1 µs, BF16 tg64 at depth 4096
+// 216 -> 224 t/s, Q8_0 281 -> 291, alternating on one load, vulkan_bench model.)
 void merge(uint64_t po, uint64_t pm, uint n, bool fin, uint64_t qo, uint64_t qm, uint pb) {
-    const float NEG_INF = uintBitsToFloat(0xff800000u);
-    uint t = gl_LocalInvocationID.x, ks = KS > 1u ? t / OT : 0u;
-    uint P2 = 1u;
-    while (P2 * 2u * G <= WG) P2 *= 2u;
-    // M and L per head; the weights go to ps[h][c]. Each of the P2 threads of a head loads its partials' (m, l)
-    // pairs once, MLB at a time with all loads in flight (the merge is one workgroup's chain of dependent L2 round
-    // trips), and keeps them for the weights.
-    const uint MLB = 8u;
-    float mm[MLB], ll[MLB];
-    bool one_batch = n <= MLB * P2;  // uniform: all pairs fit in the registers (n <= 128 with 8 q heads per set)
-    if (t < G * P2) {
-        uint h = t / P2;
-        float m = NEG_INF;
-        for (uint c0 = t % P2; c0 < n; c0 += MLB * P2) {
-            [[unroll]] for (uint i = 0u; i < MLB; i++) {
-                uint c = c0 + i * P2;
-                ml_load(pm, c, n, h, mm[i], ll[i]);
-            }
-            [[unroll]] for (uint i = 0u; i < MLB; i++) m = max(m, mm[i]);
-        }
-        red[t] = m;
-    }
-    barrier();
-    if (t < G) {
-        float m = NEG_INF;
-        for (uint i = 0u; i < P2; i++) m = max(m, red[t * P2 + i]);
-        mh[t] = m;
-    }
-    barrier();
-    PT(pb);
-    if (t < G * P2) {
-        uint h = t / P2;
-        float M = mh[h], lsum = 0.0f;
-        for (uint c0 = t % P2; c0 < n; c0 += MLB * P2) {
-            if (!one_batch) {
-                [[unroll]] for (uint i = 0u; i < MLB; i++) {
-                    uint c = c0 + i * P2;
-                    ml_load(pm, c, n, h, mm[i], ll[i]);
-                }
-            }
-            [[unroll]] for (uint i = 0u; i < MLB; i++) {
-                uint c = c0 + i * P2;
-                if (c < n) {
-                    float w = mm[i] == NEG_INF ? 0.0f : exp_acc(mm[i] - M);
-                    ps[h * NMAX + c] = w;
-                    lsum += w * ll[i];
-                }
-            }
-        }
-        red[t] = lsum;
-    }
-    barrier();
-    if (t < G) {
-        float s = 0.0f;
-        for (uint i = 0u; i < P2; i++) s += red[t * P2 + i];
-        lh[t] = s;
-    }
-    barrier();
-    PT(pb + 1u);
-    // output vec4 u of share ks: partials ks, ks + KS, ..., MB per batch with all loads first (latency-bound: one
-    // workgroup reads n·G·D floats); loads past n as in ml_load
-    vec4 acc[OV];
-    [[unroll]] for (uint r = 0u; r < OV; r++) acc[r] = vec4(0.0f);
-    if (ks < KS)
-        for (uint c0 = ks; c0 < n; c0 += MB * KS) {
-            vec4 x[MB * OV];
-            [[unroll]] for (uint i = 0u; i < MB; i++) {
-                uint c = c0 + i * KS;
-                uint64_t pb = po + uint64_t(min(c, n - 1u)) * G * D * 4u;
-                [[unroll]] for (uint r = 0u; r < OV; r++) {
-                    uint u = KS > 1u ? t % OT : t + r * WG;
-                    if (TB != 0u) x[i * OV + r] = c < n && u < OT ? PartV4(pb).v[u] : vec4(0.0f);
-                    else x[i * OV + r] = PartV4(pb).v[min(u, OT - 1u)];  // (a clamped repeat weighs nothing)
-                }
-            }
-            [[unroll]] for (uint i = 0u; i < MB; i++)
-                [[unroll]] for (uint r = 0u; r < OV; r++) {
-                    uint u = KS > 1u ? t % OT : t + r * WG;
-                    uint c = c0 + i * KS;
-                    if (c < n && u < OT) acc[r] += ps[(u / D4) * NMAX + c] * x[i * OV + r];
-                }
-        }
-    PT(pb + 2u);
-    if (KS > 1u) {  // the shares' sums in share order (after every thread has read its weights)
-        barrier();
-        if (ks > 0u && ks < KS) pset4(ks, t % OT, acc[0]);
-        barrier();
-        if (ks == 0u)
-            for (uint s = 1u; s < KS; s++) acc[0] += pget4(s, t);
-    }
-    if (ks == 0u)
-        [[unroll]] for (uint r = 0u; r < OV; r++) {
-            uint u = KS > 1u ? t : t + r * WG;
-            if (u < OT) {
-                float L = lh[u / D4];
-                if (fin) BufV4(qo).v[u] = L > 0.0f ? acc[r] / L : vec4(0.0f);
-                else PartV4(qo).v[u] = acc[r];
-            }
-        }
-    if (!fin && t < G) {
-        PartF(qm).v[t * 2u] = mh[t];
-        PartF(qm).v[t * 2u + 1u] = lh[t];
-    }
-    PT(pb + 3u);
-}
-
-// Merges n partials as merge does, in one pass without barriers: each thread loads, for each of its output vec4s,
-// the partials' outputs and its head's (m_c, l_c) pairs, MBO partials at a time with all loads in flight (one L2
-// round trip per batch instead of merge's (m, l) pass, weights and output pass), and keeps a running max M with o
-// and L rescaled by e^(M_old - M_new) when a batch raises it (online softmax, as attn_flash.comp's rows). With one
-// batch (n <= MBO·KS) the arithmetic is merge's: M = max m_c, o = Σ e^(m_c - M)·o_c and L = Σ e^(m_c - M)·l_c in
-// partial order. With KS shares per output (few outputs), the shares' (M, L, o) are combined in share order.
-void merge_online(uint64_t po, uint64_t pm, uint n, bool fin, uint64_t qo, uint64_t qm, uint pb) {
     const float NEG_INF = uintBitsToFloat(0xff800000u);
     uint t = gl_LocalInvocationID.x, ks = KS > 1u ? t / OT : 0u;
     vec4 acc[OV];
@@ -739,8 +614,7 @@ void main() {
         uint64_t pm = (grp || NGT == 0u ? ml : gml) + first * G * 8u;
         uint64_t go = uint64_t(y) * NGT + gi;
         uint64_t qo = grp ? pc.part + (uint64_t(pc.n_sets) * N + go) * G * D * 4u : dst;
-        if (MG != 0u) merge_online(po, pm, cn, !grp, qo, gml + go * G * 8u, 12u + 6u * PLV);
-        else merge(po, pm, cn, !grp, qo, gml + go * G * 8u, 12u + 6u * PLV);
+        merge(po, pm, cn, !grp, qo, gml + go * G * 8u, 12u + 6u * PLV);
         if (t == 0u) Cnt(pc.cnt).v[cc] = 0u;  // ready for the next dispatch (ordered after this one by a barrier)
 #ifdef PROF
         PT(16u + 6u * lv);

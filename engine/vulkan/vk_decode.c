@@ -600,8 +600,6 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
         !vk_ptr_ok(c, out, qb, "qk_norm_rope_kv_attention out"))
         return;
     ob_buf *fb = vk_rope_freqs(c, r);
-    /* the merges: online (one round trip per batch of partials; OMNI_VK_ATTN_MERGE=0 the three-pass merge) */
-    uint32_t mg = vk_env_now("OMNI_VK_ATTN_MERGE", 1) != 0;
     uint32_t sets = (uint32_t)Hkv * gs, groups = tb ? (n_chunks + tb - 1) / tb : 0;
     /* one counter per head set, then (two-level merge) one per merge group of each set */
     VkDeviceAddress cnt = fb ? vk_counters(c, VK_CNT_ATTN, (int)(sets * (1 + groups))) : 0;
@@ -630,7 +628,7 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
     uint32_t spec[12] = { wg, G, (uint32_t)D, C, (uint32_t)q_norm->dtype, (uint32_t)k_norm->dtype,
                           (uint32_t)r->rot_dim, (uint32_t)r->section[0], (uint32_t)r->section[1],
                           (uint32_t)r->section[2], (uint32_t)(r->interleaved != 0),
-                          (uint32_t)kv16 | pv << 1 | mg << 2 | gs << 8 | tb << 16 };
+                          (uint32_t)kv16 | pv << 1 | gs << 8 | tb << 16 };
     vk_range rd[11] = { vk_rng(pc.q, qb),       vk_rng(pc.k, kb),        vk_rng(pc.v, kb),
                         vk_mat_range(q_norm),   vk_mat_range(k_norm),    vk_rng(pc.pos, 12),
                         vk_rng(pc.freqs, (size_t)r->rot_dim * 2), vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b),

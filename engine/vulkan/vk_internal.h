@@ -111,7 +111,9 @@ typedef struct {
  *                          (mv_rows.comp RANK) instead of by every MoE gate+up workgroup (default: on for Q8_0 layers on
  *                          int8 activations; vk_decode.c)
  *   OMNI_VK_ATTN_TREE=N    decode attention: chunk partials merged in groups of N first, then the groups (0: one merge
- *                          of all chunks; default groups of 8 from 40 chunks on; vk_decode.c) */
+ *                          of all chunks; default groups of 8 from 40 chunks on; vk_decode.c)
+ *   OMNI_VK_ATTN_PROF=1    the decode attention runs attn_decode_prof, which notes clocks at its phase boundaries
+ *                          (needs VK_KHR_shader_clock; read by ob_vulkan_attn_prof; vulkan_bench prints them) */
 typedef struct {
     int validation, no_fp16, no_int8, no_16bit, no_8bit, no_bf16, no_int_dot, no_coopmat, no_subgroup, no_fp64;
     int max_ops;

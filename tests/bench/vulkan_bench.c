@@ -135,8 +135,8 @@ static void attn_prof_print(ob_backend *b, const char *label) {
     enum { NP = 23 };
     static const char *const ph[NP + 1] = {
         "", "q,k loads", "rope angles", "barrier", "norm+rope", "K (thread 0)", "scores", "sc", "softmax", "P.V",
-        "write", "count1", "m1 a", "m1 b", "m1 c", "m1 d", "m1 end", "count2", "m2 a", "m2 b", "m2 c", "m2 d",
-        "m2 end", ""
+        "write", "count1", "m1 loads+sums", "m1 shares", "m1 write", "", "m1 end", "count2", "m2 loads+sums",
+        "m2 shares", "m2 write", "", "m2 end", ""
     };
     size_t cap = (size_t)OB_VK_ATTN_PROF_RECORDS * ATTND_PROF_WORDS + 2 * 4096;
     uint32_t *w = malloc(cap * 4);
