@@ -640,6 +640,65 @@ TEST(vk_qk_norm_rope_kv_attention_kv32) {
     decode_attn_sweep(NULL, ~0u);
 }
 
+/* OMNI_VK_ATTN_PROF=1 (the bench's phase clocks, attn_decode_prof): the same outputs as the CPU on the cases with
+ * several chunks (one and two merge levels), and the records ob_vulkan_attn_prof returns: one per workgroup of each
+ * dispatch since the last read, every chunk of the grid once, one final merger per head set and, with groups of 4
+ * over 17 chunks, a group merger for each of the 5 groups (the final merger among them). Clock values are not
+ * checked (lavapipe's are the CPU's). */
+TEST(vk_attn_decode_prof) {
+    setenv("OMNI_VK_ATTN_PROF", "1", 1);
+    decode_attn_sweep(NULL, 1u << 2 | 1u << 3);
+    setenv("OMNI_VK_ATTN_TREE", "4", 1);
+    decode_attn_sweep(NULL, 1u << 3);
+    TV_OPEN(e);
+    unsetenv("OMNI_VK_ATTN_PROF");
+    enum { HQ = 8, HKV = 1, D = 64, CTX = 1100, POS = 1030, NCH = POS / 64 + 1 };
+    omni_rng r = { 77 };
+    float q[HQ * D], k[D], v[D], pos[3] = { POS, POS, POS }, *cache = malloc(sizeof(float) * CTX * D);
+    tv_rand(&r, q, HQ * D, 3.0f), tv_rand(&r, k, D, 3.0f), tv_rand(&r, v, D, 1.0f), tv_rand(&r, cache, CTX * D, 1.0f);
+    size_t wb;
+    void *w = tv_weights(&r, OB_BF16, 1, D, &wb);
+    tv_buf Q = tv_new(&e, q, sizeof q, 0), K = tv_new(&e, k, sizeof k, 0), V = tv_new(&e, v, sizeof v, 0),
+           P = tv_new(&e, pos, sizeof pos, 0), W = tv_new(&e, w, wb, 0), KC = tv_new_cache(&e, cache, CTX * D, D),
+           VC = tv_new_cache(&e, cache, CTX * D, D), O = tv_new(&e, NULL, sizeof q, 0);
+    ob_mat wm = ob_mat_make(tv_pv(W, 0), OB_BF16, 1, D);
+    ob_rope rope = { 1e6f, D, D, { 0, 0, 0 }, 0, 0 };
+    ob_attn a = { HQ, HKV, D, 0.125f, 1, 0 };
+    for (int i = 0; i < 2; i++)
+        e.vk->ops->qk_norm_rope_kv_attention(e.vk, tv_pv(Q, 0), tv_pv(K, 0), tv_pv(V, 0), &wm, &wm, 1e-6f,
+                                             tv_pv(P, 0), &rope, tv_pv(KC, 0), tv_pv(VC, 0), CTX, POS, 1, &a,
+                                             tv_pv(O, 0));
+    uint32_t rec[2 * (2 + NCH * ATTND_PROF_WORDS)];
+    int nd = -1, len = ob_vulkan_attn_prof(e.vk, rec, sizeof rec / sizeof *rec, &nd);
+    if (len == OMNI_E_UNSUPPORTED) {
+        printf("    no VK_KHR_shader_clock: records not checked\n");
+    } else {
+        CHECK_EQ_INT(nd, 2);
+        CHECK_EQ_INT(len, 2 * (2 + NCH * ATTND_PROF_WORDS));
+        for (int d = 0; d < nd && len > 0; d++) {
+            const uint32_t *h = rec + d * (2 + NCH * ATTND_PROF_WORDS), *x = h + 2;
+            CHECK_EQ_INT((int)h[0], NCH);
+            int seen[NCH] = { 0 }, groups = 0, finals = 0;
+            for (int i = 0; i < NCH; i++, x += ATTND_PROF_WORDS) {
+                uint32_t id = x[29], cx = id & 0xffff;
+                CHECK(cx < NCH && id >> 16 == 0);
+                if (cx < NCH) seen[cx]++;
+                groups += (x[28] & 1) != 0, finals += (x[28] & 2) != 0;
+            }
+            for (int i = 0; i < NCH; i++) CHECK_EQ_INT(seen[i], 1);
+            CHECK_EQ_INT(groups, (NCH + 3) / 4);
+            CHECK_EQ_INT(finals, 1);
+        }
+        CHECK_EQ_INT(ob_vulkan_attn_prof(e.vk, rec, sizeof rec / sizeof *rec, &nd), 0); /* read: starts over */
+        CHECK_EQ_INT(nd, 0);
+    }
+    unsetenv("OMNI_VK_ATTN_TREE");
+    tv_free(&e, &Q), tv_free(&e, &K), tv_free(&e, &V), tv_free(&e, &P), tv_free(&e, &W), tv_free(&e, &KC);
+    tv_free(&e, &VC), tv_free(&e, &O);
+    free(cache), free(w);
+    tv_close(&e);
+}
+
 /* ---- attention --------------------------------------------------------------------------------------------------- */
 
 typedef struct {
