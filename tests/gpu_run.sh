@@ -8,6 +8,7 @@
 #                timed per dispatch, OMNI_VK_TRACE=1, the per-kernel budget of docs/architecture.md; trace-deep: the
 #                same for decode at depth 4096; gridbar: vulkan_bench gridbar (the grid-barrier premise of the
 #                persistent decode kernel; needs $B/vulkan_bench: make BUILD=build-gpu HEADLESS=1 build-gpu/vulkan_bench);
+#                attn-prof: the decode attention's phases (OMNI_VK_ATTN_PROF=1; vulkan_bench, into attn_prof.txt);
 #                pstats: the driver's register and shared-memory counts of the decode kernels (vulkan_bench decode with
 #                OMNI_VK_PIPELINE_STATS=1); variants: settings of this build alternating (VARIANTS, ROUNDS, QUANTS,
 #                AB_ARGS; into variants.txt; e.g. VARIANTS="-;OMNI_GEN_ROWS=1" for sampled generation from the device's
@@ -49,6 +50,11 @@ for s in $steps; do
         OMNI_VK_TRACE=1 timeout 200 "$B/omni" bench --config $CFG --backend vulkan --quant q8_0 -p 0 -n 64 -d 4096 -r 1 \
             --profile > "$O/trace_deep_q8.txt" 2>&1 ;;
     gridbar) timeout 60 "$B/vulkan_bench" gridbar > "$O/gridbar.txt" 2>&1 ;;
+    attn-prof)  # where the decode attention's time goes, phase by phase (OMNI_VK_ATTN_PROF=1: attn_decode_prof):
+                # the op alone at depths 0..4096, then in the model at depth 4096 (needs $B/vulkan_bench)
+        OMNI_VK_ATTN_PROF=1 timeout 120 "$B/vulkan_bench" decode --only attention > "$O/attn_prof.txt" 2>&1
+        OMNI_VK_ATTN_PROF=1 OMNI_BENCH_PASSES=1 timeout 300 "$B/vulkan_bench" model $CFG 4096 64 2>&1 |
+            grep -v '^  prefill profile' >> "$O/attn_prof.txt" ;;
     pstats)  # the driver's statistics (registers, shared memory) of the decode kernels at the thinker's shapes
         OMNI_VK_PIPELINE_STATS=1 timeout 120 "$B/vulkan_bench" decode > "$O/pstats.txt" 2>&1 ;;
     ab)  # A/B of two builds in one call, alternating (decode moves by a few % between runs and machines): carry a
