@@ -633,10 +633,10 @@ void vk_op_qk_norm_rope_kv_attention(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v
                         vk_mat_range(q_norm),   vk_mat_range(k_norm),    vk_rng(pc.pos, 12),
                         vk_rng(pc.freqs, (size_t)r->rot_dim * 2), vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b),
                         vk_rng(pc.part, part_b), vk_rng(pc.cnt, (size_t)sets * (1 + groups) * 4) };
-    vk_range wr[5] = { vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b), vk_rng(pc.dst, qb), vk_rng(pc.part, part_b),
-                       vk_rng(pc.cnt, (size_t)sets * (1 + groups) * 4) };
+    vk_range wr[6] = { vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b), vk_rng(pc.dst, qb), vk_rng(pc.part, part_b),
+                       vk_rng(pc.cnt, (size_t)sets * (1 + groups) * 4), vk_rng(pc.part - prof_b, prof_b) };
     vk_dispatch(c, vk_pipeline(c, c->shader_clock ? SH_ATTN_DECODE_PROF : SH_ATTN_DECODE, spec, 12), &pc,
-                sizeof pc, n_chunks, sets, 1, rd, 11, wr, 5);
+                sizeof pc, n_chunks, sets, 1, rd, 11, wr, prof_b ? 6 : 5);
     if (c->shader_clock && c->attn_prof_n < VK_ATTN_PROF_DISP) c->attn_prof_wg[c->attn_prof_n++] = n_chunks * sets;
 }
 

@@ -809,7 +809,9 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
         }
     }
     /* OMNI_VK_ATTN_PROF=1: the shader clocks of attn_decode_prof (vk_decode.c), where VK_KHR_shader_clock is there */
-    VkPhysicalDeviceShaderClockFeaturesKHR fclk = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_CLOCK_FEATURES_KHR };
+    VkPhysicalDeviceShaderClockFeaturesKHR fclk = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_CLOCK_FEATURES_KHR
+    };
     c->shader_clock = 0;
     if (c->env.attn_prof && has_ext(&el, VK_KHR_SHADER_CLOCK_EXTENSION_NAME)) {
         VkPhysicalDeviceFeatures2 q = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &fclk };
