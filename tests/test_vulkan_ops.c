@@ -487,7 +487,7 @@ TEST(vk_matmul_norm_route) {
 
 /* qk_norm_rope_kv_attention (attn_decode.comp: one dispatch; or its fallback, qk_norm_rope_kv + attention) against
  * the CPU back-end's (its definition: rms_norm ×2, rope ×2, kv_store, attention): the attention output and both
- * caches, over head_dim 64/80/128/256, GQA ratios 1, 2, 8, depths 0, 1, 37, 300 and past many chunks, sliding
+ * caches, over head_dim 64/80/128/256, GQA ratios 1, 2, 8, 16, depths 0, 1, 37, 300 and past many chunks, sliding
  * windows, and `steps` consecutive tokens (the per-kv-head merge counters must be back at zero for each). Cache rows
  * not yet written hold random values. Tolerance 1e-5 relative (fp32 dot products and sums in another order, own
  * exp/sin/cos); the v cache is a copy and must match exactly.
@@ -545,6 +545,7 @@ static void decode_attn_sweep(const char *chunk, unsigned case_mask) {
         { 4, 2, 256, 256, 200, 150, 1, 0, 1, OB_BF16 },   /* head_dim 256 */
         { 4, 2, 64, 64, 60, 20, 1, 0, 1, OB_Q8_0 },       /* q8 norms: the unfused fallback */
         { 4, 2, 64, 64, 60, 20, 1, 0, 3, OB_F32 },        /* three tokens: the unfused fallback */
+        { 16, 1, 256, 256, 200, 150, 2, 0, 1, OB_BF16 }, /* GQA 16 x 256 dims: several output vec4s per thread */
     };
     for (unsigned ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         if (!(case_mask >> ci & 1)) continue;
