@@ -519,8 +519,10 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
  * this alternating) BF16 tg128 @ d4096 217.3/218.4 vs 217.1/212.1/215.4 t/s, Q8_0 270.9/272.8 vs 267.0/267.6,
  * depth 0 unchanged. At 17 chunks (depth 1024) a second level lost ~3 µs (16.3 vs 13.1-13.9 µs, the 96-register
  * version): a merge level costs about that much in round trips (write, fence, count, loads), so two levels pay only
- * for many partials; the crossover between 17 and 65 chunks was not measured. OMNI_VK_ATTN_TREE=n forces groups of
- * n whenever there are more than n chunks (0: one level; tests). */
+ * for many partials; the crossover between 17 and 65 chunks was not measured. These numbers are of the three-pass
+ * merge; session 10's one-pass merge (one L2 round trip per batch of 9 partials) costs ~2 µs per level plus ~0.9 µs
+ * for the second counter, and the crossover was not measured again. OMNI_VK_ATTN_TREE=n forces groups of n whenever
+ * there are more than n chunks (0: one level; tests). */
 #define DECODE_TREE 8
 #define DECODE_TREE_MIN 40
 
