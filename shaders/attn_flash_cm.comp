@@ -29,7 +29,6 @@
 // and p (fp32 sums, an fp32 running sum l).
 // Host requirements (vk_coopmat.c): head_dim % 4 == 0 and <= HD_PAD, q/kc/vc/dst 16-byte aligned, NV cooperative
 // matrix, subgroups of 32, HPW in {1, 2, 4} dividing n_heads / n_kv; the grid is (ceil(n / QPW), n_heads / HPW).
-#extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #extension GL_KHR_shader_subgroup_basic : require
@@ -37,6 +36,7 @@
 #extension GL_KHR_shader_subgroup_vote : require
 #define PC_ATTN
 #include "common.glsl"
+#include "cm.glsl"
 
 #ifndef HD_PAD
 #define HD_PAD 128
@@ -61,8 +61,6 @@ shared float ssh[4u * 512u];         // per subgroup: S (16 × 32, column-major)
 shared float16_t psh[4u * 16u * PSTR]; // per subgroup: P (16 × 32, row-major)
 shared float lsh[4u * 16u];          // per subgroup: row factors, then row sums
 
-#define FRAG16 fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
-#define FRAG32 fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
 
 void sg_sync() {
     subgroupMemoryBarrierShared();
@@ -106,8 +104,8 @@ void main() {
     int hi_all = pc.causal != 0u ? int(p_last) : int(n_keys) - 1;
     int kb0 = (lo_all / int(BKV)) * int(BKV);
     barrier();
-    FRAG16 qf[NF];
-    [[unroll]] for (uint i = 0; i < NF; i++) coopMatLoadNV(qf[i], kvs, (sg * 16u) * STRW + 2u * i, STRW, false);
+    CM_A16 qf[NF];
+    [[unroll]] for (uint i = 0; i < NF; i++) CM_LOAD(qf[i], kvs, (sg * 16u) * STRW + 2u * i, STRW, false);
 
     // the subgroup's visible keys: any row's (s_lo .. s_hi) and every row's (a_lo .. a_hi)
     int sp_first = int(pc.pos0 + sq0), sp_last = sp_first + int(snq) - 1;
@@ -123,8 +121,8 @@ void main() {
     uint sb = sg * 512u, pb = sg * 16u * PSTR;
     float m = NEG_INF, l = 0.0f;
 
-    FRAG32 of[NF];
-    [[unroll]] for (uint i = 0; i < NF; i++) of[i] = FRAG32(0.0f);
+    CM_C32 of[NF];
+    [[unroll]] for (uint i = 0; i < NF; i++) of[i] = CM_C32(0.0f);
 
     vec4 kr[2u * KVW], vr[2u * KVW];
     uvec4 kw[KVW], vw[KVW]; // KV16: the words as loaded
@@ -161,17 +159,17 @@ void main() {
         if (snq == 0u || kb > s_hi || kb + int(BKV) - 1 < s_lo) continue; // hidden from every row of this subgroup
 
         // S = Q·Kᵀ for keys kb .. kb + 31: B(d, key) = K[key][d], column-major
-        FRAG32 s0 = FRAG32(0.0f), s1 = FRAG32(0.0f);
+        CM_C32 s0 = CM_C32(0.0f), s1 = CM_C32(0.0f);
         [[unroll]] for (uint i = 0; i < NF; i++) {
-            FRAG16 k0, k1;
-            coopMatLoadNV(k0, kvs, 2u * i, STRW, true);
-            coopMatLoadNV(k1, kvs, 16u * STRW + 2u * i, STRW, true);
-            s0 = coopMatMulAddNV(qf[i], k0, s0);
-            s1 = coopMatMulAddNV(qf[i], k1, s1);
+            CM_B16 k0, k1;
+            CM_LOAD(k0, kvs, 2u * i, STRW, true);
+            CM_LOAD(k1, kvs, 16u * STRW + 2u * i, STRW, true);
+            s0 = CM_MAD(qf[i], k0, s0);
+            s1 = CM_MAD(qf[i], k1, s1);
         }
         // column-major, 16 floats a column: lane (r, hf) reads S(r, 2j + hf) at (2j + hf)·16 + r, conflict-free
-        coopMatStoreNV(s0, ssh, sb, 16u, true);
-        coopMatStoreNV(s1, ssh, sb + 256u, 16u, true);
+        CM_STORE(s0, ssh, sb, 16u, true);
+        CM_STORE(s1, ssh, sb + 256u, 16u, true);
         sg_sync();
         float s[16];
         [[unroll]] for (uint j = 0; j < 16u; j++) s[j] = ssh[sb + (2u * j + hf) * 16u + r];
@@ -196,11 +194,11 @@ void main() {
             if (hf == 0u) lsh[sg * 16u + r] = alpha;
             sg_sync();
             [[unroll]] for (uint i = 0; i < NF; i++) {
-                coopMatStoreNV(of[i], ssh, sb, 16u, false);
+                CM_STORE(of[i], ssh, sb, 16u, false);
                 sg_sync();
                 [[unroll]] for (uint k = 0; k < 8u; k++) ssh[sb + lane + 32u * k] *= lsh[sg * 16u + lane / 16u + 2u * k];
                 sg_sync();
-                coopMatLoadNV(of[i], ssh, sb, 16u, false);
+                CM_LOAD(of[i], ssh, sb, 16u, false);
                 sg_sync();
             }
         }
@@ -214,15 +212,15 @@ void main() {
         l += sum;
         sg_sync();
         // O += P·V: A = P (16 × 32 keys, two k-steps), B(key, d) = V[key][d], row-major
-        FRAG16 p0, p1;
-        coopMatLoadNV(p0, psh, pb, PSTR, false);
-        coopMatLoadNV(p1, psh, pb + 16u, PSTR, false);
+        CM_A16 p0, p1;
+        CM_LOAD(p0, psh, pb, PSTR, false);
+        CM_LOAD(p1, psh, pb + 16u, PSTR, false);
         [[unroll]] for (uint i = 0; i < NF; i++) {
-            FRAG16 v0, v1;
-            coopMatLoadNV(v0, kvs, BKV * STRW + 2u * i, STRW, false);
-            coopMatLoadNV(v1, kvs, (BKV + 16u) * STRW + 2u * i, STRW, false);
-            of[i] = coopMatMulAddNV(p0, v0, of[i]);
-            of[i] = coopMatMulAddNV(p1, v1, of[i]);
+            CM_B16 v0, v1;
+            CM_LOAD(v0, kvs, BKV * STRW + 2u * i, STRW, false);
+            CM_LOAD(v1, kvs, (BKV + 16u) * STRW + 2u * i, STRW, false);
+            of[i] = CM_MAD(p0, v0, of[i]);
+            of[i] = CM_MAD(p1, v1, of[i]);
         }
         sg_sync(); // ssh / psh are rewritten by the next block
     }
@@ -236,8 +234,8 @@ void main() {
     // run time keeps the whole O array in local memory (the NVIDIA driver cannot keep it in registers)
 #define OUT_PAIR(fa, fb, I, TWO)                                                                               \
     {                                                                                                          \
-        coopMatStoreNV(fa, ssh, sb, 32u, false);                                                               \
-        if (TWO) coopMatStoreNV(fb, ssh, sb + 16u, 32u, false);                                                \
+        CM_STORE(fa, ssh, sb, 32u, false);                                                               \
+        if (TWO) CM_STORE(fb, ssh, sb + 16u, 32u, false);                                                \
         sg_sync();                                                                                             \
         const uint nc4 = TWO ? 8u : 4u; /* vec4s per row */                                                    \
         [[unroll]] for (uint k = 0; k < nc4 / 2u; k++) {                                                       \

@@ -27,12 +27,12 @@
 //     halves, a multiple of 8; rows a multiple of 8), which the down projection then reads as its x.
 // Host requirements (vk_coopmat.c): weights 16-byte aligned with rows a multiple of 16 bytes (Q8_0: 8 bytes, scales
 // 2-byte aligned), cols % 8 == 0, x 16-byte aligned with x_stride % 4 == 0, subgroup size 32.
-#extension GL_NV_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #extension GL_KHR_shader_subgroup_basic : require
 #define PC_MATMUL
 #include "common.glsl"
+#include "cm.glsl"
 
 layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer BufUV2 { uvec2 v[]; };
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer BufF32A { float v[]; };
@@ -83,8 +83,6 @@ shared uvec4 ws[BM * STR];  // ws[r][k]: read as the column-major K × N operand
 shared uvec4 xs[BN * STR];  // xs[t][k]: the row-major M × K operand
 // ragged edges: one 16 × 16 fp32 fragment per subgroup on its way out, in ws (64 words per subgroup) after the loop
 
-#define FRAG_A fcoopmatNV<16, gl_ScopeSubgroup, 16, 16>
-#define FRAG_C fcoopmatNV<32, gl_ScopeSubgroup, 16, 16>
 
 uint g_rows, g_cnt, g_j0;
 uint64_t g_y;
@@ -263,14 +261,14 @@ void main() {
 #define YA(i, j) (ybase + (uint64_t(j0 + tr + 16u * (i)) * pc.y_stride + rr + 16u * (j)) * 4u)
 #endif
 #define FULL(i, j) (direct_ok && tr + 16u * (i) + 16u <= cnt && rr + 16u * (j) + 16u <= rows)
-    FRAG_C acc[FI][FJ];
+    CM_C32 acc[FI][FJ];
     [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ; j++) {
-        acc[i][j] = FRAG_C(0.0f);
+        acc[i][j] = CM_C32(0.0f);
 #if CM_X16
         if (!H16 && pc.accumulate != 0 && FULL(i, j))
-            coopMatLoadNV(acc[i][j], BufF32A(YA(i, j)).v, 0u, pc.y_stride, false);
+            CM_LOAD(acc[i][j], BufF32A(YA(i, j)).v, 0u, pc.y_stride, false);
 #else
-        if (pc.accumulate != 0 && FULL(i, j)) coopMatLoadNV(acc[i][j], BufF32A(YA(i, j)).v, 0u, pc.y_stride, false);
+        if (pc.accumulate != 0 && FULL(i, j)) CM_LOAD(acc[i][j], BufF32A(YA(i, j)).v, 0u, pc.y_stride, false);
 #endif
     }
     // fragments this subgroup multiplies: x-row blocks below cnt, weight-row blocks below rows (subgroup-uniform)
@@ -293,18 +291,19 @@ void main() {
         if (k0 + BK < kend) LOAD_SLICE(k0 + BK)
         if (ni > 0u && nj > 0u) {
             [[unroll]] for (uint kk = 0; kk < BK / 8u; kk += 2u) {  // 16 columns = 2 shared words per step
-                FRAG_A a[FI], b[FJ];
+                CM_A16 a[FI];
+                CM_B16 b[FJ];
                 [[unroll]] for (uint i = 0; i < FI; i++)
-                    if (i < ni) coopMatLoadNV(a[i], xs, (tr + 16u * i) * STR + kk, STR, false);
+                    if (i < ni) CM_LOAD(a[i], xs, (tr + 16u * i) * STR + kk, STR, false);
                 [[unroll]] for (uint j = 0; j < FJ; j++)
                     if (j < nj) {
                         uint wrow = MODE == 2 ? (j < FJ / 2u ? wm * (SR / 2u) + 16u * j
                                                              : BM / 2u + wm * (SR / 2u) + 16u * (j - FJ / 2u))
                                               : wm * SR + 16u * j;
-                        coopMatLoadNV(b[j], ws, wrow * STR + kk, STR, true);
+                        CM_LOAD(b[j], ws, wrow * STR + kk, STR, true);
                     }
                 [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ; j++)
-                    if (i < ni && j < nj) acc[i][j] = coopMatMulAddNV(a[i], b[j], acc[i][j]);
+                    if (i < ni && j < nj) acc[i][j] = CM_MAD(a[i], b[j], acc[i][j]);
             }
         }
     }
@@ -324,10 +323,10 @@ void main() {
             if (FULL(i, j)) {
                 for (int q = 0; q < acc[i][j].length(); q++)
                     acc[i][j][q] = clamp(acc[i][j][q], -65504.0f, 65504.0f);
-                FRAG_A h = FRAG_A(acc[i][j]);
-                coopMatStoreNV(h, BufUV4W(YA(i, j)).v, 0u, pc.y_stride / 8u, false);
+                CM_C16 h = CM_C16(acc[i][j]);
+                CM_STORE(h, BufUV4W(YA(i, j)).v, 0u, pc.y_stride / 8u, false);
             } else if (tr + 16u * i < cnt && rr + 16u * j < rows) {
-                coopMatStoreNV(acc[i][j], ws, cb, 4u, false);
+                CM_STORE(acc[i][j], ws, cb, 4u, false);
                 subgroupMemoryBarrierShared();
                 subgroupBarrier();
                 for (uint q = lane; q < 128u; q += 32u)  // elements 2q, 2q + 1: row q / 8, columns (q % 8)·2 + 0, 1
@@ -344,9 +343,9 @@ void main() {
     [[unroll]] for (uint i = 0; i < FI; i++) [[unroll]] for (uint j = 0; j < FJ; j++) {
         if (MODE == 2 && j >= FJ / 2u) {  // the up halves: already folded into the gate fragments
         } else if (FULL(i, j)) {
-            coopMatStoreNV(acc[i][j], BufF32A(YA(i, j)).v, 0u, pc.y_stride, false);
+            CM_STORE(acc[i][j], BufF32A(YA(i, j)).v, 0u, pc.y_stride, false);
         } else if (tr + 16u * i < cnt && rr + 16u * j < rows) {
-            coopMatStoreNV(acc[i][j], ws, cb, 4u, false);
+            CM_STORE(acc[i][j], ws, cb, 4u, false);
             subgroupMemoryBarrierShared();
             subgroupBarrier();
             for (uint q = lane; q < 256u; q += 32u)

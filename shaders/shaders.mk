@@ -87,11 +87,25 @@ $(SHADER_DIR)/.validated: $(SHADER_SPV)
 GLSLC2       ?= $(wildcard .toolchain/bin/glslc)
 SPIRV_VAL2   ?= $(or $(wildcard $(dir $(GLSLC2))spirv-val),$(SPIRV_VAL))
 ifneq ($(strip $(GLSLC2)),)
-SHADER2_SPV  := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NEW))
+SHADER_NEW_SPV := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NEW))
+# The KHR cooperative-matrix twins (cm.glsl with -DCM_KHR) of every tensor-core GEMM and prefill-attention build:
+# what devices without the NV extension (AMD on RADV, Intel) run; vk_coopmat.c picks them (OMNI_VK_CM_KHR)
+CM_KHR_MM    := matmul_cm $(addprefix matmul_cm_,$(MATMUL_CM_TILES)) $(MATMUL_CM_VARIANTS)
+CM_KHR_FA    := attn_flash_cm attn_flash_cm_d64 attn_flash_cm_d80
+SHADER2_SPV  := $(SHADER_NEW_SPV) $(patsubst %,$(SHADER_DIR)/%_khr.spv,$(CM_KHR_MM) $(CM_KHR_FA))
 SHADER2_H    := $(SHADER2_SPV:.spv=.h)
-$(SHADER2_SPV): $(SHADER_DIR)/%.spv: shaders/%.comp
+$(SHADER_NEW_SPV): $(SHADER_DIR)/%.spv: shaders/%.comp
 	@mkdir -p $(SHADER_DIR)
 	$(GLSLC2) -fshader-stage=compute --target-env=vulkan1.3 -O -Ishaders -Iengine/vulkan -MD -MF $@.d $< -o $@
+# the stem's shape (matmul_cm_<BM>x<BN>[_x16]; none: 128 x 64) and fp16-activation suffix, as the rules above
+khr_mm_flags = $(if $(word 3,$(subst _, ,$1)),$(call cm_flags,$(word 3,$(subst _, ,$1)))) \
+               $(if $(filter x16,$(word 4,$(subst _, ,$1))),-DCM_X16=1)
+$(patsubst %,$(SHADER_DIR)/%_khr.spv,$(CM_KHR_MM)): $(SHADER_DIR)/%_khr.spv: shaders/matmul_cm.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC2) $(GLSLC_FLAGS) -DCM_KHR $(call khr_mm_flags,$*) -MD -MF $@.d $< -o $@
+$(patsubst %,$(SHADER_DIR)/%_khr.spv,$(CM_KHR_FA)): $(SHADER_DIR)/%_khr.spv: shaders/attn_flash_cm.comp
+	@mkdir -p $(SHADER_DIR)
+	$(GLSLC2) $(GLSLC_FLAGS) -DCM_KHR $(if $(findstring _d,$*),-DHD_PAD=$(subst attn_flash_cm_d,,$*)) -MD -MF $@.d $< -o $@
 $(SHADER_DIR)/.validated2: $(SHADER2_SPV)
 	@for f in $(SHADER2_SPV); do $(SPIRV_VAL2) --target-env vulkan1.3 $$f || { echo "spirv-val: $$f"; exit 1; }; done
 	@touch $@

@@ -22,14 +22,16 @@
 /* attention: q, k, v and the softmax weights p rounded to fp16 (fp32 sums) */
 #define CM_ATTN_TOL 5e-3
 
-/* 1 when the default device offers NV cooperative matrix and the environment leaves it on */
+/* 1 when the default device runs the tensor-core kernels (NV or KHR cooperative matrix, OMNI_VK_CM_KHR) and the
+ * environment leaves them on */
 static int cm_offered(void) {
     ob_vk_device_info info[8];
     char err[256];
     int nd = ob_vulkan_list_devices(info, 8, err, sizeof err), d = ob_vulkan_default_device();
     const char *off = getenv("OMNI_VK_NO_COOPMAT");
-    int on = nd > 0 && d >= 0 && d < nd && info[d].coopmat_nv && !(off && atoi(off) != 0);
-    printf("    cooperative matrix path: %s\n", on ? "on" : "off (fp32 tiled kernel)");
+    int on = nd > 0 && d >= 0 && d < nd && info[d].cm_kernels && !(off && atoi(off) != 0);
+    printf("    cooperative matrix path: %s\n", !on ? "off (fp32 tiled kernel)" : info[d].cm_kernels == 2 ? "on (KHR)"
+                                                                                                  : "on (NV)");
     return on;
 }
 
@@ -508,6 +510,27 @@ TEST(vk_coopmat_attention_off) {
     setenv("OMNI_VK_NO_COOPMAT", "1", 1);
     CHECK(!cm_offered());
     attn_sweep(F32_TOL);
+}
+
+/* The NV cooperative-matrix builds of the tensor-core kernels (OMNI_VK_CM_KHR=0) where the device also runs the KHR
+ * ones (NVIDIA; the KHR twins are its default): the dense and grouped GEMMs and the prefill attention against the
+ * CPU with the same tolerances as the default tests above. Skipped on devices with one flavour or none. */
+TEST(vk_coopmat_nv_builds) {
+    ob_vk_device_info info[8];
+    char err[256];
+    int nd = ob_vulkan_list_devices(info, 8, err, sizeof err), d = ob_vulkan_default_device();
+    if (!(nd > 0 && d >= 0 && d < nd && info[d].cm_kernels == 2 && info[d].coopmat_nv))
+        SKIP("the device does not offer both NV and KHR cooperative matrix");
+    setenv("OMNI_VK_CM_KHR", "0", 1);
+    ob_vulkan_list_devices(info, 8, err, sizeof err);
+    CHECK(info[d].cm_kernels == 1);
+    setenv("OMNI_VK_MM", "tiled", 1);
+    setenv("OMNI_VK_CM2", "0", 1); /* the dense products on matmul_cm too */
+    mm_sweep(CM_TOL);
+    setenv("OMNI_VK_MOE", "grouped", 1);
+    moe_sweep(CM_TOL);
+    setenv("OMNI_VK_ATTN_CM", "1", 1);
+    attn_sweep(CM_ATTN_TOL);
 }
 
 /* ---- the NV cooperative matrix 2 GEMM (matmul_cm2.comp, OMNI_VK_CM2=1) ------------------------------------------ */

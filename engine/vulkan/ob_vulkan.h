@@ -26,6 +26,9 @@ typedef struct {
     /* optional features as probed (before any OMNI_VK_NO_* switch) */
     int32_t fp16, int8, storage16, storage8, int64, fp64, bf16, int_dot, int_dot_accel;
     int32_t coopmat_nv, coopmat_khr, coopmat2_nv, bda;
+    /* the flavour the tensor-core kernels (prefill GEMM and attention) would run in, with OMNI_VK_NO_COOPMAT and
+     * OMNI_VK_CM_KHR applied: 0 none (fp32 kernels), 1 NV cooperative matrix, 2 KHR cooperative matrix */
+    int32_t cm_kernels;
     int32_t timestamps;     /* timestamp queries on compute queues (the profiler and benchmark use them) */
     uint64_t max_alloc, max_storage_range;
     uint32_t max_shared, max_push, max_wg_invocations;

@@ -1,9 +1,10 @@
-/* vk_coopmat.c — the tensor-core matmul (shaders/matmul_cm.comp, GL_NV_cooperative_matrix) for prefill: when it
- * applies, and its dispatch for the dense matmul (vk_ops.c) and the grouped MoE (vk_moe.c).
+/* vk_coopmat.c — the tensor-core matmul (shaders/matmul_cm.comp, NV or KHR cooperative matrix through cm.glsl) for
+ * prefill: when it applies, and its dispatch for the dense matmul (vk_ops.c) and the grouped MoE (vk_moe.c).
  *
  * It applies to f16, bf16 and Q8_0 weights (Q8_0 dequantized into shared memory as fp16: quant times block scale,
- * rounded once) on a device whose NV cooperative matrix survived OMNI_VK_NO_COOPMAT, with fp16
- * arithmetic and 32-wide subgroups (the kernel lays out 8 subgroups of 32 over its 128 x 64 tile), and to operands
+ * rounded once) on a device whose NV or KHR cooperative matrix survived OMNI_VK_NO_COOPMAT (the KHR builds wherever
+ * they run, AMD on RADV and NVIDIA alike: vk_device.c cm_flavour, OMNI_VK_CM_KHR), with fp16 arithmetic and 32-wide
+ * subgroups (the kernel lays out 8 subgroups of 32 over its 128 x 64 tile; required per pipeline for KHR), and to operands
  * that allow its 16-byte loads. Its products are of fp16-rounded operands (fp32 sums), so results differ from the
  * fp32 kernels by about 1e-3 relative; OMNI_VK_NO_COOPMAT=1 selects the fp32 tiled kernel (matmul.comp) instead.
  * The 16 x 16 x 16 fp16 -> fp32 shape it uses is the one every NV cooperative-matrix device lists.
@@ -23,8 +24,14 @@
 #define CM_ATTN_SHARED 30976u
 
 
+/* the subgroup-scope fragments of cm.glsl: NV cooperative matrix on 32-wide subgroups, or the KHR builds (which
+ * vk_device.c chose only with the 16 x 16 x 16 fp16 shape and 32-wide subgroups, required where not the default) */
+static int cm_fragments_ok(vk_ctx *c) {
+    return c->caps.fp16 && ((c->caps.coopmat_nv && c->caps.subgroup_size == 32) || c->cm_khr);
+}
+
 int vk_cm_ok(vk_ctx *c, ob_dtype wt, int vec) {
-    if (!c->caps.coopmat_nv || !c->caps.fp16 || c->caps.subgroup_size != 32) return 0;
+    if (!cm_fragments_ok(c)) return 0;
     if (c->caps.max_shared < CM_MATMUL_SHARED(128u, 32u)) return 0;
     /* Q8_0: 8-byte quant loads (vec: 16-byte aligned rows of a multiple of 16 bytes covers it), 2-byte scales */
     return vec && (wt == OB_F16 || wt == OB_BF16 || wt == OB_Q8_0);
@@ -448,7 +455,7 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
  * builds were measured on an H100 (vision encoder 1024^2: 1.20 -> 0.34 s, audio unchanged; docs/benchmarks.md). */
 int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc) {
     if (!vk_env_now("OMNI_VK_ATTN_CM", 1)) return 0;
-    if (!c->caps.coopmat_nv || !c->caps.fp16 || c->caps.subgroup_size != 32) return 0;
+    if (!cm_fragments_ok(c)) return 0;
     if (c->caps.max_shared < CM_ATTN_SHARED) return 0;
     int small =
         vk_env_now("OMNI_VK_ATTN_CM_SMALL", 1) && pc->head_dim >= 64 && pc->head_dim < 128 && pc->head_dim % 4 == 0;

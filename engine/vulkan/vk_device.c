@@ -57,6 +57,18 @@ typedef struct {
     uint32_t workgroupInvocations;
 } ob_coopmat_flex_props;
 typedef VkResult(VKAPI_PTR *ob_pfn_flex_props)(VkPhysicalDevice, uint32_t *, ob_coopmat_flex_props *);
+/* VK_KHR_cooperative_matrix's shape list (headers 1.3.255+) */
+#define OB_STYPE_COOPMAT_KHR_PROPS ((VkStructureType)1000506001)
+typedef struct {
+    VkStructureType sType;
+    void *pNext;
+    uint32_t MSize, NSize, KSize;
+    uint32_t AType, BType, CType, ResultType; /* VkComponentTypeKHR */
+    VkBool32 saturatingAccumulation;
+    uint32_t scope; /* VkScopeKHR: 3 subgroup */
+} ob_coopmat_khr_props;
+typedef VkResult(VKAPI_PTR *ob_pfn_khr_props)(VkPhysicalDevice, uint32_t *, ob_coopmat_khr_props *);
+#define OB_SCOPE_SUBGROUP 3u
 #define OB_CT_F16 0u
 #define OB_CT_F32 1u
 #define OB_CT_BF16 1000141000u
@@ -94,6 +106,7 @@ void vk_env_read(vk_env *e) {
     e->no_coopmat = env_flag("OMNI_VK_NO_COOPMAT");
     e->no_subgroup = env_flag("OMNI_VK_NO_SUBGROUP");
     e->no_fp64 = env_flag("OMNI_VK_NO_FP64");
+    e->cm_khr = vk_env_now("OMNI_VK_CM_KHR", -1);
     e->max_ops = vk_env_now("OMNI_VK_MAX_OPS", 128);
     if (e->max_ops < 1) e->max_ops = 1;
     e->attn = env_choice("OMNI_VK_ATTN", "split", "flash");
@@ -396,6 +409,13 @@ static void probe(VkPhysicalDevice pd, vk_caps *cap, ob_vk_device_info *info, ex
         drv.pNext = p2.pNext;
         p2.pNext = &drv;
     }
+    VkPhysicalDeviceSubgroupSizeControlProperties szp = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES
+    };
+    if (v13 || has_ext(&el, VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME)) {
+        szp.pNext = p2.pNext;
+        p2.pNext = &szp;
+    }
     int dot_ok = v13 || has_ext(&el, VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
     if (dot_ok) {
         dotp.pNext = p2.pNext;
@@ -459,6 +479,9 @@ static void probe(VkPhysicalDevice pd, vk_caps *cap, ob_vk_device_info *info, ex
                     (sgp.supportedOperations & VK_SUBGROUP_FEATURE_BASIC_BIT);
     cap->sg_shuffle = compute_sg && (sgp.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT);
     cap->sg_size_control = fsz.subgroupSizeControl;
+    cap->sg_min = szp.minSubgroupSize ? szp.minSubgroupSize : sgp.subgroupSize;
+    cap->sg_max = szp.maxSubgroupSize ? szp.maxSubgroupSize : sgp.subgroupSize;
+    cap->sg_req_compute = (szp.requiredSubgroupSizeStages & VK_SHADER_STAGE_COMPUTE_BIT) != 0;
     cap->fp16 = f12.shaderFloat16;
     cap->int8 = f12.shaderInt8;
     cap->storage16 = f11.storageBuffer16BitAccess;
@@ -571,6 +594,10 @@ static int choose(const ob_vk_device_info *info, int n, int want) {
     return best;
 }
 
+static void apply_env(vk_caps *cap, const vk_env *e);
+static int cm_khr_shape(VkInstance inst, VkPhysicalDevice pd);
+static int cm_flavour(const vk_caps *cap, int env_khr);
+
 int ob_vulkan_list_devices(ob_vk_device_info *out, int cap, char *err, size_t err_cap) {
     VkInstance inst;
     VkResult r = make_instance(NULL, 0, &inst);
@@ -587,9 +614,14 @@ int ob_vulkan_list_devices(ob_vk_device_info *out, int cap, char *err, size_t er
         return OMNI_E_NOMEM;
     }
     vkEnumeratePhysicalDevices(inst, &n, pd);
+    vk_env env;
+    vk_env_read(&env);
     for (uint32_t i = 0; i < n && (int)i < cap; i++) {
         vk_caps c;
         probe(pd[i], &c, &out[i], NULL);
+        c.cm_khr16 = c.coopmat_khr && cm_khr_shape(inst, pd[i]);
+        apply_env(&c, &env);
+        out[i].cm_kernels = cm_flavour(&c, env.cm_khr);
     }
     free(pd);
     vkDestroyInstance(inst, NULL);
@@ -652,6 +684,42 @@ static void cm2_shapes(vk_ctx *c) {
     cap->cm2 = ok;
 }
 
+/* Whether VK_KHR_cooperative_matrix lists the subgroup-scope 16 x 16 x 16 fp16 x fp16 -> fp32 shape of cm.glsl */
+static int cm_khr_shape(VkInstance inst, VkPhysicalDevice pd) {
+    ob_pfn_khr_props get =
+        (ob_pfn_khr_props)vkGetInstanceProcAddr(inst, "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR");
+    uint32_t n = 0;
+    if (!get || get(pd, &n, NULL) != VK_SUCCESS || n == 0 || n >= 4096) return 0;
+    ob_coopmat_khr_props *p = calloc(n, sizeof *p);
+    if (!p) return 0;
+    int ok = 0;
+    for (uint32_t i = 0; i < n; i++) p[i].sType = OB_STYPE_COOPMAT_KHR_PROPS;
+    if (get(pd, &n, p) == VK_SUCCESS)
+        for (uint32_t i = 0; i < n; i++)
+            if (p[i].scope == OB_SCOPE_SUBGROUP && p[i].MSize == 16 && p[i].NSize == 16 && p[i].KSize == 16 &&
+                p[i].AType == OB_CT_F16 && p[i].BType == OB_CT_F16 && p[i].CType == OB_CT_F32 &&
+                p[i].ResultType == OB_CT_F32)
+                ok = 1;
+    free(p);
+    return ok;
+}
+
+/* Which cooperative-matrix flavour the tensor-core kernels (matmul_cm.comp, attn_flash_cm.comp) run, 0 none, 1 NV,
+ * 2 KHR. The KHR twins wherever the device lists their shape and the build has them (GLSLC2): AMD (RADV) and Intel
+ * have only KHR, and on NVIDIA the same source compiled for KHR runs faster than the NV build (H100, pp512 of the
+ * thinker: BF16 14,408 -> 15,644 t/s, Q8_0 14,236 -> 15,682; the grouped expert GEMMs 13.85 -> 12.34 ms per pass,
+ * the prefill attention 2.78 -> 2.36; docs/benchmarks.md, session 11). They need 32-wide subgroups, required per
+ * pipeline where the device's default differs (AMD's wave64). Else the NV builds (Debian 12's glslc) on 32-wide
+ * subgroups. env_khr (OMNI_VK_CM_KHR): 0 never the KHR builds (the NV ones where they run), else the default. */
+static int cm_flavour(const vk_caps *cap, int env_khr) {
+    if (!cap->fp16) return 0;
+    int sg32 = cap->subgroup_size == 32 ||
+               (cap->sg_size_control && cap->sg_req_compute && cap->sg_min <= 32 && cap->sg_max >= 32);
+    int khr = env_khr != 0 && cap->coopmat_khr && cap->cm_khr16 && sg32 && vk_shader_table[SH_MATMUL_CM].words_khr;
+    if (khr) return 2;
+    return cap->coopmat_nv && cap->subgroup_size == 32 ? 1 : 0;
+}
+
 int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
     VkResult r = make_instance(c, c->env.validation, &c->inst);
     if (r != VK_SUCCESS) {
@@ -695,6 +763,10 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
     probe(c->phys, &c->caps, &me, &el);
     apply_env(&c->caps, &c->env);
     cm2_shapes(c);
+    c->caps.cm_khr16 = c->caps.coopmat_khr && cm_khr_shape(c->inst, c->phys);
+    c->cm_khr = cm_flavour(&c->caps, c->env.cm_khr) == 2;
+    c->cm_sg32 = c->cm_khr && c->caps.subgroup_size != 32;
+    if (c->cm_khr) c->caps.coopmat_nv = 0; /* one flavour: the NV extension is not enabled */
     int v13 = VK_API_VERSION_MINOR(c->caps.api) >= 3 || VK_API_VERSION_MAJOR(c->caps.api) > 1;
     vkGetPhysicalDeviceMemoryProperties(c->phys, &c->memprops);
 
@@ -775,7 +847,7 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
     /* one flavour at a time: the NV one is what glslc compiles; the NV cooperative matrix 2 GEMM (matmul_cm2.comp,
      * GLSLC2) is written against KHR cooperative matrix, so with it both are enabled */
     if (c->caps.coopmat_nv && !c->caps.cm2) c->caps.coopmat_khr = 0;
-    if (c->caps.cm2) c->caps.coopmat_khr = 1;
+    if (c->caps.cm2 || c->cm_khr) c->caps.coopmat_khr = 1;
     if (c->caps.coopmat_khr) {
         exts[n_exts++] = "VK_KHR_cooperative_matrix";
         *tail = &fckhr;
@@ -848,10 +920,12 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
     }
     vkGetDeviceQueue(c->dev, c->qfam, 0, &c->queue);
     omni_log(OMNI_LOG_INFO,
-             "vulkan: %s (subgroup %u%s, fp16 %d, int8 %d, bf16 %d, int dot %d, coopmat nv %d khr %d nv2-gemm %d "
-             "[%u %u %u] bf16 %d%s)", c->name,
+             "vulkan: %s (subgroup %u%s, fp16 %d, int8 %d, bf16 %d, int dot %d, coopmat nv %d khr %d (tensor-core "
+             "kernels: %s) nv2-gemm %d [%u %u %u] bf16 %d%s)", c->name,
              c->caps.subgroup_size, vk_use_subgroups(c) ? "" : ", no subgroup ops", c->caps.fp16, c->caps.int8,
-             c->caps.bf16, c->caps.int_dot, c->caps.coopmat_nv, c->caps.coopmat_khr, c->caps.cm2, c->caps.cm2_gran[0],
+             c->caps.bf16, c->caps.int_dot, c->caps.coopmat_nv, c->caps.coopmat_khr,
+             c->cm_khr ? (c->cm_sg32 ? "KHR, subgroups of 32 required" : "KHR") : c->caps.coopmat_nv ? "NV" : "none",
+             c->caps.cm2, c->caps.cm2_gran[0],
              c->caps.cm2_gran[1], c->caps.cm2_gran[2], c->caps.cm2_bf16,
              c->validation_active ? ", validation on" : "");
     return OMNI_OK;

@@ -185,7 +185,7 @@ void vk_exec_free(vk_ctx *c) {
     c->pipes = NULL;
     c->n_pipes = 0;
     for (int s = 0; s < SH_COUNT; s++)
-        for (int v = 0; v < 2; v++)
+        for (int v = 0; v < 3; v++)
             if (c->modules[s][v]) vkDestroyShaderModule(c->dev, c->modules[s][v], NULL);
     if (c->layout) vkDestroyPipelineLayout(c->dev, c->layout, NULL);
     for (int i = 0; i < VK_NCB; i++)
@@ -355,22 +355,23 @@ VkPipeline vk_pipeline(vk_ctx *c, vk_shader_id sh, const uint32_t *spec, int n_s
                 VK_MAX_SPEC);
         return VK_NULL_HANDLE;
     }
-    int nosg = !vk_use_subgroups(c) && vk_shader_table[sh].words_nosg;
+    /* variant: the KHR cooperative-matrix build, the one without subgroup operations, or the plain one */
+    int var = c->cm_khr && vk_shader_table[sh].words_khr ? 2 : !vk_use_subgroups(c) && vk_shader_table[sh].words_nosg;
     for (int i = 0; i < c->n_pipes; i++) {
         vk_pipe *p = &c->pipes[i];
-        if (p->shader == (int)sh * 2 + nosg && p->n_spec == n_spec &&
+        if (p->shader == (int)sh * 3 + var && p->n_spec == n_spec &&
             !memcmp(p->spec, spec, sizeof *spec * (size_t)n_spec))
             return p->pipe;
     }
     if (c->base.failed) return VK_NULL_HANDLE;
     const vk_shader_src *src = &vk_shader_table[sh];
-    if (!c->modules[sh][nosg]) {
+    if (!c->modules[sh][var]) {
         VkShaderModuleCreateInfo mci = {
             .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
-            .codeSize = nosg ? src->n_bytes_nosg : src->n_bytes,
-            .pCode = nosg ? src->words_nosg : src->words,
+            .codeSize = var == 2 ? src->n_bytes_khr : var ? src->n_bytes_nosg : src->n_bytes,
+            .pCode = var == 2 ? src->words_khr : var ? src->words_nosg : src->words,
         };
-        VkResult r = vkCreateShaderModule(c->dev, &mci, NULL, &c->modules[sh][nosg]);
+        VkResult r = vkCreateShaderModule(c->dev, &mci, NULL, &c->modules[sh][var]);
         if (r != VK_SUCCESS) {
             vk_fail(c, "shader %s: vkCreateShaderModule: %s", src->name, vk_result_str(r));
             return VK_NULL_HANDLE;
@@ -390,12 +391,18 @@ VkPipeline vk_pipeline(vk_ctx *c, vk_shader_id sh, const uint32_t *spec, int n_s
         .stage = {
             .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
             .stage = VK_SHADER_STAGE_COMPUTE_BIT,
-            .module = c->modules[sh][nosg],
+            .module = c->modules[sh][var],
             .pName = "main",
             .pSpecializationInfo = &si,
         },
         .layout = c->layout,
     };
+    /* the KHR cooperative-matrix kernels lay out 8 (matmul) or 4 (attention) subgroups of 32 */
+    VkPipelineShaderStageRequiredSubgroupSizeCreateInfo rss = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_REQUIRED_SUBGROUP_SIZE_CREATE_INFO,
+        .requiredSubgroupSize = 32,
+    };
+    if (var == 2 && c->cm_sg32) ci.stage.pNext = &rss;
     VkPipeline pipe;
     if (c->env.sync_each) omni_log(OMNI_LOG_WARN, "vulkan: creating pipeline %s", src->name);
     double t0 = omni_time_ms();
@@ -419,7 +426,7 @@ VkPipeline vk_pipeline(vk_ctx *c, vk_shader_id sh, const uint32_t *spec, int n_s
         c->cap_pipes = cap;
     }
     vk_pipe *p = &c->pipes[c->n_pipes++];
-    p->shader = (int)sh * 2 + nosg;
+    p->shader = (int)sh * 3 + var;
     p->n_spec = n_spec;
     memcpy(p->spec, spec, sizeof *spec * (size_t)n_spec);
     p->pipe = pipe;
@@ -446,7 +453,7 @@ void vk_dispatch(vk_ctx *c, VkPipeline p, const void *push, size_t push_size, ui
     if (c->env.trace && c->prof_class >= 0) vk_trace_dispatch(c, p, gx, gy, gz);
     if (c->env.sync_each) {
         for (int i = 0; i < c->n_pipes; i++)
-            if (c->pipes[i].pipe == p) c->last_kernel = vk_shader_table[c->pipes[i].shader / 2].name;
+            if (c->pipes[i].pipe == p) c->last_kernel = vk_shader_table[c->pipes[i].shader / 3].name;
         vk_sync(&c->base);
     } else if (++c->n_ops >= vk_batch_ops(c))
         vk_submit(c);

@@ -23,6 +23,13 @@ typedef struct {
     uint32_t api;
     uint32_t subgroup_size;
     int sg_arith, sg_shuffle, sg_size_control;
+    /* subgroup size control: the sizes a pipeline may require, and whether compute shaders may (the KHR
+     * cooperative-matrix builds need 32-wide subgroups, e.g. wave32 on AMD, whose default is 64) */
+    uint32_t sg_min, sg_max;
+    int sg_req_compute;
+    /* VK_KHR_cooperative_matrix lists the subgroup-scope 16 x 16 x 16 fp16 x fp16 -> fp32 shape that matmul_cm.comp
+     * and attn_flash_cm.comp use (cm.glsl) */
+    int cm_khr16;
     int fp16, int8, storage16, storage8, int64, fp64, bf16, int_dot, int_dot_accel;
     int coopmat_nv, coopmat_khr, coopmat2_nv, bda;
     /* NV cooperative matrix 2 as matmul_cm2.comp uses it (vk_device.c): workgroup scope, flexible dimensions,
@@ -45,6 +52,9 @@ typedef struct {
  *   OMNI_VK_NO_16BIT       no 16-bit storage            OMNI_VK_NO_8BIT        no 8-bit storage
  *   OMNI_VK_NO_BF16        no VK_KHR_shader_bfloat16    OMNI_VK_NO_INT_DOT     no integer dot product
  *   OMNI_VK_NO_COOPMAT     no cooperative matrix (NV, KHR, NV2): prefill matmuls run the fp32 tiled kernel
+ *   OMNI_VK_CM_KHR=0       the tensor-core kernels (matmul_cm, attn_flash_cm) in their NV cooperative-matrix builds
+ *                          instead of the KHR ones (the default wherever KHR is: faster on the H100 too; vk_device.c
+ *                          cm_flavour)
  *   OMNI_VK_ATTN_CM=0      prefill attention on the fp32 flash kernel instead of tensor cores (attn_flash_cm.comp,
  *                          the default where NV cooperative matrix is; see vk_coopmat.c)
  *   OMNI_VK_ATTN_CM_SMALL=0  head dims 64..124 (the encoders) off tensor cores: the fp32 flash kernel (comparisons)
@@ -116,6 +126,7 @@ typedef struct {
  *                          (needs VK_KHR_shader_clock; read by ob_vulkan_attn_prof; vulkan_bench prints them) */
 typedef struct {
     int validation, no_fp16, no_int8, no_16bit, no_8bit, no_bf16, no_int_dot, no_coopmat, no_subgroup, no_fp64;
+    int cm_khr; /* OMNI_VK_CM_KHR: 0 never the KHR cooperative-matrix builds; else (default -1) wherever they run */
     int max_ops;
     int attn;  /* 0 auto, 1 split, 2 flash */
     int mm;    /* 0 auto, 1 vec, 2 tiled */
@@ -221,12 +232,16 @@ typedef struct {
     const char *name;
     const uint32_t *words, *words_nosg; /* nosg: the variant without subgroup operations (NULL if not needed) */
     size_t n_bytes, n_bytes_nosg;
+    /* the KHR cooperative-matrix twin of an NV cooperative-matrix kernel (cm.glsl -DCM_KHR, GLSLC2 builds only;
+     * NULL otherwise), run instead when vk_ctx.cm_khr */
+    const uint32_t *words_khr;
+    size_t n_bytes_khr;
 } vk_shader_src;
 extern const vk_shader_src vk_shader_table[SH_COUNT];
 
 #define VK_MAX_SPEC 12
 typedef struct {
-    int shader; /* 2 * vk_shader_id + (1 for the no-subgroup variant) */
+    int shader; /* 3 * vk_shader_id + variant (0 plain, 1 no-subgroup, 2 KHR cooperative matrix) */
     uint32_t spec[VK_MAX_SPEC];
     int n_spec;
     VkPipeline pipe;
@@ -300,7 +315,10 @@ typedef struct vk_ctx {
 
     /* pipelines */
     VkPipelineLayout layout;
-    VkShaderModule modules[SH_COUNT][2];
+    VkShaderModule modules[SH_COUNT][3]; /* per variant, as vk_pipe.shader */
+    /* the tensor-core kernels run their KHR cooperative-matrix builds (vk_device.c cm_flavour), with 32-wide
+     * subgroups required when cm_sg32 */
+    int cm_khr, cm_sg32;
     /* the on-disk pipeline cache (vk_exec.c, OMNI_VK_PIPELINE_CACHE): loaded at init, saved at free when pipelines
      * were created since (pcache_new) */
     VkPipelineCache pcache;

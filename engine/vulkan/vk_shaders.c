@@ -53,9 +53,25 @@
 #if OMNI_HAVE_SHADERS2 /* built by the newer compiler (GLSLC2) when the build has it */
 #include "matmul_cm2.h"
 #include "matmul_cm2_moe.h"
+#include "matmul_cm_khr.h"
+#include "matmul_cm_128x32_khr.h"
+#include "matmul_cm_256x32_khr.h"
+#include "matmul_cm_256x64_khr.h"
+#include "matmul_cm_128x128_khr.h"
+#include "matmul_cm_128x64_x16_khr.h"
+#include "matmul_cm_128x32_x16_khr.h"
+#include "matmul_cm_256x32_x16_khr.h"
+#include "matmul_cm_256x64_x16_khr.h"
+#include "matmul_cm_128x128_x16_khr.h"
+#include "attn_flash_cm_khr.h"
+#include "attn_flash_cm_d64_khr.h"
+#include "attn_flash_cm_d80_khr.h"
 #define SPV_NEW(name) SPV(name)
+/* an NV cooperative-matrix kernel with its KHR twin (cm.glsl) */
+#define SPVK(name) #name, omni_spv_##name, NULL, sizeof omni_spv_##name, 0, omni_spv_##name##_khr, sizeof omni_spv_##name##_khr
 #else
 #define SPV_NEW(name) #name, NULL, NULL, 0, 0
+#define SPVK(name) SPV(name)
 #endif
 
 #define SPV(name) #name, omni_spv_##name, NULL, sizeof omni_spv_##name, 0
@@ -65,17 +81,17 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_MATVEC] = { SPV2(matvec) },
     [SH_MATMUL] = { SPV(matmul) },
     [SH_MATMUL_BIG] = { SPV(matmul_big) },
-    [SH_MATMUL_CM] = { SPV(matmul_cm) },
+    [SH_MATMUL_CM] = { SPVK(matmul_cm) },
     [SH_MM_KSUM] = { SPV(mm_ksum) },
-    [SH_MATMUL_CM_128X32] = { SPV(matmul_cm_128x32) },
-    [SH_MATMUL_CM_256X32] = { SPV(matmul_cm_256x32) },
-    [SH_MATMUL_CM_256X64] = { SPV(matmul_cm_256x64) },
-    [SH_MATMUL_CM_128X128] = { SPV(matmul_cm_128x128) },
-    [SH_MATMUL_CM_128X64_X16] = { SPV(matmul_cm_128x64_x16) },
-    [SH_MATMUL_CM_128X32_X16] = { SPV(matmul_cm_128x32_x16) },
-    [SH_MATMUL_CM_256X32_X16] = { SPV(matmul_cm_256x32_x16) },
-    [SH_MATMUL_CM_256X64_X16] = { SPV(matmul_cm_256x64_x16) },
-    [SH_MATMUL_CM_128X128_X16] = { SPV(matmul_cm_128x128_x16) },
+    [SH_MATMUL_CM_128X32] = { SPVK(matmul_cm_128x32) },
+    [SH_MATMUL_CM_256X32] = { SPVK(matmul_cm_256x32) },
+    [SH_MATMUL_CM_256X64] = { SPVK(matmul_cm_256x64) },
+    [SH_MATMUL_CM_128X128] = { SPVK(matmul_cm_128x128) },
+    [SH_MATMUL_CM_128X64_X16] = { SPVK(matmul_cm_128x64_x16) },
+    [SH_MATMUL_CM_128X32_X16] = { SPVK(matmul_cm_128x32_x16) },
+    [SH_MATMUL_CM_256X32_X16] = { SPVK(matmul_cm_256x32_x16) },
+    [SH_MATMUL_CM_256X64_X16] = { SPVK(matmul_cm_256x64_x16) },
+    [SH_MATMUL_CM_128X128_X16] = { SPVK(matmul_cm_128x128_x16) },
     [SH_CM_X16] = { SPV(cm_x16) },
     [SH_CM2_GATHER] = { SPV(cm2_gather) },
     [SH_GET_ROWS] = { SPV(get_rows) },
@@ -85,9 +101,9 @@ const vk_shader_src vk_shader_table[SH_COUNT] = {
     [SH_ATTN_SPLIT] = { SPV2(attn_split) },
     [SH_ATTN_COMBINE] = { SPV(attn_combine) },
     [SH_ATTN_FLASH] = { SPV(attn_flash) },
-    [SH_ATTN_FLASH_CM] = { SPV(attn_flash_cm) },
-    [SH_ATTN_FLASH_CM64] = { SPV(attn_flash_cm_d64) },
-    [SH_ATTN_FLASH_CM80] = { SPV(attn_flash_cm_d80) },
+    [SH_ATTN_FLASH_CM] = { SPVK(attn_flash_cm) },
+    [SH_ATTN_FLASH_CM64] = { SPVK(attn_flash_cm_d64) },
+    [SH_ATTN_FLASH_CM80] = { SPVK(attn_flash_cm_d80) },
     [SH_MOE_ROUTE] = { SPV2(moe_route) },
     [SH_MOE_PLAN] = { SPV(moe_plan) },
     [SH_MOE_COMBINE] = { SPV(moe_combine) },

@@ -88,7 +88,7 @@ void vk_trace_dispatch(vk_ctx *c, VkPipeline p, uint32_t gx, uint32_t gy, uint32
         if (!c->trace && !(c->trace = calloc(TRACE_MAX, sizeof *c->trace))) return;
         const char *name = "?";
         for (int i = 0; i < c->n_pipes; i++)
-            if (c->pipes[i].pipe == p) name = vk_shader_table[c->pipes[i].shader / 2].name;
+            if (c->pipes[i].pipe == p) name = vk_shader_table[c->pipes[i].shader / 3].name;
         c->trace[t] = (struct vk_trace){ .pipe = p, .gx = gx, .gy = gy, .gz = gz };
         snprintf(c->trace[t].name, sizeof c->trace[t].name, "%s %ux%ux%u", name, gx, gy, gz);
         c->n_trace++;
@@ -395,7 +395,8 @@ int ob_vulkan_pipeline_stats(ob_backend *b, char *out, size_t cap) {
                 st[k] = (VkPipelineExecutableStatisticKHR){ .sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR };
             VkResult r = get_stats(c->dev, &xi, &n_st, st); /* VK_INCOMPLETE: the first 32 */
             if (r != VK_SUCCESS && r != VK_INCOMPLETE) continue;
-            sbuf_add(out, cap, &len, "%s%s [", vk_shader_table[p->shader / 2].name, p->shader % 2 ? "_nosg" : "");
+            sbuf_add(out, cap, &len, "%s%s [", vk_shader_table[p->shader / 3].name,
+                     p->shader % 3 == 2 ? "_khr" : p->shader % 3 ? "_nosg" : "");
             for (int k = 0; k < p->n_spec; k++) sbuf_add(out, cap, &len, "%s%u", k ? "," : "", p->spec[k]);
             sbuf_add(out, cap, &len, "]");
             for (uint32_t k = 0; k < n_st; k++) {
