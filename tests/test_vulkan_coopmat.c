@@ -512,6 +512,30 @@ TEST(vk_coopmat_attention_off) {
     attn_sweep(F32_TOL);
 }
 
+/* Dense products large enough that the KHR matmul_cm takes them from cm2 (vk_coopmat.c cm_big: 128 tiles of 128 x
+ * 128, or for Q8_0 of 128 x 64), with OMNI_VK_CM_BIG on and off, against the CPU. Tensor-core devices only. */
+TEST(vk_coopmat_big) {
+    if (!cm_offered()) SKIP("no cooperative matrix: the fp32 kernel takes every product");
+    setenv("OMNI_VK_MM", "tiled", 1);
+    static const struct { ob_dtype t; int rows, cols, n; } cs[] = {
+        { OB_BF16, 4096, 96, 512 }, { OB_F16, 4096, 160, 520 }, { OB_Q8_0, 4096, 128, 512 }, { OB_Q8_0, 2048, 96, 512 },
+        { OB_BF16, 2048, 64, 512 },
+    };
+    for (int big = 0; big < 2; big++) {
+        setenv("OMNI_VK_CM_BIG", big ? "1" : "0", 1);
+        TV_OPEN(e);
+        omni_rng r = { 5 };
+        for (unsigned i = 0; i < sizeof cs / sizeof *cs; i++)
+            for (int acc = 0; acc < 2; acc++) {
+                double err = mm_case(&e, &r, cs[i].t, cs[i].rows, cs[i].cols, cs[i].n, acc);
+                if (!(err >= 0 && err <= CM_TOL))
+                    th_fail(__FILE__, __LINE__, "OMNI_VK_CM_BIG=%d matmul %s [%d x %d] n=%d acc=%d: rel err %g > %g",
+                            big, ob_dtype_name(cs[i].t), cs[i].rows, cs[i].cols, cs[i].n, acc, err, CM_TOL);
+            }
+        tv_close(&e);
+    }
+}
+
 /* The NV cooperative-matrix builds of the tensor-core kernels (OMNI_VK_CM_KHR=0) where the device also runs the KHR
  * ones (NVIDIA; the KHR twins are its default): the dense and grouped GEMMs and the prefill attention against the
  * CPU with the same tolerances as the default tests above. Skipped on devices with one flavour or none. */

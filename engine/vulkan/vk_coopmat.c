@@ -4,10 +4,11 @@
  * It applies to f16, bf16 and Q8_0 weights (Q8_0 dequantized into shared memory as fp16: quant times block scale,
  * rounded once) on a device whose NV or KHR cooperative matrix survived OMNI_VK_NO_COOPMAT (the KHR builds wherever
  * they run, AMD on RADV and NVIDIA alike: vk_device.c cm_flavour, OMNI_VK_CM_KHR), with fp16 arithmetic and 32-wide
- * subgroups (the kernel lays out 8 subgroups of 32 over its 128 x 64 tile; required per pipeline for KHR), and to operands
- * that allow its 16-byte loads. Its products are of fp16-rounded operands (fp32 sums), so results differ from the
+ * subgroups (the kernel lays out 8 subgroups of 32 over its 128 x 64 tile; required per pipeline for KHR), and to
+ * operands that allow its 16-byte loads. Its products are of fp16-rounded operands (fp32 sums), so results differ from the
  * fp32 kernels by about 1e-3 relative; OMNI_VK_NO_COOPMAT=1 selects the fp32 tiled kernel (matmul.comp) instead.
- * The 16 x 16 x 16 fp16 -> fp32 shape it uses is the one every NV cooperative-matrix device lists.
+ * The 16 x 16 x 16 fp16 -> fp32 shape it uses is the one every NV cooperative-matrix device lists (for KHR,
+ * vk_device.c checks the list).
  * Small dense products (too few 128 x 64 tiles to fill the device) are split over K (mm_ksum.comp adds the parts).
  * Also here: when the tensor-core prefill attention (shaders/attn_flash_cm.comp) applies, and its dispatch.
  * Measured on an H100 (docs/benchmarks.md, "prefill after tensor-core work"). */
@@ -385,8 +386,33 @@ void vk_cm2_grouped(vk_ctx *c, int mode, ob_dtype wt, const ob_pc_matmul *pc, ui
     vk_dispatch(c, p, &px, sizeof px, (pc->rows + t[0] - 1) / t[0], tiles, 1, rd, n_reads, writes, n_writes);
 }
 
+static void cm_dispatch_shape(vk_ctx *c, const cm_shape *sh, int grouped, int xform, uint32_t x_rows, ob_dtype wt,
+                              ob_pc_matmul *pc, uint32_t groups_y, const vk_range *reads, int n_reads,
+                              const vk_range *writes, int n_writes);
+
+/* Dense products that fill the device with matmul_cm's own tiles unsplit (at least CM_BIG_TILES of 128 x 128, or
+ * for Q8_0 of 128 x 64) run on the KHR build of matmul_cm rather than the NV cooperative matrix 2 GEMM, whose
+ * workgroup-scope tiles and (Q8_0) decode functions are slower there (OMNI_VK_CM_BIG=0: cm2 for them too). H100,
+ * vulkan_bench gemm, n = 512, ms per call, cm2 vs the KHR matmul_cm: q [4096 x 2048] bf16 0.0524 vs 0.0469 (128 x
+ * 128), q8_0 0.0747 vs 0.0571; o [2048 x 4096] q8_0 0.0896 vs 0.0714 (128 x 64); o bf16 0.0691 vs 0.0827 and k/v
+ * [512 x 2048] 0.0184 vs 0.0231 stay on cm2 (split over K there). Returns the shape, or NULL for cm2's turn. */
+#define CM_BIG_TILES 128u
+static const cm_shape *cm_big(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc) {
+    if (!c->cm_khr || vk_env_now("OMNI_VK_CM_BIG", 1) <= 0 || getenv("OMNI_VK_CM_DENSE")) return NULL;
+    uint32_t gx = (pc->rows + 127) / 128, t128 = gx * ((pc->n + 127) / 128), t64 = gx * ((pc->n + 63) / 64);
+    if (t128 >= CM_BIG_TILES) return &cm_shapes[4];
+    if (wt == OB_Q8_0 && t64 >= CM_BIG_TILES) return &cm_shapes[0];
+    return NULL;
+}
+
 void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc, uint32_t groups_y,
                            const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
+    const cm_shape *big = grouped ? NULL : cm_big(c, wt, pc);
+    if (big && c->caps.max_shared >= CM_MATMUL_SHARED(big->bm, big->bn)) {
+        int xform = vk_cm_x16(c, 0) ? VK_CM_X_CONVERT : VK_CM_X32;
+        cm_dispatch_shape(c, big, 0, xform, pc->n, wt, pc, groups_y, reads, n_reads, writes, n_writes);
+        return;
+    }
     if (!grouped && cm2_dispatch(c, wt, pc, reads, n_reads, writes, n_writes)) return;
     int xform = !grouped && vk_cm_x16(c, 0) ? VK_CM_X_CONVERT : VK_CM_X32;
     vk_matmul_cm_dispatch_x(c, grouped, xform, pc->n, wt, pc, groups_y, reads, n_reads, writes, n_writes);
@@ -395,6 +421,13 @@ void vk_matmul_cm_dispatch(vk_ctx *c, int grouped, ob_dtype wt, ob_pc_matmul *pc
 void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows, ob_dtype wt, ob_pc_matmul *pc,
                              uint32_t groups_y, const vk_range *reads, int n_reads, const vk_range *writes,
                              int n_writes) {
+    cm_dispatch_shape(c, cm_pick(c, grouped != 0), grouped, xform, x_rows, wt, pc, groups_y, reads,
+                      n_reads, writes, n_writes);
+}
+
+static void cm_dispatch_shape(vk_ctx *c, const cm_shape *sh, int grouped, int xform, uint32_t x_rows, ob_dtype wt,
+                              ob_pc_matmul *pc, uint32_t groups_y, const vk_range *reads, int n_reads,
+                              const vk_range *writes, int n_writes) {
     /* grouped 3: the grouped down projection (MODE 1) writing fp16 (matmul_cm.comp OUT16; fp16 x only) */
     uint32_t out16 = grouped == 3;
     if (out16) {
@@ -404,7 +437,6 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
             return;
         }
     }
-    const cm_shape *sh = cm_pick(c, grouped != 0);
     /* grouped 2: gate and up in one tile, BM/2 output rows each */
     uint32_t bm_out = grouped == 2 ? sh->bm / 2 : sh->bm, gx = (pc->rows + bm_out - 1) / bm_out;
     if (!grouped) groups_y = (pc->n + sh->bn - 1) / sh->bn;

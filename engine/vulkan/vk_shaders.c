@@ -68,7 +68,8 @@
 #include "attn_flash_cm_d80_khr.h"
 #define SPV_NEW(name) SPV(name)
 /* an NV cooperative-matrix kernel with its KHR twin (cm.glsl) */
-#define SPVK(name) #name, omni_spv_##name, NULL, sizeof omni_spv_##name, 0, omni_spv_##name##_khr, sizeof omni_spv_##name##_khr
+#define SPVK(name)                                                                                              \
+    #name, omni_spv_##name, NULL, sizeof omni_spv_##name, 0, omni_spv_##name##_khr, sizeof omni_spv_##name##_khr
 #else
 #define SPV_NEW(name) #name, NULL, NULL, 0, 0
 #define SPVK(name) SPV(name)
