@@ -580,10 +580,12 @@ static int cm2_offered(void) {
     return g_cm2_seen > 0;
 }
 
-/* the cm2 tests below skip (reported as skipped) where the device or the build lacks the GEMM */
+/* the cm2 tests below skip (reported as skipped) where the device or the build lacks the GEMM; they keep every
+ * dense product on it (OMNI_VK_CM_BIG=0: none handed to matmul_cm for its size) */
 #define REQUIRE_CM2()                                                                                            \
     do {                                                                                                        \
         if (!cm2_offered()) SKIP("no NV cooperative matrix 2 GEMM on this device/build");                      \
+        setenv("OMNI_VK_CM_BIG", "0", 1);                                                                       \
     } while (0)
 
 /* The dense sweep's shapes plus one of projection size ([1024 x 2048] x 512: whole 128 x 128 tiles, the unclamped
