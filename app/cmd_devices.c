@@ -17,7 +17,9 @@ static void usage(FILE *f) {
             "  --device N   show only device N\n\n"
             "Environment switches for bisecting driver problems: OMNI_VK_NO_FP16, OMNI_VK_NO_INT8, OMNI_VK_NO_16BIT,\n"
             "OMNI_VK_NO_8BIT, OMNI_VK_NO_BF16, OMNI_VK_NO_INT_DOT, OMNI_VK_NO_COOPMAT, OMNI_VK_NO_SUBGROUP,\n"
-            "OMNI_VK_NO_FP64 (=1 turns the feature off); OMNI_VK_VALIDATION=1 enables the validation layer.\n");
+            "OMNI_VK_NO_FP64 (=1 turns the feature off); OMNI_VK_VALIDATION=1 enables the validation layer;\n"
+            "OMNI_VK_CM_KHR=0 runs the tensor-core kernels in their NV cooperative-matrix builds instead of the KHR\n"
+            "ones ('tensor-core kernels' below says which flavour a device runs).\n");
 }
 
 static const char *yn(int v) { return v ? "yes" : "no"; }

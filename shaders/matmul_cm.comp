@@ -65,8 +65,9 @@ const uint NW = BM / 32u, NX = BN / 32u;  // weight and x rows staged per thread
 const uint STR = BK / 8u + 1u;
 layout(local_size_x = 256) in;
 layout(constant_id = 1) const uint WTYPE = 0;
-// SKIP = 1 would make a subgroup skip the fragments whose x rows all lie past the tile's count; the host always
-// passes 0 (the guards measured slower than the MMAs they save: grouped experts 28.3 vs 24.9 ms per pp512 pass).
+// SKIP = 1 would make a subgroup skip the fragments whose x rows all lie past the tile's count; the host passes 0
+// unless OMNI_VK_CM_SKIP=1 (the guards measured slower than the MMAs they save: grouped experts 28.3 vs 24.9 ms per
+// pp512 pass with the NV build, 20.2 vs 19.7 ms with the KHR build).
 // The guarded form stays in the source all the same: with the spec constant folded it is the same program, but the
 // NVIDIA compiler turns this SPIR-V into faster code than the unguarded loop's (H100, pp512 BF16 12,708 vs 11,886
 // t/s, same card and run; the experts' GEMMs 7% slower without it). Do not "simplify" without measuring.

@@ -475,7 +475,11 @@ static void cm_dispatch_shape(vk_ctx *c, const cm_shape *sh, int grouped, int xf
     /* id 4: Q8_0 quants decoded in packed fp16 (matmul_cm.comp Q8H; the same fp16 weights; OMNI_VK_CM_Q8H=0 the fp32
      * products). H100, pp512 Q8_0, one load alternating: experts 22.3 -> 20.6 ms per pass (docs/benchmarks.md) */
     uint32_t q8h = wt == OB_Q8_0 && vk_env_now("OMNI_VK_CM_Q8H", 1) > 0;
-    uint32_t spec[7] = { 0, (uint32_t)wt, 0, out16, q8h, 0, (uint32_t)grouped };
+    /* id 2 (SKIP): OMNI_VK_CM_SKIP=1 lets subgroups skip fragments past the tile's rows; slower with either build
+     * on the H100 (KHR, one load alternating: pp512 BF16 15,850 vs 15,079-15,190 t/s, Q8_0 15,838 vs 14,566-14,631;
+     * experts 19.7 -> 20.2 ms, projections 7.3 -> 8.4 ms per pass), kept as a switch for other devices */
+    uint32_t skip = vk_env_now("OMNI_VK_CM_SKIP", 0) > 0;
+    uint32_t spec[7] = { 0, (uint32_t)wt, skip, out16, q8h, 0, (uint32_t)grouped };
     VkPipeline p = vk_pipeline(c, sh->sh[x16], spec, 7);
     gemm_split(c, p, pc, &px, gx, groups_y, split, rd, n_reads, writes, n_writes);
 }
