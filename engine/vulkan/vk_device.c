@@ -481,7 +481,10 @@ static void probe(VkPhysicalDevice pd, vk_caps *cap, ob_vk_device_info *info, ex
     cap->sg_size_control = fsz.subgroupSizeControl;
     cap->sg_min = szp.minSubgroupSize ? szp.minSubgroupSize : sgp.subgroupSize;
     cap->sg_max = szp.maxSubgroupSize ? szp.maxSubgroupSize : sgp.subgroupSize;
-    cap->sg_req_compute = (szp.requiredSubgroupSizeStages & VK_SHADER_STAGE_COMPUTE_BIT) != 0;
+    /* a pipeline may require a size only on 1.3 devices (vk_device_open enables the feature there only), and the
+     * 256-thread kernels need 8 subgroups of 32 in a workgroup */
+    cap->sg_req_compute = v13 && (szp.requiredSubgroupSizeStages & VK_SHADER_STAGE_COMPUTE_BIT) != 0 &&
+                          szp.maxComputeWorkgroupSubgroups >= 8;
     cap->fp16 = f12.shaderFloat16;
     cap->int8 = f12.shaderInt8;
     cap->storage16 = f11.storageBuffer16BitAccess;
