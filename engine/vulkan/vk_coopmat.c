@@ -5,8 +5,8 @@
  * rounded once) on a device whose NV or KHR cooperative matrix survived OMNI_VK_NO_COOPMAT (the KHR builds wherever
  * they run, AMD on RADV and NVIDIA alike: vk_device.c cm_flavour, OMNI_VK_CM_KHR), with fp16 arithmetic and 32-wide
  * subgroups (the kernel lays out 8 subgroups of 32 over its 128 x 64 tile; required per pipeline for KHR), and to
- * operands that allow its 16-byte loads. Its products are of fp16-rounded operands (fp32 sums), so results differ from the
- * fp32 kernels by about 1e-3 relative; OMNI_VK_NO_COOPMAT=1 selects the fp32 tiled kernel (matmul.comp) instead.
+ * operands that allow its 16-byte loads. Its products are of fp16-rounded operands (fp32 sums), so results differ
+ * from the fp32 kernels by about 1e-3 relative; OMNI_VK_NO_COOPMAT=1 selects the fp32 tiled kernel (matmul.comp).
  * The 16 x 16 x 16 fp16 -> fp32 shape it uses is the one every NV cooperative-matrix device lists (for KHR,
  * vk_device.c checks the list).
  * Small dense products (too few 128 x 64 tiles to fill the device) are split over K (mm_ksum.comp adds the parts).
@@ -288,14 +288,18 @@ static uint32_t cm2_q8_block(void) {
     return q == 4 || q == 8 || q == 16 || q == 32 ? (uint32_t)q : CM2_Q8_BLOCK;
 }
 
+/* products of fewer or more x rows than CM2_MIN_N..CM2_MAX_N stay on matmul_cm */
+static int cm2_n_ok(const ob_pc_matmul *pc) {
+    uint32_t min_n = (uint32_t)vk_env_now("OMNI_VK_CM2_MIN_N", CM2_MIN_N);
+    uint32_t max_n = (uint32_t)vk_env_now("OMNI_VK_CM2_MAX_N", CM2_MAX_N);
+    return pc->n >= min_n && (!max_n || pc->n <= max_n);
+}
+
 /* returns 0 (nothing recorded) where the product is not for it */
 static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk_range *reads, int n_reads,
                         const vk_range *writes, int n_writes) {
     uint32_t t[3], gx, gy;
-    /* products of fewer or more x rows than CM2_MIN_N..CM2_MAX_N stay on matmul_cm */
-    uint32_t min_n = (uint32_t)vk_env_now("OMNI_VK_CM2_MIN_N", CM2_MIN_N);
-    uint32_t max_n = (uint32_t)vk_env_now("OMNI_VK_CM2_MAX_N", CM2_MAX_N);
-    if (pc->n < min_n || (max_n && pc->n > max_n)) return 0;
+    if (!cm2_n_ok(pc)) return 0;
     if (!vk_cm2_on(c, wt) || pc->y % 16 || pc->y_stride % 4 || pc->n == 0 || !cm2_tile(c, pc, t, &gx, &gy)) return 0;
     if (wt == OB_Q8_0 && (pc->cols % 32 || pc->w % 16 || pc->s % 2)) return 0;
     if (n_reads + 1 > VK_MAX_RANGES / 4) return 0;
@@ -390,15 +394,19 @@ static void cm_dispatch_shape(vk_ctx *c, const cm_shape *sh, int grouped, int xf
                               ob_pc_matmul *pc, uint32_t groups_y, const vk_range *reads, int n_reads,
                               const vk_range *writes, int n_writes);
 
-/* Dense products that fill the device with matmul_cm's own tiles unsplit (at least CM_BIG_TILES of 128 x 128, or
- * for Q8_0 of 128 x 64) run on the KHR build of matmul_cm rather than the NV cooperative matrix 2 GEMM, whose
- * workgroup-scope tiles and (Q8_0) decode functions are slower there (OMNI_VK_CM_BIG=0: cm2 for them too). H100,
+/* Of the dense products cm2 would take, those that fill the device with matmul_cm's own tiles unsplit (at least
+ * CM_BIG_TILES of 128 x 128, or for Q8_0 of 128 x 64) run on the KHR build of matmul_cm instead, where cm2's
+ * workgroup-scope tiles and (Q8_0) decode functions are slower (OMNI_VK_CM_BIG=0: cm2 for them too). H100,
  * vulkan_bench gemm, n = 512, ms per call, cm2 vs the KHR matmul_cm: q [4096 x 2048] bf16 0.0524 vs 0.0469 (128 x
  * 128), q8_0 0.0747 vs 0.0571; o [2048 x 4096] q8_0 0.0896 vs 0.0714 (128 x 64); o bf16 0.0691 vs 0.0827 and k/v
- * [512 x 2048] 0.0184 vs 0.0231 stay on cm2 (split over K there). Returns the shape, or NULL for cm2's turn. */
+ * [512 x 2048] 0.0184 vs 0.0231 stay on cm2 (split over K there). Only within cm2's range of x rows (the thinker's
+ * prefill chunks, where it was measured): the products cm2 never takes (the encoders') keep the usual dense tile.
+ * Returns the shape, or NULL for cm2's turn. */
 #define CM_BIG_TILES 128u
 static const cm_shape *cm_big(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc) {
-    if (!c->cm_khr || vk_env_now("OMNI_VK_CM_BIG", 1) <= 0 || getenv("OMNI_VK_CM_DENSE")) return NULL;
+    if (!c->cm_khr || !vk_cm2_on(c, wt) || !cm2_n_ok(pc) || vk_env_now("OMNI_VK_CM_BIG", 1) <= 0 ||
+        getenv("OMNI_VK_CM_DENSE"))
+        return NULL;
     uint32_t gx = (pc->rows + 127) / 128, t128 = gx * ((pc->n + 127) / 128), t64 = gx * ((pc->n + 63) / 64);
     if (t128 >= CM_BIG_TILES) return &cm_shapes[4];
     if (wt == OB_Q8_0 && t64 >= CM_BIG_TILES) return &cm_shapes[0];
