@@ -1,8 +1,8 @@
 #version 460
-// attn_flash_cm.comp — prefill attention on tensor cores (GL_NV_cooperative_matrix): a workgroup of 4 subgroups
-// takes 64 (query, head) rows — QPW = 64 / HPW consecutive queries of HPW heads that share one kv head (GQA: the
-// K/V tile staged once serves them all) — and walks the visible keys in blocks of BKV = 32, staged in shared memory
-// as fp16. Subgroup sg owns 16 rows (16 queries of one head): S = Q·Kᵀ (16 × 32) from 16 × 16 × 16 fp16 MMAs with
+// attn_flash_cm.comp — prefill attention on tensor cores (NV or KHR cooperative matrix, cm.glsl): a workgroup of 4
+// subgroups takes 64 (query, head) rows — QPW = 64 / HPW consecutive queries of HPW heads that share one kv head
+// (GQA: the K/V tile staged once serves them all) — and walks the visible keys in blocks of BKV = 32, staged in
+// shared memory as fp16. Subgroup sg owns 16 rows (16 queries of one head): S = Q·Kᵀ (16 × 32) from 16 × 16 × 16 fp16 MMAs with
 // fp32 sums, then O += P·V likewise with P = 2^(S − m) rounded to fp16 (the softmax scale and log2(e) are folded
 // into Q, so S is in base-2 units).
 // One pass with an online softmax whose running maximum m is only raised when a block's row maximum passes it by
@@ -27,8 +27,9 @@
 // zero in the fp16 tiles, so they add nothing to Q·Kᵀ and their output columns are not written.
 // Mirrors the CPU back-end's attention softmax(q·Kᵀ·scale + mask)·V up to fp16 rounding of q·scale·log2(e), k, v
 // and p (fp32 sums, an fp32 running sum l).
-// Host requirements (vk_coopmat.c): head_dim % 4 == 0 and <= HD_PAD, q/kc/vc/dst 16-byte aligned, NV cooperative
-// matrix, subgroups of 32, HPW in {1, 2, 4} dividing n_heads / n_kv; the grid is (ceil(n / QPW), n_heads / HPW).
+// Host requirements (vk_coopmat.c): head_dim % 4 == 0 and <= HD_PAD, q/kc/vc/dst 16-byte aligned, NV or KHR
+// cooperative matrix (the build's flavour), subgroups of 32, HPW in {1, 2, 4} dividing n_heads / n_kv; the grid is
+// (ceil(n / QPW), n_heads / HPW).
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #extension GL_KHR_shader_subgroup_basic : require

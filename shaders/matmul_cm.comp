@@ -1,11 +1,11 @@
 #version 460
-// matmul_cm.comp — y[n][rows] (+)= x[n][cols] · Wᵀ on tensor cores (GL_NV_cooperative_matrix): the prefill form
-// of matmul.comp for f16, bf16 and Q8_0 weights on devices with NV cooperative matrix and 32-wide subgroups.
+// matmul_cm.comp — y[n][rows] (+)= x[n][cols] · Wᵀ on tensor cores (NV or KHR cooperative matrix, cm.glsl): the
+// prefill form of matmul.comp for f16, bf16 and Q8_0 weights on devices with cooperative matrix and 32-wide subgroups.
 // A workgroup of 8 subgroups computes a BM (weight rows) × BN (x rows) tile (128 × 64 unless built otherwise, see
 // CM_BM below); each BK = 64 columns of both operands are staged in shared memory as fp16, eight halves per 16-byte
 // shared word (one store per 8 elements; bf16 weights and fp32 activations are converted on the way in, activations
 // clamped to the fp16 range; Q8_0 quants are multiplied by their block scale in fp32 and then rounded to fp16).
-// Each subgroup accumulates its block as fp32 16 × 16 fragments (coopMatMulAddNV: fp16 products, fp32 sums; 2 × 2
+// Each subgroup accumulates its block as fp32 16 × 16 fragments (CM_MAD: fp16 products, fp32 sums; 2 × 2
 // of them at 128 × 64). The next BK slice is
 // read from global memory into registers while the tensor cores work on the current one.
 // Fragments that lie wholly inside y are stored straight to global memory (and, when accumulating, start from y's
