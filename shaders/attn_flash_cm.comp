@@ -2,11 +2,11 @@
 // attn_flash_cm.comp — prefill attention on tensor cores (NV or KHR cooperative matrix, cm.glsl): a workgroup of 4
 // subgroups takes 64 (query, head) rows — QPW = 64 / HPW consecutive queries of HPW heads that share one kv head
 // (GQA: the K/V tile staged once serves them all) — and walks the visible keys in blocks of BKV = 32, staged in
-// shared memory as fp16. Subgroup sg owns 16 rows (16 queries of one head): S = Q·Kᵀ (16 × 32) from 16 × 16 × 16 fp16 MMAs with
-// fp32 sums, then O += P·V likewise with P = 2^(S − m) rounded to fp16 (the softmax scale and log2(e) are folded
-// into Q, so S is in base-2 units).
+// shared memory as fp16. Subgroup sg owns 16 rows (16 queries of one head): S = Q·Kᵀ (16 × 32) from 16 × 16 × 16
+// fp16 MMAs with fp32 sums, then O += P·V likewise with P = 2^(S − m) rounded to fp16 (the softmax scale and
+// log2(e) are folded into Q, so S is in base-2 units).
 // One pass with an online softmax whose running maximum m is only raised when a block's row maximum passes it by
-// more than TAU (2^TAU bounds p, far inside fp16): an NV cooperative-matrix fragment cannot be scaled row by row,
+// more than TAU (2^TAU bounds p, far inside fp16): a cooperative-matrix fragment cannot be scaled row by row,
 // so rescaling O goes through shared memory, and with the lazy maximum that happens for a few blocks per row at
 // most (the first block with visible keys sets m without a rescale: O is still zero). TAU = 0 is the exact online
 // softmax (every raise rescales; the tests run it too). O / l is the same either way: p and l share the scale.
