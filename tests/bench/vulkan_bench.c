@@ -788,12 +788,12 @@ static void devices(void) {
     int n = ob_vulkan_list_devices(d, 8, NULL, 0);
     for (int i = 0; i < n && i < 8; i++)
         printf("[%d] %s (%s) %s | api %u.%u | subgroup %u arith %d shuffle %d sizectl %d | fp16 %d int8 %d bf16 %d "
-               "fp64 %d | intdot %d accel %d | coopmat nv %d khr %d nv2 %d | ts %d | alloc %.1f GiB storage %.1f GiB "
-               "shared %u KiB push %u | usable %d %s\n",
+               "fp64 %d | intdot %d accel %d | coopmat nv %d khr %d nv2 %d (kernels %s) | ts %d | alloc %.1f GiB "
+               "storage %.1f GiB shared %u KiB push %u | usable %d %s\n",
                i, d[i].name, d[i].type, d[i].driver, (d[i].api_version >> 22) & 0x7f, (d[i].api_version >> 12) & 0x3ff,
                d[i].subgroup_size, d[i].subgroup_arith, d[i].subgroup_shuffle, d[i].subgroup_size_control, d[i].fp16,
                d[i].int8, d[i].bf16, d[i].fp64, d[i].int_dot, d[i].int_dot_accel, d[i].coopmat_nv, d[i].coopmat_khr,
-               d[i].coopmat2_nv, d[i].timestamps, d[i].max_alloc / 1073741824.0, d[i].max_storage_range / 1073741824.0,
+               d[i].coopmat2_nv, d[i].cm_kernels == 2 ? "KHR" : d[i].cm_kernels == 1 ? "NV" : "none", d[i].timestamps, d[i].max_alloc / 1073741824.0, d[i].max_storage_range / 1073741824.0,
                d[i].max_shared / 1024, d[i].max_push, d[i].usable, d[i].why_unusable);
     printf("default device: %d\n", ob_vulkan_default_device());
 }
