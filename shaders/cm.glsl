@@ -2,7 +2,7 @@
 // in one spelling for both extensions:
 //   GL_NV_cooperative_matrix (the default build, Debian 12's glslc): one fragment type per component type;
 //   GL_KHR_cooperative_matrix (-DCM_KHR, the _khr builds made by the newer compiler, shaders.mk): a type per use
-//     (A, B, accumulator), which is what AMD (RADV), Intel and NVIDIA's KHR path expose.
+//     (A, B, accumulator), which is what AMD (RADV) and NVIDIA's KHR path expose.
 // The kernels only use what both define the same way: loads and stores with an element offset and stride in units
 // of the array's element type, a row- or column-major flag, multiply-add with fp16 operands and fp32 sums, scalar
 // construction, element access through length() and [], and component-type conversion of an accumulator (KHR keeps

@@ -89,7 +89,7 @@ SPIRV_VAL2   ?= $(or $(wildcard $(dir $(GLSLC2))spirv-val),$(SPIRV_VAL))
 ifneq ($(strip $(GLSLC2)),)
 SHADER_NEW_SPV := $(patsubst %,$(SHADER_DIR)/%.spv,$(SHADER_NEW))
 # The KHR cooperative-matrix twins (cm.glsl with -DCM_KHR) of every tensor-core GEMM and prefill-attention build:
-# what devices without the NV extension (AMD on RADV, Intel) run; vk_coopmat.c picks them (OMNI_VK_CM_KHR)
+# what devices without the NV extension (AMD on RADV) run; vk_device.c cm_flavour picks them (OMNI_VK_CM_KHR)
 CM_KHR_MM    := matmul_cm $(addprefix matmul_cm_,$(MATMUL_CM_TILES)) $(MATMUL_CM_VARIANTS)
 CM_KHR_FA    := attn_flash_cm attn_flash_cm_d64 attn_flash_cm_d80
 SHADER2_SPV  := $(SHADER_NEW_SPV) $(patsubst %,$(SHADER_DIR)/%_khr.spv,$(CM_KHR_MM) $(CM_KHR_FA))

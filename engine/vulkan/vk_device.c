@@ -708,8 +708,8 @@ static int cm_khr_shape(VkInstance inst, VkPhysicalDevice pd) {
 }
 
 /* Which cooperative-matrix flavour the tensor-core kernels (matmul_cm.comp, attn_flash_cm.comp) run, 0 none, 1 NV,
- * 2 KHR. The KHR twins wherever the device lists their shape and the build has them (GLSLC2): AMD (RADV) and Intel
- * have only KHR, and on NVIDIA the same source compiled for KHR runs faster than the NV build (H100, pp512 of the
+ * 2 KHR. The KHR twins wherever the device lists their shape and the build has them (GLSLC2): AMD (RADV) has only
+ * KHR, and on NVIDIA the same source compiled for KHR runs faster than the NV build (H100, pp512 of the
  * thinker: BF16 14,408 -> 15,644 t/s, Q8_0 14,236 -> 15,682; the grouped expert GEMMs 13.85 -> 12.34 ms per pass,
  * the prefill attention 2.78 -> 2.36; docs/benchmarks.md, session 11). They need 32-wide subgroups, required per
  * pipeline where the device's default differs (AMD's wave64). Else the NV builds (Debian 12's glslc) on 32-wide
