@@ -723,6 +723,27 @@ static int cm_flavour(const vk_caps *cap, int env_khr) {
     return cap->coopmat_nv && cap->subgroup_size == 32 ? 1 : 0;
 }
 
+/* The device's create-info under construction: the extensions to enable and the end of the feature chain */
+typedef struct {
+    const char *exts[8];
+    uint32_t n;
+    void **tail;
+} dev_chain;
+
+/* enables extension name (NULL: a core feature struct only) with its feature struct feat */
+static void chain_ext(dev_chain *d, const char *name, void *feat) {
+    if (name && d->n < sizeof d->exts / sizeof *d->exts) d->exts[d->n++] = name;
+    *d->tail = feat;
+    d->tail = (void **)&((VkBaseOutStructure *)feat)->pNext;
+}
+
+/* what the device offers of one optional feature struct, queried alone (its pNext is left NULL) */
+static void query_feature(VkPhysicalDevice pd, void *feat) {
+    VkPhysicalDeviceFeatures2 q = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = feat };
+    vkGetPhysicalDeviceFeatures2(pd, &q);
+    ((VkBaseOutStructure *)feat)->pNext = NULL;
+}
+
 int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
     VkResult r = make_instance(c, c->env.validation, &c->inst);
     if (r != VK_SUCCESS) {
@@ -831,41 +852,22 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
         .pNext = &f12,
         .features = { .shaderInt64 = VK_TRUE, .shaderFloat64 = (VkBool32)c->caps.fp64 },
     };
-    const char *exts[8];
-    uint32_t n_exts = 0;
-    void **tail = &f11.pNext;
+    dev_chain dc = { .n = 0, .tail = &f11.pNext };
     if (v13) {
-        *tail = &f13;
-        tail = &f13.pNext;
+        chain_ext(&dc, NULL, &f13);
     } else {
         /* 1.2 devices: size control and integer dot product would need their extensions; report only */
         c->caps.sg_size_control = 0;
         c->caps.int_dot = c->caps.int_dot_accel = 0;
     }
-    if (c->caps.coopmat_nv) {
-        exts[n_exts++] = VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME;
-        *tail = &fcnv;
-        tail = &fcnv.pNext;
-    }
+    if (c->caps.coopmat_nv) chain_ext(&dc, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME, &fcnv);
     /* one flavour at a time: the NV one is what glslc compiles; the NV cooperative matrix 2 GEMM (matmul_cm2.comp,
      * GLSLC2) is written against KHR cooperative matrix, so with it both are enabled */
     if (c->caps.coopmat_nv && !c->caps.cm2) c->caps.coopmat_khr = 0;
     if (c->caps.cm2 || c->cm_khr) c->caps.coopmat_khr = 1;
-    if (c->caps.coopmat_khr) {
-        exts[n_exts++] = "VK_KHR_cooperative_matrix";
-        *tail = &fckhr;
-        tail = &fckhr.pNext;
-    }
-    if (c->caps.bf16) {
-        exts[n_exts++] = "VK_KHR_shader_bfloat16";
-        *tail = &fbf;
-        tail = &fbf.pNext;
-    }
-    if (c->caps.cm2) {
-        exts[n_exts++] = "VK_NV_cooperative_matrix2";
-        *tail = &fcm2;
-        tail = &fcm2.pNext;
-    }
+    if (c->caps.coopmat_khr) chain_ext(&dc, "VK_KHR_cooperative_matrix", &fckhr);
+    if (c->caps.bf16) chain_ext(&dc, "VK_KHR_shader_bfloat16", &fbf);
+    if (c->caps.cm2) chain_ext(&dc, "VK_NV_cooperative_matrix2", &fcm2);
     /* OMNI_VK_PIPELINE_STATS=1: the driver's per-pipeline statistics (registers, shared memory, ...) for
      * ob_vulkan_pipeline_stats, where VK_KHR_pipeline_executable_properties is there */
     VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR fpe = {
@@ -873,13 +875,9 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
     };
     c->pipe_stats = 0;
     if (c->env.pipe_stats && has_ext(&el, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME)) {
-        VkPhysicalDeviceFeatures2 q = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &fpe };
-        vkGetPhysicalDeviceFeatures2(c->phys, &q);
-        fpe.pNext = NULL;
+        query_feature(c->phys, &fpe);
         if (fpe.pipelineExecutableInfo) {
-            exts[n_exts++] = VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME;
-            *tail = &fpe;
-            tail = &fpe.pNext;
+            chain_ext(&dc, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME, &fpe);
             c->pipe_stats = 1;
         }
     }
@@ -889,13 +887,9 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
     };
     c->shader_clock = 0;
     if (c->env.attn_prof && has_ext(&el, VK_KHR_SHADER_CLOCK_EXTENSION_NAME)) {
-        VkPhysicalDeviceFeatures2 q = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &fclk };
-        vkGetPhysicalDeviceFeatures2(c->phys, &q);
-        fclk.pNext = NULL;
+        query_feature(c->phys, &fclk);
         if (fclk.shaderSubgroupClock && fclk.shaderDeviceClock) {
-            exts[n_exts++] = VK_KHR_SHADER_CLOCK_EXTENSION_NAME;
-            *tail = &fclk;
-            tail = &fclk.pNext;
+            chain_ext(&dc, VK_KHR_SHADER_CLOCK_EXTENSION_NAME, &fclk);
             c->shader_clock = 1;
         }
     }
@@ -912,8 +906,8 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
         .pNext = &f2,
         .queueCreateInfoCount = 1,
         .pQueueCreateInfos = &qci,
-        .enabledExtensionCount = n_exts,
-        .ppEnabledExtensionNames = exts,
+        .enabledExtensionCount = dc.n,
+        .ppEnabledExtensionNames = dc.exts,
     };
     r = vkCreateDevice(c->phys, &dci, NULL, &c->dev);
     if (r != VK_SUCCESS) {
