@@ -63,6 +63,11 @@ shared float16_t psh[4u * 16u * PSTR]; // per subgroup: P (16 × 32, row-major)
 shared float lsh[4u * 16u];          // per subgroup: row factors, then row sums
 
 
+// pc.part != 0: the output also as fp16 rows there (row_stride halves apart; clamped and rounded as cm_x16.comp),
+// the copy the o projection's tensor-core GEMM reads (vk_x16_offer)
+layout(buffer_reference, std430, buffer_reference_align = 8) writeonly buffer BufU2W { uvec2 v[]; };
+uint f2h(vec2 v) { return packHalf2x16(clamp(v, vec2(-65504.0f), vec2(65504.0f))); }
+
 void sg_sync() {
     subgroupMemoryBarrierShared();
     subgroupBarrier();
@@ -245,8 +250,11 @@ void main() {
             if (rr < snq && dd < DR) {                                                                         \
                 uint o = sb + rr * 32u + c4 * 4u;                                                              \
                 vec4 v = vec4(ssh[o], ssh[o + 1u], ssh[o + 2u], ssh[o + 3u]);                                  \
-                BufV4(pc.dst + (uint64_t(sq0 + rr) * row_stride + h * DR + dd) * 4u).v[0] =                    \
-                    lr > 0.0f ? v / lr : vec4(0);                                                              \
+                v = lr > 0.0f ? v / lr : vec4(0);                                                              \
+                BufV4(pc.dst + (uint64_t(sq0 + rr) * row_stride + h * DR + dd) * 4u).v[0] = v;                 \
+                if (pc.part != 0ul)                                                                            \
+                    BufU2W(pc.part + (uint64_t(sq0 + rr) * row_stride + h * DR + dd) * 2u).v[0] =              \
+                        uvec2(f2h(v.xy), f2h(v.zw));                                                           \
             }                                                                                                  \
         }                                                                                                      \
         sg_sync();                                                                                             \

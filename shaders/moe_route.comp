@@ -34,9 +34,17 @@ void route_subgroup() {
         BufF32 lg = BufF32(pc.logits + uint64_t(tok) * ne * 4u);
         float v[PL];
         float m = uintBitsToFloat(0xff800000u);
+        // nsplit != 0: the logits as mm_ksum.comp would have summed the split planes first (the same bits), written
+        uint64_t pa = pc.part + uint64_t(tok) * ne * 4u, plane = uint64_t(pc.n) * ne * 4u;
         [[unroll]] for (uint i = 0; i < PL; i++) {
             uint e = lane + i * S;
-            v[i] = e < ne ? lg.v[e] : uintBitsToFloat(0xff800000u);
+            float s = 0.0f;
+            if (e < ne && pc.nsplit != 0u) {
+                for (uint z = 0; z < pc.nsplit; z++) s += BufF32(pa + z * plane).v[e];
+                lg.v[e] = s;  // the logits as the product promised them
+            } else if (e < ne)
+                s = lg.v[e];
+            v[i] = e < ne ? s : uintBitsToFloat(0xff800000u);
             m = max(m, v[i]);
         }
         m = subgroupMax(m);

@@ -814,3 +814,101 @@ TEST(vk_coopmat_norm_x16) {
     }
     tv_close(&e);
 }
+
+/* The split-K sum left owed by a product (vk_coopmat.c gemm_split, OMNI_VK_KSUM_DEFER=1, the default) and taken
+ * into the next op's kernel: the residual o-projection-like product (accumulating, split over K) followed by the
+ * RMSNorm of that residual (rms_norm.comp KSUM, with and without the fp16 copy), and a router-like product followed
+ * by its top-k (moe_route.comp); and the owed sum recorded by other accesses: a download of the destination, an
+ * in-place norm, and a second split product that reuses the planes. Every result must be bit-identical to the
+ * separate sum (OMNI_VK_KSUM_DEFER=0: the same planes added in the same order), and the residual and norm agree
+ * with the CPU back-end (CM_TOL). */
+#define KD_N 64
+#define KD_D 256
+#define KD_K 2048
+#define KD_E 128
+#define KD_TOP 8
+typedef struct {
+    float *x, *xn, *lg, *wts, *y2, *x2;
+    int32_t *ids;
+} kd_out;
+
+static void kd_run(tv_env *e, int defer, int y16, kd_out *o) {
+    omni_rng r = { 29 };
+    setenv("OMNI_VK_KSUM_DEFER", defer ? "1" : "0", 1);
+    setenv("OMNI_VK_NORM_X16", y16 ? "1" : "0", 1);
+    size_t xb = sizeof(float) * KD_N * KD_D, ab = sizeof(float) * KD_N * KD_K, lb = sizeof(float) * KD_N * KD_E,
+           kb = sizeof(float) * KD_N * KD_TOP, wb, rb, nb;
+    float *x = malloc(xb), *a = malloc(ab);
+    tv_rand(&r, x, KD_N * KD_D, 1.0f);
+    tv_rand(&r, a, KD_N * KD_K, 1.0f);
+    void *wo = tv_weights(&r, OB_BF16, KD_D, KD_K, &wb), *wr = tv_weights(&r, OB_BF16, KD_E, KD_D, &rb),
+         *nw = tv_weights(&r, OB_BF16, 1, KD_D, &nb);
+    tv_buf X = tv_new(e, x, xb, 0), A = tv_new(e, a, ab, 0), XN = tv_new(e, NULL, xb, 0), WO = tv_new(e, wo, wb, 0),
+           WR = tv_new(e, wr, rb, 0), N = tv_new(e, nw, nb, 0), LG = tv_new(e, NULL, lb, 0),
+           I = tv_new(e, NULL, kb, 0), W = tv_new(e, NULL, kb, 0), X2 = tv_new(e, x, xb, 0),
+           Y2 = tv_new(e, NULL, xb, 0);
+    ob_mat mo = ob_mat_make(tv_pv(WO, 0), OB_BF16, KD_D, KD_K), mr = ob_mat_make(tv_pv(WR, 0), OB_BF16, KD_E, KD_D),
+           mn = ob_mat_make(tv_pv(N, 0), OB_BF16, 1, KD_D);
+    ob_backend *b = e->vk;
+    /* o_proj into the residual, its norm, the router and its top-k */
+    b->ops->matmul(b, &mo, tv_pv(A, 0), tv_pv(X, 0), KD_N, 1);
+    b->ops->rms_norm(b, tv_pv(X, 0), &mn, tv_pv(XN, 0), KD_N, KD_D, 1e-6f);
+    b->ops->matmul(b, &mr, tv_pv(XN, 0), tv_pv(LG, 0), KD_N, 0);
+    b->ops->moe_route(b, tv_pv(LG, 0), KD_N, KD_E, KD_TOP, 1, tv_pv(I, 0), tv_pv(W, 0));
+    /* owed sums recorded by other accesses: a second split product while one is owed (its planes reuse the
+     * scratch), an in-place norm of an owed destination, then the destination read back directly */
+    b->ops->matmul(b, &mo, tv_pv(A, 0), tv_pv(X2, 0), KD_N, 1);
+    b->ops->matmul(b, &mo, tv_pv(A, 0), tv_pv(Y2, 0), KD_N, 0);
+    b->ops->rms_norm(b, tv_pv(X2, 0), &mn, tv_pv(X2, 0), KD_N, KD_D, 1e-6f);
+    b->ops->matmul(b, &mo, tv_pv(A, 0), tv_pv(Y2, 0), KD_N, 1);
+    o->x = malloc(xb), o->xn = malloc(xb), o->lg = malloc(lb), o->wts = malloc(kb), o->y2 = malloc(xb);
+    o->x2 = malloc(xb), o->ids = malloc(kb);
+    b->ops->download(b, Y2.v, 0, o->y2, xb);
+    b->ops->download(b, X.v, 0, o->x, xb);
+    b->ops->download(b, XN.v, 0, o->xn, xb);
+    b->ops->download(b, LG.v, 0, o->lg, lb);
+    b->ops->download(b, I.v, 0, o->ids, kb);
+    b->ops->download(b, W.v, 0, o->wts, kb);
+    b->ops->download(b, X2.v, 0, o->x2, xb);
+    if (defer) { /* the CPU's residual and norm */
+        ob_mat co = ob_mat_make(tv_pc(WO, 0), OB_BF16, KD_D, KD_K), cn = ob_mat_make(tv_pc(N, 0), OB_BF16, 1, KD_D);
+        e->cpu->ops->matmul(e->cpu, &co, tv_pc(A, 0), tv_pc(X, 0), KD_N, 1);
+        e->cpu->ops->rms_norm(e->cpu, tv_pc(X, 0), &cn, tv_pc(XN, 0), KD_N, KD_D, 1e-6f);
+        double ex = tv_rel_err(e, X, 0, KD_N * KD_D), en = tv_rel_err(e, XN, 0, KD_N * KD_D);
+        printf("    y16 %d: residual rel err %.3g, norm %.3g (tolerance %g)\n", y16, ex, en, CM_TOL);
+        if (!(ex >= 0 && ex <= CM_TOL && en >= 0 && en <= CM_TOL))
+            th_fail(__FILE__, __LINE__, "residual / norm against the CPU: %g / %g", ex, en);
+    }
+    tv_free(e, &X), tv_free(e, &A), tv_free(e, &XN), tv_free(e, &WO), tv_free(e, &WR), tv_free(e, &N);
+    tv_free(e, &LG), tv_free(e, &I), tv_free(e, &W), tv_free(e, &X2), tv_free(e, &Y2);
+    free(x), free(a), free(wo), free(wr), free(nw);
+}
+
+static void kd_free(kd_out *o) {
+    free(o->x), free(o->xn), free(o->lg), free(o->wts), free(o->y2), free(o->x2), free(o->ids);
+}
+
+TEST(vk_coopmat_ksum_defer) {
+    if (!cm_offered()) SKIP("no cooperative matrix: no split-K GEMM on this device");
+    TV_OPEN(e);
+    setenv("OMNI_VK_MM", "tiled", 1);
+    for (int y16 = 0; y16 < 2; y16++) {
+        kd_out a, b;
+        kd_run(&e, 0, y16, &a);
+        kd_run(&e, 1, y16, &b);
+        size_t xb = sizeof(float) * KD_N * KD_D, lb = sizeof(float) * KD_N * KD_E, kb = sizeof(float) * KD_N * KD_TOP;
+        const char *bad = memcmp(a.x, b.x, xb)       ? "residual"
+                          : memcmp(a.xn, b.xn, xb)   ? "norm"
+                          : memcmp(a.lg, b.lg, lb)   ? "router logits"
+                          : memcmp(a.ids, b.ids, kb) ? "expert ids"
+                          : memcmp(a.wts, b.wts, kb) ? "expert weights"
+                          : memcmp(a.y2, b.y2, xb)   ? "product read back"
+                          : memcmp(a.x2, b.x2, xb)   ? "in-place norm"
+                                                     : NULL;
+        if (bad) th_fail(__FILE__, __LINE__, "y16 %d: %s differs with the sum deferred", y16, bad);
+        kd_free(&a), kd_free(&b);
+    }
+    unsetenv("OMNI_VK_KSUM_DEFER");
+    unsetenv("OMNI_VK_NORM_X16");
+    tv_close(&e);
+}

@@ -163,6 +163,53 @@ void vk_x16_written(vk_ctx *c, uint32_t rows, uint32_t cols, VkDeviceAddress y) 
 /* A tensor-core GEMM (pipeline p, push constants px as the kernel takes them, pc as the caller gave them) over a
  * gx x gy grid: in one pass, or split over K in `split` parts (grid z) that write partial planes into scratch slot 5,
  * which mm_ksum.comp then adds into y (accumulating where pc asks). Shared by matmul_cm.comp and matmul_cm2.comp. */
+/* mm_ksum.comp: y (+)= the split planes at part (pc as the caller gave the product) */
+static void ksum_record(vk_ctx *c, const ob_pc_matmul *pc, VkDeviceAddress part, uint32_t split,
+                        const vk_range *writes, int n_writes) {
+    size_t part_b = (size_t)pc->n * pc->rows * 4 * split;
+    vk_range r_part = vk_rng(part, part_b);
+    ob_pc_matmul ps = *pc;
+    ps.x = part;
+    ps.pad = split;
+    /* 4 elements per thread in 16-byte loads and stores where rows, y's stride and address allow (mm_ksum.comp V4:
+     * the same sums in the same order; OMNI_VK_KSUM_V4=0 one element per thread). H100, BF16 pp512 trace per pass:
+     * o_proj's sum 0.493 -> 0.411 ms, k/v's 0.559 -> 0.554, the router's 0.217 -> 0.238 (docs/benchmarks.md,
+     * "session 7: prefill") */
+    uint32_t v4 = pc->rows % 4 == 0 && pc->y_stride % 4 == 0 && pc->y % 16 == 0 && part % 16 == 0 &&
+                  vk_env_now("OMNI_VK_KSUM_V4", 1) > 0;
+    uint32_t sx, sy, spec_s[2] = { 256, v4 };
+    vk_grid(c, (uint64_t)pc->n * pc->rows / (v4 ? 4 : 1), 256, &sx, &sy);
+    vk_range rd_s[2] = { r_part, writes[0] };
+    vk_dispatch(c, vk_pipeline(c, SH_MM_KSUM, spec_s, v4 ? 2 : 1), &ps, sizeof ps, sx, sy, 1, rd_s,
+                pc->accumulate ? 2 : 1, writes, n_writes);
+}
+
+void vk_ksum_flush(vk_ctx *c) {
+    if (!c->ksum_pend.on || c->ksum_flushing) return;
+    c->ksum_pend.on = 0;
+    c->ksum_flushing = 1;
+    ksum_record(c, &c->ksum_pend.pc, c->ksum_pend.part, c->ksum_pend.split, &c->ksum_pend.r_y, 1);
+    c->ksum_flushing = 0;
+}
+
+VkDeviceAddress vk_ksum_take(vk_ctx *c, VkDeviceAddress y, uint32_t n, uint32_t rows, int accumulate,
+                             uint32_t *split, vk_range *r_part) {
+    const ob_pc_matmul *pc = &c->ksum_pend.pc;
+    if (!c->ksum_pend.on || c->base.failed || pc->y != y || pc->n != n || pc->rows != rows || pc->y_stride != rows ||
+        (pc->accumulate != 0) != (accumulate != 0))
+        return 0;
+    c->ksum_pend.on = 0;
+    *split = c->ksum_pend.split;
+    *r_part = c->ksum_pend.r_part;
+    return c->ksum_pend.part;
+}
+
+/* A tensor-core GEMM (pipeline p, push constants px as the kernel takes them, pc as the caller gave them) over a
+ * gx x gy grid: in one pass, or split over K in `split` parts (grid z) that write partial planes into scratch slot 5,
+ * which mm_ksum.comp then adds into y (accumulating where pc asks). Shared by matmul_cm.comp and matmul_cm2.comp.
+ * Where the caller allows it (vk_ctx.ksum_defer: vk_op_matmul's products) the sum is left owed (ksum_pend) for the
+ * next op to take into its own kernel: the post-attention RMSNorm of the residual o_proj adds into, the router's
+ * top-k of its logits (OMNI_VK_KSUM_DEFER=0: never). */
 static void gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_matmul *px, uint32_t gx, uint32_t gy,
                        uint32_t split, const vk_range *rd, int n_reads, const vk_range *writes, int n_writes) {
     if (split <= 1) {
@@ -180,20 +227,20 @@ static void gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_ma
     pp.pad = split;
     vk_range r_part = vk_rng(pp.y, part_b);
     vk_dispatch(c, p, &pp, sizeof pp, gx, gy, split, rd, n_reads, &r_part, 1);
-    ob_pc_matmul ps = *pc;
-    ps.x = pp.y;
-    ps.pad = split;
-    /* 4 elements per thread in 16-byte loads and stores where rows, y's stride and address allow (mm_ksum.comp V4:
-     * the same sums in the same order; OMNI_VK_KSUM_V4=0 one element per thread). H100, BF16 pp512 trace per pass:
-     * o_proj's sum 0.493 -> 0.411 ms, k/v's 0.559 -> 0.554, the router's 0.217 -> 0.238 (docs/benchmarks.md,
-     * "session 7: prefill") */
-    uint32_t v4 = pc->rows % 4 == 0 && pc->y_stride % 4 == 0 && pc->y % 16 == 0 && pp.y % 16 == 0 &&
-                  vk_env_now("OMNI_VK_KSUM_V4", 1) > 0;
-    uint32_t sx, sy, spec_s[2] = { 256, v4 };
-    vk_grid(c, (uint64_t)pc->n * pc->rows / (v4 ? 4 : 1), 256, &sx, &sy);
-    vk_range rd_s[2] = { r_part, writes[0] };
-    vk_dispatch(c, vk_pipeline(c, SH_MM_KSUM, spec_s, v4 ? 2 : 1), &ps, sizeof ps, sx, sy, 1, rd_s,
-                pc->accumulate ? 2 : 1, writes, n_writes);
+    if (c->ksum_defer && n_writes == 1 && !c->base.failed && vk_env_now("OMNI_VK_KSUM_DEFER", 1) > 0) {
+        vk_ksum_flush(c); /* (none is owed here: the planes' write above recorded any earlier one) */
+        /* y is as good as written: an fp16 copy of it lapses now (the hazard tracker sees only the planes) */
+        if (c->x16.src && (vk_overlaps(writes, 1, c->x16.r_src) || vk_overlaps(writes, 1, c->x16.r_h)))
+            c->x16.src = 0;
+        c->ksum_pend.on = 1;
+        c->ksum_pend.pc = *pc;
+        c->ksum_pend.part = pp.y;
+        c->ksum_pend.split = split;
+        c->ksum_pend.r_part = r_part;
+        c->ksum_pend.r_y = writes[0];
+        return;
+    }
+    ksum_record(c, pc, pp.y, split, writes, n_writes);
 }
 
 /* ---- the NV cooperative matrix 2 GEMM (matmul_cm2.comp) for the dense products ------------------------------------
@@ -514,7 +561,8 @@ int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc) {
  * Tried on the H100 and removed again: the next K/V block loaded one block ahead through registers (slower, see
  * the kernel's header), the softmax on the S fragments (wrong there: rel err 1.5-5.9), 64-key blocks and key ranges
  * split over several workgroups (pp512 attention 3.31 / 4.53 vs 3.26 ms). */
-void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n_reads, const vk_range *write) {
+void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n_reads, const vk_range *writes,
+                         int n_writes) {
     uint32_t grp = pc->n_heads / pc->n_kv, hpw = (uint32_t)vk_env_now("OMNI_VK_ATTN_CM_HPW", 4);
     if (hpw != 1 && hpw != 2 && hpw != 4) hpw = 4;
     while (hpw > 1 && grp % hpw) hpw /= 2;
@@ -526,5 +574,6 @@ void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n
                                            : SH_ATTN_FLASH_CM;
     VkPipeline p = vk_pipeline(c, sh, spec, 3);
     uint32_t qpw = VK_CM_ATTN_BQ / hpw;
-    vk_dispatch(c, p, pc, sizeof *pc, (pc->n + qpw - 1) / qpw, pc->n_heads / hpw, 1, reads, n_reads, write, 1);
+    vk_dispatch(c, p, pc, sizeof *pc, (pc->n + qpw - 1) / qpw, pc->n_heads / hpw, 1, reads, n_reads, writes,
+                n_writes);
 }

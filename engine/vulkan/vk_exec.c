@@ -270,6 +270,11 @@ void vk_hazard_for(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range
     /* a deferred top-k (vk_decode.c) is recorded before anything else touches its logits, ids or weights */
     if (c->route_pend.on && !c->route_flushing && vk_route_touches(c, reads, n_reads, writes, n_writes))
         vk_route_flush(c);
+    /* so is a deferred split-K sum (vk_coopmat.c) before anything reads or writes its destination or planes */
+    if (c->ksum_pend.on && !c->ksum_flushing &&
+        (vk_overlaps(reads, n_reads, c->ksum_pend.r_y) || vk_overlaps(writes, n_writes, c->ksum_pend.r_y) ||
+         vk_overlaps(reads, n_reads, c->ksum_pend.r_part) || vk_overlaps(writes, n_writes, c->ksum_pend.r_part)))
+        vk_ksum_flush(c);
     /* the folded router's tables (vk_decode.c) lapse when one of their source weights is written */
     for (int i = 0; i < n_writes && c->n_folds; i++) vk_fold_forget(c, writes[i]);
     /* the fp16 activation copy (vk_coopmat.c) lapses when its source or the copy itself is written */
@@ -339,6 +344,7 @@ int vk_wait_serial(vk_ctx *c, uint64_t serial) {
 
 int vk_sync(ob_backend *b) {
     vk_ctx *c = vk_of(b);
+    vk_ksum_flush(c); /* all recorded work done includes an owed split-K sum */
     if (vk_submit(c) != 0) return OMNI_E_BACKEND;
     if (vk_wait_serial(c, c->serial_submitted) != 0) return OMNI_E_BACKEND;
     c->n_rd = c->n_wr = 0; /* all done and visible (fence signal makes device writes available) */

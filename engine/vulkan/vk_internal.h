@@ -79,6 +79,9 @@ typedef struct {
  *                          (defaults 512 / 2048, the thinker's prefill chunks; 0 = no upper bound; vk_coopmat.c)
  *   OMNI_VK_NORM_X16=0     the prefill RMSNorm does not write the tensor-core GEMMs' fp16 copy of its output
  *                          (they convert it themselves, cm_x16.comp; vk_x16_offer)
+ *   OMNI_VK_ATTN_X16=0     likewise the tensor-core prefill attention (the o projection converts its input itself)
+ *   OMNI_VK_KSUM_DEFER=0   every split-K sum recorded as mm_ksum.comp right after its GEMM, instead of being left to
+ *                          the next op (the RMSNorm of the residual, the router's top-k: vk_ksum_take)
  *   OMNI_VK_PIPELINE_CACHE=0|PATH  the on-disk pipeline cache (vk_exec.c): off, or this file instead of
  *                          $XDG_CACHE_HOME/omni/pipelines.bin (~/.cache/omni/pipelines.bin)
  *   OMNI_VK_MOE_FUSE=0     grouped MoE gate, up and swiglu as three passes instead of one fused GEMM
@@ -374,6 +377,18 @@ typedef struct vk_ctx {
         int pre; /* fold: the router's M·a dispatch selected the experts already (ids written; mv_rows.comp RANK) */
     } route_pend;
     int route_flushing;
+    /* a split-K sum owed (vk_coopmat.c gemm_split, for a product vk_op_matmul let it defer: ksum_defer): y (+)= the
+     * sum of the partial planes at part, which the next op that takes it does in its own kernel (rms_norm of y,
+     * moe_route of y: vk_ksum_take); any other access to y or the planes records mm_ksum.comp first (vk_ksum_flush)
+     */
+    struct {
+        int on;
+        ob_pc_matmul pc; /* the product as the caller gave it (y, rows, n, y_stride, accumulate) */
+        VkDeviceAddress part;
+        uint32_t split;
+        vk_range r_part, r_y;
+    } ksum_pend;
+    int ksum_defer, ksum_flushing;
     /* the folded router's per-layer tables (vk_decode.c: Rw and M, fp32), dropped when a source weight changes */
     struct vk_fold *folds;
     int n_folds, cap_folds;
@@ -470,6 +485,13 @@ void vk_op_attention(ob_backend *b, ob_ptr q, ob_ptr kcache, ob_ptr vcache, int 
                      const ob_attn *a);
 /* vk_decode.c: the deferred top-k of a decode routing (route_pend) */
 void vk_route_flush(vk_ctx *c);
+/* vk_coopmat.c: the deferred split-K sum recorded now (nothing when none is owed) */
+void vk_ksum_flush(vk_ctx *c);
+/* the owed split-K sum, when it is exactly y (+)= planes for y = [n][rows] rows of `rows` floats at y with the given
+ * accumulation: taken over by the caller's kernel (no longer owed); returns the planes' address (0: none), *split
+ * their count, *r_part their range */
+VkDeviceAddress vk_ksum_take(vk_ctx *c, VkDeviceAddress y, uint32_t n, uint32_t rows, int accumulate,
+                             uint32_t *split, vk_range *r_part);
 /* the folded router's tables whose source weights overlap r are dropped (a write to r, or r freed) */
 void vk_fold_forget(vk_ctx *c, vk_range r);
 void vk_fold_free_all(vk_ctx *c);
@@ -584,7 +606,9 @@ void vk_matmul_cm_dispatch_x(vk_ctx *c, int grouped, int xform, uint32_t x_rows,
 /* vk_coopmat.c: prefill attention on tensor cores (attn_flash_cm.comp, 64 (query, head) rows per workgroup) */
 #define VK_CM_ATTN_BQ 64u
 int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc);
-void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n_reads, const vk_range *write);
+/* writes: the output, and with pc->part != 0 its fp16 copy there (attn_flash_cm.comp) */
+void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n_reads, const vk_range *writes,
+                         int n_writes);
 /* workgroups for count items of `per_group`, spread over x and y so that x stays within the device limit */
 void vk_grid(vk_ctx *c, uint64_t count, uint32_t per_group, uint32_t *gx, uint32_t *gy);
 

@@ -216,6 +216,11 @@ void vk_buf_free(ob_backend *be, ob_buf *buf) {
         (c->route_pend.lg.buf == buf || c->route_pend.ids.buf == buf || c->route_pend.wts.buf == buf ||
          (c->route_pend.fold && (c->route_pend.x.buf == buf || c->route_pend.xn.buf == buf))))
         vk_route_flush(c);
+    /* an owed split-K sum (vk_coopmat.c) into or from this buffer is recorded first */
+    if (c->ksum_pend.on) {
+        vk_range r = vk_rng(buf->blk->addr + buf->off, (size_t)buf->size);
+        if (vk_overlaps(&r, 1, c->ksum_pend.r_y) || vk_overlaps(&r, 1, c->ksum_pend.r_part)) vk_ksum_flush(c);
+    }
     /* the folded router's tables computed from weights in this buffer go with it (vk_decode.c) */
     vk_fold_forget(c, vk_rng(buf->blk->addr + buf->off, (size_t)buf->size));
     if (buf->blk->dedicated) { /* the memory is destroyed: wait until queued work is done with it */

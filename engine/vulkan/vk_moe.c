@@ -42,9 +42,15 @@ void vk_op_moe_route(ob_backend *b, ob_ptr logits, int n, int n_exp, int k, int 
     uint32_t sgs = c->caps.subgroup_size, gx, gy;
     if (vk_use_subgroups(c) && sgs >= 4 && sgs <= 256 && (uint32_t)n_exp <= 8 * sgs && (uint32_t)k <= sgs &&
         vk_env_now("OMNI_VK_ROUTE_SG", 1)) {
+        /* the split-K sum the router product still owes (vk_ksum_take) is done here, from its planes (the logits
+         * are written as well) */
+        vk_range r_part = { 0, 0 }, wr3[3] = { wr[0], wr[1], rd };
+        pc.part = vk_ksum_take(c, pc.logits, (uint32_t)n, (uint32_t)n_exp, 0, &pc.nsplit, &r_part);
+        if (!pc.part) pc.nsplit = 0;
         uint32_t spec[2] = { 256, 1 };
         vk_grid(c, (uint64_t)n, 256 / sgs, &gx, &gy);
-        vk_dispatch(c, vk_pipeline(c, SH_MOE_ROUTE, spec, 2), &pc, sizeof pc, gx, gy, 1, &rd, 1, wr, 2);
+        vk_dispatch(c, vk_pipeline(c, SH_MOE_ROUTE, spec, 2), &pc, sizeof pc, gx, gy, 1, pc.part ? &r_part : &rd, 1,
+                    wr3, pc.part ? 3 : 2);
         return;
     }
     uint32_t spec[2] = { n_exp > 64 ? 128u : 64u, 0 };

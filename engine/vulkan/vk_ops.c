@@ -26,7 +26,7 @@ _Static_assert(sizeof(ob_pc_norm) == 72, "ob_pc_norm layout");
 _Static_assert(sizeof(ob_pc_rope) == 56, "ob_pc_rope layout");
 _Static_assert(sizeof(ob_pc_kv) == 56, "ob_pc_kv layout");
 _Static_assert(sizeof(ob_pc_attn) == 88, "ob_pc_attn layout");
-_Static_assert(sizeof(ob_pc_route) == 40, "ob_pc_route layout");
+_Static_assert(sizeof(ob_pc_route) == 56, "ob_pc_route layout");
 _Static_assert(sizeof(ob_pc_plan) == 40, "ob_pc_plan layout");
 _Static_assert(sizeof(ob_pc_combine) == 48, "ob_pc_combine layout");
 _Static_assert(sizeof(ob_pc_ew) == 40, "ob_pc_ew layout");
@@ -344,7 +344,9 @@ void vk_op_matmul(ob_backend *b, const ob_mat *w, ob_ptr x, ob_ptr y, int n, int
             .rows = (uint32_t)w->rows, .cols = (uint32_t)w->cols, .n = (uint32_t)n,
             .accumulate = (uint32_t)(accumulate != 0), .x_stride = (uint32_t)w->cols, .y_stride = (uint32_t)w->rows,
         };
+        c->ksum_defer = 1; /* a split-K sum may be left to the next op (vk_coopmat.c gemm_split) */
         vk_matmul_dispatch(c, 0, w->dtype, vec, &pc, 1, rd, accumulate ? 3 : 2, &wr, 1);
+        c->ksum_defer = 0;
     }
 }
 
@@ -378,11 +380,20 @@ void vk_op_rms_norm(ob_backend *b, ob_ptr x, const ob_mat *w, ob_ptr y, int rows
     VkDeviceAddress y16 = vk_x16_offer(c, (uint32_t)rows, (uint32_t)dim, vk_addr(y));
     ob_pc_norm pc = { .x = vk_addr(x), .w = wa, .s = wa + w->scale_off, .y = vk_addr(y), .y16 = y16,
                       .rows = (uint32_t)rows, .dim = (uint32_t)dim, .eps = eps };
-    uint32_t gx, gy, spec[4] = { vk_norm_wg(dim), (uint32_t)w->dtype, 0, 0 };
+    /* the split-K sum the product into x still owes (o_proj into the residual), done here first (rms_norm.comp
+     * KSUM: x written back; not in place) */
+    uint32_t ks = 0;
+    vk_range r_ks = { 0, 0 };
+    if (pc.x != pc.y && (size_t)dim * 4 + 1024 <= c->caps.max_shared) /* the row stays in shared memory */
+        pc.b = vk_ksum_take(c, pc.x, (uint32_t)rows, (uint32_t)dim, 1, &ks, &r_ks);
+    pc.has_bias = pc.b ? ks : 0;
+    uint32_t gx, gy, spec[5] = { vk_norm_wg(dim), (uint32_t)w->dtype, 0, 0, pc.b ? (uint32_t)dim : 1 };
     vk_grid(c, (uint64_t)rows, 1, &gx, &gy);
-    vk_range rd[2] = { vk_rng(vk_addr(x), bytes), vk_mat_range(w) },
-             wr[2] = { vk_rng(vk_addr(y), bytes), vk_rng(y16, (size_t)rows * (size_t)dim * 2) };
-    vk_dispatch(c, vk_pipeline(c, SH_RMS_NORM, spec, 4), &pc, sizeof pc, gx, gy, 1, rd, 2, wr, y16 ? 2 : 1);
+    vk_range rd[3] = { vk_rng(vk_addr(x), bytes), vk_mat_range(w), r_ks },
+             wr[3] = { vk_rng(vk_addr(y), bytes), vk_rng(y16, (size_t)rows * (size_t)dim * 2), rd[0] };
+    if (!y16) wr[1] = rd[0];
+    vk_dispatch(c, vk_pipeline(c, SH_RMS_NORM, spec, pc.b ? 5 : 4), &pc, sizeof pc, gx, gy, 1, rd, pc.b ? 3 : 2, wr,
+                (y16 ? 2 : 1) + (pc.b != 0));
     if (y16) vk_x16_written(c, (uint32_t)rows, (uint32_t)dim, vk_addr(y));
 }
 
@@ -607,7 +618,13 @@ void vk_op_attention(ob_backend *b, ob_ptr q, ob_ptr kcache, ob_ptr vcache, int 
         vk_dispatch(c, vk_pipeline(c, SH_ATTN_COMBINE, spec2, 1), &pc, sizeof pc, (uint32_t)a->n_heads, (uint32_t)n,
                     1, &wr_part, 1, &wr_out, 1);
     } else if (vk_attn_cm_ok(c, &pc)) {
-        vk_attn_cm_dispatch(c, &pc, rd, 3, &wr_out); /* tensor cores (vk_coopmat.c) */
+        /* the fp16 copy of the output that the o projection's tensor-core GEMM reads, written here too (its
+         * conversion pass saved: vk_x16_offer; OMNI_VK_ATTN_X16=0 not) */
+        uint32_t cols = (uint32_t)a->n_heads * (uint32_t)a->head_dim;
+        pc.part = vk_env_now("OMNI_VK_ATTN_X16", 1) > 0 ? vk_x16_offer(c, (uint32_t)n, cols, pc.dst) : 0;
+        vk_range wr[2] = { wr_out, vk_rng(pc.part, (size_t)n * cols * 2) };
+        vk_attn_cm_dispatch(c, &pc, rd, 3, wr, pc.part ? 2 : 1); /* tensor cores (vk_coopmat.c) */
+        if (pc.part) vk_x16_written(c, (uint32_t)n, cols, pc.dst);
     } else {
         /* BQ = BKV = 16 (8 for head_dim > 128), halved until qs/ks/vs/ss fit the device's shared memory */
         uint32_t bq = dmax > 128 ? 8 : 16, wg = dmax < 128 ? dmax : 128;

@@ -110,7 +110,8 @@ PUSH(ob_pc_kv) {
 #endif
 
 /* attn_split.comp / attn_combine.comp / attn_flash.comp. part = fp32 scratch [n_heads][n][n_split][head_dim + 2]
- * (partial output, running max, running sum) for the split-K decode kernel. */
+ * (partial output, running max, running sum) for the split-K decode kernel; attn_flash_cm.comp: part != 0 = where
+ * it writes the output's fp16 copy too */
 #if !defined(VULKAN) || defined(PC_ATTN)
 PUSH(ob_pc_attn) {
     uint64_t q, kc, vc, dst, part;
@@ -160,6 +161,8 @@ PUSH(ob_pc_attnd) {
 PUSH(ob_pc_route) {
     uint64_t logits, ids, wts;
     uint32_t n, n_exp, k, norm;
+    uint64_t part;   /* nsplit != 0 (the subgroup form only): the logits are the sum of nsplit planes [n][n_exp] here */
+    uint32_t nsplit, pad;
 } PUSH_END(ob_pc_route);
 #endif
 

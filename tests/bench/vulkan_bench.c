@@ -579,7 +579,8 @@ static void env_list(const char *list, int set) {
  * top-8 of 512 tokens, fused gate+up, down) in bf16. Each row: ms per call (mean of 20, after one untimed call that
  * also compiles the variant's pipelines) and TFLOP/s (MoE: of the useful products, 2 x 3 x 512 x 8 x 768 x 2048).
  * Repeated products of one x reuse its fp16 copy (OMNI_VK_CM_X16=2), so the rows time the GEMM itself. */
-/* OMNI_BENCH_GEMM_ONLY="q,o,experts,...": only these rows (a tile sweep compiles fewer pipelines); unset: all */
+/* OMNI_BENCH_GEMM_ONLY="q,o,experts,...": only these rows (a tile sweep compiles fewer pipelines); unset: all.
+ * OMNI_BENCH_GEMM_N: x rows other than 512 (e.g. 4096: the kernel's throughput on a grid that fills the device) */
 static int gemm_row_on(const char *what) {
     const char *f = getenv("OMNI_BENCH_GEMM_ONLY");
     if (!f || !*f) return 1;
@@ -591,8 +592,9 @@ static int gemm_row_on(const char *what) {
 
 static void gemm_variants(ob_backend *b) {
     /* OMNI_BENCH_GEMM_REPS / OMNI_BENCH_EXPERTS: fewer calls / experts (a smoke run on a small device) */
-    const char *re = getenv("OMNI_BENCH_GEMM_REPS"), *ee = getenv("OMNI_BENCH_EXPERTS");
-    const int n = 512, inter = 768, dim = 2048, k = 8, reps = re && atoi(re) > 0 ? atoi(re) : 20;
+    const char *re = getenv("OMNI_BENCH_GEMM_REPS"), *ee = getenv("OMNI_BENCH_EXPERTS"),
+               *ne = getenv("OMNI_BENCH_GEMM_N");
+    const int n = ne && atoi(ne) > 0 ? atoi(ne) : 512, inter = 768, dim = 2048, k = 8, reps = re && atoi(re) > 0 ? atoi(re) : 20;
     const int E = ee && atoi(ee) >= k ? atoi(ee) : 128;
     const char *vars = getenv("OMNI_BENCH_VARIANTS");
     char list[2048];
