@@ -40,11 +40,12 @@ void put_w4(uint k, uint m, vec4 w) {
 }
 
 uint g_rows, g_cnt, g_j0;
+uint64_t g_y;
 
 // y[j0 + t][row + i] (+)= v[i] for the rows and tokens that exist
 void store1(uint t, uint row, float v) {
     if (t >= g_cnt || row >= g_rows) return;
-    BufF32 y = BufF32(pc.y + (uint64_t(g_j0 + t) * pc.y_stride + row) * 4u);
+    BufF32 y = BufF32(g_y + (uint64_t(g_j0 + t) * pc.y_stride + row) * 4u);
     y.v[0] = pc.accumulate != 0 ? y.v[0] + v : v;
 }
 void store4(uint t, uint row, vec4 v) {
@@ -84,6 +85,17 @@ void main() {
     uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
     uint esz = WTYPE == VK_WT_F32 ? 4u : WTYPE == VK_WT_Q8_0 ? 1u : 2u;
 
+    // split-K (MODE 0, pc.pad = number of splits > 1, grid z = split), as matmul_cm.comp: this workgroup sums only
+    // its share of the columns (whole BK slices) into partial plane z at y + z·n·y_stride, without accumulation;
+    // mm_ksum.comp (or the next op, vk_ksum_take) adds the planes
+    uint kbeg = 0u, kend = cols;
+    g_y = pc.y;
+    if (MODE == 0 && pc.pad > 1u) {
+        uint slices = (cols + BK - 1u) / BK, per = (slices + pc.pad - 1u) / pc.pad;
+        kbeg = min(cols, gl_WorkGroupID.z * per * BK);
+        kend = min(cols, kbeg + per * BK);
+        g_y += uint64_t(gl_WorkGroupID.z) * pc.n * pc.y_stride * 4u;
+    }
     g_rows = rows;
     g_cnt = cnt;
     g_j0 = j0;
@@ -92,7 +104,7 @@ void main() {
     mat4 acc01 = mat4(0.0f), acc10 = mat4(0.0f), acc11 = mat4(0.0f);
 #endif
 
-    for (uint k0 = 0; k0 < cols; k0 += BK) {
+    for (uint k0 = kbeg; k0 < kend; k0 += BK) {
         barrier();
         // weights: BM rows × BK columns
         if (VEC == 1) {
@@ -120,7 +132,7 @@ void main() {
             for (uint idx = tid; idx < BM * BK; idx += WG) {
                 uint r = idx % BM, kk = idx / BM, row = m0 + r, col = k0 + kk;
                 float v = 0.0f;
-                if (row < rows && col < cols)
+                if (row < rows && col < kend)
                     v = ld_elem(WTYPE, wbase + uint64_t(row) * rb, sbase + uint64_t(row) * sb, col);
                 WS(kk, r) = v;
             }
@@ -129,7 +141,7 @@ void main() {
         for (uint idx = tid; idx < BN * BK; idx += WG) {
             uint t = idx % BN, kk = idx / BN, col = k0 + kk;
             float v = 0.0f;
-            if (t < cnt && col < cols) {
+            if (t < cnt && col < kend) {
                 uint j = j0 + t;
                 uint xrow = (MODE == 1 && pc.gather != 0) ? uint(BufI32(pc.tok).v[j]) : j;
                 v = BufF32(pc.x + (uint64_t(xrow) * pc.x_stride + col) * 4u).v[0];

@@ -162,7 +162,8 @@ void vk_x16_written(vk_ctx *c, uint32_t rows, uint32_t cols, VkDeviceAddress y) 
 
 /* A tensor-core GEMM (pipeline p, push constants px as the kernel takes them, pc as the caller gave them) over a
  * gx x gy grid: in one pass, or split over K in `split` parts (grid z) that write partial planes into scratch slot 5,
- * which mm_ksum.comp then adds into y (accumulating where pc asks). Shared by matmul_cm.comp and matmul_cm2.comp. */
+ * which mm_ksum.comp then adds into y (accumulating where pc asks). Shared by matmul_cm.comp, matmul_cm2.comp and
+ * matmul.comp (OMNI_VK_MM_SPLIT, vk_ops.c). */
 /* mm_ksum.comp: y (+)= the split planes at part (pc as the caller gave the product) */
 static void ksum_record(vk_ctx *c, const ob_pc_matmul *pc, VkDeviceAddress part, uint32_t split,
                         const vk_range *writes, int n_writes) {
@@ -206,12 +207,13 @@ VkDeviceAddress vk_ksum_take(vk_ctx *c, VkDeviceAddress y, uint32_t n, uint32_t 
 
 /* A tensor-core GEMM (pipeline p, push constants px as the kernel takes them, pc as the caller gave them) over a
  * gx x gy grid: in one pass, or split over K in `split` parts (grid z) that write partial planes into scratch slot 5,
- * which mm_ksum.comp then adds into y (accumulating where pc asks). Shared by matmul_cm.comp and matmul_cm2.comp.
+ * which mm_ksum.comp then adds into y (accumulating where pc asks). Shared by matmul_cm.comp, matmul_cm2.comp and
+ * matmul.comp (OMNI_VK_MM_SPLIT, vk_ops.c).
  * Where the caller allows it (vk_ctx.ksum_defer: vk_op_matmul's products) the sum is left owed (ksum_pend) for the
  * next op to take into its own kernel: the post-attention RMSNorm of the residual o_proj adds into, the router's
  * top-k of its logits (OMNI_VK_KSUM_DEFER=0: never). */
-static void gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_matmul *px, uint32_t gx, uint32_t gy,
-                       uint32_t split, const vk_range *rd, int n_reads, const vk_range *writes, int n_writes) {
+void vk_gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_matmul *px, uint32_t gx, uint32_t gy,
+                   uint32_t split, const vk_range *rd, int n_reads, const vk_range *writes, int n_writes) {
     if (split <= 1) {
         px->pad = 0;
         vk_dispatch(c, p, px, sizeof *px, gx, gy, 1, rd, n_reads, writes, n_writes);
@@ -372,7 +374,7 @@ static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk
     uint32_t spec[8] = { wgs, (uint32_t)wt, t[0], t[1], t[2], (uint32_t)(unroll < 1 ? 1 : unroll > 8 ? 8 : unroll),
                          (uint32_t)(vk_env_now("OMNI_VK_CM2_BLK", CM2_BLK) > 0), cm2_q8_block() };
     VkPipeline p = vk_pipeline(c, SH_MATMUL_CM2, spec, wt == OB_Q8_0 ? 8 : 7);
-    gemm_split(c, p, pc, &px, gx, gy, split, rd, n_reads, writes, n_writes);
+    vk_gemm_split(c, p, pc, &px, gx, gy, split, rd, n_reads, writes, n_writes);
     return 1;
 }
 
@@ -536,7 +538,7 @@ static void cm_dispatch_shape(vk_ctx *c, const cm_shape *sh, int grouped, int xf
     uint32_t skip = vk_env_now("OMNI_VK_CM_SKIP", 0) > 0;
     uint32_t spec[7] = { 0, (uint32_t)wt, skip, out16, q8h, 0, (uint32_t)grouped };
     VkPipeline p = vk_pipeline(c, sh->sh[x16], spec, 7);
-    gemm_split(c, p, pc, &px, gx, groups_y, split, rd, n_reads, writes, n_writes);
+    vk_gemm_split(c, p, pc, &px, gx, groups_y, split, rd, n_reads, writes, n_writes);
 }
 
 /* attn_flash_cm.comp: head_dim 128 (the thinker), and the builds padded to 64 and 80 dims for head dims 64..124

@@ -80,6 +80,9 @@ typedef struct {
  *   OMNI_VK_NORM_X16=0     the prefill RMSNorm does not write the tensor-core GEMMs' fp16 copy of its output
  *                          (they convert it themselves, cm_x16.comp; vk_x16_offer)
  *   OMNI_VK_ATTN_X16=0     likewise the tensor-core prefill attention (the o projection converts its input itself)
+ *   OMNI_VK_MM_SPLIT=1     the fp32 tiled prefill matmul (matmul.comp, devices without cooperative matrix) split over
+ *                          K when its tiles would fill less than a wave, as the tensor-core GEMMs are (off by default:
+ *                          not measured on such a device yet; the tests use it to run the deferred sums on lavapipe)
  *   OMNI_VK_KSUM_DEFER=0   every split-K sum recorded as mm_ksum.comp right after its GEMM, instead of being left to
  *                          the next op (the RMSNorm of the residual, the router's top-k: vk_ksum_take)
  *   OMNI_VK_PIPELINE_CACHE=0|PATH  the on-disk pipeline cache (vk_exec.c): off, or this file instead of
@@ -485,6 +488,10 @@ void vk_op_attention(ob_backend *b, ob_ptr q, ob_ptr kcache, ob_ptr vcache, int 
                      const ob_attn *a);
 /* vk_decode.c: the deferred top-k of a decode routing (route_pend) */
 void vk_route_flush(vk_ctx *c);
+/* vk_coopmat.c: a GEMM (pipeline p, push constants px as the kernel takes them, pc as the caller gave them) over a gx x
+ * gy grid, in one pass or split over K in `split` parts whose sum is recorded (mm_ksum.comp) or left owed */
+void vk_gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_matmul *px, uint32_t gx, uint32_t gy,
+                   uint32_t split, const vk_range *rd, int n_reads, const vk_range *writes, int n_writes);
 /* vk_coopmat.c: the deferred split-K sum recorded now (nothing when none is owed) */
 void vk_ksum_flush(vk_ctx *c);
 /* the owed split-K sum, when it is exactly y (+)= planes for y = [n][rows] rows of `rows` floats at y with the given

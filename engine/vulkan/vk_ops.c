@@ -297,6 +297,9 @@ void vk_matvec_dispatch_sel(vk_ctx *c, int mode, ob_dtype wt, int vec, ob_pc_mat
     vk_dispatch(c, p, pc, sizeof *pc, gx, groups_y, 1, reads, n_reads, writes, n_writes);
 }
 
+/* the fp32 tiled matmul's split-K threshold (OMNI_VK_MM_SPLIT): fewer tiles than this */
+#define MM_SPLIT_BELOW 32u
+
 void vk_matmul_dispatch(vk_ctx *c, int grouped, ob_dtype wt, int vec, ob_pc_matmul *pc, uint32_t groups_y,
                         const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
     /* tensor cores where the device has them (dense matmul; the grouped MoE decides in vk_moe.c, where the plan's
@@ -309,8 +312,21 @@ void vk_matmul_dispatch(vk_ctx *c, int grouped, ob_dtype wt, int vec, ob_pc_matm
     uint32_t bm = vk_matmul_tile_n(c);
     uint32_t spec[8] = { 0, (uint32_t)wt, 0, 0, 0, 0, (uint32_t)grouped, (uint32_t)vec }; /* ids 1, 6, 7 used */
     VkPipeline p = vk_pipeline(c, bm == 128 ? SH_MATMUL_BIG : SH_MATMUL, spec, 8);
-    uint32_t gx = (pc->rows + bm - 1) / bm;
+    uint32_t gx = (pc->rows + bm - 1) / bm, split = 1;
     if (!grouped) groups_y = (pc->n + bm - 1) / bm;
+    /* OMNI_VK_MM_SPLIT=1: split over K below MM_SPLIT_BELOW tiles, as the tensor-core GEMMs (up to 16 parts of at
+     * least two 32-column slices); vk_gemm_split sums the planes or leaves the sum to the next op */
+    if (!grouped && vk_env_now("OMNI_VK_MM_SPLIT", 0) > 0 && gx * groups_y < MM_SPLIT_BELOW) {
+        uint32_t slices = (pc->cols + 31) / 32;
+        split = (2 * MM_SPLIT_BELOW + gx * groups_y - 1) / (gx * groups_y);
+        if (split > 16) split = 16;
+        if (split > slices / 2) split = slices / 2;
+    }
+    if (split > 1) {
+        ob_pc_matmul px = *pc;
+        vk_gemm_split(c, p, pc, &px, gx, groups_y, split, reads, n_reads, writes, n_writes);
+        return;
+    }
     vk_dispatch(c, p, pc, sizeof *pc, gx, groups_y, 1, reads, n_reads, writes, n_writes);
 }
 
