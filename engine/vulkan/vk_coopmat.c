@@ -160,10 +160,6 @@ void vk_x16_written(vk_ctx *c, uint32_t rows, uint32_t cols, VkDeviceAddress y) 
         x16_register(c, y, rows, cols, cols, c->scratch[6]->blk->addr + c->scratch[6]->off);
 }
 
-/* A tensor-core GEMM (pipeline p, push constants px as the kernel takes them, pc as the caller gave them) over a
- * gx x gy grid: in one pass, or split over K in `split` parts (grid z) that write partial planes into scratch slot 5,
- * which mm_ksum.comp then adds into y (accumulating where pc asks). Shared by matmul_cm.comp, matmul_cm2.comp and
- * matmul.comp (OMNI_VK_MM_SPLIT, vk_ops.c). */
 /* mm_ksum.comp: y (+)= the split planes at part (pc as the caller gave the product) */
 static void ksum_record(vk_ctx *c, const ob_pc_matmul *pc, VkDeviceAddress part, uint32_t split,
                         const vk_range *writes, int n_writes) {

@@ -380,7 +380,7 @@ typedef struct vk_ctx {
         int pre; /* fold: the router's M·a dispatch selected the experts already (ids written; mv_rows.comp RANK) */
     } route_pend;
     int route_flushing;
-    /* a split-K sum owed (vk_coopmat.c gemm_split, for a product vk_op_matmul let it defer: ksum_defer): y (+)= the
+    /* a split-K sum owed (vk_coopmat.c vk_gemm_split, for a product vk_op_matmul let it defer: ksum_defer): y (+)= the
      * sum of the partial planes at part, which the next op that takes it does in its own kernel (rms_norm of y,
      * moe_route of y: vk_ksum_take); any other access to y or the planes records mm_ksum.comp first (vk_ksum_flush)
      */

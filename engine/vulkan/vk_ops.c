@@ -360,7 +360,7 @@ void vk_op_matmul(ob_backend *b, const ob_mat *w, ob_ptr x, ob_ptr y, int n, int
             .rows = (uint32_t)w->rows, .cols = (uint32_t)w->cols, .n = (uint32_t)n,
             .accumulate = (uint32_t)(accumulate != 0), .x_stride = (uint32_t)w->cols, .y_stride = (uint32_t)w->rows,
         };
-        c->ksum_defer = 1; /* a split-K sum may be left to the next op (vk_coopmat.c gemm_split) */
+        c->ksum_defer = 1; /* a split-K sum may be left to the next op (vk_coopmat.c vk_gemm_split) */
         vk_matmul_dispatch(c, 0, w->dtype, vec, &pc, 1, rd, accumulate ? 3 : 2, &wr, 1);
         c->ksum_defer = 0;
     }
