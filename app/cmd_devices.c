@@ -44,8 +44,9 @@ static void print_device(int i, const ob_vk_device_info *d, int is_default) {
            yn(d->subgroup_arith), yn(d->subgroup_shuffle), yn(d->subgroup_size_control));
     printf("    types:     fp16 %s, int8 %s, bf16 %s, fp64 %s, int64 %s, 16-bit storage %s, 8-bit storage %s\n",
            yn(d->fp16), yn(d->int8), yn(d->bf16), yn(d->fp64), yn(d->int64), yn(d->storage16), yn(d->storage8));
-    printf("    matrix:    integer dot %s%s, cooperative matrix NV %s, KHR %s, NV2 %s\n", yn(d->int_dot),
-           d->int_dot_accel ? " (accelerated)" : "", yn(d->coopmat_nv), yn(d->coopmat_khr), yn(d->coopmat2_nv));
+    printf("    matrix:    integer dot %s%s, cooperative matrix NV %s, KHR %s%s, NV2 %s\n", yn(d->int_dot),
+           d->int_dot_accel ? " (accelerated)" : "", yn(d->coopmat_nv), yn(d->coopmat_khr),
+           d->cm_khr_bf16 ? " (bf16 shapes too)" : "", yn(d->coopmat2_nv));
     printf("    tensor-core kernels: %s\n", d->cm_kernels == 2   ? "KHR cooperative matrix"
                                         : d->cm_kernels == 1 ? "NV cooperative matrix"
                                                              : "none (fp32 prefill kernels)");

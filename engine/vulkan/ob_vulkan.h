@@ -29,6 +29,8 @@ typedef struct {
     /* the flavour the tensor-core kernels (prefill GEMM and attention) would run in, with OMNI_VK_NO_COOPMAT and
      * OMNI_VK_CM_KHR applied: 0 none (fp32 kernels), 1 NV cooperative matrix, 2 KHR cooperative matrix */
     int32_t cm_kernels;
+    /* KHR cooperative matrix lists a subgroup-scope 16 x 16 x 16 bf16 x bf16 -> fp32 shape (not used by omni yet) */
+    int32_t cm_khr_bf16;
     int32_t timestamps;     /* timestamp queries on compute queues (the profiler and benchmark use them) */
     uint64_t max_alloc, max_storage_range;
     uint32_t max_shared, max_push, max_wg_invocations;

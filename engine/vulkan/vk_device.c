@@ -622,7 +622,9 @@ int ob_vulkan_list_devices(ob_vk_device_info *out, int cap, char *err, size_t er
     for (uint32_t i = 0; i < n && (int)i < cap; i++) {
         vk_caps c;
         probe(pd[i], &c, &out[i], NULL);
-        c.cm_khr16 = c.coopmat_khr && cm_khr_shape(inst, pd[i]);
+        int shapes = c.coopmat_khr ? cm_khr_shape(inst, pd[i]) : 0;
+        c.cm_khr16 = (shapes & 1) != 0;
+        out[i].cm_khr_bf16 = (shapes & 2) != 0;
         apply_env(&c, &env);
         out[i].cm_kernels = cm_flavour(&c, env.cm_khr);
     }
@@ -687,7 +689,9 @@ static void cm2_shapes(vk_ctx *c) {
     cap->cm2 = ok;
 }
 
-/* Whether VK_KHR_cooperative_matrix lists the subgroup-scope 16 x 16 x 16 fp16 x fp16 -> fp32 shape of cm.glsl */
+/* Which subgroup-scope 16 x 16 x 16 shapes with fp32 sums VK_KHR_cooperative_matrix lists: bit 0 fp16 x fp16 (the
+ * shape of cm.glsl, which the KHR builds need), bit 1 bf16 x bf16 (none of our kernels uses it yet; `omni devices`
+ * reports it: bf16 operands would spare the GEMMs their conversion of bf16 weights) */
 static int cm_khr_shape(VkInstance inst, VkPhysicalDevice pd) {
     ob_pfn_khr_props get =
         (ob_pfn_khr_props)vkGetInstanceProcAddr(inst, "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR");
@@ -698,11 +702,13 @@ static int cm_khr_shape(VkInstance inst, VkPhysicalDevice pd) {
     int ok = 0;
     for (uint32_t i = 0; i < n; i++) p[i].sType = OB_STYPE_COOPMAT_KHR_PROPS;
     if (get(pd, &n, p) == VK_SUCCESS)
-        for (uint32_t i = 0; i < n; i++)
-            if (p[i].scope == OB_SCOPE_SUBGROUP && p[i].MSize == 16 && p[i].NSize == 16 && p[i].KSize == 16 &&
-                p[i].AType == OB_CT_F16 && p[i].BType == OB_CT_F16 && p[i].CType == OB_CT_F32 &&
-                p[i].ResultType == OB_CT_F32)
-                ok = 1;
+        for (uint32_t i = 0; i < n; i++) {
+            if (p[i].scope != OB_SCOPE_SUBGROUP || p[i].MSize != 16 || p[i].NSize != 16 || p[i].KSize != 16 ||
+                p[i].CType != OB_CT_F32 || p[i].ResultType != OB_CT_F32 || p[i].AType != p[i].BType)
+                continue;
+            if (p[i].AType == OB_CT_F16) ok |= 1;
+            if (p[i].AType == OB_CT_BF16) ok |= 2;
+        }
     free(p);
     return ok;
 }
@@ -787,7 +793,7 @@ int vk_device_open(vk_ctx *c, int index, char *err, size_t errcap) {
     probe(c->phys, &c->caps, &me, &el);
     apply_env(&c->caps, &c->env);
     cm2_shapes(c);
-    c->caps.cm_khr16 = c->caps.coopmat_khr && cm_khr_shape(c->inst, c->phys);
+    c->caps.cm_khr16 = c->caps.coopmat_khr && (cm_khr_shape(c->inst, c->phys) & 1);
     c->cm_khr = cm_flavour(&c->caps, c->env.cm_khr) == 2;
     c->cm_sg32 = c->cm_khr && c->caps.subgroup_size != 32;
     if (c->cm_khr) c->caps.coopmat_nv = 0; /* one flavour: the NV extension is not enabled */
