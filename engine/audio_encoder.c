@@ -451,7 +451,7 @@ static void layer(aenc_run *r, const aenc_layer *L, const aenc_segment *s) {
     const int n = s->n, D = h->d_model, hd = D / h->n_heads;
     ob_ptr x = AT(r, p->o_x), xn = AT(r, p->o_xn), q = AT(r, p->o_q), k = AT(r, p->o_k), v = AT(r, p->o_v),
            att = AT(r, p->o_att), big = AT(r, p->o_big), kc = AT(r, p->o_kc), vc = AT(r, p->o_vc);
-    ob_attn at = { h->n_heads, h->n_heads, hd, 1.0f / sqrtf((float)hd), 0, 0 }; /* scaling = head_dim ** -0.5 */
+    ob_attn at = { h->n_heads, h->n_heads, hd, 1.0f / sqrtf((float)hd), 0, 0, 0 }; /* scaling = head_dim ** -0.5 */
     op->layer_norm(be, x, &L->ln1_w, &L->ln1_b, xn, n, D, AENC_LN_EPS);
     op->matmul(be, &L->wq, xn, q, n, 0);
     op->add_bias(be, q, &L->bq, n, D);

@@ -66,6 +66,10 @@ typedef struct {
     float scale;
     int32_t causal;
     int32_t window; /* > 0: sliding window (query i sees keys i-window+1..i); 0 = none */
+    /* qk_norm_rope_kv only: elements from one token's k row to the next and from one v row to the next, e.g.
+     * 2·n_kv_heads·head_dim when k and v come from one product [n][k | v] (0: n_kv_heads·head_dim, dense rows);
+     * every other op takes dense rows */
+    int32_t kv_stride;
 } ob_attn;
 
 /* Op classes for the optional profiler (time per decoded token split by kind of work). */
@@ -150,7 +154,8 @@ typedef struct {
     /* ---- optional fused ops (NULL when a back-end has none: callers then run the unfused sequence) ---- */
     /* The attention block's per-head work between the q|k|v projection and attention in one call, exactly
      *   rms_norm(q, q_norm) per head; rms_norm(k, k_norm) per head; rope(q); rope(k); kv_store(k, v)
-     * with q [n][a->n_heads*head_dim] and k, v [n][a->n_kv_heads*head_dim] (q and k updated in place). */
+     * with q [n][a->n_heads*head_dim] and k, v [n][a->n_kv_heads*head_dim] (q and k updated in place); k and v rows
+     * a->kv_stride elements apart where it is set (v's rows are then left as they were). */
     void (*qk_norm_rope_kv)(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat *q_norm, const ob_mat *k_norm,
                             float eps, ob_ptr pos3, const ob_rope *r, ob_ptr kcache, ob_ptr vcache, int n_ctx,
                             int pos0, int n, const ob_attn *a);

@@ -892,6 +892,28 @@ static void cpu_qk_norm_rope_kv(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, con
                                 const ob_mat *k_norm, float eps, ob_ptr pos3, const ob_rope *r, ob_ptr kcache,
                                 ob_ptr vcache, int n_ctx, int pos0, int n, const ob_attn *a) {
     int D = a->head_dim;
+    size_t KD = (size_t)a->n_kv_heads * D;
+    if (a->kv_stride && (size_t)a->kv_stride != KD) { /* strided k, v rows: the same on dense copies, k copied back */
+        ob_buf *kb = cpu_alloc(b, (size_t)n * KD * 4), *vb = cpu_alloc(b, (size_t)n * KD * 4);
+        if (!kb || !vb) {
+            b->failed = 1;
+            snprintf(b->err, sizeof b->err, "qk_norm_rope_kv: out of memory");
+        } else {
+            float *kd = kb->p, *vd = vb->p, *ks = PTR(k), *vs = PTR(v);
+            for (int i = 0; i < n; i++) {
+                memcpy(kd + i * KD, ks + (size_t)i * a->kv_stride, KD * 4);
+                memcpy(vd + i * KD, vs + (size_t)i * a->kv_stride, KD * 4);
+            }
+            ob_attn dense = *a;
+            dense.kv_stride = 0;
+            cpu_qk_norm_rope_kv(b, q, (ob_ptr){ kb, 0 }, (ob_ptr){ vb, 0 }, q_norm, k_norm, eps, pos3, r, kcache, vcache,
+                                n_ctx, pos0, n, &dense);
+            for (int i = 0; i < n; i++) memcpy(ks + (size_t)i * a->kv_stride, kd + i * KD, KD * 4);
+        }
+        cpu_buf_free(b, kb);
+        cpu_buf_free(b, vb);
+        return;
+    }
     cpu_rms_norm(b, q, q_norm, q, n * a->n_heads, D, eps);
     cpu_rms_norm(b, k, k_norm, k, n * a->n_kv_heads, D, eps);
     cpu_rope(b, q, pos3, n, a->n_heads, r);

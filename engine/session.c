@@ -44,6 +44,7 @@ int omni_session_new(omni_model *m, const omni_session_params *p, omni_session *
     const char *ub = getenv("OMNI_UBATCH");
     if (ub && atoi(ub) >= 16) s->ubatch = atoi(ub);
     s->logit_rows = 16;
+    s->kv_separate = getenv("OMNI_KV_SEPARATE") != NULL; /* (comparisons: k and v as two products, thinker.c) */
     if (s->p.capture_layer > h->n_layers) {
         omni_fail(&m->err, OMNI_E_ARG, "capture_layer %d exceeds the %d layers", s->p.capture_layer, h->n_layers);
         free(s);
@@ -63,8 +64,8 @@ int omni_session_new(omni_model *m, const omni_session_params *p, omni_session *
     SLOT(o_x, B * H * 4);
     SLOT(o_xn, B * H * 4);
     SLOT(o_q, B * QD * 4);
-    SLOT(o_k, B * KD * 4);
-    SLOT(o_v, B * KD * 4);
+    SLOT(o_k, 2 * B * KD * 4); /* k, then v at o_v; or one k|v product [B][2·KD] (thinker.c) */
+    s->o_v = s->o_k + B * KD * 4;
     SLOT(o_att, B * QD * 4);
     SLOT(o_g, B * I * 4);
     SLOT(o_u, B * I * 4);

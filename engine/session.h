@@ -11,6 +11,7 @@ struct omni_session {
     int32_t pos;            /* tokens in the cache */
     float next_rope;        /* RoPE position of the next text token (max position so far + 1) */
     int32_t ubatch;         /* most tokens per forward chunk */
+    int32_t kv_separate;    /* OMNI_KV_SEPARATE: prefill k and v as two products, not one (thinker.c) */
     int32_t logit_rows;     /* rows of the logits scratch */
     ob_buf **kv;            /* per layer: K then V, each [n_kv_heads][n_ctx][head_dim] fp32 */
     ob_buf *act;            /* activation scratch */

@@ -88,7 +88,7 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
 
     ob_rope rope = { h->rope_theta, D, D, { h->mrope_section[0], h->mrope_section[1], h->mrope_section[2] },
                      h->mrope_interleaved, 0 };
-    ob_attn at = { Hq, Hkv, D, 1.0f / sqrtf((float)D), 1, 0 };
+    ob_attn at = { Hq, Hkv, D, 1.0f / sqrtf((float)D), 1, 0, 0 };
     for (int l = 0; l < h->n_layers; l++) {
         if (aborted(s)) {
             if (dsb) op->buf_free(be, dsb);
@@ -96,6 +96,10 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
         }
         const omni_layer *L = &m->w.layers[l];
         ob_ptr kc = { s->kv[2 * l], 0 }, vc = { s->kv[2 * l + 1], 0 };
+        /* several tokens, no attention bias, a back-end with the fused per-head op: k and v from one product (one
+         * GEMM instead of two: twice the tiles, one split-K sum, which the fused op may take into its kernel) */
+        const int kv_one = n > 1 && L->wqkv.data.buf && !L->bq.data.buf && op->qk_norm_rope_kv && !s->kv_separate;
+        at.kv_stride = kv_one ? 2 * Hkv * D : 0;
         /* attention block */
         if (n == 1 && L->wqkv.data.buf) { /* one token: q|k|v from a single matrix-vector product */
             k = ob_at(q, (size_t)Hq * D * 4);
@@ -115,8 +119,14 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
             PROF(OB_PROF_PROJ);
             k = AT(s, s->o_k), v = AT(s, s->o_v);
             op->matmul(be, &L->wq, xn, q, n, 0);
-            op->matmul(be, &L->wk, xn, k, n, 0);
-            op->matmul(be, &L->wv, xn, v, n, 0);
+            if (kv_one) { /* k|v as one product [n][2·KD] (adjacent rows of wqkv): k and v rows 2·KD apart */
+                ob_mat wkv = omni_mat_rows_view(&L->wqkv, (int64_t)Hq * D, 2 * (int64_t)Hkv * D);
+                op->matmul(be, &wkv, xn, k, n, 0);
+                v = ob_at(k, (size_t)Hkv * D * 4);
+            } else {
+                op->matmul(be, &L->wk, xn, k, n, 0);
+                op->matmul(be, &L->wv, xn, v, n, 0);
+            }
         }
         if (L->bq.data.buf) { /* attention_bias */
             op->add_bias(be, q, &L->bq, n, Hq * D);

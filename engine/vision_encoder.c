@@ -382,7 +382,7 @@ static void chunk_forward(ob_backend *be, const venc_model *v, ob_ptr s[S_COUNT]
     /* Qwen3OmniMoeVisionRotaryEmbedding: theta^(-2j/(D/2)) per axis, rows (y) then columns (x), rotate-half */
     ob_rope rope = { h->rope_theta, D, D, { D / 4, D / 4, 0 }, 0, 1 };
     /* eager_attention_forward: scaling = head_dim**-0.5 (a double, applied in fp32) */
-    ob_attn at = { NH, NH, D, (float)(1.0 / sqrt((double)D)), 0, 0 };
+    ob_attn at = { NH, NH, D, (float)(1.0 / sqrt((double)D)), 0, 0, 0 };
     int level = 0;
     for (int l = 0; l < h->depth; l++) {
         const venc_block *B = &v->blocks[l];

@@ -57,13 +57,25 @@ layout(buffer_reference, std430, buffer_reference_align = 16) writeonly buffer B
 #ifndef CM_WM
 #define CM_WM 4
 #endif
-const uint BM = CM_BM, BN = CM_BN, BK = 64;
-const uint WM = CM_WM, WN = 8u / WM, SR = BM / WM, ST = BN / WN, FJ = SR / 16u, FI = ST / 16u;
-const uint NW = BM / 32u, NX = BN / 32u;  // weight and x rows staged per thread (32 rows per pass of 256 threads)
-// shared row stride in 16-byte words (8 halves): 9 words = 144 bytes, so the 8 rows of a fragment load (and 8
-// threads' 16-byte stores) fall in distinct banks
+// CM_NSG subgroups per workgroup (8) and CM_BK columns per shared-memory slice (64): every build uses these; other
+// values compile (e.g. 4 subgroups of 64 x 64 outputs with 32-column slices: 8 fragment loads per 16 products
+// instead of 6 per 8) but measured slower on the H100 (vk_coopmat.c, above cm_big).
+#ifndef CM_NSG
+#define CM_NSG 8
+#endif
+#ifndef CM_BK
+#define CM_BK 64
+#endif
+const uint NSG = CM_NSG, NT = 32u * NSG;
+const uint BM = CM_BM, BN = CM_BN, BK = CM_BK;
+const uint WM = CM_WM, WN = NSG / WM, SR = BM / WM, ST = BN / WN, FJ = SR / 16u, FI = ST / 16u;
+// staging: TPR threads read one row's BK columns (8 each, 16 bytes), RPP rows per pass of the workgroup's threads;
+// each thread stages NW weight rows and NX x rows
+const uint TPR = BK / 8u, RPP = NT / TPR, NW = BM / RPP, NX = BN / RPP;
+// shared row stride in 16-byte words (8 halves): BK/8 + 1 words (144 bytes at BK 64, 80 at 32), so the 8 rows of
+// a fragment load fall in distinct banks
 const uint STR = BK / 8u + 1u;
-layout(local_size_x = 256) in;
+layout(local_size_x = CM_NSG * 32) in;
 layout(constant_id = 1) const uint WTYPE = 0;
 // SKIP = 1 would make a subgroup skip the fragments whose x rows all lie past the tile's count; the host passes 0
 // unless OMNI_VK_CM_SKIP=1 (the guards measured slower than the MMAs they save: grouped experts 28.3 vs 24.9 ms per
@@ -177,17 +189,17 @@ void main() {
     g_j0 = j0;
     g_y = ybase;
 
-    // This thread stages weight rows r8 + 32·i (i < NW) and x rows r8 + 32·i (i < NX), 8 columns each at seg·8 of
-    // the slice: 8 threads read 128 contiguous bytes of one weight row (Q8_0: 64 bytes).
-    uint seg = (tid & 7u) * 8u, r8 = tid >> 3;
+    // This thread stages weight rows r8 + RPP·i (i < NW) and x rows r8 + RPP·i (i < NX), 8 columns each at seg of
+    // the slice: TPR threads read BK·2 contiguous bytes of one weight row (Q8_0: BK bytes).
+    uint seg = (tid % TPR) * 8u, r8 = tid / TPR;
     uint64_t rb = row_bytes(WTYPE, cols), sb = uint64_t(cols / 32u) * 2u;
     uint mw = MODE == 2 ? mh : m0;  // first weight row of the tile (MODE 2: of each half)
-    uint64_t wa0 = wbase + uint64_t(mw + r8) * rb, wstep = 32u * rb;
-    uint64_t sa0 = sbase + uint64_t(mw + r8) * sb, sstep = 32u * sb;
+    uint64_t wa0 = wbase + uint64_t(mw + r8) * rb, wstep = RPP * rb;
+    uint64_t sa0 = sbase + uint64_t(mw + r8) * sb, sstep = RPP * sb;
     uint64_t wa0u = wbase_u + uint64_t(mw + r8) * rb, sa0u = sbase_u + uint64_t(mw + r8) * sb;
     uint64_t xa[NX];
     [[unroll]] for (uint i = 0; i < NX; i++) {
-        uint t = r8 + 32u * i;
+        uint t = r8 + RPP * i;
         xa[i] = 0;
         if (t < cnt) {
             uint xrow = (MODE != 0 && pc.gather != 0) ? uint(BufI32(pc.tok).v[j0 + t]) : j0 + t;
@@ -221,9 +233,9 @@ void main() {
         uint col = (k0) + seg;                                                                                  \
         bool kin = col < kend;                                                                                  \
         uint64_t o = WTYPE == VK_WT_Q8_0 ? uint64_t(col) : uint64_t(col) * 2u;                                  \
-        [[unroll]] for (uint i = 0; i < NW; i++) wr[i] = LDW(kin && mw + r8 + 32u * HALF(i) < rows, i, o, col); \
+        [[unroll]] for (uint i = 0; i < NW; i++) wr[i] = LDW(kin && mw + r8 + RPP * HALF(i) < rows, i, o, col); \
         [[unroll]] for (uint i = 0; i < NX; i++)                                                                \
-            xr[i] = kin && r8 + 32u * i < cnt ? BufUV4(xa[i] + uint64_t(col) * 2u).v[0] : uvec4(0);             \
+            xr[i] = kin && r8 + RPP * i < cnt ? BufUV4(xa[i] + uint64_t(col) * 2u).v[0] : uvec4(0);             \
     }
 #else
 #define LOAD_SLICE(k0)                                                                                          \
@@ -231,10 +243,10 @@ void main() {
         uint col = (k0) + seg;                                                                                  \
         bool kin = col < kend;                                                                                  \
         uint64_t o = WTYPE == VK_WT_Q8_0 ? uint64_t(col) : uint64_t(col) * 2u;                                  \
-        [[unroll]] for (uint i = 0; i < NW; i++) wr[i] = LDW(kin && mw + r8 + 32u * HALF(i) < rows, i, o, col);       \
+        [[unroll]] for (uint i = 0; i < NW; i++) wr[i] = LDW(kin && mw + r8 + RPP * HALF(i) < rows, i, o, col);       \
         uint64_t ox = uint64_t(col) * 4u;                                                                       \
         [[unroll]] for (uint i = 0; i < NX; i++) {                                                              \
-            bool xin = kin && r8 + 32u * i < cnt;                                                               \
+            bool xin = kin && r8 + RPP * i < cnt;                                                               \
             xr[i][0] = xin ? BufV4(xa[i] + ox).v[0] : vec4(0);                                                  \
             xr[i][1] = xin ? BufV4(xa[i] + ox + 16u).v[0] : vec4(0);                                            \
         }                                                                                                       \
@@ -280,12 +292,12 @@ void main() {
     uint sw = seg / 8u;
     for (uint k0 = kbeg; k0 < kend; k0 += BK) {
         barrier();
-        [[unroll]] for (uint i = 0; i < NW; i++) ws[(r8 + 32u * i) * STR + sw] = w_half(wr[i]);
+        [[unroll]] for (uint i = 0; i < NW; i++) ws[(r8 + RPP * i) * STR + sw] = w_half(wr[i]);
 #if CM_X16
-        [[unroll]] for (uint i = 0; i < NX; i++) xs[(r8 + 32u * i) * STR + sw] = xr[i];
+        [[unroll]] for (uint i = 0; i < NX; i++) xs[(r8 + RPP * i) * STR + sw] = xr[i];
 #else
         [[unroll]] for (uint i = 0; i < NX; i++)
-            xs[(r8 + 32u * i) * STR + sw] =
+            xs[(r8 + RPP * i) * STR + sw] =
                 uvec4(f2h(xr[i][0].xy), f2h(xr[i][0].zw), f2h(xr[i][1].xy), f2h(xr[i][1].zw));
 #endif
         barrier();

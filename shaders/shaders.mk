@@ -52,8 +52,7 @@ $(SHADER_DIR)/router_chain.spv: shaders/router.comp
 # matmul_cm_<BM>x<BN>: 8 subgroups, 8 along the weight rows when the x tile is 32 rows, else 4 x 2
 $(SHADER_DIR)/matmul_cm_%.spv: shaders/matmul_cm.comp
 	@mkdir -p $(SHADER_DIR)
-	$(GLSLC) $(GLSLC_FLAGS) -DCM_BM=$(word 1,$(subst x, ,$*)) -DCM_BN=$(word 2,$(subst x, ,$*)) \
-	    -DCM_WM=$(if $(filter 256x32,$*),8,4) -MD -MF $@.d $< -o $@
+	$(GLSLC) $(GLSLC_FLAGS) $(call cm_flags,$*) -MD -MF $@.d $< -o $@
 
 # the fp16-activation builds (vk_coopmat.c: OMNI_VK_CM_X16; make prefers the rule with the shortest stem, so this
 # one wins over matmul_cm_%.spv above)

@@ -148,7 +148,7 @@ TEST(cpu_attention_causal_gqa_window) {
     int Hq = 4, Hkv = 2, D = 8, n_ctx = 16, pos0 = 3, n = 6;
     for (int window = 0; window <= 4; window += 4)
         for (int causal = 0; causal <= 1; causal++) {
-            ob_attn a = { Hq, Hkv, D, 1.0f / sqrtf((float)D), causal, window };
+            ob_attn a = { Hq, Hkv, D, 1.0f / sqrtf((float)D), causal, window, 0 };
             size_t kvb = (size_t)Hkv * n_ctx * D * 4;
             ob_ptr kc = buf_from(NULL, kvb), vc = buf_from(NULL, kvb);
             /* fill earlier positions through kv_store too */
@@ -378,7 +378,7 @@ TEST(cpu_qk_norm_rope_kv_matches_sequence) {
     REQUIRE(B->ops->qk_norm_rope_kv != NULL);
     enum { HQ = 4, HKV = 2, D = 64, N = 3, CTX = 12, POS0 = 5 };
     ob_rope rope = { 1e6f, D, D, { 12, 10, 10 }, 1, 0 };
-    ob_attn a = { HQ, HKV, D, 0.125f, 1, 0 };
+    ob_attn a = { HQ, HKV, D, 0.125f, 1, 0, 0 };
     static float q[N * HQ * D], k[N * HKV * D], v[N * HKV * D], cache[HKV * CTX * D], pos[3 * N], wq[D], wk[D];
     rnd(q, N * HQ * D, 31, 3.0f);
     rnd(k, N * HKV * D, 32, 3.0f);
@@ -441,7 +441,7 @@ TEST(cpu_attention_many_queries) {
     double *ref = malloc(sizeof(double) * n * Hq * D), *sc = malloc(sizeof(double) * (pos0 + n));
     for (int causal = 0; causal <= 1; causal++)
         for (int window = 0; window <= 17; window += 17) {
-            ob_attn a = { Hq, Hkv, D, 1.0f / sqrtf((float)D), causal, window };
+            ob_attn a = { Hq, Hkv, D, 1.0f / sqrtf((float)D), causal, window, 0 };
             ob_ptr kc = buf_from(NULL, kvb), vc = buf_from(NULL, kvb), kp = buf_from(k, sizeof(float) * (pos0 + n) * Hkv * D),
                    vp = buf_from(v, sizeof(float) * (pos0 + n) * Hkv * D), qp = buf_from(q, sizeof(float) * n * Hq * D),
                    op = buf_from(NULL, sizeof(float) * n * Hq * D);

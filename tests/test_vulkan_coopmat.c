@@ -450,7 +450,7 @@ static void attn_cases(tv_env *ep, double tol, int hd) {
     omni_rng r = { 23 };
     for (unsigned ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         cm_attn_case c = cases[ci];
-        ob_attn a = { c.heads, c.kv, hd, 1.0f / sqrtf((float)hd), c.causal, c.window };
+        ob_attn a = { c.heads, c.kv, hd, 1.0f / sqrtf((float)hd), c.causal, c.window, 0 };
         size_t cache_n = (size_t)c.kv * c.n_ctx * hd, kv_n = (size_t)c.n * c.kv * hd, q_n = (size_t)c.n * c.heads * hd;
         float *cache = malloc(cache_n * 4), *k = malloc(kv_n * 4), *v = malloc(kv_n * 4), *q = malloc(q_n * 4);
         tv_rand(&r, cache, cache_n, 1.0f);
@@ -924,4 +924,94 @@ TEST(vk_coopmat_ksum_defer) {
     unsetenv("OMNI_VK_NORM_X16");
     unsetenv("OMNI_VK_MM_SPLIT");
     tv_close(&e);
+}
+
+/* The prefill k|v product (one GEMM of the k and v rows, as the thinker runs it) split over K, its sum left owed,
+ * then qk_norm_rope_kv on its strided halves (ob_attn.kv_stride), which takes the sum into its kernel: q, the k|v
+ * rows (k rotated, v as summed) and both caches must be bit-identical to the sum done at once (OMNI_VK_KSUM_DEFER=0)
+ * and, deferred, within the product's tolerance of the CPU (plus 2^-11 where the caches are fp16). */
+#define KQ_N 48
+#define KQ_HQ 4
+#define KQ_HKV 2
+#define KQ_D 64
+#define KQ_K 2048
+#define KQ_CTX 64
+typedef struct {
+    float *q, *kv, *kc, *vc;
+} kq_out;
+
+static void kq_run(tv_env *e, int defer, kq_out *o) {
+    omni_rng r = { 31 };
+    setenv("OMNI_VK_KSUM_DEFER", defer ? "1" : "0", 1);
+    const int KD = KQ_HKV * KQ_D, QN = KQ_N * KQ_HQ * KQ_D, KVN = KQ_N * 2 * KD, CN = KQ_HKV * KQ_CTX * KQ_D;
+    float *x = malloc(sizeof *x * KQ_N * KQ_K), *q = malloc(sizeof *q * QN), *cache = malloc(sizeof *cache * CN),
+          *pos = malloc(sizeof *pos * 3 * KQ_N);
+    tv_rand(&r, x, (size_t)KQ_N * KQ_K, 1.0f);
+    tv_rand(&r, q, QN, 2.0f);
+    tv_rand(&r, cache, CN, 1.0f);
+    for (int i = 0; i < 3 * KQ_N; i++) pos[i] = (float)(5 + i % KQ_N);
+    size_t wb, nb;
+    void *w = tv_weights(&r, OB_BF16, 2 * KD, KQ_K, &wb), *nq = tv_weights(&r, OB_BF16, 1, KQ_D, &nb),
+         *nk = tv_weights(&r, OB_BF16, 1, KQ_D, &nb);
+    tv_buf X = tv_new(e, x, sizeof *x * KQ_N * KQ_K, 0), Q = tv_new(e, q, sizeof *q * QN, 0),
+           KV = tv_new(e, NULL, sizeof(float) * KVN, 0), KC = tv_new_cache(e, cache, CN, KQ_D),
+           VC = tv_new_cache(e, cache, CN, KQ_D), P = tv_new(e, pos, sizeof *pos * 3 * KQ_N, 0),
+           W = tv_new(e, w, wb, 0), NQ = tv_new(e, nq, nb, 0), NK = tv_new(e, nk, nb, 0);
+    ob_rope rope = { 1e6f, KQ_D, KQ_D, { 12, 10, 10 }, 1, 0 };
+    ob_attn a = { KQ_HQ, KQ_HKV, KQ_D, 0.125f, 1, 0, 2 * KD };
+    for (int side = 0; side < (defer ? 2 : 1); side++) { /* the Vulkan back-end, then (deferred run) the CPU */
+        ob_backend *b = side ? e->cpu : e->vk;
+        ob_ptr (*at)(tv_buf, size_t) = side ? tv_pc : tv_pv;
+        ob_mat mw = ob_mat_make(at(W, 0), OB_BF16, 2 * KD, KQ_K), mq = ob_mat_make(at(NQ, 0), OB_BF16, 1, KQ_D),
+               mk = ob_mat_make(at(NK, 0), OB_BF16, 1, KQ_D);
+        b->ops->matmul(b, &mw, at(X, 0), at(KV, 0), KQ_N, 0);
+        b->ops->qk_norm_rope_kv(b, at(Q, 0), at(KV, 0), at(KV, (size_t)KD * 4), &mq, &mk, 1e-6f, at(P, 0), &rope,
+                                at(KC, 0), at(VC, 0), KQ_CTX, 3, KQ_N, &a);
+    }
+    o->q = malloc(sizeof(float) * QN), o->kv = malloc(sizeof(float) * KVN), o->kc = malloc(sizeof(float) * CN);
+    o->vc = malloc(sizeof(float) * CN);
+    e->vk->ops->download(e->vk, Q.v, 0, o->q, sizeof(float) * QN);
+    e->vk->ops->download(e->vk, KV.v, 0, o->kv, sizeof(float) * KVN);
+    tv_cache_get(e, KC, CN, KQ_D, 1, o->kc);
+    tv_cache_get(e, VC, CN, KQ_D, 1, o->vc);
+    if (defer) {
+        double tol = cm_offered() ? CM_TOL : F32_TOL, u = tv_kv16(e, KQ_D) ? 0x1p-11 : 0;
+        double eq = tv_rel_err(e, Q, 0, QN), ekv = tv_rel_err(e, KV, 0, KVN), ekc = tv_cache_err(e, KC, CN, KQ_D),
+               evc = tv_cache_err(e, VC, CN, KQ_D);
+        printf("    against the CPU: q %.3g, k|v %.3g, k cache %.3g, v cache %.3g (tolerance %g + %g)\n", eq, ekv,
+               ekc, evc, tol, u);
+        if (!(eq >= 0 && eq <= tol && ekv >= 0 && ekv <= tol && ekc >= 0 && ekc <= tol + u && evc >= 0 &&
+              evc <= tol + u))
+            th_fail(__FILE__, __LINE__, "k|v product + qk_norm_rope_kv against the CPU: %g %g %g %g", eq, ekv, ekc,
+                    evc);
+    }
+    tv_free(e, &X), tv_free(e, &Q), tv_free(e, &KV), tv_free(e, &KC), tv_free(e, &VC), tv_free(e, &P);
+    tv_free(e, &W), tv_free(e, &NQ), tv_free(e, &NK);
+    free(x), free(q), free(cache), free(pos), free(w), free(nq), free(nk);
+}
+
+/* both cache formats (the kernel writes v on two paths): fp16, the default, then fp32 (OMNI_VK_KV_F32=1) */
+TEST(vk_coopmat_ksum_qkrope) {
+    if (!cm_offered()) setenv("OMNI_VK_MM_SPLIT", "1", 1);
+    for (int f32 = 0; f32 < 2; f32++) {
+        setenv("OMNI_VK_KV_F32", f32 ? "1" : "0", 1);
+        TV_OPEN(e);
+        setenv("OMNI_VK_MM", "tiled", 1);
+        kq_out a, b;
+        kq_run(&e, 0, &a);
+        kq_run(&e, 1, &b);
+        const int KD = KQ_HKV * KQ_D, CN = KQ_HKV * KQ_CTX * KQ_D;
+        const char *bad = memcmp(a.q, b.q, sizeof(float) * KQ_N * KQ_HQ * KQ_D)  ? "q"
+                          : memcmp(a.kv, b.kv, sizeof(float) * KQ_N * 2 * KD) ? "k|v rows"
+                          : memcmp(a.kc, b.kc, sizeof(float) * CN)            ? "k cache"
+                          : memcmp(a.vc, b.vc, sizeof(float) * CN)            ? "v cache"
+                                                                              : NULL;
+        if (bad) th_fail(__FILE__, __LINE__, "%s cache: %s differs with the k|v sum taken by qk_norm_rope_kv",
+                         f32 ? "fp32" : "fp16", bad);
+        free(a.q), free(a.kv), free(a.kc), free(a.vc), free(b.q), free(b.kv), free(b.kc), free(b.vc);
+        tv_close(&e);
+    }
+    unsetenv("OMNI_VK_KV_F32");
+    unsetenv("OMNI_VK_KSUM_DEFER");
+    unsetenv("OMNI_VK_MM_SPLIT");
 }

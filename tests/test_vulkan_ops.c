@@ -273,19 +273,26 @@ static void qk_rope_kv_cases(void) {
         int hq, hkv, hd, rot, n, n_ctx, pos0;
         int sec[3], inter;
         ob_dtype wt;
+        int kv1; /* k and v as the halves of rows [n][k | v] (one k|v product; ob_attn.kv_stride) */
     } cases[] = {
-        { 4, 2, 128, 128, 1, 64, 10, { 24, 20, 20 }, 1, OB_BF16 }, /* Qwen3-Omni decode: interleaved MRoPE */
-        { 8, 1, 64, 64, 5, 40, 3, { 0, 0, 0 }, 0, OB_F32 },        /* prefill chunk, MQA, plain RoPE */
-        { 3, 3, 80, 40, 2, 9, 7, { 0, 0, 0 }, 0, OB_F16 },         /* partial rotation, odd head_dim */
-        { 2, 1, 256, 256, 1, 300, 299, { 48, 40, 40 }, 1, OB_BF16 }, /* head_dim 256, last cache row */
-        { 2, 2, 64, 64, 3, 16, 0, { 8, 12, 12 }, 0, OB_Q8_0 },     /* q8 norms: the unfused fallback */
+        { 4, 2, 128, 128, 1, 64, 10, { 24, 20, 20 }, 1, OB_BF16, 0 }, /* Qwen3-Omni decode: interleaved MRoPE */
+        { 8, 1, 64, 64, 5, 40, 3, { 0, 0, 0 }, 0, OB_F32, 0 },        /* prefill chunk, MQA, plain RoPE */
+        { 3, 3, 80, 40, 2, 9, 7, { 0, 0, 0 }, 0, OB_F16, 0 },         /* partial rotation, odd head_dim */
+        { 2, 1, 256, 256, 1, 300, 299, { 48, 40, 40 }, 1, OB_BF16, 0 }, /* head_dim 256, last cache row */
+        { 2, 2, 64, 64, 3, 16, 0, { 8, 12, 12 }, 0, OB_Q8_0, 0 },     /* q8 norms: the unfused fallback */
+        { 4, 2, 128, 128, 7, 64, 10, { 24, 20, 20 }, 1, OB_BF16, 1 }, /* prefill chunk of a k|v product */
+        { 3, 1, 80, 40, 4, 9, 2, { 0, 0, 0 }, 0, OB_F16, 1 },         /* the same, partial rotation */
+        { 2, 2, 64, 64, 3, 16, 0, { 8, 12, 12 }, 0, OB_Q8_0, 1 },     /* strided rows in the unfused fallback */
     };
     for (unsigned ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         int Hq = cases[ci].hq, Hkv = cases[ci].hkv, D = cases[ci].hd, n = cases[ci].n, n_ctx = cases[ci].n_ctx;
+        int kv1 = cases[ci].kv1;
         ob_rope rope = { 1e6f, D, cases[ci].rot, { cases[ci].sec[0], cases[ci].sec[1], cases[ci].sec[2] },
                          cases[ci].inter, 0 };
-        ob_attn a = { Hq, Hkv, D, 1.0f / sqrtf((float)D), 1, 0 };
-        size_t qn = (size_t)n * Hq * D, kn = (size_t)n * Hkv * D, cn = (size_t)Hkv * n_ctx * D;
+        ob_attn a = { Hq, Hkv, D, 1.0f / sqrtf((float)D), 1, 0, kv1 ? 2 * Hkv * D : 0 };
+        /* kv1: K holds the rows [n][k | v] (kn covers both halves) and v is K's second half */
+        size_t qn = (size_t)n * Hq * D, kn = (size_t)n * Hkv * D * (kv1 ? 2 : 1), cn = (size_t)Hkv * n_ctx * D;
+        size_t vo = kv1 ? (size_t)Hkv * D * 4 : 0;
         float *q = malloc(qn * 4), *k = malloc(kn * 4), *v = malloc(kn * 4), *cache = malloc(cn * 4),
               *pos = malloc((size_t)3 * n * 4);
         tv_rand(&r, q, qn, 3.0f);
@@ -300,10 +307,11 @@ static void qk_rope_kv_cases(void) {
                P = tv_new(&e, pos, (size_t)3 * n * 4, 0), WQ = tv_new(&e, wq, wqb, 0), WK = tv_new(&e, wk, wkb, 0);
         ob_mat qv = ob_mat_make(tv_pv(WQ, 0), cases[ci].wt, 1, D), qc = ob_mat_make(tv_pc(WQ, 0), cases[ci].wt, 1, D),
                kv = ob_mat_make(tv_pv(WK, 0), cases[ci].wt, 1, D), kc = ob_mat_make(tv_pc(WK, 0), cases[ci].wt, 1, D);
-        e.vk->ops->qk_norm_rope_kv(e.vk, tv_pv(Q, 0), tv_pv(K, 0), tv_pv(V, 0), &qv, &kv, 1e-6f, tv_pv(P, 0), &rope,
-                                   tv_pv(KC, 0), tv_pv(VC, 0), n_ctx, cases[ci].pos0, n, &a);
-        e.cpu->ops->qk_norm_rope_kv(e.cpu, tv_pc(Q, 0), tv_pc(K, 0), tv_pc(V, 0), &qc, &kc, 1e-6f, tv_pc(P, 0),
-                                    &rope, tv_pc(KC, 0), tv_pc(VC, 0), n_ctx, cases[ci].pos0, n, &a);
+        e.vk->ops->qk_norm_rope_kv(e.vk, tv_pv(Q, 0), tv_pv(K, 0), kv1 ? tv_pv(K, vo) : tv_pv(V, 0), &qv, &kv, 1e-6f,
+                                   tv_pv(P, 0), &rope, tv_pv(KC, 0), tv_pv(VC, 0), n_ctx, cases[ci].pos0, n, &a);
+        e.cpu->ops->qk_norm_rope_kv(e.cpu, tv_pc(Q, 0), tv_pc(K, 0), kv1 ? tv_pc(K, vo) : tv_pc(V, 0), &qc, &kc,
+                                    1e-6f, tv_pc(P, 0), &rope, tv_pc(KC, 0), tv_pc(VC, 0), n_ctx, cases[ci].pos0, n,
+                                    &a);
         double eq = tv_rel_err(&e, Q, 0, qn), ek = tv_rel_err(&e, K, 0, kn), ekc = tv_cache_err(&e, KC, cn, D),
                evc = tv_cache_err(&e, VC, cn, D), u = tv_kv16(&e, D) ? KV16_U : 0;
         if (!(eq >= 0 && eq <= 1e-5 && ek >= 0 && ek <= 1e-5 && ekc >= 0 && ekc <= u + 1e-5 && evc >= 0 && evc <= u))
@@ -553,7 +561,7 @@ static void decode_attn_sweep(const char *chunk, unsigned case_mask) {
         int Hq = dc.hq, Hkv = dc.hkv, D = dc.hd, n = dc.n, n_ctx = dc.n_ctx;
         ob_rope rope = { 1e6f, D, dc.rot, { 0, 0, 0 }, 0, 0 };
         if (D == 128) rope.section[0] = 24, rope.section[1] = 20, rope.section[2] = 20, rope.interleaved = 1;
-        ob_attn a = { Hq, Hkv, D, 1.0f / sqrtf((float)D), 1, dc.window };
+        ob_attn a = { Hq, Hkv, D, 1.0f / sqrtf((float)D), 1, dc.window, 0 };
         size_t qn = (size_t)n * Hq * D, kn = (size_t)n * Hkv * D, cn = (size_t)Hkv * n_ctx * D;
         float *q = malloc(qn * 4), *k = malloc(kn * 4), *v = malloc(kn * 4), *cache = malloc(cn * 4),
               *pos = malloc((size_t)3 * n * 4);
@@ -664,7 +672,7 @@ TEST(vk_attn_decode_prof) {
            VC = tv_new_cache(&e, cache, CTX * D, D), O = tv_new(&e, NULL, sizeof q, 0);
     ob_mat wm = ob_mat_make(tv_pv(W, 0), OB_BF16, 1, D);
     ob_rope rope = { 1e6f, D, D, { 0, 0, 0 }, 0, 0 };
-    ob_attn a = { HQ, HKV, D, 0.125f, 1, 0 };
+    ob_attn a = { HQ, HKV, D, 0.125f, 1, 0, 0 };
     for (int i = 0; i < 2; i++)
         e.vk->ops->qk_norm_rope_kv_attention(e.vk, tv_pv(Q, 0), tv_pv(K, 0), tv_pv(V, 0), &wm, &wm, 1e-6f,
                                              tv_pv(P, 0), &rope, tv_pv(KC, 0), tv_pv(VC, 0), CTX, POS, 1, &a,
@@ -740,7 +748,7 @@ static void attention_sweep(tv_env *e) {
     omni_rng r = { 17 };
     for (unsigned ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         attn_case c = cases[ci];
-        ob_attn a = { c.heads, c.kv, c.hd, 1.0f / sqrtf((float)c.hd), c.causal, c.window };
+        ob_attn a = { c.heads, c.kv, c.hd, 1.0f / sqrtf((float)c.hd), c.causal, c.window, 0 };
         size_t cache_n = (size_t)c.kv * c.n_ctx * c.hd, kv_n = (size_t)c.n * c.kv * c.hd,
                q_n = (size_t)c.n * c.heads * c.hd;
         float *cache = malloc(cache_n * 4), *k = malloc(kv_n * 4), *v = malloc(kv_n * 4), *q = malloc(q_n * 4);

@@ -207,7 +207,8 @@ VkDeviceAddress vk_ksum_take(vk_ctx *c, VkDeviceAddress y, uint32_t n, uint32_t 
  * matmul.comp (OMNI_VK_MM_SPLIT, vk_ops.c).
  * Where the caller allows it (vk_ctx.ksum_defer: vk_op_matmul's products) the sum is left owed (ksum_pend) for the
  * next op to take into its own kernel: the post-attention RMSNorm of the residual o_proj adds into, the router's
- * top-k of its logits (OMNI_VK_KSUM_DEFER=0: never). */
+ * top-k of its logits, the per-head q/k norm, RoPE and cache update of the prefill k|v product (qk_rope_kv.comp;
+ * OMNI_VK_KSUM_DEFER=0: never). */
 void vk_gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_matmul *px, uint32_t gx, uint32_t gy,
                    uint32_t split, const vk_range *rd, int n_reads, const vk_range *writes, int n_writes) {
     if (split <= 1) {
@@ -446,7 +447,13 @@ static void cm_dispatch_shape(vk_ctx *c, const cm_shape *sh, int grouped, int xf
  * 128), q8_0 0.0747 vs 0.0571; o [2048 x 4096] q8_0 0.0896 vs 0.0714 (128 x 64); o bf16 0.0691 vs 0.0827 and k/v
  * [512 x 2048] 0.0184 vs 0.0231 stay on cm2 (split over K there). Only within cm2's range of x rows (the thinker's
  * prefill chunks, where it was measured): the products cm2 never takes (the encoders') keep the usual dense tile.
- * Returns the shape, or NULL for cm2's turn. */
+ * Returns the shape, or NULL for cm2's turn.
+ * Measured and not kept (session 13, vulkan_bench gemm, ms per call / TFLOP/s): builds of matmul_cm.comp with 64 x
+ * 64 outputs per subgroup and 32-column slices (CM_NSG, CM_BK): 128 x 128 on 4 subgroups (234 registers) q [4096 x
+ * 2048] at n = 512 0.0860 / 100 against 0.0484 / 178, at n = 4096 0.404 / 170 against 0.330 / 208; 256 x 128 on 8
+ * (222 registers) 0.1085 / 79 at n = 512 (64 workgroups), 0.473 / 145 at n = 4096. Fewer fragment loads per product
+ * did not help: this kernel is bound by latency (2 subgroups per SM quarter, a barrier per slice), not by shared
+ * memory bandwidth. cm2 on a full grid (OMNI_VK_CM2_MAX_N=0): 0.382 / 180, below matmul_cm's 208. */
 #define CM_BIG_TILES 128u
 static const cm_shape *cm_big(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc) {
     if (!c->cm_khr || !vk_cm2_on(c, wt) || !cm2_n_ok(pc) || vk_env_now("OMNI_VK_CM_BIG", 1) <= 0 ||

@@ -35,6 +35,22 @@ static void qk_unfused(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob_mat
                        float eps, ob_ptr pos3, const ob_rope *r, ob_ptr kcache, ob_ptr vcache, int n_ctx, int pos0,
                        int n, const ob_attn *a) {
     int D = a->head_dim;
+    size_t kd = (size_t)a->n_kv_heads * D * 4, st = (size_t)a->kv_stride * 4;
+    if (a->kv_stride && st != kd) { /* strided rows: the sequence on dense copies (scratch slot 7), k copied back */
+        vk_ctx *c = vk_of(b);
+        ob_buf *t = vk_scratch(c, 7, 2 * (size_t)n * kd);
+        if (!t) return;
+        ob_ptr tk = { t, 0 }, tv = { t, (size_t)n * kd };
+        for (int i = 0; i < n; i++) {
+            vk_op_copy(b, ob_at(k, i * st), ob_at(tk, i * kd), kd);
+            vk_op_copy(b, ob_at(v, i * st), ob_at(tv, i * kd), kd);
+        }
+        ob_attn dense = *a;
+        dense.kv_stride = 0;
+        qk_unfused(b, q, tk, tv, q_norm, k_norm, eps, pos3, r, kcache, vcache, n_ctx, pos0, n, &dense);
+        for (int i = 0; i < n; i++) vk_op_copy(b, ob_at(tk, i * kd), ob_at(k, i * st), kd);
+        return;
+    }
     vk_op_rms_norm(b, q, q_norm, q, n * a->n_heads, D, eps);
     vk_op_rms_norm(b, k, k_norm, k, n * a->n_kv_heads, D, eps);
     vk_op_rope(b, q, pos3, n, a->n_heads, r);
@@ -54,10 +70,17 @@ void vk_op_qk_norm_rope_kv(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob
     vk_ctx *c = vk_of(b);
     if (n <= 0 || c->base.failed) return;
     int D = a->head_dim, Hq = a->n_heads, Hkv = a->n_kv_heads;
+    int stride = a->kv_stride ? a->kv_stride : Hkv * D;
+    if (stride < Hkv * D) {
+        vk_fail(c, "qk_norm_rope_kv: k/v row stride %d below %d x %d", stride, Hkv, D);
+        return;
+    }
+    int secs_ok = 1; /* the sections travel as a byte each */
+    for (int i = 0; i < 3; i++) secs_ok &= r->section[i] >= 0 && r->section[i] <= 255;
     int fusable = c->env.fuse && D > 0 && D <= 256 && r->head_dim == D && r->rot_dim > 0 && r->rot_dim <= D &&
                   r->rot_dim % 2 == 0 && Hq > 0 && Hkv > 0 && Hq % Hkv == 0 && (uint32_t)n <= c->caps.max_wg_count[1] &&
                   (uint32_t)(Hq + Hkv) <= c->caps.max_wg_count[0] && norm_weight_ok(q_norm, D) &&
-                  norm_weight_ok(k_norm, D);
+                  norm_weight_ok(k_norm, D) && secs_ok;
     if (!fusable) {
         qk_unfused(b, q, k, v, q_norm, k_norm, eps, pos3, r, kcache, vcache, n_ctx, pos0, n, a);
         return;
@@ -68,7 +91,7 @@ void vk_op_qk_norm_rope_kv(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob
         vk_fail(c, "qk_norm_rope_kv: positions %d..%d outside a context of %d", pos0, pos0 + n - 1, n_ctx);
         return;
     }
-    size_t qb = (size_t)n * (size_t)Hq * (size_t)D * 4, kb = (size_t)n * (size_t)Hkv * (size_t)D * 4;
+    size_t qb = (size_t)n * (size_t)Hq * (size_t)D * 4, kb = ((size_t)(n - 1) * stride + (size_t)Hkv * D) * 4;
     size_t cache_b = vk_kv_bytes(c, Hkv, n_ctx, D), pb = (size_t)3 * (size_t)n * 4;
     if (!vk_ptr_ok(c, q, qb, "qk_norm_rope_kv q") || !vk_ptr_ok(c, k, kb, "qk_norm_rope_kv k") ||
         !vk_ptr_ok(c, v, kb, "qk_norm_rope_kv v") || !vk_ptr_ok(c, pos3, pb, "qk_norm_rope_kv pos") ||
@@ -81,19 +104,26 @@ void vk_op_qk_norm_rope_kv(ob_backend *b, ob_ptr q, ob_ptr k, ob_ptr v, const ob
         .q = vk_addr(q), .k = vk_addr(k), .v = vk_addr(v), .w_q = vk_addr(q_norm->data), .w_k = vk_addr(k_norm->data),
         .pos = vk_addr(pos3), .freqs = fb->blk->addr + fb->off, .kc = vk_addr(kcache), .vc = vk_addr(vcache),
         .n = (uint32_t)n, .n_heads = (uint32_t)Hq, .n_kv = (uint32_t)Hkv, .head_dim = (uint32_t)D,
-        .rot_dim = (uint32_t)r->rot_dim, .sec0 = (uint32_t)r->section[0], .sec1 = (uint32_t)r->section[1],
-        .sec2 = (uint32_t)r->section[2], .interleaved = (uint32_t)(r->interleaved != 0), .n_ctx = (uint32_t)n_ctx,
-        .pos0 = (uint32_t)pos0, .eps = eps,
+        .rot_dim = (uint32_t)r->rot_dim,
+        .secs = (uint32_t)r->section[0] | (uint32_t)r->section[1] << 8 | (uint32_t)r->section[2] << 16 |
+                (uint32_t)(r->interleaved != 0) << 24,
+        .n_ctx = (uint32_t)n_ctx, .pos0 = (uint32_t)pos0, .eps = eps, .kv_stride = (uint32_t)stride,
     };
+    /* k and v as the halves of one product [n][k | v] that still owes its split-K sum (vk_coopmat.c): the kernel
+     * takes the sum itself (OMNI_VK_KSUM_DEFER=0: never owed) */
+    vk_range r_part = { 0 };
+    if (stride == 2 * Hkv * D && pc.v == pc.k + (size_t)Hkv * D * 4)
+        pc.part = vk_ksum_take(c, pc.k, (uint32_t)n, (uint32_t)stride, 0, &pc.nsplit, &r_part);
     /* 64 threads: head_dim 128 gives each thread two elements and one rotation pair */
     uint32_t spec[4] = { 64, (uint32_t)q_norm->dtype, (uint32_t)k_norm->dtype, (uint32_t)vk_kv16(c, D) };
-    vk_range rd[7] = { vk_rng(pc.q, qb),        vk_rng(pc.k, kb),      vk_rng(pc.v, kb),
+    vk_range rd[8] = { vk_rng(pc.q, qb),        vk_rng(pc.k, kb),      vk_rng(pc.v, kb),
                        vk_mat_range(q_norm),    vk_mat_range(k_norm),  vk_rng(pc.pos, pb),
-                       vk_rng(pc.freqs, (size_t)r->rot_dim * 2) };
+                       vk_rng(pc.freqs, (size_t)r->rot_dim * 2), r_part };
     /* only rows pos0..pos0+n-1 of each cache head are written, but they are strided: state the whole caches */
-    vk_range wr[4] = { vk_rng(pc.q, qb), vk_rng(pc.k, kb), vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b) };
+    vk_range wr[5] = { vk_rng(pc.q, qb), vk_rng(pc.k, kb), vk_rng(pc.kc, cache_b), vk_rng(pc.vc, cache_b),
+                       vk_rng(pc.v, kb) };
     vk_dispatch(c, vk_pipeline(c, SH_QK_ROPE_KV, spec, 4), &pc, sizeof pc, (uint32_t)(Hq + Hkv), (uint32_t)n, 1, rd,
-                7, wr, 4);
+                pc.part ? 8 : 7, wr, pc.part ? 5 : 4);
 }
 
 /* ---- norm_matvec ------------------------------------------------------------------------------------------------ */

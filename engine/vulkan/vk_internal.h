@@ -84,7 +84,8 @@ typedef struct {
  *                          K when its tiles would fill less than a wave, as the tensor-core GEMMs are (off by default:
  *                          not measured on such a device yet; the tests use it to run the deferred sums on lavapipe)
  *   OMNI_VK_KSUM_DEFER=0   every split-K sum recorded as mm_ksum.comp right after its GEMM, instead of being left to
- *                          the next op (the RMSNorm of the residual, the router's top-k: vk_ksum_take)
+ *                          the next op (the RMSNorm of the residual, the router's top-k, the k|v product's
+ *                          qk_norm_rope_kv: vk_ksum_take)
  *   OMNI_VK_PIPELINE_CACHE=0|PATH  the on-disk pipeline cache (vk_exec.c): off, or this file instead of
  *                          $XDG_CACHE_HOME/omni/pipelines.bin (~/.cache/omni/pipelines.bin)
  *   OMNI_VK_MOE_FUSE=0     grouped MoE gate, up and swiglu as three passes instead of one fused GEMM
@@ -341,8 +342,9 @@ typedef struct vk_ctx {
     int64_t wait_last_us; /* the last fence wait's length (vk_exec.c wait_slot: sleep until shortly before, then poll) */
 
     /* scratch and caches */
-    ob_buf *scratch[7]; /* 0 attention partials, 1 MoE plan, 2 MoE gate/up, 3 MoE down, 4 overlapping copies,
-                        * 5 split-K partial sums of the tensor-core matmul, 6 fp16 activations (OMNI_VK_CM_X16) */
+    ob_buf *scratch[8]; /* 0 attention partials, 1 MoE plan, 2 MoE gate/up, 3 MoE down, 4 overlapping copies,
+                        * 5 split-K partial sums of the tensor-core matmul, 6 fp16 activations (OMNI_VK_CM_X16),
+                        * 7 dense copies of strided k/v rows (qk_norm_rope_kv without its fused kernel) */
     /* what scratch slot 6 holds (vk_coopmat.c): the fp16 copy of src (rows x cols, stride) at h; src = 0 once any
      * command writes src's range or the copy's (vk_hazard_for) */
     struct {
@@ -382,7 +384,7 @@ typedef struct vk_ctx {
     int route_flushing;
     /* a split-K sum owed (vk_coopmat.c vk_gemm_split, for a product vk_op_matmul let it defer: ksum_defer): y (+)= the
      * sum of the partial planes at part, which the next op that takes it does in its own kernel (rms_norm of y,
-     * moe_route of y: vk_ksum_take); any other access to y or the planes records mm_ksum.comp first (vk_ksum_flush)
+     * moe_route of y, qk_rope_kv of a k|v product: vk_ksum_take); any other access to y or the planes records mm_ksum.comp first (vk_ksum_flush)
      */
     struct {
         int on;

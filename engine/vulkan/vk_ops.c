@@ -31,7 +31,7 @@ _Static_assert(sizeof(ob_pc_plan) == 40, "ob_pc_plan layout");
 _Static_assert(sizeof(ob_pc_combine) == 48, "ob_pc_combine layout");
 _Static_assert(sizeof(ob_pc_ew) == 40, "ob_pc_ew layout");
 _Static_assert(sizeof(ob_pc_gather) == 96, "ob_pc_gather layout");
-_Static_assert(sizeof(ob_pc_qkrope) == 120, "ob_pc_qkrope layout");
+_Static_assert(sizeof(ob_pc_qkrope) == 128, "ob_pc_qkrope layout");
 _Static_assert(sizeof(ob_pc_attnd) == 128, "ob_pc_attnd layout");
 
 /* ---- shared helpers -------------------------------------------------------------------------------------------- */

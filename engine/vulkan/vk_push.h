@@ -124,14 +124,20 @@ PUSH(ob_pc_attn) {
 
 /* qk_rope_kv.comp: per head of q [n][n_heads][head_dim] and k [n][n_kv][head_dim]: RMSNorm with w_q / w_k (f32, f16
  * or bf16 vectors of head_dim), RoPE as rope.comp (pos fp32 [3][n], freqs fp32 [rot_dim/2]), both in place; k heads
- * then go to the k cache and v to the v cache at pos0 + i (caches [n_kv][n_ctx][head_dim]) */
+ * then go to the k cache and v to the v cache at pos0 + i (caches [n_kv][n_ctx][head_dim]). k and v rows are
+ * kv_stride floats apart. secs: the MRoPE sections and the interleaved flag, a byte each (sec0 | sec1 << 8 |
+ * sec2 << 16 | interleaved << 24). nsplit > 0: k and v are the two halves of rows [n][kv_stride] of a product
+ * still owed its split-K sum (vk_ksum_take): nsplit partial planes of n·kv_stride floats at part, summed in plane
+ * order as mm_ksum.comp does (then written to k and v like the product's own output). 124 bytes. */
 #if !defined(VULKAN) || defined(PC_QKROPE)
 PUSH(ob_pc_qkrope) {
     uint64_t q, k, v, w_q, w_k, pos, freqs, kc, vc;
     uint32_t n, n_heads, n_kv, head_dim;
-    uint32_t rot_dim, sec0, sec1, sec2;
-    uint32_t interleaved, n_ctx, pos0;
+    uint32_t rot_dim, secs, n_ctx, pos0;
     float eps;
+    uint32_t kv_stride;
+    uint64_t part;
+    uint32_t nsplit;
 } PUSH_END(ob_pc_qkrope);
 #endif
 

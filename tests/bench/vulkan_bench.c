@@ -334,7 +334,7 @@ attention:
         ob_buf *pos = b->ops->alloc(b, 16);
         ob_mat mqn = ob_mat_make((ob_ptr){ qn, 0 }, OB_BF16, 1, D);
         ob_rope rp = { 1e6f, D, D, { 24, 20, 20 }, 1, 0 };
-        ob_attn at = { HQ, HKV, D, 1.0f / sqrtf((float)D), 1, 0 };
+        ob_attn at = { HQ, HKV, D, 1.0f / sqrtf((float)D), 1, 0, 0 };
         for (int di = 0; di < 4 && q && k && v && kc && vc && qn && pos; di++) {
             float p3[3] = { (float)depths[di], (float)depths[di], (float)depths[di] };
             b->ops->upload(b, pos, 0, p3, sizeof p3);
@@ -462,7 +462,7 @@ static void decode_layers(ob_backend *b) {
 static void attention_rows(ob_backend *b) {
     printf("%-36s %8s %9s %9s\n", "attention 32/4 heads x 128", "n@pos0", "ms", "TFLOP/s");
     int n_ctx = 4096;
-    ob_attn a = { 32, 4, 128, 1.0f / sqrtf(128.0f), 1, 0 };
+    ob_attn a = { 32, 4, 128, 1.0f / sqrtf(128.0f), 1, 0, 0 };
     ob_buf *kc = rand_cache(b, 4, n_ctx, 128, 8), *vc = rand_cache(b, 4, n_ctx, 128, 9);
     ob_buf *q = rand_buf(b, (size_t)1024 * 32 * 128, 1, 10), *o = b->ops->alloc(b, (size_t)1024 * 32 * 128 * 4);
     const int cfg[][2] = { { 1, 511 }, { 1, 4095 }, { 512, 0 }, { 1024, 3072 } };
@@ -476,7 +476,7 @@ static void attention_rows(ob_backend *b) {
     b->ops->buf_free(b, kc), b->ops->buf_free(b, vc), b->ops->buf_free(b, q), b->ops->buf_free(b, o);
     /* the vision encoder's attention: q/k/v rows of 16 x 72 for 4096 patches, the cache holding exactly them */
     int nv = 4096, hv = 16, dv = 72;
-    ob_attn av = { hv, hv, dv, 1.0f / sqrtf((float)dv), 0, 0 };
+    ob_attn av = { hv, hv, dv, 1.0f / sqrtf((float)dv), 0, 0, 0 };
     kc = rand_cache(b, hv, nv, dv, 11), vc = rand_cache(b, hv, nv, dv, 12);
     q = rand_buf(b, (size_t)nv * hv * dv, 1, 13), o = b->ops->alloc(b, (size_t)nv * hv * dv * 4);
     double ms = TIME_MS(5, b->ops->attention(b, (ob_ptr){ q, 0 }, (ob_ptr){ kc, 0 }, (ob_ptr){ vc, 0 }, nv,
