@@ -352,7 +352,12 @@ static int cm2_dispatch(vk_ctx *c, ob_dtype wt, const ob_pc_matmul *pc, const vk
     uint32_t slices = (pc->cols + t[2] - 1) / t[2], split = 1;
     uint32_t below = (uint32_t)vk_env_now("OMNI_VK_CM2_SPLIT_BELOW", CM2_SPLIT_BELOW);
     if (vk_env_now("OMNI_VK_CM_SPLIT", 1) && gx * gy < below) {
-        split = (2 * below + gx * gy - 1) / (gx * gy);
+        /* about OMNI_VK_CM2_SPLIT_FILL workgroups, default one wave (`below`): H100, pp512 BF16, one load
+         * alternating, 16,319 / 16,238 t/s against 15,948 with two waves (k|v split 4 ways instead of 8, o_proj 2
+         * instead of 4: half the partial planes to write and read; vulkan_bench gemm ms, k|v 0.0254 vs 0.0301, o
+         * 0.0645 vs 0.0694; three waves 0.0335 / 0.0834) */
+        uint32_t fill = (uint32_t)vk_env_now("OMNI_VK_CM2_SPLIT_FILL", (int)below);
+        split = (fill + gx * gy - 1) / (gx * gy);
         if (split > CM_SPLIT_MAX) split = CM_SPLIT_MAX;
         if (split > slices / 4) split = slices / 4; /* at least 4 steps each */
         if (split < 1) split = 1;

@@ -69,8 +69,8 @@ typedef struct {
  *   OMNI_VK_CM2=N          dense prefill products (MODE 0, f16/bf16 weights) on the NV cooperative matrix 2 GEMM
  *                          (matmul_cm2.comp, workgroup-scope tensor-core tiles; vk_coopmat.c) where the device and
  *                          the build have it: 1 on (default), 0 off (matmul_cm.comp); OMNI_VK_CM2_TILE=BMxBNxBK its
- *                          tile for every product, OMNI_VK_CM2_SPLIT_BELOW=N split-K below N tiles (default 128),
- *                          OMNI_VK_CM2_SMALL=BMxBNxBK|0 the tile between that and 128 tiles,
+ *                          tile for every product, OMNI_VK_CM2_SPLIT_BELOW=N split-K below N tiles (default 128)
+ *                          into about OMNI_VK_CM2_SPLIT_FILL=N workgroups (default that N), OMNI_VK_CM2_SMALL=BMxBNxBK|0 the tile between that and 128 tiles,
  *                          OMNI_VK_CM2_UNROLL=N K steps per unrolled iteration (1..8), OMNI_VK_CM2_BLK=0 fp16
  *                          operands through plain tensor loads instead of block loads with a decode function
  *   OMNI_VK_CM2_MOE=1      the grouped MoE GEMMs on it too (matmul_cm2_moe.comp; off by default, slower on the H100);

@@ -573,8 +573,9 @@ static void env_list(const char *list, int set) {
 /* gemm: the thinker's prefill GEMMs at 512 tokens once per OMNI_BENCH_VARIANTS item ("A=1,B=2;C=0;..." as in
  * model mode; "X=0" stands for the defaults), all on one back-end, so the variants of the tensor-core GEMM
  * (vk_coopmat.c: tile shapes OMNI_VK_CM_DENSE / OMNI_VK_CM_MOE, OMNI_VK_CM_X16, the NV cooperative matrix 2 GEMM
- * OMNI_VK_CM2 / OMNI_VK_CM2_TILE) are timed side by side: q [4096 x 2048], k or v [512 x 2048] and q|k|v
- * [5120 x 2048] in bf16, o [2048 x 4096] (accumulating) in bf16 and q8_0, q, k/v and q|k|v in q8_0 (OMNI_VK_CM2_Q8
+ * OMNI_VK_CM2 / OMNI_VK_CM2_TILE) are timed side by side: q [4096 x 2048], k or v [512 x 2048], k|v (the
+ * prefill's one product of both, also in q8_0) [1024 x 2048] and q|k|v [5120 x 2048] in bf16, o [2048 x 4096]
+ * (accumulating) in bf16 and q8_0, q, k/v and q|k|v in q8_0 (OMNI_VK_CM2_Q8
  * / OMNI_VK_CM2_Q8BLK: Q8_0 on cm2), q and o in f16, and the grouped MoE (128 experts [768 x 2048],
  * top-8 of 512 tokens, fused gate+up, down) in bf16. Each row: ms per call (mean of 20, after one untimed call that
  * also compiles the variant's pipelines) and TFLOP/s (MoE: of the useful products, 2 x 3 x 512 x 8 x 768 x 2048).
@@ -605,6 +606,7 @@ static void gemm_variants(ob_backend *b) {
         int rows, cols, acc;
         ob_buf *w;
     } pm[] = { { "q", OB_BF16, 4096, 2048, 0, NULL },    { "kv", OB_BF16, 512, 2048, 0, NULL },
+               { "k|v", OB_BF16, 1024, 2048, 0, NULL },  { "k|v-q8", OB_Q8_0, 1024, 2048, 0, NULL },
                { "qkv", OB_BF16, 5120, 2048, 0, NULL },  { "o", OB_BF16, 2048, 4096, 1, NULL },
                { "q-q8", OB_Q8_0, 4096, 2048, 0, NULL },   { "kv-q8", OB_Q8_0, 512, 2048, 0, NULL },
                { "qkv-q8", OB_Q8_0, 5120, 2048, 0, NULL }, { "o-q8", OB_Q8_0, 2048, 4096, 1, NULL },
