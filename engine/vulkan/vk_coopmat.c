@@ -570,7 +570,11 @@ int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc) {
  * online softmax, a rescale of O at every raise of a row maximum; the tests run both).
  * Tried on the H100 and removed again: the next K/V block loaded one block ahead through registers (slower, see
  * the kernel's header), the softmax on the S fragments (wrong there: rel err 1.5-5.9), 64-key blocks and key ranges
- * split over several workgroups (pp512 attention 3.31 / 4.53 vs 3.26 ms). */
+ * split over several workgroups (pp512 attention 3.31 / 4.53 vs 3.26 ms). Session 13: a flash-attention kernel on NV
+ * cooperative matrix 2 (workgroup-scope Q, K, V, S, O tiles of 256 invocations; row maximum by coopMatReduceNV,
+ * row sums by a product with ones, the rescale of O by a smeared reduction) was right (rel err 2.5e-4 on these
+ * tests) and slower: pp512 BF16 attention 3.94-4.00 ms per pass with 64 queries x 64 keys against this kernel's
+ * 2.44 (128 x 64 4.62, 64 x 32 5.19, 64 x 128 4.03, 128 x 128 4.72, 32 x 64 4.66). */
 void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n_reads, const vk_range *writes,
                          int n_writes) {
     uint32_t grp = pc->n_heads / pc->n_kv, hpw = (uint32_t)vk_env_now("OMNI_VK_ATTN_CM_HPW", 4);
