@@ -86,13 +86,17 @@ TEST(vk_coopmat_matmul) {
     mm_sweep(cm_offered() ? CM_TOL : F32_TOL);
 }
 
-/* the fp32 tiled kernel split over K where its grid is small (OMNI_VK_MM_SPLIT=1; {256, 2048, 100}: 8 tiles of 64 ->
- * 8 parts, {130, 520, 129}: ragged last slice, ...) against the CPU, each sum owed until the read-back records it */
+/* the fp32 tiled kernel split over K where its grid is small (the default; {256, 2048, 100}: 8 tiles of 64 -> 8
+ * parts, {130, 520, 129}: ragged last slice, ...) against the CPU, each sum owed until the read-back records it;
+ * and never split (OMNI_VK_MM_SPLIT=0) */
 TEST(vk_matmul_split) {
     setenv("OMNI_VK_MM", "tiled", 1);
     setenv("OMNI_VK_NO_COOPMAT", "1", 1);
     setenv("OMNI_VK_MM_SPLIT", "1", 1);
     mm_sweep(F32_TOL);
+    setenv("OMNI_VK_MM_SPLIT", "0", 1);
+    mm_sweep(F32_TOL);
+    unsetenv("OMNI_VK_MM_SPLIT");
 }
 
 TEST(vk_coopmat_matmul_off) {

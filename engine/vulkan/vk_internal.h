@@ -80,9 +80,9 @@ typedef struct {
  *   OMNI_VK_NORM_X16=0     the prefill RMSNorm does not write the tensor-core GEMMs' fp16 copy of its output
  *                          (they convert it themselves, cm_x16.comp; vk_x16_offer)
  *   OMNI_VK_ATTN_X16=0     likewise the tensor-core prefill attention (the o projection converts its input itself)
- *   OMNI_VK_MM_SPLIT=1     the fp32 tiled prefill matmul (matmul.comp, devices without cooperative matrix) split over
- *                          K when its tiles would fill less than a wave, as the tensor-core GEMMs are (off by default:
- *                          not measured on such a device yet; the tests use it to run the deferred sums on lavapipe)
+ *   OMNI_VK_MM_SPLIT=0     the fp32 tiled prefill matmul (matmul.comp, devices without cooperative matrix) not split
+ *                          over K when its tiles would fill less than a wave (split by default, as the tensor-core
+ *                          GEMMs are: the MoE router 8x faster on the H100 without tensor cores)
  *   OMNI_VK_KSUM_DEFER=0   every split-K sum recorded as mm_ksum.comp right after its GEMM, instead of being left to
  *                          the next op (the RMSNorm of the residual, the router's top-k, the k|v product's
  *                          qk_norm_rope_kv: vk_ksum_take)
