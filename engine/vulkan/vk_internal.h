@@ -70,7 +70,8 @@ typedef struct {
  *                          (matmul_cm2.comp, workgroup-scope tensor-core tiles; vk_coopmat.c) where the device and
  *                          the build have it: 1 on (default), 0 off (matmul_cm.comp); OMNI_VK_CM2_TILE=BMxBNxBK its
  *                          tile for every product, OMNI_VK_CM2_SPLIT_BELOW=N split-K below N tiles (default 128)
- *                          into about OMNI_VK_CM2_SPLIT_FILL=N workgroups (default that N), OMNI_VK_CM2_SMALL=BMxBNxBK|0 the tile between that and 128 tiles,
+ *                          into about OMNI_VK_CM2_SPLIT_FILL=N workgroups (default that N),
+ *                          OMNI_VK_CM2_SMALL=BMxBNxBK|0 the tile between that and 128 tiles,
  *                          OMNI_VK_CM2_UNROLL=N K steps per unrolled iteration (1..8), OMNI_VK_CM2_BLK=0 fp16
  *                          operands through plain tensor loads instead of block loads with a decode function
  *   OMNI_VK_CM2_MOE=1      the grouped MoE GEMMs on it too (matmul_cm2_moe.comp; off by default, slower on the H100);
@@ -384,8 +385,8 @@ typedef struct vk_ctx {
     int route_flushing;
     /* a split-K sum owed (vk_coopmat.c vk_gemm_split, for a product vk_op_matmul let it defer: ksum_defer): y (+)= the
      * sum of the partial planes at part, which the next op that takes it does in its own kernel (rms_norm of y,
-     * moe_route of y, qk_rope_kv of a k|v product: vk_ksum_take); any other access to y or the planes records mm_ksum.comp first (vk_ksum_flush)
-     */
+     * moe_route of y, qk_rope_kv of a k|v product: vk_ksum_take); any other access to y or the planes records
+     * mm_ksum.comp first (vk_ksum_flush) */
     struct {
         int on;
         ob_pc_matmul pc; /* the product as the caller gave it (y, rows, n, y_stride, accumulate) */
