@@ -574,7 +574,9 @@ int vk_attn_cm_ok(vk_ctx *c, const ob_pc_attn *pc) {
  * cooperative matrix 2 (workgroup-scope Q, K, V, S, O tiles of 256 invocations; row maximum by coopMatReduceNV,
  * row sums by a product with ones, the rescale of O by a smeared reduction) was right (rel err 2.5e-4 on these
  * tests) and slower: pp512 BF16 attention 3.94-4.00 ms per pass with 64 queries x 64 keys against this kernel's
- * 2.44 (128 x 64 4.62, 64 x 32 5.19, 64 x 128 4.03, 128 x 128 4.72, 32 x 64 4.66). */
+ * 2.44 (128 x 64 4.62, 64 x 32 5.19, 64 x 128 4.03, 128 x 128 4.72, 32 x 64 4.66). The next block's fp16 K/V
+ * loads issued right after the current block is staged (8 uvec4 more a thread; KHR build) were slower as well:
+ * 2.61 / 2.62 ms against 2.41 / 2.45 (right: the attention tests passed). */
 void vk_attn_cm_dispatch(vk_ctx *c, ob_pc_attn *pc, const vk_range *reads, int n_reads, const vk_range *writes,
                          int n_writes) {
     uint32_t grp = pc->n_heads / pc->n_kv, hpw = (uint32_t)vk_env_now("OMNI_VK_ATTN_CM_HPW", 4);
