@@ -154,6 +154,124 @@ TEST(golden_vulkan_qwen3_dense_tied) { golden("qwen3-dense-tied", OMNI_BACKEND_V
 TEST(golden_vulkan_qwen3_moe) { golden("qwen3-moe", OMNI_BACKEND_VULKAN); }
 TEST(golden_vulkan_qwen3_omni_thinker_text) { golden("qwen3-omni", OMNI_BACKEND_VULKAN); }
 
+/* ---- Q8_0 on the Vulkan back-end against Q8_0 on the CPU -----------------------------------------------------------
+ * Both back-ends quantize the same BF16/F32 fixture weights at load (omni_model_params.weights = Q8_0), so they hold
+ * the same Q8_0 weights. With fp32 activations on the Vulkan side too (OMNI_VK_Q8_INT8=0) the prompt's logits must
+ * agree within the Vulkan golden tolerance and the greedy continuations (as many tokens as the fixture's reference
+ * generates) must be identical; with the default int8 activations of Q8_0 decode (mvq8.comp: activations rounded
+ * per block of 16, 0.3-1% of a row's largest output) the prompt's logits are the same kernels' and the decoded
+ * logits are reported (their largest difference relative to the CPU's) and must stay within 5%. */
+static omni_model *load_q8(const char *dir, omni_backend_kind be) {
+    omni_model_params p = omni_model_default_params();
+    p.backend = be;
+    p.weights = OMNI_WEIGHTS_Q8_0;
+    omni_model *m = NULL;
+    char err[600];
+    if (omni_model_load(dir, &p, &m, err, sizeof err)) {
+        if (be == OMNI_BACKEND_VULKAN && (strstr(err, "no Vulkan") || strstr(err, "without Vulkan"))) {
+            g_no_device = 1;
+            return NULL;
+        }
+        th_fail(__FILE__, __LINE__, "load %s (q8_0): %s", dir, err);
+        return NULL;
+    }
+    return m;
+}
+
+/* the prompt's logits (T x V) and then n greedy steps: ids into gen, each step's logits into dec (n x V) */
+static float *q8_run(omni_model *m, const int32_t *ids, int T, int V, int n, int32_t *gen, float *dec) {
+    omni_session_params sp = omni_session_default_params();
+    sp.n_ctx = T + n + 8;
+    omni_session *s;
+    if (omni_session_new(m, &sp, &s)) return NULL;
+    float *lg = malloc(sizeof(float) * (size_t)T * V);
+    int rc = omni_session_append(s, ids, T, lg, 1);
+    const float *last = lg + (size_t)(T - 1) * V;
+    for (int g = 0; g < n && rc == 0; g++) {
+        int32_t best = 0;
+        for (int v = 1; v < V; v++)
+            if (last[v] > last[best]) best = v;
+        gen[g] = best;
+        rc = omni_session_append(s, &best, 1, dec + (size_t)g * V, 0);
+        last = dec + (size_t)g * V;
+    }
+    omni_session_free(s);
+    if (rc) {
+        free(lg);
+        return NULL;
+    }
+    return lg;
+}
+
+static double max_rel(const float *a, const float *b, size_t n) {
+    double md = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) {
+        md = fmax(md, fabs((double)a[i] - b[i]));
+        mx = fmax(mx, fabs((double)b[i]));
+    }
+    return mx > 0 ? md / mx : md;
+}
+
+static void golden_q8(const char *name) {
+    char dir[512], p1[600];
+    snprintf(dir, sizeof dir, "%s/%s", FIXTURES, name);
+    snprintf(p1, sizeof p1, "%s/inputs.safetensors", dir);
+    if (access(p1, R_OK)) {
+        th_fail(__FILE__, __LINE__, "fixture %s not unpacked (make test unpacks tests/fixtures/*.tar.xz)", name);
+        return;
+    }
+    st_set *in = NULL;
+    omni_err e;
+    if (st_open_file(p1, &in, &e)) {
+        th_fail(__FILE__, __LINE__, "%s", e.msg);
+        return;
+    }
+    const st_tensor *ti = st_find(in, "input_ids");
+    int T = 0;
+    int32_t *ids = ti ? read_ids(ti, &T) : NULL;
+    omni_model *mc = ids ? load_q8(dir, OMNI_BACKEND_CPU) : NULL;
+    for (int int8 = 0; mc && int8 < 2; int8++) {
+        setenv("OMNI_VK_Q8_INT8", int8 ? "1" : "0", 1);
+        omni_model *mv = load_q8(dir, OMNI_BACKEND_VULKAN);
+        if (!mv) break;
+        omni_model_info info;
+        omni_model_get_info(mc, &info);
+        const int V = info.vocab_size, N = 8;
+        int32_t gc[8], gv[8];
+        float *dc = malloc(sizeof(float) * N * V), *dv = malloc(sizeof(float) * N * V);
+        float *lc = q8_run(mc, ids, T, V, N, gc, dc), *lv = q8_run(mv, ids, T, V, N, gv, dv);
+        if (!lc || !lv) th_fail(__FILE__, __LINE__, "%s: q8_0 run failed", name);
+        else {
+            double ep = max_rel(lv, lc, (size_t)T * V), ed = max_rel(dv, dc, (size_t)N * V);
+            printf("    %s q8_0, %s activations: prompt logits rel %.3g, decoded logits rel %.3g\n", name,
+                   int8 ? "int8" : "fp32", ep, ed);
+            if (ep > GOLDEN_VK_REL_TOL) th_fail(__FILE__, __LINE__, "%s q8_0: prompt logits rel %g", name, ep);
+            if (!int8 && memcmp(gc, gv, sizeof gc))
+                th_fail(__FILE__, __LINE__, "%s q8_0: greedy continuation differs from the CPU's", name);
+            else if (!int8 && ed > GOLDEN_VK_REL_TOL)
+                th_fail(__FILE__, __LINE__, "%s q8_0: decoded logits rel %g", name, ed);
+            else if (int8 && !memcmp(gc, gv, sizeof gc) && ed > 0.05)
+                th_fail(__FILE__, __LINE__, "%s q8_0, int8 activations: decoded logits rel %g", name, ed);
+        }
+        free(lc), free(lv), free(dc), free(dv);
+        omni_model_free(mv);
+    }
+    unsetenv("OMNI_VK_Q8_INT8");
+    if (g_no_device) {
+        omni_model_free(mc);
+        free(ids);
+        st_close(in);
+        SKIP("no Vulkan device");
+    }
+    omni_model_free(mc);
+    free(ids);
+    st_close(in);
+}
+
+TEST(golden_vulkan_q8_0_dense) { golden_q8("qwen3-dense"); }
+TEST(golden_vulkan_q8_0_moe) { golden_q8("qwen3-moe"); }
+TEST(golden_vulkan_q8_0_omni_thinker_text) { golden_q8("qwen3-omni"); }
+
 /* The published Qwen3-Omni config is in the older rope_scaling style; the fixture's config.json mirrors it and
  * config.rope_parameters.json holds the newer style: both must give the same numbers. */
 TEST(golden_qwen3_omni_newer_config_style) {
