@@ -19,11 +19,18 @@
 
 static int aborted(omni_session *s) { return s->p.abort && s->p.abort(s->p.abort_user_data); }
 
+/* a failed transfer or sync: the session's error names the back-end's (an op that failed earlier in the pass, e.g.
+ * a tensor outside its buffer, surfaces here) */
+static int backend_fail(omni_session *s, int rc) {
+    return omni_fail(&s->err, rc, "back-end: %s", s->m->be->err[0] ? s->m->be->err : "transfer failed");
+}
+
 static int capture(omni_session *s, ob_ptr src, int pos0, int n) {
     if (!s->captured) return 0;
     ob_backend *be = s->m->be;
     size_t H = (size_t)s->m->hp.text.hidden;
-    return be->ops->download(be, src.buf, src.off, s->captured + (size_t)pos0 * H, (size_t)n * H * 4);
+    int rc = be->ops->download(be, src.buf, src.off, s->captured + (size_t)pos0 * H, (size_t)n * H * 4);
+    return rc ? backend_fail(s, rc) : 0;
 }
 
 /* One chunk of n <= ubatch tokens at cache positions pos0..pos0+n-1. */
@@ -71,11 +78,11 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
 
     const int prof = m->params.profile && op->prof_mark;
     PROF(OB_PROF_EMBED);
-    if ((rc = op->upload(be, s->act, s->o_pos, pos3, (size_t)3 * n * 4))) return rc;
+    if ((rc = op->upload(be, s->act, s->o_pos, pos3, (size_t)3 * n * 4))) return backend_fail(s, rc);
     if (ids && !embeds) {
-        if ((rc = op->upload(be, s->act, s->o_tok, ids, (size_t)n * 4))) return rc;
+        if ((rc = op->upload(be, s->act, s->o_tok, ids, (size_t)n * 4))) return backend_fail(s, rc);
         op->get_rows(be, &m->w.embed, tok, n, x);
-    } else if ((rc = op->upload(be, s->act, s->o_x, embeds, (size_t)n * H * 4))) return rc;
+    } else if ((rc = op->upload(be, s->act, s->o_x, embeds, (size_t)n * H * 4))) return backend_fail(s, rc);
     if (s->p.capture_layer == 0 && (rc = capture(s, x, pos0, n))) return rc;
     ob_buf *dsb = NULL;
     int ds_first = 0, ds_count = 0;
@@ -234,15 +241,16 @@ static int forward_chunk(omni_session *s, int c0, const int32_t *ids, const floa
         if (cand) {
             ob_ptr cd = AT(s, s->o_cand);
             op->topk_chunks(be, lg, (int)V, cd);
-            if ((rc = op->download(be, cd.buf, cd.off, s->cand, (size_t)s->n_cand * OB_TOPK_K * 8))) return rc;
+            if ((rc = op->download(be, cd.buf, cd.off, s->cand, (size_t)s->n_cand * OB_TOPK_K * 8)))
+                return backend_fail(s, rc);
             s->cand_valid = s->logits_on_device = 1;
             continue;
         }
         float *dst = logit_rows == 1 ? logits + (size_t)r * V : logits;
-        if ((rc = op->download(be, lg.buf, lg.off, dst, (size_t)nr * V * 4))) return rc;
+        if ((rc = op->download(be, lg.buf, lg.off, dst, (size_t)nr * V * 4))) return backend_fail(s, rc);
     }
     PROF(-1);
-    if ((rc = op->sync(be))) return omni_fail(&s->err, rc, "back-end: %s", be->err);
+    if ((rc = op->sync(be))) return backend_fail(s, rc);
     return 0;
 }
 
