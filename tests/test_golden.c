@@ -23,9 +23,11 @@ static double g_tol = GOLDEN_REL_TOL;
 
 static int g_no_device;
 
-static omni_model *load_fixture(const char *dir, omni_backend_kind be) {
+/* weights: as stored, or quantized to Q8_0 at load (OMNI_WEIGHTS_Q8_0) */
+static omni_model *load_fixture_w(const char *dir, omni_backend_kind be, omni_weight_mode weights) {
     omni_model_params p = omni_model_default_params();
     p.backend = be;
+    p.weights = weights;
     omni_model *m = NULL;
     char err[600];
     if (omni_model_load(dir, &p, &m, err, sizeof err)) {
@@ -33,10 +35,14 @@ static omni_model *load_fixture(const char *dir, omni_backend_kind be) {
             g_no_device = 1;
             return NULL;
         }
-        th_fail(__FILE__, __LINE__, "load %s: %s", dir, err);
+        th_fail(__FILE__, __LINE__, "load %s%s: %s", dir, weights == OMNI_WEIGHTS_Q8_0 ? " (q8_0)" : "", err);
         return NULL;
     }
     return m;
+}
+
+static omni_model *load_fixture(const char *dir, omni_backend_kind be) {
+    return load_fixture_w(dir, be, OMNI_WEIGHTS_AS_STORED);
 }
 
 /* ids of a [1,T] or [T] int64/int32 tensor */
@@ -161,23 +167,6 @@ TEST(golden_vulkan_qwen3_omni_thinker_text) { golden("qwen3-omni", OMNI_BACKEND_
  * generates) must be identical; with the default int8 activations of Q8_0 decode (mvq8.comp: activations rounded
  * per block of 16, 0.3-1% of a row's largest output) the prompt's logits are the same kernels' and the decoded
  * logits are reported (their largest difference relative to the CPU's) and must stay within 5%. */
-static omni_model *load_q8(const char *dir, omni_backend_kind be) {
-    omni_model_params p = omni_model_default_params();
-    p.backend = be;
-    p.weights = OMNI_WEIGHTS_Q8_0;
-    omni_model *m = NULL;
-    char err[600];
-    if (omni_model_load(dir, &p, &m, err, sizeof err)) {
-        if (be == OMNI_BACKEND_VULKAN && (strstr(err, "no Vulkan") || strstr(err, "without Vulkan"))) {
-            g_no_device = 1;
-            return NULL;
-        }
-        th_fail(__FILE__, __LINE__, "load %s (q8_0): %s", dir, err);
-        return NULL;
-    }
-    return m;
-}
-
 /* the prompt's logits (T x V) and then n greedy steps: ids into gen, each step's logits into dec (n x V) */
 static float *q8_run(omni_model *m, const int32_t *ids, int T, int V, int n, int32_t *gen, float *dec) {
     omni_session_params sp = omni_session_default_params();
@@ -229,10 +218,10 @@ static void golden_q8(const char *name) {
     const st_tensor *ti = st_find(in, "input_ids");
     int T = 0;
     int32_t *ids = ti ? read_ids(ti, &T) : NULL;
-    omni_model *mc = ids ? load_q8(dir, OMNI_BACKEND_CPU) : NULL;
+    omni_model *mc = ids ? load_fixture_w(dir, OMNI_BACKEND_CPU, OMNI_WEIGHTS_Q8_0) : NULL;
     for (int int8 = 0; mc && int8 < 2; int8++) {
         setenv("OMNI_VK_Q8_INT8", int8 ? "1" : "0", 1);
-        omni_model *mv = load_q8(dir, OMNI_BACKEND_VULKAN);
+        omni_model *mv = load_fixture_w(dir, OMNI_BACKEND_VULKAN, OMNI_WEIGHTS_Q8_0);
         if (!mv) break;
         omni_model_info info;
         omni_model_get_info(mc, &info);
@@ -257,15 +246,10 @@ static void golden_q8(const char *name) {
         omni_model_free(mv);
     }
     unsetenv("OMNI_VK_Q8_INT8");
-    if (g_no_device) {
-        omni_model_free(mc);
-        free(ids);
-        st_close(in);
-        SKIP("no Vulkan device");
-    }
     omni_model_free(mc);
     free(ids);
     st_close(in);
+    if (g_no_device) SKIP("no Vulkan device");
 }
 
 TEST(golden_vulkan_q8_0_dense) { golden_q8("qwen3-dense"); }
