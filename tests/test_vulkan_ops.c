@@ -1022,7 +1022,7 @@ static void route_defer_case(tv_env *e, omni_rng *r, ob_dtype t, int n_exp, int 
  * residual x), against the CPU back-end, with OMNI_VK_ROUTE_FOLD on and off. Afterwards the ids must equal the CPU's
  * exactly, and the residual, weights, logits and xn agree within tol relative (BF16 1e-5: the fold sums in another
  * order; Q8_0 on int8 activations where the device has them 2e-2, o_proj's activations rounded to int8). The second
- * round reads the logits between the two calls (the owed outputs are then computed the direct way, vk_route_flush);
+ * round reads the logits between the two calls (the owed outputs are then computed the direct way, vk_route_record);
  * the third replaces the router weights in place first (the cached fold must lapse). */
 static void fold_case(tv_env *e, omni_rng *r, ob_dtype t, ob_dtype ot, ob_dtype nt, int n_exp, int k, int dim,
                       int inter, int oc, double tol, const char *what) {
@@ -1051,11 +1051,11 @@ static void fold_case(tv_env *e, omni_rng *r, ob_dtype t, ob_dtype ot, ob_dtype 
                I = tv_new(e, NULL, (size_t)k * 4, 0), Wt = tv_new(e, NULL, (size_t)k * 4, 0);
         e->vk->ops->matmul_norm_route(e->vk, &ov, tv_pv(Av, 0), tv_pv(X, 0), &nv, 1e-6f, &wv, tv_pv(L, 0),
                                       tv_pv(XN, 0), k, 1, tv_pv(I, 0), tv_pv(Wt, 0));
+        float *lg = NULL; /* round 1: the logits as read before the experts ran */
         if (round == 1) { /* the logits read before the experts: the owed outputs are computed the direct way first */
-            float *lg = malloc((size_t)n_exp * 4);
+            lg = malloc((size_t)n_exp * 4);
             if (!lg || e->vk->ops->download(e->vk, L.v, 0, lg, (size_t)n_exp * 4))
                 th_fail(__FILE__, __LINE__, "%s: logits download", what);
-            free(lg);
         }
         e->vk->ops->moe_experts(e->vk, tv_pv(XN, 0), 1, k, tv_pv(I, 0), tv_pv(Wt, 0), m, m + n_exp, m + 2 * n_exp,
                                 n_exp, tv_pv(X, 0));
@@ -1073,6 +1073,21 @@ static void fold_case(tv_env *e, omni_rng *r, ob_dtype t, ob_dtype ot, ob_dtype 
             th_fail(__FILE__, __LINE__, "%s %s experts=%d k=%d [%d, %d] o %d round %d: ids %s, x %g logits %g xn %g "
                     "weights %g", what, ob_dtype_name(t), n_exp, k, dim, inter, oc, round,
                     memcmp(iv, ic, (size_t)k * 4) ? "differ" : "equal", ex, el, en, ew);
+        if (lg) { /* what that early read saw must be the logits themselves, not what the buffer held before */
+            float *lc = malloc((size_t)n_exp * 4);
+            double md = 0, mr = 0;
+            if (!lc || e->cpu->ops->download(e->cpu, L.c, 0, lc, (size_t)n_exp * 4))
+                th_fail(__FILE__, __LINE__, "%s: logits download", what);
+            for (int i = 0; lc && i < n_exp; i++) {
+                double d = fabs((double)lg[i] - lc[i]);
+                md = d > md || d != d ? d : md;
+                mr = fabs((double)lc[i]) > mr ? fabs((double)lc[i]) : mr;
+            }
+            if (!(md <= tol * (mr > 0 ? mr : 1)))
+                th_fail(__FILE__, __LINE__, "%s %s round 1: logits read early differ by %g (max |ref| %g)", what,
+                        ob_dtype_name(t), md, mr);
+            free(lc), free(lg);
+        }
         tv_buf bufs[] = { X, Av, L, XN, I, Wt };
         for (unsigned i = 0; i < sizeof bufs / sizeof *bufs; i++) tv_free(e, &bufs[i]);
         free(x), free(a);

@@ -181,21 +181,17 @@ static void ksum_record(vk_ctx *c, const ob_pc_matmul *pc, VkDeviceAddress part,
                 pc->accumulate ? 2 : 1, writes, n_writes);
 }
 
-void vk_ksum_flush(vk_ctx *c) {
-    if (!c->ksum_pend.on || c->ksum_flushing) return;
-    c->ksum_pend.on = 0;
-    c->ksum_flushing = 1;
+void vk_ksum_record(vk_ctx *c) {
     ksum_record(c, &c->ksum_pend.pc, c->ksum_pend.part, c->ksum_pend.split, &c->ksum_pend.r_y, 1);
-    c->ksum_flushing = 0;
 }
 
 VkDeviceAddress vk_ksum_take(vk_ctx *c, VkDeviceAddress y, uint32_t n, uint32_t rows, int accumulate,
                              uint32_t *split, vk_range *r_part) {
     const ob_pc_matmul *pc = &c->ksum_pend.pc;
-    if (!c->ksum_pend.on || c->base.failed || pc->y != y || pc->n != n || pc->rows != rows || pc->y_stride != rows ||
+    if (!c->owe[VK_OWE_KSUM].on || c->base.failed || pc->y != y || pc->n != n || pc->rows != rows || pc->y_stride != rows ||
         (pc->accumulate != 0) != (accumulate != 0))
         return 0;
-    c->ksum_pend.on = 0;
+    vk_owed_take(c, VK_OWE_KSUM);
     *split = c->ksum_pend.split;
     *r_part = c->ksum_pend.r_part;
     return c->ksum_pend.part;
@@ -227,11 +223,12 @@ void vk_gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_matmul
     vk_range r_part = vk_rng(pp.y, part_b);
     vk_dispatch(c, p, &pp, sizeof pp, gx, gy, split, rd, n_reads, &r_part, 1);
     if (c->ksum_defer && n_writes == 1 && !c->base.failed && vk_env_now("OMNI_VK_KSUM_DEFER", 1) > 0) {
-        vk_ksum_flush(c); /* (none is owed here: the planes' write above recorded any earlier one) */
+        vk_owed_flush(c, VK_OWE_KSUM); /* (none is owed here: the planes' write above recorded any earlier one) */
         /* y is as good as written: an fp16 copy of it lapses now (the hazard tracker sees only the planes) */
         if (c->x16.src && (vk_overlaps(writes, 1, c->x16.r_src) || vk_overlaps(writes, 1, c->x16.r_h)))
             c->x16.src = 0;
-        c->ksum_pend.on = 1;
+        vk_range owed[2] = { writes[0], r_part };
+        vk_owe(c, VK_OWE_KSUM, owed, 2, NULL, 0);
         c->ksum_pend.pc = *pc;
         c->ksum_pend.part = pp.y;
         c->ksum_pend.split = split;

@@ -217,10 +217,9 @@ static int route_setup(vk_ctx *c, ob_ptr x, const ob_mat *norm, float eps, const
  * router's last-workgroup tail (fence, counter atomic, a second round of loads, the ranking: ~8 µs of the router's
  * ~16 per layer on the H100) off the layer's critical path, for ~1 µs more per gate+up workgroup. The ids and
  * weights are owed until then: any other access to them, or a write to the logits, first records the selection as
- * moe_route (vk_route_flush, called by the hazard tracker), so every op still sees exactly what norm_route promised. */
+ * moe_route (vk_owed_settle in the hazard tracker, vk_route_record), so every op still sees exactly what norm_route promised. */
 static void route_defer(vk_ctx *c, ob_ptr logits, int ne, int k, int norm_topk, ob_ptr ids, ob_ptr weights) {
     if (c->base.failed) return;
-    c->route_pend.on = 1;
     c->route_pend.fold = 0;
     c->route_pend.pre = 0;
     c->route_pend.ne = ne, c->route_pend.k = k, c->route_pend.renorm = norm_topk != 0;
@@ -228,24 +227,12 @@ static void route_defer(vk_ctx *c, ob_ptr logits, int ne, int k, int norm_topk, 
     c->route_pend.r_lg = vk_rng(vk_addr(logits), (size_t)ne * 4);
     c->route_pend.r_ids = vk_rng(vk_addr(ids), (size_t)k * 4);
     c->route_pend.r_wts = vk_rng(vk_addr(weights), (size_t)k * 4);
+    /* owed: ids and weights; still read: the logits */
+    vk_range owed[2] = { c->route_pend.r_ids, c->route_pend.r_wts };
+    vk_owe(c, VK_OWE_ROUTE, owed, 2, &c->route_pend.r_lg, 1);
 }
 
-int vk_route_touches(const vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
-    const vk_range *ri = &c->route_pend.r_ids, *rw = &c->route_pend.r_wts, *rl = &c->route_pend.r_lg;
-    if (vk_overlaps(reads, n_reads, *ri) || vk_overlaps(reads, n_reads, *rw) || vk_overlaps(writes, n_writes, *ri) ||
-        vk_overlaps(writes, n_writes, *rw) || vk_overlaps(writes, n_writes, *rl))
-        return 1;
-    /* the folded router owes the logits and xn as well, and computes them from x, its raw halves and the norm */
-    return c->route_pend.fold &&
-           (vk_overlaps(reads, n_reads, *rl) || vk_overlaps(reads, n_reads, c->route_pend.r_xn) ||
-            vk_overlaps(writes, n_writes, c->route_pend.r_xn) || vk_overlaps(writes, n_writes, c->route_pend.r_x) ||
-            vk_overlaps(writes, n_writes, c->route_pend.r_raw) || vk_overlaps(writes, n_writes, c->route_pend.r_nw));
-}
-
-void vk_route_flush(vk_ctx *c) {
-    if (!c->route_pend.on) return;
-    c->route_pend.on = 0;
-    c->route_flushing = 1;
+void vk_route_record(vk_ctx *c) {
     if (c->route_pend.fold) { /* all the op promised, the direct way (norm_route does not defer while flushing) */
         ob_mat nm = c->route_pend.norm, wm = c->route_pend.w;
         vk_op_norm_route(&c->base, c->route_pend.x, &nm, c->route_pend.eps, &wm, c->route_pend.lg, c->route_pend.xn,
@@ -254,7 +241,6 @@ void vk_route_flush(vk_ctx *c) {
         vk_op_moe_route(&c->base, c->route_pend.lg, 1, c->route_pend.ne, c->route_pend.k, c->route_pend.renorm,
                         c->route_pend.ids, c->route_pend.wts);
     }
-    c->route_flushing = 0;
 }
 
 /* router rows (subgroups) per workgroup: 4 by default, OMNI_VK_ROUTER_ROWS=1..16 for tuning */
@@ -277,7 +263,7 @@ void vk_op_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, co
     vk_range rd[3], wr[5];
     if (!route_setup(c, x, norm, eps, w, logits, xn, k, norm_topk, ids, weights, &pc, rd, wr)) return;
     uint32_t rpw = route_rows(c), sgs = c->caps.subgroup_size;
-    int defer = c->env.route_defer != 0 && !c->route_flushing;
+    int defer = c->env.route_defer != 0 && !c->owe[VK_OWE_ROUTE].flushing;
     uint32_t spec[9] = { rpw * sgs, (uint32_t)w->dtype, (uint32_t)norm->dtype, npl, sgs, pc.rows, 2, 16, !defer };
     vk_dispatch(c, vk_pipeline(c, SH_ROUTER, spec, 9), &pc, sizeof pc, (pc.rows + rpw - 1) / rpw, 1, 1, rd, 3, wr,
                 5);
@@ -297,7 +283,7 @@ void vk_op_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, co
  * (route_fold.comp), kept per (o_proj, norm, router) and dropped when any of the three is written or freed. The
  * logits differ from the direct ones by fp32 rounding (sums in another order); the tests compare against the CPU.
  * The op's promises (logits, xn, ids, weights) stay owed until the gate+up writes them; any other access first
- * records norm_route (vk_route_flush), which computes them the direct way. OMNI_VK_ROUTE_FOLD=0 turns it off. */
+ * records norm_route (vk_route_record), which computes them the direct way. OMNI_VK_ROUTE_FOLD=0 turns it off. */
 struct vk_fold {
     VkDeviceAddress wo, r, nw; /* the source weights */
     ob_dtype wo_t, r_t, nw_t;
@@ -382,7 +368,7 @@ static struct vk_fold *fold_get(vk_ctx *c, const ob_mat *wo, const ob_mat *norm,
  * slots, x staged as 16-byte words) */
 static int fold_ok(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob_mat *norm, const ob_mat *w, ob_ptr xn,
                    int k) {
-    if (!(c->env.route_fold && c->env.route_defer && c->env.fuse && !c->route_flushing && w->rows >= 1 &&
+    if (!(c->env.route_fold && c->env.route_defer && c->env.fuse && !c->owe[VK_OWE_ROUTE].flushing && w->rows >= 1 &&
           w->rows <= 256 && k >= 1 && k <= 32 && k <= w->rows && w->cols % 4 == 0 && wo->rows == w->cols &&
           wo->cols > 0 && norm_weight_ok(norm, (int)w->cols) && x.buf && xn.buf && a.buf && vk_addr(x) % 16 == 0 &&
           (size_t)w->rows * (size_t)(w->cols + wo->cols) * 4 <= c->caps.max_storage_range))
@@ -445,7 +431,6 @@ static void fold_route(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob
     int pre = fold_rows(c, fa + E * H * 4, f->buf, E * H * 4, (uint32_t)E, (uint32_t)wo->cols, a, ob_at(raw, E * 4),
                         pre_on ? vk_addr(raw) : 0, ids, k);
     if (c->base.failed) return;
-    c->route_pend.on = 1;
     c->route_pend.pre = pre;
     c->route_pend.fold = 1;
     c->route_pend.ne = (int)E, c->route_pend.k = k, c->route_pend.renorm = norm_topk != 0;
@@ -458,6 +443,10 @@ static void fold_route(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob
     c->route_pend.raw = vk_addr(raw);
     c->route_pend.r_x = vk_rng(vk_addr(x), H * 4), c->route_pend.r_xn = vk_rng(vk_addr(xn), H * 4);
     c->route_pend.r_raw = vk_rng(vk_addr(raw), E * 8), c->route_pend.r_nw = vk_mat_range(norm);
+    /* owed: ids, weights, the logits and xn; still read: the residual, the raw halves and the norm weight */
+    vk_range owed[4] = { c->route_pend.r_ids, c->route_pend.r_wts, c->route_pend.r_lg, c->route_pend.r_xn };
+    vk_range src[3] = { c->route_pend.r_x, c->route_pend.r_raw, c->route_pend.r_nw };
+    vk_owe(c, VK_OWE_ROUTE, owed, 4, src, 3);
 }
 
 /* ---- matmul_norm_route ------------------------------------------------------------------------------------------ */

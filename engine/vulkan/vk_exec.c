@@ -258,6 +258,48 @@ int vk_overlaps(const vk_range *a, int n, vk_range r) {
     return 0;
 }
 
+void vk_owe(vk_ctx *c, int kind, const vk_range *owed, int n_owed, const vk_range *src, int n_src) {
+    vk_owed *o = &c->owe[kind];
+    if (n_owed > VK_OWE_RANGES || n_src > VK_OWE_RANGES) { /* a programming error: never owe what cannot be tracked */
+        vk_fail(c, "owed work: %d / %d ranges (at most %d)", n_owed, n_src, VK_OWE_RANGES);
+        return;
+    }
+    o->on = 1;
+    o->n_owed = n_owed, o->n_src = n_src;
+    memcpy(o->owed, owed, sizeof *owed * (size_t)n_owed);
+    if (n_src) memcpy(o->src, src, sizeof *src * (size_t)n_src);
+}
+
+void vk_owed_flush(vk_ctx *c, int kind) {
+    vk_owed *o = &c->owe[kind];
+    if (!o->on || o->flushing) return;
+    o->on = 0;
+    o->flushing = 1;
+    if (kind == VK_OWE_ROUTE)
+        vk_route_record(c);
+    else
+        vk_ksum_record(c);
+    o->flushing = 0;
+}
+
+int vk_owed_take(vk_ctx *c, int kind) {
+    int on = c->owe[kind].on;
+    c->owe[kind].on = 0;
+    return on;
+}
+
+void vk_owed_settle(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
+    for (int k = 0; k < VK_OWE_N; k++) {
+        const vk_owed *o = &c->owe[k];
+        if (!o->on || o->flushing) continue;
+        int touch = 0;
+        for (int i = 0; i < o->n_owed && !touch; i++)
+            touch = vk_overlaps(reads, n_reads, o->owed[i]) || vk_overlaps(writes, n_writes, o->owed[i]);
+        for (int i = 0; i < o->n_src && !touch; i++) touch = vk_overlaps(writes, n_writes, o->src[i]);
+        if (touch) vk_owed_flush(c, k);
+    }
+}
+
 void vk_hazard(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
     vk_hazard_for(c, reads, n_reads, writes, n_writes, 0);
 }
@@ -267,14 +309,8 @@ void vk_hazard(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *wr
  * dispatches need. On the H100 the wider barrier cost the same (2.32 vs 2.33 µs per dependent dispatch,
  * `vulkan_bench latency`); the narrow one states the dependency exactly, which other drivers may reward. */
 void vk_hazard_for(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes, int xfer) {
-    /* a deferred top-k (vk_decode.c) is recorded before anything else touches its logits, ids or weights */
-    if (c->route_pend.on && !c->route_flushing && vk_route_touches(c, reads, n_reads, writes, n_writes))
-        vk_route_flush(c);
-    /* so is a deferred split-K sum (vk_coopmat.c) before anything reads or writes its destination or planes */
-    if (c->ksum_pend.on && !c->ksum_flushing &&
-        (vk_overlaps(reads, n_reads, c->ksum_pend.r_y) || vk_overlaps(writes, n_writes, c->ksum_pend.r_y) ||
-         vk_overlaps(reads, n_reads, c->ksum_pend.r_part) || vk_overlaps(writes, n_writes, c->ksum_pend.r_part)))
-        vk_ksum_flush(c);
+    /* owed work (a decode top-k, a split-K sum) is recorded before anything else touches what it owes or reads */
+    vk_owed_settle(c, reads, n_reads, writes, n_writes);
     /* the folded router's tables (vk_decode.c) lapse when one of their source weights is written */
     for (int i = 0; i < n_writes && c->n_folds; i++) vk_fold_forget(c, writes[i]);
     /* the fp16 activation copy (vk_coopmat.c) lapses when its source or the copy itself is written */
@@ -344,7 +380,7 @@ int vk_wait_serial(vk_ctx *c, uint64_t serial) {
 
 int vk_sync(ob_backend *b) {
     vk_ctx *c = vk_of(b);
-    vk_ksum_flush(c); /* all recorded work done includes an owed split-K sum */
+    for (int k = 0; k < VK_OWE_N; k++) vk_owed_flush(c, k); /* all recorded work done includes owed work */
     if (vk_submit(c) != 0) return OMNI_E_BACKEND;
     if (vk_wait_serial(c, c->serial_submitted) != 0) return OMNI_E_BACKEND;
     c->n_rd = c->n_wr = 0; /* all done and visible (fence signal makes device writes available) */

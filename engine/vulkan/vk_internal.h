@@ -264,6 +264,18 @@ typedef struct {
     VkDeviceAddress lo, hi; /* [lo, hi) */
 } vk_range;
 
+/* Owed work (vk_exec.c): an op may leave part of its work to the next op that can do it inside its own kernel (a
+ * split-K sum, a decode top-k). Until taken, the entry names what is owed (not written yet) and what the work still
+ * reads; vk_owed_settle records the work first wherever another command would touch them. */
+enum { VK_OWE_ROUTE, VK_OWE_KSUM, VK_OWE_N };
+#define VK_OWE_RANGES 4
+typedef struct {
+    int on, flushing;
+    vk_range owed[VK_OWE_RANGES]; /* not written yet: any read or write of them records the work first */
+    vk_range src[VK_OWE_RANGES];  /* still to be read by the work: a write to them records it first */
+    int n_owed, n_src;
+} vk_owed;
+
 /* an expert table on the device (16 bytes per expert: data address, q8 scale address), cached by its content so
  * that ob_mat arrays built afresh for every call still find it */
 typedef struct {
@@ -367,12 +379,16 @@ typedef struct vk_ctx {
     int prof_class; /* the class being charged (the last mark's), -1 none */
     double prof_ms[OB_PROF_N];
     /* OMNI_VK_TRACE=1: each dispatch while profiling is timed on its own, keyed by pipeline and grid */
-    /* a decode routing whose top-k is left to the next MoE gate+up (vk_route_defer): the logits are in lg, the ids
-     * and weights not written yet; any other access to them records the selection first (vk_route_flush) */
+    /* work an op left owed for the next op to take into its own kernel (vk_owe): any other access to what it owes
+     * (reads or writes) or to what it still reads (writes) records it first (vk_owed_settle, vk_owed_flush); so does
+     * a sync, or freeing a buffer it touches. One entry per kind; a kind's own state is in its struct below. */
+    vk_owed owe[VK_OWE_N];
+    /* VK_OWE_ROUTE: a decode routing whose top-k is left to the next MoE gate+up (vk_decode.c route_defer): the
+     * logits are in lg, the ids and weights not written yet; recorded the direct way by vk_route_record */
     /* fold: the folded router (vk_decode.c): the logits are not written either, only the router's raw halves (raw:
      * Rw·x then M·a, 2·ne floats); xn is owed too, and the gate+up normalises the residual x itself */
     struct {
-        int on, ne, k, renorm, fold;
+        int ne, k, renorm, fold;
         ob_ptr lg, ids, wts;
         vk_range r_lg, r_ids, r_wts;
         ob_ptr x, xn;
@@ -382,19 +398,16 @@ typedef struct vk_ctx {
         vk_range r_x, r_xn, r_raw, r_nw;
         int pre; /* fold: the router's M·a dispatch selected the experts already (ids written; mv_rows.comp RANK) */
     } route_pend;
-    int route_flushing;
-    /* a split-K sum owed (vk_coopmat.c vk_gemm_split, for a product vk_op_matmul let it defer: ksum_defer): y (+)= the
-     * sum of the partial planes at part, which the next op that takes it does in its own kernel (rms_norm of y,
-     * moe_route of y, qk_rope_kv of a k|v product: vk_ksum_take); any other access to y or the planes records
-     * mm_ksum.comp first (vk_ksum_flush) */
+    /* VK_OWE_KSUM: a split-K sum (vk_coopmat.c vk_gemm_split, for a product vk_op_matmul let it defer: ksum_defer):
+     * y (+)= the sum of the partial planes at part, which the next op that takes it does in its own kernel (rms_norm
+     * of y, moe_route of y, qk_rope_kv of a k|v product: vk_ksum_take); else mm_ksum.comp (vk_ksum_record) */
     struct {
-        int on;
         ob_pc_matmul pc; /* the product as the caller gave it (y, rows, n, y_stride, accumulate) */
         VkDeviceAddress part;
         uint32_t split;
         vk_range r_part, r_y;
     } ksum_pend;
-    int ksum_defer, ksum_flushing;
+    int ksum_defer;
     /* the folded router's per-layer tables (vk_decode.c: Rw and M, fp32), dropped when a source weight changes */
     struct vk_fold *folds;
     int n_folds, cap_folds;
@@ -489,14 +502,14 @@ void vk_op_kv_store(ob_backend *b, ob_ptr kcache, ob_ptr vcache, int n_ctx, ob_p
                     const ob_attn *a);
 void vk_op_attention(ob_backend *b, ob_ptr q, ob_ptr kcache, ob_ptr vcache, int n_ctx, ob_ptr out, int pos0, int n,
                      const ob_attn *a);
-/* vk_decode.c: the deferred top-k of a decode routing (route_pend) */
-void vk_route_flush(vk_ctx *c);
+/* vk_decode.c: the owed top-k of a decode routing (route_pend) recorded the direct way (vk_owed_flush calls it) */
+void vk_route_record(vk_ctx *c);
 /* vk_coopmat.c: a GEMM (pipeline p, push constants px as the kernel takes them, pc as the caller gave them) over a gx x
  * gy grid, in one pass or split over K in `split` parts whose sum is recorded (mm_ksum.comp) or left owed */
 void vk_gemm_split(vk_ctx *c, VkPipeline p, const ob_pc_matmul *pc, ob_pc_matmul *px, uint32_t gx, uint32_t gy,
                    uint32_t split, const vk_range *rd, int n_reads, const vk_range *writes, int n_writes);
-/* vk_coopmat.c: the deferred split-K sum recorded now (nothing when none is owed) */
-void vk_ksum_flush(vk_ctx *c);
+/* vk_coopmat.c: the owed split-K sum recorded as mm_ksum.comp (vk_owed_flush calls it) */
+void vk_ksum_record(vk_ctx *c);
 /* the owed split-K sum, when it is exactly y (+)= planes for y = [n][rows] rows of `rows` floats at y with the given
  * accumulation: taken over by the caller's kernel (no longer owed); returns the planes' address (0: none), *split
  * their count, *r_part their range */
@@ -507,7 +520,13 @@ void vk_fold_forget(vk_ctx *c, vk_range r);
 void vk_fold_free_all(vk_ctx *c);
 /* whether any of the n ranges a overlaps r (vk_exec.c) */
 int vk_overlaps(const vk_range *a, int n, vk_range r);
-int vk_route_touches(const vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
+/* vk_exec.c: owed work (vk_owed). vk_owe: kind now owes `owed` and still reads `src`; vk_owed_settle: records every
+ * owed work that these accesses touch; vk_owed_flush: records kind's work now (nothing if none is owed, or while it
+ * is being recorded); vk_owed_take: the caller's kernel does the work (0 when none was owed) */
+void vk_owe(vk_ctx *c, int kind, const vk_range *owed, int n_owed, const vk_range *src, int n_src);
+void vk_owed_settle(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes);
+void vk_owed_flush(vk_ctx *c, int kind);
+int vk_owed_take(vk_ctx *c, int kind);
 void vk_op_moe_route(ob_backend *b, ob_ptr logits, int n, int n_exp, int k, int norm_topk, ob_ptr ids,
                      ob_ptr weights);
 void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr weights, const ob_mat *gate,

@@ -211,18 +211,11 @@ ob_buf *vk_alloc(ob_backend *be, size_t bytes) {
 void vk_buf_free(ob_backend *be, ob_buf *buf) {
     if (!buf) return;
     vk_ctx *c = vk_of(be);
-    /* a deferred top-k (vk_decode.c) still reads or owes this buffer: record it first */
-    if (c->route_pend.on &&
-        (c->route_pend.lg.buf == buf || c->route_pend.ids.buf == buf || c->route_pend.wts.buf == buf ||
-         (c->route_pend.fold && (c->route_pend.x.buf == buf || c->route_pend.xn.buf == buf))))
-        vk_route_flush(c);
-    /* an owed split-K sum (vk_coopmat.c) into or from this buffer is recorded first */
-    if (c->ksum_pend.on) {
-        vk_range r = vk_rng(buf->blk->addr + buf->off, (size_t)buf->size);
-        if (vk_overlaps(&r, 1, c->ksum_pend.r_y) || vk_overlaps(&r, 1, c->ksum_pend.r_part)) vk_ksum_flush(c);
-    }
+    /* owed work (a decode top-k, a split-K sum) that reads this buffer or owes into it is recorded first */
+    vk_range r = vk_rng(buf->blk->addr + buf->off, (size_t)buf->size);
+    vk_owed_settle(c, &r, 1, &r, 1);
     /* the folded router's tables computed from weights in this buffer go with it (vk_decode.c) */
-    vk_fold_forget(c, vk_rng(buf->blk->addr + buf->off, (size_t)buf->size));
+    vk_fold_forget(c, r);
     if (buf->blk->dedicated) { /* the memory is destroyed: wait until queued work is done with it */
         if (c->n_deferred == c->cap_deferred) {
             int cap = c->cap_deferred ? c->cap_deferred * 2 : 16;

@@ -234,7 +234,7 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
         uint32_t sel = 0, norm = 0;
         vk_range wr1[5] = { r_h, r_ids, r_w };
         int n_wr1 = 1;
-        if (c->route_pend.on && n == 1 && c->route_pend.k == k && c->route_pend.ne == n_exp &&
+        if (c->owe[VK_OWE_ROUTE].on && n == 1 && c->route_pend.k == k && c->route_pend.ne == n_exp &&
             c->route_pend.r_ids.lo == ia && c->route_pend.r_wts.lo == wa &&
             (!c->route_pend.fold || fold_consumable(c, x, dim, vec))) {
             sel = (uint32_t)n_exp | (c->route_pend.renorm ? 0x10000u : 0u);
@@ -256,7 +256,7 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
                 n_wr1 = 5;
                 vec1 = vec; /* x comes from shared memory (the residual: 16-byte aligned, fold_consumable) */
             }
-            c->route_pend.on = 0; /* owed no longer: the gate+up writes them */
+            vk_owed_take(c, VK_OWE_ROUTE); /* owed no longer: the gate+up writes them */
         }
         /* Q8_0 on int8 activations (vk_ops.c; h then holds int8 quants and scales) */
         if (vk_moe_q8_pair(c, gate[0].dtype, down[0].dtype, vec1, vec2, &pc, rd1, n_rd1, &pd, rd2, 6, wr1, n_wr1, &r_y,
