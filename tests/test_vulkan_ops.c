@@ -1159,6 +1159,69 @@ TEST(vk_route_defer) {
     unsetenv("OMNI_VK_ROUTE_DEFER");
 }
 
+/* The prefill's top-k left owed by moe_route and made by the grouped moe_experts together with its plan
+ * (moe_route.comp PLAN, one dispatch): ids, weights and the experts' output must be bit-identical to moe_route
+ * followed by moe_plan.comp (OMNI_VK_ROUTE_PLAN=0; each output row is computed on its own and moe_combine sums the
+ * slots in fixed order, so the order of entries within an expert does not show), and the output within 1e-5 of the
+ * CPU's. Twice on one back-end (the kernel's counters must be left at zero), with more entries than the last
+ * workgroup's batch (8 x 256), and with the ids read between the two calls (the owed top-k is then recorded on its
+ * own first and moe_plan.comp runs). fp32 kernels (the tensor-core GEMMs: test_vulkan_coopmat.c). */
+static void route_plan_run(tv_env *e, int fused, int peek, int n, int k, int n_exp, float *y, int32_t *ids,
+                           float *wts) {
+    const int dim = 64, inter = 32;
+    omni_rng r = { 1000u + (uint64_t)n };
+    setenv("OMNI_VK_ROUTE_PLAN", fused ? "1" : "0", 1);
+    size_t lb = (size_t)n * n_exp * 4, kb = (size_t)n * k * 4, xb = (size_t)n * dim * 4, per_al, gb;
+    float *lg = malloc(lb), *x = malloc(xb);
+    tv_rand(&r, lg, (size_t)n * n_exp, 3.0f);
+    tv_rand(&r, x, (size_t)n * dim, 1.0f);
+    uint8_t *all = distinct_experts(&r, OB_BF16, n_exp, dim, inter, &per_al, &gb);
+    tv_buf L = tv_new(e, lg, lb, 0), X = tv_new(e, x, xb, 0), Y = tv_new(e, x, xb, 0), I = tv_new(e, NULL, kb, 0),
+           W = tv_new(e, NULL, kb, 0), A = tv_new(e, all, (size_t)n_exp * per_al, 0);
+    ob_mat *m = tv_expert_mats(A, per_al, gb, OB_BF16, n_exp, dim, inter), *mc = m + 3 * n_exp;
+    e->vk->ops->moe_route(e->vk, tv_pv(L, 0), n, n_exp, k, 1, tv_pv(I, 0), tv_pv(W, 0));
+    int32_t first = -1;
+    if (peek) CHECK_EQ_INT(e->vk->ops->download(e->vk, I.v, 0, &first, 4), 0);
+    e->vk->ops->moe_experts(e->vk, tv_pv(X, 0), n, k, tv_pv(I, 0), tv_pv(W, 0), m, m + n_exp, m + 2 * n_exp, n_exp,
+                            tv_pv(Y, 0));
+    e->cpu->ops->moe_route(e->cpu, tv_pc(L, 0), n, n_exp, k, 1, tv_pc(I, 0), tv_pc(W, 0));
+    e->cpu->ops->moe_experts(e->cpu, tv_pc(X, 0), n, k, tv_pc(I, 0), tv_pc(W, 0), mc, mc + n_exp, mc + 2 * n_exp,
+                             n_exp, tv_pc(Y, 0));
+    double err = tv_rel_err(e, Y, 0, (size_t)n * dim);
+    CHECK_EQ_INT(e->vk->ops->download(e->vk, Y.v, 0, y, xb), 0);
+    CHECK_EQ_INT(e->vk->ops->download(e->vk, I.v, 0, ids, kb), 0);
+    CHECK_EQ_INT(e->vk->ops->download(e->vk, W.v, 0, wts, kb), 0);
+    if (!(err >= 0 && err <= 1e-5) || (peek && first != ids[0]))
+        th_fail(__FILE__, __LINE__, "route+plan fused %d peek %d n=%d k=%d experts=%d: rel err %g, first id %d / %d",
+                fused, peek, n, k, n_exp, err, first, ids[0]);
+    tv_buf bufs[] = { L, X, Y, I, W, A };
+    for (unsigned i = 0; i < sizeof bufs / sizeof *bufs; i++) tv_free(e, &bufs[i]);
+    free(lg), free(x), free(all), free(m);
+}
+
+TEST(vk_moe_route_plan) {
+    setenv("OMNI_VK_NO_COOPMAT", "1", 1);
+    setenv("OMNI_VK_MOE", "grouped", 1);
+    TV_OPEN(e);
+    const int cases[][3] = { { 300, 8, 64 }, { 300, 8, 64 }, { 40, 3, 12 }, { 11, 4, 5 } }; /* n, k, experts */
+    for (unsigned ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        int n = cases[ci][0], k = cases[ci][1], ne = cases[ci][2];
+        size_t yb = (size_t)n * 64 * 4, kb = (size_t)n * k * 4;
+        float *y[3] = { malloc(yb), malloc(yb), malloc(yb) }, *w[3] = { malloc(kb), malloc(kb), malloc(kb) };
+        int32_t *id[3] = { malloc(kb), malloc(kb), malloc(kb) };
+        route_plan_run(&e, 0, 0, n, k, ne, y[0], id[0], w[0]);
+        route_plan_run(&e, 1, 0, n, k, ne, y[1], id[1], w[1]);
+        route_plan_run(&e, 1, 1, n, k, ne, y[2], id[2], w[2]);
+        for (int v = 1; v < 3; v++)
+            if (memcmp(y[0], y[v], yb) || memcmp(id[0], id[v], kb) || memcmp(w[0], w[v], kb))
+                th_fail(__FILE__, __LINE__, "n=%d k=%d experts=%d: %s differs from moe_plan.comp's (form %d)", n, k,
+                        ne, memcmp(id[0], id[v], kb) ? "ids" : memcmp(w[0], w[v], kb) ? "weights" : "output", v);
+        for (int v = 0; v < 3; v++) free(y[v]), free(w[v]), free(id[v]);
+    }
+    unsetenv("OMNI_VK_ROUTE_PLAN");
+    tv_close(&e);
+}
+
 /* The prefill MoE plan (moe_plan.comp) itself, exactly: every in-range entry gets a distinct sorted position inside
  * its expert's run (runs in expert order, sized by the entries routed there), tok maps it back to its token,
  * out-of-range ids get pos -1, and the tile list is the reference's (each run cut into tiles of at most `tile`, in

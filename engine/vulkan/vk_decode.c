@@ -220,6 +220,7 @@ static int route_setup(vk_ctx *c, ob_ptr x, const ob_mat *norm, float eps, const
  * moe_route (vk_owed_settle in the hazard tracker, vk_route_record), so every op still sees exactly what norm_route promised. */
 static void route_defer(vk_ctx *c, ob_ptr logits, int ne, int k, int norm_topk, ob_ptr ids, ob_ptr weights) {
     if (c->base.failed) return;
+    c->route_pend.n = 1;
     c->route_pend.fold = 0;
     c->route_pend.pre = 0;
     c->route_pend.ne = ne, c->route_pend.k = k, c->route_pend.renorm = norm_topk != 0;
@@ -238,7 +239,7 @@ void vk_route_record(vk_ctx *c) {
         vk_op_norm_route(&c->base, c->route_pend.x, &nm, c->route_pend.eps, &wm, c->route_pend.lg, c->route_pend.xn,
                          c->route_pend.k, c->route_pend.renorm, c->route_pend.ids, c->route_pend.wts);
     } else {
-        vk_op_moe_route(&c->base, c->route_pend.lg, 1, c->route_pend.ne, c->route_pend.k, c->route_pend.renorm,
+        vk_op_moe_route(&c->base, c->route_pend.lg, c->route_pend.n, c->route_pend.ne, c->route_pend.k, c->route_pend.renorm,
                         c->route_pend.ids, c->route_pend.wts);
     }
 }
@@ -432,6 +433,7 @@ static void fold_route(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob
                         pre_on ? vk_addr(raw) : 0, ids, k);
     if (c->base.failed) return;
     c->route_pend.pre = pre;
+    c->route_pend.n = 1;
     c->route_pend.fold = 1;
     c->route_pend.ne = (int)E, c->route_pend.k = k, c->route_pend.renorm = norm_topk != 0;
     c->route_pend.lg = logits, c->route_pend.ids = ids, c->route_pend.wts = weights;

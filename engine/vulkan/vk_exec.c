@@ -265,6 +265,7 @@ void vk_owe(vk_ctx *c, int kind, const vk_range *owed, int n_owed, const vk_rang
         return;
     }
     o->on = 1;
+    o->seq = ++c->owe_seq;
     o->n_owed = n_owed, o->n_src = n_src;
     memcpy(o->owed, owed, sizeof *owed * (size_t)n_owed);
     if (n_src) memcpy(o->src, src, sizeof *src * (size_t)n_src);
@@ -275,10 +276,14 @@ void vk_owed_flush(vk_ctx *c, int kind) {
     if (!o->on || o->flushing) return;
     o->on = 0;
     o->flushing = 1;
+    /* work owed after this one (e.g. a top-k of the logits this split-K sum writes) stays owed: it comes later */
+    uint64_t limit = c->owe_limit;
+    c->owe_limit = o->seq;
     if (kind == VK_OWE_ROUTE)
         vk_route_record(c);
     else
         vk_ksum_record(c);
+    c->owe_limit = limit;
     o->flushing = 0;
 }
 
@@ -291,7 +296,7 @@ int vk_owed_take(vk_ctx *c, int kind) {
 void vk_owed_settle(vk_ctx *c, const vk_range *reads, int n_reads, const vk_range *writes, int n_writes) {
     for (int k = 0; k < VK_OWE_N; k++) {
         const vk_owed *o = &c->owe[k];
-        if (!o->on || o->flushing) continue;
+        if (!o->on || o->flushing || o->seq > c->owe_limit) continue;
         int touch = 0;
         for (int i = 0; i < o->n_owed && !touch; i++)
             touch = vk_overlaps(reads, n_reads, o->owed[i]) || vk_overlaps(writes, n_writes, o->owed[i]);

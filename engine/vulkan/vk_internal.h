@@ -271,6 +271,7 @@ enum { VK_OWE_ROUTE, VK_OWE_KSUM, VK_OWE_N };
 #define VK_OWE_RANGES 4
 typedef struct {
     int on, flushing;
+    uint64_t seq; /* program order: work owed later comes after this one's and never has to be recorded first */
     vk_range owed[VK_OWE_RANGES]; /* not written yet: any read or write of them records the work first */
     vk_range src[VK_OWE_RANGES];  /* still to be read by the work: a write to them records it first */
     int n_owed, n_src;
@@ -383,12 +384,14 @@ typedef struct vk_ctx {
      * (reads or writes) or to what it still reads (writes) records it first (vk_owed_settle, vk_owed_flush); so does
      * a sync, or freeing a buffer it touches. One entry per kind; a kind's own state is in its struct below. */
     vk_owed owe[VK_OWE_N];
+    uint64_t owe_seq, owe_limit; /* the last seq handed out; while recording owed work, that work's seq (else max) */
     /* VK_OWE_ROUTE: a decode routing whose top-k is left to the next MoE gate+up (vk_decode.c route_defer): the
      * logits are in lg, the ids and weights not written yet; recorded the direct way by vk_route_record */
     /* fold: the folded router (vk_decode.c): the logits are not written either, only the router's raw halves (raw:
      * Rw·x then M·a, 2·ne floats); xn is owed too, and the gate+up normalises the residual x itself */
+    /* n > 1: a prefill routing (vk_moe.c), whose top-k the grouped moe_experts takes into its plan's dispatch */
     struct {
-        int ne, k, renorm, fold;
+        int n, ne, k, renorm, fold;
         ob_ptr lg, ids, wts;
         vk_range r_lg, r_ids, r_wts;
         ob_ptr x, xn;
@@ -447,11 +450,12 @@ static inline VkDeviceAddress vk_addr(ob_ptr p) { return p.buf->blk->addr + p.bu
 ob_buf *vk_scratch(vk_ctx *c, int slot, size_t bytes);
 /* device address of n zeroed uint counters from index first on, for kernels that find their last workgroup with an
  * atomic counter and leave it at zero again; 0 after vk_fail. Indices: VK_CNT_ROUTER (router.comp), VK_CNT_ATTN + kv
- * head (attn_decode.comp), VK_CNT_CHAIN (two: tickets and finished workgroups of a chained dispatch, chain.glsl). */
+ * head (attn_decode.comp), VK_CNT_PLAN (moe_route.comp's plan), VK_CNT_CHAIN (two: tickets and finished workgroups of a chained dispatch, chain.glsl). */
 #define VK_CNT_ROUTER 0
 #define VK_CNT_CHAIN 2
 #define VK_CNT_PRE 4 /* the folded router's M·a dispatch, whose last workgroup selects the experts (mv_rows.comp) */
-#define VK_CNT_ATTN 8
+#define VK_CNT_PLAN 8 /* 1 + n_exp (at most 1024): moe_route.comp PLAN (workgroups done, entries per expert) */
+#define VK_CNT_ATTN (VK_CNT_PLAN + 1025)
 
 VkDeviceAddress vk_counters(vk_ctx *c, int first, int n);
 

@@ -19,6 +19,41 @@
 
 #define DECODE_MAX_ENTRIES 32
 
+/* one subgroup per token (moe_route.comp SGT = 1) where the subgroup build runs, the token's logits fit in 8 per
+ * lane and k in a subgroup: no barriers (OMNI_VK_ROUTE_SG=0: one workgroup per token). H100 pp512: 0.59 -> 0.43
+ * ms per pass */
+static int route_sg_ok(vk_ctx *c, int n_exp, int k) {
+    uint32_t sgs = c->caps.subgroup_size;
+    return vk_use_subgroups(c) && sgs >= 4 && sgs <= 256 && (uint32_t)n_exp <= 8 * sgs && (uint32_t)k <= sgs &&
+           vk_env_now("OMNI_VK_ROUTE_SG", 1);
+}
+
+/* The subgroup form for pc (ids, wts, logits, n, n_exp, k, norm set). The split-K sum the router product still owes
+ * (vk_ksum_take) is done here, from its planes (the logits are written as well). plan != 0: moe_plan.comp's plan of
+ * the ids made in the same dispatch (PLAN: pc's tile and max_tiles; plan_b bytes at plan). */
+static void route_sg(vk_ctx *c, ob_pc_route *pc, VkDeviceAddress plan, size_t plan_b) {
+    size_t lb = (size_t)pc->n * pc->n_exp * 4, kb = (size_t)pc->n * pc->k * 4;
+    vk_range rd = vk_rng(pc->logits, lb), r_part = { 0, 0 };
+    vk_range wr[5] = { vk_rng(pc->ids, kb), vk_rng(pc->wts, kb) };
+    int n_wr = 2;
+    pc->part = vk_ksum_take(c, pc->logits, pc->n, pc->n_exp, 0, &pc->nsplit, &r_part);
+    if (pc->part)
+        wr[n_wr++] = rd;
+    else
+        pc->nsplit = 0;
+    if (plan) {
+        pc->plan = plan;
+        pc->cnt = vk_counters(c, VK_CNT_PLAN, 1 + (int)pc->n_exp);
+        if (!pc->cnt) return;
+        wr[n_wr++] = vk_rng(plan, plan_b);
+        wr[n_wr++] = vk_rng(pc->cnt, (1 + (size_t)pc->n_exp) * 4); /* the next user waits for the reset */
+    }
+    uint32_t spec[3] = { 256, 1, plan != 0 }, gx, gy;
+    vk_grid(c, (uint64_t)pc->n, 256 / c->caps.subgroup_size, &gx, &gy);
+    vk_dispatch(c, vk_pipeline(c, SH_MOE_ROUTE, spec, 3), pc, sizeof *pc, gx, gy, 1, pc->part ? &r_part : &rd, 1, wr,
+                n_wr);
+}
+
 void vk_op_moe_route(ob_backend *b, ob_ptr logits, int n, int n_exp, int k, int norm_topk, ob_ptr ids,
                      ob_ptr weights) {
     vk_ctx *c = vk_of(b);
@@ -36,24 +71,23 @@ void vk_op_moe_route(ob_backend *b, ob_ptr logits, int n, int n_exp, int k, int 
     ob_pc_route pc = { .logits = vk_addr(logits), .ids = vk_addr(ids), .wts = vk_addr(weights), .n = (uint32_t)n,
                        .n_exp = (uint32_t)n_exp, .k = (uint32_t)k, .norm = (uint32_t)(norm_topk != 0) };
     vk_range rd = vk_rng(pc.logits, lb), wr[2] = { vk_rng(pc.ids, kb), vk_rng(pc.wts, kb) };
-    /* one subgroup per token (moe_route.comp SGT = 1) where the subgroup build runs, the token's logits fit in 8 per
-     * lane and k in a subgroup: no barriers (OMNI_VK_ROUTE_SG=0: one workgroup per token). H100 pp512: 0.59 -> 0.43
-     * ms per pass */
-    uint32_t sgs = c->caps.subgroup_size, gx, gy;
-    if (vk_use_subgroups(c) && sgs >= 4 && sgs <= 256 && (uint32_t)n_exp <= 8 * sgs && (uint32_t)k <= sgs &&
-        vk_env_now("OMNI_VK_ROUTE_SG", 1)) {
-        /* the split-K sum the router product still owes (vk_ksum_take) is done here, from its planes (the logits
-         * are written as well) */
-        vk_range r_part = { 0, 0 }, wr3[3] = { wr[0], wr[1], rd };
-        pc.part = vk_ksum_take(c, pc.logits, (uint32_t)n, (uint32_t)n_exp, 0, &pc.nsplit, &r_part);
-        if (!pc.part) pc.nsplit = 0;
-        uint32_t spec[2] = { 256, 1 };
-        vk_grid(c, (uint64_t)n, 256 / sgs, &gx, &gy);
-        vk_dispatch(c, vk_pipeline(c, SH_MOE_ROUTE, spec, 2), &pc, sizeof pc, gx, gy, 1, pc.part ? &r_part : &rd, 1,
-                    wr3, pc.part ? 3 : 2);
+    if (route_sg_ok(c, n_exp, k)) {
+        /* a prefill's top-k is left owed to the grouped moe_experts, whose plan it then makes in the same dispatch
+         * (route_sg PLAN; OMNI_VK_ROUTE_PLAN=0: moe_plan.comp after it). Any other access to the ids or weights, or
+         * a write to the logits, records it here first (vk_route_record). */
+        if ((size_t)n * (size_t)k > DECODE_MAX_ENTRIES && !c->owe[VK_OWE_ROUTE].flushing &&
+            vk_env_now("OMNI_VK_ROUTE_PLAN", 1) > 0) {
+            c->route_pend.n = n, c->route_pend.ne = n_exp, c->route_pend.k = k, c->route_pend.renorm = norm_topk != 0;
+            c->route_pend.fold = 0, c->route_pend.pre = 0;
+            c->route_pend.lg = logits, c->route_pend.ids = ids, c->route_pend.wts = weights;
+            c->route_pend.r_lg = rd, c->route_pend.r_ids = wr[0], c->route_pend.r_wts = wr[1];
+            vk_owe(c, VK_OWE_ROUTE, wr, 2, &rd, 1);
+            return;
+        }
+        route_sg(c, &pc, 0, 0);
         return;
     }
-    uint32_t spec[2] = { n_exp > 64 ? 128u : 64u, 0 };
+    uint32_t spec[2] = { n_exp > 64 ? 128u : 64u, 0 }, gx, gy;
     vk_grid(c, (uint64_t)n, 1, &gx, &gy);
     vk_dispatch(c, vk_pipeline(c, SH_MOE_ROUTE, spec, 2), &pc, sizeof pc, gx, gy, 1, &rd, 1, wr, 2);
 }
@@ -234,7 +268,7 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
         uint32_t sel = 0, norm = 0;
         vk_range wr1[5] = { r_h, r_ids, r_w };
         int n_wr1 = 1;
-        if (c->owe[VK_OWE_ROUTE].on && n == 1 && c->route_pend.k == k && c->route_pend.ne == n_exp &&
+        if (c->owe[VK_OWE_ROUTE].on && n == 1 && c->route_pend.n == 1 && c->route_pend.k == k && c->route_pend.ne == n_exp &&
             c->route_pend.r_ids.lo == ia && c->route_pend.r_wts.lo == wa &&
             (!c->route_pend.fold || fold_consumable(c, x, dim, vec))) {
             sel = (uint32_t)n_exp | (c->route_pend.renorm ? 0x10000u : 0u);
@@ -296,7 +330,16 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
     VkDeviceAddress pa = buf_addr(plan), ga = buf_addr(gu), ua = ga + (size_t)ne * (size_t)inter * 4, da = buf_addr(dd);
     vk_range r_plan = vk_rng(pa, plan_b), r_g = vk_rng(ga, gu_b / 2), r_u = vk_rng(ua, gu_b / 2), r_d = vk_rng(da, d_b);
 
-    plan_dispatch(c, ia, r_ids, pa, r_plan, (uint32_t)n, (uint32_t)k, (uint32_t)n_exp, tile, max_tiles, 0);
+    /* the prefill's top-k left owed by moe_route: made here with the plan, in one dispatch (H100 pp512: ...) */
+    if (c->owe[VK_OWE_ROUTE].on && !c->route_pend.fold && c->route_pend.n == n && c->route_pend.k == k &&
+        c->route_pend.ne == n_exp && c->route_pend.r_ids.lo == ia && c->route_pend.r_wts.lo == wa) {
+        vk_owed_take(c, VK_OWE_ROUTE);
+        ob_pc_route pr = { .logits = vk_addr(c->route_pend.lg), .ids = ia, .wts = wa, .n = (uint32_t)n,
+                           .n_exp = (uint32_t)n_exp, .k = (uint32_t)k, .norm = (uint32_t)c->route_pend.renorm,
+                           .tile = tile, .max_tiles = max_tiles };
+        route_sg(c, &pr, pa, plan_b);
+    } else
+        plan_dispatch(c, ia, r_ids, pa, r_plan, (uint32_t)n, (uint32_t)k, (uint32_t)n_exp, tile, max_tiles, 0);
 
     ob_pc_matmul pm = { .w = buf_addr(tg->buf), .x = xa, .y = ga, .tiles = pa + (size_t)ne * 8, .tok = pa,
                         .rows = (uint32_t)inter, .cols = (uint32_t)dim, .n = ne, .x_stride = (uint32_t)dim,

@@ -26,7 +26,7 @@ _Static_assert(sizeof(ob_pc_norm) == 72, "ob_pc_norm layout");
 _Static_assert(sizeof(ob_pc_rope) == 56, "ob_pc_rope layout");
 _Static_assert(sizeof(ob_pc_kv) == 56, "ob_pc_kv layout");
 _Static_assert(sizeof(ob_pc_attn) == 88, "ob_pc_attn layout");
-_Static_assert(sizeof(ob_pc_route) == 56, "ob_pc_route layout");
+_Static_assert(sizeof(ob_pc_route) == 80, "ob_pc_route layout");
 _Static_assert(sizeof(ob_pc_plan) == 40, "ob_pc_plan layout");
 _Static_assert(sizeof(ob_pc_combine) == 48, "ob_pc_combine layout");
 _Static_assert(sizeof(ob_pc_ew) == 40, "ob_pc_ew layout");
@@ -886,6 +886,7 @@ ob_backend *ob_vulkan_new(int device, char *err, size_t err_cap) {
     }
     c->base.ops = &vk_ops_table;
     c->prof_class = -1;
+    c->owe_limit = UINT64_MAX; /* no owed work being recorded */
     vk_env_read(&c->env);
     if (vk_device_open(c, device, err, err_cap) != 0) {
         vk_destroy(&c->base);

@@ -169,6 +169,10 @@ PUSH(ob_pc_route) {
     uint32_t n, n_exp, k, norm;
     uint64_t part;   /* nsplit != 0 (the subgroup form only): the logits are the sum of nsplit planes [n][n_exp] here */
     uint32_t nsplit, pad;
+    /* PLAN (the subgroup form only): moe_plan.comp's plan of these ids made too (plan: its layout, tile and max_tiles
+     * as there; cnt: 1 + n_exp zeroed counters, left at zero) */
+    uint64_t plan, cnt;
+    uint32_t tile, max_tiles;
 } PUSH_END(ob_pc_route);
 #endif
 
