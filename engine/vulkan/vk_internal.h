@@ -366,8 +366,9 @@ typedef struct vk_ctx {
         uint32_t rows, cols, stride;
         vk_range r_src, r_h;
     } x16;
-    ob_buf *counters;   /* zeroed uints for kernels that find their last workgroup (vk_counters) */
-    int n_counters;
+    ob_buf *counters[2]; /* zeroed uints for kernels that find their last workgroup (vk_counters: set 0; the
+                          * prefill's MoE plan: set 1, apart so that decode's counters keep their places) */
+    int n_counters[2];
     vk_table *tables;
     int n_tables, cap_tables;
     vk_freqs freqs[16];
@@ -450,14 +451,15 @@ static inline VkDeviceAddress vk_addr(ob_ptr p) { return p.buf->blk->addr + p.bu
 ob_buf *vk_scratch(vk_ctx *c, int slot, size_t bytes);
 /* device address of n zeroed uint counters from index first on, for kernels that find their last workgroup with an
  * atomic counter and leave it at zero again; 0 after vk_fail. Indices: VK_CNT_ROUTER (router.comp), VK_CNT_ATTN + kv
- * head (attn_decode.comp), VK_CNT_PLAN (moe_route.comp's plan), VK_CNT_CHAIN (two: tickets and finished workgroups of a chained dispatch, chain.glsl). */
+ * head (attn_decode.comp), VK_CNT_CHAIN (two: tickets and finished workgroups of a chained dispatch, chain.glsl). */
 #define VK_CNT_ROUTER 0
 #define VK_CNT_CHAIN 2
 #define VK_CNT_PRE 4 /* the folded router's M·a dispatch, whose last workgroup selects the experts (mv_rows.comp) */
-#define VK_CNT_PLAN 8 /* 1 + n_exp (at most 1024): moe_route.comp PLAN (workgroups done, entries per expert) */
-#define VK_CNT_ATTN (VK_CNT_PLAN + 1025)
+#define VK_CNT_ATTN 8
 
 VkDeviceAddress vk_counters(vk_ctx *c, int first, int n);
+/* the same from set 1: moe_route.comp PLAN's 1 + n_exp (workgroups done, entries per expert) */
+VkDeviceAddress vk_counters_plan(vk_ctx *c, int n);
 
 /* vk_exec.c */
 int vk_exec_init(vk_ctx *c);

@@ -297,8 +297,10 @@ void vk_memory_free(vk_ctx *c) {
         if (c->scratch[i]) vk_buf_free(&c->base, c->scratch[i]);
         c->scratch[i] = NULL;
     }
-    if (c->counters) vk_buf_free(&c->base, c->counters);
-    c->counters = NULL;
+    for (int i = 0; i < 2; i++) {
+        if (c->counters[i]) vk_buf_free(&c->base, c->counters[i]);
+        c->counters[i] = NULL;
+    }
     c->attn_prof_buf = NULL;
     vk_release_deferred(c);
     while (c->blocks) block_destroy(c, c->blocks);
@@ -406,10 +408,10 @@ ob_buf *vk_scratch(vk_ctx *c, int slot, size_t bytes) {
     return c->scratch[slot];
 }
 
-VkDeviceAddress vk_counters(vk_ctx *c, int first, int n) {
+static VkDeviceAddress counters_in(vk_ctx *c, int set, int first, int n) {
     if (first < 0 || n < 1) return 0;
     int need = first + n;
-    if (!c->counters || c->n_counters < need) {
+    if (!c->counters[set] || c->n_counters[set] < need) {
         /* kernels leave their counters at zero, so a fresh zeroed buffer is equivalent to the old one */
         int want = need < 64 ? 64 : need;
         uint32_t *zero = calloc((size_t)want, 4);
@@ -421,9 +423,13 @@ VkDeviceAddress vk_counters(vk_ctx *c, int first, int n) {
             return 0;
         }
         free(zero);
-        if (c->counters) vk_buf_free(&c->base, c->counters);
-        c->counters = nb;
-        c->n_counters = want;
+        if (c->counters[set]) vk_buf_free(&c->base, c->counters[set]);
+        c->counters[set] = nb;
+        c->n_counters[set] = want;
     }
-    return c->counters->blk->addr + c->counters->off + (VkDeviceAddress)first * 4u;
+    return c->counters[set]->blk->addr + c->counters[set]->off + (VkDeviceAddress)first * 4u;
 }
+
+VkDeviceAddress vk_counters(vk_ctx *c, int first, int n) { return counters_in(c, 0, first, n); }
+
+VkDeviceAddress vk_counters_plan(vk_ctx *c, int n) { return counters_in(c, 1, 0, n); }

@@ -43,7 +43,7 @@ static void route_sg(vk_ctx *c, ob_pc_route *pc, VkDeviceAddress plan, size_t pl
         pc->nsplit = 0;
     if (plan) {
         pc->plan = plan;
-        pc->cnt = vk_counters(c, VK_CNT_PLAN, 1 + (int)pc->n_exp);
+        pc->cnt = vk_counters_plan(c, 1 + (int)pc->n_exp);
         if (!pc->cnt) return;
         wr[n_wr++] = vk_rng(plan, plan_b);
         wr[n_wr++] = vk_rng(pc->cnt, (1 + (size_t)pc->n_exp) * 4); /* the next user waits for the reset */
