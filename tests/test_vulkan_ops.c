@@ -1218,6 +1218,33 @@ TEST(vk_moe_route_plan) {
                         ne, memcmp(id[0], id[v], kb) ? "ids" : memcmp(w[0], w[v], kb) ? "weights" : "output", v);
         for (int v = 0; v < 3; v++) free(y[v]), free(w[v]), free(id[v]);
     }
+    /* two routings owed one after the other (no experts between): the first is recorded before the second
+     * replaces it, so both sets of ids and weights equal the CPU's */
+    setenv("OMNI_VK_ROUTE_PLAN", "1", 1);
+    omni_rng r = { 77 };
+    const int n = 40, k = 4, ne = 16;
+    size_t lb = (size_t)n * ne * 4, kb = (size_t)n * k * 4;
+    float *lg = malloc(lb);
+    tv_buf L[2], I[2], W[2];
+    for (int j = 0; j < 2; j++) {
+        tv_rand(&r, lg, (size_t)n * ne, 3.0f);
+        L[j] = tv_new(&e, lg, lb, 0), I[j] = tv_new(&e, NULL, kb, 0), W[j] = tv_new(&e, NULL, kb, 0);
+    }
+    for (int j = 0; j < 2; j++) {
+        e.vk->ops->moe_route(e.vk, tv_pv(L[j], 0), n, ne, k, 1, tv_pv(I[j], 0), tv_pv(W[j], 0));
+        e.cpu->ops->moe_route(e.cpu, tv_pc(L[j], 0), n, ne, k, 1, tv_pc(I[j], 0), tv_pc(W[j], 0));
+    }
+    for (int j = 0; j < 2; j++) {
+        int32_t *iv = malloc(kb), *ic = malloc(kb);
+        double ew = tv_rel_err(&e, W[j], 0, (size_t)n * k);
+        CHECK_EQ_INT(e.vk->ops->download(e.vk, I[j].v, 0, iv, kb) | e.cpu->ops->download(e.cpu, I[j].c, 0, ic, kb), 0);
+        if (memcmp(iv, ic, kb) || !(ew >= 0 && ew <= 1e-6))
+            th_fail(__FILE__, __LINE__, "routing %d of two owed in a row: ids %s, weights rel err %g", j,
+                    memcmp(iv, ic, kb) ? "differ" : "equal", ew);
+        free(iv), free(ic);
+        tv_free(&e, &L[j]), tv_free(&e, &I[j]), tv_free(&e, &W[j]);
+    }
+    free(lg);
     unsetenv("OMNI_VK_ROUTE_PLAN");
     tv_close(&e);
 }

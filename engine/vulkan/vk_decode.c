@@ -220,6 +220,7 @@ static int route_setup(vk_ctx *c, ob_ptr x, const ob_mat *norm, float eps, const
  * moe_route (vk_owed_settle in the hazard tracker, vk_route_record), so every op still sees exactly what norm_route promised. */
 static void route_defer(vk_ctx *c, ob_ptr logits, int ne, int k, int norm_topk, ob_ptr ids, ob_ptr weights) {
     if (c->base.failed) return;
+    vk_owed_flush(c, VK_OWE_ROUTE); /* a routing still owed is recorded before its state is replaced */
     c->route_pend.n = 1;
     c->route_pend.fold = 0;
     c->route_pend.pre = 0;
@@ -432,6 +433,7 @@ static void fold_route(vk_ctx *c, const ob_mat *wo, ob_ptr a, ob_ptr x, const ob
     int pre = fold_rows(c, fa + E * H * 4, f->buf, E * H * 4, (uint32_t)E, (uint32_t)wo->cols, a, ob_at(raw, E * 4),
                         pre_on ? vk_addr(raw) : 0, ids, k);
     if (c->base.failed) return;
+    vk_owed_flush(c, VK_OWE_ROUTE); /* a routing still owed is recorded before its state is replaced */
     c->route_pend.pre = pre;
     c->route_pend.n = 1;
     c->route_pend.fold = 1;
