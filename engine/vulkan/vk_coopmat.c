@@ -188,8 +188,8 @@ void vk_ksum_record(vk_ctx *c) {
 VkDeviceAddress vk_ksum_take(vk_ctx *c, VkDeviceAddress y, uint32_t n, uint32_t rows, int accumulate,
                              uint32_t *split, vk_range *r_part) {
     const ob_pc_matmul *pc = &c->ksum_pend.pc;
-    if (!c->owe[VK_OWE_KSUM].on || c->base.failed || pc->y != y || pc->n != n || pc->rows != rows || pc->y_stride != rows ||
-        (pc->accumulate != 0) != (accumulate != 0))
+    if (!c->owe[VK_OWE_KSUM].on || c->base.failed || pc->y != y || pc->n != n || pc->rows != rows ||
+        pc->y_stride != rows || (pc->accumulate != 0) != (accumulate != 0))
         return 0;
     vk_owed_take(c, VK_OWE_KSUM);
     *split = c->ksum_pend.split;

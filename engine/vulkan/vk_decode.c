@@ -217,7 +217,8 @@ static int route_setup(vk_ctx *c, ob_ptr x, const ob_mat *norm, float eps, const
  * router's last-workgroup tail (fence, counter atomic, a second round of loads, the ranking: ~8 µs of the router's
  * ~16 per layer on the H100) off the layer's critical path, for ~1 µs more per gate+up workgroup. The ids and
  * weights are owed until then: any other access to them, or a write to the logits, first records the selection as
- * moe_route (vk_owed_settle in the hazard tracker, vk_route_record), so every op still sees exactly what norm_route promised. */
+ * moe_route (vk_owed_settle in the hazard tracker, vk_route_record), so every op still sees exactly what norm_route
+ * promised. */
 static void route_defer(vk_ctx *c, ob_ptr logits, int ne, int k, int norm_topk, ob_ptr ids, ob_ptr weights) {
     if (c->base.failed) return;
     vk_owed_flush(c, VK_OWE_ROUTE); /* a routing still owed is recorded before its state is replaced */
@@ -240,8 +241,8 @@ void vk_route_record(vk_ctx *c) {
         vk_op_norm_route(&c->base, c->route_pend.x, &nm, c->route_pend.eps, &wm, c->route_pend.lg, c->route_pend.xn,
                          c->route_pend.k, c->route_pend.renorm, c->route_pend.ids, c->route_pend.wts);
     } else {
-        vk_op_moe_route(&c->base, c->route_pend.lg, c->route_pend.n, c->route_pend.ne, c->route_pend.k, c->route_pend.renorm,
-                        c->route_pend.ids, c->route_pend.wts);
+        vk_op_moe_route(&c->base, c->route_pend.lg, c->route_pend.n, c->route_pend.ne, c->route_pend.k,
+                        c->route_pend.renorm, c->route_pend.ids, c->route_pend.wts);
     }
 }
 

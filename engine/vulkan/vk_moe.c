@@ -269,7 +269,8 @@ void vk_op_moe_experts(ob_backend *b, ob_ptr x, int n, int k, ob_ptr ids, ob_ptr
         uint32_t sel = 0, norm = 0;
         vk_range wr1[5] = { r_h, r_ids, r_w };
         int n_wr1 = 1;
-        if (c->owe[VK_OWE_ROUTE].on && n == 1 && c->route_pend.n == 1 && c->route_pend.k == k && c->route_pend.ne == n_exp &&
+        if (c->owe[VK_OWE_ROUTE].on && n == 1 && c->route_pend.n == 1 && c->route_pend.k == k &&
+            c->route_pend.ne == n_exp &&
             c->route_pend.r_ids.lo == ia && c->route_pend.r_wts.lo == wa &&
             (!c->route_pend.fold || fold_consumable(c, x, dim, vec))) {
             sel = (uint32_t)n_exp | (c->route_pend.renorm ? 0x10000u : 0u);
