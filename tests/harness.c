@@ -47,6 +47,16 @@ void th_skip(const char *reason) {
     }
 }
 
+double th_rel_err(const float *a, const float *b, size_t n) {
+    double md = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        md = d > md || d != d ? d : md;
+        mx = fmax(mx, fabs((double)b[i]));
+    }
+    return mx > 0 ? md / mx : md;
+}
+
 static int cmp_test(const void *a, const void *b) {
     const th_test *x = a, *y = b;
     int c = strcmp(x->file, y->file);

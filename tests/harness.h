@@ -13,6 +13,8 @@ typedef void (*th_fn)(void);
 void th_register(const char *name, const char *file, th_fn fn);
 void th_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void th_skip(const char *reason);
+/* max |a[i] − b[i]| / max |b[i]| over n values (the absolute difference where b is all zero; NaN propagates) */
+double th_rel_err(const float *a, const float *b, size_t n);
 extern int th_failures;
 
 #define TEST(name)                                                                                              \

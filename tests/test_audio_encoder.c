@@ -79,16 +79,6 @@ static float *reference(int frames, int64_t *rows) {
     return tensor_f32(g_ref, name, NULL, rows);
 }
 
-/* max |a − b| / max |b| over n values */
-static double rel_err(const float *a, const float *b, size_t n) {
-    double md = 0, mx = 0;
-    for (size_t i = 0; i < n; i++) {
-        md = fmax(md, fabs((double)a[i] - b[i]));
-        mx = fmax(mx, fabs((double)b[i]));
-    }
-    return mx > 0 ? md / mx : md;
-}
-
 TEST(audio_encoder_token_counts) {
     /* _get_feat_extract_output_lengths (Python floor division) evaluated in Python for these inputs */
     const int in[] = { 0, 1, 2, 3, 5, 9, 70, 99, 100, 101, 200, 250, 560, 800, 1000, 3000, 60000 };
@@ -113,7 +103,7 @@ TEST(audio_encoder_matches_reference) {
         CHECK_EQ_INT(nt[0], rows);
         CHECK_EQ_INT(nt[0], omni_audio_n_tokens(sizes[i]));
         if (!rc && nt[0] == rows) {
-            double r = rel_err(out, ref, (size_t)rows * 32);
+            double r = th_rel_err(out, ref, (size_t)rows * 32);
             printf("  audio %d frames: %d tokens, max|diff|/max|ref| = %.3g (tol %g)\n", sizes[i], nt[0], r,
                    AENC_REL_TOL);
             CHECK(r <= AENC_REL_TOL);
@@ -143,19 +133,19 @@ TEST(audio_encoder_batch_of_three) {
     int rc = omni_encode_audio(g_m, fp, fr, 3, &out, nt);
     REQUIRE(rc == 0);
     for (int i = 0; i < 3; i++) CHECK_EQ_INT(nt[i], rows[i]);
-    double r200 = rel_err(out + 9 * 32, ref[1], 26 * 32), r560 = rel_err(out + 35 * 32, ref[2], 73 * 32);
+    double r200 = th_rel_err(out + 9 * 32, ref[1], 26 * 32), r560 = th_rel_err(out + 35 * 32, ref[2], 73 * 32);
     printf("  batch: 200 -> %.3g, 560 -> %.3g of max|ref|; 70 vs solo reference %.3g (padding changes it)\n", r200,
-           r560, rel_err(out, ref[0], 9 * 32));
+           r560, th_rel_err(out, ref[0], 9 * 32));
     CHECK(r200 <= AENC_REL_TOL);
     CHECK(r560 <= AENC_REL_TOL);
-    CHECK(rel_err(out, ref[0], 9 * 32) > 1e-3); /* padding reached the 70-frame audio */
+    CHECK(th_rel_err(out, ref[0], 9 * 32) > 1e-3); /* padding reached the 70-frame audio */
     /* [70, 200] pads to 100 as well: the 70-frame audio's tokens must equal those of the three-audio call */
     float *out2 = NULL;
     int32_t nt2[2];
     REQUIRE(omni_encode_audio(g_m, fp, fr, 2, &out2, nt2) == 0);
     CHECK_EQ_INT(nt2[0], 9);
     CHECK_EQ_INT(nt2[1], 26);
-    CHECK(rel_err(out2, out, 9 * 32) <= AENC_SELF_TOL);
+    CHECK(th_rel_err(out2, out, 9 * 32) <= AENC_SELF_TOL);
     free(out2);
     free(out);
     for (int i = 0; i < 3; i++) free(f[i]), free(ref[i]);
@@ -184,7 +174,7 @@ TEST(audio_encoder_long_audio_is_windowed) {
         float *so = NULL;
         REQUIRE(omni_encode_audio(g_m, sp, sf, 1, &so, sn) == 0);
         CHECK_EQ_INT(sn[0], 26);
-        double r = rel_err(out + (size_t)w * 26 * 32, so, 26 * 32);
+        double r = th_rel_err(out + (size_t)w * 26 * 32, so, 26 * 32);
         if (r > AENC_SELF_TOL) printf("  window %d differs: %.3g\n", w, r);
         CHECK(r <= AENC_SELF_TOL);
         free(so);
@@ -198,7 +188,7 @@ TEST(audio_encoder_long_audio_is_windowed) {
     float *to = NULL;
     REQUIRE(omni_encode_audio(g_m, tp, tf, 1, &to, tn) == 0);
     CHECK_EQ_INT(tn[0], nt[0] - 34 * 26);
-    CHECK(rel_err(out + (size_t)34 * 26 * 32, to, (size_t)tn[0] * 32) <= AENC_SELF_TOL);
+    CHECK(th_rel_err(out + (size_t)34 * 26 * 32, to, (size_t)tn[0] * 32) <= AENC_SELF_TOL);
     free(to);
     free(t2);
     free(slice);
@@ -331,7 +321,7 @@ TEST(audio_encoder_small_conv_batches) {
         int32_t fr[1] = { 560 }, nt[1];
         CHECK_EQ_INT(omni_encode_audio(m, fp, fr, 1, &out, nt), 0);
         CHECK_EQ_INT(nt[0], rows);
-        if (out) CHECK(rel_err(out, ref, (size_t)rows * 32) <= AENC_REL_TOL);
+        if (out) CHECK(th_rel_err(out, ref, (size_t)rows * 32) <= AENC_REL_TOL);
         free(out);
         free(f);
         free(ref);
@@ -404,7 +394,7 @@ TEST(audio_encoder_vulkan_matches_reference) {
         if (rc) fprintf(stderr, "  %s\n", omni_model_error(m));
         CHECK_EQ_INT(nt[0], rows);
         if (!rc && nt[0] == rows) {
-            double r = rel_err(out, ref, (size_t)rows * 32);
+            double r = th_rel_err(out, ref, (size_t)rows * 32);
             printf("  vulkan, audio %d frames: max|diff|/max|ref| = %.3g (tol %g)\n", sizes[i], r, AENC_VK_REL_TOL);
             CHECK(r <= AENC_VK_REL_TOL);
         }

@@ -192,15 +192,6 @@ static float *q8_run(omni_model *m, const int32_t *ids, int T, int V, int n, int
     return lg;
 }
 
-static double max_rel(const float *a, const float *b, size_t n) {
-    double md = 0, mx = 0;
-    for (size_t i = 0; i < n; i++) {
-        md = fmax(md, fabs((double)a[i] - b[i]));
-        mx = fmax(mx, fabs((double)b[i]));
-    }
-    return mx > 0 ? md / mx : md;
-}
-
 static void golden_q8(const char *name) {
     char dir[512], p1[600];
     snprintf(dir, sizeof dir, "%s/%s", FIXTURES, name);
@@ -231,7 +222,7 @@ static void golden_q8(const char *name) {
         float *lc = q8_run(mc, ids, T, V, N, gc, dc), *lv = q8_run(mv, ids, T, V, N, gv, dv);
         if (!lc || !lv) th_fail(__FILE__, __LINE__, "%s: q8_0 run failed", name);
         else {
-            double ep = max_rel(lv, lc, (size_t)T * V), ed = max_rel(dv, dc, (size_t)N * V);
+            double ep = th_rel_err(lv, lc, (size_t)T * V), ed = th_rel_err(dv, dc, (size_t)N * V);
             printf("    %s q8_0, %s activations: prompt logits rel %.3g, decoded logits rel %.3g\n", name,
                    int8 ? "int8" : "fp32", ep, ed);
             if (ep > GOLDEN_VK_REL_TOL) th_fail(__FILE__, __LINE__, "%s q8_0: prompt logits rel %g", name, ep);

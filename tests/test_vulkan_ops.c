@@ -1075,17 +1075,12 @@ static void fold_case(tv_env *e, omni_rng *r, ob_dtype t, ob_dtype ot, ob_dtype 
                     memcmp(iv, ic, (size_t)k * 4) ? "differ" : "equal", ex, el, en, ew);
         if (lg) { /* what that early read saw must be the logits themselves, not what the buffer held before */
             float *lc = malloc((size_t)n_exp * 4);
-            double md = 0, mr = 0;
             if (!lc || e->cpu->ops->download(e->cpu, L.c, 0, lc, (size_t)n_exp * 4))
                 th_fail(__FILE__, __LINE__, "%s: logits download", what);
-            for (int i = 0; lc && i < n_exp; i++) {
-                double d = fabs((double)lg[i] - lc[i]);
-                md = d > md || d != d ? d : md;
-                mr = fabs((double)lc[i]) > mr ? fabs((double)lc[i]) : mr;
-            }
-            if (!(md <= tol * (mr > 0 ? mr : 1)))
-                th_fail(__FILE__, __LINE__, "%s %s round 1: logits read early differ by %g (max |ref| %g)", what,
-                        ob_dtype_name(t), md, mr);
+            double el1 = lc ? th_rel_err(lg, lc, (size_t)n_exp) : -1;
+            if (!(el1 >= 0 && el1 <= tol))
+                th_fail(__FILE__, __LINE__, "%s %s round 1: logits read early: rel err %g", what, ob_dtype_name(t),
+                        el1);
             free(lc), free(lg);
         }
         tv_buf bufs[] = { X, Av, L, XN, I, Wt };
