@@ -1198,9 +1198,14 @@ TEST(vk_moe_route_plan) {
     setenv("OMNI_VK_NO_COOPMAT", "1", 1);
     setenv("OMNI_VK_MOE", "grouped", 1);
     TV_OPEN(e);
-    const int cases[][3] = { { 300, 8, 64 }, { 300, 8, 64 }, { 40, 3, 12 }, { 11, 4, 5 } }; /* n, k, experts */
+    /* n, k, experts, threads per workgroup (32: more experts than threads, so the last workgroup scans several per
+     * thread; 0: the default) */
+    const int cases[][4] = { { 300, 8, 64, 0 }, { 300, 8, 64, 0 }, { 40, 3, 12, 0 }, { 11, 4, 5, 0 }, { 90, 6, 64, 32 } };
     for (unsigned ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         int n = cases[ci][0], k = cases[ci][1], ne = cases[ci][2];
+        char wg[16];
+        snprintf(wg, sizeof wg, "%d", cases[ci][3]);
+        setenv("OMNI_VK_ROUTE_WG", wg, 1);
         size_t yb = (size_t)n * 64 * 4, kb = (size_t)n * k * 4;
         float *y[3] = { malloc(yb), malloc(yb), malloc(yb) }, *w[3] = { malloc(kb), malloc(kb), malloc(kb) };
         int32_t *id[3] = { malloc(kb), malloc(kb), malloc(kb) };
@@ -1213,6 +1218,7 @@ TEST(vk_moe_route_plan) {
                         ne, memcmp(id[0], id[v], kb) ? "ids" : memcmp(w[0], w[v], kb) ? "weights" : "output", v);
         for (int v = 0; v < 3; v++) free(y[v]), free(w[v]), free(id[v]);
     }
+    unsetenv("OMNI_VK_ROUTE_WG");
     /* two routings owed one after the other (no experts between): the first is recorded before the second
      * replaces it, so both sets of ids and weights equal the CPU's */
     setenv("OMNI_VK_ROUTE_PLAN", "1", 1);

@@ -48,8 +48,12 @@ static void route_sg(vk_ctx *c, ob_pc_route *pc, VkDeviceAddress plan, size_t pl
         wr[n_wr++] = vk_rng(plan, plan_b);
         wr[n_wr++] = vk_rng(pc->cnt, (1 + (size_t)pc->n_exp) * 4); /* the next user waits for the reset */
     }
-    uint32_t spec[3] = { 256, 1, plan != 0 }, gx, gy;
-    vk_grid(c, (uint64_t)pc->n, 256 / c->caps.subgroup_size, &gx, &gy);
+    /* 256 threads; OMNI_VK_ROUTE_WG=N (whole subgroups, at most 64 of them) lets the tests give PLAN's last
+     * workgroup several experts per thread on any device */
+    uint32_t sgs = c->caps.subgroup_size, wg = (uint32_t)vk_env_now("OMNI_VK_ROUTE_WG", 256);
+    if (wg < sgs || wg > 256 || wg % sgs || wg / sgs > 64) wg = 256;
+    uint32_t spec[3] = { wg, 1, plan != 0 }, gx, gy;
+    vk_grid(c, (uint64_t)pc->n, wg / sgs, &gx, &gy);
     vk_dispatch(c, vk_pipeline(c, SH_MOE_ROUTE, spec, 3), pc, sizeof *pc, gx, gy, 1, pc->part ? &r_part : &rd, 1, wr,
                 n_wr);
 }
