@@ -219,17 +219,17 @@ static int route_setup(vk_ctx *c, ob_ptr x, const ob_mat *norm, float eps, const
  * weights are owed until then: any other access to them, or a write to the logits, first records the selection as
  * moe_route (vk_owed_settle in the hazard tracker, vk_route_record), so every op still sees exactly what norm_route
  * promised. */
-static void route_defer(vk_ctx *c, ob_ptr logits, int ne, int k, int norm_topk, ob_ptr ids, ob_ptr weights) {
+void vk_route_owe(vk_ctx *c, ob_ptr logits, int n, int ne, int k, int norm_topk, ob_ptr ids, ob_ptr weights) {
     if (c->base.failed) return;
     vk_owed_flush(c, VK_OWE_ROUTE); /* a routing still owed is recorded before its state is replaced */
-    c->route_pend.n = 1;
+    c->route_pend.n = n;
     c->route_pend.fold = 0;
     c->route_pend.pre = 0;
     c->route_pend.ne = ne, c->route_pend.k = k, c->route_pend.renorm = norm_topk != 0;
     c->route_pend.lg = logits, c->route_pend.ids = ids, c->route_pend.wts = weights;
-    c->route_pend.r_lg = vk_rng(vk_addr(logits), (size_t)ne * 4);
-    c->route_pend.r_ids = vk_rng(vk_addr(ids), (size_t)k * 4);
-    c->route_pend.r_wts = vk_rng(vk_addr(weights), (size_t)k * 4);
+    c->route_pend.r_lg = vk_rng(vk_addr(logits), (size_t)n * (size_t)ne * 4);
+    c->route_pend.r_ids = vk_rng(vk_addr(ids), (size_t)n * (size_t)k * 4);
+    c->route_pend.r_wts = vk_rng(vk_addr(weights), (size_t)n * (size_t)k * 4);
     /* owed: ids and weights; still read: the logits */
     vk_range owed[2] = { c->route_pend.r_ids, c->route_pend.r_wts };
     vk_owe(c, VK_OWE_ROUTE, owed, 2, &c->route_pend.r_lg, 1);
@@ -270,7 +270,7 @@ void vk_op_norm_route(ob_backend *b, ob_ptr x, const ob_mat *norm, float eps, co
     uint32_t spec[9] = { rpw * sgs, (uint32_t)w->dtype, (uint32_t)norm->dtype, npl, sgs, pc.rows, 2, 16, !defer };
     vk_dispatch(c, vk_pipeline(c, SH_ROUTER, spec, 9), &pc, sizeof pc, (pc.rows + rpw - 1) / rpw, 1, 1, rd, 3, wr,
                 5);
-    if (defer) route_defer(c, logits, (int)w->rows, k, norm_topk, ids, weights);
+    if (defer) vk_route_owe(c, logits, 1, (int)w->rows, k, norm_topk, ids, weights);
 }
 
 /* ---- the folded router -----------------------------------------------------------------------------------------
@@ -504,7 +504,7 @@ void vk_op_matmul_norm_route(ob_backend *b, const ob_mat *wo, ob_ptr a, ob_ptr x
     uint32_t spec[9] = { rpw * sgs, (uint32_t)w->dtype, (uint32_t)norm->dtype, npl, sgs, r.rows, (uint32_t)wo->dtype,
                          npl_o, !defer };
     vk_dispatch(c, vk_pipeline(c, SH_ROUTER_CHAIN, spec, 9), &pc, sizeof pc, n_o + n_r, 1, 1, rd, 5, wr, 7);
-    if (defer) route_defer(c, logits, (int)w->rows, k, norm_topk, ids, weights);
+    if (defer) vk_route_owe(c, logits, 1, (int)w->rows, k, norm_topk, ids, weights);
 }
 
 /* ---- qk_norm_rope_kv_attention ----------------------------------------------------------------------------------- */

@@ -118,7 +118,7 @@ typedef struct {
  *                          16 or 32), groups of rows per subgroup one after another (dense and gate+up, down)
  *                          (0 = defaults, see vk_ops.c)
  *   OMNI_VK_ROUTE_DEFER=0  the decode router (router.comp) selects the experts itself instead of leaving the top-k to
- *                          the MoE gate+up workgroups (route_rank.glsl; see vk_route_defer in vk_decode.c)
+ *                          the MoE gate+up workgroups (route_rank.glsl; see vk_route_owe in vk_decode.c)
  *   OMNI_VK_TRACE=1        while profiling (omni bench --profile), also time every dispatch on its own: per kernel and
  *                          grid, the time from the previous dispatch's end to its end (launch and barrier included)
  *   OMNI_VK_ROUTE_FOLD=0   the decode router after o_proj (router_chain) instead of folded beside it (vk_decode.c,
@@ -386,7 +386,7 @@ typedef struct vk_ctx {
      * a sync, or freeing a buffer it touches. One entry per kind; a kind's own state is in its struct below. */
     vk_owed owe[VK_OWE_N];
     uint64_t owe_seq, owe_limit; /* the last seq handed out; while recording owed work, that work's seq (else max) */
-    /* VK_OWE_ROUTE: a decode routing whose top-k is left to the next MoE gate+up (vk_decode.c route_defer): the
+    /* VK_OWE_ROUTE: a decode routing whose top-k is left to the next MoE gate+up (vk_decode.c vk_route_owe): the
      * logits are in lg, the ids and weights not written yet; recorded the direct way by vk_route_record */
     /* fold: the folded router (vk_decode.c): the logits are not written either, only the router's raw halves (raw:
      * Rw·x then M·a, 2·ne floats); xn is owed too, and the gate+up normalises the residual x itself */
@@ -508,7 +508,9 @@ void vk_op_kv_store(ob_backend *b, ob_ptr kcache, ob_ptr vcache, int n_ctx, ob_p
                     const ob_attn *a);
 void vk_op_attention(ob_backend *b, ob_ptr q, ob_ptr kcache, ob_ptr vcache, int n_ctx, ob_ptr out, int pos0, int n,
                      const ob_attn *a);
-/* vk_decode.c: the owed top-k of a decode routing (route_pend) recorded the direct way (vk_owed_flush calls it) */
+/* vk_decode.c: the top-k of n tokens' logits left owed (VK_OWE_ROUTE, route_pend: ids and weights owed, the logits
+ * still read), and recorded the direct way (vk_owed_flush calls vk_route_record) */
+void vk_route_owe(vk_ctx *c, ob_ptr logits, int n, int ne, int k, int norm_topk, ob_ptr ids, ob_ptr weights);
 void vk_route_record(vk_ctx *c);
 /* vk_coopmat.c: a GEMM (pipeline p, push constants px as the kernel takes them, pc as the caller gave them) over a gx x
  * gy grid, in one pass or split over K in `split` parts whose sum is recorded (mm_ksum.comp) or left owed */

@@ -81,12 +81,7 @@ void vk_op_moe_route(ob_backend *b, ob_ptr logits, int n, int n_exp, int k, int 
          * a write to the logits, records it here first (vk_route_record). */
         if ((size_t)n * (size_t)k > DECODE_MAX_ENTRIES && !c->owe[VK_OWE_ROUTE].flushing &&
             vk_env_now("OMNI_VK_ROUTE_PLAN", 1) > 0) {
-            vk_owed_flush(c, VK_OWE_ROUTE); /* a routing still owed is recorded before its state is replaced */
-            c->route_pend.n = n, c->route_pend.ne = n_exp, c->route_pend.k = k, c->route_pend.renorm = norm_topk != 0;
-            c->route_pend.fold = 0, c->route_pend.pre = 0;
-            c->route_pend.lg = logits, c->route_pend.ids = ids, c->route_pend.wts = weights;
-            c->route_pend.r_lg = rd, c->route_pend.r_ids = wr[0], c->route_pend.r_wts = wr[1];
-            vk_owe(c, VK_OWE_ROUTE, wr, 2, &rd, 1);
+            vk_route_owe(c, logits, n, n_exp, k, norm_topk, ids, weights);
             return;
         }
         route_sg(c, &pc, 0, 0);
